@@ -1,0 +1,70 @@
+"""cffi builder (API mode) for aioflow's C engine.
+
+The cdef is aioflow's own small API (``_csrc/api.h``), never libpcap's headers: libpcap stays an
+implementation detail of the C files. libpcap is found with pkg-config, then pcap-config, then a
+plain ``-lpcap``.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from cffi import FFI
+
+HERE = Path(__file__).resolve().parent
+CSRC = HERE / "_csrc"
+SOURCES = ["decode.c", "flowtable.c", "engine.c"]
+
+
+def _pcap_flags() -> tuple[list[str], list[str]]:
+    """Compiler and linker flags for the system libpcap."""
+    for cmd in (["pkg-config", "--cflags", "--libs", "libpcap"], ["pcap-config", "--cflags", "--libs"]):
+        if shutil.which(cmd[0]) is None:
+            continue
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode == 0:
+            flags = shlex.split(proc.stdout)
+            return [f for f in flags if not f.startswith("-l") and not f.startswith("-L")], [
+                f for f in flags if f.startswith("-l") or f.startswith("-L")
+            ]
+    return [], ["-lpcap"]
+
+
+def _check_pcap_headers(cflags: list[str]) -> None:
+    include_dirs = ["/usr/include", "/usr/local/include"] + [f[2:] for f in cflags if f.startswith("-I")]
+    if not any((Path(d) / "pcap" / "pcap.h").exists() or (Path(d) / "pcap.h").exists() for d in include_dirs):
+        sys.exit(
+            "aioflow: libpcap's headers (pcap/pcap.h) were not found. Install them first: "
+            "'apt-get install libpcap-dev' (Debian/Ubuntu), 'dnf install libpcap-devel' (Fedora), "
+            "'brew install libpcap' (macOS)."
+        )
+
+
+def _extra_compile_args() -> list[str]:
+    args = ["-std=c11", "-Wall", "-Wextra", "-O2"]
+    # `make sanitize` builds with ASan+UBSan through this variable.
+    args += shlex.split(os.environ.get("AIOFLOW_CFLAGS", ""))
+    return args
+
+
+cflags, libs = _pcap_flags()
+_check_pcap_headers(cflags)
+
+ffibuilder = FFI()
+ffibuilder.cdef((CSRC / "api.h").read_text())
+ffibuilder.set_source(
+    "aioflow._native",
+    (HERE / "_native.c").read_text(),
+    sources=[str((CSRC / s).relative_to(HERE.parent)) for s in SOURCES],
+    include_dirs=[str(CSRC.relative_to(HERE.parent))],
+    extra_compile_args=_extra_compile_args() + cflags,
+    extra_link_args=libs + shlex.split(os.environ.get("AIOFLOW_LDFLAGS", "")),
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

@@ -1,0 +1,137 @@
+/* aioflow's C API as the Python side sees it.
+ *
+ * This file is read twice: by the C compiler (through aioflow.h, which adds include guards and
+ * <stdint.h>) and verbatim by cffi's cdef in _build_pcap.py. So it must stay plain declarations:
+ * no preprocessor lines, no libpcap types, only fixed-width integers. */
+
+/* Why a flow record was emitted. */
+enum af_end_reason {
+    AF_END_NONE = 0,      /* still active (snapshot / lookup) */
+    AF_END_IDLE = 1,      /* no packet for idle_timeout */
+    AF_END_ACTIVE = 2,    /* older than active_timeout: emitted, counting goes on in a new record */
+    AF_END_FIN = 3,       /* fin_timeout after FINs from both sides */
+    AF_END_RST = 4,       /* fin_timeout after a RST */
+    AF_END_EOF = 5,       /* the source ended */
+    AF_END_EVICTED = 6,   /* table full (max_flows): least recently seen flow made room */
+    AF_END_STOP = 7       /* the parser was stopped */
+};
+
+/* Status codes of af_* calls. Errors are negative; af_error_message() has the details. */
+enum af_status {
+    AF_OK = 0,
+    AF_MORE = 1,          /* af_pump: stopped at max_packets or a full batch; call again */
+    AF_DONE = 2,          /* af_pump: source finished and every flow flushed */
+    AF_ERR_NOT_FOUND = -1,
+    AF_ERR_PERMISSION = -2,
+    AF_ERR_FORMAT = -3,   /* not a capture file, or a damaged header */
+    AF_ERR_FILTER = -4,   /* BPF did not compile */
+    AF_ERR_CONFIG = -5,   /* a parameter out of range */
+    AF_ERR_NOMEM = -6,
+    AF_ERR_SOURCE = -7    /* any other libpcap failure opening the source */
+};
+
+/* Packets not counted in any flow, by reason (indexes of af_stats.aside). */
+enum af_aside_reason {
+    AF_ASIDE_NON_IP = 0,          /* ARP, STP, LLDP, ... */
+    AF_ASIDE_TRUNCATED = 1,       /* captured too short for the headers it announces */
+    AF_ASIDE_BAD_HEADER = 2,      /* impossible version / header length / total length */
+    AF_ASIDE_UNSUPPORTED_LINK = 3,/* link type aioflow does not decode */
+    AF_ASIDE_FRAGMENT_ORPHAN = 4, /* non-first IP fragment whose first fragment was not seen */
+    AF_ASIDE_FLOW_TABLE_FULL = 5, /* never happens while eviction can make room; kept for bounds */
+    AF_ASIDE_COUNT = 6
+};
+
+/* TCP flag bit order of the per-flag counters: FIN SYN RST PSH ACK URG ECE CWR (as in the header). */
+
+typedef struct {
+    uint64_t id;                  /* unique per record, in order of flow creation */
+    uint64_t first_ns, last_ns;   /* epoch nanoseconds */
+    uint64_t src2dst_first_ns, src2dst_last_ns;   /* 0 when the direction saw no packet */
+    uint64_t dst2src_first_ns, dst2src_last_ns;
+    uint64_t src2dst_packets, src2dst_bytes, src2dst_captured_bytes;
+    uint64_t dst2src_packets, dst2src_bytes, dst2src_captured_bytes;
+    uint32_t src2dst_flag_counts[8];
+    uint32_t dst2src_flag_counts[8];
+    uint32_t header_offset;       /* first of this flow's headers in the batch's header array */
+    uint32_t header_count;
+    uint32_t headers_dropped;     /* packets past the headers=N bound */
+    uint8_t src_ip[16];           /* IPv4 in the first 4 bytes, network order */
+    uint8_t dst_ip[16];
+    uint16_t src_port, dst_port;  /* ICMP: see README (type/code or echo identifier) */
+    uint16_t vlan_id;             /* innermost 802.1Q id, 0 when untagged */
+    uint8_t ip_version, protocol;
+    uint8_t src2dst_tcp_flags, dst2src_tcp_flags;  /* OR of flags seen */
+    uint8_t src2dst_min_ttl, src2dst_max_ttl, dst2src_min_ttl, dst2src_max_ttl;
+    uint8_t end_reason;
+    uint8_t _pad[3];
+} af_record;
+
+/* One kept packet header (headers=N). */
+typedef struct {
+    uint64_t ts_ns;
+    uint32_t ip_length;           /* IP total length (v6: payload length + 40) */
+    uint32_t captured_length;     /* bytes captured of the whole frame */
+    uint32_t tcp_seq, tcp_ack;
+    uint16_t ip_id;               /* IPv4 id; IPv6: low 16 bits of the flow label */
+    uint16_t ip_frag;             /* IPv4 flags+fragment offset field */
+    uint16_t tcp_window;
+    uint8_t direction;            /* 0 src->dst, 1 dst->src */
+    uint8_t ttl;
+    uint8_t tcp_flags;
+    uint8_t raw_length;           /* bytes used in raw */
+    uint8_t _pad[2];
+    uint8_t raw[120];             /* network + transport headers as captured */
+} af_header;
+
+typedef struct {
+    af_record *records;
+    uint32_t capacity;            /* room in records */
+    uint32_t count;               /* filled by the engine */
+    af_header *headers;
+    uint32_t header_capacity;     /* must be >= capacity * headers_per_flow */
+    uint32_t header_count;
+} af_batch;
+
+typedef struct {
+    uint32_t max_flows;           /* table bound; least recently seen flow evicted past it */
+    uint32_t headers_per_flow;    /* 0: keep no headers */
+    uint64_t idle_timeout_ns;
+    uint64_t active_timeout_ns;
+    uint64_t fin_timeout_ns;
+    uint64_t hash_seed;
+    int32_t snaplen;
+} af_config;
+
+typedef struct {
+    uint64_t packets_read;        /* every packet libpcap handed over (after BPF) */
+    uint64_t packets_in_flows;
+    uint64_t aside[6];            /* by enum af_aside_reason */
+    uint64_t bytes_read;          /* captured bytes */
+    uint64_t flows_created;
+    uint64_t flows_ended;         /* records emitted, active-timeout splits included */
+    uint64_t ended_by[8];         /* by enum af_end_reason */
+    uint64_t active_flows;
+    uint64_t active_tcp, active_udp, active_other;
+    uint64_t fragments_tracked;   /* first fragments remembered for later ones */
+    uint64_t fragment_table_evictions;
+    uint64_t read_errors;         /* pcap read failures (damaged file): reading stopped there */
+    uint64_t first_ns, last_ns;   /* packet time span seen */
+    uint64_t reap_ns;             /* wall time spent expiring flows */
+    uint64_t headers_dropped;
+    int32_t link_type;            /* DLT of the source */
+    int32_t _pad;
+} af_stats;
+
+typedef struct af_engine af_engine;
+
+int af_open_offline(const char *path, const char *bpf, const af_config *config, af_engine **out);
+const char *af_open_error(void);     /* message of the last failed open on this thread */
+int af_pump(af_engine *engine, uint32_t max_packets, af_batch *out);
+int af_stop(af_engine *engine);      /* flows still active end as AF_END_STOP on next pumps */
+int af_lookup(af_engine *engine, int ip_version, const uint8_t *ip_a, uint16_t port_a,
+              const uint8_t *ip_b, uint16_t port_b, uint8_t protocol, uint16_t vlan_id,
+              af_record *out);       /* 1 found, 0 absent */
+uint32_t af_snapshot(af_engine *engine, uint32_t *cursor, af_record *out, uint32_t capacity);
+void af_get_stats(af_engine *engine, af_stats *out);
+const char *af_error_message(af_engine *engine);
+void af_close(af_engine *engine);
