@@ -118,6 +118,8 @@ typedef struct {
     uint64_t first_ns, last_ns;   /* packet time span seen */
     uint64_t reap_ns;             /* wall time spent expiring flows */
     uint64_t headers_dropped;
+    uint64_t file_offset;         /* bytes of the file consumed so far (files only; for progress) */
+    uint64_t file_size;           /* 0 for live sources */
     int32_t link_type;            /* DLT of the source */
     int32_t _pad;
 } af_stats;
