@@ -1,0 +1,133 @@
+# Developer entry points for aioflow. On a fresh Debian/Ubuntu machine:
+#   make demo   # system packages, .venv, editable install, a flow table of the bundled capture
+#   make test   # the same plus tshark/tcpdump, then ruff and pytest
+# Everything is idempotent: a second run skips what is already in place.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+CAPTURE := examples/data/ndpi_telegram_videocall.pcapng
+
+# python3-dev: Python.h for the cffi extension; libc6-dev: C headers when gcc came without them.
+DEMO_PKGS := libpcap-dev pkg-config gcc libc6-dev python3-dev python3-venv
+TEST_PKGS := $(DEMO_PKGS) tshark tcpdump
+
+# The compiled engine: rebuilt whenever one of these changes (pip alone does not notice header edits).
+NATIVE_DEPS := setup.py pyproject.toml aioflow/_build_pcap.py $(wildcard aioflow/_native.c) \
+	$(wildcard aioflow/_csrc/*.c) $(wildcard aioflow/_csrc/*.h)
+DEV_STAMP := $(VENV)/.aioflow-dev
+NATIVE_STAMP := $(VENV)/.aioflow-native
+
+SAN_CFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -g -O1
+SAN_LDFLAGS := -fsanitize=address,undefined
+SAN_LOG_DIR := build/sanitize
+
+# $(call ensure_pkgs,PACKAGES): install what is missing when root, else print the command and stop.
+# dpkg-query rather than `command -v`: libpcap-dev and python3-dev ship no command to look for.
+define ensure_pkgs
+if ! command -v dpkg-query >/dev/null 2>&1; then \
+	echo "make: not a Debian-like system; make sure these are installed: $(1)"; exit 0; \
+fi; \
+missing=""; \
+for p in $(1); do \
+	dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+done; \
+if [ -z "$$missing" ]; then exit 0; fi; \
+if [ "$$(id -u)" != 0 ]; then \
+	echo "make: missing system packages:$$missing"; \
+	echo "make: install them with:"; \
+	echo "  sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y$$missing"; \
+	exit 1; \
+fi; \
+echo "make: installing system packages:$$missing"; \
+case " $$missing " in *" tshark "*) \
+	echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections;; \
+esac; \
+apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing
+endef
+
+.PHONY: help demo test lint sanitize bench clean distclean sys-demo sys-test dev
+
+help:
+	@echo "make demo      set up (system packages, .venv) and print the flows of $(CAPTURE)"
+	@echo "make test      set up with tshark/tcpdump, then ruff check and pytest"
+	@echo "make lint      ruff check"
+	@echo "make sanitize  rebuild with ASan+UBSan, run the tests, rebuild normally"
+	@echo "make bench     run benchmarks/run.py"
+	@echo "make clean     remove build artefacts (make distclean also removes .venv)"
+
+sys-demo:
+	@$(call ensure_pkgs,$(DEMO_PKGS))
+
+sys-test:
+	@$(call ensure_pkgs,$(TEST_PKGS))
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Build requirements go into the venv too, so later rebuilds can skip pip's isolated build env
+# (faster, and offline).
+$(DEV_STAMP): $(PY) pyproject.toml
+	$(PIP) install -q --upgrade pip 'setuptools>=68' wheel 'cffi>=1.16'
+	$(PIP) install -q -e '.[dev]'
+	touch $(NATIVE_STAMP) $@
+
+# Removing the old module first makes setuptools recompile even when only a header changed.
+$(NATIVE_STAMP): $(NATIVE_DEPS) | $(DEV_STAMP)
+	rm -f aioflow/_native*.so
+	$(PIP) install -q --no-build-isolation --no-deps -e .
+	touch $@
+
+dev: $(DEV_STAMP) $(NATIVE_STAMP)
+
+demo: sys-demo
+	@$(MAKE) --no-print-directory dev
+	$(VENV)/bin/aioflow flows $(CAPTURE)
+
+test: sys-test
+	@$(MAKE) --no-print-directory dev
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q
+
+lint: sys-demo
+	@$(MAKE) --no-print-directory dev
+	$(VENV)/bin/ruff check .
+
+bench: sys-demo
+	@$(MAKE) --no-print-directory dev
+	$(PY) benchmarks/run.py
+
+# The interpreter is not instrumented, so libasan must be preloaded to come first. Reports also
+# go to log files: a report from a subprocess whose exit code a test ignores still fails the run.
+sanitize: sys-test
+	@$(MAKE) --no-print-directory dev
+	rm -rf $(SAN_LOG_DIR) && mkdir -p $(SAN_LOG_DIR)
+	rm -f aioflow/_native*.so $(NATIVE_STAMP)
+	AIOFLOW_CFLAGS="$(SAN_CFLAGS)" AIOFLOW_LDFLAGS="$(SAN_LDFLAGS)" \
+		$(PIP) install -q --no-build-isolation --no-deps -e .
+	status=0; \
+	libasan="$$(gcc -print-file-name=libasan.so)"; \
+	LD_PRELOAD="$$libasan" \
+	ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:log_path=$(CURDIR)/$(SAN_LOG_DIR)/asan" \
+	UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$(CURDIR)/$(SAN_LOG_DIR)/ubsan" \
+		$(PY) -m pytest -q -p no:cacheprovider || status=$$?; \
+	rm -f aioflow/_native*.so; \
+	$(PIP) install -q --no-build-isolation --no-deps -e . && touch $(NATIVE_STAMP); \
+	if compgen -G '$(SAN_LOG_DIR)/*' >/dev/null; then \
+		echo "make: sanitizer reports:"; cat $(SAN_LOG_DIR)/*; status=1; \
+	fi; \
+	if [ $$status != 0 ]; then echo "make sanitize: FAILED"; fi; \
+	exit $$status
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
+	rm -f aioflow/_native*.so aioflow/_native.c.* $(NATIVE_STAMP)
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)
