@@ -1,0 +1,131 @@
+"""The examples run as a newcomer would run them, and print what tshark sees in the same capture."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+CAPTURE = EXAMPLES / "data" / "ndpi_telegram_videocall.pcapng"
+
+pytestmark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
+
+Pair = tuple[str, frozenset[tuple[str, int]]]
+
+
+def _ip(text: str) -> str:
+    return str(ipaddress.ip_address(text))
+
+
+def tshark_fields(display_filter: str, *fields: str) -> list[list[str]]:
+    # occurrence=f: the outer header only, not the copy quoted inside an ICMP error.
+    cmd = ["tshark", "-n", "-r", str(CAPTURE), "-T", "fields", "-E", "occurrence=f"]
+    if display_filter:
+        cmd += ["-Y", display_filter]
+    for field in fields:
+        cmd += ["-e", field]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return [line.split("\t") for line in out.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def conversations() -> tuple[int, Counter[Pair]]:
+    """tshark's TCP/UDP conversations (stream indexes) and packets per (protocol, endpoint pair)."""
+    fields = ("ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "tcp.srcport", "tcp.dstport", "udp.srcport",
+              "udp.dstport", "tcp.stream", "udp.stream")
+    rows = tshark_fields("(tcp || udp) && !icmp && !icmpv6", *fields)
+    streams = set()
+    packets: Counter[Pair] = Counter()
+    for ip_src, ip_dst, ip6_src, ip6_dst, tsport, tdport, usport, udport, tstream, ustream in rows:
+        proto, sport, dport, stream = ("tcp", tsport, tdport, tstream) if tstream else (
+            "udp", usport, udport, ustream)
+        streams.add((proto, stream))
+        packets[(proto, frozenset({(_ip(ip_src or ip6_src), int(sport)),
+                                   (_ip(ip_dst or ip6_dst), int(dport))}))] += 1
+    return len(streams), packets
+
+
+def run_example(name: str, *args: str) -> str:
+    proc = subprocess.run([sys.executable, str(EXAMPLES / name), *args], capture_output=True, text=True,
+                          check=False, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    return proc.stdout
+
+
+def split_endpoint(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return _ip(host.strip("[]")), int(port)
+
+
+def test_async_consumer(conversations: tuple[int, Counter[Pair]]) -> None:
+    out = run_example("async_consumer.py").splitlines()
+    line = re.compile(r"(\S+)\s+(\S+) -> (\S+)  (\d+) packets  (\d+) bytes  ([\d.]+)s  (\w+)")
+    flows = [line.fullmatch(text) for text in out[:-1]]
+    assert all(flows), out
+    ours: Counter[Pair] = Counter()
+    count = 0
+    for m in flows:
+        assert m is not None
+        if m[1] in ("tcp", "udp"):
+            count += 1
+            ours[(m[1], frozenset({split_endpoint(m[2]), split_endpoint(m[3])}))] += int(m[4])
+    assert (count, ours) == conversations
+    frames = len(tshark_fields("", "frame.number"))
+    assert out[-1] == f"{len(flows)} flows from {frames} packets"
+
+
+def test_async_consumer_takes_a_path(tmp_path: Path) -> None:
+    copy = tmp_path / "copy.pcapng"
+    shutil.copyfile(CAPTURE, copy)
+    assert run_example("async_consumer.py", str(copy)) == run_example("async_consumer.py")
+
+
+def test_find_flow_during_read(conversations: tuple[int, Counter[Pair]]) -> None:
+    out = run_example("find_flow_during_read.py")
+    expected = conversations[1][("tcp", frozenset({("192.168.12.169", 37950), ("149.154.167.91", 443)}))]
+    assert expected > 0
+    assert f"total: {expected} packets in 1 record(s)" in out
+    found = re.search(r"found during the read .*: (\d+) packets, \d+ bytes so far", out)
+    if found:  # the lookup may lose the race against a fast read; the final count must not
+        assert 0 < int(found[1]) <= expected
+        assert re.search(r"snapshot: [1-9]\d* active flows", out)
+    else:
+        assert "read before the flow was looked up" in out
+
+
+def test_find_flow_of_a_given_udp_flow(conversations: tuple[int, Counter[Pair]]) -> None:
+    # The busiest UDP conversation, named in the reverse direction: lookups work either way round.
+    (proto, ends), packets = max(((k, v) for k, v in conversations[1].items() if k[0] == "udp"),
+                                 key=lambda kv: kv[1])
+    (ip_a, port_a), (ip_b, port_b) = sorted(ends)
+    out = run_example("find_flow_during_read.py", str(CAPTURE), ip_b, str(port_b), ip_a, str(port_a), proto)
+    assert f"total: {packets} packets in 1 record(s)" in out
+
+
+def test_dataframe_top_talkers() -> None:
+    out = run_example("dataframe.py").splitlines()
+    # IP-layer bytes sent per host, as tshark decodes them: IPv4 total length, IPv6 payload length + 40.
+    sent: Counter[str] = Counter()
+    for ip_src, ip_len, ip6_src, ip6_plen in tshark_fields("ip || ipv6", "ip.src", "ip.len", "ipv6.src",
+                                                            "ipv6.plen"):
+        if ip_src:
+            sent[_ip(ip_src)] += int(ip_len)
+        else:
+            sent[_ip(ip6_src)] += int(ip6_plen) + 40
+    summary = re.fullmatch(r"(\d+) flows, (\d+) IP bytes", out[0])
+    assert summary and int(summary[2]) == sum(sent.values())
+    assert out[1].split() == ["host", "bytes", "sent"]
+    printed = {host: int(total) for host, total in (row.split() for row in out[2:])}
+    assert len(printed) == min(10, len(sent))
+    assert all(sent[host] == total for host, total in printed.items())
+    # Nobody left out sent more than the smallest printed.
+    assert all(total <= min(printed.values()) for host, total in sent.items() if host not in printed)
