@@ -18,7 +18,7 @@ from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
 CSRC = HERE / "_csrc"
-SOURCES = ["decode.c", "flowtable.c", "engine.c"]
+SOURCES = ["decode.c", "fragments.c", "flowtable.c", "engine.c"]
 
 
 def _pcap_flags() -> tuple[list[str], list[str]]:
@@ -67,4 +67,4 @@ ffibuilder.set_source(
 )
 
 if __name__ == "__main__":
-    ffibuilder.compile(verbose=True)
+    ffibuilder.compile(tmpdir="build", verbose=True)

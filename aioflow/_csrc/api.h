@@ -37,8 +37,9 @@ enum af_aside_reason {
     AF_ASIDE_BAD_HEADER = 2,      /* impossible version / header length / total length */
     AF_ASIDE_UNSUPPORTED_LINK = 3,/* link type aioflow does not decode */
     AF_ASIDE_FRAGMENT_ORPHAN = 4, /* non-first IP fragment whose first fragment was not seen */
-    AF_ASIDE_FLOW_TABLE_FULL = 5, /* never happens while eviction can make room; kept for bounds */
-    AF_ASIDE_COUNT = 6
+    AF_ASIDE_FILTERED = 5,        /* rejected by the BPF filter */
+    AF_ASIDE_NO_MEMORY = 6,       /* a new flow could not be allocated */
+    AF_ASIDE_COUNT = 7
 };
 
 /* TCP flag bit order of the per-flag counters: FIN SYN RST PSH ACK URG ECE CWR (as in the header). */
@@ -105,7 +106,7 @@ typedef struct {
 typedef struct {
     uint64_t packets_read;        /* every packet libpcap handed over (after BPF) */
     uint64_t packets_in_flows;
-    uint64_t aside[6];            /* by enum af_aside_reason */
+    uint64_t aside[7];            /* by enum af_aside_reason */
     uint64_t bytes_read;          /* captured bytes */
     uint64_t flows_created;
     uint64_t flows_ended;         /* records emitted, active-timeout splits included */

@@ -1,0 +1,283 @@
+#include "decode.h"
+
+#include <string.h>
+
+#include "aioflow.h"
+
+/* DLT values as libpcap reports them (pcap_datalink). Listed here so the decoder does not need
+ * pcap.h; DLT_RAW differs between platforms, hence both values. */
+enum {
+    DLT_NULL_ = 0, DLT_EN10MB_ = 1, DLT_PPP_ = 9, DLT_RAW_A = 12, DLT_RAW_B = 14,
+    DLT_PPP_SERIAL_ = 50, DLT_LINKTYPE_RAW = 101, DLT_C_HDLC_ = 104, DLT_LOOP_ = 108,
+    DLT_LINUX_SLL_ = 113, DLT_IPV4_ = 228, DLT_IPV6_ = 229, DLT_NFLOG_ = 239,
+    DLT_LINUX_SLL2_ = 276
+};
+
+enum { ETH_IPV4 = 0x0800, ETH_IPV6 = 0x86dd, ETH_VLAN = 0x8100, ETH_QINQ = 0x88a8,
+       ETH_QINQ_OLD = 0x9100, ETH_QINQ_OLD2 = 0x9200, ETH_MPLS_UC = 0x8847, ETH_MPLS_MC = 0x8848,
+       ETH_PPPOE_SESSION = 0x8864 };
+
+/* Tag walking is bounded so a crafted frame of endless tags cannot loop for long. */
+#define MAX_ENCAPS 16
+
+static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+static inline uint32_t rd32(const uint8_t *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+static int decode_transport(const uint8_t *l4, uint32_t avail, int snap_cut, af_packet *pkt) {
+    uint32_t need;
+    switch (pkt->protocol) {
+    case 6: need = 20; break;        /* TCP */
+    case 17: need = 8; break;        /* UDP */
+    case 132: need = 12; break;      /* SCTP */
+    case 1: case 58: need = 8; break;/* ICMP, ICMPv6: type, code, checksum, id/seq */
+    default: need = 0; break;
+    }
+    if (avail < need) return snap_cut ? AF_ASIDE_TRUNCATED : AF_ASIDE_BAD_HEADER;
+    switch (pkt->protocol) {
+    case 6: {
+        uint32_t off = (uint32_t)(l4[12] >> 4) * 4;
+        if (off < 20) return AF_ASIDE_BAD_HEADER;
+        pkt->sport = rd16(l4);
+        pkt->dport = rd16(l4 + 2);
+        pkt->tcp_seq = rd32(l4 + 4);
+        pkt->tcp_ack = rd32(l4 + 8);
+        pkt->tcp_flags = l4[13];
+        pkt->tcp_window = rd16(l4 + 14);
+        need = off < avail ? off : avail;
+        break;
+    }
+    case 17: case 132:
+        pkt->sport = rd16(l4);
+        pkt->dport = rd16(l4 + 2);
+        break;
+    case 1: case 58: {
+        uint8_t type = l4[0];
+        int query = pkt->protocol == 1
+            ? (type == 0 || type == 8 || type == 13 || type == 14 || type == 15 || type == 16 ||
+               type == 17 || type == 18)
+            : (type == 128 || type == 129);
+        if (query) {          /* both directions of one echo session share the identifier */
+            pkt->sport = pkt->dport = rd16(l4 + 4);
+        } else {
+            pkt->sport = type;
+            pkt->dport = l4[1];
+        }
+        break;
+    }
+    default:
+        break;
+    }
+    pkt->l3_headers_len = (uint32_t)(l4 - pkt->l3) + need;
+    return AF_DECODED;
+}
+
+static int decode_ipv4(const uint8_t *p, uint32_t caplen, af_packet *pkt) {
+    if (caplen < 20) return AF_ASIDE_TRUNCATED;
+    if ((p[0] >> 4) != 4) return AF_ASIDE_BAD_HEADER;
+    uint32_t hl = (uint32_t)(p[0] & 0x0f) * 4;
+    uint32_t total = rd16(p + 2);
+    /* 0 is what captures of TCP segmentation offload show: like Wireshark, trust the capture */
+    if (total == 0) total = caplen;
+    if (hl < 20 || total < hl) return AF_ASIDE_BAD_HEADER;
+    if (caplen < hl) return AF_ASIDE_TRUNCATED;
+    pkt->l3 = p;
+    pkt->ip_version = 4;
+    pkt->ip_length = total;
+    pkt->ip_id = rd16(p + 4);
+    pkt->ip_frag = rd16(p + 6);
+    pkt->ttl = p[8];
+    pkt->protocol = p[9];
+    memcpy(pkt->src, p + 12, 4);
+    memcpy(pkt->dst, p + 16, 4);
+    pkt->frag_id = pkt->ip_id;
+    uint16_t offset = pkt->ip_frag & 0x1fff;
+    int more = (pkt->ip_frag & 0x2000) != 0;
+    pkt->l3_headers_len = hl;
+    if (offset != 0) {
+        pkt->frag = AF_FRAG_LATER;
+        return AF_DECODED;
+    }
+    pkt->frag = more ? AF_FRAG_FIRST : AF_FRAG_NONE;
+    uint32_t end = caplen < total ? caplen : total;
+    return decode_transport(p + hl, end - hl, caplen < total, pkt);
+}
+
+static int decode_ipv6(const uint8_t *p, uint32_t caplen, af_packet *pkt) {
+    if (caplen < 40) return AF_ASIDE_TRUNCATED;
+    if ((p[0] >> 4) != 6) return AF_ASIDE_BAD_HEADER;
+    uint32_t total = 40u + rd16(p + 4);
+    pkt->l3 = p;
+    pkt->ip_version = 6;
+    pkt->ip_length = total;
+    pkt->ip_id = rd16(p + 2);
+    pkt->ttl = p[7];
+    memcpy(pkt->src, p + 8, 16);
+    memcpy(pkt->dst, p + 24, 16);
+    uint32_t end = caplen < total ? caplen : total;
+    int snap_cut = caplen < total;
+    uint32_t off = 40;
+    uint8_t next = p[6];
+    /* every extension header is at least 8 bytes, so this ends within the packet */
+    for (;;) {
+        uint32_t len;
+        switch (next) {
+        case 0: case 43: case 60:    /* hop-by-hop, routing, destination options */
+            if (end < off + 8) return snap_cut ? AF_ASIDE_TRUNCATED : AF_ASIDE_BAD_HEADER;
+            len = ((uint32_t)p[off + 1] + 1) * 8;
+            break;
+        case 51:                     /* AH */
+            if (end < off + 8) return snap_cut ? AF_ASIDE_TRUNCATED : AF_ASIDE_BAD_HEADER;
+            len = ((uint32_t)p[off + 1] + 2) * 4;
+            break;
+        case 44: {                   /* fragment */
+            if (end < off + 8) return snap_cut ? AF_ASIDE_TRUNCATED : AF_ASIDE_BAD_HEADER;
+            uint16_t fo = rd16(p + off + 2);
+            pkt->frag_id = rd32(p + off + 4);
+            pkt->ip_frag = fo;
+            if ((fo & 0xfff8) != 0) {
+                pkt->protocol = p[off];
+                pkt->frag = AF_FRAG_LATER;
+                pkt->l3_headers_len = off + 8;
+                return AF_DECODED;
+            }
+            /* offset 0: first fragment, or an atomic fragment (RFC 6946) when M is clear */
+            if (fo & 1) pkt->frag = AF_FRAG_FIRST;
+            len = 8;
+            break;
+        }
+        default:
+            pkt->protocol = next;
+            pkt->l3_headers_len = off;
+            if (off > end) return snap_cut ? AF_ASIDE_TRUNCATED : AF_ASIDE_BAD_HEADER;
+            return decode_transport(p + off, end - off, snap_cut, pkt);
+        }
+        next = p[off];
+        off += len;
+        if (off > end) return snap_cut ? AF_ASIDE_TRUNCATED : AF_ASIDE_BAD_HEADER;
+    }
+}
+
+static int decode_ip_by_version(const uint8_t *p, uint32_t len, af_packet *pkt) {
+    if (len < 1) return AF_ASIDE_TRUNCATED;
+    switch (p[0] >> 4) {
+    case 4: return decode_ipv4(p, len, pkt);
+    case 6: return decode_ipv6(p, len, pkt);
+    default: return AF_ASIDE_NON_IP;
+    }
+}
+
+static int decode_ppp_protocol(uint16_t proto, const uint8_t *p, uint32_t len, af_packet *pkt);
+
+/* Walks VLAN tags, MPLS labels and PPPoE from an EtherType on. */
+static int decode_ethertype(uint16_t type, const uint8_t *p, uint32_t len, af_packet *pkt) {
+    for (int i = 0; i < MAX_ENCAPS; i++) {
+        switch (type) {
+        case ETH_IPV4: return decode_ipv4(p, len, pkt);
+        case ETH_IPV6: return decode_ipv6(p, len, pkt);
+        case ETH_VLAN: case ETH_QINQ: case ETH_QINQ_OLD: case ETH_QINQ_OLD2:
+            if (len < 4) return AF_ASIDE_TRUNCATED;
+            pkt->vlan_id = rd16(p) & 0x0fff;    /* the innermost tag wins */
+            type = rd16(p + 2);
+            p += 4; len -= 4;
+            continue;
+        case ETH_MPLS_UC: case ETH_MPLS_MC:
+            for (int j = 0;; j++) {
+                if (len < 4) return AF_ASIDE_TRUNCATED;
+                int bottom = (p[2] & 1) != 0;
+                p += 4; len -= 4;
+                if (bottom) break;
+                if (j >= MAX_ENCAPS) return AF_ASIDE_BAD_HEADER;
+            }
+            return decode_ip_by_version(p, len, pkt);
+        case ETH_PPPOE_SESSION:
+            if (len < 8) return AF_ASIDE_TRUNCATED;
+            return decode_ppp_protocol(rd16(p + 6), p + 8, len - 8, pkt);
+        default:
+            return AF_ASIDE_NON_IP;
+        }
+    }
+    return AF_ASIDE_BAD_HEADER;
+}
+
+/* PPP protocol numbers map onto EtherTypes, so MPLS over PPP is walked as over Ethernet. */
+static int decode_ppp_protocol(uint16_t proto, const uint8_t *p, uint32_t len, af_packet *pkt) {
+    switch (proto) {
+    case 0x0021: return decode_ethertype(ETH_IPV4, p, len, pkt);
+    case 0x0057: return decode_ethertype(ETH_IPV6, p, len, pkt);
+    case 0x0281: return decode_ethertype(ETH_MPLS_UC, p, len, pkt);
+    case 0x0283: return decode_ethertype(ETH_MPLS_MC, p, len, pkt);
+    default: return AF_ASIDE_NON_IP;
+    }
+}
+
+static int decode_null(const uint8_t *p, uint32_t len, af_packet *pkt) {
+    if (len < 4) return AF_ASIDE_TRUNCATED;
+    /* the address family is in the capturing host's byte order: accept either */
+    uint32_t be = rd32(p), le = (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+                                ((uint32_t)p[3] << 24);
+    uint32_t af = be < 256 ? be : le;
+    switch (af) {
+    case 2: return decode_ipv4(p + 4, len - 4, pkt);
+    case 10: case 24: case 28: case 30: return decode_ipv6(p + 4, len - 4, pkt);
+    default: return AF_ASIDE_NON_IP;
+    }
+}
+
+static int decode_ppp(const uint8_t *p, uint32_t len, af_packet *pkt) {
+    if (len >= 2 && p[0] == 0xff && p[1] == 0x03) { p += 2; len -= 2; }
+    if (len < 1) return AF_ASIDE_TRUNCATED;
+    if (p[0] & 1)   /* protocol field compressed to one byte (RFC 1661) */
+        return decode_ppp_protocol(p[0], p + 1, len - 1, pkt);
+    if (len < 2) return AF_ASIDE_TRUNCATED;
+    return decode_ppp_protocol(rd16(p), p + 2, len - 2, pkt);
+}
+
+static int decode_nflog(const uint8_t *p, uint32_t len, af_packet *pkt) {
+    if (len < 4) return AF_ASIDE_TRUNCATED;
+    uint8_t family = p[0];
+    uint32_t off = 4;
+    /* TLVs in the capturing host's byte order (little-endian on every Linux capture seen) */
+    while (off + 4 <= len) {
+        uint32_t tlv_len = (uint32_t)p[off] | ((uint32_t)p[off + 1] << 8);
+        uint16_t tlv_type = (uint16_t)(p[off + 2] | (p[off + 3] << 8));
+        if (tlv_len < 4) return AF_ASIDE_BAD_HEADER;
+        if (tlv_type == 9) {   /* NFULA_PAYLOAD */
+            uint32_t plen = tlv_len - 4;
+            if (off + 4 + plen > len) plen = len - off - 4;
+            if (family == 2) return decode_ipv4(p + off + 4, plen, pkt);
+            if (family == 10) return decode_ipv6(p + off + 4, plen, pkt);
+            return decode_ip_by_version(p + off + 4, plen, pkt);
+        }
+        off += (tlv_len + 3) & ~3u;
+    }
+    return AF_ASIDE_TRUNCATED;
+}
+
+int af_decode(int dlt, const uint8_t *data, uint32_t caplen, af_packet *pkt) {
+    memset(pkt, 0, sizeof *pkt);
+    switch (dlt) {
+    case DLT_EN10MB_:
+        if (caplen < 14) return AF_ASIDE_TRUNCATED;
+        if (rd16(data + 12) < 0x0600) return AF_ASIDE_NON_IP;   /* 802.3 length: LLC frames */
+        return decode_ethertype(rd16(data + 12), data + 14, caplen - 14, pkt);
+    case DLT_LINUX_SLL_:
+        if (caplen < 16) return AF_ASIDE_TRUNCATED;
+        return decode_ethertype(rd16(data + 14), data + 16, caplen - 16, pkt);
+    case DLT_LINUX_SLL2_:
+        if (caplen < 20) return AF_ASIDE_TRUNCATED;
+        return decode_ethertype(rd16(data), data + 20, caplen - 20, pkt);
+    case DLT_RAW_A: case DLT_RAW_B: case DLT_LINKTYPE_RAW:
+        return decode_ip_by_version(data, caplen, pkt);
+    case DLT_IPV4_: return decode_ipv4(data, caplen, pkt);
+    case DLT_IPV6_: return decode_ipv6(data, caplen, pkt);
+    case DLT_NULL_: case DLT_LOOP_: return decode_null(data, caplen, pkt);
+    case DLT_PPP_: case DLT_PPP_SERIAL_: return decode_ppp(data, caplen, pkt);
+    case DLT_C_HDLC_:
+        if (caplen < 4) return AF_ASIDE_TRUNCATED;
+        return decode_ethertype(rd16(data + 2), data + 4, caplen - 4, pkt);
+    case DLT_NFLOG_: return decode_nflog(data, caplen, pkt);
+    default: return AF_ASIDE_UNSUPPORTED_LINK;
+    }
+}

@@ -1,0 +1,30 @@
+/* Packet decoding: link layer -> IP -> transport, into the few fields a flow needs.
+ * One function per layer; every malformed input ends as a counted aside reason, never an error. */
+#ifndef AIOFLOW_DECODE_H
+#define AIOFLOW_DECODE_H
+#include <stdint.h>
+
+#define AF_DECODED (-1)       /* af_decode result: the packet belongs to a flow */
+
+enum af_frag_kind { AF_FRAG_NONE = 0, AF_FRAG_FIRST = 1, AF_FRAG_LATER = 2 };
+
+typedef struct {
+    uint8_t src[16], dst[16];
+    uint16_t sport, dport;
+    uint16_t vlan_id;
+    uint8_t ip_version, protocol;
+    uint8_t ttl, tcp_flags;
+    uint8_t frag;             /* enum af_frag_kind */
+    uint8_t _pad;
+    uint16_t ip_id, ip_frag, tcp_window;
+    uint32_t frag_id;         /* IPv4 id or IPv6 fragment identification */
+    uint32_t ip_length;       /* as announced by the IP header */
+    uint32_t tcp_seq, tcp_ack;
+    const uint8_t *l3;        /* network header in the captured bytes */
+    uint32_t l3_headers_len;  /* network + transport header bytes available from l3 */
+} af_packet;
+
+/* Fills pkt from one captured frame. Returns AF_DECODED, or an enum af_aside_reason. */
+int af_decode(int dlt, const uint8_t *data, uint32_t caplen, af_packet *pkt);
+
+#endif

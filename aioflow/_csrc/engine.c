@@ -1,0 +1,454 @@
+/* The engine: a libpcap source feeding the decoder and the flow table, expiry, and batches of
+ * ended flow records for Python. Python serialises calls on one engine; af_stop alone may be
+ * called concurrently (it only sets a flag). */
+#define _DEFAULT_SOURCE   /* libpcap's headers need u_char & co, hidden by -std=c11 */
+#include <stddef.h>
+#include <errno.h>
+#include <pcap/pcap.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "aioflow.h"
+#include "decode.h"
+#include "flowtable.h"
+#include "fragments.h"
+
+enum af_phase { PHASE_READING, PHASE_FLUSHING, PHASE_DONE };
+
+/* Room one packet may need in a batch: an expired or active-split record plus an eviction. */
+#define ROOM_PER_PACKET 2u
+
+struct af_engine {
+    pcap_t *pcap;
+    int dlt;
+    int has_filter;
+    struct bpf_program filter;
+    af_config cfg;
+    af_table table;
+    af_frag_table frags;
+    af_stats stats;
+    uint64_t now_ns;                 /* newest packet time seen: the clock of a file source */
+    uint64_t next_id;
+    enum af_phase phase;
+    uint8_t flush_reason;
+    atomic_int stop_requested;
+    int pending;                     /* a packet read but not processed yet (batch was full) */
+    struct pcap_pkthdr pending_hdr;
+    const u_char *pending_data;      /* valid until the next pcap_next_ex */
+    af_batch *out;
+    char error[PCAP_ERRBUF_SIZE + 256];
+};
+
+static _Thread_local char open_error[PCAP_ERRBUF_SIZE + 512];
+
+const char *af_open_error(void) { return open_error; }
+const char *af_error_message(af_engine *e) { return e->error; }
+
+static uint64_t wall_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static int fail_open(int code, af_engine *e, const char *fmt, const char *a, const char *b) {
+    snprintf(open_error, sizeof open_error, fmt, a, b);
+    if (e) {
+        if (e->has_filter) pcap_freecode(&e->filter);
+        if (e->pcap) pcap_close(e->pcap);
+        af_table_free(&e->table);
+        free(e);
+    }
+    return code;
+}
+
+int af_open_offline(const char *path, const char *bpf, const af_config *cfg, af_engine **out) {
+    *out = NULL;
+    open_error[0] = '\0';
+    if (cfg->max_flows == 0 || cfg->headers_per_flow > 65535)
+        return fail_open(AF_ERR_CONFIG, NULL, "max_flows must be >= 1 and headers <= 65535%s%s", "", "");
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        int code = errno == EACCES ? AF_ERR_PERMISSION : AF_ERR_NOT_FOUND;
+        return fail_open(code, NULL, "%s: %s", path, strerror(errno));
+    }
+    if (S_ISDIR(st.st_mode))
+        return fail_open(AF_ERR_FORMAT, NULL, "%s%s: is a directory, not a capture file", path, "");
+    FILE *probe = fopen(path, "rb");
+    if (!probe) {
+        int code = errno == EACCES ? AF_ERR_PERMISSION : AF_ERR_NOT_FOUND;
+        return fail_open(code, NULL, "%s: %s", path, strerror(errno));
+    }
+    fclose(probe);
+
+    af_engine *e = calloc(1, sizeof *e);
+    if (!e) return fail_open(AF_ERR_NOMEM, NULL, "out of memory%s%s", "", "");
+    e->cfg = *cfg;
+    char errbuf[PCAP_ERRBUF_SIZE] = "";
+    e->pcap = pcap_open_offline_with_tstamp_precision(path, PCAP_TSTAMP_PRECISION_NANO, errbuf);
+    if (!e->pcap) return fail_open(AF_ERR_FORMAT, e, "%s: %s", path, errbuf);
+    e->dlt = pcap_datalink(e->pcap);
+    if (bpf && bpf[0]) {
+        if (pcap_compile(e->pcap, &e->filter, bpf, 1, PCAP_NETMASK_UNKNOWN) != 0)
+            return fail_open(AF_ERR_FILTER, e, "%s: %s", bpf, pcap_geterr(e->pcap));
+        e->has_filter = 1;
+    }
+    if (af_table_init(&e->table, cfg->max_flows, cfg->headers_per_flow, cfg->hash_seed) != 0)
+        return fail_open(AF_ERR_NOMEM, e, "out of memory for max_flows=%s%s", "", "");
+    e->frags.seed = cfg->hash_seed * 31 + 7;
+    e->stats.link_type = e->dlt;
+    e->stats.file_size = (uint64_t)st.st_size;
+    e->next_id = 1;
+    e->phase = PHASE_READING;
+    *out = e;
+    return AF_OK;
+}
+
+void af_close(af_engine *e) {
+    if (!e) return;
+    if (e->has_filter) pcap_freecode(&e->filter);
+    if (e->pcap) pcap_close(e->pcap);
+    af_table_free(&e->table);
+    free(e);
+}
+
+int af_stop(af_engine *e) {
+    atomic_store(&e->stop_requested, 1);
+    return AF_OK;
+}
+
+static void fill_record(const af_table *t, const af_flow *f, af_record *r) {
+    int s = f->src_idx, d = 1 - s;
+    memset(r, 0, sizeof *r);
+    r->id = f->id;
+    r->first_ns = af_flow_first(f);
+    r->last_ns = af_flow_last(f);
+    r->src2dst_first_ns = f->first_ns[s];
+    r->src2dst_last_ns = f->last_ns[s];
+    r->dst2src_first_ns = f->first_ns[d];
+    r->dst2src_last_ns = f->last_ns[d];
+    r->src2dst_packets = f->packets[s];
+    r->dst2src_packets = f->packets[d];
+    r->src2dst_bytes = f->bytes[s];
+    r->dst2src_bytes = f->bytes[d];
+    r->src2dst_captured_bytes = f->captured_bytes[s];
+    r->dst2src_captured_bytes = f->captured_bytes[d];
+    memcpy(r->src2dst_flag_counts, f->flag_counts[s], sizeof r->src2dst_flag_counts);
+    memcpy(r->dst2src_flag_counts, f->flag_counts[d], sizeof r->dst2src_flag_counts);
+    memcpy(r->src_ip, f->key.ip[s], 16);
+    memcpy(r->dst_ip, f->key.ip[d], 16);
+    r->src_port = f->key.port[s];
+    r->dst_port = f->key.port[d];
+    r->vlan_id = f->key.vlan;
+    r->ip_version = f->key.ver;
+    r->protocol = f->key.proto;
+    r->src2dst_tcp_flags = f->flags[s];
+    r->dst2src_tcp_flags = f->flags[d];
+    r->src2dst_min_ttl = f->ttl_min[s];
+    r->src2dst_max_ttl = f->ttl_max[s];
+    r->dst2src_min_ttl = f->ttl_min[d];
+    r->dst2src_max_ttl = f->ttl_max[d];
+    (void)t;
+}
+
+static void count_active(af_engine *e, uint8_t proto, int delta) {
+    uint64_t *c = proto == 6 ? &e->stats.active_tcp
+                : proto == 17 ? &e->stats.active_udp : &e->stats.active_other;
+    *c += (uint64_t)(int64_t)delta;
+}
+
+/* Writes the flow's record (and kept headers) into the batch. The caller made room. */
+static void emit_record(af_engine *e, uint32_t slot, uint8_t reason) {
+    af_batch *b = e->out;
+    af_table *t = &e->table;
+    af_flow *f = af_table_flow(t, slot);
+    af_record *r = &b->records[b->count++];
+    fill_record(t, f, r);
+    r->end_reason = reason;
+    if (t->headers_per_flow) {
+        r->header_offset = b->header_count;
+        r->header_count = f->nheaders;
+        r->headers_dropped = *af_table_headers_dropped(t, slot);
+        memcpy(&b->headers[b->header_count], af_table_headers(t, slot),
+               (size_t)f->nheaders * sizeof(af_header));
+        b->header_count += f->nheaders;
+    }
+    e->stats.flows_ended++;
+    e->stats.ended_by[reason]++;
+}
+
+static void end_flow(af_engine *e, uint32_t slot, uint8_t reason) {
+    emit_record(e, slot, reason);
+    count_active(e, af_table_flow(&e->table, slot)->key.proto, -1);
+    af_table_remove(&e->table, slot);
+}
+
+static uint8_t closing_reason(const af_flow *f) {
+    return (f->state & AF_ST_RST) ? AF_END_RST : AF_END_FIN;
+}
+
+static inline uint32_t room(const af_engine *e) { return e->out->capacity - e->out->count; }
+
+static inline int expired(uint64_t now, uint64_t last, uint64_t timeout) {
+    return now > last && now - last >= timeout;
+}
+
+/* Ends flows whose idle or FIN/RST deadline passed, oldest first, while more than `keep` records
+ * of room remain. Returns 1 when expired flows are still waiting for room. */
+static int reap(af_engine *e, uint32_t keep) {
+    af_table *t = &e->table;
+    uint64_t started = 0;
+    int waiting = 0;
+    static const uint8_t list_of[2] = {AF_LIST_CLOSING, AF_LIST_OPEN};
+    for (int i = 0; i < 2; i++) {
+        int l = list_of[i];
+        uint64_t timeout = l == AF_LIST_CLOSING ? e->cfg.fin_timeout_ns : e->cfg.idle_timeout_ns;
+        uint32_t s;
+        while ((s = t->lists[l].head) != AF_NIL) {
+            af_flow *f = af_table_flow(t, s);
+            if (!expired(e->now_ns, af_flow_last(f), timeout)) break;
+            if (room(e) <= keep) { waiting = 1; break; }
+            if (!started) started = wall_ns();
+            end_flow(e, s, l == AF_LIST_CLOSING ? closing_reason(f) : AF_END_IDLE);
+        }
+    }
+    if (started) e->stats.reap_ns += wall_ns() - started;
+    return waiting;
+}
+
+static uint32_t least_recent(const af_table *t) {
+    uint32_t a = t->lists[AF_LIST_OPEN].head, b = t->lists[AF_LIST_CLOSING].head;
+    if (a == AF_NIL) return b;
+    if (b == AF_NIL) return a;
+    return af_flow_last(af_table_flow(t, a)) <= af_flow_last(af_table_flow(t, b)) ? a : b;
+}
+
+static void keep_header(af_engine *e, uint32_t slot, af_flow *f, const af_packet *p,
+                        const struct pcap_pkthdr *h, uint64_t ts, int dir) {
+    af_table *t = &e->table;
+    if (f->nheaders >= t->headers_per_flow) {
+        (*af_table_headers_dropped(t, slot))++;
+        e->stats.headers_dropped++;
+        return;
+    }
+    af_header *hd = &af_table_headers(t, slot)[f->nheaders++];
+    hd->ts_ns = ts;
+    hd->ip_length = p->ip_length;
+    hd->captured_length = h->caplen;
+    hd->tcp_seq = p->tcp_seq;
+    hd->tcp_ack = p->tcp_ack;
+    hd->ip_id = p->ip_id;
+    hd->ip_frag = p->ip_frag;
+    hd->tcp_window = p->tcp_window;
+    hd->direction = (uint8_t)dir;
+    hd->ttl = p->ttl;
+    hd->tcp_flags = p->tcp_flags;
+    uint32_t n = p->l3_headers_len < sizeof hd->raw ? p->l3_headers_len : (uint32_t)sizeof hd->raw;
+    hd->raw_length = (uint8_t)n;
+    memcpy(hd->raw, p->l3, n);
+    memset(hd->raw + n, 0, sizeof hd->raw - n);
+}
+
+static void reset_counters(af_engine *e, af_flow *f) {
+    size_t from = offsetof(af_flow, first_ns);
+    memset((char *)f + from, 0, sizeof *f - from);
+    memset(f->flags, 0, sizeof f->flags);
+    memset(f->ttl_min, 0, sizeof f->ttl_min);
+    memset(f->ttl_max, 0, sizeof f->ttl_max);
+    f->nheaders = 0;
+    f->id = e->next_id++;
+}
+
+/* Counts one decoded packet into its flow. Needs ROOM_PER_PACKET records of room. */
+static void account(af_engine *e, const af_packet *p, const struct pcap_pkthdr *h, uint64_t ts) {
+    af_table *t = &e->table;
+    af_key key;
+    int sender = af_key_make(&key, p->ip_version, p->src, p->sport, p->dst, p->dport, p->protocol,
+                             p->vlan_id);
+    uint64_t hash = af_key_hash(t, &key);
+    uint32_t slot = af_table_find(t, &key, hash);
+    int is_tcp = p->protocol == 6 && p->frag != AF_FRAG_LATER;
+    int syn_only = is_tcp && (p->tcp_flags & 0x12) == 0x02;
+    if (slot != AF_NIL) {
+        af_flow *f = af_table_flow(t, slot);
+        uint64_t last = af_flow_last(f);
+        if (f->state & AF_ST_CLOSING) {
+            if (expired(ts, last, e->cfg.fin_timeout_ns) || syn_only) {
+                end_flow(e, slot, closing_reason(f));
+                slot = AF_NIL;
+            }
+        } else if (expired(ts, last, e->cfg.idle_timeout_ns)) {
+            end_flow(e, slot, AF_END_IDLE);
+            slot = AF_NIL;
+        }
+        if (slot != AF_NIL && (expired(ts, af_flow_first(f), e->cfg.active_timeout_ns) ||
+                               f->packets[sender] == UINT32_MAX)) {
+            emit_record(e, slot, AF_END_ACTIVE);
+            reset_counters(e, f);
+            if (t->headers_per_flow) *af_table_headers_dropped(t, slot) = 0;
+        }
+    }
+    if (slot == AF_NIL) {
+        if (t->count >= t->max_flows) end_flow(e, least_recent(t), AF_END_EVICTED);
+        slot = af_table_insert(t, &key, hash);
+        if (slot == AF_NIL) {   /* out of memory below max_flows: counted, never a crash */
+            e->stats.aside[AF_ASIDE_NO_MEMORY]++;
+            return;
+        }
+        af_flow *f = af_table_flow(t, slot);
+        f->id = e->next_id++;
+        /* a SYN+ACK seen first means its receiver opened the connection */
+        int synack = is_tcp && (p->tcp_flags & 0x12) == 0x12;
+        f->src_idx = (uint8_t)(synack ? 1 - sender : sender);
+        e->stats.flows_created++;
+        count_active(e, p->protocol, +1);
+    }
+    af_flow *f = af_table_flow(t, slot);
+    if (f->first_ns[sender] == 0) f->first_ns[sender] = ts ? ts : 1;
+    if (ts > f->last_ns[sender] || f->last_ns[sender] == 0) f->last_ns[sender] = ts ? ts : 1;
+    f->packets[sender]++;
+    f->bytes[sender] += p->ip_length;
+    f->captured_bytes[sender] += h->caplen;
+    if (f->packets[sender] == 1 || p->ttl < f->ttl_min[sender]) f->ttl_min[sender] = p->ttl;
+    if (p->ttl > f->ttl_max[sender]) f->ttl_max[sender] = p->ttl;
+    enum af_list list = (f->state & AF_ST_CLOSING) ? AF_LIST_CLOSING : AF_LIST_OPEN;
+    if (is_tcp) {
+        uint8_t fl = p->tcp_flags;
+        f->flags[sender] |= fl;
+        for (int b = 0; b < 8; b++) f->flag_counts[sender][b] += (fl >> b) & 1u;
+        if (fl & 0x01) f->state |= sender ? AF_ST_FIN1 : AF_ST_FIN0;
+        if (fl & 0x04) f->state |= AF_ST_RST;
+        if ((f->state & AF_ST_RST) || (f->state & (AF_ST_FIN0 | AF_ST_FIN1)) == (AF_ST_FIN0 | AF_ST_FIN1))
+            list = AF_LIST_CLOSING;
+    }
+    af_table_touch(t, slot, list);
+    if (t->headers_per_flow) keep_header(e, slot, f, p, h, ts, sender != f->src_idx);
+    e->stats.packets_in_flows++;
+}
+
+static void process(af_engine *e, const struct pcap_pkthdr *h, const u_char *data) {
+    uint64_t ts = (uint64_t)(h->ts.tv_sec < 0 ? 0 : h->ts.tv_sec) * 1000000000ULL +
+                  (uint64_t)(h->ts.tv_usec < 0 ? 0 : h->ts.tv_usec);
+    if (e->has_filter && pcap_offline_filter(&e->filter, h, data) == 0) {
+        e->stats.aside[AF_ASIDE_FILTERED]++;
+        return;
+    }
+    af_packet p;
+    int r = af_decode(e->dlt, data, h->caplen, &p);
+    if (r == AF_DECODED && p.frag == AF_FRAG_LATER && !af_frag_lookup(&e->frags, &p, ts))
+        r = AF_ASIDE_FRAGMENT_ORPHAN;
+    if (r != AF_DECODED) {
+        e->stats.aside[r]++;
+        return;
+    }
+    if (p.frag == AF_FRAG_FIRST) af_frag_remember(&e->frags, &p, ts);
+    account(e, &p, h, ts);
+}
+
+static uint64_t packet_ns(const struct pcap_pkthdr *h) {
+    return (uint64_t)(h->ts.tv_sec < 0 ? 0 : h->ts.tv_sec) * 1000000000ULL +
+           (uint64_t)(h->ts.tv_usec < 0 ? 0 : h->ts.tv_usec);
+}
+
+/* Ends every flow with the flush reason, as room allows. Returns 1 when the table is empty. */
+static int flush(af_engine *e) {
+    uint32_t s;
+    while ((s = least_recent(&e->table)) != AF_NIL) {
+        if (room(e) == 0) return 0;
+        end_flow(e, s, e->flush_reason);
+    }
+    return 1;
+}
+
+int af_pump(af_engine *e, uint32_t max_packets, af_batch *out) {
+    out->count = 0;
+    out->header_count = 0;
+    if (out->capacity < ROOM_PER_PACKET + 1 ||
+        (uint64_t)out->header_capacity < (uint64_t)out->capacity * e->cfg.headers_per_flow) {
+        snprintf(e->error, sizeof e->error, "batch too small for headers_per_flow");
+        return AF_ERR_CONFIG;
+    }
+    e->out = out;
+    if (atomic_load(&e->stop_requested) && e->phase == PHASE_READING) {
+        e->phase = PHASE_FLUSHING;
+        e->flush_reason = AF_END_STOP;
+        e->pending = 0;
+    }
+    uint32_t n = 0;
+    for (;;) {
+        if (e->phase == PHASE_FLUSHING) {
+            if (!flush(e)) return AF_MORE;
+            e->phase = PHASE_DONE;
+        }
+        if (e->phase == PHASE_DONE) return AF_DONE;
+        if (e->pending) {
+            if (reap(e, ROOM_PER_PACKET)) return AF_MORE;
+            e->pending = 0;
+            process(e, &e->pending_hdr, e->pending_data);
+            n++;
+            continue;
+        }
+        if (n >= max_packets || room(e) <= ROOM_PER_PACKET) return AF_MORE;
+        struct pcap_pkthdr *h;
+        const u_char *data;
+        int r = pcap_next_ex(e->pcap, &h, &data);
+        if (r == 1) {
+            e->stats.packets_read++;
+            e->stats.bytes_read += h->caplen;
+            uint64_t ts = packet_ns(h);
+            if (e->stats.first_ns == 0 || ts < e->stats.first_ns) e->stats.first_ns = ts;
+            if (ts > e->now_ns) e->now_ns = ts;
+            e->pending_hdr = *h;
+            e->pending_data = data;
+            e->pending = 1;
+        } else if (r == 0) {
+            return AF_MORE;     /* live source: nothing to read right now */
+        } else {
+            if (r == PCAP_ERROR) {
+                e->stats.read_errors++;
+                snprintf(e->error, sizeof e->error, "%s", pcap_geterr(e->pcap));
+            }
+            e->phase = PHASE_FLUSHING;
+            e->flush_reason = AF_END_EOF;
+        }
+    }
+}
+
+void af_get_stats(af_engine *e, af_stats *out) {
+    *out = e->stats;
+    out->last_ns = e->now_ns;
+    out->active_flows = e->table.count;
+    out->fragments_tracked = e->frags.tracked;
+    out->fragment_table_evictions = e->frags.evictions;
+    FILE *f = e->pcap && e->phase == PHASE_READING ? pcap_file(e->pcap) : NULL;
+    if (f) {
+        long pos = ftell(f);
+        out->file_offset = pos > 0 ? (uint64_t)pos : 0;
+    } else {
+        out->file_offset = out->file_size;
+    }
+}
+
+int af_lookup(af_engine *e, int ver, const uint8_t *ip_a, uint16_t port_a, const uint8_t *ip_b,
+              uint16_t port_b, uint8_t proto, uint16_t vlan, af_record *out) {
+    af_key key;
+    af_key_make(&key, ver, ip_a, port_a, ip_b, port_b, proto, vlan);
+    uint32_t s = af_table_find(&e->table, &key, af_key_hash(&e->table, &key));
+    if (s == AF_NIL) return 0;
+    fill_record(&e->table, af_table_flow(&e->table, s), out);
+    return 1;
+}
+
+uint32_t af_snapshot(af_engine *e, uint32_t *cursor, af_record *out, uint32_t capacity) {
+    uint32_t n = 0;
+    af_table *t = &e->table;
+    while (n < capacity && *cursor < t->hwm) {
+        uint32_t slot = ++*cursor;
+        af_flow *f = af_table_flow(t, slot);
+        if (f->state & AF_ST_LIVE) fill_record(t, f, &out[n++]);
+    }
+    return n;
+}

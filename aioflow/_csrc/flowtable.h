@@ -1,0 +1,94 @@
+/* The flow table: slab-allocated flows, a seeded chained hash over a canonical bidirectional key,
+ * and two recency lists (open flows, closing flows) that make expiry O(1) per packet.
+ * Memory is bounded by max_flows: slabs are allocated as the table grows, never past the bound. */
+#ifndef AIOFLOW_FLOWTABLE_H
+#define AIOFLOW_FLOWTABLE_H
+#include <stdint.h>
+
+#include "aioflow.h"
+
+#define AF_NIL 0u                 /* slot references are 1-based; 0 means none */
+#define AF_SLAB_SHIFT 12          /* 4096 flows per slab */
+#define AF_SLAB_SIZE (1u << AF_SLAB_SHIFT)
+
+enum af_list { AF_LIST_OPEN = 0, AF_LIST_CLOSING = 1 };
+
+enum af_flow_state {
+    AF_ST_LIVE = 1,               /* slot holds a flow */
+    AF_ST_FIN0 = 2,               /* FIN seen from endpoint 0 */
+    AF_ST_FIN1 = 4,               /* FIN seen from endpoint 1 */
+    AF_ST_RST = 8,
+    AF_ST_CLOSING = 16            /* on the closing list (both FINs or a RST) */
+};
+
+/* Canonical key: endpoint 0 is the lower (address, port). 40 bytes, no padding, so memcmp works. */
+typedef struct {
+    uint8_t ip[2][16];
+    uint16_t port[2];
+    uint16_t vlan;
+    uint8_t ver, proto;
+} af_key;
+
+/* Per-endpoint counters are indexed by endpoint (0/1), not by src/dst: src_idx says which is src. */
+typedef struct {
+    af_key key;
+    uint32_t hnext, prev, next;
+    uint8_t src_idx, state;
+    uint8_t flags[2], ttl_min[2], ttl_max[2];
+    uint32_t nheaders;
+    uint64_t id;
+    uint64_t first_ns[2], last_ns[2];
+    uint64_t bytes[2], captured_bytes[2];
+    uint32_t packets[2];
+    uint32_t flag_counts[2][8];
+} af_flow;
+
+typedef struct {
+    af_flow **slabs;
+    af_header **header_slabs;     /* headers_per_flow headers per slot, only when headers are on */
+    uint32_t *headers_dropped;    /* one per slab slot, with header_slabs */
+    uint32_t nslabs;              /* allocated */
+    uint32_t hwm;                 /* slots ever handed out */
+    uint32_t free_head;
+    uint32_t *buckets;
+    uint32_t mask;
+    struct { uint32_t head, tail; } lists[2];
+    uint32_t max_flows, count, headers_per_flow;
+    uint64_t seed;
+} af_table;
+
+int af_table_init(af_table *t, uint32_t max_flows, uint32_t headers_per_flow, uint64_t seed);
+void af_table_free(af_table *t);
+
+/* Builds the canonical key; returns 1 when the endpoints were swapped (sender is endpoint 1). */
+int af_key_make(af_key *k, int ver, const uint8_t *ip_a, uint16_t port_a, const uint8_t *ip_b,
+                uint16_t port_b, uint8_t proto, uint16_t vlan);
+uint64_t af_key_hash(const af_table *t, const af_key *k);
+
+static inline af_flow *af_table_flow(const af_table *t, uint32_t slot) {
+    return &t->slabs[(slot - 1) >> AF_SLAB_SHIFT][(slot - 1) & (AF_SLAB_SIZE - 1)];
+}
+static inline af_header *af_table_headers(const af_table *t, uint32_t slot) {
+    return &t->header_slabs[(slot - 1) >> AF_SLAB_SHIFT]
+                           [((slot - 1) & (AF_SLAB_SIZE - 1)) * t->headers_per_flow];
+}
+static inline uint32_t *af_table_headers_dropped(const af_table *t, uint32_t slot) {
+    return &t->headers_dropped[slot - 1];
+}
+static inline uint64_t af_flow_last(const af_flow *f) {
+    return f->last_ns[0] > f->last_ns[1] ? f->last_ns[0] : f->last_ns[1];
+}
+static inline uint64_t af_flow_first(const af_flow *f) {
+    if (f->first_ns[0] == 0) return f->first_ns[1];
+    if (f->first_ns[1] == 0) return f->first_ns[0];
+    return f->first_ns[0] < f->first_ns[1] ? f->first_ns[0] : f->first_ns[1];
+}
+
+uint32_t af_table_find(const af_table *t, const af_key *k, uint64_t hash);
+/* Needs count < max_flows. Returns the new slot, zeroed but for the key, or AF_NIL without memory. */
+uint32_t af_table_insert(af_table *t, const af_key *k, uint64_t hash);
+void af_table_remove(af_table *t, uint32_t slot);
+/* Moves a flow to the tail (most recent end) of a list. */
+void af_table_touch(af_table *t, uint32_t slot, enum af_list list);
+
+#endif

@@ -1,0 +1,31 @@
+"""aioflow's exceptions. Each also subclasses the matching builtin, so callers may catch either."""
+
+from __future__ import annotations
+
+
+class AioflowError(Exception):
+    """Base of every error aioflow raises on purpose."""
+
+
+class CaptureNotFoundError(AioflowError, FileNotFoundError):
+    """The capture file does not exist."""
+
+
+class CapturePermissionError(AioflowError, PermissionError):
+    """The capture (file or interface) cannot be opened with this process's rights."""
+
+
+class CaptureFormatError(AioflowError, ValueError):
+    """The file is not a pcap/pcapng capture libpcap can read, or its header is damaged."""
+
+
+class FilterError(AioflowError, ValueError):
+    """The BPF filter expression does not compile."""
+
+
+class ConfigError(AioflowError, ValueError):
+    """A FlowParser parameter is out of range."""
+
+
+class EngineError(AioflowError, RuntimeError):
+    """The C engine failed in a way none of the other errors describe."""

@@ -1,0 +1,255 @@
+"""Flow: a read-only view over one C flow record, and PacketHeader for kept packet headers.
+
+Units: bytes are IP-layer lengths (IPv4 total length, IPv6 payload length + 40), as NetFlow's
+octets; `captured_bytes` are what the capture holds of the frames. Times are float seconds since
+the epoch, with exact integer nanoseconds in the `*_ns` twins.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._engine import END_REASONS
+
+TCP_FLAGS = ("fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr")
+PROTOCOL_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17, "gre": 47, "esp": 50, "icmpv6": 58, "sctp": 132}
+
+# Record fields exposed unchanged (integers).
+_DIRECT_FIELDS = (
+    "id", "first_seen_ns", "last_seen_ns", "src_port", "dst_port", "protocol", "ip_version", "vlan_id",
+    "src2dst_first_seen_ns", "src2dst_last_seen_ns", "dst2src_first_seen_ns", "dst2src_last_seen_ns",
+    "src2dst_packets", "src2dst_bytes", "src2dst_captured_bytes",
+    "dst2src_packets", "dst2src_bytes", "dst2src_captured_bytes",
+    "src2dst_tcp_flags", "dst2src_tcp_flags",
+    "src2dst_min_ttl", "src2dst_max_ttl", "dst2src_min_ttl", "dst2src_max_ttl", "headers_dropped",
+)  # fmt: skip
+# Public name -> C record field, where they differ.
+_C_NAMES = {
+    "first_seen_ns": "first_ns",
+    "last_seen_ns": "last_ns",
+    "src2dst_first_seen_ns": "src2dst_first_ns",
+    "src2dst_last_seen_ns": "src2dst_last_ns",
+    "dst2src_first_seen_ns": "dst2src_first_ns",
+    "dst2src_last_seen_ns": "dst2src_last_ns",
+}
+FLAG_COUNT_FIELDS = tuple(f"{d}_{flag}_packets" for d in ("src2dst", "dst2src") for flag in TCP_FLAGS)
+
+
+def ip_to_str(version: int, raw: bytes) -> str:
+    return str(ipaddress.IPv4Address(raw[:4]) if version == 4 else ipaddress.IPv6Address(raw))
+
+
+def ip_to_int(version: int, raw: bytes) -> int:
+    return int.from_bytes(raw[:4] if version == 4 else raw, "big")
+
+
+@dataclass(frozen=True, slots=True)
+class PacketHeader:
+    """One packet's network+transport headers, kept with headers=N."""
+
+    ts_ns: int
+    direction: int  # 0: src->dst, 1: dst->src
+    ip_length: int
+    captured_length: int
+    ttl: int
+    ip_id: int
+    ip_frag: int
+    tcp_flags: int
+    tcp_seq: int
+    tcp_ack: int
+    tcp_window: int
+    raw: bytes
+
+    @property
+    def ts(self) -> float:
+        return self.ts_ns / 1e9
+
+
+class Flow:
+    """A bidirectional flow: `src` is the initiator. Attributes are documented in the README."""
+
+    __slots__ = ("_headers", "_owner", "_r")
+
+    if TYPE_CHECKING:
+        id: int
+        first_seen_ns: int
+        last_seen_ns: int
+        src_port: int
+        dst_port: int
+        protocol: int
+        ip_version: int
+        vlan_id: int
+        src2dst_first_seen_ns: int
+        src2dst_last_seen_ns: int
+        dst2src_first_seen_ns: int
+        dst2src_last_seen_ns: int
+        src2dst_packets: int
+        src2dst_bytes: int
+        src2dst_captured_bytes: int
+        dst2src_packets: int
+        dst2src_bytes: int
+        dst2src_captured_bytes: int
+        src2dst_tcp_flags: int
+        dst2src_tcp_flags: int
+        src2dst_min_ttl: int
+        src2dst_max_ttl: int
+        dst2src_min_ttl: int
+        dst2src_max_ttl: int
+        headers_dropped: int
+
+        def __getattr__(self, name: str) -> int: ...  # the per-flag counters
+
+    def __init__(self, record: Any, headers: Any = None, owner: object = None) -> None:
+        # record points into a batch's C memory; owner keeps that batch alive as long as the view
+        self._r = record
+        self._headers = headers
+        self._owner = owner
+
+    # --- addresses and key ---
+    @property
+    def src_ip(self) -> str:
+        return ip_to_str(self._r.ip_version, bytes(self._r.src_ip))
+
+    @property
+    def dst_ip(self) -> str:
+        return ip_to_str(self._r.ip_version, bytes(self._r.dst_ip))
+
+    @property
+    def src_ip_int(self) -> int:
+        return ip_to_int(self._r.ip_version, bytes(self._r.src_ip))
+
+    @property
+    def dst_ip_int(self) -> int:
+        return ip_to_int(self._r.ip_version, bytes(self._r.dst_ip))
+
+    @property
+    def key(self) -> tuple[str, int, str, int, int]:
+        return (self.src_ip, self._r.src_port, self.dst_ip, self._r.dst_port, self._r.protocol)
+
+    @property
+    def bidirectional_id(self) -> str:
+        """The same for both directions of a conversation: endpoints in sorted order."""
+        r = self._r
+        a = (bytes(r.src_ip), r.src_port)
+        b = (bytes(r.dst_ip), r.dst_port)
+        lo, hi = sorted((a, b))
+        v = r.ip_version
+        return f"{r.protocol}-{r.vlan_id}-{ip_to_str(v, lo[0])}:{lo[1]}-{ip_to_str(v, hi[0])}:{hi[1]}"
+
+    # --- totals and times ---
+    @property
+    def packets(self) -> int:
+        return int(self._r.src2dst_packets + self._r.dst2src_packets)
+
+    @property
+    def bytes(self) -> int:
+        return int(self._r.src2dst_bytes + self._r.dst2src_bytes)
+
+    @property
+    def captured_bytes(self) -> int:
+        return int(self._r.src2dst_captured_bytes + self._r.dst2src_captured_bytes)
+
+    @property
+    def duration_ns(self) -> int:
+        return int(self._r.last_ns - self._r.first_ns)
+
+    @property
+    def duration(self) -> float:
+        return self.duration_ns / 1e9
+
+    @property
+    def first_seen(self) -> float:
+        return self._r.first_ns / 1e9
+
+    @property
+    def last_seen(self) -> float:
+        return self._r.last_ns / 1e9
+
+    @property
+    def src2dst_first_seen(self) -> float:
+        return self._r.src2dst_first_ns / 1e9
+
+    @property
+    def src2dst_last_seen(self) -> float:
+        return self._r.src2dst_last_ns / 1e9
+
+    @property
+    def dst2src_first_seen(self) -> float:
+        return self._r.dst2src_first_ns / 1e9
+
+    @property
+    def dst2src_last_seen(self) -> float:
+        return self._r.dst2src_last_ns / 1e9
+
+    @property
+    def bytes_per_second(self) -> float:
+        """Over the flow's duration; 0.0 for a single-instant flow."""
+        d = self.duration_ns
+        return self.bytes * 1e9 / d if d else 0.0
+
+    @property
+    def packets_per_second(self) -> float:
+        d = self.duration_ns
+        return self.packets * 1e9 / d if d else 0.0
+
+    @property
+    def end_reason(self) -> str:
+        """idle, active, fin, rst, eof, evicted, stop; "" for a flow still active."""
+        return END_REASONS[self._r.end_reason]
+
+    @property
+    def headers(self) -> list[PacketHeader]:
+        if self._headers is None:
+            return []
+        r = self._r
+        out = []
+        for i in range(r.header_offset, r.header_offset + r.header_count):
+            h = self._headers[i]
+            out.append(
+                PacketHeader(
+                    ts_ns=h.ts_ns, direction=h.direction, ip_length=h.ip_length,
+                    captured_length=h.captured_length, ttl=h.ttl, ip_id=h.ip_id, ip_frag=h.ip_frag,
+                    tcp_flags=h.tcp_flags, tcp_seq=h.tcp_seq, tcp_ack=h.tcp_ack,
+                    tcp_window=h.tcp_window, raw=bytes(h.raw[0 : h.raw_length]),
+                )
+            )  # fmt: skip
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every scalar attribute (headers excluded), JSON-friendly."""
+        return {name: getattr(self, name) for name in SCALAR_FIELDS}
+
+    def __repr__(self) -> str:
+        return (
+            f"<Flow {self.src_ip}:{self.src_port} -> {self.dst_ip}:{self.dst_port} proto={self.protocol} "
+            f"packets={self.packets} bytes={self.bytes} end={self.end_reason or 'active'}>"
+        )
+
+
+def _direct(c_name: str) -> property:
+    return property(lambda self: getattr(self._r, c_name))
+
+
+def _flag_count(direction: str, index: int) -> property:
+    return property(lambda self: getattr(self._r, f"{direction}_flag_counts")[index])
+
+
+for _name in _DIRECT_FIELDS:
+    setattr(Flow, _name, _direct(_C_NAMES.get(_name, _name)))
+for _i, _flag in enumerate(TCP_FLAGS):
+    for _d in ("src2dst", "dst2src"):
+        setattr(Flow, f"{_d}_{_flag}_packets", _flag_count(_d, _i))
+
+SCALAR_FIELDS = (
+    "id", "bidirectional_id", "src_ip", "src_port", "dst_ip", "dst_port", "protocol", "ip_version",
+    "vlan_id", "first_seen", "last_seen", "first_seen_ns", "last_seen_ns", "duration", "duration_ns",
+    "packets", "bytes", "captured_bytes",
+    "src2dst_packets", "src2dst_bytes", "src2dst_captured_bytes",
+    "dst2src_packets", "dst2src_bytes", "dst2src_captured_bytes",
+    "src2dst_first_seen_ns", "src2dst_last_seen_ns", "dst2src_first_seen_ns", "dst2src_last_seen_ns",
+    "src2dst_tcp_flags", "dst2src_tcp_flags", *FLAG_COUNT_FIELDS,
+    "src2dst_min_ttl", "src2dst_max_ttl", "dst2src_min_ttl", "dst2src_max_ttl",
+    "bytes_per_second", "packets_per_second", "headers_dropped", "end_reason",
+)  # fmt: skip

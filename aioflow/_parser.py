@@ -1,0 +1,305 @@
+"""FlowParser: the async face of the engine (reader task, terminated() stream, lookups)."""
+
+from __future__ import annotations
+
+import inspect
+import ipaddress
+import math
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ._engine import Batch, Engine, EngineConfig, new_cursor
+from ._errors import ConfigError
+from ._flow import PROTOCOL_NUMBERS, Flow
+
+FlowCallback = Callable[[Flow], Awaitable[None] | None]
+StopCallback = Callable[["FlowParser"], Awaitable[None] | None]
+
+# One pump reads this many packets (a few ms of C work) before Python gets the batch.
+PUMP_PACKETS = 65536
+BATCH_RECORDS = 8192
+SNAPSHOT_SLICE = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class ParserInfo:
+    """Parser counters. `packets` = `packets_in_flows` + sum of `aside` (conservation)."""
+
+    packets: int
+    packets_per_second: float  # packets read per wall-clock second since the parser started
+    bytes: int  # captured bytes read
+    packets_in_flows: int
+    aside: dict[str, int]
+    active_flows: int
+    active_tcp: int
+    active_udp: int
+    active_other: int
+    flows_created: int
+    flows_ended: int
+    ended_by: dict[str, int]
+    headers_dropped: int
+    fragments_tracked: int
+    fragment_table_evictions: int
+    read_errors: int
+    read_error: str  # libpcap's message when a damaged file stopped reading early
+    reap_seconds: float
+    progress: float  # 0..1 of the file consumed
+    link_type: int
+    finished: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _seconds_to_ns(name: str, value: float) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value) or value < 0:
+        raise ConfigError(f"{name}={value!r}: expected a number of seconds >= 0")
+    return min(int(value * 1e9), 2**63)
+
+
+def _protocol_number(protocol: str | int) -> int:
+    if isinstance(protocol, int):
+        return protocol
+    try:
+        return PROTOCOL_NUMBERS[protocol.lower()]
+    except KeyError:
+        raise ConfigError(f"unknown protocol {protocol!r}: use a number or one of {sorted(PROTOCOL_NUMBERS)}") from None
+
+
+def _packed(ip: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        return ipaddress.ip_address(ip)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def iter_batch(batch: Batch) -> Iterator[Flow]:
+    headers = batch.headers if batch.header_count else None
+    records = batch.records
+    for i in range(batch.count):
+        yield Flow(records[i], headers, batch)
+
+
+class FlowParser:
+    """Turns a pcap/pcapng file into bidirectional flows.
+
+    Use as ``async with FlowParser(path) as parser: async for flow in parser.terminated(): ...``.
+    Timeouts are in seconds. Reading starts when the context is entered and pauses (nothing is
+    lost) while ended flows wait in the bounded buffer for a consumer.
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike[str],
+        *,
+        filter: str | None = None,
+        snaplen: int = 65535,
+        idle_timeout: float = 120.0,
+        active_timeout: float = 1800.0,
+        fin_timeout: float = 10.0,
+        max_flows: int = 1_000_000,
+        headers: int = 0,
+        on_tcp_end: FlowCallback | None = None,
+        on_udp_end: FlowCallback | None = None,
+        on_stop: StopCallback | None = None,
+        buffer_batches: int = 8,
+        hash_seed: int | None = None,
+    ) -> None:
+        self.source = source
+        self._config = EngineConfig(
+            filter=filter,
+            snaplen=snaplen,
+            idle_timeout_ns=_seconds_to_ns("idle_timeout", idle_timeout),
+            active_timeout_ns=_seconds_to_ns("active_timeout", active_timeout),
+            fin_timeout_ns=_seconds_to_ns("fin_timeout", fin_timeout),
+            max_flows=max_flows,
+            headers=headers,
+            hash_seed=hash_seed,
+        )
+        if buffer_batches < 1:
+            raise ConfigError(f"buffer_batches={buffer_batches!r}: expected >= 1")
+        self._buffer_batches = buffer_batches
+        self._on_tcp_end = on_tcp_end
+        self._on_udp_end = on_udp_end
+        self._on_stop = on_stop
+        self._engine: Engine | None = None
+        self._lock = anyio.Lock()
+        self._stats: dict[str, Any] = {}
+        self._started = 0.0
+        self._finished = False
+        self._consuming = False
+        self._closing = False
+        self._task_group: TaskGroup | None = None
+        self._send: MemoryObjectSendStream[Batch] | None = None
+        self._receive: MemoryObjectReceiveStream[Batch] | None = None
+
+    # --- lifecycle ---
+    async def __aenter__(self) -> FlowParser:
+        self._engine = Engine(self.source, self._config)
+        self._stats = self._engine.stats()
+        self._send, self._receive = anyio.create_memory_object_stream[Batch](self._buffer_batches)
+        self._started = time.monotonic()
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        self._task_group.start_soon(self._read, name=f"aioflow reader {self.source}")
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        # Leaving early: stop reading; flows still open end as "stop" and still reach callbacks,
+        # but the stream has no consumer any more, so it stops buffering.
+        self._closing = True
+        self.stop()
+        assert self._task_group is not None and self._receive is not None
+        try:
+            self._receive.close()
+            return await self._task_group.__aexit__(exc_type, exc, tb)
+        finally:
+            if self._engine is not None:
+                self._engine.close()
+
+    def stop(self) -> None:
+        """Ends the parse now: active flows are flushed with end_reason "stop"."""
+        if self._engine is not None and not self._finished:
+            self._engine.stop()
+
+    # --- the reader task ---
+    async def _read(self) -> None:
+        assert self._engine is not None and self._send is not None
+        engine = self._engine
+        try:
+            done = False
+            while not done:
+                batch = Batch(BATCH_RECORDS, self._config.headers)
+                async with self._lock:
+                    done = await anyio.to_thread.run_sync(engine.pump, PUMP_PACKETS, batch)
+                    self._stats = engine.stats()
+                if batch.count:
+                    await self._deliver(batch)
+        finally:
+            self._finished = True
+            self._send.close()
+        if self._on_stop is not None:
+            await _maybe_await(self._on_stop(self))
+
+    async def _deliver(self, batch: Batch) -> None:
+        if self._on_tcp_end is not None or self._on_udp_end is not None:
+            for flow in iter_batch(batch):
+                callback = self._on_tcp_end if flow.protocol == 6 else self._on_udp_end if flow.protocol == 17 else None
+                if callback is not None:
+                    await _maybe_await(callback(flow))
+        if self._closing:
+            return
+        assert self._send is not None
+        try:
+            await self._send.send(batch)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self._closing = True
+
+    # --- consumers ---
+    async def terminated(self) -> AsyncIterator[Flow]:
+        """Every ended flow exactly once, in the order flows ended; ends after the source does."""
+        if self._receive is None:
+            raise RuntimeError("use FlowParser as `async with FlowParser(...) as parser:` first")
+        if self._consuming:
+            raise RuntimeError("terminated() already has a consumer; one stream per parser")
+        self._consuming = True
+        try:
+            async for batch in self._receive:
+                for flow in iter_batch(batch):
+                    yield flow
+        finally:
+            self._consuming = False
+
+    async def wait(self) -> None:
+        """Consumes the stream to its end (for users of the callbacks only)."""
+        async for _ in self.terminated():
+            pass
+
+    async def find_flow(
+        self,
+        src_ip: str | ipaddress.IPv4Address | ipaddress.IPv6Address,
+        src_port: int,
+        dst_ip: str | ipaddress.IPv4Address | ipaddress.IPv6Address,
+        dst_port: int,
+        protocol: str | int = "tcp",
+        vlan_id: int = 0,
+    ) -> Flow | None:
+        """The active flow between the two endpoints (either direction), or None. O(1) in C."""
+        a, b = _packed(src_ip), _packed(dst_ip)
+        if a.version != b.version:
+            raise ConfigError(f"{src_ip} and {dst_ip} are not of the same IP version")
+        engine = self._require_engine()
+        async with self._lock:
+            if self._finished:
+                return None
+            record = engine.lookup(
+                a.version, a.packed.ljust(16, b"\0"), src_port, b.packed.ljust(16, b"\0"), dst_port,
+                _protocol_number(protocol), vlan_id,
+            )  # fmt: skip
+        return None if record is None else Flow(record[0], None, record)
+
+    async def flows(self) -> AsyncIterator[Flow]:
+        """Active flows, copied slice by slice (the reader runs between slices)."""
+        engine = self._require_engine()
+        cursor = new_cursor()
+        while True:
+            async with self._lock:
+                if self._finished:
+                    return
+                batch = await anyio.to_thread.run_sync(engine.snapshot_slice, cursor, SNAPSHOT_SLICE)
+            if batch.count == 0:
+                return
+            for flow in iter_batch(batch):
+                yield flow
+
+    async def snapshot(self) -> list[Flow]:
+        """Copies of all active flows (end_reason "")."""
+        return [flow async for flow in self.flows()]
+
+    def info(self) -> ParserInfo:
+        s = self._stats
+        if not s:
+            raise RuntimeError("info() is available once the parser is entered")
+        elapsed = time.monotonic() - self._started
+        size = s["file_size"]
+        return ParserInfo(
+            packets=s["packets_read"],
+            packets_per_second=s["packets_read"] / elapsed if elapsed > 0 else 0.0,
+            bytes=s["bytes_read"],
+            packets_in_flows=s["packets_in_flows"],
+            aside=s["aside"],
+            active_flows=s["active_flows"],
+            active_tcp=s["active_tcp"],
+            active_udp=s["active_udp"],
+            active_other=s["active_other"],
+            flows_created=s["flows_created"],
+            flows_ended=s["flows_ended"],
+            ended_by=s["ended_by"],
+            headers_dropped=s["headers_dropped"],
+            fragments_tracked=s["fragments_tracked"],
+            fragment_table_evictions=s["fragment_table_evictions"],
+            read_errors=s["read_errors"],
+            read_error=s["error"],
+            reap_seconds=s["reap_ns"] / 1e9,
+            progress=1.0 if self._finished else (min(s["file_offset"] / size, 1.0) if size else 0.0),
+            link_type=s["link_type"],
+            finished=self._finished,
+        )
+
+    def _require_engine(self) -> Engine:
+        if self._engine is None:
+            raise RuntimeError("use FlowParser as `async with FlowParser(...) as parser:` first")
+        return self._engine
+
+
+async def _maybe_await(result: Awaitable[None] | None) -> None:
+    if inspect.isawaitable(result):
+        await result

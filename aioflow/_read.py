@@ -1,0 +1,58 @@
+"""Synchronous entry points for scripts: read() iterates flows, read_frame() builds a DataFrame."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from ._engine import END_REASONS, Batch, Engine
+from ._flow import Flow
+from ._parser import BATCH_RECORDS, PUMP_PACKETS, FlowParser, iter_batch
+
+if TYPE_CHECKING:
+    import pandas
+
+
+def _engine_for(source: str | os.PathLike[str], options: dict[str, Any]) -> Engine:
+    # FlowParser validates and converts the options exactly as the async API does.
+    parser = FlowParser(source, **options)
+    return Engine(source, parser._config)
+
+
+def _batches(source: str | os.PathLike[str], options: dict[str, Any]) -> Iterator[Batch]:
+    engine = _engine_for(source, options)
+    try:
+        done = False
+        while not done:
+            batch = Batch(BATCH_RECORDS, engine.headers_per_flow)
+            done = engine.pump(PUMP_PACKETS, batch)
+            if batch.count:
+                yield batch
+    finally:
+        engine.close()
+
+
+def read(source: str | os.PathLike[str], **options: Any) -> Iterator[Flow]:
+    """Every flow of a capture file, in the order flows ended (blocking; for scripts).
+
+    Takes FlowParser's options (filter, idle_timeout, active_timeout, ...)."""
+    for batch in _batches(source, options):
+        yield from iter_batch(batch)
+
+
+def read_frame(source: str | os.PathLike[str], **options: Any) -> pandas.DataFrame:
+    """All flows of a capture file as a pandas DataFrame, one row per ended flow.
+
+    Built from the C records in bulk (numpy), without a Python object per flow. Needs the
+    `pandas` extra: pip install 'aioflow-pcap[pandas]'."""
+    try:
+        import numpy as np
+        import pandas as pd
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("read_frame needs pandas and numpy: pip install 'aioflow-pcap[pandas]'") from exc
+    from ._frame import RECORD_DTYPE, records_to_columns
+
+    chunks = [np.frombuffer(b.raw_records(), dtype=RECORD_DTYPE).copy() for b in _batches(source, options)]
+    records = np.concatenate(chunks) if chunks else np.zeros(0, dtype=RECORD_DTYPE)
+    return pd.DataFrame(records_to_columns(records, END_REASONS))
