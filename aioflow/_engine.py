@@ -50,25 +50,28 @@ class EngineConfig:
 
 
 class Batch:
-    """Ended (or snapshot) flow records copied out of C in one go, plus their kept headers."""
+    """Flow records copied out of C in one go (exact size), plus their kept headers."""
 
     __slots__ = ("count", "header_count", "headers", "records")
 
-    def __init__(self, capacity: int, headers_per_flow: int) -> None:
-        self.records = ffi.new("af_record[]", capacity)
-        self.headers = ffi.new("af_header[]", capacity * headers_per_flow) if headers_per_flow else ffi.NULL
-        self.count = 0
-        self.header_count = 0
+    def __init__(self, records: Any, count: int, headers: Any = None, header_count: int = 0) -> None:
+        self.records = records
+        self.count = count
+        self.headers = headers
+        self.header_count = header_count
 
     def raw_records(self) -> Any:
-        """The filled records as a buffer (for numpy's bulk path)."""
+        """The records as a buffer (for numpy's bulk path)."""
         return ffi.buffer(self.records, self.count * RECORD_SIZE)
+
+
+EMPTY_BATCH = Batch(ffi.NULL, 0)
 
 
 class Engine:
     """One opened source and its flow table. Calls must not overlap (the parser holds a lock)."""
 
-    def __init__(self, source: str | os.PathLike[str], config: EngineConfig) -> None:
+    def __init__(self, source: str | os.PathLike[str], config: EngineConfig, batch_records: int = 8192) -> None:
         cfg = ffi.new("af_config *")
         cfg.max_flows = _check_range("max_flows", config.max_flows, 1, 2**31 - 1)
         cfg.headers_per_flow = _check_range("headers", config.headers, 0, 65535)
@@ -88,36 +91,64 @@ class Engine:
             raise exc_type(f"{message} ({hint})")
         self._engine = ffi.gc(out[0], lib.af_close)
         self._closed = False
+        # One scratch batch for the C side; what it fills is copied out at its exact size, so a
+        # kept Flow pins only its own small batch.
+        self._stats = ffi.new("af_stats *")
+        self._scratch = ffi.new("af_batch *")
+        self._scratch_records = ffi.new("af_record[]", batch_records)
+        self._scratch.records = self._scratch_records
+        self._scratch.capacity = batch_records
+        if config.headers:
+            self._scratch_headers = ffi.new("af_header[]", batch_records * config.headers)
+            self._scratch.headers = self._scratch_headers
+            self._scratch.header_capacity = batch_records * config.headers
 
-    def pump(self, max_packets: int, batch: Batch) -> bool:
-        """Reads up to max_packets, filling batch with ended flows. True when the source is done.
+    def pump(self, max_packets: int) -> bool:
+        """Reads up to max_packets into the scratch batch; True when the source is done.
 
-        Runs in a worker thread: cffi releases the GIL for the C call."""
-        b = ffi.new("af_batch *")
-        b.records = batch.records
-        b.capacity = len(batch.records)
-        b.headers = batch.headers
-        b.header_capacity = len(batch.records) * self.headers_per_flow
-        status = lib.af_pump(self._engine, max_packets, b)
-        batch.count = b.count
-        batch.header_count = b.header_count
+        Only the C call: run it in a worker thread (cffi releases the GIL) and take the flows
+        with take_batch() on the caller's side, so the thread needs the GIL back just once."""
+        status = lib.af_pump(self._engine, max_packets, self._scratch)
         if status < 0:
             raise _errors.EngineError(ffi.string(lib.af_error_message(self._engine)).decode())
         return bool(status == lib.AF_DONE)
 
+    def take_batch(self) -> Batch:
+        """The flows the last pump ended, copied out of the scratch batch at their exact size."""
+        b = self._scratch
+        if not b.count:
+            return EMPTY_BATCH
+        records = ffi.new("af_record[]", b.count)
+        ffi.memmove(records, b.records, b.count * RECORD_SIZE)
+        headers = ffi.NULL
+        if b.header_count:
+            headers = ffi.new("af_header[]", b.header_count)
+            ffi.memmove(headers, b.headers, b.header_count * ffi.sizeof("af_header"))
+        return Batch(records, b.count, headers, b.header_count)
+
     def stop(self) -> None:
         lib.af_stop(self._engine)
 
-    def lookup(self, version: int, a: bytes, port_a: int, b: bytes, port_b: int, proto: int, vlan: int) -> Any:
-        out = ffi.new("af_record *")
+    def lookup(
+        self, version: int, a: bytes, port_a: int, b: bytes, port_b: int, proto: int, vlan: int
+    ) -> Batch | None:
+        out = ffi.new("af_record[1]")
         found = lib.af_lookup(self._engine, version, a, port_a, b, port_b, proto, vlan, out)
-        return out if found else None
+        return Batch(out, 1) if found else None
 
     def snapshot_slice(self, cursor: Any, capacity: int) -> Batch:
         """Copies up to capacity active flows from slot cursor[0] on (advancing it)."""
-        batch = Batch(capacity, 0)
-        batch.count = lib.af_snapshot(self._engine, cursor, batch.records, capacity)
-        return batch
+        records = ffi.new("af_record[]", capacity)
+        return Batch(records, lib.af_snapshot(self._engine, cursor, records, capacity))
+
+    def active_flows(self) -> int:
+        lib.af_get_stats(self._engine, self._stats)
+        return int(self._stats.active_flows)
+
+    def snapshot_all(self, expected: int) -> Batch:
+        """Every active flow, in one C call (the caller holds the engine, so none can change)."""
+        records = ffi.new("af_record[]", max(expected, 1))
+        return Batch(records, lib.af_snapshot(self._engine, new_cursor(), records, expected))
 
     def stats(self) -> dict[str, Any]:
         s = ffi.new("af_stats *")

@@ -11,7 +11,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._engine import END_REASONS
+from ._engine import END_REASONS, Batch
 
 TCP_FLAGS = ("fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr")
 PROTOCOL_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17, "gre": 47, "esp": 50, "icmpv6": 58, "sctp": 132}
@@ -70,7 +70,7 @@ class PacketHeader:
 class Flow:
     """A bidirectional flow: `src` is the initiator. Attributes are documented in the README."""
 
-    __slots__ = ("_headers", "_owner", "_r")
+    __slots__ = ("_batch", "_i")
 
     if TYPE_CHECKING:
         id: int
@@ -101,11 +101,14 @@ class Flow:
 
         def __getattr__(self, name: str) -> int: ...  # the per-flag counters
 
-    def __init__(self, record: Any, headers: Any = None, owner: object = None) -> None:
-        # record points into a batch's C memory; owner keeps that batch alive as long as the view
-        self._r = record
-        self._headers = headers
-        self._owner = owner
+    def __init__(self, batch: Batch, index: int) -> None:
+        # One small object per flow (the batch holds the C memory) keeps garbage collection cheap.
+        self._batch = batch
+        self._i = index
+
+    @property
+    def _r(self) -> Any:
+        return self._batch.records[self._i]
 
     # --- addresses and key ---
     @property
@@ -201,12 +204,10 @@ class Flow:
 
     @property
     def headers(self) -> list[PacketHeader]:
-        if self._headers is None:
-            return []
         r = self._r
-        out = []
+        out: list[PacketHeader] = []
         for i in range(r.header_offset, r.header_offset + r.header_count):
-            h = self._headers[i]
+            h = self._batch.headers[i]
             out.append(
                 PacketHeader(
                     ts_ns=h.ts_ns, direction=h.direction, ip_length=h.ip_length,

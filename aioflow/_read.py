@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._engine import END_REASONS, Batch, Engine
 from ._flow import Flow
-from ._parser import BATCH_RECORDS, PUMP_PACKETS, FlowParser, iter_batch
+from ._parser import PUMP_PACKETS, FlowParser, iter_batch
 
 if TYPE_CHECKING:
     import pandas
@@ -25,8 +25,8 @@ def _batches(source: str | os.PathLike[str], options: dict[str, Any]) -> Iterato
     try:
         done = False
         while not done:
-            batch = Batch(BATCH_RECORDS, engine.headers_per_flow)
-            done = engine.pump(PUMP_PACKETS, batch)
+            done = engine.pump(PUMP_PACKETS)
+            batch = engine.take_batch()
             if batch.count:
                 yield batch
     finally:

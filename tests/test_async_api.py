@@ -1,0 +1,222 @@
+"""The async API while a large capture is being read: responsiveness, lookups, stop, callbacks,
+and the same results under trio as under asyncio."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+import aioflow
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLED = ROOT / "examples" / "data" / "ndpi_telegram_videocall.pcapng"
+NO_TIMEOUTS = {"idle_timeout": 1e9, "active_timeout": 1e9, "fin_timeout": 1e9}
+
+
+@pytest.fixture(scope="module")
+def large_capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A few hundred thousand packets from the benchmark generator (deterministic by seed)."""
+    out = tmp_path_factory.mktemp("large") / "large.pcap"
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "make_capture.py"), str(out),
+         "--packets", "400000", "--flows", "40000", "--seed", "7"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return out
+
+
+def tcpdump_count(path: Path, bpf: str) -> int:
+    proc = subprocess.run(["tcpdump", "-nn", "-r", str(path), bpf], capture_output=True, text=True, check=True)
+    return len(proc.stdout.splitlines())
+
+
+async def consume(path: Path, **options: object) -> tuple[list[aioflow.Flow], aioflow.ParserInfo]:
+    async with aioflow.FlowParser(path, **options) as parser:  # type: ignore[arg-type]
+        flows = [flow async for flow in parser.terminated()]
+    return flows, parser.info()
+
+
+@pytest.mark.anyio
+async def test_event_loop_stays_responsive(large_capture: Path) -> None:
+    lags: list[float] = []
+    done = anyio.Event()
+
+    async def ticker() -> None:
+        while not done.is_set():
+            before = time.perf_counter()
+            await anyio.sleep(0.005)
+            lags.append(time.perf_counter() - before - 0.005)
+
+    flows = packets = 0
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        # a service's consumer: looks at each flow and lets it go
+        async with aioflow.FlowParser(large_capture) as parser:
+            async for flow in parser.terminated():
+                flows += 1
+                packets += flow.packets
+        done.set()
+    info = parser.info()
+    assert info.packets == 400_000
+    assert flows == info.flows_ended >= 40_000
+    assert packets == info.packets_in_flows
+    assert len(lags) > 10, "the ticker should have run many times during the parse"
+    assert max(lags) <= 0.020, f"event loop blocked for {max(lags) * 1000:.1f} ms"
+
+
+@pytest.mark.anyio
+async def test_find_flow_and_snapshot_while_reading(large_capture: Path) -> None:
+    seen_mid_read: dict[int, aioflow.Flow] = {}
+    final: dict[int, aioflow.Flow] = {}
+    async with aioflow.FlowParser(large_capture, buffer_batches=1) as parser:
+        async with anyio.create_task_group() as tg:
+
+            async def consumer() -> None:
+                async for flow in parser.terminated():
+                    final[flow.id] = flow
+                    await anyio.lowlevel.checkpoint()
+
+            tg.start_soon(consumer)
+            while not seen_mid_read:
+                await anyio.sleep(0.01)
+                active = await parser.snapshot()
+                if parser.info().finished:
+                    break
+                assert all(f.end_reason == "" for f in active)
+                for flow in active[:50]:
+                    found = await parser.find_flow(flow.dst_ip, flow.dst_port, flow.src_ip, flow.src_port,
+                                                   protocol=flow.protocol, vlan_id=flow.vlan_id)
+                    if found is not None:  # it may have ended between snapshot and lookup
+                        assert found.id == flow.id
+                        assert found.key == flow.key
+                        assert found.packets >= flow.packets
+                        seen_mid_read[found.id] = found
+            assert seen_mid_read, "the read ended before a lookup could run"
+            assert parser.info().progress < 1.0
+    for flow_id, mid in seen_mid_read.items():
+        end = final[flow_id]
+        assert end.key == mid.key
+        assert end.packets >= mid.packets
+        assert end.first_seen_ns == mid.first_seen_ns
+
+
+@pytest.mark.anyio
+async def test_find_flow_absent_and_bad_input() -> None:
+    async with aioflow.FlowParser(BUNDLED) as parser:
+        assert await parser.find_flow("192.0.2.1", 1, "192.0.2.2", 2, "udp") is None
+        assert await parser.find_flow("2001:db8::1", 1, "2001:db8::2", 2) is None
+        with pytest.raises(aioflow.ConfigError):
+            await parser.find_flow("192.0.2.1", 1, "2001:db8::2", 2)
+        with pytest.raises(ValueError):
+            await parser.find_flow("not-an-ip", 1, "192.0.2.2", 2)
+        await parser.wait()
+
+
+def test_trio_gives_the_same_flows_as_asyncio() -> None:
+    results = {}
+    for backend in ("asyncio", "trio"):
+        flows, info = anyio.run(consume, BUNDLED, backend=backend)
+        results[backend] = (sorted((f.key, f.packets, f.bytes, f.end_reason) for f in flows), info.packets)
+    assert results["asyncio"] == results["trio"]
+    assert results["trio"][1] > 0
+
+
+@pytest.mark.anyio
+async def test_stop_flushes_active_flows_and_conserves_packets(large_capture: Path) -> None:
+    flows: list[aioflow.Flow] = []
+    async with aioflow.FlowParser(large_capture) as parser:
+        async for flow in parser.terminated():
+            flows.append(flow)
+            if len(flows) == 1000:
+                parser.stop()
+        info = parser.info()
+    reasons = {f.end_reason for f in flows}
+    assert "stop" in reasons and "eof" not in reasons
+    assert info.packets < 400_000, "stop should end the read early"
+    assert sum(f.packets for f in flows) == info.packets_in_flows
+    assert info.packets == info.packets_in_flows + sum(info.aside.values())
+    assert info.active_flows == 0
+
+
+@pytest.mark.anyio
+async def test_callbacks_see_every_tcp_and_udp_flow() -> None:
+    tcp: list[aioflow.Flow] = []
+    udp: list[aioflow.Flow] = []
+    stopped: list[aioflow.FlowParser] = []
+
+    async def on_udp(flow: aioflow.Flow) -> None:
+        udp.append(flow)
+
+    async with aioflow.FlowParser(
+        BUNDLED, on_tcp_end=tcp.append, on_udp_end=on_udp, on_stop=stopped.append, **NO_TIMEOUTS
+    ) as parser:
+        everything = [flow async for flow in parser.terminated()]
+    assert stopped == [parser]
+    assert sorted(f.id for f in tcp) == sorted(f.id for f in everything if f.protocol == 6)
+    assert sorted(f.id for f in udp) == sorted(f.id for f in everything if f.protocol == 17)
+    assert tcp and udp
+
+
+@pytest.mark.anyio
+async def test_filter_counts_rejected_packets_like_tcpdump() -> None:
+    flows, info = await consume(BUNDLED, filter="tcp", **NO_TIMEOUTS)
+    assert {f.protocol for f in flows} == {6}
+    assert info.aside["filtered"] == tcpdump_count(BUNDLED, "not tcp")
+    assert info.packets_in_flows == tcpdump_count(BUNDLED, "tcp")
+
+
+@pytest.mark.anyio
+async def test_leaving_early_closes_cleanly() -> None:
+    async with aioflow.FlowParser(BUNDLED) as parser:
+        async for _flow in parser.terminated():
+            break
+    assert parser.info().finished
+
+
+@pytest.mark.parametrize(
+    ("make", "options", "errors"),
+    [
+        (lambda d: d / "missing.pcap", {}, (aioflow.CaptureNotFoundError, FileNotFoundError)),
+        (lambda d: d, {}, (aioflow.CaptureFormatError, ValueError)),
+        (lambda d: (d / "text.pcap").write_text("hello, not a capture\n" * 10) and d / "text.pcap", {},
+         (aioflow.CaptureFormatError, ValueError)),
+        (lambda d: BUNDLED, {"filter": "tcp port nonsense"}, (aioflow.FilterError, ValueError)),
+        (lambda d: BUNDLED, {"max_flows": 0}, (aioflow.ConfigError, ValueError)),
+        (lambda d: BUNDLED, {"idle_timeout": -1}, (aioflow.ConfigError, ValueError)),
+    ],
+    ids=["missing", "directory", "not-a-capture", "bad-bpf", "max-flows", "negative-timeout"],
+)
+def test_errors_are_typed_and_say_what_to_do(tmp_path: Path, make, options, errors) -> None:  # type: ignore[no-untyped-def]
+    path = make(tmp_path)
+    for error in errors:
+        with pytest.raises(error) as caught:
+            list(aioflow.read(path, **options))
+        assert str(caught.value)
+    if "filter" in options:
+        assert "nonsense" in str(caught.value) and "BPF" in str(caught.value)
+
+
+def test_unreadable_file_is_a_permission_error(tmp_path: Path) -> None:
+    capture = tmp_path / "secret.pcap"
+    capture.write_bytes(BUNDLED.read_bytes())
+    capture.chmod(0)
+    code = (
+        "import aioflow, sys\n"
+        f"try: list(aioflow.read({str(capture)!r}))\n"
+        "except aioflow.CapturePermissionError as e: print('PERM', isinstance(e, PermissionError), e); sys.exit(0)\n"
+        "sys.exit(1)\n"
+    )
+    command = [sys.executable, "-c", code]
+    if os.geteuid() == 0:  # root reads anything: run without the capabilities that allow it
+        command = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *command]
+    proc = subprocess.run(command, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("PERM True")
+    assert "secret.pcap" in proc.stdout
