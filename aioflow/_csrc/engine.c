@@ -136,8 +136,12 @@ static void fill_record(const af_table *t, const af_flow *f, af_record *r) {
     r->dst2src_bytes = f->bytes[d];
     r->src2dst_captured_bytes = f->captured_bytes[s];
     r->dst2src_captured_bytes = f->captured_bytes[d];
-    memcpy(r->src2dst_flag_counts, f->flag_counts[s], sizeof r->src2dst_flag_counts);
-    memcpy(r->dst2src_flag_counts, f->flag_counts[d], sizeof r->dst2src_flag_counts);
+    for (int b = 0; b < 8; b++) {
+        uint8_t at = af_flag_slot[b];
+        int common = (at & AF_FLAG_COMMON) != 0, i = at & 0x0f;
+        r->src2dst_flag_counts[b] = common ? f->common_flags[s][i] : f->rare_flags[s][i];
+        r->dst2src_flag_counts[b] = common ? f->common_flags[d][i] : f->rare_flags[d][i];
+    }
     memcpy(r->src_ip, f->key.ip[s], 16);
     memcpy(r->dst_ip, f->key.ip[d], 16);
     r->src_port = f->key.port[s];
@@ -262,6 +266,15 @@ static void reset_counters(af_engine *e, af_flow *f) {
     f->id = e->next_id++;
 }
 
+/* Whether counting one more packet with these TCP flags would overflow a counter. */
+static int counter_full(const af_flow *f, int dir, uint8_t tcp_flags) {
+    if (f->packets[dir] == UINT32_MAX) return 1;
+    uint8_t rare = tcp_flags & AF_RARE_FLAGS;
+    for (int b = 0; rare; b++, rare >>= 1)
+        if ((rare & 1) && f->rare_flags[dir][af_flag_slot[b]] == UINT16_MAX) return 1;
+    return 0;
+}
+
 /* Counts one decoded packet into its flow. Needs ROOM_PER_PACKET records of room. */
 static void account(af_engine *e, const af_packet *p, const struct pcap_pkthdr *h, uint64_t ts) {
     af_table *t = &e->table;
@@ -285,7 +298,7 @@ static void account(af_engine *e, const af_packet *p, const struct pcap_pkthdr *
             slot = AF_NIL;
         }
         if (slot != AF_NIL && (expired(ts, af_flow_first(f), e->cfg.active_timeout_ns) ||
-                               f->packets[sender] == UINT32_MAX)) {
+                               counter_full(f, sender, is_tcp ? p->tcp_flags : 0))) {
             emit_record(e, slot, AF_END_ACTIVE);
             reset_counters(e, f);
             if (t->headers_per_flow) *af_table_headers_dropped(t, slot) = 0;
@@ -318,7 +331,12 @@ static void account(af_engine *e, const af_packet *p, const struct pcap_pkthdr *
     if (is_tcp) {
         uint8_t fl = p->tcp_flags;
         f->flags[sender] |= fl;
-        for (int b = 0; b < 8; b++) f->flag_counts[sender][b] += (fl >> b) & 1u;
+        for (int b = 0; b < 8; b++) {
+            if (!((fl >> b) & 1u)) continue;
+            uint8_t at = af_flag_slot[b];
+            if (at & AF_FLAG_COMMON) f->common_flags[sender][at & 0x0f]++;
+            else f->rare_flags[sender][at]++;
+        }
         if (fl & 0x01) f->state |= sender ? AF_ST_FIN1 : AF_ST_FIN0;
         if (fl & 0x04) f->state |= AF_ST_RST;
         if ((f->state & AF_ST_RST) || (f->state & (AF_ST_FIN0 | AF_ST_FIN1)) == (AF_ST_FIN0 | AF_ST_FIN1))

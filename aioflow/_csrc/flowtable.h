@@ -40,8 +40,20 @@ typedef struct {
     uint64_t first_ns[2], last_ns[2];
     uint64_t bytes[2], captured_bytes[2];
     uint32_t packets[2];
-    uint32_t flag_counts[2][8];
+    /* Flag counters: PSH, ACK and ECE ride on most packets and get 32 bits; FIN, SYN, RST, URG
+     * and CWR are rare and get 16, which keeps a flow under 200 bytes. A counter about to
+     * overflow ends the record as an active timeout does (counting goes on in a new record). */
+    uint32_t common_flags[2][3];
+    uint16_t rare_flags[2][5];
 } af_flow;
+
+/* Where each TCP flag bit (FIN SYN RST PSH ACK URG ECE CWR) is counted: index into common_flags
+ * when AF_FLAG_COMMON is set, else into rare_flags. */
+#define AF_FLAG_COMMON 0x10
+static const uint8_t af_flag_slot[8] = {0, 1, 2, AF_FLAG_COMMON | 0, AF_FLAG_COMMON | 1, 3,
+                                        AF_FLAG_COMMON | 2, 4};
+/* The flags counted in 16 bits: FIN SYN RST URG CWR. */
+#define AF_RARE_FLAGS 0xa7
 
 typedef struct {
     af_flow **slabs;
