@@ -346,7 +346,7 @@ int main(int argc, char **argv) {
     /* per-flow [first, last] for the concurrency figures */
     uint64_t *life = malloc(2 * F * sizeof *life);
     if (!ev || !tmp || !life) { fprintf(stderr, "capgen: out of memory\n"); return 1; }
-    uint64_t e = 0;
+    uint64_t e = 0, idle_splits = 0;
     double *gaps = NULL; size_t gcap = 0;
     for (uint64_t i = 0; i < F; i++) {
         flow_t *f = &fl[i];
@@ -379,6 +379,8 @@ int main(int argc, char **argv) {
             t += gaps[k] < 0 ? -gaps[k] * scale : gaps[k];
             uint64_t us = (uint64_t)(t * 1e6);
             if (k && us <= prev_us) us = prev_us + 1; /* strictly increasing inside a flow */
+            /* a silence longer than the idle timeout makes a meter end the flow and start anew */
+            if (k && us - prev_us > (uint64_t)(idle_to * 1e6)) idle_splits++;
             prev_us = us;
             ev[e++] = (us << 32) | i;
         }
@@ -473,13 +475,15 @@ int main(int argc, char **argv) {
            "\"span_seconds\": %.6f, \"first_ts\": %.6f, \"ipv6_flows\": %llu, \"ipv6_packets\": %llu, "
            "\"udp_packets\": %llu, \"tcp_fin_flows\": %llu, \"tcp_rst_flows\": %llu, \"tcp_open_flows\": %llu, "
            "\"tcp_refused_flows\": %llu, \"udp_flows\": %llu, \"peak_live_flows\": %llu, "
-           "\"peak_active_flows_default_timeouts\": %llu, \"mean_active_flows_default_timeouts\": %.1f}\n",
+           "\"peak_active_flows_default_timeouts\": %llu, \"mean_active_flows_default_timeouts\": %.1f, "
+           "\"idle_gaps_over_120s\": %llu, \"expected_records_default_timeouts\": %llu}\n",
            (unsigned long long)P, (unsigned long long)F, (unsigned long long)bytes,
            (unsigned long long)(24 + 16 * P + bytes), (double)prev / 1e6, (double)(epoch_us + (ev[0] >> 32)) / 1e6,
            (unsigned long long)v6f, (unsigned long long)v6pk, (unsigned long long)udppk,
            (unsigned long long)kinds[K_FIN], (unsigned long long)kinds[K_RST], (unsigned long long)kinds[K_OPEN],
            (unsigned long long)kinds[K_REFUSED], (unsigned long long)kinds[K_UDP],
-           (unsigned long long)peak_live, (unsigned long long)peak_meter, sum_meter);
+           (unsigned long long)peak_live, (unsigned long long)peak_meter, sum_meter,
+           (unsigned long long)idle_splits, (unsigned long long)(F + idle_splits));
     free(ev);
     free(fl);
     return 0;

@@ -62,9 +62,7 @@ def meta_path(capture: Path) -> Path:
     return capture.with_name(capture.name + ".json")
 
 
-def params(
-    packets: int, flows: int, seed: int, ipv6_share: float, udp_share: float, span: float
-) -> dict[str, Any]:
+def params(packets: int, flows: int, seed: int, ipv6_share: float, udp_share: float, span: float) -> dict[str, Any]:
     return {
         "packets": packets,
         "flows": flows,
@@ -132,7 +130,8 @@ def describe(path: Path, meta: dict[str, Any]) -> str:
         f"{meta['tcp_refused_flows']:,} TCP refused), {meta['file_bytes'] / 1e9:.2f} GB, "
         f"{meta['span_seconds']:.1f} s of traffic; flows held at once with default timeouts: "
         f"peak {meta['peak_active_flows_default_timeouts']:,}, "
-        f"mean {meta['mean_active_flows_default_timeouts']:,.0f}; "
+        f"mean {meta['mean_active_flows_default_timeouts']:,.0f}; flow records expected with default "
+        f"timeouts {meta['expected_records_default_timeouts']:,} (silences over 120 s split a flow); "
         f"generated in {meta['generated_in_seconds']:.1f} s"
     )
 

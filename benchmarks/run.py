@@ -353,9 +353,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"nfstream runs on a prefix: {nf_capture} ({a.nfstream_packets:,} packets)")
                 warm(nf_capture)
             report(
-                run_child(
-                    "nfstream", nf_capture, [str(py), str(CONTENDERS), "nfstream", str(nf_capture)], a.timeout
-                )
+                run_child("nfstream", nf_capture, [str(py), str(CONTENDERS), "nfstream", str(nf_capture)], a.timeout)
             )
             if nf_capture != capture and not a.skip_aioflow and aioflow_importable(a.aioflow_python):
                 cmd = [a.aioflow_python, str(CONTENDERS), "aioflow", str(nf_capture)]
