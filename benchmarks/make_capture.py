@@ -54,6 +54,11 @@ def compile_c(source: Path, libs: list[str], build_dir: Path = BUILD_DIR) -> Pat
     return exe
 
 
+def generator_digest() -> str:
+    """Identifies the generator's source: a capture made by another version is made anew."""
+    return hashlib.sha256((HERE / "capgen.c").read_bytes()).hexdigest()[:12]
+
+
 def default_output(packets: int, flows: int, seed: int) -> Path:
     return DATA_DIR / f"synth-{packets}p-{flows}f-s{seed}.pcap"
 
@@ -99,6 +104,7 @@ def make_capture(
     tmp.replace(output)
     meta: dict[str, Any] = json.loads(proc.stdout)
     meta["params"] = params(packets, flows, seed, ipv6_share, udp_share, span)
+    meta["generator"] = generator_digest()
     meta["generated_in_seconds"] = round(elapsed, 3)
     meta_path(output).write_text(json.dumps(meta, indent=2) + "\n")
     return meta
@@ -117,7 +123,8 @@ def load_or_make(output: Path, **kwargs: Any) -> dict[str, Any]:
     mp = meta_path(output)
     if output.exists() and mp.exists():
         meta: dict[str, Any] = json.loads(mp.read_text())
-        if meta.get("params") == want and output.stat().st_size == meta.get("file_bytes"):
+        same = meta.get("params") == want and meta.get("generator") == generator_digest()
+        if same and output.stat().st_size == meta.get("file_bytes"):
             return meta
     return make_capture(output, **kwargs)
 

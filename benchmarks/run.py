@@ -142,6 +142,20 @@ def run_child(name: str, capture: Path, cmd: list[str], timeout: float | None) -
     return res
 
 
+def best_of(n: int, name: str, capture: Path, cmd: list[str], timeout: float | None) -> Result:
+    """Run a contender n times and keep the fastest run (all times kept in extra["all_seconds"])."""
+    runs = [run_child(name, capture, cmd, timeout) for _ in range(max(1, n))]
+    good = [r for r in runs if not r.error]
+    if not good:
+        return runs[0]
+    best = min(good, key=lambda r: r.seconds)
+    best.peak_rss_kb = max(r.peak_rss_kb for r in good)
+    best.sampled_rss_kb = max(r.sampled_rss_kb for r in good)
+    if n > 1:
+        best.extra["all_seconds"] = [round(r.seconds, 3) for r in good]
+    return best
+
+
 def ensure_nfstream_venv() -> Path | None:
     py = NFSTREAM_VENV / "bin" / "python"
     probe = [str(py), "-c", "import nfstream"]
@@ -161,7 +175,7 @@ def ensure_nfstream_venv() -> Path | None:
 def prefix_capture(src: Path, packets: int) -> Path:
     """The first `packets` records of a classic pcap file, as a file of its own (kept beside)."""
     dst = src.with_name(f"{src.stem}-first{packets}{src.suffix}")
-    if dst.exists():
+    if dst.exists() and dst.stat().st_mtime >= src.stat().st_mtime:
         return dst
     with src.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
         magic = m[:4]
@@ -237,6 +251,12 @@ def print_table(results: list[Result], meta: dict[str, Any] | None) -> list[str]
 
     ok = {r.name: r for r in results if not r.error}
     notes = []
+    if meta and "expected_records_default_timeouts" in meta:
+        want = int(meta["expected_records_default_timeouts"])
+        notes.append(f"flow records the generator's model expects with 120 s idle timeout: {want:,}")
+        for r in ok.values():
+            if r.flows is not None and r.capture == Path(meta.get("_path", "")) and r.flows != want:
+                notes.append(f"  {r.name} reported {r.flows:,} flows: {r.flows - want:+,} against that")
 
     def ratio(a: str, b: str) -> None:
         if a in ok and b in ok and ok[b].pps:
@@ -294,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         default=sys.executable,
         help="interpreter with aioflow installed (default: this one)",
     )
+    ap.add_argument("--repeat", type=int, default=1, help="runs of bare loop and aioflow; the fastest is kept")
+    ap.add_argument("--nfstream-repeat", type=int, default=1, help="runs of nfstream (slow); the fastest is kept")
     ap.add_argument("--timeout", type=float, default=None, help="seconds allowed per contender")
     ap.add_argument("--no-warm", action="store_true", help="do not pre-read the capture")
     ap.add_argument("--json", type=Path, help="where to write the results (default: benchmarks/results/)")
@@ -335,12 +357,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if not a.skip_bare:
         exe = mc.compile_c(HERE / "bare_loop.c", ["-lpcap"])
-        report(run_child("bare loop", capture, [str(exe), str(capture)], a.timeout))
+        report(best_of(a.repeat, "bare loop", capture, [str(exe), str(capture)], a.timeout))
 
     if not a.skip_aioflow:
         if aioflow_importable(a.aioflow_python):
             cmd = [a.aioflow_python, str(CONTENDERS), "aioflow", str(capture)]
-            report(run_child("aioflow", capture, cmd, a.timeout))
+            report(best_of(a.repeat, "aioflow", capture, cmd, a.timeout))
         else:
             print(f"  aioflow: not importable with {a.aioflow_python} (pip install -e .); skipped")
 
@@ -353,11 +375,17 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"nfstream runs on a prefix: {nf_capture} ({a.nfstream_packets:,} packets)")
                 warm(nf_capture)
             report(
-                run_child("nfstream", nf_capture, [str(py), str(CONTENDERS), "nfstream", str(nf_capture)], a.timeout)
+                best_of(
+                    a.nfstream_repeat,
+                    "nfstream",
+                    nf_capture,
+                    [str(py), str(CONTENDERS), "nfstream", str(nf_capture)],
+                    a.timeout,
+                )
             )
             if nf_capture != capture and not a.skip_aioflow and aioflow_importable(a.aioflow_python):
                 cmd = [a.aioflow_python, str(CONTENDERS), "aioflow", str(nf_capture)]
-                report(run_child("aioflow (prefix)", nf_capture, cmd, a.timeout))
+                report(best_of(a.repeat, "aioflow (prefix)", nf_capture, cmd, a.timeout))
 
     print()
     lines = print_table(results, meta)
