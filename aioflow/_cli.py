@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -16,6 +17,7 @@ from typing import Any, Protocol, TextIO
 import anyio
 
 import aioflow
+from aioflow._flow import SCALAR_FIELDS
 
 # Exit codes: 2 like argparse for anything the user can fix, 130 = 128 + SIGINT as shells expect.
 EXIT_USAGE = 2
@@ -25,22 +27,8 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `... | head` would give a C tool
 PROTOCOL_NAMES = {1: "icmp", 2: "igmp", 6: "tcp", 17: "udp", 47: "gre", 50: "esp", 51: "ah", 58: "icmp6",
                   132: "sctp"}
 
-# Scalar Flow attributes, in the order CSV columns come. Fixed rather than taken from the first flow
-# so that an empty result still gets a header.
-_DIRECTIONAL = (
-    "packets", "bytes", "captured_bytes", "first_seen", "last_seen", "first_seen_ns", "last_seen_ns",
-    "tcp_flags", "syn_packets", "fin_packets", "rst_packets", "psh_packets", "ack_packets",
-    "urg_packets", "ece_packets", "cwr_packets", "min_ttl", "max_ttl",
-)
-CSV_FIELDS: tuple[str, ...] = (
-    "id", "bidirectional_id", "src_ip", "src_port", "dst_ip", "dst_port", "protocol", "ip_version",
-    "vlan_id", "src_ip_int", "dst_ip_int", "first_seen", "last_seen", "first_seen_ns", "last_seen_ns",
-    "duration", "duration_ns", "packets", "bytes", "captured_bytes", "bytes_per_second",
-    "packets_per_second",
-    *(f"src2dst_{name}" for name in _DIRECTIONAL),
-    *(f"dst2src_{name}" for name in _DIRECTIONAL),
-    "end_reason",
-)
+# The same columns as Flow.to_dict() and read_frame(), so the three outputs line up.
+CSV_FIELDS: tuple[str, ...] = SCALAR_FIELDS
 
 
 class _Writer(Protocol):
@@ -104,31 +92,31 @@ class _CsvWriter:
         self.writer.writerow([getattr(flow, name) for name in CSV_FIELDS])
 
 
-def _json_default(value: object) -> object:
-    # Kept packet headers carry raw bytes; hex keeps JSON lines plain text.
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    if hasattr(value, "_asdict"):
-        return value._asdict()
-    if hasattr(value, "__dict__"):
-        return vars(value)
-    return str(value)
-
-
 class _JsonWriter:
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, with_headers: bool) -> None:
         self.out = out
+        self.with_headers = with_headers
 
     def header(self) -> None:
         pass
 
     def row(self, flow: aioflow.Flow) -> None:
-        self.out.write(json.dumps(flow.to_dict(), default=_json_default) + "\n")
+        record = flow.to_dict()
+        if self.with_headers:
+            # to_dict() leaves the kept headers out; hex keeps their raw bytes plain text.
+            record["headers"] = [{**dataclasses.asdict(h), "raw": h.raw.hex()} for h in flow.headers]
+        self.out.write(json.dumps(record) + "\n")
 
 
-WRITERS: dict[str, type[_TableWriter] | type[_CsvWriter] | type[_JsonWriter]] = {
-    "table": _TableWriter, "csv": _CsvWriter, "json": _JsonWriter,
-}
+FORMATS = ("table", "csv", "json")
+
+
+def _writer(args: argparse.Namespace, out: TextIO) -> _Writer:
+    if args.format == "csv":
+        return _CsvWriter(out)
+    if args.format == "json":
+        return _JsonWriter(out, with_headers=bool(args.headers))
+    return _TableWriter(out)
 
 
 class _Progress:
@@ -209,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     flows.add_argument("source", metavar="SOURCE", help="pcap or pcapng file")
     flows.add_argument("--filter", metavar="BPF", help="BPF filter, as for tcpdump (e.g. 'tcp port 443')")
-    flows.add_argument("--format", choices=sorted(WRITERS), default="table",
+    flows.add_argument("--format", choices=FORMATS, default="table",
                        help="table (default), csv (one row per flow) or json (JSON lines)")
     flows.add_argument("--idle-timeout", type=_positive_float, metavar="S",
                        help="end a flow after S seconds without packets (default 120)")
@@ -243,7 +231,7 @@ def _summary(info: aioflow.ParserInfo) -> str:
 
 
 async def _flows(args: argparse.Namespace, out: TextIO, err: TextIO, show_progress: bool) -> int:
-    writer = WRITERS[args.format](out)
+    writer = _writer(args, out)
     progress = _Progress(err, clear_before_rows=out.isatty()) if show_progress else None
     async with aioflow.FlowParser(args.source, **_options(args)) as parser:
         async with anyio.create_task_group() as tasks:
