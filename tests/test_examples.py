@@ -99,7 +99,7 @@ def test_find_flow_during_read(conversations: tuple[int, Counter[Pair]]) -> None
         assert 0 < int(found[1]) <= expected
         assert re.search(r"snapshot: [1-9]\d* active flows", out)
     else:
-        assert "read before the flow was looked up" in out
+        assert "was read before the flow was looked up" in out
 
 
 def test_find_flow_of_a_given_udp_flow(conversations: tuple[int, Counter[Pair]]) -> None:
