@@ -391,9 +391,12 @@ int af_pump(af_engine *e, uint32_t max_packets, af_batch *out) {
     }
     e->out = out;
     if (atomic_load(&e->stop_requested) && e->phase == PHASE_READING) {
+        if (e->pending) {   /* already read, so it is counted: the fresh batch has its room */
+            e->pending = 0;
+            process(e, &e->pending_hdr, e->pending_data);
+        }
         e->phase = PHASE_FLUSHING;
         e->flush_reason = AF_END_STOP;
-        e->pending = 0;
     }
     uint32_t n = 0;
     for (;;) {
