@@ -267,6 +267,8 @@ def print_table(results: list[Result], meta: dict[str, Any] | None) -> list[str]
     ratio("aioflow", "nfstream")
     ratio("aioflow (prefix)", "nfstream")
     ratio("aioflow", "bare loop")
+    ratio("aioflow.read", "bare loop")
+    ratio("aioflow.read_frame", "bare loop")
     ratio("nfstream", "bare loop")
     for name in ("aioflow", "aioflow (prefix)"):
         a = ok.get(name)
@@ -314,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         default=sys.executable,
         help="interpreter with aioflow installed (default: this one)",
     )
+    ap.add_argument("--extra", action="store_true", help="also aioflow.read (blocking) and aioflow.read_frame (pandas)")
     ap.add_argument("--repeat", type=int, default=1, help="runs of bare loop and aioflow; the fastest is kept")
     ap.add_argument("--nfstream-repeat", type=int, default=1, help="runs of nfstream (slow); the fastest is kept")
     ap.add_argument("--timeout", type=float, default=None, help="seconds allowed per contender")
@@ -363,6 +366,10 @@ def main(argv: list[str] | None = None) -> int:
         if aioflow_importable(a.aioflow_python):
             cmd = [a.aioflow_python, str(CONTENDERS), "aioflow", str(capture)]
             report(best_of(a.repeat, "aioflow", capture, cmd, a.timeout))
+            if a.extra:
+                for kind, name in (("aioflow-read", "aioflow.read"), ("aioflow-frame", "aioflow.read_frame")):
+                    cmd = [a.aioflow_python, str(CONTENDERS), kind, str(capture)]
+                    report(best_of(a.repeat, name, capture, cmd, a.timeout))
         else:
             print(f"  aioflow: not importable with {a.aioflow_python} (pip install -e .); skipped")
 
