@@ -9,6 +9,7 @@ reference.EXCLUDED / EXCLUDED_CONVERSATIONS; the tests below also check that lis
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import os
@@ -41,6 +42,12 @@ def _params(paths: list[Path]) -> list[object]:
     return [pytest.param(p, id=_rel(p)) for p in paths] or [pytest.param(None, id="corpus-absent")]
 
 
+@functools.cache
+def tshark_version() -> str:
+    assert reference.TSHARK is not None
+    return subprocess.run([reference.TSHARK, "-v"], capture_output=True, text=True).stdout.split("\n")[0]
+
+
 def _tshark_cached(path: Path, cache: pytest.Cache, version: str) -> Convs:
     # tshark's table depends only on the file and tshark's version: keep it across runs (keyed by
     # both), since starting tshark per capture dominates the suite's time.
@@ -58,7 +65,7 @@ def tshark_pool(request: pytest.FixtureRequest) -> dict[Path, Future[Convs]]:
     """tshark runs for the selected captures, two at a time, started before the first test needs one."""
     if reference.TSHARK is None:
         pytest.skip(NO_TSHARK)
-    version = subprocess.run([reference.TSHARK, "-v"], capture_output=True, text=True).stdout.split("\n")[0]
+    version = tshark_version()
     wanted: list[Path] = []
     for item in request.session.items:
         callspec = getattr(item, "callspec", None)
