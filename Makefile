@@ -10,6 +10,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+BENCH_ARGS ?=
 PIP := $(PY) -m pip --disable-pip-version-check
 CAPTURE := examples/data/ndpi_telegram_videocall.pcapng
 
@@ -58,7 +59,7 @@ help:
 	@echo "make test      set up with tshark/tcpdump, then ruff check and pytest"
 	@echo "make lint      ruff check"
 	@echo "make sanitize  rebuild with ASan+UBSan, run the tests, rebuild normally"
-	@echo "make bench     run benchmarks/run.py"
+	@echo "make bench     run benchmarks/run.py (options: make bench BENCH_ARGS=--quick)"
 	@echo "make clean     remove build artefacts (make distclean also removes .venv)"
 
 sys-demo:
@@ -100,7 +101,7 @@ lint: sys-demo
 
 bench: sys-demo
 	@$(MAKE) --no-print-directory dev
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 # The interpreter is not instrumented, so libasan must be preloaded to come first. ASan reports go
 # to log files, so a report from a subprocess whose exit code a test ignores still fails the run;
