@@ -253,21 +253,25 @@ async def _flows(args: argparse.Namespace, out: TextIO, err: TextIO, show_progre
 
 
 def _error_message(exc: aioflow.AioflowError, args: argparse.Namespace) -> str:
-    source = getattr(args, "source", "")
-    if isinstance(exc, aioflow.CaptureNotFoundError):
-        hint = f"check the path: {source!r} does not exist (SOURCE is a pcap or pcapng file)"
-    elif isinstance(exc, aioflow.CapturePermissionError):
-        hint = f"{source!r} is not readable by this user: fix its permissions or run with sudo"
-    elif isinstance(exc, aioflow.CaptureFormatError):
-        hint = f"{source!r} is not a readable pcap/pcapng file; check it with 'capinfos {source}'"
-    elif isinstance(exc, aioflow.FilterError):
-        hint = f"the --filter expression {args.filter!r} is not valid BPF; see 'man pcap-filter'"
-    elif isinstance(exc, aioflow.ConfigError):
-        hint = "an option is out of range; see 'aioflow flows --help'"
-    else:
-        hint = f"reading {source!r} failed"
+    """One line: the library's message (already says what to do), tied to the option at fault."""
+    source = str(getattr(args, "source", ""))
     detail = " ".join(str(exc).split())  # keep it on one line
-    return f"aioflow: error: {hint}" + (f" ({detail})" if detail else "")
+    if isinstance(exc, aioflow.FilterError):
+        if args.filter not in detail:
+            detail = f"{args.filter!r}: {detail}"
+        hint = "" if "pcap-filter" in detail else " (see 'man pcap-filter')"
+        return f"aioflow: error: --filter: {detail or 'not a valid BPF expression'}{hint}"
+    if isinstance(exc, aioflow.ConfigError):
+        return f"aioflow: error: {detail or 'an option is out of range'} (see 'aioflow flows --help')"
+    if not detail:
+        detail = {
+            aioflow.CaptureNotFoundError: "no such file; check the path",
+            aioflow.CapturePermissionError: "not readable by this user; fix its permissions or use sudo",
+            aioflow.CaptureFormatError: "not a pcap/pcapng file libpcap can read; check it with capinfos",
+        }.get(type(exc), "reading failed")
+    if source not in detail:
+        detail = f"{source}: {detail}"
+    return f"aioflow: error: {detail}"
 
 
 def _find(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
