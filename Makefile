@@ -57,6 +57,7 @@ endef
 help:
 	@echo "make demo      set up (system packages, .venv) and print the flows of $(CAPTURE)"
 	@echo "make test      set up with tshark/tcpdump, then ruff check and pytest"
+	@echo "make dev       (re)build the extension in .venv after C changes (demo/test do it too)"
 	@echo "make lint      ruff check"
 	@echo "make sanitize  rebuild with ASan+UBSan, run the tests, rebuild normally"
 	@echo "make bench     run benchmarks/run.py (options: make bench BENCH_ARGS=--quick)"
