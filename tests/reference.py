@@ -145,9 +145,13 @@ _RAW_LINKTYPES = frozenset({LT_RAW, 12, 14})
 
 @dataclass
 class Capture:
-    """Records as libpcap would deliver them: (link type, frame bytes)."""
+    """Records as libpcap would deliver them: (link type, frame bytes, timestamp in ns).
 
-    records: list[tuple[int, bytes]]
+    The timestamp is None where the file gives it no meaning: a sub-second field of a second or
+    more, or a time past 2**63 ns (year 2262).
+    """
+
+    records: list[tuple[int, bytes, int | None]]
     link_types: list[int]
     read_error: str = ""  # why reading stopped early ("" = clean end of file)
 
@@ -182,7 +186,10 @@ def _read_pcap(raw: bytes) -> Capture:
     # LT_LINKTYPE(): the upper bits carry FCS info, not the link type.
     linktype = fhdr.linktype & 0x03FFFFFF
     snapshot = _snapshot(struct.unpack("i", struct.pack("I", fhdr.snaplen))[0])
-    records: list[tuple[int, bytes]] = []
+    records: list[tuple[int, bytes, int | None]] = []
+    # Nanosecond magics carry ns in the sub-second field, the others us (libpcap scales, and does
+    # not normalise a sub-second field over one second).
+    frac_scale = 1 if magic in (dpkt.pcap.TCPDUMP_MAGIC_NANO, dpkt.pcap.PMUDPCT_MAGIC_NANO) else 1000
     pos, error = 24, ""
     while pos < len(raw):
         if len(raw) - pos < hlen:
@@ -200,14 +207,17 @@ def _read_pcap(raw: bytes) -> Capture:
         if len(raw) - pos < caplen:
             error = "truncated record data"
             break
-        records.append((linktype, raw[pos:pos + min(caplen, snapshot)]))
+        ts_ns: int | None = phdr.tv_sec * 1_000_000_000 + phdr.tv_usec * frac_scale
+        if phdr.tv_usec * frac_scale >= 1_000_000_000 or ts_ns >= 2**63:
+            ts_ns = None
+        records.append((linktype, raw[pos:pos + min(caplen, snapshot)], ts_ns))
         pos += caplen
     return Capture(records, [linktype], error)
 
 
 def _read_pcapng(raw: bytes) -> Capture:
-    records: list[tuple[int, bytes]] = []
-    interfaces: list[int] = []
+    records: list[tuple[int, bytes, int | None]] = []
+    interfaces: list[tuple[int, int, int]] = []  # (link type, ticks per second, offset in s)
     first: tuple[int, int] | None = None  # (link type, snapshot) of the first interface
     little = True
     pos, error = 0, ""
@@ -260,21 +270,32 @@ def _read_pcapng(raw: bytes) -> Capture:
                     # libpcap supports one link type and snaplen per file.
                     error = "interface with another link type or snaplen"
                     break
-                interfaces.append(lt)
+                per_s, offset = 1_000_000, 0
+                for opt in idb.opts:
+                    if opt.code == dpkt.pcapng.PCAPNG_OPT_IF_TSRESOL:
+                        res = opt.data[0]
+                        per_s = 2 ** (res & 0x7F) if res & 0x80 else 10 ** res
+                    elif opt.code == dpkt.pcapng.PCAPNG_OPT_IF_TSOFFSET:
+                        offset = struct.unpack(end + "q", opt.data[:8])[0]
+                interfaces.append((lt, per_s, offset))
             elif btype in (dpkt.pcapng.PCAPNG_BT_EPB, dpkt.pcapng.PCAPNG_BT_PB):
                 blk = (epb_cls if btype == dpkt.pcapng.PCAPNG_BT_EPB else pb_cls)(buf)
                 if blk.iface_id >= len(interfaces):
                     error = "packet on an undeclared interface"
                     break
                 snap = first[1] if first else MAX_SNAPLEN
-                records.append((interfaces[blk.iface_id], bytes(blk.pkt_data[:snap])))
+                lt, per_s, offset = interfaces[blk.iface_id]
+                ticks = (blk.ts_high << 32) | blk.ts_low
+                ts_ns = (offset + ticks // per_s) * 1_000_000_000 + (ticks % per_s) * 1_000_000_000 // per_s
+                records.append((lt, bytes(blk.pkt_data[:snap]), ts_ns if ts_ns < 2**63 else None))
             elif btype == dpkt.pcapng.PCAPNG_BT_SPB:
                 if not interfaces:
                     error = "packet before any interface"
                     break
                 wirelen = struct.unpack(end + "I", buf[8:12])[0]
                 snap = first[1] if first else MAX_SNAPLEN
-                records.append((interfaces[0], buf[12:12 + min(wirelen, blen - 16, snap)]))
+                # A simple packet block has no timestamp.
+                records.append((interfaces[0][0], buf[12:12 + min(wirelen, blen - 16, snap)], None))
         except (dpkt.UnpackError, struct.error) as exc:
             if pos == 0:
                 raise CaptureRefused(f"damaged section header block: {exc}") from exc
@@ -529,6 +550,10 @@ class RefFlow:
     src_port: int
     dst_ip: str
     dst_port: int
+    first_seen_ns: int = 0
+    last_seen_ns: int = 0
+    # False when a packet's time went back, or one had no meaningful time (see Capture).
+    times_comparable: bool = True
     src2dst_packets: int = 0
     src2dst_bytes: int = 0
     src2dst_captured_bytes: int = 0
@@ -553,7 +578,13 @@ class RefFlow:
     def bytes(self) -> int:
         return self.src2dst_bytes + self.dst2src_bytes
 
-    def add(self, from_src: bool, ip_len: int, caplen: int) -> None:
+    def add(self, from_src: bool, ip_len: int, caplen: int, ts_ns: int | None) -> None:
+        if ts_ns is None or (self.packets and ts_ns < self.last_seen_ns):
+            self.times_comparable = False
+        if ts_ns is not None:
+            if self.packets == 0:
+                self.first_seen_ns = ts_ns
+            self.last_seen_ns = max(ts_ns, self.last_seen_ns)
         if from_src:
             self.src2dst_packets += 1
             self.src2dst_bytes += ip_len
@@ -588,7 +619,7 @@ def reference_flows(path: str | Path) -> RefResult:
     flows: list[RefFlow] = []
     frags: dict[tuple[object, ...], RefFlow] = {}
     aside: Counter[str] = Counter()
-    for linktype, data in cap.records:
+    for linktype, data, ts_ns in cap.records:
         d = decode_frame(linktype, data)
         if isinstance(d, str):
             aside[d] += 1
@@ -600,7 +631,7 @@ def reference_flows(path: str | Path) -> RefResult:
                 aside["fragment_orphan"] += 1
             else:
                 # A later fragment has no ports: its source address gives the direction.
-                owner.add(d.src == owner._src[0], d.ip_len, len(data))
+                owner.add(d.src == owner._src[0], d.ip_len, len(data), ts_ns)
             continue
         key = (d.version, d.proto, min(a, b), max(a, b), d.vlan)
         flow = table.get(key)
@@ -614,7 +645,7 @@ def reference_flows(path: str | Path) -> RefResult:
             table[key] = flow
             flows.append(flow)
         from_src = a == flow._src
-        flow.add(from_src, d.ip_len, len(data))
+        flow.add(from_src, d.ip_len, len(data), ts_ns)
         if d.proto == 6:
             if d.tcp_flags & TH_FIN:
                 if from_src:

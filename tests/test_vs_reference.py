@@ -62,19 +62,30 @@ def _summary(f: aioflow.Flow | reference.RefFlow) -> Summary:
     )
 
 
+Times = dict[Group, list[tuple[int, int]]]
+
+
 async def run_parser(path: Path) -> tuple[dict[Group, list[Summary]], int, aioflow.ParserInfo]:
     """aioflow's flows of a file (timeouts out of the way), grouped by key, and its info()."""
+    groups, total, info, _ = await run_parser_times(path)
+    return groups, total, info
+
+
+async def run_parser_times(path: Path) -> tuple[dict[Group, list[Summary]], int, aioflow.ParserInfo, Times]:
+    """run_parser, plus (first_seen_ns, last_seen_ns) per flow, grouped alike."""
     groups: dict[Group, list[Summary]] = defaultdict(list)
+    times: Times = defaultdict(list)
     total = 0
     async with aioflow.FlowParser(path, **NO_TIMEOUTS) as parser:
         async for f in parser.terminated():
             assert f.packets == f.src2dst_packets + f.dst2src_packets, f"{f.key}: packets != sum of directions"
             assert f.bytes == f.src2dst_bytes + f.dst2src_bytes, f"{f.key}: bytes != sum of directions"
-            groups[_group(f.ip_version, f.protocol, f.vlan_id or 0, (f.src_ip, f.src_port),
-                          (f.dst_ip, f.dst_port))].append(_summary(f))
+            g = _group(f.ip_version, f.protocol, f.vlan_id or 0, (f.src_ip, f.src_port), (f.dst_ip, f.dst_port))
+            groups[g].append(_summary(f))
+            times[g].append((f.first_seen_ns, f.last_seen_ns))
             total += f.packets
         info = parser.info()
-    return groups, total, info
+    return groups, total, info, times
 
 
 def _ref_groups(ref: reference.RefResult) -> dict[Group, list[Summary]]:
@@ -108,7 +119,7 @@ async def test_flows_match_reference(path: Path | None) -> None:
         pytest.skip(ABSENT)
     rel = _rel(path)
     ref = reference.reference_flows(path)
-    groups, in_flows, info = await run_parser(path)
+    groups, in_flows, info, times = await run_parser_times(path)
 
     assert info.packets == ref.records, f"{rel}: aioflow read {info.packets} packets, dpkt {ref.records} records"
     assert info.packets == info.packets_in_flows + sum(info.aside.values()), (
@@ -121,6 +132,16 @@ async def test_flows_match_reference(path: Path | None) -> None:
         f"{rel}: " + _explain(groups, want))
     assert sum(info.aside.values()) == sum(ref.aside.values()), (
         f"{rel}: aside aioflow {info.aside}, reference {dict(ref.aside)}")
+    # First and last packet times (ns), for flows alone on their key whose packets are in time
+    # order in the file (otherwise "last" could mean the latest or the last read) and have
+    # meaningful timestamps.
+    wrong = []
+    for f in ref.flows:
+        g = _group(f.ip_version, f.protocol, f.vlan_id, (f.src_ip, f.src_port), (f.dst_ip, f.dst_port))
+        if f.times_comparable and len(times[g]) == 1 and len(want[g]) == 1:
+            if times[g][0] != (f.first_seen_ns, f.last_seen_ns):
+                wrong.append(f"{f.key}: aioflow {times[g][0]}, reference {(f.first_seen_ns, f.last_seen_ns)}")
+    assert not wrong, f"{rel}: first/last seen (ns) differ for {len(wrong)} flow(s):\n  " + "\n  ".join(wrong[:10])
 
 
 @pytest.mark.corpus
