@@ -320,6 +320,7 @@ class Decoded:
     dport: int
     vlan: int
     ip_len: int  # IP-layer bytes (IPv4 total length, IPv6 payload length + 40)
+    ttl: int  # IPv4 TTL or IPv6 hop limit
     tcp_flags: int
     frag_key: tuple[object, ...] | None  # set for fragments (first and later ones)
     first_fragment: bool
@@ -476,10 +477,10 @@ def decode_ip4(data: bytes, off: int, vlan: int) -> Decoded | str:
     frag_off, more = ip.off & 0x1FFF, bool(ip.off & 0x2000)
     frag_key = (4, ip.src, ip.dst, ip.p, ip.id) if (frag_off or more) else None
     if frag_off:
-        return Decoded(4, ip.p, ip.src, ip.dst, 0, 0, vlan, ip_len, 0, frag_key, False)
+        return Decoded(4, ip.p, ip.src, ip.dst, 0, 0, vlan, ip_len, ip.ttl, 0, frag_key, False)
     # The transport header lies within the IP datagram: trailing link padding is not part of it.
     end = off + min(avail, ip_len)
-    return _transport(4, ip.p, ip.src, ip.dst, data[off + ihl:end], vlan, ip_len, frag_key)
+    return _transport(4, ip.p, ip.src, ip.dst, data[off + ihl:end], vlan, ip_len, ip.ttl, frag_key)
 
 
 def decode_ip6(data: bytes, off: int, vlan: int) -> Decoded | str:
@@ -502,7 +503,7 @@ def decode_ip6(data: bytes, off: int, vlan: int) -> Decoded | str:
             if offset or more:  # an atomic fragment (0, M=0) is a whole datagram
                 frag_key = (6, ip.src, ip.dst, frag.id)
             if offset:
-                return Decoded(6, frag.nxt, ip.src, ip.dst, 0, 0, vlan, ip_len, 0, frag_key, False)
+                return Decoded(6, frag.nxt, ip.src, ip.dst, 0, 0, vlan, ip_len, ip.hlim, 0, frag_key, False)
             hlen = 8
         elif nxt == 51:
             hlen = (buf[pos + 1] + 2) * 4
@@ -512,11 +513,11 @@ def decode_ip6(data: bytes, off: int, vlan: int) -> Decoded | str:
             return "truncated"
         nxt = buf[pos]
         pos += hlen
-    return _transport(6, nxt, ip.src, ip.dst, buf[pos:], vlan, ip_len, frag_key)
+    return _transport(6, nxt, ip.src, ip.dst, buf[pos:], vlan, ip_len, ip.hlim, frag_key)
 
 
 def _transport(version: int, proto: int, src: bytes, dst: bytes, buf: bytes, vlan: int, ip_len: int,
-               frag_key: tuple[object, ...] | None) -> Decoded | str:
+               ttl: int, frag_key: tuple[object, ...] | None) -> Decoded | str:
     sport = dport = flags = 0
     hdr_cls = _TRANSPORT.get(proto)
     if hdr_cls is ICMPHdr and (proto == 1) != (version == 4):
@@ -534,7 +535,7 @@ def _transport(version: int, proto: int, src: bytes, dst: bytes, buf: bytes, vla
             sport, dport = hdr.sport, hdr.dport
             if hdr_cls is TCPHdr:
                 flags = hdr.flags
-    return Decoded(version, proto, src, dst, sport, dport, vlan, ip_len, flags, frag_key,
+    return Decoded(version, proto, src, dst, sport, dport, vlan, ip_len, ttl, flags, frag_key,
                    frag_key is not None)
 
 
@@ -554,6 +555,10 @@ class RefFlow:
     last_seen_ns: int = 0
     # False when a packet's time went back, or one had no meaningful time (see Capture).
     times_comparable: bool = True
+    # Per direction (0 = src->dst, 1 = dst->src): OR of TCP flags, SYN/FIN/RST packets, TTL range.
+    tcp_flags: list[int] = field(default_factory=lambda: [0, 0])
+    syn_fin_rst: list[list[int]] = field(default_factory=lambda: [[0, 0, 0], [0, 0, 0]])
+    ttl_range: list[tuple[int, int] | None] = field(default_factory=lambda: [None, None])
     src2dst_packets: int = 0
     src2dst_bytes: int = 0
     src2dst_captured_bytes: int = 0
@@ -578,7 +583,13 @@ class RefFlow:
     def bytes(self) -> int:
         return self.src2dst_bytes + self.dst2src_bytes
 
-    def add(self, from_src: bool, ip_len: int, caplen: int, ts_ns: int | None) -> None:
+    def add(self, from_src: bool, ip_len: int, caplen: int, ts_ns: int | None, ttl: int, flags: int) -> None:
+        way = 0 if from_src else 1
+        self.tcp_flags[way] |= flags
+        for i, bit in enumerate((TH_SYN, TH_FIN, TH_RST)):
+            self.syn_fin_rst[way][i] += bool(flags & bit)
+        lo_hi = self.ttl_range[way]
+        self.ttl_range[way] = (min(lo_hi[0], ttl), max(lo_hi[1], ttl)) if lo_hi else (ttl, ttl)
         if ts_ns is None or (self.packets and ts_ns < self.last_seen_ns):
             self.times_comparable = False
         if ts_ns is not None:
@@ -631,7 +642,7 @@ def reference_flows(path: str | Path) -> RefResult:
                 aside["fragment_orphan"] += 1
             else:
                 # A later fragment has no ports: its source address gives the direction.
-                owner.add(d.src == owner._src[0], d.ip_len, len(data), ts_ns)
+                owner.add(d.src == owner._src[0], d.ip_len, len(data), ts_ns, d.ttl, 0)
             continue
         key = (d.version, d.proto, min(a, b), max(a, b), d.vlan)
         flow = table.get(key)
@@ -645,7 +656,7 @@ def reference_flows(path: str | Path) -> RefResult:
             table[key] = flow
             flows.append(flow)
         from_src = a == flow._src
-        flow.add(from_src, d.ip_len, len(data), ts_ns)
+        flow.add(from_src, d.ip_len, len(data), ts_ns, d.ttl, d.tcp_flags)
         if d.proto == 6:
             if d.tcp_flags & TH_FIN:
                 if from_src:

@@ -62,7 +62,20 @@ def _summary(f: aioflow.Flow | reference.RefFlow) -> Summary:
     )
 
 
-Times = dict[Group, list[tuple[int, int]]]
+def _tcp_ttl(f: aioflow.Flow | reference.RefFlow) -> tuple[object, ...]:
+    """Per direction: OR of TCP flags, SYN/FIN/RST packet counts, (min, max) TTL or hop limit."""
+    if isinstance(f, reference.RefFlow):
+        ttl = [r or (0, 0) for r in f.ttl_range]
+        return (tuple(f.tcp_flags), tuple(map(tuple, f.syn_fin_rst)), tuple(ttl))
+    return (
+        (f.src2dst_tcp_flags, f.dst2src_tcp_flags),
+        ((f.src2dst_syn_packets, f.src2dst_fin_packets, f.src2dst_rst_packets),
+         (f.dst2src_syn_packets, f.dst2src_fin_packets, f.dst2src_rst_packets)),
+        ((f.src2dst_min_ttl, f.src2dst_max_ttl), (f.dst2src_min_ttl, f.dst2src_max_ttl)),
+    )
+
+
+Times = dict[Group, list[tuple[object, ...]]]
 
 
 async def run_parser(path: Path) -> tuple[dict[Group, list[Summary]], int, aioflow.ParserInfo]:
@@ -72,7 +85,7 @@ async def run_parser(path: Path) -> tuple[dict[Group, list[Summary]], int, aiofl
 
 
 async def run_parser_times(path: Path) -> tuple[dict[Group, list[Summary]], int, aioflow.ParserInfo, Times]:
-    """run_parser, plus (first_seen_ns, last_seen_ns) per flow, grouped alike."""
+    """run_parser, plus (first_seen_ns, last_seen_ns, TCP flags and TTLs) per flow, grouped alike."""
     groups: dict[Group, list[Summary]] = defaultdict(list)
     times: Times = defaultdict(list)
     total = 0
@@ -82,7 +95,7 @@ async def run_parser_times(path: Path) -> tuple[dict[Group, list[Summary]], int,
             assert f.bytes == f.src2dst_bytes + f.dst2src_bytes, f"{f.key}: bytes != sum of directions"
             g = _group(f.ip_version, f.protocol, f.vlan_id or 0, (f.src_ip, f.src_port), (f.dst_ip, f.dst_port))
             groups[g].append(_summary(f))
-            times[g].append((f.first_seen_ns, f.last_seen_ns))
+            times[g].append((f.first_seen_ns, f.last_seen_ns, _tcp_ttl(f)))
             total += f.packets
         info = parser.info()
     return groups, total, info, times
@@ -135,13 +148,20 @@ async def test_flows_match_reference(path: Path | None) -> None:
     # First and last packet times (ns), for flows alone on their key whose packets are in time
     # order in the file (otherwise "last" could mean the latest or the last read) and have
     # meaningful timestamps.
-    wrong = []
+    # Also per direction: OR of TCP flags, SYN/FIN/RST counts, TTL range.
+    wrong, wrong_tcp = [], []
     for f in ref.flows:
         g = _group(f.ip_version, f.protocol, f.vlan_id, (f.src_ip, f.src_port), (f.dst_ip, f.dst_port))
-        if f.times_comparable and len(times[g]) == 1 and len(want[g]) == 1:
-            if times[g][0] != (f.first_seen_ns, f.last_seen_ns):
-                wrong.append(f"{f.key}: aioflow {times[g][0]}, reference {(f.first_seen_ns, f.last_seen_ns)}")
+        if len(times[g]) != 1 or len(want[g]) != 1:
+            continue
+        first, last, extra = times[g][0]
+        if f.times_comparable and (first, last) != (f.first_seen_ns, f.last_seen_ns):
+            wrong.append(f"{f.key}: aioflow {(first, last)}, reference {(f.first_seen_ns, f.last_seen_ns)}")
+        if extra != _tcp_ttl(f):
+            wrong_tcp.append(f"{f.key}: aioflow {extra}, reference {_tcp_ttl(f)}")
     assert not wrong, f"{rel}: first/last seen (ns) differ for {len(wrong)} flow(s):\n  " + "\n  ".join(wrong[:10])
+    assert not wrong_tcp, (f"{rel}: (TCP flags, SYN/FIN/RST counts, TTL ranges) per direction differ for "
+                           f"{len(wrong_tcp)} flow(s):\n  " + "\n  ".join(wrong_tcp[:10]))
 
 
 @pytest.mark.corpus
