@@ -156,7 +156,7 @@ def best_of(n: int, name: str, capture: Path, cmd: list[str], timeout: float | N
     return best
 
 
-def ensure_nfstream_venv() -> Path | None:
+def ensure_nfstream_venv(spec: str) -> Path | None:
     py = NFSTREAM_VENV / "bin" / "python"
     probe = [str(py), "-c", "import nfstream"]
     if py.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
@@ -165,7 +165,7 @@ def ensure_nfstream_venv() -> Path | None:
     # nfstream pulls in its own numpy/pandas/psutil: keep them out of aioflow's venv
     base = getattr(sys, "_base_executable", sys.executable)
     subprocess.run([base, "-m", "venv", str(NFSTREAM_VENV)], check=True)
-    pip = subprocess.run([str(py), "-m", "pip", "install", "-q", "nfstream"], check=False)
+    pip = subprocess.run([str(py), "-m", "pip", "install", "-q", spec], check=False)
     if pip.returncode != 0 or subprocess.run(probe, capture_output=True).returncode != 0:
         print("nfstream could not be installed; skipping it", file=sys.stderr)
         return None
@@ -375,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
 
     nf_capture = capture
     if not a.skip_nfstream:
-        py = ensure_nfstream_venv()
+        py = ensure_nfstream_venv(a.nfstream_spec)
         if py:
             if a.nfstream_packets:
                 nf_capture = prefix_capture(capture, a.nfstream_packets)
