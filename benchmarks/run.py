@@ -312,6 +312,11 @@ def main(argv: list[str] | None = None) -> int:
         help="run nfstream (and aioflow once more, for a same-file ratio) on the first N packets only",
     )
     ap.add_argument(
+        "--nfstream-spec",
+        default="nfstream",
+        help="pip requirement used when the nfstream venv is created, e.g. nfstream==6.5.4",
+    )
+    ap.add_argument(
         "--aioflow-python",
         default=sys.executable,
         help="interpreter with aioflow installed (default: this one)",
