@@ -480,7 +480,8 @@ def decode_ip4(data: bytes, off: int, vlan: int) -> Decoded | str:
         return Decoded(4, ip.p, ip.src, ip.dst, 0, 0, vlan, ip_len, ip.ttl, 0, frag_key, False)
     # The transport header lies within the IP datagram: trailing link padding is not part of it.
     end = off + min(avail, ip_len)
-    return _transport(4, ip.p, ip.src, ip.dst, data[off + ihl:end], vlan, ip_len, ip.ttl, frag_key)
+    return _transport(4, ip.p, ip.src, ip.dst, data[off + ihl:end], vlan, ip_len, ip.ttl, frag_key,
+                      short=_short(avail, ip_len))
 
 
 def decode_ip6(data: bytes, off: int, vlan: int) -> Decoded | str:
@@ -492,11 +493,12 @@ def decode_ip6(data: bytes, off: int, vlan: int) -> Decoded | str:
         return "bad_header"
     ip_len = ip.plen + 40
     buf = data[off + 40:off + min(avail, ip_len)]
+    short = _short(avail, ip_len)
     nxt, pos = ip.nxt, 0
     frag_key: tuple[object, ...] | None = None
     while nxt in _IP6_EXT:
         if len(buf) - pos < 8:
-            return "truncated"
+            return short
         if nxt == 44:
             frag = IP6FragHdr(buf[pos:pos + 8])
             offset, more = frag.frag_off >> 3, bool(frag.frag_off & 1)
@@ -510,21 +512,27 @@ def decode_ip6(data: bytes, off: int, vlan: int) -> Decoded | str:
         else:
             hlen = (buf[pos + 1] + 1) * 8
         if len(buf) - pos < hlen:
-            return "truncated"
+            return short
         nxt = buf[pos]
         pos += hlen
-    return _transport(6, nxt, ip.src, ip.dst, buf[pos:], vlan, ip_len, ip.hlim, frag_key)
+    return _transport(6, nxt, ip.src, ip.dst, buf[pos:], vlan, ip_len, ip.hlim, frag_key, short=short)
+
+
+def _short(captured: int, declared: int) -> str:
+    """Why a header is missing past the end of the buffer: the capture ended first ("truncated")
+    or the datagram's own length says it is not there ("bad_header")."""
+    return "truncated" if captured < declared else "bad_header"
 
 
 def _transport(version: int, proto: int, src: bytes, dst: bytes, buf: bytes, vlan: int, ip_len: int,
-               ttl: int, frag_key: tuple[object, ...] | None) -> Decoded | str:
+               ttl: int, frag_key: tuple[object, ...] | None, short: str) -> Decoded | str:
     sport = dport = flags = 0
     hdr_cls = _TRANSPORT.get(proto)
     if hdr_cls is ICMPHdr and (proto == 1) != (version == 4):
         hdr_cls = None  # ICMPv4 in IPv6 or ICMPv6 in IPv4: just an IP protocol
     if hdr_cls is not None:
         if len(buf) < hdr_cls.__hdr_len__:
-            return "truncated"
+            return short
         hdr = hdr_cls(buf[:hdr_cls.__hdr_len__])
         if hdr_cls is ICMPHdr:
             if hdr.type in (_ICMP4_ID_TYPES if version == 4 else _ICMP6_ID_TYPES):
