@@ -365,3 +365,48 @@ async def test_fragments_join_their_flow_and_orphans_go_aside(tmp_path: Path) ->
     assert ref.aside == {"fragment_orphan": 1}
     assert sorted((f.key, f.src2dst_packets, f.dst2src_packets) for f in ref.flows) == sorted(
         (r[0], r[2], r[3]) for r in recs)
+
+
+@pytest.mark.asyncio
+async def test_fragment_before_its_first_is_an_orphan(tmp_path: Path) -> None:
+    payload = bytes(udp(5353, 9999, b"z" * 40))
+    pkts = [
+        (1.0, ether(ip4(A, B, 17, payload[16:40], ident=5, mf=True, offset=16))),  # first not seen yet
+        (2.0, ether(ip4(A, B, 17, payload[:16], ident=5, mf=True, offset=0))),
+        (3.0, ether(ip4(A, B, 17, payload[40:], ident=5, mf=False, offset=40))),
+    ]
+    recs, _, info = await run(write(tmp_path, "frag-order.pcap", pkts))
+    assert recs == [(T(A, 5353, B, 9999, 17), "eof", 2, 0)]
+    assert info.aside.get("fragment_orphan") == 1 and info.packets_in_flows == 2
+
+
+@pytest.mark.asyncio
+async def test_ipv4_fragments_keyed_by_protocol_too(tmp_path: Path) -> None:
+    # Two datagrams between the same hosts with the same IP id but different protocols.
+    u = bytes(udp(1111, 2222, b"u" * 24))
+    i = bytes(dpkt.icmp.ICMP(type=8, code=0, data=dpkt.icmp.ICMP.Echo(id=0x77, seq=1, data=b"i" * 24)))
+    pkts = [
+        (1.0, ether(ip4(A, B, 17, u[:16], ident=9, mf=True))),
+        (1.1, ether(ip4(A, B, 1, i[:16], ident=9, mf=True))),
+        (1.2, ether(ip4(A, B, 17, u[16:], ident=9, offset=16))),
+        (1.3, ether(ip4(A, B, 1, i[16:], ident=9, offset=16))),
+        (1.4, ether(ip4(A, B, 1, i[16:], ident=9, offset=16))),  # a duplicate last fragment
+    ]
+    recs, details, info = await run(write(tmp_path, "frag-proto.pcap", pkts))
+    assert sorted(recs) == sorted([(T(A, 1111, B, 2222, 17), "eof", 2, 0), (T(A, 0x77, B, 0x77, 1), "eof", 3, 0)])
+    by_key = {d["key"]: d["bytes"] for d in details}
+    assert by_key[T(A, 1111, B, 2222, 17)] == (36 + 36, 0)
+    assert by_key[T(A, 0x77, B, 0x77, 1)] == (36 + 36 + 36, 0)
+    assert sum(info.aside.values()) == 0
+
+
+@pytest.mark.asyncio
+async def test_syn_after_one_sided_fin_does_not_split(tmp_path: Path) -> None:
+    pkts = [
+        tcp4(1.0, A, 40000, B, 80, SYN),
+        tcp4(1.1, B, 80, A, 40000, SYN | ACK),
+        tcp4(1.2, A, 40000, B, 80, FIN | ACK),  # only A closed
+        tcp4(1.3, A, 40000, B, 80, SYN),  # not a reuse: B never sent FIN and nobody reset
+    ]
+    recs, _, _ = await run(write(tmp_path, "half-close.pcap", pkts))
+    assert recs == [(T(A, 40000, B, 80), "eof", 3, 1)]
