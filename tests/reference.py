@@ -457,11 +457,12 @@ def _decode_nflog(data: bytes) -> Decoded | str:
 
 def decode_ip4(data: bytes, off: int, vlan: int) -> Decoded | str:
     avail = len(data) - off
+    # The version nibble first: a packet of another version is a bad header whatever its length.
+    if avail >= 1 and data[off] >> 4 != 4:
+        return "bad_header"
     if avail < 20:
         return "truncated"
     ip = IP4Hdr(data[off:off + 20])
-    if ip.v_hl >> 4 != 4:
-        return "bad_header"
     ihl = (ip.v_hl & 0x0F) * 4
     if ihl < 20:
         return "bad_header"
@@ -486,11 +487,11 @@ def decode_ip4(data: bytes, off: int, vlan: int) -> Decoded | str:
 
 def decode_ip6(data: bytes, off: int, vlan: int) -> Decoded | str:
     avail = len(data) - off
+    if avail >= 1 and data[off] >> 4 != 6:
+        return "bad_header"
     if avail < 40:
         return "truncated"
     ip = IP6Hdr(data[off:off + 40])
-    if ip.v_fc_flow >> 28 != 6:
-        return "bad_header"
     ip_len = ip.plen + 40
     buf = data[off + 40:off + min(avail, ip_len)]
     short = _short(avail, ip_len)

@@ -410,3 +410,77 @@ async def test_syn_after_one_sided_fin_does_not_split(tmp_path: Path) -> None:
     ]
     recs, _, _ = await run(write(tmp_path, "half-close.pcap", pkts))
     assert recs == [(T(A, 40000, B, 80), "eof", 3, 1)]
+
+
+# --- link layers the corpus has little or none of: one UDP packet each, or a non-IP frame ---
+
+_V4 = ip4(A, B, 17, udp(1000, 53))
+_V6 = ip6(A6, B6, 17, udp(1000, 53))
+_K4, _K6 = T(A, 1000, B, 53, 17), T(A6, 1000, B6, 53, 17)
+
+
+def _mpls(*labels: int) -> bytes:
+    return b"".join(struct.pack("!I", (lab << 12) | (0x100 if i == len(labels) - 1 else 0) | 64)
+                    for i, lab in enumerate(labels))
+
+
+def _nflog(family: int, packet: bytes) -> bytes:
+    prefix = struct.pack("<HH", 8, 10) + b"ab\x00\x00"  # NFULA_PREFIX, padded to 4 bytes
+    payload = struct.pack("<HH", 4 + len(packet), 9) + packet
+    return struct.pack("!BBH", family, 0, 0) + prefix + payload + b"\x00" * (-len(payload) % 4)
+
+
+_SLL = struct.pack("!HHH8s", 0, 1, 6, MAC_A + b"\x00\x00")
+_SLL2_V6 = struct.pack("!HHIHBB8s", 0x86DD, 0, 2, 1, 0, 6, MAC_A + b"\x00\x00")
+LINK_CASES: list[tuple[str, int, bytes, list[tuple[tuple[str, int, str, int, int], int]], str]] = [
+    ("ethernet-9100-tag", 1, MAC_B + MAC_A + struct.pack("!HHH", 0x9100, 7, 0x0800) + _V4, [(_K4, 7)], ""),
+    ("ethernet-mpls2-ipv6", 1, MAC_B + MAC_A + b"\x88\x47" + _mpls(100, 200) + _V6, [(_K6, 0)], ""),
+    ("ethernet-mpls-multicast", 1, MAC_B + MAC_A + b"\x88\x48" + _mpls(300) + _V4, [(_K4, 0)], ""),
+    ("ethernet-vlan-mpls", 1, MAC_B + MAC_A + struct.pack("!HHH", 0x8100, 12, 0x8847) + _mpls(5) + _V4,
+     [(_K4, 12)], ""),
+    ("pppoe-ipv6", 1, MAC_B + MAC_A + b"\x88\x64" + struct.pack("!BBHHH", 0x11, 0, 1, len(_V6) + 2, 0x57) + _V6,
+     [(_K6, 0)], ""),
+    ("ethernet-arp", 1, bytes(dpkt.ethernet.Ethernet(dst=MAC_B, src=MAC_A, type=0x0806, data=b"\x00" * 28)),
+     [], "non_ip"),
+    ("ethernet-802.3-llc", 1, MAC_B + MAC_A + struct.pack("!H", 38) + b"\xaa\xaa\x03" + b"\x00" * 35, [], "non_ip"),
+    ("sll-ipv4", 113, _SLL + b"\x08\x00" + _V4, [(_K4, 0)], ""),
+    ("sll2-ipv6", 276, _SLL2_V6 + _V6, [(_K6, 0)], ""),
+    ("raw-101-ipv6", 101, _V6, [(_K6, 0)], ""),
+    ("raw-101-ipv4", 101, _V4, [(_K4, 0)], ""),
+    ("raw-12-ipv4", 12, _V4, [(_K4, 0)], ""),
+    ("linktype-ipv4", 228, _V4, [(_K4, 0)], ""),
+    ("linktype-ipv6", 229, _V6, [(_K6, 0)], ""),
+    # 48 bytes: long enough for an IPv6 header, so only the version can make it a bad header.
+    ("linktype-ipv6-holding-ipv4", 229, ip4(A, B, 17, udp(1000, 53, b"q" * 20)), [], "bad_header"),
+    ("linktype-ipv4-holding-ipv6", 228, _V6, [], "bad_header"),
+    ("null-af2", 0, struct.pack("<I", 2) + _V4, [(_K4, 0)], ""),
+    ("null-af2-big-endian-writer", 0, struct.pack(">I", 2) + _V4, [(_K4, 0)], ""),
+    ("null-af24", 0, struct.pack("<I", 24) + _V6, [(_K6, 0)], ""),
+    ("null-af28", 0, struct.pack("<I", 28) + _V6, [(_K6, 0)], ""),
+    ("null-af30", 0, struct.pack("<I", 30) + _V6, [(_K6, 0)], ""),
+    ("loop-af2", 108, struct.pack(">I", 2) + _V4, [(_K4, 0)], ""),
+    ("loop-af24", 108, struct.pack(">I", 24) + _V6, [(_K6, 0)], ""),
+    ("ppp-ff03-ipv4", 9, b"\xff\x03\x00\x21" + _V4, [(_K4, 0)], ""),
+    ("ppp-ipv6-no-address", 9, b"\x00\x57" + _V6, [(_K6, 0)], ""),
+    ("ppp-mpls", 9, b"\xff\x03\x02\x81" + _mpls(16, 17) + _V4, [(_K4, 0)], ""),
+    ("ppp-lcp", 9, b"\xff\x03\xc0\x21" + b"\x01\x01\x00\x04", [], "non_ip"),
+    ("nflog-ipv4", 239, _nflog(2, _V4), [(_K4, 0)], ""),
+    ("nflog-ipv6", 239, _nflog(10, _V6), [(_K6, 0)], ""),
+    ("unsupported-link-user0", 147, _V4, [], "unsupported_link"),
+]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("name", "linktype", "frame", "flows", "aside"), LINK_CASES,
+                         ids=[c[0] for c in LINK_CASES])
+async def test_link_layers(tmp_path: Path, name: str, linktype: int, frame: bytes,
+                           flows: list[tuple[tuple[str, int, str, int, int], int]], aside: str) -> None:
+    path = tmp_path / f"{name}.pcap"
+    with path.open("wb") as fh:
+        dpkt.pcap.Writer(fh, snaplen=65535, linktype=linktype).writepkt(frame, ts=1.5)
+    recs, details, info = await run(path)
+    assert [(r[0], d["vlan_id"] or 0) for r, d in zip(recs, details, strict=True)] == flows
+    assert [r[1:] for r in recs] == [("eof", 1, 0)] * len(flows)
+    assert {k: v for k, v in info.aside.items() if v} == ({aside: 1} if aside else {})
+    ref = reference.reference_flows(path)
+    assert [(f.key, f.vlan_id) for f in ref.flows] == flows and dict(ref.aside) == ({aside: 1} if aside else {})
