@@ -120,7 +120,7 @@ sanitize: sys-test
 	LD_PRELOAD="$$libasan" \
 	ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:log_path=$(CURDIR)/$(SAN_LOG_DIR)/asan" \
 	UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
-		$(PY) -m pytest -q -p no:cacheprovider || status=$$?; \
+		$(PY) -m pytest -q || status=$$?; \
 	rm -f aioflow/_native*.so; \
 	$(PIP) install -q --no-build-isolation --no-deps -e . && touch $(NATIVE_STAMP); \
 	if compgen -G '$(SAN_LOG_DIR)/*' >/dev/null; then \
