@@ -114,7 +114,8 @@ sanitize: sys-test
 	AIOFLOW_CFLAGS="$(SAN_CFLAGS)" AIOFLOW_LDFLAGS="$(SAN_LDFLAGS)" \
 		$(PIP) install -q --no-build-isolation --no-deps -e .
 	@# A builder that dropped the flags would make this target pass without checking anything.
-	ldd aioflow/_native*.so | grep -q libasan || { echo "make: the extension is not built with ASan"; exit 1; }
+	@# (Not grep -q: with pipefail, ldd killed by SIGPIPE would fail the check at random.)
+	ldd aioflow/_native*.so | grep libasan >/dev/null || { echo "make: the extension is not built with ASan"; exit 1; }
 	status=0; \
 	libasan="$$(gcc -print-file-name=libasan.so)"; \
 	LD_PRELOAD="$$libasan" \
