@@ -17,7 +17,26 @@
 #include "flowtable.h"
 #include "fragments.h"
 
-enum af_phase { PHASE_READING, PHASE_FLUSHING, PHASE_DONE };
+/* READING: packets come in; DRAINING: the source ended (or stop), queued packets are still
+ * counted; FLUSHING: every remaining flow is emitted; DONE. */
+enum af_phase { PHASE_READING, PHASE_DRAINING, PHASE_FLUSHING, PHASE_DONE };
+
+/* Decoded packets wait in a short queue before they are counted, so that their hash bucket and
+ * flow record can be prefetched: a flow lookup is otherwise a cache miss on nearly every packet. */
+#define AF_QUEUE 16u                 /* power of two */
+#define AF_PREFETCH_AHEAD 4u         /* flow records are prefetched this many packets ahead */
+
+typedef struct {
+    af_packet p;
+    af_key key;
+    uint64_t hash;
+    uint64_t ts;
+    uint32_t caplen;
+    int sender;                      /* 1 when the packet's sender is the key's endpoint 1 */
+    uint8_t raw[sizeof(((af_header *)0)->raw)];   /* headers kept: libpcap reuses its buffer */
+} af_queued;
+
+#define AF_TIME_UNIT_SHIFT 20         /* recency-list times in units of ~1 ms */
 
 /* Room one packet may need in a batch: an expired or active-split record plus an eviction. */
 #define ROOM_PER_PACKET 2u
@@ -33,12 +52,12 @@ struct af_engine {
     af_stats stats;
     uint64_t now_ns;                 /* newest packet time seen: the clock of a file source */
     uint64_t next_id;
+    uint32_t touch_units;            /* open flows move in their recency list at most this often */
     enum af_phase phase;
     uint8_t flush_reason;
     atomic_int stop_requested;
-    int pending;                     /* a packet read but not processed yet (batch was full) */
-    struct pcap_pkthdr pending_hdr;
-    const u_char *pending_data;      /* valid until the next pcap_next_ex */
+    af_queued queue[AF_QUEUE];
+    uint32_t queue_head, queue_count;
     af_batch *out;
     char error[PCAP_ERRBUF_SIZE + 256];
 };
@@ -102,6 +121,12 @@ int af_open_offline(const char *path, const char *bpf, const af_config *cfg, af_
     e->stats.link_type = e->dlt;
     e->stats.file_size = (uint64_t)st.st_size;
     e->next_id = 1;
+    /* Moving a flow to the tail of its recency list on every packet costs two cache misses (its
+     * neighbours). Open flows move at most every min(1 s, idle_timeout/64) of packet time
+     * instead: idle expiry and eviction order are then exact to within that resolution, and
+     * every record is still exact (a packet for an expired flow ends it before counting). */
+    uint64_t g = cfg->idle_timeout_ns / 64;
+    e->touch_units = (uint32_t)((g > 1000000000ULL ? 1000000000ULL : g) >> AF_TIME_UNIT_SHIFT);
     e->phase = PHASE_READING;
     *out = e;
     return AF_OK;
@@ -230,18 +255,18 @@ static uint32_t least_recent(const af_table *t) {
     return af_flow_last(af_table_flow(t, a)) <= af_flow_last(af_table_flow(t, b)) ? a : b;
 }
 
-static void keep_header(af_engine *e, uint32_t slot, af_flow *f, const af_packet *p,
-                        const struct pcap_pkthdr *h, uint64_t ts, int dir) {
+static void keep_header(af_engine *e, uint32_t slot, af_flow *f, const af_queued *q, int dir) {
     af_table *t = &e->table;
     if (f->nheaders >= t->headers_per_flow) {
         (*af_table_headers_dropped(t, slot))++;
         e->stats.headers_dropped++;
         return;
     }
+    const af_packet *p = &q->p;
     af_header *hd = &af_table_headers(t, slot)[f->nheaders++];
-    hd->ts_ns = ts;
+    hd->ts_ns = q->ts;
     hd->ip_length = p->ip_length;
-    hd->captured_length = h->caplen;
+    hd->captured_length = q->caplen;
     hd->tcp_seq = p->tcp_seq;
     hd->tcp_ack = p->tcp_ack;
     hd->ip_id = p->ip_id;
@@ -252,7 +277,7 @@ static void keep_header(af_engine *e, uint32_t slot, af_flow *f, const af_packet
     hd->tcp_flags = p->tcp_flags;
     uint32_t n = p->l3_headers_len < sizeof hd->raw ? p->l3_headers_len : (uint32_t)sizeof hd->raw;
     hd->raw_length = (uint8_t)n;
-    memcpy(hd->raw, p->l3, n);
+    memcpy(hd->raw, q->raw, n);
     memset(hd->raw + n, 0, sizeof hd->raw - n);
 }
 
@@ -276,13 +301,12 @@ static int counter_full(const af_flow *f, int dir, uint8_t tcp_flags) {
 }
 
 /* Counts one decoded packet into its flow. Needs ROOM_PER_PACKET records of room. */
-static void account(af_engine *e, const af_packet *p, const struct pcap_pkthdr *h, uint64_t ts) {
+static void account(af_engine *e, const af_queued *q) {
     af_table *t = &e->table;
-    af_key key;
-    int sender = af_key_make(&key, p->ip_version, p->src, p->sport, p->dst, p->dport, p->protocol,
-                             p->vlan_id);
-    uint64_t hash = af_key_hash(t, &key);
-    uint32_t slot = af_table_find(t, &key, hash);
+    const af_packet *p = &q->p;
+    uint64_t ts = q->ts;
+    int sender = q->sender;
+    uint32_t slot = af_table_find(t, &q->key, q->hash);
     int is_tcp = p->protocol == 6 && p->frag != AF_FRAG_LATER;
     int syn_only = is_tcp && (p->tcp_flags & 0x12) == 0x02;
     if (slot != AF_NIL) {
@@ -306,7 +330,7 @@ static void account(af_engine *e, const af_packet *p, const struct pcap_pkthdr *
     }
     if (slot == AF_NIL) {
         if (t->count >= t->max_flows) end_flow(e, least_recent(t), AF_END_EVICTED);
-        slot = af_table_insert(t, &key, hash);
+        slot = af_table_insert(t, &q->key, q->hash);
         if (slot == AF_NIL) {   /* out of memory below max_flows: counted, never a crash */
             e->stats.aside[AF_ASIDE_NO_MEMORY]++;
             return;
@@ -320,11 +344,11 @@ static void account(af_engine *e, const af_packet *p, const struct pcap_pkthdr *
         count_active(e, p->protocol, +1);
     }
     af_flow *f = af_table_flow(t, slot);
-    if (f->first_ns[sender] == 0) f->first_ns[sender] = ts ? ts : 1;
-    if (ts > f->last_ns[sender] || f->last_ns[sender] == 0) f->last_ns[sender] = ts ? ts : 1;
+    if (f->packets[sender] == 0) f->first_ns[sender] = f->last_ns[sender] = ts;
+    else if (ts > f->last_ns[sender]) f->last_ns[sender] = ts;
     f->packets[sender]++;
     f->bytes[sender] += p->ip_length;
-    f->captured_bytes[sender] += h->caplen;
+    f->captured_bytes[sender] += q->caplen;
     if (f->packets[sender] == 1 || p->ttl < f->ttl_min[sender]) f->ttl_min[sender] = p->ttl;
     if (p->ttl > f->ttl_max[sender]) f->ttl_max[sender] = p->ttl;
     enum af_list list = (f->state & AF_ST_CLOSING) ? AF_LIST_CLOSING : AF_LIST_OPEN;
@@ -342,33 +366,72 @@ static void account(af_engine *e, const af_packet *p, const struct pcap_pkthdr *
         if ((f->state & AF_ST_RST) || (f->state & (AF_ST_FIN0 | AF_ST_FIN1)) == (AF_ST_FIN0 | AF_ST_FIN1))
             list = AF_LIST_CLOSING;
     }
-    af_table_touch(t, slot, list);
-    if (t->headers_per_flow) keep_header(e, slot, f, p, h, ts, sender != f->src_idx);
+    uint32_t now_units = (uint32_t)(ts >> AF_TIME_UNIT_SHIFT);
+    if (list == AF_LIST_CLOSING || (f->state & AF_ST_CLOSING) || f->packets[0] + f->packets[1] == 1 ||
+        now_units - f->moved >= e->touch_units) {
+        af_table_touch(t, slot, list);
+        f->moved = now_units;
+    }
+    if (t->headers_per_flow) keep_header(e, slot, f, q, sender != f->src_idx);
     e->stats.packets_in_flows++;
 }
 
-static void process(af_engine *e, const struct pcap_pkthdr *h, const u_char *data) {
-    uint64_t ts = (uint64_t)(h->ts.tv_sec < 0 ? 0 : h->ts.tv_sec) * 1000000000ULL +
-                  (uint64_t)(h->ts.tv_usec < 0 ? 0 : h->ts.tv_usec);
+/* Packet time in ns (libpcap opened the file at ns precision). Times before 1970 read as 0 and
+ * times past what 64 bits of ns hold (year 2554) as the largest value, rather than wrapping. */
+static uint64_t packet_ns(const struct pcap_pkthdr *h) {
+    if (h->ts.tv_sec < 0) return 0;
+    uint64_t sec = (uint64_t)h->ts.tv_sec, sub = h->ts.tv_usec < 0 ? 0 : (uint64_t)h->ts.tv_usec;
+    if (sec > (UINT64_MAX - sub) / 1000000000ULL) return UINT64_MAX;
+    return sec * 1000000000ULL + sub;
+}
+
+/* Filters and decodes one packet; a flow packet joins the queue with its key and hash, and its
+ * hash bucket is prefetched. Fragment ports are remembered here, in packet order. */
+static void enqueue(af_engine *e, const struct pcap_pkthdr *h, const u_char *data) {
+    uint64_t ts = packet_ns(h);
+    e->stats.packets_read++;
+    e->stats.bytes_read += h->caplen;
+    if (e->stats.first_ns == 0 || ts < e->stats.first_ns) e->stats.first_ns = ts;
     if (e->has_filter && pcap_offline_filter(&e->filter, h, data) == 0) {
         e->stats.aside[AF_ASIDE_FILTERED]++;
         return;
     }
-    af_packet p;
-    int r = af_decode(e->dlt, data, h->caplen, &p);
-    if (r == AF_DECODED && p.frag == AF_FRAG_LATER && !af_frag_lookup(&e->frags, &p, ts))
+    af_queued *q = &e->queue[(e->queue_head + e->queue_count) & (AF_QUEUE - 1)];
+    af_packet *p = &q->p;
+    int r = af_decode(e->dlt, data, h->caplen, p);
+    if (r == AF_DECODED && p->frag == AF_FRAG_LATER && !af_frag_lookup(&e->frags, p, ts))
         r = AF_ASIDE_FRAGMENT_ORPHAN;
     if (r != AF_DECODED) {
         e->stats.aside[r]++;
         return;
     }
-    if (p.frag == AF_FRAG_FIRST) af_frag_remember(&e->frags, &p, ts);
-    account(e, &p, h, ts);
+    if (p->frag == AF_FRAG_FIRST) af_frag_remember(&e->frags, p, ts);
+    q->ts = ts;
+    q->caplen = h->caplen;
+    q->sender = af_key_make(&q->key, p->ip_version, p->src, p->sport, p->dst, p->dport,
+                            p->protocol, p->vlan_id);
+    q->hash = af_key_hash(&e->table, &q->key);
+    __builtin_prefetch(&e->table.buckets[q->hash & e->table.mask]);
+    if (e->table.headers_per_flow) {
+        uint32_t n = p->l3_headers_len < sizeof q->raw ? p->l3_headers_len : (uint32_t)sizeof q->raw;
+        memcpy(q->raw, p->l3, n);
+    }
+    p->l3 = NULL;   /* points into libpcap's buffer, which the next read reuses */
+    e->queue_count++;
 }
 
-static uint64_t packet_ns(const struct pcap_pkthdr *h) {
-    return (uint64_t)(h->ts.tv_sec < 0 ? 0 : h->ts.tv_sec) * 1000000000ULL +
-           (uint64_t)(h->ts.tv_usec < 0 ? 0 : h->ts.tv_usec);
+/* Counts the oldest queued packet, after prefetching the flow record of one further back. */
+static void count_queued(af_engine *e) {
+    af_table *t = &e->table;
+    if (e->queue_count > AF_PREFETCH_AHEAD) {
+        const af_queued *ahead = &e->queue[(e->queue_head + AF_PREFETCH_AHEAD) & (AF_QUEUE - 1)];
+        uint32_t s = t->buckets[ahead->hash & t->mask];
+        if (s != AF_NIL) __builtin_prefetch(af_table_flow(t, s));
+    }
+    const af_queued *q = &e->queue[e->queue_head];
+    e->queue_head = (e->queue_head + 1) & (AF_QUEUE - 1);
+    e->queue_count--;
+    account(e, q);
 }
 
 /* Ends every flow with the flush reason, as room allows. Returns 1 when the table is empty. */
@@ -391,50 +454,43 @@ int af_pump(af_engine *e, uint32_t max_packets, af_batch *out) {
     }
     e->out = out;
     if (atomic_load(&e->stop_requested) && e->phase == PHASE_READING) {
-        if (e->pending) {   /* already read, so it is counted: the fresh batch has its room */
-            e->pending = 0;
-            process(e, &e->pending_hdr, e->pending_data);
-        }
-        e->phase = PHASE_FLUSHING;
+        e->phase = PHASE_DRAINING;   /* queued packets were read, so they are still counted */
         e->flush_reason = AF_END_STOP;
     }
     uint32_t n = 0;
     for (;;) {
-        if (e->phase == PHASE_FLUSHING) {
-            if (!flush(e)) return AF_MORE;
-            e->phase = PHASE_DONE;
-        }
-        if (e->phase == PHASE_DONE) return AF_DONE;
-        if (e->pending) {
-            if (reap(e, ROOM_PER_PACKET)) return AF_MORE;
-            e->pending = 0;
-            process(e, &e->pending_hdr, e->pending_data);
-            n++;
-            continue;
-        }
-        if (n >= max_packets || room(e) <= ROOM_PER_PACKET) return AF_MORE;
-        struct pcap_pkthdr *h;
-        const u_char *data;
-        int r = pcap_next_ex(e->pcap, &h, &data);
-        if (r == 1) {
-            e->stats.packets_read++;
-            e->stats.bytes_read += h->caplen;
-            uint64_t ts = packet_ns(h);
-            if (e->stats.first_ns == 0 || ts < e->stats.first_ns) e->stats.first_ns = ts;
-            if (ts > e->now_ns) e->now_ns = ts;
-            e->pending_hdr = *h;
-            e->pending_data = data;
-            e->pending = 1;
-        } else if (r == 0) {
-            return AF_MORE;     /* live source: nothing to read right now */
-        } else {
-            if (r == PCAP_ERROR) {
-                e->stats.read_errors++;
-                snprintf(e->error, sizeof e->error, "%s", pcap_geterr(e->pcap));
+        /* keep the queue full while reading, so each packet waits a few before it is counted */
+        while (e->phase == PHASE_READING && e->queue_count < AF_QUEUE && n < max_packets) {
+            struct pcap_pkthdr *h;
+            const u_char *data;
+            int r = pcap_next_ex(e->pcap, &h, &data);
+            if (r == 1) {
+                n++;
+                enqueue(e, h, data);
+            } else if (r == 0) {
+                break;              /* live source: nothing to read right now */
+            } else {
+                if (r == PCAP_ERROR) {
+                    e->stats.read_errors++;
+                    snprintf(e->error, sizeof e->error, "%s", pcap_geterr(e->pcap));
+                }
+                e->phase = PHASE_DRAINING;
+                e->flush_reason = AF_END_EOF;
             }
-            e->phase = PHASE_FLUSHING;
-            e->flush_reason = AF_END_EOF;
         }
+        if (e->queue_count == 0) {
+            if (e->phase == PHASE_READING) return AF_MORE;   /* max_packets, or live and idle */
+            if (e->phase == PHASE_DRAINING) e->phase = PHASE_FLUSHING;
+            if (e->phase == PHASE_FLUSHING) {
+                if (!flush(e)) return AF_MORE;
+                e->phase = PHASE_DONE;
+            }
+            return AF_DONE;
+        }
+        uint64_t ts = e->queue[e->queue_head].ts;
+        if (ts > e->now_ns) e->now_ns = ts;
+        if (reap(e, ROOM_PER_PACKET) || room(e) <= ROOM_PER_PACKET) return AF_MORE;
+        count_queued(e);
     }
 }
 
@@ -444,7 +500,7 @@ void af_get_stats(af_engine *e, af_stats *out) {
     out->active_flows = e->table.count;
     out->fragments_tracked = e->frags.tracked;
     out->fragment_table_evictions = e->frags.evictions;
-    FILE *f = e->pcap && e->phase == PHASE_READING ? pcap_file(e->pcap) : NULL;
+    FILE *f = e->pcap && e->phase == PHASE_READING ? pcap_file(e->pcap) : NULL;   /* progress */
     if (f) {
         long pos = ftell(f);
         out->file_offset = pos > 0 ? (uint64_t)pos : 0;

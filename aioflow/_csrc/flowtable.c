@@ -3,8 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define AF_MIN_BUCKETS 1024u
+
 static uint32_t pow2_at_least(uint32_t n) {
-    uint32_t p = 1024;
+    uint32_t p = AF_MIN_BUCKETS;
     while (p < n && p < (1u << 31)) p <<= 1;
     return p;
 }
@@ -14,10 +16,11 @@ int af_table_init(af_table *t, uint32_t max_flows, uint32_t headers_per_flow, ui
     t->max_flows = max_flows;
     t->headers_per_flow = headers_per_flow;
     t->seed = seed;
-    uint32_t nbuckets = pow2_at_least(max_flows);
-    t->mask = nbuckets - 1;
-    /* calloc: untouched bucket pages stay unmapped, so a large max_flows costs nothing up front */
-    t->buckets = calloc(nbuckets, sizeof *t->buckets);
+    /* Buckets grow with the live flows (see grow_buckets): an array sized for max_flows would
+     * spread a few live flows over megabytes and miss the cache on every lookup. */
+    t->max_buckets = pow2_at_least(max_flows);
+    t->mask = AF_MIN_BUCKETS - 1;
+    t->buckets = calloc(AF_MIN_BUCKETS, sizeof *t->buckets);
     uint32_t maxslabs = (max_flows + AF_SLAB_SIZE - 1) >> AF_SLAB_SHIFT;
     t->slabs = calloc(maxslabs, sizeof *t->slabs);
     if (headers_per_flow) {
@@ -94,7 +97,8 @@ static uint32_t take_slot(af_table *t) {
     if (t->hwm >= t->max_flows) return AF_NIL;
     uint32_t slab = t->hwm >> AF_SLAB_SHIFT;
     if (slab >= t->nslabs) {
-        af_flow *mem = malloc((size_t)AF_SLAB_SIZE * sizeof *mem);
+        /* cache-line aligned, so each flow's key and chain link share its first line */
+        af_flow *mem = aligned_alloc(64, (size_t)AF_SLAB_SIZE * sizeof *mem);
         if (!mem) return AF_NIL;
         if (t->headers_per_flow) {
             t->header_slabs[slab] =
@@ -127,7 +131,26 @@ static void list_append(af_table *t, uint32_t slot, af_flow *f, enum af_list l) 
     if (l == AF_LIST_CLOSING) f->state |= AF_ST_CLOSING; else f->state &= (uint8_t)~AF_ST_CLOSING;
 }
 
+/* Doubles the bucket array once the load passes 3/4 (up to one bucket per possible flow). A failed
+ * allocation keeps the old array: chains get longer, nothing breaks. */
+static void grow_buckets(af_table *t) {
+    uint32_t n = (t->mask + 1) * 2;
+    uint32_t *b = calloc(n, sizeof *b);
+    if (!b) return;
+    for (uint32_t s = 1; s <= t->hwm; s++) {
+        af_flow *f = af_table_flow(t, s);
+        if (!(f->state & AF_ST_LIVE)) continue;
+        uint32_t i = (uint32_t)af_key_hash(t, &f->key) & (n - 1);
+        f->hnext = b[i];
+        b[i] = s;
+    }
+    free(t->buckets);
+    t->buckets = b;
+    t->mask = n - 1;
+}
+
 uint32_t af_table_insert(af_table *t, const af_key *k, uint64_t hash) {
+    if (t->count >= (t->mask + 1) / 4 * 3 && t->mask + 1 < t->max_buckets) grow_buckets(t);
     uint32_t s = take_slot(t);
     if (s == AF_NIL) return AF_NIL;
     af_flow *f = af_table_flow(t, s);

@@ -45,6 +45,7 @@ typedef struct {
      * overflow ends the record as an active timeout does (counting goes on in a new record). */
     uint32_t common_flags[2][3];
     uint16_t rare_flags[2][5];
+    uint32_t moved;               /* packet time (units of 2^20 ns) of the last move in its list */
 } af_flow;
 
 /* Where each TCP flag bit (FIN SYN RST PSH ACK URG ECE CWR) is counted: index into common_flags
@@ -63,7 +64,7 @@ typedef struct {
     uint32_t hwm;                 /* slots ever handed out */
     uint32_t free_head;
     uint32_t *buckets;
-    uint32_t mask;
+    uint32_t mask, max_buckets;
     struct { uint32_t head, tail; } lists[2];
     uint32_t max_flows, count, headers_per_flow;
     uint64_t seed;
@@ -87,12 +88,15 @@ static inline af_header *af_table_headers(const af_table *t, uint32_t slot) {
 static inline uint32_t *af_table_headers_dropped(const af_table *t, uint32_t slot) {
     return &t->headers_dropped[slot - 1];
 }
+/* A direction's times are meaningful only once it has packets (a time of 0 is a valid time). */
 static inline uint64_t af_flow_last(const af_flow *f) {
+    if (!f->packets[0]) return f->last_ns[1];
+    if (!f->packets[1]) return f->last_ns[0];
     return f->last_ns[0] > f->last_ns[1] ? f->last_ns[0] : f->last_ns[1];
 }
 static inline uint64_t af_flow_first(const af_flow *f) {
-    if (f->first_ns[0] == 0) return f->first_ns[1];
-    if (f->first_ns[1] == 0) return f->first_ns[0];
+    if (!f->packets[0]) return f->first_ns[1];
+    if (!f->packets[1]) return f->first_ns[0];
     return f->first_ns[0] < f->first_ns[1] ? f->first_ns[0] : f->first_ns[1];
 }
 
