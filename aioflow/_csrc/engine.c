@@ -162,11 +162,17 @@ static void fill_record(const af_table *t, const af_flow *f, af_record *r) {
     r->src2dst_captured_bytes = f->captured_bytes[s];
     r->dst2src_captured_bytes = f->captured_bytes[d];
     for (int b = 0; b < 8; b++) {
-        uint8_t at = af_flag_slot[b];
-        int common = (at & AF_FLAG_COMMON) != 0, i = at & 0x0f;
-        r->src2dst_flag_counts[b] = common ? f->common_flags[s][i] : f->rare_flags[s][i];
-        r->dst2src_flag_counts[b] = common ? f->common_flags[d][i] : f->rare_flags[d][i];
+        uint8_t at = af_rare_slot[b];
+        if (at == 0xff) continue;
+        r->src2dst_flag_counts[b] = f->rare_flags[s][at];
+        r->dst2src_flag_counts[b] = f->rare_flags[d][at];
     }
+    r->src2dst_flag_counts[3] = f->psh_packets[s];
+    r->dst2src_flag_counts[3] = f->psh_packets[d];
+    r->src2dst_flag_counts[4] = f->ack_packets[s];
+    r->dst2src_flag_counts[4] = f->ack_packets[d];
+    r->src2dst_flag_counts[6] = f->ece_packets[s];
+    r->dst2src_flag_counts[6] = f->ece_packets[d];
     memcpy(r->src_ip, f->key.ip[s], 16);
     memcpy(r->dst_ip, f->key.ip[d], 16);
     r->src_port = f->key.port[s];
@@ -282,12 +288,11 @@ static void keep_header(af_engine *e, uint32_t slot, af_flow *f, const af_queued
 }
 
 static void reset_counters(af_engine *e, af_flow *f) {
-    size_t from = offsetof(af_flow, first_ns);
+    size_t from = offsetof(af_flow, last_ns);
     memset((char *)f + from, 0, sizeof *f - from);
     memset(f->flags, 0, sizeof f->flags);
     memset(f->ttl_min, 0, sizeof f->ttl_min);
     memset(f->ttl_max, 0, sizeof f->ttl_max);
-    f->nheaders = 0;
     f->id = e->next_id++;
 }
 
@@ -296,7 +301,7 @@ static int counter_full(const af_flow *f, int dir, uint8_t tcp_flags) {
     if (f->packets[dir] == UINT32_MAX) return 1;
     uint8_t rare = tcp_flags & AF_RARE_FLAGS;
     for (int b = 0; rare; b++, rare >>= 1)
-        if ((rare & 1) && f->rare_flags[dir][af_flag_slot[b]] == UINT16_MAX) return 1;
+        if ((rare & 1) && f->rare_flags[dir][af_rare_slot[b]] == UINT16_MAX) return 1;
     return 0;
 }
 
@@ -308,7 +313,7 @@ static void account(af_engine *e, const af_queued *q) {
     int sender = q->sender;
     uint32_t slot = af_table_find(t, &q->key, q->hash);
     int is_tcp = p->protocol == 6 && p->frag != AF_FRAG_LATER;
-    int syn_only = is_tcp && (p->tcp_flags & 0x12) == 0x02;
+    int syn_only = is_tcp && (p->tcp_flags & (AF_TCP_SYN | AF_TCP_ACK)) == AF_TCP_SYN;
     if (slot != AF_NIL) {
         af_flow *f = af_table_flow(t, slot);
         uint64_t last = af_flow_last(f);
@@ -338,7 +343,7 @@ static void account(af_engine *e, const af_queued *q) {
         af_flow *f = af_table_flow(t, slot);
         f->id = e->next_id++;
         /* a SYN+ACK seen first means its receiver opened the connection */
-        int synack = is_tcp && (p->tcp_flags & 0x12) == 0x12;
+        int synack = is_tcp && (p->tcp_flags & (AF_TCP_SYN | AF_TCP_ACK)) == (AF_TCP_SYN | AF_TCP_ACK);
         f->src_idx = (uint8_t)(synack ? 1 - sender : sender);
         e->stats.flows_created++;
         count_active(e, p->protocol, +1);
@@ -355,14 +360,15 @@ static void account(af_engine *e, const af_queued *q) {
     if (is_tcp) {
         uint8_t fl = p->tcp_flags;
         f->flags[sender] |= fl;
-        for (int b = 0; b < 8; b++) {
-            if (!((fl >> b) & 1u)) continue;
-            uint8_t at = af_flag_slot[b];
-            if (at & AF_FLAG_COMMON) f->common_flags[sender][at & 0x0f]++;
-            else f->rare_flags[sender][at]++;
+        f->ack_packets[sender] += (fl & AF_TCP_ACK) != 0;
+        if (fl & ~AF_TCP_ACK) {   /* an ACK alone (most packets) leaves the third line alone */
+            f->psh_packets[sender] += (fl & AF_TCP_PSH) != 0;
+            f->ece_packets[sender] += (fl & AF_TCP_ECE) != 0;
+            for (uint8_t rare = fl & AF_RARE_FLAGS, b = 0; rare; b++, rare >>= 1)
+                if (rare & 1) f->rare_flags[sender][af_rare_slot[b]]++;
         }
-        if (fl & 0x01) f->state |= sender ? AF_ST_FIN1 : AF_ST_FIN0;
-        if (fl & 0x04) f->state |= AF_ST_RST;
+        if (fl & AF_TCP_FIN) f->state |= sender ? AF_ST_FIN1 : AF_ST_FIN0;
+        if (fl & AF_TCP_RST) f->state |= AF_ST_RST;
         if ((f->state & AF_ST_RST) || (f->state & (AF_ST_FIN0 | AF_ST_FIN1)) == (AF_ST_FIN0 | AF_ST_FIN1))
             list = AF_LIST_CLOSING;
     }
@@ -426,7 +432,11 @@ static void count_queued(af_engine *e) {
     if (e->queue_count > AF_PREFETCH_AHEAD) {
         const af_queued *ahead = &e->queue[(e->queue_head + AF_PREFETCH_AHEAD) & (AF_QUEUE - 1)];
         uint32_t s = t->buckets[ahead->hash & t->mask];
-        if (s != AF_NIL) __builtin_prefetch(af_table_flow(t, s));
+        if (s != AF_NIL) {   /* the two cache lines a typical packet's update touches */
+            const char *f = (const char *)af_table_flow(t, s);
+            __builtin_prefetch(f);
+            __builtin_prefetch(f + 64);
+        }
     }
     const af_queued *q = &e->queue[e->queue_head];
     e->queue_head = (e->queue_head + 1) & (AF_QUEUE - 1);

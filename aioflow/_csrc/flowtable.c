@@ -1,7 +1,9 @@
+#define _DEFAULT_SOURCE   /* mmap flags and madvise under -std=c11 */
 #include "flowtable.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define AF_MIN_BUCKETS 1024u
 
@@ -11,23 +13,44 @@ static uint32_t pow2_at_least(uint32_t n) {
     return p;
 }
 
+/* Reserves address space for `bytes` without committing memory: pages are only backed as the
+ * table first touches them, so memory follows the flows actually seen, up to the bound. Huge
+ * pages (where the kernel offers them) spare the TLB misses of touching flows at random. */
+static void *reserve(size_t bytes) {
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    if (p == MAP_FAILED) return NULL;
+#ifdef MADV_HUGEPAGE
+    if (bytes >= (2u << 20)) madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
+static void release(void *p, size_t bytes) {
+    if (p) munmap(p, bytes);
+}
+
+static size_t flows_bytes(const af_table *t) { return (size_t)t->max_flows * sizeof(af_flow); }
+static size_t headers_bytes(const af_table *t) {
+    return (size_t)t->max_flows * t->headers_per_flow * sizeof(af_header);
+}
+
 int af_table_init(af_table *t, uint32_t max_flows, uint32_t headers_per_flow, uint64_t seed) {
     memset(t, 0, sizeof *t);
     t->max_flows = max_flows;
     t->headers_per_flow = headers_per_flow;
     t->seed = seed;
-    /* Buckets grow with the live flows (see grow_buckets): an array sized for max_flows would
-     * spread a few live flows over megabytes and miss the cache on every lookup. */
+    /* Buckets are used from AF_MIN_BUCKETS up, doubling with the live flows (split_buckets):
+     * all of max_flows' buckets in use would spread a few flows over megabytes. */
     t->max_buckets = pow2_at_least(max_flows);
     t->mask = AF_MIN_BUCKETS - 1;
-    t->buckets = calloc(AF_MIN_BUCKETS, sizeof *t->buckets);
-    uint32_t maxslabs = (max_flows + AF_SLAB_SIZE - 1) >> AF_SLAB_SHIFT;
-    t->slabs = calloc(maxslabs, sizeof *t->slabs);
+    t->buckets = reserve((size_t)t->max_buckets * sizeof *t->buckets);
+    t->flows = reserve(flows_bytes(t));
     if (headers_per_flow) {
-        t->header_slabs = calloc(maxslabs, sizeof *t->header_slabs);
-        t->headers_dropped = calloc((size_t)maxslabs * AF_SLAB_SIZE, sizeof *t->headers_dropped);
+        t->headers = reserve(headers_bytes(t));
+        t->headers_dropped = reserve((size_t)max_flows * sizeof *t->headers_dropped);
     }
-    if (!t->buckets || !t->slabs || (headers_per_flow && (!t->header_slabs || !t->headers_dropped))) {
+    if (!t->buckets || !t->flows || (headers_per_flow && (!t->headers || !t->headers_dropped))) {
         af_table_free(t);
         return -1;
     }
@@ -35,14 +58,10 @@ int af_table_init(af_table *t, uint32_t max_flows, uint32_t headers_per_flow, ui
 }
 
 void af_table_free(af_table *t) {
-    for (uint32_t i = 0; i < t->nslabs; i++) {
-        free(t->slabs[i]);
-        if (t->header_slabs) free(t->header_slabs[i]);
-    }
-    free(t->slabs);
-    free(t->header_slabs);
-    free(t->headers_dropped);
-    free(t->buckets);
+    release(t->buckets, (size_t)t->max_buckets * sizeof *t->buckets);
+    release(t->flows, flows_bytes(t));
+    release(t->headers, headers_bytes(t));
+    release(t->headers_dropped, (size_t)t->max_flows * sizeof *t->headers_dropped);
     memset(t, 0, sizeof *t);
 }
 
@@ -62,21 +81,21 @@ int af_key_make(af_key *k, int ver, const uint8_t *ip_a, uint16_t port_a, const 
     return swap;
 }
 
-static inline uint64_t mix64(uint64_t h) {   /* murmur3's finaliser */
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
+/* 64x64->128 multiply folded to 64 bits: the mixing step of wyhash. */
+static inline uint64_t mum(uint64_t a, uint64_t b) {
+    __uint128_t r = (__uint128_t)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
 }
 
+/* Seeded (the seed is random per engine, so chains cannot be forced from the wire), three
+ * multiplies for the 40-byte key. */
 uint64_t af_key_hash(const af_table *t, const af_key *k) {
     uint64_t w[5];
     memcpy(w, k, sizeof w);
-    uint64_t h = t->seed;
-    for (int i = 0; i < 5; i++) h = mix64(h ^ w[i]) + 0x9e3779b97f4a7c15ULL;
-    return h;
+    const uint64_t s = t->seed;
+    uint64_t h = mum(w[0] ^ s ^ 0xa0761d6478bd642fULL, w[1] ^ 0xe7037ed1a0b428dbULL);
+    h ^= mum(w[2] ^ s ^ 0x8ebc6af09c88c6e3ULL, w[3] ^ 0x589965cc75374cc3ULL);
+    return mum(h ^ w[4], s ^ 0x1d8e4e27c47d124fULL);
 }
 
 uint32_t af_table_find(const af_table *t, const af_key *k, uint64_t hash) {
@@ -94,24 +113,7 @@ static uint32_t take_slot(af_table *t) {
         t->free_head = af_table_flow(t, s)->hnext;
         return s;
     }
-    if (t->hwm >= t->max_flows) return AF_NIL;
-    uint32_t slab = t->hwm >> AF_SLAB_SHIFT;
-    if (slab >= t->nslabs) {
-        /* cache-line aligned, so each flow's key and chain link share its first line */
-        af_flow *mem = aligned_alloc(64, (size_t)AF_SLAB_SIZE * sizeof *mem);
-        if (!mem) return AF_NIL;
-        if (t->headers_per_flow) {
-            t->header_slabs[slab] =
-                malloc((size_t)AF_SLAB_SIZE * t->headers_per_flow * sizeof(af_header));
-            if (!t->header_slabs[slab]) {
-                free(mem);
-                return AF_NIL;
-            }
-        }
-        t->slabs[slab] = mem;
-        t->nslabs = slab + 1;
-    }
-    return ++t->hwm;
+    return t->hwm < t->max_flows ? ++t->hwm : AF_NIL;
 }
 
 static void list_unlink(af_table *t, uint32_t slot, af_flow *f) {
@@ -131,26 +133,28 @@ static void list_append(af_table *t, uint32_t slot, af_flow *f, enum af_list l) 
     if (l == AF_LIST_CLOSING) f->state |= AF_ST_CLOSING; else f->state &= (uint8_t)~AF_ST_CLOSING;
 }
 
-/* Doubles the bucket array once the load passes 3/4 (up to one bucket per possible flow). A failed
- * allocation keeps the old array: chains get longer, nothing breaks. */
-static void grow_buckets(af_table *t) {
-    uint32_t n = (t->mask + 1) * 2;
-    uint32_t *b = calloc(n, sizeof *b);
-    if (!b) return;
-    for (uint32_t s = 1; s <= t->hwm; s++) {
-        af_flow *f = af_table_flow(t, s);
-        if (!(f->state & AF_ST_LIVE)) continue;
-        uint32_t i = (uint32_t)af_key_hash(t, &f->key) & (n - 1);
-        f->hnext = b[i];
-        b[i] = s;
+/* Doubles the buckets in use once the load passes 3/4, in place: bucket i's chain splits between
+ * i and i + n by the next bit of each flow's hash (the new half of the array is still zero). */
+static void split_buckets(af_table *t) {
+    uint32_t n = t->mask + 1;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t s = t->buckets[i], low = AF_NIL, high = AF_NIL;
+        while (s != AF_NIL) {
+            af_flow *f = af_table_flow(t, s);
+            uint32_t next = f->hnext;
+            uint32_t *to = (af_key_hash(t, &f->key) & n) ? &high : &low;
+            f->hnext = *to;
+            *to = s;
+            s = next;
+        }
+        t->buckets[i] = low;
+        t->buckets[i + n] = high;
     }
-    free(t->buckets);
-    t->buckets = b;
-    t->mask = n - 1;
+    t->mask = 2 * n - 1;
 }
 
 uint32_t af_table_insert(af_table *t, const af_key *k, uint64_t hash) {
-    if (t->count >= (t->mask + 1) / 4 * 3 && t->mask + 1 < t->max_buckets) grow_buckets(t);
+    if (t->count >= (t->mask + 1) / 4 * 3 && t->mask + 1 < t->max_buckets) split_buckets(t);
     uint32_t s = take_slot(t);
     if (s == AF_NIL) return AF_NIL;
     af_flow *f = af_table_flow(t, s);

@@ -1,15 +1,14 @@
-/* The flow table: slab-allocated flows, a seeded chained hash over a canonical bidirectional key,
- * and two recency lists (open flows, closing flows) that make expiry O(1) per packet.
- * Memory is bounded by max_flows: slabs are allocated as the table grows, never past the bound. */
+/* The flow table: flows in one reserved array, a seeded chained hash over a canonical
+ * bidirectional key, and two recency lists (open flows, closing flows) that make expiry O(1) per
+ * packet. Memory is bounded by max_flows: the array's pages are backed only as slots are used. */
 #ifndef AIOFLOW_FLOWTABLE_H
 #define AIOFLOW_FLOWTABLE_H
+#include <stddef.h>
 #include <stdint.h>
 
 #include "aioflow.h"
 
 #define AF_NIL 0u                 /* slot references are 1-based; 0 means none */
-#define AF_SLAB_SHIFT 12          /* 4096 flows per slab */
-#define AF_SLAB_SIZE (1u << AF_SLAB_SHIFT)
 
 enum af_list { AF_LIST_OPEN = 0, AF_LIST_CLOSING = 1 };
 
@@ -29,41 +28,46 @@ typedef struct {
     uint8_t ver, proto;
 } af_key;
 
-/* Per-endpoint counters are indexed by endpoint (0/1), not by src/dst: src_idx says which is src. */
+/* Per-endpoint counters are indexed by endpoint (0/1), not by src/dst: src_idx says which is src.
+ * 192 bytes in three cache lines, laid out so that a typical packet (an ACK) updates only the
+ * first two: key, links and state, then the per-packet counters; the third line holds what
+ * changes rarely (first times, id, PSH/ECE and the rare flags). */
 typedef struct {
+    /* line 0 */
     af_key key;
     uint32_t hnext, prev, next;
     uint8_t src_idx, state;
     uint8_t flags[2], ttl_min[2], ttl_max[2];
-    uint32_t nheaders;
-    uint64_t id;
-    uint64_t first_ns[2], last_ns[2];
+    uint32_t moved;               /* packet time (units of 2^20 ns) of the last move in its list */
+    /* line 1 */
+    uint64_t last_ns[2];
     uint64_t bytes[2], captured_bytes[2];
     uint32_t packets[2];
-    /* Flag counters: PSH, ACK and ECE ride on most packets and get 32 bits; FIN, SYN, RST, URG
-     * and CWR are rare and get 16, which keeps a flow under 200 bytes. A counter about to
-     * overflow ends the record as an active timeout does (counting goes on in a new record). */
-    uint32_t common_flags[2][3];
+    uint32_t ack_packets[2];
+    /* line 2 */
+    uint64_t first_ns[2];
+    uint64_t id;
+    uint32_t nheaders;
+    /* Flag counters: ACK, PSH and ECE ride on many packets and get 32 bits; FIN, SYN, RST, URG
+     * and CWR are rare and get 16. A counter about to overflow ends the record as an active
+     * timeout does (counting goes on in a new record). */
+    uint32_t psh_packets[2], ece_packets[2];
     uint16_t rare_flags[2][5];
-    uint32_t moved;               /* packet time (units of 2^20 ns) of the last move in its list */
 } af_flow;
 
-/* Where each TCP flag bit (FIN SYN RST PSH ACK URG ECE CWR) is counted: index into common_flags
- * when AF_FLAG_COMMON is set, else into rare_flags. */
-#define AF_FLAG_COMMON 0x10
-static const uint8_t af_flag_slot[8] = {0, 1, 2, AF_FLAG_COMMON | 0, AF_FLAG_COMMON | 1, 3,
-                                        AF_FLAG_COMMON | 2, 4};
-/* The flags counted in 16 bits: FIN SYN RST URG CWR. */
-#define AF_RARE_FLAGS 0xa7
+/* TCP flag bits (FIN SYN RST PSH ACK URG ECE CWR) and where the rare ones are counted. */
+enum { AF_TCP_FIN = 0x01, AF_TCP_SYN = 0x02, AF_TCP_RST = 0x04, AF_TCP_PSH = 0x08, AF_TCP_ACK = 0x10,
+       AF_TCP_URG = 0x20, AF_TCP_ECE = 0x40, AF_TCP_CWR = 0x80 };
+#define AF_RARE_FLAGS (AF_TCP_FIN | AF_TCP_SYN | AF_TCP_RST | AF_TCP_URG | AF_TCP_CWR)
+static const uint8_t af_rare_slot[8] = {0, 1, 2, 0xff, 0xff, 3, 0xff, 4};
 
 typedef struct {
-    af_flow **slabs;
-    af_header **header_slabs;     /* headers_per_flow headers per slot, only when headers are on */
-    uint32_t *headers_dropped;    /* one per slab slot, with header_slabs */
-    uint32_t nslabs;              /* allocated */
+    af_flow *flows;               /* max_flows slots, reserved (see af_table_init) */
+    af_header *headers;           /* headers_per_flow per slot, only when headers are on */
+    uint32_t *headers_dropped;    /* one per slot, with headers */
     uint32_t hwm;                 /* slots ever handed out */
     uint32_t free_head;
-    uint32_t *buckets;
+    uint32_t *buckets;            /* max_buckets reserved, mask + 1 in use */
     uint32_t mask, max_buckets;
     struct { uint32_t head, tail; } lists[2];
     uint32_t max_flows, count, headers_per_flow;
@@ -78,12 +82,9 @@ int af_key_make(af_key *k, int ver, const uint8_t *ip_a, uint16_t port_a, const 
                 uint16_t port_b, uint8_t proto, uint16_t vlan);
 uint64_t af_key_hash(const af_table *t, const af_key *k);
 
-static inline af_flow *af_table_flow(const af_table *t, uint32_t slot) {
-    return &t->slabs[(slot - 1) >> AF_SLAB_SHIFT][(slot - 1) & (AF_SLAB_SIZE - 1)];
-}
+static inline af_flow *af_table_flow(const af_table *t, uint32_t slot) { return &t->flows[slot - 1]; }
 static inline af_header *af_table_headers(const af_table *t, uint32_t slot) {
-    return &t->header_slabs[(slot - 1) >> AF_SLAB_SHIFT]
-                           [((slot - 1) & (AF_SLAB_SIZE - 1)) * t->headers_per_flow];
+    return &t->headers[(size_t)(slot - 1) * t->headers_per_flow];
 }
 static inline uint32_t *af_table_headers_dropped(const af_table *t, uint32_t slot) {
     return &t->headers_dropped[slot - 1];
