@@ -326,7 +326,10 @@ static void account(af_engine *e, const af_queued *q) {
             end_flow(e, slot, AF_END_IDLE);
             slot = AF_NIL;
         }
-        if (slot != AF_NIL && (expired(ts, af_flow_first(f), e->cfg.active_timeout_ns) ||
+        /* the record's first time sits in the flow's third cache line: read it only when the
+         * last list move found the active timeout near */
+        if (slot != AF_NIL && (((f->state & AF_ST_ACTIVE_NEAR) &&
+                                expired(ts, af_flow_first(f), e->cfg.active_timeout_ns)) ||
                                counter_full(f, sender, is_tcp ? p->tcp_flags : 0))) {
             emit_record(e, slot, AF_END_ACTIVE);
             reset_counters(e, f);
@@ -377,6 +380,11 @@ static void account(af_engine *e, const af_queued *q) {
         now_units - f->moved >= e->touch_units) {
         af_table_touch(t, slot, list);
         f->moved = now_units;
+        /* until the next move (less than touch_units later), is an active timeout possible? */
+        uint64_t margin = ((uint64_t)e->touch_units + 2) << AF_TIME_UNIT_SHIFT;
+        uint64_t horizon = ts > UINT64_MAX - margin ? UINT64_MAX : ts + margin;
+        if (expired(horizon, af_flow_first(f), e->cfg.active_timeout_ns)) f->state |= AF_ST_ACTIVE_NEAR;
+        else f->state &= (uint8_t)~AF_ST_ACTIVE_NEAR;
     }
     if (t->headers_per_flow) keep_header(e, slot, f, q, sender != f->src_idx);
     e->stats.packets_in_flows++;

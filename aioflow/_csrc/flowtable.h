@@ -17,7 +17,8 @@ enum af_flow_state {
     AF_ST_FIN0 = 2,               /* FIN seen from endpoint 0 */
     AF_ST_FIN1 = 4,               /* FIN seen from endpoint 1 */
     AF_ST_RST = 8,
-    AF_ST_CLOSING = 16            /* on the closing list (both FINs or a RST) */
+    AF_ST_CLOSING = 16,           /* on the closing list (both FINs or a RST) */
+    AF_ST_ACTIVE_NEAR = 32        /* active timeout may fall before the next list move */
 };
 
 /* Canonical key: endpoint 0 is the lower (address, port). 40 bytes, no padding, so memcmp works. */
