@@ -18,7 +18,7 @@ from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
 CSRC = HERE / "_csrc"
-SOURCES = ["decode.c", "fragments.c", "flowtable.c", "engine.c"]
+SOURCES = ["decode.c", "fragments.c", "flowtable.c", "engine.c", "producer.c"]
 
 
 def _pcap_flags() -> tuple[list[str], list[str]]:
@@ -46,7 +46,7 @@ def _check_pcap_headers(cflags: list[str]) -> None:
 
 
 def _extra_compile_args() -> list[str]:
-    args = ["-std=c11", "-Wall", "-Wextra", "-O2"]
+    args = ["-std=c11", "-Wall", "-Wextra", "-O2", "-pthread"]
     # `make sanitize` builds with ASan+UBSan through this variable.
     args += shlex.split(os.environ.get("AIOFLOW_CFLAGS", ""))
     return args
@@ -63,7 +63,7 @@ ffibuilder.set_source(
     sources=[str((CSRC / s).relative_to(HERE.parent)) for s in SOURCES],
     include_dirs=[str(CSRC.relative_to(HERE.parent))],
     extra_compile_args=_extra_compile_args() + cflags,
-    extra_link_args=libs + shlex.split(os.environ.get("AIOFLOW_LDFLAGS", "")),
+    extra_link_args=[*libs, "-pthread", *shlex.split(os.environ.get("AIOFLOW_LDFLAGS", ""))],
 )
 
 if __name__ == "__main__":

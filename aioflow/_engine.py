@@ -94,6 +94,7 @@ class Engine:
         # One scratch batch for the C side; what it fills is copied out at its exact size, so a
         # kept Flow pins only its own small batch.
         self._stats = ffi.new("af_stats *")
+        self._ready = ffi.new("af_batch **")
         self._scratch = ffi.new("af_batch *")
         self._scratch_records = ffi.new("af_record[]", batch_records)
         self._scratch.records = self._scratch_records
@@ -115,16 +116,28 @@ class Engine:
 
     def take_batch(self) -> Batch:
         """The flows the last pump ended, copied out of the scratch batch at their exact size."""
-        b = self._scratch
-        if not b.count:
-            return EMPTY_BATCH
-        records = ffi.new("af_record[]", b.count)
-        ffi.memmove(records, b.records, b.count * RECORD_SIZE)
-        headers = ffi.NULL
-        if b.header_count:
-            headers = ffi.new("af_header[]", b.header_count)
-            ffi.memmove(headers, b.headers, b.header_count * ffi.sizeof("af_header"))
-        return Batch(records, b.count, headers, b.header_count)
+        return _copy_batch(self._scratch)
+
+    def start(self, batch_records: int = 8192, slots: int = 4) -> int:
+        """Starts the engine's reading thread; returns the fd that is readable when batches are."""
+        code = lib.af_start(self._engine, batch_records, slots)
+        if code != lib.AF_OK:
+            raise _errors.EngineError(f"could not start the reading thread (code {code})")
+        return int(lib.af_notify_fd(self._engine))
+
+    def take_ready(self) -> tuple[str, Batch]:
+        """("batch", flows) when the thread has a batch ready; ("wait", empty) when not yet (wait
+        for the fd); ("done", empty) when the source is finished and every batch was taken."""
+        status = lib.af_ready(self._engine, self._ready)
+        if status == lib.AF_MORE:
+            batch = _copy_batch(self._ready[0])
+            lib.af_release(self._engine)
+            return "batch", batch
+        if status == lib.AF_DONE:
+            return "done", EMPTY_BATCH
+        if status < 0:
+            raise _errors.EngineError(ffi.string(lib.af_error_message(self._engine)).decode())
+        return "wait", EMPTY_BATCH
 
     def stop(self) -> None:
         lib.af_stop(self._engine)
@@ -141,30 +154,52 @@ class Engine:
         records = ffi.new("af_record[]", capacity)
         return Batch(records, lib.af_snapshot(self._engine, cursor, records, capacity))
 
-    def active_flows(self) -> int:
+    def snapshot_all(self) -> Batch:
+        """Every active flow at one instant: one C call under the engine lock (run it in a thread)."""
         lib.af_get_stats(self._engine, self._stats)
-        return int(self._stats.active_flows)
-
-    def snapshot_all(self, expected: int) -> Batch:
-        """Every active flow, in one C call (the caller holds the engine, so none can change)."""
-        records = ffi.new("af_record[]", max(expected, 1))
-        return Batch(records, lib.af_snapshot(self._engine, new_cursor(), records, expected))
+        capacity = int(self._stats.active_flows * 5 // 4) + 1024
+        while True:  # flows may have been added since the count: retry until they all fit
+            records = ffi.new("af_record[]", capacity)
+            count = lib.af_snapshot(self._engine, new_cursor(), records, capacity)
+            if count < capacity:
+                return Batch(records, count)
+            capacity *= 2
 
     def stats(self) -> dict[str, Any]:
         s = ffi.new("af_stats *")
         lib.af_get_stats(self._engine, s)
-        out: dict[str, Any] = {
-            name: getattr(s, name) for name in dir(s) if not name.startswith("_") and name not in ("aside", "ended_by")
-        }
-        out["aside"] = {name: s.aside[i] for i, name in enumerate(ASIDE_REASONS)}
-        out["ended_by"] = {name: s.ended_by[i] for i, name in enumerate(END_REASONS) if name}
-        out["error"] = ffi.string(lib.af_error_message(self._engine)).decode(errors="replace")
-        return out
+        return _stats_dict(s, self._engine)
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
             ffi.release(self._engine)
+
+
+def _copy_batch(b: Any) -> Batch:
+    """A filled C batch copied into Python-owned memory of its exact size."""
+    if not b.count:
+        return EMPTY_BATCH
+    records = ffi.new("af_record[]", b.count)
+    ffi.memmove(records, b.records, b.count * RECORD_SIZE)
+    headers = ffi.NULL
+    if b.header_count:
+        headers = ffi.new("af_header[]", b.header_count)
+        ffi.memmove(headers, b.headers, b.header_count * ffi.sizeof("af_header"))
+    return Batch(records, b.count, headers, b.header_count)
+
+
+def _stats_dict(s: Any, engine: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {name: getattr(s, name) for name in _STATS_FIELDS}
+    out["aside"] = {name: s.aside[i] for i, name in enumerate(ASIDE_REASONS)}
+    out["ended_by"] = {name: s.ended_by[i] for i, name in enumerate(END_REASONS) if name}
+    out["error"] = ffi.string(lib.af_error_message(engine)).decode(errors="replace")
+    return out
+
+
+_STATS_FIELDS = tuple(
+    name for name, _ in ffi.typeof("af_stats").fields if not name.startswith("_") and name not in ("aside", "ended_by")
+)
 
 
 def new_cursor() -> Any:

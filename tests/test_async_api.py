@@ -18,6 +18,7 @@ import aioflow
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "examples" / "data" / "ndpi_telegram_videocall.pcapng"
 NO_TIMEOUTS = {"idle_timeout": 1e9, "active_timeout": 1e9, "fin_timeout": 1e9}
+LARGE_PACKETS = 800_000
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def large_capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("large") / "large.pcap"
     subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "make_capture.py"), str(out),
-         "--packets", "400000", "--flows", "40000", "--seed", "7"],
+         "--packets", str(LARGE_PACKETS), "--flows", "60000", "--seed", "7"],
         check=True, capture_output=True,
     )  # fmt: skip
     return out
@@ -64,47 +65,46 @@ async def test_event_loop_stays_responsive(large_capture: Path) -> None:
                 packets += flow.packets
         done.set()
     info = parser.info()
-    assert info.packets == 400_000
-    assert flows == info.flows_ended >= 40_000
+    assert info.packets == LARGE_PACKETS
+    assert flows == info.flows_ended >= 60_000
     assert packets == info.packets_in_flows
     assert len(lags) > 10, "the ticker should have run many times during the parse"
     assert max(lags) <= 0.020, f"event loop blocked for {max(lags) * 1000:.1f} ms"
 
 
+async def wait_until_paused(parser: aioflow.FlowParser) -> None:
+    """Until the reader stops for want of a consumer (its buffers are full)."""
+    seen = -1
+    with anyio.fail_after(60):
+        while parser.info().packets != seen or seen <= 0:
+            seen = parser.info().packets
+            await anyio.sleep(0.2)
+
+
 @pytest.mark.anyio
 async def test_find_flow_and_snapshot_while_reading(large_capture: Path) -> None:
-    seen_mid_read: dict[int, aioflow.Flow] = {}
-    final: dict[int, aioflow.Flow] = {}
     async with aioflow.FlowParser(large_capture, buffer_batches=1) as parser:
-        async with anyio.create_task_group() as tg:
-
-            async def consumer() -> None:
-                async for flow in parser.terminated():
-                    final[flow.id] = flow
-                    await anyio.lowlevel.checkpoint()
-
-            tg.start_soon(consumer)
-            while not seen_mid_read:
-                await anyio.sleep(0.01)
-                active = await parser.snapshot()
-                if parser.info().finished:
-                    break
-                assert all(f.end_reason == "" for f in active)
-                for flow in active[:50]:
-                    found = await parser.find_flow(flow.dst_ip, flow.dst_port, flow.src_ip, flow.src_port,
-                                                   protocol=flow.protocol, vlan_id=flow.vlan_id)
-                    if found is not None:  # it may have ended between snapshot and lookup
-                        assert found.id == flow.id
-                        assert found.key == flow.key
-                        assert found.packets >= flow.packets
-                        seen_mid_read[found.id] = found
-            assert seen_mid_read, "the read ended before a lookup could run"
-            assert parser.info().progress < 1.0
-    for flow_id, mid in seen_mid_read.items():
+        # nobody consumes yet: the file source pauses mid-way (it never drops)
+        await wait_until_paused(parser)
+        info = parser.info()
+        assert 0 < info.progress < 1.0 and not info.finished
+        active = await parser.snapshot()
+        assert len(active) == info.active_flows > 0
+        assert all(f.end_reason == "" for f in active)
+        assert sum(1 for _ in [f async for f in parser.flows()]) == len(active)
+        mid = {}
+        for flow in active:  # each direction of the key, and through the other endpoint order
+            found = await parser.find_flow(flow.dst_ip, flow.dst_port, flow.src_ip, flow.src_port,
+                                           protocol=flow.protocol, vlan_id=flow.vlan_id)
+            assert found is not None and found.id == flow.id and found.key == flow.key
+            assert found.packets == flow.packets and found.bytes == flow.bytes
+            mid[flow.id] = flow
+        final = {flow.id: flow async for flow in parser.terminated()}
+    for flow_id, flow in mid.items():  # the records that end later continue what was seen
         end = final[flow_id]
-        assert end.key == mid.key
-        assert end.packets >= mid.packets
-        assert end.first_seen_ns == mid.first_seen_ns
+        assert end.key == flow.key and end.first_seen_ns == flow.first_seen_ns
+        assert end.packets >= flow.packets
+    assert parser.info().finished
 
 
 @pytest.mark.anyio
@@ -139,7 +139,7 @@ async def test_stop_flushes_active_flows_and_conserves_packets(large_capture: Pa
         info = parser.info()
     reasons = {f.end_reason for f in flows}
     assert "stop" in reasons and "eof" not in reasons
-    assert info.packets < 400_000, "stop should end the read early"
+    assert info.packets < LARGE_PACKETS, "stop should end the read early"
     assert sum(f.packets for f in flows) == info.packets_in_flows
     assert info.packets == info.packets_in_flows + sum(info.aside.values())
     assert info.active_flows == 0

@@ -131,6 +131,13 @@ int af_open_offline(const char *path, const char *bpf, const af_config *config, 
 const char *af_open_error(void);     /* message of the last failed open on this thread */
 int af_pump(af_engine *engine, uint32_t max_packets, af_batch *out);
 int af_stop(af_engine *engine);      /* flows still active end as AF_END_STOP on next pumps */
+/* A reading thread instead of af_pump: it fills up to `slots` batches of `batch_capacity`
+ * records; af_notify_fd becomes readable when one is ready; af_ready gives the oldest (AF_MORE;
+ * AF_OK: none yet; AF_DONE: all delivered), af_release hands it back once copied. */
+int af_start(af_engine *engine, uint32_t batch_capacity, uint32_t slots);
+int af_notify_fd(af_engine *engine);
+int af_ready(af_engine *engine, af_batch **batch);
+void af_release(af_engine *engine);
 int af_lookup(af_engine *engine, int ip_version, const uint8_t *ip_a, uint16_t port_a,
               const uint8_t *ip_b, uint16_t port_b, uint8_t protocol, uint16_t vlan_id,
               af_record *out);       /* 1 found, 0 absent */

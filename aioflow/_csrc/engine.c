@@ -1,9 +1,11 @@
 /* The engine: a libpcap source feeding the decoder and the flow table, expiry, and batches of
- * ended flow records for Python. Python serialises calls on one engine; af_stop alone may be
- * called concurrently (it only sets a flag). */
+ * ended flow records for Python. A mutex makes the entry points safe to call from any thread
+ * (the producer thread pumps while the event loop looks flows up); it is held one chunk of
+ * packets at a time. af_stop only sets a flag. */
 #define _DEFAULT_SOURCE   /* libpcap's headers need u_char & co, hidden by -std=c11 */
 #include <stddef.h>
 #include <errno.h>
+#include <pthread.h>
 #include <pcap/pcap.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -16,6 +18,7 @@
 #include "decode.h"
 #include "flowtable.h"
 #include "fragments.h"
+#include "producer.h"
 
 /* READING: packets come in; DRAINING: the source ended (or stop), queued packets are still
  * counted; FLUSHING: every remaining flow is emitted; DONE. */
@@ -42,6 +45,8 @@ typedef struct {
 #define ROOM_PER_PACKET 2u
 
 struct af_engine {
+    pthread_mutex_t mu;
+    af_producer *producer;           /* af_start's reading thread, if started */
     pcap_t *pcap;
     int dlt;
     int has_filter;
@@ -79,6 +84,7 @@ static int fail_open(int code, af_engine *e, const char *fmt, const char *a, con
         if (e->has_filter) pcap_freecode(&e->filter);
         if (e->pcap) pcap_close(e->pcap);
         af_table_free(&e->table);
+        pthread_mutex_destroy(&e->mu);
         free(e);
     }
     return code;
@@ -106,6 +112,7 @@ int af_open_offline(const char *path, const char *bpf, const af_config *cfg, af_
     af_engine *e = calloc(1, sizeof *e);
     if (!e) return fail_open(AF_ERR_NOMEM, NULL, "out of memory%s%s", "", "");
     e->cfg = *cfg;
+    pthread_mutex_init(&e->mu, NULL);
     char errbuf[PCAP_ERRBUF_SIZE] = "";
     e->pcap = pcap_open_offline_with_tstamp_precision(path, PCAP_TSTAMP_PRECISION_NANO, errbuf);
     if (!e->pcap) return fail_open(AF_ERR_FORMAT, e, "%s: %s", path, errbuf);
@@ -134,9 +141,11 @@ int af_open_offline(const char *path, const char *bpf, const af_config *cfg, af_
 
 void af_close(af_engine *e) {
     if (!e) return;
+    af_producer_free(e->producer);   /* joins the thread before the engine goes away */
     if (e->has_filter) pcap_freecode(&e->filter);
     if (e->pcap) pcap_close(e->pcap);
     af_table_free(&e->table);
+    pthread_mutex_destroy(&e->mu);
     free(e);
 }
 
@@ -341,6 +350,7 @@ static void account(af_engine *e, const af_queued *q) {
         slot = af_table_insert(t, &q->key, q->hash);
         if (slot == AF_NIL) {   /* out of memory below max_flows: counted, never a crash */
             e->stats.aside[AF_ASIDE_NO_MEMORY]++;
+            e->stats.packets_read++;
             return;
         }
         af_flow *f = af_table_flow(t, slot);
@@ -388,6 +398,7 @@ static void account(af_engine *e, const af_queued *q) {
     }
     if (t->headers_per_flow) keep_header(e, slot, f, q, sender != f->src_idx);
     e->stats.packets_in_flows++;
+    e->stats.packets_read++;
 }
 
 /* Packet time in ns (libpcap opened the file at ns precision). Times before 1970 read as 0 and
@@ -403,11 +414,13 @@ static uint64_t packet_ns(const struct pcap_pkthdr *h) {
  * hash bucket is prefetched. Fragment ports are remembered here, in packet order. */
 static void enqueue(af_engine *e, const struct pcap_pkthdr *h, const u_char *data) {
     uint64_t ts = packet_ns(h);
-    e->stats.packets_read++;
+    /* packets_read counts a packet once it is put aside or counted in a flow, so that
+     * packets_read == packets_in_flows + aside holds at any moment, queue or not */
     e->stats.bytes_read += h->caplen;
     if (e->stats.first_ns == 0 || ts < e->stats.first_ns) e->stats.first_ns = ts;
     if (e->has_filter && pcap_offline_filter(&e->filter, h, data) == 0) {
         e->stats.aside[AF_ASIDE_FILTERED]++;
+        e->stats.packets_read++;
         return;
     }
     af_queued *q = &e->queue[(e->queue_head + e->queue_count) & (AF_QUEUE - 1)];
@@ -417,6 +430,7 @@ static void enqueue(af_engine *e, const struct pcap_pkthdr *h, const u_char *dat
         r = AF_ASIDE_FRAGMENT_ORPHAN;
     if (r != AF_DECODED) {
         e->stats.aside[r]++;
+        e->stats.packets_read++;
         return;
     }
     if (p->frag == AF_FRAG_FIRST) af_frag_remember(&e->frags, p, ts);
@@ -462,9 +476,8 @@ static int flush(af_engine *e) {
     return 1;
 }
 
-int af_pump(af_engine *e, uint32_t max_packets, af_batch *out) {
-    out->count = 0;
-    out->header_count = 0;
+/* Appends to out what up to max_packets more packets end. Called with the engine locked. */
+static int pump_locked(af_engine *e, uint32_t max_packets, af_batch *out) {
     if (out->capacity < ROOM_PER_PACKET + 1 ||
         (uint64_t)out->header_capacity < (uint64_t)out->capacity * e->cfg.headers_per_flow) {
         snprintf(e->error, sizeof e->error, "batch too small for headers_per_flow");
@@ -512,7 +525,36 @@ int af_pump(af_engine *e, uint32_t max_packets, af_batch *out) {
     }
 }
 
+int af_pump_append(af_engine *e, uint32_t max_packets, af_batch *out) {
+    pthread_mutex_lock(&e->mu);
+    int status = pump_locked(e, max_packets, out);
+    pthread_mutex_unlock(&e->mu);
+    return status;
+}
+
+int af_pump(af_engine *e, uint32_t max_packets, af_batch *out) {
+    out->count = 0;
+    out->header_count = 0;
+    return af_pump_append(e, max_packets, out);
+}
+
+int af_start(af_engine *e, uint32_t batch_capacity, uint32_t slots) {
+    if (e->producer) return AF_ERR_CONFIG;
+    return af_producer_start(&e->producer, e, batch_capacity, e->cfg.headers_per_flow, slots);
+}
+
+int af_notify_fd(af_engine *e) { return e->producer ? af_producer_fd(e->producer) : -1; }
+
+int af_ready(af_engine *e, af_batch **batch) {
+    return e->producer ? af_producer_ready(e->producer, batch) : AF_ERR_CONFIG;
+}
+
+void af_release(af_engine *e) {
+    if (e->producer) af_producer_release(e->producer);
+}
+
 void af_get_stats(af_engine *e, af_stats *out) {
+    pthread_mutex_lock(&e->mu);
     *out = e->stats;
     out->last_ns = e->now_ns;
     out->active_flows = e->table.count;
@@ -525,25 +567,29 @@ void af_get_stats(af_engine *e, af_stats *out) {
     } else {
         out->file_offset = out->file_size;
     }
+    pthread_mutex_unlock(&e->mu);
 }
 
 int af_lookup(af_engine *e, int ver, const uint8_t *ip_a, uint16_t port_a, const uint8_t *ip_b,
               uint16_t port_b, uint8_t proto, uint16_t vlan, af_record *out) {
     af_key key;
     af_key_make(&key, ver, ip_a, port_a, ip_b, port_b, proto, vlan);
+    pthread_mutex_lock(&e->mu);
     uint32_t s = af_table_find(&e->table, &key, af_key_hash(&e->table, &key));
-    if (s == AF_NIL) return 0;
-    fill_record(&e->table, af_table_flow(&e->table, s), out);
-    return 1;
+    if (s != AF_NIL) fill_record(&e->table, af_table_flow(&e->table, s), out);
+    pthread_mutex_unlock(&e->mu);
+    return s != AF_NIL;
 }
 
 uint32_t af_snapshot(af_engine *e, uint32_t *cursor, af_record *out, uint32_t capacity) {
     uint32_t n = 0;
     af_table *t = &e->table;
+    pthread_mutex_lock(&e->mu);
     while (n < capacity && *cursor < t->hwm) {
         uint32_t slot = ++*cursor;
         af_flow *f = af_table_flow(t, slot);
         if (f->state & AF_ST_LIVE) fill_record(t, f, &out[n++]);
     }
+    pthread_mutex_unlock(&e->mu);
     return n;
 }
