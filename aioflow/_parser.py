@@ -44,6 +44,7 @@ class ParserInfo:
     packets_in_flows: int
     aside: dict[str, int]
     active_flows: int
+    peak_active_flows: int  # the most flows held at once (what the table's memory follows)
     active_tcp: int
     active_udp: int
     active_other: int
@@ -287,6 +288,7 @@ class FlowParser:
             packets_in_flows=s["packets_in_flows"],
             aside=s["aside"],
             active_flows=s["active_flows"],
+            peak_active_flows=s["peak_active_flows"],
             active_tcp=s["active_tcp"],
             active_udp=s["active_udp"],
             active_other=s["active_other"],

@@ -279,7 +279,7 @@ def print_table(results: list[Result], meta: dict[str, Any] | None) -> list[str]
         growth = (a.peak_rss_kb - base) * 1024
         if sampled:
             notes.append(
-                f"{name}: peak active flows (sampled from info()) {sampled:,}; peak RSS per active flow "
+                f"{name}: peak active flows (engine high-water mark) {sampled:,}; peak RSS per active flow "
                 f"{a.peak_rss_kb * 1024 / sampled:,.0f} B, RSS growth over start-up per active flow "
                 f"{growth / sampled:,.0f} B"
             )

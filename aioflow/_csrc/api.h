@@ -112,6 +112,7 @@ typedef struct {
     uint64_t flows_ended;         /* records emitted, active-timeout splits included */
     uint64_t ended_by[8];         /* by enum af_end_reason */
     uint64_t active_flows;
+    uint64_t peak_active_flows;   /* the most flows held at once */
     uint64_t active_tcp, active_udp, active_other;
     uint64_t fragments_tracked;   /* first fragments remembered for later ones */
     uint64_t fragment_table_evictions;

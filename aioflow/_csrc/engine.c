@@ -359,6 +359,7 @@ static void account(af_engine *e, const af_queued *q) {
         int synack = is_tcp && (p->tcp_flags & (AF_TCP_SYN | AF_TCP_ACK)) == (AF_TCP_SYN | AF_TCP_ACK);
         f->src_idx = (uint8_t)(synack ? 1 - sender : sender);
         e->stats.flows_created++;
+        if (t->count > e->stats.peak_active_flows) e->stats.peak_active_flows = t->count;
         count_active(e, p->protocol, +1);
     }
     af_flow *f = af_table_flow(t, slot);
