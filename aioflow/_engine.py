@@ -69,9 +69,9 @@ EMPTY_BATCH = Batch(ffi.NULL, 0)
 
 
 class Engine:
-    """One opened source and its flow table. Calls must not overlap (the parser holds a lock)."""
+    """One opened source and its flow table; the C side locks, so any thread may call it."""
 
-    def __init__(self, source: str | os.PathLike[str], config: EngineConfig, batch_records: int = 8192) -> None:
+    def __init__(self, source: str | os.PathLike[str], config: EngineConfig) -> None:
         cfg = ffi.new("af_config *")
         cfg.max_flows = _check_range("max_flows", config.max_flows, 1, 2**31 - 1)
         cfg.headers_per_flow = _check_range("headers", config.headers, 0, 65535)
@@ -91,32 +91,8 @@ class Engine:
             raise exc_type(f"{message} ({hint})")
         self._engine = ffi.gc(out[0], lib.af_close)
         self._closed = False
-        # One scratch batch for the C side; what it fills is copied out at its exact size, so a
-        # kept Flow pins only its own small batch.
         self._stats = ffi.new("af_stats *")
         self._ready = ffi.new("af_batch **")
-        self._scratch = ffi.new("af_batch *")
-        self._scratch_records = ffi.new("af_record[]", batch_records)
-        self._scratch.records = self._scratch_records
-        self._scratch.capacity = batch_records
-        if config.headers:
-            self._scratch_headers = ffi.new("af_header[]", batch_records * config.headers)
-            self._scratch.headers = self._scratch_headers
-            self._scratch.header_capacity = batch_records * config.headers
-
-    def pump(self, max_packets: int) -> bool:
-        """Reads up to max_packets into the scratch batch; True when the source is done.
-
-        Only the C call: run it in a worker thread (cffi releases the GIL) and take the flows
-        with take_batch() on the caller's side, so the thread needs the GIL back just once."""
-        status = lib.af_pump(self._engine, max_packets, self._scratch)
-        if status < 0:
-            raise _errors.EngineError(ffi.string(lib.af_error_message(self._engine)).decode())
-        return bool(status == lib.AF_DONE)
-
-    def take_batch(self) -> Batch:
-        """The flows the last pump ended, copied out of the scratch batch at their exact size."""
-        return _copy_batch(self._scratch)
 
     def start(self, batch_records: int = 8192, slots: int = 4) -> int:
         """Starts the engine's reading thread; returns the fd that is readable when batches are."""

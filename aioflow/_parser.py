@@ -24,8 +24,6 @@ from ._flow import PROTOCOL_NUMBERS, Flow
 FlowCallback = Callable[[Flow], Awaitable[None] | None]
 StopCallback = Callable[["FlowParser"], Awaitable[None] | None]
 
-# The blocking read() pumps this many packets per call.
-PUMP_PACKETS = 16384
 # The reading thread fills batches of up to this many flows, at most READY_BATCHES ahead.
 BATCH_RECORDS = 8192
 READY_BATCHES = 4

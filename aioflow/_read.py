@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import select
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._engine import END_REASONS, Batch, Engine
 from ._flow import Flow
-from ._parser import PUMP_PACKETS, FlowParser, iter_batch
+from ._parser import BATCH_RECORDS, READY_BATCHES, FlowParser, iter_batch
 
 if TYPE_CHECKING:
     import pandas
@@ -21,14 +22,18 @@ def _engine_for(source: str | os.PathLike[str], options: dict[str, Any]) -> Engi
 
 
 def _batches(source: str | os.PathLike[str], options: dict[str, Any]) -> Iterator[Batch]:
+    # The engine's reading thread runs ahead while the caller handles the batches it yields.
     engine = _engine_for(source, options)
     try:
-        done = False
-        while not done:
-            done = engine.pump(PUMP_PACKETS)
-            batch = engine.take_batch()
-            if batch.count:
+        ready_fd = engine.start(BATCH_RECORDS, READY_BATCHES)
+        while True:
+            state, batch = engine.take_ready()
+            if state == "wait":
+                select.select([ready_fd], [], [])
+            elif batch.count:
                 yield batch
+            if state == "done":
+                return
     finally:
         engine.close()
 

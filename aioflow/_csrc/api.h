@@ -19,8 +19,8 @@ enum af_end_reason {
 /* Status codes of af_* calls. Errors are negative; af_error_message() has the details. */
 enum af_status {
     AF_OK = 0,
-    AF_MORE = 1,          /* af_pump: stopped at max_packets or a full batch; call again */
-    AF_DONE = 2,          /* af_pump: source finished and every flow flushed */
+    AF_MORE = 1,          /* af_ready: a batch is ready (internally: the pump stopped, call again) */
+    AF_DONE = 2,          /* the source finished and every flow was flushed (and, for af_ready, taken) */
     AF_ERR_NOT_FOUND = -1,
     AF_ERR_PERMISSION = -2,
     AF_ERR_FORMAT = -3,   /* not a capture file, or a damaged header */
@@ -130,9 +130,8 @@ typedef struct af_engine af_engine;
 
 int af_open_offline(const char *path, const char *bpf, const af_config *config, af_engine **out);
 const char *af_open_error(void);     /* message of the last failed open on this thread */
-int af_pump(af_engine *engine, uint32_t max_packets, af_batch *out);
 int af_stop(af_engine *engine);      /* flows still active end as AF_END_STOP on next pumps */
-/* A reading thread instead of af_pump: it fills up to `slots` batches of `batch_capacity`
+/* The reading thread: it fills up to `slots` batches of `batch_capacity`
  * records; af_notify_fd becomes readable when one is ready; af_ready gives the oldest (AF_MORE;
  * AF_OK: none yet; AF_DONE: all delivered), af_release hands it back once copied. */
 int af_start(af_engine *engine, uint32_t batch_capacity, uint32_t slots);

@@ -533,12 +533,6 @@ int af_pump_append(af_engine *e, uint32_t max_packets, af_batch *out) {
     return status;
 }
 
-int af_pump(af_engine *e, uint32_t max_packets, af_batch *out) {
-    out->count = 0;
-    out->header_count = 0;
-    return af_pump_append(e, max_packets, out);
-}
-
 int af_start(af_engine *e, uint32_t batch_capacity, uint32_t slots) {
     if (e->producer) return AF_ERR_CONFIG;
     return af_producer_start(&e->producer, e, batch_capacity, e->cfg.headers_per_flow, slots);
