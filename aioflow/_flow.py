@@ -98,6 +98,12 @@ class Flow:
         dst2src_min_ttl: int
         dst2src_max_ttl: int
         headers_dropped: int
+        first_seen: float
+        last_seen: float
+        src2dst_first_seen: float
+        src2dst_last_seen: float
+        dst2src_first_seen: float
+        dst2src_last_seen: float
 
         def __getattr__(self, name: str) -> int: ...  # the per-flag counters
 
@@ -163,30 +169,6 @@ class Flow:
         return self.duration_ns / 1e9
 
     @property
-    def first_seen(self) -> float:
-        return self._r.first_ns / 1e9
-
-    @property
-    def last_seen(self) -> float:
-        return self._r.last_ns / 1e9
-
-    @property
-    def src2dst_first_seen(self) -> float:
-        return self._r.src2dst_first_ns / 1e9
-
-    @property
-    def src2dst_last_seen(self) -> float:
-        return self._r.src2dst_last_ns / 1e9
-
-    @property
-    def dst2src_first_seen(self) -> float:
-        return self._r.dst2src_first_ns / 1e9
-
-    @property
-    def dst2src_last_seen(self) -> float:
-        return self._r.dst2src_last_ns / 1e9
-
-    @property
     def bytes_per_second(self) -> float:
         """Over the flow's duration; 0.0 for a single-instant flow."""
         d = self.duration_ns
@@ -233,12 +215,18 @@ def _direct(c_name: str) -> property:
     return property(lambda self: getattr(self._r, c_name))
 
 
+def _seconds(c_name: str) -> property:
+    return property(lambda self: getattr(self._r, c_name) / 1e9)
+
+
 def _flag_count(direction: str, index: int) -> property:
     return property(lambda self: getattr(self._r, f"{direction}_flag_counts")[index])
 
 
 for _name in _DIRECT_FIELDS:
     setattr(Flow, _name, _direct(_C_NAMES.get(_name, _name)))
+for _name, _c_name in _C_NAMES.items():  # float-seconds twins of the *_ns times
+    setattr(Flow, _name.removesuffix("_ns"), _seconds(_c_name))
 for _i, _flag in enumerate(TCP_FLAGS):
     for _d in ("src2dst", "dst2src"):
         setattr(Flow, f"{_d}_{_flag}_packets", _flag_count(_d, _i))

@@ -98,26 +98,20 @@ def _diff(got: Convs, want: Convs, got_name: str) -> str:
 
 
 @pytest.mark.corpus
+@pytest.mark.parametrize("who", ["aioflow", "reference"])
 @pytest.mark.parametrize("path", _params(COMPARED))
-def test_aioflow_matches_tshark(path: Path | None, tshark_pool: dict[Path, Future[Convs]]) -> None:
+def test_conversations_match_tshark(path: Path | None, who: str, tshark_pool: dict[Path, Future[Convs]]) -> None:
+    """aioflow, and the test-side reference itself, agree with tshark where both define flows alike."""
     if path is None:
         pytest.skip(ABSENT)
     rel = _rel(path)
     want = reference.comparable(rel, tshark_pool[path].result())
-    got = reference.comparable(rel, _aioflow_conversations(path))
-    assert got == want, f"{rel}: aioflow vs tshark, " + _diff(got, want, "aioflow")
-
-
-@pytest.mark.corpus
-@pytest.mark.parametrize("path", _params(COMPARED))
-def test_reference_matches_tshark(path: Path | None, tshark_pool: dict[Path, Future[Convs]]) -> None:
-    """The test-side reference itself agrees with tshark where both define flows alike."""
-    if path is None:
-        pytest.skip(ABSENT)
-    rel = _rel(path)
-    want = reference.comparable(rel, tshark_pool[path].result())
-    got = reference.comparable(rel, reference.reference_conversations(reference.reference_flows(path)))
-    assert got == want, f"{rel}: reference vs tshark, " + _diff(got, want, "reference")
+    if who == "aioflow":
+        convs = _aioflow_conversations(path)
+    else:
+        convs = reference.reference_conversations(reference.reference_flows(path))
+    got = reference.comparable(rel, convs)
+    assert got == want, f"{rel}: {who} vs tshark, " + _diff(got, want, who)
 
 
 @pytest.mark.corpus
