@@ -26,8 +26,8 @@ enum af_phase { PHASE_READING, PHASE_DRAINING, PHASE_FLUSHING, PHASE_DONE };
 
 /* Decoded packets wait in a short queue before they are counted, so that their hash bucket and
  * flow record can be prefetched: a flow lookup is otherwise a cache miss on nearly every packet. */
-#define AF_QUEUE 16u                 /* power of two */
-#define AF_PREFETCH_AHEAD 4u         /* flow records are prefetched this many packets ahead */
+#define AF_QUEUE 32u                 /* power of two */
+#define AF_PREFETCH_AHEAD 8u         /* flow records are prefetched this many packets ahead */
 
 typedef struct {
     af_packet p;
