@@ -154,15 +154,17 @@ int af_stop(af_engine *e) {
     return AF_OK;
 }
 
-static void fill_record(const af_table *t, const af_flow *f, af_record *r) {
+static void fill_record(const af_table *t, uint32_t slot, af_record *r) {
+    const af_flow *f = af_table_flow(t, slot);
+    const af_flow_cold *c = af_table_cold(t, slot);
     int s = f->src_idx, d = 1 - s;
     memset(r, 0, sizeof *r);
-    r->id = f->id;
-    r->first_ns = af_flow_first(f);
+    r->id = c->id;
+    r->first_ns = af_flow_first(f, c);
     r->last_ns = af_flow_last(f);
-    r->src2dst_first_ns = f->first_ns[s];
+    r->src2dst_first_ns = c->first_ns[s];
     r->src2dst_last_ns = f->last_ns[s];
-    r->dst2src_first_ns = f->first_ns[d];
+    r->dst2src_first_ns = c->first_ns[d];
     r->dst2src_last_ns = f->last_ns[d];
     r->src2dst_packets = f->packets[s];
     r->dst2src_packets = f->packets[d];
@@ -173,15 +175,13 @@ static void fill_record(const af_table *t, const af_flow *f, af_record *r) {
     for (int b = 0; b < 8; b++) {
         uint8_t at = af_rare_slot[b];
         if (at == 0xff) continue;
-        r->src2dst_flag_counts[b] = f->rare_flags[s][at];
-        r->dst2src_flag_counts[b] = f->rare_flags[d][at];
+        r->src2dst_flag_counts[b] = c->rare_flags[s][at];
+        r->dst2src_flag_counts[b] = c->rare_flags[d][at];
     }
-    r->src2dst_flag_counts[3] = f->psh_packets[s];
-    r->dst2src_flag_counts[3] = f->psh_packets[d];
+    r->src2dst_flag_counts[3] = c->psh_packets[s];
+    r->dst2src_flag_counts[3] = c->psh_packets[d];
     r->src2dst_flag_counts[4] = f->ack_packets[s];
     r->dst2src_flag_counts[4] = f->ack_packets[d];
-    r->src2dst_flag_counts[6] = f->ece_packets[s];
-    r->dst2src_flag_counts[6] = f->ece_packets[d];
     memcpy(r->src_ip, f->key.ip[s], 16);
     memcpy(r->dst_ip, f->key.ip[d], 16);
     r->src_port = f->key.port[s];
@@ -195,7 +195,6 @@ static void fill_record(const af_table *t, const af_flow *f, af_record *r) {
     r->src2dst_max_ttl = f->ttl_max[s];
     r->dst2src_min_ttl = f->ttl_min[d];
     r->dst2src_max_ttl = f->ttl_max[d];
-    (void)t;
 }
 
 static void count_active(af_engine *e, uint8_t proto, int delta) {
@@ -208,17 +207,16 @@ static void count_active(af_engine *e, uint8_t proto, int delta) {
 static void emit_record(af_engine *e, uint32_t slot, uint8_t reason) {
     af_batch *b = e->out;
     af_table *t = &e->table;
-    af_flow *f = af_table_flow(t, slot);
     af_record *r = &b->records[b->count++];
-    fill_record(t, f, r);
+    fill_record(t, slot, r);
     r->end_reason = reason;
     if (t->headers_per_flow) {
+        const af_header_count *hc = af_table_header_count(t, slot);
         r->header_offset = b->header_count;
-        r->header_count = f->nheaders;
-        r->headers_dropped = *af_table_headers_dropped(t, slot);
-        memcpy(&b->headers[b->header_count], af_table_headers(t, slot),
-               (size_t)f->nheaders * sizeof(af_header));
-        b->header_count += f->nheaders;
+        r->header_count = hc->kept;
+        r->headers_dropped = hc->dropped;
+        memcpy(&b->headers[b->header_count], af_table_headers(t, slot), (size_t)hc->kept * sizeof(af_header));
+        b->header_count += hc->kept;
     }
     e->stats.flows_ended++;
     e->stats.ended_by[reason]++;
@@ -270,15 +268,16 @@ static uint32_t least_recent(const af_table *t) {
     return af_flow_last(af_table_flow(t, a)) <= af_flow_last(af_table_flow(t, b)) ? a : b;
 }
 
-static void keep_header(af_engine *e, uint32_t slot, af_flow *f, const af_queued *q, int dir) {
+static void keep_header(af_engine *e, uint32_t slot, const af_queued *q, int dir) {
     af_table *t = &e->table;
-    if (f->nheaders >= t->headers_per_flow) {
-        (*af_table_headers_dropped(t, slot))++;
+    af_header_count *hc = af_table_header_count(t, slot);
+    if (hc->kept >= t->headers_per_flow) {
+        hc->dropped++;
         e->stats.headers_dropped++;
         return;
     }
     const af_packet *p = &q->p;
-    af_header *hd = &af_table_headers(t, slot)[f->nheaders++];
+    af_header *hd = &af_table_headers(t, slot)[hc->kept++];
     hd->ts_ns = q->ts;
     hd->ip_length = p->ip_length;
     hd->captured_length = q->caplen;
@@ -296,21 +295,28 @@ static void keep_header(af_engine *e, uint32_t slot, af_flow *f, const af_queued
     memset(hd->raw + n, 0, sizeof hd->raw - n);
 }
 
-static void reset_counters(af_engine *e, af_flow *f) {
+static void reset_counters(af_engine *e, uint32_t slot) {
+    af_table *t = &e->table;
+    af_flow *f = af_table_flow(t, slot);
     size_t from = offsetof(af_flow, last_ns);
     memset((char *)f + from, 0, sizeof *f - from);
     memset(f->flags, 0, sizeof f->flags);
     memset(f->ttl_min, 0, sizeof f->ttl_min);
     memset(f->ttl_max, 0, sizeof f->ttl_max);
-    f->id = e->next_id++;
+    af_flow_cold *c = af_table_cold(t, slot);
+    memset(c, 0, sizeof *c);
+    c->id = e->next_id++;
+    if (t->headers_per_flow) memset(af_table_header_count(t, slot), 0, sizeof(af_header_count));
 }
 
 /* Whether counting one more packet with these TCP flags would overflow a counter. */
-static int counter_full(const af_flow *f, int dir, uint8_t tcp_flags) {
-    if (f->packets[dir] == UINT32_MAX) return 1;
+static int counter_full(const af_table *t, uint32_t slot, int dir, uint8_t tcp_flags) {
+    if (af_table_flow(t, slot)->packets[dir] == UINT32_MAX) return 1;
     uint8_t rare = tcp_flags & AF_RARE_FLAGS;
+    if (!rare) return 0;
+    const af_flow_cold *c = af_table_cold(t, slot);
     for (int b = 0; rare; b++, rare >>= 1)
-        if ((rare & 1) && f->rare_flags[dir][af_rare_slot[b]] == UINT16_MAX) return 1;
+        if ((rare & 1) && c->rare_flags[dir][af_rare_slot[b]] == UINT16_MAX) return 1;
     return 0;
 }
 
@@ -337,12 +343,12 @@ static void account(af_engine *e, const af_queued *q) {
         }
         /* the record's first time sits in the flow's third cache line: read it only when the
          * last list move found the active timeout near */
-        if (slot != AF_NIL && (((f->state & AF_ST_ACTIVE_NEAR) &&
-                                expired(ts, af_flow_first(f), e->cfg.active_timeout_ns)) ||
-                               counter_full(f, sender, is_tcp ? p->tcp_flags : 0))) {
+        if (slot != AF_NIL &&
+            (((f->state & AF_ST_ACTIVE_NEAR) &&
+              expired(ts, af_flow_first(f, af_table_cold(t, slot)), e->cfg.active_timeout_ns)) ||
+             counter_full(t, slot, sender, is_tcp ? p->tcp_flags : 0))) {
             emit_record(e, slot, AF_END_ACTIVE);
-            reset_counters(e, f);
-            if (t->headers_per_flow) *af_table_headers_dropped(t, slot) = 0;
+            reset_counters(e, slot);
         }
     }
     if (slot == AF_NIL) {
@@ -354,7 +360,7 @@ static void account(af_engine *e, const af_queued *q) {
             return;
         }
         af_flow *f = af_table_flow(t, slot);
-        f->id = e->next_id++;
+        af_table_cold(t, slot)->id = e->next_id++;
         /* a SYN+ACK seen first means its receiver opened the connection */
         int synack = is_tcp && (p->tcp_flags & (AF_TCP_SYN | AF_TCP_ACK)) == (AF_TCP_SYN | AF_TCP_ACK);
         f->src_idx = (uint8_t)(synack ? 1 - sender : sender);
@@ -363,7 +369,7 @@ static void account(af_engine *e, const af_queued *q) {
         count_active(e, p->protocol, +1);
     }
     af_flow *f = af_table_flow(t, slot);
-    if (f->packets[sender] == 0) f->first_ns[sender] = f->last_ns[sender] = ts;
+    if (f->packets[sender] == 0) af_table_cold(t, slot)->first_ns[sender] = f->last_ns[sender] = ts;
     else if (ts > f->last_ns[sender]) f->last_ns[sender] = ts;
     f->packets[sender]++;
     f->bytes[sender] += p->ip_length;
@@ -375,11 +381,11 @@ static void account(af_engine *e, const af_queued *q) {
         uint8_t fl = p->tcp_flags;
         f->flags[sender] |= fl;
         f->ack_packets[sender] += (fl & AF_TCP_ACK) != 0;
-        if (fl & ~AF_TCP_ACK) {   /* an ACK alone (most packets) leaves the third line alone */
-            f->psh_packets[sender] += (fl & AF_TCP_PSH) != 0;
-            f->ece_packets[sender] += (fl & AF_TCP_ECE) != 0;
+        if (fl & ~AF_TCP_ACK) {   /* an ACK alone (most packets) leaves the cold part alone */
+            af_flow_cold *c = af_table_cold(t, slot);
+            c->psh_packets[sender] += (fl & AF_TCP_PSH) != 0;
             for (uint8_t rare = fl & AF_RARE_FLAGS, b = 0; rare; b++, rare >>= 1)
-                if (rare & 1) f->rare_flags[sender][af_rare_slot[b]]++;
+                if (rare & 1) c->rare_flags[sender][af_rare_slot[b]]++;
         }
         if (fl & AF_TCP_FIN) f->state |= sender ? AF_ST_FIN1 : AF_ST_FIN0;
         if (fl & AF_TCP_RST) f->state |= AF_ST_RST;
@@ -394,10 +400,11 @@ static void account(af_engine *e, const af_queued *q) {
         /* until the next move (less than touch_units later), is an active timeout possible? */
         uint64_t margin = ((uint64_t)e->touch_units + 2) << AF_TIME_UNIT_SHIFT;
         uint64_t horizon = ts > UINT64_MAX - margin ? UINT64_MAX : ts + margin;
-        if (expired(horizon, af_flow_first(f), e->cfg.active_timeout_ns)) f->state |= AF_ST_ACTIVE_NEAR;
+        if (expired(horizon, af_flow_first(f, af_table_cold(t, slot)), e->cfg.active_timeout_ns))
+            f->state |= AF_ST_ACTIVE_NEAR;
         else f->state &= (uint8_t)~AF_ST_ACTIVE_NEAR;
     }
-    if (t->headers_per_flow) keep_header(e, slot, f, q, sender != f->src_idx);
+    if (t->headers_per_flow) keep_header(e, slot, q, sender != f->src_idx);
     e->stats.packets_in_flows++;
     e->stats.packets_read++;
 }
@@ -455,10 +462,11 @@ static void count_queued(af_engine *e) {
     if (e->queue_count > AF_PREFETCH_AHEAD) {
         const af_queued *ahead = &e->queue[(e->queue_head + AF_PREFETCH_AHEAD) & (AF_QUEUE - 1)];
         uint32_t s = t->buckets[ahead->hash & t->mask];
-        if (s != AF_NIL) {   /* the two cache lines a typical packet's update touches */
+        if (s != AF_NIL) {   /* the hot part's two lines; the cold part if flags will touch it */
             const char *f = (const char *)af_table_flow(t, s);
             __builtin_prefetch(f);
             __builtin_prefetch(f + 64);
+            if (ahead->p.tcp_flags & ~AF_TCP_ACK) __builtin_prefetch(af_table_cold(t, s));
         }
     }
     const af_queued *q = &e->queue[e->queue_head];
@@ -571,7 +579,7 @@ int af_lookup(af_engine *e, int ver, const uint8_t *ip_a, uint16_t port_a, const
     af_key_make(&key, ver, ip_a, port_a, ip_b, port_b, proto, vlan);
     pthread_mutex_lock(&e->mu);
     uint32_t s = af_table_find(&e->table, &key, af_key_hash(&e->table, &key));
-    if (s != AF_NIL) fill_record(&e->table, af_table_flow(&e->table, s), out);
+    if (s != AF_NIL) fill_record(&e->table, s, out);
     pthread_mutex_unlock(&e->mu);
     return s != AF_NIL;
 }
@@ -583,7 +591,7 @@ uint32_t af_snapshot(af_engine *e, uint32_t *cursor, af_record *out, uint32_t ca
     while (n < capacity && *cursor < t->hwm) {
         uint32_t slot = ++*cursor;
         af_flow *f = af_table_flow(t, slot);
-        if (f->state & AF_ST_LIVE) fill_record(t, f, &out[n++]);
+        if (f->state & AF_ST_LIVE) fill_record(t, slot, &out[n++]);
     }
     pthread_mutex_unlock(&e->mu);
     return n;

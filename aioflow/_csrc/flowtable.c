@@ -31,6 +31,7 @@ static void release(void *p, size_t bytes) {
 }
 
 static size_t flows_bytes(const af_table *t) { return (size_t)t->max_flows * sizeof(af_flow); }
+static size_t cold_bytes(const af_table *t) { return (size_t)t->max_flows * sizeof(af_flow_cold); }
 static size_t headers_bytes(const af_table *t) {
     return (size_t)t->max_flows * t->headers_per_flow * sizeof(af_header);
 }
@@ -46,11 +47,12 @@ int af_table_init(af_table *t, uint32_t max_flows, uint32_t headers_per_flow, ui
     t->mask = AF_MIN_BUCKETS - 1;
     t->buckets = reserve((size_t)t->max_buckets * sizeof *t->buckets);
     t->flows = reserve(flows_bytes(t));
+    t->cold = reserve(cold_bytes(t));
     if (headers_per_flow) {
         t->headers = reserve(headers_bytes(t));
-        t->headers_dropped = reserve((size_t)max_flows * sizeof *t->headers_dropped);
+        t->header_counts = reserve((size_t)max_flows * sizeof *t->header_counts);
     }
-    if (!t->buckets || !t->flows || (headers_per_flow && (!t->headers || !t->headers_dropped))) {
+    if (!t->buckets || !t->flows || !t->cold || (headers_per_flow && (!t->headers || !t->header_counts))) {
         af_table_free(t);
         return -1;
     }
@@ -60,8 +62,9 @@ int af_table_init(af_table *t, uint32_t max_flows, uint32_t headers_per_flow, ui
 void af_table_free(af_table *t) {
     release(t->buckets, (size_t)t->max_buckets * sizeof *t->buckets);
     release(t->flows, flows_bytes(t));
+    release(t->cold, cold_bytes(t));
     release(t->headers, headers_bytes(t));
-    release(t->headers_dropped, (size_t)t->max_flows * sizeof *t->headers_dropped);
+    release(t->header_counts, (size_t)t->max_flows * sizeof *t->header_counts);
     memset(t, 0, sizeof *t);
 }
 
@@ -164,7 +167,8 @@ uint32_t af_table_insert(af_table *t, const af_key *k, uint64_t hash) {
     f->hnext = t->buckets[hash & t->mask];
     t->buckets[hash & t->mask] = s;
     list_append(t, s, f, AF_LIST_OPEN);
-    if (t->headers_per_flow) *af_table_headers_dropped(t, s) = 0;
+    memset(af_table_cold(t, s), 0, sizeof(af_flow_cold));
+    if (t->headers_per_flow) memset(af_table_header_count(t, s), 0, sizeof(af_header_count));
     t->count++;
     return s;
 }

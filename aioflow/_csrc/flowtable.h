@@ -30,9 +30,10 @@ typedef struct {
 } af_key;
 
 /* Per-endpoint counters are indexed by endpoint (0/1), not by src/dst: src_idx says which is src.
- * 192 bytes in three cache lines, laid out so that a typical packet (an ACK) updates only the
- * first two: key, links and state, then the per-packet counters; the third line holds what
- * changes rarely (first times, id, PSH/ECE and the rare flags). */
+ * A flow is split in two arrays indexed by slot. The hot part is 128 bytes, two cache lines
+ * holding everything a typical packet (an ACK) reads or updates: key, links and state, then
+ * the per-packet counters. The cold part (56 bytes) changes rarely: first times, the id, PSH
+ * and the rare flags. 184 bytes a flow in all. */
 typedef struct {
     /* line 0 */
     af_key key;
@@ -45,27 +46,34 @@ typedef struct {
     uint64_t bytes[2], captured_bytes[2];
     uint32_t packets[2];
     uint32_t ack_packets[2];
-    /* line 2 */
+} af_flow;
+
+/* Flag counters: ACK and PSH ride on many packets and get 32 bits; FIN, SYN, RST, URG, ECE and
+ * CWR get 16. A counter about to overflow ends the record as an active timeout does (counting
+ * goes on in a new record), so counts stay exact. */
+typedef struct {
     uint64_t first_ns[2];
     uint64_t id;
-    uint32_t nheaders;
-    /* Flag counters: ACK, PSH and ECE ride on many packets and get 32 bits; FIN, SYN, RST, URG
-     * and CWR are rare and get 16. A counter about to overflow ends the record as an active
-     * timeout does (counting goes on in a new record). */
-    uint32_t psh_packets[2], ece_packets[2];
-    uint16_t rare_flags[2][5];
-} af_flow;
+    uint32_t psh_packets[2];
+    uint16_t rare_flags[2][6];
+} af_flow_cold;
+
+/* Kept packet headers of a slot (headers=N only). */
+typedef struct {
+    uint32_t kept, dropped;
+} af_header_count;
 
 /* TCP flag bits (FIN SYN RST PSH ACK URG ECE CWR) and where the rare ones are counted. */
 enum { AF_TCP_FIN = 0x01, AF_TCP_SYN = 0x02, AF_TCP_RST = 0x04, AF_TCP_PSH = 0x08, AF_TCP_ACK = 0x10,
        AF_TCP_URG = 0x20, AF_TCP_ECE = 0x40, AF_TCP_CWR = 0x80 };
-#define AF_RARE_FLAGS (AF_TCP_FIN | AF_TCP_SYN | AF_TCP_RST | AF_TCP_URG | AF_TCP_CWR)
-static const uint8_t af_rare_slot[8] = {0, 1, 2, 0xff, 0xff, 3, 0xff, 4};
+#define AF_RARE_FLAGS (AF_TCP_FIN | AF_TCP_SYN | AF_TCP_RST | AF_TCP_URG | AF_TCP_ECE | AF_TCP_CWR)
+static const uint8_t af_rare_slot[8] = {0, 1, 2, 0xff, 0xff, 3, 4, 5};
 
 typedef struct {
     af_flow *flows;               /* max_flows slots, reserved (see af_table_init) */
+    af_flow_cold *cold;           /* the same slots' cold parts */
     af_header *headers;           /* headers_per_flow per slot, only when headers are on */
-    uint32_t *headers_dropped;    /* one per slot, with headers */
+    af_header_count *header_counts;   /* one per slot, with headers */
     uint32_t hwm;                 /* slots ever handed out */
     uint32_t free_head;
     uint32_t *buckets;            /* max_buckets reserved, mask + 1 in use */
@@ -87,19 +95,20 @@ static inline af_flow *af_table_flow(const af_table *t, uint32_t slot) { return 
 static inline af_header *af_table_headers(const af_table *t, uint32_t slot) {
     return &t->headers[(size_t)(slot - 1) * t->headers_per_flow];
 }
-static inline uint32_t *af_table_headers_dropped(const af_table *t, uint32_t slot) {
-    return &t->headers_dropped[slot - 1];
+static inline af_header_count *af_table_header_count(const af_table *t, uint32_t slot) {
+    return &t->header_counts[slot - 1];
 }
+static inline af_flow_cold *af_table_cold(const af_table *t, uint32_t slot) { return &t->cold[slot - 1]; }
 /* A direction's times are meaningful only once it has packets (a time of 0 is a valid time). */
 static inline uint64_t af_flow_last(const af_flow *f) {
     if (!f->packets[0]) return f->last_ns[1];
     if (!f->packets[1]) return f->last_ns[0];
     return f->last_ns[0] > f->last_ns[1] ? f->last_ns[0] : f->last_ns[1];
 }
-static inline uint64_t af_flow_first(const af_flow *f) {
-    if (!f->packets[0]) return f->first_ns[1];
-    if (!f->packets[1]) return f->first_ns[0];
-    return f->first_ns[0] < f->first_ns[1] ? f->first_ns[0] : f->first_ns[1];
+static inline uint64_t af_flow_first(const af_flow *f, const af_flow_cold *c) {
+    if (!f->packets[0]) return c->first_ns[1];
+    if (!f->packets[1]) return c->first_ns[0];
+    return c->first_ns[0] < c->first_ns[1] ? c->first_ns[0] : c->first_ns[1];
 }
 
 uint32_t af_table_find(const af_table *t, const af_key *k, uint64_t hash);
