@@ -6,9 +6,11 @@ from ._errors import (
     CaptureFormatError,
     CaptureNotFoundError,
     CapturePermissionError,
+    CaptureSourceError,
     ConfigError,
     EngineError,
     FilterError,
+    InterfaceNotFoundError,
 )
 from ._flow import Flow, PacketHeader
 from ._parser import FlowParser, ParserInfo
@@ -21,11 +23,13 @@ __all__ = [
     "CaptureFormatError",
     "CaptureNotFoundError",
     "CapturePermissionError",
+    "CaptureSourceError",
     "ConfigError",
     "EngineError",
     "FilterError",
     "Flow",
     "FlowParser",
+    "InterfaceNotFoundError",
     "PacketHeader",
     "ParserInfo",
     "__version__",

@@ -21,6 +21,7 @@ ASIDE_REASONS = (
     "no_memory",
 )
 RECORD_SIZE: int = ffi.sizeof("af_record")
+LIVE_BATCH_RECORDS = 4096
 
 _OPEN_ERRORS: dict[int, tuple[type[_errors.AioflowError], str]] = {
     lib.AF_ERR_NOT_FOUND: (_errors.CaptureNotFoundError, "check the path (a file wins over an interface name)"),
@@ -29,6 +30,17 @@ _OPEN_ERRORS: dict[int, tuple[type[_errors.AioflowError], str]] = {
         _errors.CaptureFormatError,
         "is it a pcap or pcapng file? (`capinfos FILE` tells); damaged headers cannot be read",
     ),
+    lib.AF_ERR_FILTER: (_errors.FilterError, "fix the BPF expression (see `man pcap-filter`)"),
+    lib.AF_ERR_CONFIG: (_errors.ConfigError, "check the FlowParser parameters"),
+    lib.AF_ERR_NOMEM: (_errors.EngineError, "lower max_flows or headers"),
+}
+
+
+# A live source's messages from C already say what to do.
+_LIVE_OPEN_ERRORS: dict[int, tuple[type[_errors.AioflowError], str]] = {
+    lib.AF_ERR_NOT_FOUND: (_errors.InterfaceNotFoundError, "nor is it a file here; for a file, give its path"),
+    lib.AF_ERR_PERMISSION: (_errors.CapturePermissionError, ""),
+    lib.AF_ERR_SOURCE: (_errors.CaptureSourceError, ""),
     lib.AF_ERR_FILTER: (_errors.FilterError, "fix the BPF expression (see `man pcap-filter`)"),
     lib.AF_ERR_CONFIG: (_errors.ConfigError, "check the FlowParser parameters"),
     lib.AF_ERR_NOMEM: (_errors.EngineError, "lower max_flows or headers"),
@@ -47,6 +59,9 @@ class EngineConfig:
     max_flows: int = 1_000_000
     headers: int = 0
     hash_seed: int | None = None
+    live: bool = False  # an interface rather than a file
+    promiscuous: bool = True
+    buffer_size: int = 0  # kernel capture buffer in bytes; 0: libpcap's default
 
 
 class Batch:
@@ -84,15 +99,22 @@ class Engine:
         path = os.fsencode(source)
         bpf = config.filter.encode() if config.filter else ffi.NULL
         out = ffi.new("af_engine **")
-        code = lib.af_open_offline(path, bpf, cfg, out)
+        self.live = config.live
+        if config.live:
+            buffer_size = _check_range("buffer_size", config.buffer_size, 0, 2**31 - 1)
+            code = lib.af_open_live(path, bpf, cfg, int(config.promiscuous), buffer_size, out)
+        else:
+            code = lib.af_open_offline(path, bpf, cfg, out)
         if code != lib.AF_OK:
             message = ffi.string(lib.af_open_error()).decode(errors="replace")
-            exc_type, hint = _OPEN_ERRORS.get(code, (_errors.EngineError, "report this as a bug"))
-            raise exc_type(f"{message} ({hint})")
+            table = _LIVE_OPEN_ERRORS if config.live else _OPEN_ERRORS
+            exc_type, hint = table.get(code, (_errors.EngineError, "report this as a bug"))
+            raise exc_type(f"{message} ({hint})" if hint else message)
         self._engine = ffi.gc(out[0], lib.af_close)
         self._closed = False
         self._stats = ffi.new("af_stats *")
         self._ready = ffi.new("af_batch **")
+        self._scratch: Any = None
 
     def start(self, batch_records: int = 8192, slots: int = 4) -> int:
         """Starts the engine's reading thread; returns the fd that is readable when batches are."""
@@ -129,6 +151,40 @@ class Engine:
         """Copies up to capacity active flows from slot cursor[0] on (advancing it)."""
         records = ffi.new("af_record[]", capacity)
         return Batch(records, lib.af_snapshot(self._engine, cursor, records, capacity))
+
+    # --- live sources: the event loop drives reading and wall-clock expiry ---
+    def selectable_fd(self) -> int:
+        return int(lib.af_selectable_fd(self._engine))
+
+    def _scratch_batch(self) -> Any:
+        if self._scratch is None:
+            self._scratch = ffi.new("af_batch *")
+            self._scratch_records = ffi.new("af_record[]", LIVE_BATCH_RECORDS)
+            self._scratch.records = self._scratch_records
+            self._scratch.capacity = LIVE_BATCH_RECORDS
+            if self.headers_per_flow:
+                self._scratch_headers = ffi.new("af_header[]", LIVE_BATCH_RECORDS * self.headers_per_flow)
+                self._scratch.headers = self._scratch_headers
+                self._scratch.header_capacity = LIVE_BATCH_RECORDS * self.headers_per_flow
+        return self._scratch
+
+    def pump_some(self, max_packets: int) -> tuple[bool, Batch]:
+        """Reads what the interface has (up to max_packets); (stopped and flushed, ended flows)."""
+        b = self._scratch_batch()
+        status = lib.af_pump_some(self._engine, max_packets, b)
+        if status < 0:
+            raise _errors.EngineError(ffi.string(lib.af_error_message(self._engine)).decode())
+        return bool(status == lib.AF_DONE), _copy_batch(b)
+
+    def expire(self, now_ns: int) -> tuple[bool, Batch]:
+        """Ends flows idle (or closed) as of now_ns; (more are due, ended flows)."""
+        b = self._scratch_batch()
+        status = lib.af_expire(self._engine, now_ns, b)
+        return bool(status == lib.AF_MORE), _copy_batch(b)
+
+    def next_deadline(self) -> int:
+        """Epoch ns of the next idle/FIN expiry; 0 when no flow is active."""
+        return int(lib.af_next_deadline(self._engine))
 
     def snapshot_all(self) -> Batch:
         """Every active flow at one instant: one C call under the engine lock (run it in a thread)."""

@@ -15,6 +15,14 @@ class CapturePermissionError(AioflowError, PermissionError):
     """The capture (file or interface) cannot be opened with this process's rights."""
 
 
+class InterfaceNotFoundError(AioflowError, LookupError):
+    """No network interface of that name (the message lists the ones there are)."""
+
+
+class CaptureSourceError(AioflowError, OSError):
+    """The interface cannot be captured on for another reason (down, unsupported, ...)."""
+
+
 class CaptureFormatError(AioflowError, ValueError):
     """The file is not a pcap/pcapng capture libpcap can read, or its header is damaged."""
 

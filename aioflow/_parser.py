@@ -18,7 +18,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._engine import Batch, Engine, EngineConfig, new_cursor
-from ._errors import ConfigError
+from ._errors import CapturePermissionError, ConfigError
 from ._flow import PROTOCOL_NUMBERS, Flow
 
 FlowCallback = Callable[[Flow], Awaitable[None] | None]
@@ -28,6 +28,10 @@ StopCallback = Callable[["FlowParser"], Awaitable[None] | None]
 BATCH_RECORDS = 8192
 READY_BATCHES = 4
 SNAPSHOT_SLICE = 4096
+# Live sources: packets read per step before the loop runs other tasks; the reaper's sleep bounds.
+LIVE_PUMP_PACKETS = 2048
+REAP_MIN_SECONDS = 0.005
+REAP_IDLE_SECONDS = 1.0
 # terminated() lets other tasks run after this many flows, so a big batch cannot hog the loop.
 YIELD_EVERY = 256
 
@@ -58,6 +62,10 @@ class ParserInfo:
     progress: float  # 0..1 of the file consumed
     link_type: int
     finished: bool
+    kernel_received: int  # live: packets the kernel saw for this capture (pcap_stats)
+    kernel_dropped: int  # live: dropped by the kernel (buffer full)
+    interface_dropped: int  # live: dropped by the interface or its driver
+    flows_dropped: int  # live: ended flows the terminated() consumer had no room for
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -112,9 +120,20 @@ class FlowParser:
         on_stop: StopCallback | None = None,
         buffer_batches: int = 8,
         hash_seed: int | None = None,
+        live: bool | None = None,
+        promiscuous: bool = True,
+        buffer_size: int = 0,
+        user: str | None = None,
     ) -> None:
         self.source = source
+        if live is None:
+            live = _looks_like_interface(source)
+        self.live = live
+        self._user = user
         self._config = EngineConfig(
+            live=live,
+            promiscuous=promiscuous,
+            buffer_size=buffer_size,
             filter=filter,
             snaplen=snaplen,
             idle_timeout_ns=_seconds_to_ns("idle_timeout", idle_timeout),
@@ -138,12 +157,22 @@ class FlowParser:
         self._consuming = False
         self._closing = False
         self._task_group: TaskGroup | None = None
+        self._live_wait: anyio.CancelScope | None = None  # stop() cancels a live reader's wait
+        self._flows_dropped = 0  # live: ended flows the consumer had no room for
+        shortest = min(self._config.idle_timeout_ns, self._config.fin_timeout_ns) / 1e9
+        self._reap_ceiling = min(REAP_IDLE_SECONDS, max(shortest / 8, REAP_MIN_SECONDS))
         self._send: MemoryObjectSendStream[Batch] | None = None
         self._receive: MemoryObjectReceiveStream[Batch] | None = None
 
     # --- lifecycle ---
     async def __aenter__(self) -> FlowParser:
         self._engine = Engine(self.source, self._config)
+        if self._user is not None:
+            try:
+                drop_privileges(self._user)
+            except BaseException:
+                self._engine.close()
+                raise
         self._stats = self._engine.stats()
         self._send, self._receive = anyio.create_memory_object_stream[Batch](self._buffer_batches)
         self._started = time.monotonic()
@@ -173,27 +202,68 @@ class FlowParser:
         """Ends the parse now: active flows are flushed with end_reason "stop"."""
         if self._engine is not None and not self._finished:
             self._engine.stop()
+            if self._live_wait is not None:
+                self._live_wait.cancel()
 
     # --- the reader task ---
     async def _read(self) -> None:
         assert self._engine is not None and self._send is not None
-        engine = self._engine
         try:
-            ready_fd = engine.start(BATCH_RECORDS, READY_BATCHES)
-            while True:
-                state, batch = engine.take_ready()
-                if state == "wait":
-                    await anyio.wait_readable(ready_fd)
-                    continue
-                if batch.count:
-                    await self._deliver(batch)
-                if state == "done":
-                    break
+            if self.live:
+                await self._read_live(self._engine)
+            else:
+                await self._read_file(self._engine)
         finally:
             self._finished = True
             self._send.close()
         if self._on_stop is not None:
             await _maybe_await(self._on_stop(self))
+
+    async def _read_file(self, engine: Engine) -> None:
+        ready_fd = engine.start(BATCH_RECORDS, READY_BATCHES)
+        while True:
+            state, batch = engine.take_ready()
+            if state == "wait":
+                await anyio.wait_readable(ready_fd)
+                continue
+            if batch.count:
+                await self._deliver(batch)
+            if state == "done":
+                return
+
+    async def _read_live(self, engine: Engine) -> None:
+        """Waits on the capture fd, then reads what is there in bounded steps; a second task ends
+        idle flows on wall-clock time, so they end even when no packet comes."""
+        fd = engine.selectable_fd()
+        self._live_wait = anyio.CancelScope()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._reap_live, engine)
+            while True:
+                done, batch = engine.pump_some(LIVE_PUMP_PACKETS)
+                if batch.count:
+                    await self._deliver(batch)
+                if done:
+                    break
+                if batch.count == 0:
+                    with self._live_wait:
+                        await anyio.wait_readable(fd)
+                    if self._live_wait.cancel_called:  # stop(): the next pump flushes
+                        self._live_wait = anyio.CancelScope()
+                else:
+                    await anyio.lowlevel.checkpoint()
+            tg.cancel_scope.cancel()
+
+    async def _reap_live(self, engine: Engine) -> None:
+        while True:
+            more, batch = engine.expire(time.time_ns())
+            if batch.count:
+                await self._deliver(batch)
+            if more:
+                continue
+            deadline = engine.next_deadline()
+            # a flow created while this task sleeps can be due within the shortest timeout
+            wait = (deadline - time.time_ns()) / 1e9 if deadline else self._reap_ceiling
+            await anyio.sleep(min(max(wait, REAP_MIN_SECONDS), self._reap_ceiling))
 
     async def _deliver(self, batch: Batch) -> None:
         if self._on_tcp_end is not None or self._on_udp_end is not None:
@@ -205,7 +275,13 @@ class FlowParser:
             return
         assert self._send is not None
         try:
-            await self._send.send(batch)
+            if self.live:  # the wire cannot wait: what the consumer has no room for is counted
+                try:
+                    self._send.send_nowait(batch)
+                except anyio.WouldBlock:
+                    self._flows_dropped += batch.count
+            else:  # a file waits for its consumer: nothing is lost
+                await self._send.send(batch)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             self._closing = True
 
@@ -302,12 +378,39 @@ class FlowParser:
             progress=1.0 if self._finished else (min(s["file_offset"] / size, 1.0) if size else 0.0),
             link_type=s["link_type"],
             finished=self._finished,
+            kernel_received=s["kernel_received"],
+            kernel_dropped=s["kernel_dropped"],
+            interface_dropped=s["interface_dropped"],
+            flows_dropped=self._flows_dropped,
         )
 
     def _require_engine(self) -> Engine:
         if self._engine is None:
             raise RuntimeError("use FlowParser as `async with FlowParser(...) as parser:` first")
         return self._engine
+
+
+def _looks_like_interface(source: str | os.PathLike[str]) -> bool:
+    """A file that exists wins; else a bare name (no "/", no capture suffix) is an interface."""
+    if not isinstance(source, str) or os.path.exists(source):
+        return False
+    return "/" not in source and not source.endswith((".pcap", ".pcapng", ".cap", ".dmp"))
+
+
+def drop_privileges(user: str) -> None:
+    """Become `user` (flowgrep's -u): called once the capture is open, which needed root."""
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise ConfigError(f"user={user!r}: no such user") from None
+    try:
+        os.setgroups([])
+        os.setgid(entry.pw_gid)
+        os.setuid(entry.pw_uid)
+    except PermissionError as exc:
+        raise CapturePermissionError(f"cannot become {user!r}: {exc} (only root can change user)") from None
 
 
 async def _maybe_await(result: Awaitable[None] | None) -> None:

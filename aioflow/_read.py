@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 
 
 def _engine_for(source: str | os.PathLike[str], options: dict[str, Any]) -> Engine:
-    # FlowParser validates and converts the options exactly as the async API does.
-    parser = FlowParser(source, **options)
+    # FlowParser validates and converts the options exactly as the async API does; files only.
+    parser = FlowParser(source, live=False, **options)
     return Engine(source, parser._config)
 
 

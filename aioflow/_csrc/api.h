@@ -120,6 +120,9 @@ typedef struct {
     uint64_t first_ns, last_ns;   /* packet time span seen */
     uint64_t reap_ns;             /* wall time spent expiring flows */
     uint64_t headers_dropped;
+    uint64_t kernel_received;     /* live: pcap_stats' ps_recv, ps_drop, ps_ifdrop */
+    uint64_t kernel_dropped;
+    uint64_t interface_dropped;
     uint64_t file_offset;         /* bytes of the file consumed so far (files only; for progress) */
     uint64_t file_size;           /* 0 for live sources */
     int32_t link_type;            /* DLT of the source */
@@ -129,7 +132,18 @@ typedef struct {
 typedef struct af_engine af_engine;
 
 int af_open_offline(const char *path, const char *bpf, const af_config *config, af_engine **out);
+/* An interface: promiscuous (0/1), kernel buffer in bytes (0: libpcap's default), immediate
+ * mode, non-blocking; the BPF runs in the kernel. */
+int af_open_live(const char *device, const char *bpf, const af_config *config, int promiscuous,
+                 int32_t buffer_bytes, af_engine **out);
 const char *af_open_error(void);     /* message of the last failed open on this thread */
+int af_selectable_fd(af_engine *engine);   /* live: readable when packets wait */
+/* Live: reads what is there (up to max_packets) into out; AF_MORE, or AF_DONE after a stop. */
+int af_pump_some(af_engine *engine, uint32_t max_packets, af_batch *out);
+/* Live: ends flows whose idle or FIN/RST deadline is before now_ns (epoch ns) into out; AF_MORE
+ * when more are due than out could take. */
+int af_expire(af_engine *engine, uint64_t now_ns, af_batch *out);
+uint64_t af_next_deadline(af_engine *engine);   /* epoch ns of the next expiry; 0: no flows */
 int af_stop(af_engine *engine);      /* flows still active end as AF_END_STOP on next pumps */
 /* The reading thread: it fills up to `slots` batches of `batch_capacity`
  * records; af_notify_fd becomes readable when one is ready; af_ready gives the oldest (AF_MORE;

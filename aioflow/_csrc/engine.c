@@ -59,6 +59,7 @@ struct af_engine {
     uint64_t next_id;
     uint32_t touch_units;            /* open flows move in their recency list at most this often */
     enum af_phase phase;
+    int live;                        /* an interface (wall-clock expiry, kernel counters) */
     uint8_t flush_reason;
     atomic_int stop_requested;
     af_queued queue[AF_QUEUE];
@@ -90,11 +91,42 @@ static int fail_open(int code, af_engine *e, const char *fmt, const char *a, con
     return code;
 }
 
+/* What both kinds of source share once libpcap has a handle: the table and the clocks. */
+static int finish_open(af_engine *e, const af_config *cfg) {
+    e->dlt = pcap_datalink(e->pcap);
+    if (af_table_init(&e->table, cfg->max_flows, cfg->headers_per_flow, cfg->hash_seed) != 0)
+        return fail_open(AF_ERR_NOMEM, e, "out of memory for max_flows=%s%s (lower it)", "", "");
+    e->frags.seed = cfg->hash_seed * 31 + 7;
+    e->stats.link_type = e->dlt;
+    e->next_id = 1;
+    /* Moving a flow to the tail of its recency list on every packet costs two cache misses (its
+     * neighbours). Open flows move at most every min(1 s, idle_timeout/64) of packet time
+     * instead: idle expiry and eviction order are then exact to within that resolution, and
+     * every record is still exact (a packet for an expired flow ends it before counting). */
+    uint64_t g = cfg->idle_timeout_ns / 64;
+    e->touch_units = (uint32_t)((g > 1000000000ULL ? 1000000000ULL : g) >> AF_TIME_UNIT_SHIFT);
+    e->phase = PHASE_READING;
+    return AF_OK;
+}
+
+static af_engine *engine_new(const af_config *cfg) {
+    af_engine *e = calloc(1, sizeof *e);
+    if (!e) return NULL;
+    e->cfg = *cfg;
+    pthread_mutex_init(&e->mu, NULL);
+    return e;
+}
+
+static int check_config(const af_config *cfg) {
+    if (cfg->max_flows == 0 || cfg->headers_per_flow > 65535)
+        return fail_open(AF_ERR_CONFIG, NULL, "max_flows must be >= 1 and headers <= 65535%s%s", "", "");
+    return AF_OK;
+}
+
 int af_open_offline(const char *path, const char *bpf, const af_config *cfg, af_engine **out) {
     *out = NULL;
     open_error[0] = '\0';
-    if (cfg->max_flows == 0 || cfg->headers_per_flow > 65535)
-        return fail_open(AF_ERR_CONFIG, NULL, "max_flows must be >= 1 and headers <= 65535%s%s", "", "");
+    if (check_config(cfg) != AF_OK) return AF_ERR_CONFIG;
     struct stat st;
     if (stat(path, &st) != 0) {
         int code = errno == EACCES ? AF_ERR_PERMISSION : AF_ERR_NOT_FOUND;
@@ -109,32 +141,85 @@ int af_open_offline(const char *path, const char *bpf, const af_config *cfg, af_
     }
     fclose(probe);
 
-    af_engine *e = calloc(1, sizeof *e);
+    af_engine *e = engine_new(cfg);
     if (!e) return fail_open(AF_ERR_NOMEM, NULL, "out of memory%s%s", "", "");
-    e->cfg = *cfg;
-    pthread_mutex_init(&e->mu, NULL);
     char errbuf[PCAP_ERRBUF_SIZE] = "";
     e->pcap = pcap_open_offline_with_tstamp_precision(path, PCAP_TSTAMP_PRECISION_NANO, errbuf);
     if (!e->pcap) return fail_open(AF_ERR_FORMAT, e, "%s: %s", path, errbuf);
-    e->dlt = pcap_datalink(e->pcap);
     if (bpf && bpf[0]) {
         if (pcap_compile(e->pcap, &e->filter, bpf, 1, PCAP_NETMASK_UNKNOWN) != 0)
             return fail_open(AF_ERR_FILTER, e, "%s: %s", bpf, pcap_geterr(e->pcap));
         e->has_filter = 1;
     }
-    if (af_table_init(&e->table, cfg->max_flows, cfg->headers_per_flow, cfg->hash_seed) != 0)
-        return fail_open(AF_ERR_NOMEM, e, "out of memory for max_flows=%s%s", "", "");
-    e->frags.seed = cfg->hash_seed * 31 + 7;
-    e->stats.link_type = e->dlt;
+    int code = finish_open(e, cfg);
+    if (code != AF_OK) return code;
     e->stats.file_size = (uint64_t)st.st_size;
-    e->next_id = 1;
-    /* Moving a flow to the tail of its recency list on every packet costs two cache misses (its
-     * neighbours). Open flows move at most every min(1 s, idle_timeout/64) of packet time
-     * instead: idle expiry and eviction order are then exact to within that resolution, and
-     * every record is still exact (a packet for an expired flow ends it before counting). */
-    uint64_t g = cfg->idle_timeout_ns / 64;
-    e->touch_units = (uint32_t)((g > 1000000000ULL ? 1000000000ULL : g) >> AF_TIME_UNIT_SHIFT);
-    e->phase = PHASE_READING;
+    *out = e;
+    return AF_OK;
+}
+
+/* The interfaces libpcap can capture on, comma-separated, for error messages. */
+static void list_interfaces(char *buf, size_t size) {
+    pcap_if_t *all = NULL;
+    char errbuf[PCAP_ERRBUF_SIZE];
+    buf[0] = '\0';
+    if (pcap_findalldevs(&all, errbuf) != 0) return;
+    size_t used = 0;
+    for (pcap_if_t *d = all; d && used + 2 < size; d = d->next) {
+        int n = snprintf(buf + used, size - used, "%s%s", used ? ", " : "", d->name);
+        if (n < 0) break;
+        used += (size_t)n;
+    }
+    pcap_freealldevs(all);
+}
+
+int af_open_live(const char *device, const char *bpf, const af_config *cfg, int promiscuous,
+                 int32_t buffer_bytes, af_engine **out) {
+    *out = NULL;
+    open_error[0] = '\0';
+    if (check_config(cfg) != AF_OK) return AF_ERR_CONFIG;
+    af_engine *e = engine_new(cfg);
+    if (!e) return fail_open(AF_ERR_NOMEM, NULL, "out of memory%s%s", "", "");
+    char errbuf[PCAP_ERRBUF_SIZE] = "";
+    e->pcap = pcap_create(device, errbuf);
+    if (!e->pcap) return fail_open(AF_ERR_SOURCE, e, "%s: %s", device, errbuf);
+    e->live = 1;
+    pcap_set_snaplen(e->pcap, cfg->snaplen);
+    pcap_set_promisc(e->pcap, promiscuous);
+    pcap_set_immediate_mode(e->pcap, 1);   /* packets as they come, not when a buffer fills */
+    if (buffer_bytes > 0) pcap_set_buffer_size(e->pcap, buffer_bytes);
+    pcap_set_tstamp_precision(e->pcap, PCAP_TSTAMP_PRECISION_NANO);   /* else micro: fine */
+    int rc = pcap_activate(e->pcap);
+    if (rc < 0) {
+        char names[1024];
+        switch (rc) {
+        case PCAP_ERROR_NO_SUCH_DEVICE:
+            list_interfaces(names, sizeof names);
+            return fail_open(AF_ERR_NOT_FOUND, e, "no interface %s to capture on; interfaces here: %s", device,
+                             names[0] ? names : "(none visible: are you allowed to list them?)");
+        case PCAP_ERROR_PERM_DENIED:
+        case PCAP_ERROR_PROMISC_PERM_DENIED:
+            return fail_open(AF_ERR_PERMISSION, e,
+                             "%s: %s: capturing needs CAP_NET_RAW (and CAP_NET_ADMIN for promiscuous "
+                             "mode): run as root, or `setcap cap_net_raw,cap_net_admin=eip` on the Python "
+                             "executable", device, pcap_geterr(e->pcap));
+        case PCAP_ERROR_IFACE_NOT_UP:
+            return fail_open(AF_ERR_SOURCE, e, "%s is down%s: bring it up (ip link set dev IFACE up)", device, "");
+        default:
+            return fail_open(AF_ERR_SOURCE, e, "%s: %s", device, pcap_geterr(e->pcap));
+        }
+    }
+    if (pcap_setnonblock(e->pcap, 1, errbuf) != 0) return fail_open(AF_ERR_SOURCE, e, "%s: %s", device, errbuf);
+    if (bpf && bpf[0]) {   /* live: the kernel filters, so rejected packets are never seen here */
+        struct bpf_program prog;
+        if (pcap_compile(e->pcap, &prog, bpf, 1, PCAP_NETMASK_UNKNOWN) != 0)
+            return fail_open(AF_ERR_FILTER, e, "%s: %s", bpf, pcap_geterr(e->pcap));
+        int set = pcap_setfilter(e->pcap, &prog);
+        pcap_freecode(&prog);
+        if (set != 0) return fail_open(AF_ERR_FILTER, e, "%s: %s", bpf, pcap_geterr(e->pcap));
+    }
+    int code = finish_open(e, cfg);
+    if (code != AF_OK) return code;
     *out = e;
     return AF_OK;
 }
@@ -563,7 +648,13 @@ void af_get_stats(af_engine *e, af_stats *out) {
     out->active_flows = e->table.count;
     out->fragments_tracked = e->frags.tracked;
     out->fragment_table_evictions = e->frags.evictions;
-    FILE *f = e->pcap && e->phase == PHASE_READING ? pcap_file(e->pcap) : NULL;   /* progress */
+    struct pcap_stat ps;
+    if (e->live && pcap_stats(e->pcap, &ps) == 0) {
+        out->kernel_received = ps.ps_recv;
+        out->kernel_dropped = ps.ps_drop;
+        out->interface_dropped = ps.ps_ifdrop;
+    }
+    FILE *f = e->pcap && !e->live && e->phase == PHASE_READING ? pcap_file(e->pcap) : NULL;   /* progress */
     if (f) {
         long pos = ftell(f);
         out->file_offset = pos > 0 ? (uint64_t)pos : 0;
@@ -595,4 +686,41 @@ uint32_t af_snapshot(af_engine *e, uint32_t *cursor, af_record *out, uint32_t ca
     }
     pthread_mutex_unlock(&e->mu);
     return n;
+}
+
+/* Live sources: the event loop pumps when the capture fd is readable and expires idle flows on
+ * wall-clock time between packets. */
+int af_selectable_fd(af_engine *e) { return e->live ? pcap_get_selectable_fd(e->pcap) : -1; }
+
+int af_expire(af_engine *e, uint64_t now_ns, af_batch *out) {
+    out->count = 0;
+    out->header_count = 0;
+    pthread_mutex_lock(&e->mu);
+    e->out = out;
+    if (now_ns > e->now_ns) e->now_ns = now_ns;
+    int waiting = e->phase == PHASE_READING ? reap(e, 0) : 0;
+    pthread_mutex_unlock(&e->mu);
+    return waiting ? AF_MORE : AF_OK;
+}
+
+uint64_t af_next_deadline(af_engine *e) {
+    pthread_mutex_lock(&e->mu);
+    uint64_t best = 0;
+    const af_table *t = &e->table;
+    for (int l = 0; l < 2; l++) {
+        uint32_t s = t->lists[l].head;
+        if (s == AF_NIL) continue;
+        uint64_t timeout = l == AF_LIST_CLOSING ? e->cfg.fin_timeout_ns : e->cfg.idle_timeout_ns;
+        uint64_t last = af_flow_last(af_table_flow(t, s));
+        uint64_t due = last > UINT64_MAX - timeout ? UINT64_MAX : last + timeout;
+        if (best == 0 || due < best) best = due;
+    }
+    pthread_mutex_unlock(&e->mu);
+    return best;
+}
+
+int af_pump_some(af_engine *e, uint32_t max_packets, af_batch *out) {
+    out->count = 0;
+    out->header_count = 0;
+    return af_pump_append(e, max_packets, out);
 }
