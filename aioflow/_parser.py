@@ -154,15 +154,17 @@ class FlowParser:
         self._stats: dict[str, Any] = {}
         self._started = 0.0
         self._finished = False
-        self._consuming = False
         self._closing = False
+        self._stop_requested = False
         self._task_group: TaskGroup | None = None
         self._live_wait: anyio.CancelScope | None = None  # stop() cancels a live reader's wait
         self._flows_dropped = 0  # live: ended flows the consumer had no room for
         shortest = min(self._config.idle_timeout_ns, self._config.fin_timeout_ns) / 1e9
         self._reap_ceiling = min(REAP_IDLE_SECONDS, max(shortest / 8, REAP_MIN_SECONDS))
-        self._send: MemoryObjectSendStream[Batch] | None = None
-        self._receive: MemoryObjectReceiveStream[Batch] | None = None
+        # terminated()'s subscribers, each with its own bounded buffer. The first one is made on
+        # entry, so a file's first flows wait for the first consumer instead of being missed.
+        self._subscribers: list[_Subscriber] = []
+        self._first: _Subscriber | None = None
 
     # --- lifecycle ---
     async def __aenter__(self) -> FlowParser:
@@ -174,7 +176,7 @@ class FlowParser:
                 self._engine.close()
                 raise
         self._stats = self._engine.stats()
-        self._send, self._receive = anyio.create_memory_object_stream[Batch](self._buffer_batches)
+        self._first = self._subscribe()
         self._started = time.monotonic()
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
@@ -188,9 +190,10 @@ class FlowParser:
         # but the stream has no consumer any more, so it stops buffering.
         self._closing = True
         self.stop()
-        assert self._task_group is not None and self._receive is not None
+        assert self._task_group is not None
         try:
-            self._receive.close()
+            for sub in self._subscribers:
+                sub.receive.close()
             return await self._task_group.__aexit__(exc_type, exc, tb)
         finally:
             if self._engine is not None:
@@ -200,6 +203,7 @@ class FlowParser:
 
     def stop(self) -> None:
         """Ends the parse now: active flows are flushed with end_reason "stop"."""
+        self._stop_requested = True
         if self._engine is not None and not self._finished:
             self._engine.stop()
             if self._live_wait is not None:
@@ -207,7 +211,7 @@ class FlowParser:
 
     # --- the reader task ---
     async def _read(self) -> None:
-        assert self._engine is not None and self._send is not None
+        assert self._engine is not None
         try:
             if self.live:
                 await self._read_live(self._engine)
@@ -215,7 +219,8 @@ class FlowParser:
                 await self._read_file(self._engine)
         finally:
             self._finished = True
-            self._send.close()
+            for sub in self._subscribers:
+                sub.send.close()
         if self._on_stop is not None:
             await _maybe_await(self._on_stop(self))
 
@@ -235,7 +240,6 @@ class FlowParser:
         """Waits on the capture fd, then reads what is there in bounded steps; a second task ends
         idle flows on wall-clock time, so they end even when no packet comes."""
         fd = engine.selectable_fd()
-        self._live_wait = anyio.CancelScope()
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._reap_live, engine)
             while True:
@@ -245,10 +249,10 @@ class FlowParser:
                 if done:
                     break
                 if batch.count == 0:
-                    with self._live_wait:
-                        await anyio.wait_readable(fd)
-                    if self._live_wait.cancel_called:  # stop(): the next pump flushes
-                        self._live_wait = anyio.CancelScope()
+                    with anyio.CancelScope() as self._live_wait:  # stop() cancels: the next pump flushes
+                        if not self._stop_requested:
+                            await anyio.wait_readable(fd)
+                    self._live_wait = None
                 else:
                     await anyio.lowlevel.checkpoint()
             tg.cancel_scope.cancel()
@@ -273,27 +277,36 @@ class FlowParser:
                     await _maybe_await(callback(flow))
         if self._closing:
             return
-        assert self._send is not None
-        try:
-            if self.live:  # the wire cannot wait: what the consumer has no room for is counted
-                try:
-                    self._send.send_nowait(batch)
-                except anyio.WouldBlock:
-                    self._flows_dropped += batch.count
-            else:  # a file waits for its consumer: nothing is lost
-                await self._send.send(batch)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            self._closing = True
+        for sub in list(self._subscribers):
+            try:
+                if self.live:  # the wire cannot wait: what a consumer has no room for is counted
+                    try:
+                        sub.send.send_nowait(batch)
+                    except anyio.WouldBlock:
+                        sub.dropped += batch.count
+                        self._flows_dropped += batch.count
+                else:  # a file waits for its slowest consumer: nothing is lost
+                    await sub.send.send(batch)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._subscribers.remove(sub)  # that consumer went away
+
+    def _subscribe(self) -> _Subscriber:
+        send, receive = anyio.create_memory_object_stream[Batch](self._buffer_batches)
+        sub = _Subscriber(send, receive)
+        if self._finished:
+            send.close()
+        self._subscribers.append(sub)
+        return sub
 
     # --- consumers ---
     def terminated(self) -> AsyncIterator[Flow]:
         """Every ended flow exactly once, in the order flows ended; ends after the source does."""
-        if self._receive is None:
+        if self._first is None and not self._subscribers:
             raise RuntimeError("use FlowParser as `async with FlowParser(...) as parser:` first")
-        if self._consuming:
-            raise RuntimeError("terminated() already has a consumer; one stream per parser")
-        self._consuming = True
-        return _FlowStream(self._receive)
+        # The first call takes the stream buffered since entry; each later call is a new
+        # subscriber that sees the flows ending from then on.
+        sub, self._first = (self._first, None) if self._first is not None else (self._subscribe(), None)
+        return _FlowStream(sub.receive)
 
     async def wait(self) -> None:
         """Consumes the stream to its end (for users of the callbacks only)."""
@@ -418,6 +431,13 @@ async def _maybe_await(result: Awaitable[None] | None) -> None:
         await result
 
 
+@dataclass(slots=True)
+class _Subscriber:
+    send: MemoryObjectSendStream[Batch]
+    receive: MemoryObjectReceiveStream[Batch]
+    dropped: int = 0  # live: flows this subscriber had no room for
+
+
 class _FlowStream:
     """terminated()'s iterator: flows out of the batches the reader sends."""
 
@@ -428,6 +448,13 @@ class _FlowStream:
 
     def __aiter__(self) -> _FlowStream:
         return self
+
+    def __del__(self) -> None:
+        # a consumer that stops iterating must not hold a file source paused: unsubscribe
+        self._receive.close()
+
+    async def aclose(self) -> None:
+        self._receive.close()
 
     async def __anext__(self) -> Flow:
         while self._batch is None or self._index >= self._batch.count:

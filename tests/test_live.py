@@ -1,0 +1,313 @@
+"""Live capture in a network of the test's own: a namespace joined to this one by a veth pair.
+Real traffic crosses it (Python sockets, curl, ping) while aioflow and tcpdump both capture the
+host end; the flows aioflow reports must match what tcpdump's capture holds."""
+
+from __future__ import annotations
+
+import collections
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import pytest
+import reference
+
+import aioflow
+
+pytestmark = pytest.mark.anyio
+
+SERVER = r"""
+import socket, sys, threading
+tcp = socket.socket(); tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+tcp.bind(("0.0.0.0", 8080)); tcp.listen(16)
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp.bind(("0.0.0.0", 9999))
+def echo_udp():
+    while True:
+        data, peer = udp.recvfrom(2048); udp.sendto(data, peer)
+def serve(conn):
+    with conn:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(4096)
+            if not chunk: return
+            data += chunk
+        body = b"x" * 3000
+        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+threading.Thread(target=echo_udp, daemon=True).start()
+print("ready", flush=True)
+while True:
+    conn, _ = tcp.accept(); threading.Thread(target=serve, args=(conn,), daemon=True).start()
+"""
+
+
+@dataclass
+class Net:
+    ns: str
+    host_if: str
+    host_ip: str
+    peer_ip: str
+
+
+def sh(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def net() -> Iterator[Net]:
+    if os.geteuid() != 0:
+        pytest.skip("live capture tests need root: they create a network namespace and a veth pair")
+    if shutil.which("ip") is None:
+        pytest.skip("iproute2's `ip` is not installed")
+    tag = str(os.getpid() % 100000)
+    n = Net(ns=f"afns{tag}", host_if=f"afh{tag}", host_ip="10.213.0.1", peer_ip="10.213.0.2")
+    peer_if = f"afp{tag}"
+    sh("ip", "netns", "add", n.ns)
+    try:
+        sh("ip", "link", "add", n.host_if, "type", "veth", "peer", "name", peer_if)
+        sh("ip", "link", "set", peer_if, "netns", n.ns)
+        # no IPv6 autoconfiguration chatter: every packet on the wire is the test's own
+        sh("sysctl", "-qw", f"net.ipv6.conf.{n.host_if}.disable_ipv6=1")
+        sh("ip", "netns", "exec", n.ns, "sysctl", "-qw", f"net.ipv6.conf.{peer_if}.disable_ipv6=1")
+        sh("ip", "addr", "add", f"{n.host_ip}/24", "dev", n.host_if)
+        sh("ip", "link", "set", n.host_if, "up")
+        sh("ip", "netns", "exec", n.ns, "ip", "addr", "add", f"{n.peer_ip}/24", "dev", peer_if)
+        sh("ip", "netns", "exec", n.ns, "ip", "link", "set", peer_if, "up")
+        sh("ip", "netns", "exec", n.ns, "ip", "link", "set", "lo", "up")
+        server = subprocess.Popen(["ip", "netns", "exec", n.ns, sys.executable, "-c", SERVER],
+                                  stdout=subprocess.PIPE, text=True)  # fmt: skip
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        # one exchange before any test, so ARP is resolved and never part of a measured window
+        with socket.create_connection((n.peer_ip, 8080), timeout=5) as c:
+            c.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            while c.recv(4096):
+                pass
+        yield n
+    finally:
+        if "server" in locals():
+            server.kill()
+            server.wait()
+            assert server.stdout is not None
+            server.stdout.close()
+        subprocess.run(["ip", "link", "del", n.host_if], capture_output=True)
+        subprocess.run(["ip", "netns", "del", n.ns], capture_output=True)
+
+
+def http_get(host: str) -> None:
+    with socket.create_connection((host, 8080), timeout=5) as c:
+        c.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        while c.recv(4096):
+            pass
+
+
+def udp_exchange(host: str, count: int) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(5)
+        for i in range(count):
+            s.sendto(b"ping %d" % i + b"." * 200, (host, 9999))
+            s.recvfrom(2048)
+        return int(s.getsockname()[1])
+
+
+def key_of(proto: int, a: tuple[str, int], b: tuple[str, int]) -> tuple[int, frozenset[tuple[str, int]]]:
+    return proto, frozenset((a, b))
+
+
+async def capture_while(net: Net, traffic, settle: float, **options):  # type: ignore[no-untyped-def]
+    """Runs traffic (a blocking function) while aioflow and tcpdump capture; returns aioflow's
+    ended flows, its info, and tcpdump's capture file."""
+    pcap = Path(f"/tmp/aioflow-live-{os.getpid()}.pcap")
+    tcpdump = subprocess.Popen(  # noqa: ASYNC220 (starts it and returns; nothing waits)
+        ["tcpdump", "-i", net.host_if, "-U", "-w", str(pcap), "-s", "0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    flows: list[aioflow.Flow] = []
+    try:
+        await anyio.sleep(1.0)  # tcpdump's capture is open
+        async with aioflow.FlowParser(net.host_if, **options) as parser:
+            async with anyio.create_task_group() as tg:
+
+                async def consume() -> None:
+                    async for flow in parser.terminated():
+                        flows.append(flow)
+
+                tg.start_soon(consume)
+                await anyio.sleep(0.2)
+                await anyio.to_thread.run_sync(traffic)
+                await anyio.sleep(settle)
+                parser.stop()
+        info = parser.info()
+        await anyio.sleep(0.3)
+    finally:
+        tcpdump.send_signal(signal.SIGINT)
+        await anyio.to_thread.run_sync(lambda: tcpdump.wait(timeout=10))
+    return flows, info, pcap
+
+
+async def test_flows_match_tcpdump_of_the_same_interface(net: Net) -> None:
+    udp_port = []
+
+    def traffic() -> None:
+        for _ in range(3):
+            http_get(net.peer_ip)
+        subprocess.run(["curl", "-s", "-o", "/dev/null", f"http://{net.peer_ip}:8080/"], check=True, timeout=10)
+        udp_port.append(udp_exchange(net.peer_ip, 5))
+        subprocess.run(["ping", "-c", "3", "-i", "0.2", net.peer_ip], check=True, capture_output=True)
+
+    flows, info, pcap = await capture_while(net, traffic, settle=1.0, fin_timeout=0.3, idle_timeout=30)
+    try:
+        expected = collections.Counter()
+        expected_bytes = collections.Counter()
+        for f in reference.reference_flows(pcap).flows:
+            k = key_of(f.protocol, (f.src_ip, f.src_port), (f.dst_ip, f.dst_port))
+            expected[k] += f.src2dst_packets + f.dst2src_packets
+            expected_bytes[k] += f.src2dst_bytes + f.dst2src_bytes
+        got = collections.Counter()
+        got_bytes = collections.Counter()
+        for f in flows:
+            k = key_of(f.protocol, (f.src_ip, f.src_port), (f.dst_ip, f.dst_port))
+            got[k] += f.packets
+            got_bytes[k] += f.bytes
+    finally:
+        pcap.unlink(missing_ok=True)
+    assert got == expected and got_bytes == expected_bytes
+    tcp = [f for f in flows if f.protocol == 6]
+    assert len(tcp) == 4 and all(f.end_reason == "fin" for f in tcp), [(f, f.end_reason) for f in tcp]
+    assert all(f.src_ip == net.host_ip and f.dst_port == 8080 for f in tcp)
+    assert len({f.key for f in tcp}) == 4, "each connection is one flow"
+    udp = [f for f in flows if f.protocol == 17]
+    assert [(f.src_port, f.src2dst_packets, f.dst2src_packets) for f in udp] == [(udp_port[0], 5, 5)]
+    icmp = [f for f in flows if f.protocol == 1]
+    assert len(icmp) == 1 and icmp[0].src2dst_packets == 3 and icmp[0].dst2src_packets == 3
+    assert info.kernel_dropped == 0
+    assert info.packets == info.packets_in_flows + sum(info.aside.values())
+
+
+async def test_rst_ends_a_flow(net: Net) -> None:
+    def traffic() -> None:
+        with pytest.raises(ConnectionRefusedError), socket.create_connection((net.peer_ip, 1), timeout=5):
+            pass
+
+    flows, _, pcap = await capture_while(net, traffic, settle=0.8, fin_timeout=0.3)
+    pcap.unlink(missing_ok=True)
+    [flow] = [f for f in flows if f.protocol == 6]
+    assert flow.end_reason == "rst" and flow.dst_port == 1
+    assert (flow.src2dst_syn_packets, flow.dst2src_rst_packets) == (1, 1)
+
+
+async def test_idle_udp_flow_ends_on_wall_clock_time(net: Net) -> None:
+    ended: list[tuple[float, aioflow.Flow]] = []
+    async with aioflow.FlowParser(net.host_if, idle_timeout=0.6, filter="udp") as parser:
+        async with anyio.create_task_group() as tg:
+
+            async def consume() -> None:
+                async for flow in parser.terminated():
+                    ended.append((time.monotonic(), flow))
+
+            tg.start_soon(consume)
+            await anyio.sleep(0.2)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.sendto(b"one and only", (net.peer_ip, 9999))
+                sent = time.monotonic()
+            await anyio.sleep(2.0)  # nothing else crosses the wire
+            assert ended, "the idle flow should have ended without any further packet"
+            parser.stop()
+    when, flow = ended[0]
+    assert flow.end_reason == "idle" and flow.protocol == 17
+    assert 0.6 <= when - sent < 1.2
+
+
+async def test_find_flow_while_a_connection_is_open(net: Net) -> None:
+    async with aioflow.FlowParser(net.host_if, filter="tcp port 8080") as parser:
+        await anyio.sleep(0.2)
+        conn = socket.create_connection((net.peer_ip, 8080), timeout=5)
+        try:
+            local_port = conn.getsockname()[1]
+            found = None
+            with anyio.fail_after(5):
+                while found is None or found.packets < 3:
+                    await anyio.sleep(0.05)
+                    found = await parser.find_flow(net.peer_ip, 8080, net.host_ip, local_port)
+            assert found.src_ip == net.host_ip and found.src_port == local_port and found.end_reason == ""
+            assert found.src2dst_syn_packets == 1 and found.dst2src_syn_packets == 1
+        finally:
+            conn.close()
+        start = time.monotonic()
+        parser.stop()
+        flows = [f async for f in parser.terminated()]
+    assert time.monotonic() - start < 0.5
+    assert any(f.src_port == local_port for f in flows)
+
+
+async def test_loopback_capture() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("capturing on lo needs root (CAP_NET_RAW)")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server:
+        server.bind(("127.0.0.1", 0))
+        port = server.getsockname()[1]
+        async with aioflow.FlowParser("lo", filter=f"udp port {port}", idle_timeout=0.3) as parser:
+            await anyio.sleep(0.2)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+                for _ in range(4):
+                    client.sendto(b"hello", ("127.0.0.1", port))
+                client_port = client.getsockname()[1]
+            with anyio.fail_after(5):
+                flow = await parser.terminated().__anext__()
+            parser.stop()
+            await parser.wait()
+    assert (flow.src_port, flow.dst_port, flow.packets, flow.end_reason) == (client_port, port, 4, "idle")
+
+
+def test_unknown_interface_lists_the_real_ones() -> None:
+    async def run() -> None:
+        async with aioflow.FlowParser("nosuchif0"):
+            pass
+
+    with pytest.raises(aioflow.InterfaceNotFoundError) as caught:
+        anyio.run(run)
+    assert isinstance(caught.value, LookupError)
+    assert "nosuchif0" in str(caught.value) and " lo" in str(caught.value)
+
+
+def test_no_capture_permission_names_the_capability() -> None:
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to run a child without CAP_NET_RAW")
+    code = (
+        "import anyio, aioflow\n"
+        "async def run():\n"
+        "    async with aioflow.FlowParser('lo'): pass\n"
+        "try: anyio.run(run)\n"
+        "except aioflow.CapturePermissionError as e: print('PERM', isinstance(e, PermissionError), e)\n"
+    )
+    proc = subprocess.run(["setpriv", "--bounding-set=-net_raw,-net_admin", sys.executable, "-c", code],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.stdout.startswith("PERM True"), proc.stdout + proc.stderr
+    assert "CAP_NET_RAW" in proc.stdout
+
+
+def test_privileges_are_dropped_once_the_capture_is_open(net: Net) -> None:
+    code = (
+        "import anyio, aioflow, os, socket\n"
+        "async def run():\n"
+        f"    async with aioflow.FlowParser({net.host_if!r}, user='nobody', filter='udp', idle_timeout=0.3) as p:\n"
+        "        print('uid', os.getuid(), os.geteuid(), os.getgid(), flush=True)\n"
+        "        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        f"        s.sendto(b'x', ({net.peer_ip!r}, 9999))\n"
+        "        f = await p.terminated().__anext__()\n"
+        "        print('flow', f.protocol, f.dst_port, flush=True)\n"
+        "        p.stop()\n"
+        "anyio.run(run)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd="/")
+    nobody = subprocess.run(["id", "-u", "nobody"], capture_output=True, text=True).stdout.strip()
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"uid {nobody} {nobody} "), proc.stdout  # real and effective uid
+    assert "flow 17 9999" in proc.stdout, "still capturing after the drop"
