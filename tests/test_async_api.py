@@ -220,3 +220,24 @@ def test_unreadable_file_is_a_permission_error(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.startswith("PERM True")
     assert "secret.pcap" in proc.stdout
+
+
+@pytest.mark.anyio
+async def test_two_subscribers_each_see_every_flow(large_capture: Path) -> None:
+    seen: dict[str, list[int]] = {"slow": [], "fast": []}
+    async with aioflow.FlowParser(large_capture, buffer_batches=2) as parser:
+        streams = {"slow": parser.terminated(), "fast": parser.terminated()}  # both before any flow ends
+
+        async def consume(name: str) -> None:
+            async for flow in streams[name]:
+                seen[name].append(flow.id)
+                if name == "slow" and len(seen[name]) % 5000 == 0:
+                    await anyio.sleep(0.01)  # a file source waits for its slowest consumer
+
+        async with anyio.create_task_group() as tg:
+            for name in streams:
+                tg.start_soon(consume, name)
+    info = parser.info()
+    assert seen["slow"] == seen["fast"]
+    assert len(seen["fast"]) == len(set(seen["fast"])) == info.flows_ended > 0
+    assert info.flows_dropped == 0

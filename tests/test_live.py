@@ -311,3 +311,26 @@ def test_privileges_are_dropped_once_the_capture_is_open(net: Net) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"uid {nobody} {nobody} "), proc.stdout  # real and effective uid
     assert "flow 17 9999" in proc.stdout, "still capturing after the drop"
+
+
+async def test_two_subscribers_both_see_every_live_flow(net: Net) -> None:
+    got: dict[str, list[tuple[int, int]]] = {"a": [], "b": []}
+    async with aioflow.FlowParser(net.host_if, filter="udp port 9999", idle_timeout=0.3) as parser:
+        streams = {"a": parser.terminated(), "b": parser.terminated()}
+
+        async def consume(name: str) -> None:
+            async for flow in streams[name]:
+                got[name].append((flow.id, flow.src_port))
+                if len(got[name]) == 3:
+                    return
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:  # ends when both consumers have 3 flows
+                for name in streams:
+                    tg.start_soon(consume, name)
+                await anyio.sleep(0.2)
+                ports = sorted([await anyio.to_thread.run_sync(udp_exchange, net.peer_ip, 2) for _ in range(3)])
+        parser.stop()
+    assert got["a"] == got["b"]
+    assert sorted(port for _, port in got["a"]) == ports
+    assert parser.info().flows_dropped == 0
