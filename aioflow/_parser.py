@@ -29,7 +29,7 @@ BATCH_RECORDS = 8192
 READY_BATCHES = 4
 SNAPSHOT_SLICE = 4096
 # Live sources: packets read per step before the loop runs other tasks; the reaper's sleep bounds.
-LIVE_PUMP_PACKETS = 2048
+LIVE_PUMP_PACKETS = 8192
 REAP_MIN_SECONDS = 0.005
 REAP_IDLE_SECONDS = 1.0
 # terminated() lets other tasks run after this many flows, so a big batch cannot hog the loop.

@@ -39,6 +39,7 @@ typedef struct {
     uint8_t raw[sizeof(((af_header *)0)->raw)];   /* headers kept: libpcap reuses its buffer */
 } af_queued;
 
+#define AF_LIVE_LATENCY_MS 50         /* live: longest wait before captured packets are read */
 #define AF_TIME_UNIT_SHIFT 20         /* recency-list times in units of ~1 ms */
 
 /* Room one packet may need in a batch: an expired or active-split record plus an eviction. */
@@ -186,7 +187,10 @@ int af_open_live(const char *device, const char *bpf, const af_config *cfg, int 
     e->live = 1;
     pcap_set_snaplen(e->pcap, cfg->snaplen);
     pcap_set_promisc(e->pcap, promiscuous);
-    pcap_set_immediate_mode(e->pcap, 1);   /* packets as they come, not when a buffer fills */
+    /* Not immediate mode: it wakes the loop for every few packets and (TPACKET_V2) sizes each
+     * ring slot by the snaplen, so a flood overflows it. A block timeout instead batches
+     * packets for at most AF_LIVE_LATENCY_MS, far below any flow timeout. */
+    pcap_set_timeout(e->pcap, AF_LIVE_LATENCY_MS);
     if (buffer_bytes > 0) pcap_set_buffer_size(e->pcap, buffer_bytes);
     pcap_set_tstamp_precision(e->pcap, PCAP_TSTAMP_PRECISION_NANO);   /* else micro: fine */
     int rc = pcap_activate(e->pcap);
