@@ -56,6 +56,10 @@ class Net:
     peer_ip: str
 
 
+# External tools run without `make sanitize`'s preloaded ASan runtime (curl hangs under it).
+TOOL_ENV = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
+
+
 def sh(*args: str) -> None:
     subprocess.run(args, check=True, capture_output=True)
 
@@ -128,6 +132,7 @@ async def capture_while(net: Net, traffic, settle: float, **options):  # type: i
         ["tcpdump", "-i", net.host_if, "-U", "-w", str(pcap), "-s", "0"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=TOOL_ENV,
     )
     flows: list[aioflow.Flow] = []
     try:
@@ -158,9 +163,10 @@ async def test_flows_match_tcpdump_of_the_same_interface(net: Net) -> None:
     def traffic() -> None:
         for _ in range(3):
             http_get(net.peer_ip)
-        subprocess.run(["curl", "-s", "-o", "/dev/null", f"http://{net.peer_ip}:8080/"], check=True, timeout=10)
+        url = f"http://{net.peer_ip}:8080/"
+        subprocess.run(["curl", "-s", "-o", "/dev/null", url], check=True, timeout=10, env=TOOL_ENV)
         udp_port.append(udp_exchange(net.peer_ip, 5))
-        subprocess.run(["ping", "-c", "3", "-i", "0.2", net.peer_ip], check=True, capture_output=True)
+        subprocess.run(["ping", "-c", "3", "-i", "0.2", net.peer_ip], check=True, capture_output=True, env=TOOL_ENV)
 
     flows, info, pcap = await capture_while(net, traffic, settle=1.0, fin_timeout=0.3, idle_timeout=30)
     try:
