@@ -30,6 +30,7 @@ READY_BATCHES = 4
 SNAPSHOT_SLICE = 4096
 # Live sources: packets read per step before the loop runs other tasks; the reaper's sleep bounds.
 LIVE_PUMP_PACKETS = 8192
+LIVE_COALESCE_SECONDS = 0.02
 REAP_MIN_SECONDS = 0.005
 REAP_IDLE_SECONDS = 1.0
 # terminated() lets other tasks run after this many flows, so a big batch cannot hog the loop.
@@ -252,6 +253,9 @@ class FlowParser:
                     with anyio.CancelScope() as self._live_wait:  # stop() cancels: the next pump flushes
                         if not self._stop_requested:
                             await anyio.wait_readable(fd)
+                            # let packets gather: one step per LIVE_COALESCE_SECONDS at most
+                            # keeps the per-step Python cost small under load
+                            await anyio.sleep(LIVE_COALESCE_SECONDS)
                     self._live_wait = None
                 else:
                     await anyio.lowlevel.checkpoint()
