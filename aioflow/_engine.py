@@ -99,7 +99,6 @@ class Engine:
         path = os.fsencode(source)
         bpf = config.filter.encode() if config.filter else ffi.NULL
         out = ffi.new("af_engine **")
-        self.live = config.live
         if config.live:
             buffer_size = _check_range("buffer_size", config.buffer_size, 0, 2**31 - 1)
             code = lib.af_open_live(path, bpf, cfg, int(config.promiscuous), buffer_size, out)
@@ -111,7 +110,7 @@ class Engine:
             exc_type, hint = table.get(code, (_errors.EngineError, "report this as a bug"))
             raise exc_type(f"{message} ({hint})" if hint else message)
         self._engine = ffi.gc(out[0], lib.af_close)
-        self._closed = False
+        self.closed = False
         self._stats = ffi.new("af_stats *")
         self._ready = ffi.new("af_batch **")
         self._scratch: Any = None
@@ -203,8 +202,8 @@ class Engine:
         return _stats_dict(s, self._engine)
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
+        if not self.closed:
+            self.closed = True
             ffi.release(self._engine)
 
 

@@ -8,7 +8,7 @@ import math
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -67,7 +67,6 @@ class ParserInfo:
     kernel_dropped: int  # live: dropped by the kernel (buffer full)
     interface_dropped: int  # live: dropped by the interface or its driver
     flows_dropped: int  # live: ended flows the terminated() consumer had no room for
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _seconds_to_ns(name: str, value: float) -> int:
@@ -151,7 +150,6 @@ class FlowParser:
         self._on_udp_end = on_udp_end
         self._on_stop = on_stop
         self._engine: Engine | None = None
-        self._engine_closed = False
         self._stats: dict[str, Any] = {}
         self._started = 0.0
         self._finished = False
@@ -199,7 +197,6 @@ class FlowParser:
         finally:
             if self._engine is not None:
                 self._stats = self._engine.stats()
-                self._engine_closed = True
                 self._engine.close()
 
     def stop(self) -> None:
@@ -365,7 +362,7 @@ class FlowParser:
 
     def info(self) -> ParserInfo:
         """The engine's counters now (while open: a ~1 ms lock at most; after: the final ones)."""
-        if self._engine is not None and not self._engine_closed:
+        if self._engine is not None and not self._engine.closed:
             self._stats = self._engine.stats()
         s = self._stats
         if not s:
