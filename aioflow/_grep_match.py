@@ -12,11 +12,21 @@ import re._constants as sre_constants
 import re._parser as sre_parse
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+def _numpy() -> Any:
+    """numpy, imported only for distance matching (regex-only grep runs without it)."""
+    try:
+        import numpy
+    except ImportError:
+        raise ConfigError("distance matching (-E) needs numpy: pip install 'aioflow-pcap[grep]'") from None
+    return numpy
 
 # Unbounded patterns (`a.*b`, `\w+`) can match across at most this many bytes of a stream; a longer
 # match is still found when it lies within one chunk.
@@ -145,6 +155,7 @@ class RegexMatcher:
 
 def _jaccard_distances(windows: np.ndarray, needle_set: np.ndarray) -> np.ndarray:
     """1 - |A & B| / |A | B| between each window's byte set and the needle's."""
+    np = _numpy()
     rows = np.sort(windows, axis=1)
     distinct = np.ones(rows.shape, dtype=bool)
     distinct[:, 1:] = rows[:, 1:] != rows[:, :-1]
@@ -161,6 +172,7 @@ class DistanceMatcher:
     byte sets). Scores are distances: 0 is an exact match."""
 
     def __init__(self, algorithm: str, needles: Sequence[str], score: float) -> None:
+        _numpy()  # fail here, with what to install, rather than at the first chunk
         name = next((a for a in DISTANCE_ALGORITHMS if a.startswith(algorithm.lower()[:2])), None)
         if name is None or len(algorithm) < 2:
             raise ConfigError(f"-E {algorithm!r}: choose one of {', '.join(DISTANCE_ALGORITHMS)}")
@@ -177,6 +189,7 @@ class DistanceMatcher:
 
     @staticmethod
     def _scorer(name: str) -> Callable[[bytes, np.ndarray, bytes, float], np.ndarray]:
+        np = _numpy()
         if name == "hamming":
             return lambda _b, windows, needle, _s: (windows != np.frombuffer(needle, np.uint8)).sum(axis=1)
         if name == "jaccard":
@@ -187,9 +200,7 @@ class DistanceMatcher:
             from rapidfuzz import process
             from rapidfuzz.distance import DamerauLevenshtein, Levenshtein
         except ImportError:
-            raise ConfigError(
-                f"-E {name} needs rapidfuzz: pip install 'aioflow-pcap[grep]'"
-            ) from None
+            raise ConfigError(f"-E {name} needs rapidfuzz: pip install 'aioflow-pcap[grep]'") from None
         scorer: Any = Levenshtein.distance if name == "levenshtein" else DamerauLevenshtein.distance
 
         def edits(buffer: bytes, windows: np.ndarray, needle: bytes, score: float) -> np.ndarray:
@@ -201,6 +212,7 @@ class DistanceMatcher:
         return edits
 
     def search(self, buffer: bytes, start: int, final: bool) -> tuple[int, int, str] | None:
+        np = _numpy()
         data = np.frombuffer(buffer, np.uint8)
         for needle in self.needles:
             m = len(needle)
