@@ -22,6 +22,8 @@ import anyio
 import aioflow
 from aioflow._flow import SCALAR_FIELDS
 
+from ._cli_grep import add_grep_command, main_grep
+
 # Exit codes: 2 like argparse for anything the user can fix, 130 = 128 + SIGINT as shells expect.
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -224,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_argument("--filter", metavar="BPF", help="BPF filter, as for tcpdump (e.g. 'tcp port 443')")
     top.add_argument("--idle-timeout", type=_positive_float, metavar="S",
                      help="drop a flow from the view after S seconds without packets (default 120)")
+    add_grep_command(commands, _version())
     return parser
 
 
@@ -477,6 +480,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "top":
             return _run_top(args)
+        if args.command == "grep":
+            return main_grep(args)
         # A bar only makes sense where someone watches it and where there is an end to measure against.
         show_progress = not args.no_progress and sys.stderr.isatty() and Path(args.source).is_file()
         return anyio.run(_flows, args, sys.stdout, sys.stderr, show_progress)
