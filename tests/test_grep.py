@@ -1,0 +1,221 @@
+"""`aioflow grep` against ngrep (which greps packet by packet) on the real captures, and on
+crafted captures where a match is split across segments (ngrep misses it, reassembly must not)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dpkt
+import pytest
+from test_end_reasons import ACK, PSH, SYN, ether, ip4, udp, write
+
+CORPUS = Path(os.environ.get("AIOFLOW_PCAPS") or Path(__file__).resolve().parents[2] / "shared" / "pcaps")
+ABSENT = f"capture corpus absent: {CORPUS} not found (set AIOFLOW_PCAPS to the shared pcaps folder)"
+CLIENT, SERVER = "10.1.0.1", "10.1.0.2"
+TOOL_ENV = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
+
+needs_ngrep = pytest.mark.skipif(shutil.which("ngrep") is None, reason="ngrep is not installed (apt install ngrep)")
+
+
+def grep(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "aioflow", "grep", *args], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+
+
+def grep_json(*args: str) -> list[dict[str, object]]:
+    done = grep("--format", "json", *args)
+    assert done.returncode in (0, 1), done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+Conversation = tuple[str, frozenset[tuple[str, int]]]
+
+
+def conversation(proto: str, a: tuple[str, int], b: tuple[str, int]) -> Conversation:
+    return proto, frozenset((a, b))
+
+
+def _split_endpoint(text: str) -> tuple[str, int]:
+    address, _, port = text.rpartition(":")
+    return address.strip("[]"), int(port)
+
+
+def ngrep_conversations(capture: Path, pattern: str, bpf: str) -> set[Conversation]:
+    """Conversations with at least one packet whose payload ngrep matched."""
+    done = subprocess.run(["ngrep", "-q", "-I", str(capture), pattern, bpf], capture_output=True, text=True,
+                          env=TOOL_ENV, timeout=120)  # fmt: skip
+    found = set()
+    for line in done.stdout.splitlines():
+        m = re.match(r"^([TU]) (\S+) -> (\S+)", line)
+        if m:
+            proto = "tcp" if m.group(1) == "T" else "udp"
+            found.add(conversation(proto, _split_endpoint(m.group(2)), _split_endpoint(m.group(3))))
+    return found
+
+
+def aioflow_conversations(records: list[dict[str, object]]) -> set[Conversation]:
+    return {
+        conversation(str(r["protocol"]), (str(r["src_ip"]), int(r["src_port"])),  # type: ignore[call-overload]
+                     (str(r["dst_ip"]), int(r["dst_port"])))  # type: ignore[call-overload]
+        for r in records
+    }
+
+
+def payloads_by_conversation(capture: Path) -> dict[Conversation, list[bytes]]:
+    """Each TCP/UDP packet's own payload, as tshark dissects it (no reassembly)."""
+    fields = ["ip.src", "ipv6.src", "ip.dst", "ipv6.dst", "tcp.srcport", "tcp.dstport", "udp.srcport",
+              "udp.dstport", "tcp.payload", "udp.payload"]  # fmt: skip
+    done = subprocess.run(["tshark", "-r", str(capture), "-T", "fields", "-E", "separator=\t",
+                           *(a for f in fields for a in ("-e", f))],
+                          capture_output=True, text=True, env=TOOL_ENV, timeout=120, check=True)
+    out: dict[Conversation, list[bytes]] = {}
+    for line in done.stdout.splitlines():
+        src4, src6, dst4, dst6, tsp, tdp, usp, udp_, tpay, upay = (line.split("\t") + [""] * 10)[:10]
+        proto = "tcp" if tsp else "udp" if usp else None
+        if proto is None:
+            continue
+        src, dst = (src4 or src6).split(",")[-1], (dst4 or dst6).split(",")[-1]  # innermost of tunnels
+        key = conversation(proto, (src, int((tsp or usp).split(",")[-1])), (dst, int((tdp or udp_).split(",")[-1])))
+        out.setdefault(key, []).append(bytes.fromhex((tpay or upay).split(",")[-1].replace(":", "")))
+    return out
+
+
+# (capture, pattern) pairs from the corpus whose streams hold text protocols
+CORPUS_CASES = [
+    ("ndpi_1kxun.pcap", "Host:"),
+    ("ndpi_1kxun.pcap", "HTTP/1\\.[01] [0-9]{3}"),
+    ("nfstream_aimini-http.pcap", "Content-Type"),
+    ("ndpi_rtsp.pcap", "RTSP/1\\.0"),
+    ("zeek_http_206_example_b.pcap", "Content-Range"),
+    ("ndpi_smtp-starttls.pcap", "STARTTLS"),
+    ("tcpreplay_test.pcap", "GET /"),
+    ("zeek_tcp_reassembly.pcap", "Server"),
+    ("ndpi_log4j-webapp-exploit.pcap", "jndi"),
+    ("ndpi_sip.pcap", "SIP/2\\.0"),
+]
+
+
+@needs_ngrep
+@pytest.mark.parametrize(("name", "pattern"), CORPUS_CASES)
+def test_every_flow_ngrep_matches_is_matched(name: str, pattern: str) -> None:
+    capture = CORPUS / name
+    if not capture.exists():
+        pytest.skip(ABSENT)
+    bpf = "tcp or udp"
+    expected = ngrep_conversations(capture, pattern, bpf)
+    got = aioflow_conversations(grep_json("-a", pattern, "-r", str(capture), bpf))
+    assert expected, f"ngrep found no {pattern!r} in {name}: the case tests nothing"
+    assert expected <= got, f"ngrep matched, aioflow did not: {sorted(expected - got, key=str)[:5]}"
+    # what aioflow matches beyond ngrep must be matches no single packet holds (split across segments)
+    compiled = re.compile(pattern.encode(), re.MULTILINE)
+    payloads = payloads_by_conversation(capture)
+    for extra in got - expected:
+        assert not any(compiled.search(p) for p in payloads.get(extra, [])), (name, extra)
+
+
+# --- crafted: a pattern split across segments ---
+
+
+def segment(t: float, src: str, sport: int, dst: str, dport: int, flags: int, seq: int, ack: int,
+            data: bytes = b"") -> tuple[float, bytes]:  # fmt: skip
+    tcp = dpkt.tcp.TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack, win=65535, data=data)
+    return t, ether(ip4(src, dst, 6, tcp))
+
+
+def split_session(parts: list[bytes], order: list[int] | None = None) -> list[tuple[float, bytes]]:
+    """A TCP session whose client sends parts as separate segments (in `order`), then the server answers."""
+    c_isn, s_isn = 1000, 5000
+    packets = [
+        segment(1.0, CLIENT, 40000, SERVER, 80, SYN, c_isn, 0),
+        segment(1.1, SERVER, 80, CLIENT, 40000, SYN | ACK, s_isn, c_isn + 1),
+        segment(1.2, CLIENT, 40000, SERVER, 80, ACK, c_isn + 1, s_isn + 1),
+    ]
+    offsets = [sum(len(p) for p in parts[:i]) for i in range(len(parts))]
+    for n, i in enumerate(order or range(len(parts))):
+        packets.append(segment(2.0 + n / 10, CLIENT, 40000, SERVER, 80, PSH | ACK, c_isn + 1 + offsets[i],
+                               s_isn + 1, parts[i]))  # fmt: skip
+    total = sum(len(p) for p in parts)
+    packets.append(segment(3.0, SERVER, 80, CLIENT, 40000, PSH | ACK, s_isn + 1, c_isn + 1 + total, b"230 OK\r\n"))
+    return packets
+
+
+@needs_ngrep
+@pytest.mark.parametrize("order", [[0, 1, 2], [2, 0, 1]], ids=["in-order", "out-of-order"])
+def test_a_match_split_across_segments_is_found_where_ngrep_misses_it(tmp_path: Path, order: list[int]) -> None:
+    capture = write(tmp_path, "split.pcap", split_session([b"USER bob\r\nPASS", b"WO", b"RD hunter2\r\n"], order))
+    assert ngrep_conversations(capture, "PASSWORD", "tcp") == set()
+    records = grep_json("-c", "PASSWORD", "-r", str(capture))
+    assert [(r["src_ip"], r["dst_port"], r["side"], r["offset"], r["match"]) for r in records] == [
+        (CLIENT, 80, "client", 10, "PASSWORD")
+    ]
+    # the server did not send it: a server-side pattern does not match
+    assert grep_json("-s", "PASSWORD", "-r", str(capture)) == []
+    assert [r["side"] for r in grep_json("-s", "230 OK", "-r", str(capture))] == ["server"]
+
+
+def test_udp_datagrams_match_alone(tmp_path: Path) -> None:
+    frames = [
+        (1.0, ether(ip4(CLIENT, SERVER, 17, udp(5000, 53, b"xxPASS")))),
+        (1.1, ether(ip4(CLIENT, SERVER, 17, udp(5000, 53, b"WORDxx")))),
+        (2.0, ether(ip4(CLIENT, SERVER, 17, udp(5001, 53, b"a PASSWORD b")))),
+    ]
+    capture = write(tmp_path, "udp.pcap", frames)
+    records = grep_json("-a", "PASSWORD", "-r", str(capture))
+    assert [(r["protocol"], r["src_port"], r["offset"]) for r in records] == [("udp", 5001, 2)]
+
+
+def test_log_files_hold_the_streams_and_x_prints_their_names(tmp_path: Path) -> None:
+    capture = write(tmp_path, "split.pcap", split_session([b"USER bob\r\nPASS", b"WORD hunter2\r\n"]))
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    done = grep("-a", "hunter2", "-l", str(logs), "-x", "-r", str(capture))
+    assert done.returncode == 0, done.stderr
+    names = done.stdout.split()
+    assert sorted(Path(n).name for n in names) == [f"1-{CLIENT}-40000-{SERVER}-80-tcp",
+                                                    f"1-{SERVER}-80-{CLIENT}-40000-tcp"]
+    files = {Path(n).name.split("-")[1]: Path(n).read_bytes() for n in names}
+    assert files[CLIENT] == b"USER bob\r\nPASSWORD hunter2\r\n"
+    assert files[SERVER] == b"230 OK\r\n"
+
+
+def test_invert_case_and_pattern_files(tmp_path: Path) -> None:
+    first = write(tmp_path, "a.pcap", split_session([b"hello WORLD"]))
+    patterns = tmp_path / "patterns.txt"
+    patterns.write_text("nothing here\nworld\n")
+    assert grep_json("-f", str(patterns), "-r", str(first)) == []  # case matters without -i
+    assert len(grep_json("-i", "-f", str(patterns), "-r", str(first))) == 1
+    assert len(grep_json("-F", str(patterns), "-i", "-r", str(first))) == 0  # server patterns: the server said 230 OK
+    inverted = grep_json("-v", "-a", "nothing", "-r", str(first))
+    assert [(r["src_ip"], r["dst_port"]) for r in inverted] == [(CLIENT, 80)] and "match" not in inverted[0]
+
+
+def test_distance_matching(tmp_path: Path) -> None:
+    capture = write(tmp_path, "d.pcap", split_session([b"login: PASSW0RD", b"D"]))
+    assert grep_json("-E", "hamming", "-e", "PASSWORD", "-r", str(capture)) == []
+    for algorithm in ("levenshtein", "damerau", "hamming"):
+        (record,) = grep_json("-E", algorithm, "-e", "PASSWORD", "-D", "1", "-r", str(capture))
+        assert record["offset"] == 7 and record["side"] == "client", algorithm
+
+
+def test_usage_errors_say_what_to_do(tmp_path: Path) -> None:
+    capture = write(tmp_path, "a.pcap", split_session([b"x"]))
+    cases = [
+        (["-r", str(capture)], "nothing to match"),
+        (["-a", "(", "-r", str(capture)], "not a valid regular expression"),
+        (["-k", "-a", "x", "-r", str(capture)], "needs an interface"),
+        (["-x", "-a", "x", "-r", str(capture)], "needs -l DIR"),
+        (["-a", "x", "-l", str(tmp_path / "missing"), "-r", str(capture)], "no such directory"),
+        (["-e", "x", "-a", "x", "-r", str(capture)], "needs -E ALGO"),
+        (["-a", "x", "-r", str(tmp_path / "none.pcap")], "none.pcap"),
+        (["-a", "x", "-r", str(capture), "tcp", "port"], "filter"),
+    ]
+    for args, message in cases:
+        done = grep(*args)
+        assert done.returncode == 2 and message in done.stderr, (args, done.stderr)
+    assert grep("-V").stdout.startswith("aioflow grep")
