@@ -106,6 +106,9 @@ async def run_grep(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     killer = TcpKiller() if config.kill else None
     try:
         async with FlowParser(args.file or args.device, **options) as parser:
+            if args.device:
+                err.write(f"aioflow grep: capturing on {args.device}\n")
+                err.flush()
             summary = await Grep(config, out, killer).run(parser)
             info = parser.info()
     finally:

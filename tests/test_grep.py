@@ -14,11 +14,11 @@ from pathlib import Path
 import dpkt
 import pytest
 from test_end_reasons import ACK, PSH, SYN, ether, ip4, udp, write
+from test_live import TOOL_ENV
 
 CORPUS = Path(os.environ.get("AIOFLOW_PCAPS") or Path(__file__).resolve().parents[2] / "shared" / "pcaps")
 ABSENT = f"capture corpus absent: {CORPUS} not found (set AIOFLOW_PCAPS to the shared pcaps folder)"
 CLIENT, SERVER = "10.1.0.1", "10.1.0.2"
-TOOL_ENV = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
 
 needs_ngrep = pytest.mark.skipif(shutil.which("ngrep") is None, reason="ngrep is not installed (apt install ngrep)")
 
