@@ -167,13 +167,15 @@ class Engine:
                 self._scratch.header_capacity = LIVE_BATCH_RECORDS * self.headers_per_flow
         return self._scratch
 
-    def pump_some(self, max_packets: int) -> tuple[bool, Batch]:
-        """Reads what the interface has (up to max_packets); (stopped and flushed, ended flows)."""
+    def pump_some(self, max_packets: int) -> tuple[str, Batch]:
+        """Reads what the interface has (up to max_packets): ("drained" | "more" (stopped at a bound:
+        call again) | "done" (stopped and flushed), ended flows)."""
         b = self._scratch_batch()
         status = lib.af_pump_some(self._engine, max_packets, b)
         if status < 0:
             raise _errors.EngineError(ffi.string(lib.af_error_message(self._engine)).decode())
-        return bool(status == lib.AF_DONE), _copy_batch(b)
+        state = "done" if status == lib.AF_DONE else "more" if status == lib.AF_MORE else "drained"
+        return state, _copy_batch(b)
 
     def expire(self, now_ns: int) -> tuple[bool, Batch]:
         """Ends flows idle (or closed) as of now_ns; (more are due, ended flows)."""

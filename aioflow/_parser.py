@@ -29,8 +29,8 @@ BATCH_RECORDS = 8192
 READY_BATCHES = 4
 SNAPSHOT_SLICE = 4096
 # Live sources: packets read per step before the loop runs other tasks; the reaper's sleep bounds.
-LIVE_PUMP_PACKETS = 8192
-LIVE_COALESCE_SECONDS = 0.02
+LIVE_PUMP_PACKETS = 16384
+LIVE_COALESCE_SECONDS = 0.05
 REAP_MIN_SECONDS = 0.005
 REAP_IDLE_SECONDS = 1.0
 # terminated() lets other tasks run after this many flows, so a big batch cannot hog the loop.
@@ -241,17 +241,17 @@ class FlowParser:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._reap_live, engine)
             while True:
-                done, batch = engine.pump_some(LIVE_PUMP_PACKETS)
+                state, batch = engine.pump_some(LIVE_PUMP_PACKETS)
                 if batch.count:
                     await self._deliver(batch)
-                if done:
+                if state == "done":
                     break
-                if batch.count == 0:
+                if state == "drained":
                     with anyio.CancelScope() as self._live_wait:  # stop() cancels: the next pump flushes
                         if not self._stop_requested:
                             await anyio.wait_readable(fd)
-                            # let packets gather: one step per LIVE_COALESCE_SECONDS at most
-                            # keeps the per-step Python cost small under load
+                            # let packets gather: one wake per LIVE_COALESCE_SECONDS at most
+                            # keeps the per-wake Python cost small under load
                             await anyio.sleep(LIVE_COALESCE_SECONDS)
                     self._live_wait = None
                 else:

@@ -138,7 +138,9 @@ int af_open_live(const char *device, const char *bpf, const af_config *config, i
                  int32_t buffer_bytes, af_engine **out);
 const char *af_open_error(void);     /* message of the last failed open on this thread */
 int af_selectable_fd(af_engine *engine);   /* live: readable when packets wait */
-/* Live: reads what is there (up to max_packets) into out; AF_MORE, or AF_DONE after a stop. */
+/* Live: reads what is there (up to max_packets) into out: AF_OK when the interface had nothing
+ * more, AF_MORE when it stopped first (max_packets or a full batch: call again), AF_DONE once
+ * stopped and flushed. */
 int af_pump_some(af_engine *engine, uint32_t max_packets, af_batch *out);
 /* Live: ends flows whose idle or FIN/RST deadline is before now_ns (epoch ns) into out; AF_MORE
  * when more are due than out could take. */

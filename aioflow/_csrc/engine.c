@@ -587,9 +587,10 @@ static int pump_locked(af_engine *e, uint32_t max_packets, af_batch *out) {
         e->flush_reason = AF_END_STOP;
     }
     uint32_t n = 0;
+    int drained = 0;                 /* live: the interface had nothing more; do not ask again */
     for (;;) {
         /* keep the queue full while reading, so each packet waits a few before it is counted */
-        while (e->phase == PHASE_READING && e->queue_count < AF_QUEUE && n < max_packets) {
+        while (e->phase == PHASE_READING && !drained && e->queue_count < AF_QUEUE && n < max_packets) {
             struct pcap_pkthdr *h;
             const u_char *data;
             int r = pcap_next_ex(e->pcap, &h, &data);
@@ -597,7 +598,7 @@ static int pump_locked(af_engine *e, uint32_t max_packets, af_batch *out) {
                 n++;
                 enqueue(e, h, data);
             } else if (r == 0) {
-                break;              /* live source: nothing to read right now */
+                drained = 1;        /* live source: nothing to read right now */
             } else {
                 if (r == PCAP_ERROR) {
                     e->stats.read_errors++;
@@ -608,7 +609,7 @@ static int pump_locked(af_engine *e, uint32_t max_packets, af_batch *out) {
             }
         }
         if (e->queue_count == 0) {
-            if (e->phase == PHASE_READING) return AF_MORE;   /* max_packets, or live and idle */
+            if (e->phase == PHASE_READING) return drained ? AF_OK : AF_MORE;
             if (e->phase == PHASE_DRAINING) e->phase = PHASE_FLUSHING;
             if (e->phase == PHASE_FLUSHING) {
                 if (!flush(e)) return AF_MORE;
