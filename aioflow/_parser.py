@@ -401,6 +401,8 @@ class FlowParser:
     def _require_engine(self) -> Engine:
         if self._engine is None:
             raise RuntimeError("use FlowParser as `async with FlowParser(...) as parser:` first")
+        if self._engine.closed:  # its C side is freed: a lookup now would read freed memory
+            raise RuntimeError("this FlowParser is closed (its `async with` block has ended)")
         return self._engine
 
 

@@ -178,6 +178,11 @@ async def test_leaving_early_closes_cleanly() -> None:
         async for _flow in parser.terminated():
             break
     assert parser.info().finished
+    # the engine is freed: queries say so instead of reading freed memory
+    with pytest.raises(RuntimeError, match="closed"):
+        await parser.find_flow("10.0.0.1", 1, "10.0.0.2", 2)
+    with pytest.raises(RuntimeError, match="closed"):
+        await parser.snapshot()
 
 
 @pytest.mark.parametrize(

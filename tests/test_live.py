@@ -340,3 +340,28 @@ async def test_two_subscribers_both_see_every_live_flow(net: Net) -> None:
     assert got["a"] == got["b"]
     assert sorted(port for _, port in got["a"]) == ports
     assert parser.info().flows_dropped == 0
+
+
+async def test_cancelling_the_task_that_runs_a_parser_closes_it_promptly(net: Net) -> None:
+    fds_before = set(os.listdir("/proc/self/fd"))
+    parsers: list[aioflow.FlowParser] = []
+
+    async def run() -> None:
+        async with aioflow.FlowParser(net.host_if) as parser:
+            parsers.append(parser)
+            async for _flow in parser.terminated():
+                pass
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        await anyio.sleep(0.3)
+        await anyio.to_thread.run_sync(http_get, net.peer_ip)  # flows are open when the cancel comes
+        with anyio.fail_after(2):
+            while parsers[0].info().active_flows == 0:  # noqa: ASYNC110 (polling the engine, no event to wait on)
+                await anyio.sleep(0.02)
+        start = time.monotonic()
+        tg.cancel_scope.cancel()
+    assert time.monotonic() - start < 0.1
+    assert set(os.listdir("/proc/self/fd")) == fds_before, "the capture's descriptors were not all closed"
+    with pytest.raises(RuntimeError, match="closed"):
+        await parsers[0].find_flow(net.peer_ip, 8080, net.host_ip, 1)  # the engine is gone
