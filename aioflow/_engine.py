@@ -256,8 +256,9 @@ def _stats_dict(s: Any, engine: Any) -> dict[str, Any]:
     return out
 
 
+_STATS_ARRAYS = ("aside", "ended_by", "defrag_gave_up")  # per-reason arrays, turned into dicts above
 _STATS_FIELDS = tuple(
-    name for name, _ in ffi.typeof("af_stats").fields if not name.startswith("_") and name not in ("aside", "ended_by", "defrag_gave_up")
+    name for name, _ in ffi.typeof("af_stats").fields if not name.startswith("_") and name not in _STATS_ARRAYS
 )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import json
 import os
 import random
 import socket
@@ -437,3 +438,19 @@ async def test_default_is_per_frame_counting(tmp_path: Path) -> None:
 def test_bad_bounds_are_config_errors(option: dict[str, int]) -> None:
     with pytest.raises(aioflow.ConfigError):
         list(aioflow.read(DATA / "nfstream_dns_fragmented.pcap", defragment=True, **option))
+
+
+def test_cli_defragment(capsys: pytest.CaptureFixture[str]) -> None:
+    from aioflow import _cli
+
+    path = DATA / "nfstream_dns_fragmented.pcap"
+    assert _cli.main(["flows", str(path), "--format", "json", "--no-progress", "--defragment"]) == 0
+    on = capsys.readouterr()
+    assert _cli.main(["flows", str(path), "--format", "json", "--no-progress"]) == 0
+    off = capsys.readouterr()
+    packets_on = sum(json.loads(line)["packets"] for line in on.out.splitlines())
+    packets_off = sum(json.loads(line)["packets"] for line in off.out.splitlines())
+    info = _engine_stats(path, defragment=True)
+    assert packets_off - packets_on == info["aside"]["fragment_merged"] > 0
+    assert f"{info['defrag_datagrams']} datagrams reassembled" in on.err
+    assert "reassembled" not in off.err
