@@ -112,6 +112,10 @@ class FlowParser:
     Use as ``async with FlowParser(path) as parser: async for flow in parser.terminated(): ...``.
     Timeouts are in seconds. Reading starts when the context is entered and pauses (nothing is
     lost) while ended flows wait in the bounded buffer for a consumer.
+
+    ``defragment=True`` reassembles IP fragments in C first, so a flow counts datagrams; the
+    ``fragment_timeout`` and ``max_fragment_*``/``max_datagram_size`` options bound that table
+    (README, "IP defragmentation").
     """
 
     def __init__(

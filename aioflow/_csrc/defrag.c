@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fragments.h"
+
 #define NIL 0u   /* slots and blocks are 1-based, so calloc'd maps start empty */
 
 enum { ST_FREE = 0, ST_LIVE = 1, ST_DEAD = 2 };
@@ -106,14 +108,7 @@ typedef struct {
 
 static uint32_t key_hash(const af_defrag *d, const af_dkey *k) {
     uint64_t h = d->seed ^ ((uint64_t)k->id << 16) ^ ((uint64_t)k->vlan << 8) ^ k->proto ^ ((uint64_t)k->ver << 56);
-    for (int i = 0; i < 16; i += 4) {
-        uint32_t a, b;
-        memcpy(&a, k->src + i, 4);
-        memcpy(&b, k->dst + i, 4);
-        h = (h ^ a ^ ((uint64_t)b << 32)) * 0x9e3779b97f4a7c15ULL;
-        h ^= h >> 29;
-    }
-    return (uint32_t)h;
+    return (uint32_t)af_mix_addresses(h, k->src, k->dst);
 }
 
 static int same_key(const af_dgram *g, const af_dkey *k) {
