@@ -250,11 +250,31 @@ def raw6(nxt: int, body: bytes) -> bytes:
         socket.AF_INET6, A6) + socket.inet_pton(socket.AF_INET6, B6) + body
 
 
-def frags6(payload: bytes, cuts: list[int], ident: int, nxt: int = 17) -> list[bytes]:
+HOP_BY_HOP = b"\x01\x04\x00\x00\x00\x00"  # a hop-by-hop header's PadN option (after next header, length)
+
+
+def frags6(payload: bytes, cuts: list[int], ident: int, nxt: int = 17, hop_by_hop: bool = False) -> list[bytes]:
+    """IPv6 fragments, optionally after a hop-by-hop header (unfragmentable: in every fragment)."""
     bounds = [0, *cuts, len(payload)]
-    return [MAC_B + MAC_A + b"\x86\xdd" + raw6(44, struct.pack("!BBHI", nxt, 0, a | (b < len(payload)), ident)
-                                                 + payload[a:b])
-            for a, b in itertools.pairwise(bounds)]
+    frames = []
+    for a, b in itertools.pairwise(bounds):
+        body = struct.pack("!BBHI", nxt, 0, a | (b < len(payload)), ident) + payload[a:b]
+        packet = raw6(0, bytes([44, 0]) + HOP_BY_HOP + body) if hop_by_hop else raw6(44, body)
+        frames.append(MAC_B + MAC_A + b"\x86\xdd" + packet)
+    return frames
+
+
+def raw4(payload: bytes, ident: int, offset: int = 0, mf: bool = False, options: bytes = b"") -> bytes:
+    """An IPv4 packet A -> B (UDP) built by hand, with options and a correct checksum."""
+    hl = 20 + len(options)
+    header = bytearray(struct.pack("!BBHHHBBH4s4s", 0x40 | hl // 4, 0, hl + len(payload), ident,
+                                   (0x2000 if mf else 0) | offset // 8, 64, 17, 0, socket.inet_aton(A),
+                                   socket.inet_aton(B)) + options)
+    total = sum(struct.unpack(f"!{hl // 2}H", header))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    header[10:12] = struct.pack("!H", ~total & 0xFFFF)
+    return bytes(header) + payload
 
 
 def timed(frames: list[bytes], t0: float = 1.0, step: float = 0.01) -> list[tuple[float, bytes]]:
@@ -294,6 +314,40 @@ async def test_out_of_order_fragments_make_the_original_datagram(tmp_path: Path,
     assert header.ts == pytest.approx(1.03)  # the datagram is seen when its last fragment is
     assert info.datagrams_reassembled == 1 and info.aside["fragment_merged"] == 3
     assert info.packets_in_flows == 1 and info.peak_fragment_datagrams == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("version", [4, 6])
+async def test_headers_before_the_fragmentable_part(tmp_path: Path, version: int) -> None:
+    """IPv4 options only in the first fragment (NOPs are not copied); an IPv6 hop-by-hop header
+    in every fragment: the datagram takes the first fragment's header, and the hop-by-hop
+    header's next header then names UDP."""
+    if version == 4:
+        options = b"\x01\x01\x01\x00"
+        frames = [ether(raw4(UDP_PAYLOAD[512:], ident=21, offset=512)),
+                  ether(raw4(UDP_PAYLOAD[:512], ident=21, mf=True, options=options))]
+        original = raw4(UDP_PAYLOAD, ident=21, options=options)
+    else:
+        frames = frags6(UDP_PAYLOAD, [512], ident=21, hop_by_hop=True)[::-1]
+        original = raw6(0, bytes([17, 0]) + HOP_BY_HOP + UDP_PAYLOAD)
+    flow, info = await _one_flow(write(tmp_path, "ext.pcap", timed(frames)))
+    assert flow is not None and (flow.packets, flow.bytes) == (1, len(original))
+    (header,) = flow.headers
+    assert header.raw == original[: len(header.raw)] and len(header.raw) == len(original) - len(UDP_PAYLOAD) + 8
+    assert info.datagrams_reassembled == 1
+
+
+@pytest.mark.asyncio
+async def test_vlan_separates_datagrams(tmp_path: Path) -> None:
+    """Same addresses and identification on two VLANs: two datagrams, interleaved, two flows."""
+    def tagged(vlan: int) -> list[bytes]:
+        return [ether(ip4(A, B, 17, UDP_PAYLOAD[a:b], ident=8, mf=b < len(UDP_PAYLOAD), offset=a), vlans=(vlan,))
+                for a, b in ((0, 512), (512, len(UDP_PAYLOAD)))]
+    ten, twenty = tagged(10), tagged(20)
+    recs, details, info = await run(write(tmp_path, "vlan.pcap", timed([ten[0], twenty[0], twenty[1], ten[1]])),
+                                    defragment=True)
+    assert sorted((d["vlan_id"], r[2]) for r, d in zip(recs, details, strict=True)) == [(10, 1), (20, 1)]
+    assert info.datagrams_reassembled == 2 and sum(info.defrag_gave_up.values()) == 0
 
 
 @pytest.mark.asyncio
