@@ -507,6 +507,7 @@ def test_cli_defragment(capsys: pytest.CaptureFixture[str]) -> None:
     packets_off = sum(json.loads(line)["packets"] for line in off.out.splitlines())
     info = _engine_stats(path, defragment=True)
     assert packets_off - packets_on == info["aside"]["fragment_merged"] > 0
+    assert aioflow.read_frame(path, defragment=True)["packets"].sum() == packets_on  # the option reaches read_frame
     assert f"{info['defrag_datagrams']} datagrams reassembled" in on.err
     assert "reassembled" not in off.err
 
