@@ -215,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     flows.add_argument("--headers", type=_int_at_least(0), metavar="N",
                        help="keep the headers of the first N packets of each flow (json output shows them)")
     flows.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    flows.add_argument("--defragment", action="store_true", default=None,
+                       help="reassemble IP fragments: a flow counts datagrams, not fragments")
     top = commands.add_parser(
         "top", help="live view of an interface's active flows, fastest first",
         description="Capture on an interface and show its active flows sorted by rate, refreshed every "
@@ -232,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     # Only what was given: the library's own defaults stay the single source of truth.
-    names = ("filter", "idle_timeout", "active_timeout", "fin_timeout", "max_flows", "headers")
+    names = ("filter", "idle_timeout", "active_timeout", "fin_timeout", "max_flows", "headers", "defragment")
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
@@ -242,6 +244,9 @@ def _summary(info: aioflow.ParserInfo) -> str:
     text = f"aioflow: {info.packets} packets, {info.flows_ended} flows ({ended or 'none'})"
     details = ", ".join(f"{reason} {count}" for reason, count in sorted(info.aside.items()) if count)
     text += f"; {aside} packets counted aside" + (f" ({details})" if details else "")
+    if info.datagrams_reassembled or any(info.defrag_gave_up.values()):
+        gave_up = ", ".join(f"{reason} {n}" for reason, n in sorted(info.defrag_gave_up.items()) if n)
+        text += f"; {info.datagrams_reassembled} datagrams reassembled" + (f", given up: {gave_up}" if gave_up else "")
     if info.read_errors:
         text += f"; {info.read_errors} read errors (the file is damaged: reading stopped there)"
     return text

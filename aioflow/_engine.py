@@ -19,6 +19,19 @@ ASIDE_REASONS = (
     "fragment_orphan",
     "filtered",
     "no_memory",
+    "fragment_merged",
+    "fragment_dropped",
+)
+DEFRAG_REASONS = (
+    "timeout",
+    "table_full",
+    "memory_full",
+    "too_many_fragments",
+    "too_big",
+    "overlap",
+    "inconsistent",
+    "truncated",
+    "unfinished",
 )
 RECORD_SIZE: int = ffi.sizeof("af_record")
 LIVE_BATCH_RECORDS = 4096
@@ -32,7 +45,7 @@ _OPEN_ERRORS: dict[int, tuple[type[_errors.AioflowError], str]] = {
     ),
     lib.AF_ERR_FILTER: (_errors.FilterError, "fix the BPF expression (see `man pcap-filter`)"),
     lib.AF_ERR_CONFIG: (_errors.ConfigError, "check the FlowParser parameters"),
-    lib.AF_ERR_NOMEM: (_errors.EngineError, "lower max_flows or headers"),
+    lib.AF_ERR_NOMEM: (_errors.EngineError, "lower max_flows, headers or the defragment bounds"),
 }
 
 
@@ -43,7 +56,7 @@ _LIVE_OPEN_ERRORS: dict[int, tuple[type[_errors.AioflowError], str]] = {
     lib.AF_ERR_SOURCE: (_errors.CaptureSourceError, ""),
     lib.AF_ERR_FILTER: (_errors.FilterError, "fix the BPF expression (see `man pcap-filter`)"),
     lib.AF_ERR_CONFIG: (_errors.ConfigError, "check the FlowParser parameters"),
-    lib.AF_ERR_NOMEM: (_errors.EngineError, "lower max_flows or headers"),
+    lib.AF_ERR_NOMEM: (_errors.EngineError, "lower max_flows, headers or the defragment bounds"),
 }
 
 
@@ -62,6 +75,12 @@ class EngineConfig:
     live: bool = False  # an interface rather than a file
     promiscuous: bool = True
     buffer_size: int = 0  # kernel capture buffer in bytes; 0: libpcap's default
+    defragment: bool = False
+    fragment_timeout_ns: int = 30 * 10**9
+    max_fragment_datagrams: int = 8192
+    max_fragments_per_datagram: int = 128
+    max_datagram_size: int = 65575
+    max_fragment_memory: int = 16 * 2**20
 
 
 class Batch:
@@ -95,6 +114,14 @@ class Engine:
         cfg.fin_timeout_ns = _check_range("fin_timeout", config.fin_timeout_ns, 0, 2**63)
         cfg.snaplen = _check_range("snaplen", config.snaplen, 1, 262144)
         cfg.hash_seed = secrets.randbits(64) if config.hash_seed is None else config.hash_seed
+        cfg.defragment = int(bool(config.defragment))
+        cfg.fragment_timeout_ns = _check_range("fragment_timeout", config.fragment_timeout_ns, 0, 2**63)
+        cfg.max_fragment_datagrams = _check_range("max_fragment_datagrams", config.max_fragment_datagrams, 1, 2**24)
+        cfg.max_fragments_per_datagram = _check_range(
+            "max_fragments_per_datagram", config.max_fragments_per_datagram, 1, 8192
+        )
+        cfg.max_datagram_size = _check_range("max_datagram_size", config.max_datagram_size, 68, 65575)
+        cfg.max_fragment_memory = _check_range("max_fragment_memory", config.max_fragment_memory, 512, 2**40)
         self.headers_per_flow = config.headers
         path = os.fsencode(source)
         bpf = config.filter.encode() if config.filter else ffi.NULL
@@ -226,12 +253,14 @@ def _stats_dict(s: Any, engine: Any) -> dict[str, Any]:
     out: dict[str, Any] = {name: getattr(s, name) for name in _STATS_FIELDS}
     out["aside"] = {name: s.aside[i] for i, name in enumerate(ASIDE_REASONS)}
     out["ended_by"] = {name: s.ended_by[i] for i, name in enumerate(END_REASONS) if name}
+    out["defrag_gave_up"] = {name: s.defrag_gave_up[i] for i, name in enumerate(DEFRAG_REASONS)}
     out["error"] = ffi.string(lib.af_error_message(engine)).decode(errors="replace")
     return out
 
 
+_STATS_ARRAYS = ("aside", "ended_by", "defrag_gave_up")  # per-reason arrays, turned into dicts above
 _STATS_FIELDS = tuple(
-    name for name, _ in ffi.typeof("af_stats").fields if not name.startswith("_") and name not in ("aside", "ended_by")
+    name for name, _ in ffi.typeof("af_stats").fields if not name.startswith("_") and name not in _STATS_ARRAYS
 )
 
 

@@ -39,7 +39,8 @@ YIELD_EVERY = 256
 
 @dataclass(frozen=True, slots=True)
 class ParserInfo:
-    """Parser counters. `packets` = `packets_in_flows` + sum of `aside` (conservation)."""
+    """Parser counters. `packets` = `packets_in_flows` + sum of `aside` + `fragments_held` (conservation;
+    fragments_held is 0 without defragment=True and once the source ended)."""
 
     packets: int
     packets_per_second: float  # packets read per wall-clock second since the parser started
@@ -67,6 +68,15 @@ class ParserInfo:
     kernel_dropped: int  # live: dropped by the kernel (buffer full)
     interface_dropped: int  # live: dropped by the interface or its driver
     flows_dropped: int  # live: ended flows the terminated() consumer had no room for
+    # defragment=True (README "IP defragmentation"): packets = packets_in_flows + sum(aside) + fragments_held
+    fragments_held: int  # fragments waiting in the defragmenter for the rest of their datagram
+    datagrams_reassembled: int  # each counted as one packet of its flow
+    fragments_duplicate: int  # exact duplicate fragments ignored (in aside "fragment_dropped")
+    fragment_datagrams: int  # datagrams in progress now (given-up ones kept until their timeout included)
+    peak_fragment_datagrams: int  # the most at once (bounded by max_fragment_datagrams)
+    fragment_memory: int  # bytes of fragment data held now
+    peak_fragment_memory: int  # the most at once (bounded by max_fragment_memory)
+    defrag_gave_up: dict[str, int]  # datagrams given up, by reason; their fragments are aside "fragment_dropped"
 
 
 def _seconds_to_ns(name: str, value: float) -> int:
@@ -102,6 +112,10 @@ class FlowParser:
     Use as ``async with FlowParser(path) as parser: async for flow in parser.terminated(): ...``.
     Timeouts are in seconds. Reading starts when the context is entered and pauses (nothing is
     lost) while ended flows wait in the bounded buffer for a consumer.
+
+    ``defragment=True`` reassembles IP fragments in C first, so a flow counts datagrams; the
+    ``fragment_timeout`` and ``max_fragment_*``/``max_datagram_size`` options bound that table
+    (README, "IP defragmentation").
     """
 
     def __init__(
@@ -124,6 +138,12 @@ class FlowParser:
         promiscuous: bool = True,
         buffer_size: int = 0,
         user: str | None = None,
+        defragment: bool = False,
+        fragment_timeout: float = 30.0,
+        max_fragment_datagrams: int = 8192,
+        max_fragments_per_datagram: int = 128,
+        max_datagram_size: int = 65575,
+        max_fragment_memory: int = 16 * 2**20,
     ) -> None:
         self.source = source
         if live is None:
@@ -142,6 +162,12 @@ class FlowParser:
             max_flows=max_flows,
             headers=headers,
             hash_seed=hash_seed,
+            defragment=defragment,
+            fragment_timeout_ns=_seconds_to_ns("fragment_timeout", fragment_timeout),
+            max_fragment_datagrams=max_fragment_datagrams,
+            max_fragments_per_datagram=max_fragments_per_datagram,
+            max_datagram_size=max_datagram_size,
+            max_fragment_memory=max_fragment_memory,
         )
         if buffer_batches < 1:
             raise ConfigError(f"buffer_batches={buffer_batches!r}: expected >= 1")
@@ -396,6 +422,14 @@ class FlowParser:
             kernel_dropped=s["kernel_dropped"],
             interface_dropped=s["interface_dropped"],
             flows_dropped=self._flows_dropped,
+            fragments_held=s["defrag_fragments_held"],
+            datagrams_reassembled=s["defrag_datagrams"],
+            fragments_duplicate=s["defrag_duplicates"],
+            fragment_datagrams=s["defrag_in_progress"],
+            peak_fragment_datagrams=s["defrag_peak_in_progress"],
+            fragment_memory=s["defrag_memory"],
+            peak_fragment_memory=s["defrag_peak_memory"],
+            defrag_gave_up=s["defrag_gave_up"],
         )
 
     def _require_engine(self) -> Engine:

@@ -101,7 +101,7 @@ async def run(path: Path, **opts: Any) -> tuple[list[Rec], list[dict[str, Any]],
                             "bytes": (f.src2dst_bytes, f.dst2src_bytes), "ip_version": f.ip_version,
                             "key": f.key})
         info = parser.info()
-    assert info.packets == info.packets_in_flows + sum(info.aside.values())
+    assert info.packets == info.packets_in_flows + sum(info.aside.values()) + info.fragments_held
     return recs, details, info
 
 

@@ -39,7 +39,24 @@ enum af_aside_reason {
     AF_ASIDE_FRAGMENT_ORPHAN = 4, /* non-first IP fragment whose first fragment was not seen */
     AF_ASIDE_FILTERED = 5,        /* rejected by the BPF filter */
     AF_ASIDE_NO_MEMORY = 6,       /* a new flow could not be allocated */
-    AF_ASIDE_COUNT = 7
+    AF_ASIDE_FRAGMENT_MERGED = 7, /* defragment: fragments absorbed into a reassembled datagram
+                                     (all but the one completing it, counted as the datagram) */
+    AF_ASIDE_FRAGMENT_DROPPED = 8,/* defragment: fragments of datagrams given up, duplicates */
+    AF_ASIDE_COUNT = 9
+};
+
+/* Why the defragmenter gave a datagram up (indexes of af_stats.defrag_gave_up). */
+enum af_defrag_reason {
+    AF_DEFRAG_TIMEOUT = 0,        /* incomplete fragment_timeout after its first fragment */
+    AF_DEFRAG_TABLE_FULL = 1,     /* max_fragment_datagrams in progress: the oldest made room */
+    AF_DEFRAG_MEMORY_FULL = 2,    /* max_fragment_memory in use: the oldest made room */
+    AF_DEFRAG_TOO_MANY_FRAGMENTS = 3, /* more than max_fragments_per_datagram */
+    AF_DEFRAG_TOO_BIG = 4,        /* past max_datagram_size or the IP length limit */
+    AF_DEFRAG_OVERLAP = 5,        /* fragments overlap (exact duplicates are only ignored) */
+    AF_DEFRAG_INCONSISTENT = 6,   /* two ends, data past the end, empty or unaligned fragment */
+    AF_DEFRAG_TRUNCATED = 7,      /* a fragment cut by the snaplen: its data is not all there */
+    AF_DEFRAG_UNFINISHED = 8,     /* still incomplete when the source ended or was stopped */
+    AF_DEFRAG_REASON_COUNT = 9
 };
 
 /* TCP flag bit order of the per-flag counters: FIN SYN RST PSH ACK URG ECE CWR (as in the header). */
@@ -101,12 +118,18 @@ typedef struct {
     uint64_t fin_timeout_ns;
     uint64_t hash_seed;
     int32_t snaplen;
+    int32_t defragment;           /* 1: reassemble IP fragments (defrag.h); 0: count them per frame */
+    uint32_t max_fragment_datagrams;      /* datagrams in progress at once */
+    uint32_t max_fragments_per_datagram;
+    uint32_t max_datagram_size;   /* reassembled IP length, header included (<= 65575) */
+    uint64_t fragment_timeout_ns; /* packet time from a datagram's first fragment seen */
+    uint64_t max_fragment_memory; /* bytes of fragment data held at once (preallocated) */
 } af_config;
 
 typedef struct {
     uint64_t packets_read;        /* every packet libpcap handed over (after BPF) */
     uint64_t packets_in_flows;
-    uint64_t aside[7];            /* by enum af_aside_reason */
+    uint64_t aside[9];            /* by enum af_aside_reason */
     uint64_t bytes_read;          /* captured bytes */
     uint64_t flows_created;
     uint64_t flows_ended;         /* records emitted, active-timeout splits included */
@@ -127,6 +150,16 @@ typedef struct {
     uint64_t file_size;           /* 0 for live sources */
     int32_t link_type;            /* DLT of the source */
     int32_t _pad;
+    /* defragment: held fragments count in packets_read (packets_read = packets_in_flows + aside
+     * + defrag_fragments_held at any moment) */
+    uint64_t defrag_datagrams;    /* datagrams reassembled (each one packet of its flow) */
+    uint64_t defrag_fragments_held;       /* fragments waiting in the table now */
+    uint64_t defrag_duplicates;   /* exact duplicate fragments ignored (aside fragment_dropped) */
+    uint64_t defrag_in_progress;  /* datagrams in the table now (given-up tombstones included) */
+    uint64_t defrag_peak_in_progress;
+    uint64_t defrag_memory;       /* bytes of the fragment pool in use now */
+    uint64_t defrag_peak_memory;
+    uint64_t defrag_gave_up[9];   /* datagrams given up, by enum af_defrag_reason */
 } af_stats;
 
 typedef struct af_engine af_engine;

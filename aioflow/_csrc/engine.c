@@ -17,6 +17,7 @@
 
 #include "aioflow.h"
 #include "decode.h"
+#include "defrag.h"
 #include "flowtable.h"
 #include "fragments.h"
 #include "producer.h"
@@ -70,6 +71,7 @@ struct af_engine {
     af_batch *out;
     char error[PCAP_ERRBUF_SIZE + 256];
     char *read_buffer;               /* the file stream's stdio buffer (freed after pcap_close) */
+    af_defrag *defrag;               /* cfg.defragment: IP reassembly (defrag.h), else NULL */
 };
 
 static _Thread_local char open_error[PCAP_ERRBUF_SIZE + 512];
@@ -90,6 +92,7 @@ static int fail_open(int code, af_engine *e, const char *fmt, const char *a, con
         if (e->pcap) pcap_close(e->pcap);
         free(e->read_buffer);
         af_table_free(&e->table);
+        af_defrag_free(e->defrag);
         pthread_mutex_destroy(&e->mu);
         free(e);
     }
@@ -102,6 +105,9 @@ static int finish_open(af_engine *e, const af_config *cfg) {
     if (af_table_init(&e->table, cfg->max_flows, cfg->headers_per_flow, cfg->hash_seed) != 0)
         return fail_open(AF_ERR_NOMEM, e, "out of memory for max_flows=%s%s (lower it)", "", "");
     e->frags.seed = cfg->hash_seed * 31 + 7;
+    if (cfg->defragment && !(e->defrag = af_defrag_new(cfg, cfg->hash_seed * 37 + 11, &e->stats)))
+        return fail_open(AF_ERR_NOMEM, e, "out of memory for the defragmenter%s%s (lower max_fragment_datagrams, "
+                         "max_fragments_per_datagram or max_fragment_memory)", "", "");
     e->stats.link_type = e->dlt;
     e->next_id = 1;
     /* Moving a flow to the tail of its recency list on every packet costs two cache misses (its
@@ -125,6 +131,12 @@ static af_engine *engine_new(const af_config *cfg) {
 static int check_config(const af_config *cfg) {
     if (cfg->max_flows == 0 || cfg->headers_per_flow > 65535)
         return fail_open(AF_ERR_CONFIG, NULL, "max_flows must be >= 1 and headers <= 65535%s%s", "", "");
+    if (cfg->defragment &&
+        (cfg->max_fragment_datagrams == 0 || cfg->max_fragment_datagrams > (1u << 24) ||
+         cfg->max_fragments_per_datagram == 0 || cfg->max_fragments_per_datagram > 8192 ||
+         cfg->max_datagram_size < 68 || cfg->max_datagram_size > 65575 ||
+         cfg->max_fragment_memory < AF_DEFRAG_BLOCK))
+        return fail_open(AF_ERR_CONFIG, NULL, "defragment bounds out of range%s%s", "", "");
     return AF_OK;
 }
 
@@ -248,6 +260,7 @@ void af_close(af_engine *e) {
     if (e->pcap) pcap_close(e->pcap);
     free(e->read_buffer);
     af_table_free(&e->table);
+    af_defrag_free(e->defrag);
     pthread_mutex_destroy(&e->mu);
     free(e);
 }
@@ -525,8 +538,9 @@ static uint64_t packet_ns(const struct pcap_pkthdr *h) {
  * hash bucket is prefetched. Fragment ports are remembered here, in packet order. */
 static void enqueue(af_engine *e, const struct pcap_pkthdr *h, const u_char *data) {
     uint64_t ts = packet_ns(h);
-    /* packets_read counts a packet once it is put aside or counted in a flow, so that
-     * packets_read == packets_in_flows + aside holds at any moment, queue or not */
+    /* packets_read counts a packet once it is put aside or counted in a flow (or held by the
+     * defragmenter), so that packets_read == packets_in_flows + aside (+ defrag_fragments_held)
+     * holds at any moment, queue or not */
     e->stats.bytes_read += h->caplen;
     if (e->stats.first_ns == 0 || ts < e->stats.first_ns) e->stats.first_ns = ts;
     if (e->has_filter && pcap_offline_filter(&e->filter, h, data) == 0) {
@@ -537,6 +551,18 @@ static void enqueue(af_engine *e, const struct pcap_pkthdr *h, const u_char *dat
     af_queued *q = &e->queue[(e->queue_head + e->queue_count) & (AF_QUEUE - 1)];
     af_packet *p = &q->p;
     int r = af_decode(e->dlt, data, h->caplen, p);
+    uint32_t caplen = h->caplen;
+    if (e->defrag) {   /* a fragment is held (counted there) until it completes its datagram */
+        af_defrag_expire(e->defrag, ts);
+        if (p->frag != AF_FRAG_NONE) {
+            uint32_t len;
+            data = af_defrag_add(e->defrag, p, data + h->caplen, h->caplen, ts, &len, &caplen);
+            if (!data) return;
+            uint16_t vlan = p->vlan_id;
+            r = af_decode(AF_DEFRAG_DLT_RAW, data, len, p);
+            p->vlan_id = vlan;
+        }
+    }
     if (r == AF_DECODED && p->frag == AF_FRAG_LATER && !af_frag_lookup(&e->frags, p, ts))
         r = AF_ASIDE_FRAGMENT_ORPHAN;
     if (r != AF_DECODED) {
@@ -546,7 +572,7 @@ static void enqueue(af_engine *e, const struct pcap_pkthdr *h, const u_char *dat
     }
     if (p->frag == AF_FRAG_FIRST) af_frag_remember(&e->frags, p, ts);
     q->ts = ts;
-    q->caplen = h->caplen;
+    q->caplen = caplen;
     q->sender = af_key_make(&q->key, p->ip_version, p->src, p->sport, p->dst, p->dport,
                             p->protocol, p->vlan_id);
     q->hash = af_key_hash(&e->table, &q->key);
@@ -624,7 +650,10 @@ static int pump_locked(af_engine *e, uint32_t max_packets, af_batch *out) {
         }
         if (e->queue_count == 0) {
             if (e->phase == PHASE_READING) return drained ? AF_OK : AF_MORE;
-            if (e->phase == PHASE_DRAINING) e->phase = PHASE_FLUSHING;
+            if (e->phase == PHASE_DRAINING) {
+                e->phase = PHASE_FLUSHING;
+                if (e->defrag) af_defrag_flush(e->defrag);   /* incomplete datagrams: given up */
+            }
             if (e->phase == PHASE_FLUSHING) {
                 if (!flush(e)) return AF_MORE;
                 e->phase = PHASE_DONE;
@@ -718,6 +747,7 @@ int af_expire(af_engine *e, uint64_t now_ns, af_batch *out) {
     e->out = out;
     if (now_ns > e->now_ns) e->now_ns = now_ns;
     int waiting = e->phase == PHASE_READING ? reap(e, 0) : 0;
+    if (e->defrag && e->phase == PHASE_READING) af_defrag_expire(e->defrag, e->now_ns);
     pthread_mutex_unlock(&e->mu);
     return waiting ? AF_MORE : AF_OK;
 }

@@ -3,14 +3,7 @@
 #include <string.h>
 
 static uint32_t frag_slot(const af_frag_table *t, const af_packet *p) {
-    uint64_t h = t->seed ^ ((uint64_t)p->frag_id << 8) ^ p->protocol;
-    for (int i = 0; i < 16; i += 4) {
-        uint32_t a, b;
-        memcpy(&a, p->src + i, 4);
-        memcpy(&b, p->dst + i, 4);
-        h = (h ^ a ^ ((uint64_t)b << 32)) * 0x9e3779b97f4a7c15ULL;
-        h ^= h >> 29;
-    }
+    uint64_t h = af_mix_addresses(t->seed ^ ((uint64_t)p->frag_id << 8) ^ p->protocol, p->src, p->dst);
     return (uint32_t)(h % AF_FRAG_SLOTS);
 }
 

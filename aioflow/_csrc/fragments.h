@@ -4,6 +4,7 @@
 #ifndef AIOFLOW_FRAGMENTS_H
 #define AIOFLOW_FRAGMENTS_H
 #include <stdint.h>
+#include <string.h>
 
 #include "decode.h"
 
@@ -23,6 +24,18 @@ typedef struct {
     uint64_t seed;
     uint64_t tracked, evictions;
 } af_frag_table;
+
+/* Mixes a datagram's two 16-byte addresses into h (also the defragmenter's hash). */
+static inline uint64_t af_mix_addresses(uint64_t h, const uint8_t *src, const uint8_t *dst) {
+    for (int i = 0; i < 16; i += 4) {
+        uint32_t a, b;
+        memcpy(&a, src + i, 4);
+        memcpy(&b, dst + i, 4);
+        h = (h ^ a ^ ((uint64_t)b << 32)) * 0x9e3779b97f4a7c15ULL;
+        h ^= h >> 29;
+    }
+    return h;
+}
 
 void af_frag_remember(af_frag_table *t, const af_packet *pkt, uint64_t ts_ns);
 /* Sets pkt's ports from its first fragment; returns 0 when that fragment was not seen. */

@@ -1,0 +1,48 @@
+/* IPv4 and IPv6 defragmentation in a bounded table preallocated at open (no malloc per packet).
+ *
+ * A datagram in progress holds the ranges of its fragments (at most max_fragments_per_datagram),
+ * its first fragment's header, and its data in fixed-size blocks of a shared pool of
+ * max_fragment_memory bytes, placed at their offset so completion is one copy out.
+ *
+ * Overlap policy (IPv4 and IPv6 alike, as Linux since 4.19): a fragment repeating exactly the
+ * range of one already held is a duplicate and is ignored (RFC 5722 errata 3089); any other
+ * overlap gives up the whole datagram (RFC 5722; for IPv4 this also defeats overlap evasion).
+ *
+ * Counting (the engine's conservation: packets_read = packets_in_flows + aside + held): a
+ * fragment held in the table counts as read and held. When a datagram completes, the fragment
+ * completing it becomes the datagram (counted in its flow by the engine) and the others move
+ * from held to aside "fragment_merged". Fragments of a datagram given up move from held to aside
+ * "fragment_dropped", the datagram being counted once under its reason (enum af_defrag_reason).
+ * A datagram given up leaves a tombstone until its timeout, so its later fragments are dropped
+ * too instead of starting a datagram that cannot complete. */
+#ifndef AIOFLOW_DEFRAG_H
+#define AIOFLOW_DEFRAG_H
+#include <stdint.h>
+
+#include "aioflow.h"
+#include "decode.h"
+
+#define AF_DEFRAG_BLOCK 512u          /* pool granularity: fragments are multiples of 8 bytes */
+#define AF_DEFRAG_HEADER_MAX 256u     /* IPv4 header, or IPv6 header + unfragmentable extensions */
+#define AF_DEFRAG_DLT_RAW 101         /* LINKTYPE_RAW: how a reassembled datagram is decoded */
+
+typedef struct af_defrag af_defrag;
+
+/* NULL when out of memory. Counts into stats (packets_read, aside, defrag_* fields). */
+af_defrag *af_defrag_new(const af_config *cfg, uint64_t seed, af_stats *stats);
+void af_defrag_free(af_defrag *d);
+
+/* Takes one fragment (pkt->frag != AF_FRAG_NONE; `end` is the end of the captured frame).
+ * Returns NULL when the fragment was held or dropped (and counted), or the reassembled datagram
+ * (an IP packet of *len bytes, valid until the next call) when this fragment completed it;
+ * *captured is then the captured bytes of all its fragments. */
+const uint8_t *af_defrag_add(af_defrag *d, const af_packet *pkt, const uint8_t *end, uint32_t caplen,
+                             uint64_t ts_ns, uint32_t *len, uint32_t *captured);
+/* Gives up datagrams whose first fragment is fragment_timeout older than now_ns. */
+void af_defrag_expire(af_defrag *d, uint64_t now_ns);
+/* The source ended: gives up every datagram still incomplete ("unfinished"). */
+void af_defrag_flush(af_defrag *d);
+/* Fills the gauges of stats (datagrams in progress, memory in use). */
+void af_defrag_gauges(const af_defrag *d, af_stats *out);
+
+#endif
