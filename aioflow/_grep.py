@@ -1,0 +1,201 @@
+"""`aioflow grep`: flowgrep on aioflow's reassembled streams. Client patterns search what the
+client sent, server patterns what the server sent; a stream matches once, as soon as the data
+that completes a match arrives (it may span segments); matched (or, inverted, unmatched) flows
+are printed, logged to files when they end, and on a live interface can be reset."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from ._flow import Flow
+from ._grep_match import Match, Matcher, StreamScanner, search_datagrams
+from ._parser import FlowParser
+from ._tcp_kill import TcpKiller
+
+PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6", 132: "sctp"}
+CLIENT, SERVER = "client", "server"
+
+
+@dataclass
+class GrepConfig:
+    client: Sequence[Matcher]  # what the client sent is searched with these (-c, -f, -a, -e)
+    server: Sequence[Matcher]  # what the server sent (-s, -F, -a, -e)
+    invert: bool = False  # -v: report the flows that did not match
+    log_dir: Path | None = None  # -l: write matched streams there when their flow ends
+    print_files: bool = False  # -x: print the logged file names (for xargs)
+    kill: bool = False  # -k: reset matched TCP streams (live interfaces)
+    output: str = "text"  # text or json lines
+
+
+@dataclass
+class GrepSummary:
+    flows: int = 0
+    matched: int = 0
+    reported: int = 0
+    files: list[Path] = field(default_factory=list)
+    resets_sent: int = 0
+
+
+@dataclass
+class _FlowState:
+    scanners: dict[str, StreamScanner]
+    match: tuple[str, Match] | None = None
+    killed: bool = False
+
+
+def _endpoint(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _describe(flow: Flow) -> dict[str, Any]:
+    return {
+        "flow_id": flow.id,
+        "protocol": PROTOCOL_NAMES.get(flow.protocol, str(flow.protocol)),
+        "src_ip": flow.src_ip,
+        "src_port": flow.src_port,
+        "dst_ip": flow.dst_ip,
+        "dst_port": flow.dst_port,
+    }
+
+
+class Grep:
+    """Consumes a parser's stream events; one instance per run."""
+
+    def __init__(self, config: GrepConfig, out: TextIO, killer: TcpKiller | None = None) -> None:
+        self.config = config
+        self.out = out
+        self.killer = killer
+        self.summary = GrepSummary()
+        self._flows: dict[int, _FlowState] = {}
+
+    async def run(self, parser: FlowParser) -> GrepSummary:
+        async for event in parser.stream_events():
+            if isinstance(event, Flow):
+                self._ended(event)
+            else:
+                self._chunk(event)
+        return self.summary
+
+    def _state(self, flow: Flow) -> _FlowState:
+        state = self._flows.get(flow.id)
+        if state is None:
+            scanners = {}
+            if self.config.client:
+                scanners[CLIENT] = StreamScanner(self.config.client)
+            if self.config.server:
+                scanners[SERVER] = StreamScanner(self.config.server)
+            state = self._flows[flow.id] = _FlowState(scanners)
+        return state
+
+    def _chunk(self, chunk: Any) -> None:
+        state = self._state(chunk.flow)
+        if state.match is not None:
+            return
+        scanner = state.scanners.get(chunk.direction)
+        if scanner is None:
+            return
+        if chunk.datagram_lengths is not None:
+            found = search_datagrams(scanner.matchers, chunk.data, chunk.datagram_lengths)
+            if found is not None:  # offsets in the direction's datagrams, as for a stream
+                found = Match(chunk.offset + found.start, chunk.offset + found.end, found.data, found.pattern)
+        else:
+            found = scanner.feed(chunk.offset, chunk.data)
+        if found is not None:
+            self._matched(chunk.flow, state, chunk.direction, found, chunk)
+        elif self.config.invert and self.config.kill:
+            self._kill(state, chunk)  # flowgrep -v -k: any data that does not match is reset
+
+    def _matched(self, flow: Flow, state: _FlowState, side: str, found: Match, chunk: Any | None) -> None:
+        state.match = (side, found)
+        self.summary.matched += 1
+        if not self.config.invert:
+            if self.config.kill and chunk is not None:
+                self._kill(state, chunk)
+            if self.config.log_dir is None:
+                self._report(flow, side, found)
+
+    def _kill(self, state: _FlowState, chunk: Any) -> None:
+        """RSTs to both ends: to the receiver of this data at the sequence number after it, to its
+        sender at the one this direction last acknowledged."""
+        flow = chunk.flow
+        if self.killer is None or state.killed or flow.protocol != 6 or chunk.next_seq is None:
+            return
+        state.killed = True
+        sender, receiver = (flow.src_ip, flow.src_port), (flow.dst_ip, flow.dst_port)
+        if chunk.direction == SERVER:
+            sender, receiver = receiver, sender
+        self.killer.reset(*sender, *receiver, chunk.next_seq)
+        if chunk.last_ack is not None:
+            self.killer.reset(*receiver, *sender, chunk.last_ack)
+        self.summary.resets_sent = self.killer.sent
+
+    def _ended(self, flow: Flow) -> None:
+        self.summary.flows += 1
+        state = self._flows.pop(flow.id, None)
+        if state is not None and state.match is None:
+            for side, scanner in state.scanners.items():
+                found = scanner.finish()
+                if found is not None:
+                    self._matched(flow, state, side, found, None)
+                    break
+        matched = state is not None and state.match is not None
+        if matched == self.config.invert:
+            return
+        if self.config.log_dir is not None:
+            self._log(flow)
+        elif self.config.invert:
+            self._report(flow, None, None)
+
+    def _report(self, flow: Flow, side: str | None, found: Match | None) -> None:
+        self.summary.reported += 1
+        if self.config.output == "json":
+            record = _describe(flow)
+            if found is not None:
+                record.update(side=side, offset=found.start, pattern=found.pattern,
+                              match=found.data.decode("latin-1"))  # fmt: skip
+            self.out.write(json.dumps(record) + "\n")
+            return
+        line = (f"{flow.first_seen:.6f} {PROTOCOL_NAMES.get(flow.protocol, flow.protocol)} "
+                f"{_endpoint(flow.src_ip, flow.src_port)} -> {_endpoint(flow.dst_ip, flow.dst_port)}")  # fmt: skip
+        if found is not None:
+            line += f" {side}@{found.start} {found.data[:80]!r}"
+        else:
+            line += " (no match)"
+        self.out.write(line + "\n")
+
+    def _log(self, flow: Flow) -> None:
+        """flowgrep's file names: TCP/UDP `time-src-sport-dst-dport-tcp|udp`, one file per direction
+        named from its sender; other IP `time-src-dst-protoN` (time: the flow's first second)."""
+        assert self.config.log_dir is not None
+        stamp = int(flow.first_seen)
+        if flow.protocol in (6, 17):
+            kind = PROTOCOL_NAMES[flow.protocol]
+            files = [
+                (f"{stamp}-{flow.src_ip}-{flow.src_port}-{flow.dst_ip}-{flow.dst_port}-{kind}", flow.client_stream),
+                (f"{stamp}-{flow.dst_ip}-{flow.dst_port}-{flow.src_ip}-{flow.src_port}-{kind}", flow.server_stream),
+            ]
+        else:
+            files = [(f"{stamp}-{flow.src_ip}-{flow.dst_ip}-proto{flow.protocol}", flow.client_stream or b"")]
+        for name, data in files:
+            path = _unique(self.config.log_dir / name.replace(":", "_"))
+            path.write_bytes(data or b"")
+            self.summary.files.append(path)
+            if self.config.print_files:
+                self.out.write(f"{path}\n")
+
+
+def _unique(path: Path) -> Path:
+    """Two flows of the same endpoints in one second must not overwrite each other's files."""
+    candidate, n = path, 1
+    while True:
+        try:
+            os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = path.with_name(f"{path.name}.{n}")
