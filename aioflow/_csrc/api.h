@@ -171,7 +171,8 @@ typedef struct {
     uint64_t stream_peak_memory;
     uint64_t stream_bytes;        /* in-order TCP payload and UDP datagram bytes reassembled */
     uint64_t stream_datagrams;    /* UDP datagrams seen with reassembly */
-    uint64_t stream_bytes_truncated;  /* past max_stream_bytes: not kept (chunks still carry them) */
+    uint64_t stream_bytes_truncated;  /* not kept: past max_stream_bytes, or once keeping stopped
+                                         (chunks still carry them) */
     uint64_t stream_bytes_dropped;    /* not stored for lack of arena memory (holes record them) */
     uint64_t stream_segments_dropped; /* out-of-order segments dropped for lack of arena memory */
     uint64_t stream_retransmitted_bytes;  /* received again: ignored (first wins) */

@@ -270,7 +270,9 @@ static void keep(af_streams *s, flow_state *fs, uint32_t slot, dir_state *d, con
     uint32_t kept_now = 0;
     s->stats->stream_bytes += n;
     if (s->chunks && pending_of(d) == 0) d->chunk_off = d->next_off;
-    if (!d->stopped) {
+    if (d->stopped) {
+        s->stats->stream_bytes_truncated += n;
+    } else {
         uint32_t room = s->max_stream - d->kept.len;
         if (frame) {   /* a datagram is kept whole or not at all */
             if (n + hn > room) {
@@ -394,15 +396,12 @@ static void buffer_segment(af_streams *s, dir_state *d, uint64_t from, const uin
     }
 }
 
-/* Moves chain `from` to the end of chain `to`, a block at a time (one freed per one taken);
- * `shift` is added to each pair's first uint64 when the chain holds (offset, length) pairs. */
-static void chain_move(af_streams *s, chain *to, chain *from, int pairs, uint64_t shift) {
+/* Moves chain `from` to the end of chain `to`, a block at a time (one freed per one taken). */
+static void chain_move(af_streams *s, chain *to, chain *from) {
     uint32_t left = from->len;
     for (uint32_t b = from->head; b;) {
         uint32_t k = left < AF_STREAM_BLOCK ? left : AF_STREAM_BLOCK;
         uint32_t next = s->next[b - 1];
-        if (pairs)
-            for (uint32_t i = 0; i < k / 16; i++) ((uint64_t *)(void *)blk(s, b))[2 * i] += shift;
         chain_append(s, to, blk(s, b), k, 1);
         block_free(s, b);
         left -= k;
@@ -413,38 +412,48 @@ static void chain_move(af_streams *s, chain *to, chain *from, int pairs, uint64_
 
 /* A stream picked up mid-stream meets data from before its first segment (reordering): as
  * tcpflow does, the stream is extended at the front, while none of it was handed over yet and
- * it fits. Returns 0 when it cannot be, and the data is ignored. */
+ * it fits. When a gap separates the new data from the old start, what was in order so far waits
+ * as an out-of-order segment, so that the gap can still fill. Returns 0 when it cannot be done
+ * (the data is then ignored). */
 static int prepend(af_streams *s, flow_state *fs, uint32_t slot, dir_state *d, const uint8_t *data,
                    uint32_t n, uint32_t shift) {
-    uint32_t gap = shift - n;   /* between this data and the old start: a hole */
+    uint32_t gap = shift - n;
     if (d->syn_seen || d->handed_over || d->stopped || d->over.len || (uint64_t)d->kept.len + n > s->max_stream ||
-        (gap && d->hole_count >= AF_STREAM_MAX_HOLES))
+        (gap && d->hole_count))
         return 0;
-    chain kept = {0, 0, 0, 0}, holes = {0, 0, 0, 0};
-    uint64_t pair[2] = {n, gap};
-    if (chain_append(s, &kept, data, n, 1) != n || (gap && chain_append(s, &holes, (uint8_t *)pair, 16, 1) != 16)) {
+    chain kept = {0, 0, 0, 0}, seg_chain = {0, 0, 0, 0};
+    seg_hdr h = {shift, d->kept.len, d->ooo};
+    if (chain_append(s, &kept, data, n, 1) != n ||
+        (gap && d->kept.len && chain_append(s, &seg_chain, (const uint8_t *)&h, sizeof h, 1) != sizeof h)) {
         chain_free(s, &kept);
-        chain_free(s, &holes);
+        chain_free(s, &seg_chain);
         return 0;
     }
     uint32_t old_pending = pending_of(d);
-    chain_move(s, &kept, &d->kept, 0, 0);
-    chain_move(s, &holes, &d->holes, 1, shift);
-    d->kept = kept;
-    d->holes = holes;
-    if (gap) {
-        d->hole_count++;
-        s->stats->stream_holes++;
-        s->stats->stream_hole_bytes += gap;
-    }
     for (uint32_t b = d->ooo; b; b = seg(s, b)->next) seg(s, b)->off += shift;
-    d->next_off += shift;
+    if (gap) {   /* the old data becomes the first out-of-order segment */
+        if (d->kept.len) {
+            d->ooo_bytes += d->kept.len;
+            chain_move(s, &seg_chain, &d->kept);
+            d->ooo = seg_chain.head;
+        }
+        d->next_off = n;
+    } else {
+        chain_move(s, &kept, &d->kept);
+        d->next_off += shift;
+        uint32_t left = d->hole_count;   /* holes move back with the data after them */
+        for (uint32_t b = d->holes.head; b && left; b = s->next[b - 1])
+            for (uint32_t i = 0; i < AF_STREAM_BLOCK / 16 && left; i++, left--)
+                ((uint64_t *)(void *)blk(s, b))[2 * i] += shift;
+    }
+    d->kept = kept;
     d->base_seq -= shift;
     d->emit_blk = d->emit_off = d->emitted = 0;
     s->stats->stream_bytes += n;
     if (s->chunks) {
         d->chunk_off = 0;
-        mark_pending(s, fs, slot, d, d->kept.len - old_pending);
+        if (d->kept.len >= old_pending) mark_pending(s, fs, slot, d, d->kept.len - old_pending);
+        else s->pending_bytes -= old_pending - d->kept.len;
     }
     return 1;
 }
