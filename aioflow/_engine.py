@@ -63,7 +63,7 @@ class EngineConfig:
     promiscuous: bool = True
     buffer_size: int = 0  # kernel capture buffer in bytes; 0: libpcap's default
     reassemble: bool = False  # TCP streams and UDP payloads (implies IP defragmentation)
-    stream_chunks: bool = False  # reassemble: also chunks of new in-order data (stream_events)
+    stream_chunks: bool = False  # reassemble: chunks of new in-order data from the start (else: enable_chunks)
     max_stream_bytes: int = 1 << 20
     max_reassembly_memory: int = 256 << 20
 
@@ -165,6 +165,10 @@ class Engine:
 
     def stop(self) -> None:
         lib.af_stop(self._engine)
+
+    def enable_chunks(self) -> None:
+        """reassemble: chunks of the data that comes from now on (stream_events)."""
+        lib.af_enable_chunks(self._engine)
 
     def lookup(
         self, version: int, a: bytes, port_a: int, b: bytes, port_b: int, proto: int, vlan: int

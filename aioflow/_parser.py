@@ -152,7 +152,6 @@ class FlowParser:
             headers=headers,
             hash_seed=hash_seed,
             reassemble=reassemble,
-            stream_chunks=reassemble,
             max_stream_bytes=max_stream_bytes,
             max_reassembly_memory=max_reassembly_memory,
         )
@@ -320,7 +319,9 @@ class FlowParser:
     def stream_events(self) -> AsyncIterator[StreamChunk | Flow]:
         """reassemble=True: in engine order, a StreamChunk for new in-order data of a flow
         direction (at most one per direction per batch) and each ended Flow after its chunks.
-        Subscribes as terminated() does (a file waits for it; live drops are counted)."""
+        Subscribes as terminated() does (a file waits for it; live drops are counted). Chunks
+        start with the first call: make it before the first await after entering to get every
+        stream from its start."""
         return _EventStream(self._take_subscriber(self._require_reassembly("stream_events")).receive, False)
 
     def chunks(self) -> AsyncIterator[StreamChunk]:
@@ -331,6 +332,9 @@ class FlowParser:
     def _require_reassembly(self, name: str) -> None:
         if not self._config.reassemble:
             raise ConfigError(f"{name}() needs FlowParser(..., reassemble=True)")
+        # Chunks cost a copy of every byte: made only from the first such subscriber on. Called
+        # before the first await after entering (the usual way), that is before any packet.
+        self._require_engine().enable_chunks()
 
     def _take_subscriber(self, _checked: None = None) -> _Subscriber:
         if self._first is None and not self._subscribers:

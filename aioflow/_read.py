@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import select
 from collections.abc import Iterator
@@ -19,8 +18,7 @@ if TYPE_CHECKING:
 def _engine_for(source: str | os.PathLike[str], options: dict[str, Any]) -> Engine:
     # FlowParser validates and converts the options exactly as the async API does; files only.
     parser = FlowParser(source, live=False, **options)
-    # read() yields ended flows only: no chunks (stream_events() is FlowParser's)
-    return Engine(source, dataclasses.replace(parser._config, stream_chunks=False))
+    return Engine(source, parser._config)
 
 
 def _batches(source: str | os.PathLike[str], options: dict[str, Any]) -> Iterator[Batch]:

@@ -387,6 +387,28 @@ def test_at_most_one_chunk_per_flow_direction_per_batch() -> None:
         engine.close()
 
 
+def test_no_chunks_without_a_stream_events_subscriber() -> None:
+    """Chunks copy every byte once more: terminated()/read() consumers do not pay for them."""
+    engine = Engine(DATA / "zeek_tcp_reassembly.pcap", EngineConfig(reassemble=True))
+    try:
+        fd = engine.start(64, 2)
+        import select
+
+        chunks = streams = 0
+        while True:
+            state, batch = engine.take_ready()
+            if state == "wait":
+                select.select([fd], [], [])
+                continue
+            chunks += batch.chunk_count
+            streams += len(batch.stream_data)
+            if state == "done":
+                break
+        assert chunks == 0 and streams > 0
+    finally:
+        engine.close()
+
+
 def test_next_seq_and_last_ack_follow_the_sequence_numbers(tmp_path: Path) -> None:
     frames = [*handshake(), c2s(0, TEXT[:100]), s2c(0, TEXT[:300], 100), c2s(100, TEXT[100:150], ACK | PSH)]
     path = write_pcap(tmp_path / "seq.pcap", frames)

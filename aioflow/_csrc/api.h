@@ -218,3 +218,5 @@ void af_close(af_engine *engine);
 void af_batch_stream_sizes(af_engine *engine, uint32_t capacity, uint32_t *chunks, uint64_t *data);
 int af_batch_streams_alloc(af_engine *engine, af_batch *batch, uint32_t capacity);
 void af_batch_streams_free(af_batch *batch);
+/* reassemble: start emitting chunks (stream_events) with the data that comes next. */
+void af_enable_chunks(af_engine *engine);

@@ -697,6 +697,13 @@ int af_batch_streams_alloc(af_engine *e, af_batch *b, uint32_t capacity) {
 
 void af_batch_streams_free(af_batch *b) { af_streams_batch_free(b); }
 
+void af_enable_chunks(af_engine *e) {
+    if (!e->streams) return;
+    pthread_mutex_lock(&e->mu);
+    af_streams_enable_chunks(e->streams, e->table.hwm);
+    pthread_mutex_unlock(&e->mu);
+}
+
 static void batch_clear(af_batch *out) {
     out->count = 0;
     out->header_count = 0;

@@ -65,7 +65,11 @@ struct af_streams {
 
 static void *reserve(size_t bytes) {
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    return p == MAP_FAILED ? NULL : p;
+    if (p == MAP_FAILED) return NULL;
+#ifdef MADV_HUGEPAGE
+    if (bytes >= (2u << 20)) madvise(p, bytes, MADV_HUGEPAGE);   /* blocks are touched at random */
+#endif
+    return p;
 }
 
 static size_t mem_bytes(const af_streams *s) { return (size_t)s->max_blocks * AF_STREAM_BLOCK; }
@@ -600,6 +604,22 @@ static void emit_chunk(af_streams *s, const af_table *t, uint32_t slot, int endp
     c->direction = (uint8_t)(endpoint != f->src_idx);
     c->protocol = f->key.proto;
     s->stats->stream_chunks++;
+}
+
+void af_streams_enable_chunks(af_streams *s, uint32_t slots) {
+    if (s->chunks) return;
+    /* what was kept so far counts as handed over: chunks start with the data that comes next */
+    for (uint32_t slot = 1; slot <= slots; slot++) {
+        for (int i = 0; i < 2; i++) {
+            dir_state *d = &s->flows[slot - 1].d[i];
+            if (!d->started) continue;
+            d->emitted = d->kept.len;
+            d->emit_blk = d->kept.tail;
+            d->emit_off = d->kept.tail_fill;
+            d->handed_over = 1;
+        }
+    }
+    s->chunks = 1;
 }
 
 void af_streams_finish_batch(af_streams *s, const af_table *t, af_batch *out) {

@@ -50,6 +50,8 @@ void af_streams_packet(af_streams *s, const af_table *t, uint32_t slot, int send
 void af_streams_chunks_of(af_streams *s, const af_table *t, uint32_t slot, af_batch *out);
 void af_streams_emit(af_streams *s, const af_table *t, uint32_t slot, af_batch *out, uint32_t record,
                      int ending);
+/* Chunks from now on, for flows in slots 1..slots (the new data only). */
+void af_streams_enable_chunks(af_streams *s, uint32_t slots);
 /* End of a batch: a chunk for every direction with new data. */
 void af_streams_finish_batch(af_streams *s, const af_table *t, af_batch *out);
 /* Fills a chunk's flow snapshot (engine.c). */
