@@ -16,6 +16,7 @@ capture of its own.
 from __future__ import annotations
 
 import ipaddress
+import os
 import shutil
 import struct
 import subprocess
@@ -28,6 +29,9 @@ import dpkt
 import reference
 
 TCPFLOW = shutil.which("tcpflow")
+# Not under `make sanitize`'s preloaded ASan: tcpflow reads past its buffers on some captures
+# (the truncated-header ones in EXCLUDED), which is tcpflow's fault, not aioflow's.
+TOOL_ENV = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
 Direction = tuple[str, int, str, int]  # source address, port, destination address, port
 
 _ETHERTYPE_LINKS = {reference.LT_ETHERNET: (12, 14), reference.LT_SLL: (14, 16)}
@@ -79,7 +83,7 @@ def tcpflow_streams(path: Path, strip: bool = True) -> dict[Direction, list[byte
         (d / "out").mkdir()
         # -Z: bodies as sent (no gzip decoding); -X: the report where tests find the files
         subprocess.run([TCPFLOW, "-Z", "-o", str(d / "out"), "-X", str(d / "report.xml"), "-r", str(src)],
-                       capture_output=True, check=False, timeout=300)  # fmt: skip
+                       capture_output=True, check=False, timeout=300, env=TOOL_ENV)  # fmt: skip
         report = d / "report.xml"
         if not report.exists():
             return {}

@@ -571,7 +571,8 @@ static void enqueue(af_engine *e, const struct pcap_pkthdr *h, const u_char *dat
     if (e->streams) {   /* TCP/UDP payload of an unfragmented packet, for af_streams_packet */
         uint32_t n = p->frag == AF_FRAG_NONE && p->payload ? p->payload_len : 0;
         q->payload_len = n < AF_STREAM_MAX_PAYLOAD ? n : AF_STREAM_MAX_PAYLOAD;
-        memcpy(e->payloads + (size_t)(q - e->queue) * AF_STREAM_MAX_PAYLOAD, p->payload, q->payload_len);
+        if (q->payload_len)
+            memcpy(e->payloads + (size_t)(q - e->queue) * AF_STREAM_MAX_PAYLOAD, p->payload, q->payload_len);
     }
     p->l3 = NULL;   /* points into libpcap's buffer, which the next read reuses */
     p->payload = NULL;
