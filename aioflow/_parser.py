@@ -71,7 +71,8 @@ class ParserInfo:
     # reassemble=True: stream_memory/stream_peak_memory (arena bytes), stream_bytes, stream_datagrams,
     # and what was not kept: stream_bytes_truncated (max_stream_bytes), stream_bytes_dropped and
     # stream_segments_dropped (max_reassembly_memory), stream_holes_dropped; stream_retransmitted_bytes,
-    # stream_holes, stream_hole_bytes, stream_forced (holes skipped for out-of-order room), stream_chunks
+    # stream_holes, stream_hole_bytes, stream_forced (holes skipped for out-of-order room), stream_chunks;
+    # live: chunks_dropped (chunks a stream_events() consumer had no room for)
     reassembly: dict[str, int]
 
 
@@ -170,6 +171,7 @@ class FlowParser:
         self._task_group: TaskGroup | None = None
         self._live_wait: anyio.CancelScope | None = None  # stop() cancels a live reader's wait
         self._flows_dropped = 0  # live: ended flows the consumer had no room for
+        self._chunks_dropped = 0  # live: stream chunks the consumer had no room for
         shortest = min(self._config.idle_timeout_ns, self._config.fin_timeout_ns) / 1e9
         self._reap_ceiling = min(REAP_IDLE_SECONDS, max(shortest / 8, REAP_MIN_SECONDS))
         # terminated()'s subscribers, each with its own bounded buffer. The first one is made on
@@ -298,6 +300,7 @@ class FlowParser:
                     except anyio.WouldBlock:
                         sub.dropped += batch.count
                         self._flows_dropped += batch.count
+                        self._chunks_dropped += batch.chunk_count
                 else:  # a file waits for its slowest consumer: nothing is lost
                     await sub.send.send(batch)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -431,7 +434,8 @@ class FlowParser:
             kernel_dropped=s["kernel_dropped"],
             interface_dropped=s["interface_dropped"],
             flows_dropped=self._flows_dropped,
-            reassembly={k: v for k, v in s.items() if k.startswith("stream_")},
+            reassembly={k: v for k, v in s.items() if k.startswith("stream_")}
+            | {"chunks_dropped": self._chunks_dropped},
         )
 
     def _require_engine(self) -> Engine:
