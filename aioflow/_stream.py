@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from typing import Any
 
@@ -54,29 +55,56 @@ class StreamChunk:
         )
 
 
-def _chunk(batch: Batch, j: int) -> StreamChunk:
-    c: Any = batch.chunks[j]
-    raw = batch.stream_data[c.data_at : c.data_at + c.length]
-    # the snapshot's view keeps the batch's chunk array (which holds its record) alive
-    flow = Flow(Batch(ffi.addressof(batch.chunks[j], "flow"), 1, chunks=batch.chunks), 0)
-    direction = DIRECTIONS[c.direction]
-    if c.protocol == 17:
+# A chunk's fields after its flow snapshot, read with one unpack rather than one cffi access each.
+_FIELDS = struct.Struct("=QQQIIIIBBB")
+_FIELDS_AT = ffi.offsetof("af_chunk", "data_at")
+_CHUNK_SIZE = ffi.sizeof("af_chunk")
+assert ffi.offsetof("af_chunk", "protocol") == _FIELDS_AT + _FIELDS.size - 1, "af_chunk layout changed"
+
+
+class _ChunkFlows:
+    """Batch-like view of a batch's chunk snapshots, so Flow(view, j) reads chunk j's record."""
+
+    __slots__ = ("chunks", "headers", "streams")
+
+    def __init__(self, chunks: Any) -> None:
+        self.chunks = chunks  # keeps the C array alive as long as a snapshot Flow is
+        self.headers = None
+        self.streams = None
+
+    @property
+    def records(self) -> _ChunkFlows:
+        return self
+
+    def __getitem__(self, j: int) -> Any:
+        return self.chunks[j].flow
+
+
+def _chunk(batch: Batch, flows: _ChunkFlows, j: int, fields: tuple[int, ...]) -> StreamChunk:
+    data_at, offset, ts_ns, length, _, next_seq, last_ack, direction, has_ack, protocol = fields
+    raw = batch.stream_data[data_at : data_at + length]
+    flow = Flow(flows, j)  # type: ignore[arg-type]
+    if protocol == 17:
         grams = unframe(raw)
-        return StreamChunk(flow, direction, c.offset, b"".join(grams), c.ts_ns,
+        return StreamChunk(flow, DIRECTIONS[direction], offset, b"".join(grams), ts_ns,
                            datagram_lengths=tuple(len(g) for g in grams))  # fmt: skip
     return StreamChunk(
-        flow, direction, c.offset, raw, c.ts_ns, next_seq=c.next_seq, last_ack=c.last_ack if c.has_ack else None
+        flow, DIRECTIONS[direction], offset, raw, ts_ns, next_seq=next_seq, last_ack=last_ack if has_ack else None
     )
 
 
 def batch_events(batch: Batch, chunks_only: bool) -> Iterator[StreamChunk | Flow]:
     """The batch's chunks and ended flows in engine order (a flow's chunks before the flow)."""
+    n = batch.chunk_count
+    raw = ffi.buffer(batch.chunks) if n else b""
+    fields = [_FIELDS.unpack_from(raw, j * _CHUNK_SIZE + _FIELDS_AT) for j in range(n)]
+    flows = _ChunkFlows(batch.chunks)
     j = 0
     for i in range(batch.count):
-        while j < batch.chunk_count and batch.chunks[j].before_record <= i:
-            yield _chunk(batch, j)
+        while j < n and fields[j][4] <= i:  # [4]: records emitted before the chunk
+            yield _chunk(batch, flows, j, fields[j])
             j += 1
         if not chunks_only:
             yield Flow(batch, i)
-    for k in range(j, batch.chunk_count):
-        yield _chunk(batch, k)
+    for k in range(j, n):
+        yield _chunk(batch, flows, k, fields[k])
