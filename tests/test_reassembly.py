@@ -141,7 +141,7 @@ def s2c(off: int, data: bytes, ack: int = 0, flags: int = ACK | PSH) -> bytes:
 
 
 def the_flow(path: Path, **options: Any) -> aioflow.Flow:
-    flows = [f for f in aioflow.read(path, reassemble=True, **NO_TIMEOUTS, **options) if f.protocol == 6]
+    flows = [f for f in aioflow.read(path, reassemble=True, **{**NO_TIMEOUTS, **options}) if f.protocol == 6]
     assert len(flows) == 1, flows
     return flows[0]
 
@@ -278,6 +278,19 @@ def test_max_stream_bytes_truncates_the_kept_stream_not_the_chunks(tmp_path: Pat
     assert _info(path, max_stream_bytes=1000).reassembly["stream_bytes_truncated"] == 2000
 
 
+def test_active_timeout_hands_each_record_its_part(tmp_path: Path) -> None:
+    """A flow split by active_timeout: each record carries what was kept since the previous one;
+    together, and in chunks, they are the whole stream."""
+    frames = [*handshake(), *(c2s(i * 100, TEXT[i * 100 : i * 100 + 100]) for i in range(30))]
+    path = write_pcap(tmp_path / "active.pcap", frames)
+    records = [f for f in aioflow.read(path, reassemble=True, active_timeout=0.005) if f.protocol == 6]
+    assert len(records) > 3 and [f.end_reason for f in records[:-1]] == ["active"] * (len(records) - 1)
+    assert b"".join(f.client_stream or b"" for f in records) == TEXT[:3000]
+    chunks, _ = _events(path, active_timeout=0.005)
+    assert b"".join(c.data for c in chunks) == TEXT[:3000]
+    assert [c.offset for c in chunks] == sorted({c.offset for c in chunks})
+
+
 def test_out_of_order_flood_stays_within_memory(tmp_path: Path) -> None:
     """Thousands of flows each sending segments after a gap that never fills: the arena stays
     within max_reassembly_memory, what did not fit is counted, every packet is still counted."""
@@ -325,7 +338,7 @@ def test_needs_reassembly_for_events_and_checks_bounds() -> None:
 
 def _events(path: Path, **options: Any) -> tuple[list[aioflow.StreamChunk], list[object]]:
     async def run() -> list[object]:
-        async with aioflow.FlowParser(path, reassemble=True, **NO_TIMEOUTS, **options) as parser:  # type: ignore[arg-type]
+        async with aioflow.FlowParser(path, reassemble=True, **{**NO_TIMEOUTS, **options}) as parser:  # type: ignore[arg-type]
             return [e async for e in parser.stream_events()]
 
     import anyio
