@@ -15,6 +15,7 @@ from ._errors import (
 from ._flow import Flow, PacketHeader
 from ._parser import FlowParser, ParserInfo
 from ._read import read, read_frame
+from ._stream import StreamChunk
 
 __version__ = "0.1.0"
 
@@ -32,6 +33,7 @@ __all__ = [
     "InterfaceNotFoundError",
     "PacketHeader",
     "ParserInfo",
+    "StreamChunk",
     "__version__",
     "read",
     "read_frame",

@@ -18,7 +18,7 @@ from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
 CSRC = HERE / "_csrc"
-SOURCES = ["decode.c", "fragments.c", "defrag.c", "flowtable.c", "engine.c", "producer.c"]
+SOURCES = ["decode.c", "fragments.c", "defrag.c", "flowtable.c", "engine.c", "producer.c", "stream.c"]
 
 
 def _pcap_flags() -> tuple[list[str], list[str]]:

@@ -81,18 +81,37 @@ class EngineConfig:
     max_fragments_per_datagram: int = 128
     max_datagram_size: int = 65575
     max_fragment_memory: int = 16 * 2**20
+    reassemble: bool = False  # TCP streams and UDP payloads (implies IP defragmentation)
+    stream_chunks: bool = False  # reassemble: chunks of new in-order data from the start (else: enable_chunks)
+    max_stream_bytes: int = 1 << 20
+    max_reassembly_memory: int = 256 << 20
 
 
 class Batch:
-    """Flow records copied out of C in one go (exact size), plus their kept headers."""
+    """Flow records copied out of C in one go (exact size), plus their kept headers and, with
+    reassembly, their streams (`streams[i]` locates record i's in `stream_data`) and the chunks."""
 
-    __slots__ = ("count", "header_count", "headers", "records")
+    __slots__ = ("chunk_count", "chunks", "count", "header_count", "headers", "records", "stream_data", "streams")
 
-    def __init__(self, records: Any, count: int, headers: Any = None, header_count: int = 0) -> None:
+    def __init__(
+        self,
+        records: Any,
+        count: int,
+        headers: Any = None,
+        header_count: int = 0,
+        streams: Any = None,
+        chunks: Any = None,
+        chunk_count: int = 0,
+        stream_data: bytes = b"",
+    ) -> None:
         self.records = records
         self.count = count
         self.headers = headers
         self.header_count = header_count
+        self.streams = streams
+        self.chunks = chunks
+        self.chunk_count = chunk_count
+        self.stream_data = stream_data
 
     def raw_records(self) -> Any:
         """The records as a buffer (for numpy's bulk path)."""
@@ -122,6 +141,14 @@ class Engine:
         )
         cfg.max_datagram_size = _check_range("max_datagram_size", config.max_datagram_size, 68, 65575)
         cfg.max_fragment_memory = _check_range("max_fragment_memory", config.max_fragment_memory, 512, 2**40)
+        if config.reassemble:
+            cfg.reassemble = 1
+            cfg.defragment = 1  # a stream needs whole datagrams
+            cfg.stream_chunks = int(config.stream_chunks)
+            cfg.max_stream_bytes = _check_range("max_stream_bytes", config.max_stream_bytes, 1, 2**30)
+            cfg.max_reassembly_memory = _check_range(
+                "max_reassembly_memory", config.max_reassembly_memory, 2**20, 2**48
+            )
         self.headers_per_flow = config.headers
         path = os.fsencode(source)
         bpf = config.filter.encode() if config.filter else ffi.NULL
@@ -166,6 +193,10 @@ class Engine:
     def stop(self) -> None:
         lib.af_stop(self._engine)
 
+    def enable_chunks(self) -> None:
+        """reassemble: chunks of the data that comes from now on (stream_events)."""
+        lib.af_enable_chunks(self._engine)
+
     def lookup(
         self, version: int, a: bytes, port_a: int, b: bytes, port_b: int, proto: int, vlan: int
     ) -> Batch | None:
@@ -192,6 +223,10 @@ class Engine:
                 self._scratch_headers = ffi.new("af_header[]", LIVE_BATCH_RECORDS * self.headers_per_flow)
                 self._scratch.headers = self._scratch_headers
                 self._scratch.header_capacity = LIVE_BATCH_RECORDS * self.headers_per_flow
+            # reassembly: C gives the batch its stream room (reserved, backed as used), freed with it
+            if lib.af_batch_streams_alloc(self._engine, self._scratch, LIVE_BATCH_RECORDS) != lib.AF_OK:
+                raise _errors.EngineError("out of memory for the stream batch (lower max_stream_bytes)")
+            self._scratch_streams = ffi.gc(self._scratch, lib.af_batch_streams_free)
         return self._scratch
 
     def pump_some(self, max_packets: int) -> tuple[str, Batch]:
@@ -238,7 +273,7 @@ class Engine:
 
 def _copy_batch(b: Any) -> Batch:
     """A filled C batch copied into Python-owned memory of its exact size."""
-    if not b.count:
+    if not b.count and not b.chunk_count:
         return EMPTY_BATCH
     records = ffi.new("af_record[]", b.count)
     ffi.memmove(records, b.records, b.count * RECORD_SIZE)
@@ -246,7 +281,16 @@ def _copy_batch(b: Any) -> Batch:
     if b.header_count:
         headers = ffi.new("af_header[]", b.header_count)
         ffi.memmove(headers, b.headers, b.header_count * ffi.sizeof("af_header"))
-    return Batch(records, b.count, headers, b.header_count)
+    batch = Batch(records, b.count, headers, b.header_count)
+    if b.streams != ffi.NULL:  # reassembly: one copy of the stream bytes, views cut from it later
+        batch.streams = ffi.new("af_stream_info[]", b.count)
+        ffi.memmove(batch.streams, b.streams, b.count * ffi.sizeof("af_stream_info"))
+        batch.chunk_count = b.chunk_count
+        if b.chunk_count:
+            batch.chunks = ffi.new("af_chunk[]", b.chunk_count)
+            ffi.memmove(batch.chunks, b.chunks, b.chunk_count * ffi.sizeof("af_chunk"))
+        batch.stream_data = ffi.buffer(b.stream_data, b.stream_data_used)[:]
+    return batch
 
 
 def _stats_dict(s: Any, engine: Any) -> dict[str, Any]:

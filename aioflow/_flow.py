@@ -8,6 +8,7 @@ the epoch, with exact integer nanoseconds in the `*_ns` twins.
 from __future__ import annotations
 
 import ipaddress
+import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,17 @@ _C_NAMES = {
     "dst2src_last_seen_ns": "dst2src_last_ns",
 }
 FLAG_COUNT_FIELDS = tuple(f"{d}_{flag}_packets" for d in ("src2dst", "dst2src") for flag in TCP_FLAGS)
+
+
+def unframe(data: bytes) -> tuple[bytes, ...]:
+    """UDP stream data as C frames it ([uint32 length][payload] per datagram) into datagrams."""
+    out: list[bytes] = []
+    at, end = 0, len(data)
+    while at < end:
+        (n,) = struct.unpack_from("=I", data, at)
+        out.append(data[at + 4 : at + 4 + n])
+        at += 4 + n
+    return tuple(out)
 
 
 def ip_to_str(version: int, raw: bytes) -> str:
@@ -199,6 +211,71 @@ class Flow:
                 )
             )  # fmt: skip
         return out
+
+    # --- reassembly (FlowParser(reassemble=True)); index 0 is the client (src), 1 the server ---
+    def _kept(self, d: int) -> bytes | None:
+        streams = self._batch.streams
+        if streams is None or not streams[self._i].kept[d]:
+            return None
+        info = streams[self._i]
+        return self._batch.stream_data[info.data_at[d] : info.data_at[d] + info.data_length[d]]
+
+    def _stream(self, d: int) -> bytes | None:
+        raw = self._kept(d)
+        return b"".join(unframe(raw)) if raw is not None and self._r.protocol == 17 else raw
+
+    def _datagrams(self, d: int) -> tuple[bytes, ...] | None:
+        raw = self._kept(d)
+        return unframe(raw) if raw is not None and self._r.protocol == 17 else None
+
+    def _holes(self, d: int) -> tuple[tuple[int, int], ...]:
+        streams = self._batch.streams
+        if streams is None:
+            return ()
+        n = streams[self._i].hole_count[d]
+        flat = struct.unpack_from(f"={2 * n}Q", self._batch.stream_data, streams[self._i].holes_at[d])
+        return tuple(zip(flat[::2], flat[1::2], strict=True))
+
+    def _truncated(self, d: int) -> bool:
+        streams = self._batch.streams
+        return bool(streams is not None and streams[self._i].truncated[d])
+
+    @property
+    def client_stream(self) -> bytes | None:
+        """Bytes the client (src) sent, in order, holes left out (see client_holes); None
+        without reassembly, for flows other than TCP/UDP, and for snapshots of active flows."""
+        return self._stream(0)
+
+    @property
+    def server_stream(self) -> bytes | None:
+        return self._stream(1)
+
+    @property
+    def client_holes(self) -> tuple[tuple[int, int], ...]:
+        """(stream offset, length) of data the client sent that was never seen."""
+        return self._holes(0)
+
+    @property
+    def server_holes(self) -> tuple[tuple[int, int], ...]:
+        return self._holes(1)
+
+    @property
+    def client_truncated(self) -> bool:
+        """The client's stream went past max_stream_bytes (or reassembly memory): it is cut."""
+        return self._truncated(0)
+
+    @property
+    def server_truncated(self) -> bool:
+        return self._truncated(1)
+
+    @property
+    def client_datagrams(self) -> tuple[bytes, ...] | None:
+        """UDP: the payloads the client sent, one per datagram; None otherwise."""
+        return self._datagrams(0)
+
+    @property
+    def server_datagrams(self) -> tuple[bytes, ...] | None:
+        return self._datagrams(1)
 
     def to_dict(self) -> dict[str, Any]:
         """Every scalar attribute (headers excluded), JSON-friendly."""

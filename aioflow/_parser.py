@@ -20,6 +20,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from ._engine import Batch, Engine, EngineConfig, new_cursor
 from ._errors import CapturePermissionError, ConfigError
 from ._flow import PROTOCOL_NUMBERS, Flow
+from ._stream import StreamChunk, batch_events
 
 FlowCallback = Callable[[Flow], Awaitable[None] | None]
 StopCallback = Callable[["FlowParser"], Awaitable[None] | None]
@@ -77,6 +78,12 @@ class ParserInfo:
     fragment_memory: int  # bytes of fragment data held now
     peak_fragment_memory: int  # the most at once (bounded by max_fragment_memory)
     defrag_gave_up: dict[str, int]  # datagrams given up, by reason; their fragments are aside "fragment_dropped"
+    # reassemble=True: stream_memory/stream_peak_memory (arena bytes), stream_bytes, stream_datagrams,
+    # and what was not kept: stream_bytes_truncated (max_stream_bytes), stream_bytes_dropped and
+    # stream_segments_dropped (max_reassembly_memory), stream_holes_dropped; stream_retransmitted_bytes,
+    # stream_holes, stream_hole_bytes, stream_forced (holes skipped for out-of-order room), stream_chunks;
+    # live: chunks_dropped (chunks a stream_events() consumer had no room for)
+    reassembly: dict[str, int]
 
 
 def _seconds_to_ns(name: str, value: float) -> int:
@@ -144,6 +151,9 @@ class FlowParser:
         max_fragments_per_datagram: int = 128,
         max_datagram_size: int = 65575,
         max_fragment_memory: int = 16 * 2**20,
+        reassemble: bool = False,
+        max_stream_bytes: int = 1 << 20,
+        max_reassembly_memory: int = 256 << 20,
     ) -> None:
         self.source = source
         if live is None:
@@ -168,6 +178,9 @@ class FlowParser:
             max_fragments_per_datagram=max_fragments_per_datagram,
             max_datagram_size=max_datagram_size,
             max_fragment_memory=max_fragment_memory,
+            reassemble=reassemble,
+            max_stream_bytes=max_stream_bytes,
+            max_reassembly_memory=max_reassembly_memory,
         )
         if buffer_batches < 1:
             raise ConfigError(f"buffer_batches={buffer_batches!r}: expected >= 1")
@@ -184,6 +197,7 @@ class FlowParser:
         self._task_group: TaskGroup | None = None
         self._live_wait: anyio.CancelScope | None = None  # stop() cancels a live reader's wait
         self._flows_dropped = 0  # live: ended flows the consumer had no room for
+        self._chunks_dropped = 0  # live: stream chunks the consumer had no room for
         shortest = min(self._config.idle_timeout_ns, self._config.fin_timeout_ns) / 1e9
         self._reap_ceiling = min(REAP_IDLE_SECONDS, max(shortest / 8, REAP_MIN_SECONDS))
         # terminated()'s subscribers, each with its own bounded buffer. The first one is made on
@@ -255,7 +269,7 @@ class FlowParser:
             if state == "wait":
                 await anyio.wait_readable(ready_fd)
                 continue
-            if batch.count:
+            if batch.count or batch.chunk_count:
                 await self._deliver(batch)
             if state == "done":
                 return
@@ -268,7 +282,7 @@ class FlowParser:
             tg.start_soon(self._reap_live, engine)
             while True:
                 state, batch = engine.pump_some(LIVE_PUMP_PACKETS)
-                if batch.count:
+                if batch.count or batch.chunk_count:
                     await self._deliver(batch)
                 if state == "done":
                     break
@@ -287,7 +301,7 @@ class FlowParser:
     async def _reap_live(self, engine: Engine) -> None:
         while True:
             more, batch = engine.expire(time.time_ns())
-            if batch.count:
+            if batch.count or batch.chunk_count:
                 await self._deliver(batch)
             if more:
                 continue
@@ -312,6 +326,7 @@ class FlowParser:
                     except anyio.WouldBlock:
                         sub.dropped += batch.count
                         self._flows_dropped += batch.count
+                        self._chunks_dropped += batch.chunk_count
                 else:  # a file waits for its slowest consumer: nothing is lost
                     await sub.send.send(batch)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -328,12 +343,35 @@ class FlowParser:
     # --- consumers ---
     def terminated(self) -> AsyncIterator[Flow]:
         """Every ended flow exactly once, in the order flows ended; ends after the source does."""
+        return _FlowStream(self._take_subscriber().receive)
+
+    def stream_events(self) -> AsyncIterator[StreamChunk | Flow]:
+        """reassemble=True: in engine order, a StreamChunk for new in-order data of a flow
+        direction (at most one per direction per batch) and each ended Flow after its chunks.
+        Subscribes as terminated() does (a file waits for it; live drops are counted). Chunks
+        start with the first call: make it before the first await after entering to get every
+        stream from its start."""
+        return _EventStream(self._take_subscriber(self._require_reassembly("stream_events")).receive, False)
+
+    def chunks(self) -> AsyncIterator[StreamChunk]:
+        """stream_events() without the ended flows."""
+        receive = self._take_subscriber(self._require_reassembly("chunks")).receive
+        return _EventStream(receive, True)  # type: ignore[return-value]
+
+    def _require_reassembly(self, name: str) -> None:
+        if not self._config.reassemble:
+            raise ConfigError(f"{name}() needs FlowParser(..., reassemble=True)")
+        # Chunks cost a copy of every byte: made only from the first such subscriber on. Called
+        # before the first await after entering (the usual way), that is before any packet.
+        self._require_engine().enable_chunks()
+
+    def _take_subscriber(self, _checked: None = None) -> _Subscriber:
         if self._first is None and not self._subscribers:
             raise RuntimeError("use FlowParser as `async with FlowParser(...) as parser:` first")
         # The first call takes the stream buffered since entry; each later call is a new
-        # subscriber that sees the flows ending from then on.
+        # subscriber that sees what ends from then on.
         sub, self._first = (self._first, None) if self._first is not None else (self._subscribe(), None)
-        return _FlowStream(sub.receive)
+        return sub
 
     async def wait(self) -> None:
         """Consumes the stream to its end (for users of the callbacks only)."""
@@ -430,6 +468,8 @@ class FlowParser:
             fragment_memory=s["defrag_memory"],
             peak_fragment_memory=s["defrag_peak_memory"],
             defrag_gave_up=s["defrag_gave_up"],
+            reassembly={k: v for k, v in s.items() if k.startswith("stream_")}
+            | {"chunks_dropped": self._chunks_dropped},
         )
 
     def _require_engine(self) -> Engine:
@@ -505,3 +545,37 @@ class _FlowStream:
         if i % YIELD_EVERY == YIELD_EVERY - 1:
             await anyio.lowlevel.checkpoint()  # a batch is thousands of flows: let others run
         return Flow(self._batch, i)
+
+
+class _EventStream:
+    """stream_events()/chunks()'s iterator: chunks and flows out of the batches, in engine order."""
+
+    def __init__(self, receive: MemoryObjectReceiveStream[Batch], chunks_only: bool) -> None:
+        self._receive = receive
+        self._chunks_only = chunks_only
+        self._events: Iterator[StreamChunk | Flow] = iter(())
+        self._count = 0
+
+    def __aiter__(self) -> _EventStream:
+        return self
+
+    def __del__(self) -> None:
+        self._receive.close()  # as _FlowStream: never hold a file source paused
+
+    async def aclose(self) -> None:
+        self._receive.close()
+
+    async def __anext__(self) -> StreamChunk | Flow:
+        while True:
+            event = next(self._events, None)
+            if event is not None:
+                break
+            try:
+                batch = await self._receive.receive()
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                raise StopAsyncIteration from None
+            self._events = batch_events(batch, self._chunks_only)
+        self._count += 1
+        if self._count % YIELD_EVERY == 0:
+            await anyio.lowlevel.checkpoint()
+        return event

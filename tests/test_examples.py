@@ -129,3 +129,21 @@ def test_dataframe_top_talkers() -> None:
     assert all(sent[host] == total for host, total in printed.items())
     # Nobody left out sent more than the smallest printed.
     assert all(total <= min(printed.values()) for host, total in sent.items() if host not in printed)
+
+
+def test_stream_grep_finds_what_tshark_finds() -> None:
+    """Every datagram or segment tshark sees containing the host name is one match, per direction."""
+    want: Counter[tuple[tuple[str, int], tuple[str, int]]] = Counter()
+    for src, src6, tsport, usport, dst, dst6, tdport, udport in tshark_fields(
+        'frame contains "telegram.org"', "ip.src", "ipv6.src", "tcp.srcport", "udp.srcport",
+        "ip.dst", "ipv6.dst", "tcp.dstport", "udp.dstport",
+    ):  # fmt: skip
+        want[((_ip(src or src6), int(tsport or usport)), (_ip(dst or dst6), int(tdport or udport)))] += 1
+    out = run_example("stream_grep.py", str(CAPTURE), r"telegram\.org").splitlines()
+    got: Counter[tuple[tuple[str, int], tuple[str, int]]] = Counter()
+    for line in out[:-1]:
+        a, _, rest = line.partition(" -> ")
+        b = rest.split(" offset ")[0]
+        got[(split_endpoint(a), split_endpoint(b))] += 1
+    assert want and got == want
+    assert re.fullmatch(r"\d+ bytes searched in \d+ chunks", out[-1])

@@ -365,3 +365,32 @@ async def test_cancelling_the_task_that_runs_a_parser_closes_it_promptly(net: Ne
     assert set(os.listdir("/proc/self/fd")) == fds_before, "the capture's descriptors were not all closed"
     with pytest.raises(RuntimeError, match="closed"):
         await parsers[0].find_flow(net.peer_ip, 8080, net.host_ip, 1)  # the engine is gone
+
+
+async def test_live_reassembly_streams_and_chunks(net: Net) -> None:
+    """A live HTTP exchange: the ended flow's streams are what the client sent and the server
+    answered (the server's reply is known), and its chunks add up to them."""
+    events: list[object] = []
+    async with aioflow.FlowParser(net.host_if, filter="tcp port 8080", reassemble=True, fin_timeout=0.2) as parser:
+        stream = parser.stream_events()
+
+        async def consume() -> None:
+            async for event in stream:
+                events.append(event)
+                if isinstance(event, aioflow.Flow):
+                    return
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(consume)
+                await anyio.sleep(0.2)
+                await anyio.to_thread.run_sync(http_get, net.peer_ip)
+        parser.stop()
+    flow = events[-1]
+    assert isinstance(flow, aioflow.Flow)
+    assert flow.client_stream == b"GET / HTTP/1.0\r\n\r\n"
+    assert flow.server_stream == b"HTTP/1.0 200 OK\r\nContent-Length: 3000\r\n\r\n" + b"x" * 3000
+    assert flow.client_holes == flow.server_holes == ()
+    chunks = [e for e in events if isinstance(e, aioflow.StreamChunk)]
+    for direction, want in (("client", flow.client_stream), ("server", flow.server_stream)):
+        assert b"".join(c.data for c in chunks if c.direction == direction) == want

@@ -84,6 +84,34 @@ typedef struct {
     uint8_t _pad[3];
 } af_record;
 
+/* reassemble: where an emitted record's kept streams are in the batch's stream_data. Index 0 is
+ * the client (the record's src), 1 the server. UDP data is framed: [uint32 length][payload] per
+ * datagram. Holes are hole_count (offset, length) uint64 pairs, 8-aligned. */
+typedef struct {
+    uint64_t data_at[2];
+    uint64_t holes_at[2];
+    uint32_t data_length[2];
+    uint32_t hole_count[2];
+    uint8_t truncated[2];
+    uint8_t kept[2];              /* 1: this direction's stream is reported (TCP/UDP with reassembly) */
+    uint8_t _pad[4];
+} af_stream_info;
+
+/* reassemble: new in-order data of one flow direction (at most one per direction per batch). */
+typedef struct {
+    af_record flow;               /* snapshot of the flow (end_reason AF_END_NONE) */
+    uint64_t data_at;             /* in the batch's stream_data */
+    uint64_t offset;              /* stream offset of the first byte (UDP: payload bytes before) */
+    uint64_t ts_ns;               /* newest packet contributing */
+    uint32_t length;              /* bytes at data_at (UDP: framed) */
+    uint32_t before_record;       /* records of the batch emitted before this chunk */
+    uint32_t next_seq, last_ack;  /* TCP: sequence number after the data; last ACK sent this way */
+    uint8_t direction;            /* 0: client (src->dst), 1: server */
+    uint8_t has_ack;              /* last_ack is meaningful */
+    uint8_t protocol;
+    uint8_t _pad[5];
+} af_chunk;
+
 /* One kept packet header (headers=N). */
 typedef struct {
     uint64_t ts_ns;
@@ -108,6 +136,12 @@ typedef struct {
     af_header *headers;
     uint32_t header_capacity;     /* must be >= capacity * headers_per_flow */
     uint32_t header_count;
+    /* reassemble only (NULL otherwise): sized by af_batch_stream_sizes */
+    af_stream_info *streams;      /* one per record */
+    af_chunk *chunks;
+    uint32_t chunk_capacity, chunk_count;
+    uint8_t *stream_data;
+    uint64_t stream_data_capacity, stream_data_used;
 } af_batch;
 
 typedef struct {
@@ -124,6 +158,10 @@ typedef struct {
     uint32_t max_datagram_size;   /* reassembled IP length, header included (<= 65575) */
     uint64_t fragment_timeout_ns; /* packet time from a datagram's first fragment seen */
     uint64_t max_fragment_memory; /* bytes of fragment data held at once (preallocated) */
+    int32_t reassemble;           /* 1: TCP stream reassembly and UDP payloads (stream.h) */
+    int32_t stream_chunks;        /* reassemble: also emit chunks of new in-order data */
+    uint32_t max_stream_bytes;    /* kept per flow direction */
+    uint64_t max_reassembly_memory;   /* bytes of the stream arena, all flows together */
 } af_config;
 
 typedef struct {
@@ -160,6 +198,21 @@ typedef struct {
     uint64_t defrag_memory;       /* bytes of the fragment pool in use now */
     uint64_t defrag_peak_memory;
     uint64_t defrag_gave_up[9];   /* datagrams given up, by enum af_defrag_reason */
+    /* reassemble */
+    uint64_t stream_memory;       /* arena bytes in use now, and the most at once */
+    uint64_t stream_peak_memory;
+    uint64_t stream_bytes;        /* in-order TCP payload and UDP datagram bytes reassembled */
+    uint64_t stream_datagrams;    /* UDP datagrams seen with reassembly */
+    uint64_t stream_bytes_truncated;  /* not kept: past max_stream_bytes, or once keeping stopped
+                                         (chunks still carry them) */
+    uint64_t stream_bytes_dropped;    /* not stored for lack of arena memory (holes record them) */
+    uint64_t stream_segments_dropped; /* out-of-order segments dropped for lack of arena memory */
+    uint64_t stream_retransmitted_bytes;  /* received again: ignored (first wins) */
+    uint64_t stream_holes;        /* holes recorded, and their bytes */
+    uint64_t stream_hole_bytes;
+    uint64_t stream_forced;       /* a direction moved past a hole: its out-of-order bytes hit the bound */
+    uint64_t stream_chunks;
+    uint64_t stream_holes_dropped;    /* holes past AF_STREAM_MAX_HOLES or memory: keeping stopped */
 } af_stats;
 
 typedef struct af_engine af_engine;
@@ -194,3 +247,10 @@ uint32_t af_snapshot(af_engine *engine, uint32_t *cursor, af_record *out, uint32
 void af_get_stats(af_engine *engine, af_stats *out);
 const char *af_error_message(af_engine *engine);
 void af_close(af_engine *engine);
+/* reassemble: the chunk and stream_data room a batch of `capacity` records needs (0 when off);
+ * af_batch_streams_alloc gives a batch (af_pump_some's) that room, af_batch_streams_free frees it. */
+void af_batch_stream_sizes(af_engine *engine, uint32_t capacity, uint32_t *chunks, uint64_t *data);
+int af_batch_streams_alloc(af_engine *engine, af_batch *batch, uint32_t capacity);
+void af_batch_streams_free(af_batch *batch);
+/* reassemble: start emitting chunks (stream_events) with the data that comes next. */
+void af_enable_chunks(af_engine *engine);

@@ -46,9 +46,22 @@ static int decode_transport(const uint8_t *l4, uint32_t avail, int snap_cut, af_
         pkt->tcp_flags = l4[13];
         pkt->tcp_window = rd16(l4 + 14);
         need = off < avail ? off : avail;
+        if (off < avail) {
+            pkt->payload = l4 + off;
+            pkt->payload_len = avail - off;
+        }
         break;
     }
-    case 17: case 132:
+    case 17: {
+        pkt->sport = rd16(l4);
+        pkt->dport = rd16(l4 + 2);
+        if (avail > 8) {
+            pkt->payload = l4 + 8;
+            pkt->payload_len = avail - 8;
+        }
+        break;
+    }
+    case 132:
         pkt->sport = rd16(l4);
         pkt->dport = rd16(l4 + 2);
         break;

@@ -21,6 +21,7 @@
 #include "flowtable.h"
 #include "fragments.h"
 #include "producer.h"
+#include "stream.h"
 
 /* READING: packets come in; DRAINING: the source ended (or stop), queued packets are still
  * counted; FLUSHING: every remaining flow is emitted; DONE. */
@@ -39,6 +40,7 @@ typedef struct {
     uint32_t caplen;
     int sender;                      /* 1 when the packet's sender is the key's endpoint 1 */
     uint8_t raw[sizeof(((af_header *)0)->raw)];   /* headers kept: libpcap reuses its buffer */
+    uint32_t payload_len;            /* reassemble: payload copied to the engine's payload slot */
 } af_queued;
 
 #define AF_LIVE_LATENCY_MS 50         /* live: longest wait before captured packets are read */
@@ -72,6 +74,8 @@ struct af_engine {
     char error[PCAP_ERRBUF_SIZE + 256];
     char *read_buffer;               /* the file stream's stdio buffer (freed after pcap_close) */
     af_defrag *defrag;               /* cfg.defragment: IP reassembly (defrag.h), else NULL */
+    af_streams *streams;             /* cfg.reassemble: stream.h, else NULL */
+    uint8_t *payloads;               /* reassemble: AF_QUEUE payload copies (libpcap reuses its buffer) */
 };
 
 static _Thread_local char open_error[PCAP_ERRBUF_SIZE + 512];
@@ -93,6 +97,8 @@ static int fail_open(int code, af_engine *e, const char *fmt, const char *a, con
         free(e->read_buffer);
         af_table_free(&e->table);
         af_defrag_free(e->defrag);
+        af_streams_free(e->streams);
+        free(e->payloads);
         pthread_mutex_destroy(&e->mu);
         free(e);
     }
@@ -108,6 +114,9 @@ static int finish_open(af_engine *e, const af_config *cfg) {
     if (cfg->defragment && !(e->defrag = af_defrag_new(cfg, cfg->hash_seed * 37 + 11, &e->stats)))
         return fail_open(AF_ERR_NOMEM, e, "out of memory for the defragmenter%s%s (lower max_fragment_datagrams, "
                          "max_fragments_per_datagram or max_fragment_memory)", "", "");
+    if (cfg->reassemble && (!(e->streams = af_streams_new(cfg, &e->stats)) ||
+                            !(e->payloads = malloc((size_t)AF_QUEUE * AF_STREAM_MAX_PAYLOAD))))
+        return fail_open(AF_ERR_NOMEM, e, "out of memory for reassembly%s%s (lower max_reassembly_memory)", "", "");
     e->stats.link_type = e->dlt;
     e->next_id = 1;
     /* Moving a flow to the tail of its recency list on every packet costs two cache misses (its
@@ -137,6 +146,10 @@ static int check_config(const af_config *cfg) {
          cfg->max_datagram_size < 68 || cfg->max_datagram_size > 65575 ||
          cfg->max_fragment_memory < AF_DEFRAG_BLOCK))
         return fail_open(AF_ERR_CONFIG, NULL, "defragment bounds out of range%s%s", "", "");
+    if (cfg->reassemble && (cfg->max_stream_bytes == 0 || cfg->max_stream_bytes > (1u << 30) ||
+                            cfg->max_reassembly_memory < (1u << 20)))
+        return fail_open(AF_ERR_CONFIG, NULL, "max_stream_bytes must be 1..2**30 and max_reassembly_memory "
+                         ">= 1 MiB%s%s", "", "");
     return AF_OK;
 }
 
@@ -261,6 +274,8 @@ void af_close(af_engine *e) {
     free(e->read_buffer);
     af_table_free(&e->table);
     af_defrag_free(e->defrag);
+    af_streams_free(e->streams);
+    free(e->payloads);
     pthread_mutex_destroy(&e->mu);
     free(e);
 }
@@ -270,7 +285,7 @@ int af_stop(af_engine *e) {
     return AF_OK;
 }
 
-static void fill_record(const af_table *t, uint32_t slot, af_record *r) {
+void af_engine_fill_record(const af_table *t, uint32_t slot, af_record *r) {
     const af_flow *f = af_table_flow(t, slot);
     const af_flow_cold *c = af_table_cold(t, slot);
     int s = f->src_idx, d = 1 - s;
@@ -323,8 +338,9 @@ static void count_active(af_engine *e, uint8_t proto, int delta) {
 static void emit_record(af_engine *e, uint32_t slot, uint8_t reason) {
     af_batch *b = e->out;
     af_table *t = &e->table;
+    if (e->streams) af_streams_emit(e->streams, t, slot, b, b->count, reason != AF_END_ACTIVE);
     af_record *r = &b->records[b->count++];
-    fill_record(t, slot, r);
+    af_engine_fill_record(t, slot, r);
     r->end_reason = reason;
     if (t->headers_per_flow) {
         const af_header_count *hc = af_table_header_count(t, slot);
@@ -348,7 +364,14 @@ static uint8_t closing_reason(const af_flow *f) {
     return (f->state & AF_ST_RST) ? AF_END_RST : AF_END_FIN;
 }
 
-static inline uint32_t room(const af_engine *e) { return e->out->capacity - e->out->count; }
+static inline uint32_t room(const af_engine *e) {
+    uint32_t r = e->out->capacity - e->out->count;
+    if (e->streams) {   /* stream data and chunks need batch room too */
+        uint32_t s = af_streams_room(e->streams, e->out);
+        if (s < r) r = s;
+    }
+    return r;
+}
 
 static inline int expired(uint64_t now, uint64_t last, uint64_t timeout) {
     return now > last && now - last >= timeout;
@@ -477,6 +500,7 @@ static void account(af_engine *e, const af_queued *q) {
         }
         af_flow *f = af_table_flow(t, slot);
         af_table_cold(t, slot)->id = e->next_id++;
+        if (e->streams) af_streams_reset(e->streams, slot);
         /* a SYN+ACK seen first means its receiver opened the connection */
         int synack = is_tcp && (p->tcp_flags & (AF_TCP_SYN | AF_TCP_ACK)) == (AF_TCP_SYN | AF_TCP_ACK);
         f->src_idx = (uint8_t)(synack ? 1 - sender : sender);
@@ -521,6 +545,9 @@ static void account(af_engine *e, const af_queued *q) {
         else f->state &= (uint8_t)~AF_ST_ACTIVE_NEAR;
     }
     if (t->headers_per_flow) keep_header(e, slot, q, sender != f->src_idx);
+    if (e->streams)
+        af_streams_packet(e->streams, t, slot, sender, p, e->payloads + (size_t)(q - e->queue) * AF_STREAM_MAX_PAYLOAD,
+                          q->payload_len, ts, e->out);
     e->stats.packets_in_flows++;
     e->stats.packets_read++;
 }
@@ -581,7 +608,14 @@ static void enqueue(af_engine *e, const struct pcap_pkthdr *h, const u_char *dat
         uint32_t n = p->l3_headers_len < sizeof q->raw ? p->l3_headers_len : (uint32_t)sizeof q->raw;
         memcpy(q->raw, p->l3, n);
     }
+    if (e->streams) {   /* TCP/UDP payload of an unfragmented packet, for af_streams_packet */
+        uint32_t n = p->frag == AF_FRAG_NONE && p->payload ? p->payload_len : 0;
+        q->payload_len = n < AF_STREAM_MAX_PAYLOAD ? n : AF_STREAM_MAX_PAYLOAD;
+        if (q->payload_len)
+            memcpy(e->payloads + (size_t)(q - e->queue) * AF_STREAM_MAX_PAYLOAD, p->payload, q->payload_len);
+    }
     p->l3 = NULL;   /* points into libpcap's buffer, which the next read reuses */
+    p->payload = NULL;
     e->queue_count++;
 }
 
@@ -619,6 +653,10 @@ static int pump_locked(af_engine *e, uint32_t max_packets, af_batch *out) {
     if (out->capacity < ROOM_PER_PACKET + 1 ||
         (uint64_t)out->header_capacity < (uint64_t)out->capacity * e->cfg.headers_per_flow) {
         snprintf(e->error, sizeof e->error, "batch too small for headers_per_flow");
+        return AF_ERR_CONFIG;
+    }
+    if (e->streams && (!out->streams || !out->chunks || !out->stream_data)) {
+        snprintf(e->error, sizeof e->error, "batch without room for stream data (af_batch_stream_sizes)");
         return AF_ERR_CONFIG;
     }
     e->out = out;
@@ -674,6 +712,50 @@ int af_pump_append(af_engine *e, uint32_t max_packets, af_batch *out) {
     return status;
 }
 
+uint32_t af_pump_room(af_engine *e, af_batch *out) {
+    pthread_mutex_lock(&e->mu);
+    af_batch *was = e->out;
+    e->out = out;
+    uint32_t r = room(e);
+    e->out = was;
+    pthread_mutex_unlock(&e->mu);
+    return r;
+}
+
+void af_pump_finish(af_engine *e, af_batch *out) {
+    if (!e->streams) return;
+    pthread_mutex_lock(&e->mu);
+    af_streams_finish_batch(e->streams, &e->table, out);
+    pthread_mutex_unlock(&e->mu);
+}
+
+void af_batch_stream_sizes(af_engine *e, uint32_t capacity, uint32_t *chunks, uint64_t *data) {
+    af_streams_batch_sizes(&e->cfg, capacity, chunks, data);
+}
+
+int af_batch_streams_alloc(af_engine *e, af_batch *b, uint32_t capacity) {
+    uint32_t chunks;
+    uint64_t data;
+    af_streams_batch_sizes(&e->cfg, capacity, &chunks, &data);
+    return chunks ? af_streams_batch_alloc(b, capacity, chunks, data) : AF_OK;
+}
+
+void af_batch_streams_free(af_batch *b) { af_streams_batch_free(b); }
+
+void af_enable_chunks(af_engine *e) {
+    if (!e->streams) return;
+    pthread_mutex_lock(&e->mu);
+    af_streams_enable_chunks(e->streams, e->table.hwm);
+    pthread_mutex_unlock(&e->mu);
+}
+
+static void batch_clear(af_batch *out) {
+    out->count = 0;
+    out->header_count = 0;
+    out->chunk_count = 0;
+    out->stream_data_used = 0;
+}
+
 int af_start(af_engine *e, uint32_t batch_capacity, uint32_t slots) {
     if (e->producer) return AF_ERR_CONFIG;
     return af_producer_start(&e->producer, e, batch_capacity, e->cfg.headers_per_flow, slots);
@@ -718,7 +800,7 @@ int af_lookup(af_engine *e, int ver, const uint8_t *ip_a, uint16_t port_a, const
     af_key_make(&key, ver, ip_a, port_a, ip_b, port_b, proto, vlan);
     pthread_mutex_lock(&e->mu);
     uint32_t s = af_table_find(&e->table, &key, af_key_hash(&e->table, &key));
-    if (s != AF_NIL) fill_record(&e->table, s, out);
+    if (s != AF_NIL) af_engine_fill_record(&e->table, s, out);
     pthread_mutex_unlock(&e->mu);
     return s != AF_NIL;
 }
@@ -730,7 +812,7 @@ uint32_t af_snapshot(af_engine *e, uint32_t *cursor, af_record *out, uint32_t ca
     while (n < capacity && *cursor < t->hwm) {
         uint32_t slot = ++*cursor;
         af_flow *f = af_table_flow(t, slot);
-        if (f->state & AF_ST_LIVE) fill_record(t, slot, &out[n++]);
+        if (f->state & AF_ST_LIVE) af_engine_fill_record(t, slot, &out[n++]);
     }
     pthread_mutex_unlock(&e->mu);
     return n;
@@ -741,13 +823,13 @@ uint32_t af_snapshot(af_engine *e, uint32_t *cursor, af_record *out, uint32_t ca
 int af_selectable_fd(af_engine *e) { return e->live ? pcap_get_selectable_fd(e->pcap) : -1; }
 
 int af_expire(af_engine *e, uint64_t now_ns, af_batch *out) {
-    out->count = 0;
-    out->header_count = 0;
+    batch_clear(out);
     pthread_mutex_lock(&e->mu);
     e->out = out;
     if (now_ns > e->now_ns) e->now_ns = now_ns;
     int waiting = e->phase == PHASE_READING ? reap(e, 0) : 0;
     if (e->defrag && e->phase == PHASE_READING) af_defrag_expire(e->defrag, e->now_ns);
+    if (e->streams) af_streams_finish_batch(e->streams, &e->table, out);
     pthread_mutex_unlock(&e->mu);
     return waiting ? AF_MORE : AF_OK;
 }
@@ -769,7 +851,8 @@ uint64_t af_next_deadline(af_engine *e) {
 }
 
 int af_pump_some(af_engine *e, uint32_t max_packets, af_batch *out) {
-    out->count = 0;
-    out->header_count = 0;
-    return af_pump_append(e, max_packets, out);
+    batch_clear(out);
+    int status = af_pump_append(e, max_packets, out);
+    af_pump_finish(e, out);
+    return status;
 }

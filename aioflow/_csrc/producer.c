@@ -1,5 +1,6 @@
 #define _GNU_SOURCE   /* pipe2 */
 #include "producer.h"
+#include "stream.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -45,15 +46,17 @@ static void *run(void *arg) {
         if (closing) break;
 
         af_batch *b = &p->slots[w];
-        b->count = b->header_count = 0;
+        b->count = b->header_count = b->chunk_count = 0;
+        b->stream_data_used = 0;
         af_stats before, now;
         af_get_stats(p->engine, &before);
         int status;
         do {
             status = af_pump_append(p->engine, CHUNK_PACKETS, b);
             af_get_stats(p->engine, &now);
-        } while (status == AF_MORE && b->capacity - b->count > SLOT_ROOM &&
+        } while (status == AF_MORE && af_pump_room(p->engine, b) > SLOT_ROOM &&
                  now.packets_read - before.packets_read < SLOT_PACKETS);
+        af_pump_finish(p->engine, b);
         p->slot_status[w] = status;
 
         pthread_mutex_lock(&p->mu);
@@ -80,7 +83,13 @@ int af_producer_start(af_producer **out, af_engine *e, uint32_t capacity, uint32
     p->records = calloc((size_t)nslots * capacity, sizeof *p->records);
     if (headers_per_flow)
         p->headers = calloc((size_t)nslots * capacity * headers_per_flow, sizeof *p->headers);
-    if (!p->slots || !p->slot_status || !p->records ||
+    int streams_ok = 1;
+    uint32_t nchunks;
+    uint64_t ndata;
+    af_batch_stream_sizes(e, capacity, &nchunks, &ndata);
+    for (uint32_t i = 0; nchunks && p->slots && i < nslots; i++)
+        if (af_streams_batch_alloc(&p->slots[i], capacity, nchunks, ndata) != AF_OK) streams_ok = 0;
+    if (!p->slots || !p->slot_status || !p->records || !streams_ok ||
         (headers_per_flow && !p->headers) || pipe2(p->pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
         af_producer_free(p);
         return AF_ERR_NOMEM;
@@ -147,6 +156,7 @@ void af_producer_free(af_producer *p) {
     }
     if (p->pipe[0] >= 0) close(p->pipe[0]);
     if (p->pipe[1] >= 0) close(p->pipe[1]);
+    for (uint32_t i = 0; p->slots && i < p->nslots; i++) af_streams_batch_free(&p->slots[i]);
     free(p->slots);
     free(p->slot_status);
     free(p->records);

@@ -11,6 +11,8 @@ typedef struct af_producer af_producer;
 
 /* The engine's side, which the producer drives (engine.c). */
 int af_pump_append(af_engine *e, uint32_t max_packets, af_batch *out);
+uint32_t af_pump_room(af_engine *e, af_batch *out);   /* flows the batch can still take */
+void af_pump_finish(af_engine *e, af_batch *out);     /* before handing a batch over (stream chunks) */
 
 int af_producer_start(af_producer **out, af_engine *e, uint32_t batch_capacity, uint32_t headers_per_flow,
                       uint32_t slots);

@@ -1,0 +1,60 @@
+/* TCP stream reassembly and UDP payload keeping, per flow and direction (reassemble=True only).
+ *
+ * Memory: one arena of fixed blocks, reserved at open for max_reassembly_memory and backed as
+ * blocks are first used; freed blocks are reused (no malloc per packet). Every stored byte (kept
+ * stream, out-of-order segments, holes, chunk data past max_stream_bytes) lives in arena blocks;
+ * what does not fit is dropped and counted.
+ *
+ * TCP policy: the stream starts at ISN+1 when the SYN is seen, else at the first segment with
+ * data; data before the stream's start is ignored. Overlaps are resolved first-wins (bytes already
+ * received, in order or buffered, are never replaced). The stream moves past missing data (a hole:
+ * offset and length) when the flow ends, or when a direction's out-of-order bytes would pass
+ * max_stream_bytes or the arena is full. A direction keeps at most max_stream_bytes (then
+ * `truncated`); the data past it still reaches chunks. UDP: each datagram's payload is kept whole
+ * (framed by a 4-byte length, which counts toward the bound) while it fits. */
+#ifndef AIOFLOW_STREAM_H
+#define AIOFLOW_STREAM_H
+#include <stdint.h>
+
+#include "aioflow.h"
+#include "decode.h"
+#include "flowtable.h"
+
+#define AF_STREAM_BLOCK 1024u       /* bytes of data per arena block */
+#define AF_STREAM_MAX_HOLES 4096u   /* per direction; past it the direction stops keeping data */
+#define AF_STREAM_MAX_PAYLOAD 65600u/* largest payload one packet (or datagram) carries */
+
+typedef struct af_streams af_streams;
+
+/* NULL without memory. `chunks`: also produce chunks of new in-order data (stream_events). */
+af_streams *af_streams_new(const af_config *cfg, af_stats *stats);
+void af_streams_free(af_streams *s);
+
+/* Batch room (records) the reassembler leaves for more flow ends and packets; see engine room(). */
+uint32_t af_streams_room(const af_streams *s, const af_batch *b);
+/* Bytes and chunks a batch of `capacity` records needs for stream data (producer/live batches). */
+void af_streams_batch_sizes(const af_config *cfg, uint32_t capacity, uint32_t *chunks, uint64_t *data);
+/* Gives a batch its stream arrays (AF_OK or AF_ERR_NOMEM); af_streams_batch_free takes them back. */
+int af_streams_batch_alloc(af_batch *b, uint32_t capacity, uint32_t chunks, uint64_t data);
+void af_streams_batch_free(af_batch *b);
+
+/* A new flow took `slot` (its state is cleared), a packet of endpoint `sender` of it was counted. */
+void af_streams_reset(af_streams *s, uint32_t slot);
+void af_streams_packet(af_streams *s, const af_table *t, uint32_t slot, int sender, const af_packet *p,
+                       const uint8_t *payload, uint32_t length, uint64_t ts, af_batch *out);
+/* The flow's record at out->records[record] is being emitted: its pending chunks go first (the
+ * caller emits them before the record: call with the record index it will take), then its kept
+ * streams are copied into the batch. `ending`: the flow leaves the table (out-of-order data is
+ * drained, holes recorded, the state freed); otherwise (active timeout) what was kept is handed
+ * over and keeping starts again. */
+void af_streams_chunks_of(af_streams *s, const af_table *t, uint32_t slot, af_batch *out);
+void af_streams_emit(af_streams *s, const af_table *t, uint32_t slot, af_batch *out, uint32_t record,
+                     int ending);
+/* Chunks from now on, for flows in slots 1..slots (the new data only). */
+void af_streams_enable_chunks(af_streams *s, uint32_t slots);
+/* End of a batch: a chunk for every direction with new data. */
+void af_streams_finish_batch(af_streams *s, const af_table *t, af_batch *out);
+/* Fills a chunk's flow snapshot (engine.c). */
+void af_engine_fill_record(const af_table *t, uint32_t slot, af_record *r);
+
+#endif

@@ -1,0 +1,110 @@
+"""StreamChunk (new in-order stream data) and the engine-ordered events of a batch."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+from ._engine import Batch, ffi
+from ._flow import Flow, unframe
+
+DIRECTIONS = ("client", "server")
+
+
+class StreamChunk:
+    """New in-order bytes of one flow direction (at most one chunk per direction per batch).
+
+    `flow` is a snapshot of the flow (end_reason ""), src = client. `offset` is the stream offset
+    of data[0]; a hole inside the chunk is left out, not zero-filled (the ended flow's holes say
+    where). TCP: `next_seq` is the sequence number just after the data and `last_ack` the last
+    ACK number this direction's packets carried (None before one). UDP: `data` is the datagrams
+    concatenated, `datagram_lengths` their lengths, `offset` the payload bytes before them."""
+
+    __slots__ = ("data", "datagram_lengths", "direction", "flow", "last_ack", "next_seq", "offset", "ts_ns")
+
+    def __init__(
+        self,
+        flow: Flow,
+        direction: str,
+        offset: int,
+        data: bytes,
+        ts_ns: int,
+        next_seq: int | None = None,
+        last_ack: int | None = None,
+        datagram_lengths: tuple[int, ...] | None = None,
+    ) -> None:
+        self.flow = flow
+        self.direction = direction
+        self.offset = offset
+        self.data = data
+        self.ts_ns = ts_ns
+        self.next_seq = next_seq
+        self.last_ack = last_ack
+        self.datagram_lengths = datagram_lengths
+
+    @property
+    def ts(self) -> float:
+        return self.ts_ns / 1e9
+
+    def __repr__(self) -> str:
+        f = self.flow
+        return (
+            f"<StreamChunk {self.direction} {f.src_ip}:{f.src_port} -> {f.dst_ip}:{f.dst_port} "
+            f"offset={self.offset} len={len(self.data)}>"
+        )
+
+
+# A chunk's fields after its flow snapshot, read with one unpack rather than one cffi access each.
+_FIELDS = struct.Struct("=QQQIIIIBBB")
+_FIELDS_AT = ffi.offsetof("af_chunk", "data_at")
+_CHUNK_SIZE = ffi.sizeof("af_chunk")
+assert ffi.offsetof("af_chunk", "protocol") == _FIELDS_AT + _FIELDS.size - 1, "af_chunk layout changed"
+
+
+class _ChunkFlows:
+    """Batch-like view of a batch's chunk snapshots, so Flow(view, j) reads chunk j's record."""
+
+    __slots__ = ("chunks", "headers", "streams")
+
+    def __init__(self, chunks: Any) -> None:
+        self.chunks = chunks  # keeps the C array alive as long as a snapshot Flow is
+        self.headers = None
+        self.streams = None
+
+    @property
+    def records(self) -> _ChunkFlows:
+        return self
+
+    def __getitem__(self, j: int) -> Any:
+        return self.chunks[j].flow
+
+
+def _chunk(batch: Batch, flows: _ChunkFlows, j: int, fields: tuple[int, ...]) -> StreamChunk:
+    data_at, offset, ts_ns, length, _, next_seq, last_ack, direction, has_ack, protocol = fields
+    raw = batch.stream_data[data_at : data_at + length]
+    flow = Flow(flows, j)  # type: ignore[arg-type]
+    if protocol == 17:
+        grams = unframe(raw)
+        return StreamChunk(flow, DIRECTIONS[direction], offset, b"".join(grams), ts_ns,
+                           datagram_lengths=tuple(len(g) for g in grams))  # fmt: skip
+    return StreamChunk(
+        flow, DIRECTIONS[direction], offset, raw, ts_ns, next_seq=next_seq, last_ack=last_ack if has_ack else None
+    )
+
+
+def batch_events(batch: Batch, chunks_only: bool) -> Iterator[StreamChunk | Flow]:
+    """The batch's chunks and ended flows in engine order (a flow's chunks before the flow)."""
+    n = batch.chunk_count
+    raw = ffi.buffer(batch.chunks) if n else b""
+    fields = [_FIELDS.unpack_from(raw, j * _CHUNK_SIZE + _FIELDS_AT) for j in range(n)]
+    flows = _ChunkFlows(batch.chunks)
+    j = 0
+    for i in range(batch.count):
+        while j < n and fields[j][4] <= i:  # [4]: records emitted before the chunk
+            yield _chunk(batch, flows, j, fields[j])
+            j += 1
+        if not chunks_only:
+            yield Flow(batch, i)
+    for k in range(j, n):
+        yield _chunk(batch, flows, k, fields[k])
