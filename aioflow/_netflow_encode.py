@@ -5,9 +5,8 @@ messages (bytes), each under the MTU given. Records are encoded in bulk: a templ
 numpy dtype, its columns are filled for many flows at once and cut into messages, so the only
 Python work per message is its header. No I/O here: aioflow.export sends or writes the messages.
 
-Clock: the export time in message headers is the latest flow end seen so far (packet time), so a
-capture file replays with its own times; v5/v9 sysUptime counts milliseconds from a "boot" one day
-before the first flow exported (wrapping at 2**32 ms as a router's does).
+Clock: message headers carry packet time (the latest flow end), so a capture file replays with its
+own times; see Clock for how v5/v9's 32-bit sysUptime-relative times are kept from wrapping.
 """
 
 from __future__ import annotations
@@ -50,6 +49,7 @@ class EncoderStats:
     templates_sent: int = 0  # messages that carried templates
     skipped_ipv6: int = 0  # v5 only: IPv6 flows cannot be expressed (counted, not sent)
     clamped: int = 0  # v5 only: directions whose packets or bytes exceeded 32 bits (sent as 2**32-1)
+    out_of_range: int = 0  # flows ending after 2106 (damaged timestamps): v5/v9 cannot carry their times
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
@@ -193,7 +193,8 @@ def _ntp(ns: np.ndarray, clock: Clock) -> np.ndarray:
 
 
 def _uptime(ns: np.ndarray, clock: Clock) -> np.ndarray:
-    return clock.uptime_ms(ns)
+    assert clock.row_boot_ns is not None  # set by the message plan
+    return uptime_ms(ns, clock.row_boot_ns)
 
 
 def _address_elements(version: int) -> list[Element]:
@@ -264,33 +265,76 @@ def ipfix_templates(biflow: bool, nanoseconds: bool) -> dict[int, Template]:
 
 
 class Clock:
-    """Export time = the latest flow end seen (packet time); sysUptime from a boot a day before
-    the first flow. Deterministic for a given capture, which the tests rely on."""
+    """Export time = the latest flow end seen (packet time), so a capture replays with its own times
+    and the output is deterministic (the tests rely on it).
+
+    v5/v9 record times are milliseconds of sysUptime, 32 bits wide, and collectors place them as
+    header time - sysUptime + value, which only works when no value wraps. So those encoders order
+    records by end time, give each message the latest end of its own records, keep records ending
+    more than WINDOW_NS apart out of one message, and keep one "boot" while every message fits
+    after it and within one wrap of it; when one does not (a capture spanning years, an export
+    running for 49 days), the boot moves to a day before that message's earliest start, as if the
+    exporter had restarted.
+
+    Header times are 32-bit Unix seconds: a time past 2106 (a damaged capture's timestamp) cannot be
+    carried; such flows are counted in `out_of_range` and left out of the clock.
+    """
+
+    LIMIT_NS = 2**32 * 10**9
+    WRAP_NS = 2**32 * 10**6  # sysUptime wraps after 2**32 ms
+    WINDOW_NS = 2**31 * 10**6  # records of one message end within this of each other
 
     def __init__(self) -> None:
         self.boot_ns: int | None = None
         self.now_ns = 0
+        self.row_boot_ns: np.ndarray | None = None  # per record, while a message plan is filled in
 
-    def advance(self, rec: np.ndarray) -> None:
-        if len(rec) == 0:
-            return
-        if self.boot_ns is None:
-            first = int(rec["first_ns"].min())
-            self.boot_ns = max(first - BOOT_MARGIN_NS, 0) // 10**9 * 10**9
-        self.now_ns = max(self.now_ns, int(rec["last_ns"].max()), self.boot_ns)
+    def advance(self, rec: np.ndarray) -> int:
+        """Moves the clock over these records; returns how many have a time it cannot carry."""
+        ok = rec["last_ns"] < self.LIMIT_NS
+        if ok.any():
+            self.now_ns = max(self.now_ns, int(rec["last_ns"][ok].max()))
+        return int((~ok).sum())
 
-    def uptime_ms(self, ns: np.ndarray | int) -> Any:
-        assert self.boot_ns is not None
-        if isinstance(ns, np.ndarray):
-            return ((ns.astype(np.int64) - self.boot_ns) // 1_000_000) & U32_MAX
-        return ((ns - self.boot_ns) // 1_000_000) & U32_MAX
+    def boot_for(self, first_ns: np.ndarray, header_ns: int) -> int:
+        """The boot of a message whose records start at first_ns and whose header says header_ns."""
+        ok = first_ns[first_ns < self.LIMIT_NS]
+        earliest = int(ok.min()) if len(ok) else header_ns
+        boot = self.boot_ns
+        if boot is None or earliest < boot or header_ns - boot >= self.WRAP_NS:
+            # a second boundary at or after both bounds: nothing wraps unless a flow lasts 49 days
+            boot = max(earliest - BOOT_MARGIN_NS, header_ns - self.WRAP_NS + 10**9, 0)
+            self.boot_ns = boot = -(-boot // 10**9) * 10**9
+        return boot
+
+
+def uptime_ms(ns: np.ndarray | int, boot_ns: np.ndarray | int) -> Any:
+    """Milliseconds since boot, modulo 2**32 (unsigned arithmetic wraps as sysUptime does)."""
+    if isinstance(ns, np.ndarray):
+        boot_ms = np.asarray(boot_ns, dtype=np.uint64) // np.uint64(1_000_000)
+        return (ns.astype(np.uint64) // np.uint64(1_000_000) - boot_ms) & np.uint64(U32_MAX)
+    return (ns // 1_000_000 - int(boot_ns) // 1_000_000) & U32_MAX
+
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    """One planned message: records [start, start+count), with the templates or not."""
+
+    start: int
+    count: int
+    with_templates: bool
+    time_ns: int  # the header's export time
+    boot_ns: int  # v5/v9: the sysUptime origin of this message
 
 
 # --- encoders ---
 
 
 class _Encoder:
-    """Shared machinery: the clock, counters, and when to (re)send templates."""
+    """Shared machinery: the clock, counters, when to (re)send templates, and cutting records into
+    messages."""
+
+    relative_times = True  # v5/v9: sysUptime-relative record times (see Clock)
 
     def __init__(self, mtu: int, template_refresh_packets: int | None, template_refresh_seconds: float | None) -> None:
         if mtu < 256 or mtu > 65_535:
@@ -315,15 +359,14 @@ class _Encoder:
             self._since_templates = 0
             self._templates_at = time.monotonic()
             self.stats.templates_sent += 1
-        else:
-            assert self._since_templates is not None
-        self._since_templates += 1
+        if self._since_templates is not None:
+            self._since_templates += 1
 
     def encode(self, rec: np.ndarray) -> list[bytes]:
         """Export messages for these flow records (RECORD_DTYPE), in order."""
         if rec.dtype.names != RECORD_DTYPE.names:
             raise TypeError("encode() takes an array of aioflow flow records (RECORD_DTYPE)")
-        self.clock.advance(rec)
+        self.stats.out_of_range += self.clock.advance(rec)
         self.stats.flows += len(rec)
         out = self._encode(rec)
         self.stats.messages += len(out)
@@ -332,6 +375,44 @@ class _Encoder:
 
     def _encode(self, rec: np.ndarray) -> list[bytes]:
         raise NotImplementedError
+
+    def _room(self, with_templates: bool) -> int:
+        """Records of this encoder's largest template that fit in one message."""
+        raise NotImplementedError
+
+    def _header_time(self, last_ns: np.ndarray) -> int:
+        """A message's export time: the latest in-range end of its records, in whole ms."""
+        ok = last_ns[last_ns < Clock.LIMIT_NS]
+        return (int(ok.max()) if len(ok) else self.clock.now_ns) // 1_000_000 * 1_000_000
+
+    def _plan(self, first_ns: np.ndarray, last_ns: np.ndarray, templated: bool) -> list[_Message]:
+        """Cuts n records (sorted by end time when relative_times) into messages; sets the clock's
+        per-record boot for the sysUptime columns."""
+        plan = []
+        start, n = 0, len(last_ns)
+        while start < n:
+            with_templates = templated and self._templates_due()
+            count = min(self._room(with_templates), n - start)
+            if self.relative_times and int(last_ns[start + count - 1]) - int(last_ns[start]) > Clock.WINDOW_NS:
+                count = int(np.searchsorted(last_ns, last_ns[start] + np.uint64(Clock.WINDOW_NS), "right")) - start
+            if self.relative_times:
+                when = self._header_time(last_ns[start : start + count])
+                boot = self.clock.boot_for(first_ns[start : start + count], when)
+            else:
+                when, boot = self.clock.now_ns, 0
+            plan.append(_Message(start, count, with_templates, when, boot))
+            self._sent(with_templates)
+            start += count
+        self.clock.row_boot_ns = np.repeat(
+            np.array([m.boot_ns for m in plan], dtype=np.uint64), [m.count for m in plan]
+        )
+        return plan
+
+
+def by_end_time(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Rows ordered by end time (stable: directions of one flow stay together when they end together)."""
+    order = np.argsort(cols["last_ns"], kind="stable")
+    return {name: value[order] for name, value in cols.items()}
 
 
 class NetflowV5Encoder(_Encoder):
@@ -353,11 +434,15 @@ class NetflowV5Encoder(_Encoder):
         self.sequence = 0  # flows sent before the next datagram (v5's flow_sequence)
         self.per_message = min(self.MAX_RECORDS, (mtu - self.HEADER.size) // self.RECORD.itemsize)
 
+    def _room(self, with_templates: bool) -> int:
+        return self.per_message
+
     def _encode(self, rec: np.ndarray) -> list[bytes]:
         v4 = rec["ip_version"] == 4
         self.stats.skipped_ipv6 += int((~v4).sum())
-        cols = unidirectional(rec[v4])
+        cols = by_end_time(unidirectional(rec[v4]))
         n = len(cols["packets"])
+        plan = self._plan(cols["first_ns"], cols["last_ns"], templated=False)
         out = np.zeros(n, dtype=self.RECORD)
         for name in ("src", "dst"):
             out[name] = cols[name][:, :4]
@@ -367,20 +452,17 @@ class NetflowV5Encoder(_Encoder):
         self.stats.clamped += int(over.sum())
         out["packets"] = np.minimum(cols["packets"], U32_MAX)
         out["octets"] = np.minimum(cols["octets"], U32_MAX)
-        out["first"] = self.clock.uptime_ms(cols["first_ns"])
-        out["last"] = self.clock.uptime_ms(cols["last_ns"])
+        out["first"] = uptime_ms(cols["first_ns"], self.clock.row_boot_ns)
+        out["last"] = uptime_ms(cols["last_ns"], self.clock.row_boot_ns)
         data = out.tobytes()
         size = self.RECORD.itemsize
-        now = self.clock.now_ns
-        uptime = self.clock.uptime_ms(now)
-        seconds, nanos = divmod(now, 10**9)
         messages = []
-        for start in range(0, n, self.per_message):
-            count = min(self.per_message, n - start)
-            header = self.HEADER.pack(5, count, uptime, seconds, nanos, self.sequence & U32_MAX,
-                                      self.engine_type, self.engine_id, 0)  # fmt: skip
-            messages.append(header + data[start * size : (start + count) * size])
-            self.sequence += count
+        for m in plan:
+            seconds, nanos = divmod(m.time_ns, 10**9)
+            header = self.HEADER.pack(5, m.count, uptime_ms(m.time_ns, m.boot_ns), seconds, nanos,
+                                      self.sequence & U32_MAX, self.engine_type, self.engine_id, 0)  # fmt: skip
+            messages.append(header + data[m.start * size : (m.start + m.count) * size])
+            self.sequence += m.count
         self.stats.records += n
         return messages
 
@@ -404,11 +486,15 @@ class _TemplatedEncoder(_Encoder):
         self.templates = templates
         body = b"".join(self._template_body(t) for t in templates.values())
         self.template_set = self.SET_HEADER.pack(self.template_set_id, self.SET_HEADER.size + len(body)) + body
-        if self.header_size + len(self.template_set) + self.SET_HEADER.size + 4 + self._largest() > mtu:
+        self._record_length = max(t.record_length for t in templates.values())
+        if self._room(True) < 1:
             raise ValueError(f"mtu={mtu}: too small for the templates and one record")
 
-    def _largest(self) -> int:
-        return max(t.record_length for t in self.templates.values())
+    def _room(self, with_templates: bool) -> int:
+        room = self.mtu - self.header_size - self.SET_HEADER.size - 3  # 3: the most padding a set takes
+        if with_templates:
+            room -= len(self.template_set)
+        return room // self._record_length
 
     def _template_body(self, template: Template) -> bytes:
         raise NotImplementedError
@@ -416,7 +502,10 @@ class _TemplatedEncoder(_Encoder):
     def _columns(self, rec: np.ndarray) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
-    def _header(self, length: int, records: int, sets: int) -> bytes:
+    def _header(self, length: int, m: _Message, template_records: int) -> bytes:
+        raise NotImplementedError
+
+    def _after_message(self, records: int) -> None:
         raise NotImplementedError
 
     def _encode(self, rec: np.ndarray) -> list[bytes]:
@@ -426,36 +515,29 @@ class _TemplatedEncoder(_Encoder):
             mask = cols["version"] == version
             if not mask.any():
                 continue
-            data = template.fill({k: v[mask] for k, v in cols.items()}, self.clock).tobytes()
-            messages += self._cut(template, data, int(mask.sum()))
+            rows = {k: v[mask] for k, v in cols.items()}
+            if self.relative_times:
+                rows = by_end_time(rows)
+            plan = self._plan(rows["first_ns"], rows["last_ns"], templated=True)
+            data = template.fill(rows, self.clock).tobytes()
+            messages += self._assemble(template, data, plan)
+            self.stats.records += len(rows["last_ns"])
         return messages
 
-    def _cut(self, template: Template, data: bytes, n: int) -> list[bytes]:
+    def _assemble(self, template: Template, data: bytes, plan: list[_Message]) -> list[bytes]:
         size = template.record_length
         messages = []
-        start = 0
-        while start < n:
-            with_templates = self._templates_due()
-            room = self.mtu - self.header_size - self.SET_HEADER.size
-            if with_templates:
-                room -= len(self.template_set)
-            count = min(n - start, room // size)
-            body = data[start * size : (start + count) * size]
+        for m in plan:
+            body = data[m.start * size : (m.start + m.count) * size]
             padding = -(self.SET_HEADER.size + len(body)) % 4 if self.pad_sets else 0
             data_set = self.SET_HEADER.pack(template.id, self.SET_HEADER.size + len(body) + padding) + body
             data_set += bytes(padding)
-            sets = [self.template_set, data_set] if with_templates else [data_set]
+            sets = [self.template_set, data_set] if m.with_templates else [data_set]
             length = self.header_size + sum(map(len, sets))
-            template_records = len(self.templates) if with_templates else 0
-            messages.append(self._header(length, count, template_records) + b"".join(sets))
-            self._after_message(count)
-            self._sent(with_templates)
-            start += count
-        self.stats.records += n
+            template_records = len(self.templates) if m.with_templates else 0
+            messages.append(self._header(length, m, template_records) + b"".join(sets))
+            self._after_message(m.count)
         return messages
-
-    def _after_message(self, records: int) -> None:
-        raise NotImplementedError
 
 
 class NetflowV9Encoder(_TemplatedEncoder):
@@ -477,16 +559,20 @@ class NetflowV9Encoder(_TemplatedEncoder):
         self.source_id = source_id
         self.sequence = 0  # export packets sent before this one (RFC 3954 package sequence)
 
+    def _header_time(self, last_ns: np.ndarray) -> int:
+        # v9 headers carry whole seconds, so sysUptime is taken at that second; rounded up, so the
+        # header is not older than the records' ends
+        return -(-super()._header_time(last_ns) // 10**9) * 10**9
+
     def _template_body(self, template: Template) -> bytes:
         return template.fields_v9()
 
     def _columns(self, rec: np.ndarray) -> dict[str, np.ndarray]:
         return unidirectional(rec)
 
-    def _header(self, length: int, records: int, template_records: int) -> bytes:
-        now = self.clock.now_ns
+    def _header(self, length: int, m: _Message, template_records: int) -> bytes:
         # count: every record in the packet, template records included (RFC 3954 5.1)
-        return self.HEADER.pack(9, records + template_records, self.clock.uptime_ms(now), now // 10**9,
+        return self.HEADER.pack(9, m.count + template_records, uptime_ms(m.time_ns, m.boot_ns), m.time_ns // 10**9,
                                 self.sequence & U32_MAX, self.source_id)  # fmt: skip
 
     def _after_message(self, records: int) -> None:
@@ -500,6 +586,7 @@ class IPFIXEncoder(_TemplatedEncoder):
     HEADER = struct.Struct("!HHIII")
     header_size = HEADER.size
     template_set_id = 2
+    relative_times = False  # absolute times: records keep the order flows ended
 
     def __init__(
         self,
@@ -521,8 +608,8 @@ class IPFIXEncoder(_TemplatedEncoder):
     def _columns(self, rec: np.ndarray) -> dict[str, np.ndarray]:
         return bidirectional(rec) if self.biflow else unidirectional(rec)
 
-    def _header(self, length: int, records: int, template_records: int) -> bytes:
-        return self.HEADER.pack(10, length, self.clock.now_ns // 10**9, self.sequence & U32_MAX,
+    def _header(self, length: int, m: _Message, template_records: int) -> bytes:
+        return self.HEADER.pack(10, length, m.time_ns // 10**9 & U32_MAX, self.sequence & U32_MAX,
                                 self.observation_domain)  # fmt: skip
 
     def _after_message(self, records: int) -> None:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import anyio
 import numpy as np
@@ -65,6 +65,7 @@ class ExportStats:
     templates_sent: int  # messages that carried the templates
     skipped_ipv6: int  # v5 only: IPv6 flows, which v5 cannot carry
     clamped: int  # v5 only: directions with more than 2**32-1 packets or bytes (sent as 2**32-1)
+    out_of_range: int  # flows ending after 2106 (damaged timestamps): v5/v9 cannot carry their times
     send_errors: int  # datagrams the network refused (e.g. no collector listening)
     last_error: str
 
@@ -140,6 +141,15 @@ def _stats(encoder: _Encoder, send_errors: int = 0, last_error: str = "") -> Exp
     return ExportStats(**encoder.stats.as_dict(), send_errors=send_errors, last_error=last_error)
 
 
+class TransportOptions(TypedDict, total=False):
+    """Options every UDP exporter takes besides its format's own."""
+
+    batch_flows: int  # flows buffered before encoding (default 4096)
+    flush_interval: float  # seconds a flow may wait in the buffer (default 1.0)
+    max_rate: float | None  # datagrams per second at most (default None: as fast as the socket takes them)
+    local_address: tuple[str, int] | None  # the exporter's own (address, port) (default: the system's choice)
+
+
 class _UDPExporter(_BufferedSink):
     """An async UDP exporter: `async with Exporter(("host", port)) as exp: await exp.run(parser)`."""
 
@@ -151,8 +161,10 @@ class _UDPExporter(_BufferedSink):
         batch_flows: int = BATCH_FLOWS,
         flush_interval: float = FLUSH_INTERVAL,
         max_rate: float | None = None,
+        local_address: tuple[str, int] | None = None,
     ) -> None:
         super().__init__(batch_flows, flush_interval)
+        self.local_address = local_address
         host, port = address
         if not 0 < port < 65536:
             raise ConfigError(f"port {port!r}: expected 1..65535")
@@ -171,7 +183,10 @@ class _UDPExporter(_BufferedSink):
         return _stats(self.encoder, self._send_errors, self._last_error)
 
     async def __aenter__(self) -> Any:
-        self._socket = await anyio.create_connected_udp_socket(self.address[0], self.address[1])
+        local_host, local_port = self.local_address or (None, 0)
+        self._socket = await anyio.create_connected_udp_socket(
+            self.address[0], self.address[1], local_host=local_host, local_port=local_port
+        )
         return self
 
     async def aclose(self) -> None:
@@ -219,14 +234,12 @@ class IPFIXExporter(_UDPExporter):
         nanoseconds: bool = False,
         template_refresh_packets: int | None = 20,
         template_refresh_seconds: float | None = 60.0,
-        batch_flows: int = BATCH_FLOWS,
-        flush_interval: float = FLUSH_INTERVAL,
-        max_rate: float | None = None,
+        **transport: Unpack[TransportOptions],
     ) -> None:
         encoder = _checked(IPFIXEncoder, mtu=mtu, observation_domain=observation_domain, biflow=biflow,
                            nanoseconds=nanoseconds, template_refresh_packets=template_refresh_packets,
                            template_refresh_seconds=template_refresh_seconds)  # fmt: skip
-        super().__init__(address, encoder, batch_flows=batch_flows, flush_interval=flush_interval, max_rate=max_rate)
+        super().__init__(address, encoder, **transport)
 
 
 class NetflowV9Exporter(_UDPExporter):
@@ -240,14 +253,12 @@ class NetflowV9Exporter(_UDPExporter):
         source_id: int = 0,
         template_refresh_packets: int | None = 20,
         template_refresh_seconds: float | None = 60.0,
-        batch_flows: int = BATCH_FLOWS,
-        flush_interval: float = FLUSH_INTERVAL,
-        max_rate: float | None = None,
+        **transport: Unpack[TransportOptions],
     ) -> None:
         encoder = _checked(NetflowV9Encoder, mtu=mtu, source_id=source_id,
                            template_refresh_packets=template_refresh_packets,
                            template_refresh_seconds=template_refresh_seconds)  # fmt: skip
-        super().__init__(address, encoder, batch_flows=batch_flows, flush_interval=flush_interval, max_rate=max_rate)
+        super().__init__(address, encoder, **transport)
 
 
 class NetflowV5Exporter(_UDPExporter):
@@ -261,12 +272,10 @@ class NetflowV5Exporter(_UDPExporter):
         mtu: int = MTU_DEFAULT,
         engine_type: int = 0,
         engine_id: int = 0,
-        batch_flows: int = BATCH_FLOWS,
-        flush_interval: float = FLUSH_INTERVAL,
-        max_rate: float | None = None,
+        **transport: Unpack[TransportOptions],
     ) -> None:
         encoder = _checked(NetflowV5Encoder, mtu=mtu, engine_type=engine_type, engine_id=engine_id)
-        super().__init__(address, encoder, batch_flows=batch_flows, flush_interval=flush_interval, max_rate=max_rate)
+        super().__init__(address, encoder, **transport)
 
 
 def _checked(kind: type[_Encoder], **options: Any) -> _Encoder:
