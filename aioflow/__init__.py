@@ -18,6 +18,18 @@ from ._read import read, read_frame
 
 __version__ = "0.1.0"
 
+# NetFlow/IPFIX export (aioflow.export) needs numpy: imported on first use, so `import aioflow` stays light.
+_EXPORT_NAMES = ("ExportStats", "IPFIXExporter", "IPFIXFileWriter", "NetflowV5Exporter", "NetflowV9Exporter",
+                 "ParquetWriter")  # fmt: skip
+
+
+def __getattr__(name: str) -> object:
+    if name in _EXPORT_NAMES:
+        from . import export
+
+        return getattr(export, name)
+    raise AttributeError(f"module 'aioflow' has no attribute {name!r}")
+
 __all__ = [
     "AioflowError",
     "CaptureFormatError",
@@ -26,11 +38,17 @@ __all__ = [
     "CaptureSourceError",
     "ConfigError",
     "EngineError",
+    "ExportStats",
     "FilterError",
     "Flow",
     "FlowParser",
+    "IPFIXExporter",
+    "IPFIXFileWriter",
     "InterfaceNotFoundError",
+    "NetflowV5Exporter",
+    "NetflowV9Exporter",
     "PacketHeader",
+    "ParquetWriter",
     "ParserInfo",
     "__version__",
     "read",

@@ -224,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_argument("--filter", metavar="BPF", help="BPF filter, as for tcpdump (e.g. 'tcp port 443')")
     top.add_argument("--idle-timeout", type=_positive_float, metavar="S",
                      help="drop a flow from the view after S seconds without packets (default 120)")
+    from aioflow import _cli_export  # here: it imports this module's helpers
+
+    _cli_export.add_parser(commands)
     return parser
 
 
@@ -477,6 +480,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "top":
             return _run_top(args)
+        if args.command == "export":
+            from aioflow import _cli_export
+
+            return _cli_export.run(args)
         # A bar only makes sense where someone watches it and where there is an end to measure against.
         show_progress = not args.no_progress and sys.stderr.isatty() and Path(args.source).is_file()
         return anyio.run(_flows, args, sys.stdout, sys.stderr, show_progress)
