@@ -119,10 +119,13 @@ def bidirectional(rec: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def ns_to_ntp(ns: np.ndarray) -> np.ndarray:
-    """Unix ns -> 64-bit NTP timestamps (dateTimeNanoseconds, RFC 7011 6.1.10), vectorised."""
+    """Unix ns -> 64-bit NTP timestamps (dateTimeNanoseconds, RFC 7011 6.1.10), vectorised. The
+    fraction is rounded up, so decoders that truncate (Wireshark) and those that round both get
+    the exact nanosecond back."""
     ns = ns.astype(np.uint64)
-    seconds = ns // np.uint64(10**9) + np.uint64(NTP_UNIX_OFFSET)
-    fraction = ((ns % np.uint64(10**9)) << np.uint64(32)) // np.uint64(10**9)
+    billion = np.uint64(10**9)
+    seconds = (ns // billion + np.uint64(NTP_UNIX_OFFSET)) & np.uint64(U32_MAX)  # NTP eras wrap (2036)
+    fraction = (((ns % billion) << np.uint64(32)) + billion - np.uint64(1)) // billion
     return (seconds << np.uint64(32)) | fraction
 
 
@@ -344,23 +347,25 @@ class _Encoder:
         self.refresh_seconds = template_refresh_seconds
         self.clock = Clock()
         self.stats = EncoderStats()
-        self._since_templates: int | None = None  # messages since templates were last sent; None: never
-        self._templates_at = 0.0
+        self._messages = 0
+        # per template id: (message count, monotonic time) when it was last sent
+        self._template_sent: dict[int, tuple[int, float]] = {}
 
-    def _templates_due(self) -> bool:
-        if self._since_templates is None:
+    def _template_due(self, template_id: int) -> bool:
+        """Before its first data, then every refresh_packets messages or refresh_seconds."""
+        last = self._template_sent.get(template_id)
+        if last is None:
             return True
-        if self.refresh_packets is not None and self._since_templates >= self.refresh_packets:
+        if self.refresh_packets is not None and self._messages - last[0] >= self.refresh_packets:
             return True
-        return self.refresh_seconds is not None and time.monotonic() - self._templates_at >= self.refresh_seconds
+        return self.refresh_seconds is not None and time.monotonic() - last[1] >= self.refresh_seconds
 
-    def _sent(self, with_templates: bool) -> None:
-        if with_templates:
-            self._since_templates = 0
-            self._templates_at = time.monotonic()
+    def _sent(self, template_id: int | None) -> None:
+        """A message is out, with that template in it (or none)."""
+        if template_id is not None:
+            self._template_sent[template_id] = (self._messages, time.monotonic())
             self.stats.templates_sent += 1
-        if self._since_templates is not None:
-            self._since_templates += 1
+        self._messages += 1
 
     def encode(self, rec: np.ndarray) -> list[bytes]:
         """Export messages for these flow records (RECORD_DTYPE), in order."""
@@ -377,7 +382,7 @@ class _Encoder:
         raise NotImplementedError
 
     def _room(self, with_templates: bool) -> int:
-        """Records of this encoder's largest template that fit in one message."""
+        """Records of this encoder's largest template that fit in one message (with its template)."""
         raise NotImplementedError
 
     def _header_time(self, last_ns: np.ndarray) -> int:
@@ -385,13 +390,13 @@ class _Encoder:
         ok = last_ns[last_ns < Clock.LIMIT_NS]
         return (int(ok.max()) if len(ok) else self.clock.now_ns) // 1_000_000 * 1_000_000
 
-    def _plan(self, first_ns: np.ndarray, last_ns: np.ndarray, templated: bool) -> list[_Message]:
+    def _plan(self, first_ns: np.ndarray, last_ns: np.ndarray, template_id: int | None) -> list[_Message]:
         """Cuts n records (sorted by end time when relative_times) into messages; sets the clock's
         per-record boot for the sysUptime columns."""
         plan = []
         start, n = 0, len(last_ns)
         while start < n:
-            with_templates = templated and self._templates_due()
+            with_templates = template_id is not None and self._template_due(template_id)
             count = min(self._room(with_templates), n - start)
             if self.relative_times and int(last_ns[start + count - 1]) - int(last_ns[start]) > Clock.WINDOW_NS:
                 count = int(np.searchsorted(last_ns, last_ns[start] + np.uint64(Clock.WINDOW_NS), "right")) - start
@@ -401,7 +406,7 @@ class _Encoder:
             else:
                 when, boot = self.clock.now_ns, 0
             plan.append(_Message(start, count, with_templates, when, boot))
-            self._sent(with_templates)
+            self._sent(template_id if with_templates else None)
             start += count
         self.clock.row_boot_ns = np.repeat(
             np.array([m.boot_ns for m in plan], dtype=np.uint64), [m.count for m in plan]
@@ -442,7 +447,7 @@ class NetflowV5Encoder(_Encoder):
         self.stats.skipped_ipv6 += int((~v4).sum())
         cols = by_end_time(unidirectional(rec[v4]))
         n = len(cols["packets"])
-        plan = self._plan(cols["first_ns"], cols["last_ns"], templated=False)
+        plan = self._plan(cols["first_ns"], cols["last_ns"], None)
         out = np.zeros(n, dtype=self.RECORD)
         for name in ("src", "dst"):
             out[name] = cols[name][:, :4]
@@ -484,8 +489,13 @@ class _TemplatedEncoder(_Encoder):
     ) -> None:
         super().__init__(mtu, template_refresh_packets, template_refresh_seconds)
         self.templates = templates
-        body = b"".join(self._template_body(t) for t in templates.values())
-        self.template_set = self.SET_HEADER.pack(self.template_set_id, self.SET_HEADER.size + len(body)) + body
+        # Each message carries the template of its own data set when that one is due: the smallest
+        # MTU then only needs room for one template.
+        self.template_sets = {}
+        for t in templates.values():
+            body = self._template_body(t)
+            header = self.SET_HEADER.pack(self.template_set_id, self.SET_HEADER.size + len(body))
+            self.template_sets[t.id] = header + body
         self._record_length = max(t.record_length for t in templates.values())
         if self._room(True) < 1:
             raise ValueError(f"mtu={mtu}: too small for the templates and one record")
@@ -493,7 +503,7 @@ class _TemplatedEncoder(_Encoder):
     def _room(self, with_templates: bool) -> int:
         room = self.mtu - self.header_size - self.SET_HEADER.size - 3  # 3: the most padding a set takes
         if with_templates:
-            room -= len(self.template_set)
+            room -= max(map(len, self.template_sets.values()))
         return room // self._record_length
 
     def _template_body(self, template: Template) -> bytes:
@@ -518,7 +528,7 @@ class _TemplatedEncoder(_Encoder):
             rows = {k: v[mask] for k, v in cols.items()}
             if self.relative_times:
                 rows = by_end_time(rows)
-            plan = self._plan(rows["first_ns"], rows["last_ns"], templated=True)
+            plan = self._plan(rows["first_ns"], rows["last_ns"], template.id)
             data = template.fill(rows, self.clock).tobytes()
             messages += self._assemble(template, data, plan)
             self.stats.records += len(rows["last_ns"])
@@ -532,9 +542,9 @@ class _TemplatedEncoder(_Encoder):
             padding = -(self.SET_HEADER.size + len(body)) % 4 if self.pad_sets else 0
             data_set = self.SET_HEADER.pack(template.id, self.SET_HEADER.size + len(body) + padding) + body
             data_set += bytes(padding)
-            sets = [self.template_set, data_set] if m.with_templates else [data_set]
+            sets = [self.template_sets[template.id], data_set] if m.with_templates else [data_set]
             length = self.header_size + sum(map(len, sets))
-            template_records = len(self.templates) if m.with_templates else 0
+            template_records = 1 if m.with_templates else 0
             messages.append(self._header(length, m, template_records) + b"".join(sets))
             self._after_message(m.count)
         return messages

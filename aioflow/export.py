@@ -16,6 +16,7 @@ are counted in ``stats.skipped_ipv6`` and not sent.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import anyio
+import anyio.lowlevel
 import numpy as np
 
 from ._engine import END_REASONS
@@ -183,10 +185,20 @@ class _UDPExporter(_BufferedSink):
         return _stats(self.encoder, self._send_errors, self._last_error)
 
     async def __aenter__(self) -> Any:
-        local_host, local_port = self.local_address or (None, 0)
-        self._socket = await anyio.create_connected_udp_socket(
-            self.address[0], self.address[1], local_host=local_host, local_port=local_port
-        )
+        # A plain non-blocking socket rather than a transport: a refused datagram (ICMP port
+        # unreachable) then surfaces on the next send under every backend, and is counted.
+        host, port = self.address
+        family, kind, proto, _, target = (await anyio.getaddrinfo(host, port, type=socket.SOCK_DGRAM))[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            if self.local_address is not None:
+                sock.bind(self.local_address)
+            sock.connect(target)
+        except OSError:
+            sock.close()
+            raise
+        self._socket = sock
         return self
 
     async def aclose(self) -> None:
@@ -194,7 +206,7 @@ class _UDPExporter(_BufferedSink):
             await self.flush()
         finally:
             if self._socket is not None:
-                await self._socket.aclose()
+                self._socket.close()
                 self._socket = None
 
     async def _emit(self, rec: np.ndarray) -> None:
@@ -203,11 +215,17 @@ class _UDPExporter(_BufferedSink):
         for message in self.encoder.encode(rec):
             if self._interval:
                 await self._pace()
-            try:
-                await self._socket.send(message)
-            except OSError as exc:  # e.g. ICMP port unreachable from an earlier datagram: count, go on
-                self._send_errors += 1
-                self._last_error = f"{type(exc).__name__}: {exc}"
+            while True:
+                try:
+                    self._socket.send(message)
+                except BlockingIOError:  # the socket buffer is full: wait for room, nothing dropped here
+                    await anyio.wait_writable(self._socket)
+                    continue
+                except OSError as exc:  # e.g. refused by the collector's host: count, go on
+                    self._send_errors += 1
+                    self._last_error = f"{type(exc).__name__}: {exc}"
+                break
+        await anyio.lowlevel.checkpoint()
 
     async def _pace(self) -> None:
         # Collectors drop bursts their socket buffer cannot hold: spread datagrams at max_rate,
