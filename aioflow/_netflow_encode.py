@@ -299,10 +299,10 @@ class Clock:
             self.now_ns = max(self.now_ns, int(rec["last_ns"][ok].max()))
         return int((~ok).sum())
 
-    def boot_for(self, first_ns: np.ndarray, header_ns: int) -> int:
-        """The boot of a message whose records start at first_ns and whose header says header_ns."""
-        ok = first_ns[first_ns < self.LIMIT_NS]
-        earliest = int(ok.min()) if len(ok) else header_ns
+    def boot_for(self, earliest: int, header_ns: int) -> int:
+        """The boot of a message whose records start at `earliest` at the soonest, and whose
+        header says header_ns."""
+        earliest = min(earliest, header_ns)
         boot = self.boot_ns
         if boot is None or earliest < boot or header_ns - boot >= self.WRAP_NS:
             # a second boundary at or after both bounds: nothing wraps unless a flow lasts 49 days
@@ -385,32 +385,39 @@ class _Encoder:
         """Records of this encoder's largest template that fit in one message (with its template)."""
         raise NotImplementedError
 
-    def _header_time(self, last_ns: np.ndarray) -> int:
-        """A message's export time: the latest in-range end of its records, in whole ms."""
-        ok = last_ns[last_ns < Clock.LIMIT_NS]
-        return (int(ok.max()) if len(ok) else self.clock.now_ns) // 1_000_000 * 1_000_000
+    def _header_time(self, latest: int) -> int:
+        """A message's export time from the latest in-range end of its records (0: none), in whole ms."""
+        return (latest or self.clock.now_ns) // 1_000_000 * 1_000_000
 
     def _plan(self, first_ns: np.ndarray, last_ns: np.ndarray, template_id: int | None) -> list[_Message]:
         """Cuts n records (sorted by end time when relative_times) into messages; sets the clock's
         per-record boot for the sysUptime columns."""
-        plan = []
+        # First the cuts (Python ints only), then each message's latest end and earliest start in
+        # two numpy reductions: the per-message Python work stays a few operations.
+        cuts: list[tuple[int, int, bool]] = []
         start, n = 0, len(last_ns)
         while start < n:
             with_templates = template_id is not None and self._template_due(template_id)
             count = min(self._room(with_templates), n - start)
             if self.relative_times and int(last_ns[start + count - 1]) - int(last_ns[start]) > Clock.WINDOW_NS:
                 count = int(np.searchsorted(last_ns, last_ns[start] + np.uint64(Clock.WINDOW_NS), "right")) - start
-            if self.relative_times:
-                when = self._header_time(last_ns[start : start + count])
-                boot = self.clock.boot_for(first_ns[start : start + count], when)
-            else:
-                when, boot = self.clock.now_ns, 0
-            plan.append(_Message(start, count, with_templates, when, boot))
+            cuts.append((start, count, with_templates))
             self._sent(template_id if with_templates else None)
             start += count
-        self.clock.row_boot_ns = np.repeat(
-            np.array([m.boot_ns for m in plan], dtype=np.uint64), [m.count for m in plan]
-        )
+        self.clock.row_boot_ns = np.zeros(0, dtype=np.uint64)
+        if not cuts:
+            return []
+        if not self.relative_times:
+            return [_Message(start, count, t, self.clock.now_ns, 0) for start, count, t in cuts]
+        starts = np.array([c[0] for c in cuts])
+        limit = np.uint64(Clock.LIMIT_NS)
+        latest = np.maximum.reduceat(np.where(last_ns < limit, last_ns, np.uint64(0)), starts).tolist()
+        earliest = np.minimum.reduceat(np.where(first_ns < limit, first_ns, limit), starts).tolist()
+        plan = []
+        for (start, count, with_templates), late, early in zip(cuts, latest, earliest, strict=True):
+            when = self._header_time(late)
+            plan.append(_Message(start, count, with_templates, when, self.clock.boot_for(early, when)))
+        self.clock.row_boot_ns = np.repeat(np.array([m.boot_ns for m in plan], dtype=np.uint64), [c[1] for c in cuts])
         return plan
 
 
@@ -569,10 +576,10 @@ class NetflowV9Encoder(_TemplatedEncoder):
         self.source_id = source_id
         self.sequence = 0  # export packets sent before this one (RFC 3954 package sequence)
 
-    def _header_time(self, last_ns: np.ndarray) -> int:
+    def _header_time(self, latest: int) -> int:
         # v9 headers carry whole seconds, so sysUptime is taken at that second; rounded up, so the
         # header is not older than the records' ends
-        return -(-super()._header_time(last_ns) // 10**9) * 10**9
+        return -(-super()._header_time(latest) // 10**9) * 10**9
 
     def _template_body(self, template: Template) -> bytes:
         return template.fields_v9()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
@@ -29,6 +29,7 @@ import numpy as np
 
 from ._engine import END_REASONS
 from ._errors import ConfigError
+from ._frame import RECORD_DTYPE
 from ._netflow_encode import (
     FILE_MESSAGE_SIZE,
     MTU_DEFAULT,
@@ -40,6 +41,7 @@ from ._netflow_encode import (
 )
 
 if TYPE_CHECKING:
+    from ._engine import Batch
     from ._flow import Flow
     from ._parser import FlowParser
 
@@ -53,7 +55,7 @@ __all__ = [
 ]
 
 BATCH_FLOWS = 4096  # flows buffered before they are encoded and sent
-FLUSH_INTERVAL = 1.0  # seconds a flow may wait in the buffer (run() flushes on this period)
+FLUSH_INTERVAL = 1.0  # send(): a flow older than this in the buffer is flushed with the next send
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,20 +110,13 @@ class _BufferedSink:
             await self._emit(rec)
 
     async def run(self, parser: FlowParser) -> None:
-        """Sends every flow the parser ends until its stream ends; flushes at least every
-        flush_interval seconds, so a live source's flows do not wait for a full batch."""
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(self._flush_periodically)
-            async for flow in parser.terminated():
-                await self.send(flow)
-            tasks.cancel_scope.cancel()
+        """Sends every flow the parser ends, batch by batch as the parser delivers them (no Python
+        work per flow), until its stream ends."""
         await self.flush()
-
-    async def _flush_periodically(self) -> None:
-        while True:
-            await anyio.sleep(self._flush_interval)
-            with anyio.CancelScope(shield=True):  # a flush cut halfway would lose encoded messages
-                await self.flush()
+        async for batch in _batches(parser):
+            rec = np.frombuffer(batch.raw_records(), dtype=RECORD_DTYPE)
+            async with self._lock:
+                await self._emit(rec)
 
     async def _emit(self, rec: np.ndarray) -> None:
         raise NotImplementedError
@@ -137,6 +132,19 @@ class _BufferedSink:
     ) -> None:
         with anyio.CancelScope(shield=exc_type is not None):
             await self.aclose()
+
+
+async def _batches(parser: FlowParser) -> AsyncIterator[Batch]:
+    """The batches behind parser.terminated(): the same subscription, without a Flow per record."""
+    stream = parser.terminated()
+    try:
+        while True:
+            try:
+                yield await stream._receive.receive()  # the stream's own channel (aioflow._parser)
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                return
+    finally:
+        await stream.aclose()
 
 
 def _stats(encoder: _Encoder, send_errors: int = 0, last_error: str = "") -> ExportStats:
@@ -417,7 +425,5 @@ class ParquetWriter(_FileSink):
             return
         self.closed = True
         if self._writer is None:  # no flow at all: still a valid (empty) file with the columns
-            from ._frame import RECORD_DTYPE
-
             self.write_records(np.zeros(0, dtype=RECORD_DTYPE))
         self._writer.close()
