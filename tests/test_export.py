@@ -9,6 +9,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -272,3 +273,17 @@ def test_cli_export_needs_a_destination(capsys: Any) -> None:
     assert "--to" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["export", str(BUNDLED), "--to", "host:notaport"])
+
+
+def test_example_exports_the_big_flows(receiver: Receiver) -> None:
+    host, port = receiver.address
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "export_ipfix.py"), str(BUNDLED), f"{host}:{port}",
+                           "1000"], capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    big = [f for f in flows_of(BUNDLED) if f.bytes >= 1000]
+    assert proc.stdout.startswith(f"sent {len(big)} of {len(flows_of(BUNDLED))} flows"), proc.stdout
+    records = 0
+    for m in receiver.drain():
+        data_id, data_length = sets_of(m, 16)[-1]
+        records += (data_length - 4) // (74 if data_id == 256 else 98)
+    assert records == len(big) > 0
