@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, Self, TypedDict, Unpack
 
 import anyio
 import anyio.lowlevel
@@ -124,7 +124,7 @@ class _BufferedSink:
     async def aclose(self) -> None:
         await self.flush()
 
-    async def __aenter__(self) -> Any:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -192,7 +192,7 @@ class _UDPExporter(_BufferedSink):
     def stats(self) -> ExportStats:
         return _stats(self.encoder, self._send_errors, self._last_error)
 
-    async def __aenter__(self) -> Any:
+    async def __aenter__(self) -> Self:
         # A plain non-blocking socket rather than a transport: a refused datagram (ICMP port
         # unreachable) then surfaces on the next send under every backend, and is counted.
         host, port = self.address
@@ -341,7 +341,7 @@ class _FileSink(_BufferedSink):
         finally:
             await anyio.to_thread.run_sync(self.close)
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

@@ -197,6 +197,8 @@ def test_nfdump_shows_the_flows_aioflow_ended(collected: Collected, rel: str, re
     assert stats.records == sum(want.values())
     if fmt == "v5":
         assert stats.skipped_ipv6 == sum(f.ip_version == 6 for f in flows)
+        if not want and flows:
+            pytest.skip("IPv6 flows only, which NetFlow v5 cannot carry (counted in skipped_ipv6, checked)")
 
 
 def test_some_captures_are_unreadable_for_a_reason() -> None:
