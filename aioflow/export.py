@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Self, TypedDict, Unpack
 import anyio
 import anyio.lowlevel
 import numpy as np
+from anyio.abc import TaskGroup
 
 from ._engine import END_REASONS
 from ._errors import ConfigError
@@ -55,7 +56,7 @@ __all__ = [
 ]
 
 BATCH_FLOWS = 4096  # flows buffered before they are encoded and sent
-FLUSH_INTERVAL = 1.0  # send(): a flow older than this in the buffer is flushed with the next send
+FLUSH_INTERVAL = 1.0  # send(): a buffered flow goes out at most this long after it came
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +88,11 @@ class _BufferedSink:
         self._pending: list[Flow] = []
         self._oldest = 0.0
         self._lock = anyio.Lock()  # one flush at a time keeps messages in sequence order
+        self._tasks: TaskGroup | None = None
 
     async def send(self, flow: Flow) -> None:
-        """Queues one flow; it goes out with the next full batch, flush(), or leaving the context."""
+        """Queues one flow. It goes out with a full batch (batch_flows), at most flush_interval
+        seconds later (inside `async with`), with flush(), or when the context is left."""
         if not self._pending:
             self._oldest = time.monotonic()
         self._pending.append(flow)
@@ -121,17 +124,38 @@ class _BufferedSink:
     async def _emit(self, rec: np.ndarray) -> None:
         raise NotImplementedError
 
+    async def _flush_periodically(self) -> None:
+        # A live source's flows trickle in: without this, the last few would wait for the next send.
+        while True:
+            await anyio.sleep(self._flush_interval)
+            if self._pending and time.monotonic() - self._oldest >= self._flush_interval:
+                with anyio.CancelScope(shield=True):  # a flush cut halfway would lose encoded messages
+                    await self.flush()
+
+    async def _open(self) -> None:
+        """Subclasses open their socket here."""
+
     async def aclose(self) -> None:
         await self.flush()
 
     async def __aenter__(self) -> Self:
+        await self._open()
+        self._tasks = anyio.create_task_group()
+        await self._tasks.__aenter__()
+        self._tasks.start_soon(self._flush_periodically, name=f"{type(self).__name__} flusher")
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        with anyio.CancelScope(shield=exc_type is not None):
-            await self.aclose()
+        try:
+            if self._tasks is not None:
+                self._tasks.cancel_scope.cancel()
+                await self._tasks.__aexit__(None, None, None)
+                self._tasks = None
+        finally:
+            with anyio.CancelScope(shield=exc_type is not None):
+                await self.aclose()
 
 
 async def _batches(parser: FlowParser) -> AsyncIterator[Batch]:
@@ -192,7 +216,7 @@ class _UDPExporter(_BufferedSink):
     def stats(self) -> ExportStats:
         return _stats(self.encoder, self._send_errors, self._last_error)
 
-    async def __aenter__(self) -> Self:
+    async def _open(self) -> None:
         # A plain non-blocking socket rather than a transport: a refused datagram (ICMP port
         # unreachable) then surfaces on the next send under every backend, and is counted.
         host, port = self.address
@@ -207,7 +231,6 @@ class _UDPExporter(_BufferedSink):
             sock.close()
             raise
         self._socket = sock
-        return self
 
     async def aclose(self) -> None:
         try:
