@@ -162,6 +162,16 @@ async def test_a_refused_datagram_is_counted_not_raised() -> None:
     assert "Refused" in exporter.stats.last_error
 
 
+@pytest.mark.anyio
+async def test_a_lone_flow_goes_out_within_the_flush_interval(receiver: Receiver) -> None:
+    flow = flows_of(BUNDLED)[0]
+    async with aioflow.IPFIXExporter(receiver.address, flush_interval=0.05) as exporter:
+        await exporter.send(flow)  # far from a full batch, and no other send follows
+        await anyio.sleep(0.3)
+        assert exporter.stats.flows == 1  # sent while still inside the block
+    assert len(await anyio.to_thread.run_sync(receiver.drain)) == 1
+
+
 def test_bad_options_are_config_errors() -> None:
     with pytest.raises(aioflow.ConfigError, match="mtu"):
         aioflow.IPFIXExporter(("127.0.0.1", 4739), mtu=100)
