@@ -243,15 +243,14 @@ def v9_templates() -> dict[int, Template]:
 
 
 def ipfix_templates(biflow: bool, nanoseconds: bool) -> dict[int, Template]:
-    if nanoseconds:
-        times = [
+    times = [
+        Element("flowStartMilliseconds", 8, "first_ns", _ms),
+        Element("flowEndMilliseconds", 8, "last_ns", _ms),
+    ]
+    if nanoseconds:  # beside the milliseconds, which collectors such as nfdump 1.7 need (no ns elements there)
+        times += [
             Element("flowStartNanoseconds", 8, "first_ns", _ntp),
             Element("flowEndNanoseconds", 8, "last_ns", _ntp),
-        ]
-    else:
-        times = [
-            Element("flowStartMilliseconds", 8, "first_ns", _ms),
-            Element("flowEndMilliseconds", 8, "last_ns", _ms),
         ]
     tail = [Element("flowEndReason", 1, "end_reason")]
     counters = _counter_elements("", 2)
@@ -598,7 +597,7 @@ class NetflowV9Encoder(_TemplatedEncoder):
 
 class IPFIXEncoder(_TemplatedEncoder):
     """IPFIX (RFC 7011): biflows with RFC 5103 reverse elements (or one record per direction with
-    biflow=False); flowStart/EndMilliseconds, or Nanoseconds with nanoseconds=True."""
+    biflow=False); flowStart/EndMilliseconds, and also flowStart/EndNanoseconds with nanoseconds=True."""
 
     HEADER = struct.Struct("!HHIII")
     header_size = HEADER.size

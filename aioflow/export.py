@@ -270,7 +270,7 @@ class _UDPExporter(_BufferedSink):
 
 class IPFIXExporter(_UDPExporter):
     """IPFIX (RFC 7011) over UDP, default port 4739. Biflow records (RFC 5103) unless biflow=False;
-    flowStart/EndMilliseconds, or Nanoseconds with nanoseconds=True. Templates go first and again
+    flowStart/EndMilliseconds, plus flowStart/EndNanoseconds with nanoseconds=True. Templates go first and again
     every template_refresh_packets datagrams or template_refresh_seconds."""
 
     def __init__(

@@ -215,10 +215,13 @@ def tshark_records(path: Path) -> Counter[tuple[Any, ...]]:
     for line in out.splitlines():
         c = dict(zip(fields, (column.split("|") if column else [] for column in line.split("\t")), strict=True))
         src, dst = c["cflow.srcaddr"] or c["cflow.srcaddrv6"], c["cflow.dstaddr"] or c["cflow.dstaddrv6"]
-        for i in range(len(c["cflow.packets"])):
+        n = len(c["cflow.packets"])
+        per = len(c["cflow.abstimestart"]) // n  # 2 with nanoseconds=True: the ms times, then the ns ones
+        for i in range(n):
             got[(src[i], int(c["cflow.srcport"][i]), dst[i], int(c["cflow.dstport"][i]), int(c["cflow.protocol"][i]),
-                 int(c["cflow.packets"][i]), int(c["cflow.octets"][i]), tshark_time(c["cflow.abstimestart"][i]),
-                 tshark_time(c["cflow.abstimeend"][i]))] += 1  # fmt: skip
+                 int(c["cflow.packets"][i]), int(c["cflow.octets"][i]),
+                 *(tshark_time(c[f][i * per + per - 1]) for f in ("cflow.abstimestart", "cflow.abstimeend")),
+                 )] += 1  # fmt: skip
     return got
 
 
