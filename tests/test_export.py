@@ -300,3 +300,29 @@ def test_example_exports_the_big_flows(receiver: Receiver) -> None:
         data_id, data_length = sets_of(m, 16)[-1]
         records += (data_length - 4) // (74 if data_id == 256 else 98)
     assert records == len(big) > 0
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [("collector:2055", ("collector", 2055)), ("[::1]:4739", ("::1", 4739)), (":9995", ("127.0.0.1", 9995)),
+     ("10.0.0.5", ("10.0.0.5", None)), ("::1", ("::1", None)), ("[fe80::1]", ("fe80::1", None))],
+)  # fmt: skip
+def test_cli_addresses(text: str, want: tuple[str, int | None]) -> None:
+    from aioflow._cli_export import address
+
+    assert address(text) == want
+
+
+@pytest.mark.anyio
+async def test_ipv6_collector() -> None:
+    try:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        sock.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    sock.settimeout(1.0)
+    with sock:
+        async with aioflow.NetflowV9Exporter(("::1", sock.getsockname()[1])) as exporter:
+            await exporter.send_many(flows_of(BUNDLED))
+        first = await anyio.to_thread.run_sync(sock.recv, 70_000)
+    assert struct.unpack_from("!H", first)[0] == 9 and exporter.stats.send_errors == 0
