@@ -111,9 +111,12 @@ async def _export(args: argparse.Namespace, err: TextIO) -> int:
         if args.write is not None:
             writer = await stack.enter_async_context(_writer(args))
         sinks = [sink for sink in (exporter, writer) if sink is not None]
-        async for flow in parser.terminated():
-            for sink in sinks:
-                await sink.send(flow)
+        if len(sinks) == 1:
+            await sinks[0].run(parser)  # whole batches, no Python work per flow
+        else:  # one subscription feeds both: a second one could miss the flows ended before it
+            async for flow in parser.terminated():
+                for sink in sinks:
+                    await sink.send(flow)
     err.write(_cli._summary(parser.info()) + "\n")
     if exporter is not None:
         err.write(_report(f"{args.format} to {exporter.address[0]}:{exporter.address[1]}", exporter.stats))
