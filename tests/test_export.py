@@ -281,6 +281,21 @@ def test_cli_export_to_a_collector_and_a_file(tmp_path: Path, receiver: Receiver
     assert receiver.drain() and out.stat().st_size > 0
 
 
+def ipfix_records(messages: list[bytes]) -> int:
+    """Data records in IPFIX biflow messages (the default templates: 74 bytes for IPv4, 98 for IPv6)."""
+    records = 0
+    for m in messages:
+        data_id, data_length = sets_of(m, 16)[-1]
+        records += (data_length - 4) // (74 if data_id == 256 else 98)
+    return records
+
+
+def test_cli_export_to_one_collector(receiver: Receiver, capsys: Any) -> None:
+    assert main(["export", str(BUNDLED), "--to", f"127.0.0.1:{receiver.address[1]}", "--max-rate", "5000"]) == 0
+    assert ipfix_records(receiver.drain()) == len(flows_of(BUNDLED))
+    assert "ipfix to 127.0.0.1" in capsys.readouterr().err
+
+
 def test_cli_export_needs_a_destination(capsys: Any) -> None:
     assert main(["export", str(BUNDLED)]) == 2
     assert "--to" in capsys.readouterr().err
@@ -295,11 +310,7 @@ def test_example_exports_the_big_flows(receiver: Receiver) -> None:
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     big = [f for f in flows_of(BUNDLED) if f.bytes >= 1000]
     assert proc.stdout.startswith(f"sent {len(big)} of {len(flows_of(BUNDLED))} flows"), proc.stdout
-    records = 0
-    for m in receiver.drain():
-        data_id, data_length = sets_of(m, 16)[-1]
-        records += (data_length - 4) // (74 if data_id == 256 else 98)
-    assert records == len(big) > 0
+    assert ipfix_records(receiver.drain()) == len(big) > 0
 
 
 @pytest.mark.parametrize(
