@@ -5,6 +5,7 @@ refreshed, sequence numbers per RFC, send errors counted, files written that oth
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 import socket
 import struct
@@ -337,3 +338,33 @@ async def test_ipv6_collector() -> None:
             await exporter.send_many(flows_of(BUNDLED))
         first = await anyio.to_thread.run_sync(sock.recv, 70_000)
     assert struct.unpack_from("!H", first)[0] == 9 and exporter.stats.send_errors == 0
+
+
+@pytest.mark.anyio
+async def test_live_flows_are_exported_as_they_end(receiver: Receiver) -> None:
+    """Live capture on loopback: a flow that ends by idle timeout reaches the collector while the
+    capture still runs (run() sends each batch as it comes; nothing waits for the end)."""
+    if os.geteuid() != 0:
+        pytest.skip("live capture needs root (or CAP_NET_RAW)")
+    talker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    talker.bind(("127.0.0.1", 0))
+    port = talker.getsockname()[1]
+    with talker:
+        async with aioflow.FlowParser("lo", live=True, filter=f"udp port {port}", idle_timeout=0.3) as parser, \
+                aioflow.IPFIXExporter(receiver.address) as exporter:  # fmt: skip
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(exporter.run, parser)
+                await anyio.sleep(0.3)  # the capture is up
+                for _ in range(3):
+                    talker.sendto(b"ping", ("127.0.0.1", 9))  # discard port: nothing needs to answer
+                with anyio.fail_after(10):
+                    # polling a counter: the exporter has no event to wait on
+                    while exporter.stats.flows == 0:  # noqa: ASYNC110 - ended by the idle timeout, then exported
+                        await anyio.sleep(0.05)
+                parser.stop()
+    messages = receiver.drain()
+    assert ipfix_records(messages) == exporter.stats.flows >= 1
+    # the record: 127.0.0.1:port -> 127.0.0.1:9, UDP, 3 packets of 32 bytes (20 IP + 8 UDP + 4)
+    record = messages[0][-74:]
+    assert struct.unpack_from("!HHB", record, 8) == (port, 9, 17)
+    assert struct.unpack_from("!QQ", record, 32) == (3, 96)  # after addresses, ports, key, two times
