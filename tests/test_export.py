@@ -11,6 +11,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -368,3 +369,19 @@ async def test_live_flows_are_exported_as_they_end(receiver: Receiver) -> None:
     record = messages[0][-74:]
     assert struct.unpack_from("!HHB", record, 8) == (port, 9, 17)
     assert struct.unpack_from("!QQ", record, 32) == (3, 96)  # after addresses, ports, key, two times
+
+
+@pytest.mark.parametrize("fmt", ["v9", "ipfix"])
+def test_templates_are_refreshed_by_time(fmt: str) -> None:
+    rec = gather_records(flows_of(DATA / "zeek_icmp_5-pings.pcap"))  # IPv4 only: one template
+    encoder = encoder_for(fmt, template_refresh_packets=None, template_refresh_seconds=0.2)
+    template_set = 0 if fmt == "v9" else 2
+    header = 20 if fmt == "v9" else 16
+
+    def with_template() -> list[bool]:
+        return [sets_of(m, header)[0][0] == template_set for m in encoder.encode(rec)]
+
+    assert with_template() == [True]
+    assert with_template() == [False]  # neither time nor packet count says so yet
+    time.sleep(0.25)
+    assert with_template() == [True]
