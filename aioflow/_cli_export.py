@@ -6,14 +6,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 
 import aioflow
 from aioflow import _cli
-from aioflow.export import EXPORTERS, ExportStats, IPFIXFileWriter, ParquetWriter
 
+if TYPE_CHECKING:
+    from aioflow.export import ExportStats
+
+# aioflow.export (numpy) is imported only when the subcommand runs: `aioflow flows` starts faster.
 DEFAULT_PORTS = {"ipfix": 4739, "v9": 2055, "v5": 2055}
 
 
@@ -51,7 +54,8 @@ def add_parser(commands: Any) -> None:
     export.add_argument("source", metavar="SOURCE", help="pcap or pcapng file, or an interface")
     export.add_argument("--to", type=address, metavar="HOST:PORT",
                         help="collector address (port default: 4739 for ipfix, 2055 for v9/v5)")
-    export.add_argument("--format", choices=sorted(EXPORTERS), default="ipfix", help="export protocol (default ipfix)")
+    export.add_argument("--format", choices=sorted(DEFAULT_PORTS), default="ipfix",
+                        help="export protocol (default ipfix)")
     export.add_argument("--write", metavar="FILE", help="also write an IPFIX file (.parquet: a Parquet file)")
     export.add_argument("--mtu", type=_cli._int_at_least(256), default=1400, metavar="BYTES",
                         help="largest UDP payload (default 1400)")
@@ -75,6 +79,8 @@ def add_parser(commands: Any) -> None:
 
 
 def _exporter(args: argparse.Namespace) -> Any:
+    from aioflow.export import EXPORTERS
+
     host, port = args.to
     options: dict[str, Any] = {"mtu": args.mtu, "max_rate": args.max_rate}
     if args.format == "ipfix":
@@ -87,6 +93,8 @@ def _exporter(args: argparse.Namespace) -> Any:
 
 
 def _writer(args: argparse.Namespace) -> Any:
+    from aioflow.export import IPFIXFileWriter, ParquetWriter
+
     if args.write.endswith(".parquet"):
         return ParquetWriter(args.write)
     return IPFIXFileWriter(args.write, biflow=not args.uniflow, nanoseconds=args.nanoseconds,
@@ -103,6 +111,8 @@ def _report(where: str, s: ExportStats) -> str:
 
 
 async def _export(args: argparse.Namespace, err: TextIO) -> int:
+    from aioflow.export import ParquetWriter
+
     exporter = writer = None
     async with contextlib.AsyncExitStack() as stack:
         parser = await stack.enter_async_context(aioflow.FlowParser(args.source, **_cli._options(args)))
