@@ -11,6 +11,7 @@ from ._errors import (
     EngineError,
     FilterError,
     InterfaceNotFoundError,
+    MalformedPDUError,
 )
 from ._flow import Flow, PacketHeader
 from ._parser import FlowParser, ParserInfo
@@ -45,6 +46,7 @@ __all__ = [
     "IPFIXExporter",
     "IPFIXFileWriter",
     "InterfaceNotFoundError",
+    "MalformedPDUError",
     "NetflowV5Exporter",
     "NetflowV9Exporter",
     "PacketHeader",
@@ -54,3 +56,16 @@ __all__ = [
     "read",
     "read_frame",
 ]
+
+# NetFlow/IPFIX collection (aioflow.collect, itself callable: `async for r in aioflow.collect(addr)`) needs
+# numpy too: imported on first use.
+_COLLECT_NAMES = ("Collector", "FlowRecord", "parse_pdu", "read_ipfix_file")
+_export_getattr = __getattr__
+
+
+def __getattr__(name: str) -> object:  # noqa: F811 - extends the export hook above
+    if name == "collect" or name in _COLLECT_NAMES:
+        from . import collect
+
+        return collect if name == "collect" else getattr(collect, name)
+    return _export_getattr(name)
