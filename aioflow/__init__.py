@@ -63,7 +63,7 @@ _COLLECT_NAMES = ("Collector", "FlowRecord", "parse_pdu", "read_ipfix_file")
 _export_getattr = __getattr__
 
 
-def __getattr__(name: str) -> object:  # noqa: F811 - extends the export hook above
+def __getattr__(name: str) -> object:
     if name == "collect" or name in _COLLECT_NAMES:
         from . import collect
 

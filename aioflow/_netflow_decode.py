@@ -32,7 +32,7 @@ V5_MAX_RECORDS = 30  # RFC-less but universal: a v5 datagram holds 1..30 records
 V9_RESTART_MS = 10_000  # sysUptime going back more than this is a restarted exporter, not reordering
 
 
-class _Malformed(Exception):  # noqa: N818 - internal signal, never escapes this module
+class _Malformed(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason

@@ -27,7 +27,7 @@ import anyio
 import numpy as np
 
 from ._errors import MalformedPDUError
-from ._netflow_decode import DecodeStats, Decoder, Message, RecordSet, Template
+from ._netflow_decode import Decoder, DecodeStats, Message, RecordSet, Template
 
 __all__ = [
     "Collector",
