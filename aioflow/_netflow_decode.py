@@ -113,6 +113,7 @@ class RecordSet:
     array: np.ndarray | None
     _raw_columns: dict[str, list[bytes]] | None = None
     _columns: dict[str, np.ndarray] = field(default_factory=dict)
+    system_init_ms: int | None = None  # IPFIX: the exporter's systemInitTimeMilliseconds (options data)
 
     def __len__(self) -> int:
         if self.array is not None:
@@ -140,7 +141,7 @@ class RecordSet:
                 out[:] = values
                 return out
             raw = np.frombuffer(b"".join(values), dtype=np.dtype(_field_dtype(spec)))
-        if raw.dtype.kind in "uif":
+        if raw.ndim == 1:  # a numeric field numpy reads directly: native byte order for arithmetic
             return raw.astype(raw.dtype.newbyteorder("="))
         if spec.type in ("string", "octetArray"):
             out = np.empty(len(raw), dtype=object)
@@ -170,11 +171,16 @@ def _times(rs: RecordSet, which: str) -> np.ndarray | None:
                 return secs * 10**9 + np.rint(frac * 1e9 / 2**32).astype(np.int64)
             return col.astype(np.int64) * scale
     uptime_name = f"flow{which}SysUpTime"
+    if uptime_name in has and rs.system_init_ms is not None:  # IPFIX: uptime since the announced boot
+        return (rs.system_init_ms + rs.column(uptime_name).astype(np.int64)) * 10**6
     if uptime_name in has and rs.sys_uptime_ms is not None:
         # RFC 3954: times are sysUptime ms; the header pairs sysUptime with the export's Unix time.
         export_ns = rs.export_time * 10**9 + rs.export_nsecs
-        delta = (rs.sys_uptime_ms - rs.column(uptime_name).astype(np.int64)) % 2**32  # uptime wraps after 49 days
-        delta = np.where(delta > 2**31, delta - 2**32, delta)
+        # A time above the header's sysUptime is read as nfdump reads it: in v5, from before the 32-bit
+        # counter wrapped (49.7 days); in v9, after the header (plain boot time + uptime).
+        delta = rs.sys_uptime_ms - rs.column(uptime_name).astype(np.int64)
+        if rs.version == 5:
+            delta %= 2**32
         return export_ns - delta * 10**6
     delta_name = f"flow{which}DeltaMicroseconds"
     if delta_name in has:
@@ -244,6 +250,7 @@ class Decoder:
         self._templates: dict[_Key, tuple[Template, float]] = {}
         self._expected: dict[tuple[Hashable, int, int], int] = {}
         self._uptime: dict[tuple[Hashable, int], int] = {}
+        self._boot: dict[tuple[Hashable, int], int] = {}
 
     def templates(self) -> dict[_Key, Template]:
         return {k: t for k, (t, _) in self._templates.items()}
@@ -258,12 +265,24 @@ class Decoder:
             return Message(0, exporter, 0, 0, 0, None, [], 0, error=exc.reason)
         self._commit(staged)
         self._track_sequence(msg)
+        if msg.version == 10:
+            self._system_init(msg)
         for rs in msg.sets:
             if rs.template.is_options:
                 self.stats.options_records += len(rs)
             else:
                 self.stats.records += len(rs)
         return msg
+
+    def _system_init(self, msg: Message) -> None:
+        # Exporters using flowStart/EndSysUpTime in IPFIX announce their boot time in options data.
+        key = (msg.exporter, msg.domain)
+        for rs in msg.sets:
+            if rs.template.is_options and "systemInitTimeMilliseconds" in rs.template.by_key and len(rs):
+                self._boot[key] = int(rs.column("systemInitTimeMilliseconds")[-1])
+        boot = self._boot.get(key)
+        for rs in msg.sets:
+            rs.system_init_ms = boot
 
     def parse_stream(self, exporter: Hashable, data: bytes) -> Iterator[Message]:
         """IPFIX messages back to back (an RFC 5655 file): stops at the first one that cannot be framed."""
@@ -289,7 +308,7 @@ class Decoder:
             if len(data) < V9_HEADER.size:
                 raise _Malformed("short_header")
             _, _count, uptime, secs, seq, source = V9_HEADER.unpack_from(data)
-            self._check_restart(exporter, source, uptime)
+            self._check_restart(exporter, source, uptime, seq)
             return self._decode_sets(exporter, data, V9_HEADER.size, len(data), 9, source, seq, secs, uptime)
         if version == 10:
             if len(data) < IPFIX_HEADER.size:
@@ -311,11 +330,20 @@ class Decoder:
         rs = RecordSet(5, exporter, domain, V5_TEMPLATE, secs, uptime, nsecs, array)
         return Message(5, exporter, domain, seq, secs, uptime, [rs], count)
 
-    def _check_restart(self, exporter: Hashable, source: int, uptime: int) -> None:
+    def _check_restart(self, exporter: Hashable, source: int, uptime: int, seq: int) -> None:
+        # A restart sets back both the uptime and the packet sequence; an uptime alone going back is
+        # an exporter that dates each datagram its own way (and keeps its templates).
         key = (exporter, source)
         previous = self._uptime.get(key)
         self._uptime[key] = uptime
-        if previous is not None and previous - uptime > V9_RESTART_MS and previous < 0xF0000000:
+        expected = self._expected.get((exporter, 9, source))
+        if (
+            previous is not None
+            and previous - uptime > V9_RESTART_MS
+            and previous < 0xF0000000
+            and expected is not None
+            and seq != expected
+        ):
             # A restarted exporter reuses template ids with new meanings: its old templates must go.
             self.stats.exporter_restarts += 1
             for k in [k for k in self._templates if k[0] == exporter and k[1] == 9 and k[2] == source]:
@@ -462,7 +490,7 @@ def _spec(element: int, length: int, enterprise: int, table: dict[int, ies.IE] |
         name, kind = ies.field_name(element, enterprise), ies.element_type(element, enterprise)
     if length != ies.VARLEN and kind in ies.ADDRESS_TYPES | {"macAddress"} and length != ies.TYPE_LENGTHS[kind]:
         kind = "octetArray"  # an address of the wrong size is kept as bytes, not misread
-    elif length != ies.VARLEN and kind not in ("string", "octetArray") and length > 8:
+    elif length != ies.VARLEN and kind not in ("string", "octetArray", *ies.ADDRESS_TYPES) and length > 8:
         kind = "octetArray"
     return FieldSpec(element, length, enterprise, name, kind)
 

@@ -45,7 +45,14 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "src_ip": ("sourceIPv4Address", "sourceIPv6Address"),
     "dst_ip": ("destinationIPv4Address", "destinationIPv6Address"),
     "src_port": ("sourceTransportPort", "udpSourcePort", "tcpSourcePort"),
-    "dst_port": ("destinationTransportPort", "udpDestinationPort", "tcpDestinationPort"),
+    # ICMP type << 8 | code where NetFlow v5 puts it, the destination port
+    "dst_port": (
+        "destinationTransportPort",
+        "udpDestinationPort",
+        "tcpDestinationPort",
+        "icmpTypeCodeIPv4",
+        "icmpTypeCodeIPv6",
+    ),
     "protocol": ("protocolIdentifier",),
     "packets": ("packetDeltaCount", "packetTotalCount"),
     "bytes": ("octetDeltaCount", "octetTotalCount"),
