@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import sys
 import types
+from collections import deque
 from collections.abc import AsyncIterator, Hashable, Iterator
 from os import PathLike
 from pathlib import Path
@@ -30,6 +31,7 @@ from ._errors import MalformedPDUError
 from ._netflow_decode import Decoder, DecodeStats, Message, RecordSet, Template
 
 __all__ = [
+    "PDU",
     "Collector",
     "DecodeStats",
     "Decoder",
@@ -280,6 +282,9 @@ class Collector:
         self.decoder = decoder or Decoder(template_timeout=template_timeout)
         self.max_datagram = max_datagram
         self._socket: anyio.abc.UDPSocket | None = None
+        self._batches: deque[RecordSet] = deque()
+        self._current: RecordSet | None = None
+        self._index = 0
 
     @property
     def stats(self) -> DecodeStats:
@@ -302,34 +307,35 @@ class Collector:
             await self._socket.aclose()
             self._socket = None
 
-    async def datagrams(self) -> AsyncIterator[tuple[bytes, tuple[str, int]]]:
-        """The raw datagrams and their senders (for archiving), without decoding."""
+    async def receive(self) -> tuple[Message, bytes]:
+        """The next datagram, decoded (``message.error`` set when it could not be), with its payload."""
         if self._socket is None:
             raise RuntimeError("the collector is not open (use `async with`)")
-        async for payload, sender in self._socket:
-            yield payload, (sender[0], sender[1])
+        payload, sender = await self._socket.receive()
+        return self.decoder.parse((sender[0], sender[1]), payload), payload
 
-    async def messages(self) -> AsyncIterator[tuple[Message, bytes]]:
-        """Each decoded datagram (errors included, ``message.error`` set) with its payload."""
-        async for payload, sender in self.datagrams():
-            yield self.decoder.parse(sender, payload), payload
+    async def receive_batch(self) -> RecordSet:
+        """The next decoded data set: the bulk path (``rs.array``, ``rs.column(name)``)."""
+        while not self._batches:
+            message, _ = await self.receive()
+            self._batches.extend(rs for rs in message.sets if self.options or not rs.template.is_options)
+        return self._batches.popleft()
 
-    async def batches(self) -> AsyncIterator[RecordSet]:
-        """Whole decoded data sets: the bulk path (``rs.array``, ``rs.column(name)``)."""
-        async for message, _ in self.messages():
-            for rs in message.sets:
-                if self.options or not rs.template.is_options:
-                    yield rs
+    # A plain async iterator, not an async generator: leaving the loop early leaves nothing to finalise.
+    def __aiter__(self) -> Collector:
+        return self
 
-    async def __aiter__(self) -> AsyncIterator[FlowRecord]:
-        async for rs in self.batches():
-            for i in range(len(rs)):
-                yield FlowRecord(rs, i)
+    async def __anext__(self) -> FlowRecord:
+        while self._current is None or self._index >= len(self._current):
+            self._current, self._index = await self.receive_batch(), 0
+        self._index += 1
+        return FlowRecord(self._current, self._index - 1)
 
 
 async def collect(listen: tuple[str, int] = ("0.0.0.0", 2055), **options: Any) -> AsyncIterator[FlowRecord]:
     """``async for record in aioflow.collect(("0.0.0.0", 2055))``: every flow record received.
-    Keyword options are Collector's."""
+    Keyword options are Collector's. Leaving the loop early under trio: wrap it in
+    ``contextlib.aclosing`` (or use ``async with Collector(...)``, a plain async iterator)."""
     async with Collector(listen, **options) as collector:
         async for record in collector:
             yield record
