@@ -50,7 +50,8 @@ class FieldSpec:
 class Template:
     """A decoded template: its fields and, when every field has a fixed length, a numpy dtype."""
 
-    __slots__ = ("by_key", "dtype", "fields", "is_options", "names", "record_length", "scope_count", "template_id")
+    __slots__ = ("attrs", "by_key", "dtype", "fields", "is_options", "names", "native_dtype", "record_length",
+                 "scope_count", "spec", "template_id")  # fmt: skip
 
     def __init__(self, template_id: int, fields: list[FieldSpec], scope_count: int = 0) -> None:
         self.template_id = template_id
@@ -70,6 +71,10 @@ class Template:
         variable = any(f.length == ies.VARLEN for f in fields)
         self.record_length = 0 if variable else sum(f.length for f in fields)
         self.dtype = None if variable else np.dtype([(n, _field_dtype(f)) for f, n in zip(fields, names, strict=True)])
+        # The same layout in native byte order: one astype converts every numeric column of a set at once.
+        self.native_dtype = None if self.dtype is None else self.dtype.newbyteorder("=")
+        self.spec = dict(zip(names, fields, strict=True))
+        self.attrs: dict[str, Any] = {}  # the record API's attribute -> field resolutions, cached
 
     def same_as(self, other: Template) -> bool:
         return self.fields == other.fields and self.scope_count == other.scope_count
@@ -130,9 +135,14 @@ class RecordSet:
         return col
 
     def _convert(self, name: str) -> np.ndarray:
-        spec = self.template.fields[self.template.names.index(name)]
+        spec = self.template.spec[name]
         if self.array is not None:
             raw = self.array[name]
+            if raw.ndim == 1:
+                native = self._columns.get("")
+                if native is None:
+                    native = self._columns[""] = self.array.astype(self.template.native_dtype)
+                return native[name]
         else:
             assert self._raw_columns is not None
             values = self._raw_columns[name]

@@ -79,6 +79,24 @@ _FLOWTOOLS = {"srcaddr": "src_ip", "dstaddr": "dst_ip", "srcport": "src_port", "
 _ADDRESS_TYPES = ("ipv4Address", "ipv6Address", "macAddress")
 
 
+_MISSING = object()
+
+
+def _resolve(template: Template, name: str) -> tuple[str, bool] | None:
+    """Attribute name -> (template field, raw?), or None for a known name the template lacks; cached."""
+    raw = name.endswith("_raw")
+    base = _FLOWTOOLS.get(name.removesuffix("_raw"), name.removesuffix("_raw"))
+    result: tuple[str, bool] | None
+    if base in template.by_key:
+        result = (base, raw)
+    elif base in _ALIASES:
+        result = next(((c, raw) for c in _ALIASES[base] if c in template.by_key), None)
+    else:
+        raise AttributeError(name)
+    template.attrs[name] = result
+    return result
+
+
 class FlowRecord:
     """One flow (or options) record. Attributes: every template field by its IANA name
     (``record.octetDeltaCount``), addresses as strings with ``_raw`` integer twins
@@ -119,8 +137,7 @@ class FlowRecord:
 
     # --- field access ---
     def _value(self, name: str, raw: bool = False) -> Any:
-        template: Template = self._set.template
-        spec = template.fields[template.names.index(name)]
+        spec = self._set.template.spec[name]
         value = self._set.column(name)[self._i]
         if spec.type in ("ipv6Address",) and spec.length == 16:
             number = int.from_bytes(bytes(value), "big")
@@ -151,17 +168,13 @@ class FlowRecord:
             return default
 
     def __getattr__(self, name: str) -> Any:
-        raw = name.endswith("_raw")
-        base = _FLOWTOOLS.get(name.removesuffix("_raw"), name.removesuffix("_raw"))
-        by_key = self._set.template.by_key
-        if base in by_key:
-            return self._value(base, raw)
-        if base in _ALIASES:
-            for candidate in _ALIASES[base]:
-                if candidate in by_key:
-                    return self._value(candidate, raw)
+        template = self._set.template
+        resolved = template.attrs.get(name, _MISSING)
+        if resolved is _MISSING:
+            resolved = _resolve(template, name)
+        if resolved is None:
             return None
-        raise AttributeError(name)
+        return self._value(*resolved)
 
     @property
     def start_ns(self) -> int | None:
