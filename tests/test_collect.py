@@ -5,6 +5,7 @@ asyncio and trio; IPFIX files read back."""
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
 from pathlib import Path
@@ -297,3 +298,34 @@ def test_ipfix_file_round_trip(tmp_path: Path) -> None:
 
 def test_aioflow_collect_is_callable_and_a_module() -> None:
     assert callable(aioflow.collect) and aioflow.collect.parse_pdu is parse_pdu
+
+
+def test_cli_collect_prints_records_and_archives_ipfix(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    archive = tmp_path / "in.ipfix"
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "aioflow", "collect", "--listen", f"127.0.0.1:{port}", "--json", "--count", "3",
+         "--write", str(archive)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            while cli.poll() is None and time.monotonic() < deadline:  # until it listens and has 3 records
+                for d in [b"junk", flow_message(2), flow_message(1, seq=2, with_template=False)]:
+                    s.sendto(d, ("127.0.0.1", port))
+                time.sleep(0.2)
+        out, err = cli.communicate(timeout=10)
+    finally:
+        cli.kill()
+    assert cli.returncode == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert len(lines) == 3 and lines[0]["sourceIPv4Address"] == "10.0.0.0" and lines[0]["version"] == 10
+    assert "malformed" in err
+    assert {(r.src_ip, r.packets) for r in read_ipfix_file(archive)} == {("10.0.0.0", 1), ("10.0.0.1", 2)}
