@@ -97,6 +97,11 @@ def _resolve(template: Template, name: str) -> tuple[str, bool] | None:
     return result
 
 
+def _number(value: Any) -> int:
+    # A field of an odd size is kept as octets: still orderable, as the integer they spell.
+    return int.from_bytes(value, "big") if isinstance(value, bytes) else int(value or 0)
+
+
 class FlowRecord:
     """One flow (or options) record. Attributes: every template field by its IANA name
     (``record.octetDeltaCount``), addresses as strings with ``_raw`` integer twins
@@ -190,8 +195,8 @@ class FlowRecord:
     def flow_id(self, bidir: bool = False) -> str:
         """``proto-vlan-src:sport-dst:dport``; with bidir, endpoints sorted so both directions match
         (the same form as ``Flow.bidirectional_id``)."""
-        a = (self.src_ip_raw or 0, self.src_port or 0, self.src_ip)
-        b = (self.dst_ip_raw or 0, self.dst_port or 0, self.dst_ip)
+        a = (_number(self.src_ip_raw), _number(self.src_port), self.src_ip)
+        b = (_number(self.dst_ip_raw), _number(self.dst_port), self.dst_ip)
         if bidir and b[:2] < a[:2]:
             a, b = b, a
         return f"{self.protocol}-{self.vlan_id or 0}-{a[2]}:{a[1]}-{b[2]}:{b[1]}"

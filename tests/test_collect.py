@@ -357,5 +357,5 @@ async def test_aioflow_exporter_to_aioflow_collector(fmt: str) -> None:
                             r.reverse_bytes or 0, r.start_ns // 10**6))  # fmt: skip
                 if len(got) == len(want):
                     break
-    assert sorted(got) == want and len(want) >= 5
+    assert sorted(got) == want and len(want) >= 3
     assert collector.stats.sequence_gaps == 0 and not collector.stats.malformed
