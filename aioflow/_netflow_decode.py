@@ -119,6 +119,7 @@ class RecordSet:
     _raw_columns: dict[str, list[bytes]] | None = None
     _columns: dict[str, np.ndarray] = field(default_factory=dict)
     system_init_ms: int | None = None  # IPFIX: the exporter's systemInitTimeMilliseconds (options data)
+    _start_end: tuple[np.ndarray | None, np.ndarray | None] | None = None
 
     def __len__(self) -> int:
         if self.array is not None:
@@ -164,13 +165,27 @@ class RecordSet:
     def has(self, name: str) -> bool:
         return name in self.template.by_key
 
-    def start_end_ns(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """Flow start and end as Unix nanoseconds (int64), from whichever time elements are present."""
-        return _times(self, "Start"), _times(self, "End")  # type: ignore[return-value]
+    def start_end_ns(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Flow start and end as Unix nanoseconds (int64), from whichever time elements are present;
+        computed once per set."""
+        if self._start_end is None:
+            self._start_end = (_times(self, "Start"), _times(self, "End"))
+        return self._start_end
+
+
+class _NumericFields:
+    """``name in has``: the template has that field and it decoded as numbers (a time element sent
+    with an odd size is kept as octets and cannot be used as a time)."""
+
+    def __init__(self, rs: RecordSet) -> None:
+        self.rs = rs
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.rs.template.by_key and self.rs.column(name).dtype.kind in "uif"
 
 
 def _times(rs: RecordSet, which: str) -> np.ndarray | None:
-    has = rs.template.by_key
+    has = _NumericFields(rs)
     for unit, scale in (("Nanoseconds", None), ("Microseconds", None), ("Milliseconds", 10**6), ("Seconds", 10**9)):
         name = f"flow{which}{unit}"
         if name in has:

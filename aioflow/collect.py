@@ -184,13 +184,13 @@ class FlowRecord:
     @property
     def start_ns(self) -> int | None:
         """Flow start, Unix nanoseconds, from whichever time elements the record has."""
-        times = self._set.start_end_ns()
-        return None if times is None or times[0] is None else int(times[0][self._i])
+        start = self._set.start_end_ns()[0]
+        return None if start is None else int(start[self._i])
 
     @property
     def end_ns(self) -> int | None:
-        times = self._set.start_end_ns()
-        return None if times is None or times[1] is None else int(times[1][self._i])
+        end = self._set.start_end_ns()[1]
+        return None if end is None else int(end[self._i])
 
     def flow_id(self, bidir: bool = False) -> str:
         """``proto-vlan-src:sport-dst:dport``; with bidir, endpoints sorted so both directions match
