@@ -227,6 +227,7 @@ class DecodeStats:
     template_redefinitions: int = 0
     template_withdrawals: int = 0
     templates_expired: int = 0
+    templates_refused: int = 0  # over max_templates
     exporter_restarts: int = 0
     sequence_gaps: int = 0
     sequence_lost: int = 0  # records (v5/IPFIX) or datagrams (v9) missing by the sequence numbers
@@ -266,10 +267,19 @@ class Decoder:
     """Template caches and sequence tracking per (exporter, version, observation domain / source id).
 
     ``template_timeout`` (seconds, None for never): a template not refreshed for that long is
-    forgotten, so data after a silent exporter change is skipped rather than misread (RFC 7011 8.4)."""
+    forgotten, so data after a silent exporter change is skipped rather than misread (RFC 7011 8.4).
+    ``max_templates`` bounds the cache (new templates beyond it are refused and counted); the
+    per-stream sequence state is a few integers per (exporter, domain)."""
 
-    def __init__(self, *, template_timeout: float | None = 1800.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        template_timeout: float | None = 1800.0,
+        max_templates: int = 65536,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.template_timeout = template_timeout
+        self.max_templates = max_templates
         self.clock = clock
         self.stats = DecodeStats()
         self._templates: dict[_Key, tuple[Template, float]] = {}
@@ -467,6 +477,11 @@ class Decoder:
         for key, template in staged.items():
             old = self._templates.pop(key, None)
             if template is None:
+                continue
+            if len(self._templates) >= self.max_templates:
+                # Memory stays bounded whatever exporters send: the template is refused, its data counted
+                # as without template.
+                self.stats.templates_refused += 1
                 continue
             self.stats.templates += 1
             if old is not None and not old[0].same_as(template):

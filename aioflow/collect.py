@@ -292,12 +292,13 @@ class Collector:
         *,
         options: bool = False,
         template_timeout: float | None = 1800.0,
+        max_templates: int = 65536,
         decoder: Decoder | None = None,
         max_datagram: int = 65535,
     ) -> None:
         self.listen = listen
         self.options = options
-        self.decoder = decoder or Decoder(template_timeout=template_timeout)
+        self.decoder = decoder or Decoder(template_timeout=template_timeout, max_templates=max_templates)
         self.max_datagram = max_datagram
         self._socket: anyio.abc.UDPSocket | None = None
         self._batches: deque[RecordSet] = deque()

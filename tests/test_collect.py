@@ -359,3 +359,13 @@ async def test_aioflow_exporter_to_aioflow_collector(fmt: str) -> None:
                     break
     assert sorted(got) == want and len(want) >= 3
     assert collector.stats.sequence_gaps == 0 and not collector.stats.malformed
+
+
+def test_template_cache_is_bounded() -> None:
+    decoder = Decoder(max_templates=2)
+    for tid in (256, 257, 258):
+        parse_pdu(EXPORTER, flow_message(1, tid=tid), decoder=decoder)
+    assert len(decoder.templates()) == 2 and decoder.stats.templates_refused == 1
+    # the refused template still served its own datagram, not the next ones
+    assert len(parse_pdu(EXPORTER, flow_message(1, seq=3, tid=258, with_template=False), decoder=decoder)) == 0
+    assert decoder.stats.records == 3 and decoder.stats.sets_without_template == 1
