@@ -169,7 +169,11 @@ class RecordSet:
         """Flow start and end as Unix nanoseconds (int64), from whichever time elements are present;
         computed once per set."""
         if self._start_end is None:
-            self._start_end = (_times(self, "Start"), _times(self, "End"))
+            start, end = _times(self, "Start"), _times(self, "End")
+            if start is not None and end is not None and "flowStartSysUpTime" in self.template.by_key:
+                # A start after the end is a start from before the 32-bit uptime wrapped (nfdump's reading).
+                start = np.where(start > end, start - 2**32 * 10**6, start)
+            self._start_end = (start, end)
         return self._start_end
 
 

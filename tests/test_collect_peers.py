@@ -33,6 +33,7 @@ import aioflow
 from aioflow.collect import Decoder, FlowRecord
 
 DATA = Path(__file__).parent / "data"
+CORPUS = Path(os.environ.get("AIOFLOW_PCAPS") or Path(__file__).resolve().parents[2] / "shared" / "pcaps")
 SOFTFLOWD, NFCAPD, NFDUMP = shutil.which("softflowd"), shutil.which("nfcapd"), shutil.which("nfdump")
 SOFTFLOWCTL = shutil.which("softflowctl") or "softflowctl"
 CAPTURES = sorted(p.name for p in DATA.glob("*.pcap*"))
@@ -180,17 +181,28 @@ def compare(
         assert decoder.stats.sequence_gaps == decoder.stats.sequence_backwards == 0
 
 
-@pytest.mark.parametrize("version", [5, 9, 10])
-def test_softflowd_records_match_nfdump(version: int, tmp_path: Path) -> None:
-    by_source = {}
-    for name in CAPTURES:
-        by_source[SOURCE[name]] = softflowd_datagrams(DATA / name, version)
+def _softflowd_vs_nfdump(captures: list[Path], version: int, tmp_path: Path) -> None:
+    # Capture i is sent to nfcapd from 127.0.(2 + i // 250).(1 + i % 250): nfdump's router address names it.
+    by_source = {f"127.0.{2 + i // 250}.{1 + i % 250}": softflowd_datagrams(p, version) for i, p in enumerate(captures)}
     # softflowd's IPFIX records carry flowStartSysUpTime (22) and flowEndSysUpTime (21) with
     # systemInitTimeMilliseconds in options data; nfdump 1.7 shows them as last/first (its "first"
     # comes after its "last"), aioflow as the element ids say: the pair is compared.
     # Its IPFIX sequence numbers count flow records up to and including the message's own, without
     # options records (RFC 7011 3.1: the data records sent before it), so gaps are not checked there.
     compare(by_source, tmp_path, unordered_times=version == 10, check_sequence=version != 10)
+
+
+@pytest.mark.parametrize("version", [5, 9, 10])
+def test_softflowd_records_match_nfdump(version: int, tmp_path: Path) -> None:
+    _softflowd_vs_nfdump([DATA / name for name in CAPTURES], version, tmp_path)
+
+
+@pytest.mark.corpus
+@pytest.mark.skipif(not CORPUS.is_dir(), reason=f"capture corpus absent: {CORPUS} not found")
+@pytest.mark.parametrize("version", [5, 9, 10])
+def test_softflowd_records_match_nfdump_over_the_corpus(version: int, tmp_path: Path) -> None:
+    captures = sorted(p for p in CORPUS.rglob("*") if p.suffix in (".pcap", ".pcapng") and "malformed" not in p.parts)
+    _softflowd_vs_nfdump(captures, version, tmp_path)
 
 
 def _encoded(fmt: str) -> Iterator[tuple[str, list[bytes]]]:
