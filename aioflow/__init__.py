@@ -11,6 +11,7 @@ from ._errors import (
     EngineError,
     FilterError,
     InterfaceNotFoundError,
+    MalformedPDUError,
 )
 from ._flow import Flow, PacketHeader
 from ._parser import FlowParser, ParserInfo
@@ -18,6 +19,18 @@ from ._read import read, read_frame
 from ._stream import StreamChunk
 
 __version__ = "0.1.0"
+
+# NetFlow/IPFIX export (aioflow.export) needs numpy: imported on first use, so `import aioflow` stays light.
+_EXPORT_NAMES = ("ExportStats", "IPFIXExporter", "IPFIXFileWriter", "NetflowV5Exporter", "NetflowV9Exporter",
+                 "ParquetWriter")  # fmt: skip
+
+
+def __getattr__(name: str) -> object:
+    if name in _EXPORT_NAMES:
+        from . import export
+
+        return getattr(export, name)
+    raise AttributeError(f"module 'aioflow' has no attribute {name!r}")
 
 __all__ = [
     "AioflowError",
@@ -27,14 +40,34 @@ __all__ = [
     "CaptureSourceError",
     "ConfigError",
     "EngineError",
+    "ExportStats",
     "FilterError",
     "Flow",
     "FlowParser",
+    "IPFIXExporter",
+    "IPFIXFileWriter",
     "InterfaceNotFoundError",
+    "MalformedPDUError",
+    "NetflowV5Exporter",
+    "NetflowV9Exporter",
     "PacketHeader",
+    "ParquetWriter",
     "ParserInfo",
     "StreamChunk",
     "__version__",
     "read",
     "read_frame",
 ]
+
+# NetFlow/IPFIX collection (aioflow.collect, itself callable: `async for r in aioflow.collect(addr)`) needs
+# numpy too: imported on first use.
+_COLLECT_NAMES = ("Collector", "FlowRecord", "parse_pdu", "read_ipfix_file")
+_export_getattr = __getattr__
+
+
+def __getattr__(name: str) -> object:
+    if name == "collect" or name in _COLLECT_NAMES:
+        from . import collect
+
+        return collect if name == "collect" else getattr(collect, name)
+    return _export_getattr(name)

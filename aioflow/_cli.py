@@ -29,8 +29,7 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `... | head` would give a C tool
 
-PROTOCOL_NAMES = {1: "icmp", 2: "igmp", 6: "tcp", 17: "udp", 47: "gre", 50: "esp", 51: "ah", 58: "icmp6",
-                  132: "sctp"}
+PROTOCOL_NAMES = {1: "icmp", 2: "igmp", 6: "tcp", 17: "udp", 47: "gre", 50: "esp", 51: "ah", 58: "icmp6", 132: "sctp"}
 
 # The same columns as Flow.to_dict() and read_frame(), so the three outputs line up.
 CSV_FIELDS: tuple[str, ...] = SCALAR_FIELDS
@@ -53,9 +52,18 @@ def endpoint(ip: str, port: int) -> str:
 class _TableWriter:
     """Aligned columns, printed as flows end (widths are fixed: rows cannot wait for the widest)."""
 
-    COLUMNS = (("START (UTC)", 23, "<"), ("PROTO", 5, "<"), ("SOURCE", 21, "<"), ("DESTINATION", 21, "<"),
-               ("PKTS>", 7, ">"), ("BYTES>", 10, ">"), ("<PKTS", 7, ">"), ("<BYTES", 10, ">"),
-               ("DURATION", 10, ">"), ("END", 7, "<"))
+    COLUMNS = (
+        ("START (UTC)", 23, "<"),
+        ("PROTO", 5, "<"),
+        ("SOURCE", 21, "<"),
+        ("DESTINATION", 21, "<"),
+        ("PKTS>", 7, ">"),
+        ("BYTES>", 10, ">"),
+        ("<PKTS", 7, ">"),
+        ("<BYTES", 10, ">"),
+        ("DURATION", 10, ">"),
+        ("END", 7, "<"),
+    )
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
@@ -72,18 +80,20 @@ class _TableWriter:
     def row(self, flow: aioflow.Flow) -> None:
         start = dt.datetime.fromtimestamp(flow.first_seen_ns // 1_000_000_000, dt.UTC)
         millis = flow.first_seen_ns // 1_000_000 % 1000
-        self._line([
-            f"{start:%Y-%m-%d %H:%M:%S}.{millis:03d}",
-            protocol_name(flow.protocol),
-            endpoint(flow.src_ip, flow.src_port),
-            endpoint(flow.dst_ip, flow.dst_port),
-            str(flow.src2dst_packets),
-            str(flow.src2dst_bytes),
-            str(flow.dst2src_packets),
-            str(flow.dst2src_bytes),
-            f"{flow.duration:.3f}s",
-            flow.end_reason,
-        ])
+        self._line(
+            [
+                f"{start:%Y-%m-%d %H:%M:%S}.{millis:03d}",
+                protocol_name(flow.protocol),
+                endpoint(flow.src_ip, flow.src_port),
+                endpoint(flow.dst_ip, flow.dst_port),
+                str(flow.src2dst_packets),
+                str(flow.src2dst_bytes),
+                str(flow.dst2src_packets),
+                str(flow.dst2src_bytes),
+                f"{flow.duration:.3f}s",
+                flow.end_reason,
+            ]
+        )
 
 
 class _CsvWriter:
@@ -191,43 +201,85 @@ def _version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="aioflow", description="Bidirectional IP flows from pcap/pcapng captures.",
+        prog="aioflow",
+        description="Bidirectional IP flows from pcap/pcapng captures.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     flows = commands.add_parser(
-        "flows", help="print flows as they end",
+        "flows",
+        help="print flows as they end",
         description="Read a capture and print each flow when it ends (every flow ends at the end of a file). "
         "A summary goes to stderr.",
     )
     flows.add_argument("source", metavar="SOURCE", help="pcap or pcapng file")
     flows.add_argument("--filter", metavar="BPF", help="BPF filter, as for tcpdump (e.g. 'tcp port 443')")
-    flows.add_argument("--format", choices=FORMATS, default="table",
-                       help="table (default), csv (one row per flow) or json (JSON lines)")
-    flows.add_argument("--idle-timeout", type=_positive_float, metavar="S",
-                       help="end a flow after S seconds without packets (default 120)")
-    flows.add_argument("--active-timeout", type=_positive_float, metavar="S",
-                       help="emit a record of a flow older than S seconds and keep counting (default 1800)")
-    flows.add_argument("--fin-timeout", type=_positive_float, metavar="S",
-                       help="end a TCP flow S seconds after FINs from both sides or a RST (default 10)")
-    flows.add_argument("--max-flows", type=_int_at_least(1), metavar="N",
-                       help="flow table bound; the least recently seen flow is evicted past it")
-    flows.add_argument("--headers", type=_int_at_least(0), metavar="N",
-                       help="keep the headers of the first N packets of each flow (json output shows them)")
+    flows.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="table",
+        help="table (default), csv (one row per flow) or json (JSON lines)",
+    )
+    flows.add_argument(
+        "--idle-timeout",
+        type=_positive_float,
+        metavar="S",
+        help="end a flow after S seconds without packets (default 120)",
+    )
+    flows.add_argument(
+        "--active-timeout",
+        type=_positive_float,
+        metavar="S",
+        help="emit a record of a flow older than S seconds and keep counting (default 1800)",
+    )
+    flows.add_argument(
+        "--fin-timeout",
+        type=_positive_float,
+        metavar="S",
+        help="end a TCP flow S seconds after FINs from both sides or a RST (default 10)",
+    )
+    flows.add_argument(
+        "--max-flows",
+        type=_int_at_least(1),
+        metavar="N",
+        help="flow table bound; the least recently seen flow is evicted past it",
+    )
+    flows.add_argument(
+        "--headers",
+        type=_int_at_least(0),
+        metavar="N",
+        help="keep the headers of the first N packets of each flow (json output shows them)",
+    )
     flows.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     flows.add_argument("--defragment", action="store_true", default=None,
                        help="reassemble IP fragments: a flow counts datagrams, not fragments")
     top = commands.add_parser(
-        "top", help="live view of an interface's active flows, fastest first",
+        "top",
+        help="live view of an interface's active flows, fastest first",
         description="Capture on an interface and show its active flows sorted by rate, refreshed every "
         "interval (like iftop). q or Ctrl-C quits. Needs rich: pip install 'aioflow-pcap[top]'.",
     )
     top.add_argument("source", metavar="IFACE", help="network interface (capturing needs root or CAP_NET_RAW)")
-    top.add_argument("--interval", type=_positive_float, default=1.0, metavar="S",
-                     help="seconds between refreshes; rates are over this interval (default 1)")
+    top.add_argument(
+        "--interval",
+        type=_positive_float,
+        default=1.0,
+        metavar="S",
+        help="seconds between refreshes; rates are over this interval (default 1)",
+    )
     top.add_argument("--filter", metavar="BPF", help="BPF filter, as for tcpdump (e.g. 'tcp port 443')")
-    top.add_argument("--idle-timeout", type=_positive_float, metavar="S",
-                     help="drop a flow from the view after S seconds without packets (default 120)")
+    top.add_argument(
+        "--idle-timeout",
+        type=_positive_float,
+        metavar="S",
+        help="drop a flow from the view after S seconds without packets (default 120)",
+    )
+    from aioflow import _cli_export  # here: it imports this module's helpers
+
+    _cli_export.add_parser(commands)
+    from aioflow import _cli_collect
+
+    _cli_collect.add_parser(commands)
     add_grep_command(commands, _version())
     return parser
 
@@ -360,10 +412,20 @@ def top_table(rows: Sequence[TopRow], info: aioflow.ParserInfo, iface: str, heig
     for row in shown:
         f = row.flow
         # ICMP has no ports (the engine keeps the echo id, or type and code, there): addresses alone
-        src, dst = (endpoint(f.src_ip, f.src_port), endpoint(f.dst_ip, f.dst_port)) if f.protocol in PORTED else (
-            f.src_ip, f.dst_ip)
-        cells = (src, dst, protocol_name(f.protocol), human_rate(row.up), human_rate(row.down), str(f.packets),
-                 human_age(now - f.first_seen))
+        src, dst = (
+            (endpoint(f.src_ip, f.src_port), endpoint(f.dst_ip, f.dst_port))
+            if f.protocol in PORTED
+            else (f.src_ip, f.dst_ip)
+        )
+        cells = (
+            src,
+            dst,
+            protocol_name(f.protocol),
+            human_rate(row.up),
+            human_rate(row.down),
+            str(f.packets),
+            human_age(now - f.first_seen),
+        )
         # Text, not str: rich would read "[2001:db8::1]" as markup and ":1234:" as an emoji code
         table.add_row(*(Text(cell) for cell in cells))
     return table
@@ -422,8 +484,10 @@ def _run_top(args: argparse.Namespace) -> int:
         sys.stderr.write(f"aioflow: error: {TOP_EXTRA_HINT}\n")
         return EXIT_USAGE
     if not sys.stdout.isatty():
-        sys.stderr.write("aioflow: error: aioflow top draws on a terminal; to record flows use "
-                         f"'aioflow flows {args.source} --format json'\n")
+        sys.stderr.write(
+            "aioflow: error: aioflow top draws on a terminal; to record flows use "
+            f"'aioflow flows {args.source} --format json'\n"
+        )
         return EXIT_USAGE
     keys_fd: int | None = None
     saved: list[Any] | None = None
@@ -487,6 +551,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_top(args)
         if args.command == "grep":
             return main_grep(args)
+        if args.command == "export":
+            from aioflow import _cli_export
+
+            return _cli_export.run(args)
+        if args.command == "collect":
+            from aioflow import _cli_collect
+
+            return _cli_collect.run(args)
         # A bar only makes sense where someone watches it and where there is an end to measure against.
         show_progress = not args.no_progress and sys.stderr.isatty() and Path(args.source).is_file()
         return anyio.run(_flows, args, sys.stdout, sys.stderr, show_progress)

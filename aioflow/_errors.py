@@ -37,3 +37,7 @@ class ConfigError(AioflowError, ValueError):
 
 class EngineError(AioflowError, RuntimeError):
     """The C engine failed in a way none of the other errors describe."""
+
+
+class MalformedPDUError(AioflowError, ValueError):
+    """A NetFlow/IPFIX datagram that cannot be decoded (the message says why)."""

@@ -1,0 +1,144 @@
+"""``aioflow export SOURCE --to HOST:PORT --format ipfix|v9|v5`` and ``--write FILE``: a capture's
+(or an interface's) flows sent to a NetFlow/IPFIX collector and/or written to an IPFIX or Parquet file."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from typing import TYPE_CHECKING, Any, TextIO
+
+import anyio
+
+import aioflow
+from aioflow import _cli
+
+if TYPE_CHECKING:
+    from aioflow.export import ExportStats
+
+# aioflow.export (numpy) is imported only when the subcommand runs: `aioflow flows` starts faster.
+DEFAULT_PORTS = {"ipfix": 4739, "v9": 2055, "v5": 2055}
+
+
+def address(text: str) -> tuple[str, int | None]:
+    """HOST:PORT, [IPv6]:PORT, HOST or :PORT (localhost) -> (host, port or None)."""
+    host, port = text, None
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: missing ']' after the IPv6 address")
+        host, rest = text[1:end], text[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise argparse.ArgumentTypeError(f"{text!r}: expected [IPv6]:PORT")
+            port = rest[1:]
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    try:
+        number = None if port is None else int(port)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the port must be a number") from None
+    if number is not None and not 0 < number < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r}: the port must be 1..65535")
+    return host or "127.0.0.1", number
+
+
+def add_parser(commands: Any) -> None:
+    export = commands.add_parser(
+        "export", help="send flows to a NetFlow/IPFIX collector, or write them to an IPFIX or Parquet file",
+        description="Read a capture (or an interface) and export each flow as it ends: --to sends NetFlow v5, "
+        "v9 or IPFIX over UDP; --write writes an IPFIX file (RFC 5655), or Parquet when FILE ends in .parquet. "
+        "v5 and v9 records are unidirectional (one per direction of a flow); v5 cannot carry IPv6 (counted, not "
+        "sent). A summary goes to stderr.",
+    )  # fmt: skip
+    export.add_argument("source", metavar="SOURCE", help="pcap or pcapng file, or an interface")
+    export.add_argument("--to", type=address, metavar="HOST:PORT",
+                        help="collector address (port default: 4739 for ipfix, 2055 for v9/v5)")
+    export.add_argument("--format", choices=sorted(DEFAULT_PORTS), default="ipfix",
+                        help="export protocol (default ipfix)")
+    export.add_argument("--write", metavar="FILE", help="also write an IPFIX file (.parquet: a Parquet file)")
+    export.add_argument("--mtu", type=_cli._int_at_least(256), default=1400, metavar="BYTES",
+                        help="largest UDP payload (default 1400)")
+    export.add_argument("--max-rate", type=_cli._positive_float, metavar="N",
+                        help="send at most N datagrams per second (default: unpaced)")
+    export.add_argument("--uniflow", action="store_true",
+                        help="IPFIX: one record per direction instead of RFC 5103 biflows")
+    export.add_argument("--nanoseconds", action="store_true",
+                        help="IPFIX: flowStart/EndNanoseconds instead of milliseconds")
+    export.add_argument("--domain", type=_cli._int_at_least(0), default=0, metavar="ID",
+                        help="IPFIX observation domain / v9 source id / v5 engine id (default 0)")
+    export.add_argument("--filter", metavar="BPF", help="BPF filter, as for tcpdump (e.g. 'tcp port 443')")
+    export.add_argument("--idle-timeout", type=_cli._positive_float, metavar="S",
+                        help="end a flow after S seconds without packets (default 120)")
+    export.add_argument("--active-timeout", type=_cli._positive_float, metavar="S",
+                        help="emit a record of a flow older than S seconds and keep counting (default 1800)")
+    export.add_argument("--fin-timeout", type=_cli._positive_float, metavar="S",
+                        help="end a TCP flow S seconds after FINs from both sides or a RST (default 10)")
+    export.add_argument("--max-flows", type=_cli._int_at_least(1), metavar="N",
+                        help="flow table bound; the least recently seen flow is evicted past it")
+
+
+def _exporter(args: argparse.Namespace) -> Any:
+    from aioflow.export import EXPORTERS
+
+    host, port = args.to
+    options: dict[str, Any] = {"mtu": args.mtu, "max_rate": args.max_rate}
+    if args.format == "ipfix":
+        options.update(observation_domain=args.domain, biflow=not args.uniflow, nanoseconds=args.nanoseconds)
+    elif args.format == "v9":
+        options.update(source_id=args.domain)
+    else:
+        options.update(engine_id=args.domain)
+    return EXPORTERS[args.format]((host, port or DEFAULT_PORTS[args.format]), **options)
+
+
+def _writer(args: argparse.Namespace) -> Any:
+    from aioflow.export import IPFIXFileWriter, ParquetWriter
+
+    if args.write.endswith(".parquet"):
+        return ParquetWriter(args.write)
+    return IPFIXFileWriter(args.write, biflow=not args.uniflow, nanoseconds=args.nanoseconds,
+                           observation_domain=args.domain)  # fmt: skip
+
+
+def _report(where: str, s: ExportStats) -> str:
+    line = f"aioflow: {where}: {s.flows} flows, {s.records} records in {s.messages} messages ({s.octets} bytes)"
+    if s.skipped_ipv6:
+        line += f"; {s.skipped_ipv6} IPv6 flows not sent (v5 is IPv4 only)"
+    if s.send_errors:
+        line += f"; {s.send_errors} datagrams refused ({s.last_error})"
+    return line + "\n"
+
+
+async def _export(args: argparse.Namespace, err: TextIO) -> int:
+    from aioflow.export import ParquetWriter
+
+    exporter = writer = None
+    async with contextlib.AsyncExitStack() as stack:
+        parser = await stack.enter_async_context(aioflow.FlowParser(args.source, **_cli._options(args)))
+        if args.to is not None:
+            exporter = await stack.enter_async_context(_exporter(args))
+        if args.write is not None:
+            writer = await stack.enter_async_context(_writer(args))
+        sinks = [sink for sink in (exporter, writer) if sink is not None]
+        if len(sinks) == 1:
+            await sinks[0].run(parser)  # whole batches, no Python work per flow
+        else:  # one subscription feeds both: a second one could miss the flows ended before it
+            async for flow in parser.terminated():
+                for sink in sinks:
+                    await sink.send(flow)
+    err.write(_cli._summary(parser.info()) + "\n")
+    if exporter is not None:
+        err.write(_report(f"{args.format} to {exporter.address[0]}:{exporter.address[1]}", exporter.stats))
+    if isinstance(writer, ParquetWriter):
+        err.write(f"aioflow: {args.write}: {writer.rows} flows written\n")
+    elif writer is not None:
+        err.write(_report(args.write, writer.stats))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.to is None and args.write is None:
+        sys.stderr.write("aioflow: error: export: give --to HOST:PORT and/or --write FILE\n")
+        return _cli.EXIT_USAGE
+    return anyio.run(_export, args, sys.stderr)

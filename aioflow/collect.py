@@ -1,0 +1,369 @@
+"""Collecting NetFlow v5/v9 and IPFIX: an async UDP collector, pyflowtools-style PDU parsing and
+IPFIX (RFC 5655) file reading.
+
+    async for record in aioflow.collect(("0.0.0.0", 2055)):
+        print(record.src_ip, record.dst_ip, record.packets, record.bytes)
+
+    pdu = parse_pdu(("192.0.2.1", 2055), payload)      # one datagram; templates remembered
+    for record in pdu: ...
+
+    for record in read_ipfix_file("flows.ipfix"): ...
+
+Records are thin views over a batch decoded with numpy; ``RecordSet.array`` / ``column()`` give the
+whole batch without one Python object per record (``Collector.batches()``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+import types
+from collections import deque
+from collections.abc import AsyncIterator, Hashable, Iterator
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+
+from ._errors import MalformedPDUError
+from ._netflow_decode import Decoder, DecodeStats, Message, RecordSet, Template
+
+__all__ = [
+    "PDU",
+    "Collector",
+    "DecodeStats",
+    "Decoder",
+    "FlowRecord",
+    "RecordSet",
+    "collect",
+    "parse_pdu",
+    "read_ipfix_file",
+]
+
+# Normalised attribute -> the elements that may carry it, first present wins.
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "src_ip": ("sourceIPv4Address", "sourceIPv6Address"),
+    "dst_ip": ("destinationIPv4Address", "destinationIPv6Address"),
+    "src_port": ("sourceTransportPort", "udpSourcePort", "tcpSourcePort"),
+    # ICMP type << 8 | code where NetFlow v5 puts it, the destination port
+    "dst_port": (
+        "destinationTransportPort",
+        "udpDestinationPort",
+        "tcpDestinationPort",
+        "icmpTypeCodeIPv4",
+        "icmpTypeCodeIPv6",
+    ),
+    "protocol": ("protocolIdentifier",),
+    "packets": ("packetDeltaCount", "packetTotalCount"),
+    "bytes": ("octetDeltaCount", "octetTotalCount"),
+    "reverse_packets": ("reversePacketDeltaCount", "reversePacketTotalCount"),
+    "reverse_bytes": ("reverseOctetDeltaCount", "reverseOctetTotalCount"),
+    "tcp_flags": ("tcpControlBits",),
+    "tos": ("ipClassOfService",),
+    "vlan_id": ("vlanId", "dot1qVlanId"),
+    "next_hop": ("ipNextHopIPv4Address", "ipNextHopIPv6Address"),
+    "input": ("ingressInterface",),
+    "output": ("egressInterface",),
+    "src_as": ("bgpSourceAsNumber",),
+    "dst_as": ("bgpDestinationAsNumber",),
+    "src_mask": ("sourceIPv4PrefixLength", "sourceIPv6PrefixLength"),
+    "dst_mask": ("destinationIPv4PrefixLength", "destinationIPv6PrefixLength"),
+    "first": ("flowStartSysUpTime",),
+    "last": ("flowEndSysUpTime",),
+}
+# pyflowtools' names for the same attributes.
+_FLOWTOOLS = {"srcaddr": "src_ip", "dstaddr": "dst_ip", "srcport": "src_port", "dstport": "dst_port",
+              "prot": "protocol", "dPkts": "packets", "dOctets": "bytes", "nexthop": "next_hop"}  # fmt: skip
+_ADDRESS_TYPES = ("ipv4Address", "ipv6Address", "macAddress")
+
+
+_MISSING = object()
+
+
+def _resolve(template: Template, name: str) -> tuple[str, bool] | None:
+    """Attribute name -> (template field, raw?), or None for a known name the template lacks; cached."""
+    raw = name.endswith("_raw")
+    base = _FLOWTOOLS.get(name.removesuffix("_raw"), name.removesuffix("_raw"))
+    result: tuple[str, bool] | None
+    if base in template.by_key:
+        result = (base, raw)
+    elif base in _ALIASES:
+        result = next(((c, raw) for c in _ALIASES[base] if c in template.by_key), None)
+    else:
+        raise AttributeError(name)
+    template.attrs[name] = result
+    return result
+
+
+def _number(value: Any) -> int:
+    # A field of an odd size is kept as octets: still orderable, as the integer they spell.
+    return int.from_bytes(value, "big") if isinstance(value, bytes) else int(value or 0)
+
+
+class FlowRecord:
+    """One flow (or options) record. Attributes: every template field by its IANA name
+    (``record.octetDeltaCount``), addresses as strings with ``_raw`` integer twins
+    (``record.sourceIPv4Address_raw``), normalised names (``src_ip``, ``dst_port``, ``packets``,
+    ``bytes``, ``start_ns``, ...; None when the template lacks them) and pyflowtools' names
+    (``srcaddr``, ``dPkts``, ...). ``record[(enterprise, id)]`` reads any field by number."""
+
+    __slots__ = ("_i", "_set")
+
+    def __init__(self, record_set: RecordSet, index: int) -> None:
+        self._set = record_set
+        self._i = index
+
+    # --- where it came from ---
+    @property
+    def version(self) -> int:
+        return self._set.version
+
+    @property
+    def exporter(self) -> Hashable:
+        return self._set.exporter
+
+    @property
+    def observation_domain(self) -> int:
+        return self._set.domain
+
+    @property
+    def template_id(self) -> int:
+        return self._set.template.template_id
+
+    @property
+    def is_options(self) -> bool:
+        return self._set.template.is_options
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return self._set.template.names
+
+    # --- field access ---
+    def _value(self, name: str, raw: bool = False) -> Any:
+        spec = self._set.template.spec[name]
+        value = self._set.column(name)[self._i]
+        if spec.type in ("ipv6Address",) and spec.length == 16:
+            number = int.from_bytes(bytes(value), "big")
+            return number if raw else str(ipaddress.IPv6Address(number))
+        if isinstance(value, np.ndarray):  # raw octets of a long field
+            return bytes(value)
+        if spec.type == "string" and not raw:
+            return bytes(value).rstrip(b"\0").decode("utf-8", "replace")
+        if isinstance(value, bytes):
+            return value
+        number = value.item()
+        if raw or spec.type not in _ADDRESS_TYPES:
+            return number
+        if spec.type == "ipv4Address":
+            return str(ipaddress.IPv4Address(number))
+        return ":".join(f"{b:02x}" for b in number.to_bytes(6, "big"))
+
+    def __getitem__(self, key: str | tuple[int, int]) -> Any:
+        name = self._set.template.by_key.get(key)
+        if name is None:
+            raise KeyError(key)
+        return self._value(name)  # type: ignore[arg-type]
+
+    def get(self, key: str | tuple[int, int], default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __getattr__(self, name: str) -> Any:
+        template = self._set.template
+        resolved = template.attrs.get(name, _MISSING)
+        if resolved is _MISSING:
+            resolved = _resolve(template, name)
+        if resolved is None:
+            return None
+        return self._value(*resolved)
+
+    @property
+    def start_ns(self) -> int | None:
+        """Flow start, Unix nanoseconds, from whichever time elements the record has."""
+        start = self._set.start_end_ns()[0]
+        return None if start is None else int(start[self._i])
+
+    @property
+    def end_ns(self) -> int | None:
+        end = self._set.start_end_ns()[1]
+        return None if end is None else int(end[self._i])
+
+    def flow_id(self, bidir: bool = False) -> str:
+        """``proto-vlan-src:sport-dst:dport``; with bidir, endpoints sorted so both directions match
+        (the same form as ``Flow.bidirectional_id``)."""
+        a = (_number(self.src_ip_raw), _number(self.src_port), self.src_ip)
+        b = (_number(self.dst_ip_raw), _number(self.dst_port), self.dst_ip)
+        if bidir and b[:2] < a[:2]:
+            a, b = b, a
+        return f"{self.protocol}-{self.vlan_id or 0}-{a[2]}:{a[1]}-{b[2]}:{b[1]}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every template field by name, values as the attributes give them."""
+        return {name: self._value(name) for name in self._set.template.names}
+
+    def __repr__(self) -> str:
+        return (
+            f"<FlowRecord v{self.version} {self.src_ip}:{self.src_port} -> {self.dst_ip}:{self.dst_port} "
+            f"proto={self.protocol} packets={self.packets} bytes={self.bytes}>"
+        )
+
+
+class PDU:
+    """One decoded datagram, pyflowtools-style: iterate it for its flow records."""
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+
+    @property
+    def version(self) -> int:
+        return self.message.version
+
+    @property
+    def sequence(self) -> int:
+        return self.message.sequence
+
+    @property
+    def sets(self) -> list[RecordSet]:
+        return self.message.sets
+
+    def __iter__(self) -> Iterator[FlowRecord]:
+        return _records(self.message, options=False)
+
+    def options(self) -> Iterator[FlowRecord]:
+        """The options records (exporter statistics, sampling, ...)."""
+        for rs in self.message.sets:
+            if rs.template.is_options:
+                yield from (FlowRecord(rs, i) for i in range(len(rs)))
+
+    def __len__(self) -> int:
+        return sum(len(rs) for rs in self.message.sets if not rs.template.is_options)
+
+    def is_next(self, previous: PDU) -> bool:
+        """Whether this PDU follows ``previous`` (same exporter and domain) with no datagram lost
+        (pyflowtools' check; v5/IPFIX sequence numbers count records, v9's count datagrams)."""
+        return self.message.sequence == previous.message.next_sequence
+
+
+def _records(message: Message, options: bool) -> Iterator[FlowRecord]:
+    for rs in message.sets:
+        if options or not rs.template.is_options:
+            for i in range(len(rs)):
+                yield FlowRecord(rs, i)
+
+
+_default_decoder = Decoder()
+
+
+def parse_pdu(exporter: Hashable, payload: bytes, *, decoder: Decoder | None = None) -> PDU:
+    """Decode one NetFlow v5/v9 or IPFIX datagram from ``exporter`` (any hashable: an address or
+    (host, port)). v9/IPFIX templates are remembered in ``decoder`` (a module-wide one by default)
+    for the datagrams that follow. Raises MalformedPDUError (a ValueError) for a datagram that
+    cannot be decoded; it is also counted in ``decoder.stats``."""
+    message = (decoder or _default_decoder).parse(exporter, payload)
+    if message.error is not None:
+        raise MalformedPDUError(f"cannot decode the datagram from {exporter!r}: {message.error}")
+    return PDU(message)
+
+
+def read_ipfix_file(
+    path: str | PathLike[str], *, options: bool = False, decoder: Decoder | None = None
+) -> Iterator[FlowRecord]:
+    """The flow records of an IPFIX file (RFC 5655: IPFIX messages back to back). Damaged messages
+    are counted in ``decoder.stats`` and skipped; reading stops where the framing is lost."""
+    decoder = decoder or Decoder(template_timeout=None)  # a file has no clock to expire templates by
+    data = Path(path).read_bytes()
+    for message in decoder.parse_stream(f"file:{path}", data):
+        yield from _records(message, options)
+
+
+class Collector:
+    """An async UDP collector. ``async with Collector(("0.0.0.0", 2055)) as c: async for r in c``.
+
+    ``address`` is the bound (host, port) (port 0 picks a free one); ``stats`` the decoder's
+    counters. Malformed datagrams are counted and skipped; nothing escapes but socket errors."""
+
+    def __init__(
+        self,
+        listen: tuple[str, int] = ("0.0.0.0", 2055),
+        *,
+        options: bool = False,
+        template_timeout: float | None = 1800.0,
+        max_templates: int = 65536,
+        decoder: Decoder | None = None,
+        max_datagram: int = 65535,
+    ) -> None:
+        self.listen = listen
+        self.options = options
+        self.decoder = decoder or Decoder(template_timeout=template_timeout, max_templates=max_templates)
+        self.max_datagram = max_datagram
+        self._socket: anyio.abc.UDPSocket | None = None
+        self._batches: deque[RecordSet] = deque()
+        self._current: RecordSet | None = None
+        self._index = 0
+
+    @property
+    def stats(self) -> DecodeStats:
+        return self.decoder.stats
+
+    @property
+    def address(self) -> tuple[str, int]:
+        if self._socket is None:
+            raise RuntimeError("the collector is not open (use `async with`)")
+        host, port = self._socket.extra(anyio.abc.SocketAttribute.local_address)[:2]
+        return host, port
+
+    async def __aenter__(self) -> Collector:
+        host, port = self.listen
+        self._socket = await anyio.create_udp_socket(local_host=host or None, local_port=port)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._socket is not None:
+            await self._socket.aclose()
+            self._socket = None
+
+    async def receive(self) -> tuple[Message, bytes]:
+        """The next datagram, decoded (``message.error`` set when it could not be), with its payload."""
+        if self._socket is None:
+            raise RuntimeError("the collector is not open (use `async with`)")
+        payload, sender = await self._socket.receive()
+        return self.decoder.parse((sender[0], sender[1]), payload), payload
+
+    async def receive_batch(self) -> RecordSet:
+        """The next decoded data set: the bulk path (``rs.array``, ``rs.column(name)``)."""
+        while not self._batches:
+            message, _ = await self.receive()
+            self._batches.extend(rs for rs in message.sets if self.options or not rs.template.is_options)
+        return self._batches.popleft()
+
+    # A plain async iterator, not an async generator: leaving the loop early leaves nothing to finalise.
+    def __aiter__(self) -> Collector:
+        return self
+
+    async def __anext__(self) -> FlowRecord:
+        while self._current is None or self._index >= len(self._current):
+            self._current, self._index = await self.receive_batch(), 0
+        self._index += 1
+        return FlowRecord(self._current, self._index - 1)
+
+
+async def collect(listen: tuple[str, int] = ("0.0.0.0", 2055), **options: Any) -> AsyncIterator[FlowRecord]:
+    """``async for record in aioflow.collect(("0.0.0.0", 2055))``: every flow record received.
+    Keyword options are Collector's. Leaving the loop early under trio: wrap it in
+    ``contextlib.aclosing`` (or use ``async with Collector(...)``, a plain async iterator)."""
+    async with Collector(listen, **options) as collector:
+        async for record in collector:
+            yield record
+
+
+class _CallableModule(types.ModuleType):
+    # `aioflow.collect(...)` and `aioflow.collect.parse_pdu(...)` both work, however the module was imported.
+    def __call__(self, listen: tuple[str, int] = ("0.0.0.0", 2055), **options: Any) -> AsyncIterator[FlowRecord]:
+        return collect(listen, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule
