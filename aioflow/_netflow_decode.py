@@ -171,8 +171,11 @@ class RecordSet:
         if self._start_end is None:
             start, end = _times(self, "Start"), _times(self, "End")
             if start is not None and end is not None and "flowStartSysUpTime" in self.template.by_key:
-                # A start after the end is a start from before the 32-bit uptime wrapped (nfdump's reading).
-                start = np.where(start > end, start - 2**32 * 10**6, start)
+                # A start after the end is a start from before the 32-bit uptime wrapped (nfdump's
+                # reading). In IPFIX (boot time from options data) only when far after: softflowd
+                # sends the two elements swapped, and that read as a wrap put starts 49.7 days early.
+                wrapped = (start - end > 2**31 * 10**6) if self.system_init_ms is not None else (start > end)
+                start = np.where(wrapped, start - 2**32 * 10**6, start)
             self._start_end = (start, end)
         return self._start_end
 
