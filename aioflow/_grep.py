@@ -100,9 +100,7 @@ class Grep:
         if scanner is None:
             return
         if chunk.datagram_lengths is not None:
-            found = search_datagrams(scanner.matchers, chunk.data, chunk.datagram_lengths)
-            if found is not None:  # offsets in the direction's datagrams, as for a stream
-                found = Match(chunk.offset + found.start, chunk.offset + found.end, found.data, found.pattern)
+            found = search_datagrams(scanner.matchers, chunk.data, chunk.datagram_lengths, chunk.offset)
         else:
             found = scanner.feed(chunk.offset, chunk.data)
         if found is not None:

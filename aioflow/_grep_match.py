@@ -266,38 +266,36 @@ class StreamScanner:
         return found
 
     def _search(self, buffer: bytes, base: int, final: bool) -> Match | None:
-        for matcher in self.matchers:
-            found = matcher.search(buffer, self.context, final)
-            if found is not None:
-                begin, end, pattern = found
-                return Match(base + begin, base + end, buffer[begin:end], pattern)
-        return None
+        return _first_match(self.matchers, buffer, self.context, final, base)
 
 
-def search_datagrams(matchers: Sequence[Matcher], data: bytes, lengths: Sequence[int]) -> Match | None:
+def _first_match(matchers: Sequence[Matcher], buffer: bytes, start: int, final: bool, base: int) -> Match | None:
+    """The first matcher's match in buffer from start on; base: the stream offset of buffer[0]."""
+    for matcher in matchers:
+        found = matcher.search(buffer, start, final)
+        if found is not None:
+            begin, end, pattern = found
+            return Match(base + begin, base + end, buffer[begin:end], pattern)
+    return None
+
+
+def search_datagrams(matchers: Sequence[Matcher], data: bytes, lengths: Sequence[int], base: int = 0) -> Match | None:
     """Datagrams (UDP) match one by one, never across two. One search over them all decides when
-    no pattern has anchors and no match straddles two datagrams; otherwise each is searched alone."""
+    no pattern has anchors and no match straddles two datagrams; otherwise each is searched alone.
+    base: the offset of data[0] among the direction's datagram bytes."""
     edges = [0]
     for length in lengths:
         edges.append(edges[-1] + length)
     if not any(m.anchored for m in matchers):
-        found = _first(matchers, data, 0, len(data))
+        found = _first_match(matchers, data, 0, True, base)
         if found is None:
             return None
-        index = bisect.bisect_right(edges, found.start) - 1
-        if found.end <= edges[index + 1]:
+        index = bisect.bisect_right(edges, found.start - base) - 1
+        if found.end - base <= edges[index + 1]:
             return found
     for begin, end in itertools.pairwise(edges):
-        found = _first(matchers, data, begin, end)
+        found = _first_match(matchers, data[begin:end], 0, True, base + begin)
         if found is not None:
             return found
     return None
 
-
-def _first(matchers: Sequence[Matcher], data: bytes, begin: int, end: int) -> Match | None:
-    piece = data[begin:end] if (begin, end) != (0, len(data)) else data
-    for matcher in matchers:
-        found = matcher.search(piece, 0, True)
-        if found is not None:
-            return Match(begin + found[0], begin + found[1], piece[found[0] : found[1]], found[2])
-    return None

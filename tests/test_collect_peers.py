@@ -13,10 +13,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -28,13 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nfdump_peer import NFCAPD, NFDUMP, nfcapd_running, nfdump_json
 
 import aioflow
 from aioflow.collect import Decoder, FlowRecord
 
 DATA = Path(__file__).parent / "data"
 CORPUS = Path(os.environ.get("AIOFLOW_PCAPS") or Path(__file__).resolve().parents[2] / "shared" / "pcaps")
-SOFTFLOWD, NFCAPD, NFDUMP = shutil.which("softflowd"), shutil.which("nfcapd"), shutil.which("nfdump")
+SOFTFLOWD = shutil.which("softflowd")
 SOFTFLOWCTL = shutil.which("softflowctl") or "softflowctl"
 CAPTURES = sorted(p.name for p in DATA.glob("*.pcap*"))
 SOURCE = {name: f"127.0.2.{1 + i}" for i, name in enumerate(CAPTURES)}
@@ -101,29 +100,14 @@ def nfdump_records(by_source: dict[str, list[bytes]], tmp: Path) -> list[dict[st
     """nfcapd receives the datagrams (from each capture's own source address); nfdump lists them."""
     folder = tmp / "nfcapd"
     folder.mkdir()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    nfcapd = subprocess.Popen(
-        [NFCAPD, "-w", str(folder), "-b", "127.0.0.1", "-p", str(port), "-t", "3600", "-B", "8000000"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
-        time.sleep(0.5)  # nfcapd binds its socket
-        assert nfcapd.poll() is None, nfcapd.communicate()[0]
+    with nfcapd_running(folder) as nfcapd:
         for source, datagrams in by_source.items():
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
                 s.bind((source, 0))
                 for d in datagrams:
-                    s.sendto(d, ("127.0.0.1", port))
+                    s.sendto(d, ("127.0.0.1", nfcapd.port))
                     time.sleep(0.0005)  # loopback drops a burst larger than the socket buffer
-        time.sleep(0.5)
-    finally:
-        nfcapd.send_signal(signal.SIGTERM)
-        nfcapd.communicate(timeout=30)
-    dump = subprocess.run([NFDUMP, "-R", str(folder), "-o", "json"], capture_output=True, text=True,
-                          env={**os.environ, "TZ": "UTC"}, check=True)  # fmt: skip
-    return json.loads(dump.stdout) if dump.stdout.strip() else []
+    return nfdump_json(folder)
 
 
 def _port(protocol: int, port: int) -> int | str:

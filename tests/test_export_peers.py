@@ -13,14 +13,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import shutil
-import signal
 import socket
 import struct
 import subprocess
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +26,7 @@ from typing import Any
 import anyio
 import pytest
 import reference
+from nfdump_peer import NFCAPD, NFDUMP, nfcapd_running, nfdump_json
 
 import aioflow
 from aioflow._netflow_encode import PORT_PROTOCOLS, Clock, encoder_for, gather_records
@@ -36,7 +34,7 @@ from aioflow.export import EXPORTERS
 
 CORPUS = Path(os.environ.get("AIOFLOW_PCAPS") or Path(__file__).resolve().parents[2] / "shared" / "pcaps")
 FORMATS = ("v5", "v9", "ipfix")
-NFCAPD, NFDUMP, TSHARK = shutil.which("nfcapd"), shutil.which("nfdump"), shutil.which("tshark")
+TSHARK = shutil.which("tshark")
 FLAG_LETTERS = "CEUAPRSF"  # nfdump's flag string, most significant bit first
 
 pytestmark = [
@@ -123,12 +121,6 @@ def _diff(got: Counter[tuple[Any, ...]], want: Counter[tuple[Any, ...]]) -> str:
     return f"missing: {list((want - got).items())[:5]} unexpected: {list((got - want).items())[:5]}"
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def _export_corpus(fmt: str, port: int) -> dict[str, aioflow.export.ExportStats]:
     stats = {}
     for rel in CAPTURES:
@@ -154,24 +146,9 @@ def collected(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
         pytest.skip("nfdump is not installed (apt install nfdump): nfcapd/nfdump are the reference collector")
     fmt = request.param
     folder = tmp_path_factory.mktemp(f"nfcapd-{fmt}")
-    port = _free_udp_port()
-    # -B: a big socket buffer; -t: no rotation during the run (nfcapd flushes its file on SIGTERM)
-    nfcapd = subprocess.Popen(
-        [NFCAPD, "-w", str(folder), "-b", "127.0.0.1", "-p", str(port), "-t", "3600", "-B", "8000000"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
-        time.sleep(0.5)  # nfcapd binds its socket
-        assert nfcapd.poll() is None, nfcapd.communicate()[0]
-        stats = anyio.run(_export_corpus, fmt, port)
-        time.sleep(0.5)  # the last datagrams reach nfcapd
-    finally:
-        nfcapd.send_signal(signal.SIGTERM)
-        log = nfcapd.communicate(timeout=30)[0]
-    dump = subprocess.run([NFDUMP, "-R", str(folder), "-o", "json"], capture_output=True, text=True,
-                          env={**os.environ, "TZ": "UTC"}, check=True)  # fmt: skip
-    records = json.loads(dump.stdout) if dump.stdout.strip() else []
-    yield Collected(stats, records, log)
+    with nfcapd_running(folder) as nfcapd:
+        stats = anyio.run(_export_corpus, fmt, nfcapd.port)
+    yield Collected(stats, nfdump_json(folder), nfcapd.log)
 
 
 def test_nfcapd_saw_no_sequence_error_or_bad_packet(collected: Collected) -> None:
