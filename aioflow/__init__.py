@@ -12,11 +12,12 @@ from ._errors import (
     FilterError,
     InterfaceNotFoundError,
     MalformedPDUError,
+    PatternUnsupportedError,
 )
 from ._flow import Flow, PacketHeader
 from ._parser import FlowParser, ParserInfo
 from ._read import read, read_frame
-from ._stream import StreamChunk
+from ._stream import StreamChunk, StreamMatch, StreamPatterns
 
 __version__ = "0.1.0"
 
@@ -53,7 +54,10 @@ __all__ = [
     "PacketHeader",
     "ParquetWriter",
     "ParserInfo",
+    "PatternUnsupportedError",
     "StreamChunk",
+    "StreamMatch",
+    "StreamPatterns",
     "__version__",
     "read",
     "read_frame",

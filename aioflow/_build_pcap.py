@@ -18,7 +18,7 @@ from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
 CSRC = HERE / "_csrc"
-SOURCES = ["decode.c", "fragments.c", "defrag.c", "flowtable.c", "engine.c", "producer.c", "stream.c"]
+SOURCES = ["decode.c", "fragments.c", "defrag.c", "flowtable.c", "engine.c", "producer.c", "stream.c", "match.c"]
 
 
 def _pcap_flags() -> tuple[list[str], list[str]]:
@@ -45,6 +45,20 @@ def _check_pcap_headers(cflags: list[str]) -> None:
         )
 
 
+def _hyperscan_flags() -> tuple[list[str], list[str]]:
+    """Vectorscan (or Hyperscan) for grep's native stream search, when its headers are there
+    (libvectorscan-dev); without it `aioflow grep` searches in Python. AIOFLOW_NO_HYPERSCAN=1
+    builds without it anyway (to test that path)."""
+    if os.environ.get("AIOFLOW_NO_HYPERSCAN") == "1":
+        return [], []
+    include_dirs = ["/usr/include", "/usr/local/include"]
+    if shutil.which("pkg-config") is not None:
+        proc = subprocess.run(["pkg-config", "--cflags-only-I", "libhs"], capture_output=True, text=True, check=False)
+        include_dirs += [f[2:].removesuffix("/hs") for f in shlex.split(proc.stdout) if f.startswith("-I")]
+    found = [d for d in include_dirs if (Path(d) / "hs" / "hs.h").exists()]
+    return ([f"-I{found[0]}", "-DAF_HAVE_HYPERSCAN"], ["-lhs"]) if found else ([], [])
+
+
 def _extra_compile_args() -> list[str]:
     args = ["-std=c11", "-Wall", "-Wextra", "-O2", "-pthread"]
     # `make sanitize` builds with ASan+UBSan through this variable.
@@ -54,6 +68,7 @@ def _extra_compile_args() -> list[str]:
 
 cflags, libs = _pcap_flags()
 _check_pcap_headers(cflags)
+hs_cflags, hs_libs = _hyperscan_flags()
 
 ffibuilder = FFI()
 ffibuilder.cdef((CSRC / "api.h").read_text())
@@ -62,8 +77,8 @@ ffibuilder.set_source(
     (HERE / "_native.c").read_text(),
     sources=[str((CSRC / s).relative_to(HERE.parent)) for s in SOURCES],
     include_dirs=[str(CSRC.relative_to(HERE.parent))],
-    extra_compile_args=_extra_compile_args() + cflags,
-    extra_link_args=[*libs, "-pthread", *shlex.split(os.environ.get("AIOFLOW_LDFLAGS", ""))],
+    extra_compile_args=_extra_compile_args() + cflags + hs_cflags,
+    extra_link_args=[*libs, *hs_libs, "-pthread", *shlex.split(os.environ.get("AIOFLOW_LDFLAGS", ""))],
 )
 
 if __name__ == "__main__":

@@ -11,7 +11,15 @@ import anyio
 
 from ._errors import ConfigError
 from ._grep import Grep, GrepConfig, GrepSummary
-from ._grep_match import DEFAULT_SPAN, DistanceMatcher, Matcher, RegexMatcher, compile_patterns, read_pattern_file
+from ._grep_match import (
+    DEFAULT_SPAN,
+    DistanceMatcher,
+    Matcher,
+    RegexMatcher,
+    compile_patterns,
+    native_patterns,
+    read_pattern_file,
+)
 from ._parser import FlowParser
 from ._tcp_kill import TcpKiller
 
@@ -20,7 +28,9 @@ Grep reassembled TCP streams and UDP payloads (flowgrep). Client patterns search
 (the side that opened the flow) sent, server patterns what the server sent. A match may span
 segments; it is found as soon as the data completing it arrives. Each matched flow is printed once,
 or with -l its streams are written to files when the flow ends. Patterns are Python regular
-expressions over bytes (MULTILINE). A trailing FILTER is a BPF expression, as for tcpdump."""
+expressions over bytes (MULTILINE). The C engine searches them (Vectorscan) when it can with the
+same meaning; otherwise (backreferences, lookarounds, -E, -v with -k) Python does, slower (see
+--search). A trailing FILTER is a BPF expression, as for tcpdump."""
 
 
 def add_grep_command(commands: Any, version: str) -> None:
@@ -58,6 +68,9 @@ def add_grep_command(commands: Any, version: str) -> None:
                       help="text (default) or json (one JSON line per reported flow)")
     grep.add_argument("--span", type=int, default=DEFAULT_SPAN, metavar="BYTES",
                       help=f"bytes an unbounded pattern (a.*b) may span across segments (default {DEFAULT_SPAN})")
+    grep.add_argument("--search", choices=("auto", "native", "python"), default="auto",
+                      help="where regexes run: in the C engine (native, Vectorscan: reports the match that ends "
+                      "first), in Python (python: the leftmost match, as re.search), or native when it can (auto)")
     grep.add_argument("--max-stream-bytes", type=int, metavar="BYTES",
                       help="bytes kept per stream direction for -l (default: FlowParser's)")
     grep.add_argument("filter_words", nargs="*", metavar="FILTER", help="BPF filter expression")
@@ -83,19 +96,31 @@ def grep_config(args: argparse.Namespace) -> GrepConfig:
         server.append(distance)
     if not client and not server:
         raise ConfigError("nothing to match: give a pattern with -a, -c, -s, -f, -F or -E/-e")
+    native = None
+    if args.search != "python":
+        native, why = native_patterns(client_patterns, server_patterns, args.ignore_case)
+        if args.strings or args.algorithm:
+            native, why = None, "distance matching (-E) runs in Python"
+        elif args.invert and args.kill:
+            native, why = None, "-v with -k resets on every chunk that does not match, in Python"
+        if native is None and args.search == "native":
+            raise ConfigError(f"--search native: {why}")
     if args.kill and args.device is None:
         raise ConfigError("-k resets live connections: it needs an interface (-d DEVICE), not a file")
     if args.print_files and args.log_dir is None:
         raise ConfigError("-x prints the names of logged files: it needs -l DIR")
     if args.log_dir is not None and not args.log_dir.is_dir():
         raise ConfigError(f"-l {args.log_dir}: no such directory (create it first)")
-    return GrepConfig(client=client, server=server, invert=args.invert, log_dir=args.log_dir,
+    return GrepConfig(client=client, server=server, native=native, invert=args.invert, log_dir=args.log_dir,
                       print_files=args.print_files, kill=args.kill, output=args.format)  # fmt: skip
 
 
 async def run_grep(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     config = grep_config(args)
-    options: dict[str, Any] = {"reassemble": True}
+    # streams are kept for the records only when -l writes them
+    options: dict[str, Any] = {"reassemble": True, "keep_streams": config.log_dir is not None}
+    if config.native is not None:
+        options["stream_patterns"] = config.native
     if args.filter:
         options["filter"] = args.filter
     if args.user:
@@ -114,12 +139,12 @@ async def run_grep(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     finally:
         if killer is not None:
             killer.close()
-    err.write(_summary_line(summary, info.packets) + "\n")
+    err.write(_summary_line(summary, info.packets, "native" if config.native else "python") + "\n")
     return 0 if summary.reported or summary.files else 1  # grep's convention: 1 when nothing was selected
 
 
-def _summary_line(summary: GrepSummary, packets: int) -> str:
-    text = f"aioflow grep: {packets} packets, {summary.flows} flows, {summary.matched} matched"
+def _summary_line(summary: GrepSummary, packets: int, search: str) -> str:
+    text = f"aioflow grep ({search} search): {packets} packets, {summary.flows} flows, {summary.matched} matched"
     if summary.files:
         text += f", {len(summary.files)} files written"
     if summary.resets_sent:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +86,7 @@ class EngineConfig:
     stream_chunks: bool = False  # reassemble: chunks of new in-order data from the start (else: enable_chunks)
     max_stream_bytes: int = 1 << 20
     max_reassembly_memory: int = 256 << 20
+    keep_streams: bool = True  # reassemble: ended flows carry their streams (False: chunks and matches only)
 
 
 class Batch:
@@ -146,6 +148,7 @@ class Engine:
             cfg.defragment = 1  # a stream needs whole datagrams
             cfg.stream_chunks = int(config.stream_chunks)
             cfg.max_stream_bytes = _check_range("max_stream_bytes", config.max_stream_bytes, 1, 2**30)
+            cfg.discard_streams = int(not config.keep_streams)
             cfg.max_reassembly_memory = _check_range(
                 "max_reassembly_memory", config.max_reassembly_memory, 2**20, 2**48
             )
@@ -196,6 +199,10 @@ class Engine:
     def enable_chunks(self) -> None:
         """reassemble: chunks of the data that comes from now on (stream_events)."""
         lib.af_enable_chunks(self._engine)
+
+    def set_stream_patterns(self, client: Sequence[bytes], server: Sequence[bytes], ignore_case: bool) -> None:
+        """reassemble, before reading: search streams natively (see af_set_stream_patterns)."""
+        _patterns_call(lib.af_set_stream_patterns, client, server, ignore_case, self._engine)
 
     def lookup(
         self, version: int, a: bytes, port_a: int, b: bytes, port_b: int, proto: int, vlan: int
@@ -269,6 +276,32 @@ class Engine:
         if not self.closed:
             self.closed = True
             ffi.release(self._engine)
+
+
+def check_stream_patterns(client: Sequence[bytes], server: Sequence[bytes], ignore_case: bool) -> None:
+    """Raises PatternUnsupportedError when the native stream search cannot run these regexes."""
+    _patterns_call(lib.af_check_stream_patterns, client, server, ignore_case)
+
+
+def stream_patterns_available() -> bool:
+    return bool(lib.af_stream_patterns_available())
+
+
+def _patterns_call(
+    function: Any, client: Sequence[bytes], server: Sequence[bytes], ignore_case: bool, *engine: Any
+) -> None:
+    if any(b"\0" in p for p in (*client, *server)):
+        raise _errors.PatternUnsupportedError("a pattern with a NUL byte: write it as \\x00")
+    strings = [[ffi.new("char[]", p) for p in side] for side in (client, server)]  # alive for the call
+    arrays = [ffi.new("char *[]", side) for side in strings]
+    error = ffi.new("char[]", 1024)
+    flags = lib.AF_MATCH_CASELESS if ignore_case else 0
+    code = function(*engine, arrays[0], len(client), arrays[1], len(server), flags, error, len(error))
+    if code == lib.AF_ERR_UNSUPPORTED:
+        raise _errors.PatternUnsupportedError(ffi.string(error).decode(errors="replace"))
+    if code != lib.AF_OK:
+        exc = _errors.ConfigError if code == lib.AF_ERR_CONFIG else _errors.EngineError
+        raise exc(ffi.string(error).decode(errors="replace"))
 
 
 def _copy_batch(b: Any) -> Batch:

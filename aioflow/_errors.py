@@ -35,6 +35,11 @@ class ConfigError(AioflowError, ValueError):
     """A FlowParser parameter is out of range."""
 
 
+class PatternUnsupportedError(ConfigError):
+    """A valid regex the native stream search (Vectorscan) cannot run: a backreference, a
+    lookaround, a pattern that matches the empty string, or a build without Vectorscan."""
+
+
 class EngineError(AioflowError, RuntimeError):
     """The C engine failed in a way none of the other errors describe."""
 

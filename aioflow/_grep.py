@@ -15,6 +15,7 @@ from typing import Any, TextIO
 from ._flow import Flow
 from ._grep_match import Match, Matcher, StreamScanner, search_datagrams
 from ._parser import FlowParser
+from ._stream import StreamMatch, StreamPatterns
 from ._tcp_kill import TcpKiller
 
 PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6", 132: "sctp"}
@@ -25,6 +26,7 @@ CLIENT, SERVER = "client", "server"
 class GrepConfig:
     client: Sequence[Matcher]  # what the client sent is searched with these (-c, -f, -a, -e)
     server: Sequence[Matcher]  # what the server sent (-s, -F, -a, -e)
+    native: StreamPatterns | None = None  # the same regexes, searched by the C engine instead
     invert: bool = False  # -v: report the flows that did not match
     log_dir: Path | None = None  # -l: write matched streams there when their flow ends
     print_files: bool = False  # -x: print the logged file names (for xargs)
@@ -74,9 +76,12 @@ class Grep:
         self._flows: dict[int, _FlowState] = {}
 
     async def run(self, parser: FlowParser) -> GrepSummary:
-        async for event in parser.stream_events():
+        """parser: made with reassemble=True, and stream_patterns=config.native when that is set."""
+        async for event in parser.stream_events(chunks=self.config.native is None):
             if isinstance(event, Flow):
                 self._ended(event)
+            elif isinstance(event, StreamMatch):
+                self._native_match(event)
             else:
                 self._chunk(event)
         return self.summary
@@ -85,13 +90,20 @@ class Grep:
         state = self._flows.get(flow.id)
         if state is None:
             scanners = {}
-            if self.config.client:
-                scanners[CLIENT] = StreamScanner(self.config.client)
-            if self.config.server:
-                scanners[SERVER] = StreamScanner(self.config.server)
+            if self.config.native is None:  # the C engine searches otherwise
+                if self.config.client:
+                    scanners[CLIENT] = StreamScanner(self.config.client)
+                if self.config.server:
+                    scanners[SERVER] = StreamScanner(self.config.server)
             state = self._flows[flow.id] = _FlowState(scanners)
         return state
 
+    def _native_match(self, event: StreamMatch) -> None:
+        state = self._state(event.flow)
+        if state.match is None:
+            pattern = event.pattern.decode("utf-8", "backslashreplace")
+            found = Match(event.start, event.end, event.data, pattern, event.partial)
+            self._matched(event.flow, state, event.direction, found, event)
     def _chunk(self, chunk: Any) -> None:
         state = self._state(chunk.flow)
         if state.match is not None:
@@ -156,12 +168,14 @@ class Grep:
             if found is not None:
                 record.update(side=side, offset=found.start, pattern=found.pattern,
                               match=found.data.decode("latin-1"))  # fmt: skip
+                if found.partial:
+                    record["match_partial"] = True
             self.out.write(json.dumps(record) + "\n")
             return
         line = (f"{flow.first_seen:.6f} {PROTOCOL_NAMES.get(flow.protocol, flow.protocol)} "
                 f"{_endpoint(flow.src_ip, flow.src_port)} -> {_endpoint(flow.dst_ip, flow.dst_port)}")  # fmt: skip
         if found is not None:
-            line += f" {side}@{found.start} {found.data[:80]!r}"
+            line += f" {side}@{found.start} {found.data[:80]!r}" + (" (partial)" if found.partial else "")
         else:
             line += " (no match)"
         self.out.write(line + "\n")

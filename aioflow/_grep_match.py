@@ -14,10 +14,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._errors import ConfigError
+from ._errors import ConfigError, PatternUnsupportedError
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from ._stream import StreamPatterns
 
 
 def _numpy() -> Any:
@@ -39,12 +41,14 @@ DISTANCE_ALGORITHMS = ("levenshtein", "damerau", "hamming", "jaccard")
 
 @dataclass(frozen=True, slots=True)
 class Match:
-    """Where a pattern matched in a stream: stream offsets and the matched bytes."""
+    """Where a pattern matched in a stream: stream offsets and the matched bytes (`partial`: not
+    all of them, as the native search may report)."""
 
     start: int
     end: int
     data: bytes
     pattern: str
+    partial: bool = False
 
 
 def compile_patterns(patterns: Iterable[str], ignore_case: bool) -> list[re.Pattern[bytes]]:
@@ -57,6 +61,32 @@ def compile_patterns(patterns: Iterable[str], ignore_case: bool) -> list[re.Patt
         except re.error as exc:
             raise ConfigError(f"pattern {text!r} is not a valid regular expression: {exc}") from None
     return compiled
+
+
+# Python regex syntax that Vectorscan reads differently: {,n} (a literal there) and \Z (before a
+# final newline too there). Patterns with it are searched in Python.
+_PCRE_DIFFERENT = re.compile(rb"\{,|\\Z")
+
+
+def native_patterns(
+    client: Sequence[str], server: Sequence[str], ignore_case: bool
+) -> tuple[StreamPatterns | None, str]:
+    """The patterns as StreamPatterns for the C engine's search, or (None, why not) when it cannot
+    run them with Python's meaning (a build without Vectorscan, a backreference, lookaround, ...)."""
+    from ._engine import check_stream_patterns, stream_patterns_available
+    from ._stream import StreamPatterns
+
+    encoded = [[p.encode("utf-8", "surrogateescape") for p in side] for side in (client, server)]
+    if not stream_patterns_available():
+        return None, "aioflow was built without Vectorscan (apt-get install libvectorscan-dev, then reinstall)"
+    different = next((p for side in encoded for p in side if _PCRE_DIFFERENT.search(p)), None)
+    if different is not None:
+        return None, f"pattern {different!r}: {{,n}} and \\Z mean other things to Vectorscan"
+    try:
+        check_stream_patterns(encoded[0], encoded[1], ignore_case)
+    except PatternUnsupportedError as exc:
+        return None, str(exc)
+    return StreamPatterns(client=encoded[0], server=encoded[1], ignore_case=ignore_case), ""
 
 
 def longest_match(pattern: re.Pattern[bytes]) -> int | None:

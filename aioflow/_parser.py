@@ -17,10 +17,10 @@ import anyio.lowlevel
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._engine import Batch, Engine, EngineConfig, new_cursor
+from ._engine import Batch, Engine, EngineConfig, check_stream_patterns, new_cursor
 from ._errors import CapturePermissionError, ConfigError
 from ._flow import PROTOCOL_NUMBERS, Flow
-from ._stream import StreamChunk, batch_events
+from ._stream import StreamChunk, StreamMatch, StreamPatterns, batch_events
 
 FlowCallback = Callable[[Flow], Awaitable[None] | None]
 StopCallback = Callable[["FlowParser"], Awaitable[None] | None]
@@ -154,6 +154,8 @@ class FlowParser:
         reassemble: bool = False,
         max_stream_bytes: int = 1 << 20,
         max_reassembly_memory: int = 256 << 20,
+        keep_streams: bool = True,
+        stream_patterns: StreamPatterns | None = None,
     ) -> None:
         self.source = source
         if live is None:
@@ -181,9 +183,15 @@ class FlowParser:
             reassemble=reassemble,
             max_stream_bytes=max_stream_bytes,
             max_reassembly_memory=max_reassembly_memory,
+            keep_streams=keep_streams,
         )
         if buffer_batches < 1:
             raise ConfigError(f"buffer_batches={buffer_batches!r}: expected >= 1")
+        if stream_patterns is not None:
+            if not reassemble:
+                raise ConfigError("stream_patterns search reassembled streams: add reassemble=True")
+            check_stream_patterns(stream_patterns.client, stream_patterns.server, stream_patterns.ignore_case)
+        self._stream_patterns = stream_patterns
         self._buffer_batches = buffer_batches
         self._on_tcp_end = on_tcp_end
         self._on_udp_end = on_udp_end
@@ -208,12 +216,15 @@ class FlowParser:
     # --- lifecycle ---
     async def __aenter__(self) -> FlowParser:
         self._engine = Engine(self.source, self._config)
-        if self._user is not None:
-            try:
+        try:
+            if self._stream_patterns is not None:
+                p = self._stream_patterns
+                self._engine.set_stream_patterns(p.client, p.server, p.ignore_case)
+            if self._user is not None:
                 drop_privileges(self._user)
-            except BaseException:
-                self._engine.close()
-                raise
+        except BaseException:
+            self._engine.close()
+            raise
         self._stats = self._engine.stats()
         self._first = self._subscribe()
         self._started = time.monotonic()
@@ -345,25 +356,28 @@ class FlowParser:
         """Every ended flow exactly once, in the order flows ended; ends after the source does."""
         return _FlowStream(self._take_subscriber().receive)
 
-    def stream_events(self) -> AsyncIterator[StreamChunk | Flow]:
+    def stream_events(self, chunks: bool = True) -> AsyncIterator[StreamChunk | StreamMatch | Flow]:
         """reassemble=True: in engine order, a StreamChunk for new in-order data of a flow
-        direction (at most one per direction per batch) and each ended Flow after its chunks.
-        Subscribes as terminated() does (a file waits for it; live drops are counted). Chunks
-        start with the first call: make it before the first await after entering to get every
-        stream from its start."""
-        return _EventStream(self._take_subscriber(self._require_reassembly("stream_events")).receive, False)
+        direction (at most one per direction per batch), a StreamMatch for a flow's first match of
+        stream_patterns, and each ended Flow after its chunks and match. Subscribes as terminated()
+        does (a file waits for it; live drops are counted). Chunks start with the first call: make
+        it before the first await after entering to get every stream from its start.
+        chunks=False: matches and ended flows only (no stream data is copied into chunks)."""
+        receive = self._take_subscriber(self._require_reassembly("stream_events", chunks)).receive
+        return _EventStream(receive, False, self._stream_patterns)
 
     def chunks(self) -> AsyncIterator[StreamChunk]:
-        """stream_events() without the ended flows."""
+        """stream_events() without the ended flows (nor matches)."""
         receive = self._take_subscriber(self._require_reassembly("chunks")).receive
-        return _EventStream(receive, True)  # type: ignore[return-value]
+        return _EventStream(receive, True, None)  # type: ignore[return-value]
 
-    def _require_reassembly(self, name: str) -> None:
+    def _require_reassembly(self, name: str, chunks: bool = True) -> None:
         if not self._config.reassemble:
             raise ConfigError(f"{name}() needs FlowParser(..., reassemble=True)")
         # Chunks cost a copy of every byte: made only from the first such subscriber on. Called
         # before the first await after entering (the usual way), that is before any packet.
-        self._require_engine().enable_chunks()
+        if chunks:
+            self._require_engine().enable_chunks()
 
     def _take_subscriber(self, _checked: None = None) -> _Subscriber:
         if self._first is None and not self._subscribers:
@@ -550,10 +564,13 @@ class _FlowStream:
 class _EventStream:
     """stream_events()/chunks()'s iterator: chunks and flows out of the batches, in engine order."""
 
-    def __init__(self, receive: MemoryObjectReceiveStream[Batch], chunks_only: bool) -> None:
+    def __init__(
+        self, receive: MemoryObjectReceiveStream[Batch], chunks_only: bool, patterns: StreamPatterns | None
+    ) -> None:
         self._receive = receive
         self._chunks_only = chunks_only
-        self._events: Iterator[StreamChunk | Flow] = iter(())
+        self._patterns = patterns
+        self._events: Iterator[StreamChunk | StreamMatch | Flow] = iter(())
         self._count = 0
 
     def __aiter__(self) -> _EventStream:
@@ -565,7 +582,7 @@ class _EventStream:
     async def aclose(self) -> None:
         self._receive.close()
 
-    async def __anext__(self) -> StreamChunk | Flow:
+    async def __anext__(self) -> StreamChunk | StreamMatch | Flow:
         while True:
             event = next(self._events, None)
             if event is not None:
@@ -574,7 +591,7 @@ class _EventStream:
                 batch = await self._receive.receive()
             except (anyio.EndOfStream, anyio.ClosedResourceError):
                 raise StopAsyncIteration from None
-            self._events = batch_events(batch, self._chunks_only)
+            self._events = batch_events(batch, self._chunks_only, self._patterns)
         self._count += 1
         if self._count % YIELD_EVERY == 0:
             await anyio.lowlevel.checkpoint()

@@ -1,12 +1,14 @@
-"""StreamChunk (new in-order stream data) and the engine-ordered events of a batch."""
+"""StreamChunk (new in-order stream data), StreamPatterns/StreamMatch (native stream search) and
+the engine-ordered events of a batch."""
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from ._engine import Batch, ffi
+from ._engine import Batch, ffi, lib
 from ._flow import Flow, unframe
 
 DIRECTIONS = ("client", "server")
@@ -55,11 +57,62 @@ class StreamChunk:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class StreamPatterns:
+    """Regexes the C engine runs over every stream as it is reassembled (FlowParser(...,
+    reassemble=True, stream_patterns=...)): `client` over what clients send, `server` over what
+    servers send; TCP directions as one stream each (a match may span segments and is found by the
+    packet that completes it; nothing is searched twice), each UDP datagram alone. A flow reports
+    its first match (one per record) as a StreamMatch in stream_events().
+
+    The regexes are bytes, in Vectorscan's PCRE syntax, MULTILINE (and case-insensitive with
+    ignore_case); backreferences, lookarounds and patterns matching the empty string are not
+    supported (PatternUnsupportedError). Needs aioflow built with Vectorscan (libvectorscan-dev)."""
+
+    client: Sequence[bytes] = ()
+    server: Sequence[bytes] = ()
+    ignore_case: bool = False
+
+
+class StreamMatch:
+    """A flow's first match of a StreamPatterns regex: `flow` (snapshot, src = client), `direction`
+    ("client": in what the client sent), `start`/`end` (stream offsets; UDP: offsets among the
+    direction's payload bytes), `pattern` (the regex) and `pattern_index` (in its side's list).
+    `data` is the matched bytes, at most 512 of them: `partial` when they are not the whole
+    match (it began more than 256 bytes before the packet that completed it, or is longer).
+    TCP: `next_seq` and `last_ack` as in StreamChunk, as of when the match was reported."""
+
+    __slots__ = ("data", "direction", "end", "flow", "last_ack", "next_seq", "partial", "pattern",
+                 "pattern_index", "start", "ts_ns")  # fmt: skip
+
+    def __init__(self, flow: Flow, direction: str, start: int, end: int, data: bytes, partial: bool,
+                 pattern: bytes, pattern_index: int, ts_ns: int, next_seq: int | None,
+                 last_ack: int | None) -> None:  # fmt: skip
+        self.flow = flow
+        self.direction = direction
+        self.start = start
+        self.end = end
+        self.data = data
+        self.partial = partial
+        self.pattern = pattern
+        self.pattern_index = pattern_index
+        self.ts_ns = ts_ns
+        self.next_seq = next_seq
+        self.last_ack = last_ack
+
+    def __repr__(self) -> str:
+        f = self.flow
+        return (
+            f"<StreamMatch {self.direction} {f.src_ip}:{f.src_port} -> {f.dst_ip}:{f.dst_port} "
+            f"{self.start}..{self.end} {self.data[:40]!r}>"
+        )
+
+
 # A chunk's fields after its flow snapshot, read with one unpack rather than one cffi access each.
-_FIELDS = struct.Struct("=QQQIIIIBBB")
+_FIELDS = struct.Struct("=QQQIIIIBBBBB3xQI")
 _FIELDS_AT = ffi.offsetof("af_chunk", "data_at")
 _CHUNK_SIZE = ffi.sizeof("af_chunk")
-assert ffi.offsetof("af_chunk", "protocol") == _FIELDS_AT + _FIELDS.size - 1, "af_chunk layout changed"
+assert ffi.offsetof("af_chunk", "pattern") == _FIELDS_AT + _FIELDS.size - 4, "af_chunk layout changed"
 
 
 class _ChunkFlows:
@@ -80,10 +133,20 @@ class _ChunkFlows:
         return self.chunks[j].flow
 
 
-def _chunk(batch: Batch, flows: _ChunkFlows, j: int, fields: tuple[int, ...]) -> StreamChunk:
-    data_at, offset, ts_ns, length, _, next_seq, last_ack, direction, has_ack, protocol = fields
+def _chunk(
+    batch: Batch, flows: _ChunkFlows, j: int, fields: tuple[int, ...], patterns: StreamPatterns | None
+) -> StreamChunk | StreamMatch:
+    data_at, offset, ts_ns, length, _, next_seq, last_ack, direction, has_ack, protocol, kind, partial, end, index = (
+        fields
+    )
     raw = batch.stream_data[data_at : data_at + length]
     flow = Flow(flows, j)  # type: ignore[arg-type]
+    if kind == _MATCH:
+        side = DIRECTIONS[direction]
+        regexes = (patterns.client if direction == 0 else patterns.server) if patterns is not None else ()
+        tcp = protocol == 6
+        return StreamMatch(flow, side, offset, end, raw, bool(partial), regexes[index] if index < len(regexes) else b"",
+                           index, ts_ns, next_seq if tcp else None, last_ack if tcp and has_ack else None)  # fmt: skip
     if protocol == 17:
         grams = unframe(raw)
         return StreamChunk(flow, DIRECTIONS[direction], offset, b"".join(grams), ts_ns,
@@ -93,8 +156,14 @@ def _chunk(batch: Batch, flows: _ChunkFlows, j: int, fields: tuple[int, ...]) ->
     )
 
 
-def batch_events(batch: Batch, chunks_only: bool) -> Iterator[StreamChunk | Flow]:
-    """The batch's chunks and ended flows in engine order (a flow's chunks before the flow)."""
+_MATCH = lib.AF_CHUNK_MATCH
+
+
+def batch_events(
+    batch: Batch, chunks_only: bool, patterns: StreamPatterns | None = None
+) -> Iterator[StreamChunk | StreamMatch | Flow]:
+    """The batch's chunks (and matches) and ended flows in engine order (a flow's chunks before the
+    flow); patterns: the parser's StreamPatterns, to name what matched."""
     n = batch.chunk_count
     raw = ffi.buffer(batch.chunks) if n else b""
     fields = [_FIELDS.unpack_from(raw, j * _CHUNK_SIZE + _FIELDS_AT) for j in range(n)]
@@ -102,9 +171,9 @@ def batch_events(batch: Batch, chunks_only: bool) -> Iterator[StreamChunk | Flow
     j = 0
     for i in range(batch.count):
         while j < n and fields[j][4] <= i:  # [4]: records emitted before the chunk
-            yield _chunk(batch, flows, j, fields[j])
+            yield _chunk(batch, flows, j, fields[j], patterns)
             j += 1
         if not chunks_only:
             yield Flow(batch, i)
     for k in range(j, n):
-        yield _chunk(batch, flows, k, fields[k])
+        yield _chunk(batch, flows, k, fields[k], patterns)

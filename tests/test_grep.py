@@ -1,5 +1,7 @@
 """`aioflow grep` against ngrep (which greps packet by packet) on the real captures, and on
-crafted captures where a match is split across segments (ngrep misses it, reassembly must not)."""
+crafted captures where a match is split across segments (ngrep misses it, reassembly must not).
+Every test runs twice: with the default search (native, in the C engine, where it can) and with
+--search python (Python's re over stream chunks); the two must also select the same flows."""
 
 from __future__ import annotations
 
@@ -21,11 +23,19 @@ ABSENT = f"capture corpus absent: {CORPUS} not found (set AIOFLOW_PCAPS to the s
 CLIENT, SERVER = "10.1.0.1", "10.1.0.2"
 
 needs_ngrep = pytest.mark.skipif(shutil.which("ngrep") is None, reason="ngrep is not installed (apt install ngrep)")
+NO_NATIVE = "aioflow was built without Vectorscan (libvectorscan-dev): only the Python search can run"
+SEARCH = ["auto"]  # what grep() passes to --search: set by the search fixture
+
+
+@pytest.fixture(params=["auto", "python"], autouse=True)
+def search(request: pytest.FixtureRequest) -> str:
+    SEARCH[0] = request.param
+    return str(request.param)
 
 
 def grep(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "aioflow", "grep", *args], capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+    return subprocess.run([sys.executable, "-m", "aioflow", "grep", "--search", SEARCH[0], *args],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
 
 
 def grep_json(*args: str) -> list[dict[str, object]]:
@@ -219,3 +229,61 @@ def test_usage_errors_say_what_to_do(tmp_path: Path) -> None:
         done = grep(*args)
         assert done.returncode == 2 and message in done.stderr, (args, done.stderr)
     assert grep("-V").stdout.startswith("aioflow grep")
+
+
+# --- the native search (C engine, Vectorscan) against the Python one ---
+
+NATIVE_CASES = [
+    ("ndpi_1kxun.pcap", "^Host: [a-z0-9.]+\\r$"),
+    ("ndpi_1kxun.pcap", "\\bkeep-alive\\b"),
+    ("nfstream_aimini-http.pcap", "content-type: text/[a-z]+"),
+    ("zeek_tcp_reassembly.pcap", "^SEARCH /A{260}"),
+    ("ndpi_log4j-webapp-exploit.pcap", "HTTP/1\\.[01] 200 ?\\r\\n"),
+    ("ndpi_sip.pcap", "^(INVITE|REGISTER) sip:"),
+    ("ndpi_smtp-starttls.pcap", "^250[- ]"),
+    ("tcpflow_test5-lines-randomized.pcap", "line [0-9]+\\n.*line"),
+    ("ndpi_log4j-webapp-exploit.pcap", "jndi:[a-z]+://"),
+]
+
+
+def _native_available() -> bool:
+    from aioflow._engine import stream_patterns_available
+
+    return stream_patterns_available()
+
+
+@pytest.mark.parametrize(("name", "pattern"), NATIVE_CASES)
+def test_native_and_python_search_select_the_same_flows(name: str, pattern: str, search: str) -> None:
+    if search != "auto":
+        pytest.skip("one run compares both searches")
+    if not _native_available():
+        pytest.skip(NO_NATIVE)
+    capture = Path(__file__).parent / "data" / name
+    if not capture.exists():
+        capture = CORPUS / name
+        if not capture.exists():
+            pytest.skip(ABSENT)
+    results: dict[str, set[tuple[object, ...]]] = {"native": set(), "python": set()}
+    for mode in results:
+        for side in ("-c", "-s"):  # each side alone: with -a, which side matches first may differ
+            done = subprocess.run([sys.executable, "-m", "aioflow", "grep", "--search", mode, "--format", "json",
+                                   "-i", side, pattern, "-r", str(capture)], capture_output=True, text=True,
+                                  timeout=120)  # fmt: skip
+            assert done.returncode in (0, 1) and f"({mode} search)" in done.stderr, done.stderr
+            results[mode] |= {(r["flow_id"], r["side"]) for r in map(json.loads, done.stdout.splitlines())}
+    assert results["python"], f"{pattern!r} matches nothing in {name}: the case tests nothing"
+    assert results["native"] == results["python"]
+
+
+def test_auto_uses_python_for_what_vectorscan_cannot_run(tmp_path: Path, search: str) -> None:
+    if search != "auto":
+        pytest.skip("about the auto choice")
+    capture = write(tmp_path, "b.pcap", split_session([b"say abab and", b" ab"]))
+    done = grep("--format", "json", "-c", "(ab)\\1", "-r", str(capture))  # a backreference
+    assert "(python search)" in done.stderr and json.loads(done.stdout)["offset"] == 4
+    if not _native_available():
+        pytest.skip(NO_NATIVE)
+    assert "(native search)" in grep("-c", "abab", "-r", str(capture)).stderr
+    refused = subprocess.run([sys.executable, "-m", "aioflow", "grep", "--search", "native", "-c", "(ab)\\1", "-r",
+                              str(capture)], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert refused.returncode == 2 and "--search native" in refused.stderr and "(ab)\\1" in refused.stderr

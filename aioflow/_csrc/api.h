@@ -27,7 +27,19 @@ enum af_status {
     AF_ERR_FILTER = -4,   /* BPF did not compile */
     AF_ERR_CONFIG = -5,   /* a parameter out of range */
     AF_ERR_NOMEM = -6,
-    AF_ERR_SOURCE = -7    /* any other libpcap failure opening the source */
+    AF_ERR_SOURCE = -7,   /* any other libpcap failure opening the source */
+    AF_ERR_UNSUPPORTED = -8   /* valid, but not something this build can do (stream patterns) */
+};
+
+/* What an af_chunk carries. */
+enum af_chunk_kind {
+    AF_CHUNK_DATA = 0,    /* new in-order data (stream_chunks) */
+    AF_CHUNK_MATCH = 1    /* a stream pattern matched (af_set_stream_patterns) */
+};
+
+/* af_set_stream_patterns flags. */
+enum af_match_flag {
+    AF_MATCH_CASELESS = 1
 };
 
 /* Packets not counted in any flow, by reason (indexes of af_stats.aside). */
@@ -97,7 +109,9 @@ typedef struct {
     uint8_t _pad[4];
 } af_stream_info;
 
-/* reassemble: new in-order data of one flow direction (at most one per direction per batch). */
+/* reassemble: new in-order data of one flow direction (at most one per direction per batch), or
+ * (kind AF_CHUNK_MATCH) a flow's first stream-pattern match: offset..match_end is where it lies in
+ * the direction's stream, data its text (at most AF_MATCH_TEXT bytes; `partial` when not whole). */
 typedef struct {
     af_record flow;               /* snapshot of the flow (end_reason AF_END_NONE) */
     uint64_t data_at;             /* in the batch's stream_data */
@@ -109,7 +123,12 @@ typedef struct {
     uint8_t direction;            /* 0: client (src->dst), 1: server */
     uint8_t has_ack;              /* last_ack is meaningful */
     uint8_t protocol;
-    uint8_t _pad[5];
+    uint8_t kind;                 /* enum af_chunk_kind */
+    uint8_t partial;              /* match: data is not the whole match */
+    uint8_t _pad[3];
+    uint64_t match_end;           /* match: stream offset just after it */
+    uint32_t pattern;             /* match: index in its direction's pattern list */
+    uint32_t _pad2;
 } af_chunk;
 
 /* One kept packet header (headers=N). */
@@ -162,6 +181,10 @@ typedef struct {
     int32_t stream_chunks;        /* reassemble: also emit chunks of new in-order data */
     uint32_t max_stream_bytes;    /* kept per flow direction */
     uint64_t max_reassembly_memory;   /* bytes of the stream arena, all flows together */
+    int32_t discard_streams;      /* reassemble: keep no stream for the records (chunks and stream
+                                     patterns still see every byte; out-of-order data is still
+                                     buffered up to max_stream_bytes) */
+    int32_t _pad_cfg;
 } af_config;
 
 typedef struct {
@@ -213,6 +236,9 @@ typedef struct {
     uint64_t stream_forced;       /* a direction moved past a hole: its out-of-order bytes hit the bound */
     uint64_t stream_chunks;
     uint64_t stream_holes_dropped;    /* holes past AF_STREAM_MAX_HOLES or memory: keeping stopped */
+    /* stream patterns */
+    uint64_t stream_matches;      /* flow records that matched */
+    uint64_t stream_match_memory; /* bytes of open search states now */
 } af_stats;
 
 typedef struct af_engine af_engine;
@@ -254,3 +280,15 @@ int af_batch_streams_alloc(af_engine *engine, af_batch *batch, uint32_t capacity
 void af_batch_streams_free(af_batch *batch);
 /* reassemble: start emitting chunks (stream_events) with the data that comes next. */
 void af_enable_chunks(af_engine *engine);
+/* reassemble, before reading starts: search each TCP direction's in-order stream (a match may
+ * span segments) and each UDP datagram with regexes (MULTILINE; flags: enum af_match_flag);
+ * client patterns what the client sent, server patterns what the server sent. A flow's first
+ * match becomes an AF_CHUNK_MATCH chunk. AF_ERR_UNSUPPORTED (message in error): this build or
+ * library cannot run one of them (built without Vectorscan, a backreference...). */
+int af_set_stream_patterns(af_engine *engine, const char *const *client, uint32_t client_count,
+                           const char *const *server, uint32_t server_count, uint32_t flags, char *error,
+                           uint32_t error_length);
+/* Whether af_set_stream_patterns would accept these (AF_OK, or its error and message). */
+int af_check_stream_patterns(const char *const *client, uint32_t client_count, const char *const *server,
+                             uint32_t server_count, uint32_t flags, char *error, uint32_t error_length);
+int af_stream_patterns_available(void);   /* 0: built without Vectorscan */

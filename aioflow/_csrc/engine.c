@@ -749,6 +749,35 @@ void af_enable_chunks(af_engine *e) {
     pthread_mutex_unlock(&e->mu);
 }
 
+int af_check_stream_patterns(const char *const *client, uint32_t client_count, const char *const *server,
+                             uint32_t server_count, uint32_t flags, char *error, uint32_t error_length) {
+    const char *const *patterns[2] = {client, server};
+    const uint32_t counts[2] = {client_count, server_count};
+    int unsupported = 0;
+    af_matcher *m = af_matcher_new(1, patterns, counts, flags, error, error_length, &unsupported);
+    int status = m ? AF_OK : unsupported ? AF_ERR_UNSUPPORTED : AF_ERR_NOMEM;
+    af_matcher_free(m);
+    return status;
+}
+
+int af_set_stream_patterns(af_engine *e, const char *const *client, uint32_t client_count,
+                           const char *const *server, uint32_t server_count, uint32_t flags, char *error,
+                           uint32_t error_length) {
+    if (!e->streams || e->producer || e->stats.packets_read) {
+        snprintf(error, error_length, "stream patterns need reassemble=True and are set before reading starts");
+        return AF_ERR_CONFIG;
+    }
+    const char *const *patterns[2] = {client, server};
+    const uint32_t counts[2] = {client_count, server_count};
+    int unsupported = 0;
+    af_matcher *m = af_matcher_new(e->cfg.max_flows, patterns, counts, flags, error, error_length, &unsupported);
+    if (!m) return unsupported ? AF_ERR_UNSUPPORTED : AF_ERR_NOMEM;
+    pthread_mutex_lock(&e->mu);
+    af_streams_set_matcher(e->streams, m, &e->table);
+    pthread_mutex_unlock(&e->mu);
+    return AF_OK;
+}
+
 static void batch_clear(af_batch *out) {
     out->count = 0;
     out->header_count = 0;

@@ -47,6 +47,9 @@ typedef struct {
     dir_state d[2];               /* by key endpoint */
     uint32_t dirty_next;          /* the batch's list of flows with chunk data pending */
     uint8_t in_dirty;
+    uint8_t match_pending;        /* patterns: `hit` waits to go into a chunk (text in match_text) */
+    af_hit hit;
+    chain match_text;
 } flow_state;
 
 struct af_streams {
@@ -60,7 +63,10 @@ struct af_streams {
     uint64_t pending_bytes;
     uint32_t max_stream;
     int chunks;
+    int discard;                  /* keep nothing for the records (cfg.discard_streams) */
     af_stats *stats;
+    af_matcher *matcher;          /* stream patterns (match.h), or NULL */
+    const af_table *table;
 };
 
 static void *reserve(size_t bytes) {
@@ -84,6 +90,7 @@ af_streams *af_streams_new(const af_config *cfg, af_stats *stats) {
     s->max_flows = cfg->max_flows;
     s->max_stream = cfg->max_stream_bytes;
     s->chunks = cfg->stream_chunks != 0;
+    s->discard = cfg->discard_streams != 0;
     s->stats = stats;
     s->mem = reserve(mem_bytes(s));
     s->next = reserve(next_bytes(s));
@@ -100,6 +107,7 @@ void af_streams_free(af_streams *s) {
     if (s->mem) munmap(s->mem, mem_bytes(s));
     if (s->next) munmap(s->next, next_bytes(s));
     if (s->flows) munmap(s->flows, flows_bytes(s));
+    af_matcher_free(s->matcher);
     free(s);
 }
 
@@ -188,11 +196,11 @@ static void copy_out(const af_streams *s, uint32_t *b, uint32_t *off, uint32_t n
  * 8-aligned) or one more packet (its pending chunk data) may take. */
 static uint64_t per_flow_bytes(uint64_t max_stream, uint64_t arena) {
     uint64_t kept = 2 * max_stream < arena ? 2 * max_stream : arena;
-    return kept + 2 * (16ull * AF_STREAM_MAX_HOLES + 16) + AF_STREAM_MAX_PAYLOAD + 16;
+    return kept + 2 * (16ull * AF_STREAM_MAX_HOLES + 16) + AF_STREAM_MAX_PAYLOAD + AF_MATCH_TEXT + 16;
 }
 
 void af_streams_batch_sizes(const af_config *cfg, uint32_t capacity, uint32_t *chunks, uint64_t *data) {
-    *chunks = cfg->reassemble ? 2 * capacity + 64 : 0;
+    *chunks = cfg->reassemble ? 3 * capacity + 64 : 0;   /* per flow: two data chunks and a match */
     *data = cfg->reassemble ? 6 * per_flow_bytes(cfg->max_stream_bytes, cfg->max_reassembly_memory) + (4u << 20) : 0;
 }
 
@@ -219,7 +227,7 @@ void af_streams_batch_free(af_batch *b) {
 
 uint32_t af_streams_room(const af_streams *s, const af_batch *b) {
     uint64_t chunks_free = (uint64_t)b->chunk_capacity - b->chunk_count;
-    uint64_t chunk_slots = chunks_free > s->pending_dirs ? (chunks_free - s->pending_dirs) / 2 : 0;
+    uint64_t chunk_slots = chunks_free > s->pending_dirs ? (chunks_free - s->pending_dirs) / 3 : 0;
     uint64_t need = b->stream_data_used + s->pending_bytes + 8ull * s->pending_dirs;
     uint64_t byte_slots = b->stream_data_capacity > need
         ? (b->stream_data_capacity - need) / per_flow_bytes(s->max_stream, (uint64_t)s->max_blocks * AF_STREAM_BLOCK)
@@ -232,18 +240,47 @@ uint32_t af_streams_room(const af_streams *s, const af_batch *b) {
 
 static inline uint32_t pending_of(const dir_state *d) { return d->kept.len - d->emitted + d->over.len; }
 
+/* The flow goes on the batch's list of flows with something to put in chunks. */
+static void mark_dirty(af_streams *s, flow_state *fs, uint32_t slot) {
+    if (fs->in_dirty) return;
+    fs->in_dirty = 1;
+    fs->dirty_next = s->dirty_head;
+    s->dirty_head = slot;
+}
+
 static void mark_pending(af_streams *s, flow_state *fs, uint32_t slot, dir_state *d, uint32_t added) {
     if (!s->chunks || !added) return;
     if (!d->pending) {
         d->pending = 1;
         s->pending_dirs++;
-        if (!fs->in_dirty) {
-            fs->in_dirty = 1;
-            fs->dirty_next = s->dirty_head;
-            s->dirty_head = slot;
-        }
+        mark_dirty(s, fs, slot);
     }
     s->pending_bytes += added;
+}
+
+/* A match was found: it waits for a chunk of its own, like a direction's pending data. */
+static void pend_match(af_streams *s, flow_state *fs, uint32_t slot, const af_hit *hit, const uint8_t *text) {
+    fs->hit = *hit;
+    if (chain_append(s, &fs->match_text, text, hit->text_length, 0) != hit->text_length) {
+        chain_free(s, &fs->match_text);   /* no arena room for the text: the match goes without */
+        fs->hit.text_length = 0;
+        fs->hit.partial = 1;
+    }
+    fs->match_pending = 1;
+    s->pending_dirs++;
+    s->pending_bytes += fs->hit.text_length;
+    s->stats->stream_matches++;
+    mark_dirty(s, fs, slot);
+}
+
+/* In-order bytes of endpoint `d` at d->next_off go through the stream patterns. */
+static void search(af_streams *s, flow_state *fs, uint32_t slot, dir_state *d, const uint8_t *data, uint32_t n,
+                   int datagram) {
+    int side = (int)(d - fs->d) != af_table_flow(s->table, slot)->src_idx;
+    af_hit hit;
+    uint8_t text[AF_MATCH_TEXT];
+    if (af_matcher_data(s->matcher, slot, side, datagram, d->next_off, data, n, &hit, text))
+        pend_match(s, fs, slot, &hit, text);
 }
 
 static void stop_keeping(dir_state *d) {
@@ -273,8 +310,11 @@ static void keep(af_streams *s, flow_state *fs, uint32_t slot, dir_state *d, con
     uint32_t hn = frame ? 4 : 0;
     uint32_t kept_now = 0;
     s->stats->stream_bytes += n;
+    if (s->matcher) search(s, fs, slot, d, data, n, frame != NULL);
     if (s->chunks && pending_of(d) == 0) d->chunk_off = d->next_off;
-    if (d->stopped) {
+    if (s->discard) {
+        /* by choice: only chunks take the bytes */
+    } else if (d->stopped) {
         s->stats->stream_bytes_truncated += n;
     } else {
         uint32_t room = s->max_stream - d->kept.len;
@@ -511,8 +551,16 @@ static void tcp_data(af_streams *s, flow_state *fs, uint32_t slot, dir_state *d,
     }
 }
 
+void af_streams_set_matcher(af_streams *s, af_matcher *m, const af_table *t) {
+    af_matcher_free(s->matcher);
+    s->matcher = m;
+    s->table = t;
+}
+
 void af_streams_reset(af_streams *s, uint32_t slot) {
     flow_state *fs = &s->flows[slot - 1];
+    chain_free(s, &fs->match_text);   /* normally emitted before */
+    if (s->matcher) af_matcher_reset(s->matcher, slot);
     for (int i = 0; i < 2; i++) {   /* normally freed when the flow was emitted */
         dir_state *d = &fs->d[i];
         chain_free(s, &d->kept);
@@ -567,6 +615,44 @@ static uint64_t take_bytes(af_batch *out, uint32_t n, int align8) {
     return at;
 }
 
+/* A new chunk of endpoint d's direction, with `n` bytes of room at c->data_at. */
+static af_chunk *new_chunk(const af_table *t, uint32_t slot, const dir_state *d, int endpoint, uint32_t n,
+                           af_batch *out) {
+    const af_flow *f = af_table_flow(t, slot);
+    af_chunk *c = &out->chunks[out->chunk_count++];
+    memset(c, 0, sizeof *c);
+    af_engine_fill_record(t, slot, &c->flow);
+    c->data_at = take_bytes(out, n, 0);
+    c->length = n;
+    c->ts_ns = d->ts;
+    c->before_record = out->count;
+    c->next_seq = d->base_seq + (uint32_t)d->next_off;
+    c->last_ack = d->last_ack;
+    c->has_ack = d->has_ack;
+    c->direction = (uint8_t)(endpoint != f->src_idx);
+    c->protocol = f->key.proto;
+    return c;
+}
+
+static void emit_match(af_streams *s, const af_table *t, uint32_t slot, af_batch *out) {
+    flow_state *fs = &s->flows[slot - 1];
+    if (!fs->match_pending) return;
+    const af_hit *h = &fs->hit;
+    fs->match_pending = 0;
+    s->pending_dirs--;
+    s->pending_bytes -= h->text_length;
+    int endpoint = h->side ? 1 - af_table_flow(t, slot)->src_idx : af_table_flow(t, slot)->src_idx;
+    af_chunk *c = new_chunk(t, slot, &fs->d[endpoint], endpoint, h->text_length, out);
+    uint32_t b = fs->match_text.head, off = 0;
+    copy_out(s, &b, &off, h->text_length, out->stream_data + c->data_at);
+    chain_free(s, &fs->match_text);
+    c->kind = AF_CHUNK_MATCH;
+    c->offset = h->start;
+    c->match_end = h->end;
+    c->pattern = h->pattern;
+    c->partial = h->partial;
+}
+
 static void emit_chunk(af_streams *s, const af_table *t, uint32_t slot, int endpoint, af_batch *out) {
     dir_state *d = &s->flows[slot - 1].d[endpoint];
     if (!d->pending) return;
@@ -576,9 +662,8 @@ static void emit_chunk(af_streams *s, const af_table *t, uint32_t slot, int endp
     s->pending_dirs--;
     s->pending_bytes -= n;
     if (n == 0) return;
-    af_chunk *c = &out->chunks[out->chunk_count++];
-    af_engine_fill_record(t, slot, &c->flow);
-    uint8_t *dst = out->stream_data + (c->data_at = take_bytes(out, n, 0));
+    af_chunk *c = new_chunk(t, slot, d, endpoint, n, out);
+    uint8_t *dst = out->stream_data + c->data_at;
     uint32_t from_kept = d->kept.len - d->emitted;
     if (from_kept) {
         if (!d->emit_blk) {
@@ -593,16 +678,7 @@ static void emit_chunk(af_streams *s, const af_table *t, uint32_t slot, int endp
         copy_out(s, &b, &off, d->over.len, dst + from_kept);
         chain_free(s, &d->over);
     }
-    const af_flow *f = af_table_flow(t, slot);
     c->offset = d->chunk_off;
-    c->ts_ns = d->ts;
-    c->length = n;
-    c->before_record = out->count;
-    c->next_seq = d->base_seq + (uint32_t)d->next_off;
-    c->last_ack = d->last_ack;
-    c->has_ack = d->has_ack;
-    c->direction = (uint8_t)(endpoint != f->src_idx);
-    c->protocol = f->key.proto;
     s->stats->stream_chunks++;
 }
 
@@ -628,14 +704,15 @@ void af_streams_finish_batch(af_streams *s, const af_table *t, af_batch *out) {
         flow_state *fs = &s->flows[slot - 1];
         s->dirty_head = fs->dirty_next;
         fs->in_dirty = 0;
-        emit_chunk(s, t, slot, 0, out);
-        emit_chunk(s, t, slot, 1, out);
+        af_streams_chunks_of(s, t, slot, out);
     }
+    if (s->matcher) s->stats->stream_match_memory = af_matcher_memory(s->matcher);
 }
 
 void af_streams_chunks_of(af_streams *s, const af_table *t, uint32_t slot, af_batch *out) {
     emit_chunk(s, t, slot, 0, out);
     emit_chunk(s, t, slot, 1, out);
+    emit_match(s, t, slot, out);
 }
 
 void af_streams_emit(af_streams *s, const af_table *t, uint32_t slot, af_batch *out, uint32_t record,
@@ -645,11 +722,16 @@ void af_streams_emit(af_streams *s, const af_table *t, uint32_t slot, af_batch *
     if (ending) {   /* the flow ends: move past every gap so buffered data is not lost */
         for (int i = 0; i < 2; i++)
             while (fs->d[i].ooo) skip_hole(s, fs, slot, &fs->d[i]);
+        af_hit hit;
+        uint8_t text[AF_MATCH_TEXT];
+        if (s->matcher && af_matcher_end(s->matcher, slot, &hit, text)) pend_match(s, fs, slot, &hit, text);
+    } else if (s->matcher) {
+        af_matcher_split(s->matcher, slot);
     }
     af_streams_chunks_of(s, t, slot, out);
     af_stream_info *info = &out->streams[record];
     memset(info, 0, sizeof *info);
-    int kept = f->key.proto == 6 || f->key.proto == 17;
+    int kept = (f->key.proto == 6 || f->key.proto == 17) && !s->discard;
     for (int dir = 0; dir < 2; dir++) {
         dir_state *d = &fs->d[dir == 0 ? f->src_idx : 1 - f->src_idx];
         info->kept[dir] = (uint8_t)kept;

@@ -19,6 +19,7 @@
 #include "aioflow.h"
 #include "decode.h"
 #include "flowtable.h"
+#include "match.h"
 
 #define AF_STREAM_BLOCK 1024u       /* bytes of data per arena block */
 #define AF_STREAM_MAX_HOLES 4096u   /* per direction; past it the direction stops keeping data */
@@ -38,6 +39,8 @@ void af_streams_batch_sizes(const af_config *cfg, uint32_t capacity, uint32_t *c
 int af_streams_batch_alloc(af_batch *b, uint32_t capacity, uint32_t chunks, uint64_t data);
 void af_streams_batch_free(af_batch *b);
 
+/* Stream patterns from now on (takes m; t: the engine's table, which says who is the client). */
+void af_streams_set_matcher(af_streams *s, af_matcher *m, const af_table *t);
 /* A new flow took `slot` (its state is cleared), a packet of endpoint `sender` of it was counted. */
 void af_streams_reset(af_streams *s, uint32_t slot);
 void af_streams_packet(af_streams *s, const af_table *t, uint32_t slot, int sender, const af_packet *p,
