@@ -77,6 +77,13 @@ class Grep:
 
     async def run(self, parser: FlowParser) -> GrepSummary:
         """parser: made with reassemble=True, and stream_patterns=config.native when that is set."""
+        if self.config.native is not None and self.config.log_dir is None and not self.config.invert:
+            # only matches matter: no Python work per ended flow
+            async for match in parser.matches():
+                self._native_match(match)
+                self._flows.clear()  # a match is reported once by C: no state to keep
+            self.summary.flows = parser.info().flows_ended
+            return self.summary
         async for event in parser.stream_events(chunks=self.config.native is None):
             if isinstance(event, Flow):
                 self._ended(event)

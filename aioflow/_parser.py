@@ -364,12 +364,20 @@ class FlowParser:
         it before the first await after entering to get every stream from its start.
         chunks=False: matches and ended flows only (no stream data is copied into chunks)."""
         receive = self._take_subscriber(self._require_reassembly("stream_events", chunks)).receive
-        return _EventStream(receive, False, self._stream_patterns)
+        return _EventStream(receive, True, chunks, self._stream_patterns)
 
     def chunks(self) -> AsyncIterator[StreamChunk]:
         """stream_events() without the ended flows (nor matches)."""
         receive = self._take_subscriber(self._require_reassembly("chunks")).receive
-        return _EventStream(receive, True, None)  # type: ignore[return-value]
+        return _EventStream(receive, False, True, None)  # type: ignore[return-value]
+
+    def matches(self) -> AsyncIterator[StreamMatch]:
+        """stream_patterns: each flow's first match (per record), as found; nothing per ended flow
+        (the cheapest way to act on matches: the records are not walked in Python)."""
+        if self._stream_patterns is None:
+            raise ConfigError("matches() needs FlowParser(..., reassemble=True, stream_patterns=StreamPatterns(...))")
+        receive = self._take_subscriber().receive
+        return _EventStream(receive, False, False, self._stream_patterns)  # type: ignore[return-value]
 
     def _require_reassembly(self, name: str, chunks: bool = True) -> None:
         if not self._config.reassemble:
@@ -565,10 +573,11 @@ class _EventStream:
     """stream_events()/chunks()'s iterator: chunks and flows out of the batches, in engine order."""
 
     def __init__(
-        self, receive: MemoryObjectReceiveStream[Batch], chunks_only: bool, patterns: StreamPatterns | None
+        self, receive: MemoryObjectReceiveStream[Batch], flows: bool, data: bool, patterns: StreamPatterns | None
     ) -> None:
         self._receive = receive
-        self._chunks_only = chunks_only
+        self._flows = flows
+        self._data = data
         self._patterns = patterns
         self._events: Iterator[StreamChunk | StreamMatch | Flow] = iter(())
         self._count = 0
@@ -591,7 +600,7 @@ class _EventStream:
                 batch = await self._receive.receive()
             except (anyio.EndOfStream, anyio.ClosedResourceError):
                 raise StopAsyncIteration from None
-            self._events = batch_events(batch, self._chunks_only, self._patterns)
+            self._events = batch_events(batch, self._flows, self._data, self._patterns)
         self._count += 1
         if self._count % YIELD_EVERY == 0:
             await anyio.lowlevel.checkpoint()

@@ -160,20 +160,27 @@ _MATCH = lib.AF_CHUNK_MATCH
 
 
 def batch_events(
-    batch: Batch, chunks_only: bool, patterns: StreamPatterns | None = None
+    batch: Batch, flows: bool, data: bool = True, patterns: StreamPatterns | None = None
 ) -> Iterator[StreamChunk | StreamMatch | Flow]:
-    """The batch's chunks (and matches) and ended flows in engine order (a flow's chunks before the
-    flow); patterns: the parser's StreamPatterns, to name what matched."""
+    """The batch's chunks (data ones only when `data`), matches and ended flows (when `flows`) in
+    engine order (a flow's chunks before the flow); patterns: the parser's StreamPatterns, to
+    name what matched."""
     n = batch.chunk_count
     raw = ffi.buffer(batch.chunks) if n else b""
     fields = [_FIELDS.unpack_from(raw, j * _CHUNK_SIZE + _FIELDS_AT) for j in range(n)]
-    flows = _ChunkFlows(batch.chunks)
+    views = _ChunkFlows(batch.chunks)
+    if not flows:  # no need to walk the records
+        for j in range(n):
+            if data or fields[j][10] == _MATCH:  # [10]: kind
+                yield _chunk(batch, views, j, fields[j], patterns)
+        return
     j = 0
     for i in range(batch.count):
         while j < n and fields[j][4] <= i:  # [4]: records emitted before the chunk
-            yield _chunk(batch, flows, j, fields[j], patterns)
+            if data or fields[j][10] == _MATCH:
+                yield _chunk(batch, views, j, fields[j], patterns)
             j += 1
-        if not chunks_only:
-            yield Flow(batch, i)
+        yield Flow(batch, i)
     for k in range(j, n):
-        yield _chunk(batch, flows, k, fields[k], patterns)
+        if data or fields[k][10] == _MATCH:
+            yield _chunk(batch, views, k, fields[k], patterns)

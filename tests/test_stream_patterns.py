@@ -158,3 +158,23 @@ def test_the_engine_agrees_with_re_over_the_whole_stream(tmp_path: Path, stream:
         (match,) = found
         # the match reported ends first; its text is what the stream holds there
         assert stream[match.start : match.end] == match.data and re.fullmatch(pattern, match.data, re.MULTILINE)
+
+
+def test_matches_gives_the_matches_alone(tmp_path: Path) -> None:
+    capture = write(tmp_path, "m.pcap", split_session([b"USER bob\r\nPASS", b"WORD x"]) +
+                    split_session([b"nothing"]))  # fmt: skip
+
+    async def run() -> list[object]:
+        async with FlowParser(str(capture), reassemble=True, keep_streams=False,
+                              stream_patterns=StreamPatterns(client=[rb"PASSWORD"])) as parser:  # fmt: skip
+            return [m async for m in parser.matches()]
+
+    found = anyio.run(run)
+    assert [(type(m).__name__, m.start) for m in found] == [("StreamMatch", 10)]  # type: ignore[attr-defined]
+
+    async def without_patterns() -> None:
+        async with FlowParser(str(capture), reassemble=True) as parser:
+            parser.matches()
+
+    with pytest.raises(aioflow.ConfigError, match="stream_patterns"):
+        anyio.run(without_patterns)

@@ -630,6 +630,12 @@ static void count_queued(af_engine *e) {
             __builtin_prefetch(f);
             __builtin_prefetch(f + 64);
             if (ahead->p.tcp_flags & ~AF_TCP_ACK) __builtin_prefetch(af_table_cold(t, s));
+            if (e->streams) af_streams_prefetch(e->streams, s, ahead->sender, 0);
+        }
+        if (e->streams) {   /* halfway: the stream state is in cache now, prefetch what it points to */
+            const af_queued *half = &e->queue[(e->queue_head + AF_PREFETCH_AHEAD / 2) & (AF_QUEUE - 1)];
+            uint32_t h = t->buckets[half->hash & t->mask];
+            if (h != AF_NIL) af_streams_prefetch(e->streams, h, half->sender, 1);
         }
     }
     const af_queued *q = &e->queue[e->queue_head];

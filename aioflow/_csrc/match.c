@@ -240,6 +240,16 @@ int af_matcher_end(af_matcher *m, uint32_t slot, af_hit *hit, uint8_t *text) {
 
 uint64_t af_matcher_memory(const af_matcher *m) { return m->open_bytes; }
 
+void af_matcher_prefetch(const af_matcher *m, uint32_t slot, int load_state) {
+    const slot_state *st = &m->slots[slot - 1];
+    if (load_state) {   /* the slot's own lines were prefetched earlier: now what its pointers point to */
+        if (st->hs[0]) __builtin_prefetch(st->hs[0]);
+        if (st->hs[1]) __builtin_prefetch(st->hs[1]);
+        return;
+    }
+    for (size_t at = 0; at < sizeof *st; at += 64) __builtin_prefetch((const char *)st + at);
+}
+
 #else   /* built without Vectorscan/Hyperscan */
 
 int af_stream_patterns_available(void) { return 0; }
@@ -265,5 +275,6 @@ int af_matcher_end(af_matcher *m, uint32_t slot, af_hit *hit, uint8_t *text) {
     return 0;
 }
 uint64_t af_matcher_memory(const af_matcher *m) { (void)m; return 0; }
+void af_matcher_prefetch(const af_matcher *m, uint32_t slot, int load_state) { (void)m, (void)slot, (void)load_state; }
 
 #endif

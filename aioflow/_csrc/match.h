@@ -48,6 +48,9 @@ int af_matcher_data(af_matcher *m, uint32_t slot, int side, int datagram, uint64
 /* The flow leaves the table: matches waiting on what would follow ($, \b) settle. Returns 1 with
  * hit/text filled when one does; the flow's state is freed. */
 int af_matcher_end(af_matcher *m, uint32_t slot, af_hit *hit, uint8_t *text);
+/* A packet of the flow in `slot` comes soon: its state lines (load_state 0), then, once those are
+ * in cache, the search states they point to (1). */
+void af_matcher_prefetch(const af_matcher *m, uint32_t slot, int load_state);
 /* Vectorscan stream state bytes in use now (counted in stream memory). */
 uint64_t af_matcher_memory(const af_matcher *m);
 

@@ -557,6 +557,14 @@ void af_streams_set_matcher(af_streams *s, af_matcher *m, const af_table *t) {
     s->table = t;
 }
 
+void af_streams_prefetch(const af_streams *s, uint32_t slot, int sender, int stage) {
+    if (stage == 0) {
+        const char *d = (const char *)&s->flows[slot - 1].d[sender];
+        for (size_t at = 0; at < sizeof(dir_state); at += 64) __builtin_prefetch(d + at);
+    }
+    if (s->matcher) af_matcher_prefetch(s->matcher, slot, stage);
+}
+
 void af_streams_reset(af_streams *s, uint32_t slot) {
     flow_state *fs = &s->flows[slot - 1];
     chain_free(s, &fs->match_text);   /* normally emitted before */

@@ -41,6 +41,9 @@ void af_streams_batch_free(af_batch *b);
 
 /* Stream patterns from now on (takes m; t: the engine's table, which says who is the client). */
 void af_streams_set_matcher(af_streams *s, af_matcher *m, const af_table *t);
+/* A packet of endpoint `sender` of the flow in `slot` comes soon: stage 0 prefetches its state,
+ * stage 1 (a few packets later) what that state points to. */
+void af_streams_prefetch(const af_streams *s, uint32_t slot, int sender, int stage);
 /* A new flow took `slot` (its state is cleared), a packet of endpoint `sender` of it was counted. */
 void af_streams_reset(af_streams *s, uint32_t slot);
 void af_streams_packet(af_streams *s, const af_table *t, uint32_t slot, int sender, const af_packet *p,
