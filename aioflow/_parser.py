@@ -244,6 +244,11 @@ class FlowParser:
         try:
             for sub in self._subscribers:
                 sub.receive.close()
+            if exc is not None and not isinstance(exc, anyio.get_cancelled_exc_class()):
+                # an error in the body: the reader is stopped; the error itself goes up as it is,
+                # not wrapped in the task group's ExceptionGroup
+                await self._task_group.__aexit__(None, None, None)
+                return None
             return await self._task_group.__aexit__(exc_type, exc, tb)
         finally:
             if self._engine is not None:

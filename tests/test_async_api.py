@@ -246,3 +246,15 @@ async def test_two_subscribers_each_see_every_flow(large_capture: Path) -> None:
     assert seen["slow"] == seen["fast"]
     assert len(seen["fast"]) == len(set(seen["fast"])) == info.flows_ended > 0
     assert info.flows_dropped == 0
+
+
+def test_an_error_in_the_body_comes_out_as_it_is() -> None:
+    """Not wrapped in the reader's task group's ExceptionGroup."""
+
+    async def body() -> None:
+        async with aioflow.FlowParser(str(BUNDLED)) as parser:
+            async for _ in parser.terminated():
+                raise KeyError("mine")
+
+    with pytest.raises(KeyError, match="mine"):
+        anyio.run(body)
