@@ -147,3 +147,21 @@ def test_stream_grep_finds_what_tshark_finds() -> None:
         got[(split_endpoint(a), split_endpoint(b))] += 1
     assert want and got == want
     assert re.fullmatch(r"\d+ bytes searched in \d+ chunks", out[-1])
+
+
+def test_stream_patterns_matches_the_flows_tshark_finds() -> None:
+    """One line per conversation that has a frame containing the host name (tshark), no other."""
+    from aioflow._engine import stream_patterns_available
+
+    if not stream_patterns_available():
+        pytest.skip("aioflow was built without Vectorscan (apt-get install libvectorscan-dev, then make dev)")
+    want = set()
+    for src, src6, tsport, usport, dst, dst6, tdport, udport in tshark_fields(
+        'frame contains "telegram.org"', "ip.src", "ipv6.src", "tcp.srcport", "udp.srcport",
+        "ip.dst", "ipv6.dst", "tcp.dstport", "udp.dstport",
+    ):  # fmt: skip
+        want.add(frozenset({(_ip(src or src6), int(tsport or usport)), (_ip(dst or dst6), int(tdport or udport))}))
+    out = run_example("stream_patterns.py", str(CAPTURE), r"telegram\.org").splitlines()
+    got = [frozenset(split_endpoint(e) for e in line.split(" ", 3)[::2][:2]) for line in out[:-1]]
+    assert want and len(got) == len(set(got)) and set(got) == want
+    assert re.fullmatch(rf"{len(want)} of \d+ flows matched", out[-1])
