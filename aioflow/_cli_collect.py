@@ -40,7 +40,7 @@ def add_parser(commands: Any) -> None:
     source.add_argument("--listen", type=address, default=("0.0.0.0", 2055), metavar="[HOST]:PORT",
                         help="address to listen on (default 0.0.0.0:2055; ':4739' is all addresses)")  # fmt: skip
     source.add_argument("--read", metavar="FILE", help="read an IPFIX file (RFC 5655) instead of listening")
-    collect.add_argument("--write", metavar="FILE", help="append the IPFIX messages received to FILE")
+    collect.add_argument("--write", metavar="FILE", help="append the IPFIX messages received (or read) to FILE")
     collect.add_argument("--json", action="store_true", help="JSON lines: every field of each record")
     collect.add_argument("--options", action="store_true", help="print options records too")
     collect.add_argument("--count", type=_cli._int_at_least(1), metavar="N", help="stop after N records")
