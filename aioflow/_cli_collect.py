@@ -25,6 +25,13 @@ SUMMARY_FIELDS = ("datagrams", "records", "options_records", "sets_without_templ
 EXIT_DAMAGED = 1  # --read: the file is damaged (what came before the damage was printed)
 
 
+def listen_address(text: str) -> tuple[str, int | None]:
+    """As export's HOST:PORT, except that ':PORT' is every address (a collector hears routers, not
+    only itself); export reads ':PORT' as localhost."""
+    host, port = address(text)
+    return ("0.0.0.0" if text.startswith(":") else host), port
+
+
 def add_parser(commands: Any) -> None:
     collect = commands.add_parser(
         "collect", help="receive NetFlow v5/v9 and IPFIX over UDP (or read an IPFIX file) and print the records",
@@ -37,7 +44,7 @@ def add_parser(commands: Any) -> None:
         "--count records, or the end of the --read file).",
     )  # fmt: skip
     source = collect.add_mutually_exclusive_group()
-    source.add_argument("--listen", type=address, default=("0.0.0.0", 2055), metavar="[HOST]:PORT",
+    source.add_argument("--listen", type=listen_address, default=("0.0.0.0", 2055), metavar="[HOST]:PORT",
                         help="address to listen on (default 0.0.0.0:2055; ':4739' is all addresses)")  # fmt: skip
     source.add_argument("--read", metavar="FILE", help="read an IPFIX file (RFC 5655) instead of listening")
     collect.add_argument("--write", metavar="FILE", help="append the IPFIX messages received (or read) to FILE")

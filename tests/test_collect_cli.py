@@ -165,3 +165,13 @@ def test_unreadable_file_is_a_permission_error(tmp_path: Path) -> None:
         next(read_ipfix_file(path))
     proc = aioflow_cli("collect", "--read", path)
     assert proc.returncode == 2 and "not readable by this user" in proc.stderr
+
+
+def test_listen_port_alone_is_every_address() -> None:
+    from aioflow._cli import build_parser
+
+    def listen(text: str) -> tuple[str, int | None]:
+        return build_parser().parse_args(["collect", "--listen", text]).listen  # type: ignore[no-any-return]
+
+    assert listen(":4739") == ("0.0.0.0", 4739)  # as --help says
+    assert listen("127.0.0.1:4739") == ("127.0.0.1", 4739) and listen("[::1]:9995") == ("::1", 9995)
