@@ -1,6 +1,8 @@
 """aioflow: packets from pcap/pcapng files into bidirectional IP flows, with a C core and an
 asyncio (anyio) API. See README.md for the API, units and end reasons."""
 
+import importlib
+
 from ._errors import (
     AioflowError,
     CaptureFormatError,
@@ -10,6 +12,9 @@ from ._errors import (
     ConfigError,
     EngineError,
     FilterError,
+    FlowFileFormatError,
+    FlowFileNotFoundError,
+    FlowFilePermissionError,
     InterfaceNotFoundError,
     MalformedPDUError,
     PatternUnsupportedError,
@@ -44,6 +49,9 @@ __all__ = [
     "ExportStats",
     "FilterError",
     "Flow",
+    "FlowFileFormatError",
+    "FlowFileNotFoundError",
+    "FlowFilePermissionError",
     "FlowParser",
     "IPFIXExporter",
     "IPFIXFileWriter",
@@ -71,7 +79,7 @@ _export_getattr = __getattr__
 
 def __getattr__(name: str) -> object:
     if name == "collect" or name in _COLLECT_NAMES:
-        from . import collect
-
+        # Not `from . import collect`: its fromlist check asks this very __getattr__ for "collect" (recursion).
+        collect = importlib.import_module(".collect", __name__)
         return collect if name == "collect" else getattr(collect, name)
     return _export_getattr(name)

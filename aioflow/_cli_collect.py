@@ -1,10 +1,13 @@
-"""``aioflow collect --listen :2055 [--write FILE]``: receive NetFlow v5/v9 and IPFIX over UDP, print each
-record (a table line or JSON), optionally archive the IPFIX messages to a file (RFC 5655)."""
+"""``aioflow collect --listen :2055 | --read FILE [--write FILE]``: receive NetFlow v5/v9 and IPFIX over UDP
+(or replay an IPFIX file through the same decoder), print each record (a table line or JSON), optionally
+archive the IPFIX messages to a file (RFC 5655)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
@@ -14,24 +17,37 @@ from aioflow import _cli
 from aioflow._cli_export import address
 
 if TYPE_CHECKING:
+    from aioflow._netflow_decode import DecodeStats, Message
     from aioflow.collect import FlowRecord
 
 SUMMARY_FIELDS = ("datagrams", "records", "options_records", "sets_without_template", "sequence_gaps",
                   "sequence_lost", "template_withdrawals", "templates_expired")  # fmt: skip
+EXIT_DAMAGED = 1  # --read: the file is damaged (what came before the damage was printed)
+
+
+def listen_address(text: str) -> tuple[str, int | None]:
+    """As export's HOST:PORT, except that ':PORT' is every address (a collector hears routers, not
+    only itself); export reads ':PORT' as localhost."""
+    host, port = address(text)
+    return ("0.0.0.0" if text.startswith(":") else host), port
 
 
 def add_parser(commands: Any) -> None:
     collect = commands.add_parser(
-        "collect", help="receive NetFlow v5/v9 and IPFIX over UDP and print the records",
+        "collect", help="receive NetFlow v5/v9 and IPFIX over UDP (or read an IPFIX file) and print the records",
         description="Listen for NetFlow v5, v9 and IPFIX datagrams and print every flow record as it arrives "
-        "(a table line, or JSON lines with --json). --write FILE archives the IPFIX messages received, as "
-        "they came, in an IPFIX file (RFC 5655) that `aioflow.collect.read_ipfix_file` reads back; v5/v9 "
-        "datagrams are not IPFIX and are counted, not written. Malformed datagrams are counted and skipped. "
-        "A summary goes to stderr at the end (Ctrl-C, or --count records).",
+        "(a table line, or JSON lines with --json). --read FILE replays an IPFIX file (RFC 5655) through the "
+        "same decoder instead, and exits 1 if the file is damaged (the records before the damage are printed). "
+        "--write FILE archives the IPFIX messages received (or read), as they came, in an IPFIX file that "
+        "--read and `aioflow.collect.read_ipfix_file` read back; v5/v9 datagrams are not IPFIX and are counted, "
+        "not written. Malformed datagrams are counted and skipped. A summary goes to stderr at the end (Ctrl-C, "
+        "--count records, or the end of the --read file).",
     )  # fmt: skip
-    collect.add_argument("--listen", type=address, default=("0.0.0.0", 2055), metavar="[HOST]:PORT",
-                         help="address to listen on (default 0.0.0.0:2055; ':4739' is all addresses)")  # fmt: skip
-    collect.add_argument("--write", metavar="FILE", help="append the IPFIX messages received to FILE")
+    source = collect.add_mutually_exclusive_group()
+    source.add_argument("--listen", type=listen_address, default=("0.0.0.0", 2055), metavar="[HOST]:PORT",
+                        help="address to listen on (default 0.0.0.0:2055; ':4739' is all addresses)")  # fmt: skip
+    source.add_argument("--read", metavar="FILE", help="read an IPFIX file (RFC 5655) instead of listening")
+    collect.add_argument("--write", metavar="FILE", help="append the IPFIX messages received (or read) to FILE")
     collect.add_argument("--json", action="store_true", help="JSON lines: every field of each record")
     collect.add_argument("--options", action="store_true", help="print options records too")
     collect.add_argument("--count", type=_cli._int_at_least(1), metavar="N", help="stop after N records")
@@ -56,47 +72,96 @@ def _line(record: FlowRecord, as_json: bool) -> str:
     return f"v{record.version} {exporter} {proto} {source} -> {destination} {kind}"
 
 
+class _Printer:
+    """Prints the records of each decoded message (a datagram or a file's message) and archives the
+    IPFIX ones with --write: one path for listening and for reading a file."""
+
+    def __init__(self, args: argparse.Namespace, out: TextIO, archive: BinaryIO | None) -> None:
+        self.args, self.out, self.archive = args, out, archive
+        self.printed = self.not_ipfix = 0
+
+    @property
+    def done(self) -> bool:
+        return self.args.count is not None and self.printed >= self.args.count
+
+    def message(self, message: Message, payload: bytes) -> None:
+        from aioflow.collect import FlowRecord
+
+        if self.archive is not None and message.error is None:
+            if message.version == 10:
+                self.archive.write(payload)
+            else:
+                self.not_ipfix += 1
+        for rs in message.sets:
+            if rs.template.is_options and not self.args.options:
+                continue
+            for i in range(len(rs)):
+                if self.done:
+                    break
+                self.out.write(_line(FlowRecord(rs, i), self.args.json) + "\n")
+                self.printed += 1
+        self.out.flush()
+
+    def summary(self, stats: DecodeStats, err: TextIO) -> None:
+        summary = ", ".join(f"{name} {getattr(stats, name)}" for name in SUMMARY_FIELDS)
+        malformed = sum(stats.malformed.values())
+        err.write(f"aioflow: {summary}, malformed {malformed} {dict(stats.malformed) or ''}\n")
+        if self.not_ipfix:
+            not_written = f"NetFlow v5/v9 datagrams not written to {self.args.write}"
+            err.write(f"aioflow: {self.not_ipfix} {not_written} (not IPFIX)\n")
+
+
 async def _collect(args: argparse.Namespace, out: TextIO, err: TextIO, archive: BinaryIO | None) -> int:
-    from aioflow.collect import Collector, FlowRecord
+    from aioflow.collect import Collector
 
     host, port = args.listen
-    not_ipfix = printed = 0
+    printer = _Printer(args, out, archive)
     collector = Collector((host, 2055 if port is None else port), options=args.options)
     try:
         async with collector:
             err.write(f"aioflow: collecting on {collector.address[0]}:{collector.address[1]}\n")
             err.flush()
-            while args.count is None or printed < args.count:
-                message, payload = await collector.receive()
-                if archive is not None and message.error is None:
-                    if message.version == 10:
-                        archive.write(payload)
-                    else:
-                        not_ipfix += 1
-                for rs in message.sets:
-                    if rs.template.is_options and not args.options:
-                        continue
-                    for i in range(len(rs)):
-                        if args.count is not None and printed >= args.count:
-                            break
-                        out.write(_line(FlowRecord(rs, i), args.json) + "\n")
-                        printed += 1
-                out.flush()
+            while not printer.done:
+                printer.message(*await collector.receive())
     finally:
-        stats = collector.stats
-        summary = ", ".join(f"{name} {getattr(stats, name)}" for name in SUMMARY_FIELDS)
-        malformed = sum(stats.malformed.values())
-        err.write(f"aioflow: {summary}, malformed {malformed} {dict(stats.malformed) or ''}\n")
-        if not_ipfix:
-            err.write(f"aioflow: {not_ipfix} NetFlow v5/v9 datagrams not written to {args.write} (not IPFIX)\n")
+        printer.summary(collector.stats, err)
+    return 0
+
+
+def _replay(args: argparse.Namespace, file: BinaryIO, out: TextIO, err: TextIO, archive: BinaryIO | None) -> int:
+    """--read: the file's messages through the collector's decoder (one at a time, no event loop needed:
+    nothing else runs). A damaged file still prints what came before the damage, then exits 1."""
+    from aioflow.collect import Decoder
+
+    decoder = Decoder(template_timeout=None)  # a file has no clock to expire templates by
+    printer = _Printer(args, out, archive)
+    offset = messages = 0
+    try:
+        for message, payload in decoder.parse_file(f"file:{args.read}", file):
+            printer.message(message, payload)
+            offset, messages = offset + len(payload), messages + 1
+            if printer.done:
+                break
+    finally:
+        printer.summary(decoder.stats, err)
+    if decoder.stats.malformed:
+        reasons = ", ".join(f"{k} {v}" for k, v in decoder.stats.malformed.items())
+        err.write(f"aioflow: error: {args.read}: damaged ({reasons}); {messages} whole messages read ({offset} "
+                  "bytes), the records of the intact ones were printed\n")  # fmt: skip
+        return EXIT_DAMAGED
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    # Opened here, before the event loop: small appends of whole messages, no reads.
-    archive = open(args.write, "ab") if args.write else None
-    try:
-        return anyio.run(_collect, args, sys.stdout, sys.stderr, archive)
-    finally:
-        if archive is not None:
-            archive.close()
+    from aioflow.collect import _open_ipfix_file
+
+    if args.read and args.write and os.path.exists(args.write) and os.path.samefile(args.read, args.write):
+        sys.stderr.write("aioflow: error: collect: --write must not be the --read file\n")
+        return _cli.EXIT_USAGE
+    # Opened here, before the event loop: small appends of whole messages, no reads. The file to read
+    # first, so a missing one leaves no empty archive behind.
+    with _open_ipfix_file(args.read) if args.read else contextlib.nullcontext() as file:
+        with open(args.write, "ab") if args.write else contextlib.nullcontext() as archive:
+            if file is not None:
+                return _replay(args, file, sys.stdout, sys.stderr, archive)
+            return anyio.run(_collect, args, sys.stdout, sys.stderr, archive)

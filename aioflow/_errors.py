@@ -46,3 +46,15 @@ class EngineError(AioflowError, RuntimeError):
 
 class MalformedPDUError(AioflowError, ValueError):
     """A NetFlow/IPFIX datagram that cannot be decoded (the message says why)."""
+
+
+class FlowFileNotFoundError(AioflowError, FileNotFoundError):
+    """The flow file (IPFIX, RFC 5655) to read does not exist."""
+
+
+class FlowFilePermissionError(AioflowError, PermissionError):
+    """The flow file cannot be read with this process's rights."""
+
+
+class FlowFileFormatError(AioflowError, ValueError):
+    """The file does not start with an IPFIX message: not an IPFIX file (damage further in is counted)."""

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -326,18 +326,23 @@ class Decoder:
         for rs in msg.sets:
             rs.system_init_ms = boot
 
-    def parse_stream(self, exporter: Hashable, data: bytes) -> Iterator[Message]:
-        """IPFIX messages back to back (an RFC 5655 file): stops at the first one that cannot be framed."""
-        offset = 0
-        while offset + IPFIX_HEADER.size <= len(data):
-            version, length = struct.unpack_from("!HH", data, offset)
-            if version != 10 or length < IPFIX_HEADER.size or offset + length > len(data):
+    def parse_file(self, exporter: Hashable, file: BinaryIO) -> Iterator[tuple[Message, bytes]]:
+        """The IPFIX messages of an RFC 5655 file (back to back), read one at a time, each decoded as a
+        datagram would be and given with its bytes. Reading stops where the framing is lost, counted:
+        a header that is not IPFIX (``file_framing``) or a message cut short by the end (``file_truncated``)."""
+        while header := file.read(IPFIX_HEADER.size):
+            if len(header) < IPFIX_HEADER.size:
+                self.stats.malformed["file_truncated"] += 1
+                return
+            version, length = struct.unpack_from("!HH", header)
+            if version != 10 or length < IPFIX_HEADER.size:
                 self.stats.malformed["file_framing"] += 1
                 return
-            yield self.parse(exporter, data[offset : offset + length])
-            offset += length
-        if offset != len(data):
-            self.stats.malformed["file_trailing_bytes"] += 1
+            payload = header + file.read(length - IPFIX_HEADER.size)
+            if len(payload) < length:
+                self.stats.malformed["file_truncated"] += 1
+                return
+            yield self.parse(exporter, payload), payload
 
     # --- datagram level ---
     def _decode(self, exporter: Hashable, data: bytes) -> tuple[Message, dict[_Key, Template | None]]:

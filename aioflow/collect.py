@@ -16,19 +16,19 @@ whole batch without one Python object per record (``Collector.batches()``).
 from __future__ import annotations
 
 import ipaddress
+import os
 import sys
 import types
 from collections import deque
 from collections.abc import AsyncIterator, Hashable, Iterator
 from os import PathLike
-from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import anyio
 import numpy as np
 
-from ._errors import MalformedPDUError
-from ._netflow_decode import Decoder, DecodeStats, Message, RecordSet, Template
+from ._errors import FlowFileFormatError, FlowFileNotFoundError, FlowFilePermissionError, MalformedPDUError
+from ._netflow_decode import IPFIX_HEADER, Decoder, DecodeStats, Message, RecordSet, Template
 
 __all__ = [
     "PDU",
@@ -269,15 +269,42 @@ def parse_pdu(exporter: Hashable, payload: bytes, *, decoder: Decoder | None = N
     return PDU(message)
 
 
+def _open_ipfix_file(path: str | PathLike[str]) -> BinaryIO:
+    """``path`` opened for reading once its first bytes look like an IPFIX message header. Raises
+    FlowFileNotFoundError, FlowFilePermissionError or FlowFileFormatError (not an IPFIX file); an
+    empty file is a valid one with no message. Damage further in is found (and counted) while reading."""
+    name = os.fspath(path)
+    try:
+        file = open(name, "rb")
+    except FileNotFoundError:
+        raise FlowFileNotFoundError(f"{name}: no such IPFIX file; check the path") from None
+    except PermissionError:
+        raise FlowFilePermissionError(f"{name}: not readable by this user; fix its permissions") from None
+    except IsADirectoryError:
+        raise FlowFileFormatError(f"{name}: a directory, not an IPFIX file") from None
+    head = file.peek(4)[:4]
+    length = int.from_bytes(head[2:4]) if len(head) == 4 else IPFIX_HEADER.size
+    # A file cut inside its first header still starts like IPFIX: that is a truncation, counted later.
+    if head and not (b"\x00\x0a".startswith(head[:2]) and length >= IPFIX_HEADER.size):
+        file.close()
+        raise FlowFileFormatError(
+            f"{name}: not an IPFIX file (RFC 5655): it starts with {head.hex()}, not an IPFIX version 10 "
+            "header; read files written by `aioflow collect --write` or `aioflow export --write`"
+        )
+    return file
+
+
 def read_ipfix_file(
     path: str | PathLike[str], *, options: bool = False, decoder: Decoder | None = None
 ) -> Iterator[FlowRecord]:
-    """The flow records of an IPFIX file (RFC 5655: IPFIX messages back to back). Damaged messages
-    are counted in ``decoder.stats`` and skipped; reading stops where the framing is lost."""
+    """The flow records of an IPFIX file (RFC 5655: IPFIX messages back to back), read one message
+    at a time. Raises FlowFileNotFoundError, FlowFilePermissionError or FlowFileFormatError (see
+    _open_ipfix_file) when iteration starts. Damaged messages are counted in ``decoder.stats`` and
+    skipped; reading stops where the framing is lost (``file_framing``, ``file_truncated``)."""
     decoder = decoder or Decoder(template_timeout=None)  # a file has no clock to expire templates by
-    data = Path(path).read_bytes()
-    for message in decoder.parse_stream(f"file:{path}", data):
-        yield from _records(message, options)
+    with _open_ipfix_file(path) as file:
+        for message, _ in decoder.parse_file(f"file:{os.fspath(path)}", file):
+            yield from _records(message, options)
 
 
 class Collector:

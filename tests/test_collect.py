@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import socket
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import anyio
@@ -298,6 +300,13 @@ def test_ipfix_file_round_trip(tmp_path: Path) -> None:
 
 def test_aioflow_collect_is_callable_and_a_module() -> None:
     assert callable(aioflow.collect) and aioflow.collect.parse_pdu is parse_pdu
+
+
+def test_aioflow_collect_after_a_plain_import() -> None:
+    # Here aioflow.collect is imported already; only a new interpreter takes the lazy path of `import aioflow`.
+    code = "import aioflow; assert callable(aioflow.collect) and aioflow.read_ipfix_file and aioflow.Collector"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr[-500:]
 
 
 def test_cli_collect_prints_records_and_archives_ipfix(tmp_path: Path) -> None:

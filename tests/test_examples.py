@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import queue
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -111,24 +115,34 @@ def test_find_flow_of_a_given_udp_flow(conversations: tuple[int, Counter[Pair]])
     assert f"total: {packets} packets in 1 record(s)" in out
 
 
-def test_dataframe_top_talkers() -> None:
-    out = run_example("dataframe.py").splitlines()
-    # IP-layer bytes sent per host, as tshark decodes them: IPv4 total length, IPv6 payload length + 40.
+def tshark_sent() -> tuple[Counter[str], Counter[str]]:
+    """IP-layer bytes and packets sent per host, as tshark decodes them: IPv4 total length, IPv6 payload
+    length + 40."""
     sent: Counter[str] = Counter()
+    packets: Counter[str] = Counter()
     for ip_src, ip_len, ip6_src, ip6_plen in tshark_fields("ip || ipv6", "ip.src", "ip.len", "ipv6.src",
                                                             "ipv6.plen"):
-        if ip_src:
-            sent[_ip(ip_src)] += int(ip_len)
-        else:
-            sent[_ip(ip6_src)] += int(ip6_plen) + 40
-    summary = re.fullmatch(r"(\d+) flows, (\d+) IP bytes", out[0])
-    assert summary and int(summary[2]) == sum(sent.values())
-    assert out[1].split() == ["host", "bytes", "sent"]
-    printed = {host: int(total) for host, total in (row.split() for row in out[2:])}
+        host = _ip(ip_src or ip6_src)
+        sent[host] += int(ip_len) if ip_src else int(ip6_plen) + 40
+        packets[host] += 1
+    return sent, packets
+
+
+def assert_top_ten(printed: dict[str, int], sent: Counter[str]) -> None:
+    """The printed hosts are the top ten senders, with what they sent."""
     assert len(printed) == min(10, len(sent))
     assert all(sent[host] == total for host, total in printed.items())
     # Nobody left out sent more than the smallest printed.
     assert all(total <= min(printed.values()) for host, total in sent.items() if host not in printed)
+
+
+def test_dataframe_top_talkers() -> None:
+    out = run_example("dataframe.py").splitlines()
+    sent, _ = tshark_sent()
+    summary = re.fullmatch(r"(\d+) flows, (\d+) IP bytes", out[0])
+    assert summary and int(summary[2]) == sum(sent.values())
+    assert out[1].split() == ["host", "bytes", "sent"]
+    assert_top_ten({host: int(total) for host, total in (row.split() for row in out[2:])}, sent)
 
 
 def test_stream_grep_finds_what_tshark_finds() -> None:
@@ -165,3 +179,33 @@ def test_stream_patterns_matches_the_flows_tshark_finds() -> None:
     got = [frozenset(split_endpoint(e) for e in line.split(" ", 3)[::2][:2]) for line in out[:-1]]
     assert want and len(got) == len(set(got)) and set(got) == want
     assert re.fullmatch(rf"{len(want)} of \d+ flows matched", out[-1])
+
+
+def test_collector_prints_the_top_talkers_tshark_counts() -> None:
+    """aioflow's exporter sends the capture's flows to the collector example on loopback; its report
+    ranks the hosts by what tshark counts they sent (bytes and packets: both biflow directions)."""
+    sent, packets = tshark_sent()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, str(EXAMPLES / "collector.py"), f"127.0.0.1:{port}", "0.2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)  # fmt: skip
+    lines: queue.Queue[str] = queue.Queue()  # read in a thread: a stalled example fails the test, not hangs it
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or ()], daemon=True).start()
+    try:
+        assert lines.get(timeout=10) == f"collecting on 127.0.0.1:{port} (Ctrl-C to stop)\n"
+        export = subprocess.run([sys.executable, "-m", "aioflow", "export", str(CAPTURE), "--to", f"127.0.0.1:{port}"],
+                                capture_output=True, text=True, check=True, timeout=30)  # fmt: skip
+        records = int(re.search(r"(\d+) records in", export.stderr)[1])  # type: ignore[index]
+        header = re.compile(r"\[[\d:]+\] (\d+) records from 1 exporters \(127\.0\.0\.1: \1\)\n")
+        while not ((m := header.fullmatch(lines.get(timeout=10))) and int(m[1]) == records):
+            pass  # an earlier report, or one of its rows
+        assert lines.get(timeout=1).split() == ["host", "bytes", "sent", "packets"]
+        rows = [row.split() for row in iter(lambda: lines.get(timeout=1), "\n")]
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: a last report, then a clean exit
+        _, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and err == ""
+    assert_top_ten({host: int(octets) for host, octets, _ in rows}, sent)
+    assert all(int(n) == packets[host] for host, _, n in rows)
