@@ -28,20 +28,51 @@
 enum af_phase { PHASE_READING, PHASE_DRAINING, PHASE_FLUSHING, PHASE_DONE };
 
 /* Decoded packets wait in a short queue before they are counted, so that their hash bucket and
- * flow record can be prefetched: a flow lookup is otherwise a cache miss on nearly every packet. */
-#define AF_QUEUE 32u                 /* power of two */
+ * flow record can be prefetched: a flow lookup is otherwise a cache miss on nearly every packet.
+ * A file source read by af_start's thread has a second thread reading ahead (libpcap, filter,
+ * decode, key, copies) into a longer ring of the same entries, so reading and counting run on
+ * two cores. */
+#define AF_QUEUE 32u                 /* packets queued by the counting thread itself (power of two) */
+#define AF_RING 4096u                /* with a reading thread: packets read ahead (power of two) */
+#define AF_RING_BYTES (32u << 20)    /* with a reading thread: their payload (or fragment) copies */
+#define AF_RING_WAKE 256u            /* the counting thread sleeps until this many are read ahead */
 #define AF_PREFETCH_AHEAD 8u         /* flow records are prefetched this many packets ahead */
 
+/* What counting reads first comes first; raw (headers=N only) last. */
 typedef struct {
-    af_packet p;
-    af_key key;
     uint64_t hash;
+    int pending;                     /* read ahead, a fragment: the counting thread prepares it */
+    int sender;                      /* 1 when the packet's sender is the key's endpoint 1 */
     uint64_t ts;
     uint32_t caplen;
-    int sender;                      /* 1 when the packet's sender is the key's endpoint 1 */
+    uint32_t payload_len;            /* reassemble: payload copied to `payload` */
+    const uint8_t *payload;          /* the payload copy; a fragment read ahead: the frame's copy */
+    uint64_t ring_end;               /* read ahead: ring bytes used up to the end of its copy */
+    int decoded;                     /* af_decode's result */
+    af_key key;
+    af_packet p;
     uint8_t raw[sizeof(((af_header *)0)->raw)];   /* headers kept: libpcap reuses its buffer */
-    uint32_t payload_len;            /* reassemble: payload copied to the engine's payload slot */
 } af_queued;
+
+/* The reading thread of a file source (AF_RING entries and AF_RING_BYTES of copies, ahead of
+ * the counting thread). It keeps its own counters (what it filters or cannot decode), published
+ * every AF_RING_WAKE packets for af_get_stats. */
+typedef struct {
+    pthread_t thread;
+    int started;
+    atomic_uint tail;                /* entries published (the counting thread's queue_head chases it) */
+    atomic_uint head;                /* entries the counting thread is done with */
+    atomic_ullong consumed;          /* ring bytes the counting thread is done with */
+    uint64_t written;                /* ring bytes reserved (reading thread only) */
+    uint8_t *bytes;
+    atomic_int done, closing;
+    atomic_int reader_waiting, counter_waiting;
+    pthread_mutex_t mu;
+    pthread_cond_t space, data;
+    af_stats st, pub;                /* the reading thread's counters; pub: published under mu */
+    uint8_t flush_reason;
+    char error[PCAP_ERRBUF_SIZE];
+} af_readahead;
 
 #define AF_LIVE_LATENCY_MS 50         /* live: longest wait before captured packets are read */
 #define AF_TIME_UNIT_SHIFT 20         /* recency-list times in units of ~1 ms */
@@ -68,8 +99,10 @@ struct af_engine {
     int live;                        /* an interface (wall-clock expiry, kernel counters) */
     uint8_t flush_reason;
     atomic_int stop_requested;
-    af_queued queue[AF_QUEUE];
-    uint32_t queue_head, queue_count;
+    af_queued *queue;                /* AF_RING entries */
+    uint32_t queue_head, queue_count;    /* queue_head: free-running index (masked to use) */
+    af_readahead *ahead;             /* files read by af_start's thread: the reading thread */
+    uint8_t *frag_payload;           /* read ahead: payload copy of a fragment prepared here */
     af_batch *out;
     char error[PCAP_ERRBUF_SIZE + 256];
     char *read_buffer;               /* the file stream's stdio buffer (freed after pcap_close) */
@@ -77,6 +110,8 @@ struct af_engine {
     af_streams *streams;             /* cfg.reassemble: stream.h, else NULL */
     uint8_t *payloads;               /* reassemble: AF_QUEUE payload copies (libpcap reuses its buffer) */
 };
+
+static void ahead_free(af_readahead *r);
 
 static _Thread_local char open_error[PCAP_ERRBUF_SIZE + 512];
 
@@ -99,6 +134,7 @@ static int fail_open(int code, af_engine *e, const char *fmt, const char *a, con
         af_defrag_free(e->defrag);
         af_streams_free(e->streams);
         free(e->payloads);
+        free(e->queue);
         pthread_mutex_destroy(&e->mu);
         free(e);
     }
@@ -108,6 +144,8 @@ static int fail_open(int code, af_engine *e, const char *fmt, const char *a, con
 /* What both kinds of source share once libpcap has a handle: the table and the clocks. */
 static int finish_open(af_engine *e, const af_config *cfg) {
     e->dlt = pcap_datalink(e->pcap);
+    if (!(e->queue = calloc(AF_RING, sizeof *e->queue)))
+        return fail_open(AF_ERR_NOMEM, e, "out of memory for the packet queue%s%s", "", "");
     if (af_table_init(&e->table, cfg->max_flows, cfg->headers_per_flow, cfg->hash_seed) != 0)
         return fail_open(AF_ERR_NOMEM, e, "out of memory for max_flows=%s%s (lower it)", "", "");
     e->frags.seed = cfg->hash_seed * 31 + 7;
@@ -269,6 +307,9 @@ int af_open_live(const char *device, const char *bpf, const af_config *cfg, int 
 void af_close(af_engine *e) {
     if (!e) return;
     af_producer_free(e->producer);   /* joins the thread before the engine goes away */
+    ahead_free(e->ahead);
+    free(e->queue);
+    free(e->frag_payload);
     if (e->has_filter) pcap_freecode(&e->filter);
     if (e->pcap) pcap_close(e->pcap);
     free(e->read_buffer);
@@ -546,7 +587,7 @@ static void account(af_engine *e, const af_queued *q) {
     }
     if (t->headers_per_flow) keep_header(e, slot, q, sender != f->src_idx);
     if (e->streams)
-        af_streams_packet(e->streams, t, slot, sender, p, e->payloads + (size_t)(q - e->queue) * AF_STREAM_MAX_PAYLOAD,
+        af_streams_packet(e->streams, t, slot, sender, p, q->payload,
                           q->payload_len, ts, e->out);
     e->stats.packets_in_flows++;
     e->stats.packets_read++;
@@ -561,70 +602,259 @@ static uint64_t packet_ns(const struct pcap_pkthdr *h) {
     return sec * 1000000000ULL + sub;
 }
 
-/* Filters and decodes one packet; a flow packet joins the queue with its key and hash, and its
- * hash bucket is prefetched. Fragment ports are remembered here, in packet order. */
-static void enqueue(af_engine *e, const struct pcap_pkthdr *h, const u_char *data) {
+/* The first half of queueing a packet, the reading thread's part: the BPF filter and the decode,
+ * into q. Returns 0 when the packet was counted aside here (st: whose counters). */
+static int read_packet(af_engine *e, af_stats *st, const struct pcap_pkthdr *h, const u_char *data, af_queued *q) {
     uint64_t ts = packet_ns(h);
     /* packets_read counts a packet once it is put aside or counted in a flow (or held by the
      * defragmenter), so that packets_read == packets_in_flows + aside (+ defrag_fragments_held)
      * holds at any moment, queue or not */
-    e->stats.bytes_read += h->caplen;
-    if (e->stats.first_ns == 0 || ts < e->stats.first_ns) e->stats.first_ns = ts;
+    st->bytes_read += h->caplen;
+    if (st->first_ns == 0 || ts < st->first_ns) st->first_ns = ts;
     if (e->has_filter && pcap_offline_filter(&e->filter, h, data) == 0) {
-        e->stats.aside[AF_ASIDE_FILTERED]++;
-        e->stats.packets_read++;
-        return;
+        st->aside[AF_ASIDE_FILTERED]++;
+        st->packets_read++;
+        return 0;
     }
-    af_queued *q = &e->queue[(e->queue_head + e->queue_count) & (AF_QUEUE - 1)];
+    q->ts = ts;
+    q->caplen = h->caplen;
+    q->decoded = af_decode(e->dlt, data, h->caplen, &q->p);
+    q->pending = 0;
+    return 1;
+}
+
+/* Payload bytes prepare_packet copies for q (reassemble, an unfragmented TCP/UDP packet). */
+static uint32_t payload_bytes(const af_engine *e, const af_packet *p) {
+    uint32_t n = e->streams && p->frag == AF_FRAG_NONE && p->payload ? p->payload_len : 0;
+    return n < AF_STREAM_MAX_PAYLOAD ? n : AF_STREAM_MAX_PAYLOAD;
+}
+
+/* The second half: defragmentation and the first-fragment table (both in packet order, so
+ * fragments are prepared by the counting thread), then the key and hash, and copies of what
+ * libpcap's buffer holds (headers; the payload to payload_to). `data` is the decoded frame.
+ * Returns 0 when the packet was counted aside or held by the defragmenter. */
+static int prepare_packet(af_engine *e, af_stats *st, af_queued *q, const u_char *data, uint8_t *payload_to) {
     af_packet *p = &q->p;
-    int r = af_decode(e->dlt, data, h->caplen, p);
-    uint32_t caplen = h->caplen;
-    if (e->defrag) {   /* a fragment is held (counted there) until it completes its datagram */
-        af_defrag_expire(e->defrag, ts);
-        if (p->frag != AF_FRAG_NONE) {
-            uint32_t len;
-            data = af_defrag_add(e->defrag, p, data + h->caplen, h->caplen, ts, &len, &caplen);
-            if (!data) return;
-            uint16_t vlan = p->vlan_id;
-            r = af_decode(AF_DEFRAG_DLT_RAW, data, len, p);
-            p->vlan_id = vlan;
-        }
+    int r = q->decoded;
+    uint64_t ts = q->ts;
+    uint32_t caplen = q->caplen;
+    if (e->defrag && p->frag != AF_FRAG_NONE) {   /* held (counted there) until its datagram is whole */
+        uint32_t len;
+        data = af_defrag_add(e->defrag, p, data + caplen, caplen, ts, &len, &caplen);
+        if (!data) return 0;
+        uint16_t vlan = p->vlan_id;
+        r = af_decode(AF_DEFRAG_DLT_RAW, data, len, p);
+        p->vlan_id = vlan;
     }
     if (r == AF_DECODED && p->frag == AF_FRAG_LATER && !af_frag_lookup(&e->frags, p, ts))
         r = AF_ASIDE_FRAGMENT_ORPHAN;
     if (r != AF_DECODED) {
-        e->stats.aside[r]++;
-        e->stats.packets_read++;
-        return;
+        st->aside[r]++;
+        st->packets_read++;
+        return 0;
     }
     if (p->frag == AF_FRAG_FIRST) af_frag_remember(&e->frags, p, ts);
-    q->ts = ts;
     q->caplen = caplen;
     q->sender = af_key_make(&q->key, p->ip_version, p->src, p->sport, p->dst, p->dport,
                             p->protocol, p->vlan_id);
     q->hash = af_key_hash(&e->table, &q->key);
-    __builtin_prefetch(&e->table.buckets[q->hash & e->table.mask]);
+    if (!e->ahead) __builtin_prefetch(&e->table.buckets[q->hash & e->table.mask]);
     if (e->table.headers_per_flow) {
         uint32_t n = p->l3_headers_len < sizeof q->raw ? p->l3_headers_len : (uint32_t)sizeof q->raw;
         memcpy(q->raw, p->l3, n);
     }
-    if (e->streams) {   /* TCP/UDP payload of an unfragmented packet, for af_streams_packet */
-        uint32_t n = p->frag == AF_FRAG_NONE && p->payload ? p->payload_len : 0;
-        q->payload_len = n < AF_STREAM_MAX_PAYLOAD ? n : AF_STREAM_MAX_PAYLOAD;
-        if (q->payload_len)
-            memcpy(e->payloads + (size_t)(q - e->queue) * AF_STREAM_MAX_PAYLOAD, p->payload, q->payload_len);
-    }
+    q->payload_len = payload_bytes(e, p);
+    q->payload = payload_to;
+    if (q->payload_len) memcpy(payload_to, p->payload, q->payload_len);
     p->l3 = NULL;   /* points into libpcap's buffer, which the next read reuses */
     p->payload = NULL;
-    e->queue_count++;
+    return 1;
+}
+
+/* Filters and decodes one packet (the counting thread reading for itself: live sources, or no
+ * af_start); a flow packet joins the queue with its key and hash. */
+static void enqueue(af_engine *e, const struct pcap_pkthdr *h, const u_char *data) {
+    uint32_t at = e->queue_head + e->queue_count;
+    af_queued *q = &e->queue[at & (AF_RING - 1)];
+    if (!read_packet(e, &e->stats, h, data, q)) return;
+    if (e->defrag) af_defrag_expire(e->defrag, q->ts);
+    if (prepare_packet(e, &e->stats, q, data, e->payloads + (size_t)(at & (AF_QUEUE - 1)) * AF_STREAM_MAX_PAYLOAD))
+        e->queue_count++;
+}
+
+/* --- the reading thread (files read by af_start's thread) --- */
+
+/* Publishes what the counting thread is done with; wakes the reading thread if it waits. */
+static void ahead_release(af_engine *e) {
+    af_readahead *r = e->ahead;
+    if (e->queue_head) {   /* the ring bytes of every entry before queue_head are done with too */
+        const af_queued *last = &e->queue[(e->queue_head - 1) & (AF_RING - 1)];
+        atomic_store_explicit(&r->consumed, last->ring_end, memory_order_release);
+    }
+    /* after reading that entry: once head moves on, the reading thread may reuse it */
+    atomic_store_explicit(&r->head, e->queue_head, memory_order_release);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load(&r->reader_waiting)) {
+        pthread_mutex_lock(&r->mu);
+        pthread_cond_signal(&r->space);
+        pthread_mutex_unlock(&r->mu);
+    }
+}
+
+static void ahead_wake_counter(af_readahead *r) {
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load(&r->counter_waiting)) {
+        pthread_mutex_lock(&r->mu);
+        pthread_cond_signal(&r->data);
+        pthread_mutex_unlock(&r->mu);
+    }
+}
+
+static void ahead_publish_stats(af_engine *e, af_readahead *r) {
+    FILE *f = pcap_file(e->pcap);
+    long pos = f ? ftell(f) : -1;
+    pthread_mutex_lock(&r->mu);
+    r->pub = r->st;
+    r->pub.file_offset = pos > 0 ? (uint64_t)pos : 0;
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Reading thread: waits for an entry and `bytes` of ring. 0 when closing. */
+static int ahead_room(af_readahead *r, uint32_t tail, uint64_t from, uint32_t bytes) {
+    for (;;) {
+        uint32_t head = atomic_load_explicit(&r->head, memory_order_acquire);
+        uint64_t consumed = atomic_load_explicit(&r->consumed, memory_order_acquire);
+        if (tail - head < AF_RING && from + bytes - consumed <= AF_RING_BYTES) return 1;
+        if (atomic_load(&r->closing)) return 0;
+        atomic_store(&r->reader_waiting, 1);
+        atomic_thread_fence(memory_order_seq_cst);
+        pthread_mutex_lock(&r->mu);
+        head = atomic_load(&r->head);
+        consumed = atomic_load(&r->consumed);
+        if (!(tail - head < AF_RING && from + bytes - consumed <= AF_RING_BYTES) && !atomic_load(&r->closing))
+            pthread_cond_wait(&r->space, &r->mu);
+        pthread_mutex_unlock(&r->mu);
+        atomic_store(&r->reader_waiting, 0);
+    }
+}
+
+static void *ahead_run(void *arg) {
+    af_engine *e = arg;
+    af_readahead *r = e->ahead;
+    uint32_t tail = 0;
+    uint64_t n = 0;
+    r->flush_reason = AF_END_EOF;
+    while (!atomic_load(&r->closing)) {
+        if (atomic_load(&e->stop_requested)) {
+            r->flush_reason = AF_END_STOP;
+            break;
+        }
+        if (!ahead_room(r, tail, r->written, 0)) break;
+        struct pcap_pkthdr *h;
+        const u_char *data;
+        int status = pcap_next_ex(e->pcap, &h, &data);
+        if (status != 1) {
+            if (status == PCAP_ERROR) {
+                r->st.read_errors++;
+                snprintf(r->error, sizeof r->error, "%s", pcap_geterr(e->pcap));
+            }
+            break;
+        }
+        af_queued *q = &e->queue[tail & (AF_RING - 1)];
+        if (++n % AF_RING_WAKE == 0) {
+            ahead_publish_stats(e, r);
+            ahead_wake_counter(r);
+        }
+        if (!read_packet(e, &r->st, h, data, q)) continue;
+        /* a fragment goes whole to the counting thread; any other packet is prepared here */
+        q->pending = q->p.frag != AF_FRAG_NONE;
+        uint32_t bytes = q->pending ? q->caplen : payload_bytes(e, &q->p);
+        uint64_t at = r->written;
+        if (at % AF_RING_BYTES + bytes > AF_RING_BYTES) at += AF_RING_BYTES - at % AF_RING_BYTES;   /* wrap */
+        if (!ahead_room(r, tail, at, bytes)) break;
+        uint8_t *to = r->bytes + at % AF_RING_BYTES;
+        r->written = q->ring_end = at + bytes;
+        if (q->pending) {
+            memcpy(to, data, bytes);
+            q->payload = to;
+        } else if (!prepare_packet(e, &r->st, q, data, to)) {
+            r->written = at;   /* counted aside: its ring bytes are not needed */
+            continue;
+        }
+        atomic_store_explicit(&r->tail, ++tail, memory_order_release);
+    }
+    ahead_publish_stats(e, r);
+    atomic_store(&r->done, 1);
+    ahead_wake_counter(r);
+    return NULL;
+}
+
+static void ahead_free(af_readahead *r) {
+    if (!r) return;
+    if (r->started) {
+        atomic_store(&r->closing, 1);
+        pthread_mutex_lock(&r->mu);
+        pthread_cond_broadcast(&r->space);
+        pthread_mutex_unlock(&r->mu);
+        pthread_join(r->thread, NULL);
+    }
+    pthread_cond_destroy(&r->space);
+    pthread_cond_destroy(&r->data);
+    pthread_mutex_destroy(&r->mu);
+    free(r->bytes);
+    free(r);
+}
+
+static int ahead_start(af_engine *e) {
+    af_readahead *r = calloc(1, sizeof *r);
+    if (!r) return AF_ERR_NOMEM;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->space, NULL);
+    pthread_cond_init(&r->data, NULL);
+    r->bytes = malloc(AF_RING_BYTES);
+    if (!r->bytes || (e->streams && !e->frag_payload && !(e->frag_payload = malloc(AF_STREAM_MAX_PAYLOAD)))) {
+        ahead_free(r);
+        return AF_ERR_NOMEM;
+    }
+    e->ahead = r;
+    if (pthread_create(&r->thread, NULL, ahead_run, e) != 0) {
+        e->ahead = NULL;
+        ahead_free(r);
+        return AF_ERR_NOMEM;
+    }
+    r->started = 1;
+    return AF_OK;
+}
+
+/* The counting thread, outside the engine lock: sleeps until enough is read ahead (or all). */
+void af_wait_read_ahead(af_engine *e) {
+    af_readahead *r = e->ahead;
+    if (!r) return;
+    atomic_store(&r->counter_waiting, 1);
+    atomic_thread_fence(memory_order_seq_cst);
+    pthread_mutex_lock(&r->mu);
+    while (!atomic_load(&r->done) && atomic_load(&r->tail) - e->queue_head < AF_RING_WAKE &&
+           !atomic_load(&e->stop_requested))
+        pthread_cond_wait(&r->data, &r->mu);
+    pthread_mutex_unlock(&r->mu);
+    atomic_store(&r->counter_waiting, 0);
 }
 
 /* Counts the oldest queued packet, after prefetching the flow record of one further back. */
 static void count_queued(af_engine *e) {
     af_table *t = &e->table;
+    if (e->ahead && e->queue_count > 2 * AF_PREFETCH_AHEAD) {   /* read on another core: its bucket too */
+        if (e->queue_count > 4 * AF_PREFETCH_AHEAD) {   /* and the entry itself, written over there */
+            const char *next = (const char *)&e->queue[(e->queue_head + 4 * AF_PREFETCH_AHEAD) & (AF_RING - 1)];
+            size_t lines = e->table.headers_per_flow ? sizeof(af_queued) : offsetof(af_queued, raw);
+            for (size_t at = 0; at < lines; at += 64) __builtin_prefetch(next + at);
+        }
+        const af_queued *far = &e->queue[(e->queue_head + 2 * AF_PREFETCH_AHEAD) & (AF_RING - 1)];
+        if (!far->pending) __builtin_prefetch(&t->buckets[far->hash & t->mask]);
+    }
     if (e->queue_count > AF_PREFETCH_AHEAD) {
-        const af_queued *ahead = &e->queue[(e->queue_head + AF_PREFETCH_AHEAD) & (AF_QUEUE - 1)];
-        uint32_t s = t->buckets[ahead->hash & t->mask];
+        const af_queued *ahead = &e->queue[(e->queue_head + AF_PREFETCH_AHEAD) & (AF_RING - 1)];
+        uint32_t s = ahead->pending ? AF_NIL : t->buckets[ahead->hash & t->mask];
         if (s != AF_NIL) {   /* the hot part's two lines; the cold part if flags will touch it */
             const char *f = (const char *)af_table_flow(t, s);
             __builtin_prefetch(f);
@@ -633,13 +863,13 @@ static void count_queued(af_engine *e) {
             if (e->streams) af_streams_prefetch(e->streams, s, ahead->sender, 0);
         }
         if (e->streams) {   /* halfway: the stream state is in cache now, prefetch what it points to */
-            const af_queued *half = &e->queue[(e->queue_head + AF_PREFETCH_AHEAD / 2) & (AF_QUEUE - 1)];
-            uint32_t h = t->buckets[half->hash & t->mask];
+            const af_queued *half = &e->queue[(e->queue_head + AF_PREFETCH_AHEAD / 2) & (AF_RING - 1)];
+            uint32_t h = half->pending ? AF_NIL : t->buckets[half->hash & t->mask];
             if (h != AF_NIL) af_streams_prefetch(e->streams, h, half->sender, 1);
         }
     }
-    const af_queued *q = &e->queue[e->queue_head];
-    e->queue_head = (e->queue_head + 1) & (AF_QUEUE - 1);
+    const af_queued *q = &e->queue[e->queue_head & (AF_RING - 1)];
+    e->queue_head++;
     e->queue_count--;
     account(e, q);
 }
@@ -652,6 +882,50 @@ static int flush(af_engine *e) {
         end_flow(e, s, e->flush_reason);
     }
     return 1;
+}
+
+/* With a reading thread: what it read becomes the queue; the packet at the head is prepared if
+ * it is a fragment (in packet order). Returns 1 to go on counting (a packet at the head, or none
+ * left at all: the phase moved on), 0 to end this pump with *status: AF_OK when nothing is read
+ * ahead yet (wait with af_wait_read_ahead, outside the lock), AF_MORE after max_packets. */
+static int take_read_ahead(af_engine *e, uint32_t *n, uint32_t max_packets, int *status) {
+    af_readahead *r = e->ahead;
+    for (;;) {
+        if (e->queue_count == 0) {
+            ahead_release(e);
+            int done = atomic_load(&r->done);   /* before tail: all it published is then seen */
+            e->queue_count = atomic_load_explicit(&r->tail, memory_order_acquire) - e->queue_head;
+            if (e->queue_count == 0) {
+                if (!done) {
+                    *status = AF_OK;
+                    return 0;
+                }
+                if (e->phase == PHASE_READING) {
+                    e->phase = PHASE_DRAINING;
+                    if (!atomic_load(&e->stop_requested)) e->flush_reason = r->flush_reason;
+                    if (r->error[0]) snprintf(e->error, sizeof e->error, "%s", r->error);
+                }
+                return 1;
+            }
+        }
+        if (*n >= max_packets) {
+            *status = AF_MORE;
+            return 0;
+        }
+        af_queued *q = &e->queue[e->queue_head & (AF_RING - 1)];
+        if (e->defrag) af_defrag_expire(e->defrag, q->ts);
+        if (q->pending) {   /* a fragment: prepared here, in packet order */
+            q->pending = 0;
+            q->decoded = af_decode(e->dlt, q->payload, q->caplen, &q->p);
+            if (!prepare_packet(e, &e->stats, q, q->payload, e->frag_payload)) {
+                e->queue_head++;
+                e->queue_count--;
+                continue;
+            }
+        }
+        ++*n;
+        return 1;
+    }
 }
 
 /* Appends to out what up to max_packets more packets end. Called with the engine locked. */
@@ -673,8 +947,12 @@ static int pump_locked(af_engine *e, uint32_t max_packets, af_batch *out) {
     uint32_t n = 0;
     int drained = 0;                 /* live: the interface had nothing more; do not ask again */
     for (;;) {
+        int status;
+        if (e->ahead && (e->phase == PHASE_READING || e->phase == PHASE_DRAINING) &&
+            !take_read_ahead(e, &n, max_packets, &status))
+            return status;
         /* keep the queue full while reading, so each packet waits a few before it is counted */
-        while (e->phase == PHASE_READING && !drained && e->queue_count < AF_QUEUE && n < max_packets) {
+        while (!e->ahead && e->phase == PHASE_READING && !drained && e->queue_count < AF_QUEUE && n < max_packets) {
             struct pcap_pkthdr *h;
             const u_char *data;
             int r = pcap_next_ex(e->pcap, &h, &data);
@@ -704,7 +982,7 @@ static int pump_locked(af_engine *e, uint32_t max_packets, af_batch *out) {
             }
             return AF_DONE;
         }
-        uint64_t ts = e->queue[e->queue_head].ts;
+        uint64_t ts = e->queue[e->queue_head & (AF_RING - 1)].ts;
         if (ts > e->now_ns) e->now_ns = ts;
         if (reap(e, ROOM_PER_PACKET) || room(e) <= ROOM_PER_PACKET) return AF_MORE;
         count_queued(e);
@@ -714,6 +992,7 @@ static int pump_locked(af_engine *e, uint32_t max_packets, af_batch *out) {
 int af_pump_append(af_engine *e, uint32_t max_packets, af_batch *out) {
     pthread_mutex_lock(&e->mu);
     int status = pump_locked(e, max_packets, out);
+    if (e->ahead) ahead_release(e);
     pthread_mutex_unlock(&e->mu);
     return status;
 }
@@ -793,6 +1072,11 @@ static void batch_clear(af_batch *out) {
 
 int af_start(af_engine *e, uint32_t batch_capacity, uint32_t slots) {
     if (e->producer) return AF_ERR_CONFIG;
+    /* a file gets a reading thread too, unless reading already began (the queue is this thread's) */
+    if (!e->live && e->queue_count == 0 && e->phase == PHASE_READING) {
+        int code = ahead_start(e);
+        if (code != AF_OK) return code;
+    }
     return af_producer_start(&e->producer, e, batch_capacity, e->cfg.headers_per_flow, slots);
 }
 
@@ -819,12 +1103,19 @@ void af_get_stats(af_engine *e, af_stats *out) {
         out->kernel_dropped = ps.ps_drop;
         out->interface_dropped = ps.ps_ifdrop;
     }
-    FILE *f = e->pcap && !e->live && e->phase == PHASE_READING ? pcap_file(e->pcap) : NULL;   /* progress */
-    if (f) {
-        long pos = ftell(f);
-        out->file_offset = pos > 0 ? (uint64_t)pos : 0;
-    } else {
-        out->file_offset = out->file_size;
+    FILE *f = e->pcap && !e->live && !e->ahead && e->phase == PHASE_READING ? pcap_file(e->pcap) : NULL;
+    long pos = f ? ftell(f) : -1;   /* progress */
+    out->file_offset = e->phase != PHASE_READING ? out->file_size : pos > 0 ? (uint64_t)pos : 0;
+    if (e->ahead) {   /* what the reading thread counted (it publishes every AF_RING_WAKE packets) */
+        af_readahead *r = e->ahead;
+        pthread_mutex_lock(&r->mu);
+        out->packets_read += r->pub.packets_read;
+        out->bytes_read += r->pub.bytes_read;
+        out->read_errors += r->pub.read_errors;
+        for (int i = 0; i < AF_ASIDE_COUNT; i++) out->aside[i] += r->pub.aside[i];
+        if (r->pub.first_ns && (!out->first_ns || r->pub.first_ns < out->first_ns)) out->first_ns = r->pub.first_ns;
+        if (e->phase == PHASE_READING) out->file_offset = r->pub.file_offset;
+        pthread_mutex_unlock(&r->mu);
     }
     pthread_mutex_unlock(&e->mu);
 }

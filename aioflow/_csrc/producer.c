@@ -53,6 +53,10 @@ static void *run(void *arg) {
         int status;
         do {
             status = af_pump_append(p->engine, CHUNK_PACKETS, b);
+            if (status == AF_OK) {   /* the file's reading thread is behind: let it read */
+                af_wait_read_ahead(p->engine);
+                status = AF_MORE;
+            }
             af_get_stats(p->engine, &now);
         } while (status == AF_MORE && af_pump_room(p->engine, b) > SLOT_ROOM &&
                  now.packets_read - before.packets_read < SLOT_PACKETS);
