@@ -12,13 +12,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import anyio
+
 from ._flow import Flow
-from ._grep_match import Match, Matcher, StreamScanner, search_datagrams
+from ._grep_match import DistanceMatcher, Match, Matcher, StreamScanner, search_datagrams
 from ._parser import FlowParser
 from ._stream import StreamMatch, StreamPatterns
 from ._tcp_kill import TcpKiller
 
 PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6", 132: "sctp"}
+# Distance matching (-E) of a chunk past this size runs in a worker thread (~15 ms of work).
+THREAD_CHUNK_BYTES = 64 * 1024
 CLIENT, SERVER = "client", "server"
 
 
@@ -74,6 +78,7 @@ class Grep:
         self.killer = killer
         self.summary = GrepSummary()
         self._flows: dict[int, _FlowState] = {}
+        self._slow = any(isinstance(m, DistanceMatcher) for m in (*config.client, *config.server))
 
     async def run(self, parser: FlowParser) -> GrepSummary:
         """parser: made with reassemble=True, and stream_patterns=config.native when that is set."""
@@ -89,6 +94,9 @@ class Grep:
                 self._ended(event)
             elif isinstance(event, StreamMatch):
                 self._native_match(event)
+            elif self._slow and len(event.data) > THREAD_CHUNK_BYTES:
+                # distance matching a big chunk takes long: off the event loop, in order all the same
+                await anyio.to_thread.run_sync(self._chunk, event)
             else:
                 self._chunk(event)
         return self.summary

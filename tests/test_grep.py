@@ -213,6 +213,16 @@ def test_distance_matching(tmp_path: Path) -> None:
         assert record["offset"] == 7 and record["side"] == "client", algorithm
 
 
+def test_distance_matching_a_big_chunk_off_the_event_loop(tmp_path: Path) -> None:
+    """Past THREAD_CHUNK_BYTES a chunk is compared in a worker thread: same result."""
+    from aioflow._grep import THREAD_CHUNK_BYTES
+
+    data = b"x" * (THREAD_CHUNK_BYTES + 5000) + b"PASSW0RD"
+    capture = write(tmp_path, "big.pcap", split_session([data[i : i + 1400] for i in range(0, len(data), 1400)]))
+    (record,) = grep_json("-E", "hamming", "-e", "PASSWORD", "-D", "1", "-r", str(capture))
+    assert record["offset"] == len(data) - 8 and record["side"] == "client"
+
+
 def test_usage_errors_say_what_to_do(tmp_path: Path) -> None:
     capture = write(tmp_path, "a.pcap", split_session([b"x"]))
     cases = [
