@@ -179,12 +179,13 @@ class Engine:
             raise _errors.EngineError(f"could not start the reading thread (code {code})")
         return int(lib.af_notify_fd(self._engine))
 
-    def take_ready(self) -> tuple[str, Batch]:
+    def take_ready(self, records: bool = True) -> tuple[str, Batch]:
         """("batch", flows) when the thread has a batch ready; ("wait", empty) when not yet (wait
-        for the fd); ("done", empty) when the source is finished and every batch was taken."""
+        for the fd); ("done", empty) when the source is finished and every batch was taken.
+        records=False: only the chunks (and matches) are copied, the batch has no records."""
         status = lib.af_ready(self._engine, self._ready)
         if status == lib.AF_MORE:
-            batch = _copy_batch(self._ready[0])
+            batch = _copy_batch(self._ready[0], records)
             lib.af_release(self._engine)
             return "batch", batch
         if status == lib.AF_DONE:
@@ -304,8 +305,16 @@ def _patterns_call(
         raise exc(ffi.string(error).decode(errors="replace"))
 
 
-def _copy_batch(b: Any) -> Batch:
-    """A filled C batch copied into Python-owned memory of its exact size."""
+def _copy_batch(b: Any, records: bool = True) -> Batch:
+    """A filled C batch copied into Python-owned memory of its exact size (records=False: its
+    chunks only, for consumers of matches alone)."""
+    if not records:
+        if not b.chunk_count:
+            return EMPTY_BATCH
+        chunks = ffi.new("af_chunk[]", b.chunk_count)
+        ffi.memmove(chunks, b.chunks, b.chunk_count * ffi.sizeof("af_chunk"))
+        return Batch(ffi.NULL, 0, chunks=chunks, chunk_count=b.chunk_count,
+                     stream_data=ffi.buffer(b.stream_data, b.stream_data_used)[:])  # fmt: skip
     if not b.count and not b.chunk_count:
         return EMPTY_BATCH
     records = ffi.new("af_record[]", b.count)

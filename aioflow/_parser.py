@@ -281,7 +281,11 @@ class FlowParser:
     async def _read_file(self, engine: Engine) -> None:
         ready_fd = engine.start(BATCH_RECORDS, READY_BATCHES)
         while True:
-            state, batch = engine.take_ready()
+            # when every consumer takes matches() alone, the records are not even copied
+            records = self._on_tcp_end is not None or self._on_udp_end is not None or any(
+                sub.records for sub in self._subscribers
+            )
+            state, batch = engine.take_ready(records)
             if state == "wait":
                 await anyio.wait_readable(ready_fd)
                 continue
@@ -381,8 +385,9 @@ class FlowParser:
         (the cheapest way to act on matches: the records are not walked in Python)."""
         if self._stream_patterns is None:
             raise ConfigError("matches() needs FlowParser(..., reassemble=True, stream_patterns=StreamPatterns(...))")
-        receive = self._take_subscriber().receive
-        return _EventStream(receive, False, False, self._stream_patterns)  # type: ignore[return-value]
+        sub = self._take_subscriber()
+        sub.records = False
+        return _EventStream(sub.receive, False, False, self._stream_patterns)  # type: ignore[return-value]
 
     def _require_reassembly(self, name: str, chunks: bool = True) -> None:
         if not self._config.reassemble:
@@ -540,6 +545,7 @@ class _Subscriber:
     send: MemoryObjectSendStream[Batch]
     receive: MemoryObjectReceiveStream[Batch]
     dropped: int = 0  # live: flows this subscriber had no room for
+    records: bool = True  # False: it takes matches() alone
 
 
 class _FlowStream:
