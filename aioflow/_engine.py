@@ -172,9 +172,10 @@ class Engine:
         self._ready = ffi.new("af_batch **")
         self._scratch: Any = None
 
-    def start(self, batch_records: int = 8192, slots: int = 4) -> int:
-        """Starts the engine's reading thread; returns the fd that is readable when batches are."""
-        code = lib.af_start(self._engine, batch_records, slots)
+    def start(self, batch_records: int = 8192, slots: int = 4, read_ahead: bool = True) -> int:
+        """Starts the engine's reading thread (and, read_ahead, a second one reading and decoding
+        ahead of it); returns the fd that is readable when batches are."""
+        code = lib.af_start(self._engine, batch_records, slots, int(read_ahead))
         if code != lib.AF_OK:
             raise _errors.EngineError(f"could not start the reading thread (code {code})")
         return int(lib.af_notify_fd(self._engine))

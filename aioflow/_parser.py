@@ -156,6 +156,7 @@ class FlowParser:
         max_reassembly_memory: int = 256 << 20,
         keep_streams: bool = True,
         stream_patterns: StreamPatterns | None = None,
+        read_ahead: bool | None = None,
     ) -> None:
         self.source = source
         if live is None:
@@ -192,6 +193,7 @@ class FlowParser:
                 raise ConfigError("stream_patterns search reassembled streams: add reassemble=True")
             check_stream_patterns(stream_patterns.client, stream_patterns.server, stream_patterns.ignore_case)
         self._stream_patterns = stream_patterns
+        self._read_ahead = read_ahead
         self._buffer_batches = buffer_batches
         self._on_tcp_end = on_tcp_end
         self._on_udp_end = on_udp_end
@@ -279,7 +281,7 @@ class FlowParser:
             await _maybe_await(self._on_stop(self))
 
     async def _read_file(self, engine: Engine) -> None:
-        ready_fd = engine.start(BATCH_RECORDS, READY_BATCHES)
+        ready_fd = engine.start(BATCH_RECORDS, READY_BATCHES, self._reads_ahead())
         while True:
             # when every consumer takes matches() alone, the records are not even copied
             records = self._on_tcp_end is not None or self._on_udp_end is not None or any(
@@ -293,6 +295,16 @@ class FlowParser:
                 await self._deliver(batch)
             if state == "done":
                 return
+
+    def _reads_ahead(self) -> bool:
+        """A second native thread reading ahead pays when a core is free for it: with more than two,
+        or when the event loop has little to do per batch (stream patterns without kept streams)."""
+        if self._read_ahead is not None:
+            return self._read_ahead
+        if os.environ.get("AIOFLOW_READ_AHEAD") in ("0", "1"):
+            return os.environ["AIOFLOW_READ_AHEAD"] == "1"
+        light = self._stream_patterns is not None and not self._config.keep_streams
+        return light or len(os.sched_getaffinity(0)) > 2
 
     async def _read_live(self, engine: Engine) -> None:
         """Waits on the capture fd, then reads what is there in bounded steps; a second task ends

@@ -261,8 +261,9 @@ uint64_t af_next_deadline(af_engine *engine);   /* epoch ns of the next expiry; 
 int af_stop(af_engine *engine);      /* flows still active end as AF_END_STOP on next pumps */
 /* The reading thread: it fills up to `slots` batches of `batch_capacity`
  * records; af_notify_fd becomes readable when one is ready; af_ready gives the oldest (AF_MORE;
- * AF_OK: none yet; AF_DONE: all delivered), af_release hands it back once copied. */
-int af_start(af_engine *engine, uint32_t batch_capacity, uint32_t slots);
+ * AF_OK: none yet; AF_DONE: all delivered), af_release hands it back once copied. read_ahead
+ * (files): a second thread reads and decodes ahead of it, on another core. */
+int af_start(af_engine *engine, uint32_t batch_capacity, uint32_t slots, int read_ahead);
 int af_notify_fd(af_engine *engine);
 int af_ready(af_engine *engine, af_batch **batch);
 void af_release(af_engine *engine);

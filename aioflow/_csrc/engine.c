@@ -1070,10 +1070,10 @@ static void batch_clear(af_batch *out) {
     out->stream_data_used = 0;
 }
 
-int af_start(af_engine *e, uint32_t batch_capacity, uint32_t slots) {
+int af_start(af_engine *e, uint32_t batch_capacity, uint32_t slots, int read_ahead) {
     if (e->producer) return AF_ERR_CONFIG;
     /* a file gets a reading thread too, unless reading already began (the queue is this thread's) */
-    if (!e->live && e->queue_count == 0 && e->phase == PHASE_READING) {
+    if (read_ahead && !e->live && e->queue_count == 0 && e->phase == PHASE_READING) {
         int code = ahead_start(e);
         if (code != AF_OK) return code;
     }
