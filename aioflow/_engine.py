@@ -172,7 +172,7 @@ class Engine:
         self._ready = ffi.new("af_batch **")
         self._scratch: Any = None
 
-    def start(self, batch_records: int = 8192, slots: int = 4, read_ahead: bool = True) -> int:
+    def start(self, batch_records: int = 8192, slots: int = 4, read_ahead: bool = False) -> int:
         """Starts the engine's reading thread (and, read_ahead, a second one reading and decoding
         ahead of it); returns the fd that is readable when batches are."""
         code = lib.af_start(self._engine, batch_records, slots, int(read_ahead))

@@ -15,17 +15,17 @@ if TYPE_CHECKING:
     import pandas
 
 
-def _engine_for(source: str | os.PathLike[str], options: dict[str, Any]) -> Engine:
+def _engine_for(source: str | os.PathLike[str], options: dict[str, Any]) -> tuple[Engine, bool]:
     # FlowParser validates and converts the options exactly as the async API does; files only.
     parser = FlowParser(source, live=False, **options)
-    return Engine(source, parser._config)
+    return Engine(source, parser._config), parser._reads_ahead()
 
 
 def _batches(source: str | os.PathLike[str], options: dict[str, Any]) -> Iterator[Batch]:
     # The engine's reading thread runs ahead while the caller handles the batches it yields.
-    engine = _engine_for(source, options)
+    engine, read_ahead = _engine_for(source, options)
     try:
-        ready_fd = engine.start(BATCH_RECORDS, READY_BATCHES)
+        ready_fd = engine.start(BATCH_RECORDS, READY_BATCHES, read_ahead)
         while True:
             state, batch = engine.take_ready()
             if state == "wait":

@@ -69,7 +69,7 @@ def read_ahead(path: Path, config: EngineConfig, check: bool = True) -> Result:
     records: Counter[tuple[bytes, ...]] = Counter()
     chunks = 0
     try:
-        fd = engine.start(64, 2)
+        fd = engine.start(64, 2, read_ahead=True)
         while True:
             if check:  # both threads run: the counters balance all the same
                 s = engine.stats()
