@@ -76,6 +76,7 @@ struct af_engine {
     af_defrag *defrag;               /* cfg.defragment: IP reassembly (defrag.h), else NULL */
     af_streams *streams;             /* cfg.reassemble: stream.h, else NULL */
     uint8_t *payloads;               /* reassemble: AF_QUEUE payload copies (libpcap reuses its buffer) */
+    uint64_t pulled;                 /* packets taken from libpcap (af_pump_some reports its share) */
 };
 
 static _Thread_local char open_error[PCAP_ERRBUF_SIZE + 512];
@@ -569,6 +570,7 @@ static void enqueue(af_engine *e, const struct pcap_pkthdr *h, const u_char *dat
      * defragmenter), so that packets_read == packets_in_flows + aside (+ defrag_fragments_held)
      * holds at any moment, queue or not */
     e->stats.bytes_read += h->caplen;
+    e->pulled++;
     if (e->stats.first_ns == 0 || ts < e->stats.first_ns) e->stats.first_ns = ts;
     if (e->has_filter && pcap_offline_filter(&e->filter, h, data) == 0) {
         e->stats.aside[AF_ASIDE_FILTERED]++;
@@ -852,7 +854,13 @@ uint64_t af_next_deadline(af_engine *e) {
 
 int af_pump_some(af_engine *e, uint32_t max_packets, af_batch *out) {
     batch_clear(out);
-    int status = af_pump_append(e, max_packets, out);
+    pthread_mutex_lock(&e->mu);
+    uint64_t pulled = e->pulled, bytes = e->stats.bytes_read;
+    int status = pump_locked(e, max_packets, out);
+    /* what the call read tells the live reader how fast the capture ring fills */
+    out->packets = (uint32_t)(e->pulled - pulled);
+    out->bytes = e->stats.bytes_read - bytes;
+    pthread_mutex_unlock(&e->mu);
     af_pump_finish(e, out);
     return status;
 }
