@@ -283,54 +283,58 @@ class FlowParser:
                 return
 
     async def _read_live(self, engine: Engine) -> None:
-        """Reads what the capture ring holds in bounded steps, then pauses while traffic flows, or
-        waits on the capture fd once a pause brought nothing (an idle interface costs nothing). A
-        second task ends idle flows on wall-clock time, so they end even when no packet comes."""
+        """One task reads and reaps. It reads what the capture ring holds in bounded steps; then,
+        while traffic flows, pauses (packets gather in the ring), else waits on the capture fd
+        until the engine's next expiry is due: idle flows end on wall-clock time, packets or not,
+        and an idle interface costs nothing."""
         fd = engine.selectable_fd()
         ring = (self._config.buffer_size or LIBPCAP_RING_BYTES) * LIVE_RING_SHARE
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._reap_live, engine)
-            pause = 0.0  # 0: the last wake read nothing, so wait on the fd
-            used = 0  # ring bytes this wake read
-            since = time.monotonic()  # when the ring was last emptied
-            while True:
-                state, batch = engine.pump_some(LIVE_PUMP_PACKETS)
-                used += engine.pumped_bytes + engine.pumped_packets * LIVE_RING_PACKET_BYTES
-                if batch.count or batch.chunk_count:
-                    await self._deliver(batch)
-                if state == "done":
-                    break
-                if state == "more":
-                    await anyio.lowlevel.checkpoint()
-                    continue
-                now = time.monotonic()
-                if not used:
-                    pause = 0.0
-                elif not pause:
-                    pause = LIVE_FIRST_PAUSE_SECONDS
-                else:
-                    pause = min(LIVE_PAUSE_SECONDS, ring * (now - since) / used)
-                used, since = 0, now
-                with anyio.CancelScope() as self._live_wait:  # stop() cancels: the next pump flushes
-                    if not self._stop_requested:
-                        if pause:
-                            await anyio.sleep(pause)
-                        else:
-                            await anyio.wait_readable(fd)
-                self._live_wait = None
-            tg.cancel_scope.cancel()
-
-    async def _reap_live(self, engine: Engine) -> None:
+        pause = 0.0  # 0: the last wake read nothing, so wait on the fd
+        used = 0  # ring bytes this wake read
+        since = time.monotonic()  # when the ring was last emptied
+        reap_at = 0  # epoch ns: end the flows due by then
         while True:
-            more, batch = engine.expire(time.time_ns())
+            state, batch = engine.pump_some(LIVE_PUMP_PACKETS)
+            used += engine.pumped_bytes + engine.pumped_packets * LIVE_RING_PACKET_BYTES
             if batch.count or batch.chunk_count:
                 await self._deliver(batch)
-            if more:
+            if state == "done":
+                return
+            if state == "more":
+                await anyio.lowlevel.checkpoint()
                 continue
-            deadline = engine.next_deadline()
-            # a flow created while this task sleeps can be due within the shortest timeout
-            wait = (deadline - time.time_ns()) / 1e9 if deadline else self._reap_ceiling
-            await anyio.sleep(min(max(wait, REAP_MIN_SECONDS), self._reap_ceiling))
+            if time.time_ns() >= reap_at:
+                reap_at = await self._reap_live(engine)
+            now = time.monotonic()
+            if not used:
+                pause = 0.0
+            elif not pause:
+                pause = LIVE_FIRST_PAUSE_SECONDS
+            else:
+                pause = min(LIVE_PAUSE_SECONDS, ring * (now - since) / used)
+            used, since = 0, now
+            with anyio.CancelScope() as self._live_wait:  # stop() cancels: the next pump flushes
+                if not self._stop_requested:
+                    if pause:
+                        await anyio.sleep(pause)
+                    else:
+                        self._live_wait.deadline = anyio.current_time() + (reap_at - time.time_ns()) / 1e9
+                        await anyio.wait_readable(fd)
+            self._live_wait = None
+
+    async def _reap_live(self, engine: Engine) -> int:
+        """Ends the flows idle (or closed) as of now; returns when to look again (epoch ns)."""
+        while True:
+            now = time.time_ns()
+            more, batch = engine.expire(now)
+            if batch.count or batch.chunk_count:
+                await self._deliver(batch)
+            if not more:
+                break
+        deadline = engine.next_deadline()
+        # a flow created meanwhile can be due within the shortest timeout
+        wait = (deadline - now) / 1e9 if deadline else self._reap_ceiling
+        return now + int(min(max(wait, REAP_MIN_SECONDS), self._reap_ceiling) * 1e9)
 
     async def _deliver(self, batch: Batch) -> None:
         if self._on_tcp_end is not None or self._on_udp_end is not None:
