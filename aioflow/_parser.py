@@ -293,34 +293,43 @@ class FlowParser:
         used = 0  # ring bytes this wake read
         since = time.monotonic()  # when the ring was last emptied
         reap_at = 0  # epoch ns: end the flows due by then
-        while True:
-            state, batch = engine.pump_some(LIVE_PUMP_PACKETS)
-            used += engine.pumped_bytes + engine.pumped_packets * LIVE_RING_PACKET_BYTES
-            if batch.count or batch.chunk_count:
-                await self._deliver(batch)
-            if state == "done":
-                return
-            if state == "more":
-                await anyio.lowlevel.checkpoint()
-                continue
-            if time.time_ns() >= reap_at:
-                reap_at = await self._reap_live(engine)
-            now = time.monotonic()
-            if not used:
-                pause = 0.0
-            elif not pause:
-                pause = LIVE_FIRST_PAUSE_SECONDS
-            else:
-                pause = min(LIVE_PAUSE_SECONDS, ring * (now - since) / used)
-            used, since = 0, now
-            with anyio.CancelScope() as self._live_wait:  # stop() cancels: the next pump flushes
-                if not self._stop_requested:
-                    if pause:
-                        await anyio.sleep(pause)
-                    else:
-                        self._live_wait.deadline = anyio.current_time() + (reap_at - time.time_ns()) / 1e9
+        # One scope for the whole read, not one per wake (each costs interpreter time): stop()
+        # cancels it at the next wait, and what is left is flushed below.
+        with anyio.CancelScope() as self._live_wait:
+            while True:
+                state = await self._pump_live(engine)
+                used += engine.pumped_bytes + engine.pumped_packets * LIVE_RING_PACKET_BYTES
+                if state == "done":
+                    return
+                if state == "more":
+                    await anyio.lowlevel.checkpoint()
+                    continue
+                if time.time_ns() >= reap_at:
+                    with anyio.CancelScope(shield=True):  # stop() does not cut a delivery short
+                        reap_at = await self._reap_live(engine)
+                now = time.monotonic()
+                if not used:
+                    pause = 0.0
+                elif not pause:
+                    pause = LIVE_FIRST_PAUSE_SECONDS
+                else:
+                    pause = min(LIVE_PAUSE_SECONDS, ring * (now - since) / used)
+                used, since = 0, now
+                if pause:
+                    await anyio.sleep(pause)
+                else:
+                    with anyio.move_on_after((reap_at - time.time_ns()) / 1e9):
                         await anyio.wait_readable(fd)
-            self._live_wait = None
+        self._live_wait = None
+        while await self._pump_live(engine) != "done":  # stopped: the engine flushes every flow
+            await anyio.lowlevel.checkpoint()
+
+    async def _pump_live(self, engine: Engine) -> str:
+        state, batch = engine.pump_some(LIVE_PUMP_PACKETS)
+        if batch.count or batch.chunk_count:
+            with anyio.CancelScope(shield=True):  # stop() does not cut a delivery short
+                await self._deliver(batch)
+        return state
 
     async def _reap_live(self, engine: Engine) -> int:
         """Ends the flows idle (or closed) as of now; returns when to look again (epoch ns)."""
