@@ -35,8 +35,12 @@ LIVE_PUMP_PACKETS = 16384
 # traffic flows the reader does not wait on the capture fd (readable per ring block, every few ms
 # under load): it pauses and lets packets gather in the kernel ring, for at most LIVE_PAUSE_SECONDS
 # and short enough that the ring fills to LIVE_RING_SHARE at the rate the last wake saw.
-LIVE_PAUSE_SECONDS = 0.1
+LIVE_PAUSE_SECONDS = 0.25
 LIVE_FIRST_PAUSE_SECONDS = 0.01  # traffic just began: its rate is not known yet
+# A ring block is handed over when full or 50 ms after its first packet (af_open_live's
+# AF_LIVE_LATENCY_MS; plus the kernel timer's slack): reading nothing sooner than this after the
+# last read does not mean the traffic stopped.
+LIVE_BLOCK_SECONDS = 0.06
 LIVE_RING_SHARE = 0.5
 LIVE_RING_PACKET_BYTES = 96  # ring room per packet besides its captured bytes (TPACKET_V3 header, address, padding)
 LIBPCAP_RING_BYTES = 2 << 20  # buffer_size=0: the ring libpcap makes on Linux
@@ -289,10 +293,10 @@ class FlowParser:
         and an idle interface costs nothing."""
         fd = engine.selectable_fd()
         ring = (self._config.buffer_size or LIBPCAP_RING_BYTES) * LIVE_RING_SHARE
-        pause = 0.0  # 0: the last wake read nothing, so wait on the fd
-        used = 0  # ring bytes this wake read
-        since = time.monotonic()  # when the ring was last emptied
-        reap_at = 0  # epoch ns: end the flows due by then
+        pause = 0.0  # the pause the rate calls for; 0: idle, wait on the fd
+        used = 0  # ring bytes read since `since`
+        since = time.monotonic()  # when the last wake that read packets emptied the ring
+        reap_at = due = 0  # epoch ns: look for flows to end then; when the next one is due (0: none)
         # One scope for the whole read, not one per wake (each costs interpreter time): stop()
         # cancels it at the next wait, and what is left is flushed below.
         with anyio.CancelScope() as self._live_wait:
@@ -306,17 +310,25 @@ class FlowParser:
                     continue
                 if time.time_ns() >= reap_at:
                     with anyio.CancelScope(shield=True):  # stop() does not cut a delivery short
-                        reap_at = await self._reap_live(engine)
+                        due = await self._reap_live(engine)
+                    # a flow created meanwhile can be due within the shortest timeout: look again
+                    # by the ceiling at the latest; a flow due before that wakes the reader for it
+                    now_ns = time.time_ns()
+                    reap_at = now_ns + int(self._reap_ceiling * 1e9)
+                    due = max(due, now_ns + int(REAP_MIN_SECONDS * 1e9)) if 0 < due < reap_at else 0
+                    reap_at = due or reap_at
                 now = time.monotonic()
-                if not used:
-                    pause = 0.0
-                elif not pause:
-                    pause = LIVE_FIRST_PAUSE_SECONDS
+                if used:  # the rate since the last wake that read packets sets the next pause
+                    pause = min(LIVE_PAUSE_SECONDS, ring * (now - since) / used) if pause else LIVE_FIRST_PAUSE_SECONDS
+                    used, since, nap = 0, now, pause
+                elif pause and now - since < LIVE_BLOCK_SECONDS:
+                    nap = since + LIVE_BLOCK_SECONDS - now  # no block handed over yet: one is by then
                 else:
-                    pause = min(LIVE_PAUSE_SECONDS, ring * (now - since) / used)
-                used, since = 0, now
-                if pause:
-                    await anyio.sleep(pause)
+                    pause = nap = 0.0  # no packet for a whole block timeout: idle
+                if nap:
+                    if due:  # cut short when a flow is due: flows end on time, a few at a time
+                        nap = max(min(nap, (due - time.time_ns()) / 1e9), 0)
+                    await anyio.sleep(nap)
                 else:
                     with anyio.move_on_after((reap_at - time.time_ns()) / 1e9):
                         await anyio.wait_readable(fd)
@@ -332,18 +344,13 @@ class FlowParser:
         return state
 
     async def _reap_live(self, engine: Engine) -> int:
-        """Ends the flows idle (or closed) as of now; returns when to look again (epoch ns)."""
+        """Ends the flows idle (or closed) as of now; returns when the next one is due (epoch ns; 0: no flow)."""
         while True:
-            now = time.time_ns()
-            more, batch = engine.expire(now)
+            more, batch = engine.expire(time.time_ns())
             if batch.count or batch.chunk_count:
                 await self._deliver(batch)
             if not more:
-                break
-        deadline = engine.next_deadline()
-        # a flow created meanwhile can be due within the shortest timeout
-        wait = (deadline - now) / 1e9 if deadline else self._reap_ceiling
-        return now + int(min(max(wait, REAP_MIN_SECONDS), self._reap_ceiling) * 1e9)
+                return engine.next_deadline()
 
     async def _deliver(self, batch: Batch) -> None:
         if self._on_tcp_end is not None or self._on_udp_end is not None:
