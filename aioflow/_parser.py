@@ -34,15 +34,21 @@ LIVE_PUMP_PACKETS = 16384
 # A wake costs a fixed ~0.2 ms of interpreter and event-loop work, whatever it reads. So while
 # traffic flows the reader does not wait on the capture fd (readable per ring block, every few ms
 # under load): it pauses and lets packets gather in the kernel ring, for at most LIVE_PAUSE_SECONDS
-# and short enough that the ring fills to LIVE_RING_SHARE at the rate the last wake saw.
+# and short enough that the ring fills to LIVE_RING_SHARE at the rate the last wake saw. When the
+# rest of the ring would hold less than LIVE_RING_MARGIN_SECONDS of traffic (a small ring, a fast
+# link), a late wake would drop packets: then it waits on the fd, one wake per block, as tcpdump.
 LIVE_PAUSE_SECONDS = 0.25
+LIVE_RING_SHARE = 0.5
+LIVE_RING_MARGIN_SECONDS = 0.02
 LIVE_FIRST_PAUSE_SECONDS = 0.01  # traffic just began: its rate is not known yet
 # A ring block is handed over when full or 50 ms after its first packet (af_open_live's
 # AF_LIVE_LATENCY_MS; plus the kernel timer's slack): reading nothing sooner than this after the
 # last read does not mean the traffic stopped.
 LIVE_BLOCK_SECONDS = 0.06
-LIVE_RING_SHARE = 0.5
 LIVE_RING_PACKET_BYTES = 96  # ring room per packet besides its captured bytes (TPACKET_V3 header, address, padding)
+# The ring hands packets over in blocks of this size (libpcap's, whatever the buffer size): a read
+# can leave up to one block's worth of packets that arrived behind, so the rate estimate adds one.
+LIVE_RING_BLOCK_BYTES = 256 << 10
 LIBPCAP_RING_BYTES = 2 << 20  # buffer_size=0: the ring libpcap makes on Linux
 REAP_MIN_SECONDS = 0.005
 REAP_IDLE_SECONDS = 1.0
@@ -292,8 +298,9 @@ class FlowParser:
         until the engine's next expiry is due: idle flows end on wall-clock time, packets or not,
         and an idle interface costs nothing."""
         fd = engine.selectable_fd()
-        ring = (self._config.buffer_size or LIBPCAP_RING_BYTES) * LIVE_RING_SHARE
+        ring = self._config.buffer_size or LIBPCAP_RING_BYTES
         pause = 0.0  # the pause the rate calls for; 0: idle, wait on the fd
+        per_block = False  # the ring is too small for pauses at this rate: wait on the fd
         used = 0  # ring bytes read since `since`
         since = time.monotonic()  # when the last wake that read packets emptied the ring
         reap_at = due = 0  # epoch ns: look for flows to end then; when the next one is due (0: none)
@@ -319,12 +326,19 @@ class FlowParser:
                     reap_at = due or reap_at
                 now = time.monotonic()
                 if used:  # the rate since the last wake that read packets sets the next pause
-                    pause = min(LIVE_PAUSE_SECONDS, ring * (now - since) / used) if pause else LIVE_FIRST_PAUSE_SECONDS
+                    if pause:
+                        full = ring * (now - since) / (used + LIVE_RING_BLOCK_BYTES)  # seconds the ring holds
+                        pause = min(LIVE_PAUSE_SECONDS, full * LIVE_RING_SHARE)
+                        per_block = full - pause < LIVE_RING_MARGIN_SECONDS
+                    else:
+                        pause, per_block = LIVE_FIRST_PAUSE_SECONDS, False
                     used, since, nap = 0, now, pause
-                elif pause and now - since < LIVE_BLOCK_SECONDS:
-                    nap = since + LIVE_BLOCK_SECONDS - now  # no block handed over yet: one is by then
+                elif pause and now - since < LIVE_BLOCK_SECONDS:  # no block handed over yet
+                    nap = min(pause, since + LIVE_BLOCK_SECONDS - now)
                 else:
                     pause = nap = 0.0  # no packet for a whole block timeout: idle
+                if per_block:
+                    nap = 0.0
                 if nap:
                     if due:  # cut short when a flow is due: flows end on time, a few at a time
                         nap = max(min(nap, (due - time.time_ns()) / 1e9), 0)
