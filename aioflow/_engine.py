@@ -171,6 +171,7 @@ class Engine:
         self._stats = ffi.new("af_stats *")
         self._ready = ffi.new("af_batch **")
         self._scratch: Any = None
+        self.pumped_packets = self.pumped_bytes = 0  # what the last pump_some read
 
     def start(self, batch_records: int = 8192, slots: int = 4, read_ahead: bool = False) -> int:
         """Starts the engine's reading thread (and, read_ahead, a second one reading and decoding
@@ -240,11 +241,13 @@ class Engine:
 
     def pump_some(self, max_packets: int) -> tuple[str, Batch]:
         """Reads what the interface has (up to max_packets): ("drained" | "more" (stopped at a bound:
-        call again) | "done" (stopped and flushed), ended flows)."""
+        call again) | "done" (stopped and flushed), ended flows). pumped_packets and pumped_bytes
+        (captured bytes) say what the call read."""
         b = self._scratch_batch()
         status = lib.af_pump_some(self._engine, max_packets, b)
         if status < 0:
             raise _errors.EngineError(ffi.string(lib.af_error_message(self._engine)).decode())
+        self.pumped_packets, self.pumped_bytes = b.packets, b.bytes
         state = "done" if status == lib.AF_DONE else "more" if status == lib.AF_MORE else "drained"
         return state, _copy_batch(b)
 

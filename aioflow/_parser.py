@@ -29,9 +29,27 @@ StopCallback = Callable[["FlowParser"], Awaitable[None] | None]
 BATCH_RECORDS = 8192
 READY_BATCHES = 4
 SNAPSHOT_SLICE = 4096
-# Live sources: packets read per step before the loop runs other tasks; the reaper's sleep bounds.
+# Live sources: packets read per step before the loop runs other tasks (~3 ms of C); the reaper's sleep bounds.
 LIVE_PUMP_PACKETS = 16384
-LIVE_COALESCE_SECONDS = 0.05
+# A wake costs a fixed ~0.2 ms of interpreter and event-loop work, whatever it reads. So while
+# traffic flows the reader does not wait on the capture fd (readable per ring block, every few ms
+# under load): it pauses and lets packets gather in the kernel ring, for at most LIVE_PAUSE_SECONDS
+# and short enough that the ring fills to LIVE_RING_SHARE at the rate the last wake saw. When the
+# rest of the ring would hold less than LIVE_RING_MARGIN_SECONDS of traffic (a small ring, a fast
+# link), a late wake would drop packets: then it waits on the fd, one wake per block, as tcpdump.
+LIVE_PAUSE_SECONDS = 0.25
+LIVE_RING_SHARE = 0.5
+LIVE_RING_MARGIN_SECONDS = 0.02
+LIVE_FIRST_PAUSE_SECONDS = 0.01  # traffic just began: its rate is not known yet
+# A ring block is handed over when full or 50 ms after its first packet (af_open_live's
+# AF_LIVE_LATENCY_MS; plus the kernel timer's slack): reading nothing sooner than this after the
+# last read does not mean the traffic stopped.
+LIVE_BLOCK_SECONDS = 0.06
+LIVE_RING_PACKET_BYTES = 96  # ring room per packet besides its captured bytes (TPACKET_V3 header, address, padding)
+# The ring hands packets over in blocks of this size (libpcap's, whatever the buffer size): a read
+# can leave up to one block's worth of packets that arrived behind, so the rate estimate adds one.
+LIVE_RING_BLOCK_BYTES = 256 << 10
+LIBPCAP_RING_BYTES = 2 << 20  # buffer_size=0: the ring libpcap makes on Linux
 REAP_MIN_SECONDS = 0.005
 REAP_IDLE_SECONDS = 1.0
 # terminated() lets other tasks run after this many flows, so a big batch cannot hog the loop.
@@ -307,40 +325,78 @@ class FlowParser:
         return light or len(os.sched_getaffinity(0)) > 2
 
     async def _read_live(self, engine: Engine) -> None:
-        """Waits on the capture fd, then reads what is there in bounded steps; a second task ends
-        idle flows on wall-clock time, so they end even when no packet comes."""
+        """One task reads and reaps. It reads what the capture ring holds in bounded steps; then,
+        while traffic flows, pauses (packets gather in the ring), else waits on the capture fd
+        until the engine's next expiry is due: idle flows end on wall-clock time, packets or not,
+        and an idle interface costs nothing."""
         fd = engine.selectable_fd()
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._reap_live, engine)
+        ring = self._config.buffer_size or LIBPCAP_RING_BYTES
+        pause = 0.0  # the pause the rate calls for; 0: idle, wait on the fd
+        per_block = False  # the ring is too small for pauses at this rate: wait on the fd
+        used = 0  # ring bytes read since `since`
+        since = time.monotonic()  # when the last wake that read packets emptied the ring
+        reap_at = due = 0  # epoch ns: look for flows to end then; when the next one is due (0: none)
+        # One scope for the whole read, not one per wake (each costs interpreter time): stop()
+        # cancels it at the next wait, and what is left is flushed below.
+        with anyio.CancelScope() as self._live_wait:
             while True:
-                state, batch = engine.pump_some(LIVE_PUMP_PACKETS)
-                if batch.count or batch.chunk_count:
-                    await self._deliver(batch)
+                state = await self._pump_live(engine)
+                used += engine.pumped_bytes + engine.pumped_packets * LIVE_RING_PACKET_BYTES
                 if state == "done":
-                    break
-                if state == "drained":
-                    with anyio.CancelScope() as self._live_wait:  # stop() cancels: the next pump flushes
-                        if not self._stop_requested:
-                            await anyio.wait_readable(fd)
-                            # let packets gather: one wake per LIVE_COALESCE_SECONDS at most
-                            # keeps the per-wake Python cost small under load
-                            await anyio.sleep(LIVE_COALESCE_SECONDS)
-                    self._live_wait = None
-                else:
+                    return
+                if state == "more":
                     await anyio.lowlevel.checkpoint()
-            tg.cancel_scope.cancel()
+                    continue
+                if time.time_ns() >= reap_at:
+                    with anyio.CancelScope(shield=True):  # stop() does not cut a delivery short
+                        due = await self._reap_live(engine)
+                    # a flow created meanwhile can be due within the shortest timeout: look again
+                    # by the ceiling at the latest; a flow due before that wakes the reader for it
+                    now_ns = time.time_ns()
+                    reap_at = now_ns + int(self._reap_ceiling * 1e9)
+                    due = max(due, now_ns + int(REAP_MIN_SECONDS * 1e9)) if 0 < due < reap_at else 0
+                    reap_at = due or reap_at
+                now = time.monotonic()
+                if used:  # the rate since the last wake that read packets sets the next pause
+                    if pause:
+                        full = ring * (now - since) / (used + LIVE_RING_BLOCK_BYTES)  # seconds the ring holds
+                        pause = min(LIVE_PAUSE_SECONDS, full * LIVE_RING_SHARE)
+                        per_block = full - pause < LIVE_RING_MARGIN_SECONDS
+                    else:
+                        pause, per_block = LIVE_FIRST_PAUSE_SECONDS, False
+                    used, since, nap = 0, now, pause
+                elif pause and now - since < LIVE_BLOCK_SECONDS:  # no block handed over yet
+                    nap = min(pause, since + LIVE_BLOCK_SECONDS - now)
+                else:
+                    pause = nap = 0.0  # no packet for a whole block timeout: idle
+                if per_block:
+                    nap = 0.0
+                if nap:
+                    if due:  # cut short when a flow is due: flows end on time, a few at a time
+                        nap = max(min(nap, (due - time.time_ns()) / 1e9), 0)
+                    await anyio.sleep(nap)
+                else:
+                    with anyio.move_on_after((reap_at - time.time_ns()) / 1e9):
+                        await anyio.wait_readable(fd)
+        self._live_wait = None
+        while await self._pump_live(engine) != "done":  # stopped: the engine flushes every flow
+            await anyio.lowlevel.checkpoint()
 
-    async def _reap_live(self, engine: Engine) -> None:
+    async def _pump_live(self, engine: Engine) -> str:
+        state, batch = engine.pump_some(LIVE_PUMP_PACKETS)
+        if batch.count or batch.chunk_count:
+            with anyio.CancelScope(shield=True):  # stop() does not cut a delivery short
+                await self._deliver(batch)
+        return state
+
+    async def _reap_live(self, engine: Engine) -> int:
+        """Ends the flows idle (or closed) as of now; returns when the next one is due (epoch ns; 0: no flow)."""
         while True:
             more, batch = engine.expire(time.time_ns())
             if batch.count or batch.chunk_count:
                 await self._deliver(batch)
-            if more:
-                continue
-            deadline = engine.next_deadline()
-            # a flow created while this task sleeps can be due within the shortest timeout
-            wait = (deadline - time.time_ns()) / 1e9 if deadline else self._reap_ceiling
-            await anyio.sleep(min(max(wait, REAP_MIN_SECONDS), self._reap_ceiling))
+            if not more:
+                return engine.next_deadline()
 
     async def _deliver(self, batch: Batch) -> None:
         if self._on_tcp_end is not None or self._on_udp_end is not None:

@@ -55,9 +55,10 @@ async def _child(iface: str, buffer_size: int, snaplen: int, idle_timeout: float
     import aioflow
     from aioflow import _engine
 
-    # [C seconds, calls, calls that returned flows]; the wrapped calls hold no GIL and run C
-    # (libpcap's ring, decode, table, the batch copy), so what is left of the CPU time is Python.
-    acc: dict[str, list[float]] = {"pump_some": [0.0, 0, 0], "expire": [0.0, 0, 0]}
+    # [C seconds, calls, calls that returned flows, longest call]; the wrapped calls hold no GIL and
+    # run C (libpcap's ring, decode, table, the batch copy; also their few lines of Python glue), so
+    # what is left of the CPU time is Python. The longest call is how long the event loop was blocked.
+    acc: dict[str, list[float]] = {"pump_some": [0.0, 0, 0, 0.0], "expire": [0.0, 0, 0, 0.0], "select": [0.0, 0]}
 
     def timed(name: str, fn: Callable[[Any, Any], tuple[bool, Any]]) -> Callable[[Any, Any], tuple[bool, Any]]:
         slot = acc[name]
@@ -67,8 +68,10 @@ async def _child(iface: str, buffer_size: int, snaplen: int, idle_timeout: float
             try:
                 out = fn(self, arg)
             finally:
-                slot[0] += time.thread_time() - t0
+                spent = time.thread_time() - t0
+                slot[0] += spent
                 slot[1] += 1
+                slot[3] = max(slot[3], spent)
             if out[1].count:
                 slot[2] += 1
             return out
@@ -78,13 +81,30 @@ async def _child(iface: str, buffer_size: int, snaplen: int, idle_timeout: float
     _engine.Engine.pump_some = timed("pump_some", _engine.Engine.pump_some)  # type: ignore[method-assign]
     _engine.Engine.expire = timed("expire", _engine.Engine.expire)  # type: ignore[method-assign]
 
+    # Not C, but not interpreter work either: the event loop's epoll_wait (the kernel putting the
+    # thread to sleep and waking it, ~0.1 ms per wait on this VM), shown apart from the Python share.
+    selector = asyncio.get_running_loop()._selector  # type: ignore[attr-defined]
+    select = selector.select
+    waits = acc["select"]
+
+    def timed_select(timeout: float | None = None) -> Any:
+        t0 = time.thread_time()
+        try:
+            return select(timeout)
+        finally:
+            waits[0] += time.thread_time() - t0
+            waits[1] += 1
+
+    selector.select = timed_select
+
     flows = 0
     marks: list[dict[str, float]] = []
 
     def mark() -> None:  # SIGUSR2 from the harness: the sender starts / has finished
         user, system = _process_cpu()
         marks.append({"wall": time.perf_counter(), "cpu": user + system, "c": acc["pump_some"][0] + acc["expire"][0],
-                      "pumps": acc["pump_some"][1], "flows": flows})  # fmt: skip
+                      "pumps": acc["pump_some"][1], "flows": flows, "waits": waits[0],
+                      "wait_calls": waits[1]})  # fmt: skip
 
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGUSR2, mark)
@@ -119,6 +139,10 @@ async def _child(iface: str, buffer_size: int, snaplen: int, idle_timeout: float
         "pump_calls": int(acc["pump_some"][1]),
         "pump_calls_with_flows": int(acc["pump_some"][2]),
         "expire_calls": int(acc["expire"][1]),
+        "longest_pump_ms": acc["pump_some"][3] * 1000,
+        "longest_expire_ms": acc["expire"][3] * 1000,
+        "loop_wait_seconds": waits[0],
+        "loop_wait_calls": int(waits[1]),
     }
 
 
@@ -362,12 +386,14 @@ def print_report(r: dict[str, Any]) -> list[str]:
             "",
             f"aioflow CPU while sending + settle ({w['wall']:.1f} s): {w['cpu']:.2f} s, in C {w['c']:.2f} s, "
             f"{w['pumps']:,.0f} pumps ({af['packets'] / max(w['pumps'], 1):,.0f} packets each): "
-            f"Python share {100 * share:.1f}%",
+            f"Python share {100 * share:.1f}% (of which the event loop's epoll_wait {w['waits']:.3f} s in "
+            f"{w['wait_calls']:,.0f} calls: {100 * w['waits'] / w['cpu']:.1f}% of the CPU)",
             f"aioflow CPU whole run (with start-up and the final flush): {total:.2f} s (user {af['cpu_user']:.2f}, "
             f"system {af['cpu_system']:.2f}) over {af['wall_seconds']:.1f} s; in C {c:.2f} s (pump_some "
             f"{af['c_pump_seconds']:.2f} in {af['pump_calls']:,} calls, {af['pump_calls_with_flows']:,} with "
             f"flows; expire {af['c_expire_seconds']:.2f} in {af['expire_calls']:,}); Python share "
-            f"{100 * (1 - c / total if total else 0):.1f}%",
+            f"{100 * (1 - c / total if total else 0):.1f}%; longest call (the event loop blocked): pump_some "
+            f"{af['longest_pump_ms']:.1f} ms, expire {af['longest_expire_ms']:.1f} ms",
             f"aioflow flows: {af['flows']:,} delivered, {af['flows_created']:,} created, peak active "
             f"{af['peak_active_flows']:,}, dropped for want of a consumer {af['flows_dropped']:,}",
         ]

@@ -394,3 +394,58 @@ async def test_live_reassembly_streams_and_chunks(net: Net) -> None:
     chunks = [e for e in events if isinstance(e, aioflow.StreamChunk)]
     for direction, want in (("client", flow.client_stream), ("server", flow.server_stream)):
         assert b"".join(c.data for c in chunks if c.direction == direction) == want
+
+
+# Sends argv[2] one-byte datagrams to argv[1]:9998 (no listener there: nothing comes back but
+# ICMP, which the test's filter leaves out), as fast as Python can; prints the source port.
+BURST = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 0))  # not connected: the ICMP errors would fail its sends
+print(s.getsockname()[1], flush=True)
+to = (sys.argv[1], 9998)
+for _ in range(int(sys.argv[2])):
+    s.sendto(b"x", to)
+"""
+
+
+async def test_a_burst_is_read_whole_and_stop_is_prompt_while_one_flows(net: Net) -> None:
+    """While packets keep coming the reader pauses between reads instead of waiting on the fd:
+    once a burst is over every datagram of it is in the flow (none left behind in the kernel ring,
+    with no further packet to wake the reader), and stop() in the middle of a burst returns at once."""
+    count = 30_000
+    # room for the whole burst, so that a slow test machine cannot make the kernel drop any
+    async with aioflow.FlowParser(net.host_if, filter="udp port 9998", buffer_size=16 << 20) as parser:
+        await anyio.sleep(0.2)
+        done = await anyio.run_process([sys.executable, "-c", BURST, net.peer_ip, str(count)])
+        port = int(done.stdout)
+        await anyio.sleep(0.5)  # longer than a pause plus the ring's block timeout
+        flow = await parser.find_flow(net.host_ip, port, net.peer_ip, 9998, "udp")
+        info = parser.info()
+        assert flow is not None and (flow.src2dst_packets, flow.dst2src_packets) == (count, 0)
+        assert (info.kernel_received, info.kernel_dropped, info.packets) == (count, 0, count)
+
+        async with await anyio.open_process([sys.executable, "-c", BURST, net.peer_ip, str(10**8)]) as sender:
+            try:
+                await anyio.sleep(0.5)
+                assert (await parser.find_flow(net.host_ip, port, net.peer_ip, 9998, "udp")) is not None
+                start = time.monotonic()
+                parser.stop()
+                await parser.wait()
+                took = time.monotonic() - start
+            finally:
+                sender.kill()
+    assert took < 0.1
+    assert parser.info().packets > count
+
+
+async def test_an_idle_interface_costs_no_cpu(net: Net) -> None:
+    """No packet: the reader waits on the capture fd (and wakes only when a flow is due), it
+    does not poll."""
+    async with aioflow.FlowParser(net.host_if, filter="udp port 9998", idle_timeout=0.4) as parser:
+        await anyio.sleep(0.2)
+        cpu = time.thread_time()
+        await anyio.sleep(1.0)
+        cpu = time.thread_time() - cpu
+        parser.stop()
+    assert cpu < 0.05, f"{cpu:.3f} s of CPU in 1 s on an idle interface: the reader is polling"

@@ -161,6 +161,9 @@ typedef struct {
     uint32_t chunk_capacity, chunk_count;
     uint8_t *stream_data;
     uint64_t stream_data_capacity, stream_data_used;
+    uint32_t packets;             /* af_pump_some: packets that call took from the source */
+    uint32_t _pad_packets;
+    uint64_t bytes;               /* af_pump_some: their captured bytes */
 } af_batch;
 
 typedef struct {

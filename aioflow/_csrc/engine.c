@@ -109,6 +109,7 @@ struct af_engine {
     af_defrag *defrag;               /* cfg.defragment: IP reassembly (defrag.h), else NULL */
     af_streams *streams;             /* cfg.reassemble: stream.h, else NULL */
     uint8_t *payloads;               /* reassemble: AF_QUEUE payload copies (libpcap reuses its buffer) */
+    uint64_t pulled;                 /* packets taken from libpcap (af_pump_some reports its share) */
 };
 
 static void ahead_free(af_readahead *r);
@@ -676,6 +677,7 @@ static int prepare_packet(af_engine *e, af_stats *st, af_queued *q, const u_char
 static void enqueue(af_engine *e, const struct pcap_pkthdr *h, const u_char *data) {
     uint32_t at = e->queue_head + e->queue_count;
     af_queued *q = &e->queue[at & (AF_RING - 1)];
+    e->pulled++;
     if (!read_packet(e, &e->stats, h, data, q)) return;
     if (e->defrag) af_defrag_expire(e->defrag, q->ts);
     if (prepare_packet(e, &e->stats, q, data, e->payloads + (size_t)(at & (AF_QUEUE - 1)) * AF_STREAM_MAX_PAYLOAD))
@@ -1178,7 +1180,13 @@ uint64_t af_next_deadline(af_engine *e) {
 
 int af_pump_some(af_engine *e, uint32_t max_packets, af_batch *out) {
     batch_clear(out);
-    int status = af_pump_append(e, max_packets, out);
+    pthread_mutex_lock(&e->mu);
+    uint64_t pulled = e->pulled, bytes = e->stats.bytes_read;
+    int status = pump_locked(e, max_packets, out);
+    /* what the call read tells the live reader how fast the capture ring fills */
+    out->packets = (uint32_t)(e->pulled - pulled);
+    out->bytes = e->stats.bytes_read - bytes;
+    pthread_mutex_unlock(&e->mu);
     af_pump_finish(e, out);
     return status;
 }
