@@ -79,7 +79,7 @@ class StreamMatch:
     ("client": in what the client sent), `start`/`end` (stream offsets; UDP: offsets among the
     direction's payload bytes), `pattern` (the regex) and `pattern_index` (in its side's list).
     `data` is the matched bytes, at most 512 of them: `partial` when they are not the whole
-    match (it began more than 256 bytes before the packet that completed it, or is longer).
+    match (it began more than 224 bytes before the packet that completed it, or is longer).
     TCP: `next_seq` and `last_ack` as in StreamChunk, as of when the match was reported."""
 
     __slots__ = ("data", "direction", "end", "flow", "last_ack", "next_seq", "partial", "pattern",

@@ -9,13 +9,20 @@
 #ifdef AF_HAVE_HYPERSCAN
 #include <hs/hs.h>
 
+/* One endpoint's search, on its own cache lines (4), so a packet's prefetch takes only them. */
 typedef struct {
-    hs_stream_t *hs[2];           /* open TCP search state per side; NULL: none yet (or closed) */
-    uint64_t base[2];             /* stream offset of the search state's offset 0 */
-    uint64_t scanned[2];          /* stream offset just past the last byte searched */
-    uint32_t tail_length[2];      /* bytes in tail, ending at scanned */
-    uint8_t matched;              /* reported in this record: not searched again */
-    uint8_t tail[2][AF_MATCH_TAIL];
+    hs_stream_t *hs;              /* open TCP search state; NULL: none yet (or closed) */
+    uint64_t base;                /* stream offset of the search state's offset 0 */
+    uint64_t scanned;             /* stream offset just past the last byte searched */
+    uint16_t tail_length;         /* bytes in tail, ending at scanned */
+    uint8_t side;                 /* 0: the client, 1: the server (set with hs) */
+    uint8_t matched;              /* the flow reported a match in this record (both endpoints say so) */
+    uint8_t _pad[4];
+    uint8_t tail[AF_MATCH_TAIL];
+} end_state;
+
+typedef struct {
+    end_state end[2];             /* by the flow key's endpoint */
 } slot_state;
 
 struct af_matcher {
@@ -23,7 +30,7 @@ struct af_matcher {
     hs_scratch_t *scratch;
     size_t stream_size[2];
     slot_state *slots;            /* per flow slot, reserved */
-    uint32_t max_flows, hwm;      /* hwm: the highest slot searched (slots above were never touched) */
+    uint32_t max_flows, hwm;      /* hwm: the highest slot reset (those above were never written) */
     uint64_t open_bytes;
 };
 
@@ -33,12 +40,10 @@ static size_t slots_bytes(uint32_t max_flows) { return (size_t)max_flows * sizeo
 
 /* What the match callback needs to report a hit with its text. */
 typedef struct {
-    const slot_state *st;
-    int side;
+    const end_state *es;
     uint64_t base;                /* stream offset of the search's offset 0 */
     uint64_t data_off;            /* stream offset of data[0] */
     const uint8_t *data;
-    uint32_t n;
     int use_tail;                 /* the tail's bytes end at data_off */
     af_hit *hit;
     uint8_t *text;
@@ -46,12 +51,13 @@ typedef struct {
 } search_ctx;
 
 static void copy_text(search_ctx *c, uint64_t start, uint64_t end) {
-    uint64_t avail = c->data_off - (c->use_tail ? c->st->tail_length[c->side] : 0);
+    uint32_t tail = c->use_tail ? c->es->tail_length : 0;
+    uint64_t avail = c->data_off - tail;
     uint64_t from = start > avail ? start : avail;
     uint64_t to = end - from > AF_MATCH_TEXT ? from + AF_MATCH_TEXT : end;
     uint32_t k = 0;
     for (uint64_t at = from; at < to && at < c->data_off; at++, k++)   /* from the tail */
-        c->text[k] = c->st->tail[c->side][c->st->tail_length[c->side] - (c->data_off - at)];
+        c->text[k] = c->es->tail[tail - (c->data_off - at)];
     if (to > c->data_off) {
         uint64_t at = from > c->data_off ? from : c->data_off;
         memcpy(c->text + k, c->data + (at - c->data_off), (size_t)(to - at));
@@ -70,18 +76,18 @@ static int on_match(unsigned int id, unsigned long long from, unsigned long long
     uint64_t start = c->base + from, end = c->base + to;
     if (c->found && (start > c->hit->start || (start == c->hit->start && end <= c->hit->end))) return 0;
     c->hit->pattern = id;
-    c->hit->side = (uint8_t)c->side;
+    c->hit->side = c->es->side;
     c->hit->start = start;
     c->hit->end = end;
     c->found = 1;
     return 0;
 }
 
-static void close_side(af_matcher *m, slot_state *st, int side, search_ctx *report) {
-    if (!st->hs[side]) return;
-    hs_close_stream(st->hs[side], report ? m->scratch : NULL, report ? on_match : NULL, report);
-    st->hs[side] = NULL;
-    m->open_bytes -= m->stream_size[side];
+static void close_end(af_matcher *m, end_state *es, search_ctx *report) {
+    if (!es->hs) return;
+    hs_close_stream(es->hs, report ? m->scratch : NULL, report ? on_match : NULL, report);
+    es->hs = NULL;
+    m->open_bytes -= m->stream_size[es->side];
 }
 
 static hs_error_t compile(const char *const *patterns, uint32_t count, uint32_t flags, unsigned int mode,
@@ -146,6 +152,9 @@ af_matcher *af_matcher_new(uint32_t max_flows, const char *const *patterns[2], c
         af_matcher_free(m);
         return NULL;
     }
+#ifdef MADV_HUGEPAGE
+    madvise(m->slots, slots_bytes(max_flows), MADV_HUGEPAGE);   /* touched at random: fewer TLB misses */
+#endif
     return m;
 }
 
@@ -153,7 +162,7 @@ void af_matcher_free(af_matcher *m) {
     if (!m) return;
     if (m->slots) {
         for (uint32_t i = 0; i < m->hwm; i++)
-            for (int side = 0; side < 2; side++) close_side(m, &m->slots[i], side, NULL);
+            for (int e = 0; e < 2; e++) close_end(m, &m->slots[i].end[e], NULL);
         munmap(m->slots, slots_bytes(m->max_flows));
     }
     for (int side = 0; side < 2; side++) {
@@ -165,73 +174,88 @@ void af_matcher_free(af_matcher *m) {
 }
 
 void af_matcher_reset(af_matcher *m, uint32_t slot) {
-    slot_state *st = &m->slots[slot - 1];
-    for (int side = 0; side < 2; side++) close_side(m, st, side, NULL);
-    st->matched = 0;
-    st->tail_length[0] = st->tail_length[1] = 0;
-    st->scanned[0] = st->scanned[1] = 0;
-}
-
-void af_matcher_split(af_matcher *m, uint32_t slot) { m->slots[slot - 1].matched = 0; }
-
-/* Keeps the last AF_MATCH_TAIL bytes of the side's searched data. */
-static void remember(slot_state *st, int side, const uint8_t *data, uint32_t n) {
-    uint8_t *tail = st->tail[side];
-    if (n >= AF_MATCH_TAIL) {
-        memcpy(tail, data + n - AF_MATCH_TAIL, AF_MATCH_TAIL);
-        st->tail_length[side] = AF_MATCH_TAIL;
+    if (slot > m->hwm) {   /* never written: zero already; reading it first would map the zero page
+                              and the first write would then cost every core a TLB flush */
+        m->hwm = slot;
         return;
     }
-    uint32_t keep = st->tail_length[side];
-    if (keep + n > AF_MATCH_TAIL) {
-        memmove(tail, tail + (keep + n - AF_MATCH_TAIL), AF_MATCH_TAIL - n);
-        keep = AF_MATCH_TAIL - n;
+    slot_state *st = &m->slots[slot - 1];
+    for (int e = 0; e < 2; e++) {
+        close_end(m, &st->end[e], NULL);
+        st->end[e].matched = 0;
+        st->end[e].tail_length = 0;
+        st->end[e].scanned = 0;
     }
-    memcpy(tail + keep, data, n);
-    st->tail_length[side] = keep + n;
 }
 
-int af_matcher_data(af_matcher *m, uint32_t slot, int side, int datagram, uint64_t off, const uint8_t *data,
-                    uint32_t n, af_hit *hit, uint8_t *text) {
+void af_matcher_split(af_matcher *m, uint32_t slot) {
     slot_state *st = &m->slots[slot - 1];
-    if (st->matched || !m->stream_db[side] || n == 0) return 0;
-    if (slot > m->hwm) m->hwm = slot;
-    search_ctx c = {st, side, off, off, data, n, 0, hit, text, 0};
+    st->end[0].matched = st->end[1].matched = 0;
+}
+
+/* Keeps the last AF_MATCH_TAIL bytes of the endpoint's searched data. */
+static void remember(end_state *es, const uint8_t *data, uint32_t n) {
+    if (n >= AF_MATCH_TAIL) {
+        memcpy(es->tail, data + n - AF_MATCH_TAIL, AF_MATCH_TAIL);
+        es->tail_length = AF_MATCH_TAIL;
+        return;
+    }
+    uint32_t keep = es->tail_length;
+    if (keep + n > AF_MATCH_TAIL) {
+        memmove(es->tail, es->tail + (keep + n - AF_MATCH_TAIL), AF_MATCH_TAIL - n);
+        keep = AF_MATCH_TAIL - n;
+    }
+    memcpy(es->tail + keep, data, n);
+    es->tail_length = (uint16_t)(keep + n);
+}
+
+int af_matcher_data(af_matcher *m, uint32_t slot, int endpoint, int side, int datagram, uint64_t off,
+                    const uint8_t *data, uint32_t n, af_hit *hit, uint8_t *text) {
+    slot_state *st = &m->slots[slot - 1];
+    end_state *es = &st->end[endpoint];
+    if (es->matched || !m->stream_db[side] || n == 0) return 0;
+    search_ctx c = {es, off, off, data, 0, hit, text, 0};
     if (datagram) {   /* each datagram alone, its offsets among the side's payload bytes */
+        es->side = (uint8_t)side;
         hs_scan(m->block_db[side], (const char *)data, n, 0, m->scratch, on_match, &c);
+        if (c.found) copy_text(&c, hit->start, hit->end);
     } else {
         /* first data, or data after a hole (no match spans missing bytes) */
-        if (!st->hs[side] || st->scanned[side] != off) {
-            close_side(m, st, side, NULL);
-            if (hs_open_stream(m->stream_db[side], 0, &st->hs[side]) != HS_SUCCESS) {
-                st->hs[side] = NULL;
+        if (!es->hs || es->scanned != off) {
+            close_end(m, es, NULL);
+            es->side = (uint8_t)side;
+            if (hs_open_stream(m->stream_db[side], 0, &es->hs) != HS_SUCCESS) {
+                es->hs = NULL;
                 return 0;
             }
             m->open_bytes += m->stream_size[side];
-            st->base[side] = off;
-            st->tail_length[side] = 0;
+            es->base = off;
+            es->tail_length = 0;
         }
-        c.base = st->base[side];
+        c.base = es->base;
         c.use_tail = 1;
-        hs_scan_stream(st->hs[side], (const char *)data, n, 0, m->scratch, on_match, &c);
-        st->scanned[side] = off + n;
+        hs_scan_stream(es->hs, (const char *)data, n, 0, m->scratch, on_match, &c);
+        es->scanned = off + n;
         if (c.found) copy_text(&c, hit->start, hit->end);   /* before the tail moves on */
-        remember(st, side, data, n);
+        remember(es, data, n);
     }
     if (!c.found) return 0;
-    if (datagram) copy_text(&c, hit->start, hit->end);
-    st->matched = 1;
-    for (int s = 0; s < 2; s++) close_side(m, st, s, NULL);
+    for (int e = 0; e < 2; e++) {
+        st->end[e].matched = 1;
+        close_end(m, &st->end[e], NULL);
+    }
     return 1;
 }
 
 int af_matcher_end(af_matcher *m, uint32_t slot, af_hit *hit, uint8_t *text) {
+    if (slot > m->hwm) return 0;
     slot_state *st = &m->slots[slot - 1];
     int found = 0;
-    for (int side = 0; side < 2 && !found; side++) {
-        if (!st->hs[side] || st->matched) continue;
-        search_ctx c = {st, side, st->base[side], st->scanned[side], NULL, 0, 1, hit, text, 0};
-        close_side(m, st, side, &c);
+    for (int e = 0; e < 2 && !found; e++) {
+        end_state *es = &st->end[e];
+        if (!es->hs || es->matched) continue;
+        search_ctx c = {es, es->base, es->scanned, NULL, 1, hit, text, 0};
+        close_end(m, es, &c);
         if ((found = c.found)) copy_text(&c, hit->start, hit->end);
     }
     af_matcher_reset(m, slot);
@@ -240,14 +264,15 @@ int af_matcher_end(af_matcher *m, uint32_t slot, af_hit *hit, uint8_t *text) {
 
 uint64_t af_matcher_memory(const af_matcher *m) { return m->open_bytes; }
 
-void af_matcher_prefetch(const af_matcher *m, uint32_t slot, int load_state) {
-    const slot_state *st = &m->slots[slot - 1];
-    if (load_state) {   /* the slot's own lines were prefetched earlier: now what its pointers point to */
-        if (st->hs[0]) __builtin_prefetch(st->hs[0]);
-        if (st->hs[1]) __builtin_prefetch(st->hs[1]);
+void af_matcher_prefetch(const af_matcher *m, uint32_t slot, int endpoint, int load_state) {
+    /* a slot never written would read the shared zero page (see af_matcher_reset) */
+    if (slot > m->hwm) return;
+    const end_state *es = &m->slots[slot - 1].end[endpoint];
+    if (load_state) {   /* its lines were prefetched earlier: now the search state they point to */
+        if (es->hs) __builtin_prefetch(es->hs);
         return;
     }
-    for (size_t at = 0; at < sizeof *st; at += 64) __builtin_prefetch((const char *)st + at);
+    for (size_t at = 0; at < sizeof *es; at += 64) __builtin_prefetch((const char *)es + at);
 }
 
 #else   /* built without Vectorscan/Hyperscan */
@@ -265,9 +290,10 @@ af_matcher *af_matcher_new(uint32_t max_flows, const char *const *patterns[2], c
 void af_matcher_free(af_matcher *m) { (void)m; }
 void af_matcher_reset(af_matcher *m, uint32_t slot) { (void)m, (void)slot; }
 void af_matcher_split(af_matcher *m, uint32_t slot) { (void)m, (void)slot; }
-int af_matcher_data(af_matcher *m, uint32_t slot, int side, int datagram, uint64_t off, const uint8_t *data,
-                    uint32_t n, af_hit *hit, uint8_t *text) {
-    (void)m, (void)slot, (void)side, (void)datagram, (void)off, (void)data, (void)n, (void)hit, (void)text;
+int af_matcher_data(af_matcher *m, uint32_t slot, int endpoint, int side, int datagram, uint64_t off,
+                    const uint8_t *data, uint32_t n, af_hit *hit, uint8_t *text) {
+    (void)m, (void)slot, (void)endpoint, (void)side, (void)datagram, (void)off, (void)data, (void)n, (void)hit;
+    (void)text;
     return 0;
 }
 int af_matcher_end(af_matcher *m, uint32_t slot, af_hit *hit, uint8_t *text) {
@@ -275,6 +301,8 @@ int af_matcher_end(af_matcher *m, uint32_t slot, af_hit *hit, uint8_t *text) {
     return 0;
 }
 uint64_t af_matcher_memory(const af_matcher *m) { (void)m; return 0; }
-void af_matcher_prefetch(const af_matcher *m, uint32_t slot, int load_state) { (void)m, (void)slot, (void)load_state; }
+void af_matcher_prefetch(const af_matcher *m, uint32_t slot, int endpoint, int load_state) {
+    (void)m, (void)slot, (void)endpoint, (void)load_state;
+}
 
 #endif

@@ -15,7 +15,7 @@
 
 /* Bytes of a direction kept before its newest data, so a match that began in earlier packets can
  * be reported with its text; and the most text reported for one match. */
-#define AF_MATCH_TAIL 256u
+#define AF_MATCH_TAIL 224u
 #define AF_MATCH_TEXT 512u
 
 typedef struct af_matcher af_matcher;
@@ -40,17 +40,17 @@ void af_matcher_reset(af_matcher *m, uint32_t slot);
 /* The flow's record was emitted at the active timeout: its stream goes on; one that had matched
  * may match again in the next record. */
 void af_matcher_split(af_matcher *m, uint32_t slot);
-/* In-order data of `side` at stream offset `off` (after missing bytes, a search starts afresh:
+/* In-order data sent by key endpoint `endpoint` (the client: side 0) at stream offset `off` (after missing bytes, a search starts afresh:
  * no match spans a hole). Returns 1 when it completes the flow's first
  * match (then `hit` and `text` are filled and the flow is not searched again in this record). */
-int af_matcher_data(af_matcher *m, uint32_t slot, int side, int datagram, uint64_t off, const uint8_t *data,
-                    uint32_t n, af_hit *hit, uint8_t *text);
+int af_matcher_data(af_matcher *m, uint32_t slot, int endpoint, int side, int datagram, uint64_t off,
+                    const uint8_t *data, uint32_t n, af_hit *hit, uint8_t *text);
 /* The flow leaves the table: matches waiting on what would follow ($, \b) settle. Returns 1 with
  * hit/text filled when one does; the flow's state is freed. */
 int af_matcher_end(af_matcher *m, uint32_t slot, af_hit *hit, uint8_t *text);
-/* A packet of the flow in `slot` comes soon: its state lines (load_state 0), then, once those are
+/* A packet from `endpoint` of the flow in `slot` comes soon: its state lines (load_state 0), then, once those are
  * in cache, the search states they point to (1). */
-void af_matcher_prefetch(const af_matcher *m, uint32_t slot, int load_state);
+void af_matcher_prefetch(const af_matcher *m, uint32_t slot, int endpoint, int load_state);
 /* Vectorscan stream state bytes in use now (counted in stream memory). */
 uint64_t af_matcher_memory(const af_matcher *m);
 

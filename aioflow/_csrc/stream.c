@@ -276,10 +276,11 @@ static void pend_match(af_streams *s, flow_state *fs, uint32_t slot, const af_hi
 /* In-order bytes of endpoint `d` at d->next_off go through the stream patterns. */
 static void search(af_streams *s, flow_state *fs, uint32_t slot, dir_state *d, const uint8_t *data, uint32_t n,
                    int datagram) {
-    int side = (int)(d - fs->d) != af_table_flow(s->table, slot)->src_idx;
+    int endpoint = (int)(d - fs->d);
+    int side = endpoint != af_table_flow(s->table, slot)->src_idx;
     af_hit hit;
     uint8_t text[AF_MATCH_TEXT];
-    if (af_matcher_data(s->matcher, slot, side, datagram, d->next_off, data, n, &hit, text))
+    if (af_matcher_data(s->matcher, slot, endpoint, side, datagram, d->next_off, data, n, &hit, text))
         pend_match(s, fs, slot, &hit, text);
 }
 
@@ -562,7 +563,7 @@ void af_streams_prefetch(const af_streams *s, uint32_t slot, int sender, int sta
         const char *d = (const char *)&s->flows[slot - 1].d[sender];
         for (size_t at = 0; at < sizeof(dir_state); at += 64) __builtin_prefetch(d + at);
     }
-    if (s->matcher) af_matcher_prefetch(s->matcher, slot, stage);
+    if (s->matcher) af_matcher_prefetch(s->matcher, slot, sender, stage);
 }
 
 void af_streams_reset(af_streams *s, uint32_t slot) {
