@@ -100,7 +100,8 @@ struct af_engine {
     uint8_t flush_reason;
     atomic_int stop_requested;
     af_queued *queue;                /* AF_RING entries */
-    uint32_t queue_head, queue_count;    /* queue_head: free-running index (masked to use) */
+    uint32_t queue_head, queue_count;    /* queue_head: free-running index (& qmask to use) */
+    uint32_t qmask;                  /* AF_QUEUE - 1; read ahead: AF_RING - 1 (a small queue stays in cache) */
     af_readahead *ahead;             /* files read by af_start's thread: the reading thread */
     uint8_t *frag_payload;           /* read ahead: payload copy of a fragment prepared here */
     af_batch *out;
@@ -145,6 +146,7 @@ static int fail_open(int code, af_engine *e, const char *fmt, const char *a, con
 /* What both kinds of source share once libpcap has a handle: the table and the clocks. */
 static int finish_open(af_engine *e, const af_config *cfg) {
     e->dlt = pcap_datalink(e->pcap);
+    e->qmask = AF_QUEUE - 1;
     if (!(e->queue = calloc(AF_RING, sizeof *e->queue)))
         return fail_open(AF_ERR_NOMEM, e, "out of memory for the packet queue%s%s", "", "");
     if (af_table_init(&e->table, cfg->max_flows, cfg->headers_per_flow, cfg->hash_seed) != 0)
@@ -676,7 +678,7 @@ static int prepare_packet(af_engine *e, af_stats *st, af_queued *q, const u_char
  * af_start); a flow packet joins the queue with its key and hash. */
 static void enqueue(af_engine *e, const struct pcap_pkthdr *h, const u_char *data) {
     uint32_t at = e->queue_head + e->queue_count;
-    af_queued *q = &e->queue[at & (AF_RING - 1)];
+    af_queued *q = &e->queue[at & e->qmask];
     e->pulled++;
     if (!read_packet(e, &e->stats, h, data, q)) return;
     if (e->defrag) af_defrag_expire(e->defrag, q->ts);
@@ -690,7 +692,7 @@ static void enqueue(af_engine *e, const struct pcap_pkthdr *h, const u_char *dat
 static void ahead_release(af_engine *e) {
     af_readahead *r = e->ahead;
     if (e->queue_head) {   /* the ring bytes of every entry before queue_head are done with too */
-        const af_queued *last = &e->queue[(e->queue_head - 1) & (AF_RING - 1)];
+        const af_queued *last = &e->queue[(e->queue_head - 1) & e->qmask];
         atomic_store_explicit(&r->consumed, last->ring_end, memory_order_release);
     }
     /* after reading that entry: once head moves on, the reading thread may reuse it */
@@ -819,8 +821,10 @@ static int ahead_start(af_engine *e) {
         return AF_ERR_NOMEM;
     }
     e->ahead = r;
+    e->qmask = AF_RING - 1;
     if (pthread_create(&r->thread, NULL, ahead_run, e) != 0) {
         e->ahead = NULL;
+        e->qmask = AF_QUEUE - 1;
         ahead_free(r);
         return AF_ERR_NOMEM;
     }
@@ -847,15 +851,15 @@ static void count_queued(af_engine *e) {
     af_table *t = &e->table;
     if (e->ahead && e->queue_count > 2 * AF_PREFETCH_AHEAD) {   /* read on another core: its bucket too */
         if (e->queue_count > 4 * AF_PREFETCH_AHEAD) {   /* and the entry itself, written over there */
-            const char *next = (const char *)&e->queue[(e->queue_head + 4 * AF_PREFETCH_AHEAD) & (AF_RING - 1)];
+            const char *next = (const char *)&e->queue[(e->queue_head + 4 * AF_PREFETCH_AHEAD) & e->qmask];
             size_t lines = e->table.headers_per_flow ? sizeof(af_queued) : offsetof(af_queued, raw);
             for (size_t at = 0; at < lines; at += 64) __builtin_prefetch(next + at);
         }
-        const af_queued *far = &e->queue[(e->queue_head + 2 * AF_PREFETCH_AHEAD) & (AF_RING - 1)];
+        const af_queued *far = &e->queue[(e->queue_head + 2 * AF_PREFETCH_AHEAD) & e->qmask];
         if (!far->pending) __builtin_prefetch(&t->buckets[far->hash & t->mask]);
     }
     if (e->queue_count > AF_PREFETCH_AHEAD) {
-        const af_queued *ahead = &e->queue[(e->queue_head + AF_PREFETCH_AHEAD) & (AF_RING - 1)];
+        const af_queued *ahead = &e->queue[(e->queue_head + AF_PREFETCH_AHEAD) & e->qmask];
         uint32_t s = ahead->pending ? AF_NIL : t->buckets[ahead->hash & t->mask];
         if (s != AF_NIL) {   /* the hot part's two lines; the cold part if flags will touch it */
             const char *f = (const char *)af_table_flow(t, s);
@@ -865,12 +869,12 @@ static void count_queued(af_engine *e) {
             if (e->streams) af_streams_prefetch(e->streams, s, ahead->sender, 0);
         }
         if (e->streams) {   /* halfway: the stream state is in cache now, prefetch what it points to */
-            const af_queued *half = &e->queue[(e->queue_head + AF_PREFETCH_AHEAD / 2) & (AF_RING - 1)];
+            const af_queued *half = &e->queue[(e->queue_head + AF_PREFETCH_AHEAD / 2) & e->qmask];
             uint32_t h = half->pending ? AF_NIL : t->buckets[half->hash & t->mask];
             if (h != AF_NIL) af_streams_prefetch(e->streams, h, half->sender, 1);
         }
     }
-    const af_queued *q = &e->queue[e->queue_head & (AF_RING - 1)];
+    const af_queued *q = &e->queue[e->queue_head & e->qmask];
     e->queue_head++;
     e->queue_count--;
     account(e, q);
@@ -914,7 +918,7 @@ static int take_read_ahead(af_engine *e, uint32_t *n, uint32_t max_packets, int 
             *status = AF_MORE;
             return 0;
         }
-        af_queued *q = &e->queue[e->queue_head & (AF_RING - 1)];
+        af_queued *q = &e->queue[e->queue_head & e->qmask];
         if (e->defrag) af_defrag_expire(e->defrag, q->ts);
         if (q->pending) {   /* a fragment: prepared here, in packet order */
             q->pending = 0;
@@ -984,7 +988,7 @@ static int pump_locked(af_engine *e, uint32_t max_packets, af_batch *out) {
             }
             return AF_DONE;
         }
-        uint64_t ts = e->queue[e->queue_head & (AF_RING - 1)].ts;
+        uint64_t ts = e->queue[e->queue_head & e->qmask].ts;
         if (ts > e->now_ns) e->now_ns = ts;
         if (reap(e, ROOM_PER_PACKET) || room(e) <= ROOM_PER_PACKET) return AF_MORE;
         count_queued(e);
