@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import select
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +50,13 @@ def _records(batch: Batch) -> list[tuple[bytes, ...]]:
 Result = tuple[Counter[tuple[bytes, ...]], dict[str, Any], int]  # records, counters, chunks
 
 
-def one_thread(path: Path, config: EngineConfig) -> Result:
+def _run(path: Path, config: EngineConfig, step: Callable[[Engine], tuple[str, Batch]]) -> Result:
     engine = Engine(path, config)
     records: Counter[tuple[bytes, ...]] = Counter()
     chunks = 0
     try:
         while True:
-            state, batch = engine.pump_some(1 << 12)
+            state, batch = step(engine)
             records.update(_records(batch))
             chunks += batch.chunk_count
             if state == "done":
@@ -64,27 +65,27 @@ def one_thread(path: Path, config: EngineConfig) -> Result:
         engine.close()
 
 
+def one_thread(path: Path, config: EngineConfig) -> Result:
+    return _run(path, config, lambda engine: engine.pump_some(1 << 12))
+
+
 def read_ahead(path: Path, config: EngineConfig, check: bool = True) -> Result:
-    engine = Engine(path, config)
-    records: Counter[tuple[bytes, ...]] = Counter()
-    chunks = 0
-    try:
-        fd = engine.start(64, 2, read_ahead=True)
+    fds: list[int] = []
+
+    def step(engine: Engine) -> tuple[str, Batch]:
+        if not fds:
+            fds.append(engine.start(64, 2, read_ahead=True))
         while True:
             if check:  # both threads run: the counters balance all the same
                 s = engine.stats()
                 assert s["packets_read"] == (s["packets_in_flows"] + sum(s["aside"].values())
                                              + s["defrag_fragments_held"])  # fmt: skip
             state, batch = engine.take_ready()
-            if state == "wait":
-                select.select([fd], [], [], 1)
-                continue
-            records.update(_records(batch))
-            chunks += batch.chunk_count
-            if state == "done":
-                return records, engine.stats(), chunks
-    finally:
-        engine.close()
+            if state != "wait":
+                return state, batch
+            select.select(fds, [], [], 1)
+
+    return _run(path, config, step)
 
 
 def _config(options: dict[str, Any]) -> EngineConfig:
