@@ -129,9 +129,10 @@ def test_trio_gives_the_same_flows_as_asyncio() -> None:
 
 
 @pytest.mark.anyio
-async def test_stop_flushes_active_flows_and_conserves_packets(large_capture: Path) -> None:
+@pytest.mark.parametrize("read_ahead", [False, True], ids=["one-thread", "read-ahead"])
+async def test_stop_flushes_active_flows_and_conserves_packets(large_capture: Path, read_ahead: bool) -> None:
     flows: list[aioflow.Flow] = []
-    async with aioflow.FlowParser(large_capture) as parser:
+    async with aioflow.FlowParser(large_capture, read_ahead=read_ahead) as parser:
         async for flow in parser.terminated():
             flows.append(flow)
             if len(flows) == 1000:
@@ -173,8 +174,9 @@ async def test_filter_counts_rejected_packets_like_tcpdump() -> None:
 
 
 @pytest.mark.anyio
-async def test_leaving_early_closes_cleanly() -> None:
-    async with aioflow.FlowParser(BUNDLED) as parser:
+@pytest.mark.parametrize("read_ahead", [False, True], ids=["one-thread", "read-ahead"])
+async def test_leaving_early_closes_cleanly(large_capture: Path, read_ahead: bool) -> None:
+    async with aioflow.FlowParser(large_capture, read_ahead=read_ahead) as parser:  # mid-file: both threads busy
         async for _flow in parser.terminated():
             break
     assert parser.info().finished
