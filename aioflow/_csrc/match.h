@@ -5,7 +5,8 @@
  *
  * Built without Vectorscan's headers, af_matcher_new fails with a message saying so. Memory: one
  * Vectorscan stream state per open direction (opened at its first data, closed at the flow's end
- * or first match), plus a fixed tail and text buffer per flow slot (reserved, backed as used). */
+ * or first match), plus 512 bytes per flow slot (each endpoint's state and tail; reserved, backed
+ * as used). A match's text waits for its batch in the stream arena (stream.c). */
 #ifndef AIOFLOW_MATCH_H
 #define AIOFLOW_MATCH_H
 #include <stddef.h>
@@ -40,16 +41,17 @@ void af_matcher_reset(af_matcher *m, uint32_t slot);
 /* The flow's record was emitted at the active timeout: its stream goes on; one that had matched
  * may match again in the next record. */
 void af_matcher_split(af_matcher *m, uint32_t slot);
-/* In-order data sent by key endpoint `endpoint` (the client: side 0) at stream offset `off` (after missing bytes, a search starts afresh:
- * no match spans a hole). Returns 1 when it completes the flow's first
- * match (then `hit` and `text` are filled and the flow is not searched again in this record). */
+/* In-order data sent by key endpoint `endpoint` (which is `side`: 0 client, 1 server) at stream
+ * offset `off`; after missing bytes a search starts afresh (no match spans a hole). Returns 1 when
+ * it completes the flow's first match (then `hit` and `text` are filled and the flow is not
+ * searched again in this record). */
 int af_matcher_data(af_matcher *m, uint32_t slot, int endpoint, int side, int datagram, uint64_t off,
                     const uint8_t *data, uint32_t n, af_hit *hit, uint8_t *text);
 /* The flow leaves the table: matches waiting on what would follow ($, \b) settle. Returns 1 with
  * hit/text filled when one does; the flow's state is freed. */
 int af_matcher_end(af_matcher *m, uint32_t slot, af_hit *hit, uint8_t *text);
-/* A packet from `endpoint` of the flow in `slot` comes soon: its state lines (load_state 0), then, once those are
- * in cache, the search states they point to (1). */
+/* A packet from `endpoint` of the flow in `slot` comes soon: its state lines (load_state 0), then,
+ * once those are in cache, the search state they point to (1). */
 void af_matcher_prefetch(const af_matcher *m, uint32_t slot, int endpoint, int load_state);
 /* Vectorscan stream state bytes in use now (counted in stream memory). */
 uint64_t af_matcher_memory(const af_matcher *m);
