@@ -98,11 +98,12 @@ def grep_config(args: argparse.Namespace) -> GrepConfig:
         raise ConfigError("nothing to match: give a pattern with -a, -c, -s, -f, -F or -E/-e")
     native = None
     if args.search != "python":
-        native, why = native_patterns(client_patterns, server_patterns, args.ignore_case)
         if args.strings or args.algorithm:
-            native, why = None, "distance matching (-E) runs in Python"
+            why = "distance matching (-E) runs in Python"
         elif args.invert and args.kill:
-            native, why = None, "-v with -k resets on every chunk that does not match, in Python"
+            why = "-v with -k resets on every chunk that does not match, in Python"
+        else:
+            native, why = native_patterns(client_patterns, server_patterns, args.ignore_case)
         if native is None and args.search == "native":
             raise ConfigError(f"--search native: {why}")
     if args.kill and args.device is None:

@@ -84,9 +84,8 @@ class Grep:
         """parser: made with reassemble=True, and stream_patterns=config.native when that is set."""
         if self.config.native is not None and self.config.log_dir is None and not self.config.invert:
             # only matches matter: no Python work per ended flow
-            async for match in parser.matches():
-                self._native_match(match)
-                self._flows.clear()  # a match is reported once by C: no state to keep
+            async for match in parser.matches():  # C reports a flow's match once: no state to keep
+                self._matched(match.flow, _FlowState({}), match.direction, _native_found(match), match)
             self.summary.flows = parser.info().flows_ended
             return self.summary
         async for event in parser.stream_events(chunks=self.config.native is None):
@@ -116,9 +115,7 @@ class Grep:
     def _native_match(self, event: StreamMatch) -> None:
         state = self._state(event.flow)
         if state.match is None:
-            pattern = event.pattern.decode("utf-8", "backslashreplace")
-            found = Match(event.start, event.end, event.data, pattern, event.partial)
-            self._matched(event.flow, state, event.direction, found, event)
+            self._matched(event.flow, state, event.direction, _native_found(event), event)
     def _chunk(self, chunk: Any) -> None:
         state = self._state(chunk.flow)
         if state.match is not None:
@@ -214,6 +211,10 @@ class Grep:
             self.summary.files.append(path)
             if self.config.print_files:
                 self.out.write(f"{path}\n")
+
+
+def _native_found(event: StreamMatch) -> Match:
+    return Match(event.start, event.end, event.data, event.pattern.decode("utf-8", "backslashreplace"), event.partial)
 
 
 def _unique(path: Path) -> Path:

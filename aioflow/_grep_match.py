@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ._engine import check_stream_patterns, stream_patterns_available
 from ._errors import ConfigError, PatternUnsupportedError
+from ._stream import StreamPatterns
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from ._stream import StreamPatterns
 
 
 def _numpy() -> Any:
@@ -73,9 +73,6 @@ def native_patterns(
 ) -> tuple[StreamPatterns | None, str]:
     """The patterns as StreamPatterns for the C engine's search, or (None, why not) when it cannot
     run them with Python's meaning (a build without Vectorscan, a backreference, lookaround, ...)."""
-    from ._engine import check_stream_patterns, stream_patterns_available
-    from ._stream import StreamPatterns
-
     encoded = [[p.encode("utf-8", "surrogateescape") for p in side] for side in (client, server)]
     if not stream_patterns_available():
         return None, "aioflow was built without Vectorscan (apt-get install libvectorscan-dev, then reinstall)"

@@ -142,11 +142,11 @@ def _chunk(
     raw = batch.stream_data[data_at : data_at + length]
     flow = Flow(flows, j)  # type: ignore[arg-type]
     if kind == _MATCH:
-        side = DIRECTIONS[direction]
-        regexes = (patterns.client if direction == 0 else patterns.server) if patterns is not None else ()
+        assert patterns is not None  # batch_events yields matches only with them
+        regexes = patterns.client if direction == 0 else patterns.server
         tcp = protocol == 6
-        return StreamMatch(flow, side, offset, end, raw, bool(partial), regexes[index] if index < len(regexes) else b"",
-                           index, ts_ns, next_seq if tcp else None, last_ack if tcp and has_ack else None)  # fmt: skip
+        return StreamMatch(flow, DIRECTIONS[direction], offset, end, raw, bool(partial), regexes[index], index,
+                           ts_ns, next_seq if tcp else None, last_ack if tcp and has_ack else None)  # fmt: skip
     if protocol == 17:
         grams = unframe(raw)
         return StreamChunk(flow, DIRECTIONS[direction], offset, b"".join(grams), ts_ns,
@@ -160,27 +160,21 @@ _MATCH = lib.AF_CHUNK_MATCH
 
 
 def batch_events(
-    batch: Batch, flows: bool, data: bool = True, patterns: StreamPatterns | None = None
+    batch: Batch, flows: bool, data: bool, patterns: StreamPatterns | None
 ) -> Iterator[StreamChunk | StreamMatch | Flow]:
-    """The batch's chunks (data ones only when `data`), matches and ended flows (when `flows`) in
-    engine order (a flow's chunks before the flow); patterns: the parser's StreamPatterns, to
-    name what matched."""
+    """In engine order (a flow's chunks before the flow): the batch's data chunks when `data`, its
+    matches when `patterns` (the parser's StreamPatterns, which name what matched), and its ended
+    flows when `flows`."""
     n = batch.chunk_count
     raw = ffi.buffer(batch.chunks) if n else b""
     fields = [_FIELDS.unpack_from(raw, j * _CHUNK_SIZE + _FIELDS_AT) for j in range(n)]
+    picked = [j for j in range(n) if (patterns is not None if fields[j][10] == _MATCH else data)]  # [10]: kind
     views = _ChunkFlows(batch.chunks)
-    if not flows:  # no need to walk the records
-        for j in range(n):
-            if data or fields[j][10] == _MATCH:  # [10]: kind
-                yield _chunk(batch, views, j, fields[j], patterns)
-        return
-    j = 0
-    for i in range(batch.count):
-        while j < n and fields[j][4] <= i:  # [4]: records emitted before the chunk
-            if data or fields[j][10] == _MATCH:
-                yield _chunk(batch, views, j, fields[j], patterns)
-            j += 1
+    k = 0
+    for i in range(batch.count if flows else 0):
+        while k < len(picked) and fields[picked[k]][4] <= i:  # [4]: records emitted before the chunk
+            yield _chunk(batch, views, picked[k], fields[picked[k]], patterns)
+            k += 1
         yield Flow(batch, i)
-    for k in range(j, n):
-        if data or fields[k][10] == _MATCH:
-            yield _chunk(batch, views, k, fields[k], patterns)
+    for j in picked[k:]:
+        yield _chunk(batch, views, j, fields[j], patterns)

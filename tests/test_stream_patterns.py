@@ -178,3 +178,17 @@ def test_matches_gives_the_matches_alone(tmp_path: Path) -> None:
 
     with pytest.raises(aioflow.ConfigError, match="stream_patterns"):
         anyio.run(without_patterns)
+
+
+def test_chunks_carry_no_matches(tmp_path: Path) -> None:
+    """chunks() is the data alone, even when the parser has stream patterns."""
+    capture = write(tmp_path, "c.pcap", split_session([b"USER bob\r\nPASSWORD x"]))
+
+    async def run() -> list[object]:
+        patterns = StreamPatterns(client=[rb"PASSWORD"])
+        async with FlowParser(str(capture), reassemble=True, stream_patterns=patterns) as p:
+            return [c async for c in p.chunks()]
+
+    chunks = anyio.run(run)
+    assert chunks and all(isinstance(c, aioflow.StreamChunk) for c in chunks)
+    assert b"".join(c.data for c in chunks if c.direction == "client") == b"USER bob\r\nPASSWORD x"

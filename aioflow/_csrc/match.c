@@ -258,8 +258,7 @@ int af_matcher_end(af_matcher *m, uint32_t slot, af_hit *hit, uint8_t *text) {
         close_end(m, es, &c);
         if ((found = c.found)) copy_text(&c, hit->start, hit->end);
     }
-    af_matcher_reset(m, slot);
-    return found;
+    return found;   /* the slot's next af_matcher_reset clears the rest */
 }
 
 uint64_t af_matcher_memory(const af_matcher *m) { return m->open_bytes; }

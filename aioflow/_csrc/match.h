@@ -48,7 +48,7 @@ void af_matcher_split(af_matcher *m, uint32_t slot);
 int af_matcher_data(af_matcher *m, uint32_t slot, int endpoint, int side, int datagram, uint64_t off,
                     const uint8_t *data, uint32_t n, af_hit *hit, uint8_t *text);
 /* The flow leaves the table: matches waiting on what would follow ($, \b) settle. Returns 1 with
- * hit/text filled when one does; the flow's state is freed. */
+ * hit/text filled when one does; its search states are freed (af_matcher_reset follows). */
 int af_matcher_end(af_matcher *m, uint32_t slot, af_hit *hit, uint8_t *text);
 /* A packet from `endpoint` of the flow in `slot` comes soon: its state lines (load_state 0), then,
  * once those are in cache, the search state they point to (1). */
