@@ -74,6 +74,7 @@ class StreamPatterns:
     ignore_case: bool = False
 
 
+@dataclass(slots=True, repr=False)
 class StreamMatch:
     """A flow's first match of a StreamPatterns regex: `flow` (snapshot, src = client), `direction`
     ("client": in what the client sent), `start`/`end` (stream offsets; UDP: offsets among the
@@ -82,23 +83,17 @@ class StreamMatch:
     match (it began more than 224 bytes before the packet that completed it, or is longer).
     TCP: `next_seq` and `last_ack` as in StreamChunk, as of when the match was reported."""
 
-    __slots__ = ("data", "direction", "end", "flow", "last_ack", "next_seq", "partial", "pattern",
-                 "pattern_index", "start", "ts_ns")  # fmt: skip
-
-    def __init__(self, flow: Flow, direction: str, start: int, end: int, data: bytes, partial: bool,
-                 pattern: bytes, pattern_index: int, ts_ns: int, next_seq: int | None,
-                 last_ack: int | None) -> None:  # fmt: skip
-        self.flow = flow
-        self.direction = direction
-        self.start = start
-        self.end = end
-        self.data = data
-        self.partial = partial
-        self.pattern = pattern
-        self.pattern_index = pattern_index
-        self.ts_ns = ts_ns
-        self.next_seq = next_seq
-        self.last_ack = last_ack
+    flow: Flow
+    direction: str
+    start: int
+    end: int
+    data: bytes
+    partial: bool
+    pattern: bytes
+    pattern_index: int
+    ts_ns: int
+    next_seq: int | None
+    last_ack: int | None
 
     def __repr__(self) -> str:
         f = self.flow
