@@ -15,6 +15,7 @@ from pathlib import Path
 
 import dpkt
 import pytest
+import tcpflow_ref
 from test_end_reasons import ACK, PSH, SYN, ether, ip4, udp, write
 from test_live import TOOL_ENV
 
@@ -283,6 +284,36 @@ def test_native_and_python_search_select_the_same_flows(name: str, pattern: str,
             results[mode] |= {(r["flow_id"], r["side"]) for r in map(json.loads, done.stdout.splitlines())}
     assert results["python"], f"{pattern!r} matches nothing in {name}: the case tests nothing"
     assert results["native"] == results["python"]
+
+
+@pytest.mark.skipif(tcpflow_ref.TCPFLOW is None, reason="tcpflow is not installed (apt install tcpflow)")
+@pytest.mark.parametrize(("name", "pattern"), NATIVE_CASES)
+def test_native_search_matches_the_tcp_streams_tcpflow_writes(name: str, pattern: str, search: str) -> None:
+    """The judge is outside aioflow: tcpflow's reassembled files, searched whole with Python's re."""
+    if search != "auto":
+        pytest.skip("one run is enough")
+    if not _native_available():
+        pytest.skip(NO_NATIVE)
+    capture = Path(__file__).parent / "data" / name
+    if not capture.exists():
+        capture = CORPUS / name
+        if not capture.exists():
+            pytest.skip(ABSENT)
+    regex = re.compile(pattern.encode(), re.MULTILINE | re.IGNORECASE)
+    written = tcpflow_ref.tcpflow_streams(capture)
+    if not written:
+        pytest.skip(f"{name} holds no TCP for tcpflow to write")
+    want = {d for d, streams in written.items() if any(regex.search(s) for s in streams)}
+    assert want, f"{pattern!r} matches no tcpflow stream of {name}: the case tests nothing"
+    got = set()
+    for side in ("-c", "-s"):
+        for r in grep_json("--search", "native", "-i", side, pattern, "-r", str(capture)):
+            if r["protocol"] != "tcp":  # tcpflow writes TCP only
+                continue
+            client, server = (r["src_ip"], r["src_port"]), (r["dst_ip"], r["dst_port"])
+            sender, receiver = (client, server) if r["side"] == "client" else (server, client)
+            got.add((*sender, *receiver))
+    assert got == want
 
 
 def test_auto_uses_python_for_what_vectorscan_cannot_run(tmp_path: Path, search: str) -> None:
