@@ -29,7 +29,7 @@ StopCallback = Callable[["FlowParser"], Awaitable[None] | None]
 BATCH_RECORDS = 8192
 READY_BATCHES = 4
 SNAPSHOT_SLICE = 4096
-# Live sources: packets read per step before the loop runs other tasks (~3 ms of C); the reaper's sleep bounds.
+# Live sources: packets read per step before the loop runs other tasks (~3 ms of C); the shortest wait for expiry.
 LIVE_PUMP_PACKETS = 16384
 # A wake costs a fixed ~0.2 ms of interpreter and event-loop work, whatever it reads. So while
 # traffic flows the reader does not wait on the capture fd (readable per ring block, every few ms
@@ -51,7 +51,9 @@ LIVE_RING_PACKET_BYTES = 96  # ring room per packet besides its captured bytes (
 LIVE_RING_BLOCK_BYTES = 256 << 10
 LIBPCAP_RING_BYTES = 2 << 20  # buffer_size=0: the ring libpcap makes on Linux
 REAP_MIN_SECONDS = 0.005
-REAP_IDLE_SECONDS = 1.0
+# Stopped or cancelled: the flush of every flow as "stop" may take this long at most (it runs
+# shielded from the cancellation, so a consumer callback that hangs cannot hold the close forever).
+LIVE_FLUSH_SECONDS = 1.0
 # terminated() lets other tasks run after this many flows, so a big batch cannot hog the loop.
 YIELD_EVERY = 256
 
@@ -221,13 +223,10 @@ class FlowParser:
         self._started = 0.0
         self._finished = False
         self._closing = False
-        self._stop_requested = False
         self._task_group: TaskGroup | None = None
         self._live_wait: anyio.CancelScope | None = None  # stop() cancels a live reader's wait
         self._flows_dropped = 0  # live: ended flows the consumer had no room for
         self._chunks_dropped = 0  # live: stream chunks the consumer had no room for
-        shortest = min(self._config.idle_timeout_ns, self._config.fin_timeout_ns) / 1e9
-        self._reap_ceiling = min(REAP_IDLE_SECONDS, max(shortest / 8, REAP_MIN_SECONDS))
         # terminated()'s subscribers, each with its own bounded buffer. The first one is made on
         # entry, so a file's first flows wait for the first consumer instead of being missed.
         self._subscribers: list[_Subscriber] = []
@@ -277,7 +276,6 @@ class FlowParser:
 
     def stop(self) -> None:
         """Ends the parse now: active flows are flushed with end_reason "stop"."""
-        self._stop_requested = True
         if self._engine is not None and not self._finished:
             self._engine.stop()
             if self._live_wait is not None:
@@ -331,56 +329,60 @@ class FlowParser:
         and an idle interface costs nothing."""
         fd = engine.selectable_fd()
         ring = self._config.buffer_size or LIBPCAP_RING_BYTES
+        # One scope for the whole read, not one per wake (each costs interpreter time): stop()
+        # cancels it at the next wait, and what is left is flushed after it.
+        try:
+            with anyio.CancelScope() as self._live_wait:
+                await self._read_live_until_stopped(engine, fd, ring)
+        finally:
+            self._live_wait = None
+            engine.stop()  # cancelled from outside: the engine was not told yet
+            with anyio.move_on_after(LIVE_FLUSH_SECONDS, shield=True):  # the engine flushes every flow as "stop"
+                while await self._pump_live(engine) != "done":
+                    await anyio.lowlevel.checkpoint()
+
+    async def _read_live_until_stopped(self, engine: Engine, fd: int, ring: int) -> None:
         pause = 0.0  # the pause the rate calls for; 0: idle, wait on the fd
         per_block = False  # the ring is too small for pauses at this rate: wait on the fd
         used = 0  # ring bytes read since `since`
         since = time.monotonic()  # when the last wake that read packets emptied the ring
-        reap_at = due = 0  # epoch ns: look for flows to end then; when the next one is due (0: none)
-        # One scope for the whole read, not one per wake (each costs interpreter time): stop()
-        # cancels it at the next wait, and what is left is flushed below.
-        with anyio.CancelScope() as self._live_wait:
-            while True:
-                state = await self._pump_live(engine)
-                used += engine.pumped_bytes + engine.pumped_packets * LIVE_RING_PACKET_BYTES
-                if state == "done":
-                    return
-                if state == "more":
-                    await anyio.lowlevel.checkpoint()
-                    continue
-                if time.time_ns() >= reap_at:
-                    with anyio.CancelScope(shield=True):  # stop() does not cut a delivery short
-                        due = await self._reap_live(engine)
-                    # a flow created meanwhile can be due within the shortest timeout: look again
-                    # by the ceiling at the latest; a flow due before that wakes the reader for it
-                    now_ns = time.time_ns()
-                    reap_at = now_ns + int(self._reap_ceiling * 1e9)
-                    due = max(due, now_ns + int(REAP_MIN_SECONDS * 1e9)) if 0 < due < reap_at else 0
-                    reap_at = due or reap_at
-                now = time.monotonic()
-                if used:  # the rate since the last wake that read packets sets the next pause
-                    if pause:
-                        full = ring * (now - since) / (used + LIVE_RING_BLOCK_BYTES)  # seconds the ring holds
-                        pause = min(LIVE_PAUSE_SECONDS, full * LIVE_RING_SHARE)
-                        per_block = full - pause < LIVE_RING_MARGIN_SECONDS
-                    else:
-                        pause, per_block = LIVE_FIRST_PAUSE_SECONDS, False
-                    used, since, nap = 0, now, pause
-                elif pause and now - since < LIVE_BLOCK_SECONDS:  # no block handed over yet
-                    nap = min(pause, since + LIVE_BLOCK_SECONDS - now)
+        while True:
+            state = await self._pump_live(engine)
+            used += engine.pumped_bytes + engine.pumped_packets * LIVE_RING_PACKET_BYTES
+            if state == "done":
+                return
+            if state == "more":
+                await anyio.lowlevel.checkpoint()
+                continue
+            # epoch ns when the next flow is due (0: none): an O(1) look, and only this task
+            # creates or ends flows, so nothing can be due sooner while it waits
+            due = engine.next_deadline()
+            if due and time.time_ns() >= due:
+                with anyio.CancelScope(shield=True):  # stop() does not cut a delivery short
+                    due = await self._reap_live(engine)
+                due = due and max(due, time.time_ns() + int(REAP_MIN_SECONDS * 1e9))
+            now = time.monotonic()
+            if used:  # the rate since the last wake that read packets sets the next pause
+                if pause:
+                    full = ring * (now - since) / (used + LIVE_RING_BLOCK_BYTES)  # seconds the ring holds
+                    pause = min(LIVE_PAUSE_SECONDS, full * LIVE_RING_SHARE)
+                    per_block = full - pause < LIVE_RING_MARGIN_SECONDS
                 else:
-                    pause = nap = 0.0  # no packet for a whole block timeout: idle
-                if per_block:
-                    nap = 0.0
-                if nap:
-                    if due:  # cut short when a flow is due: flows end on time, a few at a time
-                        nap = max(min(nap, (due - time.time_ns()) / 1e9), 0)
-                    await anyio.sleep(nap)
-                else:
-                    with anyio.move_on_after((reap_at - time.time_ns()) / 1e9):
-                        await anyio.wait_readable(fd)
-        self._live_wait = None
-        while await self._pump_live(engine) != "done":  # stopped: the engine flushes every flow
-            await anyio.lowlevel.checkpoint()
+                    pause, per_block = LIVE_FIRST_PAUSE_SECONDS, False
+                used, since, nap = 0, now, pause
+            elif pause and now - since < LIVE_BLOCK_SECONDS:  # no block handed over yet
+                nap = min(pause, since + LIVE_BLOCK_SECONDS - now)
+            else:
+                pause = nap = 0.0  # no packet for a whole block timeout: idle
+            if per_block:
+                nap = 0.0
+            if nap:
+                if due:  # cut short when a flow is due: flows end on time, a few at a time
+                    nap = max(min(nap, (due - time.time_ns()) / 1e9), 0)
+                await anyio.sleep(nap)
+            else:
+                with anyio.move_on_after((due - time.time_ns()) / 1e9 if due else math.inf):
+                    await anyio.wait_readable(fd)
 
     async def _pump_live(self, engine: Engine) -> str:
         state, batch = engine.pump_some(LIVE_PUMP_PACKETS)
