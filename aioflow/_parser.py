@@ -17,7 +17,7 @@ import anyio.lowlevel
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._engine import Batch, Engine, EngineConfig, check_stream_patterns, new_cursor
+from ._engine import Batch, Engine, EngineConfig, check_stream_patterns, lib, new_cursor
 from ._errors import CapturePermissionError, ConfigError
 from ._flow import PROTOCOL_NUMBERS, Flow
 from ._stream import StreamChunk, StreamMatch, StreamPatterns, batch_events
@@ -41,10 +41,10 @@ LIVE_PAUSE_SECONDS = 0.25
 LIVE_RING_SHARE = 0.5
 LIVE_RING_MARGIN_SECONDS = 0.02
 LIVE_FIRST_PAUSE_SECONDS = 0.01  # traffic just began: its rate is not known yet
-# A ring block is handed over when full or 50 ms after its first packet (af_open_live's
-# AF_LIVE_LATENCY_MS; plus the kernel timer's slack): reading nothing sooner than this after the
-# last read does not mean the traffic stopped.
-LIVE_BLOCK_SECONDS = 0.06
+# A ring block is handed over when full or AF_LIVE_LATENCY_MS after its first packet (plus the
+# kernel timer's slack): reading nothing sooner than this after the last read does not mean the
+# traffic stopped.
+LIVE_BLOCK_SECONDS = lib.AF_LIVE_LATENCY_MS / 1000 + 0.01
 LIVE_RING_PACKET_BYTES = 96  # ring room per packet besides its captured bytes (TPACKET_V3 header, address, padding)
 # The ring hands packets over in blocks of this size (libpcap's, whatever the buffer size): a read
 # can leave up to one block's worth of packets that arrived behind, so the rate estimate adds one.

@@ -31,6 +31,9 @@ enum af_status {
     AF_ERR_UNSUPPORTED = -8   /* valid, but not something this build can do (stream patterns) */
 };
 
+/* Live sources: libpcap hands captured packets over after at most this long (its block timeout). */
+enum { AF_LIVE_LATENCY_MS = 50 };
+
 /* What an af_chunk carries. */
 enum af_chunk_kind {
     AF_CHUNK_DATA = 0,    /* new in-order data (stream_chunks) */

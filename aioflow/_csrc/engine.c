@@ -74,7 +74,6 @@ typedef struct {
     char error[PCAP_ERRBUF_SIZE];
 } af_readahead;
 
-#define AF_LIVE_LATENCY_MS 50         /* live: longest wait before captured packets are read */
 #define AF_TIME_UNIT_SHIFT 20         /* recency-list times in units of ~1 ms */
 #define AF_READ_BUFFER (1u << 16)     /* stdio buffer of a capture file */
 
