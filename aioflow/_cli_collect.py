@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import sys
@@ -85,21 +86,17 @@ class _Printer:
         return self.args.count is not None and self.printed >= self.args.count
 
     def message(self, message: Message, payload: bytes) -> None:
-        from aioflow.collect import FlowRecord
+        from aioflow.collect import _records
 
         if self.archive is not None and message.error is None:
             if message.version == 10:
                 self.archive.write(payload)
             else:
                 self.not_ipfix += 1
-        for rs in message.sets:
-            if rs.template.is_options and not self.args.options:
-                continue
-            for i in range(len(rs)):
-                if self.done:
-                    break
-                self.out.write(_line(FlowRecord(rs, i), self.args.json) + "\n")
-                self.printed += 1
+        left = None if self.args.count is None else self.args.count - self.printed
+        for record in itertools.islice(_records(message, self.args.options), left):
+            self.out.write(_line(record, self.args.json) + "\n")
+            self.printed += 1
         self.out.flush()
 
     def summary(self, stats: DecodeStats, err: TextIO) -> None:
@@ -135,19 +132,19 @@ def _replay(args: argparse.Namespace, file: BinaryIO, out: TextIO, err: TextIO, 
 
     decoder = Decoder(template_timeout=None)  # a file has no clock to expire templates by
     printer = _Printer(args, out, archive)
-    offset = messages = 0
+    offset = 0
     try:
         for message, payload in decoder.parse_file(f"file:{args.read}", file):
             printer.message(message, payload)
-            offset, messages = offset + len(payload), messages + 1
+            offset += len(payload)
             if printer.done:
                 break
     finally:
         printer.summary(decoder.stats, err)
     if decoder.stats.malformed:
         reasons = ", ".join(f"{k} {v}" for k, v in decoder.stats.malformed.items())
-        err.write(f"aioflow: error: {args.read}: damaged ({reasons}); {messages} whole messages read ({offset} "
-                  "bytes), the records of the intact ones were printed\n")  # fmt: skip
+        read = f"{decoder.stats.datagrams} whole messages read ({offset} bytes)"
+        err.write(f"aioflow: error: {args.read}: damaged ({reasons}); {read}, the intact ones' records printed\n")
         return EXIT_DAMAGED
     return 0
 
@@ -155,12 +152,13 @@ def _replay(args: argparse.Namespace, file: BinaryIO, out: TextIO, err: TextIO, 
 def run(args: argparse.Namespace) -> int:
     from aioflow.collect import _open_ipfix_file
 
-    if args.read and args.write and os.path.exists(args.write) and os.path.samefile(args.read, args.write):
-        sys.stderr.write("aioflow: error: collect: --write must not be the --read file\n")
-        return _cli.EXIT_USAGE
     # Opened here, before the event loop: small appends of whole messages, no reads. The file to read
-    # first, so a missing one leaves no empty archive behind.
+    # first, so a missing one leaves no empty archive behind (and raises its typed error).
     with _open_ipfix_file(args.read) if args.read else contextlib.nullcontext() as file:
+        if file is not None and args.write and os.path.exists(args.write) and \
+                os.path.samestat(os.fstat(file.fileno()), os.stat(args.write)):  # fmt: skip
+            sys.stderr.write("aioflow: error: collect: --write must not be the --read file\n")
+            return _cli.EXIT_USAGE
         with open(args.write, "ab") if args.write else contextlib.nullcontext() as archive:
             if file is not None:
                 return _replay(args, file, sys.stdout, sys.stderr, archive)

@@ -171,9 +171,12 @@ class RecordSet:
         if self._start_end is None:
             start, end = _times(self, "Start"), _times(self, "End")
             if start is not None and end is not None and "flowStartSysUpTime" in self.template.by_key:
-                # A start after the end is a start from before the 32-bit uptime wrapped (nfdump's
-                # reading). In IPFIX (boot time from options data) only when far after: softflowd
-                # sends the two elements swapped, and that read as a wrap put starts 49.7 days early.
+                # A start after the end is a start from before the 32-bit uptime wrapped: nfdump's
+                # reading, kept for v5/v9 so both read the same records alike. In IPFIX (boot time
+                # from options data) only a start more than half the 32-bit range after the end is
+                # (serial-number arithmetic): softflowd -r on a capture whose packets are out of
+                # time order ends some flows 86-170 ms before they start, and reading that as a wrap
+                # put those starts 49.7 days early. (v5/v9 still read those records so, as nfdump.)
                 wrapped = (start - end > 2**31 * 10**6) if self.system_init_ms is not None else (start > end)
                 start = np.where(wrapped, start - 2**32 * 10**6, start)
             self._start_end = (start, end)

@@ -10,7 +10,7 @@ IPFIX (RFC 5655) file reading.
     for record in read_ipfix_file("flows.ipfix"): ...
 
 Records are thin views over a batch decoded with numpy; ``RecordSet.array`` / ``column()`` give the
-whole batch without one Python object per record (``Collector.batches()``).
+whole batch without one Python object per record (``Collector.receive_batch()``).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from nfdump_peer import free_udp_port
 
 import aioflow
 from aioflow.collect import Collector, Decoder, parse_pdu, read_ipfix_file
@@ -310,13 +311,9 @@ def test_aioflow_collect_after_a_plain_import() -> None:
 
 
 def test_cli_collect_prints_records_and_archives_ipfix(tmp_path: Path) -> None:
-    import subprocess
-    import sys
     import time
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_udp_port()
     archive = tmp_path / "in.ipfix"
     cli = subprocess.Popen(
         [sys.executable, "-m", "aioflow", "collect", "--listen", f"127.0.0.1:{port}", "--json", "--count", "3",

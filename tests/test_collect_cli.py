@@ -155,6 +155,9 @@ def test_read_excludes_listen_and_write_copies(tmp_path: Path) -> None:
     assert copy.read_bytes() == path.read_bytes()[:first]  # the messages read before --count was reached
     proc = aioflow_cli("collect", "--read", path, "--write", path)
     assert proc.returncode == 2 and "must not be the --read file" in proc.stderr
+    # a missing --read file is its typed error, whatever --write names
+    proc = aioflow_cli("collect", "--read", tmp_path / "missing.ipfix", "--write", path)
+    assert proc.returncode == 2 and "no such IPFIX file" in proc.stderr and "Traceback" not in proc.stderr
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file: no permission error to provoke")

@@ -7,7 +7,6 @@ import queue
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from nfdump_peer import free_udp_port
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -185,9 +185,7 @@ def test_collector_prints_the_top_talkers_tshark_counts() -> None:
     """aioflow's exporter sends the capture's flows to the collector example on loopback; its report
     ranks the hosts by what tshark counts they sent (bytes and packets: both biflow directions)."""
     sent, packets = tshark_sent()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_udp_port()
     proc = subprocess.Popen([sys.executable, str(EXAMPLES / "collector.py"), f"127.0.0.1:{port}", "0.2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)  # fmt: skip
     lines: queue.Queue[str] = queue.Queue()  # read in a thread: a stalled example fails the test, not hangs it
