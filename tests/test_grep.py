@@ -263,10 +263,10 @@ def _native_available() -> bool:
     return stream_patterns_available()
 
 
-@pytest.mark.parametrize(("name", "pattern"), NATIVE_CASES)
-def test_native_and_python_search_select_the_same_flows(name: str, pattern: str, search: str) -> None:
+def _native_case(name: str, search: str) -> Path:
+    """The capture of a NATIVE_CASES case (tests/data, else the corpus); skips what cannot run."""
     if search != "auto":
-        pytest.skip("one run compares both searches")
+        pytest.skip("these cases choose their searches themselves: one run is enough")
     if not _native_available():
         pytest.skip(NO_NATIVE)
     capture = Path(__file__).parent / "data" / name
@@ -274,6 +274,12 @@ def test_native_and_python_search_select_the_same_flows(name: str, pattern: str,
         capture = CORPUS / name
         if not capture.exists():
             pytest.skip(ABSENT)
+    return capture
+
+
+@pytest.mark.parametrize(("name", "pattern"), NATIVE_CASES)
+def test_native_and_python_search_select_the_same_flows(name: str, pattern: str, search: str) -> None:
+    capture = _native_case(name, search)
     results: dict[str, set[tuple[object, ...]]] = {"native": set(), "python": set()}
     for mode in results:
         for side in ("-c", "-s"):  # each side alone: with -a, which side matches first may differ
@@ -290,15 +296,7 @@ def test_native_and_python_search_select_the_same_flows(name: str, pattern: str,
 @pytest.mark.parametrize(("name", "pattern"), NATIVE_CASES)
 def test_native_search_matches_the_tcp_streams_tcpflow_writes(name: str, pattern: str, search: str) -> None:
     """The judge is outside aioflow: tcpflow's reassembled files, searched whole with Python's re."""
-    if search != "auto":
-        pytest.skip("one run is enough")
-    if not _native_available():
-        pytest.skip(NO_NATIVE)
-    capture = Path(__file__).parent / "data" / name
-    if not capture.exists():
-        capture = CORPUS / name
-        if not capture.exists():
-            pytest.skip(ABSENT)
+    capture = _native_case(name, search)
     regex = re.compile(pattern.encode(), re.MULTILINE | re.IGNORECASE)
     written = tcpflow_ref.tcpflow_streams(capture)
     if not written:
