@@ -183,6 +183,11 @@ static void copy_out(const af_streams *s, uint32_t *b, uint32_t *off, uint32_t n
         }
         uint32_t k = AF_STREAM_BLOCK - *off;
         if (k > n) k = n;
+        uint32_t later = n > k ? s->next[*b - 1] : 0;
+        if (later) {   /* the next block lies elsewhere in the arena, long out of cache: load it now */
+            uint32_t ahead = n - k < AF_STREAM_BLOCK ? n - k : AF_STREAM_BLOCK;
+            for (uint32_t at = 0; at < ahead; at += 64) __builtin_prefetch(blk(s, later) + at);
+        }
         memcpy(dst, blk(s, *b) + *off, k);
         dst += k;
         *off += k;
