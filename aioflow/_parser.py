@@ -50,6 +50,11 @@ LIVE_RING_PACKET_BYTES = 96  # ring room per packet besides its captured bytes (
 # can leave up to one block's worth of packets that arrived behind, so the rate estimate adds one.
 LIVE_RING_BLOCK_BYTES = 256 << 10
 LIBPCAP_RING_BYTES = 2 << 20  # buffer_size=0: the ring libpcap makes on Linux
+# The default kernel ring of a live source. libpcap's 2 MiB holds ~50 ms of a 300k packets/s link,
+# less than the pauses the reader sizes from the ring, so it would wake per 256 KiB block, most of
+# its CPU then spent in the event loop (56% in benchmarks/live.py); 16 MiB lets it wake about five
+# times a second at that rate (Python ~7% of the CPU) for 16 MiB of kernel memory per capture.
+LIVE_BUFFER_BYTES = 16 << 20
 REAP_MIN_SECONDS = 0.005
 # Stopped or cancelled: the flush of every flow as "stop" may take this long at most (it runs
 # shielded from the cancellation, so a consumer callback that hangs cannot hold the close forever).
@@ -163,7 +168,7 @@ class FlowParser:
         hash_seed: int | None = None,
         live: bool | None = None,
         promiscuous: bool = True,
-        buffer_size: int = 0,
+        buffer_size: int = LIVE_BUFFER_BYTES,
         user: str | None = None,
         defragment: bool = False,
         fragment_timeout: float = 30.0,

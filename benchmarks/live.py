@@ -415,7 +415,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=10.0, help="how long the sender sends")
     ap.add_argument("--rate", type=float, default=0.0, help="packets/s to send (0: as fast as possible)")
     ap.add_argument("--flows", type=int, default=10_000, help="distinct source ports (flows) sent round-robin")
-    ap.add_argument("--buffer-mb", type=float, default=8.0, help="kernel capture buffer, MiB, for both tools")
+    from aioflow._parser import LIVE_BUFFER_BYTES
+
+    ap.add_argument("--buffer-mb", type=float, default=LIVE_BUFFER_BYTES / 2**20,
+                    help="kernel capture buffer, MiB, for both tools (default: FlowParser's, 16)")  # fmt: skip
     ap.add_argument("--snaplen", type=int, default=65535, help="snapshot length for both (aioflow's default)")
     ap.add_argument("--payload", type=int, default=18, help="UDP payload bytes (18: 60-byte frames)")
     ap.add_argument("--idle-timeout", type=float, default=120.0, help="aioflow's idle_timeout")
