@@ -574,4 +574,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             # The reader went away (`| head`): silence the final flush of stdout as well.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return EXIT_BROKEN_PIPE
+        os_error = _find(exc, OSError)
+        if isinstance(os_error, OSError) and os_error.filename is not None:
+            # a file the command line names cannot be opened (an output that is a directory, no permission)
+            sys.stderr.write(f"aioflow: error: {os_error.filename}: {os_error.strerror} (check the path)\n")
+            return EXIT_USAGE
         raise

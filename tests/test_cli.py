@@ -230,6 +230,19 @@ def test_bad_filter(capsys: Capture) -> None:
     assert len(err.strip().splitlines()) == 1
 
 
+def test_output_that_cannot_be_written(capsys: Capture, tmp_path: Path) -> None:
+    """An output path that is a directory: one line that names it, exit 2, no traceback; for
+    export's file and collect's archive (collect reads what export wrote)."""
+    archive = tmp_path / "flows.ipfix"
+    assert run_cli(capsys, "export", str(CAPTURE), "--write", str(archive))[0] == 0
+    for argv in (["export", str(CAPTURE), "--write", str(tmp_path)],
+                 ["collect", "--read", str(archive), "--write", str(tmp_path)]):  # fmt: skip
+        code, out, err = run_cli(capsys, *argv)
+        assert code == 2, argv
+        assert err == f"aioflow: error: {tmp_path}: Is a directory (check the path)\n"
+        assert out == ""
+
+
 @pytest.mark.parametrize("option", [["--idle-timeout", "-1"], ["--max-flows", "0"], ["--format", "xml"],
                                     ["--headers", "x"]])
 def test_bad_option_values(capsys: Capture, option: list[str]) -> None:
