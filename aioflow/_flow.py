@@ -39,7 +39,7 @@ FLAG_COUNT_FIELDS = tuple(f"{d}_{flag}_packets" for d in ("src2dst", "dst2src") 
 
 
 def unframe(data: bytes) -> tuple[bytes, ...]:
-    """UDP stream data as C frames it ([uint32 length][payload] per datagram) into datagrams."""
+    """Datagram stream data (UDP, other IP) as C frames it ([uint32 length][payload] each) into datagrams."""
     out: list[bytes] = []
     at, end = 0, len(data)
     while at < end:
@@ -222,11 +222,11 @@ class Flow:
 
     def _stream(self, d: int) -> bytes | None:
         raw = self._kept(d)
-        return b"".join(unframe(raw)) if raw is not None and self._r.protocol == 17 else raw
+        return b"".join(unframe(raw)) if raw is not None and self._r.protocol != 6 else raw
 
     def _datagrams(self, d: int) -> tuple[bytes, ...] | None:
         raw = self._kept(d)
-        return unframe(raw) if raw is not None and self._r.protocol == 17 else None
+        return unframe(raw) if raw is not None and self._r.protocol != 6 else None
 
     def _holes(self, d: int) -> tuple[tuple[int, int], ...]:
         streams = self._batch.streams
@@ -242,8 +242,9 @@ class Flow:
 
     @property
     def client_stream(self) -> bytes | None:
-        """Bytes the client (src) sent, in order, holes left out (see client_holes); None
-        without reassembly, for flows other than TCP/UDP, and for snapshots of active flows."""
+        """Bytes the client (src) sent, in order, holes left out (see client_holes); for UDP and
+        other IP protocols its datagrams' payloads joined (ICMP: after the 8-byte header; see
+        client_datagrams). None without reassembly and for snapshots of active flows."""
         return self._stream(0)
 
     @property
@@ -270,7 +271,8 @@ class Flow:
 
     @property
     def client_datagrams(self) -> tuple[bytes, ...] | None:
-        """UDP: the payloads the client sent, one per datagram; None otherwise."""
+        """UDP and other IP protocols (not TCP): the payloads the client sent, one per datagram;
+        None for TCP."""
         return self._datagrams(0)
 
     @property

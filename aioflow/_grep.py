@@ -193,8 +193,9 @@ class Grep:
         self.out.write(line + "\n")
 
     def _log(self, flow: Flow) -> None:
-        """flowgrep's file names: TCP/UDP `time-src-sport-dst-dport-tcp|udp`, one file per direction
-        named from its sender; other IP `time-src-dst-protoN` (time: the flow's first second)."""
+        """flowgrep's file names, one file per direction named from its sender: TCP/UDP
+        `time-src-sport-dst-dport-tcp|udp`, other IP `time-src-dst-protoN` (time: the flow's
+        first second; other IP: its datagrams' payloads one after another)."""
         assert self.config.log_dir is not None
         stamp = int(flow.first_seen)
         if flow.protocol in (6, 17):
@@ -204,7 +205,10 @@ class Grep:
                 (f"{stamp}-{flow.dst_ip}-{flow.dst_port}-{flow.src_ip}-{flow.src_port}-{kind}", flow.server_stream),
             ]
         else:
-            files = [(f"{stamp}-{flow.src_ip}-{flow.dst_ip}-proto{flow.protocol}", flow.client_stream or b"")]
+            files = [
+                (f"{stamp}-{flow.src_ip}-{flow.dst_ip}-proto{flow.protocol}", flow.client_stream),
+                (f"{stamp}-{flow.dst_ip}-{flow.src_ip}-proto{flow.protocol}", flow.server_stream),
+            ]
         for name, data in files:
             path = _unique(self.config.log_dir / name.replace(":", "_"))
             path.write_bytes(data or b"")

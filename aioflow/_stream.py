@@ -20,8 +20,9 @@ class StreamChunk:
     `flow` is a snapshot of the flow (end_reason ""), src = client. `offset` is the stream offset
     of data[0]; a hole inside the chunk is left out, not zero-filled (the ended flow's holes say
     where). TCP: `next_seq` is the sequence number just after the data and `last_ack` the last
-    ACK number this direction's packets carried (None before one). UDP: `data` is the datagrams
-    concatenated, `datagram_lengths` their lengths, `offset` the payload bytes before them."""
+    ACK number this direction's packets carried (None before one). UDP and other IP protocols:
+    `data` is the datagrams concatenated, `datagram_lengths` their lengths, `offset` the payload
+    bytes before them."""
 
     __slots__ = ("data", "datagram_lengths", "direction", "flow", "last_ack", "next_seq", "offset", "ts_ns")
 
@@ -62,7 +63,7 @@ class StreamPatterns:
     """Regexes the C engine runs over every stream as it is reassembled (FlowParser(...,
     reassemble=True, stream_patterns=...)): `client` over what clients send, `server` over what
     servers send; TCP directions as one stream each (a match may span segments and is found by the
-    packet that completes it; nothing is searched twice), each UDP datagram alone. A flow reports
+    packet that completes it; nothing is searched twice), each datagram (UDP, ICMP...) alone. A flow reports
     its first match (one per record) as a StreamMatch in stream_events().
 
     The regexes are bytes, in Vectorscan's PCRE syntax, MULTILINE (and case-insensitive with
@@ -142,7 +143,7 @@ def _chunk(
         tcp = protocol == 6
         return StreamMatch(flow, DIRECTIONS[direction], offset, end, raw, bool(partial), regexes[index], index,
                            ts_ns, next_seq if tcp else None, last_ack if tcp and has_ack else None)  # fmt: skip
-    if protocol == 17:
+    if protocol != 6:
         grams = unframe(raw)
         return StreamChunk(flow, DIRECTIONS[direction], offset, b"".join(grams), ts_ns,
                            datagram_lengths=tuple(len(g) for g in grams))  # fmt: skip

@@ -130,6 +130,64 @@ def test_every_flow_ngrep_matches_is_matched(name: str, pattern: str) -> None:
         assert not any(compiled.search(p) for p in payloads.get(extra, [])), (name, extra)
 
 
+# --- ICMP (and any IP protocol but TCP): each packet's data, searched alone, as ngrep does ---
+
+
+def ngrep_icmp_pairs(capture: Path, pattern: str) -> set[frozenset[str]]:
+    """Host pairs with at least one ICMP packet whose data (after the 8-byte header) ngrep matched."""
+    done = subprocess.run(["ngrep", "-q", "-I", str(capture), pattern, "icmp"], capture_output=True, text=True,
+                          env=TOOL_ENV, timeout=120)  # fmt: skip
+    return {frozenset(m.groups()) for line in done.stdout.splitlines() if (m := re.match(r"^I (\S+) -> (\S+)", line))}
+
+
+def icmp_pairs(records: list[dict[str, object]]) -> set[frozenset[str]]:
+    assert all(r["protocol"] == "icmp" for r in records), records
+    return {frozenset((str(r["src_ip"]), str(r["dst_ip"]))) for r in records}
+
+
+@needs_ngrep
+@pytest.mark.parametrize("pattern", ["ssh-rsa", "diffie-hellman-group-exchange-sha256", "aes128-ctr"])
+def test_an_icmp_tunnel_matches_where_ngrep_does(pattern: str) -> None:
+    """SSH carried in ICMP echo data (nDPI's icmp-tunnel capture)."""
+    capture = CORPUS / "ndpi_icmp-tunnel.pcap"
+    if not capture.exists():
+        pytest.skip(ABSENT)
+    expected = ngrep_icmp_pairs(capture, pattern)
+    assert expected, f"ngrep found no {pattern!r}: the case tests nothing"
+    assert icmp_pairs(grep_json("-a", pattern, "-r", str(capture), "icmp")) == expected
+
+
+def echo(t: float, src: str, dst: str, ident: int, data: bytes, reply: bool = False) -> tuple[float, bytes]:
+    body = dpkt.icmp.ICMP.Echo(id=ident, seq=1, data=data)
+    return t, ether(ip4(src, dst, 1, dpkt.icmp.ICMP(type=0 if reply else 8, data=body)))
+
+
+@needs_ngrep
+def test_icmp_echo_flows_match_what_ngrep_matches(tmp_path: Path) -> None:
+    """Echo sessions of four host pairs: the word in a request, in a reply, nowhere, and split
+    over two requests (each packet is searched alone: neither tool may match that one)."""
+    server = "10.2.0.9"
+    packets = [
+        echo(1.0, "10.2.0.1", server, 11, b"xx SECRET-TOKEN xx"), echo(1.1, server, "10.2.0.1", 11, b"ok", True),
+        echo(2.0, "10.2.0.2", server, 22, b"ask"), echo(2.1, server, "10.2.0.2", 22, b"SECRET-TOKEN", True),
+        echo(3.0, "10.2.0.3", server, 33, b"nothing here"), echo(3.1, server, "10.2.0.3", 33, b"no", True),
+        echo(4.0, "10.2.0.4", server, 44, b"SECRET-"), echo(4.1, "10.2.0.4", server, 44, b"TOKEN"),
+    ]  # fmt: skip
+    capture = write(tmp_path, "echo.pcap", packets)
+    pair = {n: frozenset((f"10.2.0.{n}", server)) for n in (1, 2)}
+    assert ngrep_icmp_pairs(capture, "SECRET-TOKEN") == {pair[1], pair[2]}
+    assert icmp_pairs(grep_json("-a", "SECRET-TOKEN", "-r", str(capture))) == {pair[1], pair[2]}
+    # the client is who sent the request: -c finds the first pair only, -s the second
+    assert icmp_pairs(grep_json("-c", "SECRET-TOKEN", "-r", str(capture))) == {pair[1]}
+    assert icmp_pairs(grep_json("-s", "SECRET-TOKEN", "-r", str(capture))) == {pair[2]}
+    # -l: one file per direction, named from its sender, holding its packets' data
+    logged = tmp_path / "logged"
+    logged.mkdir()
+    assert grep("-c", "SECRET-TOKEN", "-l", str(logged), "-r", str(capture)).returncode == 0
+    files = {p.name.split("-", 1)[1]: p.read_bytes() for p in logged.iterdir()}
+    assert files == {f"10.2.0.1-{server}-proto1": b"xx SECRET-TOKEN xx", f"{server}-10.2.0.1-proto1": b"ok"}
+
+
 # --- crafted: a pattern split across segments ---
 
 

@@ -364,13 +364,10 @@ def test_chunks_add_up_to_the_streams(name: str) -> None:
         for direction, stream, grams in (("client", e.client_stream, e.client_datagrams),
                                           ("server", e.server_stream, e.server_datagrams)):  # fmt: skip
             mine = got.pop((e.id, direction), [])
-            if e.protocol not in (6, 17):
-                assert stream is None and not mine
-                continue
             assert b"".join(c.data for c in mine) == stream
             for a, b in itertools.pairwise(mine):
                 assert b.offset >= a.offset + len(a.data)
-            if e.protocol == 17:
+            if e.protocol != 6:  # UDP and every other IP protocol: datagrams
                 assert grams is not None
                 assert [n for c in mine for n in c.datagram_lengths or ()] == [len(g) for g in grams]
             elif mine:
@@ -457,6 +454,50 @@ def test_udp_datagrams_match_dpkt(tmp_path: Path) -> None:
 
 def _ip_bytes(raw: bytes) -> str:
     return str(ipaddress.ip_address(raw))
+
+
+# What a datagram of another IP protocol keeps: the data after this many header bytes (ICMP and
+# ICMPv6 8, as ngrep reads them; SCTP's common header 12), the whole IP payload for the rest.
+OTHER_IP_HEADER = {1: 8, 58: 8, 132: 12}
+OTHER_IP_CAPTURES = [DATA / "zeek_icmp_5-pings.pcap", DATA / "zeek_communityid_icmp6.pcap",
+                     CORPUS / "ndpi_icmp-tunnel.pcap", CORPUS / "nfstream_6in4tunnel.pcap"]  # fmt: skip
+
+
+def _dpkt_other_ip(path: Path) -> dict[tuple[str, str, int], Counter[bytes]]:
+    """dpkt's reading: per (src, dst, protocol), the payloads of the whole (unfragmented) IP packets
+    of every protocol but TCP and UDP."""
+    want: dict[tuple[str, str, int], Counter[bytes]] = defaultdict(Counter)
+    for lt, frame, _ in reference.read_capture(path).records:
+        if lt != reference.LT_ETHERNET:
+            continue
+        ip = dpkt.ethernet.Ethernet(frame).data
+        if isinstance(ip, dpkt.ip.IP):
+            whole = not (ip.mf or ip.offset)
+        elif isinstance(ip, dpkt.ip6.IP6):
+            whole = ip.extension_hdrs.get(44) is None  # no fragment header
+        else:
+            continue
+        if whole and ip.p not in (6, 17):
+            want[(_ip_bytes(ip.src), _ip_bytes(ip.dst), ip.p)][bytes(ip.data)[OTHER_IP_HEADER.get(ip.p, 0) :]] += 1
+    return want
+
+
+@pytest.mark.parametrize("path", OTHER_IP_CAPTURES, ids=lambda p: p.name)
+def test_other_ip_datagrams_match_dpkt(path: Path) -> None:
+    """ICMP, ICMPv6, IPv6-in-IPv4...: each direction's packets kept as datagrams, as dpkt reads them."""
+    if not path.exists():
+        pytest.skip(ABSENT)
+    want = _dpkt_other_ip(path)
+    got: dict[tuple[str, str, int], Counter[bytes]] = defaultdict(Counter)
+    for f in aioflow.read(path, reassemble=True, **NO_TIMEOUTS):
+        if f.protocol in (6, 17):
+            continue
+        for src, dst, grams in ((f.src_ip, f.dst_ip, f.client_datagrams), (f.dst_ip, f.src_ip, f.server_datagrams)):
+            got[(src, dst, f.protocol)].update(grams or ())
+        assert f.client_stream == b"".join(f.client_datagrams or ())
+        assert f.server_stream == b"".join(f.server_datagrams or ())
+    assert want, f"{path.name} has no IP packet of another protocol than TCP/UDP: the case tests nothing"
+    assert {k: got[k] for k in want} == want
 
 
 # --- bundled and corpus captures against tcpflow ---

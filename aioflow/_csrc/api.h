@@ -100,7 +100,8 @@ typedef struct {
 } af_record;
 
 /* reassemble: where an emitted record's kept streams are in the batch's stream_data. Index 0 is
- * the client (the record's src), 1 the server. UDP data is framed: [uint32 length][payload] per
+ * the client (the record's src), 1 the server. Datagrams (UDP, and every IP protocol but TCP:
+ * ICMP, SCTP...) are framed: [uint32 length][payload] per
  * datagram. Holes are hole_count (offset, length) uint64 pairs, 8-aligned. */
 typedef struct {
     uint64_t data_at[2];
@@ -108,7 +109,7 @@ typedef struct {
     uint32_t data_length[2];
     uint32_t hole_count[2];
     uint8_t truncated[2];
-    uint8_t kept[2];              /* 1: this direction's stream is reported (TCP/UDP with reassembly) */
+    uint8_t kept[2];              /* 1: this direction's stream is reported (with reassembly) */
     uint8_t _pad[4];
 } af_stream_info;
 
@@ -118,9 +119,9 @@ typedef struct {
 typedef struct {
     af_record flow;               /* snapshot of the flow (end_reason AF_END_NONE) */
     uint64_t data_at;             /* in the batch's stream_data */
-    uint64_t offset;              /* stream offset of the first byte (UDP: payload bytes before) */
+    uint64_t offset;              /* stream offset of the first byte (datagrams: payload bytes before) */
     uint64_t ts_ns;               /* newest packet contributing */
-    uint32_t length;              /* bytes at data_at (UDP: framed) */
+    uint32_t length;              /* bytes at data_at (datagrams: framed) */
     uint32_t before_record;       /* records of the batch emitted before this chunk */
     uint32_t next_seq, last_ack;  /* TCP: sequence number after the data; last ACK sent this way */
     uint8_t direction;            /* 0: client (src->dst), 1: server */
@@ -183,7 +184,7 @@ typedef struct {
     uint32_t max_datagram_size;   /* reassembled IP length, header included (<= 65575) */
     uint64_t fragment_timeout_ns; /* packet time from a datagram's first fragment seen */
     uint64_t max_fragment_memory; /* bytes of fragment data held at once (preallocated) */
-    int32_t reassemble;           /* 1: TCP stream reassembly and UDP payloads (stream.h) */
+    int32_t reassemble;           /* 1: TCP stream reassembly, other payloads as datagrams (stream.h) */
     int32_t stream_chunks;        /* reassemble: also emit chunks of new in-order data */
     uint32_t max_stream_bytes;    /* kept per flow direction */
     uint64_t max_reassembly_memory;   /* bytes of the stream arena, all flows together */
@@ -230,8 +231,8 @@ typedef struct {
     /* reassemble */
     uint64_t stream_memory;       /* arena bytes in use now, and the most at once */
     uint64_t stream_peak_memory;
-    uint64_t stream_bytes;        /* in-order TCP payload and UDP datagram bytes reassembled */
-    uint64_t stream_datagrams;    /* UDP datagrams seen with reassembly */
+    uint64_t stream_bytes;        /* in-order TCP payload and datagram bytes reassembled */
+    uint64_t stream_datagrams;    /* datagrams (UDP and other IP protocols) seen with reassembly */
     uint64_t stream_bytes_truncated;  /* not kept: past max_stream_bytes, or once keeping stopped
                                          (chunks still carry them) */
     uint64_t stream_bytes_dropped;    /* not stored for lack of arena memory (holes record them) */
@@ -288,7 +289,7 @@ void af_batch_streams_free(af_batch *batch);
 /* reassemble: start emitting chunks (stream_events) with the data that comes next. */
 void af_enable_chunks(af_engine *engine);
 /* reassemble, before reading starts: search each TCP direction's in-order stream (a match may
- * span segments) and each UDP datagram with regexes (MULTILINE; flags: enum af_match_flag);
+ * span segments) and each datagram (UDP, other IP) with regexes (MULTILINE; flags: enum af_match_flag);
  * client patterns what the client sent, server patterns what the server sent. A flow's first
  * match becomes an AF_CHUNK_MATCH chunk. AF_ERR_UNSUPPORTED (message in error): this build or
  * library cannot run one of them (built without Vectorscan, a backreference...). */

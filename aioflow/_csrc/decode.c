@@ -82,6 +82,12 @@ static int decode_transport(const uint8_t *l4, uint32_t avail, int snap_cut, af_
     default:
         break;
     }
+    /* TCP and UDP set theirs above; other protocols carry what follows the header read here
+     * (SCTP's common header, ICMP's 8 bytes, ngrep's view too) or, unknown, the whole IP payload */
+    if (pkt->protocol != 6 && pkt->protocol != 17 && avail > need) {
+        pkt->payload = l4 + need;
+        pkt->payload_len = avail - need;
+    }
     pkt->l3_headers_len = (uint32_t)(l4 - pkt->l3) + need;
     return AF_DECODED;
 }

@@ -22,7 +22,7 @@ typedef struct {
     uint32_t tcp_seq, tcp_ack;
     const uint8_t *l3;        /* network header in the captured bytes */
     uint32_t l3_headers_len;  /* network + transport header bytes available from l3 */
-    const uint8_t *payload;   /* TCP/UDP payload as captured (valid while the frame is); NULL if none */
+    const uint8_t *payload;   /* transport payload as captured (valid while the frame is); NULL if none */
     uint32_t payload_len;     /* captured payload bytes (Ethernet padding excluded) */
 } af_packet;
 

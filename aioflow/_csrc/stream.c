@@ -26,7 +26,7 @@ typedef struct {
 } seg_hdr;
 
 typedef struct {
-    chain kept;                   /* kept stream (UDP: framed datagrams) */
+    chain kept;                   /* kept stream (datagrams: framed) */
     chain over;                   /* chunk data past the bound, until it is emitted */
     chain holes;                  /* (offset, length) uint64 pairs */
     uint32_t ooo;                 /* first out-of-order segment */
@@ -308,7 +308,7 @@ static int append_whole(af_streams *s, chain *c, const void *head, uint32_t hn, 
     return 0;
 }
 
-/* Bytes that continue the stream at d->next_off: TCP payload, or one UDP datagram (frame: its
+/* Bytes that continue the stream at d->next_off: TCP payload, or one datagram (frame: its
  * 4-byte length). Kept up to max_stream_bytes; past it (or once keeping stopped) only chunks
  * get them, held until the batch ends. */
 static void keep(af_streams *s, flow_state *fs, uint32_t slot, dir_state *d, const uint8_t *data, uint32_t n,
@@ -591,7 +591,7 @@ void af_streams_packet(af_streams *s, const af_table *t, uint32_t slot, int send
     (void)out;
     flow_state *fs = &s->flows[slot - 1];
     dir_state *d = &fs->d[sender];
-    if (p->protocol == 17) {
+    if (p->protocol != 6) {   /* UDP and every other IP protocol: datagrams, each kept whole */
         uint8_t frame[4];
         memcpy(frame, &n, 4);
         s->stats->stream_datagrams++;
@@ -601,7 +601,6 @@ void af_streams_packet(af_streams *s, const af_table *t, uint32_t slot, int send
         d->next_off += n;
         return;
     }
-    if (p->protocol != 6) return;
     uint8_t fl = p->tcp_flags;
     if (fl & TCP_ACK) {
         d->last_ack = p->tcp_ack;
@@ -745,7 +744,7 @@ void af_streams_emit(af_streams *s, const af_table *t, uint32_t slot, af_batch *
     af_streams_chunks_of(s, t, slot, out);
     af_stream_info *info = &out->streams[record];
     memset(info, 0, sizeof *info);
-    int kept = (f->key.proto == 6 || f->key.proto == 17) && !s->discard;
+    int kept = !s->discard;
     for (int dir = 0; dir < 2; dir++) {
         dir_state *d = &fs->d[dir == 0 ? f->src_idx : 1 - f->src_idx];
         info->kept[dir] = (uint8_t)kept;

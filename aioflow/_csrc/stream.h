@@ -1,4 +1,5 @@
-/* TCP stream reassembly and UDP payload keeping, per flow and direction (reassemble=True only).
+/* TCP stream reassembly and datagram payload keeping (UDP and every other IP protocol: ICMP's
+ * data after its 8-byte header, SCTP's chunks...), per flow and direction (reassemble=True only).
  *
  * Memory: one arena of fixed blocks, reserved at open for max_reassembly_memory and backed as
  * blocks are first used; freed blocks are reused (no malloc per packet). Every stored byte (kept
@@ -10,7 +11,7 @@
  * received, in order or buffered, are never replaced). The stream moves past missing data (a hole:
  * offset and length) when the flow ends, or when a direction's out-of-order bytes would pass
  * max_stream_bytes or the arena is full. A direction keeps at most max_stream_bytes (then
- * `truncated`); the data past it still reaches chunks. UDP: each datagram's payload is kept whole
+ * `truncated`); the data past it still reaches chunks. Datagrams: each one's payload is kept whole
  * (framed by a 4-byte length, which counts toward the bound) while it fits. */
 #ifndef AIOFLOW_STREAM_H
 #define AIOFLOW_STREAM_H
