@@ -20,7 +20,7 @@ from typing import Any, Protocol, TextIO
 import anyio
 
 import aioflow
-from aioflow._flow import SCALAR_FIELDS
+from aioflow._flow import SCALAR_FIELDS, protocol_name
 
 from ._cli_grep import add_grep_command, main_grep
 
@@ -29,7 +29,6 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `... | head` would give a C tool
 
-PROTOCOL_NAMES = {1: "icmp", 2: "igmp", 6: "tcp", 17: "udp", 47: "gre", 50: "esp", 51: "ah", 58: "icmp6", 132: "sctp"}
 
 # The same columns as Flow.to_dict() and read_frame(), so the three outputs line up.
 CSV_FIELDS: tuple[str, ...] = SCALAR_FIELDS
@@ -38,10 +37,6 @@ CSV_FIELDS: tuple[str, ...] = SCALAR_FIELDS
 class _Writer(Protocol):
     def header(self) -> None: ...
     def row(self, flow: aioflow.Flow) -> None: ...
-
-
-def protocol_name(number: int) -> str:
-    return PROTOCOL_NAMES.get(number, str(number))
 
 
 def endpoint(ip: str, port: int) -> str:

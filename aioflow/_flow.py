@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 from ._engine import END_REASONS, Batch
 
 TCP_FLAGS = ("fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr")
-PROTOCOL_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17, "gre": 47, "esp": 50, "icmpv6": 58, "sctp": 132}
+# One table for every printed protocol name (flows, grep, collect) and the names lookups accept.
+PROTOCOL_NAMES = {1: "icmp", 2: "igmp", 6: "tcp", 17: "udp", 47: "gre", 50: "esp", 51: "ah", 58: "icmp6", 132: "sctp"}
+PROTOCOL_NUMBERS = {**{name: number for number, name in PROTOCOL_NAMES.items()}, "icmpv6": 58}
+
+
+def protocol_name(number: int) -> str:
+    return PROTOCOL_NAMES.get(number, str(number))
 
 # Record fields exposed unchanged (integers).
 _DIRECT_FIELDS = (

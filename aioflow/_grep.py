@@ -14,13 +14,12 @@ from typing import Any, TextIO
 
 import anyio
 
-from ._flow import Flow
+from ._flow import Flow, protocol_name
 from ._grep_match import DistanceMatcher, Match, Matcher, StreamScanner, search_datagrams
 from ._parser import FlowParser
 from ._stream import StreamMatch, StreamPatterns
 from ._tcp_kill import TcpKiller
 
-PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6", 132: "sctp"}
 # Distance matching (-E) of a chunk past this size runs in a worker thread (~15 ms of work).
 THREAD_CHUNK_BYTES = 64 * 1024
 CLIENT, SERVER = "client", "server"
@@ -61,7 +60,7 @@ def _endpoint(ip: str, port: int) -> str:
 def _describe(flow: Flow) -> dict[str, Any]:
     return {
         "flow_id": flow.id,
-        "protocol": PROTOCOL_NAMES.get(flow.protocol, str(flow.protocol)),
+        "protocol": protocol_name(flow.protocol),
         "src_ip": flow.src_ip,
         "src_port": flow.src_port,
         "dst_ip": flow.dst_ip,
@@ -184,7 +183,7 @@ class Grep:
                     record["match_partial"] = True
             self.out.write(json.dumps(record) + "\n")
             return
-        line = (f"{flow.first_seen:.6f} {PROTOCOL_NAMES.get(flow.protocol, flow.protocol)} "
+        line = (f"{flow.first_seen:.6f} {protocol_name(flow.protocol)} "
                 f"{_endpoint(flow.src_ip, flow.src_port)} -> {_endpoint(flow.dst_ip, flow.dst_port)}")  # fmt: skip
         if found is not None:
             line += f" {side}@{found.start} {found.data[:80]!r}" + (" (partial)" if found.partial else "")
@@ -199,7 +198,7 @@ class Grep:
         assert self.config.log_dir is not None
         stamp = int(flow.first_seen)
         if flow.protocol in (6, 17):
-            kind = PROTOCOL_NAMES[flow.protocol]
+            kind = protocol_name(flow.protocol)
             files = [
                 (f"{stamp}-{flow.src_ip}-{flow.src_port}-{flow.dst_ip}-{flow.dst_port}-{kind}", flow.client_stream),
                 (f"{stamp}-{flow.dst_ip}-{flow.dst_port}-{flow.src_ip}-{flow.src_port}-{kind}", flow.server_stream),
