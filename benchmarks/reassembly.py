@@ -3,7 +3,9 @@
     .venv/bin/python benchmarks/reassembly.py CAPTURE [--repeat N]
 
 Each mode runs in a process of its own (best of N, modes interleaved so that machine noise falls
-on all of them alike) and prints a markdown table row: packets/s and the ratio to flow-only.
+on all of them alike) and prints a markdown table row: packets/s and the ratio to flow-only; then
+every run's time and the ratio round by round (each round runs the modes back to back), since on
+a noisy machine the best-of ratio alone can mislead.
 
 - flows:      FlowParser(path), `async for` over terminated()
 - reassemble: FlowParser(path, reassemble=True), terminated(), reading every flow's two streams
@@ -16,6 +18,7 @@ import argparse
 import asyncio
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -63,11 +66,13 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(args.child, str(args.capture))))
         return 0
     best: dict[str, dict[str, Any]] = {}
+    times: dict[str, list[float]] = {mode: [] for mode in MODES}
     for _ in range(args.repeat):
         for mode in MODES:
             proc = subprocess.run([sys.executable, __file__, "--child", mode, str(args.capture)],
                                   capture_output=True, text=True, check=True)  # fmt: skip
             r = json.loads(proc.stdout)
+            times[mode].append(r["seconds"])
             if mode not in best or r["seconds"] < best[mode]["seconds"]:
                 best[mode] = r
     base = best["flows"]["packets"] / best["flows"]["seconds"]
@@ -79,6 +84,14 @@ def main(argv: list[str] | None = None) -> int:
         peak = r["reassembly"].get("stream_peak_memory", 0) / 2**20
         print(f"| {mode} | {r['packets']:,} | {r['flows']:,} | {r['seconds']:.2f} | {pps:,.0f} | {pps / base:.0%} "
               f"| {r['stream_bytes'] / 1e6:,.1f} | {r['peak_rss_mb']:,.0f} | {peak:,.1f} |")
+    print()
+    for mode in MODES:
+        runs = ", ".join(f"{s:.2f}" for s in times[mode])
+        print(f"{mode}: runs {runs} s (median {statistics.median(times[mode]):.2f})")
+    for mode in MODES[1:]:
+        ratios = [flows / other for flows, other in zip(times["flows"], times[mode], strict=True)]
+        print(f"{mode} vs flow-only, round by round: {', '.join(f'{x:.0%}' for x in ratios)} "
+              f"(median {statistics.median(ratios):.0%})")
     return 0
 
 
