@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -278,9 +278,16 @@ class Engine:
         return _stats_dict(s, self._engine)
 
     def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            ffi.release(self._engine)
+        self.detach()()
+
+    def detach(self) -> Callable[[], None]:
+        """Marks the engine closed now (lookups refuse from here on) and returns what frees its C
+        side, for a caller that runs that elsewhere: freeing a live ring takes ~20 ms."""
+        if self.closed:
+            return lambda: None
+        self.closed = True
+        engine = self._engine
+        return lambda: ffi.release(engine)
 
 
 def check_stream_patterns(client: Sequence[bytes], server: Sequence[bytes], ignore_case: bool) -> None:
