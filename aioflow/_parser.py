@@ -232,6 +232,8 @@ class FlowParser:
         self._live_wait: anyio.CancelScope | None = None  # stop() cancels a live reader's wait
         self._flows_dropped = 0  # live: ended flows the consumer had no room for
         self._chunks_dropped = 0  # live: stream chunks the consumer had no room for
+        self._engine_threads = 0  # worker threads in the engine now (snapshots): it is freed after them
+        self._engine_threads_gone: anyio.Event | None = None  # set when the last one leaves, if awaited
         # terminated()'s subscribers, each with its own bounded buffer. The first one is made on
         # entry, so a file's first flows wait for the first consumer instead of being missed.
         self._subscribers: list[_Subscriber] = []
@@ -287,8 +289,11 @@ class FlowParser:
             if self._engine is not None:
                 self._stats = self._engine.stats()
                 free = self._engine.detach()  # closed for lookups from now on
-                with anyio.CancelScope(shield=True):  # freeing a live ring takes ~20 ms: not on the loop
-                    await anyio.to_thread.run_sync(free)
+                with anyio.CancelScope(shield=True):
+                    if self._engine_threads:  # another task's snapshot still reads the engine
+                        self._engine_threads_gone = anyio.Event()
+                        await self._engine_threads_gone.wait()
+                    await anyio.to_thread.run_sync(free)  # freeing a live ring takes ~20 ms: not on the loop
 
     def stop(self) -> None:
         """Ends the parse now: active flows are flushed with end_reason "stop"."""
@@ -539,7 +544,13 @@ class FlowParser:
         engine = self._require_engine()
         if self._finished:
             return []
-        batch = await anyio.to_thread.run_sync(engine.snapshot_all)
+        self._engine_threads += 1
+        try:
+            batch = await anyio.to_thread.run_sync(engine.snapshot_all)
+        finally:
+            self._engine_threads -= 1
+            if not self._engine_threads and self._engine_threads_gone is not None:
+                self._engine_threads_gone.set()
         return list(iter_batch(batch))
 
     def info(self) -> ParserInfo:

@@ -153,6 +153,58 @@ async def test_opening_and_freeing_the_engine_run_off_the_event_loop(monkeypatch
         await parser.find_flow("192.0.2.1", 1, "192.0.2.2", 2)
 
 
+@pytest.mark.anyio
+async def test_leaving_waits_for_a_snapshot_still_reading_the_engine(
+    monkeypatch: pytest.MonkeyPatch, large_capture: Path
+) -> None:
+    """One task leaves the parser's block while another task's snapshot runs in a worker thread:
+    the engine is freed only once that thread is out of it (else it would read freed memory)."""
+    from aioflow import _engine
+
+    order: list[str] = []
+    inside = anyio.Event()
+    snapshot_all, detach = _engine.Engine.snapshot_all, _engine.Engine.detach
+
+    def slow_snapshot(self: _engine.Engine) -> _engine.Batch:
+        # a snapshot long enough for the owner to leave while it still reads the engine
+        order.append("snapshot in")
+        out = snapshot_all(self)
+        anyio.from_thread.run_sync(inside.set)
+        time.sleep(0.3)
+        self.stats()  # reads the engine again: freed memory, had it been freed meanwhile
+        order.append("snapshot out")
+        return out
+
+    def recorded_detach(self: _engine.Engine) -> Callable[[], None]:
+        free = detach(self)
+
+        def recorded() -> None:
+            order.append("free")
+            free()
+
+        return recorded
+
+    monkeypatch.setattr(_engine.Engine, "snapshot_all", slow_snapshot)
+    monkeypatch.setattr(_engine.Engine, "detach", recorded_detach)
+    parsers: list[aioflow.FlowParser] = []
+    opened = anyio.Event()
+
+    async def owner() -> None:  # e.g. an app's cleanup, leaving the parser's block
+        async with aioflow.FlowParser(large_capture, **NO_TIMEOUTS) as parser:  # type: ignore[arg-type]
+            parsers.append(parser)
+            opened.set()  # nobody consumes: the file pauses with flows active, the snapshot has work
+            await inside.wait()  # leave now, while the snapshot's thread is inside the engine
+
+    async def handler() -> None:  # e.g. a request handler's snapshot, in a task of its own
+        await opened.wait()
+        assert len(await parsers[0].snapshot()) > 0
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(owner)
+        tg.start_soon(handler)
+    assert order == ["snapshot in", "snapshot out", "free"]
+
+
 def test_trio_gives_the_same_flows_as_asyncio() -> None:
     results = {}
     for backend in ("asyncio", "trio"):
