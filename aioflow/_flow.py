@@ -44,6 +44,11 @@ _C_NAMES = {
 FLAG_COUNT_FIELDS = tuple(f"{d}_{flag}_packets" for d in ("src2dst", "dst2src") for flag in TCP_FLAGS)
 
 
+def is_datagrams(protocol: int) -> bool:
+    """Whether C keeps this protocol's data as framed datagrams: every IP protocol but TCP."""
+    return protocol != 6
+
+
 def unframe(data: bytes) -> tuple[bytes, ...]:
     """Datagram stream data (UDP, other IP) as C frames it ([uint32 length][payload] each) into datagrams."""
     out: list[bytes] = []
@@ -228,11 +233,11 @@ class Flow:
 
     def _stream(self, d: int) -> bytes | None:
         raw = self._kept(d)
-        return b"".join(unframe(raw)) if raw is not None and self._r.protocol != 6 else raw
+        return b"".join(unframe(raw)) if raw is not None and is_datagrams(self._r.protocol) else raw
 
     def _datagrams(self, d: int) -> tuple[bytes, ...] | None:
         raw = self._kept(d)
-        return unframe(raw) if raw is not None and self._r.protocol != 6 else None
+        return unframe(raw) if raw is not None and is_datagrams(self._r.protocol) else None
 
     def _holes(self, d: int) -> tuple[tuple[int, int], ...]:
         streams = self._batch.streams

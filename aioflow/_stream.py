@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._engine import Batch, ffi, lib
-from ._flow import Flow, unframe
+from ._flow import Flow, is_datagrams, unframe
 
 DIRECTIONS = ("client", "server")
 
@@ -143,7 +143,7 @@ def _chunk(
         tcp = protocol == 6
         return StreamMatch(flow, DIRECTIONS[direction], offset, end, raw, bool(partial), regexes[index], index,
                            ts_ns, next_seq if tcp else None, last_ack if tcp and has_ack else None)  # fmt: skip
-    if protocol != 6:
+    if is_datagrams(protocol):
         grams = unframe(raw)
         return StreamChunk(flow, DIRECTIONS[direction], offset, b"".join(grams), ts_ns,
                            datagram_lengths=tuple(len(g) for g in grams))  # fmt: skip
