@@ -18,7 +18,9 @@ from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
 CSRC = HERE / "_csrc"
-SOURCES = ["decode.c", "fragments.c", "defrag.c", "flowtable.c", "engine.c", "producer.c", "stream.c", "match.c"]
+SOURCES = [
+    "decode.c", "fragments.c", "defrag.c", "flowtable.c", "engine.c", "producer.c", "stream.c", "match.c", "prefault.c",
+]  # fmt: skip
 
 
 def _pcap_flags() -> tuple[list[str], list[str]]:

@@ -311,6 +311,38 @@ def test_out_of_order_flood_stays_within_memory(tmp_path: Path) -> None:
     assert 0 < kept < 400 * 8000
 
 
+def _rss_anon_kib() -> int:
+    """This process's anonymous resident memory as the kernel counts it."""
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("RssAnon:"))
+    return int(line.split()[1])
+
+
+@pytest.mark.skipif(tuple(map(int, os.uname().release.split(".")[:2])) < (5, 14), reason="no MADV_POPULATE_WRITE")
+def test_arena_is_backed_ahead_of_use_and_no_further() -> None:
+    """The stream arena's pages are populated 32 MiB past what the streams used (prefault.h), by
+    a thread of its own, and never further: the kernel's count of resident memory grows by that
+    much more than the same parse without reassembly does."""
+    ahead = 32 << 10  # KiB
+    import anyio
+
+    async def growth(reassemble: bool) -> tuple[int, int]:
+        before = _rss_anon_kib()
+        async with aioflow.FlowParser(DATA / "ndpi_log4j-webapp-exploit.pcap", reassemble=reassemble) as parser:
+            await parser.wait()
+            for _ in range(100):  # the thread runs at idle priority: give it the time it needs
+                if not reassemble or _rss_anon_kib() - before >= ahead:
+                    break
+                await anyio.sleep(0.05)
+            grown = _rss_anon_kib() - before
+        return grown, (parser.info().reassembly or {}).get("stream_peak_memory", 0) >> 10
+
+    flows_only, _ = anyio.run(growth, False)
+    streams, peak = anyio.run(growth, True)
+    assert 0 < peak < ahead  # the capture's streams need far less than the prefault distance
+    # the rest of reassembly's memory (batch stream buffers, per-flow state) is a few MiB here
+    assert ahead <= streams - flows_only <= ahead + peak + (16 << 10), (streams, flows_only, peak)
+
+
 def test_needs_reassembly_for_events_and_checks_bounds() -> None:
     path = DATA / "tcpflow_test1-out-of-order.pcap"
 

@@ -1,5 +1,6 @@
 #define _DEFAULT_SOURCE   /* mmap flags under -std=c11 */
 #include "stream.h"
+#include "prefault.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,10 @@
 /* Blocks kept back for in-order data, so that draining out-of-order segments (copy a block, then
  * free it) never fails for want of the one block it needs before it frees one. */
 #define RESERVE_BLOCKS 16u
+/* The arena is populated this far past its high-water mark (prefault.h), checked every
+ * PREFAULT_EVERY new blocks. */
+#define PREFAULT_AHEAD ((size_t)32 << 20)
+#define PREFAULT_EVERY 512u
 #define TCP_SYN 0x02
 #define TCP_RST 0x04
 #define TCP_ACK 0x10
@@ -54,6 +59,7 @@ typedef struct {
 
 struct af_streams {
     uint8_t *mem;                 /* max_blocks blocks, reserved; backed as first used */
+    af_prefault *prefault;        /* backs mem just past hwm ahead of use, or NULL */
     uint32_t *next;               /* chain links, per block */
     uint32_t max_blocks, hwm, free_head, used;
     flow_state *flows;            /* per flow slot, reserved */
@@ -99,11 +105,13 @@ af_streams *af_streams_new(const af_config *cfg, af_stats *stats) {
         af_streams_free(s);
         return NULL;
     }
+    s->prefault = af_prefault_start(s->mem, mem_bytes(s), PREFAULT_AHEAD);
     return s;
 }
 
 void af_streams_free(af_streams *s) {
     if (!s) return;
+    af_prefault_stop(s->prefault);
     if (s->mem) munmap(s->mem, mem_bytes(s));
     if (s->next) munmap(s->next, next_bytes(s));
     if (s->flows) munmap(s->flows, flows_bytes(s));
@@ -124,6 +132,7 @@ static uint32_t block_new(af_streams *s, int may_use_reserve) {
         s->free_head = s->next[b - 1];
     } else {
         b = ++s->hwm;
+        if (b % PREFAULT_EVERY == 0) af_prefault_used(s->prefault, (size_t)b * AF_STREAM_BLOCK);
     }
     s->next[b - 1] = 0;
     s->used++;
