@@ -89,11 +89,46 @@ class EngineConfig:
     keep_streams: bool = True  # reassemble: ended flows carry their streams (False: chunks and matches only)
 
 
+_INFO_SIZE = ffi.sizeof("af_stream_info")
+_INFO_AT = ffi.offsetof("af_stream_info", "data_at") // 8  # uint64_t[2]
+_INFO_LENGTH = ffi.offsetof("af_stream_info", "data_length") // 4  # uint32_t[2]
+_INFO_KEPT = ffi.offsetof("af_stream_info", "kept")  # uint8_t[2]
+_RECORD_PROTOCOL = ffi.offsetof("af_record", "protocol")
+assert dict(ffi.typeof("af_record").fields)["protocol"].type.cname == "uint8_t", "af_record layout changed"
+
+
+class StreamSpans:
+    """Where each record's kept streams lie in its batch's stream_data, read through memoryviews
+    of the C arrays: about 1 us per flow less than cffi field access (measured on 120,000 flows),
+    which is much of a reader's time when it takes both streams of a million flows."""
+
+    __slots__ = ("_records", "_u8", "_u32", "_u64")
+
+    def __init__(self, streams: Any, records: Any, count: int) -> None:
+        raw = memoryview(ffi.buffer(streams, count * _INFO_SIZE))
+        self._u8, self._u32, self._u64 = raw, raw.cast("I"), raw.cast("Q")
+        self._records = memoryview(ffi.buffer(records, count * RECORD_SIZE))
+
+    def kept(self, i: int, d: int) -> tuple[int, int, int] | None:
+        """Record i's stream in direction d (0: client) as (offset, length, IP protocol), or None
+        when it was not kept."""
+        if not self._u8[i * _INFO_SIZE + _INFO_KEPT + d]:
+            return None
+        return (
+            self._u64[i * (_INFO_SIZE // 8) + _INFO_AT + d],
+            self._u32[i * (_INFO_SIZE // 4) + _INFO_LENGTH + d],
+            self._records[i * RECORD_SIZE + _RECORD_PROTOCOL],
+        )
+
+
 class Batch:
     """Flow records copied out of C in one go (exact size), plus their kept headers and, with
-    reassembly, their streams (`streams[i]` locates record i's in `stream_data`) and the chunks."""
+    reassembly, their streams (`streams[i]` and `spans` locate record i's in `stream_data`) and
+    the chunks."""
 
-    __slots__ = ("chunk_count", "chunks", "count", "header_count", "headers", "records", "stream_data", "streams")
+    __slots__ = (
+        "chunk_count", "chunks", "count", "header_count", "headers", "records", "spans", "stream_data", "streams",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -111,6 +146,7 @@ class Batch:
         self.headers = headers
         self.header_count = header_count
         self.streams = streams
+        self.spans: StreamSpans | None = None
         self.chunks = chunks
         self.chunk_count = chunk_count
         self.stream_data = stream_data
@@ -337,7 +373,8 @@ def _copy_batch(b: Any, records: bool = True) -> Batch:
     batch = Batch(records, b.count, headers, b.header_count)
     if b.streams != ffi.NULL:  # reassembly: one copy of the stream bytes, views cut from it later
         batch.streams = ffi.new("af_stream_info[]", b.count)
-        ffi.memmove(batch.streams, b.streams, b.count * ffi.sizeof("af_stream_info"))
+        ffi.memmove(batch.streams, b.streams, b.count * _INFO_SIZE)
+        batch.spans = StreamSpans(batch.streams, records, b.count)
         batch.chunk_count = b.chunk_count
         if b.chunk_count:
             batch.chunks = ffi.new("af_chunk[]", b.chunk_count)

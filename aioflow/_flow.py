@@ -224,20 +224,25 @@ class Flow:
         return out
 
     # --- reassembly (FlowParser(reassemble=True)); index 0 is the client (src), 1 the server ---
-    def _kept(self, d: int) -> bytes | None:
-        streams = self._batch.streams
-        if streams is None or not streams[self._i].kept[d]:
+    def _kept(self, d: int) -> tuple[bytes, bool] | None:
+        """Direction d's kept data as C lays it out, and whether that is framed datagrams."""
+        spans = self._batch.spans
+        kept = spans.kept(self._i, d) if spans is not None else None
+        if kept is None:
             return None
-        info = streams[self._i]
-        return self._batch.stream_data[info.data_at[d] : info.data_at[d] + info.data_length[d]]
+        at, length, protocol = kept
+        return self._batch.stream_data[at : at + length], is_datagrams(protocol)
 
     def _stream(self, d: int) -> bytes | None:
-        raw = self._kept(d)
-        return b"".join(unframe(raw)) if raw is not None and is_datagrams(self._r.protocol) else raw
+        kept = self._kept(d)
+        if kept is None:
+            return None
+        raw, framed = kept
+        return b"".join(unframe(raw)) if framed else raw
 
     def _datagrams(self, d: int) -> tuple[bytes, ...] | None:
-        raw = self._kept(d)
-        return unframe(raw) if raw is not None and is_datagrams(self._r.protocol) else None
+        kept = self._kept(d)
+        return unframe(kept[0]) if kept is not None and kept[1] else None
 
     def _holes(self, d: int) -> tuple[tuple[int, int], ...]:
         streams = self._batch.streams
