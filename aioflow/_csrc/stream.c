@@ -183,6 +183,13 @@ static uint32_t chain_append(af_streams *s, chain *c, const uint8_t *data, uint3
     return done;
 }
 
+/* The next block of a chain lies elsewhere in the arena, long out of cache: load its first n
+ * bytes while the current one is copied. */
+static inline void prefetch_block(const af_streams *s, uint32_t b, uint32_t n) {
+    if (n > AF_STREAM_BLOCK) n = AF_STREAM_BLOCK;
+    for (uint32_t at = 0; at < n; at += 64) __builtin_prefetch(blk(s, b) + at);
+}
+
 /* Copies n bytes from position (*b, *off) on, advancing it. */
 static void copy_out(const af_streams *s, uint32_t *b, uint32_t *off, uint32_t n, uint8_t *dst) {
     while (n) {
@@ -193,15 +200,28 @@ static void copy_out(const af_streams *s, uint32_t *b, uint32_t *off, uint32_t n
         uint32_t k = AF_STREAM_BLOCK - *off;
         if (k > n) k = n;
         uint32_t later = n > k ? s->next[*b - 1] : 0;
-        if (later) {   /* the next block lies elsewhere in the arena, long out of cache: load it now */
-            uint32_t ahead = n - k < AF_STREAM_BLOCK ? n - k : AF_STREAM_BLOCK;
-            for (uint32_t at = 0; at < ahead; at += 64) __builtin_prefetch(blk(s, later) + at);
-        }
+        if (later) prefetch_block(s, later, n - k);
         memcpy(dst, blk(s, *b) + *off, k);
         dst += k;
         *off += k;
         n -= k;
     }
+}
+
+/* Copies a whole chain to dst and frees its blocks on the way: one walk of the chain, not two. */
+static void chain_move_out(af_streams *s, chain *c, uint8_t *dst) {
+    uint32_t n = c->len;
+    for (uint32_t b = c->head; b;) {
+        uint32_t next = s->next[b - 1];
+        uint32_t k = n < AF_STREAM_BLOCK ? n : AF_STREAM_BLOCK;
+        if (next) prefetch_block(s, next, n - k);
+        memcpy(dst, blk(s, b), k);
+        dst += k;
+        n -= k;
+        block_free(s, b);
+        b = next;
+    }
+    memset(c, 0, sizeof *c);
 }
 
 /* --- batch room --- */
@@ -760,16 +780,11 @@ void af_streams_emit(af_streams *s, const af_table *t, uint32_t slot, af_batch *
         info->truncated[dir] = d->truncated;
         info->data_length[dir] = d->kept.len;
         info->hole_count[dir] = d->hole_count;
-        uint32_t b = d->kept.head, off = 0;
-        info->data_at[dir] = take_bytes(out, d->kept.len, 0);
-        copy_out(s, &b, &off, d->kept.len, out->stream_data + info->data_at[dir]);
-        b = d->holes.head;
-        off = 0;
-        info->holes_at[dir] = take_bytes(out, d->holes.len, 1);
-        copy_out(s, &b, &off, d->holes.len, out->stream_data + info->holes_at[dir]);
         /* handed over: keeping starts again (active timeout) or the state is freed (end) */
-        chain_free(s, &d->kept);
-        chain_free(s, &d->holes);
+        info->data_at[dir] = take_bytes(out, d->kept.len, 0);
+        chain_move_out(s, &d->kept, out->stream_data + info->data_at[dir]);
+        info->holes_at[dir] = take_bytes(out, d->holes.len, 1);
+        chain_move_out(s, &d->holes, out->stream_data + info->holes_at[dir]);
         d->emit_blk = d->emit_off = d->emitted = 0;
         d->hole_count = 0;
         d->truncated = 0;
