@@ -308,6 +308,7 @@ int af_open_live(const char *device, const char *bpf, const af_config *cfg, int 
 
 void af_close(af_engine *e) {
     if (!e) return;
+    af_streams_stop_prefault(e->streams);   /* it may be populating the producer's buffers */
     af_producer_free(e->producer);   /* joins the thread before the engine goes away */
     ahead_free(e->ahead);
     free(e->queue);
@@ -1018,6 +1019,8 @@ void af_pump_finish(af_engine *e, af_batch *out) {
     af_streams_finish_batch(e->streams, &e->table, out);
     pthread_mutex_unlock(&e->mu);
 }
+
+void af_pump_prefault(af_engine *e, void *base, size_t bytes) { af_streams_prefault(e->streams, base, bytes); }
 
 void af_batch_stream_sizes(af_engine *e, uint32_t capacity, uint32_t *chunks, uint64_t *data) {
     af_streams_batch_sizes(&e->cfg, capacity, chunks, data);

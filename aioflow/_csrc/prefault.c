@@ -9,37 +9,54 @@
 
 #define STEP ((size_t)2 << 20)   /* one huge page per call: stop answers within one */
 
-struct af_prefault {
+typedef struct {
     char *base;
-    size_t bytes, ahead;
-    size_t want;                 /* populate up to here (under mu) */
+    size_t bytes;
+    size_t want, done;           /* under mu: populate up to want; done so far */
+} region;
+
+struct af_prefault {
+    region regions[AF_PREFAULT_REGIONS];
+    unsigned count, turn;
+    size_t ahead;
     atomic_int stop;
     pthread_mutex_t mu;
     pthread_cond_t cond;
     pthread_t thread;
 };
 
+/* Under mu: the next region with something left to populate, or NULL. Regions take turns, a
+ * step each: the arena grows all along while batch buffers are needed from the first batch on. */
+static region *next_work(af_prefault *p) {
+    for (unsigned k = 0; k < p->count; k++) {
+        region *r = &p->regions[(p->turn + k) % p->count];
+        if (r->done < r->want) {
+            p->turn = (p->turn + k + 1) % p->count;
+            return r;
+        }
+    }
+    return NULL;
+}
+
 static void *run(void *arg) {
     af_prefault *p = arg;
     struct sched_param idle = {0};
     pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle);
-    size_t done = 0;
     pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!atomic_load(&p->stop) && done >= p->want) pthread_cond_wait(&p->cond, &p->mu);
-        size_t want = p->want;
-        pthread_mutex_unlock(&p->mu);
-        while (done < want && !atomic_load(&p->stop)) {
-            size_t n = want - done < STEP ? want - done : STEP;
-            if (madvise(p->base + done, n, MADV_POPULATE_WRITE) != 0) {   /* e.g. no memory: stop trying */
-                atomic_store(&p->stop, 1);
-                break;
-            }
-            done += n;
-        }
-        if (atomic_load(&p->stop)) return NULL;
+        region *r = NULL;
+        while (!atomic_load(&p->stop) && !(r = next_work(p))) pthread_cond_wait(&p->cond, &p->mu);
+        if (atomic_load(&p->stop)) break;
+        char *at = r->base + r->done;
+        size_t n = r->want - r->done < STEP ? r->want - r->done : STEP;
+        pthread_mutex_unlock(&p->mu);   /* regions never move; only want grows meanwhile */
+        int failed = madvise(at, n, MADV_POPULATE_WRITE) != 0;
         pthread_mutex_lock(&p->mu);
+        r->done = failed ? r->bytes : r->done + n;   /* e.g. out of memory: leave it to first use */
+        if (failed) r->want = r->bytes;
     }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
 }
 
 af_prefault *af_prefault_start(void *base, size_t bytes, size_t ahead) {
@@ -52,10 +69,9 @@ af_prefault *af_prefault_start(void *base, size_t bytes, size_t ahead) {
     if (!first || madvise(base, first < STEP ? first : STEP, MADV_POPULATE_WRITE) != 0) return NULL;
     af_prefault *p = calloc(1, sizeof *p);
     if (!p) return NULL;
-    p->base = base;
-    p->bytes = bytes;
+    p->regions[0] = (region){.base = base, .bytes = bytes, .want = first};
+    p->count = 1;
     p->ahead = ahead;
-    p->want = first;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cond, NULL);
     if (pthread_create(&p->thread, NULL, run, p) != 0) {
@@ -68,12 +84,23 @@ af_prefault *af_prefault_start(void *base, size_t bytes, size_t ahead) {
 #endif
 }
 
+void af_prefault_add(af_prefault *p, void *base, size_t bytes) {
+    if (!p || !bytes) return;
+    pthread_mutex_lock(&p->mu);
+    if (p->count < AF_PREFAULT_REGIONS) {
+        p->regions[p->count++] = (region){.base = base, .bytes = bytes, .want = bytes};
+        pthread_cond_signal(&p->cond);
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
 void af_prefault_used(af_prefault *p, size_t used) {
     if (!p) return;
-    size_t want = used + p->ahead < p->bytes ? used + p->ahead : p->bytes;
+    region *r = &p->regions[0];
+    size_t want = used + p->ahead < r->bytes ? used + p->ahead : r->bytes;
     pthread_mutex_lock(&p->mu);
-    if (want > p->want) {
-        p->want = want;
+    if (want > r->want) {
+        r->want = want;
         pthread_cond_signal(&p->cond);
     }
     pthread_mutex_unlock(&p->mu);

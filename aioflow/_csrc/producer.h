@@ -5,6 +5,8 @@
  * GIL back after every pump). */
 #ifndef AIOFLOW_PRODUCER_H
 #define AIOFLOW_PRODUCER_H
+#include <stddef.h>
+
 #include "aioflow.h"
 
 typedef struct af_producer af_producer;
@@ -13,6 +15,7 @@ typedef struct af_producer af_producer;
 int af_pump_append(af_engine *e, uint32_t max_packets, af_batch *out);
 uint32_t af_pump_room(af_engine *e, af_batch *out);   /* flows the batch can still take */
 void af_pump_finish(af_engine *e, af_batch *out);     /* before handing a batch over (stream chunks) */
+void af_pump_prefault(af_engine *e, void *base, size_t bytes);   /* populate ahead (prefault.h) */
 /* A file read ahead by its own thread: af_pump_append says AF_OK when it caught up with it; this
  * sleeps (without the engine lock) until more is read, or all. */
 void af_wait_read_ahead(af_engine *e);

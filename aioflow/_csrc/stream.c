@@ -109,9 +109,19 @@ af_streams *af_streams_new(const af_config *cfg, af_stats *stats) {
     return s;
 }
 
-void af_streams_free(af_streams *s) {
+void af_streams_prefault(af_streams *s, void *base, size_t bytes) {
+    if (s) af_prefault_add(s->prefault, base, bytes);
+}
+
+void af_streams_stop_prefault(af_streams *s) {
     if (!s) return;
     af_prefault_stop(s->prefault);
+    s->prefault = NULL;
+}
+
+void af_streams_free(af_streams *s) {
+    if (!s) return;
+    af_streams_stop_prefault(s);
     if (s->mem) munmap(s->mem, mem_bytes(s));
     if (s->next) munmap(s->next, next_bytes(s));
     if (s->flows) munmap(s->flows, flows_bytes(s));

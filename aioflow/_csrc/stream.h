@@ -15,6 +15,7 @@
  * (framed by a 4-byte length, which counts toward the bound) while it fits. */
 #ifndef AIOFLOW_STREAM_H
 #define AIOFLOW_STREAM_H
+#include <stddef.h>
 #include <stdint.h>
 
 #include "aioflow.h"
@@ -31,6 +32,10 @@ typedef struct af_streams af_streams;
 /* NULL without memory. `chunks`: also produce chunks of new in-order data (stream_events). */
 af_streams *af_streams_new(const af_config *cfg, af_stats *stats);
 void af_streams_free(af_streams *s);
+/* Memory the counting thread will write soon (the producer's batch buffers): populated ahead by
+ * the arena's prefault thread (prefault.h). Stop it before unmapping such memory. */
+void af_streams_prefault(af_streams *s, void *base, size_t bytes);
+void af_streams_stop_prefault(af_streams *s);
 
 /* Batch room (records) the reassembler leaves for more flow ends and packets; see engine room(). */
 uint32_t af_streams_room(const af_streams *s, const af_batch *b);
