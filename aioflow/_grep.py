@@ -197,23 +197,25 @@ class Grep:
         first second; other IP: its datagrams' payloads one after another)."""
         assert self.config.log_dir is not None
         stamp = int(flow.first_seen)
-        if flow.protocol in (6, 17):
-            kind = protocol_name(flow.protocol)
-            files = [
-                (f"{stamp}-{flow.src_ip}-{flow.src_port}-{flow.dst_ip}-{flow.dst_port}-{kind}", flow.client_stream),
-                (f"{stamp}-{flow.dst_ip}-{flow.dst_port}-{flow.src_ip}-{flow.src_port}-{kind}", flow.server_stream),
-            ]
-        else:
-            files = [
-                (f"{stamp}-{flow.src_ip}-{flow.dst_ip}-proto{flow.protocol}", flow.client_stream),
-                (f"{stamp}-{flow.dst_ip}-{flow.src_ip}-proto{flow.protocol}", flow.server_stream),
-            ]
+        client, server = (flow.src_ip, flow.src_port), (flow.dst_ip, flow.dst_port)
+        files = [
+            (_log_name(stamp, flow.protocol, client, server), flow.client_stream),
+            (_log_name(stamp, flow.protocol, server, client), flow.server_stream),
+        ]
         for name, data in files:
             path = _unique(self.config.log_dir / name.replace(":", "_"))
             path.write_bytes(data or b"")
             self.summary.files.append(path)
             if self.config.print_files:
                 self.out.write(f"{path}\n")
+
+
+def _log_name(stamp: int, protocol: int, sender: tuple[str, int], receiver: tuple[str, int]) -> str:
+    """flowgrep's name for one direction's file: TCP/UDP `time-src-sport-dst-dport-tcp|udp`,
+    other IP `time-src-dst-protoN` (no ports)."""
+    if protocol in (6, 17):
+        return f"{stamp}-{sender[0]}-{sender[1]}-{receiver[0]}-{receiver[1]}-{protocol_name(protocol)}"
+    return f"{stamp}-{sender[0]}-{receiver[0]}-proto{protocol}"
 
 
 def _native_found(event: StreamMatch) -> Match:
