@@ -90,15 +90,20 @@ class EngineConfig:
 
 
 _INFO_SIZE = ffi.sizeof("af_stream_info")
+_INFO_U64S, _INFO_U32S = _INFO_SIZE // 8, _INFO_SIZE // 4  # one record's info in those units
 _INFO_AT = ffi.offsetof("af_stream_info", "data_at") // 8  # uint64_t[2]
 _INFO_LENGTH = ffi.offsetof("af_stream_info", "data_length") // 4  # uint32_t[2]
 _INFO_KEPT = ffi.offsetof("af_stream_info", "kept")  # uint8_t[2]
+_INFO_HOLES_AT = ffi.offsetof("af_stream_info", "holes_at") // 8  # uint64_t[2]
+_INFO_HOLE_COUNT = ffi.offsetof("af_stream_info", "hole_count") // 4  # uint32_t[2]
+_INFO_TRUNCATED = ffi.offsetof("af_stream_info", "truncated")  # uint8_t[2]
 _RECORD_PROTOCOL = ffi.offsetof("af_record", "protocol")
 assert dict(ffi.typeof("af_record").fields)["protocol"].type.cname == "uint8_t", "af_record layout changed"
 
 
 class StreamSpans:
-    """Where each record's kept streams lie in its batch's stream_data, read through memoryviews
+    """Where each record's kept streams and holes lie in its batch's stream_data, and whether they
+    were truncated, read through memoryviews
     of the C arrays: about 1 us per flow less than cffi field access (measured on 120,000 flows),
     which is much of a reader's time when it takes both streams of a million flows."""
 
@@ -115,10 +120,17 @@ class StreamSpans:
         if not self._u8[i * _INFO_SIZE + _INFO_KEPT + d]:
             return None
         return (
-            self._u64[i * (_INFO_SIZE // 8) + _INFO_AT + d],
-            self._u32[i * (_INFO_SIZE // 4) + _INFO_LENGTH + d],
+            self._u64[i * _INFO_U64S + _INFO_AT + d],
+            self._u32[i * _INFO_U32S + _INFO_LENGTH + d],
             self._records[i * RECORD_SIZE + _RECORD_PROTOCOL],
         )
+
+    def holes(self, i: int, d: int) -> tuple[int, int]:
+        """Record i's holes in direction d: (offset of their uint64 pairs, how many pairs)."""
+        return self._u64[i * _INFO_U64S + _INFO_HOLES_AT + d], self._u32[i * _INFO_U32S + _INFO_HOLE_COUNT + d]
+
+    def truncated(self, i: int, d: int) -> bool:
+        return bool(self._u8[i * _INFO_SIZE + _INFO_TRUNCATED + d])
 
 
 class Batch:

@@ -245,16 +245,16 @@ class Flow:
         return unframe(kept[0]) if kept is not None and kept[1] else None
 
     def _holes(self, d: int) -> tuple[tuple[int, int], ...]:
-        streams = self._batch.streams
-        if streams is None:
+        spans = self._batch.spans
+        if spans is None:
             return ()
-        n = streams[self._i].hole_count[d]
-        flat = struct.unpack_from(f"={2 * n}Q", self._batch.stream_data, streams[self._i].holes_at[d])
+        at, n = spans.holes(self._i, d)
+        flat = struct.unpack_from(f"={2 * n}Q", self._batch.stream_data, at)
         return tuple(zip(flat[::2], flat[1::2], strict=True))
 
     def _truncated(self, d: int) -> bool:
-        streams = self._batch.streams
-        return bool(streams is not None and streams[self._i].truncated[d])
+        spans = self._batch.spans
+        return spans is not None and spans.truncated(self._i, d)
 
     @property
     def client_stream(self) -> bytes | None:

@@ -114,12 +114,11 @@ assert ffi.offsetof("af_chunk", "pattern") == _FIELDS_AT + _FIELDS.size - 4, "af
 class _ChunkFlows:
     """Batch-like view of a batch's chunk snapshots, so Flow(view, j) reads chunk j's record."""
 
-    __slots__ = ("chunks", "headers", "spans", "streams")
+    __slots__ = ("chunks", "headers", "spans")
 
     def __init__(self, chunks: Any) -> None:
         self.chunks = chunks  # keeps the C array alive as long as a snapshot Flow is
         self.headers = None
-        self.streams = None
         self.spans = None
 
     @property
