@@ -247,7 +247,7 @@ class FlowParser:
             if self._user is not None:
                 drop_privileges(self._user)
         except BaseException:
-            self._engine.close()
+            await self._free_engine(self._engine)
             raise
         self._stats = self._engine.stats()
         self._first = self._subscribe()
@@ -288,12 +288,17 @@ class FlowParser:
         finally:
             if self._engine is not None:
                 self._stats = self._engine.stats()
-                free = self._engine.detach()  # closed for lookups from now on
-                with anyio.CancelScope(shield=True):
-                    if self._engine_threads:  # another task's snapshot still reads the engine
-                        self._engine_threads_gone = anyio.Event()
-                        await self._engine_threads_gone.wait()
-                    await anyio.to_thread.run_sync(free)  # freeing a live ring takes ~20 ms: not on the loop
+                await self._free_engine(self._engine)
+
+    async def _free_engine(self, engine: Engine) -> None:
+        """Closes the engine for lookups now; frees its C side once no snapshot still reads it,
+        in a worker thread (freeing a live ring takes ~20 ms: not on the loop)."""
+        free = engine.detach()
+        with anyio.CancelScope(shield=True):
+            if self._engine_threads:  # another task's snapshot still reads the engine
+                self._engine_threads_gone = anyio.Event()
+                await self._engine_threads_gone.wait()
+            await anyio.to_thread.run_sync(free)
 
     def stop(self) -> None:
         """Ends the parse now: active flows are flushed with end_reason "stop"."""

@@ -121,10 +121,9 @@ async def test_find_flow_absent_and_bad_input() -> None:
         await parser.wait()
 
 
-@pytest.mark.anyio
-async def test_opening_and_freeing_the_engine_run_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A live ring of 16 MiB takes ~25-40 ms to set up and ~20 ms to free, and compiling stream
-    patterns can take longer: none of it may hold the event loop. Lookups refuse at once on leaving."""
+@pytest.fixture
+def engine_threads(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """The threads FlowParser opens ("open") and frees ("free") its engine in, as they happen."""
     from aioflow import _parser
 
     threads: dict[str, int] = {}
@@ -144,13 +143,30 @@ async def test_opening_and_freeing_the_engine_run_off_the_event_loop(monkeypatch
             return recorded
 
     monkeypatch.setattr(_parser, "Engine", Recording)
+    return threads
+
+
+@pytest.mark.anyio
+async def test_opening_and_freeing_the_engine_run_off_the_event_loop(engine_threads: dict[str, int]) -> None:
+    """A live ring of 16 MiB takes ~25-40 ms to set up and ~20 ms to free, and compiling stream
+    patterns can take longer: none of it may hold the event loop. Lookups refuse at once on leaving."""
     loop_thread = threading.get_ident()
     async with aioflow.FlowParser(BUNDLED) as parser:
         flows = [flow async for flow in parser.terminated()]
     assert flows and len(flows) == parser.info().flows_ended  # the parse itself went on as ever
-    assert threads["open"] != loop_thread and threads["free"] != loop_thread
+    assert engine_threads["open"] != loop_thread and engine_threads["free"] != loop_thread
     with pytest.raises(RuntimeError, match="closed"):
         await parser.find_flow("192.0.2.1", 1, "192.0.2.2", 2)
+
+
+@pytest.mark.anyio
+async def test_a_failed_privilege_drop_frees_the_engine_off_the_event_loop(engine_threads: dict[str, int]) -> None:
+    """user= names no account: the error says so, and the engine opened before it is freed, as on
+    leaving, in a worker thread."""
+    with pytest.raises(aioflow.ConfigError, match="no such user"):
+        async with aioflow.FlowParser(BUNDLED, user="aioflow-no-such-user"):
+            pytest.fail("entered although the user does not exist")
+    assert engine_threads["free"] != threading.get_ident()
 
 
 @pytest.mark.anyio
