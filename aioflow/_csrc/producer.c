@@ -105,10 +105,6 @@ int af_producer_start(af_producer **out, af_engine *e, uint32_t capacity, uint32
         return AF_ERR_NOMEM;
     }
     for (uint32_t i = 0; i < nslots; i++) {
-        if (nchunks) {   /* what a slot's stream data usually reaches (SLOT_STREAM_BYTES and the last pump) */
-            uint64_t usual = 2ull * SLOT_STREAM_BYTES;
-            af_pump_prefault(e, p->slots[i].stream_data, usual < ndata ? usual : ndata);
-        }
         p->slots[i].records = p->records + (size_t)i * capacity;
         p->slots[i].capacity = capacity;
         if (headers_per_flow) {
@@ -125,6 +121,10 @@ int af_producer_start(af_producer **out, af_engine *e, uint32_t capacity, uint32
         return AF_ERR_NOMEM;
     }
     p->started = 1;
+    /* The prefault thread backs what a slot usually reaches (SLOT_STREAM_BYTES and one more
+     * pump). Only now: a failed start unmaps the buffers at once, before af_close could stop it. */
+    uint64_t usual = 2ull * SLOT_STREAM_BYTES < ndata ? 2ull * SLOT_STREAM_BYTES : ndata;
+    for (uint32_t i = 0; nchunks && i < nslots; i++) af_pump_prefault(e, p->slots[i].stream_data, usual);
     *out = p;
     return AF_OK;
 }
