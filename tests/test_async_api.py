@@ -208,6 +208,8 @@ async def test_leaving_waits_for_a_snapshot_still_reading_the_engine(
     async def owner() -> None:  # e.g. an app's cleanup, leaving the parser's block
         async with aioflow.FlowParser(large_capture, **NO_TIMEOUTS) as parser:  # type: ignore[arg-type]
             parsers.append(parser)
+            while parser.info().packets == 0:  # noqa: ASYNC110 (no event for "read has begun"; slow under ASan)
+                await anyio.sleep(0.01)
             opened.set()  # nobody consumes: the file pauses with flows active, the snapshot has work
             await inside.wait()  # leave now, while the snapshot's thread is inside the engine
 
