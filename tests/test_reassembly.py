@@ -321,28 +321,27 @@ def _rss_anon_kib() -> int:
 def test_memory_is_backed_ahead_of_use_and_no_further() -> None:
     """The stream arena's pages are populated 32 MiB past what the streams used, and each of the
     4 batch buffers' first 8 MiB (prefault.h), by a thread of its own, and no more: the kernel's
-    count of resident memory grows by that much more than the same parse without reassembly."""
+    count of resident memory grows by that much, plus the parser's own few MiB."""
     ahead = (32 + 4 * 8) << 10  # KiB
     import anyio
 
-    async def growth(reassemble: bool) -> tuple[int, int]:
+    async def growth() -> tuple[int, int]:
         before = _rss_anon_kib()
-        async with aioflow.FlowParser(DATA / "ndpi_log4j-webapp-exploit.pcap", reassemble=reassemble) as parser:
+        async with aioflow.FlowParser(DATA / "ndpi_log4j-webapp-exploit.pcap", reassemble=True) as parser:
             await parser.wait()
             for _ in range(100):  # the thread runs at idle priority: give it the time it needs
-                if not reassemble or _rss_anon_kib() - before >= ahead:
+                if _rss_anon_kib() - before >= ahead:
                     break
                 await anyio.sleep(0.05)
             grown = _rss_anon_kib() - before
-        return grown, (parser.info().reassembly or {}).get("stream_peak_memory", 0) >> 10
+        return grown, parser.info().reassembly["stream_peak_memory"] >> 10
 
-    flows_only, _ = anyio.run(growth, False)
-    streams, peak = anyio.run(growth, True)
+    grown, peak = anyio.run(growth)
     assert 0 < peak < 32 << 10  # the capture's streams need far less than the prefault distance
-    # slack: the rest of reassembly's memory (per-flow state, batch arrays) is a few MiB here, and
-    # the two parses do not start from the same allocator state
-    slack = 8 << 10
-    assert ahead - slack <= streams - flows_only <= ahead + peak + 2 * slack, (streams, flows_only, peak)
+    # the rest: flow table, per-flow stream state, batch arrays (~12 MiB under ASan); memory that
+    # earlier tests freed during the parse could only lower the figure, hence the slack below too
+    slack = 16 << 10
+    assert ahead - slack // 2 <= grown <= ahead + peak + slack, (grown, peak)
 
 
 def test_needs_reassembly_for_events_and_checks_bounds() -> None:
