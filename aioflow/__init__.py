@@ -23,8 +23,7 @@ from ._flow import Flow, PacketHeader
 from ._parser import FlowParser, ParserInfo
 from ._read import read, read_frame
 from ._stream import StreamChunk, StreamMatch, StreamPatterns
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 # NetFlow/IPFIX export (aioflow.export) needs numpy: imported on first use, so `import aioflow` stays light.
 _EXPORT_NAMES = ("ExportStats", "IPFIXExporter", "IPFIXFileWriter", "NetflowV5Exporter", "NetflowV9Exporter",
