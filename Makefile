@@ -75,7 +75,7 @@ $(PY):
 # Build requirements go into the venv too, so later rebuilds can skip pip's isolated build env
 # (faster, and offline).
 $(DEV_STAMP): $(PY) pyproject.toml
-	$(PIP) install -q --upgrade pip 'setuptools>=68' wheel 'cffi>=1.16'
+	$(PIP) install -q --upgrade pip 'setuptools>=77' wheel 'cffi>=1.16'
 	$(PIP) install -q -e '.[dev]'
 	touch $(NATIVE_STAMP) $@
 
