@@ -32,7 +32,7 @@ from packaging.requirements import Requirement  # build depends on packaging
 ROOT = Path(__file__).resolve().parents[1]
 CAPTURE = ROOT / "examples" / "data" / "ndpi_telegram_videocall.pcapng"
 # The sdist carries every source file under these directories, and these single files.
-SDIST_DIRS = ("aioflow", "tests", "examples")
+SDIST_DIRS = ("aioflow", "tests", "examples", "docs")
 SDIST_FILES = ("LICENSE", "README.md", "Makefile", "pyproject.toml", "setup.py", "benchmarks/make_capture.py")
 
 
