@@ -121,6 +121,9 @@ def test_wheel_holds_the_extension_and_licence(dist: tuple[Path, Path]) -> None:
         names = set(zf.namelist())
         metadata = zf.read(f"aioflow_pcap-{aioflow.__version__}.dist-info/METADATA").decode()
     assert any(re.fullmatch(r"aioflow/_native\..*so", n) for n in names), sorted(names)
+    # Every module, subpackages included: the package list is found, not written out.
+    modules = {n for n in _source_files() if n.startswith("aioflow/") and n.endswith((".py", ".pyi"))}
+    assert sorted(modules - names) == []
     assert {"aioflow/py.typed", "aioflow/_version.py",
             f"aioflow_pcap-{aioflow.__version__}.dist-info/licenses/LICENSE"} <= names  # fmt: skip
     assert f"\nVersion: {aioflow.__version__}\n" in metadata
