@@ -461,6 +461,16 @@ class FlowParser:
         """Every ended flow exactly once, in the order flows ended; ends after the source does."""
         return _FlowStream(self._take_subscriber().receive)
 
+    def batches(self) -> BatchStream:
+        """Every ended flow exactly once as terminated() gives them, but a whole batch (up to
+        BATCH_RECORDS flows) at a time and without a Python object per flow: each item is a Batch,
+        ``batch.count`` flows whose C records ``batch.raw_records()`` holds (bytes; a numpy array
+        with ``np.frombuffer(raw, aioflow._frame.RECORD_DTYPE)``, as the exporters read them) and
+        ``Flow(batch, i)`` views one. Subscribes as terminated() does (a file waits for it, live
+        drops are counted); ``await stream.aclose()`` unsubscribes. Raises RuntimeError outside
+        ``async with``."""
+        return BatchStream(self._take_subscriber().receive)
+
     def stream_events(self, chunks: bool = True) -> AsyncIterator[StreamChunk | StreamMatch | Flow]:
         """reassemble=True: in engine order, a StreamChunk for new in-order data of a flow
         direction (at most one per direction per batch), a StreamMatch for a flow's first match of
@@ -614,6 +624,15 @@ class FlowParser:
         return self._engine
 
 
+def file_engine(source: str | os.PathLike[str], **options: Any) -> tuple[Engine, bool]:
+    """A new engine over a capture file, for the blocking read()/read_frame(): FlowParser's
+    options, validated and converted exactly as FlowParser does (raises ConfigError as it does,
+    and the engine's typed errors for the file), and whether a read-ahead thread pays here.
+    The caller owns the engine (``engine.close()``)."""
+    parser = FlowParser(source, live=False, **options)
+    return Engine(source, parser._config), parser._reads_ahead()
+
+
 def _looks_like_interface(source: str | os.PathLike[str]) -> bool:
     """A file that exists wins; else a bare name (no "/", no capture suffix) is an interface."""
     if not isinstance(source, str) or os.path.exists(source):
@@ -650,30 +669,51 @@ class _Subscriber:
     records: bool = True  # False: it takes matches() alone
 
 
-class _FlowStream:
-    """terminated()'s iterator: flows out of the batches the reader sends."""
+class _Subscription:
+    """A consumer's end of one subscription: closing it (or dropping it) unsubscribes, so a
+    consumer that stops iterating never holds a file source paused."""
 
     def __init__(self, receive: MemoryObjectReceiveStream[Batch]) -> None:
         self._receive = receive
+
+    def __del__(self) -> None:
+        self._receive.close()
+
+    async def aclose(self) -> None:
+        """Unsubscribes now (idempotent); the iterator then ends."""
+        self._receive.close()
+
+    async def _next_batch(self) -> Batch:
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+
+class BatchStream(_Subscription):
+    """batches()'s iterator: the batches the reader sends, as they are."""
+
+    def __aiter__(self) -> BatchStream:
+        return self
+
+    async def __anext__(self) -> Batch:
+        return await self._next_batch()
+
+
+class _FlowStream(_Subscription):
+    """terminated()'s iterator: flows out of the batches the reader sends."""
+
+    def __init__(self, receive: MemoryObjectReceiveStream[Batch]) -> None:
+        super().__init__(receive)
         self._batch: Batch | None = None
         self._index = 0
 
     def __aiter__(self) -> _FlowStream:
         return self
 
-    def __del__(self) -> None:
-        # a consumer that stops iterating must not hold a file source paused: unsubscribe
-        self._receive.close()
-
-    async def aclose(self) -> None:
-        self._receive.close()
-
     async def __anext__(self) -> Flow:
         while self._batch is None or self._index >= self._batch.count:
-            try:
-                self._batch = await self._receive.receive()
-            except (anyio.EndOfStream, anyio.ClosedResourceError):
-                raise StopAsyncIteration from None
+            self._batch = await self._next_batch()
             self._index = 0
         i = self._index
         self._index += 1
@@ -682,13 +722,13 @@ class _FlowStream:
         return Flow(self._batch, i)
 
 
-class _EventStream:
+class _EventStream(_Subscription):
     """stream_events()/chunks()'s iterator: chunks and flows out of the batches, in engine order."""
 
     def __init__(
         self, receive: MemoryObjectReceiveStream[Batch], flows: bool, data: bool, patterns: StreamPatterns | None
     ) -> None:
-        self._receive = receive
+        super().__init__(receive)
         self._flows = flows
         self._data = data
         self._patterns = patterns
@@ -698,21 +738,12 @@ class _EventStream:
     def __aiter__(self) -> _EventStream:
         return self
 
-    def __del__(self) -> None:
-        self._receive.close()  # as _FlowStream: never hold a file source paused
-
-    async def aclose(self) -> None:
-        self._receive.close()
-
     async def __anext__(self) -> StreamChunk | StreamMatch | Flow:
         while True:
             event = next(self._events, None)
             if event is not None:
                 break
-            try:
-                batch = await self._receive.receive()
-            except (anyio.EndOfStream, anyio.ClosedResourceError):
-                raise StopAsyncIteration from None
+            batch = await self._next_batch()
             self._events = batch_events(batch, self._flows, self._data, self._patterns)
         self._count += 1
         if self._count % YIELD_EVERY == 0:

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import sys
-import types
 from collections import deque
 from collections.abc import AsyncIterator, Hashable, Iterator
 from os import PathLike
@@ -27,8 +25,8 @@ from typing import Any, BinaryIO
 import anyio
 import numpy as np
 
-from ._errors import FlowFileFormatError, FlowFileNotFoundError, FlowFilePermissionError, MalformedPDUError
-from ._netflow_decode import IPFIX_HEADER, Decoder, DecodeStats, Message, RecordSet, Template
+from .._errors import FlowFileFormatError, FlowFileNotFoundError, FlowFilePermissionError, MalformedPDUError
+from ._decode import IPFIX_HEADER, Decoder, DecodeStats, Message, RecordSet, Template
 
 __all__ = [
     "PDU",
@@ -38,6 +36,8 @@ __all__ = [
     "FlowRecord",
     "RecordSet",
     "collect",
+    "message_records",
+    "open_ipfix_file",
     "parse_pdu",
     "read_ipfix_file",
 ]
@@ -231,7 +231,7 @@ class PDU:
         return self.message.sets
 
     def __iter__(self) -> Iterator[FlowRecord]:
-        return _records(self.message, options=False)
+        return message_records(self.message, options=False)
 
     def options(self) -> Iterator[FlowRecord]:
         """The options records (exporter statistics, sampling, ...)."""
@@ -248,7 +248,9 @@ class PDU:
         return self.message.sequence == previous.message.next_sequence
 
 
-def _records(message: Message, options: bool) -> Iterator[FlowRecord]:
+def message_records(message: Message, options: bool = False) -> Iterator[FlowRecord]:
+    """The records of one decoded message (``Decoder.parse``/``parse_file``, ``Collector.receive``)
+    in set order: flow records, and options records too with ``options=True``. Raises nothing."""
     for rs in message.sets:
         if options or not rs.template.is_options:
             for i in range(len(rs)):
@@ -269,7 +271,7 @@ def parse_pdu(exporter: Hashable, payload: bytes, *, decoder: Decoder | None = N
     return PDU(message)
 
 
-def _open_ipfix_file(path: str | PathLike[str]) -> BinaryIO:
+def open_ipfix_file(path: str | PathLike[str]) -> BinaryIO:
     """``path`` opened for reading once its first bytes look like an IPFIX message header. Raises
     FlowFileNotFoundError, FlowFilePermissionError or FlowFileFormatError (not an IPFIX file); an
     empty file is a valid one with no message. Damage further in is found (and counted) while reading."""
@@ -299,12 +301,12 @@ def read_ipfix_file(
 ) -> Iterator[FlowRecord]:
     """The flow records of an IPFIX file (RFC 5655: IPFIX messages back to back), read one message
     at a time. Raises FlowFileNotFoundError, FlowFilePermissionError or FlowFileFormatError (see
-    _open_ipfix_file) when iteration starts. Damaged messages are counted in ``decoder.stats`` and
+    open_ipfix_file) when iteration starts. Damaged messages are counted in ``decoder.stats`` and
     skipped; reading stops where the framing is lost (``file_framing``, ``file_truncated``)."""
     decoder = decoder or Decoder(template_timeout=None)  # a file has no clock to expire templates by
-    with _open_ipfix_file(path) as file:
+    with open_ipfix_file(path) as file:
         for message, _ in decoder.parse_file(f"file:{os.fspath(path)}", file):
-            yield from _records(message, options)
+            yield from message_records(message, options)
 
 
 class Collector:
@@ -379,18 +381,11 @@ class Collector:
 
 
 async def collect(listen: tuple[str, int] = ("0.0.0.0", 2055), **options: Any) -> AsyncIterator[FlowRecord]:
-    """``async for record in aioflow.collect(("0.0.0.0", 2055))``: every flow record received.
+    """``async for record in aioflow.collect(("0.0.0.0", 2055))``: every flow record received on that
+    UDP (host, port).
     Keyword options are Collector's. Leaving the loop early under trio: wrap it in
     ``contextlib.aclosing`` (or use ``async with Collector(...)``, a plain async iterator)."""
     async with Collector(listen, **options) as collector:
         async for record in collector:
             yield record
 
-
-class _CallableModule(types.ModuleType):
-    # `aioflow.collect(...)` and `aioflow.collect.parse_pdu(...)` both work, however the module was imported.
-    def __call__(self, listen: tuple[str, int] = ("0.0.0.0", 2055), **options: Any) -> AsyncIterator[FlowRecord]:
-        return collect(listen, **options)
-
-
-sys.modules[__name__].__class__ = _CallableModule

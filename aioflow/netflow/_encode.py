@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ._engine import END_REASONS
-from ._frame import RECORD_DTYPE
+from .._engine import END_REASONS
+from .._frame import RECORD_DTYPE
 from ._ipfix_elements import ENTERPRISE_BIT, NTP_UNIX_OFFSET, by_name
 
 MTU_DEFAULT = 1400
@@ -332,7 +332,7 @@ class _Message:
 # --- encoders ---
 
 
-class _Encoder:
+class Encoder:
     """Shared machinery: the clock, counters, when to (re)send templates, and cutting records into
     messages."""
 
@@ -426,7 +426,7 @@ def by_end_time(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {name: value[order] for name, value in cols.items()}
 
 
-class NetflowV5Encoder(_Encoder):
+class NetflowV5Encoder(Encoder):
     """NetFlow v5: IPv4 only, one 48-byte record per direction, at most 30 per datagram."""
 
     HEADER = struct.Struct("!HHIIIIBBH")
@@ -478,7 +478,7 @@ class NetflowV5Encoder(_Encoder):
         return messages
 
 
-class _TemplatedEncoder(_Encoder):
+class _TemplatedEncoder(Encoder):
     """v9 and IPFIX: template sets, data sets of one template per message, cut to the MTU."""
 
     SET_HEADER = struct.Struct("!HH")
@@ -632,9 +632,9 @@ class IPFIXEncoder(_TemplatedEncoder):
         self.sequence += records
 
 
-def encoder_for(format: str, **options: Any) -> _Encoder:
+def encoder_for(format: str, **options: Any) -> Encoder:
     """"ipfix", "v9" or "v5" -> a new encoder with those options."""
-    kinds: dict[str, type[_Encoder]] = {"ipfix": IPFIXEncoder, "v9": NetflowV9Encoder, "v5": NetflowV5Encoder}
+    kinds: dict[str, type[Encoder]] = {"ipfix": IPFIXEncoder, "v9": NetflowV9Encoder, "v5": NetflowV5Encoder}
     try:
         return kinds[format](**options)
     except KeyError:

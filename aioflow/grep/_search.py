@@ -14,10 +14,10 @@ from typing import Any, TextIO
 
 import anyio
 
-from ._flow import Flow, protocol_name
-from ._grep_match import DistanceMatcher, Match, Matcher, StreamScanner, search_datagrams
-from ._parser import FlowParser
-from ._stream import StreamMatch, StreamPatterns
+from .._flow import Flow, protocol_name
+from .._parser import FlowParser
+from .._stream import StreamMatch, StreamPatterns
+from ._match import DistanceMatcher, Match, Matcher, StreamScanner, search_datagrams
 from ._tcp_kill import TcpKiller
 
 # Distance matching (-E) of a chunk past this size runs in a worker thread (~15 ms of work).

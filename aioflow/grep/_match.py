@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._engine import check_stream_patterns, stream_patterns_available
-from ._errors import ConfigError, PatternUnsupportedError
-from ._stream import StreamPatterns
+from .._engine import check_stream_patterns, stream_patterns_available
+from .._errors import ConfigError, PatternUnsupportedError
+from .._stream import StreamPatterns
 
 if TYPE_CHECKING:
     import numpy as np

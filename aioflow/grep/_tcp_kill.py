@@ -9,7 +9,7 @@ import os
 import socket
 import struct
 
-from ._errors import CapturePermissionError
+from .._errors import CapturePermissionError
 
 _TCP_RST = 0x04
 

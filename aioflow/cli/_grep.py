@@ -9,9 +9,9 @@ from typing import Any, TextIO
 
 import anyio
 
-from ._errors import ConfigError
-from ._grep import Grep, GrepConfig, GrepSummary
-from ._grep_match import (
+from .._errors import ConfigError
+from .._parser import FlowParser
+from ..grep._match import (
     DEFAULT_SPAN,
     DistanceMatcher,
     Matcher,
@@ -20,8 +20,8 @@ from ._grep_match import (
     native_patterns,
     read_pattern_file,
 )
-from ._parser import FlowParser
-from ._tcp_kill import TcpKiller
+from ..grep._search import Grep, GrepConfig, GrepSummary
+from ..grep._tcp_kill import TcpKiller
 
 DESCRIPTION = """\
 Grep reassembled TCP streams and UDP payloads (flowgrep). Client patterns search what the client
@@ -33,7 +33,8 @@ same meaning; otherwise (backreferences, lookarounds, -E, -v with -k) Python doe
 --search). A trailing FILTER is a BPF expression, as for tcpdump."""
 
 
-def add_grep_command(commands: Any, version: str) -> None:
+def add_parser(commands: Any, version: str) -> None:
+    """Adds ``grep`` to the subcommands."""
     grep = commands.add_parser("grep", help="grep reassembled streams (flowgrep)", description=DESCRIPTION)
     grep.add_argument("-a", dest="any", action="append", default=[], metavar="PATTERN",
                       help="match either stream with PATTERN")
@@ -153,7 +154,7 @@ def _summary_line(summary: GrepSummary, packets: int, search: str) -> str:
     return text
 
 
-def main_grep(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     # the names the shared error reporting looks for
     args.filter = " ".join(args.filter_words) or None
     args.source = args.file or args.device
