@@ -17,9 +17,10 @@ import anyio.lowlevel
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._engine import Batch, Engine, EngineConfig, check_stream_patterns, lib, new_cursor
+from ._engine import Batch, Engine, EngineConfig, check_stream_patterns, new_cursor
 from ._errors import CapturePermissionError, ConfigError
 from ._flow import PROTOCOL_NUMBERS, Flow
+from ._native import lib
 from ._stream import StreamChunk, StreamMatch, StreamPatterns, batch_events
 
 FlowCallback = Callable[[Flow], Awaitable[None] | None]
@@ -478,12 +479,14 @@ class FlowParser:
         does (a file waits for it; live drops are counted). Chunks start with the first call: make
         it before the first await after entering to get every stream from its start.
         chunks=False: matches and ended flows only (no stream data is copied into chunks)."""
-        receive = self._take_subscriber(self._require_reassembly("stream_events", chunks)).receive
+        self._require_reassembly("stream_events", chunks)
+        receive = self._take_subscriber().receive
         return _EventStream(receive, True, chunks, self._stream_patterns)
 
     def chunks(self) -> AsyncIterator[StreamChunk]:
         """stream_events() without the ended flows (nor matches)."""
-        receive = self._take_subscriber(self._require_reassembly("chunks")).receive
+        self._require_reassembly("chunks")
+        receive = self._take_subscriber().receive
         return _EventStream(receive, False, True, None)  # type: ignore[return-value]
 
     def matches(self) -> AsyncIterator[StreamMatch]:
@@ -503,7 +506,7 @@ class FlowParser:
         if chunks:
             self._require_engine().enable_chunks()
 
-    def _take_subscriber(self, _checked: None = None) -> _Subscriber:
+    def _take_subscriber(self) -> _Subscriber:
         if self._first is None and not self._subscribers:
             raise RuntimeError("use FlowParser as `async with FlowParser(...) as parser:` first")
         # The first call takes the stream buffered since entry; each later call is a new

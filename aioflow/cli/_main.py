@@ -74,8 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        command = {"top": _top, "grep": _grep, "export": _export, "collect": _collect}.get(args.command, _flows)
-        return command.run(args)
+        run = {"top": _top.run, "grep": _grep.run, "export": _export.run, "collect": _collect.run}
+        return run.get(args.command, _flows.run)(args)
     except BaseException as exc:
         if _find(exc, KeyboardInterrupt) is not None:
             sys.stderr.write("\naioflow: interrupted\n")

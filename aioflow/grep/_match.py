@@ -6,10 +6,9 @@ data that completes a match is found when it arrives and no stream is ever scann
 from __future__ import annotations
 
 import bisect
+import importlib
 import itertools
 import re
-import re._constants as sre_constants
-import re._parser as sre_parse
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,11 @@ from .._stream import StreamPatterns
 
 if TYPE_CHECKING:
     import numpy as np
+
+# The regex parser's private modules, which typeshed does not describe (its sre_* stubs are of
+# the deprecated aliases, and loosely): read as Any.
+sre_constants: Any = importlib.import_module("re._constants")
+sre_parse: Any = importlib.import_module("re._parser")
 
 
 def _numpy() -> Any:
@@ -182,7 +186,7 @@ class RegexMatcher:
 
 def _jaccard_distances(windows: np.ndarray, needle_set: np.ndarray) -> np.ndarray:
     """1 - |A & B| / |A | B| between each window's byte set and the needle's."""
-    np = _numpy()
+    import numpy as np  # there: DistanceMatcher() checked it (_numpy)
     rows = np.sort(windows, axis=1)
     distinct = np.ones(rows.shape, dtype=bool)
     distinct[:, 1:] = rows[:, 1:] != rows[:, :-1]
@@ -190,13 +194,17 @@ def _jaccard_distances(windows: np.ndarray, needle_set: np.ndarray) -> np.ndarra
     in_needle[needle_set] = True
     inter = (distinct & in_needle[rows]).sum(axis=1)
     union = distinct.sum(axis=1) + len(needle_set) - inter
-    return 1.0 - inter / union
+    distances: np.ndarray = 1.0 - inter / union
+    return distances
 
 
 class DistanceMatcher:
     """flowgrep's -E/-e/-D: some window of the stream, as long as a needle, lies within `score` of
     it by the chosen string distance (levenshtein, damerau, hamming: edits; jaccard: 0..1 between
-    byte sets). Scores are distances: 0 is an exact match."""
+    byte sets). Scores are distances: 0 is an exact match. Raises ConfigError for an unknown
+    algorithm, a score out of range, no needle, or numpy/rapidfuzz missing."""
+
+    anchored = False  # no assertions: a window matches wherever the data ends
 
     def __init__(self, algorithm: str, needles: Sequence[str], score: float) -> None:
         _numpy()  # fail here, with what to install, rather than at the first chunk
@@ -216,7 +224,7 @@ class DistanceMatcher:
 
     @staticmethod
     def _scorer(name: str) -> Callable[[bytes, np.ndarray, bytes, float], np.ndarray]:
-        np = _numpy()
+        import numpy as np  # there: DistanceMatcher() checked it (_numpy)
         if name == "hamming":
             return lambda _b, windows, needle, _s: (windows != np.frombuffer(needle, np.uint8)).sum(axis=1)
         if name == "jaccard":
@@ -234,12 +242,13 @@ class DistanceMatcher:
             m = len(needle)
             slices = [buffer[i : i + m] for i in range(len(windows))]
             cutoff = int(score)
-            return process.cdist([needle], slices, scorer=scorer, score_cutoff=cutoff, dtype=np.int32)[0]
+            found: np.ndarray = process.cdist([needle], slices, scorer=scorer, score_cutoff=cutoff, dtype=np.int32)[0]
+            return found
 
         return edits
 
     def search(self, buffer: bytes, start: int, final: bool) -> tuple[int, int, str] | None:
-        np = _numpy()
+        import numpy as np  # there: DistanceMatcher() checked it (_numpy)
         data = np.frombuffer(buffer, np.uint8)
         for needle in self.needles:
             m = len(needle)

@@ -14,7 +14,7 @@ import struct
 import time
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -244,7 +244,7 @@ class DecodeStats:
     sequence_backwards: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        out = {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["malformed"] = dict(self.malformed)
         return out
 

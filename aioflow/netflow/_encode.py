@@ -11,6 +11,7 @@ own times; see Clock for how v5/v9's 32-bit sysUptime-relative times are kept fr
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import time
 from collections.abc import Callable, Sequence
@@ -52,7 +53,7 @@ class EncoderStats:
     out_of_range: int = 0  # flows ending after 2106 (damaged timestamps): v5/v9 cannot carry their times
 
     def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
 # --- columns: the flow records turned into the values export formats carry ---
@@ -148,7 +149,7 @@ class Template:
     def __init__(self, template_id: int, elements: Sequence[Element]) -> None:
         self.id = template_id
         self.elements = tuple(elements)
-        fields = []
+        fields: list[tuple[Any, ...]] = []
         for el in self.elements:
             ie = by_name(el.name)
             if ie.type in ("ipv4Address", "ipv6Address"):
@@ -197,7 +198,8 @@ def _ntp(ns: np.ndarray, clock: Clock) -> np.ndarray:
 
 def _uptime(ns: np.ndarray, clock: Clock) -> np.ndarray:
     assert clock.row_boot_ns is not None  # set by the message plan
-    return uptime_ms(ns, clock.row_boot_ns)
+    uptime: np.ndarray = uptime_ms(ns, clock.row_boot_ns)
+    return uptime
 
 
 def _address_elements(version: int) -> list[Element]:
@@ -463,6 +465,7 @@ class NetflowV5Encoder(Encoder):
         self.stats.clamped += int(over.sum())
         out["packets"] = np.minimum(cols["packets"], U32_MAX)
         out["octets"] = np.minimum(cols["octets"], U32_MAX)
+        assert self.clock.row_boot_ns is not None  # set by the plan above
         out["first"] = uptime_ms(cols["first_ns"], self.clock.row_boot_ns)
         out["last"] = uptime_ms(cols["last_ns"], self.clock.row_boot_ns)
         data = out.tobytes()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections import deque
-from collections.abc import AsyncIterator, Hashable, Iterator
+from collections.abc import AsyncGenerator, Hashable, Iterator
 from os import PathLike
 from typing import Any, BinaryIO
 
@@ -164,7 +164,7 @@ class FlowRecord:
         name = self._set.template.by_key.get(key)
         if name is None:
             raise KeyError(key)
-        return self._value(name)  # type: ignore[arg-type]
+        return self._value(name)
 
     def get(self, key: str | tuple[int, int], default: Any = None) -> Any:
         try:
@@ -342,8 +342,9 @@ class Collector:
     def address(self) -> tuple[str, int]:
         if self._socket is None:
             raise RuntimeError("the collector is not open (use `async with`)")
-        host, port = self._socket.extra(anyio.abc.SocketAttribute.local_address)[:2]
-        return host, port
+        local = self._socket.extra(anyio.abc.SocketAttribute.local_address)
+        assert isinstance(local, tuple)  # an IP socket: (host, port, ...), never a UNIX path
+        return local[0], local[1]
 
     async def __aenter__(self) -> Collector:
         host, port = self.listen
@@ -380,7 +381,7 @@ class Collector:
         return FlowRecord(self._current, self._index - 1)
 
 
-async def collect(listen: tuple[str, int] = ("0.0.0.0", 2055), **options: Any) -> AsyncIterator[FlowRecord]:
+async def collect(listen: tuple[str, int] = ("0.0.0.0", 2055), **options: Any) -> AsyncGenerator[FlowRecord]:
     """``async for record in aioflow.collect(("0.0.0.0", 2055))``: every flow record received on that
     UDP (host, port).
     Keyword options are Collector's. Leaving the loop early under trio: wrap it in
