@@ -37,7 +37,9 @@ def read_batches(source: str | os.PathLike[str], **options: Any) -> Iterator[Bat
 def read(source: str | os.PathLike[str], **options: Any) -> Iterator[Flow]:
     """Every flow of a capture file, in the order flows ended (blocking; for scripts).
 
-    Takes FlowParser's options (filter, idle_timeout, active_timeout, ...)."""
+    Takes FlowParser's options (filter, idle_timeout, active_timeout, ... in FlowParser's units)
+    and raises what FlowParser does for them and for the file (ConfigError,
+    CaptureNotFoundError, CaptureFormatError, ...) when iteration starts."""
     for batch in read_batches(source, **options):
         yield from iter_batch(batch)
 
@@ -46,7 +48,8 @@ def read_frame(source: str | os.PathLike[str], **options: Any) -> pandas.DataFra
     """All flows of a capture file as a pandas DataFrame, one row per ended flow.
 
     Built from the C records in bulk (numpy), without a Python object per flow. Needs the
-    `pandas` extra: pip install 'aioflow-pcap[pandas]'."""
+    `pandas` extra: pip install 'aioflow-pcap[pandas]' (ImportError without it). Options, units
+    and errors as read(); columns as Flow.to_dict() (times in ns and s, bytes, packets)."""
     try:
         import numpy as np
         import pandas as pd

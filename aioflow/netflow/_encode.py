@@ -16,13 +16,16 @@ import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._engine import END_REASONS
 from .._frame import RECORD_DTYPE
 from ._ipfix_elements import ENTERPRISE_BIT, NTP_UNIX_OFFSET, by_name
+
+if TYPE_CHECKING:
+    from .._flow import Flow
 
 MTU_DEFAULT = 1400
 FILE_MESSAGE_SIZE = 65_000  # RFC 5655 files: no path MTU, messages up to the 16-bit length field
@@ -644,19 +647,20 @@ def encoder_for(format: str, **options: Any) -> Encoder:
         raise ValueError(f"format={format!r}: expected one of {sorted(kinds)}") from None
 
 
-def gather_records(flows: Sequence[Any]) -> np.ndarray:
+def gather_records(flows: Sequence[Flow]) -> np.ndarray:
     """The C records behind Flow objects, copied into one array: runs of flows from the same batch
     (as terminated() yields them) are taken with one fancy index each."""
     if not flows:
         return np.zeros(0, dtype=RECORD_DTYPE)
     parts = []
-    run_batch = flows[0]._batch
+    run_batch = flows[0].position[0]
     run: list[int] = []
     for flow in flows:
-        if flow._batch is not run_batch:
+        batch, index = flow.position
+        if batch is not run_batch:
             parts.append(np.frombuffer(run_batch.raw_records(), dtype=RECORD_DTYPE)[run])
-            run_batch, run = flow._batch, []
-        run.append(flow._i)
+            run_batch, run = batch, []
+        run.append(index)
     parts.append(np.frombuffer(run_batch.raw_records(), dtype=RECORD_DTYPE)[run])
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 

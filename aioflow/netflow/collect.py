@@ -118,26 +118,32 @@ class FlowRecord:
     # --- where it came from ---
     @property
     def version(self) -> int:
+        """NetFlow/IPFIX version of the message it came in: 5, 9 or 10 (IPFIX)."""
         return self._set.version
 
     @property
     def exporter(self) -> Hashable:
+        """Who sent it: the (host, port) of the datagram, or what parse_pdu() was given (\"file:PATH\" for files)."""
         return self._set.exporter
 
     @property
     def observation_domain(self) -> int:
+        """IPFIX observation domain id, v9 source id, v5 engine type << 8 | engine id."""
         return self._set.domain
 
     @property
     def template_id(self) -> int:
+        """The id of the template the record was decoded with (v5: its fixed layout's)."""
         return self._set.template.template_id
 
     @property
     def is_options(self) -> bool:
+        """Whether it is an options record (exporter statistics, sampling), not a flow."""
         return self._set.template.is_options
 
     @property
     def fields(self) -> tuple[str, ...]:
+        """The template's field names (IANA names; unknown ones as ``e<enterprise>id<id>``)."""
         return self._set.template.names
 
     # --- field access ---
@@ -167,6 +173,7 @@ class FlowRecord:
         return self._value(name)
 
     def get(self, key: str | tuple[int, int], default: Any = None) -> Any:
+        """``record[key]``, or ``default`` when the template has no such field (raises nothing)."""
         try:
             return self[key]
         except KeyError:
@@ -183,12 +190,13 @@ class FlowRecord:
 
     @property
     def start_ns(self) -> int | None:
-        """Flow start, Unix nanoseconds, from whichever time elements the record has."""
+        """Flow start, Unix nanoseconds, from whichever time elements the record has (None: none)."""
         start = self._set.start_end_ns()[0]
         return None if start is None else int(start[self._i])
 
     @property
     def end_ns(self) -> int | None:
+        """Flow end, Unix nanoseconds, from whichever time elements the record has (None: none)."""
         end = self._set.start_end_ns()[1]
         return None if end is None else int(end[self._i])
 
@@ -220,14 +228,17 @@ class PDU:
 
     @property
     def version(self) -> int:
+        """NetFlow/IPFIX version: 5, 9 or 10 (IPFIX)."""
         return self.message.version
 
     @property
     def sequence(self) -> int:
+        """The header's sequence number (v5/IPFIX: records before this message; v9: datagrams)."""
         return self.message.sequence
 
     @property
     def sets(self) -> list[RecordSet]:
+        """The decoded data sets, flow and options, each a numpy batch (``rs.array``)."""
         return self.message.sets
 
     def __iter__(self) -> Iterator[FlowRecord]:
@@ -312,8 +323,11 @@ def read_ipfix_file(
 class Collector:
     """An async UDP collector. ``async with Collector(("0.0.0.0", 2055)) as c: async for r in c``.
 
-    ``address`` is the bound (host, port) (port 0 picks a free one); ``stats`` the decoder's
-    counters. Malformed datagrams are counted and skipped; nothing escapes but socket errors."""
+    ``listen`` is the (host, port) to bind (port 0 picks a free one; ``address`` says which);
+    ``template_timeout`` seconds (None: never) and ``max_templates`` bound the templates kept,
+    ``max_datagram`` bytes the largest datagram read. ``stats`` are the decoder's counters.
+    Malformed datagrams are counted and skipped; nothing escapes but socket errors (OSError, e.g.
+    the port is taken, on entering)."""
 
     def __init__(
         self,
@@ -336,10 +350,12 @@ class Collector:
 
     @property
     def stats(self) -> DecodeStats:
+        """The decoder's counters: datagrams, records, malformed by reason, sequence gaps, ..."""
         return self.decoder.stats
 
     @property
     def address(self) -> tuple[str, int]:
+        """The (host, port) the collector is bound to. Raises RuntimeError outside ``async with``."""
         if self._socket is None:
             raise RuntimeError("the collector is not open (use `async with`)")
         local = self._socket.extra(anyio.abc.SocketAttribute.local_address)
@@ -383,8 +399,8 @@ class Collector:
 
 async def collect(listen: tuple[str, int] = ("0.0.0.0", 2055), **options: Any) -> AsyncGenerator[FlowRecord]:
     """``async for record in aioflow.collect(("0.0.0.0", 2055))``: every flow record received on that
-    UDP (host, port).
-    Keyword options are Collector's. Leaving the loop early under trio: wrap it in
+    UDP (host, port), as it arrives. Keyword options are Collector's; raises what Collector does
+    (OSError when the address cannot be bound). Leaving the loop early under trio: wrap it in
     ``contextlib.aclosing`` (or use ``async with Collector(...)``, a plain async iterator)."""
     async with Collector(listen, **options) as collector:
         async for record in collector:

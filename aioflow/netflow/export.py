@@ -62,7 +62,8 @@ FLUSH_INTERVAL = 1.0  # send(): a buffered flow goes out at most this long after
 
 @dataclass(frozen=True, slots=True)
 class ExportStats:
-    """A sink's counters. `records` is what went out: one per direction for v5/v9."""
+    """A sink's counters (counts; `octets` in bytes). `records` is what went out: one per direction
+    for v5/v9."""
 
     flows: int  # flows given to the sink and encoded
     records: int
@@ -101,6 +102,7 @@ class _BufferedSink:
             await self.flush()
 
     async def send_many(self, flows: Iterable[Flow]) -> None:
+        """send() for each of these flows, in order."""
         for flow in flows:
             await self.send(flow)
 
@@ -115,7 +117,8 @@ class _BufferedSink:
 
     async def run(self, parser: FlowParser) -> None:
         """Sends every flow the parser ends, batch by batch as the parser delivers them (no Python
-        work per flow), until its stream ends."""
+        work per flow, through ``parser.batches()``), until its stream ends. Raises RuntimeError
+        outside the parser's or this sink's ``async with``."""
         await self.flush()
         batches = parser.batches()
         try:
@@ -177,7 +180,14 @@ class TransportOptions(TypedDict, total=False):
 
 
 class _UDPExporter(_BufferedSink):
-    """An async UDP exporter: `async with Exporter(("host", port)) as exp: await exp.run(parser)`."""
+    """An async UDP exporter: `async with Exporter(("host", port)) as exp: await exp.run(parser)`.
+
+    ``mtu`` is the largest UDP payload in bytes; transport options (TransportOptions):
+    ``batch_flows`` flows buffered before encoding, ``flush_interval`` seconds a flow may wait,
+    ``max_rate`` datagrams per second at most, ``local_address`` (host, port) to send from. Raises
+    ConfigError for an option out of range (a port outside 1..65535, an mtu too small for one
+    record, ...); OSError on entering when the address cannot be resolved or bound. A datagram the
+    network refuses is counted in ``stats.send_errors``, not raised."""
 
     def __init__(
         self,
@@ -206,6 +216,7 @@ class _UDPExporter(_BufferedSink):
 
     @property
     def stats(self) -> ExportStats:
+        """The counters so far: flows, records, messages, octets, send errors, ..."""
         return _stats(self.encoder, self._send_errors, self._last_error)
 
     async def _open(self) -> None:
@@ -367,7 +378,8 @@ class _FileSink(_BufferedSink):
 
 class IPFIXFileWriter(_FileSink):
     """An IPFIX file (RFC 5655): IPFIX messages one after the other, templates in the first.
-    `aioflow collect`'s file reader (and nfdump-free tools such as Wireshark) read it back."""
+    `aioflow collect`'s file reader (and nfdump-free tools such as Wireshark) read it back.
+    The file is created (truncated) at once: raises OSError when it cannot be."""
 
     def __init__(
         self,
@@ -390,12 +402,15 @@ class IPFIXFileWriter(_FileSink):
 
     @property
     def stats(self) -> ExportStats:
+        """The counters so far: flows, records, messages and octets written."""
         return _stats(self.encoder)
 
     def write_records(self, rec: np.ndarray) -> None:
+        """Writes C flow records (an array of RECORD_DTYPE) now, blocking; raises OSError from the disk."""
         self._file.write(b"".join(self.encoder.encode(rec)))
 
     def close(self) -> None:
+        """Closes the file (idempotent). Flows still buffered by send() are not written: flush() first."""
         if not self.closed:
             self.closed = True
             self._file.close()
@@ -403,7 +418,8 @@ class IPFIXFileWriter(_FileSink):
 
 class ParquetWriter(_FileSink):
     """A Parquet file with the columns of read_frame()/Flow.to_dict(), written in row groups as
-    flows arrive. Needs pyarrow: pip install 'aioflow-pcap[parquet]'."""
+    flows arrive. Needs pyarrow: pip install 'aioflow-pcap[parquet]' (ImportError without it);
+    the file is created with the first row group (OSError from the disk then)."""
 
     def __init__(
         self,
@@ -424,6 +440,7 @@ class ParquetWriter(_FileSink):
         self._writer: Any = None
 
     def write_records(self, rec: np.ndarray) -> None:
+        """Writes C flow records (an array of RECORD_DTYPE) as one row group now, blocking."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -436,6 +453,7 @@ class ParquetWriter(_FileSink):
         self.rows += len(rec)
 
     def close(self) -> None:
+        """Writes the file's footer and closes it (idempotent); no flow at all still makes a valid file."""
         if self.closed:
             return
         self.closed = True
