@@ -200,6 +200,7 @@ def add_parser(commands: Any) -> None:
 
 
 async def run_flows(args: argparse.Namespace, out: TextIO, err: TextIO, show_progress: bool) -> int:
+    """Prints the flows of args.source to `out` as they end, the summary to `err`; returns 0."""
     writer = _writer(args, out)
     progress = _Progress(err, clear_before_rows=out.isatty()) if show_progress else None
     async with aioflow.FlowParser(args.source, **parser_options(args)) as parser:

@@ -118,6 +118,8 @@ def grep_config(args: argparse.Namespace) -> GrepConfig:
 
 
 async def run_grep(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Runs the grep on args (FlowParser options from them); returns the exit code
+    (0: a flow was reported or logged, 1: none, as grep)."""
     config = grep_config(args)
     # streams are kept for the records only when -l writes them
     options: dict[str, Any] = {"reassemble": True, "keep_streams": config.log_dir is not None}
@@ -156,6 +158,7 @@ def _summary_line(summary: GrepSummary, packets: int, search: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     # the names the shared error reporting looks for
+    """Runs ``aioflow grep``; the library's errors go up to main()."""
     args.filter = " ".join(args.filter_words) or None
     args.source = args.file or args.device
     return anyio.run(run_grep, args, sys.stdout, sys.stderr)

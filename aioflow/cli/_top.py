@@ -24,6 +24,7 @@ TOP_CHROME_LINES = 7  # title, table borders, header, caption: the rows get the 
 
 
 def human_rate(value: float) -> str:
+    """Bytes per second as "12 B/s", "1.5 KB/s", ... (powers of 1000)."""
     for unit in ("B/s", "KB/s", "MB/s"):
         if value < 999.5:
             return f"{value:.0f} {unit}" if unit == "B/s" else f"{value:.1f} {unit}"
@@ -32,6 +33,7 @@ def human_rate(value: float) -> str:
 
 
 def human_age(seconds: float) -> str:
+    """Seconds as "4.2s", "3m05s" or "1h02m"."""
     seconds = max(seconds, 0.0)
     if seconds < 60:
         return f"{seconds:.1f}s"
@@ -44,6 +46,7 @@ def human_age(seconds: float) -> str:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class TopRow:
+    """One row of the view: a flow and its rates each way over the last interval."""
     flow: aioflow.Flow
     up: float  # bytes/s source -> destination
     down: float  # bytes/s destination -> source
@@ -58,6 +61,7 @@ class Rates:
         self._when: float | None = None
 
     def update(self, flows: Sequence[aioflow.Flow], now: float) -> list[TopRow]:
+        """Rows for this snapshot (flows, at monotonic time `now`, seconds), fastest first."""
         elapsed = now - self._when if self._when is not None else 0.0
         rows: list[TopRow] = []
         current: dict[int, tuple[int, int]] = {}
@@ -80,6 +84,7 @@ class Rates:
 
 
 def top_table(rows: Sequence[TopRow], info: aioflow.ParserInfo, iface: str, height: int, now: float) -> Any:
+    """The rich Table of the rows that fit in `height` lines; `now` is epoch seconds (for ages)."""
     from rich.table import Table
     from rich.text import Text
 

@@ -173,6 +173,7 @@ class RegexMatcher:
         self.anchored = any(s.anchored for s in shapes)
 
     def search(self, buffer: bytes, start: int, final: bool) -> tuple[int, int, str] | None:
+        """The first settled match from `start` in `buffer`: (start, end, pattern), or None."""
         best: tuple[int, int, str] | None = None
         for pattern, shape in self.patterns:
             found = pattern.search(buffer, start)
@@ -248,6 +249,7 @@ class DistanceMatcher:
         return edits
 
     def search(self, buffer: bytes, start: int, final: bool) -> tuple[int, int, str] | None:
+        """The first settled match from `start` in `buffer`: (start, end, pattern), or None."""
         import numpy as np  # there: DistanceMatcher() checked it (_numpy)
         data = np.frombuffer(buffer, np.uint8)
         for needle in self.needles:
@@ -284,6 +286,8 @@ class StreamScanner:
         self.next_offset = 0
 
     def feed(self, offset: int, data: bytes) -> Match | None:
+        """Adds `data`, found at byte `offset` of the stream (a gap restarts the search); the first
+        match it completes, or None."""
         if offset != self.next_offset:  # a hole: nothing matches across missing bytes
             self.tail, self.context = b"", 0
         buffer = self.tail + data if self.tail else data

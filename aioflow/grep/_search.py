@@ -27,6 +27,7 @@ CLIENT, SERVER = "client", "server"
 
 @dataclass
 class GrepConfig:
+    """What to search and what to do with matched flows (the grep command's options)."""
     client: Sequence[Matcher]  # what the client sent is searched with these (-c, -f, -a, -e)
     server: Sequence[Matcher]  # what the server sent (-s, -F, -a, -e)
     native: StreamPatterns | None = None  # the same regexes, searched by the C engine instead
@@ -39,6 +40,8 @@ class GrepConfig:
 
 @dataclass
 class GrepSummary:
+    """A finished grep: flows searched, matched and reported (printed), the files logged (-l), TCP
+    resets sent (-k)."""
     flows: int = 0
     matched: int = 0
     reported: int = 0

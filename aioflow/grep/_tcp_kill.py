@@ -73,6 +73,7 @@ class TcpKiller:
         return True
 
     def close(self) -> None:
+        """Closes the raw sockets (idempotent)."""
         for sock in self._sockets.values():
             sock.close()
         self._sockets.clear()

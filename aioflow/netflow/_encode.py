@@ -56,6 +56,7 @@ class EncoderStats:
     out_of_range: int = 0  # flows ending after 2106 (damaged timestamps): v5/v9 cannot carry their times
 
     def as_dict(self) -> dict[str, int]:
+        """The counters by name."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
@@ -174,12 +175,14 @@ class Template:
         return bytes(out)
 
     def fields_v9(self) -> bytes:
+        """The template record's field specifiers, NetFlow v9 form (bytes)."""
         out = bytearray(struct.pack("!HH", self.id, len(self.elements)))
         for el in self.elements:
             out += struct.pack("!HH", by_name(el.name).id, el.length)
         return bytes(out)
 
     def fill(self, cols: dict[str, np.ndarray], clock: Clock) -> np.ndarray:
+        """These columns as data records: a structured array of the template's (big-endian) dtype."""
         out = np.empty(len(next(iter(cols.values()))), dtype=self.dtype)
         for el in self.elements:
             value = cols[el.column]
@@ -248,6 +251,7 @@ def v9_templates() -> dict[int, Template]:
 
 
 def ipfix_templates(biflow: bool, nanoseconds: bool) -> dict[int, Template]:
+    """IPFIX templates by id: IPv4 and IPv6, biflow or not, ms or ns times."""
     times = [
         Element("flowStartMilliseconds", 8, "first_ns", _ms),
         Element("flowEndMilliseconds", 8, "last_ns", _ms),
