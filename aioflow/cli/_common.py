@@ -78,6 +78,31 @@ def address(text: str) -> tuple[str, int | None]:
     return host or "127.0.0.1", number
 
 
+# FlowParser's options as the commands spell them: (type, metavar, help), one wording for every command.
+FLOW_OPTIONS: dict[str, tuple[Callable[[str], Any] | None, str, str]] = {
+    "--filter": (None, "BPF", "BPF filter, as for tcpdump (e.g. 'tcp port 443')"),
+    "--idle-timeout": (positive_float, "S", "end a flow after S seconds without packets (default 120)"),
+    "--active-timeout": (positive_float, "S",
+                         "emit a record of a flow older than S seconds and keep counting (default 1800)"),
+    "--fin-timeout": (positive_float, "S", "end a TCP flow S seconds after FINs from both sides or a RST (default 10)"),
+    "--max-flows": (int_at_least(1), "N", "flow table bound; the least recently seen flow is evicted past it"),
+    "--headers": (int_at_least(0), "N",
+                  "keep the headers of the first N packets of each flow (json output shows them)"),
+}  # fmt: skip
+
+
+def add_flow_options(command: argparse.ArgumentParser, *names: str, **help_texts: str) -> None:
+    """Adds these FLOW_OPTIONS to a subcommand, in this order; ``idle_timeout="..."`` words one's
+    help for this command. parser_options() reads them back."""
+    for name in names:
+        kind, metavar, text = FLOW_OPTIONS[name]
+        text = help_texts.get(name.removeprefix("--").replace("-", "_"), text)
+        if kind is None:
+            command.add_argument(name, metavar=metavar, help=text)
+        else:
+            command.add_argument(name, type=kind, metavar=metavar, help=text)
+
+
 def parser_options(args: argparse.Namespace) -> dict[str, Any]:
     """FlowParser keyword options from the command line: only those given (seconds, counts)."""
     # Only what was given: the library's own defaults stay the single source of truth.

@@ -12,7 +12,7 @@ import anyio
 
 import aioflow
 
-from ._common import EXIT_USAGE, address, int_at_least, parser_options, positive_float, summary
+from ._common import EXIT_USAGE, add_flow_options, address, int_at_least, parser_options, positive_float, summary
 
 if TYPE_CHECKING:
     from ..netflow.export import ExportStats
@@ -46,15 +46,7 @@ def add_parser(commands: Any) -> None:
                         help="IPFIX: flowStart/EndNanoseconds instead of milliseconds")
     export.add_argument("--domain", type=int_at_least(0), default=0, metavar="ID",
                         help="IPFIX observation domain / v9 source id / v5 engine id (default 0)")
-    export.add_argument("--filter", metavar="BPF", help="BPF filter, as for tcpdump (e.g. 'tcp port 443')")
-    export.add_argument("--idle-timeout", type=positive_float, metavar="S",
-                        help="end a flow after S seconds without packets (default 120)")
-    export.add_argument("--active-timeout", type=positive_float, metavar="S",
-                        help="emit a record of a flow older than S seconds and keep counting (default 1800)")
-    export.add_argument("--fin-timeout", type=positive_float, metavar="S",
-                        help="end a TCP flow S seconds after FINs from both sides or a RST (default 10)")
-    export.add_argument("--max-flows", type=int_at_least(1), metavar="N",
-                        help="flow table bound; the least recently seen flow is evicted past it")
+    add_flow_options(export, "--filter", "--idle-timeout", "--active-timeout", "--fin-timeout", "--max-flows")
 
 
 def _exporter(args: argparse.Namespace) -> Any:

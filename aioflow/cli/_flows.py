@@ -17,7 +17,7 @@ import anyio
 import aioflow
 
 from .._flow import SCALAR_FIELDS, protocol_name
-from ._common import endpoint, int_at_least, parser_options, positive_float, summary
+from ._common import add_flow_options, endpoint, parser_options, summary
 
 # The same columns as Flow.to_dict() and read_frame(), so the three outputs line up.
 CSV_FIELDS: tuple[str, ...] = SCALAR_FIELDS
@@ -157,43 +157,14 @@ def add_parser(commands: Any) -> None:
         "A summary goes to stderr.",
     )
     flows.add_argument("source", metavar="SOURCE", help="pcap or pcapng file")
-    flows.add_argument("--filter", metavar="BPF", help="BPF filter, as for tcpdump (e.g. 'tcp port 443')")
+    add_flow_options(flows, "--filter")
     flows.add_argument(
         "--format",
         choices=FORMATS,
         default="table",
         help="table (default), csv (one row per flow) or json (JSON lines)",
     )
-    flows.add_argument(
-        "--idle-timeout",
-        type=positive_float,
-        metavar="S",
-        help="end a flow after S seconds without packets (default 120)",
-    )
-    flows.add_argument(
-        "--active-timeout",
-        type=positive_float,
-        metavar="S",
-        help="emit a record of a flow older than S seconds and keep counting (default 1800)",
-    )
-    flows.add_argument(
-        "--fin-timeout",
-        type=positive_float,
-        metavar="S",
-        help="end a TCP flow S seconds after FINs from both sides or a RST (default 10)",
-    )
-    flows.add_argument(
-        "--max-flows",
-        type=int_at_least(1),
-        metavar="N",
-        help="flow table bound; the least recently seen flow is evicted past it",
-    )
-    flows.add_argument(
-        "--headers",
-        type=int_at_least(0),
-        metavar="N",
-        help="keep the headers of the first N packets of each flow (json output shows them)",
-    )
+    add_flow_options(flows, "--idle-timeout", "--active-timeout", "--fin-timeout", "--max-flows", "--headers")
     flows.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     flows.add_argument("--defragment", action="store_true", default=None,
                        help="reassemble IP fragments: a flow counts datagrams, not fragments")

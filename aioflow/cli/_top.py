@@ -16,7 +16,7 @@ import anyio
 import aioflow
 
 from .._flow import protocol_name
-from ._common import EXIT_USAGE, endpoint, parser_options, positive_float
+from ._common import EXIT_USAGE, add_flow_options, endpoint, parser_options, positive_float
 
 TOP_EXTRA_HINT = "aioflow top needs the rich package: pip install 'aioflow-pcap[top]'"
 PORTED = {6, 17, 132}  # TCP, UDP, SCTP
@@ -218,10 +218,5 @@ def add_parser(commands: Any) -> None:
         metavar="S",
         help="seconds between refreshes; rates are over this interval (default 1)",
     )
-    top.add_argument("--filter", metavar="BPF", help="BPF filter, as for tcpdump (e.g. 'tcp port 443')")
-    top.add_argument(
-        "--idle-timeout",
-        type=positive_float,
-        metavar="S",
-        help="drop a flow from the view after S seconds without packets (default 120)",
-    )
+    add_flow_options(top, "--filter", "--idle-timeout",
+                     idle_timeout="drop a flow from the view after S seconds without packets (default 120)")
