@@ -2,6 +2,7 @@
 asyncio (anyio) API. See README.md for the API, units and end reasons."""
 
 import importlib
+from typing import TYPE_CHECKING, Any
 
 from ._errors import (
     AioflowError,
@@ -25,17 +26,40 @@ from ._read import read, read_frame
 from ._stream import StreamChunk, StreamMatch, StreamPatterns
 from ._version import __version__
 
-# NetFlow/IPFIX export (aioflow.export) needs numpy: imported on first use, so `import aioflow` stays light.
-_EXPORT_NAMES = ("ExportStats", "IPFIXExporter", "IPFIXFileWriter", "NetflowV5Exporter", "NetflowV9Exporter",
-                 "ParquetWriter")  # fmt: skip
+# NetFlow/IPFIX export and collection need numpy: imported on first use (PEP 562), so
+# `import aioflow` stays light. Type checkers see the real names through the imports below.
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(("ExportStats", "IPFIXExporter", "IPFIXFileWriter", "NetflowV5Exporter", "NetflowV9Exporter",
+                     "ParquetWriter"), "aioflow.netflow.export"),
+    **dict.fromkeys(("Collector", "FlowRecord", "collect", "parse_pdu", "read_ipfix_file"), "aioflow.netflow.collect"),
+}  # fmt: skip
 
+if TYPE_CHECKING:
+    # `X as X`: re-exported (they are not in __all__, so `from aioflow import *` stays numpy-free)
+    from .netflow.collect import Collector as Collector
+    from .netflow.collect import FlowRecord as FlowRecord
+    from .netflow.collect import collect as collect
+    from .netflow.collect import parse_pdu as parse_pdu
+    from .netflow.collect import read_ipfix_file as read_ipfix_file
+    from .netflow.export import (
+        ExportStats,
+        IPFIXExporter,
+        IPFIXFileWriter,
+        NetflowV5Exporter,
+        NetflowV9Exporter,
+        ParquetWriter,
+    )
+else:
 
-def __getattr__(name: str) -> object:
-    if name in _EXPORT_NAMES:
-        from . import export
+    def __getattr__(name: str) -> Any:
+        """The numpy-backed names of _LAZY, imported when first asked for (then cached here)."""
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module 'aioflow' has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value
+        return value
 
-        return getattr(export, name)
-    raise AttributeError(f"module 'aioflow' has no attribute {name!r}")
 
 __all__ = [
     "AioflowError",
@@ -69,16 +93,3 @@ __all__ = [
     "read",
     "read_frame",
 ]
-
-# NetFlow/IPFIX collection (aioflow.collect, itself callable: `async for r in aioflow.collect(addr)`) needs
-# numpy too: imported on first use.
-_COLLECT_NAMES = ("Collector", "FlowRecord", "parse_pdu", "read_ipfix_file")
-_export_getattr = __getattr__
-
-
-def __getattr__(name: str) -> object:
-    if name == "collect" or name in _COLLECT_NAMES:
-        # Not `from . import collect`: its fromlist check asks this very __getattr__ for "collect" (recursion).
-        collect = importlib.import_module(".collect", __name__)
-        return collect if name == "collect" else getattr(collect, name)
-    return _export_getattr(name)

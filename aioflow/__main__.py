@@ -1,5 +1,5 @@
 """``python -m aioflow`` is the ``aioflow`` command."""
 
-from aioflow._cli import main
+from aioflow.cli import main
 
 raise SystemExit(main())

@@ -136,6 +136,11 @@ class Flow:
         self._i = index
 
     @property
+    def position(self) -> tuple[Batch, int]:
+        """Where this flow's C record is: (its batch, its index there), for bulk readers (the exporters)."""
+        return self._batch, self._i
+
+    @property
     def _r(self) -> Any:
         return self._batch.records[self._i]
 

@@ -15,12 +15,14 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._engine import Batch, Engine, EngineConfig, check_stream_patterns, lib, new_cursor
-from ._errors import CapturePermissionError, ConfigError
+from ._engine import Batch, Engine, EngineConfig, check_stream_patterns, new_cursor
+from ._errors import ConfigError
 from ._flow import PROTOCOL_NUMBERS, Flow
-from ._stream import StreamChunk, StreamMatch, StreamPatterns, batch_events
+from ._live import LIVE_BUFFER_BYTES, LivePacer
+from ._privileges import drop_privileges
+from ._stream import StreamChunk, StreamMatch, StreamPatterns
+from ._subscribers import BatchStream, EventStream, FlowStream, Subscribers
 
 FlowCallback = Callable[[Flow], Awaitable[None] | None]
 StopCallback = Callable[["FlowParser"], Awaitable[None] | None]
@@ -31,36 +33,10 @@ READY_BATCHES = 4
 SNAPSHOT_SLICE = 4096
 # Live sources: packets read per step before the loop runs other tasks (~3 ms of C); the shortest wait for expiry.
 LIVE_PUMP_PACKETS = 16384
-# A wake costs a fixed ~0.2 ms of interpreter and event-loop work, whatever it reads. So while
-# traffic flows the reader does not wait on the capture fd (readable per ring block, every few ms
-# under load): it pauses and lets packets gather in the kernel ring, for at most LIVE_PAUSE_SECONDS
-# and short enough that the ring fills to LIVE_RING_SHARE at the rate the last wake saw. When the
-# rest of the ring would hold less than LIVE_RING_MARGIN_SECONDS of traffic (a small ring, a fast
-# link), a late wake would drop packets: then it waits on the fd, one wake per block, as tcpdump.
-LIVE_PAUSE_SECONDS = 0.25
-LIVE_RING_SHARE = 0.5
-LIVE_RING_MARGIN_SECONDS = 0.02
-LIVE_FIRST_PAUSE_SECONDS = 0.01  # traffic just began: its rate is not known yet
-# A ring block is handed over when full or AF_LIVE_LATENCY_MS after its first packet (plus the
-# kernel timer's slack): reading nothing sooner than this after the last read does not mean the
-# traffic stopped.
-LIVE_BLOCK_SECONDS = lib.AF_LIVE_LATENCY_MS / 1000 + 0.01
-LIVE_RING_PACKET_BYTES = 96  # ring room per packet besides its captured bytes (TPACKET_V3 header, address, padding)
-# The ring hands packets over in blocks of this size (libpcap's, whatever the buffer size): a read
-# can leave up to one block's worth of packets that arrived behind, so the rate estimate adds one.
-LIVE_RING_BLOCK_BYTES = 256 << 10
-LIBPCAP_RING_BYTES = 2 << 20  # buffer_size=0: the ring libpcap makes on Linux
-# The default kernel ring of a live source. libpcap's 2 MiB holds ~50 ms of a 300k packets/s link,
-# less than the pauses the reader sizes from the ring, so it would wake per 256 KiB block, most of
-# its CPU then spent in the event loop (56% in benchmarks/live.py); 16 MiB lets it wake about five
-# times a second at that rate (Python ~7% of the CPU) for 16 MiB of kernel memory per capture.
-LIVE_BUFFER_BYTES = 16 << 20
 REAP_MIN_SECONDS = 0.005
 # Stopped or cancelled: the flush of every flow as "stop" may take this long at most (it runs
 # shielded from the cancellation, so a consumer callback that hangs cannot hold the close forever).
 LIVE_FLUSH_SECONDS = 1.0
-# terminated() lets other tasks run after this many flows, so a big batch cannot hog the loop.
-YIELD_EVERY = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +110,7 @@ def _packed(ip: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddres
 
 
 def iter_batch(batch: Batch) -> Iterator[Flow]:
+    """A Flow view of each record of the batch, in order."""
     for i in range(batch.count):
         yield Flow(batch, i)
 
@@ -148,6 +125,15 @@ class FlowParser:
     ``defragment=True`` reassembles IP fragments in C first, so a flow counts datagrams; the
     ``fragment_timeout`` and ``max_fragment_*``/``max_datagram_size`` options bound that table
     (README, "IP defragmentation").
+
+    Units: timeouts in seconds; ``snaplen``, ``buffer_size``, ``max_datagram_size``,
+    ``max_fragment_memory``, ``max_stream_bytes`` and ``max_reassembly_memory`` in bytes;
+    ``buffer_batches`` in batches of up to BATCH_RECORDS flows; ``headers`` in packets per flow.
+    ``source`` is a capture file, or an interface name (``live=None`` guesses: a bare name that is
+    no file). Raises ConfigError for an option out of range (here, or on entering for what the
+    engine checks); on entering, the typed errors of aioflow._errors for the source:
+    CaptureNotFoundError, CapturePermissionError, CaptureFormatError, InterfaceNotFoundError,
+    FilterError (a BPF filter libpcap refuses), PatternUnsupportedError.
     """
 
     def __init__(
@@ -219,7 +205,6 @@ class FlowParser:
             check_stream_patterns(stream_patterns.client, stream_patterns.server, stream_patterns.ignore_case)
         self._stream_patterns = stream_patterns
         self._read_ahead = read_ahead
-        self._buffer_batches = buffer_batches
         self._on_tcp_end = on_tcp_end
         self._on_udp_end = on_udp_end
         self._on_stop = on_stop
@@ -230,14 +215,10 @@ class FlowParser:
         self._closing = False
         self._task_group: TaskGroup | None = None
         self._live_wait: anyio.CancelScope | None = None  # stop() cancels a live reader's wait
-        self._flows_dropped = 0  # live: ended flows the consumer had no room for
-        self._chunks_dropped = 0  # live: stream chunks the consumer had no room for
         self._engine_threads = 0  # worker threads in the engine now (snapshots): it is freed after them
         self._engine_threads_gone: anyio.Event | None = None  # set when the last one leaves, if awaited
-        # terminated()'s subscribers, each with its own bounded buffer. The first one is made on
-        # entry, so a file's first flows wait for the first consumer instead of being missed.
-        self._subscribers: list[_Subscriber] = []
-        self._first: _Subscriber | None = None
+        # the consumers (terminated(), batches(), ...), each with its own bounded buffer
+        self._subs = Subscribers(buffer_batches, live)
 
     # --- lifecycle ---
     async def __aenter__(self) -> FlowParser:
@@ -250,7 +231,7 @@ class FlowParser:
             await self._free_engine(self._engine)
             raise
         self._stats = self._engine.stats()
-        self._first = self._subscribe()
+        self._subs.open()
         self._started = time.monotonic()
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
@@ -277,8 +258,7 @@ class FlowParser:
         self.stop()
         assert self._task_group is not None
         try:
-            for sub in self._subscribers:
-                sub.receive.close()
+            self._subs.close_consumers()
             if exc is not None and not isinstance(exc, anyio.get_cancelled_exc_class()):
                 # an error in the body: the reader is stopped; the error itself goes up as it is,
                 # not wrapped in the task group's ExceptionGroup
@@ -301,7 +281,8 @@ class FlowParser:
             await anyio.to_thread.run_sync(free)
 
     def stop(self) -> None:
-        """Ends the parse now: active flows are flushed with end_reason "stop"."""
+        """Ends the parse now: active flows are flushed with end_reason "stop" (idempotent; does
+        nothing before entering or after the end). Raises nothing."""
         if self._engine is not None and not self._finished:
             self._engine.stop()
             if self._live_wait is not None:
@@ -317,8 +298,7 @@ class FlowParser:
                 await self._read_file(self._engine)
         finally:
             self._finished = True
-            for sub in self._subscribers:
-                sub.send.close()
+            self._subs.end()
         if self._on_stop is not None:
             await _maybe_await(self._on_stop(self))
 
@@ -326,9 +306,7 @@ class FlowParser:
         ready_fd = engine.start(BATCH_RECORDS, READY_BATCHES, self._reads_ahead())
         while True:
             # when every consumer takes matches() alone, the records are not even copied
-            records = self._on_tcp_end is not None or self._on_udp_end is not None or any(
-                sub.records for sub in self._subscribers
-            )
+            records = self._on_tcp_end is not None or self._on_udp_end is not None or self._subs.want_records()
             state, batch = engine.take_ready(records)
             if state == "wait":
                 await anyio.wait_readable(ready_fd)
@@ -354,12 +332,11 @@ class FlowParser:
         until the engine's next expiry is due: idle flows end on wall-clock time, packets or not,
         and an idle interface costs nothing."""
         fd = engine.selectable_fd()
-        ring = self._config.buffer_size or LIBPCAP_RING_BYTES
         # One scope for the whole read, not one per wake (each costs interpreter time): stop()
         # cancels it at the next wait, and what is left is flushed after it.
         try:
             with anyio.CancelScope() as self._live_wait:
-                await self._read_live_until_stopped(engine, fd, ring)
+                await self._read_live_until_stopped(engine, fd, LivePacer(self._config.buffer_size))
         finally:
             self._live_wait = None
             engine.stop()  # cancelled from outside: the engine was not told yet
@@ -367,14 +344,10 @@ class FlowParser:
                 while await self._pump_live(engine) != "done":
                     await anyio.lowlevel.checkpoint()
 
-    async def _read_live_until_stopped(self, engine: Engine, fd: int, ring: int) -> None:
-        pause = 0.0  # the pause the rate calls for; 0: idle, wait on the fd
-        per_block = False  # the ring is too small for pauses at this rate: wait on the fd
-        used = 0  # ring bytes read since `since`
-        since = time.monotonic()  # when the last wake that read packets emptied the ring
+    async def _read_live_until_stopped(self, engine: Engine, fd: int, pacer: LivePacer) -> None:
         while True:
             state = await self._pump_live(engine)
-            used += engine.pumped_bytes + engine.pumped_packets * LIVE_RING_PACKET_BYTES
+            pacer.count(engine.pumped_bytes, engine.pumped_packets)
             if state == "done":
                 return
             if state == "more":
@@ -387,21 +360,7 @@ class FlowParser:
                 with anyio.CancelScope(shield=True):  # stop() does not cut a delivery short
                     due = await self._reap_live(engine)
                 due = due and max(due, time.time_ns() + int(REAP_MIN_SECONDS * 1e9))
-            now = time.monotonic()
-            if used:  # the rate since the last wake that read packets sets the next pause
-                if pause:
-                    full = ring * (now - since) / (used + LIVE_RING_BLOCK_BYTES)  # seconds the ring holds
-                    pause = min(LIVE_PAUSE_SECONDS, full * LIVE_RING_SHARE)
-                    per_block = full - pause < LIVE_RING_MARGIN_SECONDS
-                else:
-                    pause, per_block = LIVE_FIRST_PAUSE_SECONDS, False
-                used, since, nap = 0, now, pause
-            elif pause and now - since < LIVE_BLOCK_SECONDS:  # no block handed over yet
-                nap = min(pause, since + LIVE_BLOCK_SECONDS - now)
-            else:
-                pause = nap = 0.0  # no packet for a whole block timeout: idle
-            if per_block:
-                nap = 0.0
+            nap = pacer.nap()
             if nap:
                 if due:  # cut short when a flow is due: flows end on time, a few at a time
                     nap = max(min(nap, (due - time.time_ns()) / 1e9), 0)
@@ -432,34 +391,25 @@ class FlowParser:
                 callback = self._on_tcp_end if flow.protocol == 6 else self._on_udp_end if flow.protocol == 17 else None
                 if callback is not None:
                     await _maybe_await(callback(flow))
-        if self._closing:
-            return
-        for sub in list(self._subscribers):
-            try:
-                if self.live:  # the wire cannot wait: what a consumer has no room for is counted
-                    try:
-                        sub.send.send_nowait(batch)
-                    except anyio.WouldBlock:
-                        sub.dropped += batch.count
-                        self._flows_dropped += batch.count
-                        self._chunks_dropped += batch.chunk_count
-                else:  # a file waits for its slowest consumer: nothing is lost
-                    await sub.send.send(batch)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                self._subscribers.remove(sub)  # that consumer went away
-
-    def _subscribe(self) -> _Subscriber:
-        send, receive = anyio.create_memory_object_stream[Batch](self._buffer_batches)
-        sub = _Subscriber(send, receive)
-        if self._finished:
-            send.close()
-        self._subscribers.append(sub)
-        return sub
+        if not self._closing:
+            await self._subs.deliver(batch)
 
     # --- consumers ---
     def terminated(self) -> AsyncIterator[Flow]:
-        """Every ended flow exactly once, in the order flows ended; ends after the source does."""
-        return _FlowStream(self._take_subscriber().receive)
+        """Every ended flow exactly once, in the order flows ended; ends after the source does.
+        The first call gets every flow since entering, later calls what ends from then on (each
+        its own subscription). Raises RuntimeError outside ``async with``."""
+        return FlowStream(self._subs.take().receive)
+
+    def batches(self) -> BatchStream:
+        """Every ended flow exactly once as terminated() gives them, but a whole batch (up to
+        BATCH_RECORDS flows) at a time and without a Python object per flow: each item is a Batch,
+        ``batch.count`` flows whose C records ``batch.raw_records()`` holds (bytes; a numpy array
+        with ``np.frombuffer(raw, aioflow._frame.RECORD_DTYPE)``, as the exporters read them) and
+        ``Flow(batch, i)`` views one. Subscribes as terminated() does (a file waits for it, live
+        drops are counted); ``await stream.aclose()`` unsubscribes. Raises RuntimeError outside
+        ``async with``."""
+        return BatchStream(self._subs.take().receive)
 
     def stream_events(self, chunks: bool = True) -> AsyncIterator[StreamChunk | StreamMatch | Flow]:
         """reassemble=True: in engine order, a StreamChunk for new in-order data of a flow
@@ -467,23 +417,28 @@ class FlowParser:
         stream_patterns, and each ended Flow after its chunks and match. Subscribes as terminated()
         does (a file waits for it; live drops are counted). Chunks start with the first call: make
         it before the first await after entering to get every stream from its start.
-        chunks=False: matches and ended flows only (no stream data is copied into chunks)."""
-        receive = self._take_subscriber(self._require_reassembly("stream_events", chunks)).receive
-        return _EventStream(receive, True, chunks, self._stream_patterns)
+        chunks=False: matches and ended flows only (no stream data is copied into chunks). Raises
+        ConfigError without reassemble=True, RuntimeError outside ``async with``."""
+        self._require_reassembly("stream_events", chunks)
+        receive = self._subs.take().receive
+        return EventStream(receive, True, chunks, self._stream_patterns)
 
     def chunks(self) -> AsyncIterator[StreamChunk]:
-        """stream_events() without the ended flows (nor matches)."""
-        receive = self._take_subscriber(self._require_reassembly("chunks")).receive
-        return _EventStream(receive, False, True, None)  # type: ignore[return-value]
+        """stream_events() without the ended flows (nor matches). Raises ConfigError without
+        reassemble=True, RuntimeError outside ``async with``."""
+        self._require_reassembly("chunks")
+        receive = self._subs.take().receive
+        return EventStream(receive, False, True, None)  # type: ignore[return-value]
 
     def matches(self) -> AsyncIterator[StreamMatch]:
         """stream_patterns: each flow's first match (per record), as found; nothing per ended flow
-        (the cheapest way to act on matches: the records are not walked in Python)."""
+        (the cheapest way to act on matches: the records are not walked in Python). Raises
+        ConfigError without stream_patterns, RuntimeError outside ``async with``."""
         if self._stream_patterns is None:
             raise ConfigError("matches() needs FlowParser(..., reassemble=True, stream_patterns=StreamPatterns(...))")
-        sub = self._take_subscriber()
+        sub = self._subs.take()
         sub.records = False
-        return _EventStream(sub.receive, False, False, self._stream_patterns)  # type: ignore[return-value]
+        return EventStream(sub.receive, False, False, self._stream_patterns)  # type: ignore[return-value]
 
     def _require_reassembly(self, name: str, chunks: bool = True) -> None:
         if not self._config.reassemble:
@@ -492,14 +447,6 @@ class FlowParser:
         # before the first await after entering (the usual way), that is before any packet.
         if chunks:
             self._require_engine().enable_chunks()
-
-    def _take_subscriber(self, _checked: None = None) -> _Subscriber:
-        if self._first is None and not self._subscribers:
-            raise RuntimeError("use FlowParser as `async with FlowParser(...) as parser:` first")
-        # The first call takes the stream buffered since entry; each later call is a new
-        # subscriber that sees what ends from then on.
-        sub, self._first = (self._first, None) if self._first is not None else (self._subscribe(), None)
-        return sub
 
     async def wait(self) -> None:
         """Consumes the stream to its end (for users of the callbacks only)."""
@@ -515,7 +462,10 @@ class FlowParser:
         protocol: str | int = "tcp",
         vlan_id: int = 0,
     ) -> Flow | None:
-        """The active flow between the two endpoints (either direction), or None. O(1) in C."""
+        """The active flow between the two endpoints (either direction), or None. O(1) in C.
+        ``protocol`` is a name ("tcp", "udp", ...) or an IP protocol number. Raises ConfigError for
+        a bad address, mixed IP versions or an unknown protocol name; RuntimeError outside or
+        after ``async with``."""
         a, b = _packed(src_ip), _packed(dst_ip)
         if a.version != b.version:
             raise ConfigError(f"{src_ip} and {dst_ip} are not of the same IP version")
@@ -532,7 +482,8 @@ class FlowParser:
 
     async def flows(self) -> AsyncIterator[Flow]:
         """Active flows, copied slice by slice while the reader goes on between slices: each flow
-        appears at most once, but this is not one instant's picture (snapshot() is)."""
+        appears at most once, but this is not one instant's picture (snapshot() is). Raises
+        RuntimeError outside or after ``async with``."""
         engine = self._require_engine()
         cursor = new_cursor()
         while not self._finished:
@@ -545,7 +496,8 @@ class FlowParser:
             await anyio.lowlevel.checkpoint()
 
     async def snapshot(self) -> list[Flow]:
-        """Copies of all active flows at one instant (end_reason ""); the copy runs in a thread."""
+        """Copies of all active flows at one instant (end_reason ""); the copy runs in a thread.
+        Empty once the source ended; raises RuntimeError outside or after ``async with``."""
         engine = self._require_engine()
         if self._finished:
             return []
@@ -559,7 +511,8 @@ class FlowParser:
         return list(iter_batch(batch))
 
     def info(self) -> ParserInfo:
-        """The engine's counters now (while open: a ~1 ms lock at most; after: the final ones)."""
+        """The engine's counters now (while open: a ~1 ms lock at most; after: the final ones);
+        units in ParserInfo. Raises RuntimeError before the parser was entered."""
         if self._engine is not None and not self._engine.closed:
             self._stats = self._engine.stats()
         s = self._stats
@@ -593,7 +546,7 @@ class FlowParser:
             kernel_received=s["kernel_received"],
             kernel_dropped=s["kernel_dropped"],
             interface_dropped=s["interface_dropped"],
-            flows_dropped=self._flows_dropped,
+            flows_dropped=self._subs.flows_dropped,
             fragments_held=s["defrag_fragments_held"],
             datagrams_reassembled=s["defrag_datagrams"],
             fragments_duplicate=s["defrag_duplicates"],
@@ -603,7 +556,7 @@ class FlowParser:
             peak_fragment_memory=s["defrag_peak_memory"],
             defrag_gave_up=s["defrag_gave_up"],
             reassembly={k: v for k, v in s.items() if k.startswith("stream_")}
-            | {"chunks_dropped": self._chunks_dropped},
+            | {"chunks_dropped": self._subs.chunks_dropped},
         )
 
     def _require_engine(self) -> Engine:
@@ -614,6 +567,15 @@ class FlowParser:
         return self._engine
 
 
+def file_engine(source: str | os.PathLike[str], **options: Any) -> tuple[Engine, bool]:
+    """A new engine over a capture file, for the blocking read()/read_frame(): FlowParser's
+    options, validated and converted exactly as FlowParser does (raises ConfigError as it does,
+    and the engine's typed errors for the file), and whether a read-ahead thread pays here.
+    The caller owns the engine (``engine.close()``)."""
+    parser = FlowParser(source, live=False, **options)
+    return Engine(source, parser._config), parser._reads_ahead()
+
+
 def _looks_like_interface(source: str | os.PathLike[str]) -> bool:
     """A file that exists wins; else a bare name (no "/", no capture suffix) is an interface."""
     if not isinstance(source, str) or os.path.exists(source):
@@ -621,100 +583,6 @@ def _looks_like_interface(source: str | os.PathLike[str]) -> bool:
     return "/" not in source and not source.endswith((".pcap", ".pcapng", ".cap", ".dmp"))
 
 
-def drop_privileges(user: str) -> None:
-    """Become `user` (flowgrep's -u): called once the capture is open, which needed root."""
-    import pwd
-
-    try:
-        entry = pwd.getpwnam(user)
-    except KeyError:
-        raise ConfigError(f"user={user!r}: no such user") from None
-    try:
-        os.setgroups([])
-        os.setgid(entry.pw_gid)
-        os.setuid(entry.pw_uid)
-    except PermissionError as exc:
-        raise CapturePermissionError(f"cannot become {user!r}: {exc} (only root can change user)") from None
-
-
 async def _maybe_await(result: Awaitable[None] | None) -> None:
     if inspect.isawaitable(result):
         await result
-
-
-@dataclass(slots=True)
-class _Subscriber:
-    send: MemoryObjectSendStream[Batch]
-    receive: MemoryObjectReceiveStream[Batch]
-    dropped: int = 0  # live: flows this subscriber had no room for
-    records: bool = True  # False: it takes matches() alone
-
-
-class _FlowStream:
-    """terminated()'s iterator: flows out of the batches the reader sends."""
-
-    def __init__(self, receive: MemoryObjectReceiveStream[Batch]) -> None:
-        self._receive = receive
-        self._batch: Batch | None = None
-        self._index = 0
-
-    def __aiter__(self) -> _FlowStream:
-        return self
-
-    def __del__(self) -> None:
-        # a consumer that stops iterating must not hold a file source paused: unsubscribe
-        self._receive.close()
-
-    async def aclose(self) -> None:
-        self._receive.close()
-
-    async def __anext__(self) -> Flow:
-        while self._batch is None or self._index >= self._batch.count:
-            try:
-                self._batch = await self._receive.receive()
-            except (anyio.EndOfStream, anyio.ClosedResourceError):
-                raise StopAsyncIteration from None
-            self._index = 0
-        i = self._index
-        self._index += 1
-        if i % YIELD_EVERY == YIELD_EVERY - 1:
-            await anyio.lowlevel.checkpoint()  # a batch is thousands of flows: let others run
-        return Flow(self._batch, i)
-
-
-class _EventStream:
-    """stream_events()/chunks()'s iterator: chunks and flows out of the batches, in engine order."""
-
-    def __init__(
-        self, receive: MemoryObjectReceiveStream[Batch], flows: bool, data: bool, patterns: StreamPatterns | None
-    ) -> None:
-        self._receive = receive
-        self._flows = flows
-        self._data = data
-        self._patterns = patterns
-        self._events: Iterator[StreamChunk | StreamMatch | Flow] = iter(())
-        self._count = 0
-
-    def __aiter__(self) -> _EventStream:
-        return self
-
-    def __del__(self) -> None:
-        self._receive.close()  # as _FlowStream: never hold a file source paused
-
-    async def aclose(self) -> None:
-        self._receive.close()
-
-    async def __anext__(self) -> StreamChunk | StreamMatch | Flow:
-        while True:
-            event = next(self._events, None)
-            if event is not None:
-                break
-            try:
-                batch = await self._receive.receive()
-            except (anyio.EndOfStream, anyio.ClosedResourceError):
-                raise StopAsyncIteration from None
-            self._events = batch_events(batch, self._flows, self._data, self._patterns)
-        self._count += 1
-        if self._count % YIELD_EVERY == 0:
-            await anyio.lowlevel.checkpoint()
-        return event

@@ -7,23 +7,19 @@ import select
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ._engine import END_REASONS, Batch, Engine
+from ._engine import END_REASONS, Batch
 from ._flow import Flow
-from ._parser import BATCH_RECORDS, READY_BATCHES, FlowParser, iter_batch
+from ._parser import BATCH_RECORDS, READY_BATCHES, file_engine, iter_batch
 
 if TYPE_CHECKING:
     import pandas
 
 
-def _engine_for(source: str | os.PathLike[str], options: dict[str, Any]) -> tuple[Engine, bool]:
-    # FlowParser validates and converts the options exactly as the async API does; files only.
-    parser = FlowParser(source, live=False, **options)
-    return Engine(source, parser._config), parser._reads_ahead()
-
-
-def _batches(source: str | os.PathLike[str], options: dict[str, Any]) -> Iterator[Batch]:
-    # The engine's reading thread runs ahead while the caller handles the batches it yields.
-    engine, read_ahead = _engine_for(source, options)
+def read_batches(source: str | os.PathLike[str], **options: Any) -> Iterator[Batch]:
+    """The batches of ended flows of a capture file (blocking): what read() makes Flows of.
+    FlowParser's options; raises as FlowParser and read() do. The engine's reading thread runs
+    ahead while the caller handles the batches this yields."""
+    engine, read_ahead = file_engine(source, **options)
     try:
         ready_fd = engine.start(BATCH_RECORDS, READY_BATCHES, read_ahead)
         while True:
@@ -41,8 +37,10 @@ def _batches(source: str | os.PathLike[str], options: dict[str, Any]) -> Iterato
 def read(source: str | os.PathLike[str], **options: Any) -> Iterator[Flow]:
     """Every flow of a capture file, in the order flows ended (blocking; for scripts).
 
-    Takes FlowParser's options (filter, idle_timeout, active_timeout, ...)."""
-    for batch in _batches(source, options):
+    Takes FlowParser's options (filter, idle_timeout, active_timeout, ... in FlowParser's units)
+    and raises what FlowParser does for them and for the file (ConfigError,
+    CaptureNotFoundError, CaptureFormatError, ...) when iteration starts."""
+    for batch in read_batches(source, **options):
         yield from iter_batch(batch)
 
 
@@ -50,7 +48,8 @@ def read_frame(source: str | os.PathLike[str], **options: Any) -> pandas.DataFra
     """All flows of a capture file as a pandas DataFrame, one row per ended flow.
 
     Built from the C records in bulk (numpy), without a Python object per flow. Needs the
-    `pandas` extra: pip install 'aioflow-pcap[pandas]'."""
+    `pandas` extra: pip install 'aioflow-pcap[pandas]' (ImportError without it). Options, units
+    and errors as read(); columns as Flow.to_dict() (times in ns and s, bytes, packets)."""
     try:
         import numpy as np
         import pandas as pd
@@ -58,6 +57,6 @@ def read_frame(source: str | os.PathLike[str], **options: Any) -> pandas.DataFra
         raise ImportError("read_frame needs pandas and numpy: pip install 'aioflow-pcap[pandas]'") from exc
     from ._frame import RECORD_DTYPE, records_to_columns
 
-    chunks = [np.frombuffer(b.raw_records(), dtype=RECORD_DTYPE).copy() for b in _batches(source, options)]
+    chunks = [np.frombuffer(b.raw_records(), dtype=RECORD_DTYPE).copy() for b in read_batches(source, **options)]
     records = np.concatenate(chunks) if chunks else np.zeros(0, dtype=RECORD_DTYPE)
     return pd.DataFrame(records_to_columns(records, END_REASONS))

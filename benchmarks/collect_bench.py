@@ -16,7 +16,7 @@ import argparse
 import struct
 import time
 
-from aioflow.collect import Decoder, FlowRecord
+from aioflow.netflow.collect import Decoder, FlowRecord
 
 FIELDS = [(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (6, 2), (2, 8), (1, 8), (152, 8), (153, 8)]
 RECORD = struct.Struct("!IIHHBHQQQQ")

@@ -30,10 +30,9 @@ import numpy as np
 
 import aioflow
 from aioflow._frame import RECORD_DTYPE
-from aioflow._netflow_encode import encoder_for
-from aioflow._read import _batches
+from aioflow._read import read_batches
 from aioflow.export import EXPORTERS, IPFIXFileWriter, ParquetWriter
-from aioflow.export import _batches as _parser_batches
+from aioflow.netflow._encode import encoder_for
 
 HERE = Path(__file__).resolve().parent
 BATCH = 8192  # the engine's batch size (aioflow._parser.BATCH_RECORDS)
@@ -70,7 +69,7 @@ async def parse_only(path: Path) -> int:
 async def parse_batches(path: Path) -> int:
     n = 0
     async with aioflow.FlowParser(path) as parser:
-        async for batch in _parser_batches(parser):  # what exporter.run() reads: no Flow objects
+        async for batch in parser.batches():  # what exporter.run() reads: no Flow objects
             n += batch.count
     return n
 
@@ -91,7 +90,7 @@ def main() -> int:
     path = capture_for(args)
     results: dict[str, Any] = {"capture": str(path)}
 
-    records = np.concatenate([np.frombuffer(b.raw_records(), RECORD_DTYPE).copy() for b in _batches(path, {})])
+    records = np.concatenate([np.frombuffer(b.raw_records(), RECORD_DTYPE).copy() for b in read_batches(path)])
     flows = len(records)
     results["flows"] = flows
     print(f"capture: {path} ({flows} flows)")

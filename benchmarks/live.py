@@ -415,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=10.0, help="how long the sender sends")
     ap.add_argument("--rate", type=float, default=0.0, help="packets/s to send (0: as fast as possible)")
     ap.add_argument("--flows", type=int, default=10_000, help="distinct source ports (flows) sent round-robin")
-    from aioflow._parser import LIVE_BUFFER_BYTES
+    from aioflow._live import LIVE_BUFFER_BYTES
 
     ap.add_argument("--buffer-mb", type=float, default=LIVE_BUFFER_BYTES / 2**20,
                     help="kernel capture buffer, MiB, for both tools (default: FlowParser's, 16)")  # fmt: skip

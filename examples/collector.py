@@ -48,7 +48,8 @@ async def main(host: str, port: int, every: float) -> None:
         # aclosing: the collector's socket is closed as soon as the loop ends, even by Ctrl-C.
         async with contextlib.aclosing(aioflow.collect((host, port))) as records:
             async for record in records:
-                per_exporter[record.exporter[0]] += 1
+                exporter = record.exporter  # (host, port) of the datagram's sender
+                per_exporter[exporter[0] if isinstance(exporter, tuple) else str(exporter)] += 1
                 sent_bytes[record.src_ip] += record.bytes or 0
                 sent_packets[record.src_ip] += record.packets or 0
                 if record.reverse_bytes:  # a biflow: the destination's side of the conversation

@@ -30,6 +30,8 @@ async def main(path: str, pattern: bytes) -> None:
                 tails.pop((event.id, "client"), None)
                 tails.pop((event.id, "server"), None)
                 continue
+            if not isinstance(event, aioflow.StreamChunk):  # StreamMatch: only with stream_patterns
+                continue
             key = (event.flow.id, event.direction)
             tail = tails.get(key, b"")
             text = tail + event.data

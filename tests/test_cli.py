@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 import aioflow
-from aioflow import _cli
+from aioflow import cli as _cli
+from aioflow.cli import _flows
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPTURE = ROOT / "examples" / "data" / "ndpi_telegram_videocall.pcapng"
@@ -262,7 +263,7 @@ def test_interrupt_exits_130(capsys: Capture, monkeypatch: pytest.MonkeyPatch) -
     async def interrupted(*args: object) -> int:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(_cli, "_flows", interrupted)
+    monkeypatch.setattr(_flows, "run_flows", interrupted)
     code, _, err = run_cli(capsys, "flows", str(CAPTURE))
     assert code == 130
     assert "interrupted" in err

@@ -18,7 +18,7 @@ import pytest
 from test_export import tshark_records
 
 import aioflow
-from aioflow.collect import Decoder, read_ipfix_file
+from aioflow.netflow.collect import Decoder, read_ipfix_file
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "examples" / "data" / "ndpi_telegram_videocall.pcapng"
@@ -171,7 +171,7 @@ def test_unreadable_file_is_a_permission_error(tmp_path: Path) -> None:
 
 
 def test_listen_port_alone_is_every_address() -> None:
-    from aioflow._cli import build_parser
+    from aioflow.cli import build_parser
 
     def listen(text: str) -> tuple[str, int | None]:
         return build_parser().parse_args(["collect", "--listen", text]).listen  # type: ignore[no-any-return]

@@ -29,7 +29,7 @@ import pytest
 from nfdump_peer import NFCAPD, NFDUMP, nfcapd_running, nfdump_json
 
 import aioflow
-from aioflow.collect import Decoder, FlowRecord
+from aioflow.netflow.collect import Decoder, FlowRecord
 
 DATA = Path(__file__).parent / "data"
 CORPUS = Path(os.environ.get("AIOFLOW_PCAPS") or Path(__file__).resolve().parents[2] / "shared" / "pcaps")
@@ -183,7 +183,7 @@ def test_softflowd_records_match_nfdump_over_the_corpus(version: int, tmp_path: 
 
 
 def _encoded(fmt: str) -> Iterator[tuple[str, list[bytes]]]:
-    from aioflow._netflow_encode import encoder_for, gather_records
+    from aioflow.netflow._encode import encoder_for, gather_records
 
     for name in CAPTURES:
         try:

@@ -496,7 +496,7 @@ def test_bad_bounds_are_config_errors(option: dict[str, int]) -> None:
 
 
 def test_cli_defragment(capsys: pytest.CaptureFixture[str]) -> None:
-    from aioflow import _cli
+    from aioflow import cli as _cli
 
     path = DATA / "nfstream_dns_fragmented.pcap"
     assert _cli.main(["flows", str(path), "--format", "json", "--no-progress", "--defragment"]) == 0

@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 
 import aioflow
-from aioflow._cli import main
 from aioflow._frame import RECORD_DTYPE
-from aioflow._netflow_encode import PORT_PROTOCOLS, encoder_for, gather_records
+from aioflow.cli import main
 from aioflow.export import EXPORTERS, IPFIXFileWriter, ParquetWriter
+from aioflow.netflow._encode import PORT_PROTOCOLS, encoder_for, gather_records
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "examples" / "data" / "ndpi_telegram_videocall.pcapng"
@@ -190,7 +190,7 @@ def test_bad_options_are_config_errors() -> None:
 def test_flow_end_reasons_map_to_ipfix_codes() -> None:
     # RFC 7012 flowEndReason: idle 1, active 2, end of flow 3, forced end 4, lack of resources 5
     from aioflow._engine import END_REASONS
-    from aioflow._netflow_encode import FLOW_END_REASON
+    from aioflow.netflow._encode import FLOW_END_REASON
 
     codes = dict(zip(END_REASONS, FLOW_END_REASON.tolist(), strict=True))
     assert codes == {"": 2, "idle": 1, "active": 2, "fin": 3, "rst": 3, "eof": 4, "evicted": 5, "stop": 4}
@@ -321,7 +321,7 @@ def test_example_exports_the_big_flows(receiver: Receiver) -> None:
      ("10.0.0.5", ("10.0.0.5", None)), ("::1", ("::1", None)), ("[fe80::1]", ("fe80::1", None))],
 )  # fmt: skip
 def test_cli_addresses(text: str, want: tuple[str, int | None]) -> None:
-    from aioflow._cli_export import address
+    from aioflow.cli._common import address
 
     assert address(text) == want
 

@@ -29,8 +29,8 @@ import reference
 from nfdump_peer import NFCAPD, NFDUMP, nfcapd_running, nfdump_json
 
 import aioflow
-from aioflow._netflow_encode import PORT_PROTOCOLS, Clock, encoder_for, gather_records
 from aioflow.export import EXPORTERS
+from aioflow.netflow._encode import PORT_PROTOCOLS, Clock, encoder_for, gather_records
 
 CORPUS = Path(os.environ.get("AIOFLOW_PCAPS") or Path(__file__).resolve().parents[2] / "shared" / "pcaps")
 FORMATS = ("v5", "v9", "ipfix")

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aioflow._frame import RECORD_DTYPE
-from aioflow._netflow_encode import encoder_for
+from aioflow.netflow._encode import encoder_for
 
 YEAR_NS = 365 * 86_400 * 10**9
 Y2000_NS = 946_684_800 * 10**9

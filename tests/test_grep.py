@@ -274,7 +274,7 @@ def test_distance_matching(tmp_path: Path) -> None:
 
 def test_distance_matching_a_big_chunk_off_the_event_loop(tmp_path: Path) -> None:
     """Past THREAD_CHUNK_BYTES a chunk is compared in a worker thread: same result."""
-    from aioflow._grep import THREAD_CHUNK_BYTES
+    from aioflow.grep._search import THREAD_CHUNK_BYTES
 
     data = b"x" * (THREAD_CHUNK_BYTES + 5000) + b"PASSW0RD"
     capture = write(tmp_path, "big.pcap", split_session([data[i : i + 1400] for i in range(0, len(data), 1400)]))

@@ -12,7 +12,7 @@ import pytest
 from rapidfuzz.distance import DamerauLevenshtein, Hamming, Levenshtein
 
 from aioflow._errors import ConfigError
-from aioflow._grep_match import DistanceMatcher, RegexMatcher, StreamScanner, compile_patterns, longest_match
+from aioflow.grep._match import DistanceMatcher, RegexMatcher, StreamScanner, compile_patterns, longest_match
 
 ALPHABET = b"ab\n xyPASWORD"
 
@@ -141,7 +141,7 @@ def test_patterns_are_bytes_regexes() -> None:
 
 
 def test_datagrams_match_one_by_one() -> None:
-    from aioflow._grep_match import search_datagrams
+    from aioflow.grep._match import search_datagrams
 
     (plain,) = compile_patterns(["PASSWORD"], ignore_case=False)
     (anchored,) = compile_patterns(["WORD$"], ignore_case=False)
@@ -157,7 +157,7 @@ def test_datagrams_match_one_by_one() -> None:
 def test_forged_reset_is_a_valid_packet_for_an_independent_decoder() -> None:
     import dpkt
 
-    from aioflow._tcp_kill import rst_packet
+    from aioflow.grep._tcp_kill import rst_packet
 
     for src, dst, ip_class in (("10.0.0.1", "10.0.0.2", dpkt.ip.IP), ("2001:db8::1", "2001:db8::2", dpkt.ip6.IP6)):
         raw = rst_packet(src, 40000, dst, 80, 0xDEADBEEF)

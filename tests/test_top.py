@@ -24,7 +24,7 @@ import test_live_examples
 from test_live import Net
 from test_live_examples import STREAM_PORT, download, in_threads
 
-from aioflow import _cli
+from aioflow.cli import _top as _cli
 
 net = test_live.net  # fixtures shared by assignment (pytest finds them by name the same)
 streamer = test_live_examples.streamer
@@ -185,7 +185,7 @@ def test_ctrl_c_quits_cleanly(net: Net, terminal: Callable[..., Terminal]) -> No
 
 
 def test_missing_rich_names_the_extra() -> None:
-    code = "import sys; sys.modules['rich'] = None\nfrom aioflow._cli import main\nsys.exit(main(['top', 'lo']))"
+    code = "import sys; sys.modules['rich'] = None\nfrom aioflow.cli import main\nsys.exit(main(['top', 'lo']))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2
     assert "pip install 'aioflow-pcap[top]'" in proc.stderr and proc.stdout == ""

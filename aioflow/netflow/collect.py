@@ -17,18 +17,16 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import sys
-import types
 from collections import deque
-from collections.abc import AsyncIterator, Hashable, Iterator
+from collections.abc import AsyncGenerator, Hashable, Iterator
 from os import PathLike
 from typing import Any, BinaryIO
 
 import anyio
 import numpy as np
 
-from ._errors import FlowFileFormatError, FlowFileNotFoundError, FlowFilePermissionError, MalformedPDUError
-from ._netflow_decode import IPFIX_HEADER, Decoder, DecodeStats, Message, RecordSet, Template
+from .._errors import FlowFileFormatError, FlowFileNotFoundError, FlowFilePermissionError, MalformedPDUError
+from ._decode import IPFIX_HEADER, Decoder, DecodeStats, Message, RecordSet, Template
 
 __all__ = [
     "PDU",
@@ -38,6 +36,8 @@ __all__ = [
     "FlowRecord",
     "RecordSet",
     "collect",
+    "message_records",
+    "open_ipfix_file",
     "parse_pdu",
     "read_ipfix_file",
 ]
@@ -118,26 +118,32 @@ class FlowRecord:
     # --- where it came from ---
     @property
     def version(self) -> int:
+        """NetFlow/IPFIX version of the message it came in: 5, 9 or 10 (IPFIX)."""
         return self._set.version
 
     @property
     def exporter(self) -> Hashable:
+        """Who sent it: the (host, port) of the datagram, or what parse_pdu() was given (\"file:PATH\" for files)."""
         return self._set.exporter
 
     @property
     def observation_domain(self) -> int:
+        """IPFIX observation domain id, v9 source id, v5 engine type << 8 | engine id."""
         return self._set.domain
 
     @property
     def template_id(self) -> int:
+        """The id of the template the record was decoded with (v5: its fixed layout's)."""
         return self._set.template.template_id
 
     @property
     def is_options(self) -> bool:
+        """Whether it is an options record (exporter statistics, sampling), not a flow."""
         return self._set.template.is_options
 
     @property
     def fields(self) -> tuple[str, ...]:
+        """The template's field names (IANA names; unknown ones as ``e<enterprise>id<id>``)."""
         return self._set.template.names
 
     # --- field access ---
@@ -164,9 +170,10 @@ class FlowRecord:
         name = self._set.template.by_key.get(key)
         if name is None:
             raise KeyError(key)
-        return self._value(name)  # type: ignore[arg-type]
+        return self._value(name)
 
     def get(self, key: str | tuple[int, int], default: Any = None) -> Any:
+        """``record[key]``, or ``default`` when the template has no such field (raises nothing)."""
         try:
             return self[key]
         except KeyError:
@@ -183,12 +190,13 @@ class FlowRecord:
 
     @property
     def start_ns(self) -> int | None:
-        """Flow start, Unix nanoseconds, from whichever time elements the record has."""
+        """Flow start, Unix nanoseconds, from whichever time elements the record has (None: none)."""
         start = self._set.start_end_ns()[0]
         return None if start is None else int(start[self._i])
 
     @property
     def end_ns(self) -> int | None:
+        """Flow end, Unix nanoseconds, from whichever time elements the record has (None: none)."""
         end = self._set.start_end_ns()[1]
         return None if end is None else int(end[self._i])
 
@@ -220,18 +228,21 @@ class PDU:
 
     @property
     def version(self) -> int:
+        """NetFlow/IPFIX version: 5, 9 or 10 (IPFIX)."""
         return self.message.version
 
     @property
     def sequence(self) -> int:
+        """The header's sequence number (v5/IPFIX: records before this message; v9: datagrams)."""
         return self.message.sequence
 
     @property
     def sets(self) -> list[RecordSet]:
+        """The decoded data sets, flow and options, each a numpy batch (``rs.array``)."""
         return self.message.sets
 
     def __iter__(self) -> Iterator[FlowRecord]:
-        return _records(self.message, options=False)
+        return message_records(self.message, options=False)
 
     def options(self) -> Iterator[FlowRecord]:
         """The options records (exporter statistics, sampling, ...)."""
@@ -248,7 +259,9 @@ class PDU:
         return self.message.sequence == previous.message.next_sequence
 
 
-def _records(message: Message, options: bool) -> Iterator[FlowRecord]:
+def message_records(message: Message, options: bool = False) -> Iterator[FlowRecord]:
+    """The records of one decoded message (``Decoder.parse``/``parse_file``, ``Collector.receive``)
+    in set order: flow records, and options records too with ``options=True``. Raises nothing."""
     for rs in message.sets:
         if options or not rs.template.is_options:
             for i in range(len(rs)):
@@ -269,7 +282,7 @@ def parse_pdu(exporter: Hashable, payload: bytes, *, decoder: Decoder | None = N
     return PDU(message)
 
 
-def _open_ipfix_file(path: str | PathLike[str]) -> BinaryIO:
+def open_ipfix_file(path: str | PathLike[str]) -> BinaryIO:
     """``path`` opened for reading once its first bytes look like an IPFIX message header. Raises
     FlowFileNotFoundError, FlowFilePermissionError or FlowFileFormatError (not an IPFIX file); an
     empty file is a valid one with no message. Damage further in is found (and counted) while reading."""
@@ -299,19 +312,22 @@ def read_ipfix_file(
 ) -> Iterator[FlowRecord]:
     """The flow records of an IPFIX file (RFC 5655: IPFIX messages back to back), read one message
     at a time. Raises FlowFileNotFoundError, FlowFilePermissionError or FlowFileFormatError (see
-    _open_ipfix_file) when iteration starts. Damaged messages are counted in ``decoder.stats`` and
+    open_ipfix_file) when iteration starts. Damaged messages are counted in ``decoder.stats`` and
     skipped; reading stops where the framing is lost (``file_framing``, ``file_truncated``)."""
     decoder = decoder or Decoder(template_timeout=None)  # a file has no clock to expire templates by
-    with _open_ipfix_file(path) as file:
+    with open_ipfix_file(path) as file:
         for message, _ in decoder.parse_file(f"file:{os.fspath(path)}", file):
-            yield from _records(message, options)
+            yield from message_records(message, options)
 
 
 class Collector:
     """An async UDP collector. ``async with Collector(("0.0.0.0", 2055)) as c: async for r in c``.
 
-    ``address`` is the bound (host, port) (port 0 picks a free one); ``stats`` the decoder's
-    counters. Malformed datagrams are counted and skipped; nothing escapes but socket errors."""
+    ``listen`` is the (host, port) to bind (port 0 picks a free one; ``address`` says which);
+    ``template_timeout`` seconds (None: never) and ``max_templates`` bound the templates kept,
+    ``max_datagram`` bytes the largest datagram read. ``stats`` are the decoder's counters.
+    Malformed datagrams are counted and skipped; nothing escapes but socket errors (OSError, e.g.
+    the port is taken, on entering)."""
 
     def __init__(
         self,
@@ -334,14 +350,17 @@ class Collector:
 
     @property
     def stats(self) -> DecodeStats:
+        """The decoder's counters: datagrams, records, malformed by reason, sequence gaps, ..."""
         return self.decoder.stats
 
     @property
     def address(self) -> tuple[str, int]:
+        """The (host, port) the collector is bound to. Raises RuntimeError outside ``async with``."""
         if self._socket is None:
             raise RuntimeError("the collector is not open (use `async with`)")
-        host, port = self._socket.extra(anyio.abc.SocketAttribute.local_address)[:2]
-        return host, port
+        local = self._socket.extra(anyio.abc.SocketAttribute.local_address)
+        assert isinstance(local, tuple)  # an IP socket: (host, port, ...), never a UNIX path
+        return local[0], local[1]
 
     async def __aenter__(self) -> Collector:
         host, port = self.listen
@@ -378,19 +397,12 @@ class Collector:
         return FlowRecord(self._current, self._index - 1)
 
 
-async def collect(listen: tuple[str, int] = ("0.0.0.0", 2055), **options: Any) -> AsyncIterator[FlowRecord]:
-    """``async for record in aioflow.collect(("0.0.0.0", 2055))``: every flow record received.
-    Keyword options are Collector's. Leaving the loop early under trio: wrap it in
+async def collect(listen: tuple[str, int] = ("0.0.0.0", 2055), **options: Any) -> AsyncGenerator[FlowRecord]:
+    """``async for record in aioflow.collect(("0.0.0.0", 2055))``: every flow record received on that
+    UDP (host, port), as it arrives. Keyword options are Collector's; raises what Collector does
+    (OSError when the address cannot be bound). Leaving the loop early under trio: wrap it in
     ``contextlib.aclosing`` (or use ``async with Collector(...)``, a plain async iterator)."""
     async with Collector(listen, **options) as collector:
         async for record in collector:
             yield record
 
-
-class _CallableModule(types.ModuleType):
-    # `aioflow.collect(...)` and `aioflow.collect.parse_pdu(...)` both work, however the module was imported.
-    def __call__(self, listen: tuple[str, int] = ("0.0.0.0", 2055), **options: Any) -> AsyncIterator[FlowRecord]:
-        return collect(listen, **options)
-
-
-sys.modules[__name__].__class__ = _CallableModule

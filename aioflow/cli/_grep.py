@@ -9,9 +9,9 @@ from typing import Any, TextIO
 
 import anyio
 
-from ._errors import ConfigError
-from ._grep import Grep, GrepConfig, GrepSummary
-from ._grep_match import (
+from .._errors import ConfigError
+from .._parser import FlowParser
+from ..grep._match import (
     DEFAULT_SPAN,
     DistanceMatcher,
     Matcher,
@@ -20,8 +20,8 @@ from ._grep_match import (
     native_patterns,
     read_pattern_file,
 )
-from ._parser import FlowParser
-from ._tcp_kill import TcpKiller
+from ..grep._search import Grep, GrepConfig, GrepSummary
+from ..grep._tcp_kill import TcpKiller
 
 DESCRIPTION = """\
 Grep reassembled TCP streams and UDP payloads (flowgrep). Client patterns search what the client
@@ -33,7 +33,8 @@ same meaning; otherwise (backreferences, lookarounds, -E, -v with -k) Python doe
 --search). A trailing FILTER is a BPF expression, as for tcpdump."""
 
 
-def add_grep_command(commands: Any, version: str) -> None:
+def add_parser(commands: Any, version: str) -> None:
+    """Adds ``grep`` to the subcommands."""
     grep = commands.add_parser("grep", help="grep reassembled streams (flowgrep)", description=DESCRIPTION)
     grep.add_argument("-a", dest="any", action="append", default=[], metavar="PATTERN",
                       help="match either stream with PATTERN")
@@ -117,6 +118,8 @@ def grep_config(args: argparse.Namespace) -> GrepConfig:
 
 
 async def run_grep(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Runs the grep on args (FlowParser options from them); returns the exit code
+    (0: a flow was reported or logged, 1: none, as grep)."""
     config = grep_config(args)
     # streams are kept for the records only when -l writes them
     options: dict[str, Any] = {"reassemble": True, "keep_streams": config.log_dir is not None}
@@ -153,8 +156,9 @@ def _summary_line(summary: GrepSummary, packets: int, search: str) -> str:
     return text
 
 
-def main_grep(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     # the names the shared error reporting looks for
+    """Runs ``aioflow grep``; the library's errors go up to main()."""
     args.filter = " ".join(args.filter_words) or None
     args.source = args.file or args.device
     return anyio.run(run_grep, args, sys.stdout, sys.stderr)

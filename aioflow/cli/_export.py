@@ -11,39 +11,18 @@ from typing import TYPE_CHECKING, Any, TextIO
 import anyio
 
 import aioflow
-from aioflow import _cli
+
+from ._common import EXIT_USAGE, add_flow_options, address, int_at_least, parser_options, positive_float, summary
 
 if TYPE_CHECKING:
-    from aioflow.export import ExportStats
+    from ..netflow.export import ExportStats
 
-# aioflow.export (numpy) is imported only when the subcommand runs: `aioflow flows` starts faster.
+# aioflow.netflow.export (numpy) is imported only when the subcommand runs: `aioflow flows` starts faster.
 DEFAULT_PORTS = {"ipfix": 4739, "v9": 2055, "v5": 2055}
 
 
-def address(text: str) -> tuple[str, int | None]:
-    """HOST:PORT, [IPv6]:PORT, HOST or :PORT (localhost) -> (host, port or None)."""
-    host, port = text, None
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise argparse.ArgumentTypeError(f"{text!r}: missing ']' after the IPv6 address")
-        host, rest = text[1:end], text[end + 1 :]
-        if rest:
-            if not rest.startswith(":"):
-                raise argparse.ArgumentTypeError(f"{text!r}: expected [IPv6]:PORT")
-            port = rest[1:]
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    try:
-        number = None if port is None else int(port)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: the port must be a number") from None
-    if number is not None and not 0 < number < 65536:
-        raise argparse.ArgumentTypeError(f"{text!r}: the port must be 1..65535")
-    return host or "127.0.0.1", number
-
-
 def add_parser(commands: Any) -> None:
+    """Adds ``export`` to the subcommands."""
     export = commands.add_parser(
         "export", help="send flows to a NetFlow/IPFIX collector, or write them to an IPFIX or Parquet file",
         description="Read a capture (or an interface) and export each flow as it ends: --to sends NetFlow v5, "
@@ -57,29 +36,21 @@ def add_parser(commands: Any) -> None:
     export.add_argument("--format", choices=sorted(DEFAULT_PORTS), default="ipfix",
                         help="export protocol (default ipfix)")
     export.add_argument("--write", metavar="FILE", help="also write an IPFIX file (.parquet: a Parquet file)")
-    export.add_argument("--mtu", type=_cli._int_at_least(256), default=1400, metavar="BYTES",
+    export.add_argument("--mtu", type=int_at_least(256), default=1400, metavar="BYTES",
                         help="largest UDP payload (default 1400)")
-    export.add_argument("--max-rate", type=_cli._positive_float, metavar="N",
+    export.add_argument("--max-rate", type=positive_float, metavar="N",
                         help="send at most N datagrams per second (default: unpaced)")
     export.add_argument("--uniflow", action="store_true",
                         help="IPFIX: one record per direction instead of RFC 5103 biflows")
     export.add_argument("--nanoseconds", action="store_true",
                         help="IPFIX: flowStart/EndNanoseconds instead of milliseconds")
-    export.add_argument("--domain", type=_cli._int_at_least(0), default=0, metavar="ID",
+    export.add_argument("--domain", type=int_at_least(0), default=0, metavar="ID",
                         help="IPFIX observation domain / v9 source id / v5 engine id (default 0)")
-    export.add_argument("--filter", metavar="BPF", help="BPF filter, as for tcpdump (e.g. 'tcp port 443')")
-    export.add_argument("--idle-timeout", type=_cli._positive_float, metavar="S",
-                        help="end a flow after S seconds without packets (default 120)")
-    export.add_argument("--active-timeout", type=_cli._positive_float, metavar="S",
-                        help="emit a record of a flow older than S seconds and keep counting (default 1800)")
-    export.add_argument("--fin-timeout", type=_cli._positive_float, metavar="S",
-                        help="end a TCP flow S seconds after FINs from both sides or a RST (default 10)")
-    export.add_argument("--max-flows", type=_cli._int_at_least(1), metavar="N",
-                        help="flow table bound; the least recently seen flow is evicted past it")
+    add_flow_options(export, "--filter", "--idle-timeout", "--active-timeout", "--fin-timeout", "--max-flows")
 
 
 def _exporter(args: argparse.Namespace) -> Any:
-    from aioflow.export import EXPORTERS
+    from ..netflow.export import EXPORTERS
 
     host, port = args.to
     options: dict[str, Any] = {"mtu": args.mtu, "max_rate": args.max_rate}
@@ -93,7 +64,7 @@ def _exporter(args: argparse.Namespace) -> Any:
 
 
 def _writer(args: argparse.Namespace) -> Any:
-    from aioflow.export import IPFIXFileWriter, ParquetWriter
+    from ..netflow.export import IPFIXFileWriter, ParquetWriter
 
     if args.write.endswith(".parquet"):
         return ParquetWriter(args.write)
@@ -111,11 +82,11 @@ def _report(where: str, s: ExportStats) -> str:
 
 
 async def _export(args: argparse.Namespace, err: TextIO) -> int:
-    from aioflow.export import ParquetWriter
+    from ..netflow.export import ParquetWriter
 
     exporter = writer = None
     async with contextlib.AsyncExitStack() as stack:
-        parser = await stack.enter_async_context(aioflow.FlowParser(args.source, **_cli._options(args)))
+        parser = await stack.enter_async_context(aioflow.FlowParser(args.source, **parser_options(args)))
         if args.to is not None:
             exporter = await stack.enter_async_context(_exporter(args))
         if args.write is not None:
@@ -127,7 +98,7 @@ async def _export(args: argparse.Namespace, err: TextIO) -> int:
             async for flow in parser.terminated():
                 for sink in sinks:
                     await sink.send(flow)
-    err.write(_cli._summary(parser.info()) + "\n")
+    err.write(summary(parser.info()) + "\n")
     if exporter is not None:
         err.write(_report(f"{args.format} to {exporter.address[0]}:{exporter.address[1]}", exporter.stats))
     if isinstance(writer, ParquetWriter):
@@ -138,7 +109,8 @@ async def _export(args: argparse.Namespace, err: TextIO) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Runs ``aioflow export``: exit 2 without --to or --write; the library's errors go up to main()."""
     if args.to is None and args.write is None:
         sys.stderr.write("aioflow: error: export: give --to HOST:PORT and/or --write FILE\n")
-        return _cli.EXIT_USAGE
+        return EXIT_USAGE
     return anyio.run(_export, args, sys.stderr)

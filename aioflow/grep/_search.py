@@ -14,10 +14,10 @@ from typing import Any, TextIO
 
 import anyio
 
-from ._flow import Flow, protocol_name
-from ._grep_match import DistanceMatcher, Match, Matcher, StreamScanner, search_datagrams
-from ._parser import FlowParser
-from ._stream import StreamMatch, StreamPatterns
+from .._flow import Flow, protocol_name
+from .._parser import FlowParser
+from .._stream import StreamMatch, StreamPatterns
+from ._match import DistanceMatcher, Match, Matcher, StreamScanner, search_datagrams
 from ._tcp_kill import TcpKiller
 
 # Distance matching (-E) of a chunk past this size runs in a worker thread (~15 ms of work).
@@ -27,6 +27,7 @@ CLIENT, SERVER = "client", "server"
 
 @dataclass
 class GrepConfig:
+    """What to search and what to do with matched flows (the grep command's options)."""
     client: Sequence[Matcher]  # what the client sent is searched with these (-c, -f, -a, -e)
     server: Sequence[Matcher]  # what the server sent (-s, -F, -a, -e)
     native: StreamPatterns | None = None  # the same regexes, searched by the C engine instead
@@ -39,6 +40,8 @@ class GrepConfig:
 
 @dataclass
 class GrepSummary:
+    """A finished grep: flows searched, matched and reported (printed), the files logged (-l), TCP
+    resets sent (-k)."""
     flows: int = 0
     matched: int = 0
     reported: int = 0

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 import anyio
 
-from aioflow import _cli
-from aioflow._cli_export import address
+from .._flow import protocol_name
+from ._common import EXIT_USAGE, address, endpoint, int_at_least
 
 if TYPE_CHECKING:
-    from aioflow._netflow_decode import DecodeStats, Message
-    from aioflow.collect import FlowRecord
+    from ..netflow._decode import DecodeStats, Message
+    from ..netflow.collect import FlowRecord
 
 SUMMARY_FIELDS = ("datagrams", "records", "options_records", "sets_without_template", "sequence_gaps",
                   "sequence_lost", "template_withdrawals", "templates_expired")  # fmt: skip
@@ -34,13 +34,14 @@ def listen_address(text: str) -> tuple[str, int | None]:
 
 
 def add_parser(commands: Any) -> None:
+    """Adds ``collect`` to the subcommands."""
     collect = commands.add_parser(
         "collect", help="receive NetFlow v5/v9 and IPFIX over UDP (or read an IPFIX file) and print the records",
         description="Listen for NetFlow v5, v9 and IPFIX datagrams and print every flow record as it arrives "
         "(a table line, or JSON lines with --json). --read FILE replays an IPFIX file (RFC 5655) through the "
         "same decoder instead, and exits 1 if the file is damaged (the records before the damage are printed). "
         "--write FILE archives the IPFIX messages received (or read), as they came, in an IPFIX file that "
-        "--read and `aioflow.collect.read_ipfix_file` read back; v5/v9 datagrams are not IPFIX and are counted, "
+        "--read and `aioflow.read_ipfix_file` read back; v5/v9 datagrams are not IPFIX and are counted, "
         "not written. Malformed datagrams are counted and skipped. A summary goes to stderr at the end (Ctrl-C, "
         "--count records, or the end of the --read file).",
     )  # fmt: skip
@@ -51,7 +52,7 @@ def add_parser(commands: Any) -> None:
     collect.add_argument("--write", metavar="FILE", help="append the IPFIX messages received (or read) to FILE")
     collect.add_argument("--json", action="store_true", help="JSON lines: every field of each record")
     collect.add_argument("--options", action="store_true", help="print options records too")
-    collect.add_argument("--count", type=_cli._int_at_least(1), metavar="N", help="stop after N records")
+    collect.add_argument("--count", type=int_at_least(1), metavar="N", help="stop after N records")
 
 
 def _json_value(value: Any) -> Any:
@@ -65,9 +66,9 @@ def _line(record: FlowRecord, as_json: bool) -> str:
                "template_id": record.template_id, "start_ns": record.start_ns, "end_ns": record.end_ns}  # fmt: skip
         doc.update({k: _json_value(v) for k, v in record.to_dict().items()})
         return json.dumps(doc)
-    proto = _cli.protocol_name(record.protocol) if record.protocol is not None else "-"
-    source = _cli.endpoint(str(record.src_ip), record.src_port or 0)
-    destination = _cli.endpoint(str(record.dst_ip), record.dst_port or 0)
+    proto = protocol_name(record.protocol) if record.protocol is not None else "-"
+    source = endpoint(str(record.src_ip), record.src_port or 0)
+    destination = endpoint(str(record.dst_ip), record.dst_port or 0)
     exporter = record.exporter[0] if isinstance(record.exporter, tuple) else record.exporter
     kind = "options" if record.is_options else f"{record.packets} pkts {record.bytes} bytes"
     return f"v{record.version} {exporter} {proto} {source} -> {destination} {kind}"
@@ -86,7 +87,7 @@ class _Printer:
         return self.args.count is not None and self.printed >= self.args.count
 
     def message(self, message: Message, payload: bytes) -> None:
-        from aioflow.collect import _records
+        from ..netflow.collect import message_records
 
         if self.archive is not None and message.error is None:
             if message.version == 10:
@@ -94,7 +95,7 @@ class _Printer:
             else:
                 self.not_ipfix += 1
         left = None if self.args.count is None else self.args.count - self.printed
-        for record in itertools.islice(_records(message, self.args.options), left):
+        for record in itertools.islice(message_records(message, self.args.options), left):
             self.out.write(_line(record, self.args.json) + "\n")
             self.printed += 1
         self.out.flush()
@@ -109,7 +110,7 @@ class _Printer:
 
 
 async def _collect(args: argparse.Namespace, out: TextIO, err: TextIO, archive: BinaryIO | None) -> int:
-    from aioflow.collect import Collector
+    from ..netflow.collect import Collector
 
     host, port = args.listen
     printer = _Printer(args, out, archive)
@@ -128,7 +129,7 @@ async def _collect(args: argparse.Namespace, out: TextIO, err: TextIO, archive: 
 def _replay(args: argparse.Namespace, file: BinaryIO, out: TextIO, err: TextIO, archive: BinaryIO | None) -> int:
     """--read: the file's messages through the collector's decoder (one at a time, no event loop needed:
     nothing else runs). A damaged file still prints what came before the damage, then exits 1."""
-    from aioflow.collect import Decoder
+    from ..netflow.collect import Decoder
 
     decoder = Decoder(template_timeout=None)  # a file has no clock to expire templates by
     printer = _Printer(args, out, archive)
@@ -150,15 +151,17 @@ def _replay(args: argparse.Namespace, file: BinaryIO, out: TextIO, err: TextIO, 
 
 
 def run(args: argparse.Namespace) -> int:
-    from aioflow.collect import _open_ipfix_file
+    """Runs ``aioflow collect``: exit 1 for a damaged --read file, 2 for usage; the library's errors
+    (FlowFile*Error for --read) go up to main()."""
+    from ..netflow.collect import open_ipfix_file
 
     # Opened here, before the event loop: small appends of whole messages, no reads. The file to read
     # first, so a missing one leaves no empty archive behind (and raises its typed error).
-    with _open_ipfix_file(args.read) if args.read else contextlib.nullcontext() as file:
+    with open_ipfix_file(args.read) if args.read else contextlib.nullcontext() as file:
         if file is not None and args.write and os.path.exists(args.write) and \
                 os.path.samestat(os.fstat(file.fileno()), os.stat(args.write)):  # fmt: skip
             sys.stderr.write("aioflow: error: collect: --write must not be the --read file\n")
-            return _cli.EXIT_USAGE
+            return EXIT_USAGE
         with open(args.write, "ab") if args.write else contextlib.nullcontext() as archive:
             if file is not None:
                 return _replay(args, file, sys.stdout, sys.stderr, archive)

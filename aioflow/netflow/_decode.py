@@ -14,7 +14,7 @@ import struct
 import time
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -40,6 +40,7 @@ class _Malformed(Exception):
 
 @dataclass(frozen=True, slots=True)
 class FieldSpec:
+    """One template field: IANA name, element id, enterprise, length in bytes, type."""
     element_id: int
     length: int
     enterprise: int
@@ -77,6 +78,7 @@ class Template:
         self.attrs: dict[str, Any] = {}  # the record API's attribute -> field resolutions, cached
 
     def same_as(self, other: Template) -> bool:
+        """Whether the other template has the same fields (a refresh, not a change)."""
         return self.fields == other.fields and self.scope_count == other.scope_count
 
 
@@ -163,6 +165,7 @@ class RecordSet:
         return _as_uint(raw)
 
     def has(self, name: str) -> bool:
+        """Whether the set's template carries the field `name`."""
         return name in self.template.by_key
 
     def start_end_ns(self) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -244,7 +247,8 @@ class DecodeStats:
     sequence_backwards: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        out = {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        """The counters by name (malformed as a plain dict)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["malformed"] = dict(self.malformed)
         return out
 
@@ -265,6 +269,7 @@ class Message:
 
     @property
     def next_sequence(self) -> int:
+        """The sequence number the exporter's next message should carry."""
         step = 1 if self.version == 9 else self.count
         return (self.sequence + step) % 2**32
 
@@ -298,6 +303,7 @@ class Decoder:
         self._boot: dict[tuple[Hashable, int], int] = {}
 
     def templates(self) -> dict[_Key, Template]:
+        """The templates known now, by (exporter, version, domain, template id)."""
         return {k: t for k, (t, _) in self._templates.items()}
 
     def parse(self, exporter: Hashable, payload: bytes) -> Message:

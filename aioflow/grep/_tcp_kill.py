@@ -9,7 +9,7 @@ import os
 import socket
 import struct
 
-from ._errors import CapturePermissionError
+from .._errors import CapturePermissionError
 
 _TCP_RST = 0x04
 
@@ -20,7 +20,7 @@ def _checksum(data: bytes) -> int:
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+    return int(~total & 0xFFFF)
 
 
 def rst_packet(src: str, sport: int, dst: str, dport: int, seq: int) -> bytes:
@@ -73,6 +73,7 @@ class TcpKiller:
         return True
 
     def close(self) -> None:
+        """Closes the raw sockets (idempotent)."""
         for sock in self._sockets.values():
             sock.close()
         self._sockets.clear()

@@ -11,17 +11,21 @@ own times; see Clock for how v5/v9's 32-bit sysUptime-relative times are kept fr
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._engine import END_REASONS
-from ._frame import RECORD_DTYPE
+from .._engine import END_REASONS
+from .._frame import RECORD_DTYPE
 from ._ipfix_elements import ENTERPRISE_BIT, NTP_UNIX_OFFSET, by_name
+
+if TYPE_CHECKING:
+    from .._flow import Flow
 
 MTU_DEFAULT = 1400
 FILE_MESSAGE_SIZE = 65_000  # RFC 5655 files: no path MTU, messages up to the 16-bit length field
@@ -52,7 +56,8 @@ class EncoderStats:
     out_of_range: int = 0  # flows ending after 2106 (damaged timestamps): v5/v9 cannot carry their times
 
     def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        """The counters by name."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
 # --- columns: the flow records turned into the values export formats carry ---
@@ -148,7 +153,7 @@ class Template:
     def __init__(self, template_id: int, elements: Sequence[Element]) -> None:
         self.id = template_id
         self.elements = tuple(elements)
-        fields = []
+        fields: list[tuple[Any, ...]] = []
         for el in self.elements:
             ie = by_name(el.name)
             if ie.type in ("ipv4Address", "ipv6Address"):
@@ -170,12 +175,14 @@ class Template:
         return bytes(out)
 
     def fields_v9(self) -> bytes:
+        """The template record's field specifiers, NetFlow v9 form (bytes)."""
         out = bytearray(struct.pack("!HH", self.id, len(self.elements)))
         for el in self.elements:
             out += struct.pack("!HH", by_name(el.name).id, el.length)
         return bytes(out)
 
     def fill(self, cols: dict[str, np.ndarray], clock: Clock) -> np.ndarray:
+        """These columns as data records: a structured array of the template's (big-endian) dtype."""
         out = np.empty(len(next(iter(cols.values()))), dtype=self.dtype)
         for el in self.elements:
             value = cols[el.column]
@@ -197,7 +204,8 @@ def _ntp(ns: np.ndarray, clock: Clock) -> np.ndarray:
 
 def _uptime(ns: np.ndarray, clock: Clock) -> np.ndarray:
     assert clock.row_boot_ns is not None  # set by the message plan
-    return uptime_ms(ns, clock.row_boot_ns)
+    uptime: np.ndarray = uptime_ms(ns, clock.row_boot_ns)
+    return uptime
 
 
 def _address_elements(version: int) -> list[Element]:
@@ -243,6 +251,7 @@ def v9_templates() -> dict[int, Template]:
 
 
 def ipfix_templates(biflow: bool, nanoseconds: bool) -> dict[int, Template]:
+    """IPFIX templates by id: IPv4 and IPv6, biflow or not, ms or ns times."""
     times = [
         Element("flowStartMilliseconds", 8, "first_ns", _ms),
         Element("flowEndMilliseconds", 8, "last_ns", _ms),
@@ -332,7 +341,7 @@ class _Message:
 # --- encoders ---
 
 
-class _Encoder:
+class Encoder:
     """Shared machinery: the clock, counters, when to (re)send templates, and cutting records into
     messages."""
 
@@ -426,7 +435,7 @@ def by_end_time(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {name: value[order] for name, value in cols.items()}
 
 
-class NetflowV5Encoder(_Encoder):
+class NetflowV5Encoder(Encoder):
     """NetFlow v5: IPv4 only, one 48-byte record per direction, at most 30 per datagram."""
 
     HEADER = struct.Struct("!HHIIIIBBH")
@@ -463,6 +472,7 @@ class NetflowV5Encoder(_Encoder):
         self.stats.clamped += int(over.sum())
         out["packets"] = np.minimum(cols["packets"], U32_MAX)
         out["octets"] = np.minimum(cols["octets"], U32_MAX)
+        assert self.clock.row_boot_ns is not None  # set by the plan above
         out["first"] = uptime_ms(cols["first_ns"], self.clock.row_boot_ns)
         out["last"] = uptime_ms(cols["last_ns"], self.clock.row_boot_ns)
         data = out.tobytes()
@@ -478,7 +488,7 @@ class NetflowV5Encoder(_Encoder):
         return messages
 
 
-class _TemplatedEncoder(_Encoder):
+class _TemplatedEncoder(Encoder):
     """v9 and IPFIX: template sets, data sets of one template per message, cut to the MTU."""
 
     SET_HEADER = struct.Struct("!HH")
@@ -632,28 +642,29 @@ class IPFIXEncoder(_TemplatedEncoder):
         self.sequence += records
 
 
-def encoder_for(format: str, **options: Any) -> _Encoder:
+def encoder_for(format: str, **options: Any) -> Encoder:
     """"ipfix", "v9" or "v5" -> a new encoder with those options."""
-    kinds: dict[str, type[_Encoder]] = {"ipfix": IPFIXEncoder, "v9": NetflowV9Encoder, "v5": NetflowV5Encoder}
+    kinds: dict[str, type[Encoder]] = {"ipfix": IPFIXEncoder, "v9": NetflowV9Encoder, "v5": NetflowV5Encoder}
     try:
         return kinds[format](**options)
     except KeyError:
         raise ValueError(f"format={format!r}: expected one of {sorted(kinds)}") from None
 
 
-def gather_records(flows: Sequence[Any]) -> np.ndarray:
+def gather_records(flows: Sequence[Flow]) -> np.ndarray:
     """The C records behind Flow objects, copied into one array: runs of flows from the same batch
     (as terminated() yields them) are taken with one fancy index each."""
     if not flows:
         return np.zeros(0, dtype=RECORD_DTYPE)
     parts = []
-    run_batch = flows[0]._batch
+    run_batch = flows[0].position[0]
     run: list[int] = []
     for flow in flows:
-        if flow._batch is not run_batch:
+        batch, index = flow.position
+        if batch is not run_batch:
             parts.append(np.frombuffer(run_batch.raw_records(), dtype=RECORD_DTYPE)[run])
-            run_batch, run = flow._batch, []
-        run.append(flow._i)
+            run_batch, run = batch, []
+        run.append(index)
     parts.append(np.frombuffer(run_batch.raw_records(), dtype=RECORD_DTYPE)[run])
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 

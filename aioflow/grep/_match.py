@@ -6,20 +6,24 @@ data that completes a match is found when it arrives and no stream is ever scann
 from __future__ import annotations
 
 import bisect
+import importlib
 import itertools
 import re
-import re._constants as sre_constants
-import re._parser as sre_parse
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._engine import check_stream_patterns, stream_patterns_available
-from ._errors import ConfigError, PatternUnsupportedError
-from ._stream import StreamPatterns
+from .._engine import check_stream_patterns, stream_patterns_available
+from .._errors import ConfigError, PatternUnsupportedError
+from .._stream import StreamPatterns
 
 if TYPE_CHECKING:
     import numpy as np
+
+# The regex parser's private modules, which typeshed does not describe (its sre_* stubs are of
+# the deprecated aliases, and loosely): read as Any.
+sre_constants: Any = importlib.import_module("re._constants")
+sre_parse: Any = importlib.import_module("re._parser")
 
 
 def _numpy() -> Any:
@@ -169,6 +173,7 @@ class RegexMatcher:
         self.anchored = any(s.anchored for s in shapes)
 
     def search(self, buffer: bytes, start: int, final: bool) -> tuple[int, int, str] | None:
+        """The first settled match from `start` in `buffer`: (start, end, pattern), or None."""
         best: tuple[int, int, str] | None = None
         for pattern, shape in self.patterns:
             found = pattern.search(buffer, start)
@@ -182,7 +187,7 @@ class RegexMatcher:
 
 def _jaccard_distances(windows: np.ndarray, needle_set: np.ndarray) -> np.ndarray:
     """1 - |A & B| / |A | B| between each window's byte set and the needle's."""
-    np = _numpy()
+    import numpy as np  # there: DistanceMatcher() checked it (_numpy)
     rows = np.sort(windows, axis=1)
     distinct = np.ones(rows.shape, dtype=bool)
     distinct[:, 1:] = rows[:, 1:] != rows[:, :-1]
@@ -190,13 +195,17 @@ def _jaccard_distances(windows: np.ndarray, needle_set: np.ndarray) -> np.ndarra
     in_needle[needle_set] = True
     inter = (distinct & in_needle[rows]).sum(axis=1)
     union = distinct.sum(axis=1) + len(needle_set) - inter
-    return 1.0 - inter / union
+    distances: np.ndarray = 1.0 - inter / union
+    return distances
 
 
 class DistanceMatcher:
     """flowgrep's -E/-e/-D: some window of the stream, as long as a needle, lies within `score` of
     it by the chosen string distance (levenshtein, damerau, hamming: edits; jaccard: 0..1 between
-    byte sets). Scores are distances: 0 is an exact match."""
+    byte sets). Scores are distances: 0 is an exact match. Raises ConfigError for an unknown
+    algorithm, a score out of range, no needle, or numpy/rapidfuzz missing."""
+
+    anchored = False  # no assertions: a window matches wherever the data ends
 
     def __init__(self, algorithm: str, needles: Sequence[str], score: float) -> None:
         _numpy()  # fail here, with what to install, rather than at the first chunk
@@ -216,7 +225,7 @@ class DistanceMatcher:
 
     @staticmethod
     def _scorer(name: str) -> Callable[[bytes, np.ndarray, bytes, float], np.ndarray]:
-        np = _numpy()
+        import numpy as np  # there: DistanceMatcher() checked it (_numpy)
         if name == "hamming":
             return lambda _b, windows, needle, _s: (windows != np.frombuffer(needle, np.uint8)).sum(axis=1)
         if name == "jaccard":
@@ -234,12 +243,14 @@ class DistanceMatcher:
             m = len(needle)
             slices = [buffer[i : i + m] for i in range(len(windows))]
             cutoff = int(score)
-            return process.cdist([needle], slices, scorer=scorer, score_cutoff=cutoff, dtype=np.int32)[0]
+            found: np.ndarray = process.cdist([needle], slices, scorer=scorer, score_cutoff=cutoff, dtype=np.int32)[0]
+            return found
 
         return edits
 
     def search(self, buffer: bytes, start: int, final: bool) -> tuple[int, int, str] | None:
-        np = _numpy()
+        """The first settled match from `start` in `buffer`: (start, end, pattern), or None."""
+        import numpy as np  # there: DistanceMatcher() checked it (_numpy)
         data = np.frombuffer(buffer, np.uint8)
         for needle in self.needles:
             m = len(needle)
@@ -275,6 +286,8 @@ class StreamScanner:
         self.next_offset = 0
 
     def feed(self, offset: int, data: bytes) -> Match | None:
+        """Adds `data`, found at byte `offset` of the stream (a gap restarts the search); the first
+        match it completes, or None."""
         if offset != self.next_offset:  # a hole: nothing matches across missing bytes
             self.tail, self.context = b"", 0
         buffer = self.tail + data if self.tail else data

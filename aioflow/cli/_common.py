@@ -1,0 +1,125 @@
+"""What the ``aioflow`` commands share: exit codes, option parsers, the parser options and summary."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from importlib import metadata
+from typing import Any
+
+import aioflow
+
+# Exit codes: 2 like argparse for anything the user can fix, 130 = 128 + SIGINT as shells expect.
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `... | head` would give a C tool
+
+
+def endpoint(ip: str, port: int) -> str:
+    """``ip:port``; brackets keep an IPv6 address apart from its port, as in URLs."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number of seconds > 0; raises argparse.ArgumentTypeError."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds: {text!r}")
+    return value
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """argparse type: a whole number >= minimum; raises argparse.ArgumentTypeError."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}: {text!r}")
+        return value
+
+    return parse
+
+
+def version() -> str:
+    """The installed distribution's version, or "unknown" (running from an uninstalled tree)."""
+    try:
+        return metadata.version("aioflow-pcap")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def address(text: str) -> tuple[str, int | None]:
+    """HOST:PORT, [IPv6]:PORT, HOST or :PORT (localhost) -> (host, port or None); raises
+    argparse.ArgumentTypeError."""
+    host, port = text, None
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: missing ']' after the IPv6 address")
+        host, rest = text[1:end], text[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise argparse.ArgumentTypeError(f"{text!r}: expected [IPv6]:PORT")
+            port = rest[1:]
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    try:
+        number = None if port is None else int(port)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the port must be a number") from None
+    if number is not None and not 0 < number < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r}: the port must be 1..65535")
+    return host or "127.0.0.1", number
+
+
+# FlowParser's options as the commands spell them: (type, metavar, help), one wording for every command.
+FLOW_OPTIONS: dict[str, tuple[Callable[[str], Any] | None, str, str]] = {
+    "--filter": (None, "BPF", "BPF filter, as for tcpdump (e.g. 'tcp port 443')"),
+    "--idle-timeout": (positive_float, "S", "end a flow after S seconds without packets (default 120)"),
+    "--active-timeout": (positive_float, "S",
+                         "emit a record of a flow older than S seconds and keep counting (default 1800)"),
+    "--fin-timeout": (positive_float, "S", "end a TCP flow S seconds after FINs from both sides or a RST (default 10)"),
+    "--max-flows": (int_at_least(1), "N", "flow table bound; the least recently seen flow is evicted past it"),
+    "--headers": (int_at_least(0), "N",
+                  "keep the headers of the first N packets of each flow (json output shows them)"),
+}  # fmt: skip
+
+
+def add_flow_options(command: argparse.ArgumentParser, *names: str, **help_texts: str) -> None:
+    """Adds these FLOW_OPTIONS to a subcommand, in this order; ``idle_timeout="..."`` words one's
+    help for this command. parser_options() reads them back."""
+    for name in names:
+        kind, metavar, text = FLOW_OPTIONS[name]
+        text = help_texts.get(name.removeprefix("--").replace("-", "_"), text)
+        if kind is None:
+            command.add_argument(name, metavar=metavar, help=text)
+        else:
+            command.add_argument(name, type=kind, metavar=metavar, help=text)
+
+
+def parser_options(args: argparse.Namespace) -> dict[str, Any]:
+    """FlowParser keyword options from the command line: only those given (seconds, counts)."""
+    # Only what was given: the library's own defaults stay the single source of truth.
+    names = ("filter", "idle_timeout", "active_timeout", "fin_timeout", "max_flows", "headers", "defragment")
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def summary(info: aioflow.ParserInfo) -> str:
+    """The one-line stderr summary of a parse: packets, flows by end reason, what was set aside."""
+    aside = sum(info.aside.values())
+    ended = ", ".join(f"{reason} {count}" for reason, count in sorted(info.ended_by.items()) if count)
+    text = f"aioflow: {info.packets} packets, {info.flows_ended} flows ({ended or 'none'})"
+    details = ", ".join(f"{reason} {count}" for reason, count in sorted(info.aside.items()) if count)
+    text += f"; {aside} packets counted aside" + (f" ({details})" if details else "")
+    if info.datagrams_reassembled or any(info.defrag_gave_up.values()):
+        gave_up = ", ".join(f"{reason} {n}" for reason, n in sorted(info.defrag_gave_up.items()) if n)
+        text += f"; {info.datagrams_reassembled} datagrams reassembled" + (f", given up: {gave_up}" if gave_up else "")
+    if info.read_errors:
+        text += f"; {info.read_errors} read errors (the file is damaged: reading stopped there)"
+    return text

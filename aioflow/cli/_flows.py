@@ -1,0 +1,200 @@
+"""``aioflow flows SOURCE``: a capture's flows printed as they end (table, CSV or JSON lines)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import datetime as dt
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+import anyio
+
+import aioflow
+
+from .._flow import SCALAR_FIELDS, protocol_name
+from ._common import add_flow_options, endpoint, parser_options, summary
+
+# The same columns as Flow.to_dict() and read_frame(), so the three outputs line up.
+CSV_FIELDS: tuple[str, ...] = SCALAR_FIELDS
+
+
+class _Writer(Protocol):
+    def header(self) -> None: ...
+    def row(self, flow: aioflow.Flow) -> None: ...
+
+
+class _TableWriter:
+    """Aligned columns, printed as flows end (widths are fixed: rows cannot wait for the widest)."""
+
+    COLUMNS = (
+        ("START (UTC)", 23, "<"),
+        ("PROTO", 5, "<"),
+        ("SOURCE", 21, "<"),
+        ("DESTINATION", 21, "<"),
+        ("PKTS>", 7, ">"),
+        ("BYTES>", 10, ">"),
+        ("<PKTS", 7, ">"),
+        ("<BYTES", 10, ">"),
+        ("DURATION", 10, ">"),
+        ("END", 7, "<"),
+    )
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def _line(self, cells: Sequence[str]) -> None:
+        # Two spaces between columns even when a long IPv6 endpoint overflows its width.
+        columns = zip(cells, self.COLUMNS, strict=True)
+        parts = [f"{cell:{align}{width}}" for cell, (_, width, align) in columns]
+        self.out.write("  ".join(parts).rstrip() + "\n")
+
+    def header(self) -> None:
+        self._line([name for name, _, _ in self.COLUMNS])
+
+    def row(self, flow: aioflow.Flow) -> None:
+        start = dt.datetime.fromtimestamp(flow.first_seen_ns // 1_000_000_000, dt.UTC)
+        millis = flow.first_seen_ns // 1_000_000 % 1000
+        self._line(
+            [
+                f"{start:%Y-%m-%d %H:%M:%S}.{millis:03d}",
+                protocol_name(flow.protocol),
+                endpoint(flow.src_ip, flow.src_port),
+                endpoint(flow.dst_ip, flow.dst_port),
+                str(flow.src2dst_packets),
+                str(flow.src2dst_bytes),
+                str(flow.dst2src_packets),
+                str(flow.dst2src_bytes),
+                f"{flow.duration:.3f}s",
+                flow.end_reason,
+            ]
+        )
+
+
+class _CsvWriter:
+    def __init__(self, out: TextIO) -> None:
+        self.writer = csv.writer(out, lineterminator="\n")
+
+    def header(self) -> None:
+        self.writer.writerow(CSV_FIELDS)
+
+    def row(self, flow: aioflow.Flow) -> None:
+        self.writer.writerow([getattr(flow, name) for name in CSV_FIELDS])
+
+
+class _JsonWriter:
+    def __init__(self, out: TextIO, with_headers: bool) -> None:
+        self.out = out
+        self.with_headers = with_headers
+
+    def header(self) -> None:
+        pass
+
+    def row(self, flow: aioflow.Flow) -> None:
+        record = flow.to_dict()
+        if self.with_headers:
+            # to_dict() leaves the kept headers out; hex keeps their raw bytes plain text.
+            record["headers"] = [{**dataclasses.asdict(h), "raw": h.raw.hex()} for h in flow.headers]
+        self.out.write(json.dumps(record) + "\n")
+
+
+FORMATS = ("table", "csv", "json")
+
+
+def _writer(args: argparse.Namespace, out: TextIO) -> _Writer:
+    if args.format == "csv":
+        return _CsvWriter(out)
+    if args.format == "json":
+        return _JsonWriter(out, with_headers=bool(args.headers))
+    return _TableWriter(out)
+
+
+class _Progress:
+    """One self-redrawing line on stderr (a terminal): bar, percent, packets, flows."""
+
+    WIDTH = 30
+
+    def __init__(self, err: TextIO, clear_before_rows: bool) -> None:
+        self.err = err
+        # Only when rows go to the same terminal does the bar have to step aside for them.
+        self.clear_before_rows = clear_before_rows
+        self.shown = False
+
+    def draw(self, info: aioflow.ParserInfo) -> None:
+        fraction = min(max(float(info.progress), 0.0), 1.0)
+        filled = int(fraction * self.WIDTH)
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        self.err.write(f"\r[{bar}] {fraction:4.0%}  {info.packets} packets  {info.flows_ended} flows\x1b[K")
+        self.err.flush()
+        self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            self.err.write("\r\x1b[K")
+            self.err.flush()
+            self.shown = False
+
+    def before_rows(self) -> None:
+        if self.clear_before_rows:
+            self.clear()
+
+    async def run(self, parser: aioflow.FlowParser) -> None:
+        while True:
+            self.draw(parser.info())
+            await anyio.sleep(0.1)
+
+
+def add_parser(commands: Any) -> None:
+    """Adds ``flows`` to the subcommands."""
+    flows = commands.add_parser(
+        "flows",
+        help="print flows as they end",
+        description="Read a capture and print each flow when it ends (every flow ends at the end of a file). "
+        "A summary goes to stderr.",
+    )
+    flows.add_argument("source", metavar="SOURCE", help="pcap or pcapng file")
+    add_flow_options(flows, "--filter")
+    flows.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="table",
+        help="table (default), csv (one row per flow) or json (JSON lines)",
+    )
+    add_flow_options(flows, "--idle-timeout", "--active-timeout", "--fin-timeout", "--max-flows", "--headers")
+    flows.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    flows.add_argument("--defragment", action="store_true", default=None,
+                       help="reassemble IP fragments: a flow counts datagrams, not fragments")
+
+
+async def run_flows(args: argparse.Namespace, out: TextIO, err: TextIO, show_progress: bool) -> int:
+    """Prints the flows of args.source to `out` as they end, the summary to `err`; returns 0."""
+    writer = _writer(args, out)
+    progress = _Progress(err, clear_before_rows=out.isatty()) if show_progress else None
+    async with aioflow.FlowParser(args.source, **parser_options(args)) as parser:
+        async with anyio.create_task_group() as tasks:
+            if progress is not None:
+                tasks.start_soon(progress.run, parser)
+            writer.header()
+            async for flow in parser.terminated():
+                if progress is not None:
+                    progress.before_rows()
+                writer.row(flow)
+            tasks.cancel_scope.cancel()
+        info = parser.info()
+    out.flush()
+    if progress is not None:
+        progress.draw(info)
+        err.write("\n")
+    err.write(summary(info) + "\n")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs ``aioflow flows``; the library's errors go up to main()."""
+    # A bar only makes sense where someone watches it and where there is an end to measure against.
+    show_progress = not args.no_progress and sys.stderr.isatty() and Path(args.source).is_file()
+    return anyio.run(run_flows, args, sys.stdout, sys.stderr, show_progress)
