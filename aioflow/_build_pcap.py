@@ -18,9 +18,15 @@ from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
 CSRC = HERE / "_csrc"
+# The pipeline's stages, bottom up (each includes only the headers of those above it in this
+# list); _native.c, the entry layer, is compiled as the module's own source.
 SOURCES = [
-    "decode.c", "fragments.c", "defrag.c", "flowtable.c", "engine.c", "producer.c", "stream.c", "match.c", "prefault.c",
-]  # fmt: skip
+    "decode.c", "fragments.c", "defrag.c", "flowtable.c", "prefault.c", "match.c",  # leaf libraries
+    "record.c", "meter.c", "stream.c", "low_ttl.c",  # records, the meter registry, the meters
+    "batch.c", "expiry.c", "account.c",  # batch hand-off, expiry, flow accounting
+    "source.c", "prepare.c", "readahead.c",  # reading: libpcap, per-packet preparation, read-ahead thread
+    "pipeline.c", "producer.c",  # the pump over all stages, the producer thread
+]
 
 
 def _pcap_flags() -> tuple[list[str], list[str]]:

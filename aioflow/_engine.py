@@ -282,9 +282,9 @@ class Engine:
                 self._scratch.headers = self._scratch_headers
                 self._scratch.header_capacity = LIVE_BATCH_RECORDS * self.headers_per_flow
             # reassembly: C gives the batch its stream room (reserved, backed as used), freed with it
-            if lib.af_batch_streams_alloc(self._engine, self._scratch, LIVE_BATCH_RECORDS) != lib.AF_OK:
+            if lib.af_batch_meters_alloc(self._engine, self._scratch, LIVE_BATCH_RECORDS) != lib.AF_OK:
                 raise _errors.EngineError("out of memory for the stream batch (lower max_stream_bytes)")
-            self._scratch_streams = ffi.gc(self._scratch, lib.af_batch_streams_free)
+            self._scratch_streams = ffi.gc(self._scratch, lib.af_batch_meters_free)
         return self._scratch
 
     def pump_some(self, max_packets: int) -> tuple[str, Batch]:

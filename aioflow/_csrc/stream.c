@@ -1,6 +1,7 @@
 #define _DEFAULT_SOURCE   /* mmap flags under -std=c11 */
 #include "stream.h"
 #include "prefault.h"
+#include "record.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -243,12 +244,17 @@ static uint64_t per_flow_bytes(uint64_t max_stream, uint64_t arena) {
     return kept + 2 * (16ull * AF_STREAM_MAX_HOLES + 16) + AF_STREAM_MAX_PAYLOAD + AF_MATCH_TEXT + 16;
 }
 
-void af_streams_batch_sizes(const af_config *cfg, uint32_t capacity, uint32_t *chunks, uint64_t *data) {
+static void batch_sizes(const af_config *cfg, uint32_t capacity, uint32_t *chunks, uint64_t *data) {
     *chunks = cfg->reassemble ? 3 * capacity + 64 : 0;   /* per flow: two data chunks and a match */
     *data = cfg->reassemble ? 6 * per_flow_bytes(cfg->max_stream_bytes, cfg->max_reassembly_memory) + (4u << 20) : 0;
 }
 
-int af_streams_batch_alloc(af_batch *b, uint32_t capacity, uint32_t chunks, uint64_t data) {
+static void batch_free(af_batch *b);
+
+static int batch_alloc(const af_config *cfg, af_batch *b, uint32_t capacity) {
+    uint32_t chunks;
+    uint64_t data;
+    batch_sizes(cfg, capacity, &chunks, &data);
     b->streams = malloc((size_t)capacity * sizeof *b->streams);
     b->chunks = malloc((size_t)chunks * sizeof *b->chunks);
     /* address space: pages are backed as stream data first reaches them */
@@ -256,11 +262,11 @@ int af_streams_batch_alloc(af_batch *b, uint32_t capacity, uint32_t chunks, uint
     b->chunk_capacity = chunks;
     b->stream_data_capacity = data;
     if (b->streams && b->chunks && b->stream_data) return AF_OK;
-    af_streams_batch_free(b);
+    batch_free(b);
     return AF_ERR_NOMEM;
 }
 
-void af_streams_batch_free(af_batch *b) {
+static void batch_free(af_batch *b) {
     free(b->streams);
     free(b->chunks);
     if (b->stream_data) munmap(b->stream_data, b->stream_data_capacity);
@@ -673,7 +679,7 @@ static af_chunk *new_chunk(const af_table *t, uint32_t slot, const dir_state *d,
     const af_flow *f = af_table_flow(t, slot);
     af_chunk *c = &out->chunks[out->chunk_count++];
     memset(c, 0, sizeof *c);
-    af_engine_fill_record(t, slot, &c->flow);
+    af_record_fill(t, slot, &c->flow);
     c->data_at = take_bytes(out, n, 0);
     c->length = n;
     c->ts_ns = d->ts;
@@ -803,3 +809,49 @@ void af_streams_emit(af_streams *s, const af_table *t, uint32_t slot, af_batch *
     }
     if (ending) af_streams_reset(s, slot);
 }
+
+/* --- the meter (meter.h) --- */
+
+static int wanted(const af_config *cfg) { return cfg->reassemble != 0; }
+static void *open_meter(const af_config *cfg, af_stats *stats) { return af_streams_new(cfg, stats); }
+static void close_meter(void *ctx) { af_streams_free(ctx); }
+static void on_new(void *ctx, void *state, uint32_t slot) {
+    (void)state;
+    af_streams_reset(ctx, slot);
+}
+static void on_packet(void *ctx, void *state, const af_meter_packet *mp) {
+    (void)state;
+    af_streams_packet(ctx, mp->table, mp->slot, mp->sender, mp->p, mp->payload, mp->payload_len, mp->ts, NULL);
+}
+static void on_end(void *ctx, void *state, const af_meter_end *me) {
+    (void)state;
+    af_streams_emit(ctx, me->table, me->slot, me->out, me->record, me->ending);
+}
+static void prefetch(const void *ctx, uint32_t slot, int sender, int stage) { af_streams_prefetch(ctx, slot, sender, stage); }
+static int batch_ready(const af_batch *b) { return b->streams && b->chunks && b->stream_data; }
+static uint32_t batch_room(const void *ctx, const af_batch *b) { return af_streams_room(ctx, b); }
+static void batch_finish(void *ctx, const af_table *t, af_batch *b) { af_streams_finish_batch(ctx, t, b); }
+static void prefault_batch(void *ctx, af_batch *b, uint64_t usual) {
+    if (b->stream_data)
+        af_streams_prefault(ctx, b->stream_data, usual < b->stream_data_capacity ? usual : b->stream_data_capacity);
+}
+static void stop(void *ctx) { af_streams_stop_prefault(ctx); }
+
+const af_meter af_meter_reassembly = {
+    .info = {"reassembly", "TCP streams and datagram payloads (stream search included)", "reassemble", NULL, 0, 0},
+    .needs_payload = 1,
+    .wanted = wanted,
+    .open = open_meter,
+    .close = close_meter,
+    .on_new = on_new,
+    .on_packet = on_packet,
+    .on_end = on_end,
+    .prefetch = prefetch,
+    .batch_alloc = batch_alloc,
+    .batch_free = batch_free,
+    .batch_ready = batch_ready,
+    .batch_room = batch_room,
+    .batch_finish = batch_finish,
+    .prefault = prefault_batch,
+    .stop = stop,
+};

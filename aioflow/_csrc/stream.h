@@ -22,10 +22,12 @@
 #include "decode.h"
 #include "flowtable.h"
 #include "match.h"
+#include "meter.h"
+#include "packet.h"
 
 #define AF_STREAM_BLOCK 1024u       /* bytes of data per arena block */
 #define AF_STREAM_MAX_HOLES 4096u   /* per direction; past it the direction stops keeping data */
-#define AF_STREAM_MAX_PAYLOAD 65600u/* largest payload one packet (or datagram) carries */
+#define AF_STREAM_MAX_PAYLOAD AF_MAX_PAYLOAD
 
 typedef struct af_streams af_streams;
 
@@ -39,11 +41,6 @@ void af_streams_stop_prefault(af_streams *s);
 
 /* Batch room (records) the reassembler leaves for more flow ends and packets; see engine room(). */
 uint32_t af_streams_room(const af_streams *s, const af_batch *b);
-/* Bytes and chunks a batch of `capacity` records needs for stream data (producer/live batches). */
-void af_streams_batch_sizes(const af_config *cfg, uint32_t capacity, uint32_t *chunks, uint64_t *data);
-/* Gives a batch its stream arrays (AF_OK or AF_ERR_NOMEM); af_streams_batch_free takes them back. */
-int af_streams_batch_alloc(af_batch *b, uint32_t capacity, uint32_t chunks, uint64_t data);
-void af_streams_batch_free(af_batch *b);
 
 /* Stream patterns from now on (takes m; t: the engine's table, which says who is the client). */
 void af_streams_set_matcher(af_streams *s, af_matcher *m, const af_table *t);
@@ -66,7 +63,9 @@ void af_streams_emit(af_streams *s, const af_table *t, uint32_t slot, af_batch *
 void af_streams_enable_chunks(af_streams *s, uint32_t slots);
 /* End of a batch: a chunk for every direction with new data. */
 void af_streams_finish_batch(af_streams *s, const af_table *t, af_batch *out);
-/* Fills a chunk's flow snapshot (engine.c). */
-void af_engine_fill_record(const af_table *t, uint32_t slot, af_record *r);
+/* Reassembly as a meter (meters.def): on when cfg->reassemble; its batch hooks give batches their
+ * stream arrays. The pipeline sees only this; af_meters_ctx(set, &af_meter_reassembly) is the
+ * af_streams the entry layer hands stream patterns and chunk requests to. */
+extern const af_meter af_meter_reassembly;
 
 #endif
