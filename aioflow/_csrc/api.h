@@ -29,8 +29,7 @@ enum af_status {
     AF_ERR_CONFIG = -5,   /* a parameter out of range */
     AF_ERR_NOMEM = -6,
     AF_ERR_SOURCE = -7,   /* any other libpcap failure opening the source */
-    AF_ERR_UNSUPPORTED = -8,  /* valid, but not something this build can do (stream patterns) */
-    AF_ERR_LAST = -8
+    AF_ERR_UNSUPPORTED = -8   /* valid, but not something this build can do (stream patterns) */
 };
 
 /* Live sources: libpcap hands captured packets over after at most this long (its block timeout). */
