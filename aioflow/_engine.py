@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import _errors
-from ._native import ffi, lib
+from ._native import ffi as ffi  # re-exported: _stream and _frame read C layouts through it
+from ._native import lib as lib
 
 
 def _text(p: Any) -> str | None:

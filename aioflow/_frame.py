@@ -32,7 +32,8 @@ def _record_dtype() -> np.dtype[Any]:
         "offsets": [f.offset for _, f in fields],
         "itemsize": ffi.sizeof("af_record"),
     }
-    return np.dtype(spec)
+    dtype: np.dtype[Any] = np.dtype(spec)  # type: ignore[call-overload]  # numpy's stubs lack the dict form
+    return dtype
 
 
 RECORD_DTYPE = _record_dtype()
