@@ -22,7 +22,8 @@ CSRC = HERE / "_csrc"
 # list); _native.c, the entry layer, is compiled as the module's own source.
 SOURCES = [
     "decode.c", "fragments.c", "defrag.c", "flowtable.c", "prefault.c", "match.c",  # leaf libraries
-    "record.c", "meter.c", "stream.c", "low_ttl.c",  # records, the meter registry, the meters
+    "record.c", "meter.c",  # records, the meter registry
+    "arena.c", "stream.c", "reassembly.c", "low_ttl.c",  # the meters: reassembly (its arena, streams), low_ttl
     "batch.c", "expiry.c", "account.c",  # batch hand-off, expiry, flow accounting
     "source.c", "prepare.c", "readahead.c",  # reading: libpcap, per-packet preparation, read-ahead thread
     "pipeline.c", "producer.c",  # the pump over all stages, the producer thread

@@ -25,7 +25,6 @@
 #include "meter.h"
 #include "packet.h"
 
-#define AF_STREAM_BLOCK 1024u       /* bytes of data per arena block */
 #define AF_STREAM_MAX_HOLES 4096u   /* per direction; past it the direction stops keeping data */
 #define AF_STREAM_MAX_PAYLOAD AF_MAX_PAYLOAD
 
@@ -39,7 +38,10 @@ void af_streams_free(af_streams *s);
 void af_streams_prefault(af_streams *s, void *base, size_t bytes);
 void af_streams_stop_prefault(af_streams *s);
 
-/* Batch room (records) the reassembler leaves for more flow ends and packets; see engine room(). */
+/* Batch bytes one more flow end (both kept streams, which the arena bounds too, and their holes)
+ * or one more packet (its pending chunk data) may take. */
+uint64_t af_streams_flow_bytes(uint64_t max_stream, uint64_t arena_bytes);
+/* Batch room (records) the reassembler leaves for more flow ends and packets (batch.h's room). */
 uint32_t af_streams_room(const af_streams *s, const af_batch *b);
 
 /* Stream patterns from now on (takes m; t: the engine's table, which says who is the client). */
