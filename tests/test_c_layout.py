@@ -1,0 +1,53 @@
+"""The C core's shape (docs/architecture.md): one file per stage, includes pointing one way."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent / "aioflow"
+CSRC = ROOT / "_csrc"
+MAX_LINES = 650  # "no C file over ~600 lines"
+
+
+def _files() -> list[Path]:
+    return [*sorted(CSRC.glob("*.[ch]")), ROOT / "_native.c"]
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """x.c and x.h as one module; an edge for each #include of another module's header."""
+    graph: dict[str, set[str]] = {}
+    for f in _files():
+        name = f.name.rsplit(".", 1)[0]
+        deps = {d.rsplit(".", 1)[0] for d in re.findall(r'^#include "([^"]+)"', f.read_text(), re.M)}
+        graph.setdefault(name, set()).update(deps - {name, "meters"})  # meters.def: the registry list
+    return graph
+
+
+def test_no_include_cycle() -> None:
+    graph = _module_graph()
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        assert state.get(node) != 1, f"include cycle: {' -> '.join([*path, node])}"
+        if state.get(node) == 2:
+            return
+        state[node] = 1
+        for dep in sorted(graph.get(node, ())):
+            visit(dep, [*path, node])
+        state[node] = 2
+
+    for node in sorted(graph):
+        visit(node, [])
+
+
+def test_only_the_entry_layer_includes_the_top_stages() -> None:
+    graph = _module_graph()
+    users = {name for name, deps in graph.items() if "producer" in deps}
+    assert users == {"_native"}
+    assert {name for name, deps in graph.items() if "pipeline" in deps} <= {"_native", "producer"}
+
+
+def test_no_c_file_is_too_long() -> None:
+    long = {f.name: n for f in _files() if (n := len(f.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"split these by concern: {long}"
