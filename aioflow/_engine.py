@@ -43,7 +43,7 @@ class MeterField:
 
 @dataclass(frozen=True, slots=True)
 class MeterInfo:
-    """A meter of this build, as the C registry (meters.def) declares it."""
+    """A meter of this build, as the C registry (meters.h) declares it."""
 
     index: int  # its bit in af_config.meters
     name: str

@@ -20,7 +20,7 @@ def _module_graph() -> dict[str, set[str]]:
     for f in _files():
         name = f.name.rsplit(".", 1)[0]
         deps = {d.rsplit(".", 1)[0] for d in re.findall(r'^#include "([^"]+)"', f.read_text(), re.M)}
-        graph.setdefault(name, set()).update(deps - {name, "meters"})  # meters.def: the registry list
+        graph.setdefault(name, set()).update(deps - {name, "meters"})  # meters.h: the registry list
     return graph
 
 

@@ -1,6 +1,6 @@
 /* Example meter (off by default; meters=("low_ttl",)): packets whose IPv4 TTL or IPv6 hop limit
  * is below 10, per direction — traceroute probes, routing loops, TTL-expiry scans. This file and
- * its line in meters.def are all it takes. */
+ * its line in meters.h are all it takes. */
 #include "meter.h"
 
 #define LOW_TTL 10

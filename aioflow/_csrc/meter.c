@@ -8,12 +8,12 @@
 #include <sys/mman.h>
 
 #define AF_METER(name) extern const af_meter af_meter_##name;
-#include "meters.def"
+#include "meters.h"
 #undef AF_METER
 
 #define AF_METER(name) &af_meter_##name,
 static const af_meter *const registry[] = {
-#include "meters.def"
+#include "meters.h"
 };
 #undef AF_METER
 

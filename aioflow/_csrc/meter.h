@@ -1,6 +1,6 @@
 /* Meters: every per-flow feature beyond the flow table's own counters is one.
  *
- * A meter is an af_meter descriptor (its own .c file) plus one line in meters.def. It has
+ * A meter is an af_meter descriptor (its own .c file) plus one line in meters.h. It has
  *   - a fixed-size state block per flow slot (state_size bytes, zeroed when a flow takes the
  *     slot; the meter set reserves one array per enabled meter, indexed by slot, backed as used);
  *   - on_packet: called for every packet counted into a flow;
@@ -70,7 +70,7 @@ typedef struct af_meter {
     void (*stop)(void *ctx);
 } af_meter;
 
-/* The registry (meter.c, from meters.def): index i is bit i of af_config.meters. */
+/* The registry (meter.c, from meters.h): index i is bit i of af_config.meters. */
 uint32_t af_meter_registry_count(void);
 const af_meter *af_meter_registry(uint32_t index);
 

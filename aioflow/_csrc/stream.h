@@ -65,7 +65,7 @@ void af_streams_emit(af_streams *s, const af_table *t, uint32_t slot, af_batch *
 void af_streams_enable_chunks(af_streams *s, uint32_t slots);
 /* End of a batch: a chunk for every direction with new data. */
 void af_streams_finish_batch(af_streams *s, const af_table *t, af_batch *out);
-/* Reassembly as a meter (meters.def): on when cfg->reassemble; its batch hooks give batches their
+/* Reassembly as a meter (meters.h): on when cfg->reassemble; its batch hooks give batches their
  * stream arrays. The pipeline sees only this; af_meters_ctx(set, &af_meter_reassembly) is the
  * af_streams the entry layer hands stream patterns and chunk requests to. */
 extern const af_meter af_meter_reassembly;
