@@ -120,14 +120,23 @@ static int finish_open(af_pipeline *p, char *error, size_t n) {
     return AF_OK;
 }
 
-static af_pipeline *pipeline_new(const af_config *cfg) {
+/* A checked config and an empty pipeline for it (*out), or an error code with its message. */
+static int pipeline_new(af_pipeline **out, const af_config *cfg, char *error, size_t n) {
+    *out = NULL;
+    int code = check_config(cfg, error, n);
+    if (code != AF_OK) return code;
     af_pipeline *p = calloc(1, sizeof *p);
-    if (!p) return NULL;
+    if (!p) {
+        snprintf(error, n, "out of memory");
+        return AF_ERR_NOMEM;
+    }
     p->cfg = *cfg;
     pthread_mutex_init(&p->mu, NULL);
-    return p;
+    *out = p;
+    return AF_OK;
 }
 
+/* The source opened (code): the other stages, then *out; else everything is freed. */
 static int opened(af_pipeline **out, af_pipeline *p, int code, char *error, size_t n) {
     if (code == AF_OK) code = finish_open(p, error, n);
     if (code != AF_OK) {
@@ -141,26 +150,18 @@ static int opened(af_pipeline **out, af_pipeline *p, int code, char *error, size
 int af_pipeline_open_file(af_pipeline **out, const char *path, const char *bpf, const af_config *cfg,
                           char *error, size_t n) {
     *out = NULL;
-    int code = check_config(cfg, error, n);
+    af_pipeline *p;
+    int code = pipeline_new(&p, cfg, error, n);
     if (code != AF_OK) return code;
-    af_pipeline *p = pipeline_new(cfg);
-    if (!p) {
-        snprintf(error, n, "out of memory");
-        return AF_ERR_NOMEM;
-    }
     return opened(out, p, af_source_open_file(&p->src, path, bpf, error, n), error, n);
 }
 
 int af_pipeline_open_live(af_pipeline **out, const char *device, const char *bpf, const af_config *cfg,
                           int promiscuous, int32_t buffer_bytes, char *error, size_t n) {
     *out = NULL;
-    int code = check_config(cfg, error, n);
+    af_pipeline *p;
+    int code = pipeline_new(&p, cfg, error, n);
     if (code != AF_OK) return code;
-    af_pipeline *p = pipeline_new(cfg);
-    if (!p) {
-        snprintf(error, n, "out of memory");
-        return AF_ERR_NOMEM;
-    }
     code = af_source_open_live(&p->src, device, bpf, cfg->snaplen, promiscuous, buffer_bytes, error, n);
     return opened(out, p, code, error, n);
 }
