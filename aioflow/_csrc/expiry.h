@@ -21,6 +21,13 @@ uint32_t af_least_recent(const af_table *t);
  * `keep` records of room remain (wall time spent counts in stats->reap_ns). Returns 1 when expired
  * flows still wait for room. */
 int af_reap(af_emitter *em, const af_config *cfg, uint64_t now_ns, uint32_t keep);
+/* Whether af_reap has anything to do at now_ns: the oldest flow of either list is due. Inline,
+ * so the common case (nothing due) costs the counting loop two loads, not a call. */
+static inline int af_reap_due(const af_table *t, const af_config *cfg, uint64_t now_ns) {
+    uint32_t c = t->lists[AF_LIST_CLOSING].head, o = t->lists[AF_LIST_OPEN].head;
+    return (c != AF_NIL && af_expired(now_ns, af_flow_last(af_table_flow(t, c)), cfg->fin_timeout_ns)) ||
+           (o != AF_NIL && af_expired(now_ns, af_flow_last(af_table_flow(t, o)), cfg->idle_timeout_ns));
+}
 /* Ends every flow with `reason`, as room allows. Returns 1 when the table is empty. */
 int af_flush(af_emitter *em, uint8_t reason);
 /* Epoch ns of the next idle/FIN expiry; 0 when no flow is active. */

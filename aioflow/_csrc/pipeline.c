@@ -324,7 +324,8 @@ static int pump_locked(af_pipeline *p, uint32_t max_packets, af_batch *out) {
         }
         uint64_t ts = p->queue[p->queue_head & p->qmask].ts;
         if (ts > p->now_ns) p->now_ns = ts;
-        if (af_reap(em, &p->cfg, p->now_ns, AF_ROOM_PER_PACKET) || af_emit_room(em) <= AF_ROOM_PER_PACKET)
+        if ((af_reap_due(&p->table, &p->cfg, p->now_ns) && af_reap(em, &p->cfg, p->now_ns, AF_ROOM_PER_PACKET)) ||
+            af_emit_room(em) <= AF_ROOM_PER_PACKET)
             return AF_MORE;
         count_queued(p);
     }

@@ -116,9 +116,7 @@ int af_source_open_live(af_source *s, const char *device, const char *bpf, int32
     return AF_OK;
 }
 
-int af_source_next(af_source *s, struct pcap_pkthdr **h, const u_char **data, char *error, size_t n) {
-    int r = pcap_next_ex(s->pcap, h, data);
-    if (r == 1 || r == 0) return r;
+int af_source_read_error(af_source *s, int r, char *error, size_t n) {
     if (r == PCAP_ERROR) {
         snprintf(error, n, "%s", pcap_geterr(s->pcap));
         return -2;

@@ -28,8 +28,14 @@ int af_source_open_live(af_source *s, const char *device, const char *bpf, int32
                         int32_t buffer_bytes, char *error, size_t error_length);
 void af_source_close(af_source *s);
 
-/* libpcap's next packet: 1 read, 0 none yet (live), -1 end of file, -2 read error (message in error). */
-int af_source_next(af_source *s, struct pcap_pkthdr **h, const u_char **data, char *error, size_t error_length);
+/* libpcap's next packet: 1 read, 0 none yet (live), -1 end of file, -2 read error (message in
+ * error). Inline: it runs once per packet. */
+int af_source_read_error(af_source *s, int status, char *error, size_t error_length);
+static inline int af_source_next(af_source *s, struct pcap_pkthdr **h, const u_char **data, char *error,
+                                 size_t error_length) {
+    int r = pcap_next_ex(s->pcap, h, data);
+    return r == 1 || r == 0 ? r : af_source_read_error(s, r, error, error_length);
+}
 /* Files with a filter: whether the packet passes it (live: the kernel already filtered). */
 static inline int af_source_pass(const af_source *s, const struct pcap_pkthdr *h, const u_char *data) {
     return !s->has_filter || pcap_offline_filter(&s->filter, h, data) != 0;
