@@ -159,7 +159,7 @@ void af_account(af_accounting *a, const af_queued *q) {
         else f->state &= (uint8_t)~AF_ST_ACTIVE_NEAR;
     }
     if (t->headers_per_flow) keep_header(a, slot, q, sender != f->src_idx);
-    if (em->meters->count) {
+    if (em->meters->n_packet) {
         af_meter_packet mp = {t, slot, sender, sender != f->src_idx, ts, p, q->payload, q->payload_len};
         af_meters_packet(em->meters, &mp);
     }

@@ -63,8 +63,9 @@ int af_meters_open(af_meter_set *s, const af_config *cfg, af_stats *stats, char 
             s->stride += (m->info.record_size + 7u) & ~7u;
         }
         s->needs_payload |= m->needs_payload;
-        s->n_prefetch += m->prefetch != NULL;
-        s->n_room += m->batch_room != NULL;
+        if (m->on_packet) s->packet[s->n_packet++] = (af_packet_hook){m->on_packet, s->ctx[k], s->state[k], m->state_size};
+        if (m->prefetch) s->prefetch[s->n_prefetch++] = (af_prefetch_hook){m->prefetch, s->ctx[k]};
+        if (m->batch_room) s->room[s->n_room++] = (af_room_hook){m->batch_room, s->ctx[k]};
     }
     return AF_OK;
 }
@@ -95,11 +96,6 @@ void af_meters_new(af_meter_set *s, uint32_t slot) {
     }
 }
 
-void af_meters_packet(af_meter_set *s, const af_meter_packet *mp) {
-    for (uint32_t k = 0; k < s->count; k++)
-        if (s->m[k]->on_packet) s->m[k]->on_packet(s->ctx[k], state_of(s, k, mp->slot), mp);
-}
-
 void af_meters_end(af_meter_set *s, const af_table *t, uint32_t slot, int ending, af_batch *out, uint32_t record) {
     af_meter_end me = {t, slot, ending, out, record, NULL};
     for (uint32_t k = 0; k < s->count; k++) {
@@ -109,21 +105,6 @@ void af_meters_end(af_meter_set *s, const af_table *t, uint32_t slot, int ending
         if (me.block) memset(me.block, 0, m->info.record_size);
         if (m->on_end) m->on_end(s->ctx[k], state_of(s, k, slot), &me);
     }
-}
-
-void af_meters_prefetch(const af_meter_set *s, uint32_t slot, int sender, int stage) {
-    for (uint32_t k = 0; k < s->count; k++)
-        if (s->m[k]->prefetch) s->m[k]->prefetch(s->ctx[k], slot, sender, stage);
-}
-
-uint32_t af_meters_room(const af_meter_set *s, const af_batch *b) {
-    uint32_t r = UINT32_MAX;
-    for (uint32_t k = 0; k < s->count; k++) {
-        if (!s->m[k]->batch_room) continue;
-        uint32_t x = s->m[k]->batch_room(s->ctx[k], b);
-        if (x < r) r = x;
-    }
-    return r;
 }
 
 void af_meters_finish_batch(af_meter_set *s, const af_table *t, af_batch *b) {

@@ -76,6 +76,24 @@ const af_meter *af_meter_registry(uint32_t index);
 
 #define AF_METERS_MAX 32
 
+/* The per-packet hooks of the enabled meters, gathered so the counting loop calls them directly. */
+typedef struct {
+    void (*fn)(void *ctx, void *state, const af_meter_packet *mp);
+    void *ctx;
+    uint8_t *state;                  /* the meter's state array (slot 1 first), or NULL */
+    uint32_t state_size;
+} af_packet_hook;
+
+typedef struct {
+    void (*fn)(const void *ctx, uint32_t slot, int sender, int stage);
+    const void *ctx;
+} af_prefetch_hook;
+
+typedef struct {
+    uint32_t (*fn)(const void *ctx, const af_batch *b);
+    const void *ctx;
+} af_room_hook;
+
 /* The enabled meters of one engine, with their state arrays and record-block offsets. */
 typedef struct {
     uint32_t count;                  /* enabled */
@@ -87,7 +105,10 @@ typedef struct {
     uint32_t stride;                 /* record meter-block bytes (0 when no enabled meter has fields) */
     uint32_t max_flows;
     int needs_payload;
-    uint32_t n_prefetch, n_room;     /* enabled meters with those hooks (0: skip the loop) */
+    uint32_t n_packet, n_prefetch, n_room;   /* enabled meters with those hooks (0: nothing to call) */
+    af_packet_hook packet[AF_METERS_MAX];
+    af_prefetch_hook prefetch[AF_METERS_MAX];
+    af_room_hook room[AF_METERS_MAX];
 } af_meter_set;
 
 /* Enables the meters cfg asks for. AF_OK, AF_ERR_CONFIG (unknown bit; message in error), or
@@ -98,15 +119,34 @@ void af_meters_close(af_meter_set *s);
 void *af_meters_ctx(const af_meter_set *s, const af_meter *m);
 
 void af_meters_new(af_meter_set *s, uint32_t slot);
-void af_meters_packet(af_meter_set *s, const af_meter_packet *mp);
 void af_meters_end(af_meter_set *s, const af_table *t, uint32_t slot, int ending, af_batch *out, uint32_t record);
-void af_meters_prefetch(const af_meter_set *s, uint32_t slot, int sender, int stage);
-uint32_t af_meters_room(const af_meter_set *s, const af_batch *b);
 void af_meters_finish_batch(af_meter_set *s, const af_table *t, af_batch *b);
 int af_meters_batch_alloc(const af_meter_set *s, const af_config *cfg, af_batch *b, uint32_t capacity);
 void af_meters_batch_free(af_batch *b);
 int af_meters_batch_ready(const af_meter_set *s, const af_batch *b);
 void af_meters_prefault(af_meter_set *s, af_batch *b, uint64_t usual);
 void af_meters_stop(af_meter_set *s);
+
+/* Per packet (inline: the counting loop's own code). */
+static inline void af_meters_packet(const af_meter_set *s, const af_meter_packet *mp) {
+    for (uint32_t k = 0; k < s->n_packet; k++) {
+        const af_packet_hook *h = &s->packet[k];
+        h->fn(h->ctx, h->state ? h->state + (size_t)(mp->slot - 1) * h->state_size : NULL, mp);
+    }
+}
+
+static inline void af_meters_prefetch(const af_meter_set *s, uint32_t slot, int sender, int stage) {
+    for (uint32_t k = 0; k < s->n_prefetch; k++) s->prefetch[k].fn(s->prefetch[k].ctx, slot, sender, stage);
+}
+
+/* Records the batch can still take as far as the meters' batch-side data goes. */
+static inline uint32_t af_meters_room(const af_meter_set *s, const af_batch *b) {
+    uint32_t r = UINT32_MAX;
+    for (uint32_t k = 0; k < s->n_room; k++) {
+        uint32_t x = s->room[k].fn(s->room[k].ctx, b);
+        if (x < r) r = x;
+    }
+    return r;
+}
 
 #endif

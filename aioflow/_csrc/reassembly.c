@@ -50,17 +50,11 @@ static void on_new(void *ctx, void *state, uint32_t slot) {
     (void)state;
     af_streams_reset(ctx, slot);
 }
-static void on_packet(void *ctx, void *state, const af_meter_packet *mp) {
-    (void)state;
-    af_streams_packet(ctx, mp->table, mp->slot, mp->sender, mp->p, mp->payload, mp->payload_len, mp->ts, NULL);
-}
 static void on_end(void *ctx, void *state, const af_meter_end *me) {
     (void)state;
     af_streams_emit(ctx, me->table, me->slot, me->out, me->record, me->ending);
 }
-static void prefetch(const void *ctx, uint32_t slot, int sender, int stage) { af_streams_prefetch(ctx, slot, sender, stage); }
 static int batch_ready(const af_batch *b) { return b->streams && b->chunks && b->stream_data; }
-static uint32_t batch_room(const void *ctx, const af_batch *b) { return af_streams_room(ctx, b); }
 static void batch_finish(void *ctx, const af_table *t, af_batch *b) { af_streams_finish_batch(ctx, t, b); }
 static void prefault_batch(void *ctx, af_batch *b, uint64_t usual) {
     if (b->stream_data)
@@ -75,13 +69,13 @@ const af_meter af_meter_reassembly = {
     .open = open_meter,
     .close = close_meter,
     .on_new = on_new,
-    .on_packet = on_packet,
+    .on_packet = af_streams_packet,
     .on_end = on_end,
-    .prefetch = prefetch,
+    .prefetch = af_streams_prefetch,
     .batch_alloc = batch_alloc,
     .batch_free = batch_free,
     .batch_ready = batch_ready,
-    .batch_room = batch_room,
+    .batch_room = af_streams_room,
     .batch_finish = batch_finish,
     .prefault = prefault_batch,
     .stop = stop,

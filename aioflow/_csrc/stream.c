@@ -112,7 +112,8 @@ uint64_t af_streams_flow_bytes(uint64_t max_stream, uint64_t arena) {
     return kept + 2 * (16ull * AF_STREAM_MAX_HOLES + 16) + AF_STREAM_MAX_PAYLOAD + AF_MATCH_TEXT + 16;
 }
 
-uint32_t af_streams_room(const af_streams *s, const af_batch *b) {
+uint32_t af_streams_room(const void *ctx, const af_batch *b) {
+    const af_streams *s = ctx;
     uint64_t chunks_free = (uint64_t)b->chunk_capacity - b->chunk_count;
     uint64_t chunk_slots = chunks_free > s->pending_dirs ? (chunks_free - s->pending_dirs) / 3 : 0;
     uint64_t need = b->stream_data_used + s->pending_bytes + 8ull * s->pending_dirs;
@@ -432,7 +433,8 @@ void af_streams_set_matcher(af_streams *s, af_matcher *m, const af_table *t) {
     s->table = t;
 }
 
-void af_streams_prefetch(const af_streams *s, uint32_t slot, int sender, int stage) {
+void af_streams_prefetch(const void *ctx, uint32_t slot, int sender, int stage) {
+    const af_streams *s = ctx;
     if (stage == 0) {
         const char *d = (const char *)&s->flows[slot - 1].d[sender];
         for (size_t at = 0; at < sizeof(dir_state); at += 64) __builtin_prefetch(d + at);
@@ -454,10 +456,14 @@ void af_streams_reset(af_streams *s, uint32_t slot) {
     }
 }
 
-void af_streams_packet(af_streams *s, const af_table *t, uint32_t slot, int sender, const af_packet *p,
-                       const uint8_t *payload, uint32_t n, uint64_t ts, af_batch *out) {
-    (void)t;
-    (void)out;
+void af_streams_packet(void *ctx, void *state, const af_meter_packet *mp) {
+    (void)state;
+    af_streams *s = ctx;
+    uint32_t slot = mp->slot, n = mp->payload_len;
+    const af_packet *p = mp->p;
+    const uint8_t *payload = mp->payload;
+    uint64_t ts = mp->ts;
+    int sender = mp->sender;
     flow_state *fs = &s->flows[slot - 1];
     dir_state *d = &fs->d[sender];
     if (p->protocol != 6) {   /* UDP and every other IP protocol: datagrams, each kept whole */

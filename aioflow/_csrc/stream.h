@@ -42,17 +42,16 @@ void af_streams_stop_prefault(af_streams *s);
  * or one more packet (its pending chunk data) may take. */
 uint64_t af_streams_flow_bytes(uint64_t max_stream, uint64_t arena_bytes);
 /* Batch room (records) the reassembler leaves for more flow ends and packets (batch.h's room). */
-uint32_t af_streams_room(const af_streams *s, const af_batch *b);
+uint32_t af_streams_room(const void *s, const af_batch *b);   /* the meter hooks' signatures */
 
 /* Stream patterns from now on (takes m; t: the engine's table, which says who is the client). */
 void af_streams_set_matcher(af_streams *s, af_matcher *m, const af_table *t);
 /* A packet of endpoint `sender` of the flow in `slot` comes soon: stage 0 prefetches its state,
  * stage 1 (a few packets later) what that state points to. */
-void af_streams_prefetch(const af_streams *s, uint32_t slot, int sender, int stage);
+void af_streams_prefetch(const void *s, uint32_t slot, int sender, int stage);
 /* A new flow took `slot` (its state is cleared), a packet of endpoint `sender` of it was counted. */
 void af_streams_reset(af_streams *s, uint32_t slot);
-void af_streams_packet(af_streams *s, const af_table *t, uint32_t slot, int sender, const af_packet *p,
-                       const uint8_t *payload, uint32_t length, uint64_t ts, af_batch *out);
+void af_streams_packet(void *s, void *state, const af_meter_packet *mp);
 /* The flow's record at out->records[record] is being emitted: its pending chunks go first (the
  * caller emits them before the record: call with the record index it will take), then its kept
  * streams are copied into the batch. `ending`: the flow leaves the table (out-of-order data is
