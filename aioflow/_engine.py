@@ -271,7 +271,11 @@ EMPTY_BATCH = Batch(ffi.NULL, 0)
 
 
 class Engine:
-    """One opened source and its flow table; the C side locks, so any thread may call it."""
+    """One opened source and its flow table; the C side locks, so any thread may call it.
+
+    Opening raises the typed error of `error_for` (CaptureNotFoundError, CapturePermissionError,
+    CaptureFormatError, FilterError, InterfaceNotFoundError, CaptureSourceError, ConfigError for a
+    bound out of range or an unknown meter, EngineError when out of memory). Times are ns."""
 
     def __init__(self, source: str | os.PathLike[str], config: EngineConfig) -> None:
         cfg = ffi.new("af_config *")
@@ -335,7 +339,8 @@ class Engine:
 
     def start(self, batch_records: int = 8192, slots: int = 4, read_ahead: bool = False) -> int:
         """Starts the engine's reading thread (and, read_ahead, a second one reading and decoding
-        ahead of it); returns the fd that is readable when batches are."""
+        ahead of it); returns the fd that is readable when batches are. Raises ConfigError when
+        already started, EngineError without memory for the threads or their buffers."""
         code = lib.af_start(self._engine, batch_records, slots, int(read_ahead))
         if code != lib.AF_OK:
             raise error_for(code, "could not start the reading thread", self._live)
@@ -344,7 +349,8 @@ class Engine:
     def take_ready(self, records: bool = True) -> tuple[str, Batch]:
         """("batch", flows) when the thread has a batch ready; ("wait", empty) when not yet (wait
         for the fd); ("done", empty) when the source is finished and every batch was taken.
-        records=False: only the chunks (and matches) are copied, the batch has no records."""
+        records=False: only the chunks (and matches) are copied, the batch has no records.
+        Raises the typed error of the C status when the engine failed."""
         status = lib.af_ready(self._engine, self._ready)
         if status == lib.AF_MORE:
             batch = _copy_batch(self._ready[0], records, self.meter_layout)
@@ -374,6 +380,8 @@ class Engine:
     def lookup(
         self, version: int, a: bytes, port_a: int, b: bytes, port_b: int, proto: int, vlan: int
     ) -> Batch | None:
+        """The active flow between (a, port_a) and (b, port_b) (packed addresses; either order),
+        as a one-record batch, or None."""
         out = ffi.new("af_record[1]")
         found = lib.af_lookup(self._engine, version, a, port_a, b, port_b, proto, vlan, out)
         return Batch(out, 1) if found else None
@@ -437,6 +445,7 @@ class Engine:
             capacity *= 2
 
     def stats(self) -> dict[str, Any]:
+        """af_stats as a dict (times in ns, sizes in bytes); per-reason arrays as dicts by name."""
         s = ffi.new("af_stats *")
         lib.af_get_stats(self._engine, s)
         return _stats_dict(s, self._engine)

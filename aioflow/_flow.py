@@ -96,7 +96,8 @@ def ip_to_int(version: int, raw: bytes) -> int:
 
 @dataclass(frozen=True, slots=True)
 class PacketHeader:
-    """One packet's network+transport headers, kept with headers=N."""
+    """One packet's network+transport headers, kept with headers=N. `ts_ns`: epoch ns;
+    lengths in bytes; `raw`: the headers as captured (at most 120 bytes)."""
 
     ts_ns: int
     direction: int  # 0: src->dst, 1: dst->src
@@ -117,7 +118,13 @@ class PacketHeader:
 
 
 class Flow:
-    """A bidirectional flow: `src` is the initiator. Attributes are documented in the README."""
+    """A bidirectional flow: `src` is the initiator (the sender of its first packet; a first
+    SYN-ACK makes its receiver the src). A read-only view over one C record of a batch.
+
+    Units: packets; bytes at the IP layer (`*_captured_bytes`: as captured); times as float
+    seconds since the epoch with exact integer nanoseconds in the `*_ns` twins; TTLs as carried.
+    Every attribute is documented in the README. Nothing here raises but `meter()` (KeyError for
+    a meter this build lacks)."""
 
     __slots__ = ("_batch", "_i")
 
@@ -490,9 +497,9 @@ class Flow:
 
     # --- meters (FlowParser(meters=(...))) ---
     def meter(self, name: str) -> Mapping[str, int | float]:
-        """The fields meter `name` measured for this flow (units: see `meter_fields(name)`); an
-        empty mapping when the meter was not on or for snapshots of active flows. Raises KeyError
-        for a meter name this build does not have."""
+        """The fields meter `name` measured for this flow (names, C types and units: its fields in
+        `aioflow._engine.METERS[name]`); an empty mapping when the meter was not on, and for
+        snapshots of active flows. Raises KeyError for a meter name this build does not have."""
         if name not in METERS:
             raise KeyError(f"no meter {name!r}: this build has {', '.join(METERS)}")
         b = self._batch
