@@ -1,4 +1,5 @@
-"""The C core's shape (docs/architecture.md): one file per stage, includes pointing one way."""
+"""The C core's shape (docs/architecture.md): one file per stage, includes pointing one way; and its
+boundary with Python: enum names, array sizes and error codes come from the compiled module."""
 
 from __future__ import annotations
 
@@ -51,3 +52,27 @@ def test_only_the_entry_layer_includes_the_top_stages() -> None:
 def test_no_c_file_is_too_long() -> None:
     long = {f.name: n for f in _files() if (n := len(f.read_text().splitlines())) > MAX_LINES}
     assert not long, f"split these by concern: {long}"
+
+
+def test_every_c_error_code_becomes_a_typed_exception() -> None:
+    from aioflow import _errors
+    from aioflow._engine import error_for, lib
+
+    codes = [getattr(lib, name) for name in dir(lib) if name.startswith("AF_ERR_")]
+    assert len(codes) >= 8
+    for code in codes:
+        for live in (False, True):
+            exc = error_for(code, "what C said", live)
+            assert isinstance(exc, _errors.AioflowError)
+            assert type(exc) is not _errors.AioflowError
+            assert str(exc).startswith("what C said") and "code" not in str(exc)
+
+
+def test_enum_names_and_sizes_come_from_c() -> None:
+    from aioflow._engine import ASIDE_REASONS, DEFRAG_REASONS, END_REASONS, ffi, lib
+
+    assert len(END_REASONS) == lib.AF_END_COUNT and END_REASONS[lib.AF_END_IDLE] == "idle"
+    assert len(ASIDE_REASONS) == lib.AF_ASIDE_COUNT and ASIDE_REASONS[lib.AF_ASIDE_FILTERED] == "filtered"
+    assert len(DEFRAG_REASONS) == lib.AF_DEFRAG_REASON_COUNT and DEFRAG_REASONS[lib.AF_DEFRAG_OVERLAP] == "overlap"
+    assert ffi.typeof("af_stats").fields[2][1].type.length == lib.AF_ASIDE_COUNT  # aside[AF_ASIDE_COUNT]
+    assert all(name for name in (*END_REASONS[1:], *ASIDE_REASONS, *DEFRAG_REASONS))
