@@ -76,3 +76,11 @@ def test_enum_names_and_sizes_come_from_c() -> None:
     assert len(DEFRAG_REASONS) == lib.AF_DEFRAG_REASON_COUNT and DEFRAG_REASONS[lib.AF_DEFRAG_OVERLAP] == "overlap"
     assert ffi.typeof("af_stats").fields[2][1].type.length == lib.AF_ASIDE_COUNT  # aside[AF_ASIDE_COUNT]
     assert all(name for name in (*END_REASONS[1:], *ASIDE_REASONS, *DEFRAG_REASONS))
+
+
+def test_the_typing_stub_lists_every_name_of_the_compiled_module() -> None:
+    from aioflow._engine import lib
+
+    stub = (ROOT / "_native.pyi").read_text()
+    listed = set(re.findall(r"^    (?:def )?(\w+)[:(]", stub, re.M))
+    assert listed == set(dir(lib)), "regenerate aioflow/_native.pyi from api.h's names"
