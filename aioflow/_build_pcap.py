@@ -8,6 +8,7 @@ plain ``-lpcap``.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -18,9 +19,20 @@ from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
 CSRC = HERE / "_csrc"
-SOURCES = [
-    "decode.c", "fragments.c", "defrag.c", "flowtable.c", "engine.c", "producer.c", "stream.c", "match.c", "prefault.c",
-]  # fmt: skip
+# The pipeline's stages, bottom up (each includes only the headers of those above it in this
+# list); _native.c, the entry layer, is compiled as the module's own source.
+STAGES = [
+    "decode.c", "fragments.c", "defrag.c", "flowtable.c", "prefault.c", "match.c",  # leaf libraries
+    "record.c", "meter.c",  # records, the meter registry
+    "arena.c", "stream.c",  # what the reassembly meter builds on: its arena, the streams
+    "batch.c", "expiry.c", "account.c",  # batch hand-off, expiry, flow accounting
+    "source.c", "prepare.c", "readahead.c",  # reading: libpcap, per-packet preparation, read-ahead thread
+    "pipeline.c", "producer.c",  # the pump over all stages, the producer thread
+]
+# Each meter is its own file, named by its registration line AF_METER(name) in meters.h: adding
+# a meter takes that file and that line, nothing here.
+METERS = re.findall(r"^AF_METER\((\w+)\)", (CSRC / "meters.h").read_text(), re.M)
+SOURCES = [*STAGES, *(f"{name}.c" for name in METERS)]
 
 
 def _pcap_flags() -> tuple[list[str], list[str]]:

@@ -4,40 +4,123 @@ from __future__ import annotations
 
 import os
 import secrets
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from . import _errors
-from ._native import ffi, lib
+from ._native import ffi as ffi  # re-exported: _stream and _frame read C layouts through it
+from ._native import lib as lib
 
-END_REASONS = ("", "idle", "active", "fin", "rst", "eof", "evicted", "stop")
-ASIDE_REASONS = (
-    "non_ip",
-    "truncated",
-    "bad_header",
-    "unsupported_link",
-    "fragment_orphan",
-    "filtered",
-    "no_memory",
-    "fragment_merged",
-    "fragment_dropped",
-)
-DEFRAG_REASONS = (
-    "timeout",
-    "table_full",
-    "memory_full",
-    "too_many_fragments",
-    "too_big",
-    "overlap",
-    "inconsistent",
-    "truncated",
-    "unfinished",
-)
+
+def _text(p: Any) -> str | None:
+    return None if p == ffi.NULL else str(ffi.string(p).decode())
+
+
+def _names(name_of: Callable[[int], Any], count: int) -> tuple[str, ...]:
+    return tuple(str(_text(name_of(i))) for i in range(count))
+
+
+# Names of the C enums, indexed by value, from the compiled module (api.h is their one definition).
+END_REASONS: tuple[str, ...] = _names(lib.af_end_reason_name, lib.AF_END_COUNT)
+ASIDE_REASONS: tuple[str, ...] = _names(lib.af_aside_reason_name, lib.AF_ASIDE_COUNT)
+DEFRAG_REASONS: tuple[str, ...] = _names(lib.af_defrag_reason_name, lib.AF_DEFRAG_REASON_COUNT)
+TCP_FLAG_COUNT: int = lib.AF_TCP_FLAG_COUNT
 RECORD_SIZE: int = ffi.sizeof("af_record")
 LIVE_BATCH_RECORDS = 4096
 
-_OPEN_ERRORS: dict[int, tuple[type[_errors.AioflowError], str]] = {
+
+@dataclass(frozen=True, slots=True)
+class MeterField:
+    """One field a meter adds to each ended flow's record: C type, unit, offset in its block."""
+
+    name: str
+    ctype: str
+    unit: str
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class MeterInfo:
+    """A meter of this build, as the C registry (meters.h) declares it."""
+
+    index: int  # its bit in af_config.meters
+    name: str
+    doc: str
+    option: str | None  # None: turned on by name (meters=...); else the option that turns it on
+    fields: tuple[MeterField, ...]
+    record_size: int
+
+
+def _meter_registry() -> dict[str, MeterInfo]:
+    out: dict[str, MeterInfo] = {}
+    for i in range(32):
+        info = lib.af_meter_info_of(i)
+        if info == ffi.NULL:
+            break
+        fields = tuple(
+            MeterField(str(_text(f.name)), str(_text(f.ctype)), str(_text(f.unit)), int(f.offset))
+            for f in (info.fields[j] for j in range(info.field_count))
+        )
+        name = str(_text(info.name))
+        out[name] = MeterInfo(i, name, str(_text(info.doc)), _text(info.option), fields, int(info.record_size))
+    return out
+
+
+METERS: dict[str, MeterInfo] = _meter_registry()
+# Meters turned on by name (the others have an option of their own, e.g. reassemble=True).
+NAMED_METERS: tuple[str, ...] = tuple(name for name, m in METERS.items() if m.option is None)
+
+# struct format of each C type a meter field may have (native layout, as C wrote it)
+_CTYPE_FORMATS = {"uint64_t": "Q", "int64_t": "q", "uint32_t": "I", "int32_t": "i", "uint16_t": "H",
+                  "int16_t": "h", "uint8_t": "B", "int8_t": "b", "double": "d", "float": "f"}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class MeterLayout:
+    """Where the enabled meters' blocks lie in a batch's meter data: record i's block is `stride`
+    bytes at i * stride; meter `name`'s fields start `offsets[name]` bytes into it."""
+
+    stride: int = 0
+    offsets: tuple[tuple[str, int], ...] = ()
+
+    def fields(self, name: str) -> tuple[MeterField, ...] | None:
+        """The fields of meter `name` when it is on, else None."""
+        return METERS[name].fields if any(n == name for n, _ in self.offsets) else None
+
+    def read(self, data: bytes, index: int, name: str) -> dict[str, int | float] | None:
+        """Record `index`'s fields of meter `name` (None when the meter is off or the data is not
+        there: snapshots and lookups of active flows carry none)."""
+        for n, offset in self.offsets:
+            if n == name:
+                at = index * self.stride + offset
+                if at + METERS[name].record_size > len(data):
+                    return None
+                return {
+                    f.name: struct.unpack_from("=" + _CTYPE_FORMATS[f.ctype], data, at + f.offset)[0]
+                    for f in METERS[name].fields
+                }
+        return None
+
+
+NO_METERS = MeterLayout()
+
+
+def meter_bits(names: Sequence[str]) -> int:
+    """af_config.meters for these meter names; ConfigError for a name this build lacks."""
+    bits = 0
+    for name in names:
+        if name not in NAMED_METERS:
+            raise _errors.ConfigError(
+                f"unknown meter {name!r}: available meters are {', '.join(NAMED_METERS) or '(none)'}"
+            )
+        bits |= 1 << METERS[name].index
+    return bits
+
+
+# Every AF_ERR_* code: the exception it becomes and what to do about it (files; live below).
+_ERRORS: dict[int, tuple[type[_errors.AioflowError], str]] = {
     lib.AF_ERR_NOT_FOUND: (_errors.CaptureNotFoundError, "check the path (a file wins over an interface name)"),
     lib.AF_ERR_PERMISSION: (_errors.CapturePermissionError, "give this user read access to the file"),
     lib.AF_ERR_FORMAT: (
@@ -47,18 +130,27 @@ _OPEN_ERRORS: dict[int, tuple[type[_errors.AioflowError], str]] = {
     lib.AF_ERR_FILTER: (_errors.FilterError, "fix the BPF expression (see `man pcap-filter`)"),
     lib.AF_ERR_CONFIG: (_errors.ConfigError, "check the FlowParser parameters"),
     lib.AF_ERR_NOMEM: (_errors.EngineError, "lower max_flows, headers or the defragment bounds"),
+    lib.AF_ERR_SOURCE: (_errors.CaptureSourceError, "libpcap could not open the source"),
+    lib.AF_ERR_UNSUPPORTED: (_errors.PatternUnsupportedError, "this build cannot do that (see the message)"),
 }
-
-
 # A live source's messages from C already say what to do.
-_LIVE_OPEN_ERRORS: dict[int, tuple[type[_errors.AioflowError], str]] = {
+_LIVE_ERRORS: dict[int, tuple[type[_errors.AioflowError], str]] = {
+    **_ERRORS,
     lib.AF_ERR_NOT_FOUND: (_errors.InterfaceNotFoundError, "nor is it a file here; for a file, give its path"),
     lib.AF_ERR_PERMISSION: (_errors.CapturePermissionError, ""),
     lib.AF_ERR_SOURCE: (_errors.CaptureSourceError, ""),
-    lib.AF_ERR_FILTER: (_errors.FilterError, "fix the BPF expression (see `man pcap-filter`)"),
-    lib.AF_ERR_CONFIG: (_errors.ConfigError, "check the FlowParser parameters"),
-    lib.AF_ERR_NOMEM: (_errors.EngineError, "lower max_flows, headers or the defragment bounds"),
 }
+_ERROR_CODES = {getattr(lib, name) for name in dir(lib) if name.startswith("AF_ERR_")}
+assert _ERROR_CODES == set(_ERRORS), "an AF_ERR_* code has no exception in _engine._ERRORS"
+
+
+def error_for(code: int, message: str, live: bool = False, hint: bool = True) -> _errors.AioflowError:
+    """The typed exception for a negative af_* status, with C's message and (hint=True) what to do
+    about it: the one place C error codes become exceptions."""
+    exc_type, advice = (_LIVE_ERRORS if live else _ERRORS).get(code, (_errors.EngineError, "report this as a bug"))
+    hint_text = advice if hint else ""
+    message = message or f"the engine failed ({exc_type.__name__})"
+    return exc_type(f"{message} ({hint_text})" if hint_text else message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +179,10 @@ class EngineConfig:
     max_stream_bytes: int = 1 << 20
     max_reassembly_memory: int = 256 << 20
     keep_streams: bool = True  # reassemble: ended flows carry their streams (False: chunks and matches only)
+    meters: tuple[str, ...] = ()  # meters turned on by name (NAMED_METERS), e.g. ("low_ttl",)
+
+    def __post_init__(self) -> None:
+        meter_bits(self.meters)  # an unknown meter name fails here, when the parser is made
 
 
 _INFO_SIZE = ffi.sizeof("af_stream_info")
@@ -139,7 +235,8 @@ class Batch:
     the chunks."""
 
     __slots__ = (
-        "chunk_count", "chunks", "count", "header_count", "headers", "records", "spans", "stream_data", "streams",
+        "chunk_count", "chunks", "count", "header_count", "headers", "meter_data", "meter_layout", "records", "spans",
+        "stream_data", "streams",
     )  # fmt: skip
 
     def __init__(
@@ -162,6 +259,8 @@ class Batch:
         self.chunks = chunks
         self.chunk_count = chunk_count
         self.stream_data = stream_data
+        self.meter_data = b""  # enabled meters' record blocks (meter_layout says where)
+        self.meter_layout = NO_METERS
 
     def raw_records(self) -> Any:
         """The records as a buffer (for numpy's bulk path)."""
@@ -172,34 +271,45 @@ EMPTY_BATCH = Batch(ffi.NULL, 0)
 
 
 class Engine:
-    """One opened source and its flow table; the C side locks, so any thread may call it."""
+    """One opened source and its flow table; the C side locks, so any thread may call it.
+
+    Opening raises the typed error of `error_for` (CaptureNotFoundError, CapturePermissionError,
+    CaptureFormatError, FilterError, InterfaceNotFoundError, CaptureSourceError, ConfigError for a
+    bound out of range or an unknown meter, EngineError when out of memory). Times are ns."""
 
     def __init__(self, source: str | os.PathLike[str], config: EngineConfig) -> None:
         cfg = ffi.new("af_config *")
         cfg.max_flows = _check_range("max_flows", config.max_flows, 1, 2**31 - 1)
-        cfg.headers_per_flow = _check_range("headers", config.headers, 0, 65535)
+        cfg.headers_per_flow = _check_range("headers", config.headers, 0, lib.AF_MAX_HEADERS_PER_FLOW)
         cfg.idle_timeout_ns = _check_range("idle_timeout", config.idle_timeout_ns, 0, 2**63)
         cfg.active_timeout_ns = _check_range("active_timeout", config.active_timeout_ns, 0, 2**63)
         cfg.fin_timeout_ns = _check_range("fin_timeout", config.fin_timeout_ns, 0, 2**63)
-        cfg.snaplen = _check_range("snaplen", config.snaplen, 1, 262144)
+        cfg.snaplen = _check_range("snaplen", config.snaplen, 1, lib.AF_MAX_SNAPLEN)
         cfg.hash_seed = secrets.randbits(64) if config.hash_seed is None else config.hash_seed
         cfg.defragment = int(bool(config.defragment))
         cfg.fragment_timeout_ns = _check_range("fragment_timeout", config.fragment_timeout_ns, 0, 2**63)
-        cfg.max_fragment_datagrams = _check_range("max_fragment_datagrams", config.max_fragment_datagrams, 1, 2**24)
-        cfg.max_fragments_per_datagram = _check_range(
-            "max_fragments_per_datagram", config.max_fragments_per_datagram, 1, 8192
+        cfg.max_fragment_datagrams = _check_range(
+            "max_fragment_datagrams", config.max_fragment_datagrams, 1, lib.AF_MAX_FRAGMENT_DATAGRAMS
         )
-        cfg.max_datagram_size = _check_range("max_datagram_size", config.max_datagram_size, 68, 65575)
-        cfg.max_fragment_memory = _check_range("max_fragment_memory", config.max_fragment_memory, 512, 2**40)
+        cfg.max_fragments_per_datagram = _check_range(
+            "max_fragments_per_datagram", config.max_fragments_per_datagram, 1, lib.AF_MAX_FRAGMENTS_PER_DATAGRAM
+        )
+        cfg.max_datagram_size = _check_range(
+            "max_datagram_size", config.max_datagram_size, lib.AF_MIN_DATAGRAM_SIZE, lib.AF_MAX_DATAGRAM_SIZE
+        )
+        cfg.max_fragment_memory = _check_range(
+            "max_fragment_memory", config.max_fragment_memory, lib.AF_MIN_FRAGMENT_MEMORY, 2**40
+        )
         if config.reassemble:
             cfg.reassemble = 1
             cfg.defragment = 1  # a stream needs whole datagrams
             cfg.stream_chunks = int(config.stream_chunks)
-            cfg.max_stream_bytes = _check_range("max_stream_bytes", config.max_stream_bytes, 1, 2**30)
+            cfg.max_stream_bytes = _check_range("max_stream_bytes", config.max_stream_bytes, 1, lib.AF_MAX_STREAM_BYTES)
             cfg.discard_streams = int(not config.keep_streams)
             cfg.max_reassembly_memory = _check_range(
-                "max_reassembly_memory", config.max_reassembly_memory, 2**20, 2**48
+                "max_reassembly_memory", config.max_reassembly_memory, lib.AF_MIN_REASSEMBLY_MEMORY, 2**48
             )
+        cfg.meters = meter_bits(config.meters)
         self.headers_per_flow = config.headers
         path = os.fsencode(source)
         bpf = config.filter.encode() if config.filter else ffi.NULL
@@ -210,11 +320,17 @@ class Engine:
         else:
             code = lib.af_open_offline(path, bpf, cfg, out)
         if code != lib.AF_OK:
-            message = ffi.string(lib.af_open_error()).decode(errors="replace")
-            table = _LIVE_OPEN_ERRORS if config.live else _OPEN_ERRORS
-            exc_type, hint = table.get(code, (_errors.EngineError, "report this as a bug"))
-            raise exc_type(f"{message} ({hint})" if hint else message)
+            raise error_for(code, ffi.string(lib.af_open_error()).decode(errors="replace"), config.live)
         self._engine = ffi.gc(out[0], lib.af_close)
+        self._live = config.live
+        self.meter_layout = MeterLayout(
+            int(lib.af_meter_stride(self._engine)),
+            tuple(
+                (m.name, int(lib.af_meter_offset(self._engine, m.index)))
+                for m in METERS.values()
+                if lib.af_meter_offset(self._engine, m.index) >= 0
+            ),
+        )
         self.closed = False
         self._stats = ffi.new("af_stats *")
         self._ready = ffi.new("af_batch **")
@@ -223,28 +339,34 @@ class Engine:
 
     def start(self, batch_records: int = 8192, slots: int = 4, read_ahead: bool = False) -> int:
         """Starts the engine's reading thread (and, read_ahead, a second one reading and decoding
-        ahead of it); returns the fd that is readable when batches are."""
+        ahead of it); returns the fd that is readable when batches are. Raises ConfigError when
+        already started, EngineError without memory for the threads or their buffers."""
         code = lib.af_start(self._engine, batch_records, slots, int(read_ahead))
         if code != lib.AF_OK:
-            raise _errors.EngineError(f"could not start the reading thread (code {code})")
+            raise error_for(code, "could not start the reading thread", self._live)
         return int(lib.af_notify_fd(self._engine))
 
     def take_ready(self, records: bool = True) -> tuple[str, Batch]:
         """("batch", flows) when the thread has a batch ready; ("wait", empty) when not yet (wait
         for the fd); ("done", empty) when the source is finished and every batch was taken.
-        records=False: only the chunks (and matches) are copied, the batch has no records."""
+        records=False: only the chunks (and matches) are copied, the batch has no records.
+        Raises the typed error of the C status when the engine failed."""
         status = lib.af_ready(self._engine, self._ready)
         if status == lib.AF_MORE:
-            batch = _copy_batch(self._ready[0], records)
+            batch = _copy_batch(self._ready[0], records, self.meter_layout)
             lib.af_release(self._engine)
             return "batch", batch
         if status == lib.AF_DONE:
             return "done", EMPTY_BATCH
         if status < 0:
-            raise _errors.EngineError(ffi.string(lib.af_error_message(self._engine)).decode())
+            raise self._error(status)
         return "wait", EMPTY_BATCH
 
+    def _error(self, status: int) -> _errors.AioflowError:
+        return error_for(status, ffi.string(lib.af_error_message(self._engine)).decode(errors="replace"), self._live)
+
     def stop(self) -> None:
+        """Asks the engine to stop reading: the flows still active end as "stop" on the next pumps."""
         lib.af_stop(self._engine)
 
     def enable_chunks(self) -> None:
@@ -258,6 +380,8 @@ class Engine:
     def lookup(
         self, version: int, a: bytes, port_a: int, b: bytes, port_b: int, proto: int, vlan: int
     ) -> Batch | None:
+        """The active flow between (a, port_a) and (b, port_b) (packed addresses; either order),
+        as a one-record batch, or None."""
         out = ffi.new("af_record[1]")
         found = lib.af_lookup(self._engine, version, a, port_a, b, port_b, proto, vlan, out)
         return Batch(out, 1) if found else None
@@ -282,9 +406,9 @@ class Engine:
                 self._scratch.headers = self._scratch_headers
                 self._scratch.header_capacity = LIVE_BATCH_RECORDS * self.headers_per_flow
             # reassembly: C gives the batch its stream room (reserved, backed as used), freed with it
-            if lib.af_batch_streams_alloc(self._engine, self._scratch, LIVE_BATCH_RECORDS) != lib.AF_OK:
+            if lib.af_batch_meters_alloc(self._engine, self._scratch, LIVE_BATCH_RECORDS) != lib.AF_OK:
                 raise _errors.EngineError("out of memory for the stream batch (lower max_stream_bytes)")
-            self._scratch_streams = ffi.gc(self._scratch, lib.af_batch_streams_free)
+            self._scratch_streams = ffi.gc(self._scratch, lib.af_batch_meters_free)
         return self._scratch
 
     def pump_some(self, max_packets: int) -> tuple[str, Batch]:
@@ -294,16 +418,16 @@ class Engine:
         b = self._scratch_batch()
         status = lib.af_pump_some(self._engine, max_packets, b)
         if status < 0:
-            raise _errors.EngineError(ffi.string(lib.af_error_message(self._engine)).decode())
+            raise self._error(status)
         self.pumped_packets, self.pumped_bytes = b.packets, b.bytes
         state = "done" if status == lib.AF_DONE else "more" if status == lib.AF_MORE else "drained"
-        return state, _copy_batch(b)
+        return state, _copy_batch(b, True, self.meter_layout)
 
     def expire(self, now_ns: int) -> tuple[bool, Batch]:
         """Ends flows idle (or closed) as of now_ns; (more are due, ended flows)."""
         b = self._scratch_batch()
         status = lib.af_expire(self._engine, now_ns, b)
-        return bool(status == lib.AF_MORE), _copy_batch(b)
+        return bool(status == lib.AF_MORE), _copy_batch(b, True, self.meter_layout)
 
     def next_deadline(self) -> int:
         """Epoch ns of the next idle/FIN expiry; 0 when no flow is active."""
@@ -321,6 +445,7 @@ class Engine:
             capacity *= 2
 
     def stats(self) -> dict[str, Any]:
+        """af_stats as a dict (times in ns, sizes in bytes); per-reason arrays as dicts by name."""
         s = ffi.new("af_stats *")
         lib.af_get_stats(self._engine, s)
         return _stats_dict(s, self._engine)
@@ -357,14 +482,11 @@ def _patterns_call(
     error = ffi.new("char[]", 1024)
     flags = lib.AF_MATCH_CASELESS if ignore_case else 0
     code = function(*engine, arrays[0], len(client), arrays[1], len(server), flags, error, len(error))
-    if code == lib.AF_ERR_UNSUPPORTED:
-        raise _errors.PatternUnsupportedError(ffi.string(error).decode(errors="replace"))
     if code != lib.AF_OK:
-        exc = _errors.ConfigError if code == lib.AF_ERR_CONFIG else _errors.EngineError
-        raise exc(ffi.string(error).decode(errors="replace"))
+        raise error_for(code, ffi.string(error).decode(errors="replace"), hint=False)
 
 
-def _copy_batch(b: Any, records: bool = True) -> Batch:
+def _copy_batch(b: Any, records: bool = True, layout: MeterLayout = NO_METERS) -> Batch:
     """A filled C batch copied into Python-owned memory of its exact size (records=False: its
     chunks only, for consumers of matches alone)."""
     if not records:
@@ -383,6 +505,9 @@ def _copy_batch(b: Any, records: bool = True) -> Batch:
         headers = ffi.new("af_header[]", b.header_count)
         ffi.memmove(headers, b.headers, b.header_count * ffi.sizeof("af_header"))
     batch = Batch(records, b.count, headers, b.header_count)
+    if b.meter_stride:
+        batch.meter_data = ffi.buffer(b.meter_data, b.count * b.meter_stride)[:]
+        batch.meter_layout = layout
     if b.streams != ffi.NULL:  # reassembly: one copy of the stream bytes, views cut from it later
         batch.streams = ffi.new("af_stream_info[]", b.count)
         ffi.memmove(batch.streams, b.streams, b.count * _INFO_SIZE)

@@ -7,14 +7,57 @@ the epoch, with exact integer nanoseconds in the `*_ns` twins.
 
 from __future__ import annotations
 
+import builtins
 import ipaddress
 import struct
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from ._engine import END_REASONS, Batch
+from ._engine import END_REASONS, METERS, TCP_FLAG_COUNT, Batch
 
+# Names of the per-flag counters, in the C record's bit order (api.h: FIN SYN RST PSH ACK URG ECE CWR).
 TCP_FLAGS = ("fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr")
+assert len(TCP_FLAGS) == TCP_FLAG_COUNT, "api.h's AF_TCP_FLAG_COUNT changed"
+
+
+class _Record(Protocol):
+    """What Flow reads of a cffi af_record (api.h), for the type checker."""
+
+    id: int
+    first_ns: int
+    last_ns: int
+    src2dst_first_ns: int
+    src2dst_last_ns: int
+    dst2src_first_ns: int
+    dst2src_last_ns: int
+    src2dst_packets: int
+    src2dst_bytes: int
+    src2dst_captured_bytes: int
+    dst2src_packets: int
+    dst2src_bytes: int
+    dst2src_captured_bytes: int
+    src2dst_flag_counts: Sequence[int]
+    dst2src_flag_counts: Sequence[int]
+    header_offset: int
+    header_count: int
+    headers_dropped: int
+    src_ip: Sequence[int]
+    dst_ip: Sequence[int]
+    src_port: int
+    dst_port: int
+    vlan_id: int
+    ip_version: int
+    protocol: int
+    src2dst_tcp_flags: int
+    dst2src_tcp_flags: int
+    src2dst_min_ttl: int
+    src2dst_max_ttl: int
+    dst2src_min_ttl: int
+    dst2src_max_ttl: int
+    end_reason: int
+
+
 # One table for every printed protocol name (flows, grep, collect) and the names lookups accept.
 PROTOCOL_NAMES = {1: "icmp", 2: "igmp", 6: "tcp", 17: "udp", 47: "gre", 50: "esp", 51: "ah", 58: "icmp6", 132: "sctp"}
 PROTOCOL_NUMBERS = {**{name: number for number, name in PROTOCOL_NAMES.items()}, "icmpv6": 58}
@@ -23,24 +66,7 @@ PROTOCOL_NUMBERS = {**{name: number for number, name in PROTOCOL_NAMES.items()},
 def protocol_name(number: int) -> str:
     return PROTOCOL_NAMES.get(number, str(number))
 
-# Record fields exposed unchanged (integers).
-_DIRECT_FIELDS = (
-    "id", "first_seen_ns", "last_seen_ns", "src_port", "dst_port", "protocol", "ip_version", "vlan_id",
-    "src2dst_first_seen_ns", "src2dst_last_seen_ns", "dst2src_first_seen_ns", "dst2src_last_seen_ns",
-    "src2dst_packets", "src2dst_bytes", "src2dst_captured_bytes",
-    "dst2src_packets", "dst2src_bytes", "dst2src_captured_bytes",
-    "src2dst_tcp_flags", "dst2src_tcp_flags",
-    "src2dst_min_ttl", "src2dst_max_ttl", "dst2src_min_ttl", "dst2src_max_ttl", "headers_dropped",
-)  # fmt: skip
-# Public name -> C record field, where they differ.
-_C_NAMES = {
-    "first_seen_ns": "first_ns",
-    "last_seen_ns": "last_ns",
-    "src2dst_first_seen_ns": "src2dst_first_ns",
-    "src2dst_last_seen_ns": "src2dst_last_ns",
-    "dst2src_first_seen_ns": "dst2src_first_ns",
-    "dst2src_last_seen_ns": "dst2src_last_ns",
-}
+
 FLAG_COUNT_FIELDS = tuple(f"{d}_{flag}_packets" for d in ("src2dst", "dst2src") for flag in TCP_FLAGS)
 
 
@@ -70,7 +96,8 @@ def ip_to_int(version: int, raw: bytes) -> int:
 
 @dataclass(frozen=True, slots=True)
 class PacketHeader:
-    """One packet's network+transport headers, kept with headers=N."""
+    """One packet's network+transport headers, kept with headers=N. `ts_ns`: epoch ns;
+    lengths in bytes; `raw`: the headers as captured (at most 120 bytes)."""
 
     ts_ns: int
     direction: int  # 0: src->dst, 1: dst->src
@@ -91,44 +118,15 @@ class PacketHeader:
 
 
 class Flow:
-    """A bidirectional flow: `src` is the initiator. Attributes are documented in the README."""
+    """A bidirectional flow: `src` is the initiator (the sender of its first packet; a first
+    SYN-ACK makes its receiver the src). A read-only view over one C record of a batch.
+
+    Units: packets; bytes at the IP layer (`*_captured_bytes`: as captured); times as float
+    seconds since the epoch with exact integer nanoseconds in the `*_ns` twins; TTLs as carried.
+    Every attribute is documented in the README. Nothing here raises but `meter()` (KeyError for
+    a meter this build lacks)."""
 
     __slots__ = ("_batch", "_i")
-
-    if TYPE_CHECKING:
-        id: int
-        first_seen_ns: int
-        last_seen_ns: int
-        src_port: int
-        dst_port: int
-        protocol: int
-        ip_version: int
-        vlan_id: int
-        src2dst_first_seen_ns: int
-        src2dst_last_seen_ns: int
-        dst2src_first_seen_ns: int
-        dst2src_last_seen_ns: int
-        src2dst_packets: int
-        src2dst_bytes: int
-        src2dst_captured_bytes: int
-        dst2src_packets: int
-        dst2src_bytes: int
-        dst2src_captured_bytes: int
-        src2dst_tcp_flags: int
-        dst2src_tcp_flags: int
-        src2dst_min_ttl: int
-        src2dst_max_ttl: int
-        dst2src_min_ttl: int
-        dst2src_max_ttl: int
-        headers_dropped: int
-        first_seen: float
-        last_seen: float
-        src2dst_first_seen: float
-        src2dst_last_seen: float
-        dst2src_first_seen: float
-        dst2src_last_seen: float
-
-        def __getattr__(self, name: str) -> int: ...  # the per-flag counters
 
     def __init__(self, batch: Batch, index: int) -> None:
         # One small object per flow (the batch holds the C memory) keeps garbage collection cheap.
@@ -141,8 +139,209 @@ class Flow:
         return self._batch, self._i
 
     @property
-    def _r(self) -> Any:
-        return self._batch.records[self._i]
+    def _r(self) -> _Record:
+        return self._batch.records[self._i]  # type: ignore[no-any-return]  # a cffi af_record
+
+    # --- record fields (integers) ---
+    @property
+    def id(self) -> int:
+        """Unique per record, in order of flow creation."""
+        return self._r.id
+
+    @property
+    def src_port(self) -> int:
+        """The initiator's port (ICMP: see the README)."""
+        return self._r.src_port
+
+    @property
+    def dst_port(self) -> int:
+        return self._r.dst_port
+
+    @property
+    def protocol(self) -> int:
+        """IP protocol number."""
+        return self._r.protocol
+
+    @property
+    def ip_version(self) -> int:
+        """4 or 6."""
+        return self._r.ip_version
+
+    @property
+    def vlan_id(self) -> int:
+        """Innermost 802.1Q id; 0 when untagged."""
+        return self._r.vlan_id
+
+    @property
+    def src2dst_packets(self) -> int:
+        return self._r.src2dst_packets
+
+    @property
+    def src2dst_bytes(self) -> int:
+        """IP-layer bytes the initiator sent."""
+        return self._r.src2dst_bytes
+
+    @property
+    def src2dst_captured_bytes(self) -> int:
+        """Captured bytes of the initiator's frames."""
+        return self._r.src2dst_captured_bytes
+
+    @property
+    def dst2src_packets(self) -> int:
+        return self._r.dst2src_packets
+
+    @property
+    def dst2src_bytes(self) -> int:
+        return self._r.dst2src_bytes
+
+    @property
+    def dst2src_captured_bytes(self) -> int:
+        return self._r.dst2src_captured_bytes
+
+    @property
+    def src2dst_tcp_flags(self) -> int:
+        """OR of the TCP flags the initiator sent."""
+        return self._r.src2dst_tcp_flags
+
+    @property
+    def dst2src_tcp_flags(self) -> int:
+        return self._r.dst2src_tcp_flags
+
+    @property
+    def src2dst_min_ttl(self) -> int:
+        """Lowest TTL (IPv6: hop limit) the initiator's packets carried."""
+        return self._r.src2dst_min_ttl
+
+    @property
+    def src2dst_max_ttl(self) -> int:
+        return self._r.src2dst_max_ttl
+
+    @property
+    def dst2src_min_ttl(self) -> int:
+        return self._r.dst2src_min_ttl
+
+    @property
+    def dst2src_max_ttl(self) -> int:
+        return self._r.dst2src_max_ttl
+
+    @property
+    def headers_dropped(self) -> int:
+        """Packets past the headers=N bound (their headers were not kept)."""
+        return self._r.headers_dropped
+
+    # --- times: epoch nanoseconds, and float seconds twins ---
+    @property
+    def first_seen_ns(self) -> int:
+        return self._r.first_ns
+
+    @property
+    def first_seen(self) -> float:
+        return self._r.first_ns / 1e9
+
+    @property
+    def last_seen_ns(self) -> int:
+        return self._r.last_ns
+
+    @property
+    def last_seen(self) -> float:
+        return self._r.last_ns / 1e9
+
+    @property
+    def src2dst_first_seen_ns(self) -> int:
+        return self._r.src2dst_first_ns
+
+    @property
+    def src2dst_first_seen(self) -> float:
+        return self._r.src2dst_first_ns / 1e9
+
+    @property
+    def src2dst_last_seen_ns(self) -> int:
+        return self._r.src2dst_last_ns
+
+    @property
+    def src2dst_last_seen(self) -> float:
+        return self._r.src2dst_last_ns / 1e9
+
+    @property
+    def dst2src_first_seen_ns(self) -> int:
+        return self._r.dst2src_first_ns
+
+    @property
+    def dst2src_first_seen(self) -> float:
+        return self._r.dst2src_first_ns / 1e9
+
+    @property
+    def dst2src_last_seen_ns(self) -> int:
+        return self._r.dst2src_last_ns
+
+    @property
+    def dst2src_last_seen(self) -> float:
+        return self._r.dst2src_last_ns / 1e9
+
+    # --- per-flag packet counters (packets that carried the flag, per direction) ---
+    @property
+    def src2dst_fin_packets(self) -> int:
+        return self._r.src2dst_flag_counts[0]
+
+    @property
+    def dst2src_fin_packets(self) -> int:
+        return self._r.dst2src_flag_counts[0]
+
+    @property
+    def src2dst_syn_packets(self) -> int:
+        return self._r.src2dst_flag_counts[1]
+
+    @property
+    def dst2src_syn_packets(self) -> int:
+        return self._r.dst2src_flag_counts[1]
+
+    @property
+    def src2dst_rst_packets(self) -> int:
+        return self._r.src2dst_flag_counts[2]
+
+    @property
+    def dst2src_rst_packets(self) -> int:
+        return self._r.dst2src_flag_counts[2]
+
+    @property
+    def src2dst_psh_packets(self) -> int:
+        return self._r.src2dst_flag_counts[3]
+
+    @property
+    def dst2src_psh_packets(self) -> int:
+        return self._r.dst2src_flag_counts[3]
+
+    @property
+    def src2dst_ack_packets(self) -> int:
+        return self._r.src2dst_flag_counts[4]
+
+    @property
+    def dst2src_ack_packets(self) -> int:
+        return self._r.dst2src_flag_counts[4]
+
+    @property
+    def src2dst_urg_packets(self) -> int:
+        return self._r.src2dst_flag_counts[5]
+
+    @property
+    def dst2src_urg_packets(self) -> int:
+        return self._r.dst2src_flag_counts[5]
+
+    @property
+    def src2dst_ece_packets(self) -> int:
+        return self._r.src2dst_flag_counts[6]
+
+    @property
+    def dst2src_ece_packets(self) -> int:
+        return self._r.dst2src_flag_counts[6]
+
+    @property
+    def src2dst_cwr_packets(self) -> int:
+        return self._r.src2dst_flag_counts[7]
+
+    @property
+    def dst2src_cwr_packets(self) -> int:
+        return self._r.dst2src_flag_counts[7]
 
     # --- addresses and key ---
     @property
@@ -182,6 +381,7 @@ class Flow:
 
     @property
     def bytes(self) -> int:
+        """IP-layer bytes both ways."""
         return int(self._r.src2dst_bytes + self._r.dst2src_bytes)
 
     @property
@@ -229,7 +429,7 @@ class Flow:
         return out
 
     # --- reassembly (FlowParser(reassemble=True)); index 0 is the client (src), 1 the server ---
-    def _kept(self, d: int) -> tuple[bytes, bool] | None:
+    def _kept(self, d: int) -> tuple[builtins.bytes, bool] | None:
         """Direction d's kept data as C lays it out, and whether that is framed datagrams."""
         spans = self._batch.spans
         kept = spans.kept(self._i, d) if spans is not None else None
@@ -238,14 +438,14 @@ class Flow:
         at, length, protocol = kept
         return self._batch.stream_data[at : at + length], is_datagrams(protocol)
 
-    def _stream(self, d: int) -> bytes | None:
+    def _stream(self, d: int) -> builtins.bytes | None:
         kept = self._kept(d)
         if kept is None:
             return None
         raw, framed = kept
         return b"".join(unframe(raw)) if framed else raw
 
-    def _datagrams(self, d: int) -> tuple[bytes, ...] | None:
+    def _datagrams(self, d: int) -> tuple[builtins.bytes, ...] | None:
         kept = self._kept(d)
         return unframe(kept[0]) if kept is not None and kept[1] else None
 
@@ -262,14 +462,14 @@ class Flow:
         return spans is not None and spans.truncated(self._i, d)
 
     @property
-    def client_stream(self) -> bytes | None:
+    def client_stream(self) -> builtins.bytes | None:
         """Bytes the client (src) sent, in order, holes left out (see client_holes); for UDP and
         other IP protocols its datagrams' payloads joined (ICMP: after the 8-byte header; see
         client_datagrams). None without reassembly and for snapshots of active flows."""
         return self._stream(0)
 
     @property
-    def server_stream(self) -> bytes | None:
+    def server_stream(self) -> builtins.bytes | None:
         return self._stream(1)
 
     @property
@@ -291,14 +491,35 @@ class Flow:
         return self._truncated(1)
 
     @property
-    def client_datagrams(self) -> tuple[bytes, ...] | None:
+    def client_datagrams(self) -> tuple[builtins.bytes, ...] | None:
         """UDP and other IP protocols (not TCP): the payloads the client sent, one per datagram;
         None for TCP."""
         return self._datagrams(0)
 
     @property
-    def server_datagrams(self) -> tuple[bytes, ...] | None:
+    def server_datagrams(self) -> tuple[builtins.bytes, ...] | None:
         return self._datagrams(1)
+
+    # --- meters (FlowParser(meters=(...))) ---
+    def meter(self, name: str) -> Mapping[str, int | float]:
+        """The fields meter `name` measured for this flow (names, C types and units: its fields in
+        `aioflow._engine.METERS[name]`); an empty mapping when the meter was not on, and for
+        snapshots of active flows. Raises KeyError for a meter name this build does not have."""
+        if name not in METERS:
+            raise KeyError(f"no meter {name!r}: this build has {', '.join(METERS)}")
+        b = self._batch
+        return b.meter_layout.read(b.meter_data, self._i, name) or {}
+
+    @property
+    def meters(self) -> dict[str, Mapping[str, int | float]]:
+        """Every enabled meter's fields, by meter name (see meter())."""
+        b = self._batch
+        out: dict[str, Mapping[str, int | float]] = {}
+        for name, _ in b.meter_layout.offsets:
+            values = b.meter_layout.read(b.meter_data, self._i, name)
+            if values is not None:
+                out[name] = values
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """Every scalar attribute (headers excluded), JSON-friendly."""
@@ -310,26 +531,6 @@ class Flow:
             f"packets={self.packets} bytes={self.bytes} end={self.end_reason or 'active'}>"
         )
 
-
-def _direct(c_name: str) -> property:
-    return property(lambda self: getattr(self._r, c_name))
-
-
-def _seconds(c_name: str) -> property:
-    return property(lambda self: getattr(self._r, c_name) / 1e9)
-
-
-def _flag_count(direction: str, index: int) -> property:
-    return property(lambda self: getattr(self._r, f"{direction}_flag_counts")[index])
-
-
-for _name in _DIRECT_FIELDS:
-    setattr(Flow, _name, _direct(_C_NAMES.get(_name, _name)))
-for _name, _c_name in _C_NAMES.items():  # float-seconds twins of the *_ns times
-    setattr(Flow, _name.removesuffix("_ns"), _seconds(_c_name))
-for _i, _flag in enumerate(TCP_FLAGS):
-    for _d in ("src2dst", "dst2src"):
-        setattr(Flow, f"{_d}_{_flag}_packets", _flag_count(_d, _i))
 
 SCALAR_FIELDS = (
     "id", "bidirectional_id", "src_ip", "src_port", "dst_ip", "dst_port", "protocol", "ip_version",

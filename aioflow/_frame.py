@@ -2,38 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
+from ._engine import METERS, Batch, MeterLayout, ffi
 from ._flow import TCP_FLAGS
-from ._native import ffi
+
+# numpy's code for each C integer type the records use (little-endian hosts, as C lays them out)
+_NUMPY_KINDS = {"uint64_t": "<u8", "uint32_t": "<u4", "uint16_t": "<u2", "uint8_t": "u1",
+                "int64_t": "<i8", "int32_t": "<i4", "double": "<f8", "float": "<f4"}  # fmt: skip
+
+
+def _numpy_type(ctype: Any) -> Any:
+    """A cffi field type as a numpy format: a primitive, or (primitive, length) for an array."""
+    if ctype.kind == "array":
+        return (np.dtype(_NUMPY_KINDS[ctype.item.cname]), (ctype.length,))
+    return np.dtype(_NUMPY_KINDS[ctype.cname])
 
 
 def _record_dtype() -> np.dtype[Any]:
-    """numpy's view of af_record, with offsets taken from the compiled struct itself."""
-    u64, u32, u16, u8 = "<u8", "<u4", "<u2", "u1"
-    fields: dict[str, tuple[Any, ...]] = {}
-    for name, kind in (
-        ("id", u64), ("first_ns", u64), ("last_ns", u64),
-        ("src2dst_first_ns", u64), ("src2dst_last_ns", u64),
-        ("dst2src_first_ns", u64), ("dst2src_last_ns", u64),
-        ("src2dst_packets", u64), ("src2dst_bytes", u64), ("src2dst_captured_bytes", u64),
-        ("dst2src_packets", u64), ("dst2src_bytes", u64), ("dst2src_captured_bytes", u64),
-        ("src2dst_flag_counts", (u32, 8)), ("dst2src_flag_counts", (u32, 8)),
-        ("headers_dropped", u32), ("src_ip", (u8, 16)), ("dst_ip", (u8, 16)),
-        ("src_port", u16), ("dst_port", u16), ("vlan_id", u16), ("ip_version", u8), ("protocol", u8),
-        ("src2dst_tcp_flags", u8), ("dst2src_tcp_flags", u8),
-        ("src2dst_min_ttl", u8), ("src2dst_max_ttl", u8), ("dst2src_min_ttl", u8), ("dst2src_max_ttl", u8),
-        ("end_reason", u8),
-    ):  # fmt: skip
-        fields[name] = (np.dtype(kind), ffi.offsetof("af_record", name))
-    return np.dtype({  # type: ignore[call-overload]
-        "names": list(fields),
-        "formats": [f[0] for f in fields.values()],
-        "offsets": [f[1] for f in fields.values()],
+    """numpy's view of af_record: names, types and offsets from the compiled struct itself
+    (padding fields left out)."""
+    fields = [(name, f) for name, f in ffi.typeof("af_record").fields if not name.startswith("_")]
+    spec: dict[str, Any] = {
+        "names": [name for name, _ in fields],
+        "formats": [_numpy_type(f.type) for _, f in fields],
+        "offsets": [f.offset for _, f in fields],
         "itemsize": ffi.sizeof("af_record"),
-    })
+    }
+    dtype: np.dtype[Any] = np.dtype(spec)  # type: ignore[call-overload]  # numpy's stubs lack the dict form
+    return dtype
 
 
 RECORD_DTYPE = _record_dtype()
@@ -51,8 +51,8 @@ def _ip_strings(version: np.ndarray, raw: np.ndarray) -> np.ndarray:
         for i in range(1, 4):
             joined = np.char.add(np.char.add(joined, "."), octets[:, i])
         out[v4] = joined
-    for i in np.flatnonzero(~v4):
-        out[i] = str(ipaddress.IPv6Address(raw[i].tobytes()))
+    for row in np.flatnonzero(~v4):
+        out[row] = str(ipaddress.IPv6Address(raw[row].tobytes()))
     return out
 
 
@@ -91,4 +91,34 @@ def records_to_columns(rec: np.ndarray, end_reasons: tuple[str, ...]) -> dict[st
         cols["packets_per_second"] = np.where(duration > 0, cols["packets"] / seconds, 0.0)
     cols["headers_dropped"] = rec["headers_dropped"]
     cols["end_reason"] = np.asarray(end_reasons, dtype=object)[rec["end_reason"]]
+    return cols
+
+
+def meter_columns(data: bytes, count: int, layout: MeterLayout) -> dict[str, np.ndarray]:
+    """The enabled meters' fields of `count` records as columns named <meter>_<field>, read in
+    bulk from their meter blocks (stride and offsets as C published them)."""
+    cols: dict[str, np.ndarray] = {}
+    if not layout.stride:
+        return cols
+    raw = np.frombuffer(data, dtype=np.uint8, count=count * layout.stride).reshape(count, layout.stride)
+    for name, offset in layout.offsets:
+        for f in METERS[name].fields:
+            kind = np.dtype(_NUMPY_KINDS[f.ctype])
+            at = offset + f.offset
+            cols[f"{name}_{f.name}"] = raw[:, at : at + kind.itemsize].copy().view(kind).reshape(count)
+    return cols
+
+
+def batches_to_columns(batches: Iterable[Batch], end_reasons: tuple[str, ...]) -> dict[str, Any]:
+    """Every record of these batches as columns (records_to_columns), plus the enabled meters'
+    fields (meter_columns). Each batch is copied out as it comes, so none is kept."""
+    parts: list[np.ndarray] = []
+    meters: list[dict[str, np.ndarray]] = []
+    for b in batches:
+        parts.append(np.frombuffer(b.raw_records(), dtype=RECORD_DTYPE).copy())
+        meters.append(meter_columns(b.meter_data, b.count, b.meter_layout))
+    records = np.concatenate(parts) if parts else np.zeros(0, dtype=RECORD_DTYPE)
+    cols = records_to_columns(records, end_reasons)
+    for name in meters[0] if meters else ():
+        cols[name] = np.concatenate([m[name] for m in meters])
     return cols

@@ -1,4 +1,179 @@
-/* The compiled module's own code: it only pulls in the engine's public header. The engine lives
- * in _csrc/ (decode.c: link/IP/transport decoding, flowtable.c: the bounded flow table and expiry,
- * engine.c: libpcap sources, batches and the entry points named in api.h). */
+/* The entry layer: the af_* functions of _csrc/api.h (the cffi cdef), as thin calls down into
+ * the pipeline (_csrc/pipeline.h) and the producer thread (_csrc/producer.h). Nothing below calls
+ * back up here. cffi compiles this file as the module's own source; the stages are compiled
+ * beside it (_build_pcap.py SOURCES). See docs/architecture.md for the stages. */
+#include "producer.h"   /* first: libpcap's feature macros (via pipeline.h) */
+
+#include <stdio.h>
+#include <stdlib.h>
+
 #include "aioflow.h"
+#include "flowtable.h"
+#include "match.h"
+#include "meter.h"
+#include "pipeline.h"
+#include "stream.h"
+
+/* The handle Python holds: the pipeline, and af_start's producer thread once started. */
+struct af_engine {
+    af_pipeline *pipe;
+    af_producer *producer;
+};
+
+/* Array sizes of api.h are its enum counts; the name tables below must cover them. */
+static const char *const end_names[] = {"", "idle", "active", "fin", "rst", "eof", "evicted", "stop"};
+static const char *const aside_names[] = {"non_ip", "truncated", "bad_header", "unsupported_link",
+                                          "fragment_orphan", "filtered", "no_memory", "fragment_merged",
+                                          "fragment_dropped"};
+static const char *const defrag_names[] = {"timeout", "table_full", "memory_full", "too_many_fragments", "too_big",
+                                           "overlap", "inconsistent", "truncated", "unfinished"};
+_Static_assert(sizeof end_names / sizeof *end_names == AF_END_COUNT, "one name per end reason");
+_Static_assert(sizeof aside_names / sizeof *aside_names == AF_ASIDE_COUNT, "one name per aside reason");
+_Static_assert(sizeof defrag_names / sizeof *defrag_names == AF_DEFRAG_REASON_COUNT, "one name per defrag reason");
+
+#define NAME_OF(table, i) ((i) >= 0 && (size_t)(i) < sizeof table / sizeof *table ? table[i] : "")
+const char *af_end_reason_name(int r) { return NAME_OF(end_names, r); }
+const char *af_aside_reason_name(int r) { return NAME_OF(aside_names, r); }
+const char *af_defrag_reason_name(int r) { return NAME_OF(defrag_names, r); }
+
+static _Thread_local char open_error[1024];
+
+const char *af_open_error(void) { return open_error; }
+const char *af_error_message(af_engine *e) { return af_pipeline_error(e->pipe); }
+
+static int opened(int code, af_pipeline *pipe, af_engine **out) {
+    if (code != AF_OK) return code;
+    af_engine *e = calloc(1, sizeof *e);
+    if (!e) {
+        af_pipeline_close(pipe);
+        snprintf(open_error, sizeof open_error, "out of memory");
+        return AF_ERR_NOMEM;
+    }
+    e->pipe = pipe;
+    *out = e;
+    return AF_OK;
+}
+
+int af_open_offline(const char *path, const char *bpf, const af_config *cfg, af_engine **out) {
+    *out = NULL;
+    open_error[0] = '\0';
+    af_pipeline *pipe;
+    int code = af_pipeline_open_file(&pipe, path, bpf, cfg, open_error, sizeof open_error);
+    return opened(code, pipe, out);
+}
+
+int af_open_live(const char *device, const char *bpf, const af_config *cfg, int promiscuous,
+                 int32_t buffer_bytes, af_engine **out) {
+    *out = NULL;
+    open_error[0] = '\0';
+    af_pipeline *pipe;
+    int code = af_pipeline_open_live(&pipe, device, bpf, cfg, promiscuous, buffer_bytes, open_error, sizeof open_error);
+    return opened(code, pipe, out);
+}
+
+void af_close(af_engine *e) {
+    if (!e) return;
+    af_pipeline_stop_prefault(e->pipe);   /* it may be populating the producer's buffers */
+    af_producer_free(e->producer);        /* joins the thread before the pipeline goes away */
+    af_pipeline_close(e->pipe);
+    free(e);
+}
+
+int af_stop(af_engine *e) {
+    af_pipeline_stop(e->pipe);
+    return AF_OK;
+}
+
+int af_start(af_engine *e, uint32_t batch_capacity, uint32_t slots, int read_ahead) {
+    if (e->producer) return AF_ERR_CONFIG;
+    if (read_ahead) {   /* files: a second thread reads and decodes ahead of the producer */
+        int code = af_pipeline_read_ahead(e->pipe);
+        if (code != AF_OK) return code;
+    }
+    const af_config *cfg = af_pipeline_config(e->pipe);
+    return af_producer_start(&e->producer, e->pipe, batch_capacity, cfg->headers_per_flow, slots);
+}
+
+int af_notify_fd(af_engine *e) { return e->producer ? af_producer_fd(e->producer) : -1; }
+
+int af_ready(af_engine *e, af_batch **batch) {
+    return e->producer ? af_producer_ready(e->producer, batch) : AF_ERR_CONFIG;
+}
+
+void af_release(af_engine *e) {
+    if (e->producer) af_producer_release(e->producer);
+}
+
+int af_selectable_fd(af_engine *e) { return af_pipeline_fd(e->pipe); }
+int af_pump_some(af_engine *e, uint32_t max_packets, af_batch *out) {
+    return af_pipeline_pump_some(e->pipe, max_packets, out);
+}
+int af_expire(af_engine *e, uint64_t now_ns, af_batch *out) { return af_pipeline_expire(e->pipe, now_ns, out); }
+uint64_t af_next_deadline(af_engine *e) { return af_pipeline_next_deadline(e->pipe); }
+void af_get_stats(af_engine *e, af_stats *out) { af_pipeline_stats(e->pipe, out); }
+
+int af_lookup(af_engine *e, int ver, const uint8_t *ip_a, uint16_t port_a, const uint8_t *ip_b,
+              uint16_t port_b, uint8_t proto, uint16_t vlan, af_record *out) {
+    af_key key;
+    af_key_make(&key, ver, ip_a, port_a, ip_b, port_b, proto, vlan);
+    return af_pipeline_lookup(e->pipe, &key, out);
+}
+
+uint32_t af_snapshot(af_engine *e, uint32_t *cursor, af_record *out, uint32_t capacity) {
+    return af_pipeline_snapshot(e->pipe, cursor, out, capacity);
+}
+
+/* --- meters --- */
+
+int af_batch_meters_alloc(af_engine *e, af_batch *b, uint32_t capacity) {
+    return af_pipeline_batch_alloc(e->pipe, b, capacity);
+}
+
+void af_batch_meters_free(af_batch *b) { af_meters_batch_free(b); }
+
+uint32_t af_meter_stride(af_engine *e) { return af_pipeline_meters(e->pipe)->stride; }
+
+int32_t af_meter_offset(af_engine *e, uint32_t index) {
+    return index < af_meter_registry_count() ? af_pipeline_meters(e->pipe)->offset[index] : -1;
+}
+
+/* --- reassembly's own requests (its meter context, under the pipeline lock) --- */
+
+void af_enable_chunks(af_engine *e) {
+    af_streams *s = af_meters_ctx(af_pipeline_meters(e->pipe), &af_meter_reassembly);
+    if (!s) return;
+    af_pipeline_lock(e->pipe);
+    af_streams_enable_chunks(s, af_pipeline_slots_used(e->pipe));
+    af_pipeline_unlock(e->pipe);
+}
+
+int af_check_stream_patterns(const char *const *client, uint32_t client_count, const char *const *server,
+                             uint32_t server_count, uint32_t flags, char *error, uint32_t error_length) {
+    const char *const *patterns[2] = {client, server};
+    const uint32_t counts[2] = {client_count, server_count};
+    int unsupported = 0;
+    af_matcher *m = af_matcher_new(1, patterns, counts, flags, error, error_length, &unsupported);
+    int status = m ? AF_OK : unsupported ? AF_ERR_UNSUPPORTED : AF_ERR_NOMEM;
+    af_matcher_free(m);
+    return status;
+}
+
+int af_set_stream_patterns(af_engine *e, const char *const *client, uint32_t client_count,
+                           const char *const *server, uint32_t server_count, uint32_t flags, char *error,
+                           uint32_t error_length) {
+    af_streams *s = af_meters_ctx(af_pipeline_meters(e->pipe), &af_meter_reassembly);
+    if (!s || e->producer || af_pipeline_started_reading(e->pipe)) {
+        snprintf(error, error_length, "stream patterns need reassemble=True and are set before reading starts");
+        return AF_ERR_CONFIG;
+    }
+    const char *const *patterns[2] = {client, server};
+    const uint32_t counts[2] = {client_count, server_count};
+    int unsupported = 0;
+    const af_config *cfg = af_pipeline_config(e->pipe);
+    af_matcher *m = af_matcher_new(cfg->max_flows, patterns, counts, flags, error, error_length, &unsupported);
+    if (!m) return unsupported ? AF_ERR_UNSUPPORTED : AF_ERR_NOMEM;
+    af_pipeline_lock(e->pipe);
+    af_streams_set_matcher(s, m, af_pipeline_table(e->pipe));
+    af_pipeline_unlock(e->pipe);
+    return AF_OK;
+}

@@ -7,7 +7,7 @@ import ipaddress
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -134,6 +134,10 @@ class FlowParser:
     engine checks); on entering, the typed errors of aioflow._errors for the source:
     CaptureNotFoundError, CapturePermissionError, CaptureFormatError, InterfaceNotFoundError,
     FilterError (a BPF filter libpcap refuses), PatternUnsupportedError.
+
+    ``meters=("low_ttl",)`` turns on per-flow meters by name (``aioflow._engine.NAMED_METERS``
+    lists this build's); their fields are read with ``flow.meter(name)`` and are columns
+    ``<meter>_<field>`` of ``read_frame``. An unknown name raises ConfigError.
     """
 
     def __init__(
@@ -168,6 +172,7 @@ class FlowParser:
         keep_streams: bool = True,
         stream_patterns: StreamPatterns | None = None,
         read_ahead: bool | None = None,
+        meters: Sequence[str] = (),
     ) -> None:
         self.source = source
         if live is None:
@@ -196,6 +201,7 @@ class FlowParser:
             max_stream_bytes=max_stream_bytes,
             max_reassembly_memory=max_reassembly_memory,
             keep_streams=keep_streams,
+            meters=tuple(meters),
         )
         if buffer_batches < 1:
             raise ConfigError(f"buffer_batches={buffer_batches!r}: expected >= 1")

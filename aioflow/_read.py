@@ -51,12 +51,10 @@ def read_frame(source: str | os.PathLike[str], **options: Any) -> pandas.DataFra
     `pandas` extra: pip install 'aioflow-pcap[pandas]' (ImportError without it). Options, units
     and errors as read(); columns as Flow.to_dict() (times in ns and s, bytes, packets)."""
     try:
-        import numpy as np
+        import numpy  # noqa: F401  (pandas needs it; checked here for the message)
         import pandas as pd
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("read_frame needs pandas and numpy: pip install 'aioflow-pcap[pandas]'") from exc
-    from ._frame import RECORD_DTYPE, records_to_columns
+    from ._frame import batches_to_columns
 
-    chunks = [np.frombuffer(b.raw_records(), dtype=RECORD_DTYPE).copy() for b in read_batches(source, **options)]
-    records = np.concatenate(chunks) if chunks else np.zeros(0, dtype=RECORD_DTYPE)
-    return pd.DataFrame(records_to_columns(records, END_REASONS))
+    return pd.DataFrame(batches_to_columns(read_batches(source, **options), END_REASONS))

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._engine import Batch, ffi, lib
+from ._engine import NO_METERS, Batch, ffi, lib
 from ._flow import Flow, is_datagrams, unframe
 
 DIRECTIONS = ("client", "server")
@@ -104,22 +104,45 @@ class StreamMatch:
         )
 
 
-# A chunk's fields after its flow snapshot, read with one unpack rather than one cffi access each.
-_FIELDS = struct.Struct("=QQQIIIIBBBBB3xQI")
+_STRUCT_CHARS = {"uint64_t": "Q", "uint32_t": "I", "uint16_t": "H", "uint8_t": "B"}
+
+
+def _chunk_fields() -> tuple[struct.Struct, tuple[str, ...]]:
+    """A chunk's fields after its flow snapshot (data_at .. pattern), read with one unpack rather
+    than one cffi access each: the format is built from the compiled af_chunk (padding skipped)."""
+    start = at = ffi.offsetof("af_chunk", "data_at")
+    fmt, names = "=", []
+    for name, field in ffi.typeof("af_chunk").fields:
+        if field.offset < start or name.startswith("_"):
+            continue
+        fmt += "x" * (field.offset - at) + _STRUCT_CHARS[field.type.cname]
+        at = field.offset + ffi.sizeof(field.type)
+        names.append(name)
+        if name == "pattern":
+            break
+    return struct.Struct(fmt), tuple(names)
+
+
+_FIELDS, _FIELD_NAMES = _chunk_fields()
 _FIELDS_AT = ffi.offsetof("af_chunk", "data_at")
 _CHUNK_SIZE = ffi.sizeof("af_chunk")
-assert ffi.offsetof("af_chunk", "pattern") == _FIELDS_AT + _FIELDS.size - 4, "af_chunk layout changed"
+_UNPACK_ORDER = ("data_at", "offset", "ts_ns", "length", "before_record", "next_seq", "last_ack", "direction",
+                 "has_ack", "protocol", "kind", "partial", "match_end", "pattern")  # fmt: skip
+assert _FIELD_NAMES == _UNPACK_ORDER, "af_chunk changed: update _chunk's unpacking"
+_KIND, _BEFORE_RECORD = _FIELD_NAMES.index("kind"), _FIELD_NAMES.index("before_record")
 
 
 class _ChunkFlows:
     """Batch-like view of a batch's chunk snapshots, so Flow(view, j) reads chunk j's record."""
 
-    __slots__ = ("chunks", "headers", "spans")
+    __slots__ = ("chunks", "headers", "meter_data", "meter_layout", "spans")
 
     def __init__(self, chunks: Any) -> None:
         self.chunks = chunks  # keeps the C array alive as long as a snapshot Flow is
         self.headers = None
         self.spans = None
+        self.meter_data = b""  # a snapshot carries no meter fields
+        self.meter_layout = NO_METERS
 
     @property
     def records(self) -> _ChunkFlows:
@@ -164,11 +187,11 @@ def batch_events(
     n = batch.chunk_count
     raw = ffi.buffer(batch.chunks) if n else b""
     fields = [_FIELDS.unpack_from(raw, j * _CHUNK_SIZE + _FIELDS_AT) for j in range(n)]
-    picked = [j for j in range(n) if (patterns is not None if fields[j][10] == _MATCH else data)]  # [10]: kind
+    picked = [j for j in range(n) if (patterns is not None if fields[j][_KIND] == _MATCH else data)]
     views = _ChunkFlows(batch.chunks)
     k = 0
     for i in range(batch.count if flows else 0):
-        while k < len(picked) and fields[picked[k]][4] <= i:  # [4]: records emitted before the chunk
+        while k < len(picked) and fields[picked[k]][_BEFORE_RECORD] <= i:  # records emitted before the chunk
             yield _chunk(batch, views, picked[k], fields[picked[k]], patterns)
             k += 1
         yield Flow(batch, i)

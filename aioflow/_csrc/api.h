@@ -13,7 +13,8 @@ enum af_end_reason {
     AF_END_RST = 4,       /* fin_timeout after a RST */
     AF_END_EOF = 5,       /* the source ended */
     AF_END_EVICTED = 6,   /* table full (max_flows): least recently seen flow made room */
-    AF_END_STOP = 7       /* the parser was stopped */
+    AF_END_STOP = 7,      /* the parser was stopped */
+    AF_END_COUNT = 8
 };
 
 /* Status codes of af_* calls. Errors are negative; af_error_message() has the details. */
@@ -75,6 +76,20 @@ enum af_defrag_reason {
 };
 
 /* TCP flag bit order of the per-flag counters: FIN SYN RST PSH ACK URG ECE CWR (as in the header). */
+enum { AF_TCP_FLAG_COUNT = 8 };
+
+/* Config bounds the engine checks (af_open_* fails with AF_ERR_CONFIG past them). */
+enum af_bound {
+    AF_MAX_HEADERS_PER_FLOW = 65535,
+    AF_MAX_SNAPLEN = 262144,
+    AF_MAX_FRAGMENT_DATAGRAMS = 16777216,
+    AF_MAX_FRAGMENTS_PER_DATAGRAM = 8192,
+    AF_MIN_DATAGRAM_SIZE = 68,
+    AF_MAX_DATAGRAM_SIZE = 65575,
+    AF_MIN_FRAGMENT_MEMORY = 512,
+    AF_MAX_STREAM_BYTES = 1073741824,
+    AF_MIN_REASSEMBLY_MEMORY = 1048576
+};
 
 typedef struct {
     uint64_t id;                  /* unique per record, in order of flow creation */
@@ -83,8 +98,8 @@ typedef struct {
     uint64_t dst2src_first_ns, dst2src_last_ns;
     uint64_t src2dst_packets, src2dst_bytes, src2dst_captured_bytes;
     uint64_t dst2src_packets, dst2src_bytes, dst2src_captured_bytes;
-    uint32_t src2dst_flag_counts[8];
-    uint32_t dst2src_flag_counts[8];
+    uint32_t src2dst_flag_counts[AF_TCP_FLAG_COUNT];
+    uint32_t dst2src_flag_counts[AF_TCP_FLAG_COUNT];
     uint32_t header_offset;       /* first of this flow's headers in the batch's header array */
     uint32_t header_count;
     uint32_t headers_dropped;     /* packets past the headers=N bound */
@@ -165,8 +180,11 @@ typedef struct {
     uint32_t chunk_capacity, chunk_count;
     uint8_t *stream_data;
     uint64_t stream_data_capacity, stream_data_used;
+    /* meters: record i's meter block is meter_stride bytes at meter_data + i * meter_stride
+     * (af_meter_offset says where each enabled meter's fields start in it); NULL when stride 0 */
+    uint8_t *meter_data;
+    uint32_t meter_stride;
     uint32_t packets;             /* af_pump_some: packets that call took from the source */
-    uint32_t _pad_packets;
     uint64_t bytes;               /* af_pump_some: their captured bytes */
 } af_batch;
 
@@ -191,17 +209,17 @@ typedef struct {
     int32_t discard_streams;      /* reassemble: keep no stream for the records (chunks and stream
                                      patterns still see every byte; out-of-order data is still
                                      buffered up to max_stream_bytes) */
-    int32_t _pad_cfg;
+    uint32_t meters;              /* bit i: turn on meter i (af_meter_info_of(i)) */
 } af_config;
 
 typedef struct {
     uint64_t packets_read;        /* every packet libpcap handed over (after BPF) */
     uint64_t packets_in_flows;
-    uint64_t aside[9];            /* by enum af_aside_reason */
+    uint64_t aside[AF_ASIDE_COUNT];          /* by enum af_aside_reason */
     uint64_t bytes_read;          /* captured bytes */
     uint64_t flows_created;
     uint64_t flows_ended;         /* records emitted, active-timeout splits included */
-    uint64_t ended_by[8];         /* by enum af_end_reason */
+    uint64_t ended_by[AF_END_COUNT];       /* by enum af_end_reason */
     uint64_t active_flows;
     uint64_t peak_active_flows;   /* the most flows held at once */
     uint64_t active_tcp, active_udp, active_other;
@@ -227,7 +245,7 @@ typedef struct {
     uint64_t defrag_peak_in_progress;
     uint64_t defrag_memory;       /* bytes of the fragment pool in use now */
     uint64_t defrag_peak_memory;
-    uint64_t defrag_gave_up[9];   /* datagrams given up, by enum af_defrag_reason */
+    uint64_t defrag_gave_up[AF_DEFRAG_REASON_COUNT];   /* datagrams given up, by enum af_defrag_reason */
     /* reassemble */
     uint64_t stream_memory;       /* arena bytes in use now, and the most at once */
     uint64_t stream_peak_memory;
@@ -247,6 +265,33 @@ typedef struct {
     uint64_t stream_matches;      /* flow records that matched */
     uint64_t stream_match_memory; /* bytes of open search states now */
 } af_stats;
+
+/* Meters (meter.h): per-flow features beyond the flow counters, each adding its fields to the
+ * records. A field of a meter's record block: */
+typedef struct {
+    const char *name;             /* column: <meter>_<name> */
+    const char *ctype;            /* "uint64_t", "uint32_t", "uint16_t", "uint8_t", "int64_t", "double" */
+    const char *unit;             /* "packets", "bytes", "ns", ... */
+    uint32_t offset;              /* in the meter's block */
+    uint32_t _pad;
+} af_meter_field;
+
+typedef struct {
+    const char *name;
+    const char *doc;
+    const char *option;           /* NULL: turned on by name (af_config.meters); else the option that does */
+    const af_meter_field *fields;
+    uint32_t field_count;
+    uint32_t record_size;         /* bytes of its block in each record (0: no fields) */
+} af_meter_info;
+
+/* Meter i of this build (NULL past the last). */
+const af_meter_info *af_meter_info_of(uint32_t index);
+
+/* Names of enum values ("" for a value out of range), so Python copies no list. */
+const char *af_end_reason_name(int reason);
+const char *af_aside_reason_name(int reason);
+const char *af_defrag_reason_name(int reason);
 
 typedef struct af_engine af_engine;
 
@@ -281,11 +326,14 @@ uint32_t af_snapshot(af_engine *engine, uint32_t *cursor, af_record *out, uint32
 void af_get_stats(af_engine *engine, af_stats *out);
 const char *af_error_message(af_engine *engine);
 void af_close(af_engine *engine);
-/* reassemble: the chunk and stream_data room a batch of `capacity` records needs (0 when off);
- * af_batch_streams_alloc gives a batch (af_pump_some's) that room, af_batch_streams_free frees it. */
-void af_batch_stream_sizes(af_engine *engine, uint32_t capacity, uint32_t *chunks, uint64_t *data);
-int af_batch_streams_alloc(af_engine *engine, af_batch *batch, uint32_t capacity);
-void af_batch_streams_free(af_batch *batch);
+/* The room enabled meters need in a batch (af_pump_some's) of `capacity` records: meter blocks,
+ * and with reassembly stream data and chunks. af_batch_meters_free frees it. */
+int af_batch_meters_alloc(af_engine *engine, af_batch *batch, uint32_t capacity);
+void af_batch_meters_free(af_batch *batch);
+/* Record meter-block bytes of this engine (0: no enabled meter has fields), and where meter
+ * `index`'s block starts in it (-1: off). */
+uint32_t af_meter_stride(af_engine *engine);
+int32_t af_meter_offset(af_engine *engine, uint32_t index);
 /* reassemble: start emitting chunks (stream_events) with the data that comes next. */
 void af_enable_chunks(af_engine *engine);
 /* reassemble, before reading starts: search each TCP direction's in-order stream (a match may

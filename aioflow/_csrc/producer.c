@@ -1,6 +1,8 @@
 #define _GNU_SOURCE   /* pipe2 */
 #include "producer.h"
-#include "stream.h"
+
+#include "batch.h"
+#include "meter.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,7 +23,7 @@
 #define SLOT_STREAM_BYTES (4u << 20)
 
 struct af_producer {
-    af_engine *engine;
+    af_pipeline *pl;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cond;             /* a slot was released, or closing */
@@ -51,22 +53,19 @@ static void *run(void *arg) {
         if (closing) break;
 
         af_batch *b = &p->slots[w];
-        b->count = b->header_count = b->chunk_count = 0;
-        b->stream_data_used = 0;
-        af_stats before, now;
-        af_get_stats(p->engine, &before);
+        af_batch_clear(b);
+        uint64_t before = af_pipeline_packets_read(p->pl), now;
         int status;
         do {
-            status = af_pump_append(p->engine, CHUNK_PACKETS, b);
+            status = af_pipeline_pump(p->pl, CHUNK_PACKETS, b);
             if (status == AF_OK) {   /* the file's reading thread is behind: let it read */
-                af_wait_read_ahead(p->engine);
+                af_pipeline_wait(p->pl);
                 status = AF_MORE;
             }
-            af_get_stats(p->engine, &now);
-        } while (status == AF_MORE && af_pump_room(p->engine, b) > SLOT_ROOM &&
-                 now.packets_read - before.packets_read < SLOT_PACKETS &&
+            now = af_pipeline_packets_read(p->pl);
+        } while (status == AF_MORE && af_pipeline_room(p->pl, b) > SLOT_ROOM && now - before < SLOT_PACKETS &&
                  b->stream_data_used < SLOT_STREAM_BYTES);
-        af_pump_finish(p->engine, b);
+        af_pipeline_finish(p->pl, b);
         p->slot_status[w] = status;
 
         pthread_mutex_lock(&p->mu);
@@ -79,13 +78,13 @@ static void *run(void *arg) {
     return NULL;
 }
 
-int af_producer_start(af_producer **out, af_engine *e, uint32_t capacity, uint32_t headers_per_flow,
+int af_producer_start(af_producer **out, af_pipeline *pipe, uint32_t capacity, uint32_t headers_per_flow,
                       uint32_t nslots) {
     *out = NULL;
     if (nslots < 1 || capacity <= SLOT_ROOM) return AF_ERR_CONFIG;
     af_producer *p = calloc(1, sizeof *p);
     if (!p) return AF_ERR_NOMEM;
-    p->engine = e;
+    p->pl = pipe;
     p->nslots = nslots;
     p->pipe[0] = p->pipe[1] = -1;
     p->slots = calloc(nslots, sizeof *p->slots);
@@ -93,13 +92,10 @@ int af_producer_start(af_producer **out, af_engine *e, uint32_t capacity, uint32
     p->records = calloc((size_t)nslots * capacity, sizeof *p->records);
     if (headers_per_flow)
         p->headers = calloc((size_t)nslots * capacity * headers_per_flow, sizeof *p->headers);
-    int streams_ok = 1;
-    uint32_t nchunks;
-    uint64_t ndata;
-    af_batch_stream_sizes(e, capacity, &nchunks, &ndata);
-    for (uint32_t i = 0; nchunks && p->slots && i < nslots; i++)
-        if (af_streams_batch_alloc(&p->slots[i], capacity, nchunks, ndata) != AF_OK) streams_ok = 0;
-    if (!p->slots || !p->slot_status || !p->records || !streams_ok ||
+    int meters_ok = 1;   /* the meters' batch room: record blocks, stream data */
+    for (uint32_t i = 0; p->slots && i < nslots; i++)
+        if (af_pipeline_batch_alloc(pipe, &p->slots[i], capacity) != AF_OK) meters_ok = 0;
+    if (!p->slots || !p->slot_status || !p->records || !meters_ok ||
         (headers_per_flow && !p->headers) || pipe2(p->pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
         af_producer_free(p);
         return AF_ERR_NOMEM;
@@ -123,8 +119,7 @@ int af_producer_start(af_producer **out, af_engine *e, uint32_t capacity, uint32
     p->started = 1;
     /* The prefault thread backs what a slot usually reaches (SLOT_STREAM_BYTES and one more
      * pump). Only now: a failed start unmaps the buffers at once, before af_close could stop it. */
-    uint64_t usual = 2ull * SLOT_STREAM_BYTES < ndata ? 2ull * SLOT_STREAM_BYTES : ndata;
-    for (uint32_t i = 0; nchunks && i < nslots; i++) af_pump_prefault(e, p->slots[i].stream_data, usual);
+    for (uint32_t i = 0; i < nslots; i++) af_pipeline_prefault(pipe, &p->slots[i], 2ull * SLOT_STREAM_BYTES);
     *out = p;
     return AF_OK;
 }
@@ -170,7 +165,7 @@ void af_producer_free(af_producer *p) {
     }
     if (p->pipe[0] >= 0) close(p->pipe[0]);
     if (p->pipe[1] >= 0) close(p->pipe[1]);
-    for (uint32_t i = 0; p->slots && i < p->nslots; i++) af_streams_batch_free(&p->slots[i]);
+    for (uint32_t i = 0; p->slots && i < p->nslots; i++) af_meters_batch_free(&p->slots[i]);
     free(p->slots);
     free(p->slot_status);
     free(p->records);

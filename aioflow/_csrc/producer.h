@@ -5,22 +5,11 @@
  * GIL back after every pump). */
 #ifndef AIOFLOW_PRODUCER_H
 #define AIOFLOW_PRODUCER_H
-#include <stddef.h>
-
-#include "aioflow.h"
+#include "pipeline.h"
 
 typedef struct af_producer af_producer;
 
-/* The engine's side, which the producer drives (engine.c). */
-int af_pump_append(af_engine *e, uint32_t max_packets, af_batch *out);
-uint32_t af_pump_room(af_engine *e, af_batch *out);   /* flows the batch can still take */
-void af_pump_finish(af_engine *e, af_batch *out);     /* before handing a batch over (stream chunks) */
-void af_pump_prefault(af_engine *e, void *base, size_t bytes);   /* populate ahead (prefault.h) */
-/* A file read ahead by its own thread: af_pump_append says AF_OK when it caught up with it; this
- * sleeps (without the engine lock) until more is read, or all. */
-void af_wait_read_ahead(af_engine *e);
-
-int af_producer_start(af_producer **out, af_engine *e, uint32_t batch_capacity, uint32_t headers_per_flow,
+int af_producer_start(af_producer **out, af_pipeline *pipe, uint32_t batch_capacity, uint32_t headers_per_flow,
                       uint32_t slots);
 int af_producer_fd(const af_producer *p);
 int af_producer_ready(af_producer *p, af_batch **batch);

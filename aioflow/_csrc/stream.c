@@ -1,27 +1,19 @@
 #define _DEFAULT_SOURCE   /* mmap flags under -std=c11 */
 #include "stream.h"
-#include "prefault.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
-/* Blocks kept back for in-order data, so that draining out-of-order segments (copy a block, then
- * free it) never fails for want of the one block it needs before it frees one. */
-#define RESERVE_BLOCKS 16u
-/* The arena is populated this far past its high-water mark (prefault.h), checked every
- * PREFAULT_EVERY new blocks. */
-#define PREFAULT_AHEAD ((size_t)32 << 20)
-#define PREFAULT_EVERY 512u
+#include "arena.h"
+#include "prefault.h"
+#include "record.h"
+
 #define TCP_SYN 0x02
 #define TCP_RST 0x04
 #define TCP_ACK 0x10
 
-typedef struct {
-    uint32_t head, tail;          /* block numbers, 1-based; 0: none */
-    uint32_t len;                 /* bytes in the chain */
-    uint32_t tail_fill;           /* bytes used in the tail block */
-} chain;
+typedef af_chain chain;
 
 /* An out-of-order segment: a chain whose first block starts with this header. */
 typedef struct {
@@ -58,10 +50,7 @@ typedef struct {
 } flow_state;
 
 struct af_streams {
-    uint8_t *mem;                 /* max_blocks blocks, reserved; backed as first used */
-    af_prefault *prefault;        /* backs mem just past hwm ahead of use, or NULL */
-    uint32_t *next;               /* chain links, per block */
-    uint32_t max_blocks, hwm, free_head, used;
+    af_arena arena;               /* every stored byte (arena.h) */
     flow_state *flows;            /* per flow slot, reserved */
     uint32_t max_flows;
     uint32_t dirty_head;
@@ -75,206 +64,61 @@ struct af_streams {
     const af_table *table;
 };
 
-static void *reserve(size_t bytes) {
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) return NULL;
-#ifdef MADV_HUGEPAGE
-    if (bytes >= (2u << 20)) madvise(p, bytes, MADV_HUGEPAGE);   /* blocks are touched at random */
-#endif
-    return p;
-}
 
-static size_t mem_bytes(const af_streams *s) { return (size_t)s->max_blocks * AF_STREAM_BLOCK; }
-static size_t next_bytes(const af_streams *s) { return (size_t)s->max_blocks * sizeof(uint32_t); }
 static size_t flows_bytes(const af_streams *s) { return (size_t)s->max_flows * sizeof(flow_state); }
 
 af_streams *af_streams_new(const af_config *cfg, af_stats *stats) {
     af_streams *s = calloc(1, sizeof *s);
     if (!s) return NULL;
-    uint64_t blocks = cfg->max_reassembly_memory / AF_STREAM_BLOCK;
-    s->max_blocks = (uint32_t)(blocks > UINT32_MAX - 1 ? UINT32_MAX - 1 : blocks);
     s->max_flows = cfg->max_flows;
     s->max_stream = cfg->max_stream_bytes;
     s->chunks = cfg->stream_chunks != 0;
     s->discard = cfg->discard_streams != 0;
     s->stats = stats;
-    s->mem = reserve(mem_bytes(s));
-    s->next = reserve(next_bytes(s));
-    s->flows = reserve(flows_bytes(s));
-    if (!s->mem || !s->next || !s->flows) {
+    s->flows = af_reserve(flows_bytes(s));
+    if (!s->flows || af_arena_init(&s->arena, cfg->max_reassembly_memory, stats) != AF_OK) {
         af_streams_free(s);
         return NULL;
     }
-    s->prefault = af_prefault_start(s->mem, mem_bytes(s), PREFAULT_AHEAD);
     return s;
 }
 
 void af_streams_prefault(af_streams *s, void *base, size_t bytes) {
-    if (s) af_prefault_add(s->prefault, base, bytes);
+    if (s) af_prefault_add(s->arena.prefault, base, bytes);
 }
 
 void af_streams_stop_prefault(af_streams *s) {
     if (!s) return;
-    af_prefault_stop(s->prefault);
-    s->prefault = NULL;
+    af_arena_stop_prefault(&s->arena);
 }
 
 void af_streams_free(af_streams *s) {
     if (!s) return;
     af_streams_stop_prefault(s);
-    if (s->mem) munmap(s->mem, mem_bytes(s));
-    if (s->next) munmap(s->next, next_bytes(s));
+    af_arena_free(&s->arena);
     if (s->flows) munmap(s->flows, flows_bytes(s));
     af_matcher_free(s->matcher);
     free(s);
 }
 
-/* --- the arena --- */
 
-static inline uint8_t *blk(const af_streams *s, uint32_t b) { return s->mem + (size_t)(b - 1) * AF_STREAM_BLOCK; }
-
-static uint32_t block_new(af_streams *s, int may_use_reserve) {
-    uint32_t left = s->max_blocks - s->used;
-    if (left == 0 || (!may_use_reserve && left <= RESERVE_BLOCKS)) return 0;
-    uint32_t b;
-    if (s->free_head) {
-        b = s->free_head;
-        s->free_head = s->next[b - 1];
-    } else {
-        b = ++s->hwm;
-        if (b % PREFAULT_EVERY == 0) af_prefault_used(s->prefault, (size_t)b * AF_STREAM_BLOCK);
-    }
-    s->next[b - 1] = 0;
-    s->used++;
-    uint64_t bytes = (uint64_t)s->used * AF_STREAM_BLOCK;
-    s->stats->stream_memory = bytes;
-    if (bytes > s->stats->stream_peak_memory) s->stats->stream_peak_memory = bytes;
-    return b;
-}
-
-static void block_free(af_streams *s, uint32_t b) {
-    s->next[b - 1] = s->free_head;
-    s->free_head = b;
-    s->used--;
-    s->stats->stream_memory = (uint64_t)s->used * AF_STREAM_BLOCK;
-}
-
-static void blocks_free(af_streams *s, uint32_t b) {
-    while (b) {
-        uint32_t n = s->next[b - 1];
-        block_free(s, b);
-        b = n;
-    }
-}
-
-static void chain_free(af_streams *s, chain *c) {
-    blocks_free(s, c->head);
-    memset(c, 0, sizeof *c);
-}
-
-/* Appends up to n bytes; returns how many fit in the arena. */
-static uint32_t chain_append(af_streams *s, chain *c, const uint8_t *data, uint32_t n, int may_use_reserve) {
-    uint32_t done = 0;
-    while (done < n) {
-        if (!c->tail || c->tail_fill == AF_STREAM_BLOCK) {
-            uint32_t b = block_new(s, may_use_reserve);
-            if (!b) break;
-            if (c->tail) s->next[c->tail - 1] = b; else c->head = b;
-            c->tail = b;
-            c->tail_fill = 0;
-        }
-        uint32_t k = AF_STREAM_BLOCK - c->tail_fill;
-        if (k > n - done) k = n - done;
-        memcpy(blk(s, c->tail) + c->tail_fill, data + done, k);
-        c->tail_fill += k;
-        c->len += k;
-        done += k;
-    }
-    return done;
-}
-
-/* The next block of a chain lies elsewhere in the arena, long out of cache: load its first n
- * bytes while the current one is copied. */
-static inline void prefetch_block(const af_streams *s, uint32_t b, uint32_t n) {
-    if (n > AF_STREAM_BLOCK) n = AF_STREAM_BLOCK;
-    for (uint32_t at = 0; at < n; at += 64) __builtin_prefetch(blk(s, b) + at);
-}
-
-/* Copies n bytes from position (*b, *off) on, advancing it. */
-static void copy_out(const af_streams *s, uint32_t *b, uint32_t *off, uint32_t n, uint8_t *dst) {
-    while (n) {
-        if (*off == AF_STREAM_BLOCK) {
-            *b = s->next[*b - 1];
-            *off = 0;
-        }
-        uint32_t k = AF_STREAM_BLOCK - *off;
-        if (k > n) k = n;
-        uint32_t later = n > k ? s->next[*b - 1] : 0;
-        if (later) prefetch_block(s, later, n - k);
-        memcpy(dst, blk(s, *b) + *off, k);
-        dst += k;
-        *off += k;
-        n -= k;
-    }
-}
-
-/* Copies a whole chain to dst and frees its blocks on the way: one walk of the chain, not two. */
-static void chain_move_out(af_streams *s, chain *c, uint8_t *dst) {
-    uint32_t n = c->len;
-    for (uint32_t b = c->head; b;) {
-        uint32_t next = s->next[b - 1];
-        uint32_t k = n < AF_STREAM_BLOCK ? n : AF_STREAM_BLOCK;
-        if (next) prefetch_block(s, next, n - k);
-        memcpy(dst, blk(s, b), k);
-        dst += k;
-        n -= k;
-        block_free(s, b);
-        b = next;
-    }
-    memset(c, 0, sizeof *c);
-}
 
 /* --- batch room --- */
 
 /* Batch bytes one more flow end (both kept streams, which the arena bounds too, and their holes,
  * 8-aligned) or one more packet (its pending chunk data) may take. */
-static uint64_t per_flow_bytes(uint64_t max_stream, uint64_t arena) {
+uint64_t af_streams_flow_bytes(uint64_t max_stream, uint64_t arena) {
     uint64_t kept = 2 * max_stream < arena ? 2 * max_stream : arena;
     return kept + 2 * (16ull * AF_STREAM_MAX_HOLES + 16) + AF_STREAM_MAX_PAYLOAD + AF_MATCH_TEXT + 16;
 }
 
-void af_streams_batch_sizes(const af_config *cfg, uint32_t capacity, uint32_t *chunks, uint64_t *data) {
-    *chunks = cfg->reassemble ? 3 * capacity + 64 : 0;   /* per flow: two data chunks and a match */
-    *data = cfg->reassemble ? 6 * per_flow_bytes(cfg->max_stream_bytes, cfg->max_reassembly_memory) + (4u << 20) : 0;
-}
-
-int af_streams_batch_alloc(af_batch *b, uint32_t capacity, uint32_t chunks, uint64_t data) {
-    b->streams = malloc((size_t)capacity * sizeof *b->streams);
-    b->chunks = malloc((size_t)chunks * sizeof *b->chunks);
-    /* address space: pages are backed as stream data first reaches them */
-    b->stream_data = reserve(data);
-    b->chunk_capacity = chunks;
-    b->stream_data_capacity = data;
-    if (b->streams && b->chunks && b->stream_data) return AF_OK;
-    af_streams_batch_free(b);
-    return AF_ERR_NOMEM;
-}
-
-void af_streams_batch_free(af_batch *b) {
-    free(b->streams);
-    free(b->chunks);
-    if (b->stream_data) munmap(b->stream_data, b->stream_data_capacity);
-    b->streams = NULL;
-    b->chunks = NULL;
-    b->stream_data = NULL;
-}
-
-uint32_t af_streams_room(const af_streams *s, const af_batch *b) {
+uint32_t af_streams_room(const void *ctx, const af_batch *b) {
+    const af_streams *s = ctx;
     uint64_t chunks_free = (uint64_t)b->chunk_capacity - b->chunk_count;
     uint64_t chunk_slots = chunks_free > s->pending_dirs ? (chunks_free - s->pending_dirs) / 3 : 0;
     uint64_t need = b->stream_data_used + s->pending_bytes + 8ull * s->pending_dirs;
     uint64_t byte_slots = b->stream_data_capacity > need
-        ? (b->stream_data_capacity - need) / per_flow_bytes(s->max_stream, (uint64_t)s->max_blocks * AF_STREAM_BLOCK)
+        ? (b->stream_data_capacity - need) / af_streams_flow_bytes(s->max_stream, (uint64_t)s->arena.max_blocks * AF_STREAM_BLOCK)
         : 0;
     uint64_t r = chunk_slots < byte_slots ? chunk_slots : byte_slots;
     return r > UINT32_MAX ? UINT32_MAX : (uint32_t)r;
@@ -305,8 +149,8 @@ static void mark_pending(af_streams *s, flow_state *fs, uint32_t slot, dir_state
 /* A match was found: it waits for a chunk of its own, like a direction's pending data. */
 static void pend_match(af_streams *s, flow_state *fs, uint32_t slot, const af_hit *hit, const uint8_t *text) {
     fs->hit = *hit;
-    if (chain_append(s, &fs->match_text, text, hit->text_length, 0) != hit->text_length) {
-        chain_free(s, &fs->match_text);   /* no arena room for the text: the match goes without */
+    if (af_chain_append(&s->arena, &fs->match_text, text, hit->text_length, 0) != hit->text_length) {
+        af_chain_free(&s->arena, &fs->match_text);   /* no arena room for the text: the match goes without */
         fs->hit.text_length = 0;
         fs->hit.partial = 1;
     }
@@ -336,12 +180,12 @@ static void stop_keeping(dir_state *d) {
 /* Appends `head` (hn bytes) then `data` (n bytes) whole, or leaves the chain as it was. */
 static int append_whole(af_streams *s, chain *c, const void *head, uint32_t hn, const uint8_t *data, uint32_t n) {
     chain before = *c;
-    if (chain_append(s, c, head, hn, 1) == hn && chain_append(s, c, data, n, 1) == n) return 1;
+    if (af_chain_append(&s->arena, c, head, hn, 1) == hn && af_chain_append(&s->arena, c, data, n, 1) == n) return 1;
     if (before.tail) {
-        blocks_free(s, s->next[before.tail - 1]);
-        s->next[before.tail - 1] = 0;
+        af_blocks_free(&s->arena, s->arena.next[before.tail - 1]);
+        s->arena.next[before.tail - 1] = 0;
     } else {
-        blocks_free(s, c->head);
+        af_blocks_free(&s->arena, c->head);
     }
     *c = before;
     return 0;
@@ -376,7 +220,7 @@ static void keep(af_streams *s, flow_state *fs, uint32_t slot, dir_state *d, con
             }
         } else {
             uint32_t k = n < room ? n : room;
-            kept_now = chain_append(s, &d->kept, data, k, 1);
+            kept_now = af_chain_append(&s->arena, &d->kept, data, k, 1);
             if (kept_now < k) {   /* the arena is full: the rest is lost, for chunks too */
                 s->stats->stream_bytes_dropped += n - kept_now;
                 stop_keeping(d);
@@ -410,7 +254,7 @@ static void add_hole(af_streams *s, dir_state *d, uint64_t off, uint64_t len) {
     d->hole_count++;
 }
 
-static seg_hdr *seg(const af_streams *s, uint32_t b) { return (seg_hdr *)(void *)blk(s, b); }
+static seg_hdr *seg(const af_streams *s, uint32_t b) { return (seg_hdr *)(void *)af_blk(&s->arena, b); }
 
 /* Appends the first out-of-order segment to the stream (it starts at next_off) and frees it. */
 static void take_segment(af_streams *s, flow_state *fs, uint32_t slot, dir_state *d) {
@@ -422,12 +266,12 @@ static void take_segment(af_streams *s, flow_state *fs, uint32_t slot, dir_state
     while (b) {
         uint32_t k = AF_STREAM_BLOCK - off;
         if (k > left) k = left;
-        if (k) keep(s, fs, slot, d, blk(s, b) + off, k, NULL);
+        if (k) keep(s, fs, slot, d, af_blk(&s->arena, b) + off, k, NULL);
         d->next_off += k;
         left -= k;
         off = 0;
-        uint32_t n = s->next[b - 1];
-        block_free(s, b);
+        uint32_t n = s->arena.next[b - 1];
+        af_block_free(&s->arena, b);
         b = n;
     }
 }
@@ -448,9 +292,9 @@ static void skip_hole(af_streams *s, flow_state *fs, uint32_t slot, dir_state *d
 static int buffer_piece(af_streams *s, dir_state *d, uint32_t *link, uint64_t off, const uint8_t *data, uint32_t n) {
     chain c = {0, 0, 0, 0};
     seg_hdr h = {off, n, *link};
-    if (chain_append(s, &c, (const uint8_t *)&h, sizeof h, 0) != sizeof h ||
-        chain_append(s, &c, data, n, 0) != n) {
-        blocks_free(s, c.head);
+    if (af_chain_append(&s->arena, &c, (const uint8_t *)&h, sizeof h, 0) != sizeof h ||
+        af_chain_append(&s->arena, &c, data, n, 0) != n) {
+        af_blocks_free(&s->arena, c.head);
         return 0;
     }
     *link = c.head;
@@ -485,19 +329,6 @@ static void buffer_segment(af_streams *s, dir_state *d, uint64_t from, const uin
     }
 }
 
-/* Moves chain `from` to the end of chain `to`, a block at a time (one freed per one taken). */
-static void chain_move(af_streams *s, chain *to, chain *from) {
-    uint32_t left = from->len;
-    for (uint32_t b = from->head; b;) {
-        uint32_t k = left < AF_STREAM_BLOCK ? left : AF_STREAM_BLOCK;
-        uint32_t next = s->next[b - 1];
-        chain_append(s, to, blk(s, b), k, 1);
-        block_free(s, b);
-        left -= k;
-        b = next;
-    }
-    memset(from, 0, sizeof *from);
-}
 
 /* A stream picked up mid-stream meets data from before its first segment (reordering): as
  * tcpflow does, the stream is extended at the front, while none of it was handed over yet and
@@ -512,10 +343,10 @@ static int prepend(af_streams *s, flow_state *fs, uint32_t slot, dir_state *d, c
         return 0;
     chain kept = {0, 0, 0, 0}, seg_chain = {0, 0, 0, 0};
     seg_hdr h = {shift, d->kept.len, d->ooo};
-    if (chain_append(s, &kept, data, n, 1) != n ||
-        (gap && d->kept.len && chain_append(s, &seg_chain, (const uint8_t *)&h, sizeof h, 1) != sizeof h)) {
-        chain_free(s, &kept);
-        chain_free(s, &seg_chain);
+    if (af_chain_append(&s->arena, &kept, data, n, 1) != n ||
+        (gap && d->kept.len && af_chain_append(&s->arena, &seg_chain, (const uint8_t *)&h, sizeof h, 1) != sizeof h)) {
+        af_chain_free(&s->arena, &kept);
+        af_chain_free(&s->arena, &seg_chain);
         return 0;
     }
     uint32_t old_pending = pending_of(d);
@@ -523,17 +354,17 @@ static int prepend(af_streams *s, flow_state *fs, uint32_t slot, dir_state *d, c
     if (gap) {   /* the old data becomes the first out-of-order segment */
         if (d->kept.len) {
             d->ooo_bytes += d->kept.len;
-            chain_move(s, &seg_chain, &d->kept);
+            af_chain_move(&s->arena, &seg_chain, &d->kept);
             d->ooo = seg_chain.head;
         }
         d->next_off = n;
     } else {
-        chain_move(s, &kept, &d->kept);
+        af_chain_move(&s->arena, &kept, &d->kept);
         d->next_off += shift;
         uint32_t left = d->hole_count;   /* holes move back with the data after them */
-        for (uint32_t b = d->holes.head; b && left; b = s->next[b - 1])
+        for (uint32_t b = d->holes.head; b && left; b = s->arena.next[b - 1])
             for (uint32_t i = 0; i < AF_STREAM_BLOCK / 16 && left; i++, left--)
-                ((uint64_t *)(void *)blk(s, b))[2 * i] += shift;
+                ((uint64_t *)(void *)af_blk(&s->arena, b))[2 * i] += shift;
     }
     d->kept = kept;
     d->base_seq -= shift;
@@ -602,7 +433,8 @@ void af_streams_set_matcher(af_streams *s, af_matcher *m, const af_table *t) {
     s->table = t;
 }
 
-void af_streams_prefetch(const af_streams *s, uint32_t slot, int sender, int stage) {
+void af_streams_prefetch(const void *ctx, uint32_t slot, int sender, int stage) {
+    const af_streams *s = ctx;
     if (stage == 0) {
         const char *d = (const char *)&s->flows[slot - 1].d[sender];
         for (size_t at = 0; at < sizeof(dir_state); at += 64) __builtin_prefetch(d + at);
@@ -612,22 +444,26 @@ void af_streams_prefetch(const af_streams *s, uint32_t slot, int sender, int sta
 
 void af_streams_reset(af_streams *s, uint32_t slot) {
     flow_state *fs = &s->flows[slot - 1];
-    chain_free(s, &fs->match_text);   /* normally emitted before */
+    af_chain_free(&s->arena, &fs->match_text);   /* normally emitted before */
     if (s->matcher) af_matcher_reset(s->matcher, slot);
     for (int i = 0; i < 2; i++) {   /* normally freed when the flow was emitted */
         dir_state *d = &fs->d[i];
-        chain_free(s, &d->kept);
-        chain_free(s, &d->over);
-        chain_free(s, &d->holes);
-        blocks_free(s, d->ooo);
+        af_chain_free(&s->arena, &d->kept);
+        af_chain_free(&s->arena, &d->over);
+        af_chain_free(&s->arena, &d->holes);
+        af_blocks_free(&s->arena, d->ooo);
         memset(d, 0, sizeof *d);
     }
 }
 
-void af_streams_packet(af_streams *s, const af_table *t, uint32_t slot, int sender, const af_packet *p,
-                       const uint8_t *payload, uint32_t n, uint64_t ts, af_batch *out) {
-    (void)t;
-    (void)out;
+void af_streams_packet(void *ctx, void *state, const af_meter_packet *mp) {
+    (void)state;
+    af_streams *s = ctx;
+    uint32_t slot = mp->slot, n = mp->payload_len;
+    const af_packet *p = mp->p;
+    const uint8_t *payload = mp->payload;
+    uint64_t ts = mp->ts;
+    int sender = mp->sender;
     flow_state *fs = &s->flows[slot - 1];
     dir_state *d = &fs->d[sender];
     if (p->protocol != 6) {   /* UDP and every other IP protocol: datagrams, each kept whole */
@@ -673,7 +509,7 @@ static af_chunk *new_chunk(const af_table *t, uint32_t slot, const dir_state *d,
     const af_flow *f = af_table_flow(t, slot);
     af_chunk *c = &out->chunks[out->chunk_count++];
     memset(c, 0, sizeof *c);
-    af_engine_fill_record(t, slot, &c->flow);
+    af_record_fill(t, slot, &c->flow);
     c->data_at = take_bytes(out, n, 0);
     c->length = n;
     c->ts_ns = d->ts;
@@ -696,8 +532,8 @@ static void emit_match(af_streams *s, const af_table *t, uint32_t slot, af_batch
     int endpoint = h->side ? 1 - af_table_flow(t, slot)->src_idx : af_table_flow(t, slot)->src_idx;
     af_chunk *c = new_chunk(t, slot, &fs->d[endpoint], endpoint, h->text_length, out);
     uint32_t b = fs->match_text.head, off = 0;
-    copy_out(s, &b, &off, h->text_length, out->stream_data + c->data_at);
-    chain_free(s, &fs->match_text);
+    af_copy_out(&s->arena, &b, &off, h->text_length, out->stream_data + c->data_at);
+    af_chain_free(&s->arena, &fs->match_text);
     c->kind = AF_CHUNK_MATCH;
     c->offset = h->start;
     c->match_end = h->end;
@@ -722,13 +558,13 @@ static void emit_chunk(af_streams *s, const af_table *t, uint32_t slot, int endp
             d->emit_blk = d->kept.head;
             d->emit_off = 0;
         }
-        copy_out(s, &d->emit_blk, &d->emit_off, from_kept, dst);
+        af_copy_out(&s->arena, &d->emit_blk, &d->emit_off, from_kept, dst);
         d->emitted += from_kept;
     }
     if (d->over.len) {
         uint32_t b = d->over.head, off = 0;
-        copy_out(s, &b, &off, d->over.len, dst + from_kept);
-        chain_free(s, &d->over);
+        af_copy_out(&s->arena, &b, &off, d->over.len, dst + from_kept);
+        af_chain_free(&s->arena, &d->over);
     }
     c->offset = d->chunk_off;
     s->stats->stream_chunks++;
@@ -792,9 +628,9 @@ void af_streams_emit(af_streams *s, const af_table *t, uint32_t slot, af_batch *
         info->hole_count[dir] = d->hole_count;
         /* handed over: keeping starts again (active timeout) or the state is freed (end) */
         info->data_at[dir] = take_bytes(out, d->kept.len, 0);
-        chain_move_out(s, &d->kept, out->stream_data + info->data_at[dir]);
+        af_chain_move_out(&s->arena, &d->kept, out->stream_data + info->data_at[dir]);
         info->holes_at[dir] = take_bytes(out, d->holes.len, 1);
-        chain_move_out(s, &d->holes, out->stream_data + info->holes_at[dir]);
+        af_chain_move_out(&s->arena, &d->holes, out->stream_data + info->holes_at[dir]);
         d->emit_blk = d->emit_off = d->emitted = 0;
         d->hole_count = 0;
         d->truncated = 0;

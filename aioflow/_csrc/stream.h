@@ -22,10 +22,11 @@
 #include "decode.h"
 #include "flowtable.h"
 #include "match.h"
+#include "meter.h"
+#include "packet.h"
 
-#define AF_STREAM_BLOCK 1024u       /* bytes of data per arena block */
 #define AF_STREAM_MAX_HOLES 4096u   /* per direction; past it the direction stops keeping data */
-#define AF_STREAM_MAX_PAYLOAD 65600u/* largest payload one packet (or datagram) carries */
+#define AF_STREAM_MAX_PAYLOAD AF_MAX_PAYLOAD
 
 typedef struct af_streams af_streams;
 
@@ -37,23 +38,20 @@ void af_streams_free(af_streams *s);
 void af_streams_prefault(af_streams *s, void *base, size_t bytes);
 void af_streams_stop_prefault(af_streams *s);
 
-/* Batch room (records) the reassembler leaves for more flow ends and packets; see engine room(). */
-uint32_t af_streams_room(const af_streams *s, const af_batch *b);
-/* Bytes and chunks a batch of `capacity` records needs for stream data (producer/live batches). */
-void af_streams_batch_sizes(const af_config *cfg, uint32_t capacity, uint32_t *chunks, uint64_t *data);
-/* Gives a batch its stream arrays (AF_OK or AF_ERR_NOMEM); af_streams_batch_free takes them back. */
-int af_streams_batch_alloc(af_batch *b, uint32_t capacity, uint32_t chunks, uint64_t data);
-void af_streams_batch_free(af_batch *b);
+/* Batch bytes one more flow end (both kept streams, which the arena bounds too, and their holes)
+ * or one more packet (its pending chunk data) may take. */
+uint64_t af_streams_flow_bytes(uint64_t max_stream, uint64_t arena_bytes);
+/* Batch room (records) the reassembler leaves for more flow ends and packets (batch.h's room). */
+uint32_t af_streams_room(const void *s, const af_batch *b);   /* the meter hooks' signatures */
 
 /* Stream patterns from now on (takes m; t: the engine's table, which says who is the client). */
 void af_streams_set_matcher(af_streams *s, af_matcher *m, const af_table *t);
 /* A packet of endpoint `sender` of the flow in `slot` comes soon: stage 0 prefetches its state,
  * stage 1 (a few packets later) what that state points to. */
-void af_streams_prefetch(const af_streams *s, uint32_t slot, int sender, int stage);
+void af_streams_prefetch(const void *s, uint32_t slot, int sender, int stage);
 /* A new flow took `slot` (its state is cleared), a packet of endpoint `sender` of it was counted. */
 void af_streams_reset(af_streams *s, uint32_t slot);
-void af_streams_packet(af_streams *s, const af_table *t, uint32_t slot, int sender, const af_packet *p,
-                       const uint8_t *payload, uint32_t length, uint64_t ts, af_batch *out);
+void af_streams_packet(void *s, void *state, const af_meter_packet *mp);
 /* The flow's record at out->records[record] is being emitted: its pending chunks go first (the
  * caller emits them before the record: call with the record index it will take), then its kept
  * streams are copied into the batch. `ending`: the flow leaves the table (out-of-order data is
@@ -66,7 +64,9 @@ void af_streams_emit(af_streams *s, const af_table *t, uint32_t slot, af_batch *
 void af_streams_enable_chunks(af_streams *s, uint32_t slots);
 /* End of a batch: a chunk for every direction with new data. */
 void af_streams_finish_batch(af_streams *s, const af_table *t, af_batch *out);
-/* Fills a chunk's flow snapshot (engine.c). */
-void af_engine_fill_record(const af_table *t, uint32_t slot, af_record *r);
+/* Reassembly as a meter (meters.h): on when cfg->reassemble; its batch hooks give batches their
+ * stream arrays. The pipeline sees only this; af_meters_ctx(set, &af_meter_reassembly) is the
+ * af_streams the entry layer hands stream patterns and chunk requests to. */
+extern const af_meter af_meter_reassembly;
 
 #endif

@@ -1,0 +1,168 @@
+#include "account.h"
+
+#include <stddef.h>
+#include <string.h>
+
+#include "expiry.h"
+
+#define AF_TIME_UNIT_SHIFT 20         /* recency-list times in units of ~1 ms */
+
+void af_account_init(af_accounting *a, const af_config *cfg, af_emitter em) {
+    a->em = em;
+    a->cfg = cfg;
+    a->next_id = 1;
+    /* Moving a flow to the tail of its recency list on every packet costs two cache misses (its
+     * neighbours). Open flows move at most every min(1 s, idle_timeout/64) of packet time
+     * instead: idle expiry and eviction order are then exact to within that resolution, and
+     * every record is still exact (a packet for an expired flow ends it before counting). */
+    uint64_t g = cfg->idle_timeout_ns / 64;
+    a->touch_units = (uint32_t)((g > 1000000000ULL ? 1000000000ULL : g) >> AF_TIME_UNIT_SHIFT);
+}
+
+static void keep_header(af_accounting *a, uint32_t slot, const af_queued *q, int dir) {
+    af_table *t = a->em.table;
+    af_header_count *hc = af_table_header_count(t, slot);
+    if (hc->kept >= t->headers_per_flow) {
+        hc->dropped++;
+        a->em.stats->headers_dropped++;
+        return;
+    }
+    const af_packet *p = &q->p;
+    af_header *hd = &af_table_headers(t, slot)[hc->kept++];
+    hd->ts_ns = q->ts;
+    hd->ip_length = p->ip_length;
+    hd->captured_length = q->caplen;
+    hd->tcp_seq = p->tcp_seq;
+    hd->tcp_ack = p->tcp_ack;
+    hd->ip_id = p->ip_id;
+    hd->ip_frag = p->ip_frag;
+    hd->tcp_window = p->tcp_window;
+    hd->direction = (uint8_t)dir;
+    hd->ttl = p->ttl;
+    hd->tcp_flags = p->tcp_flags;
+    uint32_t n = p->l3_headers_len < sizeof hd->raw ? p->l3_headers_len : (uint32_t)sizeof hd->raw;
+    hd->raw_length = (uint8_t)n;
+    memcpy(hd->raw, q->raw, n);
+    memset(hd->raw + n, 0, sizeof hd->raw - n);
+}
+
+static void reset_counters(af_accounting *a, uint32_t slot) {
+    af_table *t = a->em.table;
+    af_flow *f = af_table_flow(t, slot);
+    size_t from = offsetof(af_flow, last_ns);
+    memset((char *)f + from, 0, sizeof *f - from);
+    memset(f->flags, 0, sizeof f->flags);
+    memset(f->ttl_min, 0, sizeof f->ttl_min);
+    memset(f->ttl_max, 0, sizeof f->ttl_max);
+    af_flow_cold *c = af_table_cold(t, slot);
+    memset(c, 0, sizeof *c);
+    c->id = a->next_id++;
+    if (t->headers_per_flow) memset(af_table_header_count(t, slot), 0, sizeof(af_header_count));
+}
+
+/* Whether counting one more packet with these TCP flags would overflow a counter. */
+static int counter_full(const af_table *t, uint32_t slot, int dir, uint8_t tcp_flags) {
+    if (af_table_flow(t, slot)->packets[dir] == UINT32_MAX) return 1;
+    uint8_t rare = tcp_flags & AF_RARE_FLAGS;
+    if (!rare) return 0;
+    const af_flow_cold *c = af_table_cold(t, slot);
+    for (int b = 0; rare; b++, rare >>= 1)
+        if ((rare & 1) && c->rare_flags[dir][af_rare_slot[b]] == UINT16_MAX) return 1;
+    return 0;
+}
+
+void af_account(af_accounting *a, const af_queued *q) {
+    af_emitter *em = &a->em;
+    af_table *t = em->table;
+    af_stats *st = em->stats;
+    const af_config *cfg = a->cfg;
+    const af_packet *p = &q->p;
+    uint64_t ts = q->ts;
+    int sender = q->sender;
+    uint32_t slot = af_table_find(t, &q->key, q->hash);
+    int is_tcp = p->protocol == 6 && p->frag != AF_FRAG_LATER;
+    int syn_only = is_tcp && (p->tcp_flags & (AF_TCP_SYN | AF_TCP_ACK)) == AF_TCP_SYN;
+    if (slot != AF_NIL) {
+        af_flow *f = af_table_flow(t, slot);
+        uint64_t last = af_flow_last(f);
+        if (f->state & AF_ST_CLOSING) {
+            if (af_expired(ts, last, cfg->fin_timeout_ns) || syn_only) {
+                af_emit_end(em, slot, af_closing_reason(f));
+                slot = AF_NIL;
+            }
+        } else if (af_expired(ts, last, cfg->idle_timeout_ns)) {
+            af_emit_end(em, slot, AF_END_IDLE);
+            slot = AF_NIL;
+        }
+        /* the record's first time sits in the flow's third cache line: read it only when the
+         * last list move found the active timeout near */
+        if (slot != AF_NIL &&
+            (((f->state & AF_ST_ACTIVE_NEAR) &&
+              af_expired(ts, af_flow_first(f, af_table_cold(t, slot)), cfg->active_timeout_ns)) ||
+             counter_full(t, slot, sender, is_tcp ? p->tcp_flags : 0))) {
+            af_emit_record(em, slot, AF_END_ACTIVE);
+            reset_counters(a, slot);
+        }
+    }
+    if (slot == AF_NIL) {
+        if (t->count >= t->max_flows) af_emit_end(em, af_least_recent(t), AF_END_EVICTED);
+        slot = af_table_insert(t, &q->key, q->hash);
+        if (slot == AF_NIL) {   /* out of memory below max_flows: counted, never a crash */
+            st->aside[AF_ASIDE_NO_MEMORY]++;
+            st->packets_read++;
+            return;
+        }
+        af_flow *f = af_table_flow(t, slot);
+        af_table_cold(t, slot)->id = a->next_id++;
+        if (em->meters->count) af_meters_new(em->meters, slot);
+        /* a SYN+ACK seen first means its receiver opened the connection */
+        int synack = is_tcp && (p->tcp_flags & (AF_TCP_SYN | AF_TCP_ACK)) == (AF_TCP_SYN | AF_TCP_ACK);
+        f->src_idx = (uint8_t)(synack ? 1 - sender : sender);
+        st->flows_created++;
+        if (t->count > st->peak_active_flows) st->peak_active_flows = t->count;
+        af_count_active(st, p->protocol, +1);
+    }
+    af_flow *f = af_table_flow(t, slot);
+    if (f->packets[sender] == 0) af_table_cold(t, slot)->first_ns[sender] = f->last_ns[sender] = ts;
+    else if (ts > f->last_ns[sender]) f->last_ns[sender] = ts;
+    f->packets[sender]++;
+    f->bytes[sender] += p->ip_length;
+    f->captured_bytes[sender] += q->caplen;
+    if (f->packets[sender] == 1 || p->ttl < f->ttl_min[sender]) f->ttl_min[sender] = p->ttl;
+    if (p->ttl > f->ttl_max[sender]) f->ttl_max[sender] = p->ttl;
+    enum af_list list = (f->state & AF_ST_CLOSING) ? AF_LIST_CLOSING : AF_LIST_OPEN;
+    if (is_tcp) {
+        uint8_t fl = p->tcp_flags;
+        f->flags[sender] |= fl;
+        f->ack_packets[sender] += (fl & AF_TCP_ACK) != 0;
+        if (fl & ~AF_TCP_ACK) {   /* an ACK alone (most packets) leaves the cold part alone */
+            af_flow_cold *c = af_table_cold(t, slot);
+            c->psh_packets[sender] += (fl & AF_TCP_PSH) != 0;
+            for (uint8_t rare = fl & AF_RARE_FLAGS, b = 0; rare; b++, rare >>= 1)
+                if (rare & 1) c->rare_flags[sender][af_rare_slot[b]]++;
+        }
+        if (fl & AF_TCP_FIN) f->state |= sender ? AF_ST_FIN1 : AF_ST_FIN0;
+        if (fl & AF_TCP_RST) f->state |= AF_ST_RST;
+        if ((f->state & AF_ST_RST) || (f->state & (AF_ST_FIN0 | AF_ST_FIN1)) == (AF_ST_FIN0 | AF_ST_FIN1))
+            list = AF_LIST_CLOSING;
+    }
+    uint32_t now_units = (uint32_t)(ts >> AF_TIME_UNIT_SHIFT);
+    if (list == AF_LIST_CLOSING || (f->state & AF_ST_CLOSING) || f->packets[0] + f->packets[1] == 1 ||
+        now_units - f->moved >= a->touch_units) {
+        af_table_touch(t, slot, list);
+        f->moved = now_units;
+        /* until the next move (less than touch_units later), is an active timeout possible? */
+        uint64_t margin = ((uint64_t)a->touch_units + 2) << AF_TIME_UNIT_SHIFT;
+        uint64_t horizon = ts > UINT64_MAX - margin ? UINT64_MAX : ts + margin;
+        if (af_expired(horizon, af_flow_first(f, af_table_cold(t, slot)), cfg->active_timeout_ns))
+            f->state |= AF_ST_ACTIVE_NEAR;
+        else f->state &= (uint8_t)~AF_ST_ACTIVE_NEAR;
+    }
+    if (t->headers_per_flow) keep_header(a, slot, q, sender != f->src_idx);
+    if (em->meters->n_packet) {
+        af_meter_packet mp = {t, slot, sender, sender != f->src_idx, ts, p, q->payload, q->payload_len};
+        af_meters_packet(em->meters, &mp);
+    }
+    st->packets_in_flows++;
+    st->packets_read++;
+}

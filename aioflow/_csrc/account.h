@@ -1,0 +1,24 @@
+/* Flow accounting: one prepared packet into its flow — ending the flow first when it expired,
+ * splitting the record at the active timeout or a full counter, creating it (evicting the least
+ * recent flow at max_flows), then the per-direction counters, TCP flags and state, the recency
+ * lists, kept headers (headers=N) and the enabled meters. */
+#ifndef AIOFLOW_ACCOUNT_H
+#define AIOFLOW_ACCOUNT_H
+#include <stdint.h>
+
+#include "aioflow.h"
+#include "batch.h"
+#include "packet.h"
+
+typedef struct {
+    af_emitter em;
+    const af_config *cfg;
+    uint64_t next_id;
+    uint32_t touch_units;            /* open flows move in their recency list at most this often */
+} af_accounting;
+
+void af_account_init(af_accounting *a, const af_config *cfg, af_emitter em);
+/* Counts q into its flow. Needs AF_ROOM_PER_PACKET records of room in a->em.out. */
+void af_account(af_accounting *a, const af_queued *q);
+
+#endif

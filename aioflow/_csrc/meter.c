@@ -1,0 +1,148 @@
+/* The meter registry and the dispatch to enabled meters (meter.h). */
+#define _DEFAULT_SOURCE   /* MAP_ANONYMOUS under -std=c11 */
+#include "meter.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define AF_METER(name) extern const af_meter af_meter_##name;
+#include "meters.h"
+#undef AF_METER
+
+#define AF_METER(name) &af_meter_##name,
+static const af_meter *const registry[] = {
+#include "meters.h"
+};
+#undef AF_METER
+
+enum { REGISTRY_COUNT = sizeof registry / sizeof registry[0] };
+_Static_assert(REGISTRY_COUNT <= AF_METERS_MAX, "af_config.meters has one bit per meter");
+
+uint32_t af_meter_registry_count(void) { return REGISTRY_COUNT; }
+const af_meter *af_meter_registry(uint32_t i) { return i < REGISTRY_COUNT ? registry[i] : NULL; }
+const af_meter_info *af_meter_info_of(uint32_t i) { return i < REGISTRY_COUNT ? &registry[i]->info : NULL; }
+
+static size_t state_bytes(const af_meter_set *s, uint32_t k) { return (size_t)s->max_flows * s->m[k]->state_size; }
+
+int af_meters_open(af_meter_set *s, const af_config *cfg, af_stats *stats, char *error, size_t error_length) {
+    memset(s, 0, sizeof *s);
+    s->max_flows = cfg->max_flows;
+    for (uint32_t i = 0; i <= AF_METERS_MAX; i++) s->offset[i] = -1;
+    if (cfg->meters >> REGISTRY_COUNT) {
+        snprintf(error, error_length, "unknown meter bit in 0x%x (this build has %u meters)", cfg->meters,
+                 (unsigned)REGISTRY_COUNT);
+        return AF_ERR_CONFIG;
+    }
+    for (uint32_t i = 0; i < REGISTRY_COUNT; i++) {
+        const af_meter *m = registry[i];
+        int on = m->wanted ? m->wanted(cfg) : (int)((cfg->meters >> i) & 1);
+        if (!on) continue;
+        uint32_t k = s->count++;
+        s->m[k] = m;
+        s->index[k] = i;
+        if (m->open && !(s->ctx[k] = m->open(cfg, stats))) {
+            snprintf(error, error_length, "out of memory for the %s meter", m->info.name);
+            s->count--;
+            af_meters_close(s);
+            return AF_ERR_NOMEM;
+        }
+        if (m->state_size) {   /* reserved; pages are backed as flows first use them */
+            void *p = mmap(NULL, state_bytes(s, k), PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+            if (p == MAP_FAILED) {
+                snprintf(error, error_length, "out of memory for the %s meter's flow states", m->info.name);
+                af_meters_close(s);
+                return AF_ERR_NOMEM;
+            }
+            s->state[k] = p;
+        }
+        if (m->info.record_size) {   /* 8-aligned blocks, so every field is naturally aligned */
+            s->offset[i] = (int32_t)s->stride;
+            s->stride += (m->info.record_size + 7u) & ~7u;
+        }
+        s->needs_payload |= m->needs_payload;
+        if (m->on_packet) s->packet[s->n_packet++] = (af_packet_hook){m->on_packet, s->ctx[k], s->state[k], m->state_size};
+        if (m->prefetch) s->prefetch[s->n_prefetch++] = (af_prefetch_hook){m->prefetch, s->ctx[k]};
+        if (m->batch_room) s->room[s->n_room++] = (af_room_hook){m->batch_room, s->ctx[k]};
+    }
+    return AF_OK;
+}
+
+void af_meters_close(af_meter_set *s) {
+    for (uint32_t k = 0; k < s->count; k++) {
+        if (s->m[k]->close) s->m[k]->close(s->ctx[k]);
+        if (s->state[k]) munmap(s->state[k], state_bytes(s, k));
+    }
+    s->count = 0;
+}
+
+void *af_meters_ctx(const af_meter_set *s, const af_meter *m) {
+    for (uint32_t k = 0; k < s->count; k++)
+        if (s->m[k] == m) return s->ctx[k];
+    return NULL;
+}
+
+static inline void *state_of(const af_meter_set *s, uint32_t k, uint32_t slot) {
+    return s->state[k] ? s->state[k] + (size_t)(slot - 1) * s->m[k]->state_size : NULL;
+}
+
+void af_meters_new(af_meter_set *s, uint32_t slot) {
+    for (uint32_t k = 0; k < s->count; k++) {
+        void *st = state_of(s, k, slot);
+        if (st) memset(st, 0, s->m[k]->state_size);
+        if (s->m[k]->on_new) s->m[k]->on_new(s->ctx[k], st, slot);
+    }
+}
+
+void af_meters_end(af_meter_set *s, const af_table *t, uint32_t slot, int ending, af_batch *out, uint32_t record) {
+    af_meter_end me = {t, slot, ending, out, record, NULL};
+    for (uint32_t k = 0; k < s->count; k++) {
+        const af_meter *m = s->m[k];
+        int32_t at = s->offset[s->index[k]];
+        me.block = at >= 0 ? out->meter_data + (size_t)record * out->meter_stride + (uint32_t)at : NULL;
+        if (me.block) memset(me.block, 0, m->info.record_size);
+        if (m->on_end) m->on_end(s->ctx[k], state_of(s, k, slot), &me);
+    }
+}
+
+void af_meters_finish_batch(af_meter_set *s, const af_table *t, af_batch *b) {
+    for (uint32_t k = 0; k < s->count; k++)
+        if (s->m[k]->batch_finish) s->m[k]->batch_finish(s->ctx[k], t, b);
+}
+
+int af_meters_batch_alloc(const af_meter_set *s, const af_config *cfg, af_batch *b, uint32_t capacity) {
+    b->meter_stride = s->stride;
+    if (s->stride && !(b->meter_data = calloc(capacity, s->stride))) return AF_ERR_NOMEM;
+    for (uint32_t k = 0; k < s->count; k++)
+        if (s->m[k]->batch_alloc && s->m[k]->batch_alloc(cfg, b, capacity) != AF_OK) {
+            af_meters_batch_free(b);
+            return AF_ERR_NOMEM;
+        }
+    return AF_OK;
+}
+
+void af_meters_batch_free(af_batch *b) {
+    for (uint32_t i = 0; i < REGISTRY_COUNT; i++)
+        if (registry[i]->batch_free) registry[i]->batch_free(b);
+    free(b->meter_data);
+    b->meter_data = NULL;
+}
+
+int af_meters_batch_ready(const af_meter_set *s, const af_batch *b) {
+    if (s->stride && (!b->meter_data || b->meter_stride != s->stride)) return 0;
+    for (uint32_t k = 0; k < s->count; k++)
+        if (s->m[k]->batch_ready && !s->m[k]->batch_ready(b)) return 0;
+    return 1;
+}
+
+void af_meters_prefault(af_meter_set *s, af_batch *b, uint64_t usual) {
+    for (uint32_t k = 0; k < s->count; k++)
+        if (s->m[k]->prefault) s->m[k]->prefault(s->ctx[k], b, usual);
+}
+
+void af_meters_stop(af_meter_set *s) {
+    for (uint32_t k = 0; k < s->count; k++)
+        if (s->m[k]->stop) s->m[k]->stop(s->ctx[k]);
+}

@@ -1,0 +1,152 @@
+/* Meters: every per-flow feature beyond the flow table's own counters is one.
+ *
+ * A meter is an af_meter descriptor (its own .c file) plus one line in meters.h. It has
+ *   - a fixed-size state block per flow slot (state_size bytes, zeroed when a flow takes the
+ *     slot; the meter set reserves one array per enabled meter, indexed by slot, backed as used);
+ *   - on_packet: called for every packet counted into a flow;
+ *   - on_end: called when the flow's record is emitted (the flow ends, or an active-timeout split:
+ *     `ending` says which), writing its fields into its block of the record's meter area;
+ *   - its fields (af_meter_field: name, C type, unit, offset in the block), which Python reads
+ *     from the compiled module (af_meter_info) to build Flow.meter() and the bulk columns.
+ * Optional hooks serve meters with batch-side data (reassembly: stream data and chunks).
+ *
+ * Only enabled meters are called and only they take record room: with none enabled, a packet
+ * pays one test of the enabled count. Meters never call back into Python nor up into the
+ * pipeline: what they need (the flow table, the batch) is handed to them. */
+#ifndef AIOFLOW_METER_H
+#define AIOFLOW_METER_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "aioflow.h"
+#include "decode.h"
+#include "flowtable.h"
+
+/* One packet counted into a flow, as a meter sees it. */
+typedef struct {
+    const af_table *table;
+    uint32_t slot;
+    int sender;                      /* key endpoint (0/1) that sent it; af_table_flow()->src_idx is the client */
+    int direction;                   /* 0: src->dst (client to server), 1: dst->src */
+    uint64_t ts;                     /* packet time, ns */
+    const af_packet *p;              /* decoded headers (l3/payload pointers are not valid here) */
+    const uint8_t *payload;          /* payload copy (meters with needs_payload), else NULL */
+    uint32_t payload_len;
+} af_meter_packet;
+
+/* A flow's record is being emitted into out->records[record] (it is written just after). */
+typedef struct {
+    const af_table *table;
+    uint32_t slot;
+    int ending;                      /* 1: the flow leaves the table; 0: active-timeout split, it goes on */
+    af_batch *out;
+    uint32_t record;
+    uint8_t *block;                  /* the meter's record_size bytes for this record (NULL if 0) */
+} af_meter_end;
+
+typedef struct af_meter {
+    af_meter_info info;              /* name, doc, fields, record_size (api.h: what Python sees) */
+    uint32_t state_size;             /* per-flow state bytes (0: none, or the meter keeps its own) */
+    int needs_payload;               /* on_packet wants the payload bytes (copied while reading) */
+    /* Turned on by a config option of its own (info.option) rather than by name; NULL: by name. */
+    int (*wanted)(const af_config *cfg);
+    /* Meter-wide context (NULL hook: none). open returns NULL without memory. */
+    void *(*open)(const af_config *cfg, af_stats *stats);
+    void (*close)(void *ctx);
+    void (*on_new)(void *ctx, void *state, uint32_t slot);   /* a new flow took the slot */
+    void (*on_packet)(void *ctx, void *state, const af_meter_packet *mp);
+    void (*on_end)(void *ctx, void *state, const af_meter_end *me);
+    /* A packet of `sender` in `slot` comes soon: stage 0 a few packets ahead, stage 1 nearer. */
+    void (*prefetch)(const void *ctx, uint32_t slot, int sender, int stage);
+    /* Batch side: room to give a batch of `capacity` records, records it can still take, and
+     * what to add when it is handed over; stop: before batch memory is unmapped. */
+    int (*batch_alloc)(const af_config *cfg, af_batch *b, uint32_t capacity);
+    void (*batch_free)(af_batch *b);
+    int (*batch_ready)(const af_batch *b);   /* the batch has this meter's room */
+    uint32_t (*batch_room)(const void *ctx, const af_batch *b);
+    void (*batch_finish)(void *ctx, const af_table *t, af_batch *b);
+    /* Batch memory the counting thread writes soon: back `usual` bytes of it ahead (prefault.h). */
+    void (*prefault)(void *ctx, af_batch *b, uint64_t usual);
+    void (*stop)(void *ctx);
+} af_meter;
+
+/* The registry (meter.c, from meters.h): index i is bit i of af_config.meters. */
+uint32_t af_meter_registry_count(void);
+const af_meter *af_meter_registry(uint32_t index);
+
+#define AF_METERS_MAX 32
+
+/* The per-packet hooks of the enabled meters, gathered so the counting loop calls them directly. */
+typedef struct {
+    void (*fn)(void *ctx, void *state, const af_meter_packet *mp);
+    void *ctx;
+    uint8_t *state;                  /* the meter's state array (slot 1 first), or NULL */
+    uint32_t state_size;
+} af_packet_hook;
+
+typedef struct {
+    void (*fn)(const void *ctx, uint32_t slot, int sender, int stage);
+    const void *ctx;
+} af_prefetch_hook;
+
+typedef struct {
+    uint32_t (*fn)(const void *ctx, const af_batch *b);
+    const void *ctx;
+} af_room_hook;
+
+/* The enabled meters of one engine, with their state arrays and record-block offsets. */
+typedef struct {
+    uint32_t count;                  /* enabled */
+    const af_meter *m[AF_METERS_MAX];
+    void *ctx[AF_METERS_MAX];
+    uint8_t *state[AF_METERS_MAX];   /* max_flows * state_size, reserved */
+    uint32_t index[AF_METERS_MAX];   /* registry index */
+    int32_t offset[AF_METERS_MAX + 1];   /* by registry index: record-block offset, -1 when off */
+    uint32_t stride;                 /* record meter-block bytes (0 when no enabled meter has fields) */
+    uint32_t max_flows;
+    int needs_payload;
+    uint32_t n_packet, n_prefetch, n_room;   /* enabled meters with those hooks (0: nothing to call) */
+    af_packet_hook packet[AF_METERS_MAX];
+    af_prefetch_hook prefetch[AF_METERS_MAX];
+    af_room_hook room[AF_METERS_MAX];
+} af_meter_set;
+
+/* Enables the meters cfg asks for. AF_OK, AF_ERR_CONFIG (unknown bit; message in error), or
+ * AF_ERR_NOMEM. */
+int af_meters_open(af_meter_set *s, const af_config *cfg, af_stats *stats, char *error, size_t error_length);
+void af_meters_close(af_meter_set *s);
+/* The context of an enabled meter, or NULL when it is off. */
+void *af_meters_ctx(const af_meter_set *s, const af_meter *m);
+
+void af_meters_new(af_meter_set *s, uint32_t slot);
+void af_meters_end(af_meter_set *s, const af_table *t, uint32_t slot, int ending, af_batch *out, uint32_t record);
+void af_meters_finish_batch(af_meter_set *s, const af_table *t, af_batch *b);
+int af_meters_batch_alloc(const af_meter_set *s, const af_config *cfg, af_batch *b, uint32_t capacity);
+void af_meters_batch_free(af_batch *b);
+int af_meters_batch_ready(const af_meter_set *s, const af_batch *b);
+void af_meters_prefault(af_meter_set *s, af_batch *b, uint64_t usual);
+void af_meters_stop(af_meter_set *s);
+
+/* Per packet (inline: the counting loop's own code). */
+static inline void af_meters_packet(const af_meter_set *s, const af_meter_packet *mp) {
+    for (uint32_t k = 0; k < s->n_packet; k++) {
+        const af_packet_hook *h = &s->packet[k];
+        h->fn(h->ctx, h->state ? h->state + (size_t)(mp->slot - 1) * h->state_size : NULL, mp);
+    }
+}
+
+static inline void af_meters_prefetch(const af_meter_set *s, uint32_t slot, int sender, int stage) {
+    for (uint32_t k = 0; k < s->n_prefetch; k++) s->prefetch[k].fn(s->prefetch[k].ctx, slot, sender, stage);
+}
+
+/* Records the batch can still take as far as the meters' batch-side data goes. */
+static inline uint32_t af_meters_room(const af_meter_set *s, const af_batch *b) {
+    uint32_t r = UINT32_MAX;
+    for (uint32_t k = 0; k < s->n_room; k++) {
+        uint32_t x = s->room[k].fn(s->room[k].ctx, b);
+        if (x < r) r = x;
+    }
+    return r;
+}
+
+#endif

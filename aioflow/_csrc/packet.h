@@ -1,0 +1,30 @@
+/* The packet as it travels from the reading stages (source, prepare, read-ahead ring) to the
+ * counting stages (account, meters): decoded, keyed and hashed, with copies of what the capture
+ * buffer held (libpcap reuses it for the next packet). */
+#ifndef AIOFLOW_PACKET_H
+#define AIOFLOW_PACKET_H
+#include <stdint.h>
+
+#include "aioflow.h"
+#include "decode.h"
+#include "flowtable.h"
+
+#define AF_MAX_PAYLOAD 65600u        /* largest payload one packet (or datagram) carries */
+
+/* What counting reads first comes first; raw (headers=N only) last. */
+typedef struct {
+    uint64_t hash;
+    int pending;                     /* read ahead, a fragment: the counting thread prepares it */
+    int sender;                      /* 1 when the packet's sender is the key's endpoint 1 */
+    uint64_t ts;
+    uint32_t caplen;
+    uint32_t payload_len;            /* meters that read payloads: payload copied to `payload` */
+    const uint8_t *payload;          /* the payload copy; a fragment read ahead: the frame's copy */
+    uint64_t ring_end;               /* read ahead: ring bytes used up to the end of its copy */
+    int decoded;                     /* af_decode's result */
+    af_key key;
+    af_packet p;
+    uint8_t raw[sizeof(((af_header *)0)->raw)];   /* headers kept: libpcap reuses its buffer */
+} af_queued;
+
+#endif

@@ -1,0 +1,463 @@
+#include "pipeline.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "account.h"
+#include "batch.h"
+#include "defrag.h"
+#include "expiry.h"
+#include "flowtable.h"
+#include "fragments.h"
+#include "prepare.h"
+#include "record.h"
+
+/* READING: packets come in; DRAINING: the source ended (or stop), queued packets are still
+ * counted; FLUSHING: every remaining flow is emitted; DONE. */
+enum af_phase { PHASE_READING, PHASE_DRAINING, PHASE_FLUSHING, PHASE_DONE };
+
+/* Prepared packets wait in a short queue before they are counted, so that their hash bucket and
+ * flow record can be prefetched: a flow lookup is otherwise a cache miss on nearly every packet.
+ * With a read-ahead thread its longer ring (readahead.h) is the queue. */
+#define AF_QUEUE 32u                 /* packets queued by the counting thread itself (power of two) */
+#define AF_PREFETCH_AHEAD 8u         /* flow records are prefetched this many packets ahead */
+
+struct af_pipeline {
+    pthread_mutex_t mu;
+    af_source src;
+    af_config cfg;
+    af_table table;
+    af_frag_table frags;
+    af_defrag *defrag;               /* cfg.defragment: IP reassembly (defrag.h), else NULL */
+    af_meter_set meters;
+    af_stats stats;
+    af_prepare prep;
+    af_accounting acc;
+    uint64_t now_ns;                 /* newest packet time seen: the clock of a file source */
+    enum af_phase phase;
+    uint8_t flush_reason;
+    atomic_int stop_requested;
+    af_queued *queue;                /* AF_RING entries (AF_QUEUE used without read-ahead) */
+    uint32_t queue_head, queue_count;    /* queue_head: free-running index (& qmask to use) */
+    uint32_t qmask;                  /* AF_QUEUE - 1; read ahead: AF_RING - 1 (a small queue stays in cache) */
+    af_readahead *ahead;             /* files read by af_start's thread: the reading thread */
+    uint8_t *frag_payload;           /* read ahead: payload copy of a fragment prepared here */
+    uint8_t *payloads;               /* payload meters: AF_QUEUE payload copies (libpcap reuses its buffer) */
+    uint64_t pulled;                 /* packets taken from libpcap (af_pump_some reports its share) */
+    char error[PCAP_ERRBUF_SIZE + 256];
+};
+
+static int check_config(const af_config *cfg, char *error, size_t n) {
+    if (cfg->max_flows == 0 || cfg->headers_per_flow > AF_MAX_HEADERS_PER_FLOW) {
+        snprintf(error, n, "max_flows must be >= 1 and headers <= %d", AF_MAX_HEADERS_PER_FLOW);
+        return AF_ERR_CONFIG;
+    }
+    if (cfg->defragment &&
+        (cfg->max_fragment_datagrams == 0 || cfg->max_fragment_datagrams > AF_MAX_FRAGMENT_DATAGRAMS ||
+         cfg->max_fragments_per_datagram == 0 || cfg->max_fragments_per_datagram > AF_MAX_FRAGMENTS_PER_DATAGRAM ||
+         cfg->max_datagram_size < AF_MIN_DATAGRAM_SIZE || cfg->max_datagram_size > AF_MAX_DATAGRAM_SIZE ||
+         cfg->max_fragment_memory < AF_MIN_FRAGMENT_MEMORY)) {
+        snprintf(error, n, "defragment bounds out of range");
+        return AF_ERR_CONFIG;
+    }
+    if (cfg->reassemble && (cfg->max_stream_bytes == 0 || cfg->max_stream_bytes > AF_MAX_STREAM_BYTES ||
+                            cfg->max_reassembly_memory < AF_MIN_REASSEMBLY_MEMORY)) {
+        snprintf(error, n, "max_stream_bytes must be 1..2**30 and max_reassembly_memory >= 1 MiB");
+        return AF_ERR_CONFIG;
+    }
+    return AF_OK;
+}
+_Static_assert(AF_MIN_FRAGMENT_MEMORY == AF_DEFRAG_BLOCK, "the fragment pool holds at least one block");
+
+void af_pipeline_close(af_pipeline *p) {
+    if (!p) return;
+    af_readahead_free(p->ahead);
+    af_source_close(&p->src);
+    free(p->queue);
+    free(p->frag_payload);
+    free(p->payloads);
+    af_table_free(&p->table);
+    af_defrag_free(p->defrag);
+    af_meters_close(&p->meters);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
+
+/* What both kinds of source share once the source is open: the table, stages and clocks. */
+static int finish_open(af_pipeline *p, char *error, size_t n) {
+    const af_config *cfg = &p->cfg;
+    p->qmask = AF_QUEUE - 1;
+    if (!(p->queue = calloc(AF_RING, sizeof *p->queue))) {
+        snprintf(error, n, "out of memory for the packet queue");
+        return AF_ERR_NOMEM;
+    }
+    if (af_table_init(&p->table, cfg->max_flows, cfg->headers_per_flow, cfg->hash_seed) != 0) {
+        snprintf(error, n, "out of memory for max_flows=%u (lower it)", cfg->max_flows);
+        return AF_ERR_NOMEM;
+    }
+    p->frags.seed = cfg->hash_seed * 31 + 7;
+    if (cfg->defragment && !(p->defrag = af_defrag_new(cfg, cfg->hash_seed * 37 + 11, &p->stats))) {
+        snprintf(error, n, "out of memory for the defragmenter (lower max_fragment_datagrams, "
+                 "max_fragments_per_datagram or max_fragment_memory)");
+        return AF_ERR_NOMEM;
+    }
+    int code = af_meters_open(&p->meters, cfg, &p->stats, error, n);
+    if (code == AF_ERR_NOMEM && cfg->reassemble)
+        snprintf(error, n, "out of memory for reassembly (lower max_reassembly_memory)");
+    if (code != AF_OK) return code;
+    if (p->meters.needs_payload && !(p->payloads = malloc((size_t)AF_QUEUE * AF_MAX_PAYLOAD))) {
+        snprintf(error, n, "out of memory for reassembly (lower max_reassembly_memory)");
+        return AF_ERR_NOMEM;
+    }
+    p->stats.link_type = p->src.dlt;
+    p->stats.file_size = p->src.file_size;
+    p->prep = (af_prepare){&p->src, &p->table, &p->frags, p->defrag, p->meters.needs_payload, 1};
+    af_account_init(&p->acc, &p->cfg, (af_emitter){&p->table, &p->meters, &p->stats, NULL});
+    p->phase = PHASE_READING;
+    return AF_OK;
+}
+
+/* A checked config and an empty pipeline for it (*out), or an error code with its message. */
+static int pipeline_new(af_pipeline **out, const af_config *cfg, char *error, size_t n) {
+    *out = NULL;
+    int code = check_config(cfg, error, n);
+    if (code != AF_OK) return code;
+    af_pipeline *p = calloc(1, sizeof *p);
+    if (!p) {
+        snprintf(error, n, "out of memory");
+        return AF_ERR_NOMEM;
+    }
+    p->cfg = *cfg;
+    pthread_mutex_init(&p->mu, NULL);
+    *out = p;
+    return AF_OK;
+}
+
+/* The source opened (code): the other stages, then *out; else everything is freed. */
+static int opened(af_pipeline **out, af_pipeline *p, int code, char *error, size_t n) {
+    if (code == AF_OK) code = finish_open(p, error, n);
+    if (code != AF_OK) {
+        af_pipeline_close(p);
+        return code;
+    }
+    *out = p;
+    return AF_OK;
+}
+
+int af_pipeline_open_file(af_pipeline **out, const char *path, const char *bpf, const af_config *cfg,
+                          char *error, size_t n) {
+    *out = NULL;
+    af_pipeline *p;
+    int code = pipeline_new(&p, cfg, error, n);
+    if (code != AF_OK) return code;
+    return opened(out, p, af_source_open_file(&p->src, path, bpf, error, n), error, n);
+}
+
+int af_pipeline_open_live(af_pipeline **out, const char *device, const char *bpf, const af_config *cfg,
+                          int promiscuous, int32_t buffer_bytes, char *error, size_t n) {
+    *out = NULL;
+    af_pipeline *p;
+    int code = pipeline_new(&p, cfg, error, n);
+    if (code != AF_OK) return code;
+    code = af_source_open_live(&p->src, device, bpf, cfg->snaplen, promiscuous, buffer_bytes, error, n);
+    return opened(out, p, code, error, n);
+}
+
+void af_pipeline_stop(af_pipeline *p) { atomic_store(&p->stop_requested, 1); }
+const char *af_pipeline_error(af_pipeline *p) { return p->error; }
+int af_pipeline_is_live(const af_pipeline *p) { return p->src.live; }
+int af_pipeline_fd(const af_pipeline *p) { return af_source_fd(&p->src); }
+void af_pipeline_lock(af_pipeline *p) { pthread_mutex_lock(&p->mu); }
+void af_pipeline_unlock(af_pipeline *p) { pthread_mutex_unlock(&p->mu); }
+af_meter_set *af_pipeline_meters(af_pipeline *p) { return &p->meters; }
+const af_config *af_pipeline_config(const af_pipeline *p) { return &p->cfg; }
+uint32_t af_pipeline_slots_used(const af_pipeline *p) { return p->table.hwm; }
+const af_table *af_pipeline_table(const af_pipeline *p) { return &p->table; }
+int af_pipeline_started_reading(const af_pipeline *p) { return p->stats.packets_read != 0 || p->ahead; }
+
+/* Filters and prepares one packet read by the counting thread itself (live sources, or no
+ * read-ahead); a flow packet joins the queue with its key and hash. */
+static void enqueue(af_pipeline *p, const struct pcap_pkthdr *h, const u_char *data) {
+    uint32_t at = p->queue_head + p->queue_count;
+    af_queued *q = &p->queue[at & p->qmask];
+    p->pulled++;
+    if (!af_read_packet(&p->prep, &p->stats, h, data, q)) return;
+    if (p->defrag) af_defrag_expire(p->defrag, q->ts);
+    uint8_t *payload_to = p->payloads ? p->payloads + (size_t)(at & (AF_QUEUE - 1)) * AF_MAX_PAYLOAD : NULL;
+    if (af_prepare_packet(&p->prep, &p->stats, q, data, payload_to)) p->queue_count++;
+}
+
+/* Counts the oldest queued packet, after prefetching the flow record of one further back. */
+static void count_queued(af_pipeline *p) {
+    af_table *t = &p->table;
+    if (p->ahead && p->queue_count > 2 * AF_PREFETCH_AHEAD) {   /* read on another core: its bucket too */
+        if (p->queue_count > 4 * AF_PREFETCH_AHEAD) {   /* and the entry itself, written over there */
+            const char *next = (const char *)&p->queue[(p->queue_head + 4 * AF_PREFETCH_AHEAD) & p->qmask];
+            size_t lines = t->headers_per_flow ? sizeof(af_queued) : offsetof(af_queued, raw);
+            for (size_t at = 0; at < lines; at += 64) __builtin_prefetch(next + at);
+        }
+        const af_queued *far = &p->queue[(p->queue_head + 2 * AF_PREFETCH_AHEAD) & p->qmask];
+        if (!far->pending) __builtin_prefetch(&t->buckets[far->hash & t->mask]);
+    }
+    if (p->queue_count > AF_PREFETCH_AHEAD) {
+        const af_queued *ahead = &p->queue[(p->queue_head + AF_PREFETCH_AHEAD) & p->qmask];
+        uint32_t s = ahead->pending ? AF_NIL : t->buckets[ahead->hash & t->mask];
+        if (s != AF_NIL) {   /* the hot part's two lines; the cold part if flags will touch it */
+            const char *f = (const char *)af_table_flow(t, s);
+            __builtin_prefetch(f);
+            __builtin_prefetch(f + 64);
+            if (ahead->p.tcp_flags & ~AF_TCP_ACK) __builtin_prefetch(af_table_cold(t, s));
+            if (p->meters.n_prefetch) af_meters_prefetch(&p->meters, s, ahead->sender, 0);
+        }
+        if (p->meters.n_prefetch) {   /* halfway: meter state is in cache now, prefetch what it points to */
+            const af_queued *half = &p->queue[(p->queue_head + AF_PREFETCH_AHEAD / 2) & p->qmask];
+            uint32_t h = half->pending ? AF_NIL : t->buckets[half->hash & t->mask];
+            if (h != AF_NIL) af_meters_prefetch(&p->meters, h, half->sender, 1);
+        }
+    }
+    const af_queued *q = &p->queue[p->queue_head & p->qmask];
+    p->queue_head++;
+    p->queue_count--;
+    af_account(&p->acc, q);
+}
+
+static void ahead_release(af_pipeline *p) { af_readahead_release(p->ahead, p->queue, p->queue_head); }
+
+/* With a reading thread: what it read becomes the queue; the packet at the head is prepared if
+ * it is a fragment (in packet order). Returns 1 to go on counting (a packet at the head, or none
+ * left at all: the phase moved on), 0 to end this pump with *status: AF_OK when nothing is read
+ * ahead yet (wait with af_pipeline_wait, outside the lock), AF_MORE after max_packets. */
+static int take_read_ahead(af_pipeline *p, uint32_t *n, uint32_t max_packets, int *status) {
+    af_readahead *r = p->ahead;
+    for (;;) {
+        if (p->queue_count == 0) {
+            ahead_release(p);
+            int done;
+            p->queue_count = af_readahead_available(r, p->queue_head, &done);
+            if (p->queue_count == 0) {
+                if (!done) {
+                    *status = AF_OK;
+                    return 0;
+                }
+                if (p->phase == PHASE_READING) {
+                    p->phase = PHASE_DRAINING;
+                    if (!atomic_load(&p->stop_requested)) p->flush_reason = af_readahead_flush_reason(r);
+                    const char *error = af_readahead_error(r);
+                    if (error[0]) snprintf(p->error, sizeof p->error, "%s", error);
+                }
+                return 1;
+            }
+        }
+        if (*n >= max_packets) {
+            *status = AF_MORE;
+            return 0;
+        }
+        af_queued *q = &p->queue[p->queue_head & p->qmask];
+        if (p->defrag) af_defrag_expire(p->defrag, q->ts);
+        if (q->pending) {   /* a fragment: prepared here, in packet order */
+            q->pending = 0;
+            q->decoded = af_decode(p->src.dlt, q->payload, q->caplen, &q->p);
+            if (!af_prepare_packet(&p->prep, &p->stats, q, q->payload, p->frag_payload)) {
+                p->queue_head++;
+                p->queue_count--;
+                continue;
+            }
+        }
+        ++*n;
+        return 1;
+    }
+}
+
+static int pump_locked(af_pipeline *p, uint32_t max_packets, af_batch *out) {
+    if (out->capacity < AF_ROOM_PER_PACKET + 1 ||
+        (uint64_t)out->header_capacity < (uint64_t)out->capacity * p->cfg.headers_per_flow) {
+        snprintf(p->error, sizeof p->error, "batch too small for headers_per_flow");
+        return AF_ERR_CONFIG;
+    }
+    if (p->meters.count && !af_meters_batch_ready(&p->meters, out)) {
+        snprintf(p->error, sizeof p->error, "batch without room for meter data (af_batch_meters_alloc)");
+        return AF_ERR_CONFIG;
+    }
+    af_emitter *em = &p->acc.em;
+    em->out = out;
+    if (atomic_load(&p->stop_requested) && p->phase == PHASE_READING) {
+        p->phase = PHASE_DRAINING;   /* queued packets were read, so they are still counted */
+        p->flush_reason = AF_END_STOP;
+    }
+    uint32_t n = 0;
+    int drained = 0;                 /* live: the interface had nothing more; do not ask again */
+    for (;;) {
+        int status;
+        if (p->ahead && (p->phase == PHASE_READING || p->phase == PHASE_DRAINING) &&
+            !take_read_ahead(p, &n, max_packets, &status))
+            return status;
+        /* keep the queue full while reading, so each packet waits a few before it is counted */
+        while (!p->ahead && p->phase == PHASE_READING && !drained && p->queue_count < AF_QUEUE && n < max_packets) {
+            struct pcap_pkthdr *h;
+            const u_char *data;
+            int r = af_source_next(&p->src, &h, &data, p->error, sizeof p->error);
+            if (r == 1) {
+                n++;
+                enqueue(p, h, data);
+            } else if (r == 0) {
+                drained = 1;        /* live source: nothing to read right now */
+            } else {
+                if (r == -2) p->stats.read_errors++;
+                p->phase = PHASE_DRAINING;
+                p->flush_reason = AF_END_EOF;
+            }
+        }
+        if (p->queue_count == 0) {
+            if (p->phase == PHASE_READING) return drained ? AF_OK : AF_MORE;
+            if (p->phase == PHASE_DRAINING) {
+                p->phase = PHASE_FLUSHING;
+                if (p->defrag) af_defrag_flush(p->defrag);   /* incomplete datagrams: given up */
+            }
+            if (p->phase == PHASE_FLUSHING) {
+                if (!af_flush(em, p->flush_reason)) return AF_MORE;
+                p->phase = PHASE_DONE;
+            }
+            return AF_DONE;
+        }
+        uint64_t ts = p->queue[p->queue_head & p->qmask].ts;
+        if (ts > p->now_ns) p->now_ns = ts;
+        if ((af_reap_due(&p->table, &p->cfg, p->now_ns) && af_reap(em, &p->cfg, p->now_ns, AF_ROOM_PER_PACKET)) ||
+            af_emit_room(em) <= AF_ROOM_PER_PACKET)
+            return AF_MORE;
+        count_queued(p);
+    }
+}
+
+int af_pipeline_pump(af_pipeline *p, uint32_t max_packets, af_batch *out) {
+    pthread_mutex_lock(&p->mu);
+    int status = pump_locked(p, max_packets, out);
+    if (p->ahead) ahead_release(p);
+    pthread_mutex_unlock(&p->mu);
+    return status;
+}
+
+int af_pipeline_pump_some(af_pipeline *p, uint32_t max_packets, af_batch *out) {
+    af_batch_clear(out);
+    pthread_mutex_lock(&p->mu);
+    uint64_t pulled = p->pulled, bytes = p->stats.bytes_read;
+    int status = pump_locked(p, max_packets, out);
+    /* what the call read tells the live reader how fast the capture ring fills */
+    out->packets = (uint32_t)(p->pulled - pulled);
+    out->bytes = p->stats.bytes_read - bytes;
+    pthread_mutex_unlock(&p->mu);
+    af_pipeline_finish(p, out);
+    return status;
+}
+
+uint32_t af_pipeline_room(af_pipeline *p, af_batch *out) {
+    pthread_mutex_lock(&p->mu);
+    af_emitter em = p->acc.em;
+    em.out = out;
+    uint32_t r = af_emit_room(&em);
+    pthread_mutex_unlock(&p->mu);
+    return r;
+}
+
+void af_pipeline_finish(af_pipeline *p, af_batch *out) {
+    if (!p->meters.count) return;
+    pthread_mutex_lock(&p->mu);
+    af_meters_finish_batch(&p->meters, &p->table, out);
+    pthread_mutex_unlock(&p->mu);
+}
+
+int af_pipeline_batch_alloc(af_pipeline *p, af_batch *b, uint32_t capacity) {
+    return af_meters_batch_alloc(&p->meters, &p->cfg, b, capacity);
+}
+
+void af_pipeline_prefault(af_pipeline *p, af_batch *b, uint64_t usual) { af_meters_prefault(&p->meters, b, usual); }
+void af_pipeline_stop_prefault(af_pipeline *p) { af_meters_stop(&p->meters); }
+
+int af_pipeline_read_ahead(af_pipeline *p) {
+    /* only before reading began: the queue is the counting thread's until then */
+    if (p->src.live || p->ahead || p->queue_count != 0 || p->phase != PHASE_READING) return AF_OK;
+    if (p->payloads && !p->frag_payload && !(p->frag_payload = malloc(AF_MAX_PAYLOAD))) return AF_ERR_NOMEM;
+    p->prep.prefetch_bucket = 0;   /* counting runs on another core: it prefetches for itself */
+    p->qmask = AF_RING - 1;
+    int code = af_readahead_start(&p->ahead, &p->src, &p->prep, p->queue, &p->stop_requested);
+    if (code != AF_OK) {
+        p->prep.prefetch_bucket = 1;
+        p->qmask = AF_QUEUE - 1;
+    }
+    return code;
+}
+
+void af_pipeline_wait(af_pipeline *p) {
+    if (p->ahead) af_readahead_wait(p->ahead, p->queue_head, &p->stop_requested);
+}
+
+int af_pipeline_expire(af_pipeline *p, uint64_t now_ns, af_batch *out) {
+    af_batch_clear(out);
+    pthread_mutex_lock(&p->mu);
+    af_emitter *em = &p->acc.em;
+    em->out = out;
+    if (now_ns > p->now_ns) p->now_ns = now_ns;
+    int waiting = p->phase == PHASE_READING ? af_reap(em, &p->cfg, p->now_ns, 0) : 0;
+    if (p->defrag && p->phase == PHASE_READING) af_defrag_expire(p->defrag, p->now_ns);
+    if (p->meters.count) af_meters_finish_batch(&p->meters, &p->table, out);
+    pthread_mutex_unlock(&p->mu);
+    return waiting ? AF_MORE : AF_OK;
+}
+
+uint64_t af_pipeline_next_deadline(af_pipeline *p) {
+    pthread_mutex_lock(&p->mu);
+    uint64_t best = af_next_expiry(&p->table, &p->cfg);
+    pthread_mutex_unlock(&p->mu);
+    return best;
+}
+
+int af_pipeline_lookup(af_pipeline *p, const af_key *key, af_record *out) {
+    pthread_mutex_lock(&p->mu);
+    uint32_t s = af_table_find(&p->table, key, af_key_hash(&p->table, key));
+    if (s != AF_NIL) af_record_fill(&p->table, s, out);
+    pthread_mutex_unlock(&p->mu);
+    return s != AF_NIL;
+}
+
+uint32_t af_pipeline_snapshot(af_pipeline *p, uint32_t *cursor, af_record *out, uint32_t capacity) {
+    uint32_t n = 0;
+    af_table *t = &p->table;
+    pthread_mutex_lock(&p->mu);
+    while (n < capacity && *cursor < t->hwm) {
+        uint32_t slot = ++*cursor;
+        af_flow *f = af_table_flow(t, slot);
+        if (f->state & AF_ST_LIVE) af_record_fill(t, slot, &out[n++]);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
+uint64_t af_pipeline_packets_read(af_pipeline *p) {
+    pthread_mutex_lock(&p->mu);
+    uint64_t n = p->stats.packets_read;
+    pthread_mutex_unlock(&p->mu);
+    if (p->ahead) {
+        af_stats s;
+        memset(&s, 0, sizeof s);
+        af_readahead_add_stats(p->ahead, &s, 0);
+        n += s.packets_read;
+    }
+    return n;
+}
+
+void af_pipeline_stats(af_pipeline *p, af_stats *out) {
+    pthread_mutex_lock(&p->mu);
+    *out = p->stats;
+    out->last_ns = p->now_ns;
+    out->active_flows = p->table.count;
+    out->fragments_tracked = p->frags.tracked;
+    out->fragment_table_evictions = p->frags.evictions;
+    af_source_kernel_stats(&p->src, out);
+    int reading = p->phase == PHASE_READING;
+    out->file_offset = !reading ? out->file_size : !p->ahead ? af_source_offset(&p->src) : 0;
+    /* what the reading thread counted (it publishes every AF_RING_WAKE packets) */
+    if (p->ahead) af_readahead_add_stats(p->ahead, out, reading);
+    pthread_mutex_unlock(&p->mu);
+}

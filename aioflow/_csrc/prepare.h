@@ -1,0 +1,38 @@
+/* Packet preparation, between reading and counting: the BPF filter and the decode (read_packet,
+ * which the read-ahead thread can run), then defragmentation and the first-fragment table (in
+ * packet order), the flow key and hash, and copies of what the capture buffer holds (headers for
+ * headers=N; the payload when a meter reads payloads). */
+#ifndef AIOFLOW_PREPARE_H
+#define AIOFLOW_PREPARE_H
+#include "source.h"   /* first: it sets the feature macros libpcap's headers need */
+
+#include <stdint.h>
+
+#include "aioflow.h"
+#include "defrag.h"
+#include "flowtable.h"
+#include "fragments.h"
+#include "packet.h"
+
+typedef struct {
+    const af_source *source;
+    const af_table *table;           /* the key's hash seed and buckets (prefetched) */
+    af_frag_table *frags;
+    af_defrag *defrag;               /* NULL unless defragmenting */
+    int copy_payload;                /* a meter reads payloads */
+    int prefetch_bucket;             /* counting runs right after on this core: prefetch the bucket */
+} af_prepare;
+
+/* The first half: filter and decode into q. Returns 0 when the packet was counted aside here
+ * (into st, whose counters: the read-ahead thread keeps its own). */
+int af_read_packet(const af_prepare *pp, af_stats *st, const struct pcap_pkthdr *h, const u_char *data, af_queued *q);
+/* The second half (`data` is the decoded frame; the payload is copied to payload_to). Returns 0
+ * when the packet was counted aside or held by the defragmenter. */
+int af_prepare_packet(const af_prepare *pp, af_stats *st, af_queued *q, const u_char *data, uint8_t *payload_to);
+/* Payload bytes af_prepare_packet copies for this decoded packet. */
+static inline uint32_t af_payload_bytes(const af_prepare *pp, const af_packet *p) {
+    uint32_t n = pp->copy_payload && p->frag == AF_FRAG_NONE && p->payload ? p->payload_len : 0;
+    return n < AF_MAX_PAYLOAD ? n : AF_MAX_PAYLOAD;
+}
+
+#endif

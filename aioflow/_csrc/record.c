@@ -1,0 +1,46 @@
+#include "record.h"
+
+#include <string.h>
+
+void af_record_fill(const af_table *t, uint32_t slot, af_record *r) {
+    const af_flow *f = af_table_flow(t, slot);
+    const af_flow_cold *c = af_table_cold(t, slot);
+    int s = f->src_idx, d = 1 - s;
+    memset(r, 0, sizeof *r);
+    r->id = c->id;
+    r->first_ns = af_flow_first(f, c);
+    r->last_ns = af_flow_last(f);
+    r->src2dst_first_ns = c->first_ns[s];
+    r->src2dst_last_ns = f->last_ns[s];
+    r->dst2src_first_ns = c->first_ns[d];
+    r->dst2src_last_ns = f->last_ns[d];
+    r->src2dst_packets = f->packets[s];
+    r->dst2src_packets = f->packets[d];
+    r->src2dst_bytes = f->bytes[s];
+    r->dst2src_bytes = f->bytes[d];
+    r->src2dst_captured_bytes = f->captured_bytes[s];
+    r->dst2src_captured_bytes = f->captured_bytes[d];
+    for (int b = 0; b < AF_TCP_FLAG_COUNT; b++) {
+        uint8_t at = af_rare_slot[b];
+        if (at == 0xff) continue;
+        r->src2dst_flag_counts[b] = c->rare_flags[s][at];
+        r->dst2src_flag_counts[b] = c->rare_flags[d][at];
+    }
+    r->src2dst_flag_counts[3] = c->psh_packets[s];
+    r->dst2src_flag_counts[3] = c->psh_packets[d];
+    r->src2dst_flag_counts[4] = f->ack_packets[s];
+    r->dst2src_flag_counts[4] = f->ack_packets[d];
+    memcpy(r->src_ip, f->key.ip[s], 16);
+    memcpy(r->dst_ip, f->key.ip[d], 16);
+    r->src_port = f->key.port[s];
+    r->dst_port = f->key.port[d];
+    r->vlan_id = f->key.vlan;
+    r->ip_version = f->key.ver;
+    r->protocol = f->key.proto;
+    r->src2dst_tcp_flags = f->flags[s];
+    r->dst2src_tcp_flags = f->flags[d];
+    r->src2dst_min_ttl = f->ttl_min[s];
+    r->src2dst_max_ttl = f->ttl_max[s];
+    r->dst2src_min_ttl = f->ttl_min[d];
+    r->dst2src_max_ttl = f->ttl_max[d];
+}

@@ -1,0 +1,57 @@
+/* Sources: a capture file or a live interface opened with libpcap, its BPF filter (files: run
+ * here per packet; live: in the kernel), reading one packet, and what libpcap counts. libpcap
+ * stays inside source.c, prepare.c and readahead.c: no other stage sees its types. */
+#ifndef AIOFLOW_SOURCE_H
+#define AIOFLOW_SOURCE_H
+#ifndef _DEFAULT_SOURCE
+#define _DEFAULT_SOURCE   /* libpcap's headers need u_char & co, hidden by -std=c11 */
+#endif
+#include <pcap/pcap.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "aioflow.h"
+
+typedef struct {
+    pcap_t *pcap;
+    int dlt;
+    int live;                        /* an interface (wall-clock expiry, kernel counters) */
+    int has_filter;                  /* files: the BPF program runs in af_source_filter */
+    struct bpf_program filter;
+    char *read_buffer;               /* the file stream's stdio buffer (freed after pcap_close) */
+    uint64_t file_size;              /* files only */
+} af_source;
+
+/* Each returns AF_OK or an AF_ERR_* code with an actionable message in error. */
+int af_source_open_file(af_source *s, const char *path, const char *bpf, char *error, size_t error_length);
+int af_source_open_live(af_source *s, const char *device, const char *bpf, int32_t snaplen, int promiscuous,
+                        int32_t buffer_bytes, char *error, size_t error_length);
+void af_source_close(af_source *s);
+
+/* libpcap's next packet: 1 read, 0 none yet (live), -1 end of file, -2 read error (message in
+ * error). Inline: it runs once per packet. */
+int af_source_read_error(af_source *s, int status, char *error, size_t error_length);
+static inline int af_source_next(af_source *s, struct pcap_pkthdr **h, const u_char **data, char *error,
+                                 size_t error_length) {
+    int r = pcap_next_ex(s->pcap, h, data);
+    return r == 1 || r == 0 ? r : af_source_read_error(s, r, error, error_length);
+}
+/* Files with a filter: whether the packet passes it (live: the kernel already filtered). */
+static inline int af_source_pass(const af_source *s, const struct pcap_pkthdr *h, const u_char *data) {
+    return !s->has_filter || pcap_offline_filter(&s->filter, h, data) != 0;
+}
+/* Packet time in ns (libpcap opened the source at ns precision). Times before 1970 read as 0 and
+ * times past what 64 bits of ns hold (year 2554) as the largest value, rather than wrapping. */
+static inline uint64_t af_packet_ns(const struct pcap_pkthdr *h) {
+    if (h->ts.tv_sec < 0) return 0;
+    uint64_t sec = (uint64_t)h->ts.tv_sec, sub = h->ts.tv_usec < 0 ? 0 : (uint64_t)h->ts.tv_usec;
+    if (sec > (UINT64_MAX - sub) / 1000000000ULL) return UINT64_MAX;
+    return sec * 1000000000ULL + sub;
+}
+/* Files: bytes of the file read so far (progress); 0 when unknown. */
+uint64_t af_source_offset(const af_source *s);
+/* Live: the kernel's counters (pcap_stats) into out; nothing for files. */
+void af_source_kernel_stats(const af_source *s, af_stats *out);
+int af_source_fd(const af_source *s);   /* live: selectable; -1 for files */
+
+#endif
