@@ -188,7 +188,7 @@ def test_missing_rich_names_the_extra() -> None:
     code = "import sys; sys.modules['rich'] = None\nfrom aioflow.cli import main\nsys.exit(main(['top', 'lo']))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2
-    assert "pip install 'aioflow-pcap[top]'" in proc.stderr and proc.stdout == ""
+    assert "pip install rich (the 'top' extra)" in proc.stderr and proc.stdout == ""
 
 
 def test_top_needs_a_terminal() -> None:

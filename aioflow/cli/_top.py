@@ -18,7 +18,7 @@ import aioflow
 from .._flow import protocol_name
 from ._common import EXIT_USAGE, add_flow_options, endpoint, parser_options, positive_float
 
-TOP_EXTRA_HINT = "aioflow top needs the rich package: pip install 'aioflow-pcap[top]'"
+TOP_EXTRA_HINT = "aioflow top needs the rich package: pip install rich (the 'top' extra)"
 PORTED = {6, 17, 132}  # TCP, UDP, SCTP
 TOP_CHROME_LINES = 7  # title, table borders, header, caption: the rows get the rest of the screen
 
@@ -208,7 +208,7 @@ def add_parser(commands: Any) -> None:
         "top",
         help="live view of an interface's active flows, fastest first",
         description="Capture on an interface and show its active flows sorted by rate, refreshed every "
-        "interval (like iftop). q or Ctrl-C quits. Needs rich: pip install 'aioflow-pcap[top]'.",
+        "interval (like iftop). q or Ctrl-C quits. Needs rich: pip install rich (the 'top' extra).",
     )
     top.add_argument("source", metavar="IFACE", help="network interface (capturing needs root or CAP_NET_RAW)")
     top.add_argument(

@@ -31,7 +31,7 @@ def _numpy() -> Any:
     try:
         import numpy
     except ImportError:
-        raise ConfigError("distance matching (-E) needs numpy: pip install 'aioflow-pcap[grep]'") from None
+        raise ConfigError("distance matching (-E) needs numpy: pip install numpy rapidfuzz (the 'grep' extra)") from None
     return numpy
 
 # Unbounded patterns (`a.*b`, `\w+`) can match across at most this many bytes of a stream; a longer
@@ -236,7 +236,7 @@ class DistanceMatcher:
             from rapidfuzz import process
             from rapidfuzz.distance import DamerauLevenshtein, Levenshtein
         except ImportError:
-            raise ConfigError(f"-E {name} needs rapidfuzz: pip install 'aioflow-pcap[grep]'") from None
+            raise ConfigError(f"-E {name} needs rapidfuzz: pip install numpy rapidfuzz (the 'grep' extra)") from None
         scorer: Any = Levenshtein.distance if name == "levenshtein" else DamerauLevenshtein.distance
 
         def edits(buffer: bytes, windows: np.ndarray, needle: bytes, score: float) -> np.ndarray:

@@ -418,7 +418,7 @@ class IPFIXFileWriter(_FileSink):
 
 class ParquetWriter(_FileSink):
     """A Parquet file with the columns of read_frame()/Flow.to_dict(), written in row groups as
-    flows arrive. Needs pyarrow: pip install 'aioflow-pcap[parquet]' (ImportError without it);
+    flows arrive. Needs pyarrow: pip install pyarrow (the 'parquet' extra) (ImportError without it);
     the file is created with the first row group (OSError from the disk then)."""
 
     def __init__(
@@ -432,7 +432,7 @@ class ParquetWriter(_FileSink):
         try:
             import pyarrow.parquet  # noqa: F401
         except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError("ParquetWriter needs pyarrow: pip install 'aioflow-pcap[parquet]'") from exc
+            raise ImportError("ParquetWriter needs pyarrow: pip install pyarrow (the 'parquet' extra)") from exc
         super().__init__(batch_flows, flush_interval)
         self.path = os.fspath(path)
         self.compression = compression
