@@ -31,7 +31,7 @@ def _numpy() -> Any:
     try:
         import numpy
     except ImportError:
-        raise ConfigError("distance matching (-E) needs numpy: pip install numpy rapidfuzz (the 'grep' extra)") from None
+        raise ConfigError("distance matching (-E) needs numpy: pip install numpy (the 'grep' extra)") from None
     return numpy
 
 # Unbounded patterns (`a.*b`, `\w+`) can match across at most this many bytes of a stream; a longer
