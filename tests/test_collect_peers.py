@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nfdump_peer import NFCAPD, NFDUMP, nfcapd_running, nfdump_json
+from support.nfdump_peer import NFCAPD, NFDUMP, nfcapd_running, nfdump_json
 
 import aioflow
 from aioflow.collect import Decoder, FlowRecord

@@ -22,9 +22,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import reference
-from test_end_reasons import A6, B6, BIG, MAC_A, MAC_B, A, B, T, ether, ip4, run, tcp, udp, write
-from test_mutated_input import mutate
+from support import reference
+from support.crafted import (
+    A6,
+    B6,
+    BIG,
+    MAC_A,
+    MAC_B,
+    UDP_PAYLOAD,
+    A,
+    B,
+    T,
+    ether,
+    fragment_flood,
+    frags4,
+    ip4,
+    mutate,
+    run,
+    tcp,
+    udp,
+    write,
+)
 
 import aioflow
 from aioflow._engine import Engine, EngineConfig
@@ -161,7 +179,7 @@ def test_corpus_fragment_captures_match_tshark(rel: str) -> None:
     assert not diff, f"{rel}: (aioflow, tshark) per conversation: {sorted(diff.items(), key=str)[:10]}"
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 @pytest.mark.parametrize("rel", _corpus_params(sorted(EXCLUDED)))
 async def test_excluded_captures_differ_by_policy(rel: str) -> None:
     """Each exclusion is real (tshark's count differs) and is explained by the stated give-up."""
@@ -236,13 +254,6 @@ def _summary(f: aioflow.Flow) -> tuple[Any, ...]:
 # --- crafted captures ---
 
 
-def frags4(payload: bytes, cuts: list[int], ident: int, proto: int = 17, src: str = A, dst: str = B) -> list[bytes]:
-    """Ethernet frames of an IPv4 datagram cut at the given payload offsets (multiples of 8)."""
-    bounds = [0, *cuts, len(payload)]
-    return [ether(ip4(src, dst, proto, payload[a:b], ident=ident, mf=b < len(payload), offset=a))
-            for a, b in itertools.pairwise(bounds)]
-
-
 def raw6(nxt: int, body: bytes) -> bytes:
     """An IPv6 packet built by hand (and framed by hand in frags6): dpkt would write a UDP checksum
     into a fragment's data."""
@@ -281,9 +292,6 @@ def timed(frames: list[bytes], t0: float = 1.0, step: float = 0.01) -> list[tupl
     return [(t0 + i * step, f) for i, f in enumerate(frames)]
 
 
-UDP_PAYLOAD = bytes(udp(5353, 9999, bytes(range(256)) * 4))  # 1032 bytes
-
-
 async def _one_flow(path: Path, **opts: Any) -> tuple[aioflow.Flow | None, aioflow.ParserInfo]:
     flows: list[aioflow.Flow] = []
     async with aioflow.FlowParser(path, defragment=True, idle_timeout=BIG, active_timeout=BIG, fin_timeout=BIG,
@@ -296,7 +304,7 @@ async def _one_flow(path: Path, **opts: Any) -> tuple[aioflow.Flow | None, aiofl
     return (flows[0] if flows else None), info
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 @pytest.mark.parametrize("version", [4, 6])
 async def test_out_of_order_fragments_make_the_original_datagram(tmp_path: Path, version: int) -> None:
     cuts = [256, 512, 768]
@@ -316,7 +324,7 @@ async def test_out_of_order_fragments_make_the_original_datagram(tmp_path: Path,
     assert info.packets_in_flows == 1 and info.peak_fragment_datagrams == 1
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 @pytest.mark.parametrize("version", [4, 6])
 async def test_headers_before_the_fragmentable_part(tmp_path: Path, version: int) -> None:
     """IPv4 options only in the first fragment (NOPs are not copied); an IPv6 hop-by-hop header
@@ -337,7 +345,7 @@ async def test_headers_before_the_fragmentable_part(tmp_path: Path, version: int
     assert info.datagrams_reassembled == 1
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_vlan_separates_datagrams(tmp_path: Path) -> None:
     """Same addresses and identification on two VLANs: two datagrams, interleaved, two flows."""
     def tagged(vlan: int) -> list[bytes]:
@@ -350,7 +358,7 @@ async def test_vlan_separates_datagrams(tmp_path: Path) -> None:
     assert info.datagrams_reassembled == 2 and sum(info.defrag_gave_up.values()) == 0
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_interleaved_datagrams_and_flows_count_datagrams(tmp_path: Path) -> None:
     a, b = frags4(UDP_PAYLOAD, [512], ident=1), frags4(UDP_PAYLOAD, [256, 768], ident=2)
     reply = ether(ip4(B, A, 17, udp(9999, 5353, b"ok")))
@@ -362,7 +370,7 @@ async def test_interleaved_datagrams_and_flows_count_datagrams(tmp_path: Path) -
     assert info.datagrams_reassembled == 2 and info.aside["fragment_merged"] == 3
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 @pytest.mark.parametrize("version", [4, 6])
 async def test_duplicate_fragment_is_ignored(tmp_path: Path, version: int) -> None:
     frames = frags4(UDP_PAYLOAD, [512], ident=3) if version == 4 else frags6(UDP_PAYLOAD, [512], ident=3)
@@ -373,7 +381,7 @@ async def test_duplicate_fragment_is_ignored(tmp_path: Path, version: int) -> No
     assert info.aside["fragment_merged"] == 1 and sum(info.defrag_gave_up.values()) == 0
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 @pytest.mark.parametrize("version", [4, 6])
 async def test_overlapping_fragments_drop_the_datagram(tmp_path: Path, version: int) -> None:
     """RFC 5722 for IPv6; the same policy for IPv4 (as Linux): no flow, every fragment dropped,
@@ -389,7 +397,7 @@ async def test_overlapping_fragments_drop_the_datagram(tmp_path: Path, version: 
     assert info.aside["fragment_dropped"] == 3 and info.datagrams_reassembled == 0
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_timeout_runs_on_packet_time(tmp_path: Path) -> None:
     a = frags4(UDP_PAYLOAD, [512], ident=4)
     b = frags4(UDP_PAYLOAD, [512], ident=5)
@@ -403,7 +411,7 @@ async def test_timeout_runs_on_packet_time(tmp_path: Path) -> None:
     assert info.aside["fragment_dropped"] == 2 and info.datagrams_reassembled == 1
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_bounds_and_inconsistencies_are_counted(tmp_path: Path) -> None:
     many = frags4(UDP_PAYLOAD, [256, 512, 768], ident=10)
     big = frags4(UDP_PAYLOAD + UDP_PAYLOAD[:200], [512], ident=11, src="10.0.0.9")  # 1252 bytes
@@ -419,7 +427,7 @@ async def test_bounds_and_inconsistencies_are_counted(tmp_path: Path) -> None:
     assert info.aside["fragment_dropped"] == 4 + 2 + 2 + 1 and info.aside["fragment_merged"] == 1
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_fragment_cut_by_the_snaplen_is_counted(tmp_path: Path) -> None:
     frames = frags4(UDP_PAYLOAD, [512], ident=15)
     path = tmp_path / "snap.pcap"
@@ -432,23 +440,9 @@ async def test_fragment_cut_by_the_snaplen_is_counted(tmp_path: Path) -> None:
     assert flow is None and info.defrag_gave_up["truncated"] == 1 and info.aside["fragment_dropped"] == 2
 
 
-def _flood(tmp_path: Path, n: int) -> Path:
-    """n datagrams that never complete (first halves of 1032-byte UDP datagrams, distinct ids,
-    from many sources), with a real datagram every 100 packets that does complete."""
-    rng = random.Random(1)
-    pkts: list[tuple[float, bytes]] = []
-    for i in range(n):
-        src = f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
-        pkts.append((1.0 + i * 1e-4, frags4(UDP_PAYLOAD, [512], ident=i & 0xFFFF, src=src)[0]))
-        if i % 100 == 99:
-            for frame in frags4(UDP_PAYLOAD, [512], ident=i & 0xFFFF, src="192.0.2.1"):
-                pkts.append((1.0 + i * 1e-4, frame))
-    return write(tmp_path, "flood.pcap", pkts)
-
-
 def test_flood_of_fragments_stays_within_bounds_and_conserves_at_every_step(tmp_path: Path) -> None:
     n, max_datagrams, memory = 20000, 256, 64 * 1024
-    path = _flood(tmp_path, n)
+    path = fragment_flood(tmp_path, n)
     config = EngineConfig(defragment=True, max_fragment_datagrams=max_datagrams, max_fragment_memory=memory,
                           idle_timeout_ns=10**15, active_timeout_ns=10**15, fin_timeout_ns=10**15)
     engine = Engine(path, config)
@@ -477,7 +471,7 @@ def test_flood_of_fragments_stays_within_bounds_and_conserves_at_every_step(tmp_
     assert s["aside"]["fragment_dropped"] == n and s["aside"]["fragment_merged"] == completed
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_default_is_per_frame_counting(tmp_path: Path) -> None:
     frames = frags4(UDP_PAYLOAD, [512], ident=16)
     path = write(tmp_path, "default.pcap", timed(frames))
@@ -512,7 +506,7 @@ def test_cli_defragment(capsys: pytest.CaptureFixture[str]) -> None:
     assert "reassembled" not in off.err
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_damaged_fragments_are_counted_never_fatal(tmp_path: Path) -> None:
     """Fragments of many datagrams, each shuffled, a third of them bit-flipped or cut (seeded), under
     small bounds: nothing crashes (run under `make sanitize`) and every packet is accounted for."""

@@ -4,7 +4,6 @@ refreshed, sequence numbers per RFC, send errors counted, files written that oth
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import shutil
 import socket
@@ -19,6 +18,7 @@ from typing import Any
 import anyio
 import numpy as np
 import pytest
+from support.tshark import tshark_records
 
 import aioflow
 from aioflow._cli import main
@@ -194,37 +194,6 @@ def test_flow_end_reasons_map_to_ipfix_codes() -> None:
 
     codes = dict(zip(END_REASONS, FLOW_END_REASON.tolist(), strict=True))
     assert codes == {"": 2, "idle": 1, "active": 2, "fin": 3, "rst": 3, "eof": 4, "evicted": 5, "stop": 4}
-
-
-def tshark_time(text: str) -> int:
-    """tshark's "Mar 23, 2022 10:45:36.009000000 UTC" -> Unix ns."""
-    whole, fraction = text.removesuffix(" UTC").rsplit(".", 1)
-    moment = dt.datetime.strptime(" ".join(whole.split()), "%b %d, %Y %H:%M:%S").replace(tzinfo=dt.UTC)
-    return int(moment.timestamp()) * 10**9 + int(fraction.ljust(9, "0"))
-
-
-def tshark_records(path: Path) -> Counter[tuple[Any, ...]]:
-    """tshark reads IPFIX files (RFC 5655) natively: its view of every data record."""
-    fields = ["cflow.srcaddr", "cflow.srcaddrv6", "cflow.dstaddr", "cflow.dstaddrv6", "cflow.srcport",
-              "cflow.dstport", "cflow.protocol", "cflow.packets", "cflow.octets", "cflow.abstimestart",
-              "cflow.abstimeend"]  # fmt: skip
-    out = subprocess.run(
-        ["tshark", "-n", "-r", str(path), "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|",
-         *[arg for f in fields for arg in ("-e", f)]],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    got: Counter[tuple[Any, ...]] = Counter()
-    for line in out.splitlines():
-        c = dict(zip(fields, (column.split("|") if column else [] for column in line.split("\t")), strict=True))
-        src, dst = c["cflow.srcaddr"] or c["cflow.srcaddrv6"], c["cflow.dstaddr"] or c["cflow.dstaddrv6"]
-        n = len(c["cflow.packets"])
-        per = len(c["cflow.abstimestart"]) // n  # 2 with nanoseconds=True: the ms times, then the ns ones
-        for i in range(n):
-            got[(src[i], int(c["cflow.srcport"][i]), dst[i], int(c["cflow.dstport"][i]), int(c["cflow.protocol"][i]),
-                 int(c["cflow.packets"][i]), int(c["cflow.octets"][i]),
-                 *(tshark_time(c[f][i * per + per - 1]) for f in ("cflow.abstimestart", "cflow.abstimeend")),
-                 )] += 1  # fmt: skip
-    return got
 
 
 @pytest.mark.parametrize("nanoseconds", [False, True])

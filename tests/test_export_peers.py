@@ -25,8 +25,8 @@ from typing import Any
 
 import anyio
 import pytest
-import reference
-from nfdump_peer import NFCAPD, NFDUMP, nfcapd_running, nfdump_json
+from support import reference
+from support.nfdump_peer import NFCAPD, NFDUMP, nfcapd_running, nfdump_json
 
 import aioflow
 from aioflow._netflow_encode import PORT_PROTOCOLS, Clock, encoder_for, gather_records

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import dpkt
 import pytest
-import tcpflow_ref
-from test_end_reasons import ACK, PSH, SYN, ether, ip4, udp, write
-from test_live import TOOL_ENV
+from support import tcpflow_ref
+from support.crafted import CLIENT, SERVER, ether, ip4, split_session, udp, write
+from support.tools import TOOL_ENV
 
 CORPUS = Path(os.environ.get("AIOFLOW_PCAPS") or Path(__file__).resolve().parents[2] / "shared" / "pcaps")
 ABSENT = f"capture corpus absent: {CORPUS} not found (set AIOFLOW_PCAPS to the shared pcaps folder)"
-CLIENT, SERVER = "10.1.0.1", "10.1.0.2"
 
 needs_ngrep = pytest.mark.skipif(shutil.which("ngrep") is None, reason="ngrep is not installed (apt install ngrep)")
 NO_NATIVE = "aioflow was built without Vectorscan (libvectorscan-dev): only the Python search can run"
@@ -189,29 +188,6 @@ def test_icmp_echo_flows_match_what_ngrep_matches(tmp_path: Path) -> None:
 
 
 # --- crafted: a pattern split across segments ---
-
-
-def segment(t: float, src: str, sport: int, dst: str, dport: int, flags: int, seq: int, ack: int,
-            data: bytes = b"") -> tuple[float, bytes]:  # fmt: skip
-    tcp = dpkt.tcp.TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack, win=65535, data=data)
-    return t, ether(ip4(src, dst, 6, tcp))
-
-
-def split_session(parts: list[bytes], order: list[int] | None = None) -> list[tuple[float, bytes]]:
-    """A TCP session whose client sends parts as separate segments (in `order`), then the server answers."""
-    c_isn, s_isn = 1000, 5000
-    packets = [
-        segment(1.0, CLIENT, 40000, SERVER, 80, SYN, c_isn, 0),
-        segment(1.1, SERVER, 80, CLIENT, 40000, SYN | ACK, s_isn, c_isn + 1),
-        segment(1.2, CLIENT, 40000, SERVER, 80, ACK, c_isn + 1, s_isn + 1),
-    ]
-    offsets = [sum(len(p) for p in parts[:i]) for i in range(len(parts))]
-    for n, i in enumerate(order or range(len(parts))):
-        packets.append(segment(2.0 + n / 10, CLIENT, 40000, SERVER, 80, PSH | ACK, c_isn + 1 + offsets[i],
-                               s_isn + 1, parts[i]))  # fmt: skip
-    total = sum(len(p) for p in parts)
-    packets.append(segment(3.0, SERVER, 80, CLIENT, 40000, PSH | ACK, s_isn + 1, c_isn + 1 + total, b"230 OK\r\n"))
-    return packets
 
 
 @needs_ngrep

@@ -13,113 +13,17 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 import pytest
-import reference
+from support import reference
+from support.livenet import Net, http_get, udp_exchange
+from support.tools import TOOL_ENV
 
 import aioflow
 
 pytestmark = pytest.mark.anyio
-
-SERVER = r"""
-import socket, sys, threading
-tcp = socket.socket(); tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-tcp.bind(("0.0.0.0", 8080)); tcp.listen(16)
-udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp.bind(("0.0.0.0", 9999))
-def echo_udp():
-    while True:
-        data, peer = udp.recvfrom(2048); udp.sendto(data, peer)
-def serve(conn):
-    with conn:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = conn.recv(4096)
-            if not chunk: return
-            data += chunk
-        body = b"x" * 3000
-        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-threading.Thread(target=echo_udp, daemon=True).start()
-print("ready", flush=True)
-while True:
-    conn, _ = tcp.accept(); threading.Thread(target=serve, args=(conn,), daemon=True).start()
-"""
-
-
-@dataclass
-class Net:
-    ns: str
-    host_if: str
-    host_ip: str
-    peer_ip: str
-
-
-# External tools run without `make sanitize`'s preloaded ASan runtime (curl hangs under it).
-TOOL_ENV = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
-
-
-def sh(*args: str) -> None:
-    subprocess.run(args, check=True, capture_output=True)
-
-
-@pytest.fixture(scope="module")
-def net() -> Iterator[Net]:
-    if os.geteuid() != 0:
-        pytest.skip("live capture tests need root: they create a network namespace and a veth pair")
-    if shutil.which("ip") is None:
-        pytest.skip("iproute2's `ip` is not installed")
-    tag = str(os.getpid() % 100000)
-    n = Net(ns=f"afns{tag}", host_if=f"afh{tag}", host_ip="10.213.0.1", peer_ip="10.213.0.2")
-    peer_if = f"afp{tag}"
-    sh("ip", "netns", "add", n.ns)
-    try:
-        sh("ip", "link", "add", n.host_if, "type", "veth", "peer", "name", peer_if)
-        sh("ip", "link", "set", peer_if, "netns", n.ns)
-        # no IPv6 autoconfiguration chatter: every packet on the wire is the test's own
-        sh("sysctl", "-qw", f"net.ipv6.conf.{n.host_if}.disable_ipv6=1")
-        sh("ip", "netns", "exec", n.ns, "sysctl", "-qw", f"net.ipv6.conf.{peer_if}.disable_ipv6=1")
-        sh("ip", "addr", "add", f"{n.host_ip}/24", "dev", n.host_if)
-        sh("ip", "link", "set", n.host_if, "up")
-        sh("ip", "netns", "exec", n.ns, "ip", "addr", "add", f"{n.peer_ip}/24", "dev", peer_if)
-        sh("ip", "netns", "exec", n.ns, "ip", "link", "set", peer_if, "up")
-        sh("ip", "netns", "exec", n.ns, "ip", "link", "set", "lo", "up")
-        server = subprocess.Popen(["ip", "netns", "exec", n.ns, sys.executable, "-c", SERVER],
-                                  stdout=subprocess.PIPE, text=True)  # fmt: skip
-        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
-        # one exchange before any test, so ARP is resolved and never part of a measured window
-        with socket.create_connection((n.peer_ip, 8080), timeout=5) as c:
-            c.sendall(b"GET / HTTP/1.0\r\n\r\n")
-            while c.recv(4096):
-                pass
-        yield n
-    finally:
-        if "server" in locals():
-            server.kill()
-            server.wait()
-            assert server.stdout is not None
-            server.stdout.close()
-        subprocess.run(["ip", "link", "del", n.host_if], capture_output=True)
-        subprocess.run(["ip", "netns", "del", n.ns], capture_output=True)
-
-
-def http_get(host: str) -> None:
-    with socket.create_connection((host, 8080), timeout=5) as c:
-        c.sendall(b"GET / HTTP/1.0\r\n\r\n")
-        while c.recv(4096):
-            pass
-
-
-def udp_exchange(host: str, count: int) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(5)
-        for i in range(count):
-            s.sendto(b"ping %d" % i + b"." * 200, (host, 9999))
-            s.recvfrom(2048)
-        return int(s.getsockname()[1])
-
 
 def key_of(proto: int, a: tuple[str, int], b: tuple[str, int]) -> tuple[int, frozenset[tuple[str, int]]]:
     return proto, frozenset((a, b))

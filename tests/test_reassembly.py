@@ -20,8 +20,7 @@ from typing import Any
 
 import dpkt
 import pytest
-import reference
-import tcpflow_ref
+from support import reference, tcpflow_ref
 
 import aioflow
 from aioflow._engine import Engine, EngineConfig

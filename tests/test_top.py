@@ -1,5 +1,5 @@
 """`aioflow top`: run in a pseudo-terminal while real traffic crosses the test namespace's veth
-(tests/test_live.py's `net`); the screen must show the test's connections, fastest first, and q or
+(the `net` fixture); the screen must show the test's connections, fastest first, and q or
 Ctrl-C must end it at once with the terminal as it was."""
 
 from __future__ import annotations
@@ -19,15 +19,9 @@ from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import pytest
-import test_live
-import test_live_examples
-from test_live import Net
-from test_live_examples import STREAM_PORT, download, in_threads
+from support.livenet import STREAM_PORT, Net, download, in_threads
 
 from aioflow import _cli
-
-net = test_live.net  # fixtures shared by assignment (pytest finds them by name the same)
-streamer = test_live_examples.streamer
 
 ROWS, COLUMNS = 40, 160
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
