@@ -13,16 +13,15 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import json
-import os
 import random
 import socket
 import struct
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support import reference
+from support.corpus import DATA
 from support.crafted import (
     A6,
     B6,
@@ -43,14 +42,10 @@ from support.crafted import (
     udp,
     write,
 )
+from support.tshark import TShark
 
 import aioflow
 from aioflow._engine import Engine, EngineConfig
-
-DATA = Path(__file__).resolve().parent / "data"
-CORPUS = Path(os.environ.get("AIOFLOW_PCAPS") or Path(__file__).resolve().parents[2] / "shared" / "pcaps")
-ABSENT = f"capture corpus absent: {CORPUS} not found (set AIOFLOW_PCAPS to the shared pcaps folder)"
-NO_TSHARK = "tshark is not installed (apt install tshark): the comparison needs it"
 
 Datagrams = dict[tuple[str, frozenset[str]], tuple[int, int]]
 
@@ -100,21 +95,19 @@ def _ends(src: str, sport: str | int, dst: str, dport: str | int) -> frozenset[s
     return frozenset({f"{ipaddress.ip_address(src)}:{sport}", f"{ipaddress.ip_address(dst)}:{dport}"})
 
 
-def tshark_datagrams(path: Path) -> Datagrams:
+def tshark_datagrams(tshark: TShark, path: Path) -> Datagrams:
     """tshark's TCP/UDP packets after reassembly: {(proto, ends): (datagrams, sum of IP lengths)}.
 
     Frames whose TCP header tshark rejects (length < 20) are left out, as its conversation table
     does; ICMP errors quoting a datagram are not the datagram's. A reassembled datagram's IP length
     is its header plus the reassembled length (IPv6: 40 bytes; these captures have no
     unfragmentable extension headers in fragmented datagrams)."""
-    assert reference.TSHARK is not None
-    cmd = [reference.TSHARK, "-n", "-r", str(path), "-o", "ip.defragment:TRUE", "-o", "ipv6.defragment:TRUE",
-           "-Y", "(udp or tcp.hdr_len >= 20) and not icmp and not icmpv6", "-T", "fields", "-E", "occurrence=f"]
+    args = ["-n", "-o", "ip.defragment:TRUE", "-o", "ipv6.defragment:TRUE",
+            "-Y", "(udp or tcp.hdr_len >= 20) and not icmp and not icmpv6", "-T", "fields", "-E", "occurrence=f"]
     for f in _FIELDS:
-        cmd += ["-e", f]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        args += ["-e", f]
     out: dict[tuple[str, frozenset[str]], list[int]] = {}
-    for line in proc.stdout.splitlines():
+    for line in tshark.output(path, *args).splitlines():
         v = dict(zip(_FIELDS, line.split("\t"), strict=True))
         proto = "tcp" if v["tcp.srcport"] else "udp"
         ends = _ends(v["ip.src"] or v["ipv6.src"], v["tcp.srcport"] or v["udp.srcport"],
@@ -156,49 +149,39 @@ def _corpus_params(rels: list[str]) -> list[Any]:
 
 
 @pytest.mark.parametrize("name", ["nfstream_dns_fragmented.pcap", "zeek_ipv6-http-atomic-frag.pcap"])
-def test_bundled_fragment_captures_match_tshark(name: str) -> None:
+def test_bundled_fragment_captures_match_tshark(name: str, tshark: TShark) -> None:
     """Runs anywhere tshark is: IPv4 and IPv6 fragmented DNS answers, IPv6 atomic fragments."""
-    if reference.TSHARK is None:
-        pytest.skip(NO_TSHARK)
     path = DATA / name
-    want = tshark_datagrams(path)
+    want = tshark_datagrams(tshark, path)
     assert want, "tshark saw no TCP/UDP datagram: the comparison would be vacuous"
     assert aioflow_datagrams(path) == want
 
 
 @pytest.mark.corpus
 @pytest.mark.parametrize("rel", _corpus_params([r for r in FRAGMENTED if r not in EXCLUDED]))
-def test_corpus_fragment_captures_match_tshark(rel: str) -> None:
-    path = CORPUS / rel
-    if not path.is_file():
-        pytest.skip(ABSENT)
-    if reference.TSHARK is None:
-        pytest.skip(NO_TSHARK)
-    got, want = aioflow_datagrams(path, **COMPARE_OPTIONS), tshark_datagrams(path)
+def test_corpus_fragment_captures_match_tshark(rel: str, corpus: Path, tshark: TShark) -> None:
+    path = corpus / rel
+    got, want = aioflow_datagrams(path, **COMPARE_OPTIONS), tshark_datagrams(tshark, path)
     diff = {k: (got.get(k), want.get(k)) for k in set(got) | set(want) if got.get(k) != want.get(k)}
     assert not diff, f"{rel}: (aioflow, tshark) per conversation: {sorted(diff.items(), key=str)[:10]}"
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("rel", _corpus_params(sorted(EXCLUDED)))
-async def test_excluded_captures_differ_by_policy(rel: str) -> None:
+async def test_excluded_captures_differ_by_policy(rel: str, tshark: TShark) -> None:
     """Each exclusion is real (tshark's count differs) and is explained by the stated give-up."""
     path = DATA / rel  # both are small: bundled, so this runs without the corpus
-    if reference.TSHARK is None:
-        pytest.skip(NO_TSHARK)
     reason, _ = EXCLUDED[rel]
-    assert aioflow_datagrams(path) != tshark_datagrams(path), f"{rel} agrees with tshark: drop its exclusion"
+    assert aioflow_datagrams(path) != tshark_datagrams(tshark, path), f"{rel} agrees with tshark: drop its exclusion"
     info = await parse(path, defragment=True)
     assert info.defrag_gave_up[reason] >= 1, info.defrag_gave_up
 
 
 @pytest.mark.corpus
-def test_fragmented_list_is_complete() -> None:
+def test_fragmented_list_is_complete(corpus: Path) -> None:
     """Every capture of the corpus holding fragments aioflow sees is compared (or excluded)."""
-    if not CORPUS.is_dir():
-        pytest.skip(ABSENT)
-    for path in reference.iter_corpus(CORPUS):
-        rel = path.relative_to(CORPUS).as_posix()
+    for path in reference.iter_corpus(corpus):
+        rel = path.relative_to(corpus).as_posix()
         if rel in FRAGMENTED or rel in TUNNELS:
             continue
         try:
@@ -226,13 +209,11 @@ def _fragments_seen(path: Path) -> int:
 
 
 @pytest.mark.corpus
-def test_corpus_conserves_and_unfragmented_captures_are_unchanged() -> None:
+def test_corpus_conserves_and_unfragmented_captures_are_unchanged(corpus: Path) -> None:
     """Over the whole corpus: conservation holds with defragment=True, nothing stays held, and a
     capture without fragments gives exactly the flows it gives without defragmentation."""
-    if not CORPUS.is_dir():
-        pytest.skip(ABSENT)
     compared = 0
-    for path in reference.iter_corpus(CORPUS):
+    for path in reference.iter_corpus(corpus):
         try:
             s = _engine_stats(path, defragment=True)
         except aioflow.AioflowError:

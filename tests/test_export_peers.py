@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 import socket
 import struct
@@ -26,20 +25,20 @@ from typing import Any
 import anyio
 import pytest
 from support import reference
+from support.corpus import ABSENT, CORPUS
 from support.nfdump_peer import NFCAPD, NFDUMP, nfcapd_running, nfdump_json
 
 import aioflow
 from aioflow._netflow_encode import PORT_PROTOCOLS, Clock, encoder_for, gather_records
 from aioflow.export import EXPORTERS
 
-CORPUS = Path(os.environ.get("AIOFLOW_PCAPS") or Path(__file__).resolve().parents[2] / "shared" / "pcaps")
 FORMATS = ("v5", "v9", "ipfix")
 TSHARK = shutil.which("tshark")
 FLAG_LETTERS = "CEUAPRSF"  # nfdump's flag string, most significant bit first
 
 pytestmark = [
     pytest.mark.corpus,
-    pytest.mark.skipif(not CORPUS.is_dir(), reason=f"capture corpus absent: {CORPUS} not found"),
+    pytest.mark.skipif(not CORPUS.is_dir(), reason=ABSENT),
 ]
 
 

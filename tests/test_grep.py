@@ -6,7 +6,6 @@ Every test runs twice: with the default search (native, in the C engine, where i
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -15,12 +14,12 @@ from pathlib import Path
 
 import dpkt
 import pytest
-from support import tcpflow_ref
+from support.corpus import ABSENT, CORPUS
 from support.crafted import CLIENT, SERVER, ether, ip4, split_session, udp, write
+from support.files import identity
+from support.tcpflow_ref import TcpFlow
 from support.tools import TOOL_ENV
-
-CORPUS = Path(os.environ.get("AIOFLOW_PCAPS") or Path(__file__).resolve().parents[2] / "shared" / "pcaps")
-ABSENT = f"capture corpus absent: {CORPUS} not found (set AIOFLOW_PCAPS to the shared pcaps folder)"
+from support.tshark import TShark
 
 needs_ngrep = pytest.mark.skipif(shutil.which("ngrep") is None, reason="ngrep is not installed (apt install ngrep)")
 NO_NATIVE = "aioflow was built without Vectorscan (libvectorscan-dev): only the Python search can run"
@@ -56,12 +55,23 @@ def _split_endpoint(text: str) -> tuple[str, int]:
     return address.strip("[]"), int(port)
 
 
+_NGREP_RUNS: dict[tuple[object, ...], str] = {}
+
+
+def ngrep(capture: Path, pattern: str, bpf: str) -> str:
+    """What `ngrep -q -I capture pattern bpf` prints, kept for the session (every test here runs
+    once per search mode, and ngrep's answer does not depend on it)."""
+    key = (identity(capture), pattern, bpf)
+    if key not in _NGREP_RUNS:
+        _NGREP_RUNS[key] = subprocess.run(["ngrep", "-q", "-I", str(capture), pattern, bpf], capture_output=True,
+                                          text=True, env=TOOL_ENV, timeout=120).stdout  # fmt: skip
+    return _NGREP_RUNS[key]
+
+
 def ngrep_conversations(capture: Path, pattern: str, bpf: str) -> set[Conversation]:
     """Conversations with at least one packet whose payload ngrep matched."""
-    done = subprocess.run(["ngrep", "-q", "-I", str(capture), pattern, bpf], capture_output=True, text=True,
-                          env=TOOL_ENV, timeout=120)  # fmt: skip
     found = set()
-    for line in done.stdout.splitlines():
+    for line in ngrep(capture, pattern, bpf).splitlines():
         m = re.match(r"^([TU]) (\S+) -> (\S+)", line)
         if m:
             proto = "tcp" if m.group(1) == "T" else "udp"
@@ -77,15 +87,13 @@ def aioflow_conversations(records: list[dict[str, object]]) -> set[Conversation]
     }
 
 
-def payloads_by_conversation(capture: Path) -> dict[Conversation, list[bytes]]:
+def payloads_by_conversation(tshark: TShark, capture: Path) -> dict[Conversation, list[bytes]]:
     """Each TCP/UDP packet's own payload, as tshark dissects it (no reassembly)."""
     fields = ["ip.src", "ipv6.src", "ip.dst", "ipv6.dst", "tcp.srcport", "tcp.dstport", "udp.srcport",
               "udp.dstport", "tcp.payload", "udp.payload"]  # fmt: skip
-    done = subprocess.run(["tshark", "-r", str(capture), "-T", "fields", "-E", "separator=\t",
-                           *(a for f in fields for a in ("-e", f))],
-                          capture_output=True, text=True, env=TOOL_ENV, timeout=120, check=True)
+    text = tshark.output(capture, "-T", "fields", "-E", "separator=\t", *(a for f in fields for a in ("-e", f)))
     out: dict[Conversation, list[bytes]] = {}
-    for line in done.stdout.splitlines():
+    for line in text.splitlines():
         src4, src6, dst4, dst6, tsp, tdp, usp, udp_, tpay, upay = (line.split("\t") + [""] * 10)[:10]
         proto = "tcp" if tsp else "udp" if usp else None
         if proto is None:
@@ -113,10 +121,8 @@ CORPUS_CASES = [
 
 @needs_ngrep
 @pytest.mark.parametrize(("name", "pattern"), CORPUS_CASES)
-def test_every_flow_ngrep_matches_is_matched(name: str, pattern: str) -> None:
-    capture = CORPUS / name
-    if not capture.exists():
-        pytest.skip(ABSENT)
+def test_every_flow_ngrep_matches_is_matched(name: str, pattern: str, corpus: Path, tshark: TShark) -> None:
+    capture = corpus / name
     bpf = "tcp or udp"
     expected = ngrep_conversations(capture, pattern, bpf)
     got = aioflow_conversations(grep_json("-a", pattern, "-r", str(capture), bpf))
@@ -124,7 +130,7 @@ def test_every_flow_ngrep_matches_is_matched(name: str, pattern: str) -> None:
     assert expected <= got, f"ngrep matched, aioflow did not: {sorted(expected - got, key=str)[:5]}"
     # what aioflow matches beyond ngrep must be matches no single packet holds (split across segments)
     compiled = re.compile(pattern.encode(), re.MULTILINE)
-    payloads = payloads_by_conversation(capture)
+    payloads = payloads_by_conversation(tshark, capture)
     for extra in got - expected:
         assert not any(compiled.search(p) for p in payloads.get(extra, [])), (name, extra)
 
@@ -134,9 +140,8 @@ def test_every_flow_ngrep_matches_is_matched(name: str, pattern: str) -> None:
 
 def ngrep_icmp_pairs(capture: Path, pattern: str) -> set[frozenset[str]]:
     """Host pairs with at least one ICMP packet whose data (after the 8-byte header) ngrep matched."""
-    done = subprocess.run(["ngrep", "-q", "-I", str(capture), pattern, "icmp"], capture_output=True, text=True,
-                          env=TOOL_ENV, timeout=120)  # fmt: skip
-    return {frozenset(m.groups()) for line in done.stdout.splitlines() if (m := re.match(r"^I (\S+) -> (\S+)", line))}
+    lines = ngrep(capture, pattern, "icmp").splitlines()
+    return {frozenset(m.groups()) for line in lines if (m := re.match(r"^I (\S+) -> (\S+)", line))}
 
 
 def icmp_pairs(records: list[dict[str, object]]) -> set[frozenset[str]]:
@@ -326,13 +331,14 @@ def test_native_and_python_search_select_the_same_flows(name: str, pattern: str,
     assert results["native"] == results["python"]
 
 
-@pytest.mark.skipif(tcpflow_ref.TCPFLOW is None, reason="tcpflow is not installed (apt install tcpflow)")
 @pytest.mark.parametrize(("name", "pattern"), NATIVE_CASES)
-def test_native_search_matches_the_tcp_streams_tcpflow_writes(name: str, pattern: str, search: str) -> None:
+def test_native_search_matches_the_tcp_streams_tcpflow_writes(
+    name: str, pattern: str, search: str, tcpflow: TcpFlow
+) -> None:
     """The judge is outside aioflow: tcpflow's reassembled files, searched whole with Python's re."""
     capture = _native_case(name, search)
     regex = re.compile(pattern.encode(), re.MULTILINE | re.IGNORECASE)
-    written = tcpflow_ref.tcpflow_streams(capture)
+    written = tcpflow.streams(capture)
     if not written:
         pytest.skip(f"{name} holds no TCP for tcpflow to write")
     want = {d for d, streams in written.items() if any(regex.search(s) for s in streams)}
