@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 from support.corpus import ABSENT, CORPUS, DATA
-from support.nfdump_peer import NFCAPD, NFDUMP, nfcapd_running, nfdump_json
+from support.nfdump_peer import nfcapd_running, nfdump_json
 
 import aioflow
 from aioflow.collect import Decoder, FlowRecord
@@ -38,9 +38,11 @@ SOFTFLOWCTL = shutil.which("softflowctl") or "softflowctl"
 CAPTURES = sorted(p.name for p in DATA.glob("*.pcap*"))
 SOURCE = {name: f"127.0.2.{1 + i}" for i, name in enumerate(CAPTURES)}
 
-pytestmark = pytest.mark.skipif(
-    not (SOFTFLOWD and NFCAPD and NFDUMP), reason="softflowd and nfdump (apt install softflowd nfdump) are the peers"
-)
+# the peers: softflowd exports, nfcapd/nfdump (the `nfdump` fixture) collect
+pytestmark = [
+    pytest.mark.skipif(not SOFTFLOWD, reason="softflowd is not installed (apt install softflowd): it is the peer"),
+    pytest.mark.usefixtures("nfdump"),
+]
 
 
 def _ms_text(ns: int | None) -> str | None:

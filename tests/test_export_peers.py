@@ -26,7 +26,7 @@ import anyio
 import pytest
 from support import reference
 from support.corpus import ABSENT, CORPUS
-from support.nfdump_peer import NFCAPD, NFDUMP, nfcapd_running, nfdump_json
+from support.nfdump_peer import nfcapd_running, nfdump_json
 
 import aioflow
 from aioflow._netflow_encode import PORT_PROTOCOLS, Clock, encoder_for, gather_records
@@ -140,9 +140,9 @@ class Collected:
 
 
 @pytest.fixture(scope="module", params=FORMATS)
-def collected(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collected]:
-    if not (NFCAPD and NFDUMP):
-        pytest.skip("nfdump is not installed (apt install nfdump): nfcapd/nfdump are the reference collector")
+def collected(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, nfdump: object
+) -> Iterator[Collected]:
     fmt = request.param
     folder = tmp_path_factory.mktemp(f"nfcapd-{fmt}")
     with nfcapd_running(folder) as nfcapd:
