@@ -264,7 +264,8 @@ def test_two_consumers_log_and_jsonl_hold_the_same_flows(net: Net, tmp_path: Pat
         held.append(socket.create_connection((net.peer_ip, 8080), timeout=5))  # still open at Ctrl-C
         held_port = held[0].getsockname()[1]
         with in_threads(type_slowly):
-            time.sleep(1.5)  # the UDP flow ends idle meanwhile
+            # the UDP flow ends idle meanwhile: its log line is the event
+            child.wait_for(rf"^ended \d+ udp {re.escape(net.host_ip)}:{udp_port} -> ", "stdout")
             child.proc.send_signal(signal.SIGINT)
             code, stdout, stderr = child.finish(timeout=15)
             stop_typing.set()
