@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,16 @@ from support.corpus import ABSENT, CORPUS
 from support.reference import ReferenceFlows
 from support.tcpflow_ref import TcpFlow
 from support.tshark import TShark
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A shell starts a background job (`make test &`, a CI step run that way) with SIGINT ignored,
+    # and every process it starts inherits that: the tests that stop an example or the CLI with
+    # SIGINT, as Ctrl-C would, would wait for an exit that never comes. With a handler here, the
+    # children start with SIGINT at its default again.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 # --- async tests ---
 

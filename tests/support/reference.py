@@ -11,7 +11,7 @@ the file's snapshot length, pcap 2.0-2.2 files store caplen/len swapped, a trunc
 an error (not a short packet), pcapng interfaces are per block and a later interface with another
 link type or snaplen stops the read.
 
-Also `tshark_conversations(path)`: tshark's TCP/UDP conversation table, per unordered endpoint pair.
+Also `parse_tshark_conversations(text)`: tshark's TCP/UDP conversation table, per unordered endpoint pair.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import ipaddress
 import re
 import shutil
 import struct
-import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -701,23 +700,12 @@ def _endpoint(text: str) -> str:
 TSHARK_CONVERSATION_ARGS = ("-n", "-q", "-z", "conv,tcp", "-z", "conv,udp")
 
 
-def tshark_conversations(path: str | Path) -> dict[tuple[str, frozenset[str]], int]:
-    """tshark's TCP and UDP conversations: {(proto, {'ip:port', 'ip:port'}): total frames}.
+def parse_tshark_conversations(text: str) -> dict[tuple[str, frozenset[str]], int]:
+    """tshark's TCP and UDP conversations, from the table it prints for TSHARK_CONVERSATION_ARGS
+    (the `tshark` fixture runs it): {(proto, {'ip:port', 'ip:port'}): total frames}.
 
     Rows of the same endpoint pair (tshark splits TCP streams on port reuse) are summed.
-    (The tests get it through the `tshark` fixture, which keeps each run.)
     """
-    if TSHARK is None:
-        raise RuntimeError("tshark is not installed")
-    proc = subprocess.run([TSHARK, "-r", str(path), *TSHARK_CONVERSATION_ARGS], capture_output=True, text=True,
-                          check=False)  # fmt: skip
-    if proc.returncode != 0:
-        raise RuntimeError(f"tshark failed on {path}: {proc.stderr.strip()}")
-    return parse_tshark_conversations(proc.stdout)
-
-
-def parse_tshark_conversations(text: str) -> dict[tuple[str, frozenset[str]], int]:
-    """The conversation table tshark printed for TSHARK_CONVERSATION_ARGS, as tshark_conversations."""
     convs: Counter[tuple[str, frozenset[str]]] = Counter()
     proto = ""
     for line in text.splitlines():
