@@ -209,7 +209,7 @@ async def test_leaving_waits_for_a_snapshot_still_reading_the_engine(
     opened = anyio.Event()
 
     async def owner() -> None:  # e.g. an app's cleanup, leaving the parser's block
-        async with aioflow.FlowParser(large_capture, buffer_batches=1, **NO_TIMEOUTS) as parser:  # type: ignore[arg-type]
+        async with aioflow.FlowParser(large_capture, **NO_TIMEOUTS) as parser:  # type: ignore[arg-type]
             parsers.append(parser)
             # counted, not timed: flows are in the table (packets read is not enough: a snapshot
             # between the first packets and their flows would have nothing to read)
