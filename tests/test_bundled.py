@@ -13,9 +13,10 @@ import hashlib
 from pathlib import Path
 
 import pytest
-import reference
-from test_vs_reference import _explain, _ref_groups, run_parser
-from test_vs_tshark import _aioflow_conversations, _diff, _tshark_cached, tshark_version
+from support import reference
+from support.compare import aioflow_conversations, diff, explain, ref_groups, run_parser
+from support.reference import ReferenceFlows
+from support.tshark import TShark
 
 import aioflow
 
@@ -46,27 +47,25 @@ def test_manifest_lists_every_bundled_capture() -> None:
     assert {0, 1, 9, 101, 113, 228, 229, 239, 276} <= link_types, link_types
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 @pytest.mark.parametrize("path", READABLE, ids=_rel)
-async def test_bundled_flows_match_reference(path: Path) -> None:
-    ref = reference.reference_flows(path)
+async def test_bundled_flows_match_reference(path: Path, reference_flows: ReferenceFlows) -> None:
+    ref = reference_flows(path)
     groups, in_flows, info = await run_parser(path)
     assert info.packets == ref.records
     assert info.packets == info.packets_in_flows + sum(info.aside.values())
     assert in_flows == info.packets_in_flows
-    want = _ref_groups(ref)
+    want = ref_groups(ref)
     assert {k: sorted(v) for k, v in groups.items()} == {k: sorted(v) for k, v in want.items()}, (
-        f"{_rel(path)}: " + _explain(groups, want))
+        f"{_rel(path)}: " + explain(groups, want))
 
 
 @pytest.mark.parametrize("path", [p for p in READABLE if _rel(p) not in reference.EXCLUDED], ids=_rel)
-def test_bundled_flows_match_tshark(path: Path, cache: pytest.Cache) -> None:
-    if reference.TSHARK is None:
-        pytest.skip("tshark is not installed (apt install tshark): skipping the tshark comparison")
+def test_bundled_flows_match_tshark(path: Path, tshark: TShark) -> None:
     rel = _rel(path)
-    want = reference.comparable(rel, _tshark_cached(path, cache, tshark_version()))
-    got = reference.comparable(rel, _aioflow_conversations(path))
-    assert got == want, f"{rel}: aioflow vs tshark, " + _diff(got, want, "aioflow")
+    want = reference.comparable(rel, tshark.conversations(path))
+    got = reference.comparable(rel, aioflow_conversations(path))
+    assert got == want, f"{rel}: aioflow vs tshark, " + diff(got, want, "aioflow")
 
 
 @pytest.mark.parametrize("rel", sorted(REFUSED))

@@ -17,7 +17,7 @@ import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from nfdump_peer import free_udp_port
+from support.nfdump_peer import free_udp_port
 
 import aioflow
 from aioflow.netflow.collect import Collector, Decoder, parse_pdu, read_ipfix_file

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_export import tshark_records
+from support.tshark import tshark_records
 
 import aioflow
 from aioflow.netflow.collect import Decoder, read_ipfix_file

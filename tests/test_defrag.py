@@ -13,26 +13,39 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import json
-import os
 import random
 import socket
 import struct
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-import reference
-from test_end_reasons import A6, B6, BIG, MAC_A, MAC_B, A, B, T, ether, ip4, run, tcp, udp, write
-from test_mutated_input import mutate
+from support import reference
+from support.corpus import DATA
+from support.crafted import (
+    A6,
+    B6,
+    BIG,
+    MAC_A,
+    MAC_B,
+    UDP_PAYLOAD,
+    A,
+    B,
+    T,
+    ether,
+    fragment_flood,
+    frags4,
+    ip4,
+    mutate,
+    run,
+    tcp,
+    udp,
+    write,
+)
+from support.tshark import TShark
 
 import aioflow
 from aioflow._engine import Engine, EngineConfig
-
-DATA = Path(__file__).resolve().parent / "data"
-CORPUS = Path(os.environ.get("AIOFLOW_PCAPS") or Path(__file__).resolve().parents[2] / "shared" / "pcaps")
-ABSENT = f"capture corpus absent: {CORPUS} not found (set AIOFLOW_PCAPS to the shared pcaps folder)"
-NO_TSHARK = "tshark is not installed (apt install tshark): the comparison needs it"
 
 Datagrams = dict[tuple[str, frozenset[str]], tuple[int, int]]
 
@@ -82,21 +95,19 @@ def _ends(src: str, sport: str | int, dst: str, dport: str | int) -> frozenset[s
     return frozenset({f"{ipaddress.ip_address(src)}:{sport}", f"{ipaddress.ip_address(dst)}:{dport}"})
 
 
-def tshark_datagrams(path: Path) -> Datagrams:
+def tshark_datagrams(tshark: TShark, path: Path) -> Datagrams:
     """tshark's TCP/UDP packets after reassembly: {(proto, ends): (datagrams, sum of IP lengths)}.
 
     Frames whose TCP header tshark rejects (length < 20) are left out, as its conversation table
     does; ICMP errors quoting a datagram are not the datagram's. A reassembled datagram's IP length
     is its header plus the reassembled length (IPv6: 40 bytes; these captures have no
     unfragmentable extension headers in fragmented datagrams)."""
-    assert reference.TSHARK is not None
-    cmd = [reference.TSHARK, "-n", "-r", str(path), "-o", "ip.defragment:TRUE", "-o", "ipv6.defragment:TRUE",
-           "-Y", "(udp or tcp.hdr_len >= 20) and not icmp and not icmpv6", "-T", "fields", "-E", "occurrence=f"]
+    args = ["-n", "-o", "ip.defragment:TRUE", "-o", "ipv6.defragment:TRUE",
+            "-Y", "(udp or tcp.hdr_len >= 20) and not icmp and not icmpv6", "-T", "fields", "-E", "occurrence=f"]
     for f in _FIELDS:
-        cmd += ["-e", f]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        args += ["-e", f]
     out: dict[tuple[str, frozenset[str]], list[int]] = {}
-    for line in proc.stdout.splitlines():
+    for line in tshark.output(path, *args).splitlines():
         v = dict(zip(_FIELDS, line.split("\t"), strict=True))
         proto = "tcp" if v["tcp.srcport"] else "udp"
         ends = _ends(v["ip.src"] or v["ipv6.src"], v["tcp.srcport"] or v["udp.srcport"],
@@ -138,49 +149,39 @@ def _corpus_params(rels: list[str]) -> list[Any]:
 
 
 @pytest.mark.parametrize("name", ["nfstream_dns_fragmented.pcap", "zeek_ipv6-http-atomic-frag.pcap"])
-def test_bundled_fragment_captures_match_tshark(name: str) -> None:
+def test_bundled_fragment_captures_match_tshark(name: str, tshark: TShark) -> None:
     """Runs anywhere tshark is: IPv4 and IPv6 fragmented DNS answers, IPv6 atomic fragments."""
-    if reference.TSHARK is None:
-        pytest.skip(NO_TSHARK)
     path = DATA / name
-    want = tshark_datagrams(path)
+    want = tshark_datagrams(tshark, path)
     assert want, "tshark saw no TCP/UDP datagram: the comparison would be vacuous"
     assert aioflow_datagrams(path) == want
 
 
 @pytest.mark.corpus
 @pytest.mark.parametrize("rel", _corpus_params([r for r in FRAGMENTED if r not in EXCLUDED]))
-def test_corpus_fragment_captures_match_tshark(rel: str) -> None:
-    path = CORPUS / rel
-    if not path.is_file():
-        pytest.skip(ABSENT)
-    if reference.TSHARK is None:
-        pytest.skip(NO_TSHARK)
-    got, want = aioflow_datagrams(path, **COMPARE_OPTIONS), tshark_datagrams(path)
+def test_corpus_fragment_captures_match_tshark(rel: str, corpus: Path, tshark: TShark) -> None:
+    path = corpus / rel
+    got, want = aioflow_datagrams(path, **COMPARE_OPTIONS), tshark_datagrams(tshark, path)
     diff = {k: (got.get(k), want.get(k)) for k in set(got) | set(want) if got.get(k) != want.get(k)}
     assert not diff, f"{rel}: (aioflow, tshark) per conversation: {sorted(diff.items(), key=str)[:10]}"
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 @pytest.mark.parametrize("rel", _corpus_params(sorted(EXCLUDED)))
-async def test_excluded_captures_differ_by_policy(rel: str) -> None:
+async def test_excluded_captures_differ_by_policy(rel: str, tshark: TShark) -> None:
     """Each exclusion is real (tshark's count differs) and is explained by the stated give-up."""
     path = DATA / rel  # both are small: bundled, so this runs without the corpus
-    if reference.TSHARK is None:
-        pytest.skip(NO_TSHARK)
     reason, _ = EXCLUDED[rel]
-    assert aioflow_datagrams(path) != tshark_datagrams(path), f"{rel} agrees with tshark: drop its exclusion"
+    assert aioflow_datagrams(path) != tshark_datagrams(tshark, path), f"{rel} agrees with tshark: drop its exclusion"
     info = await parse(path, defragment=True)
     assert info.defrag_gave_up[reason] >= 1, info.defrag_gave_up
 
 
 @pytest.mark.corpus
-def test_fragmented_list_is_complete() -> None:
+def test_fragmented_list_is_complete(corpus: Path) -> None:
     """Every capture of the corpus holding fragments aioflow sees is compared (or excluded)."""
-    if not CORPUS.is_dir():
-        pytest.skip(ABSENT)
-    for path in reference.iter_corpus(CORPUS):
-        rel = path.relative_to(CORPUS).as_posix()
+    for path in reference.iter_corpus(corpus):
+        rel = path.relative_to(corpus).as_posix()
         if rel in FRAGMENTED or rel in TUNNELS:
             continue
         try:
@@ -208,13 +209,11 @@ def _fragments_seen(path: Path) -> int:
 
 
 @pytest.mark.corpus
-def test_corpus_conserves_and_unfragmented_captures_are_unchanged() -> None:
+def test_corpus_conserves_and_unfragmented_captures_are_unchanged(corpus: Path) -> None:
     """Over the whole corpus: conservation holds with defragment=True, nothing stays held, and a
     capture without fragments gives exactly the flows it gives without defragmentation."""
-    if not CORPUS.is_dir():
-        pytest.skip(ABSENT)
     compared = 0
-    for path in reference.iter_corpus(CORPUS):
+    for path in reference.iter_corpus(corpus):
         try:
             s = _engine_stats(path, defragment=True)
         except aioflow.AioflowError:
@@ -234,13 +233,6 @@ def _summary(f: aioflow.Flow) -> tuple[Any, ...]:
 
 
 # --- crafted captures ---
-
-
-def frags4(payload: bytes, cuts: list[int], ident: int, proto: int = 17, src: str = A, dst: str = B) -> list[bytes]:
-    """Ethernet frames of an IPv4 datagram cut at the given payload offsets (multiples of 8)."""
-    bounds = [0, *cuts, len(payload)]
-    return [ether(ip4(src, dst, proto, payload[a:b], ident=ident, mf=b < len(payload), offset=a))
-            for a, b in itertools.pairwise(bounds)]
 
 
 def raw6(nxt: int, body: bytes) -> bytes:
@@ -281,9 +273,6 @@ def timed(frames: list[bytes], t0: float = 1.0, step: float = 0.01) -> list[tupl
     return [(t0 + i * step, f) for i, f in enumerate(frames)]
 
 
-UDP_PAYLOAD = bytes(udp(5353, 9999, bytes(range(256)) * 4))  # 1032 bytes
-
-
 async def _one_flow(path: Path, **opts: Any) -> tuple[aioflow.Flow | None, aioflow.ParserInfo]:
     flows: list[aioflow.Flow] = []
     async with aioflow.FlowParser(path, defragment=True, idle_timeout=BIG, active_timeout=BIG, fin_timeout=BIG,
@@ -296,7 +285,7 @@ async def _one_flow(path: Path, **opts: Any) -> tuple[aioflow.Flow | None, aiofl
     return (flows[0] if flows else None), info
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 @pytest.mark.parametrize("version", [4, 6])
 async def test_out_of_order_fragments_make_the_original_datagram(tmp_path: Path, version: int) -> None:
     cuts = [256, 512, 768]
@@ -316,7 +305,7 @@ async def test_out_of_order_fragments_make_the_original_datagram(tmp_path: Path,
     assert info.packets_in_flows == 1 and info.peak_fragment_datagrams == 1
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 @pytest.mark.parametrize("version", [4, 6])
 async def test_headers_before_the_fragmentable_part(tmp_path: Path, version: int) -> None:
     """IPv4 options only in the first fragment (NOPs are not copied); an IPv6 hop-by-hop header
@@ -337,7 +326,7 @@ async def test_headers_before_the_fragmentable_part(tmp_path: Path, version: int
     assert info.datagrams_reassembled == 1
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_vlan_separates_datagrams(tmp_path: Path) -> None:
     """Same addresses and identification on two VLANs: two datagrams, interleaved, two flows."""
     def tagged(vlan: int) -> list[bytes]:
@@ -350,7 +339,7 @@ async def test_vlan_separates_datagrams(tmp_path: Path) -> None:
     assert info.datagrams_reassembled == 2 and sum(info.defrag_gave_up.values()) == 0
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_interleaved_datagrams_and_flows_count_datagrams(tmp_path: Path) -> None:
     a, b = frags4(UDP_PAYLOAD, [512], ident=1), frags4(UDP_PAYLOAD, [256, 768], ident=2)
     reply = ether(ip4(B, A, 17, udp(9999, 5353, b"ok")))
@@ -362,7 +351,7 @@ async def test_interleaved_datagrams_and_flows_count_datagrams(tmp_path: Path) -
     assert info.datagrams_reassembled == 2 and info.aside["fragment_merged"] == 3
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 @pytest.mark.parametrize("version", [4, 6])
 async def test_duplicate_fragment_is_ignored(tmp_path: Path, version: int) -> None:
     frames = frags4(UDP_PAYLOAD, [512], ident=3) if version == 4 else frags6(UDP_PAYLOAD, [512], ident=3)
@@ -373,7 +362,7 @@ async def test_duplicate_fragment_is_ignored(tmp_path: Path, version: int) -> No
     assert info.aside["fragment_merged"] == 1 and sum(info.defrag_gave_up.values()) == 0
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 @pytest.mark.parametrize("version", [4, 6])
 async def test_overlapping_fragments_drop_the_datagram(tmp_path: Path, version: int) -> None:
     """RFC 5722 for IPv6; the same policy for IPv4 (as Linux): no flow, every fragment dropped,
@@ -389,7 +378,7 @@ async def test_overlapping_fragments_drop_the_datagram(tmp_path: Path, version: 
     assert info.aside["fragment_dropped"] == 3 and info.datagrams_reassembled == 0
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_timeout_runs_on_packet_time(tmp_path: Path) -> None:
     a = frags4(UDP_PAYLOAD, [512], ident=4)
     b = frags4(UDP_PAYLOAD, [512], ident=5)
@@ -403,7 +392,7 @@ async def test_timeout_runs_on_packet_time(tmp_path: Path) -> None:
     assert info.aside["fragment_dropped"] == 2 and info.datagrams_reassembled == 1
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_bounds_and_inconsistencies_are_counted(tmp_path: Path) -> None:
     many = frags4(UDP_PAYLOAD, [256, 512, 768], ident=10)
     big = frags4(UDP_PAYLOAD + UDP_PAYLOAD[:200], [512], ident=11, src="10.0.0.9")  # 1252 bytes
@@ -419,7 +408,7 @@ async def test_bounds_and_inconsistencies_are_counted(tmp_path: Path) -> None:
     assert info.aside["fragment_dropped"] == 4 + 2 + 2 + 1 and info.aside["fragment_merged"] == 1
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_fragment_cut_by_the_snaplen_is_counted(tmp_path: Path) -> None:
     frames = frags4(UDP_PAYLOAD, [512], ident=15)
     path = tmp_path / "snap.pcap"
@@ -432,23 +421,9 @@ async def test_fragment_cut_by_the_snaplen_is_counted(tmp_path: Path) -> None:
     assert flow is None and info.defrag_gave_up["truncated"] == 1 and info.aside["fragment_dropped"] == 2
 
 
-def _flood(tmp_path: Path, n: int) -> Path:
-    """n datagrams that never complete (first halves of 1032-byte UDP datagrams, distinct ids,
-    from many sources), with a real datagram every 100 packets that does complete."""
-    rng = random.Random(1)
-    pkts: list[tuple[float, bytes]] = []
-    for i in range(n):
-        src = f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
-        pkts.append((1.0 + i * 1e-4, frags4(UDP_PAYLOAD, [512], ident=i & 0xFFFF, src=src)[0]))
-        if i % 100 == 99:
-            for frame in frags4(UDP_PAYLOAD, [512], ident=i & 0xFFFF, src="192.0.2.1"):
-                pkts.append((1.0 + i * 1e-4, frame))
-    return write(tmp_path, "flood.pcap", pkts)
-
-
 def test_flood_of_fragments_stays_within_bounds_and_conserves_at_every_step(tmp_path: Path) -> None:
     n, max_datagrams, memory = 20000, 256, 64 * 1024
-    path = _flood(tmp_path, n)
+    path = fragment_flood(tmp_path, n)
     config = EngineConfig(defragment=True, max_fragment_datagrams=max_datagrams, max_fragment_memory=memory,
                           idle_timeout_ns=10**15, active_timeout_ns=10**15, fin_timeout_ns=10**15)
     engine = Engine(path, config)
@@ -477,7 +452,7 @@ def test_flood_of_fragments_stays_within_bounds_and_conserves_at_every_step(tmp_
     assert s["aside"]["fragment_dropped"] == n and s["aside"]["fragment_merged"] == completed
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_default_is_per_frame_counting(tmp_path: Path) -> None:
     frames = frags4(UDP_PAYLOAD, [512], ident=16)
     path = write(tmp_path, "default.pcap", timed(frames))
@@ -512,7 +487,7 @@ def test_cli_defragment(capsys: pytest.CaptureFixture[str]) -> None:
     assert "reassembled" not in off.err
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_damaged_fragments_are_counted_never_fatal(tmp_path: Path) -> None:
     """Fragments of many datagrams, each shuffled, a third of them bit-flipped or cut (seeded), under
     small bounds: nothing crashes (run under `make sanitize`) and every packet is accounted for."""

@@ -6,113 +6,45 @@ asserts the exact records aioflow must emit: keys, end reasons, packets per dire
 
 from __future__ import annotations
 
-import socket
 import struct
 from pathlib import Path
-from typing import Any
 
 import dpkt
 import pytest
-import reference
+from support import reference
+from support.crafted import (
+    A6,
+    ACK,
+    B6,
+    BIG,
+    FIN,
+    MAC_A,
+    MAC_B,
+    PSH,
+    RST,
+    SYN,
+    A,
+    B,
+    C,
+    Packet,
+    Rec,
+    T,
+    ether,
+    ip4,
+    ip6,
+    run,
+    tcp4,
+    udp,
+    udp4,
+    write,
+)
 
 import aioflow
-
-A, B, C = "10.0.0.1", "10.0.0.2", "10.0.0.3"
-A6, B6 = "2001:db8::1", "2001:db8::2"
-MAC_A, MAC_B = b"\x02\x00\x00\x00\x00\x0a", b"\x02\x00\x00\x00\x00\x0b"
-SYN, ACK, FIN, RST, PSH = (dpkt.tcp.TH_SYN, dpkt.tcp.TH_ACK, dpkt.tcp.TH_FIN, dpkt.tcp.TH_RST,
-                           dpkt.tcp.TH_PUSH)
-BIG = 1e6  # a timeout that never fires in these captures
-
-Packet = tuple[float, bytes]
-
-
-# --- crafting ---
-
-
-def ether(payload: bytes, ethertype: int = 0x0800, vlans: tuple[int, ...] = ()) -> bytes:
-    if not vlans:
-        return bytes(dpkt.ethernet.Ethernet(dst=MAC_B, src=MAC_A, type=ethertype, data=payload))
-    # Tags outermost first: an 802.1ad TPID for an outer tag, 802.1Q for a single one; each TCI is
-    # followed by the type of what comes next (another tag or the payload).
-    out = MAC_B + MAC_A + struct.pack("!H", 0x88A8 if len(vlans) > 1 else 0x8100)
-    for i, vid in enumerate(vlans):
-        out += struct.pack("!HH", vid, ethertype if i == len(vlans) - 1 else 0x8100)
-    return out + payload
-
-
-def ip4(src: str, dst: str, proto: int, payload: bytes | dpkt.Packet, ident: int = 0, mf: bool = False,
-        offset: int = 0) -> bytes:
-    ip = dpkt.ip.IP(src=socket.inet_aton(src), dst=socket.inet_aton(dst), p=proto, id=ident, ttl=64,
-                    data=payload)
-    ip.mf = int(mf)
-    ip.offset = offset // 8
-    ip.len = 20 + len(bytes(payload))
-    return bytes(ip)
-
-
-def ip6(src: str, dst: str, nxt: int, payload: bytes | dpkt.Packet) -> bytes:
-    body = bytes(payload)
-    ip = dpkt.ip6.IP6(src=socket.inet_pton(socket.AF_INET6, src), dst=socket.inet_pton(socket.AF_INET6, dst),
-                      nxt=nxt, hlim=64, plen=len(body), data=body)
-    return bytes(ip)
-
-
-def tcp(sport: int, dport: int, flags: int, data: bytes = b"") -> dpkt.tcp.TCP:
-    return dpkt.tcp.TCP(sport=sport, dport=dport, flags=flags, seq=1000, ack=1 if flags & ACK else 0,
-                        win=65535, data=data)
-
-
-def udp(sport: int, dport: int, data: bytes = b"q") -> dpkt.udp.UDP:
-    return dpkt.udp.UDP(sport=sport, dport=dport, ulen=8 + len(data), data=data)
-
-
-def tcp4(t: float, src: str, sport: int, dst: str, dport: int, flags: int, data: bytes = b"") -> Packet:
-    return (t, ether(ip4(src, dst, 6, tcp(sport, dport, flags, data))))
-
-
-def udp4(t: float, src: str, sport: int, dst: str, dport: int, vlans: tuple[int, ...] = ()) -> Packet:
-    return (t, ether(ip4(src, dst, 17, udp(sport, dport)), vlans=vlans))
-
-
-def write(tmp_path: Path, name: str, packets: list[Packet]) -> Path:
-    path = tmp_path / name
-    with path.open("wb") as fh:
-        writer = dpkt.pcap.Writer(fh, snaplen=65535, linktype=dpkt.pcap.DLT_EN10MB)
-        for ts, frame in packets:
-            writer.writepkt(frame, ts=ts)
-    return path
-
-
-# --- running ---
-
-Rec = tuple[tuple[str, int, str, int, int], str, int, int]
-
-
-async def run(path: Path, **opts: Any) -> tuple[list[Rec], list[dict[str, Any]], aioflow.ParserInfo]:
-    """(key, end_reason, src2dst_packets, dst2src_packets) per record in end order, details, info()."""
-    opts = {"idle_timeout": BIG, "active_timeout": BIG, "fin_timeout": BIG, **opts}
-    recs: list[Rec] = []
-    details: list[dict[str, Any]] = []
-    async with aioflow.FlowParser(path, **opts) as parser:
-        async for f in parser.terminated():
-            recs.append((f.key, f.end_reason, f.src2dst_packets, f.dst2src_packets))
-            details.append({"vlan_id": f.vlan_id, "first_seen": f.first_seen, "last_seen": f.last_seen,
-                            "bytes": (f.src2dst_bytes, f.dst2src_bytes), "ip_version": f.ip_version,
-                            "key": f.key})
-        info = parser.info()
-    assert info.packets == info.packets_in_flows + sum(info.aside.values()) + info.fragments_held
-    return recs, details, info
-
-
-def T(src: str, sport: int, dst: str, dport: int, proto: int = 6) -> tuple[str, int, str, int, int]:
-    return (src, sport, dst, dport, proto)
-
 
 # --- end reasons ---
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_idle(tmp_path: Path) -> None:
     path = write(tmp_path, "idle.pcap", [
         udp4(100.0, A, 1000, B, 53),
@@ -127,7 +59,7 @@ async def test_idle(tmp_path: Path) -> None:
     assert details[0]["first_seen"] == pytest.approx(100.0) and details[0]["last_seen"] == pytest.approx(101.0)
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_active(tmp_path: Path) -> None:
     # One packet a second for 12 s, A->B on even seconds, B->A on odd ones; active_timeout 5.5 s
     # cuts a record at 0..5, another at 6..11, and the packet at 12 s is left for the end of file.
@@ -153,7 +85,7 @@ def _handshake_and_close(t0: float, sport: int = 40000) -> list[Packet]:
     ]
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_fin(tmp_path: Path) -> None:
     pkts = [
         *_handshake_and_close(10.0),
@@ -168,7 +100,7 @@ async def test_fin(tmp_path: Path) -> None:
     assert sorted(recs[1:]) == sorted([(T(A, 40001, B, 443), "eof", 2, 1), (T(C, 1234, B, 53, 17), "eof", 1, 0)])
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_rst(tmp_path: Path) -> None:
     pkts = [
         tcp4(10.0, A, 40000, B, 81, SYN),
@@ -179,7 +111,7 @@ async def test_rst(tmp_path: Path) -> None:
     assert recs == [(T(A, 40000, B, 81), "rst", 1, 1), (T(C, 1234, B, 53, 17), "eof", 1, 0)]
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_eof(tmp_path: Path) -> None:
     pkts = [tcp4(5.0, A, 40000, B, 22, SYN), tcp4(5.1, B, 22, A, 40000, SYN | ACK), tcp4(5.2, A, 40000, B, 22, ACK)]
     recs, _, info = await run(write(tmp_path, "eof.pcap", pkts))
@@ -187,7 +119,7 @@ async def test_eof(tmp_path: Path) -> None:
     assert info.packets == 3 and info.finished
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_evicted_least_recently_seen(tmp_path: Path) -> None:
     pkts = [
         udp4(1.0, A, 1001, B, 53),
@@ -202,7 +134,7 @@ async def test_evicted_least_recently_seen(tmp_path: Path) -> None:
     assert info.flows_created == 3 and info.packets_in_flows == 5
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_stop_flushes_active_flows(tmp_path: Path) -> None:
     # 250k packets: a long flow L with a packet every 10 ms, and every 1000th packet a one-packet
     # UDP flow that idles out 50 s later. Every pump of the file ends some flows, so the reader
@@ -254,7 +186,7 @@ async def test_stop_flushes_active_flows(tmp_path: Path) -> None:
 # --- key rules ---
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_synack_first_orientation(tmp_path: Path) -> None:
     pkts = [
         tcp4(1.0, B, 80, A, 40000, SYN | ACK),  # capture starts mid-handshake
@@ -265,7 +197,7 @@ async def test_synack_first_orientation(tmp_path: Path) -> None:
     assert recs == [(T(A, 40000, B, 80), "eof", 2, 1)]
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_port_reuse_after_fin_and_rst(tmp_path: Path) -> None:
     pkts = [
         *_handshake_and_close(1.0),
@@ -287,7 +219,7 @@ async def test_port_reuse_after_fin_and_rst(tmp_path: Path) -> None:
     assert [r[1] for r in recs[:2]] != ["eof", "eof"]
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_icmp_keyed_by_echo_identifier(tmp_path: Path) -> None:
     def echo(t: float, src: str, dst: str, typ: int, ident: int, seq: int) -> Packet:
         icmp = dpkt.icmp.ICMP(type=typ, code=0, data=dpkt.icmp.ICMP.Echo(id=ident, seq=seq, data=b"ping"))
@@ -319,7 +251,7 @@ async def test_icmp_keyed_by_echo_identifier(tmp_path: Path) -> None:
     assert sorted(r.key for r in reference.reference_flows(path).flows) == sorted(r[0] for r in recs)
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_vlan_id_separates_flows(tmp_path: Path) -> None:
     pkts = [
         udp4(1.0, A, 1000, B, 53),
@@ -336,7 +268,7 @@ async def test_vlan_id_separates_flows(tmp_path: Path) -> None:
     assert sorted(f.vlan_id for f in reference.reference_flows(path).flows) == [0, 10, 20]
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_fragments_join_their_flow_and_orphans_go_aside(tmp_path: Path) -> None:
     payload = bytes(udp(5353, 9999, b"z" * 40))  # 48 bytes of UDP datagram, cut in three fragments
     frag6_first = struct.pack("!BBHI", 17, 0, 0 | 1, 0xBEEF) + payload[:24]
@@ -367,7 +299,7 @@ async def test_fragments_join_their_flow_and_orphans_go_aside(tmp_path: Path) ->
         (r[0], r[2], r[3]) for r in recs)
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_fragment_before_its_first_is_an_orphan(tmp_path: Path) -> None:
     payload = bytes(udp(5353, 9999, b"z" * 40))
     pkts = [
@@ -380,7 +312,7 @@ async def test_fragment_before_its_first_is_an_orphan(tmp_path: Path) -> None:
     assert info.aside.get("fragment_orphan") == 1 and info.packets_in_flows == 2
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_ipv4_fragments_keyed_by_protocol_too(tmp_path: Path) -> None:
     # Two datagrams between the same hosts with the same IP id but different protocols.
     u = bytes(udp(1111, 2222, b"u" * 24))
@@ -400,7 +332,7 @@ async def test_ipv4_fragments_keyed_by_protocol_too(tmp_path: Path) -> None:
     assert sum(info.aside.values()) == 0
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 async def test_syn_after_one_sided_fin_does_not_split(tmp_path: Path) -> None:
     pkts = [
         tcp4(1.0, A, 40000, B, 80, SYN),
@@ -470,7 +402,7 @@ LINK_CASES: list[tuple[str, int, bytes, list[tuple[tuple[str, int, str, int, int
 ]
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
 @pytest.mark.parametrize(("name", "linktype", "frame", "flows", "aside"), LINK_CASES,
                          ids=[c[0] for c in LINK_CASES])
 async def test_link_layers(tmp_path: Path, name: str, linktype: int, frame: bytes,

@@ -4,21 +4,21 @@ refreshed, sequence numbers per RFC, send errors counted, files written that oth
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import shutil
 import socket
 import struct
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
 import numpy as np
 import pytest
+from support.tshark import tshark_records
 
 import aioflow
 from aioflow._frame import RECORD_DTYPE
@@ -169,8 +169,10 @@ async def test_a_lone_flow_goes_out_within_the_flush_interval(receiver: Receiver
     flow = flows_of(BUNDLED)[0]
     async with aioflow.IPFIXExporter(receiver.address, flush_interval=0.05) as exporter:
         await exporter.send(flow)  # far from a full batch, and no other send follows
-        await anyio.sleep(0.3)
-        assert exporter.stats.flows == 1  # sent while still inside the block
+        with anyio.fail_after(10):  # sent while still inside the block (the deadline bounds a failure)
+            while exporter.stats.flows == 0:  # noqa: ASYNC110 (a counter: the exporter has no event)
+                await anyio.sleep(0.01)
+        assert exporter.stats.flows == 1
     assert len(await anyio.to_thread.run_sync(receiver.drain)) == 1
 
 
@@ -194,37 +196,6 @@ def test_flow_end_reasons_map_to_ipfix_codes() -> None:
 
     codes = dict(zip(END_REASONS, FLOW_END_REASON.tolist(), strict=True))
     assert codes == {"": 2, "idle": 1, "active": 2, "fin": 3, "rst": 3, "eof": 4, "evicted": 5, "stop": 4}
-
-
-def tshark_time(text: str) -> int:
-    """tshark's "Mar 23, 2022 10:45:36.009000000 UTC" -> Unix ns."""
-    whole, fraction = text.removesuffix(" UTC").rsplit(".", 1)
-    moment = dt.datetime.strptime(" ".join(whole.split()), "%b %d, %Y %H:%M:%S").replace(tzinfo=dt.UTC)
-    return int(moment.timestamp()) * 10**9 + int(fraction.ljust(9, "0"))
-
-
-def tshark_records(path: Path) -> Counter[tuple[Any, ...]]:
-    """tshark reads IPFIX files (RFC 5655) natively: its view of every data record."""
-    fields = ["cflow.srcaddr", "cflow.srcaddrv6", "cflow.dstaddr", "cflow.dstaddrv6", "cflow.srcport",
-              "cflow.dstport", "cflow.protocol", "cflow.packets", "cflow.octets", "cflow.abstimestart",
-              "cflow.abstimeend"]  # fmt: skip
-    out = subprocess.run(
-        ["tshark", "-n", "-r", str(path), "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|",
-         *[arg for f in fields for arg in ("-e", f)]],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    got: Counter[tuple[Any, ...]] = Counter()
-    for line in out.splitlines():
-        c = dict(zip(fields, (column.split("|") if column else [] for column in line.split("\t")), strict=True))
-        src, dst = c["cflow.srcaddr"] or c["cflow.srcaddrv6"], c["cflow.dstaddr"] or c["cflow.dstaddrv6"]
-        n = len(c["cflow.packets"])
-        per = len(c["cflow.abstimestart"]) // n  # 2 with nanoseconds=True: the ms times, then the ns ones
-        for i in range(n):
-            got[(src[i], int(c["cflow.srcport"][i]), dst[i], int(c["cflow.dstport"][i]), int(c["cflow.protocol"][i]),
-                 int(c["cflow.packets"][i]), int(c["cflow.octets"][i]),
-                 *(tshark_time(c[f][i * per + per - 1]) for f in ("cflow.abstimestart", "cflow.abstimeend")),
-                 )] += 1  # fmt: skip
-    return got
 
 
 @pytest.mark.parametrize("nanoseconds", [False, True])
@@ -372,9 +343,14 @@ async def test_live_flows_are_exported_as_they_end(receiver: Receiver) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["v9", "ipfix"])
-def test_templates_are_refreshed_by_time(fmt: str) -> None:
+def test_templates_are_refreshed_by_time(fmt: str, monkeypatch: pytest.MonkeyPatch) -> None:
     rec = gather_records(flows_of(DATA / "zeek_icmp_5-pings.pcap"))  # IPv4 only: one template
     encoder = encoder_for(fmt, template_refresh_packets=None, template_refresh_seconds=0.2)
+    # the encoder's monotonic clock, moved by the test: a loaded machine could otherwise let 0.2 s
+    # pass between two calls that must fall in one refresh interval
+    now = [1000.0]
+    clock = SimpleNamespace(monotonic=lambda: now[0])
+    monkeypatch.setattr(sys.modules[encoder._template_due.__module__], "time", clock)
     template_set = 0 if fmt == "v9" else 2
     header = 20 if fmt == "v9" else 16
 
@@ -382,6 +358,7 @@ def test_templates_are_refreshed_by_time(fmt: str) -> None:
         return [sets_of(m, header)[0][0] == template_set for m in encoder.encode(rec)]
 
     assert with_template() == [True]
+    now[0] += 0.1
     assert with_template() == [False]  # neither time nor packet count says so yet
-    time.sleep(0.25)
+    now[0] += 0.15
     assert with_template() == [True]

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 import socket
 import struct
@@ -25,21 +24,21 @@ from typing import Any
 
 import anyio
 import pytest
-import reference
-from nfdump_peer import NFCAPD, NFDUMP, nfcapd_running, nfdump_json
+from support import reference
+from support.corpus import ABSENT, CORPUS
+from support.nfdump_peer import nfcapd_running, nfdump_json
 
 import aioflow
 from aioflow.export import EXPORTERS
 from aioflow.netflow._encode import PORT_PROTOCOLS, Clock, encoder_for, gather_records
 
-CORPUS = Path(os.environ.get("AIOFLOW_PCAPS") or Path(__file__).resolve().parents[2] / "shared" / "pcaps")
 FORMATS = ("v5", "v9", "ipfix")
 TSHARK = shutil.which("tshark")
 FLAG_LETTERS = "CEUAPRSF"  # nfdump's flag string, most significant bit first
 
 pytestmark = [
     pytest.mark.corpus,
-    pytest.mark.skipif(not CORPUS.is_dir(), reason=f"capture corpus absent: {CORPUS} not found"),
+    pytest.mark.skipif(not CORPUS.is_dir(), reason=ABSENT),
 ]
 
 
@@ -141,9 +140,9 @@ class Collected:
 
 
 @pytest.fixture(scope="module", params=FORMATS)
-def collected(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collected]:
-    if not (NFCAPD and NFDUMP):
-        pytest.skip("nfdump is not installed (apt install nfdump): nfcapd/nfdump are the reference collector")
+def collected(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, nfdump: object
+) -> Iterator[Collected]:
     fmt = request.param
     folder = tmp_path_factory.mktemp(f"nfcapd-{fmt}")
     with nfcapd_running(folder) as nfcapd:

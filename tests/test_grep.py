@@ -6,7 +6,6 @@ Every test runs twice: with the default search (native, in the C engine, where i
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -15,13 +14,12 @@ from pathlib import Path
 
 import dpkt
 import pytest
-import tcpflow_ref
-from test_end_reasons import ACK, PSH, SYN, ether, ip4, udp, write
-from test_live import TOOL_ENV
-
-CORPUS = Path(os.environ.get("AIOFLOW_PCAPS") or Path(__file__).resolve().parents[2] / "shared" / "pcaps")
-ABSENT = f"capture corpus absent: {CORPUS} not found (set AIOFLOW_PCAPS to the shared pcaps folder)"
-CLIENT, SERVER = "10.1.0.1", "10.1.0.2"
+from support.corpus import ABSENT, CORPUS
+from support.crafted import CLIENT, SERVER, ether, ip4, split_session, udp, write
+from support.files import identity
+from support.tcpflow_ref import TcpFlow
+from support.tools import TOOL_ENV
+from support.tshark import TShark
 
 needs_ngrep = pytest.mark.skipif(shutil.which("ngrep") is None, reason="ngrep is not installed (apt install ngrep)")
 NO_NATIVE = "aioflow was built without Vectorscan (libvectorscan-dev): only the Python search can run"
@@ -57,12 +55,23 @@ def _split_endpoint(text: str) -> tuple[str, int]:
     return address.strip("[]"), int(port)
 
 
+_NGREP_RUNS: dict[tuple[object, ...], str] = {}
+
+
+def ngrep(capture: Path, pattern: str, bpf: str) -> str:
+    """What `ngrep -q -I capture pattern bpf` prints, kept for the session (every test here runs
+    once per search mode, and ngrep's answer does not depend on it)."""
+    key = (identity(capture), pattern, bpf)
+    if key not in _NGREP_RUNS:
+        _NGREP_RUNS[key] = subprocess.run(["ngrep", "-q", "-I", str(capture), pattern, bpf], capture_output=True,
+                                          text=True, env=TOOL_ENV, timeout=120).stdout  # fmt: skip
+    return _NGREP_RUNS[key]
+
+
 def ngrep_conversations(capture: Path, pattern: str, bpf: str) -> set[Conversation]:
     """Conversations with at least one packet whose payload ngrep matched."""
-    done = subprocess.run(["ngrep", "-q", "-I", str(capture), pattern, bpf], capture_output=True, text=True,
-                          env=TOOL_ENV, timeout=120)  # fmt: skip
     found = set()
-    for line in done.stdout.splitlines():
+    for line in ngrep(capture, pattern, bpf).splitlines():
         m = re.match(r"^([TU]) (\S+) -> (\S+)", line)
         if m:
             proto = "tcp" if m.group(1) == "T" else "udp"
@@ -78,15 +87,13 @@ def aioflow_conversations(records: list[dict[str, object]]) -> set[Conversation]
     }
 
 
-def payloads_by_conversation(capture: Path) -> dict[Conversation, list[bytes]]:
+def payloads_by_conversation(tshark: TShark, capture: Path) -> dict[Conversation, list[bytes]]:
     """Each TCP/UDP packet's own payload, as tshark dissects it (no reassembly)."""
     fields = ["ip.src", "ipv6.src", "ip.dst", "ipv6.dst", "tcp.srcport", "tcp.dstport", "udp.srcport",
               "udp.dstport", "tcp.payload", "udp.payload"]  # fmt: skip
-    done = subprocess.run(["tshark", "-r", str(capture), "-T", "fields", "-E", "separator=\t",
-                           *(a for f in fields for a in ("-e", f))],
-                          capture_output=True, text=True, env=TOOL_ENV, timeout=120, check=True)
+    text = tshark.output(capture, "-T", "fields", "-E", "separator=\t", *(a for f in fields for a in ("-e", f)))
     out: dict[Conversation, list[bytes]] = {}
-    for line in done.stdout.splitlines():
+    for line in text.splitlines():
         src4, src6, dst4, dst6, tsp, tdp, usp, udp_, tpay, upay = (line.split("\t") + [""] * 10)[:10]
         proto = "tcp" if tsp else "udp" if usp else None
         if proto is None:
@@ -114,10 +121,8 @@ CORPUS_CASES = [
 
 @needs_ngrep
 @pytest.mark.parametrize(("name", "pattern"), CORPUS_CASES)
-def test_every_flow_ngrep_matches_is_matched(name: str, pattern: str) -> None:
-    capture = CORPUS / name
-    if not capture.exists():
-        pytest.skip(ABSENT)
+def test_every_flow_ngrep_matches_is_matched(name: str, pattern: str, corpus: Path, tshark: TShark) -> None:
+    capture = corpus / name
     bpf = "tcp or udp"
     expected = ngrep_conversations(capture, pattern, bpf)
     got = aioflow_conversations(grep_json("-a", pattern, "-r", str(capture), bpf))
@@ -125,7 +130,7 @@ def test_every_flow_ngrep_matches_is_matched(name: str, pattern: str) -> None:
     assert expected <= got, f"ngrep matched, aioflow did not: {sorted(expected - got, key=str)[:5]}"
     # what aioflow matches beyond ngrep must be matches no single packet holds (split across segments)
     compiled = re.compile(pattern.encode(), re.MULTILINE)
-    payloads = payloads_by_conversation(capture)
+    payloads = payloads_by_conversation(tshark, capture)
     for extra in got - expected:
         assert not any(compiled.search(p) for p in payloads.get(extra, [])), (name, extra)
 
@@ -135,9 +140,8 @@ def test_every_flow_ngrep_matches_is_matched(name: str, pattern: str) -> None:
 
 def ngrep_icmp_pairs(capture: Path, pattern: str) -> set[frozenset[str]]:
     """Host pairs with at least one ICMP packet whose data (after the 8-byte header) ngrep matched."""
-    done = subprocess.run(["ngrep", "-q", "-I", str(capture), pattern, "icmp"], capture_output=True, text=True,
-                          env=TOOL_ENV, timeout=120)  # fmt: skip
-    return {frozenset(m.groups()) for line in done.stdout.splitlines() if (m := re.match(r"^I (\S+) -> (\S+)", line))}
+    lines = ngrep(capture, pattern, "icmp").splitlines()
+    return {frozenset(m.groups()) for line in lines if (m := re.match(r"^I (\S+) -> (\S+)", line))}
 
 
 def icmp_pairs(records: list[dict[str, object]]) -> set[frozenset[str]]:
@@ -189,29 +193,6 @@ def test_icmp_echo_flows_match_what_ngrep_matches(tmp_path: Path) -> None:
 
 
 # --- crafted: a pattern split across segments ---
-
-
-def segment(t: float, src: str, sport: int, dst: str, dport: int, flags: int, seq: int, ack: int,
-            data: bytes = b"") -> tuple[float, bytes]:  # fmt: skip
-    tcp = dpkt.tcp.TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack, win=65535, data=data)
-    return t, ether(ip4(src, dst, 6, tcp))
-
-
-def split_session(parts: list[bytes], order: list[int] | None = None) -> list[tuple[float, bytes]]:
-    """A TCP session whose client sends parts as separate segments (in `order`), then the server answers."""
-    c_isn, s_isn = 1000, 5000
-    packets = [
-        segment(1.0, CLIENT, 40000, SERVER, 80, SYN, c_isn, 0),
-        segment(1.1, SERVER, 80, CLIENT, 40000, SYN | ACK, s_isn, c_isn + 1),
-        segment(1.2, CLIENT, 40000, SERVER, 80, ACK, c_isn + 1, s_isn + 1),
-    ]
-    offsets = [sum(len(p) for p in parts[:i]) for i in range(len(parts))]
-    for n, i in enumerate(order or range(len(parts))):
-        packets.append(segment(2.0 + n / 10, CLIENT, 40000, SERVER, 80, PSH | ACK, c_isn + 1 + offsets[i],
-                               s_isn + 1, parts[i]))  # fmt: skip
-    total = sum(len(p) for p in parts)
-    packets.append(segment(3.0, SERVER, 80, CLIENT, 40000, PSH | ACK, s_isn + 1, c_isn + 1 + total, b"230 OK\r\n"))
-    return packets
 
 
 @needs_ngrep
@@ -350,13 +331,14 @@ def test_native_and_python_search_select_the_same_flows(name: str, pattern: str,
     assert results["native"] == results["python"]
 
 
-@pytest.mark.skipif(tcpflow_ref.TCPFLOW is None, reason="tcpflow is not installed (apt install tcpflow)")
 @pytest.mark.parametrize(("name", "pattern"), NATIVE_CASES)
-def test_native_search_matches_the_tcp_streams_tcpflow_writes(name: str, pattern: str, search: str) -> None:
+def test_native_search_matches_the_tcp_streams_tcpflow_writes(
+    name: str, pattern: str, search: str, tcpflow: TcpFlow
+) -> None:
     """The judge is outside aioflow: tcpflow's reassembled files, searched whole with Python's re."""
     capture = _native_case(name, search)
     regex = re.compile(pattern.encode(), re.MULTILINE | re.IGNORECASE)
-    written = tcpflow_ref.tcpflow_streams(capture)
+    written = tcpflow.streams(capture)
     if not written:
         pytest.skip(f"{name} holds no TCP for tcpflow to write")
     want = {d for d, streams in written.items() if any(regex.search(s) for s in streams)}

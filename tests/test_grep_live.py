@@ -1,4 +1,4 @@
-"""`aioflow grep -k` on a live interface (tests/test_live.py's namespace and HTTP server): the
+"""`aioflow grep -k` on a live interface (the `net` fixture's namespace and HTTP server): the
 connection whose client data matches is reset at both ends; another one is left alone."""
 
 from __future__ import annotations
@@ -10,10 +10,7 @@ import sys
 import time
 
 import pytest
-import test_live
-from test_live import Net
-
-net = test_live.net  # the namespace fixture, shared (an assignment, not an import: pytest finds it the same)
+from support.livenet import Net
 
 
 def established_ports(net: Net) -> set[int]:

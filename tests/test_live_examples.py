@@ -1,9 +1,8 @@
-"""The live examples, run as scripts against real traffic in the test namespace (tests/test_live.py's
-`net`): what each prints or serves must name the connections this test made, and only those."""
+"""The live examples, run as scripts against real traffic in the test namespace (the `net`
+fixture): what each prints or serves must name the connections this test made, and only those."""
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import re
@@ -15,70 +14,17 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import test_live
-from test_live import Net, http_get, udp_exchange
+from support.livenet import SINK_PORT, STREAM_PORT, Net, download, http_get, in_threads, udp_exchange
 
 from aioflow._flow import SCALAR_FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-
-net = test_live.net  # the namespace fixture, shared (an assignment, not an import: pytest finds it the same)
-
-# A second server in the namespace: TCP 8081 streams 2000 bytes every 50 ms (~40 KB/s) until the
-# client closes; UDP 9998 is a sink that never answers (so a slow sender stays slow).
-STREAMER = r"""
-import socket, threading, time
-tcp = socket.socket(); tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-tcp.bind(("0.0.0.0", 8081)); tcp.listen(16)
-udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp.bind(("0.0.0.0", 9998))
-def sink():
-    while True: udp.recv(2048)
-def stream(conn):
-    with conn:
-        try:
-            while True:
-                conn.sendall(b"y" * 2000); time.sleep(0.05)
-        except OSError:
-            pass
-threading.Thread(target=sink, daemon=True).start()
-print("ready", flush=True)
-while True:
-    conn, _ = tcp.accept(); threading.Thread(target=stream, args=(conn,), daemon=True).start()
-"""
-STREAM_PORT = 8081
-SINK_PORT = 9998
-
-
-@pytest.fixture(scope="module")
-def streamer(net: Net) -> Iterator[None]:
-    proc = subprocess.Popen(["ip", "netns", "exec", net.ns, sys.executable, "-c", STREAMER],
-                            stdout=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        yield
-    finally:
-        proc.kill()
-        proc.wait()
-        assert proc.stdout is not None
-        proc.stdout.close()
-
-
-def download(host: str, seconds: float, ports: list[int]) -> int:
-    """Reads the streamer for `seconds` over one connection; returns the bytes read."""
-    got = 0
-    with socket.create_connection((host, STREAM_PORT), timeout=5) as c:
-        ports.append(c.getsockname()[1])
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            got += len(c.recv(65536))
-    return got
-
 
 def trickle(host: str, seconds: float, ports: list[int]) -> None:
     """One 20-byte datagram (48 IP bytes) every 0.25 s to the sink: at most 2 * 48 / 0.25 = 384 B/s."""
@@ -89,18 +35,6 @@ def trickle(host: str, seconds: float, ports: list[int]) -> None:
         while time.monotonic() < end:
             s.send(b"t" * 20)
             time.sleep(0.25)
-
-
-@contextlib.contextmanager
-def in_threads(*jobs: Callable[[], object]) -> Iterator[None]:
-    threads = [threading.Thread(target=job) for job in jobs]
-    for t in threads:
-        t.start()
-    try:
-        yield
-    finally:
-        for t in threads:
-            t.join(timeout=30)
 
 
 class Child:
@@ -330,7 +264,8 @@ def test_two_consumers_log_and_jsonl_hold_the_same_flows(net: Net, tmp_path: Pat
         held.append(socket.create_connection((net.peer_ip, 8080), timeout=5))  # still open at Ctrl-C
         held_port = held[0].getsockname()[1]
         with in_threads(type_slowly):
-            time.sleep(1.5)  # the UDP flow ends idle meanwhile
+            # the UDP flow ends idle meanwhile: its log line is the event
+            child.wait_for(rf"^ended \d+ udp {re.escape(net.host_ip)}:{udp_port} -> ", "stdout")
             child.proc.send_signal(signal.SIGINT)
             code, stdout, stderr = child.finish(timeout=15)
             stop_typing.set()

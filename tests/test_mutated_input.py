@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dpkt
 import pytest
+from support.crafted import mutate
 
 import aioflow
 
@@ -35,16 +36,6 @@ LINK_TYPES = {
 def frames(path: Path) -> list[bytes]:
     with path.open("rb") as f:
         return [bytes(buf) for _, buf in dpkt.pcapng.Reader(f)]
-
-
-def mutate(rng: random.Random, frame: bytes) -> bytes:
-    data = bytearray(frame)
-    for _ in range(rng.randint(0, 6)):
-        if data:
-            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
-    if rng.random() < 0.5:
-        data = data[: rng.randrange(len(data) + 1)]
-    return bytes(data)
 
 
 @pytest.mark.parametrize("dlt", sorted(LINK_TYPES))

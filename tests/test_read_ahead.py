@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_defrag import _flood
+from support.crafted import fragment_flood
 
 from aioflow._engine import RECORD_SIZE, Batch, Engine, EngineConfig, ffi
 
@@ -109,7 +109,7 @@ def test_reading_ahead_changes_nothing(name: str, options: dict[str, Any]) -> No
 def test_fragments_prepared_in_order_across_a_long_read(tmp_path: Path) -> None:
     """Thousands of fragments among other packets, more than the ring holds: each one prepared by
     the counting thread in its place (the defragmenter's order decides what completes)."""
-    path = _flood(tmp_path, 20000)
+    path = fragment_flood(tmp_path, 20000)
     config = _config({"defragment": True, "max_fragment_datagrams": 256, "max_fragment_memory": 64 * 1024})
     want, want_stats, _ = one_thread(path, config)
     got, got_stats, _ = read_ahead(path, config, check=False)

@@ -1,6 +1,6 @@
 """TCP stream reassembly and UDP payloads (FlowParser(reassemble=True)) against tools nobody here wrote.
 
-Streams are compared byte for byte with what `tcpflow -r` writes (tests/tcpflow_ref.py), holes put
+Streams are compared byte for byte with what `tcpflow -r` writes (tests/support/tcpflow_ref.py), holes put
 back as zeros as tcpflow's sparse files read: on crafted captures (in-order, out-of-order,
 retransmitted, overlapping, lost, mid-stream), on the bundled captures and over the TCP flows of
 the ../shared/pcaps corpus. Where tcpflow and aioflow differ by design, the capture direction is in
@@ -20,19 +20,15 @@ from typing import Any
 
 import dpkt
 import pytest
-import reference
-import tcpflow_ref
+from support import reference, tcpflow_ref
+from support.corpus import ABSENT, CORPUS, DATA, name_of, params
+from support.tcpflow_ref import TcpFlow
 
 import aioflow
 from aioflow._engine import Engine, EngineConfig
 
-DATA = Path(__file__).resolve().parent / "data"
-CORPUS = Path(os.environ.get("AIOFLOW_PCAPS") or Path(__file__).resolve().parents[2] / "shared" / "pcaps")
-ABSENT = f"capture corpus absent: {CORPUS} not found (set AIOFLOW_PCAPS to the shared pcaps folder)"
-NO_TCPFLOW = "tcpflow is not installed (apt install tcpflow): the comparison needs it"
 NO_TIMEOUTS = {"idle_timeout": 1e9, "active_timeout": 1e9, "fin_timeout": 1e9}
 UNBOUNDED = {"max_stream_bytes": 1 << 30, "max_reassembly_memory": 1 << 30}
-needs_tcpflow = pytest.mark.skipif(tcpflow_ref.TCPFLOW is None, reason=NO_TCPFLOW)
 
 # Why tcpflow's files differ from aioflow's streams; each is shown on a crafted capture below.
 OVERLAP = "overlapping retransmission with other bytes: tcpflow keeps the last copy, aioflow the first"
@@ -82,11 +78,13 @@ def aioflow_streams(path: Path, **options: Any) -> dict[Direction, list[bytes]]:
     return {k: [s for _, s in sorted(v)] for k, v in found.items()}
 
 
-def differing(path: Path, excluded: dict[Direction | str, str]) -> dict[Direction, tuple[list[int], list[int]]]:
+def differing(
+    tcpflow: TcpFlow, path: Path, excluded: dict[Direction | str, str]
+) -> dict[Direction, tuple[list[int], list[int]]]:
     """Directions whose streams differ from tcpflow's (lengths of each side), exclusions left out."""
     if ALL in excluded:
         return {}
-    ours, theirs = aioflow_streams(path), tcpflow_ref.tcpflow_streams(path)
+    ours, theirs = aioflow_streams(path), tcpflow.streams(path)
     return {
         k: ([len(s) for s in ours.get(k, [])], [len(s) for s in theirs.get(k, [])])
         for k in set(ours) | set(theirs)
@@ -185,8 +183,7 @@ def _info(path: Path, **options: Any) -> aioflow.ParserInfo:
     return anyio.run(run)
 
 
-@needs_tcpflow
-def test_mid_stream_pick_up_and_data_before_it(tmp_path: Path) -> None:
+def test_mid_stream_pick_up_and_data_before_it(tmp_path: Path, tcpflow: TcpFlow) -> None:
     """No SYN: the stream starts at the first segment; earlier data (reordered) goes in front, with
     a hole for a gap, as tcpflow inserts it."""
     frames = [c2s(1000, TEXT[1000:1100]), c2s(800, TEXT[800:900]), c2s(900, TEXT[900:1000]), c2s(500, TEXT[500:600])]
@@ -194,15 +191,14 @@ def test_mid_stream_pick_up_and_data_before_it(tmp_path: Path) -> None:
     f = the_flow(path)
     assert f.client_stream == TEXT[500:600] + TEXT[800:1100]
     assert f.client_holes == ((100, 200),)
-    (theirs,) = tcpflow_ref.tcpflow_streams(path)[CLIENT_KEY]
+    (theirs,) = tcpflow.streams(path)[CLIENT_KEY]
     # tcpflow moves its file's bytes to open the gap and leaves the old ones there, not zeros
     ours = tcpflow_ref.zero_filled(f.client_stream or b"", f.client_holes)
     assert len(theirs) == len(ours) and theirs[:100] == ours[:100] and theirs[300:] == ours[300:]
     assert theirs[100:300] != bytes(200)
 
 
-@needs_tcpflow
-def test_overlap_first_copy_wins_tcpflow_last(tmp_path: Path) -> None:
+def test_overlap_first_copy_wins_tcpflow_last(tmp_path: Path, tcpflow: TcpFlow) -> None:
     """OVERLAP: a retransmission carrying other bytes. aioflow keeps the first copy (as most
     stacks and IDSes do); tcpflow writes the last one over it."""
     frames = [*handshake(), c2s(0, b"A" * 100), c2s(50, b"B" * 100), c2s(200, b"C" * 50), c2s(180, b"D" * 40)]
@@ -210,32 +206,29 @@ def test_overlap_first_copy_wins_tcpflow_last(tmp_path: Path) -> None:
     f = the_flow(path)
     assert f.client_stream == b"A" * 100 + b"B" * 50 + b"D" * 20 + b"C" * 50
     assert f.client_holes == ((150, 30),)
-    theirs = tcpflow_ref.tcpflow_streams(path)[CLIENT_KEY]
+    theirs = tcpflow.streams(path)[CLIENT_KEY]
     assert theirs == [b"A" * 50 + b"B" * 100 + b"\0" * 30 + b"D" * 40 + b"C" * 30]
 
 
-@needs_tcpflow
-def test_segment_before_isn_kept_after_syn(tmp_path: Path) -> None:
+def test_segment_before_isn_kept_after_syn(tmp_path: Path, tcpflow: TcpFlow) -> None:
     """BEFORE_ISN: data at the SYN's own sequence number. aioflow keeps the part after it."""
     frames = [*handshake(), tcp(CLIENT, SERVER, ISN_C, ISN_S + 1, ACK | PSH, b"X" + TEXT[:99]), c2s(99, TEXT[99:200])]
     path = write_pcap(tmp_path / "isn.pcap", frames)
     assert the_flow(path).client_stream == TEXT[:200]
-    theirs = tcpflow_ref.tcpflow_streams(path)[CLIENT_KEY]
+    theirs = tcpflow.streams(path)[CLIENT_KEY]
     assert theirs == [bytes(99) + TEXT[99:200]]
 
 
-@needs_tcpflow
-def test_tcpflow_takes_ethernet_padding_for_payload(tmp_path: Path) -> None:
+def test_tcpflow_takes_ethernet_padding_for_payload(tmp_path: Path, tcpflow: TcpFlow) -> None:
     """Why tcpflow is given captures with link-layer trailers cut off: it counts them as data."""
     frames = [*handshake(), c2s(0, b"hi", pad=b"\xee" * 4), c2s(2, b"there"), c2s(7, b"", ACK, b"\xee" * 6)]
     path = write_pcap(tmp_path / "pad.pcap", frames)
     assert the_flow(path).client_stream == b"hithere"
-    assert tcpflow_ref.tcpflow_streams(path, strip=False)[CLIENT_KEY] != [b"hithere"]
-    assert tcpflow_ref.tcpflow_streams(path)[CLIENT_KEY] == [b"hithere"]
+    assert tcpflow.streams(path, strip=False)[CLIENT_KEY] != [b"hithere"]
+    assert tcpflow.streams(path)[CLIENT_KEY] == [b"hithere"]
 
 
-@needs_tcpflow
-def test_ip_total_length_zero(tmp_path: Path) -> None:
+def test_ip_total_length_zero(tmp_path: Path, tcpflow: TcpFlow) -> None:
     """TSO: senders capture their offloaded segments with IP total length 0; as Wireshark does,
     aioflow takes the captured bytes, tcpflow none."""
     big = bytearray(c2s(100, TEXT[100:3100]))
@@ -243,21 +236,19 @@ def test_ip_total_length_zero(tmp_path: Path) -> None:
     frames = [*handshake(), c2s(0, TEXT[:100]), bytes(big), c2s(3100, TEXT[3100:3200])]
     path = write_pcap(tmp_path / "tso.pcap", frames)
     assert the_flow(path).client_stream == TEXT[:3200]
-    assert tcpflow_ref.tcpflow_streams(path)[CLIENT_KEY] == [TEXT[:100] + bytes(3000) + TEXT[3100:3200]]
+    assert tcpflow.streams(path)[CLIENT_KEY] == [TEXT[:100] + bytes(3000) + TEXT[3100:3200]]
 
 
-@needs_tcpflow
-def test_data_after_fin_tcpflow_splits(tmp_path: Path) -> None:
+def test_data_after_fin_tcpflow_splits(tmp_path: Path, tcpflow: TcpFlow) -> None:
     """AFTER_FIN: a segment past the FIN (ACK-with-payload heuristics, broken stacks)."""
     frames = [*handshake(), c2s(0, TEXT[:100]), c2s(100, b"", FIN | ACK), c2s(101, TEXT[101:103], ACK)]
     path = write_pcap(tmp_path / "fin.pcap", frames)
     assert the_flow(path).client_stream == TEXT[:100] + TEXT[101:103]
     assert the_flow(path).client_holes == ((100, 1),)  # the FIN's sequence number carries no byte
-    assert len(tcpflow_ref.tcpflow_streams(path)[CLIENT_KEY]) == 2
+    assert len(tcpflow.streams(path)[CLIENT_KEY]) == 2
 
 
-@needs_tcpflow
-def test_cut_frame_is_a_hole(tmp_path: Path) -> None:
+def test_cut_frame_is_a_hole(tmp_path: Path, tcpflow: TcpFlow) -> None:
     """CUT: a frame captured shorter than its IP length: the missing bytes are a hole."""
     frames = [*handshake(), c2s(0, TEXT[:100]), c2s(100, TEXT[100:200])[:-30], c2s(200, TEXT[200:300])]
     path = write_pcap(tmp_path / "cut.pcap", frames)
@@ -541,23 +532,14 @@ BUNDLED_TCP = ["tcpflow_test1-out-of-order.pcap", "tcpflow_test5-lines-randomize
                "ndpi_log4j-webapp-exploit.pcap", "zeek_tcp_rst-inject-rae.pcap"]  # fmt: skip
 
 
-@needs_tcpflow
 @pytest.mark.parametrize("name", BUNDLED_TCP)
-def test_bundled_streams_match_tcpflow(name: str) -> None:
+def test_bundled_streams_match_tcpflow(name: str, tcpflow: TcpFlow) -> None:
     path = DATA / name
-    ours, theirs = aioflow_streams(path), tcpflow_ref.tcpflow_streams(path)
+    ours, theirs = aioflow_streams(path), tcpflow.streams(path)
     assert ours and ours == theirs
 
 
-def _rel(p: Path) -> str:
-    return p.relative_to(CORPUS).as_posix()
-
-
 CORPUS_FILES = [p for p in reference.iter_corpus(CORPUS)] if CORPUS.is_dir() else []
-
-
-def _corpus_params() -> list[object]:
-    return [pytest.param(p, id=_rel(p)) for p in CORPUS_FILES] or [pytest.param(None, id="corpus-absent")]
 
 
 def _readable(path: Path) -> bool:
@@ -569,30 +551,29 @@ def _readable(path: Path) -> bool:
 
 
 @pytest.mark.corpus
-@needs_tcpflow
-@pytest.mark.parametrize("path", _corpus_params())
-def test_corpus_streams_match_tcpflow(path: Path | None) -> None:
+@pytest.mark.parametrize("path", params(CORPUS_FILES))
+def test_corpus_streams_match_tcpflow(path: Path | None, tcpflow: TcpFlow) -> None:
     """Every TCP direction of the corpus, byte for byte, but for the explained EXCLUDED ones."""
     if path is None:
         pytest.skip(ABSENT)
     if not _readable(path):
         pytest.skip("libpcap refuses this capture (test_vs_reference checks the error)")
-    diff = differing(path, EXCLUDED.get(_rel(path), {}))
-    assert not diff, f"{_rel(path)}: {len(diff)} direction(s) differ from tcpflow (aioflow, tcpflow lengths): " + str(
+    rel = name_of(path)
+    diff = differing(tcpflow, path, EXCLUDED.get(rel, {}))
+    assert not diff, f"{rel}: {len(diff)} direction(s) differ from tcpflow (aioflow, tcpflow lengths): " + str(
         sorted(diff.items())[:5]
     )
 
 
 @pytest.mark.corpus
-@needs_tcpflow
-def test_large_segments_tcpflow_leaves_out() -> None:
+def test_large_segments_tcpflow_leaves_out(tcpflow: TcpFlow) -> None:
     """TSO, shown on its capture with dpkt: tcpflow's file holds zeros exactly where the segments
     with an IP total length of 0 go, and the bytes of every other segment; aioflow has them all."""
     path = CORPUS / "nfstream_anydesk-2.pcap"
     if not path.is_file():
         pytest.skip(ABSENT)
     key = ("192.168.1.187", 54164, "192.168.1.178", 7070)
-    (theirs,) = tcpflow_ref.tcpflow_streams(path)[key]
+    (theirs,) = tcpflow.streams(path)[key]
     (ours,) = aioflow_streams(path)[key]
     isn, big, small = None, 0, 0
     for _, frame, _ in reference.read_capture(path).records:
@@ -618,14 +599,13 @@ def test_large_segments_tcpflow_leaves_out() -> None:
 
 
 @pytest.mark.corpus
-@needs_tcpflow
 @pytest.mark.parametrize("rel", sorted(EXCLUDED))
-def test_excluded_directions_do_differ(rel: str) -> None:
+def test_excluded_directions_do_differ(rel: str, tcpflow: TcpFlow) -> None:
     """No stale exclusion: each excluded capture or direction still differs from tcpflow."""
     path = CORPUS / rel
     if not path.is_file():
         pytest.skip(ABSENT)
-    ours, theirs = aioflow_streams(path), tcpflow_ref.tcpflow_streams(path)
+    ours, theirs = aioflow_streams(path), tcpflow.streams(path)
     for key, reason in EXCLUDED[rel].items():
         if key == ALL:
             assert ours != theirs, f"{rel} agrees with tcpflow; drop '{reason}'"

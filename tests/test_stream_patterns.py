@@ -16,8 +16,7 @@ import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_end_reasons import ACK, FIN, PSH, SYN, ether, ip4, udp, write
-from test_grep import CLIENT, SERVER, segment, split_session
+from support.crafted import ACK, CLIENT, FIN, PSH, SERVER, SYN, ether, ip4, segment, split_session, udp, write
 
 import aioflow
 from aioflow import Flow, FlowParser, PatternUnsupportedError, StreamMatch, StreamPatterns

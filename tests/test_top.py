@@ -1,5 +1,5 @@
 """`aioflow top`: run in a pseudo-terminal while real traffic crosses the test namespace's veth
-(tests/test_live.py's `net`); the screen must show the test's connections, fastest first, and q or
+(the `net` fixture); the screen must show the test's connections, fastest first, and q or
 Ctrl-C must end it at once with the terminal as it was."""
 
 from __future__ import annotations
@@ -19,17 +19,12 @@ from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import pytest
-import test_live
-import test_live_examples
-from test_live import Net
-from test_live_examples import STREAM_PORT, download, in_threads
+from support.livenet import STREAM_PORT, Net, download, in_threads
 
 from aioflow.cli import _top as _cli
 
-net = test_live.net  # fixtures shared by assignment (pytest finds them by name the same)
-streamer = test_live_examples.streamer
-
 ROWS, COLUMNS = 40, 160
+LEAVE_ALTERNATE_SCREEN = b"\x1b[?1049l"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -70,10 +65,11 @@ class Terminal:
         text = self.output.decode(errors="replace")
         return [ANSI.sub("", frame) for frame in text.split("\x1b[H")[1:]]
 
-    def wait_for_frame(self, wanted: Callable[[str], bool], timeout: float = 10.0) -> str:
+    def wait_for_frame(self, wanted: Callable[[str], bool], timeout: float = 10.0, since: int = 0) -> str:
+        """The latest screen that `wanted` accepts, among those drawn after the first `since`."""
         end = time.monotonic() + timeout
         while True:
-            for frame in reversed(self.frames()):
+            for frame in reversed(self.frames()[since:]):
                 if wanted(frame):
                     return frame
             assert self.proc.poll() is None, f"exited {self.proc.returncode}: {self.output.decode(errors='replace')}"
@@ -92,7 +88,12 @@ class Terminal:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        time.sleep(0.1)  # the last output
+        elif self.proc.returncode == 0:
+            # a clean exit's last output leaves the alternate screen; the pty hands the child's
+            # last writes over asynchronously: wait for that output, not for a time
+            end = time.monotonic() + 10  # a bound for a failure (assert_restored says which) only
+            while not self.output.rstrip().endswith(LEAVE_ALTERNATE_SCREEN) and time.monotonic() < end:
+                time.sleep(0.01)
         self._stop.set()
         self._reader.join(5)
 
@@ -104,7 +105,8 @@ class Terminal:
     def assert_restored(self) -> None:
         assert termios.tcgetattr(self.slave) == self.modes_before, "terminal modes not restored"
         text = self.output.decode(errors="replace")
-        assert "\x1b[?1049h" in text and text.rstrip().endswith("\x1b[?1049l"), "the alternate screen not left"
+        assert "\x1b[?1049h" in text and text.rstrip().endswith(LEAVE_ALTERNATE_SCREEN.decode()), (
+            "the alternate screen not left")
         assert "\x1b[?25h" in text, "the cursor is still hidden"
 
 
@@ -152,9 +154,10 @@ def test_top_shows_the_test_connections_fastest_first_and_q_quits(
             fast_ends = [f"{net.host_ip}:{ports[0]}", f"{net.peer_ip}:{STREAM_PORT}"] if ports else None
             return slow_ends in ends and fast_ends in ends
 
+        drawn = len(top.frames())
         with in_threads(lambda: download(net.peer_ip, 3.0, ports)):
-            time.sleep(1.5)  # two refreshes into the download: a rate over a whole interval
-            frame = top.wait_for_frame(both_shown)
+            # two refreshes into the download (counted screens, not a time): a rate over a whole interval
+            frame = top.wait_for_frame(both_shown, since=drawn + 2)
         rows = rows_of(frame)
         fast_row = next(r for r in rows if r[:2] == [f"{net.host_ip}:{ports[0]}", f"{net.peer_ip}:{STREAM_PORT}"])
         slow_row = next(r for r in rows if r[:2] == slow_ends)

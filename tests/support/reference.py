@@ -11,7 +11,7 @@ the file's snapshot length, pcap 2.0-2.2 files store caplen/len swapped, a trunc
 an error (not a short packet), pcapng interfaces are per block and a later interface with another
 link type or snaplen stops the read.
 
-Also `tshark_conversations(path)`: tshark's TCP/UDP conversation table, per unordered endpoint pair.
+Also `parse_tshark_conversations(text)`: tshark's TCP/UDP conversation table, per unordered endpoint pair.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import ipaddress
 import re
 import shutil
 import struct
-import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +28,8 @@ from pathlib import Path
 import dpkt
 import dpkt.pcap
 import dpkt.pcapng
+
+from support.files import identity
 
 # libpcap's MAXIMUM_SNAPLEN: larger records are refused, 0 or larger snaplens mean this.
 MAX_SNAPLEN = 262144
@@ -695,23 +696,19 @@ def _endpoint(text: str) -> str:
     return f"{ipaddress.ip_address(addr)}:{int(port)}"
 
 
-def tshark_conversations(path: str | Path) -> dict[tuple[str, frozenset[str]], int]:
-    """tshark's TCP and UDP conversations: {(proto, {'ip:port', 'ip:port'}): total frames}.
+# -n: no name resolution, so endpoints stay numeric whatever the local configuration.
+TSHARK_CONVERSATION_ARGS = ("-n", "-q", "-z", "conv,tcp", "-z", "conv,udp")
+
+
+def parse_tshark_conversations(text: str) -> dict[tuple[str, frozenset[str]], int]:
+    """tshark's TCP and UDP conversations, from the table it prints for TSHARK_CONVERSATION_ARGS
+    (the `tshark` fixture runs it): {(proto, {'ip:port', 'ip:port'}): total frames}.
 
     Rows of the same endpoint pair (tshark splits TCP streams on port reuse) are summed.
     """
-    if TSHARK is None:
-        raise RuntimeError("tshark is not installed")
-    # -n: no name resolution, so endpoints stay numeric whatever the local configuration.
-    proc = subprocess.run(
-        [TSHARK, "-n", "-r", str(path), "-q", "-z", "conv,tcp", "-z", "conv,udp"],
-        capture_output=True, text=True, check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"tshark failed on {path}: {proc.stderr.strip()}")
     convs: Counter[tuple[str, frozenset[str]]] = Counter()
     proto = ""
-    for line in proc.stdout.splitlines():
+    for line in text.splitlines():
         if line.startswith("TCP Conversations"):
             proto = "tcp"
         elif line.startswith("UDP Conversations"):
@@ -832,3 +829,18 @@ def comparable(rel: str, convs: dict[tuple[str, frozenset[str]], int]) -> dict[t
     """`convs` without the conversations excluded for capture `rel`."""
     skip = EXCLUDED_CONVERSATIONS.get(rel, {})
     return {k: v for k, v in convs.items() if k not in skip}
+
+
+class ReferenceFlows:
+    """reference_flows(path), each capture's result kept for the session: several comparisons (with
+    aioflow, with tshark, the exclusion checks) ask about the same corpus capture, and the pure
+    Python reference is the slow side of each."""
+
+    def __init__(self) -> None:
+        self._results: dict[tuple[str, int, int], RefResult] = {}
+
+    def __call__(self, path: Path) -> RefResult:
+        key = identity(path)
+        if key not in self._results:
+            self._results[key] = reference_flows(path)
+        return self._results[key]

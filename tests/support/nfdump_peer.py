@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +33,18 @@ class Nfcapd:
     log: str = ""  # what nfcapd printed (its per-file summary: sequence errors, bad packets), once stopped
 
 
+def _receive_queue(port: int) -> int | None:
+    """Bytes waiting in the receive queue of the UDP socket bound to 127.0.0.1:port (None: no such
+    socket), from the kernel's table /proc/net/udp."""
+    # the address as the kernel prints it: the network-order word read as a native integer
+    local = f"{int.from_bytes(socket.inet_aton('127.0.0.1'), sys.byteorder):08X}:{port:04X}"
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == local:
+            return int(fields[4].split(":")[1], 16)
+    return None
+
+
 @contextmanager
 def nfcapd_running(folder: Path) -> Iterator[Nfcapd]:
     assert NFCAPD is not None
@@ -42,10 +55,17 @@ def nfcapd_running(folder: Path) -> Iterator[Nfcapd]:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
-        time.sleep(0.5)  # nfcapd binds its socket
-        assert proc.poll() is None, proc.communicate()[0]
+        # counted, not timed: nfcapd's socket is there, and at the end its receive queue is empty
+        # (nfcapd read every datagram; SIGTERM then makes it write them to its file)
+        deadline = time.monotonic() + 30  # a bound for failures only
+        while _receive_queue(peer.port) is None:
+            assert proc.poll() is None, proc.communicate()[0]
+            assert time.monotonic() < deadline, "nfcapd did not bind its port"
+            time.sleep(0.01)
         yield peer
-        time.sleep(0.5)  # the last datagrams reach nfcapd
+        while _receive_queue(peer.port):
+            assert time.monotonic() < deadline + 60, "nfcapd does not read its socket"
+            time.sleep(0.01)
     finally:
         proc.send_signal(signal.SIGTERM)
         peer.log = proc.communicate(timeout=30)[0]

@@ -16,7 +16,6 @@ capture of its own.
 from __future__ import annotations
 
 import ipaddress
-import os
 import shutil
 import struct
 import subprocess
@@ -26,12 +25,12 @@ from collections import defaultdict
 from pathlib import Path
 
 import dpkt
-import reference
+
+from support import reference
+from support.files import identity
+from support.tools import TOOL_ENV
 
 TCPFLOW = shutil.which("tcpflow")
-# Not under `make sanitize`'s preloaded ASan: tcpflow reads past its buffers on some captures
-# (the truncated-header ones in EXCLUDED), which is tcpflow's fault, not aioflow's.
-TOOL_ENV = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
 Direction = tuple[str, int, str, int]  # source address, port, destination address, port
 
 _ETHERTYPE_LINKS = {reference.LT_ETHERNET: (12, 14), reference.LT_SLL: (14, 16)}
@@ -115,3 +114,16 @@ def zero_filled(stream: bytes, holes: tuple[tuple[int, int], ...]) -> bytes:
         off = hole_off + hole_len
     out += stream[at:]
     return bytes(out)
+
+
+class TcpFlow:
+    """tcpflow's reassembled streams of a capture (support.tcpflow_ref), kept for the session."""
+
+    def __init__(self) -> None:
+        self._streams: dict[tuple[object, ...], dict[Direction, list[bytes]]] = {}
+
+    def streams(self, path: Path, strip: bool = True) -> dict[Direction, list[bytes]]:
+        key = (identity(path), strip)
+        if key not in self._streams:
+            self._streams[key] = tcpflow_streams(path, strip=strip)
+        return self._streams[key]
