@@ -13,6 +13,7 @@
 #include "meter.h"
 #include "pipeline.h"
 #include "stream.h"
+#include "stream_search.h"
 
 /* The handle Python holds: the pipeline, and af_start's producer thread once started. */
 struct af_engine {
@@ -172,8 +173,16 @@ int af_set_stream_patterns(af_engine *e, const char *const *client, uint32_t cli
     const af_config *cfg = af_pipeline_config(e->pipe);
     af_matcher *m = af_matcher_new(cfg->max_flows, patterns, counts, flags, error, error_length, &unsupported);
     if (!m) return unsupported ? AF_ERR_UNSUPPORTED : AF_ERR_NOMEM;
+    /* the stream_search meter comes on now (it reads reassembly's streams as their consumer) */
+    af_meter_set *set = af_pipeline_meters(e->pipe);
     af_pipeline_lock(e->pipe);
-    af_streams_set_matcher(s, m, af_pipeline_table(e->pipe));
+    int code = af_meters_enable(set, &af_meter_stream_search, error, error_length);
+    if (code == AF_OK) {
+        code = af_stream_search_start(af_meters_ctx(set, &af_meter_stream_search), s, af_pipeline_table(e->pipe), m);
+        if (code != AF_OK) snprintf(error, error_length, "no room for another stream consumer");
+    } else {
+        af_matcher_free(m);
+    }
     af_pipeline_unlock(e->pipe);
-    return AF_OK;
+    return code;
 }

@@ -26,9 +26,20 @@ const af_meter_info *af_meter_info_of(uint32_t i) { return i < REGISTRY_COUNT ? 
 
 static size_t state_bytes(const af_meter_set *s, uint32_t k) { return (size_t)s->max_flows * s->m[k]->state_size; }
 
+/* Meter k's hooks join the per-packet, prefetch and room lists. */
+static void gather_hooks(af_meter_set *s, uint32_t k) {
+    const af_meter *m = s->m[k];
+    s->needs_payload |= m->needs_payload;
+    if (m->on_packet) s->packet[s->n_packet++] = (af_packet_hook){m->on_packet, s->ctx[k], s->state[k], m->state_size};
+    if (m->prefetch) s->prefetch[s->n_prefetch++] = (af_prefetch_hook){m->prefetch, s->ctx[k]};
+    if (m->batch_room) s->room[s->n_room++] = (af_room_hook){m->batch_room, s->ctx[k]};
+}
+
 int af_meters_open(af_meter_set *s, const af_config *cfg, af_stats *stats, char *error, size_t error_length) {
     memset(s, 0, sizeof *s);
     s->max_flows = cfg->max_flows;
+    s->cfg = cfg;
+    s->stats = stats;
     for (uint32_t i = 0; i <= AF_METERS_MAX; i++) s->offset[i] = -1;
     if (cfg->meters >> REGISTRY_COUNT) {
         snprintf(error, error_length, "unknown meter bit in 0x%x (this build has %u meters)", cfg->meters,
@@ -62,11 +73,32 @@ int af_meters_open(af_meter_set *s, const af_config *cfg, af_stats *stats, char 
             s->offset[i] = (int32_t)s->stride;
             s->stride += (m->info.record_size + 7u) & ~7u;
         }
-        s->needs_payload |= m->needs_payload;
-        if (m->on_packet) s->packet[s->n_packet++] = (af_packet_hook){m->on_packet, s->ctx[k], s->state[k], m->state_size};
-        if (m->prefetch) s->prefetch[s->n_prefetch++] = (af_prefetch_hook){m->prefetch, s->ctx[k]};
-        if (m->batch_room) s->room[s->n_room++] = (af_room_hook){m->batch_room, s->ctx[k]};
+        gather_hooks(s, k);
     }
+    return AF_OK;
+}
+
+int af_meters_enable(af_meter_set *s, const af_meter *m, char *error, size_t error_length) {
+    if (af_meters_ctx(s, m)) return AF_OK;
+    uint32_t i = 0;
+    while (i < REGISTRY_COUNT && registry[i] != m) i++;
+    /* batches, flow states and payload copies were sized at open: a late meter needs none */
+    if (i == REGISTRY_COUNT || s->count == AF_METERS_MAX || m->info.record_size || m->state_size ||
+        m->needs_payload || m->batch_alloc || m->batch_room) {
+        snprintf(error, error_length, "the %s meter cannot be turned on after open", m->info.name);
+        return AF_ERR_CONFIG;
+    }
+    void *ctx = NULL;
+    if (m->open && !(ctx = m->open(s->cfg, s->stats))) {
+        snprintf(error, error_length, "out of memory for the %s meter", m->info.name);
+        return AF_ERR_NOMEM;
+    }
+    uint32_t k = s->count++;
+    s->m[k] = m;
+    s->ctx[k] = ctx;
+    s->state[k] = NULL;
+    s->index[k] = i;
+    gather_hooks(s, k);
     return AF_OK;
 }
 

@@ -9,6 +9,10 @@
  *   - its fields (af_meter_field: name, C type, unit, offset in the block), which Python reads
  *     from the compiled module (af_meter_info) to build Flow.meter() and the bulk columns.
  * Optional hooks serve meters with batch-side data (reassembly: stream data and chunks).
+ * A meter may also be turned on after open, before reading starts (af_meters_enable: stream
+ * search, once stream patterns are set), if it has no record fields, flow state, payload or batch
+ * room; and a meter may read another's output through a hook that one offers (reassembly's
+ * stream consumers, stream.h), rather than on_packet.
  *
  * Only enabled meters are called and only they take record room: with none enabled, a packet
  * pays one test of the enabled count. Meters never call back into Python nor up into the
@@ -48,7 +52,8 @@ typedef struct af_meter {
     af_meter_info info;              /* name, doc, fields, record_size (api.h: what Python sees) */
     uint32_t state_size;             /* per-flow state bytes (0: none, or the meter keeps its own) */
     int needs_payload;               /* on_packet wants the payload bytes (copied while reading) */
-    /* Turned on by a config option of its own (info.option) rather than by name; NULL: by name. */
+    /* Turned on by a config option of its own (info.option) rather than by name; NULL: by name.
+     * A meter that only af_meters_enable turns on returns 0. */
     int (*wanted)(const af_config *cfg);
     /* Meter-wide context (NULL hook: none). open returns NULL without memory. */
     void *(*open)(const af_config *cfg, af_stats *stats);
@@ -104,6 +109,8 @@ typedef struct {
     int32_t offset[AF_METERS_MAX + 1];   /* by registry index: record-block offset, -1 when off */
     uint32_t stride;                 /* record meter-block bytes (0 when no enabled meter has fields) */
     uint32_t max_flows;
+    const af_config *cfg;            /* what it was opened with (they outlive it: the pipeline's) */
+    af_stats *stats;
     int needs_payload;
     uint32_t n_packet, n_prefetch, n_room;   /* enabled meters with those hooks (0: nothing to call) */
     af_packet_hook packet[AF_METERS_MAX];
@@ -115,6 +122,10 @@ typedef struct {
  * AF_ERR_NOMEM. */
 int af_meters_open(af_meter_set *s, const af_config *cfg, af_stats *stats, char *error, size_t error_length);
 void af_meters_close(af_meter_set *s);
+/* Turns on meter m after open (lock held, before reading starts; nothing if it is on already):
+ * for meters without record fields, flow state, payload or batch room. AF_OK, AF_ERR_CONFIG
+ * (m cannot be), AF_ERR_NOMEM (message in error). */
+int af_meters_enable(af_meter_set *s, const af_meter *m, char *error, size_t error_length);
 /* The context of an enabled meter, or NULL when it is off. */
 void *af_meters_ctx(const af_meter_set *s, const af_meter *m);
 

@@ -4,3 +4,4 @@
  * includes it once to declare the meters and once to fill the table. */
 AF_METER(reassembly)
 AF_METER(low_ttl)
+AF_METER(stream_search)

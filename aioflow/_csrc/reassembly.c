@@ -1,6 +1,7 @@
 /* Reassembly (stream.h) as a meter (meter.h): on with reassemble=True; its batch hooks give each
  * batch its stream arrays (af_stream_info per record, chunks, stream data) and hand new chunks
- * over when a batch is. Stream search (match.h) runs inside it, on the reassembled bytes. */
+ * over when a batch is. Meters that read the reassembled bytes (stream search: stream_search.c)
+ * subscribe as its stream consumers (stream.h). */
 #include "stream.h"
 
 #include <stdlib.h>
@@ -11,7 +12,7 @@
 /* --- batch room --- */
 
 static void batch_sizes(const af_config *cfg, uint32_t capacity, uint32_t *chunks, uint64_t *data) {
-    *chunks = cfg->reassemble ? 3 * capacity + 64 : 0;   /* per flow: two data chunks and a match */
+    *chunks = cfg->reassemble ? 3 * capacity + 64 : 0;   /* per flow: two data chunks and a consumer's (a match) */
     *data = cfg->reassemble ? 6 * af_streams_flow_bytes(cfg->max_stream_bytes, cfg->max_reassembly_memory) + (4u << 20) : 0;
 }
 
@@ -63,7 +64,7 @@ static void prefault_batch(void *ctx, af_batch *b, uint64_t usual) {
 static void stop(void *ctx) { af_streams_stop_prefault(ctx); }
 
 const af_meter af_meter_reassembly = {
-    .info = {"reassembly", "TCP streams and datagram payloads (stream search included)", "reassemble", NULL, 0, 0},
+    .info = {"reassembly", "TCP streams and datagram payloads", "reassemble", NULL, 0, 0},
     .needs_payload = 1,
     .wanted = wanted,
     .open = open_meter,

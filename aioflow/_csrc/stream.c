@@ -44,9 +44,6 @@ typedef struct {
     dir_state d[2];               /* by key endpoint */
     uint32_t dirty_next;          /* the batch's list of flows with chunk data pending */
     uint8_t in_dirty;
-    uint8_t match_pending;        /* patterns: `hit` waits to go into a chunk (text in match_text) */
-    af_hit hit;
-    chain match_text;
 } flow_state;
 
 struct af_streams {
@@ -60,8 +57,8 @@ struct af_streams {
     int chunks;
     int discard;                  /* keep nothing for the records (cfg.discard_streams) */
     af_stats *stats;
-    af_matcher *matcher;          /* stream patterns (match.h), or NULL */
-    const af_table *table;
+    uint32_t n_consumers;
+    af_stream_consumer consumer[AF_STREAM_CONSUMERS_MAX];   /* stream.h: meters reading the streams */
 };
 
 
@@ -97,7 +94,6 @@ void af_streams_free(af_streams *s) {
     af_streams_stop_prefault(s);
     af_arena_free(&s->arena);
     if (s->flows) munmap(s->flows, flows_bytes(s));
-    af_matcher_free(s->matcher);
     free(s);
 }
 
@@ -109,7 +105,7 @@ void af_streams_free(af_streams *s) {
  * 8-aligned) or one more packet (its pending chunk data) may take. */
 uint64_t af_streams_flow_bytes(uint64_t max_stream, uint64_t arena) {
     uint64_t kept = 2 * max_stream < arena ? 2 * max_stream : arena;
-    return kept + 2 * (16ull * AF_STREAM_MAX_HOLES + 16) + AF_STREAM_MAX_PAYLOAD + AF_MATCH_TEXT + 16;
+    return kept + 2 * (16ull * AF_STREAM_MAX_HOLES + 16) + AF_STREAM_MAX_PAYLOAD + AF_STREAM_CONSUMER_CHUNK + 16;
 }
 
 uint32_t af_streams_room(const void *ctx, const af_batch *b) {
@@ -146,30 +142,29 @@ static void mark_pending(af_streams *s, flow_state *fs, uint32_t slot, dir_state
     s->pending_bytes += added;
 }
 
-/* A match was found: it waits for a chunk of its own, like a direction's pending data. */
-static void pend_match(af_streams *s, flow_state *fs, uint32_t slot, const af_hit *hit, const uint8_t *text) {
-    fs->hit = *hit;
-    if (af_chain_append(&s->arena, &fs->match_text, text, hit->text_length, 0) != hit->text_length) {
-        af_chain_free(&s->arena, &fs->match_text);   /* no arena room for the text: the match goes without */
-        fs->hit.text_length = 0;
-        fs->hit.partial = 1;
-    }
-    fs->match_pending = 1;
-    s->pending_dirs++;
-    s->pending_bytes += fs->hit.text_length;
-    s->stats->stream_matches++;
-    mark_dirty(s, fs, slot);
+/* --- stream consumers (stream.h) --- */
+
+int af_streams_subscribe(af_streams *s, const af_stream_consumer *c) {
+    if (s->n_consumers == AF_STREAM_CONSUMERS_MAX) return AF_ERR_CONFIG;
+    s->consumer[s->n_consumers++] = *c;
+    return AF_OK;
 }
 
-/* In-order bytes of endpoint `d` at d->next_off go through the stream patterns. */
-static void search(af_streams *s, flow_state *fs, uint32_t slot, dir_state *d, const uint8_t *data, uint32_t n,
-                   int datagram) {
+af_arena *af_streams_arena(af_streams *s) { return &s->arena; }
+
+/* A consumer's chunk waits like a direction's pending data (counted in the batch room). */
+void af_streams_pend(af_streams *s, uint32_t slot, uint32_t bytes) {
+    s->pending_dirs++;
+    s->pending_bytes += bytes;
+    mark_dirty(s, &s->flows[slot - 1], slot);
+}
+
+/* In-order bytes of endpoint `d` at d->next_off go to the consumers. */
+static void consume(af_streams *s, const flow_state *fs, uint32_t slot, const dir_state *d, const uint8_t *data,
+                    uint32_t n, int datagram) {
     int endpoint = (int)(d - fs->d);
-    int side = endpoint != af_table_flow(s->table, slot)->src_idx;
-    af_hit hit;
-    uint8_t text[AF_MATCH_TEXT];
-    if (af_matcher_data(s->matcher, slot, endpoint, side, datagram, d->next_off, data, n, &hit, text))
-        pend_match(s, fs, slot, &hit, text);
+    for (uint32_t k = 0; k < s->n_consumers; k++)
+        s->consumer[k].data(s->consumer[k].ctx, slot, endpoint, datagram, d->next_off, data, n);
 }
 
 static void stop_keeping(dir_state *d) {
@@ -199,7 +194,7 @@ static void keep(af_streams *s, flow_state *fs, uint32_t slot, dir_state *d, con
     uint32_t hn = frame ? 4 : 0;
     uint32_t kept_now = 0;
     s->stats->stream_bytes += n;
-    if (s->matcher) search(s, fs, slot, d, data, n, frame != NULL);
+    if (s->n_consumers) consume(s, fs, slot, d, data, n, frame != NULL);
     if (s->chunks && pending_of(d) == 0) d->chunk_off = d->next_off;
     if (s->discard) {
         /* by choice: only chunks take the bytes */
@@ -427,25 +422,16 @@ static void tcp_data(af_streams *s, flow_state *fs, uint32_t slot, dir_state *d,
     }
 }
 
-void af_streams_set_matcher(af_streams *s, af_matcher *m, const af_table *t) {
-    af_matcher_free(s->matcher);
-    s->matcher = m;
-    s->table = t;
-}
-
 void af_streams_prefetch(const void *ctx, uint32_t slot, int sender, int stage) {
     const af_streams *s = ctx;
     if (stage == 0) {
         const char *d = (const char *)&s->flows[slot - 1].d[sender];
         for (size_t at = 0; at < sizeof(dir_state); at += 64) __builtin_prefetch(d + at);
     }
-    if (s->matcher) af_matcher_prefetch(s->matcher, slot, sender, stage);
 }
 
 void af_streams_reset(af_streams *s, uint32_t slot) {
     flow_state *fs = &s->flows[slot - 1];
-    af_chain_free(&s->arena, &fs->match_text);   /* normally emitted before */
-    if (s->matcher) af_matcher_reset(s->matcher, slot);
     for (int i = 0; i < 2; i++) {   /* normally freed when the flow was emitted */
         dir_state *d = &fs->d[i];
         af_chain_free(&s->arena, &d->kept);
@@ -522,23 +508,11 @@ static af_chunk *new_chunk(const af_table *t, uint32_t slot, const dir_state *d,
     return c;
 }
 
-static void emit_match(af_streams *s, const af_table *t, uint32_t slot, af_batch *out) {
-    flow_state *fs = &s->flows[slot - 1];
-    if (!fs->match_pending) return;
-    const af_hit *h = &fs->hit;
-    fs->match_pending = 0;
+af_chunk *af_streams_chunk(af_streams *s, const af_table *t, uint32_t slot, int endpoint, uint32_t bytes,
+                           af_batch *out) {
     s->pending_dirs--;
-    s->pending_bytes -= h->text_length;
-    int endpoint = h->side ? 1 - af_table_flow(t, slot)->src_idx : af_table_flow(t, slot)->src_idx;
-    af_chunk *c = new_chunk(t, slot, &fs->d[endpoint], endpoint, h->text_length, out);
-    uint32_t b = fs->match_text.head, off = 0;
-    af_copy_out(&s->arena, &b, &off, h->text_length, out->stream_data + c->data_at);
-    af_chain_free(&s->arena, &fs->match_text);
-    c->kind = AF_CHUNK_MATCH;
-    c->offset = h->start;
-    c->match_end = h->end;
-    c->pattern = h->pattern;
-    c->partial = h->partial;
+    s->pending_bytes -= bytes;
+    return new_chunk(t, slot, &s->flows[slot - 1].d[endpoint], endpoint, bytes, out);
 }
 
 static void emit_chunk(af_streams *s, const af_table *t, uint32_t slot, int endpoint, af_batch *out) {
@@ -594,13 +568,12 @@ void af_streams_finish_batch(af_streams *s, const af_table *t, af_batch *out) {
         fs->in_dirty = 0;
         af_streams_chunks_of(s, t, slot, out);
     }
-    if (s->matcher) s->stats->stream_match_memory = af_matcher_memory(s->matcher);
 }
 
 void af_streams_chunks_of(af_streams *s, const af_table *t, uint32_t slot, af_batch *out) {
     emit_chunk(s, t, slot, 0, out);
     emit_chunk(s, t, slot, 1, out);
-    emit_match(s, t, slot, out);
+    for (uint32_t k = 0; k < s->n_consumers; k++) s->consumer[k].chunks(s->consumer[k].ctx, t, slot, out);
 }
 
 void af_streams_emit(af_streams *s, const af_table *t, uint32_t slot, af_batch *out, uint32_t record,
@@ -610,12 +583,8 @@ void af_streams_emit(af_streams *s, const af_table *t, uint32_t slot, af_batch *
     if (ending) {   /* the flow ends: move past every gap so buffered data is not lost */
         for (int i = 0; i < 2; i++)
             while (fs->d[i].ooo) skip_hole(s, fs, slot, &fs->d[i]);
-        af_hit hit;
-        uint8_t text[AF_MATCH_TEXT];
-        if (s->matcher && af_matcher_end(s->matcher, slot, &hit, text)) pend_match(s, fs, slot, &hit, text);
-    } else if (s->matcher) {
-        af_matcher_split(s->matcher, slot);
     }
+    for (uint32_t k = 0; k < s->n_consumers; k++) s->consumer[k].end(s->consumer[k].ctx, slot, ending);
     af_streams_chunks_of(s, t, slot, out);
     af_stream_info *info = &out->streams[record];
     memset(info, 0, sizeof *info);

@@ -19,14 +19,17 @@
 #include <stdint.h>
 
 #include "aioflow.h"
+#include "arena.h"
 #include "decode.h"
 #include "flowtable.h"
-#include "match.h"
 #include "meter.h"
 #include "packet.h"
 
 #define AF_STREAM_MAX_HOLES 4096u   /* per direction; past it the direction stops keeping data */
 #define AF_STREAM_MAX_PAYLOAD AF_MAX_PAYLOAD
+/* Per flow and record, the batch holds room for one chunk of a stream consumer, this long at most. */
+#define AF_STREAM_CONSUMER_CHUNK 512u
+#define AF_STREAM_CONSUMERS_MAX 4u
 
 typedef struct af_streams af_streams;
 
@@ -44,8 +47,36 @@ uint64_t af_streams_flow_bytes(uint64_t max_stream, uint64_t arena_bytes);
 /* Batch room (records) the reassembler leaves for more flow ends and packets (batch.h's room). */
 uint32_t af_streams_room(const void *s, const af_batch *b);   /* the meter hooks' signatures */
 
-/* Stream patterns from now on (takes m; t: the engine's table, which says who is the client). */
-void af_streams_set_matcher(af_streams *s, af_matcher *m, const af_table *t);
+/* Stream consumers: meters that read what reassembly puts in order (stream search; later e.g.
+ * application detection on payload). Reassembly calls them in the counting thread, through this
+ * hook only, so it knows none of them and costs nothing more per packet while none subscribed. */
+typedef struct {
+    void *ctx;
+    /* In-order bytes sent by key endpoint `endpoint` at stream offset `off` (TCP: as they come in
+     * order, out-of-order data once drained; datagram: one whole payload, offsets counting the
+     * direction's payload bytes). Called before reassembly keeps them. */
+    void (*data)(void *ctx, uint32_t slot, int endpoint, int datagram, uint64_t off, const uint8_t *data,
+                 uint32_t n);
+    /* The flow's record is being emitted (ending: the flow leaves the table; else an active-timeout
+     * split): its out-of-order data was drained through `data` already, its chunks have not left. */
+    void (*end)(void *ctx, uint32_t slot, int ending);
+    /* The flow's chunks leave now (its record, or the batch, is handed over): after its data
+     * chunks, the consumer emits the one it pended (af_streams_pend / af_streams_chunk). */
+    void (*chunks)(void *ctx, const af_table *t, uint32_t slot, af_batch *out);
+} af_stream_consumer;
+
+/* Subscribes c (copied) before reading starts. AF_OK, or AF_ERR_CONFIG when AF_STREAM_CONSUMERS_MAX
+ * subscribed already. */
+int af_streams_subscribe(af_streams *s, const af_stream_consumer *c);
+/* For consumers: the arena their per-flow bytes live in (they count in the stream memory bound); */
+af_arena *af_streams_arena(af_streams *s);
+/* a chunk of `bytes` (<= AF_STREAM_CONSUMER_CHUNK) for the flow in `slot` waits for its next
+ * chunks (at most one per flow and record: the batch room holds one); */
+void af_streams_pend(af_streams *s, uint32_t slot, uint32_t bytes);
+/* from the `chunks` hook: that chunk, in key endpoint `endpoint`'s direction, with the flow and
+ * direction filled and `bytes` of data room at out->stream_data + data_at (kind, offset: the caller's). */
+af_chunk *af_streams_chunk(af_streams *s, const af_table *t, uint32_t slot, int endpoint, uint32_t bytes,
+                           af_batch *out);
 /* A packet of endpoint `sender` of the flow in `slot` comes soon: stage 0 prefetches its state,
  * stage 1 (a few packets later) what that state points to. */
 void af_streams_prefetch(const void *s, uint32_t slot, int sender, int stage);
@@ -66,7 +97,7 @@ void af_streams_enable_chunks(af_streams *s, uint32_t slots);
 void af_streams_finish_batch(af_streams *s, const af_table *t, af_batch *out);
 /* Reassembly as a meter (meters.h): on when cfg->reassemble; its batch hooks give batches their
  * stream arrays. The pipeline sees only this; af_meters_ctx(set, &af_meter_reassembly) is the
- * af_streams the entry layer hands stream patterns and chunk requests to. */
+ * af_streams the entry layer hands chunk requests and stream consumers to. */
 extern const af_meter af_meter_reassembly;
 
 #endif
