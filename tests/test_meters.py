@@ -111,3 +111,25 @@ def test_unknown_meter_is_a_config_error_listing_the_available_ones() -> None:
         list(read(DATA / TRACEROUTE, meters=("nope",)))
     with pytest.raises(KeyError):
         next(iter(read(DATA / TRACEROUTE))).meter("nope")
+
+
+def test_stream_search_is_a_meter_that_stream_patterns_turn_on() -> None:
+    """Stream search reads reassembly's streams as its consumer (docs/architecture.md): it has no
+    record fields, is not turned on by name, and comes on (again: patterns replaced) when
+    stream patterns are set."""
+    from aioflow._engine import METERS, stream_patterns_available
+
+    info = METERS["stream_search"]
+    assert info.option and info.fields == () and info.record_size == 0
+    assert "stream_search" not in NAMED_METERS
+    with pytest.raises(ConfigError, match=r"unknown meter 'stream_search'"):
+        list(read(DATA / TRACEROUTE, meters=("stream_search",)))
+    if not stream_patterns_available():
+        return
+    engine = Engine(DATA / TRACEROUTE, EngineConfig(reassemble=True))
+    try:
+        engine.set_stream_patterns([b"GET"], [], False)
+        engine.set_stream_patterns([b"POST"], [b"200 OK"], True)
+        assert engine.meter_layout.stride == 0
+    finally:
+        engine.close()
