@@ -339,7 +339,8 @@ void af_enable_chunks(af_engine *engine);
 /* reassemble, before reading starts: search each TCP direction's in-order stream (a match may
  * span segments) and each datagram (UDP, other IP) with regexes (MULTILINE; flags: enum af_match_flag);
  * client patterns what the client sent, server patterns what the server sent. A flow's first
- * match becomes an AF_CHUNK_MATCH chunk. AF_ERR_UNSUPPORTED (message in error): this build or
+ * match becomes an AF_CHUNK_MATCH chunk (the stream_search meter, which this turns on; called
+ * again, the new patterns replace the old). AF_ERR_UNSUPPORTED (message in error): this build or
  * library cannot run one of them (built without Vectorscan, a backreference...). */
 int af_set_stream_patterns(af_engine *engine, const char *const *client, uint32_t client_count,
                            const char *const *server, uint32_t server_count, uint32_t flags, char *error,

@@ -6,7 +6,7 @@
  * Built without Vectorscan's headers, af_matcher_new fails with a message saying so. Memory: one
  * Vectorscan stream state per open direction (opened at its first data, closed at the flow's end
  * or first match), plus 512 bytes per flow slot (each endpoint's state and tail; reserved, backed
- * as used). A match's text waits for its batch in the stream arena (stream.c). */
+ * as used). A match's text waits for its batch in the stream arena (stream_search.c). */
 #ifndef AIOFLOW_MATCH_H
 #define AIOFLOW_MATCH_H
 #include <stddef.h>
