@@ -369,3 +369,19 @@ def test_an_error_in_the_body_comes_out_as_it_is() -> None:
 
     with pytest.raises(KeyError, match="mine"):
         anyio.run(body)
+
+
+@pytest.mark.anyio
+async def test_leaving_while_the_reader_waits_for_room_closes_its_send_stream(large_capture: Path) -> None:
+    """Leaving closes the consumers' ends; the reader, waiting for room in a full buffer, is then
+    refused (BrokenResourceError) and drops that subscriber: its send end must be closed too, else
+    anyio warns "Unclosed MemoryObjectSendStream" whenever the garbage collector gets to it (an
+    error in whatever test runs then, under filterwarnings=error)."""
+    async with aioflow.FlowParser(large_capture, buffer_batches=1, **NO_TIMEOUTS) as parser:  # type: ignore[arg-type]
+        sub = parser._subs._subscribers[0]  # the first subscriber, buffered since entry; nobody consumes
+        # counted, not timed: the buffer is full and the reader waits in send() (the capture has
+        # more flows than the buffers hold: see the snapshot-while-leaving test)
+        while sub.send.statistics().tasks_waiting_send == 0:  # noqa: ASYNC110 (no event for "a sender waits")
+            await anyio.sleep(0.01)
+    assert parser._subs._subscribers == []  # the reader dropped it when its consumer's end closed
+    assert sub.receive.statistics().open_send_streams == 0
