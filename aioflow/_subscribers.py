@@ -82,7 +82,10 @@ class Subscribers:
                 else:  # a file waits for its slowest consumer: nothing is lost
                     await sub.send.send(batch)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                self._subscribers.remove(sub)  # that consumer went away
+                # that consumer went away: end() will not see this subscriber, so its send end is
+                # closed here (anyio warns about an unclosed one when it is garbage-collected)
+                sub.send.close()
+                self._subscribers.remove(sub)
 
     def end(self) -> None:
         """The source ended: every iterator ends once it has read what is buffered."""

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "examples" / "data" / "ndpi_telegram_videocall.pcapng"
 NO_TIMEOUTS = {"idle_timeout": 1e9, "active_timeout": 1e9, "fin_timeout": 1e9}
 LARGE_PACKETS = 800_000
+LARGE_FLOWS = 60_000
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def large_capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("large") / "large.pcap"
     subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "make_capture.py"), str(out),
-         "--packets", str(LARGE_PACKETS), "--flows", "60000", "--seed", "7"],
+         "--packets", str(LARGE_PACKETS), "--flows", str(LARGE_FLOWS), "--seed", "7"],
         check=True, capture_output=True,
     )  # fmt: skip
     return out
@@ -178,7 +179,7 @@ async def test_leaving_waits_for_a_snapshot_still_reading_the_engine(
 ) -> None:
     """One task leaves the parser's block while another task's snapshot runs in a worker thread:
     the engine is freed only once that thread is out of it (else it would read freed memory)."""
-    from aioflow import _engine
+    from aioflow import _engine, _parser
 
     order: list[str] = []
     inside = anyio.Event()
@@ -207,15 +208,23 @@ async def test_leaving_waits_for_a_snapshot_still_reading_the_engine(
     monkeypatch.setattr(_engine.Engine, "detach", recorded_detach)
     parsers: list[aioflow.FlowParser] = []
     opened = anyio.Event()
+    # Nobody consumes, so the file must pause with flows still active however late the snapshot
+    # runs (a snapshot after the end is [] by design). Counted, not timed: without a consumer the
+    # parser holds at most one buffered batch, the one the reader waits to deliver and the C
+    # side's READY_BATCHES, of BATCH_RECORDS flows each; the capture has more flows than that, so
+    # the rest stay active until leaving. (The default 8 buffered batches hold all its flows: the
+    # file could end, on a loaded machine, before the snapshot started.)
+    held = (1 + 1 + _parser.READY_BATCHES) * _parser.BATCH_RECORDS
+    assert LARGE_FLOWS > held
 
     async def owner() -> None:  # e.g. an app's cleanup, leaving the parser's block
-        async with aioflow.FlowParser(large_capture, **NO_TIMEOUTS) as parser:  # type: ignore[arg-type]
+        async with aioflow.FlowParser(large_capture, buffer_batches=1, **NO_TIMEOUTS) as parser:  # type: ignore[arg-type]
             parsers.append(parser)
             # counted, not timed: flows are in the table (packets read is not enough: a snapshot
             # between the first packets and their flows would have nothing to read)
             while parser.info().active_flows == 0:  # noqa: ASYNC110 (no event for "flows are open"; slow under ASan)
                 await anyio.sleep(0.01)
-            opened.set()  # nobody consumes: the file pauses with flows active, the snapshot has work
+            opened.set()  # the file pauses with flows active (above): the snapshot has work
             await inside.wait()  # leave now, while the snapshot's thread is inside the engine
 
     async def handler() -> None:  # e.g. a request handler's snapshot, in a task of its own
@@ -369,3 +378,19 @@ def test_an_error_in_the_body_comes_out_as_it_is() -> None:
 
     with pytest.raises(KeyError, match="mine"):
         anyio.run(body)
+
+
+@pytest.mark.anyio
+async def test_leaving_while_the_reader_waits_for_room_closes_its_send_stream(large_capture: Path) -> None:
+    """Leaving closes the consumers' ends; the reader, waiting for room in a full buffer, is then
+    refused (BrokenResourceError) and drops that subscriber: its send end must be closed too, else
+    anyio warns "Unclosed MemoryObjectSendStream" whenever the garbage collector gets to it (an
+    error in whatever test runs then, under filterwarnings=error)."""
+    async with aioflow.FlowParser(large_capture, buffer_batches=1, **NO_TIMEOUTS) as parser:  # type: ignore[arg-type]
+        sub = parser._subs._subscribers[0]  # the first subscriber, buffered since entry; nobody consumes
+        # counted, not timed: the buffer is full and the reader waits in send() (the capture has
+        # more flows than the buffers hold: see the snapshot-while-leaving test)
+        while sub.send.statistics().tasks_waiting_send == 0:  # noqa: ASYNC110 (no event for "a sender waits")
+            await anyio.sleep(0.01)
+    assert parser._subs._subscribers == []  # the reader dropped it when its consumer's end closed
+    assert sub.receive.statistics().open_send_streams == 0
