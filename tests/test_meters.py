@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
-import shutil
-import subprocess
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from support.tshark import TShark
 
 from aioflow import ConfigError
 from aioflow._engine import NAMED_METERS, Engine, EngineConfig
@@ -35,15 +34,15 @@ def _transport(protocol: int) -> str:
     return {6: "tcp", 17: "udp"}.get(protocol, "other")
 
 
-def tshark_low_ttl(path: Path) -> Counter[DirectedKey]:
+def tshark_low_ttl(tshark: TShark, path: Path) -> Counter[DirectedKey]:
     """Packets with an outer TTL / hop limit below 10, counted per sender -> receiver."""
     fields = ["ip.src", "ip.dst", "ip.ttl", "ip.proto", "ipv6.src", "ipv6.dst", "ipv6.hlim", "ipv6.nxt",
               "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport"]  # fmt: skip
-    cmd = ["tshark", "-n", "-r", str(path), "-Y", f"ip.ttl < {LOW} || ipv6.hlim < {LOW}", "-T", "fields",
-           "-E", "occurrence=f", "-E", "separator=\t"]  # fmt: skip
+    args = ["-n", "-Y", f"ip.ttl < {LOW} || ipv6.hlim < {LOW}", "-T", "fields",
+            "-E", "occurrence=f", "-E", "separator=\t"]  # fmt: skip
     for f in fields:
-        cmd += ["-e", f]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        args += ["-e", f]
+    out = tshark.output(path, *args)
     counts: Counter[DirectedKey] = Counter()
     for line in out.splitlines():
         v = dict(zip(fields, line.split("\t"), strict=True))
@@ -59,12 +58,11 @@ def tshark_low_ttl(path: Path) -> Counter[DirectedKey]:
     return counts
 
 
-@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
 @pytest.mark.parametrize("active_timeout", [1800.0, 0.0], ids=["whole", "split-every-packet"])
 @pytest.mark.parametrize("name", LOW_TTL_CAPTURES)
-def test_low_ttl_counts_match_tshark(name: str, active_timeout: float) -> None:
+def test_low_ttl_counts_match_tshark(tshark: TShark, name: str, active_timeout: float) -> None:
     path = DATA / name
-    expected = tshark_low_ttl(path)
+    expected = tshark_low_ttl(tshark, path)
     assert sum(expected.values()) == LOW_TTL_CAPTURES[name]
     got: Counter[DirectedKey] = Counter()
     for flow in read(path, meters=("low_ttl",), active_timeout=active_timeout):
