@@ -75,13 +75,20 @@ def test_low_ttl_counts_match_tshark(tshark: TShark, name: str, active_timeout: 
     assert +got == expected
 
 
-def test_low_ttl_frame_columns_match_flows() -> None:
+def test_low_ttl_frame_columns_match_flows_and_tshark(tshark: TShark) -> None:
     path = DATA / TRACEROUTE
     frame = read_frame(path, meters=("low_ttl",))
     flows = list(read(path, meters=("low_ttl",)))
     for d in ("src2dst", "dst2src"):
         assert list(frame[f"low_ttl_{d}_packets"]) == [f.meter("low_ttl")[f"{d}_packets"] for f in flows]
     assert frame["low_ttl_src2dst_packets"].sum() + frame["low_ttl_dst2src_packets"].sum() == 9
+    # the columns themselves against tshark, per sender -> receiver (not only against read())
+    got: Counter[DirectedKey] = Counter()
+    for row in frame.itertuples(index=False):
+        t = _transport(int(row.protocol))
+        got[_key(t, row.src_ip, row.dst_ip, int(row.src_port), int(row.dst_port))] += int(row.low_ttl_src2dst_packets)
+        got[_key(t, row.dst_ip, row.src_ip, int(row.dst_port), int(row.src_port))] += int(row.low_ttl_dst2src_packets)
+    assert +got == tshark_low_ttl(tshark, path)
 
 
 def test_meters_off_cost_no_record_bytes() -> None:
