@@ -183,23 +183,29 @@ async def test_leaving_waits_for_a_snapshot_still_reading_the_engine(
 
     order: list[str] = []
     inside = anyio.Event()
+    left = threading.Event()  # the owner has begun leaving (detached the engine)
+    freed = threading.Event()
     snapshot_all, detach = _engine.Engine.snapshot_all, _engine.Engine.detach
 
     def slow_snapshot(self: _engine.Engine) -> _engine.Batch:
-        # a snapshot long enough for the owner to leave while it still reads the engine
+        # a snapshot that lasts until the owner has left (an event, however slow the machine),
+        # then gives a wrong free 0.3 s to come in while it is still inside
         order.append("snapshot in")
         out = snapshot_all(self)
         anyio.from_thread.run_sync(inside.set)
-        time.sleep(0.3)
+        assert left.wait(30), "the owner never left the parser's block"
+        freed.wait(0.3)
         self.stats()  # reads the engine again: freed memory, had it been freed meanwhile
         order.append("snapshot out")
         return out
 
     def recorded_detach(self: _engine.Engine) -> Callable[[], None]:
         free = detach(self)
+        left.set()
 
         def recorded() -> None:
             order.append("free")
+            freed.set()
             free()
 
         return recorded
