@@ -20,9 +20,11 @@ import tarfile
 import tomllib
 import venv
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
+from support import reference
 
 import aioflow
 
@@ -138,6 +140,15 @@ def _tshark_tcp_udp_conversations() -> int:
     return len({tuple(line.split("\t")) for line in out.splitlines()})
 
 
+_FLOW_COLUMNS = ("src_ip", "src_port", "dst_ip", "dst_port", "protocol",
+                 "src2dst_packets", "dst2src_packets", "src2dst_bytes", "dst2src_bytes")  # fmt: skip
+
+
+def _reference_rows() -> Counter[tuple[str, ...]]:
+    """The bundled capture's flows by the independent dpkt decoder (support.reference), as CSV cells."""
+    return Counter(tuple(str(getattr(f, c)) for c in _FLOW_COLUMNS) for f in reference.reference_flows(CAPTURE).flows)
+
+
 def test_clean_venv_runs_the_wheel(dist: tuple[Path, Path], tmp_path: Path) -> None:
     _, wheel = dist
     env_dir = tmp_path / "venv"
@@ -161,6 +172,8 @@ def test_clean_venv_runs_the_wheel(dist: tuple[Path, Path], tmp_path: Path) -> N
     assert packets == _manifest_packets()
     assert flows == len(rows)
     assert sum(int(r["packets"]) for r in rows) + aside == packets
+    # each flow, its direction and counts, as the independent decoder finds them (needs no tshark)
+    assert Counter(tuple(r[c] for c in _FLOW_COLUMNS) for r in rows) == _reference_rows()
     if shutil.which("tshark") is not None:
         assert sum(r["protocol"] in ("6", "17") for r in rows) == _tshark_tcp_udp_conversations()
 
