@@ -36,6 +36,7 @@ __all__ = [
     "DecodeStats",
     "Decoder",
     "FlowRecord",
+    "Message",
     "RecordSet",
     "collect",
     "message_records",
