@@ -282,6 +282,27 @@ async def test_udp_collector_counts_junk_and_yields_records() -> None:
     assert sum(collector.stats.malformed.values()) == 2
 
 
+
+@pytest.mark.anyio
+async def test_udp_collector_keeps_a_burst_it_has_not_read_yet() -> None:
+    # 150 datagrams arrive while nothing reads: all wait (in the kernel's buffer) and all come out.
+    # anyio's own UDP socket kept at most 100 under asyncio and silently dropped the oldest.
+    burst = 150
+    async with Collector(("127.0.0.1", 0)) as collector:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(flow_message(1), collector.address)
+            for seq in range(1, burst):
+                s.sendto(flow_message(1, seq=seq, with_template=False), collector.address)
+        await anyio.sleep(0.2)  # the event loop runs meanwhile: a user-space queue would fill here
+        got = 0
+        with anyio.fail_after(5):
+            async for _ in collector:
+                got += 1
+                if got == burst:
+                    break
+    assert collector.stats.datagrams == burst
+    assert collector.stats.sequence_gaps == 0
+
 def test_ipfix_file_round_trip(tmp_path: Path) -> None:
     from aioflow.export import IPFIXFileWriter
 

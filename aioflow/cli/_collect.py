@@ -18,8 +18,7 @@ from .._flow import protocol_name
 from ._common import EXIT_USAGE, address, endpoint, int_at_least
 
 if TYPE_CHECKING:
-    from ..netflow._decode import DecodeStats, Message
-    from ..netflow.collect import FlowRecord
+    from ..netflow.collect import DecodeStats, FlowRecord, Message
 
 SUMMARY_FIELDS = ("datagrams", "records", "options_records", "sets_without_template", "sequence_gaps",
                   "sequence_lost", "template_withdrawals", "templates_expired")  # fmt: skip

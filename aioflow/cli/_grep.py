@@ -11,17 +11,19 @@ import anyio
 
 from .._errors import ConfigError
 from .._parser import FlowParser
-from ..grep._match import (
+from ..grep import (
     DEFAULT_SPAN,
     DistanceMatcher,
+    Grep,
+    GrepConfig,
+    GrepSummary,
     Matcher,
     RegexMatcher,
+    TcpKiller,
     compile_patterns,
     native_patterns,
     read_pattern_file,
 )
-from ..grep._search import Grep, GrepConfig, GrepSummary
-from ..grep._tcp_kill import TcpKiller
 
 DESCRIPTION = """\
 Grep reassembled TCP streams and UDP payloads (flowgrep). Client patterns search what the client

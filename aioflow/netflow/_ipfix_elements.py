@@ -30,8 +30,6 @@ TYPE_LENGTHS: dict[str, int] = {
 
 UNSIGNED_TYPES = frozenset({"unsigned8", "unsigned16", "unsigned32", "unsigned64"})
 SIGNED_TYPES = frozenset({"signed8", "signed16", "signed32", "signed64"})
-# Types RFC 7011 section 6.2 lets an exporter send in fewer octets than their full length.
-REDUCIBLE_TYPES = UNSIGNED_TYPES | SIGNED_TYPES | {"float64"}
 ADDRESS_TYPES = frozenset({"ipv4Address", "ipv6Address"})
 TIME_TYPES = frozenset({"dateTimeSeconds", "dateTimeMilliseconds", "dateTimeMicroseconds", "dateTimeNanoseconds"})
 
@@ -372,14 +370,3 @@ def element_type(element_id: int, enterprise: int = 0) -> str:
     ie = lookup(element_id, enterprise)
     return ie.type if ie is not None else "octetArray"
 
-
-def ns_to_ntp(ns: int) -> int:
-    """Unix nanoseconds -> the 64-bit NTP timestamp of dateTimeMicro/Nanoseconds (RFC 7011 6.1.9-10)."""
-    seconds, rest = divmod(ns, 1_000_000_000)
-    return ((seconds + NTP_UNIX_OFFSET) & 0xFFFFFFFF) << 32 | (rest << 32) // 1_000_000_000
-
-
-def ntp_to_ns(ntp: int) -> int:
-    """The 64-bit NTP timestamp -> Unix nanoseconds (the fraction rounded to the nearest ns)."""
-    seconds = (ntp >> 32) - NTP_UNIX_OFFSET
-    return seconds * 1_000_000_000 + ((ntp & 0xFFFFFFFF) * 1_000_000_000 + (1 << 31) >> 32)

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 from collections import deque
 from collections.abc import AsyncGenerator, Hashable, Iterator
 from os import PathLike
 from typing import Any, BinaryIO
 
 import anyio
+import anyio.lowlevel
 import numpy as np
 
 from .._errors import FlowFileFormatError, FlowFileNotFoundError, FlowFilePermissionError, MalformedPDUError
@@ -34,6 +36,7 @@ __all__ = [
     "DecodeStats",
     "Decoder",
     "FlowRecord",
+    "Message",
     "RecordSet",
     "collect",
     "message_records",
@@ -343,7 +346,7 @@ class Collector:
         self.options = options
         self.decoder = decoder or Decoder(template_timeout=template_timeout, max_templates=max_templates)
         self.max_datagram = max_datagram
-        self._socket: anyio.abc.UDPSocket | None = None
+        self._socket: socket.socket | None = None
         self._batches: deque[RecordSet] = deque()
         self._current: RecordSet | None = None
         self._index = 0
@@ -358,25 +361,44 @@ class Collector:
         """The (host, port) the collector is bound to. Raises RuntimeError outside ``async with``."""
         if self._socket is None:
             raise RuntimeError("the collector is not open (use `async with`)")
-        local = self._socket.extra(anyio.abc.SocketAttribute.local_address)
-        assert isinstance(local, tuple)  # an IP socket: (host, port, ...), never a UNIX path
+        local = self._socket.getsockname()  # an IP socket: (host, port, ...)
         return local[0], local[1]
 
     async def __aenter__(self) -> Collector:
+        # A plain non-blocking socket, not anyio's UDP socket: that one queues at most 100 datagrams
+        # in user space and silently drops the oldest beyond; here the kernel's receive buffer is the
+        # only queue, and datagrams arriving while one is decoded wait in it.
         host, port = self.listen
-        self._socket = await anyio.create_udp_socket(local_host=host or None, local_port=port)
+        family, target = socket.AF_INET, ("0.0.0.0", port)
+        if host:
+            flags = socket.AI_PASSIVE | socket.AI_ADDRCONFIG
+            family, *_, target = (await anyio.getaddrinfo(host, port, type=socket.SOCK_DGRAM, flags=flags))[0]
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.bind(target)
+        except OSError:
+            sock.close()
+            raise
+        self._socket = sock
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         if self._socket is not None:
-            await self._socket.aclose()
+            self._socket.close()
             self._socket = None
 
     async def receive(self) -> tuple[Message, bytes]:
         """The next datagram, decoded (``message.error`` set when it could not be), with its payload."""
         if self._socket is None:
             raise RuntimeError("the collector is not open (use `async with`)")
-        payload, sender = await self._socket.receive()
+        await anyio.lowlevel.checkpoint()  # cancelled before a datagram is read, never after
+        while True:
+            try:
+                payload, sender = self._socket.recvfrom(self.max_datagram)
+                break
+            except BlockingIOError:
+                await anyio.wait_readable(self._socket)
         return self.decoder.parse((sender[0], sender[1]), payload), payload
 
     async def receive_batch(self) -> RecordSet:
