@@ -12,7 +12,7 @@ import ipaddress
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 from ._engine import END_REASONS, METERS, TCP_FLAG_COUNT, Batch
 
@@ -92,6 +92,34 @@ def ip_to_str(version: int, raw: bytes) -> str:
 
 def ip_to_int(version: int, raw: bytes) -> int:
     return int.from_bytes(raw[:4] if version == 4 else raw, "big")
+
+
+class _Nanoseconds:
+    """A Flow attribute that is one C record time field as it is: integer epoch nanoseconds."""
+
+    def __init__(self, field: str) -> None:
+        self._field = field
+
+    @overload
+    def __get__(self, flow: None, owner: type) -> _Nanoseconds: ...
+    @overload
+    def __get__(self, flow: Flow, owner: type) -> int: ...
+    def __get__(self, flow: Flow | None, owner: type) -> _Nanoseconds | int:
+        return self if flow is None else getattr(flow._r, self._field)
+
+
+class _Seconds:
+    """The float seconds twin of a _Nanoseconds attribute (same C field, / 1e9)."""
+
+    def __init__(self, field: str) -> None:
+        self._field = field
+
+    @overload
+    def __get__(self, flow: None, owner: type) -> _Seconds: ...
+    @overload
+    def __get__(self, flow: Flow, owner: type) -> float: ...
+    def __get__(self, flow: Flow | None, owner: type) -> _Seconds | float:
+        return self if flow is None else getattr(flow._r, self._field) / 1e9
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,53 +258,18 @@ class Flow:
         return self._r.headers_dropped
 
     # --- times: epoch nanoseconds, and float seconds twins ---
-    @property
-    def first_seen_ns(self) -> int:
-        return self._r.first_ns
-
-    @property
-    def first_seen(self) -> float:
-        return self._r.first_ns / 1e9
-
-    @property
-    def last_seen_ns(self) -> int:
-        return self._r.last_ns
-
-    @property
-    def last_seen(self) -> float:
-        return self._r.last_ns / 1e9
-
-    @property
-    def src2dst_first_seen_ns(self) -> int:
-        return self._r.src2dst_first_ns
-
-    @property
-    def src2dst_first_seen(self) -> float:
-        return self._r.src2dst_first_ns / 1e9
-
-    @property
-    def src2dst_last_seen_ns(self) -> int:
-        return self._r.src2dst_last_ns
-
-    @property
-    def src2dst_last_seen(self) -> float:
-        return self._r.src2dst_last_ns / 1e9
-
-    @property
-    def dst2src_first_seen_ns(self) -> int:
-        return self._r.dst2src_first_ns
-
-    @property
-    def dst2src_first_seen(self) -> float:
-        return self._r.dst2src_first_ns / 1e9
-
-    @property
-    def dst2src_last_seen_ns(self) -> int:
-        return self._r.dst2src_last_ns
-
-    @property
-    def dst2src_last_seen(self) -> float:
-        return self._r.dst2src_last_ns / 1e9
+    first_seen_ns = _Nanoseconds("first_ns")
+    first_seen = _Seconds("first_ns")
+    last_seen_ns = _Nanoseconds("last_ns")
+    last_seen = _Seconds("last_ns")
+    src2dst_first_seen_ns = _Nanoseconds("src2dst_first_ns")
+    src2dst_first_seen = _Seconds("src2dst_first_ns")
+    src2dst_last_seen_ns = _Nanoseconds("src2dst_last_ns")
+    src2dst_last_seen = _Seconds("src2dst_last_ns")
+    dst2src_first_seen_ns = _Nanoseconds("dst2src_first_ns")
+    dst2src_first_seen = _Seconds("dst2src_first_ns")
+    dst2src_last_seen_ns = _Nanoseconds("dst2src_last_ns")
+    dst2src_last_seen = _Seconds("dst2src_last_ns")
 
     # --- per-flag packet counters (packets that carried the flag, per direction) ---
     @property
