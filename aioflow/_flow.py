@@ -122,6 +122,21 @@ class _Seconds:
         return self if flow is None else getattr(flow._r, self._field) / 1e9
 
 
+class _FlagCount:
+    """A Flow attribute that is one direction's count of packets carrying one TCP flag
+    (index into TCP_FLAGS) from the C record's flag_counts array."""
+
+    def __init__(self, direction: str, flag: int) -> None:
+        self._field, self._flag = f"{direction}_flag_counts", flag
+
+    @overload
+    def __get__(self, flow: None, owner: type) -> _FlagCount: ...
+    @overload
+    def __get__(self, flow: Flow, owner: type) -> int: ...
+    def __get__(self, flow: Flow | None, owner: type) -> _FlagCount | int:
+        return self if flow is None else getattr(flow._r, self._field)[self._flag]
+
+
 @dataclass(frozen=True, slots=True)
 class PacketHeader:
     """One packet's network+transport headers, kept with headers=N. `ts_ns`: epoch ns;
@@ -272,69 +287,22 @@ class Flow:
     dst2src_last_seen = _Seconds("dst2src_last_ns")
 
     # --- per-flag packet counters (packets that carried the flag, per direction) ---
-    @property
-    def src2dst_fin_packets(self) -> int:
-        return self._r.src2dst_flag_counts[0]
-
-    @property
-    def dst2src_fin_packets(self) -> int:
-        return self._r.dst2src_flag_counts[0]
-
-    @property
-    def src2dst_syn_packets(self) -> int:
-        return self._r.src2dst_flag_counts[1]
-
-    @property
-    def dst2src_syn_packets(self) -> int:
-        return self._r.dst2src_flag_counts[1]
-
-    @property
-    def src2dst_rst_packets(self) -> int:
-        return self._r.src2dst_flag_counts[2]
-
-    @property
-    def dst2src_rst_packets(self) -> int:
-        return self._r.dst2src_flag_counts[2]
-
-    @property
-    def src2dst_psh_packets(self) -> int:
-        return self._r.src2dst_flag_counts[3]
-
-    @property
-    def dst2src_psh_packets(self) -> int:
-        return self._r.dst2src_flag_counts[3]
-
-    @property
-    def src2dst_ack_packets(self) -> int:
-        return self._r.src2dst_flag_counts[4]
-
-    @property
-    def dst2src_ack_packets(self) -> int:
-        return self._r.dst2src_flag_counts[4]
-
-    @property
-    def src2dst_urg_packets(self) -> int:
-        return self._r.src2dst_flag_counts[5]
-
-    @property
-    def dst2src_urg_packets(self) -> int:
-        return self._r.dst2src_flag_counts[5]
-
-    @property
-    def src2dst_ece_packets(self) -> int:
-        return self._r.src2dst_flag_counts[6]
-
-    @property
-    def dst2src_ece_packets(self) -> int:
-        return self._r.dst2src_flag_counts[6]
-
-    @property
-    def src2dst_cwr_packets(self) -> int:
-        return self._r.src2dst_flag_counts[7]
-
-    @property
-    def dst2src_cwr_packets(self) -> int:
-        return self._r.dst2src_flag_counts[7]
+    src2dst_fin_packets = _FlagCount("src2dst", 0)
+    dst2src_fin_packets = _FlagCount("dst2src", 0)
+    src2dst_syn_packets = _FlagCount("src2dst", 1)
+    dst2src_syn_packets = _FlagCount("dst2src", 1)
+    src2dst_rst_packets = _FlagCount("src2dst", 2)
+    dst2src_rst_packets = _FlagCount("dst2src", 2)
+    src2dst_psh_packets = _FlagCount("src2dst", 3)
+    dst2src_psh_packets = _FlagCount("dst2src", 3)
+    src2dst_ack_packets = _FlagCount("src2dst", 4)
+    dst2src_ack_packets = _FlagCount("dst2src", 4)
+    src2dst_urg_packets = _FlagCount("src2dst", 5)
+    dst2src_urg_packets = _FlagCount("dst2src", 5)
+    src2dst_ece_packets = _FlagCount("src2dst", 6)
+    dst2src_ece_packets = _FlagCount("dst2src", 6)
+    src2dst_cwr_packets = _FlagCount("src2dst", 7)
+    dst2src_cwr_packets = _FlagCount("dst2src", 7)
 
     # --- addresses and key ---
     @property
