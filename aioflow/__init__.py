@@ -4,6 +4,7 @@ asyncio (anyio) API. See README.md for the API, units and end reasons."""
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._engine import available_meters
 from ._errors import (
     AioflowError,
     CaptureFormatError,
@@ -31,11 +32,13 @@ from ._version import __version__
 _LAZY: dict[str, str] = {
     **dict.fromkeys(("ExportStats", "IPFIXExporter", "IPFIXFileWriter", "NetflowV5Exporter", "NetflowV9Exporter",
                      "ParquetWriter"), "aioflow.netflow.export"),
+    "RECORD_DTYPE": "aioflow._frame",  # numpy dtype of batch.raw_records(): one C flow record
     **dict.fromkeys(("Collector", "FlowRecord", "collect", "parse_pdu", "read_ipfix_file"), "aioflow.netflow.collect"),
 }  # fmt: skip
 
 if TYPE_CHECKING:
     # `X as X`: re-exported (they are not in __all__, so `from aioflow import *` stays numpy-free)
+    from ._frame import RECORD_DTYPE as RECORD_DTYPE
     from .netflow.collect import Collector as Collector
     from .netflow.collect import FlowRecord as FlowRecord
     from .netflow.collect import collect as collect
@@ -90,6 +93,7 @@ __all__ = [
     "StreamMatch",
     "StreamPatterns",
     "__version__",
+    "available_meters",
     "read",
     "read_frame",
 ]

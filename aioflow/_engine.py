@@ -72,6 +72,11 @@ METERS: dict[str, MeterInfo] = _meter_registry()
 # Meters turned on by name (the others have an option of their own, e.g. reassemble=True).
 NAMED_METERS: tuple[str, ...] = tuple(name for name, m in METERS.items() if m.option is None)
 
+
+def available_meters() -> tuple[str, ...]:
+    """Names this build's FlowParser(meters=...) accepts, e.g. ("low_ttl",): NAMED_METERS, public."""
+    return NAMED_METERS
+
 # struct format of each C type a meter field may have (native layout, as C wrote it)
 _CTYPE_FORMATS = {"uint64_t": "Q", "int64_t": "q", "uint32_t": "I", "int32_t": "i", "uint16_t": "H",
                   "int16_t": "h", "uint8_t": "B", "int8_t": "b", "double": "d", "float": "f"}  # fmt: skip

@@ -12,7 +12,7 @@ import ipaddress
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 from ._engine import END_REASONS, METERS, TCP_FLAG_COUNT, Batch
 
@@ -92,6 +92,49 @@ def ip_to_str(version: int, raw: bytes) -> str:
 
 def ip_to_int(version: int, raw: bytes) -> int:
     return int.from_bytes(raw[:4] if version == 4 else raw, "big")
+
+
+class _Nanoseconds:
+    """A Flow attribute that is one C record time field as it is: integer epoch nanoseconds."""
+
+    def __init__(self, field: str) -> None:
+        self._field = field
+
+    @overload
+    def __get__(self, flow: None, owner: type) -> _Nanoseconds: ...
+    @overload
+    def __get__(self, flow: Flow, owner: type) -> int: ...
+    def __get__(self, flow: Flow | None, owner: type) -> _Nanoseconds | int:
+        return self if flow is None else getattr(flow._r, self._field)
+
+
+class _Seconds:
+    """The float seconds twin of a _Nanoseconds attribute (same C field, / 1e9)."""
+
+    def __init__(self, field: str) -> None:
+        self._field = field
+
+    @overload
+    def __get__(self, flow: None, owner: type) -> _Seconds: ...
+    @overload
+    def __get__(self, flow: Flow, owner: type) -> float: ...
+    def __get__(self, flow: Flow | None, owner: type) -> _Seconds | float:
+        return self if flow is None else getattr(flow._r, self._field) / 1e9
+
+
+class _FlagCount:
+    """A Flow attribute that is one direction's count of packets carrying one TCP flag
+    (index into TCP_FLAGS) from the C record's flag_counts array."""
+
+    def __init__(self, direction: str, flag: int) -> None:
+        self._field, self._flag = f"{direction}_flag_counts", flag
+
+    @overload
+    def __get__(self, flow: None, owner: type) -> _FlagCount: ...
+    @overload
+    def __get__(self, flow: Flow, owner: type) -> int: ...
+    def __get__(self, flow: Flow | None, owner: type) -> _FlagCount | int:
+        return self if flow is None else getattr(flow._r, self._field)[self._flag]
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,118 +273,36 @@ class Flow:
         return self._r.headers_dropped
 
     # --- times: epoch nanoseconds, and float seconds twins ---
-    @property
-    def first_seen_ns(self) -> int:
-        return self._r.first_ns
-
-    @property
-    def first_seen(self) -> float:
-        return self._r.first_ns / 1e9
-
-    @property
-    def last_seen_ns(self) -> int:
-        return self._r.last_ns
-
-    @property
-    def last_seen(self) -> float:
-        return self._r.last_ns / 1e9
-
-    @property
-    def src2dst_first_seen_ns(self) -> int:
-        return self._r.src2dst_first_ns
-
-    @property
-    def src2dst_first_seen(self) -> float:
-        return self._r.src2dst_first_ns / 1e9
-
-    @property
-    def src2dst_last_seen_ns(self) -> int:
-        return self._r.src2dst_last_ns
-
-    @property
-    def src2dst_last_seen(self) -> float:
-        return self._r.src2dst_last_ns / 1e9
-
-    @property
-    def dst2src_first_seen_ns(self) -> int:
-        return self._r.dst2src_first_ns
-
-    @property
-    def dst2src_first_seen(self) -> float:
-        return self._r.dst2src_first_ns / 1e9
-
-    @property
-    def dst2src_last_seen_ns(self) -> int:
-        return self._r.dst2src_last_ns
-
-    @property
-    def dst2src_last_seen(self) -> float:
-        return self._r.dst2src_last_ns / 1e9
+    first_seen_ns = _Nanoseconds("first_ns")
+    first_seen = _Seconds("first_ns")
+    last_seen_ns = _Nanoseconds("last_ns")
+    last_seen = _Seconds("last_ns")
+    src2dst_first_seen_ns = _Nanoseconds("src2dst_first_ns")
+    src2dst_first_seen = _Seconds("src2dst_first_ns")
+    src2dst_last_seen_ns = _Nanoseconds("src2dst_last_ns")
+    src2dst_last_seen = _Seconds("src2dst_last_ns")
+    dst2src_first_seen_ns = _Nanoseconds("dst2src_first_ns")
+    dst2src_first_seen = _Seconds("dst2src_first_ns")
+    dst2src_last_seen_ns = _Nanoseconds("dst2src_last_ns")
+    dst2src_last_seen = _Seconds("dst2src_last_ns")
 
     # --- per-flag packet counters (packets that carried the flag, per direction) ---
-    @property
-    def src2dst_fin_packets(self) -> int:
-        return self._r.src2dst_flag_counts[0]
-
-    @property
-    def dst2src_fin_packets(self) -> int:
-        return self._r.dst2src_flag_counts[0]
-
-    @property
-    def src2dst_syn_packets(self) -> int:
-        return self._r.src2dst_flag_counts[1]
-
-    @property
-    def dst2src_syn_packets(self) -> int:
-        return self._r.dst2src_flag_counts[1]
-
-    @property
-    def src2dst_rst_packets(self) -> int:
-        return self._r.src2dst_flag_counts[2]
-
-    @property
-    def dst2src_rst_packets(self) -> int:
-        return self._r.dst2src_flag_counts[2]
-
-    @property
-    def src2dst_psh_packets(self) -> int:
-        return self._r.src2dst_flag_counts[3]
-
-    @property
-    def dst2src_psh_packets(self) -> int:
-        return self._r.dst2src_flag_counts[3]
-
-    @property
-    def src2dst_ack_packets(self) -> int:
-        return self._r.src2dst_flag_counts[4]
-
-    @property
-    def dst2src_ack_packets(self) -> int:
-        return self._r.dst2src_flag_counts[4]
-
-    @property
-    def src2dst_urg_packets(self) -> int:
-        return self._r.src2dst_flag_counts[5]
-
-    @property
-    def dst2src_urg_packets(self) -> int:
-        return self._r.dst2src_flag_counts[5]
-
-    @property
-    def src2dst_ece_packets(self) -> int:
-        return self._r.src2dst_flag_counts[6]
-
-    @property
-    def dst2src_ece_packets(self) -> int:
-        return self._r.dst2src_flag_counts[6]
-
-    @property
-    def src2dst_cwr_packets(self) -> int:
-        return self._r.src2dst_flag_counts[7]
-
-    @property
-    def dst2src_cwr_packets(self) -> int:
-        return self._r.dst2src_flag_counts[7]
+    src2dst_fin_packets = _FlagCount("src2dst", 0)
+    dst2src_fin_packets = _FlagCount("dst2src", 0)
+    src2dst_syn_packets = _FlagCount("src2dst", 1)
+    dst2src_syn_packets = _FlagCount("dst2src", 1)
+    src2dst_rst_packets = _FlagCount("src2dst", 2)
+    dst2src_rst_packets = _FlagCount("dst2src", 2)
+    src2dst_psh_packets = _FlagCount("src2dst", 3)
+    dst2src_psh_packets = _FlagCount("dst2src", 3)
+    src2dst_ack_packets = _FlagCount("src2dst", 4)
+    dst2src_ack_packets = _FlagCount("dst2src", 4)
+    src2dst_urg_packets = _FlagCount("src2dst", 5)
+    dst2src_urg_packets = _FlagCount("dst2src", 5)
+    src2dst_ece_packets = _FlagCount("src2dst", 6)
+    dst2src_ece_packets = _FlagCount("dst2src", 6)
+    src2dst_cwr_packets = _FlagCount("src2dst", 7)
+    dst2src_cwr_packets = _FlagCount("dst2src", 7)
 
     # --- addresses and key ---
     @property

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._engine import METERS, Batch, MeterLayout, ffi
+from ._engine import END_REASONS, METERS, Batch, MeterLayout, ffi
 from ._flow import TCP_FLAGS
 
 # numpy's code for each C integer type the records use (little-endian hosts, as C lays them out)
@@ -56,7 +56,8 @@ def _ip_strings(version: np.ndarray, raw: np.ndarray) -> np.ndarray:
     return out
 
 
-def records_to_columns(rec: np.ndarray, end_reasons: tuple[str, ...]) -> dict[str, Any]:
+def records_to_columns(rec: np.ndarray) -> dict[str, Any]:
+    """C flow records (RECORD_DTYPE) as read_frame's columns, computed per column in numpy."""
     cols: dict[str, Any] = {"id": rec["id"]}
     cols["src_ip"] = _ip_strings(rec["ip_version"], rec["src_ip"])
     cols["src_port"] = rec["src_port"]
@@ -90,7 +91,7 @@ def records_to_columns(rec: np.ndarray, end_reasons: tuple[str, ...]) -> dict[st
         cols["bytes_per_second"] = np.where(duration > 0, cols["bytes"] / seconds, 0.0)
         cols["packets_per_second"] = np.where(duration > 0, cols["packets"] / seconds, 0.0)
     cols["headers_dropped"] = rec["headers_dropped"]
-    cols["end_reason"] = np.asarray(end_reasons, dtype=object)[rec["end_reason"]]
+    cols["end_reason"] = np.asarray(END_REASONS, dtype=object)[rec["end_reason"]]
     return cols
 
 
@@ -109,7 +110,7 @@ def meter_columns(data: bytes, count: int, layout: MeterLayout) -> dict[str, np.
     return cols
 
 
-def batches_to_columns(batches: Iterable[Batch], end_reasons: tuple[str, ...]) -> dict[str, Any]:
+def batches_to_columns(batches: Iterable[Batch]) -> dict[str, Any]:
     """Every record of these batches as columns (records_to_columns), plus the enabled meters'
     fields (meter_columns). Each batch is copied out as it comes, so none is kept."""
     parts: list[np.ndarray] = []
@@ -118,7 +119,7 @@ def batches_to_columns(batches: Iterable[Batch], end_reasons: tuple[str, ...]) -
         parts.append(np.frombuffer(b.raw_records(), dtype=RECORD_DTYPE).copy())
         meters.append(meter_columns(b.meter_data, b.count, b.meter_layout))
     records = np.concatenate(parts) if parts else np.zeros(0, dtype=RECORD_DTYPE)
-    cols = records_to_columns(records, end_reasons)
+    cols = records_to_columns(records)
     for name in meters[0] if meters else ():
         cols[name] = np.concatenate([m[name] for m in meters])
     return cols

@@ -135,7 +135,7 @@ class FlowParser:
     CaptureNotFoundError, CapturePermissionError, CaptureFormatError, InterfaceNotFoundError,
     FilterError (a BPF filter libpcap refuses), PatternUnsupportedError.
 
-    ``meters=("low_ttl",)`` turns on per-flow meters by name (``aioflow._engine.NAMED_METERS``
+    ``meters=("low_ttl",)`` turns on per-flow meters by name (``aioflow.available_meters()``
     lists this build's); their fields are read with ``flow.meter(name)`` and are columns
     ``<meter>_<field>`` of ``read_frame``. An unknown name raises ConfigError.
     """
@@ -411,7 +411,7 @@ class FlowParser:
         """Every ended flow exactly once as terminated() gives them, but a whole batch (up to
         BATCH_RECORDS flows) at a time and without a Python object per flow: each item is a Batch,
         ``batch.count`` flows whose C records ``batch.raw_records()`` holds (bytes; a numpy array
-        with ``np.frombuffer(raw, aioflow._frame.RECORD_DTYPE)``, as the exporters read them) and
+        with ``np.frombuffer(raw, aioflow.RECORD_DTYPE)``, as the exporters read them) and
         ``Flow(batch, i)`` views one. Subscribes as terminated() does (a file waits for it, live
         drops are counted); ``await stream.aclose()`` unsubscribes. Raises RuntimeError outside
         ``async with``."""

@@ -7,7 +7,7 @@ import select
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ._engine import END_REASONS, Batch
+from ._engine import Batch
 from ._flow import Flow
 from ._parser import BATCH_RECORDS, READY_BATCHES, file_engine, iter_batch
 
@@ -57,4 +57,4 @@ def read_frame(source: str | os.PathLike[str], **options: Any) -> pandas.DataFra
         raise ImportError("read_frame needs pandas and numpy: pip install pandas (the 'pandas' extra)") from exc
     from ._frame import batches_to_columns
 
-    return pd.DataFrame(batches_to_columns(read_batches(source, **options), END_REASONS))
+    return pd.DataFrame(batches_to_columns(read_batches(source, **options)))

@@ -239,6 +239,7 @@ def test_gather_records_takes_the_flows_records(tmp_path: Path) -> None:
     flows = flows_of(BUNDLED)[::3]
     rec = gather_records(flows)
     assert rec.dtype == RECORD_DTYPE and len(rec) == len(flows)
+    assert aioflow.RECORD_DTYPE is RECORD_DTYPE  # the public name the docstrings point at
     assert rec["src2dst_bytes"].tolist() == [f.src2dst_bytes for f in flows]
     assert rec["last_ns"].tolist() == [f.last_seen_ns for f in flows]
 

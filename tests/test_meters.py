@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from support.tshark import TShark
 
+import aioflow
 from aioflow import ConfigError
 from aioflow._engine import NAMED_METERS, Engine, EngineConfig
 from aioflow._read import read, read_frame
@@ -112,6 +113,7 @@ def test_meters_off_cost_no_record_bytes() -> None:
 
 def test_unknown_meter_is_a_config_error_listing_the_available_ones() -> None:
     assert "low_ttl" in NAMED_METERS
+    assert aioflow.available_meters() == NAMED_METERS  # the public name the docstrings point at
     with pytest.raises(ConfigError, match=r"unknown meter 'nope': available meters are .*low_ttl"):
         list(read(DATA / TRACEROUTE, meters=("nope",)))
     with pytest.raises(KeyError):

@@ -28,7 +28,6 @@ import anyio.lowlevel
 import numpy as np
 from anyio.abc import TaskGroup
 
-from .._engine import END_REASONS
 from .._errors import ConfigError
 from .._frame import RECORD_DTYPE
 from ._encode import (
@@ -446,7 +445,7 @@ class ParquetWriter(_FileSink):
 
         from .._frame import records_to_columns
 
-        table = pa.table(records_to_columns(rec, END_REASONS))
+        table = pa.table(records_to_columns(rec))
         if self._writer is None:
             self._writer = pq.ParquetWriter(self.path, table.schema, compression=self.compression)
         self._writer.write_table(table)
