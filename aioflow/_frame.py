@@ -110,9 +110,10 @@ def meter_columns(data: bytes, count: int, layout: MeterLayout) -> dict[str, np.
     return cols
 
 
-def batches_to_columns(batches: Iterable[Batch]) -> dict[str, Any]:
+def batches_to_columns(batches: Iterable[Batch], meters_on: Iterable[str] = ()) -> dict[str, Any]:
     """Every record of these batches as columns (records_to_columns), plus the enabled meters'
-    fields (meter_columns). Each batch is copied out as it comes, so none is kept."""
+    fields (meter_columns; `meters_on` names them, so that a source with no flow still has their
+    columns, empty). Each batch is copied out as it comes, so none is kept."""
     parts: list[np.ndarray] = []
     meters: list[dict[str, np.ndarray]] = []
     for b in batches:
@@ -120,6 +121,8 @@ def batches_to_columns(batches: Iterable[Batch]) -> dict[str, Any]:
         meters.append(meter_columns(b.meter_data, b.count, b.meter_layout))
     records = np.concatenate(parts) if parts else np.zeros(0, dtype=RECORD_DTYPE)
     cols = records_to_columns(records)
-    for name in meters[0] if meters else ():
+    if not meters:
+        meters = [{f"{m}_{f.name}": np.zeros(0, _NUMPY_KINDS[f.ctype]) for m in meters_on for f in METERS[m].fields}]
+    for name in meters[0]:
         cols[name] = np.concatenate([m[name] for m in meters])
     return cols

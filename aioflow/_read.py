@@ -48,7 +48,7 @@ def read_frame(source: str | os.PathLike[str], **options: Any) -> pandas.DataFra
     """All flows of a capture file as a pandas DataFrame, one row per ended flow.
 
     Built from the C records in bulk (numpy), without a Python object per flow. Needs the
-    `pandas` extra: pip install pandas (the 'pandas' extra) (ImportError without it). Options, units
+    `pandas` extra, `pip install pandas` (ImportError without it). Options, units
     and errors as read(); columns as Flow.to_dict() (times in ns and s, bytes, packets)."""
     try:
         import numpy  # noqa: F401  (pandas needs it; checked here for the message)
@@ -57,4 +57,4 @@ def read_frame(source: str | os.PathLike[str], **options: Any) -> pandas.DataFra
         raise ImportError("read_frame needs pandas and numpy: pip install pandas (the 'pandas' extra)") from exc
     from ._frame import batches_to_columns
 
-    return pd.DataFrame(batches_to_columns(read_batches(source, **options)))
+    return pd.DataFrame(batches_to_columns(read_batches(source, **options), options.get("meters", ())))
