@@ -24,7 +24,7 @@ uint32_t af_meter_registry_count(void) { return REGISTRY_COUNT; }
 const af_meter *af_meter_registry(uint32_t i) { return i < REGISTRY_COUNT ? registry[i] : NULL; }
 const af_meter_info *af_meter_info_of(uint32_t i) { return i < REGISTRY_COUNT ? &registry[i]->info : NULL; }
 
-static size_t state_bytes(const af_meter_set *s, uint32_t k) { return (size_t)s->max_flows * s->m[k]->state_size; }
+static size_t state_bytes(const af_meter_set *s, uint32_t k) { return (size_t)s->cfg->max_flows * s->m[k]->state_size; }
 
 /* Meter k's hooks join the per-packet, prefetch and room lists. */
 static void gather_hooks(af_meter_set *s, uint32_t k) {
@@ -37,7 +37,6 @@ static void gather_hooks(af_meter_set *s, uint32_t k) {
 
 int af_meters_open(af_meter_set *s, const af_config *cfg, af_stats *stats, char *error, size_t error_length) {
     memset(s, 0, sizeof *s);
-    s->max_flows = cfg->max_flows;
     s->cfg = cfg;
     s->stats = stats;
     for (uint32_t i = 0; i <= AF_METERS_MAX; i++) s->offset[i] = -1;
