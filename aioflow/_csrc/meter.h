@@ -28,7 +28,6 @@
 
 /* One packet counted into a flow, as a meter sees it. */
 typedef struct {
-    const af_table *table;
     uint32_t slot;
     int sender;                      /* key endpoint (0/1) that sent it; af_table_flow()->src_idx is the client */
     int direction;                   /* 0: src->dst (client to server), 1: dst->src */
