@@ -24,7 +24,14 @@ uint32_t af_meter_registry_count(void) { return REGISTRY_COUNT; }
 const af_meter *af_meter_registry(uint32_t i) { return i < REGISTRY_COUNT ? registry[i] : NULL; }
 const af_meter_info *af_meter_info_of(uint32_t i) { return i < REGISTRY_COUNT ? &registry[i]->info : NULL; }
 
-static size_t state_bytes(const af_meter_set *s, uint32_t k) { return (size_t)s->max_flows * s->m[k]->state_size; }
+static size_t state_bytes(const af_meter_set *s, uint32_t k) { return (size_t)s->cfg->max_flows * s->m[k]->state_size; }
+
+/* Where m is among the enabled meters (s->count when it is off). */
+static uint32_t enabled_at(const af_meter_set *s, const af_meter *m) {
+    uint32_t k = 0;
+    while (k < s->count && s->m[k] != m) k++;
+    return k;
+}
 
 /* Meter k's hooks join the per-packet, prefetch and room lists. */
 static void gather_hooks(af_meter_set *s, uint32_t k) {
@@ -37,7 +44,6 @@ static void gather_hooks(af_meter_set *s, uint32_t k) {
 
 int af_meters_open(af_meter_set *s, const af_config *cfg, af_stats *stats, char *error, size_t error_length) {
     memset(s, 0, sizeof *s);
-    s->max_flows = cfg->max_flows;
     s->cfg = cfg;
     s->stats = stats;
     for (uint32_t i = 0; i <= AF_METERS_MAX; i++) s->offset[i] = -1;
@@ -79,7 +85,7 @@ int af_meters_open(af_meter_set *s, const af_config *cfg, af_stats *stats, char 
 }
 
 int af_meters_enable(af_meter_set *s, const af_meter *m, char *error, size_t error_length) {
-    if (af_meters_ctx(s, m)) return AF_OK;
+    if (enabled_at(s, m) < s->count) return AF_OK;   /* on already (its ctx may be NULL: no open hook) */
     uint32_t i = 0;
     while (i < REGISTRY_COUNT && registry[i] != m) i++;
     /* batches, flow states and payload copies were sized at open: a late meter needs none */
@@ -111,9 +117,8 @@ void af_meters_close(af_meter_set *s) {
 }
 
 void *af_meters_ctx(const af_meter_set *s, const af_meter *m) {
-    for (uint32_t k = 0; k < s->count; k++)
-        if (s->m[k] == m) return s->ctx[k];
-    return NULL;
+    uint32_t k = enabled_at(s, m);
+    return k < s->count ? s->ctx[k] : NULL;
 }
 
 static inline void *state_of(const af_meter_set *s, uint32_t k, uint32_t slot) {

@@ -28,7 +28,6 @@
 
 /* One packet counted into a flow, as a meter sees it. */
 typedef struct {
-    const af_table *table;
     uint32_t slot;
     int sender;                      /* key endpoint (0/1) that sent it; af_table_flow()->src_idx is the client */
     int direction;                   /* 0: src->dst (client to server), 1: dst->src */
@@ -108,7 +107,6 @@ typedef struct {
     uint32_t index[AF_METERS_MAX];   /* registry index */
     int32_t offset[AF_METERS_MAX + 1];   /* by registry index: record-block offset, -1 when off */
     uint32_t stride;                 /* record meter-block bytes (0 when no enabled meter has fields) */
-    uint32_t max_flows;
     const af_config *cfg;            /* what it was opened with (they outlive it: the pipeline's) */
     af_stats *stats;
     int needs_payload;

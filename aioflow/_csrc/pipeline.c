@@ -109,7 +109,7 @@ static int finish_open(af_pipeline *p, char *error, size_t n) {
         snprintf(error, n, "out of memory for reassembly (lower max_reassembly_memory)");
     if (code != AF_OK) return code;
     if (p->meters.needs_payload && !(p->payloads = malloc((size_t)AF_QUEUE * AF_MAX_PAYLOAD))) {
-        snprintf(error, n, "out of memory for reassembly (lower max_reassembly_memory)");
+        snprintf(error, n, "out of memory for the queued packets' payload copies");
         return AF_ERR_NOMEM;
     }
     p->stats.link_type = p->src.dlt;
