@@ -60,14 +60,17 @@ typedef struct af_meter {
     void (*on_new)(void *ctx, void *state, uint32_t slot);   /* a new flow took the slot */
     void (*on_packet)(void *ctx, void *state, const af_meter_packet *mp);
     void (*on_end)(void *ctx, void *state, const af_meter_end *me);
-    /* A packet of `sender` in `slot` comes soon: stage 0 a few packets ahead, stage 1 nearer. */
-    void (*prefetch)(const void *ctx, uint32_t slot, int sender, int stage);
+    /* A packet of `sender` in `slot` comes soon: prefetch a few packets ahead (the meter's state),
+     * prefetch_deep nearer (what that state points to, in cache by then). Each hook is called only
+     * for meters that have it, so a meter without a deep stage costs no second lookup per packet. */
+    void (*prefetch)(const void *ctx, uint32_t slot, int sender);
+    void (*prefetch_deep)(const void *ctx, uint32_t slot, int sender);
     /* Batch side: room to give a batch of `capacity` records, records it can still take, and
      * what to add when it is handed over; stop: before batch memory is unmapped. */
     int (*batch_alloc)(const af_config *cfg, af_batch *b, uint32_t capacity);
     void (*batch_free)(af_batch *b);
     int (*batch_ready)(const af_batch *b);   /* the batch has this meter's room */
-    uint32_t (*batch_room)(const void *ctx, const af_batch *b);
+    uint32_t (*batch_room)(void *ctx, const af_batch *b);   /* ctx: it may cache what it computed */
     void (*batch_finish)(void *ctx, const af_table *t, af_batch *b);
     /* Batch memory the counting thread writes soon: back `usual` bytes of it ahead (prefault.h). */
     void (*prefault)(void *ctx, af_batch *b, uint64_t usual);
@@ -89,17 +92,24 @@ typedef struct {
 } af_packet_hook;
 
 typedef struct {
-    void (*fn)(const void *ctx, uint32_t slot, int sender, int stage);
+    void (*fn)(const void *ctx, uint32_t slot, int sender);
     const void *ctx;
 } af_prefetch_hook;
 
 typedef struct {
-    uint32_t (*fn)(const void *ctx, const af_batch *b);
-    const void *ctx;
+    uint32_t (*fn)(void *ctx, const af_batch *b);
+    void *ctx;
 } af_room_hook;
 
-/* The enabled meters of one engine, with their state arrays and record-block offsets. */
+/* The enabled meters of one engine, with their state arrays and record-block offsets. The
+ * per-packet part (hook counts and the first hooks) comes first, on the cache lines the counting
+ * loop reads for every packet; the rest is read per flow or per batch. */
 typedef struct {
+    uint32_t n_packet, n_prefetch, n_deep, n_room;   /* enabled meters with those hooks (0: nothing to call) */
+    af_packet_hook packet[AF_METERS_MAX];
+    af_prefetch_hook prefetch[AF_METERS_MAX];
+    af_prefetch_hook deep[AF_METERS_MAX];
+    af_room_hook room[AF_METERS_MAX];
     uint32_t count;                  /* enabled */
     const af_meter *m[AF_METERS_MAX];
     void *ctx[AF_METERS_MAX];
@@ -110,10 +120,6 @@ typedef struct {
     const af_config *cfg;            /* what it was opened with (they outlive it: the pipeline's) */
     af_stats *stats;
     int needs_payload;
-    uint32_t n_packet, n_prefetch, n_room;   /* enabled meters with those hooks (0: nothing to call) */
-    af_packet_hook packet[AF_METERS_MAX];
-    af_prefetch_hook prefetch[AF_METERS_MAX];
-    af_room_hook room[AF_METERS_MAX];
 } af_meter_set;
 
 /* Enables the meters cfg asks for. AF_OK, AF_ERR_CONFIG (unknown bit; message in error), or
@@ -136,23 +142,24 @@ int af_meters_batch_ready(const af_meter_set *s, const af_batch *b);
 void af_meters_prefault(af_meter_set *s, af_batch *b, uint64_t usual);
 void af_meters_stop(af_meter_set *s);
 
-/* Per packet (inline: the counting loop's own code). */
+/* Per packet (inline: the counting loop's own code). The loops run to an end pointer taken
+ * before the first call: a hook may write memory, so a count in the set would be read again
+ * after every call. */
 static inline void af_meters_packet(const af_meter_set *s, const af_meter_packet *mp) {
-    for (uint32_t k = 0; k < s->n_packet; k++) {
-        const af_packet_hook *h = &s->packet[k];
+    for (const af_packet_hook *h = s->packet, *end = h + s->n_packet; h < end; h++)
         h->fn(h->ctx, h->state ? h->state + (size_t)(mp->slot - 1) * h->state_size : NULL, mp);
-    }
 }
 
-static inline void af_meters_prefetch(const af_meter_set *s, uint32_t slot, int sender, int stage) {
-    for (uint32_t k = 0; k < s->n_prefetch; k++) s->prefetch[k].fn(s->prefetch[k].ctx, slot, sender, stage);
+/* hooks: s->prefetch (n_prefetch of them) or s->deep (n_deep) */
+static inline void af_meters_prefetch(const af_prefetch_hook *h, uint32_t n, uint32_t slot, int sender) {
+    for (const af_prefetch_hook *end = h + n; h < end; h++) h->fn(h->ctx, slot, sender);
 }
 
 /* Records the batch can still take as far as the meters' batch-side data goes. */
 static inline uint32_t af_meters_room(const af_meter_set *s, const af_batch *b) {
     uint32_t r = UINT32_MAX;
-    for (uint32_t k = 0; k < s->n_room; k++) {
-        uint32_t x = s->room[k].fn(s->room[k].ctx, b);
+    for (const af_room_hook *h = s->room, *end = h + s->n_room; h < end; h++) {
+        uint32_t x = h->fn(h->ctx, b);
         if (x < r) r = x;
     }
     return r;

@@ -210,12 +210,12 @@ static void count_queued(af_pipeline *p) {
             __builtin_prefetch(f);
             __builtin_prefetch(f + 64);
             if (ahead->p.tcp_flags & ~AF_TCP_ACK) __builtin_prefetch(af_table_cold(t, s));
-            if (p->meters.n_prefetch) af_meters_prefetch(&p->meters, s, ahead->sender, 0);
+            if (p->meters.n_prefetch) af_meters_prefetch(p->meters.prefetch, p->meters.n_prefetch, s, ahead->sender);
         }
-        if (p->meters.n_prefetch) {   /* halfway: meter state is in cache now, prefetch what it points to */
+        if (p->meters.n_deep) {   /* halfway: meter state is in cache now, prefetch what it points to */
             const af_queued *half = &p->queue[(p->queue_head + AF_PREFETCH_AHEAD / 2) & p->qmask];
             uint32_t h = half->pending ? AF_NIL : t->buckets[half->hash & t->mask];
-            if (h != AF_NIL) af_meters_prefetch(&p->meters, h, half->sender, 1);
+            if (h != AF_NIL) af_meters_prefetch(p->meters.deep, p->meters.n_deep, h, half->sender);
         }
     }
     const af_queued *q = &p->queue[p->queue_head & p->qmask];

@@ -57,6 +57,9 @@ struct af_streams {
     int chunks;
     int discard;                  /* keep nothing for the records (cfg.discard_streams) */
     af_stats *stats;
+    uint64_t flow_bytes;          /* af_streams_flow_bytes of this bound and arena */
+    const af_batch *room_batch;   /* af_streams_room's last quotient, for `need` in [min, max] */
+    uint64_t room_capacity, room_need_min, room_need_max, room_slots;
     uint32_t n_consumers;
     af_stream_consumer consumer[AF_STREAM_CONSUMERS_MAX];   /* stream.h: meters reading the streams */
 };
@@ -77,6 +80,7 @@ af_streams *af_streams_new(const af_config *cfg, af_stats *stats) {
         af_streams_free(s);
         return NULL;
     }
+    s->flow_bytes = af_streams_flow_bytes(s->max_stream, (uint64_t)s->arena.max_blocks * AF_STREAM_BLOCK);
     return s;
 }
 
@@ -108,14 +112,25 @@ uint64_t af_streams_flow_bytes(uint64_t max_stream, uint64_t arena) {
     return kept + 2 * (16ull * AF_STREAM_MAX_HOLES + 16) + AF_STREAM_MAX_PAYLOAD + AF_STREAM_CONSUMER_CHUNK + 16;
 }
 
-uint32_t af_streams_room(const void *ctx, const af_batch *b) {
-    const af_streams *s = ctx;
+/* Asked before every packet: the quotient below is kept with the range of `need` that gives it,
+ * so a 64-bit division is done only when the batch's bytes cross a multiple of flow_bytes. */
+uint32_t af_streams_room(void *ctx, const af_batch *b) {
+    af_streams *s = ctx;
     uint64_t chunks_free = (uint64_t)b->chunk_capacity - b->chunk_count;
     uint64_t chunk_slots = chunks_free > s->pending_dirs ? (chunks_free - s->pending_dirs) / 3 : 0;
     uint64_t need = b->stream_data_used + s->pending_bytes + 8ull * s->pending_dirs;
-    uint64_t byte_slots = b->stream_data_capacity > need
-        ? (b->stream_data_capacity - need) / af_streams_flow_bytes(s->max_stream, (uint64_t)s->arena.max_blocks * AF_STREAM_BLOCK)
-        : 0;
+    uint64_t cap = b->stream_data_capacity;
+    if (b != s->room_batch || cap != s->room_capacity || need < s->room_need_min || need > s->room_need_max) {
+        uint64_t fb = s->flow_bytes, left = cap > need ? cap - need : 0, q = left / fb;
+        /* the same q for left in [q * fb, q * fb + fb - 1] */
+        uint64_t most_left = q * fb + fb - 1, least_left = q * fb;
+        s->room_need_min = cap > most_left ? cap - most_left : 0;
+        s->room_need_max = q ? cap - least_left : UINT64_MAX;
+        s->room_batch = b;
+        s->room_capacity = cap;
+        s->room_slots = q;
+    }
+    uint64_t byte_slots = s->room_slots;
     uint64_t r = chunk_slots < byte_slots ? chunk_slots : byte_slots;
     return r > UINT32_MAX ? UINT32_MAX : (uint32_t)r;
 }
@@ -422,12 +437,10 @@ static void tcp_data(af_streams *s, flow_state *fs, uint32_t slot, dir_state *d,
     }
 }
 
-void af_streams_prefetch(const void *ctx, uint32_t slot, int sender, int stage) {
+void af_streams_prefetch(const void *ctx, uint32_t slot, int sender) {
     const af_streams *s = ctx;
-    if (stage == 0) {
-        const char *d = (const char *)&s->flows[slot - 1].d[sender];
-        for (size_t at = 0; at < sizeof(dir_state); at += 64) __builtin_prefetch(d + at);
-    }
+    const char *d = (const char *)&s->flows[slot - 1].d[sender];
+    for (size_t at = 0; at < sizeof(dir_state); at += 64) __builtin_prefetch(d + at);
 }
 
 void af_streams_reset(af_streams *s, uint32_t slot) {

@@ -45,7 +45,7 @@ void af_streams_stop_prefault(af_streams *s);
  * or one more packet (its pending chunk data) may take. */
 uint64_t af_streams_flow_bytes(uint64_t max_stream, uint64_t arena_bytes);
 /* Batch room (records) the reassembler leaves for more flow ends and packets (batch.h's room). */
-uint32_t af_streams_room(const void *s, const af_batch *b);   /* the meter hooks' signatures */
+uint32_t af_streams_room(void *s, const af_batch *b);   /* the meter hooks' signatures */
 
 /* Stream consumers: meters that read what reassembly puts in order (stream search; later e.g.
  * application detection on payload). Reassembly calls them in the counting thread, through this
@@ -77,9 +77,8 @@ void af_streams_pend(af_streams *s, uint32_t slot, uint32_t bytes);
  * direction filled and `bytes` of data room at out->stream_data + data_at (kind, offset: the caller's). */
 af_chunk *af_streams_chunk(af_streams *s, const af_table *t, uint32_t slot, int endpoint, uint32_t bytes,
                            af_batch *out);
-/* A packet of endpoint `sender` of the flow in `slot` comes soon: stage 0 prefetches its state,
- * stage 1 (a few packets later) what that state points to. */
-void af_streams_prefetch(const void *s, uint32_t slot, int sender, int stage);
+/* A packet of endpoint `sender` of the flow in `slot` comes soon: prefetches its state. */
+void af_streams_prefetch(const void *s, uint32_t slot, int sender);
 /* A new flow took `slot` (its state is cleared), a packet of endpoint `sender` of it was counted. */
 void af_streams_reset(af_streams *s, uint32_t slot);
 void af_streams_packet(void *s, void *state, const af_meter_packet *mp);

@@ -138,9 +138,14 @@ static void on_new(void *ctx, void *state, uint32_t slot) {
     af_matcher_reset(x->matcher, slot);
 }
 
-static void prefetch(const void *ctx, uint32_t slot, int sender, int stage) {
+static void prefetch(const void *ctx, uint32_t slot, int sender) {
     const search *x = ctx;
-    if (x->matcher) af_matcher_prefetch(x->matcher, slot, sender, stage);
+    if (x->matcher) af_matcher_prefetch(x->matcher, slot, sender, 0);
+}
+
+static void prefetch_deep(const void *ctx, uint32_t slot, int sender) {
+    const search *x = ctx;
+    if (x->matcher) af_matcher_prefetch(x->matcher, slot, sender, 1);
 }
 
 static void batch_finish(void *ctx, const af_table *t, af_batch *b) {
@@ -157,5 +162,6 @@ const af_meter af_meter_stream_search = {
     .close = close_meter,
     .on_new = on_new,
     .prefetch = prefetch,
+    .prefetch_deep = prefetch_deep,
     .batch_finish = batch_finish,
 };
