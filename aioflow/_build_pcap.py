@@ -73,8 +73,15 @@ def _hyperscan_flags() -> tuple[list[str], list[str]]:
     return ([f"-I{found[0]}", "-DAF_HAVE_HYPERSCAN"], ["-lhs"]) if found else ([], [])
 
 
+# The stages are one file each and call one another per packet (pipeline -> account -> flow
+# table, arena, record): link-time optimisation inlines across the files as one engine.c did, and
+# hidden visibility (only PyInit__native is exported) makes those calls direct, not through the
+# PLT. Measured with callgrind on a reassembling parse: -3.3% instructions (benchmarks/README.md).
+_WHOLE_PROGRAM = ["-flto=auto", "-fvisibility=hidden"]
+
+
 def _extra_compile_args() -> list[str]:
-    args = ["-std=c11", "-Wall", "-Wextra", "-O2", "-pthread"]
+    args = ["-std=c11", "-Wall", "-Wextra", "-O2", "-pthread", *_WHOLE_PROGRAM]
     # `make sanitize` builds with ASan+UBSan through this variable.
     args += shlex.split(os.environ.get("AIOFLOW_CFLAGS", ""))
     return args
@@ -92,7 +99,8 @@ ffibuilder.set_source(
     sources=[str((CSRC / s).relative_to(HERE.parent)) for s in SOURCES],
     include_dirs=[str(CSRC.relative_to(HERE.parent))],
     extra_compile_args=_extra_compile_args() + cflags + hs_cflags,
-    extra_link_args=[*libs, *hs_libs, "-pthread", *shlex.split(os.environ.get("AIOFLOW_LDFLAGS", ""))],
+    extra_link_args=[*libs, *hs_libs, "-pthread", "-O2", *_WHOLE_PROGRAM,
+                     *shlex.split(os.environ.get("AIOFLOW_LDFLAGS", ""))],
 )
 
 if __name__ == "__main__":
