@@ -15,7 +15,7 @@ typedef struct {
     uint8_t ip_version, protocol;
     uint8_t ttl, tcp_flags;
     uint8_t frag;             /* enum af_frag_kind */
-    uint8_t _pad;
+    uint8_t events;           /* bit i: enum af_decode_event i happened decoding it */
     uint16_t ip_id, ip_frag, tcp_window;
     uint32_t frag_id;         /* IPv4 id or IPv6 fragment identification */
     uint32_t ip_length;       /* as announced by the IP header */
