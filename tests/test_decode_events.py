@@ -15,7 +15,7 @@ from typing import Any
 import dpkt
 import pytest
 from support.corpus import CORPUS
-from support.crafted import A, A6, B, B6, C, MAC_A, MAC_B, SYN, ether, ip4, ip6, run, tcp, udp
+from support.crafted import A6, B6, MAC_A, MAC_B, SYN, A, B, C, ether, frags4, ip4, ip6, run, tcp, udp
 from support.tshark import TShark
 
 import aioflow
@@ -78,12 +78,6 @@ def tcp_header(sport: int, dport: int, offset_words: int, flags: int = SYN, payl
     return struct.pack("!HHIIBBHHH", sport, dport, 1000, 0, offset_words << 4, flags, 65535, 0, 0) + payload
 
 
-def fragments(proto: int, payload: bytes, cuts: list[int], ident: int, src: str = A, dst: str = B) -> list[bytes]:
-    bounds = [0, *cuts, len(payload)]
-    return [ether(ip4(src, dst, proto, payload[a:b], ident=ident, mf=b < len(payload), offset=a))
-            for a, b in zip(bounds, bounds[1:], strict=False)]  # fmt: skip
-
-
 async def check(tshark: TShark, path: Path, **opts: Any) -> aioflow.ParserInfo:
     recs, _, info = await run(path, **opts)
     want = tshark_conversations(tshark, path)
@@ -112,8 +106,8 @@ async def test_tcp_data_offset_impossible_keeps_the_ports(tmp_path: Path, tshark
 @pytest.mark.anyio
 async def test_short_first_fragment_names_its_datagram(tmp_path: Path, tshark: TShark) -> None:
     segment = tcp_header(3333, 80, 5, payload=bytes(range(40)))  # 60 bytes of TCP
-    frames = fragments(6, segment, [16, 32, 48], ident=7)  # the first fragment: 16 bytes of TCP header
-    frames += fragments(6, segment, [8], ident=8, src=C)  # 8 bytes: the ports and sequence number
+    frames = frags4(segment, [16, 32, 48], ident=7, proto=6)  # the first fragment: 16 bytes of TCP header
+    frames += frags4(segment, [8], ident=8, proto=6, src=C)  # 8 bytes: the ports and sequence number
     info = await check(tshark, write(tmp_path / "short.pcap", frames))
     assert info.aside["fragment_orphan"] == 0 and info.aside["bad_header"] == 0
     assert info.packets_in_flows == len(frames)
@@ -154,10 +148,10 @@ def early_capture(tmp_path: Path) -> tuple[Path, int]:
     """Datagrams whose later fragments come first, interleaved with others in order, and one
     datagram whose first fragment never comes. Returns the path and its orphan count."""
     payload = bytes(udp(4000, 53, bytes(range(200))))
-    d1 = fragments(17, payload, [64, 128], ident=1)
-    d2 = fragments(17, payload, [104], ident=2, src=C)
-    d3 = fragments(17, payload, [64], ident=3, dst=C)
-    lost = fragments(17, payload, [64], ident=4)[1:]
+    d1 = frags4(payload, [64, 128], ident=1, proto=17)
+    d2 = frags4(payload, [104], ident=2, proto=17, src=C)
+    d3 = frags4(payload, [64], ident=3, proto=17, dst=C)
+    lost = frags4(payload, [64], ident=4, proto=17)[1:]
     frames = [d1[2], d2[1], d1[1], *lost, d3[0], d3[1], d1[0], ether(ip4(A, B, 17, udp(4000, 53))), d2[0]]
     return write(tmp_path / "early.pcap", frames), len(lost)
 
@@ -183,7 +177,7 @@ async def test_held_fragments_in_time_order(tmp_path: Path) -> None:
 @pytest.mark.anyio
 async def test_held_fragments_are_bounded_and_time_out(tmp_path: Path) -> None:
     payload = bytes(udp(4000, 53, bytes(range(200))))
-    datagrams = [fragments(17, payload, [64, 128], ident=i) for i in range(3)]
+    datagrams = [frags4(payload, [64, 128], ident=i, proto=17) for i in range(3)]
     # 6 later fragments wait at once with room for 4: the 2 oldest go
     frames = [f for d in datagrams for f in d[1:]] + [d[0] for d in datagrams]
     _, _, info = await run(write(tmp_path / "full.pcap", frames), max_fragment_datagrams=4)
