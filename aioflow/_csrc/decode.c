@@ -115,13 +115,16 @@ static int decode_transport(const uint8_t *l4, uint32_t avail, int snap_cut, af_
 
 static int decode_ipv6(const uint8_t *p, uint32_t caplen, af_packet *pkt);
 
+/* A link that says IPv4 carrying IPv6: tshark decodes it too. Out of line, so the usual path
+ * keeps its code small. */
+__attribute__((noinline, cold)) static int decode_ipv6_on_ipv4(const uint8_t *p, uint32_t caplen, af_packet *pkt) {
+    pkt->events |= EVENT(AF_EVENT_IPV6_IN_IPV4);
+    return decode_ipv6(p, caplen, pkt);
+}
+
 static int decode_ipv4(const uint8_t *p, uint32_t caplen, af_packet *pkt) {
-    if (caplen >= 1 && (p[0] >> 4) == 6) {   /* a link that says IPv4 carrying IPv6: tshark decodes it too */
-        pkt->events |= EVENT(AF_EVENT_IPV6_IN_IPV4);
-        return decode_ipv6(p, caplen, pkt);
-    }
-    if (caplen < 20) return AF_ASIDE_TRUNCATED;
-    if ((p[0] >> 4) != 4) return AF_ASIDE_BAD_HEADER;
+    if (caplen < 20) return AF_ASIDE_TRUNCATED;   /* an IPv6 header would be truncated too */
+    if ((p[0] >> 4) != 4) return (p[0] >> 4) == 6 ? decode_ipv6_on_ipv4(p, caplen, pkt) : AF_ASIDE_BAD_HEADER;
     uint32_t hl = (uint32_t)(p[0] & 0x0f) * 4;
     uint32_t total = rd16(p + 2);
     /* 0 is what captures of TCP segmentation offload show: like Wireshark, trust the capture */

@@ -24,7 +24,7 @@ int af_read_packet(const af_prepare *pp, af_stats *st, const struct pcap_pkthdr 
 }
 
 /* The flow key and hash of a decoded packet (whose ports are known). */
-static void make_key(const af_prepare *pp, af_queued *q) {
+__attribute__((always_inline)) static inline void make_key(const af_prepare *pp, af_queued *q) {
     const af_packet *p = &q->p;
     q->sender = af_key_make(&q->key, p->ip_version, p->src, p->sport, p->dst, p->dport,
                             p->protocol, p->vlan_id);
