@@ -1,5 +1,6 @@
 /* Packet decoding: link layer -> IP -> transport, into the few fields a flow needs.
- * One function per layer; every malformed input ends as a counted aside reason, never an error. */
+ * One function per layer; every malformed input ends as a counted aside reason, never an error,
+ * or, where the flow is still known (its ports readable), as a decode event on the packet. */
 #ifndef AIOFLOW_DECODE_H
 #define AIOFLOW_DECODE_H
 #include <stdint.h>
