@@ -26,6 +26,7 @@ def _names(name_of: Callable[[int], Any], count: int) -> tuple[str, ...]:
 END_REASONS: tuple[str, ...] = _names(lib.af_end_reason_name, lib.AF_END_COUNT)
 ASIDE_REASONS: tuple[str, ...] = _names(lib.af_aside_reason_name, lib.AF_ASIDE_COUNT)
 DEFRAG_REASONS: tuple[str, ...] = _names(lib.af_defrag_reason_name, lib.AF_DEFRAG_REASON_COUNT)
+DECODE_EVENTS: tuple[str, ...] = _names(lib.af_decode_event_name, lib.AF_DECODE_EVENT_COUNT)
 TCP_FLAG_COUNT: int = lib.AF_TCP_FLAG_COUNT
 RECORD_SIZE: int = ffi.sizeof("af_record")
 LIVE_BATCH_RECORDS = 4096
@@ -530,11 +531,12 @@ def _stats_dict(s: Any, engine: Any) -> dict[str, Any]:
     out["aside"] = {name: s.aside[i] for i, name in enumerate(ASIDE_REASONS)}
     out["ended_by"] = {name: s.ended_by[i] for i, name in enumerate(END_REASONS) if name}
     out["defrag_gave_up"] = {name: s.defrag_gave_up[i] for i, name in enumerate(DEFRAG_REASONS)}
+    out["decode_events"] = {name: s.decode_events[i] for i, name in enumerate(DECODE_EVENTS)}
     out["error"] = ffi.string(lib.af_error_message(engine)).decode(errors="replace")
     return out
 
 
-_STATS_ARRAYS = ("aside", "ended_by", "defrag_gave_up")  # per-reason arrays, turned into dicts above
+_STATS_ARRAYS = ("aside", "ended_by", "defrag_gave_up", "decode_events")  # per-reason arrays, turned into dicts above
 _STATS_FIELDS = tuple(
     name for name, _ in ffi.typeof("af_stats").fields if not name.startswith("_") and name not in _STATS_ARRAYS
 )

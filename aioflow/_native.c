@@ -28,14 +28,19 @@ static const char *const aside_names[] = {"non_ip", "truncated", "bad_header", "
                                           "fragment_dropped"};
 static const char *const defrag_names[] = {"timeout", "table_full", "memory_full", "too_many_fragments", "too_big",
                                            "overlap", "inconsistent", "truncated", "unfinished"};
+static const char *const event_names[] = {"tcp_bad_data_offset", "first_fragment_short", "ipv6_in_ipv4",
+                                          "fragment_early", "fragment_early_timeout", "fragment_early_full",
+                                          "fragment_early_unfinished"};
 _Static_assert(sizeof end_names / sizeof *end_names == AF_END_COUNT, "one name per end reason");
 _Static_assert(sizeof aside_names / sizeof *aside_names == AF_ASIDE_COUNT, "one name per aside reason");
 _Static_assert(sizeof defrag_names / sizeof *defrag_names == AF_DEFRAG_REASON_COUNT, "one name per defrag reason");
+_Static_assert(sizeof event_names / sizeof *event_names == AF_DECODE_EVENT_COUNT, "one name per decode event");
 
 #define NAME_OF(table, i) ((i) >= 0 && (size_t)(i) < sizeof table / sizeof *table ? table[i] : "")
 const char *af_end_reason_name(int r) { return NAME_OF(end_names, r); }
 const char *af_aside_reason_name(int r) { return NAME_OF(aside_names, r); }
 const char *af_defrag_reason_name(int r) { return NAME_OF(defrag_names, r); }
+const char *af_decode_event_name(int e) { return NAME_OF(event_names, e); }
 
 static _Thread_local char open_error[1024];
 

@@ -18,6 +18,7 @@ class _Lib:
     AF_ASIDE_UNSUPPORTED_LINK: int
     AF_CHUNK_DATA: int
     AF_CHUNK_MATCH: int
+    AF_DECODE_EVENT_COUNT: int
     AF_DEFRAG_INCONSISTENT: int
     AF_DEFRAG_MEMORY_FULL: int
     AF_DEFRAG_OVERLAP: int
@@ -46,6 +47,13 @@ class _Lib:
     AF_ERR_PERMISSION: int
     AF_ERR_SOURCE: int
     AF_ERR_UNSUPPORTED: int
+    AF_EVENT_FIRST_FRAGMENT_SHORT: int
+    AF_EVENT_FRAGMENT_EARLY: int
+    AF_EVENT_FRAGMENT_EARLY_FULL: int
+    AF_EVENT_FRAGMENT_EARLY_TIMEOUT: int
+    AF_EVENT_FRAGMENT_EARLY_UNFINISHED: int
+    AF_EVENT_IPV6_IN_IPV4: int
+    AF_EVENT_TCP_BAD_DATA_OFFSET: int
     AF_LIVE_LATENCY_MS: int
     AF_MATCH_CASELESS: int
     AF_MAX_DATAGRAM_SIZE: int
@@ -66,6 +74,7 @@ class _Lib:
     def af_check_stream_patterns(self, a0: Any, a1: int, a2: Any, a3: int, a4: int, a5: Any, a6: int) -> int: ...
     def af_close(self, a0: Any) -> None: ...
     def af_defrag_reason_name(self, a0: int) -> Any: ...
+    def af_decode_event_name(self, a0: int) -> Any: ...
     def af_enable_chunks(self, a0: Any) -> None: ...
     def af_end_reason_name(self, a0: int) -> Any: ...
     def af_error_message(self, a0: Any) -> Any: ...

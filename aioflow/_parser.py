@@ -42,13 +42,16 @@ LIVE_FLUSH_SECONDS = 1.0
 @dataclass(frozen=True, slots=True)
 class ParserInfo:
     """Parser counters. `packets` = `packets_in_flows` + sum of `aside` + `fragments_held` (conservation;
-    fragments_held is 0 without defragment=True and once the source ended)."""
+    fragments_held is 0 once the source ended)."""
 
     packets: int
     packets_per_second: float  # packets read per wall-clock second since the parser started
     bytes: int  # captured bytes read
     packets_in_flows: int
     aside: dict[str, int]
+    # damage or oddities decoding packets still counted in their flow, and what became of later
+    # fragments held for their first (README "Decode events"); names from the C enum
+    decode_events: dict[str, int]
     active_flows: int
     peak_active_flows: int  # the most flows held at once (what the table's memory follows)
     active_tcp: int
@@ -71,7 +74,7 @@ class ParserInfo:
     interface_dropped: int  # live: dropped by the interface or its driver
     flows_dropped: int  # live: ended flows the terminated() consumer had no room for
     # defragment=True (README "IP defragmentation"): packets = packets_in_flows + sum(aside) + fragments_held
-    fragments_held: int  # fragments waiting in the defragmenter for the rest of their datagram
+    fragments_held: int  # fragments waiting in the defragmenter (or, without it, later ones for their first)
     datagrams_reassembled: int  # each counted as one packet of its flow
     fragments_duplicate: int  # exact duplicate fragments ignored (in aside "fragment_dropped")
     fragment_datagrams: int  # datagrams in progress now (given-up ones kept until their timeout included)
@@ -532,6 +535,7 @@ class FlowParser:
             bytes=s["bytes_read"],
             packets_in_flows=s["packets_in_flows"],
             aside=s["aside"],
+            decode_events=s["decode_events"],
             active_flows=s["active_flows"],
             peak_active_flows=s["peak_active_flows"],
             active_tcp=s["active_tcp"],

@@ -98,12 +98,14 @@ def _ends(src: str, sport: str | int, dst: str, dport: str | int) -> frozenset[s
 def tshark_datagrams(tshark: TShark, path: Path) -> Datagrams:
     """tshark's TCP/UDP packets after reassembly: {(proto, ends): (datagrams, sum of IP lengths)}.
 
-    Frames whose TCP header tshark rejects (length < 20) are left out, as its conversation table
-    does; ICMP errors quoting a datagram are not the datagram's. A reassembled datagram's IP length
+    Frames whose TCP data offset tshark rejects (under 20 bytes) count by their ports, as tshark
+    shows them and aioflow keeps them (decode event tcp_bad_data_offset; tshark's conversation
+    table leaves them out); segments too short for a data offset are left out by both; ICMP errors
+    quoting a datagram are not the datagram's. A reassembled datagram's IP length
     is its header plus the reassembled length (IPv6: 40 bytes; these captures have no
     unfragmentable extension headers in fragmented datagrams)."""
     args = ["-n", "-o", "ip.defragment:TRUE", "-o", "ipv6.defragment:TRUE",
-            "-Y", "(udp or tcp.hdr_len >= 20) and not icmp and not icmpv6", "-T", "fields", "-E", "occurrence=f"]
+            "-Y", "(udp or tcp.hdr_len) and not icmp and not icmpv6", "-T", "fields", "-E", "occurrence=f"]
     for f in _FIELDS:
         args += ["-e", f]
     out: dict[tuple[str, frozenset[str]], list[int]] = {}

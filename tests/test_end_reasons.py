@@ -300,16 +300,17 @@ async def test_fragments_join_their_flow_and_orphans_go_aside(tmp_path: Path) ->
 
 
 @pytest.mark.anyio
-async def test_fragment_before_its_first_is_an_orphan(tmp_path: Path) -> None:
+async def test_fragment_before_its_first_waits_for_it(tmp_path: Path) -> None:
     payload = bytes(udp(5353, 9999, b"z" * 40))
     pkts = [
         (1.0, ether(ip4(A, B, 17, payload[16:40], ident=5, mf=True, offset=16))),  # first not seen yet
         (2.0, ether(ip4(A, B, 17, payload[:16], ident=5, mf=True, offset=0))),
         (3.0, ether(ip4(A, B, 17, payload[40:], ident=5, mf=False, offset=40))),
     ]
-    recs, _, info = await run(write(tmp_path, "frag-order.pcap", pkts))
-    assert recs == [(T(A, 5353, B, 9999, 17), "eof", 2, 0)]
-    assert info.aside.get("fragment_orphan") == 1 and info.packets_in_flows == 2
+    recs, details, info = await run(write(tmp_path, "frag-order.pcap", pkts))
+    assert recs == [(T(A, 5353, B, 9999, 17), "eof", 3, 0)]
+    assert info.aside.get("fragment_orphan") == 0 and info.packets_in_flows == 3
+    assert info.decode_events["fragment_early"] == 1 and details[0]["first_seen"] == 1.0
 
 
 @pytest.mark.anyio
@@ -384,7 +385,7 @@ LINK_CASES: list[tuple[str, int, bytes, list[tuple[tuple[str, int, str, int, int
     ("linktype-ipv6", 229, _V6, [(_K6, 0)], ""),
     # 48 bytes: long enough for an IPv6 header, so only the version can make it a bad header.
     ("linktype-ipv6-holding-ipv4", 229, ip4(A, B, 17, udp(1000, 53, b"q" * 20)), [], "bad_header"),
-    ("linktype-ipv4-holding-ipv6", 228, _V6, [], "bad_header"),
+    ("linktype-ipv4-holding-ipv6", 228, _V6, [(_K6, 0)], ""),  # decoded as IPv6, as tshark does
     ("null-af2", 0, struct.pack("<I", 2) + _V4, [(_K4, 0)], ""),
     ("null-af2-big-endian-writer", 0, struct.pack(">I", 2) + _V4, [(_K4, 0)], ""),
     ("null-af24", 0, struct.pack("<I", 24) + _V6, [(_K6, 0)], ""),

@@ -61,6 +61,22 @@ enum af_aside_reason {
     AF_ASIDE_COUNT = 9
 };
 
+/* Decode events (indexes of af_stats.decode_events), as Suricata's decoder events: damage or oddities
+ * that do not stop a packet from counting in its flow, and what became of later fragments held for
+ * their first (without defragment). */
+enum af_decode_event {
+    AF_EVENT_TCP_BAD_DATA_OFFSET = 0, /* TCP data offset under 20 bytes (ports kept, the rest ignored)
+                                         or past the segment's end */
+    AF_EVENT_FIRST_FRAGMENT_SHORT = 1,/* a first fragment too short for its transport header: ports kept */
+    AF_EVENT_IPV6_IN_IPV4 = 2,        /* an IPv6 packet where the link said IPv4: decoded as IPv6 */
+    AF_EVENT_FRAGMENT_EARLY = 3,      /* a later fragment before its first: held (max_fragment_datagrams
+                                         fragments at once, fragment_timeout) */
+    AF_EVENT_FRAGMENT_EARLY_TIMEOUT = 4,  /* held, no first fragment within fragment_timeout: fragment_orphan */
+    AF_EVENT_FRAGMENT_EARLY_FULL = 5, /* held at the bound: the oldest held became fragment_orphan */
+    AF_EVENT_FRAGMENT_EARLY_UNFINISHED = 6, /* still held when the source ended: fragment_orphan */
+    AF_DECODE_EVENT_COUNT = 7
+};
+
 /* Why the defragmenter gave a datagram up (indexes of af_stats.defrag_gave_up). */
 enum af_defrag_reason {
     AF_DEFRAG_TIMEOUT = 0,        /* incomplete fragment_timeout after its first fragment */
@@ -236,8 +252,9 @@ typedef struct {
     uint64_t file_size;           /* 0 for live sources */
     int32_t link_type;            /* DLT of the source */
     int32_t _pad;
-    /* defragment: held fragments count in packets_read (packets_read = packets_in_flows + aside
-     * + defrag_fragments_held at any moment) */
+    /* held fragments count in packets_read (packets_read = packets_in_flows + aside
+     * + defrag_fragments_held at any moment); without defragment, later fragments held for their
+     * first (AF_EVENT_FRAGMENT_EARLY) count there too */
     uint64_t defrag_datagrams;    /* datagrams reassembled (each one packet of its flow) */
     uint64_t defrag_fragments_held;       /* fragments waiting in the table now */
     uint64_t defrag_duplicates;   /* exact duplicate fragments ignored (aside fragment_dropped) */
@@ -246,6 +263,7 @@ typedef struct {
     uint64_t defrag_memory;       /* bytes of the fragment pool in use now */
     uint64_t defrag_peak_memory;
     uint64_t defrag_gave_up[AF_DEFRAG_REASON_COUNT];   /* datagrams given up, by enum af_defrag_reason */
+    uint64_t decode_events[AF_DECODE_EVENT_COUNT];      /* by enum af_decode_event */
     /* reassemble */
     uint64_t stream_memory;       /* arena bytes in use now, and the most at once */
     uint64_t stream_peak_memory;
@@ -292,6 +310,7 @@ const af_meter_info *af_meter_info_of(uint32_t index);
 const char *af_end_reason_name(int reason);
 const char *af_aside_reason_name(int reason);
 const char *af_defrag_reason_name(int reason);
+const char *af_decode_event_name(int event);
 
 typedef struct af_engine af_engine;
 

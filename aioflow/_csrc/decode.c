@@ -15,7 +15,9 @@ enum {
 
 enum { ETH_IPV4 = 0x0800, ETH_IPV6 = 0x86dd, ETH_VLAN = 0x8100, ETH_QINQ = 0x88a8,
        ETH_QINQ_OLD = 0x9100, ETH_QINQ_OLD2 = 0x9200, ETH_MPLS_UC = 0x8847, ETH_MPLS_MC = 0x8848,
-       ETH_PPPOE_SESSION = 0x8864 };
+       ETH_PPPOE_SESSION = 0x8864, ETH_VNTAG = 0x8926, ETH_ETAG = 0x893f };
+
+#define EVENT(e) ((uint8_t)(1u << (e)))
 
 /* Tag walking is bounded so a crafted frame of endless tags cannot loop for long. */
 #define MAX_ENCAPS 16
@@ -23,6 +25,14 @@ enum { ETH_IPV4 = 0x0800, ETH_IPV6 = 0x86dd, ETH_VLAN = 0x8100, ETH_QINQ = 0x88a
 static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
 static inline uint32_t rd32(const uint8_t *p) {
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+/* A transport header kept for its ports alone (a decode event says why): no flags, no payload. */
+static int ports_only(const uint8_t *l4, uint32_t header_len, af_packet *pkt) {
+    pkt->sport = rd16(l4);
+    pkt->dport = rd16(l4 + 2);
+    pkt->l3_headers_len = (uint32_t)(l4 - pkt->l3) + header_len;
+    return AF_DECODED;
 }
 
 static int decode_transport(const uint8_t *l4, uint32_t avail, int snap_cut, af_packet *pkt) {
@@ -34,11 +44,22 @@ static int decode_transport(const uint8_t *l4, uint32_t avail, int snap_cut, af_
     case 1: case 58: need = 8; break;/* ICMP, ICMPv6: type, code, checksum, id/seq */
     default: need = 0; break;
     }
-    if (avail < need) return snap_cut ? AF_ASIDE_TRUNCATED : AF_ASIDE_BAD_HEADER;
+    if (avail < need) {
+        /* a first fragment cut inside its transport header: its ports still name the flow (and
+         * its later fragments'), as tshark reads them */
+        if (pkt->frag != AF_FRAG_FIRST || snap_cut || avail < 4 || (pkt->protocol != 6 && pkt->protocol != 132))
+            return snap_cut ? AF_ASIDE_TRUNCATED : AF_ASIDE_BAD_HEADER;
+        pkt->events |= EVENT(AF_EVENT_FIRST_FRAGMENT_SHORT);
+        return ports_only(l4, avail, pkt);
+    }
     switch (pkt->protocol) {
     case 6: {
         uint32_t off = (uint32_t)(l4[12] >> 4) * 4;
-        if (off < 20) return AF_ASIDE_BAD_HEADER;
+        if (off < 20) {   /* the rest of the header cannot be placed; tshark too shows only the ports */
+            pkt->events |= EVENT(AF_EVENT_TCP_BAD_DATA_OFFSET);
+            return ports_only(l4, need, pkt);
+        }
+        if (off > avail && !snap_cut) pkt->events |= EVENT(AF_EVENT_TCP_BAD_DATA_OFFSET);
         pkt->sport = rd16(l4);
         pkt->dport = rd16(l4 + 2);
         pkt->tcp_seq = rd32(l4 + 4);
@@ -92,9 +113,18 @@ static int decode_transport(const uint8_t *l4, uint32_t avail, int snap_cut, af_
     return AF_DECODED;
 }
 
+static int decode_ipv6(const uint8_t *p, uint32_t caplen, af_packet *pkt);
+
+/* A link that says IPv4 carrying IPv6: tshark decodes it too. Out of line, so the usual path
+ * keeps its code small. */
+__attribute__((noinline, cold)) static int decode_ipv6_on_ipv4(const uint8_t *p, uint32_t caplen, af_packet *pkt) {
+    pkt->events |= EVENT(AF_EVENT_IPV6_IN_IPV4);
+    return decode_ipv6(p, caplen, pkt);
+}
+
 static int decode_ipv4(const uint8_t *p, uint32_t caplen, af_packet *pkt) {
-    if (caplen < 20) return AF_ASIDE_TRUNCATED;
-    if ((p[0] >> 4) != 4) return AF_ASIDE_BAD_HEADER;
+    if (caplen < 20) return AF_ASIDE_TRUNCATED;   /* an IPv6 header would be truncated too */
+    if ((p[0] >> 4) != 4) return (p[0] >> 4) == 6 ? decode_ipv6_on_ipv4(p, caplen, pkt) : AF_ASIDE_BAD_HEADER;
     uint32_t hl = (uint32_t)(p[0] & 0x0f) * 4;
     uint32_t total = rd16(p + 2);
     /* 0 is what captures of TCP segmentation offload show: like Wireshark, trust the capture */
@@ -189,7 +219,7 @@ static int decode_ip_by_version(const uint8_t *p, uint32_t len, af_packet *pkt) 
 
 static int decode_ppp_protocol(uint16_t proto, const uint8_t *p, uint32_t len, af_packet *pkt);
 
-/* Walks VLAN tags, MPLS labels and PPPoE from an EtherType on. */
+/* Walks VLAN tags, VN-Tag and E-Tag shims, MPLS labels and PPPoE from an EtherType on. */
 static int decode_ethertype(uint16_t type, const uint8_t *p, uint32_t len, af_packet *pkt) {
     for (int i = 0; i < MAX_ENCAPS; i++) {
         switch (type) {
@@ -201,6 +231,13 @@ static int decode_ethertype(uint16_t type, const uint8_t *p, uint32_t len, af_pa
             type = rd16(p + 2);
             p += 4; len -= 4;
             continue;
+        case ETH_VNTAG: case ETH_ETAG: {   /* Cisco VN-Tag (4 bytes), 802.1BR E-Tag (6), then a type */
+            uint32_t tag = type == ETH_VNTAG ? 4 : 6;
+            if (len < tag + 2) return AF_ASIDE_TRUNCATED;
+            type = rd16(p + tag);
+            p += tag + 2; len -= tag + 2;
+            continue;
+        }
         case ETH_MPLS_UC: case ETH_MPLS_MC:
             for (int j = 0;; j++) {
                 if (len < 4) return AF_ASIDE_TRUNCATED;

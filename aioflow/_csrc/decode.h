@@ -1,5 +1,6 @@
 /* Packet decoding: link layer -> IP -> transport, into the few fields a flow needs.
- * One function per layer; every malformed input ends as a counted aside reason, never an error. */
+ * One function per layer; every malformed input ends as a counted aside reason, never an error,
+ * or, where the flow is still known (its ports readable), as a decode event on the packet. */
 #ifndef AIOFLOW_DECODE_H
 #define AIOFLOW_DECODE_H
 #include <stdint.h>
@@ -15,7 +16,7 @@ typedef struct {
     uint8_t ip_version, protocol;
     uint8_t ttl, tcp_flags;
     uint8_t frag;             /* enum af_frag_kind */
-    uint8_t _pad;
+    uint8_t events;           /* bit i: enum af_decode_event i happened decoding it */
     uint16_t ip_id, ip_frag, tcp_window;
     uint32_t frag_id;         /* IPv4 id or IPv6 fragment identification */
     uint32_t ip_length;       /* as announced by the IP header */

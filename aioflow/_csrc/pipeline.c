@@ -80,6 +80,7 @@ void af_pipeline_close(af_pipeline *p) {
     free(p->frag_payload);
     free(p->payloads);
     af_table_free(&p->table);
+    af_frag_free(&p->frags);
     af_defrag_free(p->defrag);
     af_meters_close(&p->meters);
     pthread_mutex_destroy(&p->mu);
@@ -98,7 +99,12 @@ static int finish_open(af_pipeline *p, char *error, size_t n) {
         snprintf(error, n, "out of memory for max_flows=%u (lower it)", cfg->max_flows);
         return AF_ERR_NOMEM;
     }
-    p->frags.seed = cfg->hash_seed * 31 + 7;
+    /* without defragment, later fragments before their first wait for it (fragments.h) */
+    if (af_frag_init(&p->frags, cfg->hash_seed * 31 + 7, cfg->defragment ? 0 : cfg->max_fragment_datagrams,
+                     cfg->fragment_timeout_ns) != 0) {
+        snprintf(error, n, "out of memory for early fragments (lower max_fragment_datagrams)");
+        return AF_ERR_NOMEM;
+    }
     if (cfg->defragment && !(p->defrag = af_defrag_new(cfg, cfg->hash_seed * 37 + 11, &p->stats))) {
         snprintf(error, n, "out of memory for the defragmenter (lower max_fragment_datagrams, "
                  "max_fragments_per_datagram or max_fragment_memory)");
@@ -190,6 +196,17 @@ static void enqueue(af_pipeline *p, const struct pcap_pkthdr *h, const u_char *d
     if (af_prepare_packet(&p->prep, &p->stats, q, data, payload_to)) p->queue_count++;
 }
 
+/* Counts the later fragments held for this first fragment (fragments.h), before it: they came
+ * first. 0 when the batch ran out of room first (the rest go on the next call). */
+static int count_early(af_pipeline *p, const af_queued *first) {
+    af_queued q;
+    while (af_emit_room(&p->acc.em) > AF_ROOM_PER_PACKET) {
+        if (!af_prepare_early(&p->prep, &p->stats, first, &q)) return 1;
+        af_account(&p->acc, &q);
+    }
+    return 0;
+}
+
 /* Counts the oldest queued packet, after prefetching the flow record of one further back. */
 static void count_queued(af_pipeline *p) {
     af_table *t = &p->table;
@@ -219,6 +236,7 @@ static void count_queued(af_pipeline *p) {
         }
     }
     const af_queued *q = &p->queue[p->queue_head & p->qmask];
+    if (q->p.frag == AF_FRAG_FIRST && p->frags.early_held && !count_early(p, q)) return;
     p->queue_head++;
     p->queue_count--;
     af_account(&p->acc, q);
@@ -315,6 +333,7 @@ static int pump_locked(af_pipeline *p, uint32_t max_packets, af_batch *out) {
             if (p->phase == PHASE_DRAINING) {
                 p->phase = PHASE_FLUSHING;
                 if (p->defrag) af_defrag_flush(p->defrag);   /* incomplete datagrams: given up */
+                af_frag_flush(&p->frags, &p->stats);          /* early fragments: orphans */
             }
             if (p->phase == PHASE_FLUSHING) {
                 if (!af_flush(em, p->flush_reason)) return AF_MORE;
@@ -401,6 +420,7 @@ int af_pipeline_expire(af_pipeline *p, uint64_t now_ns, af_batch *out) {
     if (now_ns > p->now_ns) p->now_ns = now_ns;
     int waiting = p->phase == PHASE_READING ? af_reap(em, &p->cfg, p->now_ns, 0) : 0;
     if (p->defrag && p->phase == PHASE_READING) af_defrag_expire(p->defrag, p->now_ns);
+    if (p->phase == PHASE_READING) af_frag_expire(&p->frags, &p->stats, p->now_ns);
     if (p->meters.count) af_meters_finish_batch(&p->meters, &p->table, out);
     pthread_mutex_unlock(&p->mu);
     return waiting ? AF_MORE : AF_OK;

@@ -18,7 +18,25 @@ int af_read_packet(const af_prepare *pp, af_stats *st, const struct pcap_pkthdr 
     q->caplen = h->caplen;
     q->decoded = af_decode(pp->source->dlt, data, h->caplen, &q->p);
     q->pending = 0;
+    /* once per captured frame (a fragment decoded again later, or its datagram, counts nothing) */
+    for (uint8_t ev = q->p.events; ev; ev &= (uint8_t)(ev - 1)) st->decode_events[__builtin_ctz(ev)]++;
     return 1;
+}
+
+/* The flow key and hash of a decoded packet (whose ports are known). */
+__attribute__((always_inline)) static inline void make_key(const af_prepare *pp, af_queued *q) {
+    const af_packet *p = &q->p;
+    q->sender = af_key_make(&q->key, p->ip_version, p->src, p->sport, p->dst, p->dport,
+                            p->protocol, p->vlan_id);
+    q->hash = af_key_hash(pp->table, &q->key);
+    if (pp->prefetch_bucket) __builtin_prefetch(&pp->table->buckets[q->hash & pp->table->mask]);
+}
+
+/* Without defragment, a later fragment whose first is unknown: held for it (1), else 0. */
+static int hold_early(const af_prepare *pp, af_stats *st, const af_queued *q) {
+    const af_packet *p = &q->p;
+    uint32_t raw = pp->table->headers_per_flow ? p->l3_headers_len : 0;
+    return af_frag_hold(pp->frags, st, p, q->ts, q->caplen, p->l3, raw);
 }
 
 int af_prepare_packet(const af_prepare *pp, af_stats *st, af_queued *q, const u_char *data, uint8_t *payload_to) {
@@ -34,8 +52,11 @@ int af_prepare_packet(const af_prepare *pp, af_stats *st, af_queued *q, const u_
         r = af_decode(AF_DEFRAG_DLT_RAW, data, len, p);
         p->vlan_id = vlan;
     }
-    if (r == AF_DECODED && p->frag == AF_FRAG_LATER && !af_frag_lookup(pp->frags, p, ts))
+    if (!pp->defrag && p->frag != AF_FRAG_NONE) af_frag_expire(pp->frags, st, ts);
+    if (r == AF_DECODED && p->frag == AF_FRAG_LATER && !af_frag_lookup(pp->frags, p, ts)) {
+        if (hold_early(pp, st, q)) return 0;
         r = AF_ASIDE_FRAGMENT_ORPHAN;
+    }
     if (r != AF_DECODED) {
         st->aside[r]++;
         st->packets_read++;
@@ -43,10 +64,7 @@ int af_prepare_packet(const af_prepare *pp, af_stats *st, af_queued *q, const u_
     }
     if (p->frag == AF_FRAG_FIRST) af_frag_remember(pp->frags, p, ts);
     q->caplen = caplen;
-    q->sender = af_key_make(&q->key, p->ip_version, p->src, p->sport, p->dst, p->dport,
-                            p->protocol, p->vlan_id);
-    q->hash = af_key_hash(pp->table, &q->key);
-    if (pp->prefetch_bucket) __builtin_prefetch(&pp->table->buckets[q->hash & pp->table->mask]);
+    make_key(pp, q);
     if (pp->table->headers_per_flow) {
         uint32_t n = p->l3_headers_len < sizeof q->raw ? p->l3_headers_len : (uint32_t)sizeof q->raw;
         memcpy(q->raw, p->l3, n);
@@ -56,5 +74,20 @@ int af_prepare_packet(const af_prepare *pp, af_stats *st, af_queued *q, const u_
     if (q->payload_len) memcpy(payload_to, p->payload, q->payload_len);
     p->l3 = NULL;   /* points into libpcap's buffer, which the next read reuses */
     p->payload = NULL;
+    return 1;
+}
+
+int af_prepare_early(const af_prepare *pp, af_stats *st, const af_queued *first, af_queued *q) {
+    af_frag_early e;
+    if (!af_frag_release(pp->frags, st, &first->p, &e)) return 0;
+    q->p = e.p;
+    q->ts = e.ts_ns;
+    q->caplen = e.caplen;
+    q->decoded = AF_DECODED;
+    q->pending = 0;
+    q->payload = NULL;
+    q->payload_len = 0;
+    memcpy(q->raw, e.raw, sizeof q->raw);
+    make_key(pp, q);
     return 1;
 }

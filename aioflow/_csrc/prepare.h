@@ -29,6 +29,9 @@ int af_read_packet(const af_prepare *pp, af_stats *st, const struct pcap_pkthdr 
 /* The second half (`data` is the decoded frame; the payload is copied to payload_to). Returns 0
  * when the packet was counted aside or held by the defragmenter. */
 int af_prepare_packet(const af_prepare *pp, af_stats *st, af_queued *q, const u_char *data, uint8_t *payload_to);
+/* A later fragment held for `first` (a first fragment about to be counted), prepared into q with
+ * first's ports (1), or 0 when none is left: count each before first, they came before it. */
+int af_prepare_early(const af_prepare *pp, af_stats *st, const af_queued *first, af_queued *q);
 /* Payload bytes af_prepare_packet copies for this decoded packet. */
 static inline uint32_t af_payload_bytes(const af_prepare *pp, const af_packet *p) {
     uint32_t n = pp->copy_payload && p->frag == AF_FRAG_NONE && p->payload ? p->payload_len : 0;

@@ -185,6 +185,7 @@ void af_readahead_add_stats(af_readahead *r, af_stats *out, int reading) {
     out->bytes_read += r->pub.bytes_read;
     out->read_errors += r->pub.read_errors;
     for (int i = 0; i < AF_ASIDE_COUNT; i++) out->aside[i] += r->pub.aside[i];
+    for (int i = 0; i < AF_DECODE_EVENT_COUNT; i++) out->decode_events[i] += r->pub.decode_events[i];
     if (r->pub.first_ns && (!out->first_ns || r->pub.first_ns < out->first_ns)) out->first_ns = r->pub.first_ns;
     if (reading) out->file_offset = r->pub.file_offset;
     pthread_mutex_unlock(&r->mu);

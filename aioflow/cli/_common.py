@@ -117,6 +117,9 @@ def summary(info: aioflow.ParserInfo) -> str:
     text = f"aioflow: {info.packets} packets, {info.flows_ended} flows ({ended or 'none'})"
     details = ", ".join(f"{reason} {count}" for reason, count in sorted(info.aside.items()) if count)
     text += f"; {aside} packets counted aside" + (f" ({details})" if details else "")
+    events = ", ".join(f"{event} {n}" for event, n in sorted(info.decode_events.items()) if n)
+    if events:
+        text += f"; decode events: {events}"
     if info.datagrams_reassembled or any(info.defrag_gave_up.values()):
         gave_up = ", ".join(f"{reason} {n}" for reason, n in sorted(info.defrag_gave_up.items()) if n)
         text += f"; {info.datagrams_reassembled} datagrams reassembled" + (f", given up: {gave_up}" if gave_up else "")
