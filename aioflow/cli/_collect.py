@@ -15,14 +15,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 import anyio
 
 from .._flow import protocol_name
-from ._common import EXIT_USAGE, address, endpoint, int_at_least
+from ._common import EXIT_DAMAGED, EXIT_USAGE, address, endpoint, int_at_least
 
 if TYPE_CHECKING:
     from ..netflow.collect import DecodeStats, FlowRecord, Message
 
 SUMMARY_FIELDS = ("datagrams", "records", "options_records", "sets_without_template", "sequence_gaps",
                   "sequence_lost", "template_withdrawals", "templates_expired")  # fmt: skip
-EXIT_DAMAGED = 1  # --read: the file is damaged (what came before the damage was printed)
 
 
 def listen_address(text: str) -> tuple[str, int | None]:

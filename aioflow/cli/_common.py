@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from importlib import metadata
-from typing import Any
+from typing import Any, TextIO
 
 import aioflow
+from aioflow._errors import damage_message
 
 # Exit codes: 2 like argparse for anything the user can fix, 130 = 128 + SIGINT as shells expect.
 EXIT_USAGE = 2
+EXIT_DAMAGED = 1  # the capture is damaged: what came before it was output (tcpdump exits 1 too)
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `... | head` would give a C tool
 
@@ -121,5 +123,14 @@ def summary(info: aioflow.ParserInfo) -> str:
         gave_up = ", ".join(f"{reason} {n}" for reason, n in sorted(info.defrag_gave_up.items()) if n)
         text += f"; {info.datagrams_reassembled} datagrams reassembled" + (f", given up: {gave_up}" if gave_up else "")
     if info.read_errors:
-        text += f"; {info.read_errors} read errors (the file is damaged: reading stopped there)"
+        text += f"; {info.read_errors} read errors"  # damage_exit() says where and why
     return text
+
+
+def damage_exit(parser: aioflow.FlowParser, info: aioflow.ParserInfo, err: TextIO) -> int:
+    """0, or EXIT_DAMAGED after a one-line message (where reading stopped and why) when the source
+    stopped at damage; the same text as read()'s CaptureDamagedWarning."""
+    if not info.read_errors:
+        return 0
+    err.write(f"aioflow: error: {damage_message(parser.source, info.packets, info.read_error, parser.live)}\n")
+    return EXIT_DAMAGED

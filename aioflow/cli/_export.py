@@ -12,7 +12,16 @@ import anyio
 
 import aioflow
 
-from ._common import EXIT_USAGE, add_flow_options, address, int_at_least, parser_options, positive_float, summary
+from ._common import (
+    EXIT_USAGE,
+    add_flow_options,
+    address,
+    damage_exit,
+    int_at_least,
+    parser_options,
+    positive_float,
+    summary,
+)
 
 if TYPE_CHECKING:
     from ..netflow.export import ExportStats
@@ -105,7 +114,7 @@ async def _export(args: argparse.Namespace, err: TextIO) -> int:
         err.write(f"aioflow: {args.write}: {writer.rows} flows written\n")
     elif writer is not None:
         err.write(_report(args.write, writer.stats))
-    return 0
+    return damage_exit(parser, parser.info(), err)
 
 
 def run(args: argparse.Namespace) -> int:
