@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import contextlib
+import errno
+import socket
+from collections.abc import AsyncIterator, Callable
 from importlib import metadata
 from typing import Any, TextIO
 
@@ -134,3 +137,44 @@ def damage_exit(parser: aioflow.FlowParser, info: aioflow.ParserInfo, err: TextI
         return 0
     err.write(f"aioflow: error: {damage_message(parser.source, info.packets, info.read_error, parser.live)}\n")
     return EXIT_DAMAGED
+
+
+class CommandError(Exception):
+    """An everyday mistake a command reports in one line, exit 2 (main() prints it): the message
+    names the option at fault and says what to do."""
+
+
+# errno -> what to do about a socket that cannot be set up
+_SOCKET_HINTS = {
+    errno.EADDRINUSE: "the port is in use by another program: stop it or choose another port",
+    errno.EADDRNOTAVAIL: "no interface of this machine has that address: use one it has, or ':PORT' for all",
+    errno.EACCES: "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)",
+    errno.ENETUNREACH: "no route to that network: check the address",
+}
+
+
+@contextlib.asynccontextmanager
+async def socket_opened(sink: Any, option: str) -> AsyncIterator[Any]:
+    """`async with sink` (an exporter, a collector), where a socket that cannot be resolved, bound or
+    connected is a CommandError naming `option` (e.g. "--to HOST:PORT")."""
+    try:
+        opened = await sink.__aenter__()
+    except OSError as exc:
+        raise socket_error(option, exc) from None
+    try:
+        yield opened
+    except BaseException as exc:
+        if not await sink.__aexit__(type(exc), exc, exc.__traceback__):
+            raise
+    else:
+        await sink.__aexit__(None, None, None)
+
+
+def socket_error(option: str, exc: OSError) -> CommandError:
+    """A CommandError for a socket of `option` (e.g. "--to HOST:PORT") that could not be resolved,
+    bound or connected."""
+    if isinstance(exc, socket.gaierror):
+        why = f"the host name does not resolve ({exc.strerror})"
+        return CommandError(f"{option}: {why}: check it or give an IP address")
+    hint = _SOCKET_HINTS.get(exc.errno or 0, exc.strerror or str(exc))
+    return CommandError(f"{option}: {hint}")
