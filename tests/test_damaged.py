@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
+import select
 import shutil
 import struct
 import subprocess
 import sys
+import time
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -216,3 +219,28 @@ def test_a_cut_inside_the_file_header_is_not_a_capture(tmp_path: Path) -> None:
         list(aioflow.read(path))
     proc = aioflow_cli("flows", path)
     assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_top_exits_1_saying_where_reading_stopped(tmp_path: Path) -> None:
+    pytest.importorskip("rich")
+    name, offset, before = damaged_cases()[0]
+    path = cut(tmp_path, name, offset)
+    terminal, screen = os.openpty()  # top draws on a terminal; stderr stays a pipe to read the message
+    try:
+        command = [sys.executable, "-m", "aioflow", "top", str(path), "--interval", "0.05"]
+        proc = subprocess.Popen(command, stdin=screen, stdout=screen, stderr=subprocess.PIPE, start_new_session=True)
+        os.close(screen)
+        deadline = time.monotonic() + 60  # a safety net only: a top that never ends fails, not hangs
+        while proc.poll() is None and time.monotonic() < deadline:  # drain the screen: top never blocks on it
+            if select.select([terminal], [], [], 0.1)[0]:
+                try:
+                    os.read(terminal, 65536)
+                except OSError:
+                    break
+        err = proc.communicate(timeout=60)[1].decode()  # closes the pipe
+        assert proc.returncode == 1
+    finally:
+        os.close(terminal)
+    _, caught = read_with_warnings(path)
+    assert [f"aioflow: error: {w.message}" for w in caught] == [err.strip()]
+    assert f"after packet {before}: " in err
