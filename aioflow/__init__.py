@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from ._engine import available_meters
 from ._errors import (
     AioflowError,
+    CaptureDamagedWarning,
     CaptureFormatError,
     CaptureNotFoundError,
     CapturePermissionError,
@@ -66,6 +67,7 @@ else:
 
 __all__ = [
     "AioflowError",
+    "CaptureDamagedWarning",
     "CaptureFormatError",
     "CaptureNotFoundError",
     "CapturePermissionError",

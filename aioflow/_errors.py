@@ -58,3 +58,18 @@ class FlowFilePermissionError(AioflowError, PermissionError):
 
 class FlowFileFormatError(AioflowError, ValueError):
     """The file does not start with an IPFIX message: not an IPFIX file (damage further in is counted)."""
+
+
+class CaptureDamagedWarning(UserWarning):
+    """read()/read_frame(): the capture is damaged or cut short; reading stopped there and the flows
+    of the packets before were delivered (FlowParser.info().read_error keeps the reader's words)."""
+
+
+def damage_message(source: object, packets: int, error: str, live: bool = False) -> str:
+    """Where reading stopped and why, in one line: the text of CaptureDamagedWarning and of the
+    commands' exit-1 message. `packets`: how many were read before the damage."""
+    why = " ".join(error.split()) or "unreadable data"
+    where = f"after packet {packets}" if packets else "before the first packet"
+    if live:
+        return f"{source}: the capture failed {where}: {why}; the flows until then were delivered"
+    return f"{source}: damaged capture: reading stopped {where}: {why}; the flows of the packets before were delivered"

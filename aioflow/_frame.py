@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ._engine import END_REASONS, METERS, Batch, MeterLayout, ffi
-from ._flow import TCP_FLAGS
+from ._flow import SCALAR_FIELDS, TCP_FLAGS
 
 # numpy's code for each C integer type the records use (little-endian hosts, as C lays them out)
 _NUMPY_KINDS = {"uint64_t": "<u8", "uint32_t": "<u4", "uint16_t": "<u2", "uint8_t": "u1",
@@ -56,43 +56,60 @@ def _ip_strings(version: np.ndarray, raw: np.ndarray) -> np.ndarray:
     return out
 
 
+def _signed(values: np.ndarray) -> np.ndarray:
+    """An integer column as int64, so that differences and sums of columns cannot wrap (a uint64
+    `a - b` with b > a would give ~1.8e19); floats pass as they are."""
+    return values.astype(np.int64, copy=False) if values.dtype.kind in "ui" else values
+
+
+def _bidirectional_ids(rec: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Flow.bidirectional_id per record, in bulk: "proto-vlan-lo:port-hi:port" with the endpoints
+    ordered as (raw 16-byte address, port), the way Flow orders them."""
+    def key(name: str) -> np.ndarray:
+        return np.ascontiguousarray(rec[name]).view(">u8").reshape(len(rec), 2)
+
+    a, b = key("src_ip"), key("dst_ip")
+    sport, dport = rec["src_port"], rec["dst_port"]
+    later = (a[:, 1] > b[:, 1]) | ((a[:, 1] == b[:, 1]) & (sport > dport))
+    swap = (a[:, 0] > b[:, 0]) | ((a[:, 0] == b[:, 0]) & later)
+    lo = np.char.add(np.char.add(np.where(swap, dst, src).astype(str), ":"), np.where(swap, dport, sport).astype(str))
+    hi = np.char.add(np.char.add(np.where(swap, src, dst).astype(str), ":"), np.where(swap, sport, dport).astype(str))
+    head = np.char.add(np.char.add(rec["protocol"].astype(str), "-"), np.char.add(rec["vlan_id"].astype(str), "-"))
+    return np.char.add(np.char.add(head, lo), np.char.add("-", hi)).astype(object)
+
+
 def records_to_columns(rec: np.ndarray) -> dict[str, Any]:
-    """C flow records (RECORD_DTYPE) as read_frame's columns, computed per column in numpy."""
+    """C flow records (RECORD_DTYPE) as read_frame's columns, computed per column in numpy: the
+    columns of Flow.to_dict() (SCALAR_FIELDS), in its order, integers as int64."""
     cols: dict[str, Any] = {"id": rec["id"]}
     cols["src_ip"] = _ip_strings(rec["ip_version"], rec["src_ip"])
-    cols["src_port"] = rec["src_port"]
     cols["dst_ip"] = _ip_strings(rec["ip_version"], rec["dst_ip"])
-    for name in ("dst_port", "protocol", "ip_version", "vlan_id"):
+    cols["bidirectional_id"] = _bidirectional_ids(rec, cols["src_ip"], cols["dst_ip"])
+    for name in ("src_port", "dst_port", "protocol", "ip_version", "vlan_id", "headers_dropped"):
         cols[name] = rec[name]
-    cols["first_seen"] = rec["first_ns"] / 1e9
-    cols["last_seen"] = rec["last_ns"] / 1e9
-    cols["first_seen_ns"] = rec["first_ns"]
-    cols["last_seen_ns"] = rec["last_ns"]
-    duration = rec["last_ns"] - rec["first_ns"]
+    first, last = rec["first_ns"].astype(np.int64), rec["last_ns"].astype(np.int64)
+    cols["first_seen"] = first / 1e9
+    cols["last_seen"] = last / 1e9
+    cols["first_seen_ns"] = first
+    cols["last_seen_ns"] = last
+    duration = last - first
     cols["duration"] = duration / 1e9
     cols["duration_ns"] = duration
-    cols["packets"] = rec["src2dst_packets"] + rec["dst2src_packets"]
-    cols["bytes"] = rec["src2dst_bytes"] + rec["dst2src_bytes"]
-    cols["captured_bytes"] = rec["src2dst_captured_bytes"] + rec["dst2src_captured_bytes"]
+    for name in ("packets", "bytes", "captured_bytes"):
+        cols[name] = _signed(rec[f"src2dst_{name}"]) + _signed(rec[f"dst2src_{name}"])
     for d in ("src2dst", "dst2src"):
-        for name in ("packets", "bytes", "captured_bytes"):
+        for name in ("packets", "bytes", "captured_bytes", "tcp_flags", "min_ttl", "max_ttl"):
             cols[f"{d}_{name}"] = rec[f"{d}_{name}"]
         cols[f"{d}_first_seen_ns"] = rec[f"{d}_first_ns"]
         cols[f"{d}_last_seen_ns"] = rec[f"{d}_last_ns"]
-    for d in ("src2dst", "dst2src"):
-        cols[f"{d}_tcp_flags"] = rec[f"{d}_tcp_flags"]
         for i, flag in enumerate(TCP_FLAGS):
             cols[f"{d}_{flag}_packets"] = rec[f"{d}_flag_counts"][:, i]
-    for d in ("src2dst", "dst2src"):
-        cols[f"{d}_min_ttl"] = rec[f"{d}_min_ttl"]
-        cols[f"{d}_max_ttl"] = rec[f"{d}_max_ttl"]
     with np.errstate(divide="ignore", invalid="ignore"):
         seconds = duration / 1e9
         cols["bytes_per_second"] = np.where(duration > 0, cols["bytes"] / seconds, 0.0)
         cols["packets_per_second"] = np.where(duration > 0, cols["packets"] / seconds, 0.0)
-    cols["headers_dropped"] = rec["headers_dropped"]
     cols["end_reason"] = np.asarray(END_REASONS, dtype=object)[rec["end_reason"]]
-    return cols
+    return {name: _signed(cols[name]) for name in SCALAR_FIELDS}
 
 
 def meter_columns(data: bytes, count: int, layout: MeterLayout) -> dict[str, np.ndarray]:
@@ -106,7 +123,7 @@ def meter_columns(data: bytes, count: int, layout: MeterLayout) -> dict[str, np.
         for f in METERS[name].fields:
             kind = np.dtype(_NUMPY_KINDS[f.ctype])
             at = offset + f.offset
-            cols[f"{name}_{f.name}"] = raw[:, at : at + kind.itemsize].copy().view(kind).reshape(count)
+            cols[f"{name}_{f.name}"] = _signed(raw[:, at : at + kind.itemsize].copy().view(kind).reshape(count))
     return cols
 
 
@@ -122,7 +139,8 @@ def batches_to_columns(batches: Iterable[Batch], meters_on: Iterable[str] = ()) 
     records = np.concatenate(parts) if parts else np.zeros(0, dtype=RECORD_DTYPE)
     cols = records_to_columns(records)
     if not meters:
-        meters = [{f"{m}_{f.name}": np.zeros(0, _NUMPY_KINDS[f.ctype]) for m in meters_on for f in METERS[m].fields}]
+        empty = {f"{m}_{f.name}": np.zeros(0, _NUMPY_KINDS[f.ctype]) for m in meters_on for f in METERS[m].fields}
+        meters = [{name: _signed(column) for name, column in empty.items()}]
     for name in meters[0]:
         cols[name] = np.concatenate([m[name] for m in meters])
     return cols

@@ -93,12 +93,19 @@ class ParserInfo:
 def _seconds_to_ns(name: str, value: float) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value) or value < 0:
         raise ConfigError(f"{name}={value!r}: expected a number of seconds >= 0")
-    return min(int(value * 1e9), 2**63)
+    return int(min(value * 1e9, 2**63))  # a huge value (or inf) means never, not an OverflowError
+
+
+def _whole(name: str, value: object, top: int) -> int:
+    """A find_flow() number checked to be 0..top (a port, a VLAN id, a protocol number)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
+        raise ConfigError(f"{name}={value!r}: expected a whole number from 0 to {top}")
+    return value
 
 
 def _protocol_number(protocol: str | int) -> int:
     if isinstance(protocol, int):
-        return protocol
+        return _whole("protocol", protocol, 255)
     try:
         return PROTOCOL_NUMBERS[protocol.lower()]
     except KeyError:
@@ -473,18 +480,20 @@ class FlowParser:
     ) -> Flow | None:
         """The active flow between the two endpoints (either direction), or None. O(1) in C.
         ``protocol`` is a name ("tcp", "udp", ...) or an IP protocol number. Raises ConfigError for
-        a bad address, mixed IP versions or an unknown protocol name; RuntimeError outside or
-        after ``async with``."""
+        a bad address, mixed IP versions, a port over 65535, a VLAN id over 4095 or an unknown
+        protocol; RuntimeError outside or after ``async with``."""
         a, b = _packed(src_ip), _packed(dst_ip)
         if a.version != b.version:
             raise ConfigError(f"{src_ip} and {dst_ip} are not of the same IP version")
+        src_port, dst_port = _whole("src_port", src_port, 65535), _whole("dst_port", dst_port, 65535)
+        vlan_id, protocol = _whole("vlan_id", vlan_id, 4095), _protocol_number(protocol)
         engine = self._require_engine()
         if self._finished:
             return None
         # inline: the engine's lock is held by the reading thread ~1 ms at a time at most
         found = engine.lookup(
             a.version, a.packed.ljust(16, b"\0"), src_port, b.packed.ljust(16, b"\0"), dst_port,
-            _protocol_number(protocol), vlan_id,
+            protocol, vlan_id,
         )  # fmt: skip
         await anyio.lowlevel.checkpoint()
         return None if found is None else Flow(found, 0)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import select
+import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._engine import Batch
+from ._errors import CaptureDamagedWarning, damage_message
 from ._flow import Flow
 from ._parser import BATCH_RECORDS, READY_BATCHES, file_engine, iter_batch
 
@@ -15,10 +17,11 @@ if TYPE_CHECKING:
     import pandas
 
 
-def read_batches(source: str | os.PathLike[str], **options: Any) -> Iterator[Batch]:
+def read_batches(source: str | os.PathLike[str], *, warn_stacklevel: int = 2, **options: Any) -> Iterator[Batch]:
     """The batches of ended flows of a capture file (blocking): what read() makes Flows of.
     FlowParser's options; raises as FlowParser and read() do. The engine's reading thread runs
-    ahead while the caller handles the batches this yields."""
+    ahead while the caller handles the batches this yields. A damaged file: after its last batch,
+    a CaptureDamagedWarning (attributed `warn_stacklevel` frames up, as warnings.warn counts)."""
     engine, read_ahead = file_engine(source, **options)
     try:
         ready_fd = engine.start(BATCH_RECORDS, READY_BATCHES, read_ahead)
@@ -29,9 +32,13 @@ def read_batches(source: str | os.PathLike[str], **options: Any) -> Iterator[Bat
             elif batch.count:
                 yield batch
             if state == "done":
-                return
+                break
+        stats = engine.stats()
     finally:
         engine.close()
+    if stats["read_errors"]:
+        text = damage_message(os.fspath(source), stats["packets_read"], stats["error"])
+        warnings.warn(CaptureDamagedWarning(text), stacklevel=warn_stacklevel)
 
 
 def read(source: str | os.PathLike[str], **options: Any) -> Iterator[Flow]:
@@ -39,8 +46,10 @@ def read(source: str | os.PathLike[str], **options: Any) -> Iterator[Flow]:
 
     Takes FlowParser's options (filter, idle_timeout, active_timeout, ... in FlowParser's units)
     and raises what FlowParser does for them and for the file (ConfigError,
-    CaptureNotFoundError, CaptureFormatError, ...) when iteration starts."""
-    for batch in read_batches(source, **options):
+    CaptureNotFoundError, CaptureFormatError, ...) when iteration starts. A damaged or
+    truncated file yields the flows of the packets before the damage, then warns
+    CaptureDamagedWarning (where reading stopped and why)."""
+    for batch in read_batches(source, warn_stacklevel=3, **options):
         yield from iter_batch(batch)
 
 
@@ -49,7 +58,8 @@ def read_frame(source: str | os.PathLike[str], **options: Any) -> pandas.DataFra
 
     Built from the C records in bulk (numpy), without a Python object per flow. Needs the
     `pandas` extra, `pip install pandas` (ImportError without it). Options, units
-    and errors as read(); columns as Flow.to_dict() (times in ns and s, bytes, packets)."""
+    and errors as read() (a damaged file: the flows before the damage, and a CaptureDamagedWarning);
+    columns as Flow.to_dict(), integers as int64 (times in ns and s, bytes, packets)."""
     try:
         import numpy  # noqa: F401  (pandas needs it; checked here for the message)
         import pandas as pd
@@ -57,4 +67,5 @@ def read_frame(source: str | os.PathLike[str], **options: Any) -> pandas.DataFra
         raise ImportError("read_frame needs pandas and numpy: pip install pandas (the 'pandas' extra)") from exc
     from ._frame import batches_to_columns
 
-    return pd.DataFrame(batches_to_columns(read_batches(source, **options), options.get("meters", ())))
+    batches = read_batches(source, warn_stacklevel=4, **options)
+    return pd.DataFrame(batches_to_columns(batches, options.get("meters", ())))

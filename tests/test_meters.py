@@ -95,7 +95,7 @@ def test_low_ttl_frame_columns_match_flows_and_tshark(tshark: TShark) -> None:
 def test_frame_of_a_source_with_no_flow_still_has_the_meter_columns() -> None:
     frame = read_frame(DATA / TRACEROUTE, meters=("low_ttl",), filter="port 1")  # no packet passes
     assert len(frame) == 0
-    assert str(frame["low_ttl_src2dst_packets"].dtype) == str(frame["low_ttl_dst2src_packets"].dtype) == "uint64"
+    assert str(frame["low_ttl_src2dst_packets"].dtype) == str(frame["low_ttl_dst2src_packets"].dtype) == "int64"
 
 
 def test_meters_off_cost_no_record_bytes() -> None:

@@ -9,6 +9,7 @@ packets (read = in flows + aside), and every capture yields flows or raises a ty
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -81,8 +82,9 @@ def test_capture_yields_flows_or_typed_error(path: Path | None) -> None:
         pytest.skip(ABSENT)
     rel = name_of(path)
     expected = REFUSED.get(rel)
+    read_error = ""
     try:
-        reference.read_capture(path)
+        read_error = reference.read_capture(path).read_error
         ref_refuses = False
     except reference.CaptureRefused:
         ref_refuses = True
@@ -94,11 +96,16 @@ def test_capture_yields_flows_or_typed_error(path: Path | None) -> None:
         assert str(path.name) in str(err.value), f"the message should name the file: {err.value}"
         return
     try:
-        flows = list(aioflow.read(path, **NO_TIMEOUTS))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            flows = list(aioflow.read(path, **NO_TIMEOUTS))
     except aioflow.AioflowError as exc:
         if rel in EITHER and isinstance(exc, EITHER[rel]):
             return
         raise AssertionError(f"{rel}: libpcap opens this capture but aioflow raised {exc!r}") from exc
+    # a damaged capture says so (CaptureDamagedWarning) exactly when the reference reader stops early
+    damaged = [w for w in caught if issubclass(w.category, aioflow.CaptureDamagedWarning)]
+    assert len(damaged) == bool(read_error), f"{rel}: {[str(w.message) for w in damaged]}, reference: {read_error!r}"
     # Nobody stops the parser and the table is far from full: those reasons cannot appear.
     # ("idle" can: some captures jump from 1970 to today, a gap over any timeout.)
     reasons = {f.end_reason for f in flows}

@@ -15,14 +15,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 import anyio
 
 from .._flow import protocol_name
-from ._common import EXIT_USAGE, address, endpoint, int_at_least
+from ._common import EXIT_DAMAGED, EXIT_USAGE, address, endpoint, int_at_least, socket_opened
 
 if TYPE_CHECKING:
     from ..netflow.collect import DecodeStats, FlowRecord, Message
 
 SUMMARY_FIELDS = ("datagrams", "records", "options_records", "sets_without_template", "sequence_gaps",
                   "sequence_lost", "template_withdrawals", "templates_expired")  # fmt: skip
-EXIT_DAMAGED = 1  # --read: the file is damaged (what came before the damage was printed)
 
 
 def listen_address(text: str) -> tuple[str, int | None]:
@@ -113,15 +112,16 @@ async def _collect(args: argparse.Namespace, out: TextIO, err: TextIO, archive: 
 
     host, port = args.listen
     printer = _Printer(args, out, archive)
-    collector = Collector((host, 2055 if port is None else port), options=args.options)
-    try:
-        async with collector:
+    listen = (host, 2055 if port is None else port)
+    collector = Collector(listen, options=args.options)
+    async with socket_opened(collector, f"--listen {endpoint(*listen)}"):
+        try:
             err.write(f"aioflow: collecting on {collector.address[0]}:{collector.address[1]}\n")
             err.flush()
             while not printer.done:
                 printer.message(*await collector.receive())
-    finally:
-        printer.summary(collector.stats, err)
+        finally:
+            printer.summary(collector.stats, err)
     return 0
 
 

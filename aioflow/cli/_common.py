@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import contextlib
+import errno
+import socket
+from collections.abc import AsyncIterator, Callable
 from importlib import metadata
-from typing import Any
+from typing import Any, TextIO
 
 import aioflow
+from aioflow._errors import damage_message
 
 # Exit codes: 2 like argparse for anything the user can fix, 130 = 128 + SIGINT as shells expect.
 EXIT_USAGE = 2
+EXIT_DAMAGED = 1  # the capture is damaged: what came before it was output (tcpdump exits 1 too)
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `... | head` would give a C tool
 
@@ -124,5 +129,55 @@ def summary(info: aioflow.ParserInfo) -> str:
         gave_up = ", ".join(f"{reason} {n}" for reason, n in sorted(info.defrag_gave_up.items()) if n)
         text += f"; {info.datagrams_reassembled} datagrams reassembled" + (f", given up: {gave_up}" if gave_up else "")
     if info.read_errors:
-        text += f"; {info.read_errors} read errors (the file is damaged: reading stopped there)"
+        text += f"; {info.read_errors} read errors"  # damage_exit() says where and why
     return text
+
+
+def damage_exit(parser: aioflow.FlowParser, info: aioflow.ParserInfo, err: TextIO) -> int:
+    """0, or EXIT_DAMAGED after a one-line message (where reading stopped and why) when the source
+    stopped at damage; the same text as read()'s CaptureDamagedWarning."""
+    if not info.read_errors:
+        return 0
+    err.write(f"aioflow: error: {damage_message(parser.source, info.packets, info.read_error, parser.live)}\n")
+    return EXIT_DAMAGED
+
+
+class CommandError(Exception):
+    """An everyday mistake a command reports in one line, exit 2 (main() prints it): the message
+    names the option at fault and says what to do."""
+
+
+# errno -> what to do about a socket that cannot be set up
+_SOCKET_HINTS = {
+    errno.EADDRINUSE: "the port is in use by another program: stop it or choose another port",
+    errno.EADDRNOTAVAIL: "no interface of this machine has that address: use one it has, or ':PORT' for all",
+    errno.EACCES: "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)",
+    errno.ENETUNREACH: "no route to that network: check the address",
+}
+
+
+@contextlib.asynccontextmanager
+async def socket_opened(sink: Any, option: str) -> AsyncIterator[Any]:
+    """`async with sink` (an exporter, a collector), where a socket that cannot be resolved, bound or
+    connected is a CommandError naming `option` (e.g. "--to HOST:PORT")."""
+    try:
+        opened = await sink.__aenter__()
+    except OSError as exc:
+        raise socket_error(option, exc) from None
+    try:
+        yield opened
+    except BaseException as exc:
+        if not await sink.__aexit__(type(exc), exc, exc.__traceback__):
+            raise
+    else:
+        await sink.__aexit__(None, None, None)
+
+
+def socket_error(option: str, exc: OSError) -> CommandError:
+    """A CommandError for a socket of `option` (e.g. "--to HOST:PORT") that could not be resolved,
+    bound or connected."""
+    if isinstance(exc, socket.gaierror):
+        why = f"the host name does not resolve ({exc.strerror})"
+        return CommandError(f"{option}: {why}: check it or give an IP address")
+    hint = _SOCKET_HINTS.get(exc.errno or 0, exc.strerror or str(exc))
+    return CommandError(f"{option}: {hint}")

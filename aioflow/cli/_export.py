@@ -12,7 +12,19 @@ import anyio
 
 import aioflow
 
-from ._common import EXIT_USAGE, add_flow_options, address, int_at_least, parser_options, positive_float, summary
+from ._common import (
+    EXIT_USAGE,
+    CommandError,
+    add_flow_options,
+    address,
+    damage_exit,
+    endpoint,
+    int_at_least,
+    parser_options,
+    positive_float,
+    socket_opened,
+    summary,
+)
 
 if TYPE_CHECKING:
     from ..netflow.export import ExportStats
@@ -67,7 +79,10 @@ def _writer(args: argparse.Namespace) -> Any:
     from ..netflow.export import IPFIXFileWriter, ParquetWriter
 
     if args.write.endswith(".parquet"):
-        return ParquetWriter(args.write)
+        try:
+            return ParquetWriter(args.write)
+        except ImportError as exc:
+            raise CommandError(f"--write {args.write}: {exc}; or write an IPFIX file (any other name)") from None
     return IPFIXFileWriter(args.write, biflow=not args.uniflow, nanoseconds=args.nanoseconds,
                            observation_domain=args.domain)  # fmt: skip
 
@@ -88,7 +103,8 @@ async def _export(args: argparse.Namespace, err: TextIO) -> int:
     async with contextlib.AsyncExitStack() as stack:
         parser = await stack.enter_async_context(aioflow.FlowParser(args.source, **parser_options(args)))
         if args.to is not None:
-            exporter = await stack.enter_async_context(_exporter(args))
+            option = f"--to {endpoint(*args.to) if args.to[1] else args.to[0]}"
+            exporter = await stack.enter_async_context(socket_opened(_exporter(args), option))
         if args.write is not None:
             writer = await stack.enter_async_context(_writer(args))
         sinks = [sink for sink in (exporter, writer) if sink is not None]
@@ -105,7 +121,7 @@ async def _export(args: argparse.Namespace, err: TextIO) -> int:
         err.write(f"aioflow: {args.write}: {writer.rows} flows written\n")
     elif writer is not None:
         err.write(_report(args.write, writer.stats))
-    return 0
+    return damage_exit(parser, parser.info(), err)
 
 
 def run(args: argparse.Namespace) -> int:

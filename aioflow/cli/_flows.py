@@ -17,7 +17,7 @@ import anyio
 import aioflow
 
 from .._flow import SCALAR_FIELDS, protocol_name
-from ._common import add_flow_options, endpoint, parser_options, summary
+from ._common import add_flow_options, damage_exit, endpoint, parser_options, summary
 
 # The same columns as Flow.to_dict() and read_frame(), so the three outputs line up.
 CSV_FIELDS: tuple[str, ...] = SCALAR_FIELDS
@@ -171,7 +171,8 @@ def add_parser(commands: Any) -> None:
 
 
 async def run_flows(args: argparse.Namespace, out: TextIO, err: TextIO, show_progress: bool) -> int:
-    """Prints the flows of args.source to `out` as they end, the summary to `err`; returns 0."""
+    """Prints the flows of args.source to `out` as they end, the summary to `err`; returns 0, or
+    EXIT_DAMAGED when reading stopped at damage (the flows before it were printed)."""
     writer = _writer(args, out)
     progress = _Progress(err, clear_before_rows=out.isatty()) if show_progress else None
     async with aioflow.FlowParser(args.source, **parser_options(args)) as parser:
@@ -190,7 +191,7 @@ async def run_flows(args: argparse.Namespace, out: TextIO, err: TextIO, show_pro
         progress.draw(info)
         err.write("\n")
     err.write(summary(info) + "\n")
-    return 0
+    return damage_exit(parser, info, err)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ from ..grep import (
     native_patterns,
     read_pattern_file,
 )
+from ._common import damage_exit
 
 DESCRIPTION = """\
 Grep reassembled TCP streams and UDP payloads (flowgrep). Client patterns search what the client
@@ -121,7 +122,7 @@ def grep_config(args: argparse.Namespace) -> GrepConfig:
 
 async def run_grep(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Runs the grep on args (FlowParser options from them); returns the exit code
-    (0: a flow was reported or logged, 1: none, as grep)."""
+    (0: a flow was reported or logged, 1: none, as grep, or the capture is damaged: it says so)."""
     config = grep_config(args)
     # streams are kept for the records only when -l writes them
     options: dict[str, Any] = {"reassemble": True, "keep_streams": config.log_dir is not None}
@@ -146,7 +147,8 @@ async def run_grep(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if killer is not None:
             killer.close()
     err.write(_summary_line(summary, info.packets, "native" if config.native else "python") + "\n")
-    return 0 if summary.reported or summary.files else 1  # grep's convention: 1 when nothing was selected
+    # grep's convention: 1 when nothing was selected
+    return damage_exit(parser, info, err) or (0 if summary.reported or summary.files else 1)
 
 
 def _summary_line(summary: GrepSummary, packets: int, search: str) -> str:

@@ -4,6 +4,7 @@ collect, grep); this one builds the argument parser, dispatches, and turns error
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from collections.abc import Sequence
@@ -11,7 +12,11 @@ from collections.abc import Sequence
 import aioflow
 
 from . import _collect, _export, _flows, _grep, _top
-from ._common import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USAGE, version
+from ._common import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USAGE, CommandError, version
+
+# an output that cannot take more: the disk (or quota, or file size limit) is full, or read-only
+_FULL = {errno.ENOSPC: "free some space or write elsewhere", errno.EDQUOT: "the disk quota is used up",
+         errno.EFBIG: "the file is too large for its file system", errno.EROFS: "write elsewhere"}  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,10 +69,22 @@ def _find(exc: BaseException, kind: type[BaseException]) -> BaseException | None
     return None
 
 
+def _output_error(error: OSError, args: argparse.Namespace) -> str:
+    """One line for an output that could not be written: which one (the file named, else the
+    command's output file, else standard output) and what to do."""
+    where = error.filename or getattr(args, "write", None) or getattr(args, "log_dir", None) or "standard output"
+    try:
+        sys.stdout.flush()
+    except OSError:  # silenced, or Python's exit would report it again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return f"aioflow: error: {where}: {os.strerror(error.errno or 0)} ({_FULL[error.errno or 0]})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the ``aioflow`` command with these arguments (default: sys.argv); returns the exit code
-    (0, 1 for a damaged --read file, 2 for usage and the library's errors, 130 interrupted, 141
-    broken pipe). Unexpected exceptions go up."""
+    (0, 1 for a damaged capture or --read file, 2 for usage, everyday mistakes (CommandError, a
+    full disk) and the library's errors, 130 interrupted, 141 broken pipe). Unexpected exceptions
+    go up."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -84,11 +101,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(error, aioflow.AioflowError):
             sys.stderr.write(_error_message(error, args) + "\n")
             return EXIT_USAGE
+        mistake = _find(exc, CommandError)
+        if mistake is not None:
+            sys.stderr.write(f"aioflow: error: {mistake}\n")
+            return EXIT_USAGE
         if _find(exc, BrokenPipeError) is not None:
             # The reader went away (`| head`): silence the final flush of stdout as well.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return EXIT_BROKEN_PIPE
         os_error = _find(exc, OSError)
+        if isinstance(os_error, OSError) and os_error.errno in _FULL:
+            sys.stderr.write(_output_error(os_error, args) + "\n")
+            return EXIT_USAGE
         if isinstance(os_error, OSError) and os_error.filename is not None:
             # a file the command line names cannot be opened (an output that is a directory, no permission)
             sys.stderr.write(f"aioflow: error: {os_error.filename}: {os_error.strerror} (check the path)\n")

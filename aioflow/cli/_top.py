@@ -16,7 +16,7 @@ import anyio
 import aioflow
 
 from .._flow import protocol_name
-from ._common import EXIT_USAGE, add_flow_options, endpoint, parser_options, positive_float
+from ._common import EXIT_USAGE, add_flow_options, damage_exit, endpoint, parser_options, positive_float
 
 TOP_EXTRA_HINT = "aioflow top needs the rich package: pip install rich (the 'top' extra)"
 PORTED = {6, 17, 132}  # TCP, UDP, SCTP
@@ -166,10 +166,14 @@ async def _top(args: argparse.Namespace, keys_fd: int | None) -> int:
                 while True:
                     flows = await parser.snapshot()
                     rows = rates.update(flows, time.monotonic())
-                    table = top_table(rows, parser.info(), args.source, console.size.height, time.time())
+                    info = parser.info()
+                    if info.read_errors:  # the capture failed: say so below the view, exit 1
+                        quit()
+                        break
+                    table = top_table(rows, info, args.source, console.size.height, time.time())
                     live.update(table, refresh=True)
                     await anyio.sleep(args.interval)
-    return 0
+    return damage_exit(parser, parser.info(), sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:

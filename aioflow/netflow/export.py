@@ -417,8 +417,8 @@ class IPFIXFileWriter(_FileSink):
 
 class ParquetWriter(_FileSink):
     """A Parquet file with the columns of read_frame()/Flow.to_dict(), written in row groups as
-    flows arrive. Needs pyarrow: pip install pyarrow (the 'parquet' extra) (ImportError without it);
-    the file is created with the first row group (OSError from the disk then)."""
+    flows arrive. Needs pyarrow: pip install pyarrow (the 'parquet' extra) (ImportError without it).
+    The file is created (emptied) at once: raises OSError when it cannot be, as IPFIXFileWriter."""
 
     def __init__(
         self,
@@ -434,6 +434,7 @@ class ParquetWriter(_FileSink):
             raise ImportError("ParquetWriter needs pyarrow: pip install pyarrow (the 'parquet' extra)") from exc
         super().__init__(batch_flows, flush_interval)
         self.path = os.fspath(path)
+        open(self.path, "wb").close()  # a path that cannot be written fails now, not after the whole capture
         self.compression = compression
         self.rows = 0
         self._writer: Any = None
