@@ -173,6 +173,7 @@ class FlowParser:
         stream_patterns: StreamPatterns | None = None,
         read_ahead: bool | None = None,
         meters: Sequence[str] = (),
+        follow: bool = False,
     ) -> None:
         self.source = source
         if live is None:
@@ -202,6 +203,7 @@ class FlowParser:
             max_reassembly_memory=max_reassembly_memory,
             keep_streams=keep_streams,
             meters=tuple(meters),
+            follow=follow,
         )
         if buffer_batches < 1:
             raise ConfigError(f"buffer_batches={buffer_batches!r}: expected >= 1")
