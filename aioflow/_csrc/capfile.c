@@ -264,9 +264,9 @@ static int block(af_capfile *c, const uint8_t *win, uint64_t win_start, size_t w
     int r = AF_CAP_BLOCK;
     if (*type == NG_SHB) {
         c->swapped = sw;
-        r = section(c, p, len);
+        if (section(c, p, len) == AF_CAP_ERROR) return AF_CAP_ERROR;
     } else if (*type == NG_IDB) {
-        r = interface(c, p, len);
+        if (interface(c, p, len) == AF_CAP_ERROR) return AF_CAP_ERROR;
     } else if (*type == NG_EPB || *type == NG_SPB || *type == NG_PB) {
         r = packet(c, *type, p, len, f);
     }
