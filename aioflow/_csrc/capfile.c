@@ -71,6 +71,8 @@ static uint32_t adjust_snaplen(int32_t dlt, uint32_t snaplen) {
 /* Seconds (as libpcap's time_t holds them) and ns within the second, as af_packet_ns reads them. */
 static inline uint64_t ns_of(uint64_t sec, uint64_t sub_ns) {
     if ((int64_t)sec < 0) return 0;
+    /* far below the limit (sub_ns < 2^32 * 1000 here): no division per packet */
+    if (sec < 18446700000ULL) return sec * 1000000000ULL + sub_ns;
     if (sec > (UINT64_MAX - sub_ns) / 1000000000ULL) return UINT64_MAX;
     return sec * 1000000000ULL + sub_ns;
 }

@@ -185,6 +185,24 @@ static long refill_stream(af_capread *r, char *error, size_t n) {
     return added;
 }
 
+void af_capread_slide(af_capread *r) {
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), behind = r->cap.pos & ~(page - 1);
+    if (behind > r->released) {   /* the previous frame is done with: nothing points below pos */
+        madvise(r->map + r->released, (size_t)(behind - r->released), MADV_DONTNEED);
+        r->released = behind;
+    }
+    uint64_t from = r->populated > behind ? r->populated : behind;
+    uint64_t to = behind + 2 * AF_SLIDE < r->map_len ? behind + 2 * AF_SLIDE : r->map_len;
+    if (to > from) {
+#ifdef MADV_POPULATE_READ
+        if (madvise(r->map + from, (size_t)(to - from), MADV_POPULATE_READ) != 0)   /* before Linux 5.14 */
+#endif
+            madvise(r->map + from, (size_t)(to - from), MADV_WILLNEED);
+        r->populated = to;
+    }
+    r->slide_at = r->cap.pos + AF_SLIDE;
+}
+
 /* Mapped: maps the file again when it grew. >0 it grew, 0 not, -1 error. */
 static long refill_map(af_capread *r, char *error, size_t n) {
     struct stat st;
@@ -205,11 +223,12 @@ static long refill_map(af_capread *r, char *error, size_t n) {
     r->win = r->map;
     r->win_len = size;
     r->file_size = size;
-    /* read in order once: the kernel reads ahead further and drops pages behind; and it starts
-     * reading the first stretch now, while the rest of the engine is set up */
+    /* read in order once: the kernel reads further ahead; and it starts reading the first
+     * stretch now, while the rest of the engine is set up */
     madvise(r->map, r->map_len, MADV_SEQUENTIAL);
-    size_t from = (size_t)r->cap.pos & ~(size_t)4095;
-    madvise(r->map + from, size - from < AF_ADVISE ? size - from : AF_ADVISE, MADV_WILLNEED);
+    size_t from = (size_t)r->populated;
+    if (from < size) madvise(r->map + from, size - from < AF_ADVISE ? size - from : AF_ADVISE, MADV_WILLNEED);
+    r->slide_at = r->cap.pos;   /* map the next pages now (also those that came since) */
     return added;
 }
 
@@ -262,6 +281,7 @@ static int open_stream(af_capread *r, const uint8_t *magic, size_t got, char *er
         return AF_ERR_NOMEM;
     }
     r->stream = s;
+    r->slide_at = UINT64_MAX;   /* its buffer is reused: nothing to drop */
     s->cap = AF_STREAM_BUFFER;
     s->kind = got >= 4 && magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd ? ZSTD
               : got >= 2 && magic[0] == 0x1f && magic[1] == 0x8b ? GZIP : PLAIN;

@@ -20,6 +20,8 @@ typedef struct {
     int fd;
     uint8_t *map;                    /* mapped: the whole file as of the last look */
     size_t map_len;
+    uint64_t slide_at;               /* mapped: at this offset, drop the pages behind, map those ahead */
+    uint64_t released, populated;    /* mapped: pages dropped below, mapped up to (offsets) */
     af_capread_stream *stream;       /* compressed or not mappable; NULL when mapped */
     af_capread_filters *filters;     /* NULL: no filter */
     int follow;                      /* at the end, wait for the file to grow (until stopped) */
@@ -31,9 +33,14 @@ int af_capread_open(af_capread *r, const char *path, const char *bpf, int follow
 void af_capread_close(af_capread *r);
 /* The slow path of af_capread_next: the window ended (or the parser said status). */
 int af_capread_more(af_capread *r, int status, af_frame *f, char *error, size_t n);
+/* Mapped, every AF_SLIDE bytes: the pages read are dropped from this process (they stay in the
+ * page cache), so its RSS does not grow with the file, and the next ones are mapped in one go. */
+#define AF_SLIDE (1u << 20)
+void af_capread_slide(af_capread *r);
 /* 1 a packet into f (valid until the next call), 0 none yet (following), -1 end, -2 damage or a
  * read error (error says where and why). */
 static inline int af_capread_next(af_capread *r, af_frame *f, char *error, size_t n) {
+    if (r->cap.pos >= r->slide_at) af_capread_slide(r);
     int k = af_capfile_next(&r->cap, r->win, r->win_start, r->win_len, f);
     return k == AF_CAP_FRAME ? 1 : af_capread_more(r, k, f, error, n);
 }
