@@ -114,7 +114,8 @@ ffibuilder.set_source(
     sources=[str((CSRC / s).relative_to(HERE.parent)) for s in SOURCES],
     include_dirs=[str(CSRC.relative_to(HERE.parent))],
     extra_compile_args=_extra_compile_args() + cflags + hs_cflags + zstd_cflags,
-    extra_link_args=[*libs, *hs_libs, *zstd_libs, "-lz", "-pthread", *shlex.split(os.environ.get("AIOFLOW_LDFLAGS", ""))],
+    extra_link_args=[*libs, *hs_libs, *zstd_libs, "-lz", "-pthread",
+                     *shlex.split(os.environ.get("AIOFLOW_LDFLAGS", ""))],
 )
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import shutil
 import struct
 import subprocess
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ import anyio
 import pytest
 from support import reference
 from support.compare import aioflow_conversations
-from support.corpus import ABSENT, CORPUS, DATA, name_of, params
+from support.corpus import ABSENT, CORPUS, DATA, params
 from support.tshark import TShark
 
 import aioflow
@@ -78,8 +78,19 @@ def _counters(info: aioflow.ParserInfo) -> dict[str, Any]:
 def _flows(path: Path, **options: Any) -> Counter[tuple[Any, ...]]:
     """Flows as (key, packets, bytes per direction): what a union of captures must keep."""
     return Counter(
-        (f.ip_version, f.protocol, f.src_ip, f.dst_ip, f.src_port, f.dst_port, f.vlan_id,
-         f.src2dst_packets, f.dst2src_packets, f.src2dst_bytes, f.dst2src_bytes)
+        (
+            f.ip_version,
+            f.protocol,
+            f.src_ip,
+            f.dst_ip,
+            f.src_port,
+            f.dst_port,
+            f.vlan_id,
+            f.src2dst_packets,
+            f.dst2src_packets,
+            f.src2dst_bytes,
+            f.dst2src_bytes,
+        )
         for f in aioflow.read(path, idle_timeout=1e9, active_timeout=1e9, fin_timeout=1e9, **options)
     )
 
@@ -113,11 +124,25 @@ async def test_read_ahead_gives_the_same_records() -> None:
     assert ours.records == ahead.records and _counters(ours.info) == _counters(ahead.info)
 
 
+def _tool(*args: str | Path) -> str:
+    """A Wireshark tool's output (a sync helper: async tests call it between awaits)."""
+    if shutil.which(str(args[0])) is None:
+        pytest.skip(f"{args[0]} (wireshark-common / zstd) not installed")
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, check=True).stdout
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Waits for a counted event (no fixed sleep decides anything), at most 30 s."""
+    with anyio.fail_after(30):
+        while True:
+            if condition():
+                return
+            await anyio.sleep(0.01)
+
+
 def _mergecap(tmp_path: Path, *parts: Path) -> Path:
-    if shutil.which("mergecap") is None:
-        pytest.skip("mergecap (wireshark-common) not installed")
     out = tmp_path / "merged.pcapng"
-    subprocess.run(["mergecap", "-a", "-w", str(out), *map(str, parts)], check=True)
+    _tool("mergecap", "-a", "-w", out, *parts)
     return out
 
 
@@ -165,13 +190,22 @@ def _pcap_records(path: Path) -> tuple[bytes, list[tuple[int, int, int, int, byt
     out, pos = [], 24
     while pos < len(raw):
         sec, usec, caplen, wire = struct.unpack_from("<IIII", raw, pos)
-        out.append((sec, usec, caplen, wire, raw[pos + 16:pos + 16 + caplen]))
+        out.append((sec, usec, caplen, wire, raw[pos + 16 : pos + 16 + caplen]))
         pos += 16 + caplen
     return raw[:24], out
 
 
-def _write_pcap(path: Path, header: bytes, records: list[tuple[int, int, int, int, bytes]], *, order: str = "<",
-                magic: int = 0xA1B2C3D4, minor: int = 4, ns: bool = False, modified: bool = False) -> Path:
+def _write_pcap(
+    path: Path,
+    header: bytes,
+    records: list[tuple[int, int, int, int, bytes]],
+    *,
+    order: str = "<",
+    magic: int = 0xA1B2C3D4,
+    minor: int = 4,
+    ns: bool = False,
+    modified: bool = False,
+) -> Path:
     snaplen, linktype = struct.unpack_from("<II", header, 16)
     out = [struct.pack(order + "IHHiIII", magic, 2, minor, 0, 0, snaplen, linktype)]
     for sec, usec, caplen, wire, data in records:
@@ -204,10 +238,8 @@ async def test_pcap_variants_read_as_the_original(tmp_path: Path, variant: str) 
 @pytest.mark.anyio
 @pytest.mark.parametrize("fmt", ["pcapng", "nsecpcap", "modpcap"])
 async def test_editcap_formats_read_as_the_original(tmp_path: Path, fmt: str) -> None:
-    if shutil.which("editcap") is None:
-        pytest.skip("editcap (wireshark-common) not installed")
     path = tmp_path / f"out.{fmt}"
-    subprocess.run(["editcap", "-F", fmt, str(ETHERNET), str(path)], check=True)
+    _tool("editcap", "-F", fmt, ETHERNET, path)
     ours, theirs, original = await _run(path), await _run(path, libpcap=True), await _run(ETHERNET)
     assert ours.records == theirs.records == original.records
 
@@ -235,14 +267,19 @@ async def test_pcapng_resolution_offset_and_block_kinds(tmp_path: Path, order: s
         return struct.pack(order + "HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
 
     offset = 1000
-    blocks = [(0x0A0D0D0A, shb), idb(65535, opt(9, bytes([0x8A])) + opt(14, struct.pack(order + "q", -offset))),
-              idb(65535, opt(9, bytes([9])))]
+    blocks = [
+        (0x0A0D0D0A, shb),
+        idb(65535, opt(9, bytes([0x8A])) + opt(14, struct.pack(order + "q", -offset))),
+        idb(65535, opt(9, bytes([9]))),
+    ]
     for i, (sec, usec, caplen, wire, data) in enumerate(records[:40]):
         ticks = ((sec + offset) << 10) + (usec << 10) // 1_000_000  # 2^-10 s, as written by a 1024 Hz clock
         if i % 2:
             blocks.append((6, struct.pack(order + "IIIII", 0, ticks >> 32, ticks & 0xFFFFFFFF, caplen, wire) + data))
         else:
-            blocks.append((2, struct.pack(order + "HHIIII", 0, 0, ticks >> 32, ticks & 0xFFFFFFFF, caplen, wire) + data))
+            blocks.append(
+                (2, struct.pack(order + "HHIIII", 0, 0, ticks >> 32, ticks & 0xFFFFFFFF, caplen, wire) + data)
+            )
     blocks.append((0x80000001, b"custom block"))
     blocks.append((0x0A0D0D0A, shb))  # a new section: its own interfaces
     blocks.append(idb(65535, opt(9, bytes([9]))))
@@ -253,13 +290,12 @@ async def test_pcapng_resolution_offset_and_block_kinds(tmp_path: Path, order: s
     path = tmp_path / "made.pcapng"
     path.write_bytes(_pcapng(order, blocks))
 
-    tshark_times = subprocess.run(["tshark", "-r", str(path), "-T", "fields", "-e", "frame.time_epoch"],
-                                  capture_output=True, text=True, check=True).stdout.splitlines()
+    tshark_times = _tool("tshark", "-r", path, "-T", "fields", "-e", "frame.time_epoch").splitlines()
     info = await _info(path)
     assert info.packets == len(records) + 1 == len(tshark_times)
     flows = [f for f in aioflow.read(path, idle_timeout=1e9, active_timeout=1e9)]
     first = min(f.first_seen_ns for f in flows if f.first_seen_ns)
-    want = min(int(round(float(t) * 1e6)) * 1000 for t in tshark_times if t and float(t) > 0)
+    want = min(round(float(t) * 1e6) * 1000 for t in tshark_times if t and float(t) > 0)
     assert abs(first - want) < 1_000_000  # tshark prints µs of the 2^-10 s ticks
     assert sum(f.packets for f in flows) + sum(info.aside.values()) == info.packets
 
@@ -274,10 +310,8 @@ async def test_compressed_captures_read_as_the_original(tmp_path: Path, kind: st
         path = tmp_path / (original.name + (".gz" if kind == "gzip" else ".zst"))
         if kind == "gzip":
             path.write_bytes(gzip.compress(original.read_bytes()))
-        elif shutil.which("zstd") is None:
-            pytest.skip("zstd not installed")
         else:
-            subprocess.run(["zstd", "-q", "-o", str(path), str(original)], check=True)
+            _tool("zstd", "-q", "-o", path, original)
         try:
             ours = await _run(path)
         except aioflow.CaptureFormatError as exc:  # a build without libzstd says what to install
@@ -309,17 +343,15 @@ async def test_a_truncated_pcap_stops_where_libpcap_does_and_says_where(tmp_path
     ours, theirs = await _run(path), await _run(path, libpcap=True)
     assert ours.records == theirs.records and _counters(ours.info) == _counters(theirs.info)
     assert ours.info.read_errors == 1 and 0 < ours.info.packets < 94
-    header, records = _pcap_records(ETHERNET)
+    _, records = _pcap_records(ETHERNET)
     at = 24 + sum(16 + len(r[4]) for r in records[: ours.info.packets])
     assert ours.info.read_error.startswith(f"truncated at byte {at}:"), ours.info.read_error
 
 
 @pytest.mark.anyio
 async def test_a_damaged_pcapng_block_stops_there_with_its_offset(tmp_path: Path) -> None:
-    if shutil.which("editcap") is None:
-        pytest.skip("editcap (wireshark-common) not installed")
     path = tmp_path / "bad.pcapng"
-    subprocess.run(["editcap", "-F", "pcapng", str(ETHERNET), str(path)], check=True)
+    _tool("editcap", "-F", "pcapng", ETHERNET, path)
     raw = bytearray(path.read_bytes())
     pos = 0  # the 13th block (after the section header, the interface and 10 packets)
     for _ in range(12):
@@ -336,7 +368,8 @@ async def test_a_damaged_pcapng_block_stops_there_with_its_offset(tmp_path: Path
 
 
 @pytest.mark.anyio
-async def test_follow_reads_a_growing_file_until_stopped(tmp_path: Path) -> None:
+@pytest.mark.parametrize("read_ahead", [False, True])
+async def test_follow_reads_a_growing_file_until_stopped(tmp_path: Path, read_ahead: bool) -> None:
     raw = ETHERNET.read_bytes()
     _, records = _pcap_records(ETHERNET)
     cut = 24 + sum(16 + len(r[4]) for r in records[:50])
@@ -345,7 +378,7 @@ async def test_follow_reads_a_growing_file_until_stopped(tmp_path: Path) -> None
     no_timeouts = {"idle_timeout": 1e9, "active_timeout": 1e9, "fin_timeout": 1e9}
     got: Counter[tuple[Any, ...]] = Counter()
     reasons: Counter[str] = Counter()
-    async with aioflow.FlowParser(path, follow=True, **no_timeouts) as p:
+    async with aioflow.FlowParser(path, follow=True, read_ahead=read_ahead, **no_timeouts) as p:
         async with anyio.create_task_group() as tg:
 
             async def consume() -> None:
@@ -354,14 +387,11 @@ async def test_follow_reads_a_growing_file_until_stopped(tmp_path: Path) -> None
                     reasons[f.end_reason] += 1
 
             tg.start_soon(consume)
-            with anyio.fail_after(30):
-                while p.info().packets < 50:  # waits on counted events, not on time
-                    await anyio.sleep(0.01)
-                assert not p.info().read_errors  # a record cut short is waited for, not damage
-                with path.open("ab") as fh:
-                    fh.write(raw[cut + 7:])
-                while p.info().packets < 94:
-                    await anyio.sleep(0.01)
+            await _until(lambda: p.info().packets >= 50)
+            assert not p.info().read_errors  # a record cut short is waited for, not damage
+            with path.open("ab") as fh:
+                fh.write(raw[cut + 7 :])
+            await _until(lambda: p.info().packets >= 94)
             assert not p.info().finished  # still following
             p.stop()
     info = p.info()
