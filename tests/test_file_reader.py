@@ -154,6 +154,13 @@ def test_a_merged_capture_of_three_link_types_gives_the_union_of_its_parts(tmp_p
     assert parts and _flows(merged, filter=bpf) == parts
 
 
+def test_a_merged_capture_of_three_link_types_matches_tshark(tmp_path: Path, tshark: TShark) -> None:
+    # not ndpi_syslog.pcap: tshark counts the IPv6 inside its 6in4 tunnel as a conversation
+    merged = _mergecap(tmp_path, DATA / "ndpi_smtp-starttls.pcap", SLL2, RAW)
+    want = tshark.conversations(merged)
+    assert len(want) > 10 and aioflow_conversations(merged) == want
+
+
 def test_libpcap_reads_none_of_a_multi_link_type_capture(tmp_path: Path) -> None:
     """Why this reader exists: libpcap stops at the second interface."""
     merged = _mergecap(tmp_path, ETHERNET, SLL2)
