@@ -61,7 +61,7 @@ class ParserInfo:
     fragments_tracked: int
     fragment_table_evictions: int
     read_errors: int
-    read_error: str  # libpcap's message when a damaged file stopped reading early
+    read_error: str  # where (byte offset) and why a damaged file stopped reading early
     reap_seconds: float
     progress: float  # 0..1 of the file consumed
     link_type: int
@@ -134,6 +134,9 @@ class FlowParser:
     engine checks); on entering, the typed errors of aioflow._errors for the source:
     CaptureNotFoundError, CapturePermissionError, CaptureFormatError, InterfaceNotFoundError,
     FilterError (a BPF filter libpcap refuses), PatternUnsupportedError.
+
+    ``follow=True`` (files) keeps reading as the file grows, like ``tail -f``, until ``stop()``.
+    Files may be pcap or pcapng (every interface with its own link type), plain, gzip or zstd.
 
     ``meters=("low_ttl",)`` turns on per-flow meters by name (``aioflow.available_meters()``
     lists this build's); their fields are read with ``flow.meter(name)`` and are columns

@@ -27,6 +27,7 @@ import pytest
 from support import reference
 from support.compare import aioflow_conversations
 from support.corpus import ABSENT, CORPUS, DATA, params
+from support.tools import TOOL_ENV
 from support.tshark import TShark
 
 import aioflow
@@ -128,7 +129,7 @@ def _tool(*args: str | Path) -> str:
     """A Wireshark tool's output (a sync helper: async tests call it between awaits)."""
     if shutil.which(str(args[0])) is None:
         pytest.skip(f"{args[0]} (wireshark-common / zstd) not installed")
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, check=True).stdout
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, check=True, env=TOOL_ENV).stdout
 
 
 async def _until(condition: Callable[[], bool]) -> None:
