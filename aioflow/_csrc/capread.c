@@ -325,8 +325,9 @@ int af_capread_open(af_capread *r, const char *path, const char *bpf, int follow
     int compressed = got >= 2 && ((magic[0] == 0x1f && magic[1] == 0x8b) ||
                                   (got == 4 && magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd));
     r->file_size = S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
-    if (!compressed && S_ISREG(st.st_mode)) {
-        if (refill_map(r, error, n) < 0) return failed(r, AF_ERR_SOURCE, error, n, path, "cannot be mapped");
+    char unused[256];
+    if (!compressed && S_ISREG(st.st_mode) && refill_map(r, unused, sizeof unused) >= 0) {
+        /* mapped (a file system that cannot map it is read as a stream instead) */
     } else {
         char why[256] = "";
         int code = open_stream(r, magic, got > 0 ? (size_t)got : 0, why, sizeof why);
