@@ -109,6 +109,7 @@ static int open_pcap(af_capfile *c, const uint8_t *h, size_t len) {
     af_cap_iface *i = &c->pcap_iface;
     i->dlt = dlt_of(rd32(h + 20, c->swapped) & 0x03FFFFFFu);
     i->snaplen = adjust_snaplen(i->dlt, rd32(h + 16, c->swapped));
+    c->max_caplen = max_snaplen(i->dlt);
     if (magic == PCAP_MAGIC_MODIFIED && i->dlt == DLT_EN10MB)   /* libpcap: cooked mode's fake header */
         i->snaplen = i->snaplen <= INT32_MAX - 14 ? i->snaplen + 14 : INT32_MAX;
     c->pos = 24;
@@ -129,9 +130,9 @@ static int next_pcap(af_capfile *c, const uint8_t *p, size_t avail, af_frame *f)
         len = t;
     }
     const af_cap_iface *i = &c->pcap_iface;
-    if (caplen > max_snaplen(i->dlt))
+    if (caplen > c->max_caplen)
         return fail(c, c->pos, "a packet record says %u captured bytes, more than the %u its link type allows",
-                    caplen, caplen > i->snaplen ? i->snaplen : max_snaplen(i->dlt));
+                    caplen, c->max_caplen);
     if (avail - hdr < caplen) {
         c->need = (uint64_t)hdr + caplen;
         return AF_CAP_MORE;
@@ -299,7 +300,6 @@ int af_capfile_open(af_capfile *c, const uint8_t *head, size_t len) {
 }
 
 int af_capfile_next(af_capfile *c, const uint8_t *win, uint64_t win_start, size_t win_len, af_frame *f) {
-    c->need = 0;
     if (c->format == AF_CAP_PCAP) return next_pcap(c, win + (c->pos - win_start), win_len - (size_t)(c->pos - win_start), f);
     for (;;) {
         uint32_t type;

@@ -40,6 +40,7 @@ typedef struct {
     uint32_t record_header;          /* 16, or 24 for the modified format */
     int lengths_swapped;             /* 0 no, 1 yes, 2 maybe (version 2.3) */
     uint32_t ts_scale;               /* ns per sub-second unit: 1000 (µs) or 1 (ns) */
+    uint32_t max_caplen;             /* the link type's largest record (libpcap's max_snaplen_for_dlt) */
     af_cap_iface pcap_iface;
     /* pcapng: the current section's interfaces */
     af_cap_iface *ifaces;
