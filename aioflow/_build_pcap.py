@@ -26,7 +26,8 @@ STAGES = [
     "record.c", "meter.c",  # records, the meter registry
     "arena.c", "stream.c",  # what the reassembly meter builds on: its arena, the streams
     "batch.c", "expiry.c", "account.c",  # batch hand-off, expiry, flow accounting
-    "source.c", "prepare.c", "readahead.c",  # reading: libpcap, per-packet preparation, read-ahead thread
+    "capfile.c", "capread.c",  # capture files: the pcap/pcapng parser, mapping or decompressing a file
+    "source.c", "prepare.c", "readahead.c",  # reading: files or libpcap, per-packet preparation, read-ahead thread
     "pipeline.c", "producer.c",  # the pump over all stages, the producer thread
 ]
 # Each meter is its own file, named by its registration line AF_METER(name) in meters.h: adding
@@ -80,6 +81,25 @@ def _hyperscan_flags() -> tuple[list[str], list[str]]:
 _WHOLE_PROGRAM = ["-flto=auto", "-fvisibility=hidden"]
 
 
+def _zstd_flags() -> tuple[list[str], list[str]]:
+    """libzstd for .zst captures, when its headers are there (libzstd-dev); without it such a file
+    raises CaptureFormatError naming the package. zlib (zlib1g-dev) is required, like libpcap."""
+    include_dirs = ["/usr/include", "/usr/local/include"]
+    if shutil.which("pkg-config") is not None:
+        proc = subprocess.run(["pkg-config", "--cflags-only-I", "libzstd"], capture_output=True, text=True, check=False)
+        include_dirs += [f[2:] for f in shlex.split(proc.stdout) if f.startswith("-I")]
+    found = [d for d in include_dirs if (Path(d) / "zstd.h").exists()]
+    return ([f"-I{found[0]}", "-DAF_HAVE_ZSTD"], ["-lzstd"]) if found else ([], [])
+
+
+def _check_zlib_headers() -> None:
+    if not any((Path(d) / "zlib.h").exists() for d in ("/usr/include", "/usr/local/include")):
+        sys.exit(
+            "aioflow: zlib's headers (zlib.h) were not found. Install them first: "
+            "'apt-get install zlib1g-dev' (Debian/Ubuntu), 'dnf install zlib-devel' (Fedora)."
+        )
+
+
 def _extra_compile_args() -> list[str]:
     args = ["-std=c11", "-Wall", "-Wextra", "-O2", "-pthread", *_WHOLE_PROGRAM]
     # `make sanitize` builds with ASan+UBSan through this variable.
@@ -90,6 +110,8 @@ def _extra_compile_args() -> list[str]:
 cflags, libs = _pcap_flags()
 _check_pcap_headers(cflags)
 hs_cflags, hs_libs = _hyperscan_flags()
+_check_zlib_headers()
+zstd_cflags, zstd_libs = _zstd_flags()
 
 ffibuilder = FFI()
 ffibuilder.cdef((CSRC / "api.h").read_text())
@@ -98,8 +120,8 @@ ffibuilder.set_source(
     (HERE / "_native.c").read_text(),
     sources=[str((CSRC / s).relative_to(HERE.parent)) for s in SOURCES],
     include_dirs=[str(CSRC.relative_to(HERE.parent))],
-    extra_compile_args=_extra_compile_args() + cflags + hs_cflags,
-    extra_link_args=[*libs, *hs_libs, "-pthread", "-O2", *_WHOLE_PROGRAM,
+    extra_compile_args=_extra_compile_args() + cflags + hs_cflags + zstd_cflags,
+    extra_link_args=[*libs, *hs_libs, *zstd_libs, "-lz", "-pthread", "-O2", *_WHOLE_PROGRAM,
                      *shlex.split(os.environ.get("AIOFLOW_LDFLAGS", ""))],
 )
 

@@ -186,6 +186,7 @@ class EngineConfig:
     max_reassembly_memory: int = 256 << 20
     keep_streams: bool = True  # reassemble: ended flows carry their streams (False: chunks and matches only)
     meters: tuple[str, ...] = ()  # meters turned on by name (NAMED_METERS), e.g. ("low_ttl",)
+    follow: bool = False  # files: keep reading as the file grows, until stop()
 
     def __post_init__(self) -> None:
         meter_bits(self.meters)  # an unknown meter name fails here, when the parser is made
@@ -316,6 +317,9 @@ class Engine:
                 "max_reassembly_memory", config.max_reassembly_memory, lib.AF_MIN_REASSEMBLY_MEMORY, 2**48
             )
         cfg.meters = meter_bits(config.meters)
+        cfg.follow = int(config.follow)
+        # internal: libpcap reads the file instead of aioflow's reader (the comparison test, benchmarks)
+        cfg.libpcap_files = int(os.environ.get("AIOFLOW_FILE_READER") == "libpcap")
         self.headers_per_flow = config.headers
         path = os.fsencode(source)
         bpf = config.filter.encode() if config.filter else ffi.NULL

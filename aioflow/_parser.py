@@ -64,7 +64,7 @@ class ParserInfo:
     fragments_tracked: int
     fragment_table_evictions: int
     read_errors: int
-    read_error: str  # libpcap's message when a damaged file stopped reading early
+    read_error: str  # where (byte offset) and why a damaged file stopped reading early
     reap_seconds: float
     progress: float  # 0..1 of the file consumed
     link_type: int
@@ -145,6 +145,9 @@ class FlowParser:
     CaptureNotFoundError, CapturePermissionError, CaptureFormatError, InterfaceNotFoundError,
     FilterError (a BPF filter libpcap refuses), PatternUnsupportedError.
 
+    ``follow=True`` (files) keeps reading as the file grows, like ``tail -f``, until ``stop()``.
+    Files may be pcap or pcapng (every interface with its own link type), plain, gzip or zstd.
+
     ``meters=("low_ttl",)`` turns on per-flow meters by name (``aioflow.available_meters()``
     lists this build's); their fields are read with ``flow.meter(name)`` and are columns
     ``<meter>_<field>`` of ``read_frame``. An unknown name raises ConfigError.
@@ -183,6 +186,7 @@ class FlowParser:
         stream_patterns: StreamPatterns | None = None,
         read_ahead: bool | None = None,
         meters: Sequence[str] = (),
+        follow: bool = False,
     ) -> None:
         self.source = source
         if live is None:
@@ -212,6 +216,7 @@ class FlowParser:
             max_reassembly_memory=max_reassembly_memory,
             keep_streams=keep_streams,
             meters=tuple(meters),
+            follow=follow,
         )
         if buffer_batches < 1:
             raise ConfigError(f"buffer_batches={buffer_batches!r}: expected >= 1")

@@ -9,6 +9,8 @@ Each contender runs in a subprocess of its own, so its peak RSS is its own:
   aioflow  async with FlowParser(path) as p: async for flow in p.terminated(), default timeouts
   nfstream NFStreamer(n_dissections=0, statistical_analysis=False, n_meters=1) iterated to the end,
            from its own venv (benchmarks/.venv-nfstream, made on demand with pip install nfstream)
+  --libpcap: also aioflow reading the file through libpcap, as before its own reader
+           (AIOFLOW_FILE_READER=libpcap); bare loop and aioflow runs alternate for --repeat rounds
 
 The capture is read once before the runs so every contender finds it in the page cache. Results
 are printed as a table and written as JSON to benchmarks/results/.
@@ -111,11 +113,15 @@ class TreeRssSampler:
             self._stop.wait(self.interval)
 
 
-def run_child(name: str, capture: Path, cmd: list[str], timeout: float | None) -> Result:
-    """Run one contender; its last stdout line is its JSON report."""
+def run_child(
+    name: str, capture: Path, cmd: list[str], timeout: float | None, env: dict[str, str] | None = None
+) -> Result:
+    """Run one contender (env: extra environment variables); its last stdout line is its JSON report."""
     res = Result(name, capture)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
+    )
     with TreeRssSampler(proc.pid) as sampler:
         try:
             out, err = proc.communicate(timeout=timeout)
@@ -144,14 +150,29 @@ def run_child(name: str, capture: Path, cmd: list[str], timeout: float | None) -
 
 def best_of(n: int, name: str, capture: Path, cmd: list[str], timeout: float | None) -> Result:
     """Run a contender n times and keep the fastest run (all times kept in extra["all_seconds"])."""
-    runs = [run_child(name, capture, cmd, timeout) for _ in range(max(1, n))]
+    return fastest([run_child(name, capture, cmd, timeout) for _ in range(max(1, n))])
+
+
+def alternated(
+    n: int, capture: Path, specs: list[tuple[str, list[str], dict[str, str] | None]], timeout: float | None
+) -> list[Result]:
+    """Run the contenders (name, command, environment) in turn, n rounds, so a machine whose load
+    changes slows them alike; the fastest run of each is kept."""
+    runs: dict[str, list[Result]] = {name: [] for name, _, _ in specs}
+    for _ in range(max(1, n)):
+        for name, cmd, env in specs:
+            runs[name].append(run_child(name, capture, cmd, timeout, env))
+    return [fastest(r) for r in runs.values()]
+
+
+def fastest(runs: list[Result]) -> Result:
     good = [r for r in runs if not r.error]
     if not good:
         return runs[0]
     best = min(good, key=lambda r: r.seconds)
     best.peak_rss_kb = max(r.peak_rss_kb for r in good)
     best.sampled_rss_kb = max(r.sampled_rss_kb for r in good)
-    if n > 1:
+    if len(good) > 1:
         best.extra["all_seconds"] = [round(r.seconds, 3) for r in good]
     return best
 
@@ -267,6 +288,8 @@ def print_table(results: list[Result], meta: dict[str, Any] | None) -> list[str]
     ratio("aioflow", "nfstream")
     ratio("aioflow (prefix)", "nfstream")
     ratio("aioflow", "bare loop")
+    ratio("aioflow (libpcap reader)", "bare loop")
+    ratio("aioflow", "aioflow (libpcap reader)")
     ratio("aioflow.read", "bare loop")
     ratio("aioflow.read_frame", "bare loop")
     ratio("nfstream", "bare loop")
@@ -322,6 +345,12 @@ def main(argv: list[str] | None = None) -> int:
         help="interpreter with aioflow installed (default: this one)",
     )
     ap.add_argument("--extra", action="store_true", help="also aioflow.read (blocking) and aioflow.read_frame (pandas)")
+    ap.add_argument(
+        "--libpcap",
+        action="store_true",
+        help="also aioflow reading the file through libpcap (its former reader, AIOFLOW_FILE_READER=libpcap); "
+        "bare loop and both aioflow runs alternate, --repeat rounds",
+    )
     ap.add_argument("--repeat", type=int, default=1, help="runs of bare loop and aioflow; the fastest is kept")
     ap.add_argument("--nfstream-repeat", type=int, default=1, help="runs of nfstream (slow); the fastest is kept")
     ap.add_argument("--timeout", type=float, default=None, help="seconds allowed per contender")
@@ -363,14 +392,21 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
 
+    importable = not a.skip_aioflow and aioflow_importable(a.aioflow_python)
+    specs: list[tuple[str, list[str], dict[str, str] | None]] = []
     if not a.skip_bare:
         exe = mc.compile_c(HERE / "bare_loop.c", ["-lpcap"])
-        report(best_of(a.repeat, "bare loop", capture, [str(exe), str(capture)], a.timeout))
+        specs.append(("bare loop", [str(exe), str(capture)], None))
+    if importable:
+        cmd = [a.aioflow_python, str(CONTENDERS), "aioflow", str(capture)]
+        specs.append(("aioflow", cmd, None))
+        if a.libpcap:
+            specs.append(("aioflow (libpcap reader)", cmd, {"AIOFLOW_FILE_READER": "libpcap"}))
+    for r in alternated(a.repeat, capture, specs, a.timeout):
+        report(r)
 
     if not a.skip_aioflow:
-        if aioflow_importable(a.aioflow_python):
-            cmd = [a.aioflow_python, str(CONTENDERS), "aioflow", str(capture)]
-            report(best_of(a.repeat, "aioflow", capture, cmd, a.timeout))
+        if importable:
             if a.extra:
                 for kind, name in (("aioflow-read", "aioflow.read"), ("aioflow-frame", "aioflow.read_frame")):
                     cmd = [a.aioflow_python, str(CONTENDERS), kind, str(capture)]

@@ -226,6 +226,8 @@ typedef struct {
                                      patterns still see every byte; out-of-order data is still
                                      buffered up to max_stream_bytes) */
     uint32_t meters;              /* bit i: turn on meter i (af_meter_info_of(i)) */
+    int32_t follow;               /* files: at the end, wait for the file to grow (tail -f) until af_stop */
+    int32_t libpcap_files;        /* files: read with libpcap instead of aioflow's reader (tests, benchmarks) */
 } af_config;
 
 typedef struct {

@@ -1,6 +1,6 @@
 /* The packet as it travels from the reading stages (source, prepare, read-ahead ring) to the
  * counting stages (account, meters): decoded, keyed and hashed, with copies of what the capture
- * buffer held (libpcap reuses it for the next packet). */
+ * buffer held (libpcap, or a decompressor, reuses it for the next packet). */
 #ifndef AIOFLOW_PACKET_H
 #define AIOFLOW_PACKET_H
 #include <stdint.h>
@@ -22,6 +22,7 @@ typedef struct {
     const uint8_t *payload;          /* the payload copy; a fragment read ahead: the frame's copy */
     uint64_t ring_end;               /* read ahead: ring bytes used up to the end of its copy */
     int decoded;                     /* af_decode's result */
+    int32_t dlt;                     /* its link type (a pcapng's interfaces may differ) */
     af_key key;
     af_packet p;
     uint8_t raw[sizeof(((af_header *)0)->raw)];   /* headers kept: libpcap reuses its buffer */

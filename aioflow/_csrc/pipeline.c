@@ -159,7 +159,7 @@ int af_pipeline_open_file(af_pipeline **out, const char *path, const char *bpf, 
     af_pipeline *p;
     int code = pipeline_new(&p, cfg, error, n);
     if (code != AF_OK) return code;
-    return opened(out, p, af_source_open_file(&p->src, path, bpf, error, n), error, n);
+    return opened(out, p, af_source_open_file(&p->src, path, bpf, cfg->follow, cfg->libpcap_files, error, n), error, n);
 }
 
 int af_pipeline_open_live(af_pipeline **out, const char *device, const char *bpf, const af_config *cfg,
@@ -186,14 +186,14 @@ int af_pipeline_started_reading(const af_pipeline *p) { return p->stats.packets_
 
 /* Filters and prepares one packet read by the counting thread itself (live sources, or no
  * read-ahead); a flow packet joins the queue with its key and hash. */
-static void enqueue(af_pipeline *p, const struct pcap_pkthdr *h, const u_char *data) {
+static void enqueue(af_pipeline *p, const af_frame *f) {
     uint32_t at = p->queue_head + p->queue_count;
     af_queued *q = &p->queue[at & p->qmask];
     p->pulled++;
-    if (!af_read_packet(&p->prep, &p->stats, h, data, q)) return;
+    if (!af_read_packet(&p->prep, &p->stats, f, q)) return;
     if (p->defrag) af_defrag_expire(p->defrag, q->ts);
     uint8_t *payload_to = p->payloads ? p->payloads + (size_t)(at & (AF_QUEUE - 1)) * AF_MAX_PAYLOAD : NULL;
-    if (af_prepare_packet(&p->prep, &p->stats, q, data, payload_to)) p->queue_count++;
+    if (af_prepare_packet(&p->prep, &p->stats, q, f->data, payload_to)) p->queue_count++;
 }
 
 /* Counts the later fragments held for this first fragment (fragments.h), before it: they came
@@ -277,7 +277,7 @@ static int take_read_ahead(af_pipeline *p, uint32_t *n, uint32_t max_packets, in
         if (p->defrag) af_defrag_expire(p->defrag, q->ts);
         if (q->pending) {   /* a fragment: prepared here, in packet order */
             q->pending = 0;
-            q->decoded = af_decode(p->src.dlt, q->payload, q->caplen, &q->p);
+            q->decoded = af_decode(q->dlt, q->payload, q->caplen, &q->p);
             if (!af_prepare_packet(&p->prep, &p->stats, q, q->payload, p->frag_payload)) {
                 p->queue_head++;
                 p->queue_count--;
@@ -314,14 +314,13 @@ static int pump_locked(af_pipeline *p, uint32_t max_packets, af_batch *out) {
             return status;
         /* keep the queue full while reading, so each packet waits a few before it is counted */
         while (!p->ahead && p->phase == PHASE_READING && !drained && p->queue_count < AF_QUEUE && n < max_packets) {
-            struct pcap_pkthdr *h;
-            const u_char *data;
-            int r = af_source_next(&p->src, &h, &data, p->error, sizeof p->error);
+            af_frame f;
+            int r = af_source_next(&p->src, &f, p->error, sizeof p->error);
             if (r == 1) {
                 n++;
-                enqueue(p, h, data);
+                enqueue(p, &f);
             } else if (r == 0) {
-                drained = 1;        /* live source: nothing to read right now */
+                drained = 1;        /* live source, or a followed file: nothing to read right now */
             } else {
                 if (r == -2) p->stats.read_errors++;
                 p->phase = PHASE_DRAINING;
@@ -408,8 +407,11 @@ int af_pipeline_read_ahead(af_pipeline *p) {
     return code;
 }
 
-void af_pipeline_wait(af_pipeline *p) {
-    if (p->ahead) af_readahead_wait(p->ahead, p->queue_head, &p->stop_requested);
+int af_pipeline_wait(af_pipeline *p) {
+    if (p->ahead) return af_readahead_wait(p->ahead, p->queue_head, &p->stop_requested);
+    if (!af_source_following(&p->src)) return 0;
+    af_source_wait(&p->src);   /* the pump found nothing new: only a followed file gets here */
+    return 1;
 }
 
 int af_pipeline_expire(af_pipeline *p, uint64_t now_ns, af_batch *out) {

@@ -43,7 +43,9 @@ int af_pipeline_read_ahead(af_pipeline *p);
 int af_pipeline_pump(af_pipeline *p, uint32_t max_packets, af_batch *out);
 /* Live: clears out, pumps, hands the meters' batch data over; out->packets/bytes: what was read. */
 int af_pipeline_pump_some(af_pipeline *p, uint32_t max_packets, af_batch *out);
-void af_pipeline_wait(af_pipeline *p);             /* without the lock: until read-ahead has more */
+/* Without the lock: until read-ahead has more; a followed file that has not grown: a short nap.
+ * Returns 1 when the source is idle (a followed file): hand over what ended so far. */
+int af_pipeline_wait(af_pipeline *p);
 uint32_t af_pipeline_room(af_pipeline *p, af_batch *out);   /* flows the batch can still take */
 void af_pipeline_finish(af_pipeline *p, af_batch *out);     /* before handing a batch over */
 int af_pipeline_batch_alloc(af_pipeline *p, af_batch *b, uint32_t capacity);   /* meters' batch room */

@@ -2,21 +2,22 @@
 
 #include <string.h>
 
-int af_read_packet(const af_prepare *pp, af_stats *st, const struct pcap_pkthdr *h, const u_char *data, af_queued *q) {
-    uint64_t ts = af_packet_ns(h);
+int af_read_packet(const af_prepare *pp, af_stats *st, const af_frame *f, af_queued *q) {
+    uint64_t ts = f->ts_ns;
     /* packets_read counts a packet once it is put aside or counted in a flow (or held by the
      * defragmenter), so that packets_read == packets_in_flows + aside (+ defrag_fragments_held)
      * holds at any moment, queue or not */
-    st->bytes_read += h->caplen;
+    st->bytes_read += f->caplen;
     if (st->first_ns == 0 || ts < st->first_ns) st->first_ns = ts;
-    if (!af_source_pass(pp->source, h, data)) {
+    if (!af_source_pass(pp->source, f)) {
         st->aside[AF_ASIDE_FILTERED]++;
         st->packets_read++;
         return 0;
     }
     q->ts = ts;
-    q->caplen = h->caplen;
-    q->decoded = af_decode(pp->source->dlt, data, h->caplen, &q->p);
+    q->caplen = f->caplen;
+    q->dlt = f->dlt;
+    q->decoded = af_decode(f->dlt, f->data, f->caplen, &q->p);
     q->pending = 0;
     /* once per captured frame (a fragment decoded again later, or its datagram, counts nothing) */
     for (uint8_t ev = q->p.events; ev; ev &= (uint8_t)(ev - 1)) st->decode_events[__builtin_ctz(ev)]++;

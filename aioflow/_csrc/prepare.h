@@ -15,7 +15,7 @@
 #include "packet.h"
 
 typedef struct {
-    const af_source *source;
+    af_source *source;               /* its filter caches a link type's program */
     const af_table *table;           /* the key's hash seed and buckets (prefetched) */
     af_frag_table *frags;
     af_defrag *defrag;               /* NULL unless defragmenting */
@@ -25,7 +25,7 @@ typedef struct {
 
 /* The first half: filter and decode into q. Returns 0 when the packet was counted aside here
  * (into st, whose counters: the read-ahead thread keeps its own). */
-int af_read_packet(const af_prepare *pp, af_stats *st, const struct pcap_pkthdr *h, const u_char *data, af_queued *q);
+int af_read_packet(const af_prepare *pp, af_stats *st, const af_frame *f, af_queued *q);
 /* The second half (`data` is the decoded frame; the payload is copied to payload_to). Returns 0
  * when the packet was counted aside or held by the defragmenter. */
 int af_prepare_packet(const af_prepare *pp, af_stats *st, af_queued *q, const u_char *data, uint8_t *payload_to);

@@ -59,8 +59,9 @@ static void *run(void *arg) {
         do {
             status = af_pipeline_pump(p->pl, CHUNK_PACKETS, b);
             if (status == AF_OK) {   /* the file's reading thread is behind: let it read */
-                af_pipeline_wait(p->pl);
+                int idle = af_pipeline_wait(p->pl);
                 status = AF_MORE;
+                if (idle && (b->count || b->chunk_count)) break;   /* following a file: hand over what ended */
             }
             now = af_pipeline_packets_read(p->pl);
         } while (status == AF_MORE && af_pipeline_room(p->pl, b) > SLOT_ROOM && now - before < SLOT_PACKETS &&

@@ -18,6 +18,7 @@ struct af_readahead {
     uint64_t written;                /* ring bytes reserved (reading thread only) */
     uint8_t *bytes;
     atomic_int done, closing;
+    atomic_int idle;                 /* following a file that has not grown: take what is there */
     atomic_int reader_waiting, counter_waiting;
     pthread_mutex_t mu;
     pthread_cond_t space, data;
@@ -93,19 +94,27 @@ static void *run(void *arg) {
             break;
         }
         if (!wait_room(r, tail, r->written, 0)) break;
-        struct pcap_pkthdr *h;
-        const u_char *data;
-        int status = af_source_next(r->src, &h, &data, r->error, sizeof r->error);
+        af_frame f;
+        int status = af_source_next(r->src, &f, r->error, sizeof r->error);
+        if (status == 0) {   /* a followed file that has not grown: what was read is counted meanwhile */
+            publish_stats(r);
+            atomic_store(&r->idle, 1);
+            wake_counter(r);
+            af_source_wait(r->src);
+            continue;
+        }
+        atomic_store(&r->idle, 0);
         if (status != 1) {
             if (status == -2) r->st.read_errors++;
             break;
         }
+        const u_char *data = f.data;
         af_queued *q = &r->ring[tail & (AF_RING - 1)];
         if (++n % AF_RING_WAKE == 0) {
             publish_stats(r);
             wake_counter(r);
         }
-        if (!af_read_packet(r->pp, &r->st, h, data, q)) continue;
+        if (!af_read_packet(r->pp, &r->st, &f, q)) continue;
         /* a fragment goes whole to the counting thread; any other packet is prepared here */
         q->pending = q->p.frag != AF_FRAG_NONE;
         uint32_t bytes = q->pending ? q->caplen : af_payload_bytes(r->pp, &q->p);
@@ -166,14 +175,16 @@ int af_readahead_start(af_readahead **out, af_source *src, const af_prepare *pp,
     return AF_OK;
 }
 
-void af_readahead_wait(af_readahead *r, uint32_t head, const atomic_int *stop) {
+int af_readahead_wait(af_readahead *r, uint32_t head, const atomic_int *stop) {
     atomic_store(&r->counter_waiting, 1);
     atomic_thread_fence(memory_order_seq_cst);
     pthread_mutex_lock(&r->mu);
-    while (!atomic_load(&r->done) && atomic_load(&r->tail) - head < AF_RING_WAKE && !atomic_load(stop))
+    while (!atomic_load(&r->done) && atomic_load(&r->tail) - head < AF_RING_WAKE && !atomic_load(stop) &&
+           !(atomic_load(&r->idle) && atomic_load(&r->tail) != head))
         pthread_cond_wait(&r->data, &r->mu);
     pthread_mutex_unlock(&r->mu);
     atomic_store(&r->counter_waiting, 0);
+    return atomic_load(&r->idle);
 }
 
 uint8_t af_readahead_flush_reason(const af_readahead *r) { return r->flush_reason; }

@@ -31,7 +31,8 @@ uint32_t af_readahead_available(af_readahead *r, uint32_t head, int *done);
 /* The counting thread is done with the entries before `head`: their ring bytes may be reused. */
 void af_readahead_release(af_readahead *r, const af_queued *ring, uint32_t head);
 /* Sleeps (no engine lock held) until AF_RING_WAKE entries past head are read, or all, or stop. */
-void af_readahead_wait(af_readahead *r, uint32_t head, const atomic_int *stop);
+/* Returns 1 when the reader is idle (a followed file that has not grown). */
+int af_readahead_wait(af_readahead *r, uint32_t head, const atomic_int *stop);
 /* Once done: why reading ended (AF_END_EOF or AF_END_STOP) and the read error, if any (""). */
 uint8_t af_readahead_flush_reason(const af_readahead *r);
 const char *af_readahead_error(const af_readahead *r);

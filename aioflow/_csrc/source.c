@@ -10,6 +10,7 @@
 #define AF_READ_BUFFER (1u << 16)     /* stdio buffer of a capture file */
 
 void af_source_close(af_source *s) {
+    if (s->own) af_capread_close(&s->file);
     if (s->has_filter) pcap_freecode(&s->filter);
     if (s->pcap) pcap_close(s->pcap);
     free(s->read_buffer);
@@ -22,8 +23,17 @@ static int fail(af_source *s, int code, char *error, size_t n, const char *fmt, 
     return code;
 }
 
-int af_source_open_file(af_source *s, const char *path, const char *bpf, char *error, size_t n) {
+int af_source_open_file(af_source *s, const char *path, const char *bpf, int follow, int libpcap, char *error,
+                        size_t n) {
     memset(s, 0, sizeof *s);
+    if (!libpcap) {
+        int code = af_capread_open(&s->file, path, bpf, follow, error, n);
+        if (code != AF_OK) return code;
+        s->own = 1;
+        s->dlt = af_capfile_first_dlt(&s->file.cap);
+        s->file_size = s->file.file_size;
+        return AF_OK;
+    }
     struct stat st;
     if (stat(path, &st) != 0)
         return fail(s, errno == EACCES ? AF_ERR_PERMISSION : AF_ERR_NOT_FOUND, error, n, "%s: %s", path, strerror(errno));
@@ -125,6 +135,7 @@ int af_source_read_error(af_source *s, int r, char *error, size_t n) {
 }
 
 uint64_t af_source_offset(const af_source *s) {
+    if (s->own) return af_capread_offset(&s->file);
     FILE *f = s->pcap && !s->live ? pcap_file(s->pcap) : NULL;
     long pos = f ? ftell(f) : -1;
     return pos > 0 ? (uint64_t)pos : 0;

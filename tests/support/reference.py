@@ -6,10 +6,10 @@ aioflow contract, but without any timeout: a flow only ends at the end of the fi
 SYN without ACK arrives on a 5-tuple that already saw FIN from both sides or a RST (port reuse).
 
 Record reading uses dpkt's header and block classes with an explicit loop, because dpkt's Readers
-skip rules libpcap applies and aioflow (which reads through libpcap) inherits: caplen is clamped to
-the file's snapshot length, pcap 2.0-2.2 files store caplen/len swapped, a truncated last record is
-an error (not a short packet), pcapng interfaces are per block and a later interface with another
-link type or snaplen stops the read.
+skip rules libpcap applies and aioflow's reader (capfile.c) keeps: caplen is clamped to the file's
+(pcapng: the interface's) snapshot length, pcap 2.0-2.2 files store caplen/len swapped, a truncated
+last record is an error (not a short packet), pcapng interfaces are per section, each with its own
+link type and snaplen (libpcap itself stops at an interface that differs from the first).
 
 Also `parse_tshark_conversations(text)`: tshark's TCP/UDP conversation table, per unordered endpoint pair.
 """
@@ -219,8 +219,9 @@ def _read_pcap(raw: bytes) -> Capture:
 
 def _read_pcapng(raw: bytes) -> Capture:
     records: list[tuple[int, bytes, int | None]] = []
-    interfaces: list[tuple[int, int, int]] = []  # (link type, ticks per second, offset in s)
-    first: tuple[int, int] | None = None  # (link type, snapshot) of the first interface
+    interfaces: list[tuple[int, int, int, int]] = []  # (link type, ticks per second, offset in s, snapshot)
+    link_types: list[int] = []  # of every interface, in file order, without repeats
+    seen_interface = False
     little = True
     pos, error = 0, ""
     blocks = {
@@ -266,12 +267,9 @@ def _read_pcapng(raw: bytes) -> Capture:
             elif btype == dpkt.pcapng.PCAPNG_BT_IDB:
                 idb = idb_cls(buf)
                 lt, snap = idb.linktype, _snapshot(idb.snaplen)
-                if first is None:
-                    first = (lt, snap)
-                elif (lt, snap) != first:
-                    # libpcap supports one link type and snaplen per file.
-                    error = "interface with another link type or snaplen"
-                    break
+                seen_interface = True
+                if lt not in link_types:
+                    link_types.append(lt)
                 per_s, offset = 1_000_000, 0
                 for opt in idb.opts:
                     if opt.code == dpkt.pcapng.PCAPNG_OPT_IF_TSRESOL:
@@ -279,14 +277,13 @@ def _read_pcapng(raw: bytes) -> Capture:
                         per_s = 2 ** (res & 0x7F) if res & 0x80 else 10 ** res
                     elif opt.code == dpkt.pcapng.PCAPNG_OPT_IF_TSOFFSET:
                         offset = struct.unpack(end + "q", opt.data[:8])[0]
-                interfaces.append((lt, per_s, offset))
+                interfaces.append((lt, per_s, offset, snap))
             elif btype in (dpkt.pcapng.PCAPNG_BT_EPB, dpkt.pcapng.PCAPNG_BT_PB):
                 blk = (epb_cls if btype == dpkt.pcapng.PCAPNG_BT_EPB else pb_cls)(buf)
                 if blk.iface_id >= len(interfaces):
                     error = "packet on an undeclared interface"
                     break
-                snap = first[1] if first else MAX_SNAPLEN
-                lt, per_s, offset = interfaces[blk.iface_id]
+                lt, per_s, offset, snap = interfaces[blk.iface_id]
                 ticks = (blk.ts_high << 32) | blk.ts_low
                 ts_ns = (offset + ticks // per_s) * 1_000_000_000 + (ticks % per_s) * 1_000_000_000 // per_s
                 records.append((lt, bytes(blk.pkt_data[:snap]), ts_ns if ts_ns < 2**63 else None))
@@ -295,18 +292,17 @@ def _read_pcapng(raw: bytes) -> Capture:
                     error = "packet before any interface"
                     break
                 wirelen = struct.unpack(end + "I", buf[8:12])[0]
-                snap = first[1] if first else MAX_SNAPLEN
                 # A simple packet block has no timestamp.
-                records.append((interfaces[0][0], buf[12:12 + min(wirelen, blen - 16, snap)], None))
+                records.append((interfaces[0][0], buf[12:12 + min(wirelen, blen - 16, interfaces[0][3])], None))
         except (dpkt.UnpackError, struct.error) as exc:
             if pos == 0:
                 raise CaptureRefused(f"damaged section header block: {exc}") from exc
             error = f"damaged block: {exc}"
             break
         pos += blen
-    if first is None and not error:
+    if not seen_interface and not error:
         raise CaptureRefused("no interface description block")
-    return Capture(records, [first[0]] if first else [], error)
+    return Capture(records, link_types, error)
 
 
 # --- decoding ---
@@ -783,8 +779,6 @@ EXCLUDED: dict[str, str] = {
     "zeek_erspan.pcap": "ERSPAN (GRE) mirror: tshark counts the inner conversations",
     "zeek_ipv4_fragmented-1.pcap": "IPv4 fragments: tshark reassembles and counts the datagram once",
     "zeek_ipv4_fragmented-2.pcap": "IPv4 fragments: tshark reassembles and counts the datagram once",
-    "zeek_ldap_modify-request.pcapng":
-        "126 interfaces with different snaplens: libpcap stops at the second IDB (0 packets), tshark reads all",
     "zeek_tunnels_4in4.pcap": "IPv4-in-IPv4 tunnel: tshark counts the inner UDP conversation",
     "zeek_tunnels_6in6in6.pcap": "IPv6-in-IPv6 tunnel: tshark counts the inner UDP conversation",
     "zeek_tunnels_gre-aruba.pcap": "GRE tunnel: tshark counts the inner TCP conversations",
