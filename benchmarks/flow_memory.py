@@ -1,0 +1,85 @@
+"""Memory per active flow at a fixed count: peak RSS of a run holding N flows at once, minus a
+run holding one flow, divided by N (headers off, default options).
+
+Both captures have N packets (UDP, one packet per flow in the N-flow capture, all packets of one
+flow in the other) within a second, so every flow of the first is still alive when the file ends
+and the two runs differ only in flows held. Each run is its own process. RSS is not a timing:
+the figure does not depend on the machine's load.
+
+    python benchmarks/flow_memory.py [--flows 500000] [--repeat 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import struct
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+CHILD = """
+import anyio, json, sys, aioflow
+async def main():
+    async with aioflow.FlowParser(sys.argv[1], **json.loads(sys.argv[2] if len(sys.argv) > 2 else "{}")) as parser:
+        async for _ in parser.terminated():
+            pass
+    info = parser.info()
+    rss = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+    print(json.dumps({"peak_active_flows": info.peak_active_flows, "flows": info.flows_ended,
+                      "peak_rss_kb": int(rss["VmHWM"].split()[0])}))
+anyio.run(main)
+"""
+
+
+def write_capture(path: Path, packets: int, flows: int) -> None:
+    """Ethernet/IPv4/UDP, packet i in flow i % flows (distinct source address and port)."""
+    head = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    eth = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00"
+    rec = struct.Struct("<IIII")
+    with path.open("wb") as f:
+        f.write(head)
+        out = []
+        for i in range(packets):
+            k = i % flows
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 0, 0, 64, 17, 0,
+                             bytes([10, (k >> 16) & 0xFF, (k >> 8) & 0xFF, k & 0xFF]), b"\xc0\x00\x02\x01")  # fmt: skip
+            udp = struct.pack("!HHHH", 1024 + (k >> 24), 53, 8, 0)
+            frame = eth + ip + udp
+            out.append(rec.pack(1_700_000_000, i * 1_000_000 // max(packets, 1), len(frame), len(frame)) + frame)
+            if len(out) >= 65536:
+                f.write(b"".join(out))
+                out.clear()
+        f.write(b"".join(out))
+
+
+def run(capture: Path) -> dict[str, int]:
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(capture)], capture_output=True, text=True, check=True)
+    return dict(json.loads(proc.stdout))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--flows", type=int, default=500_000)
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each capture; the lowest peak is kept")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        many, one = Path(tmp) / "many.pcap", Path(tmp) / "one.pcap"
+        write_capture(many, args.flows, args.flows)
+        write_capture(one, args.flows, 1)
+        peaks = {}
+        for name, path in (("one", one), ("many", many)):
+            results = [run(path) for _ in range(args.repeat)]
+            best = min(results, key=lambda r: r["peak_rss_kb"])
+            peaks[name] = best
+            mb = best["peak_rss_kb"] / 1024
+            print(f"{name:>5}: {best['peak_active_flows']:>9,} flows at once, peak RSS {mb:.1f} MB")
+    held = peaks["many"]["peak_active_flows"] - peaks["one"]["peak_active_flows"]
+    per_flow = (peaks["many"]["peak_rss_kb"] - peaks["one"]["peak_rss_kb"]) * 1024 / held
+    print(f"bytes per active flow: {per_flow:.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
