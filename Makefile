@@ -149,12 +149,12 @@ sanitize: sys-test
 	exit $$status
 
 # Vectorscan when its headers are there, as _build_pcap.py does (stream search is fuzzed too).
-$(FUZZ_DIR)/fuzz_%: fuzz/fuzz_%.c $(ENGINE_SRCS) $(wildcard aioflow/_csrc/*.h)
+$(FUZZ_DIR)/fuzz_%: fuzz/fuzz_%.c $(ENGINE_SRCS) $(wildcard aioflow/_csrc/*.h) | sys-fuzz
 	@mkdir -p $(FUZZ_DIR)
 	hs=""; if pkg-config --exists libhs 2>/dev/null; then hs="-DAF_HAVE_HYPERSCAN $$(pkg-config --cflags --libs libhs)"; fi; \
 	clang $(FUZZ_CFLAGS) -o $@ $< $(ENGINE_SRCS) $$hs $$(pkg-config --cflags --libs libpcap 2>/dev/null || echo -lpcap)
 
-fuzz-build: sys-fuzz $(FUZZ_HARNESSES)
+fuzz-build: $(FUZZ_HARNESSES)
 
 # Crashes land in FUZZ_DIR/crashes (libFuzzer's crash-*/leak-*/timeout-* files) and fail the run.
 fuzz: fuzz-build
