@@ -6,7 +6,12 @@ flow in the other) within a second, so every flow of the first is still alive wh
 and the two runs differ only in flows held. Each run is its own process. RSS is not a timing:
 the figure does not depend on the machine's load.
 
-    python benchmarks/flow_memory.py [--flows 500000] [--repeat 1]
+    python benchmarks/flow_memory.py [--flows 500000] [--repeat 1] [--options '{"buffer_batches": 2}']
+    python benchmarks/flow_memory.py --engine    # the C engine alone, before the end-of-file flush
+
+--engine pumps the engine from Python (af_pump_some, one small batch at a time) and takes RSS once
+every packet is counted, before the flush: the flow table and its buckets without the batch ring
+and the subscriber's queue, which fill once when all flows end together at the end of the file.
 """
 
 from __future__ import annotations
@@ -32,6 +37,20 @@ async def main():
 anyio.run(main)
 """
 
+ENGINE_CHILD = """
+import json, sys
+from aioflow._engine import Engine, EngineConfig
+engine = Engine(sys.argv[1], EngineConfig())
+while True:
+    state, _ = engine.pump_some(4096)
+    s = engine.stats()
+    if s["packets_in_flows"] == s["packets_read"] and s["active_flows"] == s["peak_active_flows"] and state == "more":
+        rss = int(next(line for line in open("/proc/self/status") if line.startswith("VmRSS")).split()[1])
+    if state == "done":
+        break
+print(json.dumps({"peak_active_flows": s["peak_active_flows"], "flows": s["flows_ended"], "peak_rss_kb": rss}))
+"""
+
 
 def write_capture(path: Path, packets: int, flows: int) -> None:
     """Ethernet/IPv4/UDP, packet i in flow i % flows (distinct source address and port)."""
@@ -54,8 +73,11 @@ def write_capture(path: Path, packets: int, flows: int) -> None:
         f.write(b"".join(out))
 
 
-def run(capture: Path) -> dict[str, int]:
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(capture)], capture_output=True, text=True, check=True)
+def run(capture: Path, options: str, engine: bool) -> dict[str, int]:
+    child = ENGINE_CHILD if engine else CHILD
+    proc = subprocess.run(
+        [sys.executable, "-c", child, str(capture), options], capture_output=True, text=True, check=True
+    )
     return dict(json.loads(proc.stdout))
 
 
@@ -63,6 +85,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--flows", type=int, default=500_000)
     ap.add_argument("--repeat", type=int, default=1, help="runs of each capture; the lowest peak is kept")
+    ap.add_argument("--options", default="{}", help="FlowParser keyword arguments, as JSON")
+    ap.add_argument("--engine", action="store_true", help="the engine alone, before the end-of-file flush")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         many, one = Path(tmp) / "many.pcap", Path(tmp) / "one.pcap"
@@ -70,7 +94,7 @@ def main() -> int:
         write_capture(one, args.flows, 1)
         peaks = {}
         for name, path in (("one", one), ("many", many)):
-            results = [run(path) for _ in range(args.repeat)]
+            results = [run(path, args.options, args.engine) for _ in range(args.repeat)]
             best = min(results, key=lambda r: r["peak_rss_kb"])
             peaks[name] = best
             mb = best["peak_rss_kb"] / 1024
