@@ -42,7 +42,7 @@ static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }   /* host order,
 
 /* The input's packets as a pcap file (microsecond times from 2020 on). Its length. */
 static size_t build_pcap(const uint8_t *data, size_t size, uint32_t dlt) {
-    size_t need = 24 + size * 2 + 16;   /* 3 input bytes per packet become a 16-byte record header */
+    size_t need = 24 + size / 3 * 16 + size;   /* each 3-byte packet header becomes a 16-byte one */
     if (need > file_room) {
         free(file);
         file_room = need * 2;
