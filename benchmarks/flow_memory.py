@@ -24,18 +24,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-CHILD = """
-import anyio, json, sys, aioflow
-async def main():
-    async with aioflow.FlowParser(sys.argv[1], **json.loads(sys.argv[2] if len(sys.argv) > 2 else "{}")) as parser:
-        async for _ in parser.terminated():
-            pass
-    info = parser.info()
-    rss = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
-    print(json.dumps({"peak_active_flows": info.peak_active_flows, "flows": info.flows_ended,
-                      "peak_rss_kb": int(rss["VmHWM"].split()[0])}))
-anyio.run(main)
-"""
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from memory import CHILD  # FlowParser with JSON options; prints peak RSS
 
 ENGINE_CHILD = """
 import json, sys
