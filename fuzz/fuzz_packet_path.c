@@ -9,7 +9,8 @@
  *   [0] link type: index into LINK_TYPES
  *   [1] options: bit 0 defragment off, 1 reassembly off, 2 stream search, 3 kept headers,
  *       4 stream chunks, 5 discard streams, 6 low_ttl, 7 stop after the first pump
- *   [2] max_flows - 1 (1..256: evictions are the common case)
+ *   [2] bits 0-6: max_flows - 1 (1..128: evictions are the common case); bit 7: read through the
+ *       producer and read-ahead threads (af_start, af_ready) instead of pumping here
  *   then packets: [u16 length, little-endian][u8 time step, 1/32 s][length bytes], the last one
  *   cut where the input ends.
  * The packets are written as a pcap file into a memfd that the engine opens by its /proc path,
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -125,10 +127,52 @@ static void probe(af_engine *e, const af_batch *b) {
     }
 }
 
+/* Pumps here, in this thread, as live sources are read. The records' packets. */
+static uint64_t run_pumped(af_engine *e, uint32_t headers_per_flow, int stop) {
+    af_record records[BATCH];
+    af_header *headers = calloc((size_t)BATCH * (headers_per_flow ? headers_per_flow : 1), sizeof *headers);
+    af_batch b = {.records = records, .capacity = BATCH, .headers = headers, .header_capacity = BATCH * headers_per_flow};
+    if (!headers || af_batch_meters_alloc(e, &b, BATCH) != AF_OK) abort();
+    uint64_t packets = 0;
+    int status, pumps = 0;
+    do {
+        status = af_pump_some(e, 16, &b);
+        if (status < 0) abort();   /* a file we wrote: reading it never fails */
+        packets += check_batch(&b, headers_per_flow);
+        probe(e, &b);
+        if (stop && ++pumps == 1) af_stop(e);
+    } while (status != AF_DONE);
+    af_batch_meters_free(&b);
+    free(headers);
+    return packets;
+}
+
+/* Through the producer and read-ahead threads, as FlowParser reads files. The records' packets. */
+static uint64_t run_threaded(af_engine *e, uint32_t headers_per_flow, int stop) {
+    if (af_start(e, BATCH, 2, 1) != AF_OK) abort();
+    struct pollfd pfd = {.fd = af_notify_fd(e), .events = POLLIN};
+    uint64_t packets = 0;
+    for (int batches = 0;;) {
+        af_batch *b;
+        int status = af_ready(e, &b);
+        if (status == AF_DONE) break;
+        if (status < 0) abort();
+        if (status == AF_OK) {
+            poll(&pfd, 1, 1000);
+            continue;
+        }
+        packets += check_batch(b, headers_per_flow);
+        probe(e, b);
+        af_release(e);
+        if (stop && ++batches == 1) af_stop(e);
+    }
+    return packets;
+}
+
 static void run(const uint8_t *data, size_t size) {
     uint8_t opt = data[1];
     af_config cfg = {
-        .max_flows = 1u + data[2],
+        .max_flows = 1u + (data[2] & 0x7f),
         .headers_per_flow = opt & OPT_HEADERS ? 3 : 0,
         .idle_timeout_ns = 2 * 1000000000ull,
         .active_timeout_ns = 5 * 1000000000ull,
@@ -159,20 +203,8 @@ static void run(const uint8_t *data, size_t size) {
         if (af_set_stream_patterns(e, client, 2, server, 1, AF_MATCH_CASELESS, error, sizeof error) != AF_OK) abort();
     }
     if (cfg.reassemble && (opt & OPT_CHUNKS)) af_enable_chunks(e);
-    af_record records[BATCH];
-    af_header *headers = calloc((size_t)BATCH * (cfg.headers_per_flow ? cfg.headers_per_flow : 1), sizeof *headers);
-    af_batch b = {.records = records, .capacity = BATCH, .headers = headers,
-                  .header_capacity = BATCH * cfg.headers_per_flow};
-    if (!headers || af_batch_meters_alloc(e, &b, BATCH) != AF_OK) abort();
-    uint64_t in_records = 0;
-    int status, pumps = 0;
-    do {
-        status = af_pump_some(e, 16, &b);
-        if (status < 0) abort();   /* a file we wrote: reading it never fails */
-        in_records += check_batch(&b, cfg.headers_per_flow);
-        probe(e, &b);
-        if ((opt & OPT_STOP) && ++pumps == 1) af_stop(e);
-    } while (status != AF_DONE);
+    uint64_t in_records = data[2] & 0x80 ? run_threaded(e, cfg.headers_per_flow, opt & OPT_STOP)
+                                          : run_pumped(e, cfg.headers_per_flow, opt & OPT_STOP);
     af_stats st;
     af_get_stats(e, &st);
     uint64_t aside = 0;
@@ -181,8 +213,6 @@ static void run(const uint8_t *data, size_t size) {
     if (in_records != st.packets_in_flows || st.active_flows != 0 || st.defrag_fragments_held != 0) abort();
     if (st.stream_memory > cfg.max_reassembly_memory || st.defrag_peak_memory > cfg.max_fragment_memory) abort();
     if (st.peak_active_flows > cfg.max_flows) abort();
-    af_batch_meters_free(&b);
-    free(headers);
     af_close(e);
 }
 

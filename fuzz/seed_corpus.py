@@ -62,8 +62,9 @@ def packet_seeds(path: Path) -> Iterator[bytes]:
     step = max(1, len(runs) // MAX_SEEDS_PER_FILE)
     for n, run in enumerate(runs[::step][:MAX_SEEDS_PER_FILE]):
         opt = OPTIONS[(n + len(path.name)) % len(OPTIONS)]
-        max_flows = 2 if n % 3 == 2 else 255  # some seeds evict from the start
-        seed = bytearray([LINK_TYPES.index(link), opt, max_flows])
+        # max_flows 128 pumped here, 128 through the reading threads, 3 (evicting from the start)
+        flows_and_threads = (0x7F, 0xFF, 0x02)[n % 3]
+        seed = bytearray([LINK_TYPES.index(link), opt, flows_and_threads])
         prev = run[0][0]
         for ts, buf in run:
             steps = min(255, max(0, round((ts - prev) * 32)))
