@@ -37,7 +37,7 @@ FUZZ_DIR := build/fuzz
 FUZZ_HARNESSES := $(patsubst fuzz/%.c,$(FUZZ_DIR)/%,$(wildcard fuzz/fuzz_*.c))
 FUZZ_CFLAGS := -std=c11 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined -pthread -Iaioflow/_csrc
-ENGINE_SRCS := $(wildcard aioflow/_csrc/*.c) aioflow/_native.c
+ENGINE_SRCS := $(wildcard aioflow/_csrc/*.c) aioflow/_native.c   # rebuild triggers; fuzz/engine_build.py lists what is compiled
 
 # $(call ensure_pkgs,PACKAGES): install what is missing when root, else print the command and stop.
 # dpkg-query rather than `command -v`: libpcap-dev and python3-dev ship no command to look for.
@@ -148,11 +148,11 @@ sanitize: sys-test
 	if [ $$status != 0 ]; then echo "make sanitize: FAILED"; fi; \
 	exit $$status
 
-# Vectorscan when its headers are there, as _build_pcap.py does (stream search is fuzzed too).
-$(FUZZ_DIR)/fuzz_%: fuzz/fuzz_%.c $(ENGINE_SRCS) $(wildcard aioflow/_csrc/*.h) | sys-fuzz
+# Sources and flags come from _build_pcap.py (fuzz/engine_build.py), so a harness links the same
+# engine as the extension (Vectorscan when present: stream search is fuzzed too).
+$(FUZZ_DIR)/fuzz_%: fuzz/fuzz_%.c $(ENGINE_SRCS) $(wildcard aioflow/_csrc/*.h) | sys-fuzz $(DEV_STAMP)
 	@mkdir -p $(FUZZ_DIR)
-	hs=""; if pkg-config --exists libhs 2>/dev/null; then hs="-DAF_HAVE_HYPERSCAN $$(pkg-config --cflags --libs libhs)"; fi; \
-	clang $(FUZZ_CFLAGS) -o $@ $< $(ENGINE_SRCS) $$hs $$(pkg-config --cflags --libs libpcap 2>/dev/null || echo -lpcap)
+	engine="$$($(PY) fuzz/engine_build.py)"; clang $(FUZZ_CFLAGS) -o $@ $< $$engine
 
 fuzz-build: $(FUZZ_HARNESSES)
 
