@@ -15,10 +15,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from fuzz_input import LINK_TYPES  # a seed's first byte is the index of its link type there
+
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = [ROOT / "tests" / "data", ROOT.parent / "shared" / "pcaps"]
-# fuzz_packet_path.c's LINK_TYPES: a seed's first byte is the index of its link type there.
-LINK_TYPES = [1, 113, 276, 101, 228, 229, 0, 108, 9, 50, 104, 239, 12, 14]
 # Option bytes cycled over a capture's seeds: defaults, stream search + headers + low_ttl,
 # chunks, stop early, discard streams, defragment and reassembly off.
 OPTIONS = [0x00, 0x4C, 0x14, 0x80, 0x20, 0x03]
