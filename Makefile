@@ -28,6 +28,17 @@ SAN_CFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize
 SAN_LDFLAGS := -fsanitize=address,undefined
 SAN_LOG_DIR := build/sanitize
 
+# make fuzz: every fuzz/fuzz_*.c is a libFuzzer harness linked with the whole engine; each runs
+# FUZZ_SECONDS from its corpus (seeded by fuzz/seed_corpus.py, grown by the runs) in FUZZ_DIR.
+FUZZ_PKGS := $(DEMO_PKGS) clang libclang-rt-dev
+FUZZ_SECONDS ?= 60
+FUZZ_ARGS ?=
+FUZZ_DIR := build/fuzz
+FUZZ_HARNESSES := $(patsubst fuzz/%.c,$(FUZZ_DIR)/%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_CFLAGS := -std=c11 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=undefined -pthread -Iaioflow/_csrc
+ENGINE_SRCS := $(wildcard aioflow/_csrc/*.c) aioflow/_native.c   # rebuild triggers; fuzz/engine_build.py lists what is compiled
+
 # $(call ensure_pkgs,PACKAGES): install what is missing when root, else print the command and stop.
 # dpkg-query rather than `command -v`: libpcap-dev and python3-dev ship no command to look for.
 define ensure_pkgs
@@ -52,7 +63,7 @@ esac; \
 apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing
 endef
 
-.PHONY: help demo test lint sanitize bench clean distclean sys-demo sys-test dev
+.PHONY: help demo test lint sanitize fuzz fuzz-build bench clean distclean sys-demo sys-test sys-fuzz dev
 
 help:
 	@echo "make demo      set up (system packages, .venv) and print the flows of $(CAPTURE)"
@@ -60,6 +71,7 @@ help:
 	@echo "make dev       (re)build the extension in .venv after C changes (demo/test do it too)"
 	@echo "make lint      ruff check"
 	@echo "make sanitize  rebuild with ASan+UBSan, run the tests, rebuild normally"
+	@echo "make fuzz      build the libFuzzer harnesses (fuzz/fuzz_*.c), run each FUZZ_SECONDS=$(FUZZ_SECONDS)"
 	@echo "make bench     run benchmarks/run.py (options: make bench BENCH_ARGS=--quick)"
 	@echo "make clean     remove build artefacts (make distclean also removes .venv)"
 
@@ -68,6 +80,9 @@ sys-demo:
 
 sys-test:
 	@$(call ensure_pkgs,$(TEST_PKGS))
+
+sys-fuzz:
+	@$(call ensure_pkgs,$(FUZZ_PKGS))
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -132,6 +147,26 @@ sanitize: sys-test
 	fi; \
 	if [ $$status != 0 ]; then echo "make sanitize: FAILED"; fi; \
 	exit $$status
+
+# Sources and flags come from _build_pcap.py (fuzz/engine_build.py), so a harness links the same
+# engine as the extension (Vectorscan when present: stream search is fuzzed too).
+$(FUZZ_DIR)/fuzz_%: fuzz/fuzz_%.c $(ENGINE_SRCS) $(wildcard aioflow/_csrc/*.h) | sys-fuzz $(DEV_STAMP)
+	@mkdir -p $(FUZZ_DIR)
+	engine="$$($(PY) fuzz/engine_build.py)"; clang $(FUZZ_CFLAGS) -o $@ $< $$engine
+
+fuzz-build: $(FUZZ_HARNESSES)
+
+# Crashes land in FUZZ_DIR/crashes (libFuzzer's crash-*/leak-*/timeout-* files) and fail the run.
+fuzz: fuzz-build
+	@$(MAKE) --no-print-directory dev
+	@mkdir -p $(FUZZ_DIR)/crashes
+	for h in $(FUZZ_HARNESSES); do \
+		name=$$(basename $$h); corpus=$(FUZZ_DIR)/corpus/$$name; \
+		if [ ! -d $$corpus ]; then $(PY) fuzz/seed_corpus.py $$name $$corpus; fi; \
+		echo "make fuzz: $$name for $(FUZZ_SECONDS) s"; \
+		$$h -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/crashes/$$name- \
+			$(FUZZ_ARGS) $$corpus; \
+	done
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

@@ -20,10 +20,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from make_capture import DEFAULT_FLOWS, DEFAULT_PACKETS, DEFAULT_SEED, default_output, load_or_make  # noqa: E402
 
+# One run: FlowParser(capture, **options) with options as JSON in argv[2] (flow_memory.py uses it too).
 CHILD = """
 import anyio, json, sys, aioflow
 async def main():
-    async with aioflow.FlowParser(sys.argv[1], idle_timeout=float(sys.argv[2])) as parser:
+    async with aioflow.FlowParser(sys.argv[1], **json.loads(sys.argv[2])) as parser:
         async for _ in parser.terminated():
             pass
     info = parser.info()
@@ -55,7 +56,7 @@ def main() -> int:
     print(f"capture: {args.capture}")
     print(f"{'idle s':>8} {'peak active flows':>18} {'peak RSS MB':>12}")
     for idle in args.idle:
-        proc = subprocess.run([sys.executable, "-c", CHILD, str(args.capture), str(idle)],
+        proc = subprocess.run([sys.executable, "-c", CHILD, str(args.capture), json.dumps({"idle_timeout": idle})],
                               capture_output=True, text=True, check=True)  # fmt: skip
         r = json.loads(proc.stdout)
         points.append((r["peak_active_flows"], r["peak_rss_kb"] * 1024))

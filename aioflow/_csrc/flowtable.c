@@ -136,7 +136,9 @@ static void list_append(af_table *t, uint32_t slot, af_flow *f, enum af_list l) 
     if (l == AF_LIST_CLOSING) f->state |= AF_ST_CLOSING; else f->state &= (uint8_t)~AF_ST_CLOSING;
 }
 
-/* Doubles the buckets in use once the load passes 3/4, in place: bucket i's chain splits between
+/* Doubles the buckets in use once there are as many flows as buckets (chains of one flow on
+ * average: a lookup reads the bucket, then usually one flow; a lower load would cost 4-8 more
+ * bytes per flow for few saved reads), in place: bucket i's chain splits between
  * i and i + n by the next bit of each flow's hash (the new half of the array is still zero). */
 static void split_buckets(af_table *t) {
     uint32_t n = t->mask + 1;
@@ -157,7 +159,7 @@ static void split_buckets(af_table *t) {
 }
 
 uint32_t af_table_insert(af_table *t, const af_key *k, uint64_t hash) {
-    if (t->count >= (t->mask + 1) / 4 * 3 && t->mask + 1 < t->max_buckets) split_buckets(t);
+    if (t->count >= t->mask + 1 && t->mask + 1 < t->max_buckets) split_buckets(t);
     uint32_t s = take_slot(t);
     if (s == AF_NIL) return AF_NIL;
     af_flow *f = af_table_flow(t, s);
