@@ -112,6 +112,9 @@ _check_pcap_headers(cflags)
 hs_cflags, hs_libs = _hyperscan_flags()
 _check_zlib_headers()
 zstd_cflags, zstd_libs = _zstd_flags()
+# What the engine needs besides its sources; fuzz/engine_build.py links the harnesses with these.
+ENGINE_CFLAGS = [*cflags, *hs_cflags, *zstd_cflags]
+ENGINE_LIBS = [*libs, *hs_libs, *zstd_libs, "-lz"]
 
 ffibuilder = FFI()
 ffibuilder.cdef((CSRC / "api.h").read_text())
@@ -120,8 +123,8 @@ ffibuilder.set_source(
     (HERE / "_native.c").read_text(),
     sources=[str((CSRC / s).relative_to(HERE.parent)) for s in SOURCES],
     include_dirs=[str(CSRC.relative_to(HERE.parent))],
-    extra_compile_args=_extra_compile_args() + cflags + hs_cflags + zstd_cflags,
-    extra_link_args=[*libs, *hs_libs, *zstd_libs, "-lz", "-pthread", "-O2", *_WHOLE_PROGRAM,
+    extra_compile_args=_extra_compile_args() + ENGINE_CFLAGS,
+    extra_link_args=[*ENGINE_LIBS, "-pthread", "-O2", *_WHOLE_PROGRAM,
                      *shlex.split(os.environ.get("AIOFLOW_LDFLAGS", ""))],
 )
 

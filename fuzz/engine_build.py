@@ -12,5 +12,5 @@ ROOT = Path(__file__).resolve().parent.parent
 if __name__ == "__main__":
     build = runpy.run_path(str(ROOT / "aioflow" / "_build_pcap.py"))  # not as __main__: it compiles nothing
     sources = [str((build["CSRC"] / s).relative_to(ROOT)) for s in build["SOURCES"]] + ["aioflow/_native.c"]
-    flags = [*build["cflags"], *build["hs_cflags"], *build["libs"], *build["hs_libs"]]
+    flags = [*build["ENGINE_CFLAGS"], *build["ENGINE_LIBS"]]
     print(" ".join(sources + flags))
