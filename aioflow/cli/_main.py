@@ -66,8 +66,8 @@ def _find(exc: BaseException, kind: type[BaseException]) -> BaseException | None
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the ``aioflow`` command with these arguments (default: sys.argv); returns the exit code
-    (0, 1 for a damaged --read file, 2 for usage and the library's errors, 130 interrupted, 141
-    broken pipe). Unexpected exceptions go up."""
+    (0, 1 for a damaged --read file, 2 for usage and the library's errors, 130/143 after SIGINT/SIGTERM
+    (cli/_signals.py), 141 broken pipe). Unexpected exceptions go up."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
