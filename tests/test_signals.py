@@ -12,6 +12,7 @@ import collections
 import json
 import re
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -77,32 +78,35 @@ def tcpdump_packets(pcap: Path) -> collections.Counter[Key]:
 
 @pytest.fixture
 def live_run(net: Net, tmp_path: Path) -> Any:
-    """Runs a live command under tcpdump: traffic() opens HELD quiet connections and a finished UDP
-    exchange once the command is capturing, and the signal ends the command; yields (held client
-    ports, the tcpdump capture's packets per connection) via a callable."""
+    """run(args, signum): runs `aioflow ARGS` on the veth beside tcpdump; once it says it is
+    capturing, opens HELD connections (left open and quiet) and a finished UDP exchange, then
+    signals it. Returns its stdout, its stderr and (the held client ports, the UDP client port,
+    tcpdump's packets per connection)."""
 
     def run(args: list[str], signum: int, ready: str = "aioflow: capturing on") -> tuple[str, str, Any]:
         pcap = tmp_path / "tcpdump.pcap"
-        with tcpdump_capture(net.host_if, pcap):
-            proc = aioflow_cli(*args)
-            try:
-                wait_for_line(proc, ready)
-                held = held_connections(net.peer_ip, HELD)
-                udp_port = udp_exchange(net.peer_ip, 3)  # returns with the last answer: on the wire
-                out, err = signalled(proc, signum)
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.communicate()
-            # tcpdump's file holds every packet the command read (its summary's count) before it stops
-            deadline = time.monotonic() + 30  # a bound for a failure only
-            while pcap_records(pcap) < packets_read(err):
-                assert time.monotonic() < deadline, "tcpdump has fewer packets than aioflow read"
-                time.sleep(0.05)
-        ports = [c.getsockname()[1] for c in held]
-        for c in held:  # only now: their FINs are not part of the capture
-            c.close()
-        return out, err, (ports, udp_port, tcpdump_packets(pcap))
+        held: list[socket.socket] = []
+        try:
+            with tcpdump_capture(net.host_if, pcap):
+                proc = aioflow_cli(*args)
+                try:
+                    wait_for_line(proc, ready)
+                    held = held_connections(net.peer_ip, HELD)
+                    udp_port = udp_exchange(net.peer_ip, 3)  # returns with the last answer: on the wire
+                    out, err = signalled(proc, signum)
+                finally:
+                    if proc.poll() is None:
+                        proc.kill()
+                        proc.communicate()
+                # tcpdump's file holds every packet the command read (its summary's count) before it stops
+                deadline = time.monotonic() + 30  # a bound for a failure only
+                while pcap_records(pcap) < packets_read(err):
+                    assert time.monotonic() < deadline, "tcpdump has fewer packets than aioflow read"
+                    time.sleep(0.05)
+            return out, err, ([c.getsockname()[1] for c in held], udp_port, tcpdump_packets(pcap))
+        finally:
+            for c in held:  # only now: their FINs are not in the capture
+                c.close()
 
     return run
 
@@ -237,13 +241,27 @@ def test_a_file_source_stops_and_prints_what_it_read(signum: int, tmp_path: Path
     assert collections.Counter((int(r["src_port"]), r["dst_ip"], int(r["packets"])) for r in rows) == want
 
 
+def wait_delivered(pid: int, signum: int) -> None:
+    """Until the kernel delivered the signal (its handler ran): no longer pending, per /proc."""
+    deadline = time.monotonic() + 30  # a bound for a failure only
+    while True:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        pending = [int(line.split()[1], 16) for line in status if line.startswith(("SigPnd:", "ShdPnd:"))]
+        if not any(mask >> (signum - 1) & 1 for mask in pending):
+            return
+        assert time.monotonic() < deadline, "the signal stays pending"
+        time.sleep(0.001)
+
+
 def test_a_second_signal_exits_at_once(tmp_path: Path) -> None:
     capture = many_flows_capture(tmp_path / "many.pcap", 400_000)
     proc = aioflow_cli("flows", str(capture), "--format", "csv", "--no-progress")
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.readline()
-    # both arrive while it is blocked writing rows: the second one is seen during the flush
+    # both arrive while it is blocked writing rows, one after the other (two pending at once would
+    # be delivered lowest number first): the second one is seen during the flush
     proc.send_signal(signal.SIGTERM)
+    wait_delivered(proc.pid, signal.SIGTERM)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err  # the first signal's code
