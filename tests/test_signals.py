@@ -40,10 +40,11 @@ def key_of(proto: int, a: tuple[str, int], b: tuple[str, int]) -> Key:
     return proto, frozenset((a, b))
 
 
-def aioflow_cli(*args: str) -> subprocess.Popen[str]:
-    """`python -u -m aioflow ...` (unbuffered: each output line as it is written)."""
-    return subprocess.Popen([sys.executable, "-u", "-m", "aioflow", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+def aioflow_cli(*args: str, unbuffered: bool = False) -> subprocess.Popen[str]:
+    """`python -m aioflow ...`; unbuffered (-u): each output line as it is written (-u's raw stdout
+    may drop the rest of a write that a signal cut short: only where no signal comes mid-write)."""
+    return subprocess.Popen([sys.executable, *(["-u"] if unbuffered else []), "-m", "aioflow", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 
 def wait_for_line(proc: subprocess.Popen[str], start: str) -> None:
@@ -52,10 +53,20 @@ def wait_for_line(proc: subprocess.Popen[str], start: str) -> None:
     assert line.startswith(start), line + (proc.communicate()[1] if proc.poll() is not None else "")
 
 
+def rest_of(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """The rest of its stdout and stderr, through the file objects (communicate() reads the pipes
+    directly, losing what a readline() before it buffered); stderr is a few lines at most."""
+    assert proc.stdout is not None and proc.stderr is not None
+    with proc.stdout, proc.stderr:
+        out, err = proc.stdout.read(), proc.stderr.read()
+    proc.wait(timeout=60)
+    return out, err
+
+
 def signalled(proc: subprocess.Popen[str], signum: int) -> tuple[str, str]:
     """Sends the signal; the command's stdout and stderr once it exited with 128 + signum."""
     proc.send_signal(signum)
-    out, err = proc.communicate(timeout=60)
+    out, err = rest_of(proc)
     assert proc.returncode == 128 + signum, (proc.returncode, err)
     assert "Traceback" not in err, err
     return out, err
@@ -176,7 +187,7 @@ def test_collect_prints_and_archives_what_it_received(signum: int, tmp_path: Pat
     flows = list(aioflow.read(DATA / "ndpi_smtp-starttls.pcap"))
     archive = tmp_path / "archive.ipfix"
     port = free_udp_port()
-    proc = aioflow_cli("collect", "--listen", f"127.0.0.1:{port}", "--write", str(archive), "--json")
+    proc = aioflow_cli("collect", "--listen", f"127.0.0.1:{port}", "--write", str(archive), "--json", unbuffered=True)
     try:
         wait_for_line(proc, "aioflow: collecting on")
 
@@ -224,13 +235,18 @@ def test_a_file_source_stops_and_prints_what_it_read(signum: int, tmp_path: Path
     capture = many_flows_capture(tmp_path / "many.pcap", 400_000)
     proc = aioflow_cli("flows", str(capture), "--format", "csv", "--idle-timeout", "1", "--no-progress")
     assert proc.stdout is not None
-    header = proc.stdout.readline()  # running (and its handlers in place: the rows come after them)
+    header = proc.stdout.readline()
+    first = proc.stdout.readline()  # reading (its handlers were in place before the parser opened)
     out, err = signalled(proc, signum)
-    rows = [dict(zip(header.strip().split(","), line.split(","), strict=True)) for line in out.splitlines()]
+    rows = [dict(zip(header.strip().split(","), line.split(","), strict=True)) for line in [first, *out.splitlines()]]
     summary = err.splitlines()[-1]
     packets = packets_read(summary)
     assert 0 < packets < 400_000, summary  # stopped before the end of the file
-    assert sum(int(r["packets"]) for r in rows) == packets  # every packet read is in a printed flow
+    ids = {int(r["id"]) for r in rows}
+    assert sum(int(r["packets"]) for r in rows) == packets, (
+        len(rows),
+        sorted(set(range(1, max(ids) + 1)) - ids)[:9],
+    )  # every packet read is in a printed flow
     stopped = sum(r["end_reason"].strip() == "stop" for r in rows)
     assert stopped > 0 and f"stop {stopped})" in summary, summary
     # the flows are the first `packets` packets' flows, by tcpdump's reading of that prefix
@@ -258,12 +274,13 @@ def test_a_second_signal_exits_at_once(tmp_path: Path) -> None:
     proc = aioflow_cli("flows", str(capture), "--format", "csv", "--no-progress")
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.readline()
+    proc.stdout.readline()  # a row: reading
     # both arrive while it is blocked writing rows, one after the other (two pending at once would
     # be delivered lowest number first): the second one is seen during the flush
     proc.send_signal(signal.SIGTERM)
     wait_delivered(proc.pid, signal.SIGTERM)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    out, err = rest_of(proc)
     assert proc.returncode == 143, err  # the first signal's code
     assert "SIGINT again: exiting without finishing" in err and "packets," not in err, err
     assert len(out.splitlines()) < 400_000
