@@ -19,7 +19,7 @@ from anyio.abc import TaskGroup
 from ._engine import Batch, Engine, EngineConfig, check_stream_patterns, new_cursor
 from ._errors import ConfigError
 from ._flow import PROTOCOL_NUMBERS, Flow
-from ._live import LIVE_BUFFER_BYTES, LivePacer
+from ._live import LIVE_BLOCK_SECONDS, LIVE_BUFFER_BYTES, LivePacer
 from ._privileges import drop_privileges
 from ._stream import StreamChunk, StreamMatch, StreamPatterns
 from ._subscribers import BatchStream, EventStream, FlowStream, Subscribers
@@ -362,7 +362,10 @@ class FlowParser:
             self._live_wait = None
             engine.stop()  # cancelled from outside: the engine was not told yet
             with anyio.move_on_after(LIVE_FLUSH_SECONDS, shield=True):  # the engine flushes every flow as "stop"
-                while await self._pump_live(engine) != "done":
+                while (state := await self._pump_live(engine)) != "done":
+                    if state == "drained":  # the ring's last block, with packets from before the stop, is due
+                        with anyio.move_on_after(LIVE_BLOCK_SECONDS):
+                            await anyio.wait_readable(fd)
                     await anyio.lowlevel.checkpoint()
 
     async def _read_live_until_stopped(self, engine: Engine, fd: int, pacer: LivePacer) -> None:

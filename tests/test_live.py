@@ -10,7 +10,6 @@ import resource
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 import anyio
 import pytest
 from support import reference
-from support.livenet import Net, http_get, udp_exchange
+from support.livenet import Net, http_get, pcap_records, udp_exchange
 from support.tools import TOOL_ENV
 
 import aioflow
@@ -28,17 +27,6 @@ pytestmark = pytest.mark.anyio
 
 def key_of(proto: int, a: tuple[str, int], b: tuple[str, int]) -> tuple[int, frozenset[tuple[str, int]]]:
     return proto, frozenset((a, b))
-
-
-def pcap_records(path: Path) -> int:
-    """Complete records in a classic pcap file that tcpdump may still be writing."""
-    data = path.read_bytes() if path.exists() else b""
-    count, offset = 0, 24
-    while offset + 16 <= len(data):
-        offset += 16 + struct.unpack_from("<I", data, offset + 8)[0]
-        if offset <= len(data):
-            count += 1
-    return count
 
 
 async def capture_while(net: Net, traffic, ready, **options):  # type: ignore[no-untyped-def]

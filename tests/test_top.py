@@ -8,6 +8,7 @@ import fcntl
 import os
 import re
 import select
+import signal
 import socket
 import struct
 import subprocess
@@ -176,12 +177,17 @@ def test_top_shows_the_test_connections_fastest_first_and_q_quits(
     top.assert_restored()
 
 
-def test_ctrl_c_quits_cleanly(net: Net, terminal: Callable[..., Terminal]) -> None:
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_a_signal_quits_cleanly(net: Net, terminal: Callable[..., Terminal], how: str) -> None:
     top = terminal(net.host_if, "--interval", "0.5")
     top.wait_for_frame(title(net.host_if))
-    top.type(b"\x03")  # the terminal turns it into SIGINT: cbreak mode must keep that
+    if how == "ctrl-c":
+        top.type(b"\x03")  # the terminal turns it into SIGINT: cbreak mode must keep that
+    else:
+        top.proc.send_signal(signal.SIGTERM)
     code, took = top.wait_exit(timeout=10)
-    assert code == 0 and took < 2.0, (code, took)
+    # every command's codes for a signal: 128 + SIGINT, 128 + SIGTERM (q quits with 0)
+    assert code == {"ctrl-c": 130, "sigterm": 143}[how] and took < 2.0, (code, took)
     top.stop_reading()
     top.assert_restored()
     assert "Traceback" not in top.output.decode(errors="replace")

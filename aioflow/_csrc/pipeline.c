@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "account.h"
 #include "batch.h"
@@ -24,6 +25,8 @@ enum af_phase { PHASE_READING, PHASE_DRAINING, PHASE_FLUSHING, PHASE_DONE };
  * With a read-ahead thread its longer ring (readahead.h) is the queue. */
 #define AF_QUEUE 32u                 /* packets queued by the counting thread itself (power of two) */
 #define AF_PREFETCH_AHEAD 8u         /* flow records are prefetched this many packets ahead */
+/* Live: after a stop, how long packets from before it may still be on their way (a ring block). */
+#define AF_STOP_GRACE_NS ((uint64_t)(AF_LIVE_LATENCY_MS + 10) * 1000000ULL)
 
 struct af_pipeline {
     pthread_mutex_t mu;
@@ -40,6 +43,7 @@ struct af_pipeline {
     enum af_phase phase;
     uint8_t flush_reason;
     atomic_int stop_requested;
+    _Atomic uint64_t stop_ns;        /* live: wall clock at the stop; packets stamped before it are still read */
     af_queued *queue;                /* AF_RING entries (AF_QUEUE used without read-ahead) */
     uint32_t queue_head, queue_count;    /* queue_head: free-running index (& qmask to use) */
     uint32_t qmask;                  /* AF_QUEUE - 1; read ahead: AF_RING - 1 (a small queue stays in cache) */
@@ -172,7 +176,17 @@ int af_pipeline_open_live(af_pipeline **out, const char *device, const char *bpf
     return opened(out, p, code, error, n);
 }
 
-void af_pipeline_stop(af_pipeline *p) { atomic_store(&p->stop_requested, 1); }
+/* The clock the kernel stamps captured packets with. */
+static uint64_t realtime_ns(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (uint64_t)now.tv_sec * 1000000000ULL + (uint64_t)now.tv_nsec;
+}
+
+void af_pipeline_stop(af_pipeline *p) {
+    if (p->src.live && !atomic_load(&p->stop_requested)) atomic_store(&p->stop_ns, realtime_ns());
+    atomic_store(&p->stop_requested, 1);
+}
 const char *af_pipeline_error(af_pipeline *p) { return p->error; }
 int af_pipeline_is_live(const af_pipeline *p) { return p->src.live; }
 int af_pipeline_fd(const af_pipeline *p) { return af_source_fd(&p->src); }
@@ -289,6 +303,11 @@ static int take_read_ahead(af_pipeline *p, uint32_t *n, uint32_t max_packets, in
     }
 }
 
+static void stopped(af_pipeline *p) {
+    p->phase = PHASE_DRAINING;
+    p->flush_reason = AF_END_STOP;
+}
+
 static int pump_locked(af_pipeline *p, uint32_t max_packets, af_batch *out) {
     if (out->capacity < AF_ROOM_PER_PACKET + 1 ||
         (uint64_t)out->header_capacity < (uint64_t)out->capacity * p->cfg.headers_per_flow) {
@@ -301,10 +320,10 @@ static int pump_locked(af_pipeline *p, uint32_t max_packets, af_batch *out) {
     }
     af_emitter *em = &p->acc.em;
     em->out = out;
-    if (atomic_load(&p->stop_requested) && p->phase == PHASE_READING) {
-        p->phase = PHASE_DRAINING;   /* queued packets were read, so they are still counted */
-        p->flush_reason = AF_END_STOP;
-    }
+    /* Files stop at once; a live source first reads what its ring holds from before the stop
+     * (below): a signal loses no packet that had arrived. Queued packets were read: still counted. */
+    int stopping = atomic_load(&p->stop_requested);
+    if (stopping && p->phase == PHASE_READING && !p->src.live) stopped(p);
     uint32_t n = 0;
     int drained = 0;                 /* live: the interface had nothing more; do not ask again */
     for (;;) {
@@ -319,8 +338,12 @@ static int pump_locked(af_pipeline *p, uint32_t max_packets, af_batch *out) {
             if (r == 1) {
                 n++;
                 enqueue(p, &f);
+                if (stopping && f.ts_ns > atomic_load(&p->stop_ns)) stopped(p);   /* came after it */
             } else if (r == 0) {
                 drained = 1;        /* live source, or a followed file: nothing to read right now */
+                /* live: the kernel hands a ring block over AF_LIVE_LATENCY_MS after its first packet
+                 * at the latest: until then, packets from before the stop may still come */
+                if (stopping && realtime_ns() > atomic_load(&p->stop_ns) + AF_STOP_GRACE_NS) stopped(p);
             } else {
                 if (r == -2) p->stats.read_errors++;
                 p->phase = PHASE_DRAINING;

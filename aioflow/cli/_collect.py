@@ -13,8 +13,10 @@ import sys
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 import anyio
+import anyio.lowlevel
 
 from .._flow import protocol_name
+from . import _signals
 from ._common import EXIT_DAMAGED, EXIT_USAGE, address, endpoint, int_at_least, socket_opened
 
 if TYPE_CHECKING:
@@ -107,7 +109,9 @@ class _Printer:
             err.write(f"aioflow: {self.not_ipfix} {not_written} (not IPFIX)\n")
 
 
-async def _collect(args: argparse.Namespace, out: TextIO, err: TextIO, archive: BinaryIO | None) -> int:
+async def _collect(
+    stopper: _signals.Stopper, args: argparse.Namespace, out: TextIO, err: TextIO, archive: BinaryIO | None
+) -> int:
     from ..netflow.collect import Collector
 
     host, port = args.listen
@@ -116,29 +120,38 @@ async def _collect(args: argparse.Namespace, out: TextIO, err: TextIO, archive: 
     collector = Collector(listen, options=args.options)
     async with socket_opened(collector, f"--listen {endpoint(*listen)}"):
         try:
-            err.write(f"aioflow: collecting on {collector.address[0]}:{collector.address[1]}\n")
-            err.flush()
-            while not printer.done:
-                printer.message(*await collector.receive())
+            # a signal ends the wait for the next datagram (one read is always printed and archived whole)
+            with anyio.CancelScope() as receiving:
+                stopper.on_signal(receiving.cancel)
+                err.write(f"aioflow: collecting on {collector.address[0]}:{collector.address[1]}\n")
+                err.flush()
+                while not printer.done:
+                    printer.message(*await collector.receive())
         finally:
             printer.summary(collector.stats, err)
     return 0
 
 
-def _replay(args: argparse.Namespace, file: BinaryIO, out: TextIO, err: TextIO, archive: BinaryIO | None) -> int:
-    """--read: the file's messages through the collector's decoder (one at a time, no event loop needed:
-    nothing else runs). A damaged file still prints what came before the damage, then exits 1."""
+async def _replay(
+    stopper: _signals.Stopper, args: argparse.Namespace, file: BinaryIO, out: TextIO, err: TextIO,
+    archive: BinaryIO | None,
+) -> int:
+    """--read: the file's messages through the collector's decoder, one at a time; a signal stops
+    after the current one. A damaged file still prints what came before the damage, then exits 1."""
     from ..netflow.collect import Decoder
 
     decoder = Decoder(template_timeout=None)  # a file has no clock to expire templates by
     printer = _Printer(args, out, archive)
     offset = 0
+    stopped = anyio.Event()
+    stopper.on_signal(stopped.set)
     try:
         for message, payload in decoder.parse_file(f"file:{args.read}", file):
             printer.message(message, payload)
             offset += len(payload)
-            if printer.done:
+            if printer.done or stopped.is_set():
                 break
+            await anyio.lowlevel.checkpoint()  # where a signal is seen
     finally:
         printer.summary(decoder.stats, err)
     if decoder.stats.malformed:
@@ -163,5 +176,5 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         with open(args.write, "ab") if args.write else contextlib.nullcontext() as archive:
             if file is not None:
-                return _replay(args, file, sys.stdout, sys.stderr, archive)
-            return anyio.run(_collect, args, sys.stdout, sys.stderr, archive)
+                return _signals.run(_replay, args, file, sys.stdout, sys.stderr, archive)
+            return _signals.run(_collect, args, sys.stdout, sys.stderr, archive)

@@ -8,10 +8,9 @@ import contextlib
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-import anyio
-
 import aioflow
 
+from . import _signals
 from ._common import (
     EXIT_USAGE,
     CommandError,
@@ -96,7 +95,7 @@ def _report(where: str, s: ExportStats) -> str:
     return line + "\n"
 
 
-async def _export(args: argparse.Namespace, err: TextIO) -> int:
+async def _export(stopper: _signals.Stopper, args: argparse.Namespace, err: TextIO) -> int:
     from ..netflow.export import ParquetWriter
 
     exporter = writer = None
@@ -107,6 +106,10 @@ async def _export(args: argparse.Namespace, err: TextIO) -> int:
             exporter = await stack.enter_async_context(socket_opened(_exporter(args), option))
         if args.write is not None:
             writer = await stack.enter_async_context(_writer(args))
+        # a signal ends the parse: the active flows end as "stop" and still go out below
+        stopper.on_signal(parser.stop)
+        if parser.live:
+            _signals.capturing(err, args.source)
         sinks = [sink for sink in (exporter, writer) if sink is not None]
         if len(sinks) == 1:
             await sinks[0].run(parser)  # whole batches, no Python work per flow
@@ -129,4 +132,4 @@ def run(args: argparse.Namespace) -> int:
     if args.to is None and args.write is None:
         sys.stderr.write("aioflow: error: export: give --to HOST:PORT and/or --write FILE\n")
         return EXIT_USAGE
-    return anyio.run(_export, args, sys.stderr)
+    return _signals.run(_export, args, sys.stderr)

@@ -17,6 +17,7 @@ import anyio
 import aioflow
 
 from .._flow import SCALAR_FIELDS, protocol_name
+from . import _signals
 from ._common import add_flow_options, damage_exit, endpoint, parser_options, summary
 
 # The same columns as Flow.to_dict() and read_frame(), so the three outputs line up.
@@ -170,12 +171,18 @@ def add_parser(commands: Any) -> None:
                        help="reassemble IP fragments: a flow counts datagrams, not fragments")
 
 
-async def run_flows(args: argparse.Namespace, out: TextIO, err: TextIO, show_progress: bool) -> int:
+async def run_flows(
+    stopper: _signals.Stopper, args: argparse.Namespace, out: TextIO, err: TextIO, show_progress: bool
+) -> int:
     """Prints the flows of args.source to `out` as they end, the summary to `err`; returns 0, or
-    EXIT_DAMAGED when reading stopped at damage (the flows before it were printed)."""
+    EXIT_DAMAGED when reading stopped at damage (the flows before it were printed). A signal stops
+    the parser: the active flows are printed (ending as "stop"), then the summary."""
     writer = _writer(args, out)
     progress = _Progress(err, clear_before_rows=out.isatty()) if show_progress else None
     async with aioflow.FlowParser(args.source, **parser_options(args)) as parser:
+        stopper.on_signal(parser.stop)
+        if parser.live:
+            _signals.capturing(err, args.source)
         async with anyio.create_task_group() as tasks:
             if progress is not None:
                 tasks.start_soon(progress.run, parser)
@@ -198,4 +205,4 @@ def run(args: argparse.Namespace) -> int:
     """Runs ``aioflow flows``; the library's errors go up to main()."""
     # A bar only makes sense where someone watches it and where there is an end to measure against.
     show_progress = not args.no_progress and sys.stderr.isatty() and Path(args.source).is_file()
-    return anyio.run(run_flows, args, sys.stdout, sys.stderr, show_progress)
+    return _signals.run(run_flows, args, sys.stdout, sys.stderr, show_progress)

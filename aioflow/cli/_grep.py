@@ -7,8 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-import anyio
-
 from .._errors import ConfigError
 from .._parser import FlowParser
 from ..grep import (
@@ -24,6 +22,7 @@ from ..grep import (
     native_patterns,
     read_pattern_file,
 )
+from . import _signals
 from ._common import damage_exit
 
 DESCRIPTION = """\
@@ -120,9 +119,11 @@ def grep_config(args: argparse.Namespace) -> GrepConfig:
                       print_files=args.print_files, kill=args.kill, output=args.format)  # fmt: skip
 
 
-async def run_grep(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+async def run_grep(stopper: _signals.Stopper, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Runs the grep on args (FlowParser options from them); returns the exit code
-    (0: a flow was reported or logged, 1: none, as grep, or the capture is damaged: it says so)."""
+    (0: a flow was reported or logged, 1: none, as grep, or the capture is damaged: it says so). A
+    signal stops the parser: the active flows end as "stop" and are still reported (and logged
+    with -l)."""
     config = grep_config(args)
     # streams are kept for the records only when -l writes them
     options: dict[str, Any] = {"reassemble": True, "keep_streams": config.log_dir is not None}
@@ -138,9 +139,9 @@ async def run_grep(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     killer = TcpKiller() if config.kill else None
     try:
         async with FlowParser(args.file or args.device, **options) as parser:
+            stopper.on_signal(parser.stop)
             if args.device:
-                err.write(f"aioflow grep: capturing on {args.device}\n")
-                err.flush()
+                _signals.capturing(err, args.device, "aioflow grep")
             summary = await Grep(config, out, killer).run(parser)
             info = parser.info()
     finally:
@@ -165,4 +166,4 @@ def run(args: argparse.Namespace) -> int:
     """Runs ``aioflow grep``; the library's errors go up to main()."""
     args.filter = " ".join(args.filter_words) or None
     args.source = args.file or args.device
-    return anyio.run(run_grep, args, sys.stdout, sys.stderr)
+    return _signals.run(run_grep, args, sys.stdout, sys.stderr)

@@ -83,8 +83,8 @@ def _output_error(error: OSError, args: argparse.Namespace) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the ``aioflow`` command with these arguments (default: sys.argv); returns the exit code
     (0, 1 for a damaged capture or --read file, 2 for usage, everyday mistakes (CommandError, a
-    full disk) and the library's errors, 130 interrupted, 141 broken pipe). Unexpected exceptions
-    go up."""
+    full disk) and the library's errors, 130/143 after SIGINT/SIGTERM (cli/_signals.py), 141
+    broken pipe). Unexpected exceptions go up."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -16,6 +15,7 @@ import anyio
 import aioflow
 
 from .._flow import protocol_name
+from . import _signals
 from ._common import EXIT_USAGE, add_flow_options, damage_exit, endpoint, parser_options, positive_float
 
 TOP_EXTRA_HINT = "aioflow top needs the rich package: pip install rich (the 'top' extra)"
@@ -126,15 +126,6 @@ def top_table(rows: Sequence[TopRow], info: aioflow.ParserInfo, iface: str, heig
     return table
 
 
-async def _quit_on_signal(quit: Callable[[], None], *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-    # Ctrl-C is the usual way to leave a full-screen view: a quit like q, not an error.
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        task_status.started()
-        async for _ in signals:
-            quit()
-            return
-
-
 async def _quit_on_key(fd: int, quit: Callable[[], None]) -> None:
     while True:
         await anyio.wait_readable(fd)
@@ -149,7 +140,7 @@ async def _quit_on_key(fd: int, quit: Callable[[], None]) -> None:
             return
 
 
-async def _top(args: argparse.Namespace, keys_fd: int | None) -> int:
+async def _top(stopper: _signals.Stopper, args: argparse.Namespace, keys_fd: int | None) -> int:
     from rich.console import Console
     from rich.live import Live
 
@@ -160,7 +151,8 @@ async def _top(args: argparse.Namespace, keys_fd: int | None) -> int:
         with Live(console=console, screen=True, auto_refresh=False) as live:
             async with anyio.create_task_group() as tasks:
                 quit = tasks.cancel_scope.cancel
-                await tasks.start(_quit_on_signal, quit)
+                # q quits (exit 0); a signal too, with the exit code of every command (130, 143)
+                stopper.on_signal(quit)
                 if keys_fd is not None:
                     tasks.start_soon(_quit_on_key, keys_fd, quit)
                 while True:
@@ -200,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
         saved = termios.tcgetattr(keys_fd)
         tty.setcbreak(keys_fd)
     try:
-        return anyio.run(_top, args, keys_fd)
+        return _signals.run(_top, args, keys_fd)
     finally:
         if keys_fd is not None and saved is not None:
             termios.tcsetattr(keys_fd, termios.TCSADRAIN, saved)

@@ -5,7 +5,9 @@ The fixtures `net` and `streamer` (tests/conftest.py) are built on these context
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -13,6 +15,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+
+from .tools import TOOL_ENV
 
 SERVER = r"""
 import socket, sys, threading
@@ -162,3 +167,49 @@ def in_threads(*jobs: Callable[[], object]) -> Iterator[None]:
     finally:
         for t in threads:
             t.join(timeout=30)
+
+
+def pcap_records(path: Path) -> int:
+    """Complete records in a classic pcap file that tcpdump may still be writing."""
+    data = path.read_bytes() if path.exists() else b""
+    count, offset = 0, 24
+    while offset + 16 <= len(data):
+        offset += 16 + struct.unpack_from("<I", data, offset + 8)[0]
+        if offset <= len(data):
+            count += 1
+    return count
+
+
+@contextmanager
+def tcpdump_capture(interface: str, pcap: Path) -> Iterator[subprocess.Popen[str]]:
+    """tcpdump writing every packet of `interface` to `pcap` (each at once: -U), from the moment it
+    says it is listening until the block ends (SIGINT, as Ctrl-C)."""
+    tcpdump = subprocess.Popen(["tcpdump", "-i", interface, "-U", "-w", str(pcap), "-s", "0"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=TOOL_ENV)  # fmt: skip
+    assert tcpdump.stderr is not None
+    try:
+        line = tcpdump.stderr.readline()
+        assert "listening on" in line, line
+        yield tcpdump
+    finally:
+        tcpdump.send_signal(signal.SIGINT)
+        tcpdump.wait(timeout=10)
+        tcpdump.stderr.close()
+
+
+def held_connections(host: str, count: int) -> list[socket.socket]:
+    """`count` connections to SERVER, each with a request line but no blank line after it (the
+    server waits for more, so they stay open), returned once the server acknowledged every byte:
+    from then on none of them puts a packet on the wire until it is closed."""
+    held = []
+    for i in range(count):
+        c = socket.create_connection((host, 8080), timeout=5)
+        c.sendall(b"GET /held-%d HTTP/1.0\r\n" % i)
+        held.append(c)
+    deadline = time.monotonic() + 10  # a bound for a failure only
+    for c in held:
+        # struct tcp_info: 8 one-byte fields, then rto, ato, snd_mss, rcv_mss, unacked (segments in flight)
+        while struct.unpack_from("8B5I", c.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104))[12]:
+            assert time.monotonic() < deadline, "the server did not acknowledge the request line"
+            time.sleep(0.005)
+    return held
