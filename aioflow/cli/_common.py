@@ -160,17 +160,12 @@ _SOCKET_HINTS = {
 async def socket_opened(sink: Any, option: str) -> AsyncIterator[Any]:
     """`async with sink` (an exporter, a collector), where a socket that cannot be resolved, bound or
     connected is a CommandError naming `option` (e.g. "--to HOST:PORT")."""
-    try:
-        opened = await sink.__aenter__()
-    except OSError as exc:
-        raise socket_error(option, exc) from None
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            opened = await stack.enter_async_context(sink)
+        except OSError as exc:
+            raise socket_error(option, exc) from None
         yield opened
-    except BaseException as exc:
-        if not await sink.__aexit__(type(exc), exc, exc.__traceback__):
-            raise
-    else:
-        await sink.__aexit__(None, None, None)
 
 
 def socket_error(option: str, exc: OSError) -> CommandError:
