@@ -86,6 +86,12 @@ def unframe(data: bytes) -> tuple[bytes, ...]:
     return tuple(out)
 
 
+
+def flow_id_text(protocol: int, vlan_id: int, a_ip: str, a_port: int, b_ip: str, b_port: int) -> str:
+    """A flow's id text, ``proto-vlan-a_ip:a_port-b_ip:b_port``: Flow.bidirectional_id, read_frame's
+    bidirectional_id column and the NetFlow records' flow_id() all write it here."""
+    return f"{protocol}-{vlan_id}-{a_ip}:{a_port}-{b_ip}:{b_port}"
+
 def ip_to_str(version: int, raw: bytes) -> str:
     return str(ipaddress.IPv4Address(raw[:4]) if version == 4 else ipaddress.IPv6Address(raw))
 
@@ -333,7 +339,7 @@ class Flow:
         b = (bytes(r.dst_ip), r.dst_port)
         lo, hi = sorted((a, b))
         v = r.ip_version
-        return f"{r.protocol}-{r.vlan_id}-{ip_to_str(v, lo[0])}:{lo[1]}-{ip_to_str(v, hi[0])}:{hi[1]}"
+        return flow_id_text(r.protocol, r.vlan_id, ip_to_str(v, lo[0]), lo[1], ip_to_str(v, hi[0]), hi[1])
 
     # --- totals and times ---
     @property

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ._engine import END_REASONS, METERS, Batch, MeterLayout, ffi
-from ._flow import SCALAR_FIELDS, TCP_FLAGS
+from ._flow import SCALAR_FIELDS, TCP_FLAGS, flow_id_text
 
 # numpy's code for each C integer type the records use (little-endian hosts, as C lays them out)
 _NUMPY_KINDS = {"uint64_t": "<u8", "uint32_t": "<u4", "uint16_t": "<u2", "uint8_t": "u1",
@@ -72,10 +72,13 @@ def _bidirectional_ids(rec: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.
     sport, dport = rec["src_port"], rec["dst_port"]
     later = (a[:, 1] > b[:, 1]) | ((a[:, 1] == b[:, 1]) & (sport > dport))
     swap = (a[:, 0] > b[:, 0]) | ((a[:, 0] == b[:, 0]) & later)
-    lo = np.char.add(np.char.add(np.where(swap, dst, src).astype(str), ":"), np.where(swap, dport, sport).astype(str))
-    hi = np.char.add(np.char.add(np.where(swap, src, dst).astype(str), ":"), np.where(swap, sport, dport).astype(str))
-    head = np.char.add(np.char.add(rec["protocol"].astype(str), "-"), np.char.add(rec["vlan_id"].astype(str), "-"))
-    return np.char.add(np.char.add(head, lo), np.char.add("-", hi)).astype(object)
+    # the order is found in bulk; the text per flow (not per packet), as Flow writes it
+    rows = zip(rec["protocol"].tolist(), rec["vlan_id"].tolist(), np.where(swap, dst, src).tolist(),
+               np.where(swap, dport, sport).tolist(), np.where(swap, src, dst).tolist(),
+               np.where(swap, sport, dport).tolist(), strict=True)  # fmt: skip
+    out = np.empty(len(rec), dtype=object)
+    out[:] = [flow_id_text(*row) for row in rows]
+    return out
 
 
 def records_to_columns(rec: np.ndarray) -> dict[str, Any]:

@@ -28,6 +28,7 @@ import anyio.lowlevel
 import numpy as np
 
 from .._errors import FlowFileFormatError, FlowFileNotFoundError, FlowFilePermissionError, MalformedPDUError
+from .._flow import flow_id_text
 from ._decode import IPFIX_HEADER, Decoder, DecodeStats, Message, RecordSet, Template
 
 __all__ = [
@@ -210,7 +211,7 @@ class FlowRecord:
         b = (_number(self.dst_ip_raw), _number(self.dst_port), self.dst_ip)
         if bidir and b[:2] < a[:2]:
             a, b = b, a
-        return f"{self.protocol}-{self.vlan_id or 0}-{a[2]}:{a[1]}-{b[2]}:{b[1]}"
+        return flow_id_text(self.protocol, self.vlan_id or 0, a[2], a[1], b[2], b[1])
 
     def to_dict(self) -> dict[str, Any]:
         """Every template field by name, values as the attributes give them."""
