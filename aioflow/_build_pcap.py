@@ -23,6 +23,7 @@ CSRC = HERE / "_csrc"
 # list); _native.c, the entry layer, is compiled as the module's own source.
 STAGES = [
     "decode.c", "fragments.c", "defrag.c", "flowtable.c", "prefault.c", "match.c",  # leaf libraries
+    "ndpi_shim.c",  # every nDPI call (the dissect meter's), behind aioflow's own interface
     "record.c", "meter.c",  # records, the meter registry
     "arena.c", "stream.c",  # what the reassembly meter builds on: its arena, the streams
     "batch.c", "expiry.c", "account.c",  # batch hand-off, expiry, flow accounting
@@ -74,6 +75,31 @@ def _hyperscan_flags() -> tuple[list[str], list[str]]:
     return ([f"-I{found[0]}", "-DAF_HAVE_HYPERSCAN"], ["-lhs"]) if found else ([], [])
 
 
+# The nDPI release ndpi_shim.c is written for: nDPI's API changes with every release.
+NDPI_VERSION = "4.2"
+
+
+def _ndpi_flags() -> tuple[list[str], list[str]]:
+    """nDPI for application detection (dissect=True), when its headers are there (libndpi-dev) and
+    it is the release the shim is written for; without it FlowParser(dissect=True) raises
+    DissectUnavailableError naming the package. AIOFLOW_NO_NDPI=1 builds without it anyway."""
+    if os.environ.get("AIOFLOW_NO_NDPI") == "1" or shutil.which("pkg-config") is None:
+        return [], []
+    version = subprocess.run(["pkg-config", "--modversion", "libndpi"], capture_output=True, text=True, check=False)
+    if version.returncode != 0:
+        return [], []
+    if version.stdout.strip().split(".")[:2] != NDPI_VERSION.split("."):
+        print(f"aioflow: nDPI {version.stdout.strip()} found, the shim is written for {NDPI_VERSION}: "
+              "building without application detection", file=sys.stderr)  # fmt: skip
+        return [], []
+    proc = subprocess.run(["pkg-config", "--cflags", "--libs", "libndpi"], capture_output=True, text=True, check=False)
+    flags = shlex.split(proc.stdout)
+    include_dirs = [f[2:] for f in flags if f.startswith("-I")]
+    if not any((Path(d) / "ndpi_api.h").exists() for d in include_dirs):
+        return [], []
+    return [*(f for f in flags if f.startswith("-I")), "-DAF_HAVE_NDPI"], [f for f in flags if f[:2] in ("-l", "-L")]
+
+
 # The stages are one file each and call one another per packet (pipeline -> account -> flow
 # table, arena, record): link-time optimisation inlines across the files as one engine.c did, and
 # hidden visibility (only PyInit__native is exported) makes those calls direct, not through the
@@ -112,9 +138,10 @@ _check_pcap_headers(cflags)
 hs_cflags, hs_libs = _hyperscan_flags()
 _check_zlib_headers()
 zstd_cflags, zstd_libs = _zstd_flags()
+ndpi_cflags, ndpi_libs = _ndpi_flags()
 # What the engine needs besides its sources; fuzz/engine_build.py links the harnesses with these.
-ENGINE_CFLAGS = [*cflags, *hs_cflags, *zstd_cflags]
-ENGINE_LIBS = [*libs, *hs_libs, *zstd_libs, "-lz"]
+ENGINE_CFLAGS = [*cflags, *hs_cflags, *zstd_cflags, *ndpi_cflags]
+ENGINE_LIBS = [*libs, *hs_libs, *zstd_libs, *ndpi_libs, "-lz"]
 
 ffibuilder = FFI()
 ffibuilder.cdef((CSRC / "api.h").read_text())

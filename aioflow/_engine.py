@@ -74,6 +74,12 @@ METERS: dict[str, MeterInfo] = _meter_registry()
 NAMED_METERS: tuple[str, ...] = tuple(name for name, m in METERS.items() if m.option is None)
 
 
+def column_name(meter: str, field: str) -> str:
+    """A meter field's column: <meter>_<field>, or the field's own name for a meter turned on by
+    an option of its own (dissect=True: nfstream's application_name, ...)."""
+    return field if METERS[meter].option else f"{meter}_{field}"
+
+
 def available_meters() -> tuple[str, ...]:
     """Names this build's FlowParser(meters=...) accepts, e.g. ("low_ttl",): NAMED_METERS, public."""
     return NAMED_METERS
@@ -81,6 +87,21 @@ def available_meters() -> tuple[str, ...]:
 # struct format of each C type a meter field may have (native layout, as C wrote it)
 _CTYPE_FORMATS = {"uint64_t": "Q", "int64_t": "q", "uint32_t": "I", "int32_t": "i", "uint16_t": "H",
                   "int16_t": "h", "uint8_t": "B", "int8_t": "b", "double": "d", "float": "f"}  # fmt: skip
+
+
+def text_size(ctype: str) -> int:
+    """N for a text field's "char[N]" (NUL-terminated text in N bytes), else 0."""
+    if ctype.startswith("char[") and ctype.endswith("]"):
+        return int(ctype[5:-1])
+    return 0
+
+
+def _read_field(data: bytes, at: int, ctype: str) -> int | float | str:
+    size = text_size(ctype)
+    if size:
+        return data[at : at + size].split(b"\0", 1)[0].decode(errors="replace")
+    value: int | float = struct.unpack_from("=" + _CTYPE_FORMATS[ctype], data, at)[0]
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +116,7 @@ class MeterLayout:
         """The fields of meter `name` when it is on, else None."""
         return METERS[name].fields if any(n == name for n, _ in self.offsets) else None
 
-    def read(self, data: bytes, index: int, name: str) -> dict[str, int | float] | None:
+    def read(self, data: bytes, index: int, name: str) -> dict[str, int | float | str] | None:
         """Record `index`'s fields of meter `name` (None when the meter is off or the data is not
         there: snapshots and lookups of active flows carry none)."""
         for n, offset in self.offsets:
@@ -103,10 +124,7 @@ class MeterLayout:
                 at = index * self.stride + offset
                 if at + METERS[name].record_size > len(data):
                     return None
-                return {
-                    f.name: struct.unpack_from("=" + _CTYPE_FORMATS[f.ctype], data, at + f.offset)[0]
-                    for f in METERS[name].fields
-                }
+                return {f.name: _read_field(data, at + f.offset, f.ctype) for f in METERS[name].fields}
         return None
 
 
@@ -187,9 +205,19 @@ class EngineConfig:
     keep_streams: bool = True  # reassemble: ended flows carry their streams (False: chunks and matches only)
     meters: tuple[str, ...] = ()  # meters turned on by name (NAMED_METERS), e.g. ("low_ttl",)
     follow: bool = False  # files: keep reading as the file grows, until stop()
+    dissect: bool = False  # application detection with nDPI (the dissect meter)
+    max_dissections: int = 20  # dissect: packets per flow given to nDPI at most
+    max_dissecting_flows: int = 65536  # dissect: flows dissected at once (nDPI states)
 
     def __post_init__(self) -> None:
         meter_bits(self.meters)  # an unknown meter name fails here, when the parser is made
+        if self.dissect and (why := dissect_unavailable()):
+            raise _errors.DissectUnavailableError(why)
+
+
+def dissect_unavailable() -> str:
+    """"" when this build can dissect (dissect=True), else why not and what to install."""
+    return str(_text(lib.af_dissect_unavailable()))
 
 
 _INFO_SIZE = ffi.sizeof("af_stream_info")
@@ -317,6 +345,12 @@ class Engine:
                 "max_reassembly_memory", config.max_reassembly_memory, lib.AF_MIN_REASSEMBLY_MEMORY, 2**48
             )
         cfg.meters = meter_bits(config.meters)
+        if config.dissect:
+            cfg.dissect = 1
+            cfg.max_dissections = _check_range("max_dissections", config.max_dissections, 1, lib.AF_MAX_DISSECTIONS)
+            cfg.max_dissecting_flows = _check_range(
+                "max_dissecting_flows", config.max_dissecting_flows, 1, lib.AF_MAX_DISSECTING_FLOWS
+            )
         cfg.follow = int(config.follow)
         # internal: libpcap reads the file instead of aioflow's reader (the comparison test, benchmarks)
         cfg.libpcap_files = int(os.environ.get("AIOFLOW_FILE_READER") == "libpcap")

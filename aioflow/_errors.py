@@ -40,6 +40,11 @@ class PatternUnsupportedError(ConfigError):
     lookaround, a pattern that matches the empty string, or a build without Vectorscan."""
 
 
+class DissectUnavailableError(ConfigError):
+    """dissect=True in a build without nDPI (install libndpi-dev and rebuild aioflow), or with an
+    nDPI library that is not the one aioflow was built against."""
+
+
 class EngineError(AioflowError, RuntimeError):
     """The C engine failed in a way none of the other errors describe."""
 

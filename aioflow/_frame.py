@@ -7,12 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from ._engine import END_REASONS, METERS, Batch, MeterLayout, ffi
+from ._engine import END_REASONS, METERS, Batch, MeterLayout, column_name, ffi, text_size
 from ._flow import SCALAR_FIELDS, TCP_FLAGS, flow_id_text
 
 # numpy's code for each C integer type the records use (little-endian hosts, as C lays them out)
 _NUMPY_KINDS = {"uint64_t": "<u8", "uint32_t": "<u4", "uint16_t": "<u2", "uint8_t": "u1",
-                "int64_t": "<i8", "int32_t": "<i4", "double": "<f8", "float": "<f4"}  # fmt: skip
+                "int64_t": "<i8", "int32_t": "<i4", "int16_t": "<i2", "int8_t": "i1", "double": "<f8",
+                "float": "<f4"}  # fmt: skip
 
 
 def _numpy_type(ctype: Any) -> Any:
@@ -124,10 +125,22 @@ def meter_columns(data: bytes, count: int, layout: MeterLayout) -> dict[str, np.
     raw = np.frombuffer(data, dtype=np.uint8, count=count * layout.stride).reshape(count, layout.stride)
     for name, offset in layout.offsets:
         for f in METERS[name].fields:
-            kind = np.dtype(_NUMPY_KINDS[f.ctype])
+            kind = _field_kind(f.ctype)
             at = offset + f.offset
-            cols[f"{name}_{f.name}"] = _signed(raw[:, at : at + kind.itemsize].copy().view(kind).reshape(count))
+            column = raw[:, at : at + kind.itemsize].copy().view(kind).reshape(count)
+            cols[column_name(name, f.name)] = _texts(column) if kind.kind == "S" else _signed(column)
     return cols
+
+
+def _field_kind(ctype: str) -> np.dtype[Any]:
+    """numpy's type of a meter field: an integer or float, or bytes "S<N>" for "char[N]" text."""
+    size = text_size(ctype)
+    return np.dtype(f"S{size}") if size else np.dtype(_NUMPY_KINDS[ctype])
+
+
+def _texts(column: np.ndarray) -> np.ndarray:
+    """A "char[N]" column (numpy's S<N> stops at the first NUL) as str objects."""
+    return np.array([v.decode(errors="replace") for v in column.tolist()], dtype=object)
 
 
 def batches_to_columns(batches: Iterable[Batch], meters_on: Iterable[str] = ()) -> dict[str, Any]:
@@ -142,7 +155,11 @@ def batches_to_columns(batches: Iterable[Batch], meters_on: Iterable[str] = ()) 
     records = np.concatenate(parts) if parts else np.zeros(0, dtype=RECORD_DTYPE)
     cols = records_to_columns(records)
     if not meters:
-        empty = {f"{m}_{f.name}": np.zeros(0, _NUMPY_KINDS[f.ctype]) for m in meters_on for f in METERS[m].fields}
+        empty = {
+            column_name(m, f.name): np.zeros(0, object if text_size(f.ctype) else _NUMPY_KINDS[f.ctype])
+            for m in meters_on
+            for f in METERS[m].fields
+        }
         meters = [{name: _signed(column) for name, column in empty.items()}]
     for name in meters[0]:
         cols[name] = np.concatenate([m[name] for m in meters])

@@ -65,6 +65,8 @@ class _Lib:
     AF_MIN_DATAGRAM_SIZE: int
     AF_MIN_FRAGMENT_MEMORY: int
     AF_MIN_REASSEMBLY_MEMORY: int
+    AF_MAX_DISSECTIONS: int
+    AF_MAX_DISSECTING_FLOWS: int
     AF_MORE: int
     AF_OK: int
     AF_TCP_FLAG_COUNT: int
@@ -98,5 +100,6 @@ class _Lib:
     def af_start(self, a0: Any, a1: int, a2: int, a3: int) -> int: ...
     def af_stop(self, a0: Any) -> int: ...
     def af_stream_patterns_available(self) -> int: ...
+    def af_dissect_unavailable(self) -> Any: ...
 
 lib: _Lib

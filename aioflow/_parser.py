@@ -88,6 +88,11 @@ class ParserInfo:
     # stream_holes, stream_hole_bytes, stream_forced (holes skipped for out-of-order room), stream_chunks;
     # live: chunks_dropped (chunks a stream_events() consumer had no room for)
     reassembly: dict[str, int]
+    # dissect=True (README "Application detection"): dissect_flows (dissections started),
+    # dissect_detected / dissect_gave_up (how they ended), dissect_pool_full (flows not dissected:
+    # max_dissecting_flows states in use), dissect_in_flight / dissect_peak_in_flight (nDPI states
+    # now, most at once), dissect_state_bytes (one state), dissect_truncated (text fields cut)
+    dissection: dict[str, int]
 
 
 def _seconds_to_ns(name: str, value: float) -> int:
@@ -187,6 +192,9 @@ class FlowParser:
         read_ahead: bool | None = None,
         meters: Sequence[str] = (),
         follow: bool = False,
+        dissect: bool = False,
+        max_dissections: int = 20,
+        max_dissecting_flows: int = 65536,
     ) -> None:
         self.source = source
         if live is None:
@@ -217,6 +225,9 @@ class FlowParser:
             keep_streams=keep_streams,
             meters=tuple(meters),
             follow=follow,
+            dissect=dissect,
+            max_dissections=max_dissections,
+            max_dissecting_flows=max_dissecting_flows,
         )
         if buffer_batches < 1:
             raise ConfigError(f"buffer_batches={buffer_batches!r}: expected >= 1")
@@ -584,6 +595,7 @@ class FlowParser:
             defrag_gave_up=s["defrag_gave_up"],
             reassembly={k: v for k, v in s.items() if k.startswith("stream_")}
             | {"chunks_dropped": self._subs.chunks_dropped},
+            dissection={k: v for k, v in s.items() if k.startswith("dissect_")},
         )
 
     def _require_engine(self) -> Engine:

@@ -68,4 +68,5 @@ def read_frame(source: str | os.PathLike[str], **options: Any) -> pandas.DataFra
     from ._frame import batches_to_columns
 
     batches = read_batches(source, warn_stacklevel=4, **options)
-    return pd.DataFrame(batches_to_columns(batches, options.get("meters", ())))
+    meters_on = (*options.get("meters", ()), *(("dissect",) if options.get("dissect") else ()))
+    return pd.DataFrame(batches_to_columns(batches, meters_on))

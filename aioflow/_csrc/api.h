@@ -104,7 +104,9 @@ enum af_bound {
     AF_MAX_DATAGRAM_SIZE = 65575,
     AF_MIN_FRAGMENT_MEMORY = 512,
     AF_MAX_STREAM_BYTES = 1073741824,
-    AF_MIN_REASSEMBLY_MEMORY = 1048576
+    AF_MIN_REASSEMBLY_MEMORY = 1048576,
+    AF_MAX_DISSECTIONS = 65535,
+    AF_MAX_DISSECTING_FLOWS = 16777216
 };
 
 typedef struct {
@@ -228,6 +230,9 @@ typedef struct {
     uint32_t meters;              /* bit i: turn on meter i (af_meter_info_of(i)) */
     int32_t follow;               /* files: at the end, wait for the file to grow (tail -f) until af_stop */
     int32_t libpcap_files;        /* files: read with libpcap instead of aioflow's reader (tests, benchmarks) */
+    int32_t dissect;              /* 1: application detection with nDPI (the dissect meter) */
+    uint32_t max_dissections;     /* dissect: packets per flow given to nDPI at most, then it gives up */
+    uint32_t max_dissecting_flows;    /* dissect: flows dissected at once (nDPI state pool); past it, counted */
 } af_config;
 
 typedef struct {
@@ -284,13 +289,23 @@ typedef struct {
     /* stream patterns */
     uint64_t stream_matches;      /* flow records that matched */
     uint64_t stream_match_memory; /* bytes of open search states now */
+    /* dissect (nDPI) */
+    uint64_t dissect_flows;       /* flows whose dissection started (took a pool state) */
+    uint64_t dissect_detected;    /* ... that ended with the protocol known, nothing more to see */
+    uint64_t dissect_gave_up;     /* ... that ended at max_dissections or with the flow: nDPI gave up (guessing) */
+    uint64_t dissect_pool_full;   /* flows not dissected: max_dissecting_flows states were in use */
+    uint64_t dissect_in_flight;   /* states in use now, and the most at once */
+    uint64_t dissect_peak_in_flight;
+    uint64_t dissect_state_bytes; /* bytes of one nDPI flow state (pool memory = in flight x this) */
+    uint64_t dissect_truncated;   /* text fields cut to their record size */
 } af_stats;
 
 /* Meters (meter.h): per-flow features beyond the flow counters, each adding its fields to the
  * records. A field of a meter's record block: */
 typedef struct {
     const char *name;             /* column: <meter>_<name> */
-    const char *ctype;            /* "uint64_t", "uint32_t", "uint16_t", "uint8_t", "int64_t", "double" */
+    const char *ctype;            /* "uint64_t", "uint32_t", "uint16_t", "uint8_t", "int64_t", "double", or
+                                     "char[N]": NUL-terminated text in N bytes (Python: str) */
     const char *unit;             /* "packets", "bytes", "ns", ... */
     uint32_t offset;              /* in the meter's block */
     uint32_t _pad;
@@ -370,3 +385,7 @@ int af_set_stream_patterns(af_engine *engine, const char *const *client, uint32_
 int af_check_stream_patterns(const char *const *client, uint32_t client_count, const char *const *server,
                              uint32_t server_count, uint32_t flags, char *error, uint32_t error_length);
 int af_stream_patterns_available(void);   /* 0: built without Vectorscan */
+
+/* Application detection (dissect=1): "" when this build has nDPI (the libndpi it runs with checked
+ * against the headers it was built with), else why not. */
+const char *af_dissect_unavailable(void);

@@ -35,6 +35,10 @@ typedef struct {
     const af_packet *p;              /* decoded headers (l3/payload pointers are not valid here) */
     const uint8_t *payload;          /* payload copy (meters with needs_payload), else NULL */
     uint32_t payload_len;
+    const uint8_t *l3;               /* meters with needs_l3: the IP packet as captured (headers, then
+                                        the payload), l3_len bytes; a first fragment as it is; NULL for
+                                        a later fragment not reassembled */
+    uint32_t l3_len;
 } af_meter_packet;
 
 /* A flow's record is being emitted into out->records[record] (it is written just after). */
@@ -51,6 +55,7 @@ typedef struct af_meter {
     af_meter_info info;              /* name, doc, fields, record_size (api.h: what Python sees) */
     uint32_t state_size;             /* per-flow state bytes (0: none, or the meter keeps its own) */
     int needs_payload;               /* on_packet wants the payload bytes (copied while reading) */
+    int needs_l3;                    /* on_packet wants whole IP packets (mp->l3; implies payload copies) */
     /* Turned on by a config option of its own (info.option) rather than by name; NULL: by name.
      * A meter that only af_meters_enable turns on returns 0. */
     int (*wanted)(const af_config *cfg);
@@ -120,6 +125,7 @@ typedef struct {
     const af_config *cfg;            /* what it was opened with (they outlive it: the pipeline's) */
     af_stats *stats;
     int needs_payload;
+    int needs_l3;
 } af_meter_set;
 
 /* Enables the meters cfg asks for. AF_OK, AF_ERR_CONFIG (unknown bit; message in error), or

@@ -20,6 +20,8 @@ typedef struct {
     uint32_t caplen;
     uint32_t payload_len;            /* meters that read payloads: payload copied to `payload` */
     const uint8_t *payload;          /* the payload copy; a fragment read ahead: the frame's copy */
+    uint32_t l3_len;                 /* meters that read IP packets: bytes of it copied (0: none), */
+    uint32_t l3_headers;             /* of which network + transport headers, just before `payload` */
     uint64_t ring_end;               /* read ahead: ring bytes used up to the end of its copy */
     int decoded;                     /* af_decode's result */
     int32_t dlt;                     /* its link type (a pcapng's interfaces may differ) */

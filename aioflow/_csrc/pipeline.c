@@ -124,7 +124,7 @@ static int finish_open(af_pipeline *p, char *error, size_t n) {
     }
     p->stats.link_type = p->src.dlt;
     p->stats.file_size = p->src.file_size;
-    p->prep = (af_prepare){&p->src, &p->table, &p->frags, p->defrag, p->meters.needs_payload, 1};
+    p->prep = (af_prepare){&p->src, &p->table, &p->frags, p->defrag, p->meters.needs_payload, p->meters.needs_l3, 1};
     af_account_init(&p->acc, &p->cfg, (af_emitter){&p->table, &p->meters, &p->stats, NULL});
     p->phase = PHASE_READING;
     return AF_OK;

@@ -70,9 +70,17 @@ int af_prepare_packet(const af_prepare *pp, af_stats *st, af_queued *q, const u_
         uint32_t n = p->l3_headers_len < sizeof q->raw ? p->l3_headers_len : (uint32_t)sizeof q->raw;
         memcpy(q->raw, p->l3, n);
     }
+    q->l3_len = af_l3_bytes(pp, p);
     q->payload_len = af_payload_bytes(pp, p);
-    q->payload = payload_to;
-    if (q->payload_len) memcpy(payload_to, p->payload, q->payload_len);
+    if (q->l3_len) {   /* the payload follows its headers in the frame: one copy of the IP packet */
+        memcpy(payload_to, p->l3, q->l3_len);
+        q->l3_headers = q->l3_len < p->l3_headers_len ? q->l3_len : p->l3_headers_len;
+        if (q->payload_len > q->l3_len - q->l3_headers) q->payload_len = q->l3_len - q->l3_headers;
+    } else {
+        q->l3_headers = 0;
+        if (q->payload_len) memcpy(payload_to, p->payload, q->payload_len);
+    }
+    q->payload = payload_to ? payload_to + q->l3_headers : NULL;
     p->l3 = NULL;   /* points into libpcap's buffer, which the next read reuses */
     p->payload = NULL;
     return 1;
@@ -88,6 +96,7 @@ int af_prepare_early(const af_prepare *pp, af_stats *st, const af_queued *first,
     q->pending = 0;
     q->payload = NULL;
     q->payload_len = 0;
+    q->l3_len = q->l3_headers = 0;
     memcpy(q->raw, e.raw, sizeof q->raw);
     make_key(pp, q);
     return 1;

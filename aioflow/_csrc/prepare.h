@@ -20,6 +20,7 @@ typedef struct {
     af_frag_table *frags;
     af_defrag *defrag;               /* NULL unless defragmenting */
     int copy_payload;                /* a meter reads payloads */
+    int copy_l3;                     /* a meter reads whole IP packets: network and transport headers too */
     int prefetch_bucket;             /* counting runs right after on this core: prefetch the bucket */
 } af_prepare;
 
@@ -32,10 +33,23 @@ int af_prepare_packet(const af_prepare *pp, af_stats *st, af_queued *q, const u_
 /* A later fragment held for `first` (a first fragment about to be counted), prepared into q with
  * first's ports (1), or 0 when none is left: count each before first, they came before it. */
 int af_prepare_early(const af_prepare *pp, af_stats *st, const af_queued *first, af_queued *q);
-/* Payload bytes af_prepare_packet copies for this decoded packet. */
+/* With copy_l3: bytes of the IP packet af_prepare_packet copies (headers, then the payload that
+ * follows them in the frame; a first fragment's too), 0 for a later fragment. */
+static inline uint32_t af_l3_bytes(const af_prepare *pp, const af_packet *p) {
+    if (!pp->copy_l3 || p->frag == AF_FRAG_LATER || !p->l3) return 0;
+    uint32_t n = p->l3_headers_len + (p->payload ? p->payload_len : 0);
+    return n < AF_MAX_PAYLOAD ? n : AF_MAX_PAYLOAD;
+}
+/* Payload bytes af_prepare_packet copies for this decoded packet (payload meters: not fragments). */
 static inline uint32_t af_payload_bytes(const af_prepare *pp, const af_packet *p) {
     uint32_t n = pp->copy_payload && p->frag == AF_FRAG_NONE && p->payload ? p->payload_len : 0;
-    return n < AF_MAX_PAYLOAD ? n : AF_MAX_PAYLOAD;
+    uint32_t room = AF_MAX_PAYLOAD - (pp->copy_l3 && p->l3 ? p->l3_headers_len : 0);
+    return n < room ? n : room;
+}
+/* Bytes af_prepare_packet copies in all. */
+static inline uint32_t af_copy_bytes(const af_prepare *pp, const af_packet *p) {
+    uint32_t whole = af_l3_bytes(pp, p);
+    return whole ? whole : af_payload_bytes(pp, p);
 }
 
 #endif

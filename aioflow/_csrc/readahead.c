@@ -117,7 +117,7 @@ static void *run(void *arg) {
         if (!af_read_packet(r->pp, &r->st, &f, q)) continue;
         /* a fragment goes whole to the counting thread; any other packet is prepared here */
         q->pending = q->p.frag != AF_FRAG_NONE;
-        uint32_t bytes = q->pending ? q->caplen : af_payload_bytes(r->pp, &q->p);
+        uint32_t bytes = q->pending ? q->caplen : af_copy_bytes(r->pp, &q->p);
         uint64_t at = r->written;
         if (at % AF_RING_BYTES + bytes > AF_RING_BYTES) at += AF_RING_BYTES - at % AF_RING_BYTES;   /* wrap */
         if (!wait_room(r, tail, at, bytes)) break;
