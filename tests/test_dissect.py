@@ -145,3 +145,76 @@ def test_unavailable_build_names_the_package(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(_engine, "dissect_unavailable", lambda: "built without nDPI: install libndpi-dev")
     with pytest.raises(aioflow.DissectUnavailableError, match="libndpi-dev"):
         aioflow.FlowParser(DATA / "ndpi_ocs.pcap", dissect=True)
+
+
+EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"  # nDPI's HASSH of a KEXINIT it did not see whole
+OWN_FINGERPRINT = ("TLS", "QUIC", "SSH")  # protocols whose fingerprints nDPI keeps
+
+
+def _tshark_fingerprints(tshark: str, capture: Path) -> dict[Key, tuple[set[str], set[str]]]:
+    """tshark's JA3 + HASSH (client) and JA3S + HASSH server, by 5-tuple."""
+    import subprocess
+
+    fields = ["ip.src", "ipv6.src", "tcp.srcport", "udp.srcport", "ip.dst", "ipv6.dst", "tcp.dstport", "udp.dstport",
+              "tls.handshake.ja3", "ssh.kex.hassh", "tls.handshake.ja3s", "ssh.kex.hasshserver"]  # fmt: skip
+    out = subprocess.run(
+        [tshark, "-n", "-r", str(capture), "-Y", "tls.handshake.ja3 or tls.handshake.ja3s or ssh.kex.hassh or "
+         "ssh.kex.hasshserver", "-T", "fields", "-E", "separator=|", *(x for f in fields for x in ("-e", f))],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    found: dict[Key, tuple[set[str], set[str]]] = defaultdict(lambda: (set(), set()))
+    for line in out.splitlines():
+        f = line.split("|")
+        sport, dport = f[2] or f[3], f[6] or f[7]
+        if not sport or not dport:
+            continue
+        key = flow_key(6 if f[2] else 17, (f[0] or f[1]).split(",")[-1], int(sport.split(",")[0]),
+                       (f[4] or f[5]).split(",")[-1], int(dport.split(",")[0]))  # fmt: skip
+        if key is None:
+            continue
+        for side, columns in ((0, (8, 9)), (1, (10, 11))):
+            found[key][side].update(v for c in columns for v in f[c].split(",") if v)
+    return found
+
+
+def test_fingerprints_agree_with_tshark(corpus: Path) -> None:
+    """JA3/JA3S and HASSH against tshark's tls.handshake.ja3/ja3s and ssh.kex.hassh/hasshserver on
+    every TLS/SSH flow of the corpus: every fingerprint aioflow gives is tshark's; the ones it
+    lacks are nDPI 4.2's limits, each cause counted here."""
+    from support.reference import TSHARK
+
+    if TSHARK is None:
+        pytest.skip("tshark is not installed (apt install tshark)")
+    compared = equal = 0
+    missing: dict[str, int] = defaultdict(int)
+    wrong: list[str] = []
+    for capture in sorted(p for p in corpus.glob("*.pcap*") if p.is_file()):
+        reference = _tshark_fingerprints(TSHARK, capture)
+        if not reference:
+            continue
+        for flow in aioflow.read(capture, dissect=True):
+            key = flow_key(flow.protocol, flow.src_ip, flow.src_port, flow.dst_ip, flow.dst_port)
+            if key not in reference:
+                continue
+            d = flow.meter("dissect")
+            for side, name in enumerate(("client_fingerprint", "server_fingerprint")):
+                expected = reference[key][side]
+                if not expected:
+                    continue
+                compared += 1
+                ours = str(d[name]).lower()  # nDPI writes HASSH in upper case
+                if ours in expected:
+                    equal += 1
+                elif ours == EMPTY_MD5:
+                    missing["SSH KEXINIT over several segments (nDPI does not reassemble)"] += 1
+                elif ours:
+                    wrong.append(f"{capture.name} {key} {name}: aioflow {ours}, tshark {expected}")
+                elif flow.protocol == 17 and side == 1:
+                    missing["QUIC server: nDPI 4.2 reads the client's Initial only"] += 1
+                elif not str(d["tls_version"]) and str(d["application_name"]).split(".")[0] not in OWN_FINGERPRINT:
+                    # STARTTLS, OpenVPN...: nDPI keeps the outer protocol and no TLS details
+                    missing[f"TLS inside {d['application_name']}"] += 1
+                else:
+                    missing["handshake message past nDPI's dissection (max_dissections, split records)"] += 1
+    assert not wrong, "\n".join(wrong)
+    assert compared and equal * 100 // compared >= 90, dict(missing)
