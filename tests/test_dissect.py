@@ -218,3 +218,27 @@ def test_fingerprints_agree_with_tshark(corpus: Path) -> None:
                     missing["handshake message past nDPI's dissection (max_dissections, split records)"] += 1
     assert not wrong, "\n".join(wrong)
     assert compared and equal * 100 // compared >= 90, dict(missing)
+
+
+@needs_reader
+def test_cli_flows_dissect_columns_match_ndpi_reader() -> None:
+    """`aioflow flows --dissect`: the table's APP / SERVER NAME columns and the CSV's fields carry
+    what ndpiReader finds for the same flows."""
+    import csv
+    import subprocess
+    import sys
+
+    capture = DATA / "ndpi_smtp-starttls.pcap"
+    reference = ndpi_reader_flows(capture)
+    run = [sys.executable, "-m", "aioflow", "flows", "--dissect", "--no-progress", str(capture)]
+    table = subprocess.run(run, capture_output=True, text=True, check=True).stdout.splitlines()
+    assert "APP" in table[0] and "SERVER NAME" in table[0]
+    rows = list(csv.DictReader(subprocess.run([*run, "--format", "csv"], capture_output=True, text=True,
+                                              check=True).stdout.splitlines()))  # fmt: skip
+    assert len(rows) == len(table) - 1 == len(reference)
+    for row, line in zip(rows, table[1:], strict=True):
+        key = flow_key(int(row["protocol"]), row["src_ip"], int(row["src_port"]), row["dst_ip"], int(row["dst_port"]))
+        assert key is not None
+        expected = [reference[key][0]["ndpi_proto"], reference[key][0]["server_name_sni"]]
+        assert [row["application_name"], row["requested_server_name"]] == expected
+        assert line.split()[-2:] == expected

@@ -16,12 +16,15 @@ import anyio
 
 import aioflow
 
+from .._engine import METERS
 from .._flow import SCALAR_FIELDS, protocol_name
 from . import _signals
 from ._common import add_flow_options, damage_exit, endpoint, parser_options, summary
 
 # The same columns as Flow.to_dict() and read_frame(), so the three outputs line up.
 CSV_FIELDS: tuple[str, ...] = SCALAR_FIELDS
+# --dissect adds the dissect meter's fields (read_frame's columns with dissect=True)
+DISSECT_FIELDS: tuple[str, ...] = tuple(f.name for f in METERS["dissect"].fields)
 
 
 class _Writer(Protocol):
@@ -45,21 +48,27 @@ class _TableWriter:
         ("END", 7, "<"),
     )
 
-    def __init__(self, out: TextIO) -> None:
+    DISSECT_COLUMNS = (("APP", 22, "<"), ("SERVER NAME", 30, "<"))
+
+    def __init__(self, out: TextIO, dissect: bool = False) -> None:
         self.out = out
+        self.dissect = dissect
+        self.columns = self.COLUMNS + (self.DISSECT_COLUMNS if dissect else ())
 
     def _line(self, cells: Sequence[str]) -> None:
         # Two spaces between columns even when a long IPv6 endpoint overflows its width.
-        columns = zip(cells, self.COLUMNS, strict=True)
+        columns = zip(cells, self.columns, strict=True)
         parts = [f"{cell:{align}{width}}" for cell, (_, width, align) in columns]
         self.out.write("  ".join(parts).rstrip() + "\n")
 
     def header(self) -> None:
-        self._line([name for name, _, _ in self.COLUMNS])
+        self._line([name for name, _, _ in self.columns])
 
     def row(self, flow: aioflow.Flow) -> None:
         start = dt.datetime.fromtimestamp(flow.first_seen_ns // 1_000_000_000, dt.UTC)
         millis = flow.first_seen_ns // 1_000_000 % 1000
+        app = flow.meter("dissect") if self.dissect else {}
+        extra = [str(app.get("application_name", "")), str(app.get("requested_server_name", ""))] if app else []
         self._line(
             [
                 f"{start:%Y-%m-%d %H:%M:%S}.{millis:03d}",
@@ -72,31 +81,38 @@ class _TableWriter:
                 str(flow.dst2src_bytes),
                 f"{flow.duration:.3f}s",
                 flow.end_reason,
+                *extra,
             ]
         )
 
 
 class _CsvWriter:
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, dissect: bool = False) -> None:
         self.writer = csv.writer(out, lineterminator="\n")
+        self.dissect = dissect
 
     def header(self) -> None:
-        self.writer.writerow(CSV_FIELDS)
+        self.writer.writerow(CSV_FIELDS + (DISSECT_FIELDS if self.dissect else ()))
 
     def row(self, flow: aioflow.Flow) -> None:
-        self.writer.writerow([getattr(flow, name) for name in CSV_FIELDS])
+        app = flow.meter("dissect") if self.dissect else {}
+        extra = [app.get(name, "") for name in DISSECT_FIELDS] if self.dissect else []
+        self.writer.writerow([getattr(flow, name) for name in CSV_FIELDS] + extra)
 
 
 class _JsonWriter:
-    def __init__(self, out: TextIO, with_headers: bool) -> None:
+    def __init__(self, out: TextIO, with_headers: bool, dissect: bool = False) -> None:
         self.out = out
         self.with_headers = with_headers
+        self.dissect = dissect
 
     def header(self) -> None:
         pass
 
     def row(self, flow: aioflow.Flow) -> None:
         record = flow.to_dict()
+        if self.dissect:
+            record.update(flow.meter("dissect"))
         if self.with_headers:
             # to_dict() leaves the kept headers out; hex keeps their raw bytes plain text.
             record["headers"] = [{**dataclasses.asdict(h), "raw": h.raw.hex()} for h in flow.headers]
@@ -107,11 +123,12 @@ FORMATS = ("table", "csv", "json")
 
 
 def _writer(args: argparse.Namespace, out: TextIO) -> _Writer:
+    dissect = bool(getattr(args, "dissect", False))
     if args.format == "csv":
-        return _CsvWriter(out)
+        return _CsvWriter(out, dissect)
     if args.format == "json":
-        return _JsonWriter(out, with_headers=bool(args.headers))
-    return _TableWriter(out)
+        return _JsonWriter(out, with_headers=bool(args.headers), dissect=dissect)
+    return _TableWriter(out, dissect)
 
 
 class _Progress:
@@ -169,6 +186,9 @@ def add_parser(commands: Any) -> None:
     flows.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     flows.add_argument("--defragment", action="store_true", default=None,
                        help="reassemble IP fragments: a flow counts datagrams, not fragments")
+    flows.add_argument("--dissect", action="store_true", default=None,
+                       help="application detection with nDPI: APP and SERVER NAME columns (CSV/JSON: every "
+                       "dissect field, nfstream's names)")
 
 
 async def run_flows(
