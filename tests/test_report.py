@@ -172,6 +172,9 @@ def _endpoint(text: str) -> str:
 def _check_io_stat(path: Path) -> None:
     data, frames = _compare_or_skip(path)
     timeline = data.timeline
+    if not frames:  # nothing to count: no timeline, and tshark prints no interval
+        assert timeline is None
+        return
     assert timeline is not None
     times = [float(f[0]) for f in frames]
     if times != sorted(times) or times[-1] == times[0]:
@@ -348,7 +351,7 @@ def test_report_of_several_captures(tmp_path: Path) -> None:
     data = anyio.run(gather, [BUNDLED, other], {})
     assert len(data.sources) == 2
     flows = sum(s.info.flows_ended for s in data.sources)
-    assert len(data.columns["id"]) == flows
+    assert len(data.columns["packets"]) == flows
     assert data.timeline is not None and len(data.timeline.packets) <= 2048
     assert data.timeline.packets.sum() == sum(s.info.packets_in_flows for s in data.sources)
     done = _cli("report", str(BUNDLED), str(other), "-o", str(tmp_path / "two.html"), "--no-progress")
