@@ -27,6 +27,7 @@ from ._flow import Flow, PacketHeader
 from ._parser import FlowParser, ParserInfo
 from ._read import read, read_frame
 from ._stream import StreamChunk, StreamMatch, StreamPatterns
+from ._timeline import Timeline
 from ._version import __version__
 
 # NetFlow/IPFIX export and collection need numpy: imported on first use (PEP 562), so
@@ -35,12 +36,14 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("ExportStats", "IPFIXExporter", "IPFIXFileWriter", "NetflowV5Exporter", "NetflowV9Exporter",
                      "ParquetWriter"), "aioflow.netflow.export"),
     "RECORD_DTYPE": "aioflow._frame",  # numpy dtype of batch.raw_records(): one C flow record
+    "report": "aioflow._report",  # the HTML report: plotly (the `report` extra) is imported when it writes
     **dict.fromkeys(("Collector", "FlowRecord", "collect", "parse_pdu", "read_ipfix_file"), "aioflow.netflow.collect"),
 }  # fmt: skip
 
 if TYPE_CHECKING:
     # `X as X`: re-exported (they are not in __all__, so `from aioflow import *` stays numpy-free)
     from ._frame import RECORD_DTYPE as RECORD_DTYPE
+    from ._report import report as report
     from .netflow.collect import Collector as Collector
     from .netflow.collect import FlowRecord as FlowRecord
     from .netflow.collect import collect as collect
@@ -96,6 +99,7 @@ __all__ = [
     "StreamChunk",
     "StreamMatch",
     "StreamPatterns",
+    "Timeline",
     "__version__",
     "available_meters",
     "read",

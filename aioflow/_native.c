@@ -14,6 +14,7 @@
 #include "pipeline.h"
 #include "stream.h"
 #include "stream_search.h"
+#include "timeline.h"
 
 /* The handle Python holds: the pipeline, and af_start's producer thread once started. */
 struct af_engine {
@@ -141,6 +142,15 @@ uint32_t af_meter_stride(af_engine *e) { return af_pipeline_meters(e->pipe)->str
 
 int32_t af_meter_offset(af_engine *e, uint32_t index) {
     return index < af_meter_registry_count() ? af_pipeline_meters(e->pipe)->offset[index] : -1;
+}
+
+int af_get_timeline(af_engine *e, af_timeline *out) {
+    const void *ctx = af_meters_ctx(af_pipeline_meters(e->pipe), &af_meter_timeline);
+    if (!ctx) return 0;
+    af_pipeline_lock(e->pipe);
+    af_timeline_copy(ctx, out);
+    af_pipeline_unlock(e->pipe);
+    return 1;
 }
 
 /* --- reassembly's own requests (its meter context, under the pipeline lock) --- */

@@ -23,6 +23,7 @@ from ._live import LIVE_BLOCK_SECONDS, LIVE_BUFFER_BYTES, LivePacer
 from ._privileges import drop_privileges
 from ._stream import StreamChunk, StreamMatch, StreamPatterns
 from ._subscribers import BatchStream, EventStream, FlowStream, Subscribers
+from ._timeline import Timeline
 
 FlowCallback = Callable[[Flow], Awaitable[None] | None]
 StopCallback = Callable[["FlowParser"], Awaitable[None] | None]
@@ -242,6 +243,7 @@ class FlowParser:
         self._on_stop = on_stop
         self._engine: Engine | None = None
         self._stats: dict[str, Any] = {}
+        self._timeline: Timeline | None = None
         self._started = 0.0
         self._finished = False
         self._closing = False
@@ -300,6 +302,7 @@ class FlowParser:
         finally:
             if self._engine is not None:
                 self._stats = self._engine.stats()
+                self._timeline = self._engine.timeline()
                 await self._free_engine(self._engine)
 
     async def _free_engine(self, engine: Engine) -> None:
@@ -546,6 +549,14 @@ class FlowParser:
             if not self._engine_threads and self._engine_threads_gone is not None:
                 self._engine_threads_gone.set()
         return list(iter_batch(batch))
+
+    def timeline(self) -> Timeline | None:
+        """Traffic over time: packets and captured bytes per time bucket and protocol class, as
+        counted so far (after the parser is left: all of it). Needs ``meters=("timeline",)``;
+        None without it."""
+        if self._engine is not None and not self._engine.closed:
+            self._timeline = self._engine.timeline()
+        return self._timeline
 
     def info(self) -> ParserInfo:
         """The engine's counters now (while open: a ~1 ms lock at most; after: the final ones);

@@ -323,6 +323,21 @@ typedef struct {
 /* Meter i of this build (NULL past the last). */
 const af_meter_info *af_meter_info_of(uint32_t index);
 
+/* The timeline meter (meters=("timeline",)): packets and captured bytes of the packets counted
+ * into flows, per time bucket and protocol class. Bucket i covers [origin_ns + i * interval_ns,
+ * + interval_ns); origin is the first such packet's time. The interval starts at 1 ms and grows
+ * (x2, x5 alternately) so the buckets never pass AF_TIMELINE_MAX_BUCKETS. */
+enum { AF_TIMELINE_MAX_BUCKETS = 2048, AF_TIMELINE_CLASSES = 4 };
+enum af_timeline_class { AF_TIMELINE_TCP = 0, AF_TIMELINE_UDP = 1, AF_TIMELINE_ICMP = 2, AF_TIMELINE_OTHER = 3 };
+typedef struct {
+    uint64_t origin_ns, interval_ns;
+    uint32_t count;               /* buckets up to the last packet's */
+    uint32_t coarsened;           /* times the interval grew */
+    uint64_t before_origin;       /* packets stamped before the first one (counted in bucket 0) */
+    uint64_t packets[AF_TIMELINE_MAX_BUCKETS][AF_TIMELINE_CLASSES];
+    uint64_t bytes[AF_TIMELINE_MAX_BUCKETS][AF_TIMELINE_CLASSES];
+} af_timeline;
+
 /* Names of enum values ("" for a value out of range), so Python copies no list. */
 const char *af_end_reason_name(int reason);
 const char *af_aside_reason_name(int reason);
@@ -370,6 +385,8 @@ void af_batch_meters_free(af_batch *batch);
  * `index`'s block starts in it (-1: off). */
 uint32_t af_meter_stride(af_engine *engine);
 int32_t af_meter_offset(af_engine *engine, uint32_t index);
+/* A copy of the timeline meter's counts: 1, or 0 when that meter is off. */
+int af_get_timeline(af_engine *engine, af_timeline *out);
 /* reassemble: start emitting chunks (stream_events) with the data that comes next. */
 void af_enable_chunks(af_engine *engine);
 /* reassemble, before reading starts: search each TCP direction's in-order stream (a match may

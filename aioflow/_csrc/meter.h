@@ -39,6 +39,7 @@ typedef struct {
                                         the payload), l3_len bytes; a first fragment as it is; NULL for
                                         a later fragment not reassembled */
     uint32_t l3_len;
+    uint32_t caplen;                 /* bytes captured of the whole frame */
 } af_meter_packet;
 
 /* A flow's record is being emitted into out->records[record] (it is written just after). */

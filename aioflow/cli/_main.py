@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import aioflow
 
-from . import _collect, _export, _flows, _grep, _top
+from . import _collect, _export, _flows, _grep, _report, _top
 from ._common import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USAGE, CommandError, version
 
 # an output that cannot take more: the disk (or quota, or file size limit) is full, or read-only
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     _export.add_parser(commands)
     _collect.add_parser(commands)
     _grep.add_parser(commands, version())
+    _report.add_parser(commands)
     return parser
 
 
@@ -91,7 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        run = {"top": _top.run, "grep": _grep.run, "export": _export.run, "collect": _collect.run}
+        run = {"top": _top.run, "grep": _grep.run, "export": _export.run, "collect": _collect.run,
+               "report": _report.run}
         return run.get(args.command, _flows.run)(args)
     except BaseException as exc:
         if _find(exc, KeyboardInterrupt) is not None:
