@@ -155,6 +155,7 @@ static uint32_t take_slot(af_table *t) {
 
 static void list_unlink(af_table *t, uint32_t slot, af_flow *f) {
     int l = (f->state & AF_ST_CLOSING) ? AF_LIST_CLOSING : AF_LIST_OPEN;
+    if (!f->prev) t->due_floor = 0;   /* a new head */
     if (f->prev) af_table_flow(t, f->prev)->next = f->next; else t->lists[l].head = f->next;
     if (f->next) af_table_flow(t, f->next)->prev = f->prev; else t->lists[l].tail = f->prev;
     f->prev = f->next = AF_NIL;
@@ -165,7 +166,7 @@ static void list_append(af_table *t, uint32_t slot, af_flow *f, enum af_list l) 
     f->prev = t->lists[l].tail;
     f->next = AF_NIL;
     if (t->lists[l].tail) af_table_flow(t, t->lists[l].tail)->next = slot;
-    else t->lists[l].head = slot;
+    else t->lists[l].head = slot, t->due_floor = 0;
     t->lists[l].tail = slot;
     if (l == AF_LIST_CLOSING) f->state |= AF_ST_CLOSING; else f->state &= (uint8_t)~AF_ST_CLOSING;
 }
