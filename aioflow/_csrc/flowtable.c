@@ -68,18 +68,10 @@ void af_table_free(af_table *t) {
     memset(t, 0, sizeof *t);
 }
 
-/* An address as a big-endian number, so that comparing numbers orders as memcmp does. */
-static inline uint32_t be32(const uint8_t *b) {
-    uint32_t v;
-    memcpy(&v, b, 4);
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    v = __builtin_bswap32(v);
-#endif
-    return v;
-}
-static inline uint64_t be64(const uint8_t *b) {
-    uint64_t v;
-    memcpy(&v, b, 8);
+/* n (4 or 8) address bytes as a number whose order is memcmp's: the first byte on top. */
+static inline uint64_t be_word(const uint8_t *b, size_t n) {
+    uint64_t v = 0;
+    memcpy(&v, b, n);
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     v = __builtin_bswap64(v);
 #endif
@@ -93,11 +85,11 @@ int af_key_make(af_key *k, int ver, const uint8_t *ip_a, uint16_t port_a, const 
                 uint16_t port_b, uint8_t proto, uint16_t vlan) {
     int c;
     if (ver == 4) {
-        uint32_t a = be32(ip_a), b = be32(ip_b);
+        uint64_t a = be_word(ip_a, 4), b = be_word(ip_b, 4);
         c = (a > b) - (a < b);
     } else {
-        uint64_t a = be64(ip_a), b = be64(ip_b);
-        if (a == b) a = be64(ip_a + 8), b = be64(ip_b + 8);
+        uint64_t a = be_word(ip_a, 8), b = be_word(ip_b, 8);
+        if (a == b) a = be_word(ip_a + 8, 8), b = be_word(ip_b + 8, 8);
         c = (a > b) - (a < b);
     }
     int swap = c > 0 || (c == 0 && port_a > port_b);
