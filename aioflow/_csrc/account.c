@@ -54,6 +54,7 @@ static void reset_counters(af_accounting *a, uint32_t slot) {
     memset(f->flags, 0, sizeof f->flags);
     memset(f->ttl_min, 0, sizeof f->ttl_min);
     memset(f->ttl_max, 0, sizeof f->ttl_max);
+    t->due_floor = 0;   /* its last time may go back (a packet older than the one before) */
     af_flow_cold *c = af_table_cold(t, slot);
     memset(c, 0, sizeof *c);
     c->id = a->next_id++;

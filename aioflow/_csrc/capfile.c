@@ -117,6 +117,7 @@ static int open_pcap(af_capfile *c, const uint8_t *h, size_t len) {
 }
 
 static int next_pcap(af_capfile *c, const uint8_t *p, size_t avail, af_frame *f) {
+    if (af_capfile_pcap_usual(c, p, avail, f)) return AF_CAP_FRAME;
     uint32_t hdr = c->record_header;
     if (avail < hdr) {
         c->need = hdr;

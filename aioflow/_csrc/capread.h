@@ -41,7 +41,7 @@ void af_capread_slide(af_capread *r);
  * read error (error says where and why). */
 static inline int af_capread_next(af_capread *r, af_frame *f, char *error, size_t n) {
     if (r->cap.pos >= r->slide_at) af_capread_slide(r);
-    int k = af_capfile_next(&r->cap, r->win, r->win_start, r->win_len, f);
+    int k = af_capfile_read(&r->cap, r->win, r->win_start, r->win_len, f);
     return k == AF_CAP_FRAME ? 1 : af_capread_more(r, k, f, error, n);
 }
 int af_capread_filter(af_capread *r, const af_frame *f);
