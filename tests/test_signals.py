@@ -212,6 +212,35 @@ def test_collect_prints_and_archives_what_it_received(signum: int, tmp_path: Pat
     assert len(archived) == len(flows)
 
 
+@pytest.mark.parametrize("signum", SIGNALS)
+def test_collect_drains_the_datagrams_queued_when_signalled(signum: int, tmp_path: Path) -> None:
+    """stdout is a pipe read only after the signal: collect blocks writing the first records (their
+    JSON is far more than the pipe holds) while the rest of the datagrams wait in its socket
+    (sendto on loopback returns once the datagram is queued there). All of them are printed and
+    archived after the signal: the ones still in the socket too."""
+    flows = list(aioflow.read(many_flows_capture(tmp_path / "many.pcap", 600)))
+    archive = tmp_path / "archive.ipfix"
+    port = free_udp_port()
+    proc = aioflow_cli("collect", "--listen", f"127.0.0.1:{port}", "--write", str(archive), "--json")
+    try:
+        wait_for_line(proc, "aioflow: collecting on")
+
+        async def send() -> None:
+            async with IPFIXExporter(("127.0.0.1", port)) as exporter:
+                await exporter.send_many(flows)
+
+        anyio.run(send)
+        out, err = signalled(proc, signum)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    printed = [json.loads(line) for line in out.splitlines()]
+    assert f"records {len(flows)}," in err and "malformed 0" in err, err
+    assert sorted(p["sourceTransportPort"] for p in printed) == sorted(f.src_port for f in flows)
+    assert sum(1 for _ in aioflow.read_ipfix_file(archive)) == len(flows)
+
+
 # --- a file source, and a second signal ---
 
 
