@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import signal
 import socket
 from collections.abc import AsyncIterator, Callable
 from importlib import metadata
@@ -13,11 +14,12 @@ from typing import Any, TextIO
 import aioflow
 from aioflow._errors import damage_message
 
-# Exit codes: 2 like argparse for anything the user can fix, 130 = 128 + SIGINT as shells expect.
+from . import _signals
+
+# Exit codes: 2 like argparse for anything the user can fix; a signal's is _signals.exit_code().
 EXIT_USAGE = 2
 EXIT_DAMAGED = 1  # the capture is damaged: what came before it was output (tcpdump exits 1 too)
-EXIT_INTERRUPTED = 130
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `... | head` would give a C tool
+EXIT_BROKEN_PIPE = _signals.exit_code(signal.SIGPIPE)  # 141, what `... | head` would give a C tool
 
 
 def endpoint(ip: str, port: int) -> str:
