@@ -185,14 +185,37 @@ static long refill_stream(af_capread *r, char *error, size_t n) {
     return added;
 }
 
+/* Mapped: the window's end, at most 2 slides past the reader (further for a longer record), and
+ * never past the size the file had at the last look: the pages it covers existed then. */
+static size_t window_end(const af_capread *r, uint64_t size) {
+    uint64_t end = r->cap.pos + (r->cap.need > 2 * AF_SLIDE ? r->cap.need : 2 * AF_SLIDE);
+    if (end > r->map_len) end = r->map_len;
+    return (size_t)(end < size ? end : size);
+}
+
+/* The file's size now (fstat), or -1 with error set. */
+static long long size_now(af_capread *r, char *error, size_t n) {
+    struct stat st;
+    if (fstat(r->fd, &st) != 0) {
+        snprintf(error, n, "reading: %s", strerror(errno));
+        return -1;
+    }
+    return (long long)st.st_size;
+}
+
 void af_capread_slide(af_capread *r) {
     uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), behind = r->cap.pos & ~(page - 1);
     if (behind > r->released) {   /* the previous frame is done with: nothing points below pos */
         madvise(r->map + r->released, (size_t)(behind - r->released), MADV_DONTNEED);
         r->released = behind;
     }
-    uint64_t from = r->populated > behind ? r->populated : behind;
-    uint64_t to = behind + 2 * AF_SLIDE < r->map_len ? behind + 2 * AF_SLIDE : r->map_len;
+    /* look at the size again before the window moves on: a file another process cut is read to
+     * the cut (refill_map then reports it), not past it into pages that are gone (SIGBUS) */
+    char unused[64];
+    long long size = size_now(r, unused, sizeof unused);
+    r->win_len = window_end(r, size < 0 ? 0 : (uint64_t)size);
+    if (r->win_len < r->cap.pos) r->win_len = (size_t)r->cap.pos;
+    uint64_t from = r->populated > behind ? r->populated : behind, to = r->win_len;
     if (to > from) {
 #ifdef MADV_POPULATE_READ
         if (madvise(r->map + from, (size_t)(to - from), MADV_POPULATE_READ) != 0)   /* before Linux 5.14 */
@@ -203,32 +226,39 @@ void af_capread_slide(af_capread *r) {
     r->slide_at = r->cap.pos + AF_SLIDE;
 }
 
-/* Mapped: maps the file again when it grew. >0 it grew, 0 not, -1 error. */
+/* Mapped: at the window's end, maps the file again when it grew and moves the window on.
+ * >0 bytes added to the window, 0 none (the end of the file), -1 error or the file shrank. */
 static long refill_map(af_capread *r, char *error, size_t n) {
-    struct stat st;
-    if (fstat(r->fd, &st) != 0) {
-        snprintf(error, n, "reading: %s", strerror(errno));
+    long long now = size_now(r, error, n);
+    if (now < 0) return -1;
+    size_t size = (size_t)now;
+    if (size < r->map_len) {
+        snprintf(error, n, "truncated at byte %llu: the file shrank from %llu to %llu bytes while it was read "
+                 "(another process cut it)", (unsigned long long)r->cap.pos, (unsigned long long)r->map_len,
+                 (unsigned long long)size);
         return -1;
     }
-    size_t size = (size_t)st.st_size;
-    if (size <= r->map_len) return 0;
-    void *m = r->map ? mremap(r->map, r->map_len, size, MREMAP_MAYMOVE) : mmap(NULL, size, PROT_READ, MAP_SHARED, r->fd, 0);
-    if (m == MAP_FAILED) {
-        snprintf(error, n, "mapping the file: %s", strerror(errno));
-        return -1;
+    if (size > r->map_len) {
+        void *m = r->map ? mremap(r->map, r->map_len, size, MREMAP_MAYMOVE)
+                         : mmap(NULL, size, PROT_READ, MAP_SHARED, r->fd, 0);
+        if (m == MAP_FAILED) {
+            snprintf(error, n, "mapping the file: %s", strerror(errno));
+            return -1;
+        }
+        r->map = m;
+        r->map_len = size;
+        r->win = r->map;
+        r->file_size = size;
+        /* read in order once: the kernel reads further ahead; and it starts reading the first
+         * stretch now, while the rest of the engine is set up */
+        madvise(r->map, r->map_len, MADV_SEQUENTIAL);
+        size_t from = (size_t)r->populated;
+        if (from < size) madvise(r->map + from, size - from < AF_ADVISE ? size - from : AF_ADVISE, MADV_WILLNEED);
+        r->slide_at = r->cap.pos;   /* map the next pages now (also those that came since) */
     }
-    long added = (long)(size - r->map_len);
-    r->map = m;
-    r->map_len = size;
-    r->win = r->map;
-    r->win_len = size;
-    r->file_size = size;
-    /* read in order once: the kernel reads further ahead; and it starts reading the first
-     * stretch now, while the rest of the engine is set up */
-    madvise(r->map, r->map_len, MADV_SEQUENTIAL);
-    size_t from = (size_t)r->populated;
-    if (from < size) madvise(r->map + from, size - from < AF_ADVISE ? size - from : AF_ADVISE, MADV_WILLNEED);
-    r->slide_at = r->cap.pos;   /* map the next pages now (also those that came since) */
+    size_t end = window_end(r, size);
+    long added = end > r->win_len ? (long)(end - r->win_len) : 0;
+    if (added) r->win_len = end;
     return added;
 }
 
