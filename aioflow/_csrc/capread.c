@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -37,6 +39,7 @@ struct af_capread_stream {
     size_t last_ret;                 /* ZSTD_decompressStream's: 0 at a frame's end */
 #endif
     uint64_t read;                   /* bytes of the file read */
+    int follow;                      /* a regular file followed: its end is only where it is now */
     uint8_t *buf;
     size_t cap;
     int eof;
@@ -109,8 +112,10 @@ void af_capread_close(af_capread *r) {
     free_filters(r->filters);
     free_stream(r->stream);   /* zlib closes its own duplicate of fd */
     if (r->fd >= 0) close(r->fd);
+    if (r->inotify >= 0) close(r->inotify);
     memset(r, 0, sizeof *r);
     r->fd = -1;
+    r->inotify = -1;
 }
 
 /* Up to n decompressed bytes into to: how many, 0 at the end, -1 on error (message in error). */
@@ -135,7 +140,7 @@ static long decompress(af_capread_stream *s, int fd, uint8_t *to, size_t n, char
                 return -1;
             }
             if (got == 0) {
-                if (s->last_ret == 0) return 0;
+                if (s->last_ret == 0 || s->follow) return 0;   /* following: the rest may come */
                 snprintf(error, en, "the zstd stream ends in the middle of a frame (truncated file)");
                 return -1;
             }
@@ -177,6 +182,10 @@ static long refill_stream(af_capread *r, char *error, size_t n) {
     while (keep + (size_t)added < s->cap && !s->eof) {
         long k = decompress(s, r->fd, s->buf + keep + added, s->cap - keep - (size_t)added, error, n);
         if (k < 0) return -1;
+        if (k == 0 && s->follow) {
+            if (s->gz) gzclearerr(s->gz);   /* zlib reads on once the file grew (its EOF is sticky) */
+            break;
+        }
         if (k == 0) s->eof = 1;
         added += k;
         if (keep + (size_t)added >= r->cap.need && added >= (long)AF_STREAM_INPUT) break;
@@ -273,7 +282,7 @@ int af_capread_more(af_capread *r, int status, af_frame *f, char *error, size_t 
         if (added < 0) return -2;
         if (added == 0) {
             uint64_t end = r->win_start + r->win_len;
-            if (r->follow && !r->stream) return 0;
+            if (r->follow && (!r->stream || r->stream->follow)) return 0;
             if (r->cap.pos == end) return -1;
             snprintf(error, n, "truncated at byte %llu: the record there needs %llu bytes, the file has %llu",
                      (unsigned long long)r->cap.pos, (unsigned long long)r->cap.need,
@@ -285,7 +294,14 @@ int af_capread_more(af_capread *r, int status, af_frame *f, char *error, size_t 
 }
 
 void af_capread_wait(const af_capread *r) {
-    (void)r;
+    if (r->inotify >= 0) {   /* woken as soon as the file is written to; stop() is seen after a tick */
+        struct pollfd pfd = {r->inotify, POLLIN, 0};
+        if (poll(&pfd, 1, AF_FOLLOW_INOTIFY_MS) > 0) {
+            char events[4096];
+            while (read(r->inotify, events, sizeof events) > 0) {}
+        }
+        return;
+    }
     struct timespec ts = {0, AF_FOLLOW_POLL_MS * 1000000L};
     nanosleep(&ts, NULL);
 }
@@ -304,13 +320,14 @@ static int failed(af_capread *r, int code, char *error, size_t n, const char *pa
 }
 
 /* The stream reader for a compressed or unmappable file, its first bytes in r->win. */
-static int open_stream(af_capread *r, const uint8_t *magic, size_t got, char *error, size_t n) {
+static int open_stream(af_capread *r, const uint8_t *magic, size_t got, int follow, char *error, size_t n) {
     af_capread_stream *s = calloc(1, sizeof *s);
     if (!s || !(s->buf = malloc(AF_STREAM_BUFFER))) {
         free(s);
         return AF_ERR_NOMEM;
     }
     r->stream = s;
+    s->follow = follow;
     r->slide_at = UINT64_MAX;   /* its buffer is reused: nothing to drop */
     s->cap = AF_STREAM_BUFFER;
     s->kind = got >= 4 && magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd ? ZSTD
@@ -345,6 +362,7 @@ static int open_stream(af_capread *r, const uint8_t *magic, size_t got, char *er
 int af_capread_open(af_capread *r, const char *path, const char *bpf, int follow, char *error, size_t n) {
     memset(r, 0, sizeof *r);
     r->follow = follow;
+    r->inotify = -1;
     r->fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (r->fd < 0 || fstat(r->fd, &st) != 0)
@@ -360,8 +378,15 @@ int af_capread_open(af_capread *r, const char *path, const char *bpf, int follow
         /* mapped (a file system that cannot map it is read as a stream instead) */
     } else {
         char why[256] = "";
-        int code = open_stream(r, magic, got > 0 ? (size_t)got : 0, why, sizeof why);
+        int code = open_stream(r, magic, got > 0 ? (size_t)got : 0, follow && S_ISREG(st.st_mode), why, sizeof why);
         if (code != AF_OK) return failed(r, code, error, n, path, why[0] ? why : "out of memory");
+    }
+    /* following a regular file: inotify says when it is written to (else it is looked at every
+     * AF_FOLLOW_POLL_MS); a pipe needs neither, its reads wait for the writer */
+    if (follow && S_ISREG(st.st_mode) && (r->inotify = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) >= 0 &&
+        inotify_add_watch(r->inotify, path, IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE) < 0) {
+        close(r->inotify);
+        r->inotify = -1;
     }
     int k = af_capfile_open(&r->cap, r->win, r->win_len);
     if (k == AF_CAP_ERROR || (k == AF_CAP_MORE && !r->win_len))

@@ -110,10 +110,18 @@ def add_flow_options(command: argparse.ArgumentParser, *names: str, **help_texts
             command.add_argument(name, type=kind, metavar=metavar, help=text)
 
 
+def add_follow(command: argparse.ArgumentParser, *flags: str) -> None:
+    """--follow (FlowParser's follow=True): a file still being written is read as it grows."""
+    command.add_argument(*flags, "--follow", action="store_true", default=None,
+                         help="keep reading the file as it grows, like tail -f, until Ctrl-C or SIGTERM "
+                         "(plain, gzip or zstd files; a pipe is read until its writer closes it anyway)")  # fmt: skip
+
+
 def parser_options(args: argparse.Namespace) -> dict[str, Any]:
     """FlowParser keyword options from the command line: only those given (seconds, counts)."""
     # Only what was given: the library's own defaults stay the single source of truth.
-    names = ("filter", "idle_timeout", "active_timeout", "fin_timeout", "max_flows", "headers", "defragment")
+    names = ("filter", "idle_timeout", "active_timeout", "fin_timeout", "max_flows", "headers", "defragment",
+             "follow")  # fmt: skip
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
