@@ -21,6 +21,7 @@
 #endif
 
 #include "aioflow.h"
+#include "decode.h"   /* AF_DLT_PSEUDO_BE */
 
 #define AF_STREAM_BUFFER (1u << 20)     /* decompressed bytes held at first (grows to a whole block) */
 #define AF_STREAM_INPUT (1u << 16)      /* compressed bytes read at a time */
@@ -71,14 +72,15 @@ static void compile(af_capread_filters *fs, int32_t dlt, char *error, size_t n) 
 }
 
 int af_capread_filter(af_capread *r, const af_frame *f) {
+    int32_t dlt = f->dlt & ~AF_DLT_PSEUDO_BE;
     af_capread_filters *fs = r->filters;
     int i = fs->last;
-    if (fs->by_dlt[i].dlt != f->dlt) {
-        for (i = 0; i < (int)fs->count && fs->by_dlt[i].dlt != f->dlt; i++) {}
+    if (fs->by_dlt[i].dlt != dlt) {
+        for (i = 0; i < (int)fs->count && fs->by_dlt[i].dlt != dlt; i++) {}
         if (i == (int)fs->count) {
             if (fs->count == AF_MAX_FILTERS) return 0;
             char unused[PCAP_ERRBUF_SIZE + 256];
-            compile(fs, f->dlt, unused, sizeof unused);
+            compile(fs, dlt, unused, sizeof unused);
         }
         fs->last = i;
     }
