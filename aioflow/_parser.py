@@ -232,6 +232,9 @@ class FlowParser:
         )
         if buffer_batches < 1:
             raise ConfigError(f"buffer_batches={buffer_batches!r}: expected >= 1")
+        if follow and live:
+            raise ConfigError(f"follow=True follows a capture file as it grows; {os.fspath(source)!r} is an "
+                              "interface, captured until stop() anyway: leave follow out")  # fmt: skip
         if stream_patterns is not None:
             if not reassemble:
                 raise ConfigError("stream_patterns search reassembled streams: add reassemble=True")

@@ -27,6 +27,11 @@ typedef struct {
     uint32_t payload_len;     /* captured payload bytes (Ethernet padding excluded) */
 } af_packet;
 
+/* Or'ed into a link type given to af_decode: the frame's pseudo-header fields that are in the
+ * capturing host's byte order (NFLOG's TLV lengths and types) are big-endian, because the file was
+ * written in that order (libpcap's swap_pseudo_headers; without the flag, little-endian). */
+#define AF_DLT_PSEUDO_BE 0x40000000
+
 /* Fills pkt from one captured frame. Returns AF_DECODED, or an enum af_aside_reason. */
 int af_decode(int dlt, const uint8_t *data, uint32_t caplen, af_packet *pkt);
 

@@ -19,7 +19,7 @@ import aioflow
 from .._engine import METERS
 from .._flow import SCALAR_FIELDS, protocol_name
 from . import _signals
-from ._common import add_flow_options, damage_exit, endpoint, parser_options, summary
+from ._common import add_flow_options, add_follow, damage_exit, endpoint, parser_options, summary
 
 # The same columns as Flow.to_dict() and read_frame(), so the three outputs line up.
 CSV_FIELDS: tuple[str, ...] = SCALAR_FIELDS
@@ -184,6 +184,7 @@ def add_parser(commands: Any) -> None:
     )
     add_flow_options(flows, "--idle-timeout", "--active-timeout", "--fin-timeout", "--max-flows", "--headers")
     flows.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    add_follow(flows, "-f")
     flows.add_argument("--defragment", action="store_true", default=None,
                        help="reassemble IP fragments: a flow counts datagrams, not fragments")
     flows.add_argument("--dissect", action="store_true", default=None,
@@ -224,5 +225,5 @@ async def run_flows(
 def run(args: argparse.Namespace) -> int:
     """Runs ``aioflow flows``; the library's errors go up to main()."""
     # A bar only makes sense where someone watches it and where there is an end to measure against.
-    show_progress = not args.no_progress and sys.stderr.isatty() and Path(args.source).is_file()
+    show_progress = not (args.no_progress or args.follow) and sys.stderr.isatty() and Path(args.source).is_file()
     return _signals.run(run_flows, args, sys.stdout, sys.stderr, show_progress)
