@@ -40,6 +40,7 @@ class MeterField:
     ctype: str
     unit: str
     offset: int
+    count: int = 0  # an array of up to `count` values (0: one value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,11 @@ class MeterInfo:
     option: str | None  # None: turned on by name (meters=...); else the option that turns it on
     fields: tuple[MeterField, ...]
     record_size: int
+    plain_names: bool = False  # columns are the field names (nfstream's), not <meter>_<field>
+
+    def column(self, field: MeterField) -> str:
+        """The read_frame column of one of its fields."""
+        return field.name if self.plain_names else f"{self.name}_{field.name}"
 
 
 def _meter_registry() -> dict[str, MeterInfo]:
@@ -61,11 +67,13 @@ def _meter_registry() -> dict[str, MeterInfo]:
         if info == ffi.NULL:
             break
         fields = tuple(
-            MeterField(str(_text(f.name)), str(_text(f.ctype)), str(_text(f.unit)), int(f.offset))
+            MeterField(str(_text(f.name)), str(_text(f.ctype)), str(_text(f.unit)), int(f.offset), int(f.count))
             for f in (info.fields[j] for j in range(info.field_count))
         )
         name = str(_text(info.name))
-        out[name] = MeterInfo(i, name, str(_text(info.doc)), _text(info.option), fields, int(info.record_size))
+        out[name] = MeterInfo(
+            i, name, str(_text(info.doc)), _text(info.option), fields, int(info.record_size), bool(info.plain_names)
+        )
     return out
 
 
@@ -90,12 +98,13 @@ class MeterLayout:
 
     stride: int = 0
     offsets: tuple[tuple[str, int], ...] = ()
+    array_length: int = 0  # values of each array field read (splt=N): the first N of `count`
 
     def fields(self, name: str) -> tuple[MeterField, ...] | None:
         """The fields of meter `name` when it is on, else None."""
         return METERS[name].fields if any(n == name for n, _ in self.offsets) else None
 
-    def read(self, data: bytes, index: int, name: str) -> dict[str, int | float] | None:
+    def read(self, data: bytes, index: int, name: str) -> dict[str, Any] | None:
         """Record `index`'s fields of meter `name` (None when the meter is off or the data is not
         there: snapshots and lookups of active flows carry none)."""
         for n, offset in self.offsets:
@@ -103,10 +112,14 @@ class MeterLayout:
                 at = index * self.stride + offset
                 if at + METERS[name].record_size > len(data):
                     return None
-                return {
-                    f.name: struct.unpack_from("=" + _CTYPE_FORMATS[f.ctype], data, at + f.offset)[0]
-                    for f in METERS[name].fields
-                }
+                out: dict[str, Any] = {}
+                for f in METERS[name].fields:
+                    if f.count:  # an array: its first array_length values, as a list
+                        form = f"={self.array_length}{_CTYPE_FORMATS[f.ctype]}"
+                        out[f.name] = list(struct.unpack_from(form, data, at + f.offset))
+                    else:
+                        out[f.name] = struct.unpack_from("=" + _CTYPE_FORMATS[f.ctype], data, at + f.offset)[0]
+                return out
         return None
 
 
@@ -186,10 +199,20 @@ class EngineConfig:
     max_reassembly_memory: int = 256 << 20
     keep_streams: bool = True  # reassemble: ended flows carry their streams (False: chunks and matches only)
     meters: tuple[str, ...] = ()  # meters turned on by name (NAMED_METERS), e.g. ("low_ttl",)
+    statistics: bool = False  # the statistics meter (nfstream's statistical features)
+    accounting_mode: int = 0  # statistics/splt sizes: 0 link layer, 1 IP, 2 transport, 3 payload
+    splt: int = 0  # the splt meter: the first N packets of each flow (0: off)
     follow: bool = False  # files: keep reading as the file grows, until stop()
 
     def __post_init__(self) -> None:
         meter_bits(self.meters)  # an unknown meter name fails here, when the parser is made
+        _check_range("accounting_mode", self.accounting_mode, 0, 3)
+        _check_range("splt", self.splt, 0, lib.AF_MAX_SPLT)
+
+    def meters_on(self) -> tuple[str, ...]:
+        """The meters this configuration turns on, by name and by their own options."""
+        by_option = {"statistics": self.statistics, "splt": self.splt > 0}
+        return self.meters + tuple(name for name, on in by_option.items() if on)
 
 
 _INFO_SIZE = ffi.sizeof("af_stream_info")
@@ -318,6 +341,9 @@ class Engine:
             )
         cfg.meters = meter_bits(config.meters)
         cfg.follow = int(config.follow)
+        cfg.statistics = int(config.statistics)
+        cfg.accounting_mode = config.accounting_mode
+        cfg.splt = config.splt
         # internal: libpcap reads the file instead of aioflow's reader (the comparison test, benchmarks)
         cfg.libpcap_files = int(os.environ.get("AIOFLOW_FILE_READER") == "libpcap")
         self.headers_per_flow = config.headers
@@ -340,6 +366,7 @@ class Engine:
                 for m in METERS.values()
                 if lib.af_meter_offset(self._engine, m.index) >= 0
             ),
+            config.splt,
         )
         self.closed = False
         self._stats = ffi.new("af_stats *")

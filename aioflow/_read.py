@@ -67,5 +67,8 @@ def read_frame(source: str | os.PathLike[str], **options: Any) -> pandas.DataFra
         raise ImportError("read_frame needs pandas and numpy: pip install pandas (the 'pandas' extra)") from exc
     from ._frame import batches_to_columns
 
+    from ._parser import file_config
+
+    meters_on = file_config(source, **options).meters_on()
     batches = read_batches(source, warn_stacklevel=4, **options)
-    return pd.DataFrame(batches_to_columns(batches, options.get("meters", ())))
+    return pd.DataFrame(batches_to_columns(batches, meters_on, options.get("splt", 0)))

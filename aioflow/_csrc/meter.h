@@ -35,6 +35,7 @@ typedef struct {
     const af_packet *p;              /* decoded headers (l3/payload pointers are not valid here) */
     const uint8_t *payload;          /* payload copy (meters with needs_payload), else NULL */
     uint32_t payload_len;
+    uint32_t wire_len;               /* the frame's length on the wire (statistics' accounting mode 0) */
 } af_meter_packet;
 
 /* A flow's record is being emitted into out->records[record] (it is written just after). */

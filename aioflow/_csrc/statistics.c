@@ -1,0 +1,245 @@
+/* The statistics meter (statistics=True): nfstream's statistical flow features, with its names
+ * and definitions (nfstream/engine lib_engine.c, flow.py):
+ *   - packet sizes (ps) as the accounting mode counts them (accounting.h): min, mean, sample
+ *     standard deviation (n - 1), max, per direction and both directions together;
+ *   - packet inter-arrival times in ms (piat_ms), as gaps between millisecond-truncated
+ *     timestamps: min, mean, sample standard deviation over the n - 1 gaps, max; plus the same
+ *     of the exact nanosecond gaps (piat_ns);
+ *   - first/last seen and duration in ms, packets and bytes of both directions, TCP flag
+ *     counters of both directions (per direction they are the flow record's own);
+ *   - bytes on the wire (raw_bytes) and of transport payload (payload_bytes) per direction.
+ * State is integers only (sums and sums of squares): a variance is computed once, when the
+ * record is written. A gap is measured from the latest time seen before the packet (a packet
+ * older than that counts a gap of 0), so the gaps of a set add up to its last time less its
+ * first and their sum is not kept. */
+#include <math.h>
+#include <string.h>
+
+#include "accounting.h"
+#include "record.h"
+
+typedef struct {
+    uint32_t min, max;
+    uint64_t sumsq;                  /* saturates (gaps of ~50 days) */
+} ms_gaps;
+
+typedef struct {
+    uint64_t min, max;
+    uint64_t sumsq[2];               /* 128 bits, low word first */
+} ns_gaps;
+
+/* Sets of gaps: 0 src->dst, 1 dst->src, 2 both directions. */
+typedef struct {
+    ns_gaps ns[3];
+    ms_gaps ms[3];
+    uint64_t last_ns[2];             /* latest packet time seen per direction */
+    uint64_t ps_sum[2], ps_sumsq[2];
+    uint64_t raw_bytes[2], payload_bytes[2];
+    uint32_t ps_min[2], ps_max[2];
+    uint32_t packets[2];
+} statistics_state;
+
+#define SET_FIELDS(X, s)                                                                          \
+    X(uint64_t, s##_min_ps, "bytes") X(double, s##_mean_ps, "bytes") X(double, s##_stddev_ps, "bytes") \
+    X(uint64_t, s##_max_ps, "bytes")
+#define GAP_FIELDS(X, s)                                                                          \
+    X(uint64_t, s##_min_piat_ms, "ms") X(double, s##_mean_piat_ms, "ms")                          \
+    X(double, s##_stddev_piat_ms, "ms") X(uint64_t, s##_max_piat_ms, "ms")                        \
+    X(uint64_t, s##_min_piat_ns, "ns") X(double, s##_mean_piat_ns, "ns")                          \
+    X(double, s##_stddev_piat_ns, "ns") X(uint64_t, s##_max_piat_ns, "ns")
+#define TIME_FIELDS(X, s)                                                                         \
+    X(uint64_t, s##_first_seen_ms, "ms") X(uint64_t, s##_last_seen_ms, "ms") X(uint64_t, s##_duration_ms, "ms")
+#define FLAG_FIELDS(X)                                                                            \
+    X(uint64_t, bidirectional_syn_packets, "packets") X(uint64_t, bidirectional_cwr_packets, "packets") \
+    X(uint64_t, bidirectional_ece_packets, "packets") X(uint64_t, bidirectional_urg_packets, "packets") \
+    X(uint64_t, bidirectional_ack_packets, "packets") X(uint64_t, bidirectional_psh_packets, "packets") \
+    X(uint64_t, bidirectional_rst_packets, "packets") X(uint64_t, bidirectional_fin_packets, "packets")
+#define BYTE_FIELDS(X, s) X(uint64_t, s##_raw_bytes, "bytes") X(uint64_t, s##_payload_bytes, "bytes")
+#define STATISTICS_FIELDS(X)                                                                      \
+    TIME_FIELDS(X, bidirectional) X(uint64_t, bidirectional_packets, "packets")                   \
+    X(uint64_t, bidirectional_bytes, "bytes") TIME_FIELDS(X, src2dst) TIME_FIELDS(X, dst2src)     \
+    SET_FIELDS(X, bidirectional) SET_FIELDS(X, src2dst) SET_FIELDS(X, dst2src)                    \
+    GAP_FIELDS(X, bidirectional) GAP_FIELDS(X, src2dst) GAP_FIELDS(X, dst2src) FLAG_FIELDS(X)     \
+    BYTE_FIELDS(X, bidirectional) BYTE_FIELDS(X, src2dst) BYTE_FIELDS(X, dst2src)
+
+#define AS_MEMBER(type, name, unit) type name;
+typedef struct {
+    STATISTICS_FIELDS(AS_MEMBER)
+} statistics_record;
+
+typedef struct {
+    uint64_t min, max;
+    double mean, stddev;
+} summary;
+
+static inline void add_gap(statistics_state *s, int set, uint32_t gaps_before, uint64_t ts, uint64_t ts_ms,
+                           uint64_t prev) {
+    uint64_t ns = ts > prev ? ts - prev : 0;
+    uint64_t msl = ts > prev ? ts_ms - prev / 1000000u : 0;
+    uint32_t ms = msl > UINT32_MAX ? UINT32_MAX : (uint32_t)msl;
+    ns_gaps *n = &s->ns[set];
+    ms_gaps *m = &s->ms[set];
+    if (gaps_before == 0) {
+        n->min = n->max = ns;
+        m->min = m->max = ms;
+    } else {
+        if (ns < n->min) n->min = ns;
+        if (ns > n->max) n->max = ns;
+        if (ms < m->min) m->min = ms;
+        if (ms > m->max) m->max = ms;
+    }
+    unsigned __int128 sq = (unsigned __int128)ns * ns;
+    unsigned __int128 sum = (((unsigned __int128)n->sumsq[1] << 64) | n->sumsq[0]) + sq;
+    n->sumsq[0] = (uint64_t)sum;
+    n->sumsq[1] = (uint64_t)(sum >> 64);
+    if (__builtin_add_overflow(m->sumsq, (uint64_t)ms * ms, &m->sumsq)) m->sumsq = UINT64_MAX;
+}
+
+static void on_packet(void *ctx, void *state, const af_meter_packet *mp) {
+    const af_config *cfg = ctx;
+    statistics_state *s = state;
+    int d = mp->direction;
+    uint64_t ts = mp->ts;
+    uint64_t ts_ms = ts / 1000000u;
+    uint32_t size = af_accounted_size(mp, cfg->accounting_mode);
+    s->raw_bytes[d] += mp->wire_len;
+    s->payload_bytes[d] += af_payload_size(mp->p);
+    uint32_t both = s->packets[0] + s->packets[1];
+    if (both) {
+        uint64_t prev = s->last_ns[0] > s->last_ns[1] ? s->last_ns[0] : s->last_ns[1];
+        add_gap(s, 2, both - 1, ts, ts_ms, prev);
+    }
+    if (s->packets[d]) {
+        add_gap(s, d, s->packets[d] - 1, ts, ts_ms, s->last_ns[d]);
+        if (size < s->ps_min[d]) s->ps_min[d] = size;
+        if (size > s->ps_max[d]) s->ps_max[d] = size;
+        if (ts > s->last_ns[d]) s->last_ns[d] = ts;
+    } else {
+        s->ps_min[d] = s->ps_max[d] = size;
+        s->last_ns[d] = ts;
+    }
+    s->packets[d]++;
+    s->ps_sum[d] += size;
+    if (__builtin_add_overflow(s->ps_sumsq[d], (uint64_t)size * size, &s->ps_sumsq[d])) s->ps_sumsq[d] = UINT64_MAX;
+}
+
+/* mean and sample standard deviation of n values with sum `sum` and sum of squares `sumsq` */
+static void moments(uint64_t n, long double sum, long double sumsq, double *mean, double *stddev) {
+    *mean = n ? (double)(sum / n) : 0.0;
+    long double var = n > 1 ? (sumsq - sum * sum / n) / (n - 1) : 0.0L;
+    *stddev = var > 0 ? (double)sqrtl(var) : 0.0;
+}
+
+static long double ns_sumsq(const ns_gaps *g) { return (long double)g->sumsq[1] * 18446744073709551616.0L + g->sumsq[0]; }
+
+/* Set `set`'s gap summaries: `gaps` of them, from `first` to the latest time `last` (ns). */
+static void gap_summaries(const statistics_state *s, int set, uint64_t gaps, uint64_t first, uint64_t last,
+                          summary *ms, summary *ns) {
+    memset(ms, 0, sizeof *ms);
+    memset(ns, 0, sizeof *ns);
+    if (!gaps) return;
+    ms->min = s->ms[set].min;
+    ms->max = s->ms[set].max;
+    moments(gaps, (long double)(last / 1000000u - first / 1000000u), (long double)s->ms[set].sumsq, &ms->mean,
+            &ms->stddev);
+    ns->min = s->ns[set].min;
+    ns->max = s->ns[set].max;
+    moments(gaps, (long double)(last - first), ns_sumsq(&s->ns[set]), &ns->mean, &ns->stddev);
+}
+
+#define WRITE_GAPS(r, s, ms, ns)                                                                  \
+    do {                                                                                          \
+        (r)->s##_min_piat_ms = (ms).min, (r)->s##_max_piat_ms = (ms).max;                          \
+        (r)->s##_mean_piat_ms = (ms).mean, (r)->s##_stddev_piat_ms = (ms).stddev;                  \
+        (r)->s##_min_piat_ns = (ns).min, (r)->s##_max_piat_ns = (ns).max;                          \
+        (r)->s##_mean_piat_ns = (ns).mean, (r)->s##_stddev_piat_ns = (ns).stddev;                  \
+    } while (0)
+#define WRITE_SIZES(r, s, sum)                                                                    \
+    do {                                                                                          \
+        (r)->s##_min_ps = (sum).min, (r)->s##_max_ps = (sum).max;                                  \
+        (r)->s##_mean_ps = (sum).mean, (r)->s##_stddev_ps = (sum).stddev;                          \
+    } while (0)
+
+static void write_sizes(const statistics_state *s, statistics_record *r) {
+    summary dir[2], both = {0, 0, 0, 0};
+    for (int d = 0; d < 2; d++) {
+        dir[d] = (summary){s->ps_min[d], s->ps_max[d], 0, 0};
+        moments(s->packets[d], (long double)s->ps_sum[d], (long double)s->ps_sumsq[d], &dir[d].mean, &dir[d].stddev);
+    }
+    int only = !s->packets[0] ? 1 : 0;   /* a flow has packets in direction 0 first, unless SYN+ACK came first */
+    both.min = dir[only].min;
+    both.max = dir[only].max;
+    if (s->packets[1 - only]) {
+        if (dir[1 - only].min < both.min) both.min = dir[1 - only].min;
+        if (dir[1 - only].max > both.max) both.max = dir[1 - only].max;
+    }
+    moments((uint64_t)s->packets[0] + s->packets[1], (long double)s->ps_sum[0] + s->ps_sum[1],
+            (long double)s->ps_sumsq[0] + s->ps_sumsq[1], &both.mean, &both.stddev);
+    WRITE_SIZES(r, bidirectional, both);
+    WRITE_SIZES(r, src2dst, dir[0]);
+    WRITE_SIZES(r, dst2src, dir[1]);
+}
+
+static uint64_t ms_of(uint64_t ns) { return ns / 1000000u; }
+
+static void on_end(void *ctx, void *state, const af_meter_end *me) {
+    const af_config *cfg = ctx;
+    statistics_state *s = state;
+    statistics_record *r = (statistics_record *)(void *)me->block;
+    af_record fr;
+    af_record_fill(me->table, me->slot, &fr);
+    r->bidirectional_first_seen_ms = ms_of(fr.first_ns);
+    r->bidirectional_last_seen_ms = ms_of(fr.last_ns);
+    r->bidirectional_duration_ms = r->bidirectional_last_seen_ms - r->bidirectional_first_seen_ms;
+    r->src2dst_first_seen_ms = ms_of(fr.src2dst_first_ns);
+    r->src2dst_last_seen_ms = ms_of(fr.src2dst_last_ns);
+    r->src2dst_duration_ms = r->src2dst_last_seen_ms - r->src2dst_first_seen_ms;
+    r->dst2src_first_seen_ms = ms_of(fr.dst2src_first_ns);
+    r->dst2src_last_seen_ms = ms_of(fr.dst2src_last_ns);
+    r->dst2src_duration_ms = r->dst2src_last_seen_ms - r->dst2src_first_seen_ms;
+    uint64_t packets = (uint64_t)s->packets[0] + s->packets[1];
+    r->bidirectional_packets = packets;
+    r->bidirectional_bytes = s->ps_sum[0] + s->ps_sum[1];
+    write_sizes(s, r);
+    summary ms, ns;
+    gap_summaries(s, 2, packets ? packets - 1 : 0, fr.first_ns, fr.last_ns, &ms, &ns);
+    WRITE_GAPS(r, bidirectional, ms, ns);
+    gap_summaries(s, 0, s->packets[0] ? s->packets[0] - 1u : 0, fr.src2dst_first_ns, fr.src2dst_last_ns, &ms, &ns);
+    WRITE_GAPS(r, src2dst, ms, ns);
+    gap_summaries(s, 1, s->packets[1] ? s->packets[1] - 1u : 0, fr.dst2src_first_ns, fr.dst2src_last_ns, &ms, &ns);
+    WRITE_GAPS(r, dst2src, ms, ns);
+    /* flag counters in af_record order: fin syn rst psh ack urg ece cwr */
+    const uint32_t *a = fr.src2dst_flag_counts, *b = fr.dst2src_flag_counts;
+    r->bidirectional_fin_packets = (uint64_t)a[0] + b[0];
+    r->bidirectional_syn_packets = (uint64_t)a[1] + b[1];
+    r->bidirectional_rst_packets = (uint64_t)a[2] + b[2];
+    r->bidirectional_psh_packets = (uint64_t)a[3] + b[3];
+    r->bidirectional_ack_packets = (uint64_t)a[4] + b[4];
+    r->bidirectional_urg_packets = (uint64_t)a[5] + b[5];
+    r->bidirectional_ece_packets = (uint64_t)a[6] + b[6];
+    r->bidirectional_cwr_packets = (uint64_t)a[7] + b[7];
+    r->src2dst_raw_bytes = s->raw_bytes[0];
+    r->dst2src_raw_bytes = s->raw_bytes[1];
+    r->bidirectional_raw_bytes = s->raw_bytes[0] + s->raw_bytes[1];
+    r->src2dst_payload_bytes = s->payload_bytes[0];
+    r->dst2src_payload_bytes = s->payload_bytes[1];
+    r->bidirectional_payload_bytes = s->payload_bytes[0] + s->payload_bytes[1];
+    (void)cfg;
+    memset(s, 0, sizeof *s);   /* an active-timeout split starts a new record */
+}
+
+static int wanted(const af_config *cfg) { return cfg->statistics != 0; }
+
+
+#define AS_FIELD(type, name, unit) {#name, #type, unit, offsetof(statistics_record, name), 0},
+static const af_meter_field fields[] = {STATISTICS_FIELDS(AS_FIELD)};
+
+const af_meter af_meter_statistics = {
+    .info = {"statistics", "nfstream's statistical features (sizes per accounting_mode, inter-arrival times, flags)",
+             "statistics", fields, sizeof fields / sizeof fields[0], sizeof(statistics_record), 1},
+    .state_size = sizeof(statistics_state),
+    .wanted = wanted,
+    .open = af_config_context,
+    .on_packet = on_packet,
+    .on_end = on_end,
+};
