@@ -66,7 +66,6 @@ def read_frame(source: str | os.PathLike[str], **options: Any) -> pandas.DataFra
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("read_frame needs pandas and numpy: pip install pandas (the 'pandas' extra)") from exc
     from ._frame import batches_to_columns
-
     from ._parser import file_config
 
     meters_on = file_config(source, **options).meters_on()
