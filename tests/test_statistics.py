@@ -8,9 +8,12 @@ reason), never by naming captures or flows."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
+import struct
 import subprocess
 import sys
 from collections import Counter
@@ -131,55 +134,80 @@ def nfstream_flows(py: Path, mode: int, captures: list[Path]) -> dict[str, Any]:
     return {(d := json.loads(line))["capture"]: d for line in out.stdout.splitlines()}
 
 
+def _classic_records(data: bytes) -> tuple[int, Any] | None:
+    """A classic pcap file's link type and its records as (time, fraction ok, original length,
+    frame); None for another format. Read here rather than by dpkt, which hides the header's
+    original length and an out-of-range fraction."""
+    magics = {b"\xd4\xc3\xb2\xa1": ("<", 10**6), b"\xa1\xb2\xc3\xd4": (">", 10**6),
+              b"\x4d\x3c\xb2\xa1": ("<", 10**9), b"\xa1\xb2\x3c\x4d": (">", 10**9)}  # fmt: skip
+    if data[:4] not in magics or len(data) < 24:
+        return None
+    order, unit = magics[data[:4]]
+    link = struct.unpack_from(order + "I", data, 20)[0] & 0xFFFF
+
+    def records() -> Any:
+        at = 24
+        while at + 16 <= len(data):
+            sec, frac, caplen, orig = struct.unpack_from(order + "IIII", data, at)
+            yield sec + frac / unit, frac < unit, orig, data[at + 16 : at + 16 + caplen]
+            at += 16 + caplen
+
+    return link, records()
+
+
 def capture_traits(path: Path) -> set[str]:
     """What, in this capture, nfstream is known to read differently (dpkt as the decoder)."""
     traits: set[str] = set()
-    with open(path, "rb") as f:
+    data = path.read_bytes()
+    classic = _classic_records(data)
+    if classic is None:
         try:
-            reader: Any = dpkt.pcap.Reader(f)
-        except ValueError:
-            f.seek(0)
-            reader = dpkt.pcapng.Reader(f)
-        link = reader.datalink()
-        if link not in NFSTREAM_LINKS:
-            return {"link"}
-        last = 0.0
-        for ts, buf in reader:
-            if ts < last:
-                traits.add("time")
-            last = max(last, ts)
-            if len(buf) < NFSTREAM_LINKS[link] + 28:
-                traits.add("short")
-            if len(buf) > 65535:
-                traits.add("long")
-            ip: Any = None
-            try:
-                if link == 1:
-                    eth = dpkt.ethernet.Ethernet(buf)
-                    ip = eth.data if isinstance(eth.data, dpkt.ip.IP | dpkt.ip6.IP6) else None
-                elif link in (12, 228, 229) and buf:
-                    ip = dpkt.ip.IP(buf) if buf[0] >> 4 == 4 else dpkt.ip6.IP6(buf)
-            except (dpkt.UnpackError, IndexError):
-                traits.add("undecodable")
-            if isinstance(ip, dpkt.ip.IP):
-                if ip.mf or ip.offset:
-                    traits.add("fragments")
-                if ip.p in (4, 41):
-                    traits.add("ip-in-ip")
-            elif isinstance(ip, dpkt.ip6.IP6):
-                if 44 in ip.extension_hdrs or ip.nxt == 44:
-                    traits.add("fragments")
-                if ip.nxt in (4, 41):
-                    traits.add("ip-in-ip")
+            reader: Any = dpkt.pcapng.Reader(io.BytesIO(data))
+        except (ValueError, dpkt.UnpackError):
+            return {"undecodable"}
+        link, records = reader.datalink(), ((ts, True, len(buf), buf) for ts, buf in reader)
+    else:
+        link, records = classic
+    if link not in NFSTREAM_LINKS:
+        return {"link"}
+    last = 0.0
+    for ts, fraction_ok, orig, buf in records:
+        if ts < last or not fraction_ok:
+            traits.add("time")
+        last = max(last, ts)
+        if len(buf) < NFSTREAM_LINKS[link] + 28:
+            traits.add("short")
+        if orig > 65535:
+            traits.add("long")
+        ip: Any = None
+        try:
+            if link == 1:
+                eth = dpkt.ethernet.Ethernet(buf)
+                ip = eth.data if isinstance(eth.data, dpkt.ip.IP | dpkt.ip6.IP6) else None
+            elif link in (12, 228, 229) and buf:
+                ip = dpkt.ip.IP(buf) if buf[0] >> 4 == 4 else dpkt.ip6.IP6(buf)
+        except (dpkt.UnpackError, IndexError):
+            traits.add("undecodable")
+        if isinstance(ip, dpkt.ip.IP):
+            if ip.mf or ip.offset:
+                traits.add("fragments")
+            if ip.p in (4, 41):
+                traits.add("ip-in-ip")
+        elif isinstance(ip, dpkt.ip6.IP6):
+            if 44 in ip.extension_hdrs or ip.nxt == 44:
+                traits.add("fragments")
+            if ip.nxt in (4, 41):
+                traits.add("ip-in-ip")
     return traits
 
 
 # Captures nfstream reads differently, by rule: trait -> reason.
 EXCLUDED_CAPTURES = {
     "link": "a link type nfstream does not decode (lib_engine.c packet_datalink_checker)",
-    "time": "packets out of time order: nfstream's unsigned piat (time - last_seen) wraps",
+    "time": "packets out of time order (nfstream's unsigned piat, time - last_seen, wraps) or a time whose "
+    "fraction is out of range (nfstream and aioflow carry it differently)",
     "short": "frames shorter than the link header + 28 bytes: nfstream drops them",
-    "long": "frames over 65535 bytes: nfstream's packet sizes are uint16_t",
+    "long": "frames over 65535 bytes (the record's original length): nfstream's packet sizes are uint16_t",
     "fragments": "IP fragments: nfstream drops non-first fragments",
     "ip-in-ip": "IP-in-IP / 6in4: nfstream decapsulates them even with decode_tunnels=False",
     "undecodable": "frames dpkt cannot decode: the rules above could not be checked",
@@ -282,3 +310,15 @@ def test_against_nfstream_corpus(nfstream_python: Path) -> None:
     assert seen["compared"] >= 500 and seen["fields"] >= 60 * seen["compared"], seen
 
 
+
+
+def test_cli_flows_statistics_csv_matches_read_frame() -> None:
+    cmd = [sys.executable, "-m", "aioflow", "flows", "--statistics", "--splt", "4", "--accounting-mode", "1",
+           "--format", "csv", str(GOOGLE_SSL)]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    rows = list(csv.DictReader(io.StringIO(out)))
+    frame = aioflow.read_frame(GOOGLE_SSL, statistics=True, splt=4, accounting_mode=1)
+    assert len(rows) == 1
+    assert float(rows[0]["bidirectional_stddev_ps"]) == pytest.approx(500.546, abs=0.001)
+    assert json.loads(rows[0]["splt_ps"]) == list(frame["splt_ps"].iloc[0])
+    assert int(rows[0]["bidirectional_bytes"]) == frame["bytes"].iloc[0]

@@ -111,7 +111,8 @@ def add_flow_options(command: argparse.ArgumentParser, *names: str, **help_texts
 def parser_options(args: argparse.Namespace) -> dict[str, Any]:
     """FlowParser keyword options from the command line: only those given (seconds, counts)."""
     # Only what was given: the library's own defaults stay the single source of truth.
-    names = ("filter", "idle_timeout", "active_timeout", "fin_timeout", "max_flows", "headers", "defragment")
+    names = ("filter", "idle_timeout", "active_timeout", "fin_timeout", "max_flows", "headers", "defragment",
+             "statistics", "splt", "accounting_mode")  # fmt: skip
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 

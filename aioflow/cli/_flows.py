@@ -16,6 +16,7 @@ import anyio
 
 import aioflow
 
+from .._engine import METERS
 from .._flow import SCALAR_FIELDS, protocol_name
 from . import _signals
 from ._common import add_flow_options, damage_exit, endpoint, parser_options, summary
@@ -77,14 +78,19 @@ class _TableWriter:
 
 
 class _CsvWriter:
-    def __init__(self, out: TextIO) -> None:
+    """CSV_FIELDS, then the enabled meters' columns (read_frame's names; a splt list as JSON)."""
+
+    def __init__(self, out: TextIO, meter_columns: Sequence[str]) -> None:
         self.writer = csv.writer(out, lineterminator="\n")
+        self.meter_columns = tuple(meter_columns)
 
     def header(self) -> None:
-        self.writer.writerow(CSV_FIELDS)
+        self.writer.writerow(CSV_FIELDS + self.meter_columns)
 
     def row(self, flow: aioflow.Flow) -> None:
-        self.writer.writerow([getattr(flow, name) for name in CSV_FIELDS])
+        extra = flow.meter_columns() if self.meter_columns else {}
+        values = [json.dumps(v) if isinstance(v, list) else v for v in (extra[c] for c in self.meter_columns)]
+        self.writer.writerow([getattr(flow, name) for name in CSV_FIELDS] + values)
 
 
 class _JsonWriter:
@@ -96,7 +102,7 @@ class _JsonWriter:
         pass
 
     def row(self, flow: aioflow.Flow) -> None:
-        record = flow.to_dict()
+        record = flow.to_dict() | flow.meter_columns()
         if self.with_headers:
             # to_dict() leaves the kept headers out; hex keeps their raw bytes plain text.
             record["headers"] = [{**dataclasses.asdict(h), "raw": h.raw.hex()} for h in flow.headers]
@@ -108,7 +114,8 @@ FORMATS = ("table", "csv", "json")
 
 def _writer(args: argparse.Namespace, out: TextIO) -> _Writer:
     if args.format == "csv":
-        return _CsvWriter(out)
+        on = ("statistics",) * bool(args.statistics) + ("splt",) * bool(args.splt)
+        return _CsvWriter(out, [METERS[m].column(f) for m in on for f in METERS[m].fields])
     if args.format == "json":
         return _JsonWriter(out, with_headers=bool(args.headers))
     return _TableWriter(out)
@@ -169,6 +176,12 @@ def add_parser(commands: Any) -> None:
     flows.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     flows.add_argument("--defragment", action="store_true", default=None,
                        help="reassemble IP fragments: a flow counts datagrams, not fragments")
+    flows.add_argument("--statistics", action="store_true", default=None,
+                       help="csv/json: add nfstream's statistical features (README, Features for analytics)")
+    flows.add_argument("--splt", type=int, metavar="N", default=None,
+                       help="csv/json: add the sizes, gaps and directions of each flow's first N packets (N <= 32)")
+    flows.add_argument("--accounting-mode", type=int, choices=range(4), metavar="{0,1,2,3}", default=None,
+                       help="packet size for --statistics/--splt: 0 frame (default), 1 IP, 2 transport, 3 payload")
 
 
 async def run_flows(
