@@ -172,7 +172,7 @@ def capture_traits(path: Path) -> set[str]:
         return {"link"}
     last = 0.0
     for ts, fraction_ok, orig, buf in records:
-        if ts < last or not fraction_ok:
+        if ts < last or not fraction_ok or ts >= 2**64 / 1e9:
             traits.add("time")
         last = max(last, ts)
         if len(buf) < NFSTREAM_LINKS[link] + 28:
@@ -205,7 +205,8 @@ def capture_traits(path: Path) -> set[str]:
 EXCLUDED_CAPTURES = {
     "link": "a link type nfstream does not decode (lib_engine.c packet_datalink_checker)",
     "time": "packets out of time order (nfstream's unsigned piat, time - last_seen, wraps) or a time whose "
-    "fraction is out of range (nfstream and aioflow carry it differently)",
+    "fraction is out of range (nfstream and aioflow carry it differently), or past 2^64 ns (year 2554: "
+    "aioflow's ns clock saturates, nfstream's ms clock does not)",
     "short": "frames shorter than the link header + 28 bytes: nfstream drops them",
     "long": "frames over 65535 bytes (the record's original length): nfstream's packet sizes are uint16_t",
     "fragments": "IP fragments: nfstream drops non-first fragments",
