@@ -323,3 +323,21 @@ def test_cli_flows_statistics_csv_matches_read_frame() -> None:
     assert float(rows[0]["bidirectional_stddev_ps"]) == pytest.approx(500.546, abs=0.001)
     assert json.loads(rows[0]["splt_ps"]) == list(frame["splt_ps"].iloc[0])
     assert int(rows[0]["bidirectional_bytes"]) == frame["bytes"].iloc[0]
+
+
+def test_active_timeout_split_starts_fresh_statistics(tmp_path: Path) -> None:
+    """Each record of a flow split by the active timeout has statistics of its own packets only."""
+    whole = aioflow.read_frame(GOOGLE_SSL, statistics=True, accounting_mode=1, splt=3)
+    parts = aioflow.read_frame(GOOGLE_SSL, statistics=True, accounting_mode=1, splt=3, active_timeout=2.0)
+    assert len(parts) > 1 and parts["packets"].sum() == whole["packets"].iloc[0]
+    assert (parts["bidirectional_packets"] == parts["packets"]).all()
+    assert (parts["bidirectional_bytes"] == parts["bytes"]).all()
+    assert (parts["bidirectional_min_ps"] <= parts["bidirectional_mean_ps"]).all()
+    assert (parts["bidirectional_mean_ps"] <= parts["bidirectional_max_ps"]).all()
+    assert parts["bidirectional_raw_bytes"].sum() == whole["bidirectional_raw_bytes"].iloc[0]
+    assert all(list(d)[0] in (0, 1) for d in parts["splt_direction"])   # every record starts a sequence
+    # a source with no flow still has every column, empty
+    empty = tmp_path / "empty.pcap"
+    empty.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+    frame = aioflow.read_frame(empty, statistics=True, splt=3)
+    assert len(frame) == 0 and {"bidirectional_stddev_ps", "splt_ps", "src2dst_raw_bytes"} <= set(frame.columns)
