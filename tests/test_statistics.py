@@ -335,7 +335,7 @@ def test_active_timeout_split_starts_fresh_statistics(tmp_path: Path) -> None:
     assert (parts["bidirectional_min_ps"] <= parts["bidirectional_mean_ps"]).all()
     assert (parts["bidirectional_mean_ps"] <= parts["bidirectional_max_ps"]).all()
     assert parts["bidirectional_raw_bytes"].sum() == whole["bidirectional_raw_bytes"].iloc[0]
-    assert all(list(d)[0] in (0, 1) for d in parts["splt_direction"])   # every record starts a sequence
+    assert all(d[0] in (0, 1) for d in parts["splt_direction"])   # every record starts a sequence
     # a source with no flow still has every column, empty
     empty = tmp_path / "empty.pcap"
     empty.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
