@@ -8,8 +8,8 @@
  *   - first/last seen and duration in ms, packets and bytes of both directions, TCP flag
  *     counters of both directions (per direction they are the flow record's own);
  *   - bytes on the wire (raw_bytes) and of transport payload (payload_bytes) per direction.
- * State is integers only (sums and sums of squares): a variance is computed once, when the
- * record is written. A gap is measured from the latest time seen before the packet (a packet
+ * State is sums and sums of squares (integers, but a double for the squares of ns gaps): a
+ * variance is computed once, when the record is written. A gap is measured from the latest time seen before the packet (a packet
  * older than that counts a gap of 0), so the gaps of a set add up to its last time less its
  * first and their sum is not kept. */
 #include <math.h>
@@ -19,23 +19,23 @@
 #include "record.h"
 
 typedef struct {
-    uint32_t min, max;
+    uint32_t min, max;               /* min starts at UINT32_MAX (reset) */
     uint64_t sumsq;                  /* saturates (gaps of ~50 days) */
 } ms_gaps;
 
 typedef struct {
-    uint64_t min, max;
-    uint64_t sumsq[2];               /* 128 bits, low word first */
+    uint64_t min, max;               /* min starts at UINT64_MAX (reset) */
+    double sumsq;                    /* of gaps up to 2^64 ns: no integer type this size would do */
 } ns_gaps;
 
 /* Sets of gaps: 0 src->dst, 1 dst->src, 2 both directions. */
 typedef struct {
     ns_gaps ns[3];
     ms_gaps ms[3];
-    uint64_t last_ns[2];             /* latest packet time seen per direction */
+    uint64_t last_ns[2];             /* latest packet time seen per direction (0: none yet) */
     uint64_t ps_sum[2], ps_sumsq[2];
     uint64_t raw_bytes[2], payload_bytes[2];
-    uint32_t ps_min[2], ps_max[2];
+    uint32_t ps_min[2], ps_max[2];   /* ps_min starts at UINT32_MAX (reset) */
     uint32_t packets[2];
 } statistics_state;
 
@@ -72,27 +72,40 @@ typedef struct {
     double mean, stddev;
 } summary;
 
-static inline void add_gap(statistics_state *s, int set, uint32_t gaps_before, uint64_t ts, uint64_t ts_ms,
-                           uint64_t prev) {
-    uint64_t ns = ts > prev ? ts - prev : 0;
-    uint64_t msl = ts > prev ? ts_ms - prev / 1000000u : 0;
-    uint32_t ms = msl > UINT32_MAX ? UINT32_MAX : (uint32_t)msl;
+/* Minimums start high, so that a packet updates every summary without a first-packet case. */
+static void reset(statistics_state *s) {
+    memset(s, 0, sizeof *s);
+    s->ps_min[0] = s->ps_min[1] = UINT32_MAX;
+    for (int k = 0; k < 3; k++) {
+        s->ns[k].min = UINT64_MAX;
+        s->ms[k].min = UINT32_MAX;
+    }
+}
+
+static void on_new(void *ctx, void *state, uint32_t slot) {
+    (void)ctx;
+    (void)slot;
+    reset(state);
+}
+
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* One gap of set `set`, from `prev` (the latest time before) to ts: 0 if ts is older. */
+static inline void add_gap(statistics_state *s, int set, uint64_t ts, uint64_t ts_ms, uint64_t prev) {
+    uint64_t from = MIN(prev, ts);
+    uint64_t ns = ts - from;
+    uint64_t msl = ts_ms - from / 1000000u;
+    uint32_t ms = (uint32_t)MIN(msl, (uint64_t)UINT32_MAX);
     ns_gaps *n = &s->ns[set];
     ms_gaps *m = &s->ms[set];
-    if (gaps_before == 0) {
-        n->min = n->max = ns;
-        m->min = m->max = ms;
-    } else {
-        if (ns < n->min) n->min = ns;
-        if (ns > n->max) n->max = ns;
-        if (ms < m->min) m->min = ms;
-        if (ms > m->max) m->max = ms;
-    }
-    unsigned __int128 sq = (unsigned __int128)ns * ns;
-    unsigned __int128 sum = (((unsigned __int128)n->sumsq[1] << 64) | n->sumsq[0]) + sq;
-    n->sumsq[0] = (uint64_t)sum;
-    n->sumsq[1] = (uint64_t)(sum >> 64);
-    if (__builtin_add_overflow(m->sumsq, (uint64_t)ms * ms, &m->sumsq)) m->sumsq = UINT64_MAX;
+    n->min = MIN(n->min, ns);
+    n->max = MAX(n->max, ns);
+    m->min = MIN(m->min, ms);
+    m->max = MAX(m->max, ms);
+    n->sumsq += (double)ns * (double)ns;
+    uint64_t sq = m->sumsq + (uint64_t)ms * ms;
+    m->sumsq = sq < m->sumsq ? UINT64_MAX : sq;
 }
 
 static void on_packet(void *ctx, void *state, const af_meter_packet *mp) {
@@ -101,26 +114,19 @@ static void on_packet(void *ctx, void *state, const af_meter_packet *mp) {
     int d = mp->direction;
     uint64_t ts = mp->ts;
     uint64_t ts_ms = ts / 1000000u;
-    uint32_t size = af_accounted_size(mp, cfg->accounting_mode);
+    uint32_t payload = af_payload_size(mp->p);
+    uint32_t size = cfg->accounting_mode == AF_ACCOUNT_PAYLOAD ? payload : af_accounted_size(mp, cfg->accounting_mode);
     s->raw_bytes[d] += mp->wire_len;
-    s->payload_bytes[d] += af_payload_size(mp->p);
-    uint32_t both = s->packets[0] + s->packets[1];
-    if (both) {
-        uint64_t prev = s->last_ns[0] > s->last_ns[1] ? s->last_ns[0] : s->last_ns[1];
-        add_gap(s, 2, both - 1, ts, ts_ms, prev);
-    }
-    if (s->packets[d]) {
-        add_gap(s, d, s->packets[d] - 1, ts, ts_ms, s->last_ns[d]);
-        if (size < s->ps_min[d]) s->ps_min[d] = size;
-        if (size > s->ps_max[d]) s->ps_max[d] = size;
-        if (ts > s->last_ns[d]) s->last_ns[d] = ts;
-    } else {
-        s->ps_min[d] = s->ps_max[d] = size;
-        s->last_ns[d] = ts;
-    }
-    s->packets[d]++;
+    s->payload_bytes[d] += payload;
+    s->ps_min[d] = MIN(s->ps_min[d], size);
+    s->ps_max[d] = MAX(s->ps_max[d], size);
     s->ps_sum[d] += size;
-    if (__builtin_add_overflow(s->ps_sumsq[d], (uint64_t)size * size, &s->ps_sumsq[d])) s->ps_sumsq[d] = UINT64_MAX;
+    uint64_t sq = s->ps_sumsq[d] + (uint64_t)size * size;
+    s->ps_sumsq[d] = sq < s->ps_sumsq[d] ? UINT64_MAX : sq;
+    if (s->packets[0] | s->packets[1]) add_gap(s, 2, ts, ts_ms, MAX(s->last_ns[0], s->last_ns[1]));
+    if (s->packets[d]) add_gap(s, d, ts, ts_ms, s->last_ns[d]);
+    s->last_ns[d] = MAX(s->last_ns[d], ts);
+    s->packets[d]++;
 }
 
 /* mean and sample standard deviation of n values with sum `sum` and sum of squares `sumsq` */
@@ -129,8 +135,6 @@ static void moments(uint64_t n, long double sum, long double sumsq, double *mean
     long double var = n > 1 ? (sumsq - sum * sum / n) / (n - 1) : 0.0L;
     *stddev = var > 0 ? (double)sqrtl(var) : 0.0;
 }
-
-static long double ns_sumsq(const ns_gaps *g) { return (long double)g->sumsq[1] * 18446744073709551616.0L + g->sumsq[0]; }
 
 /* Set `set`'s gap summaries: `gaps` of them, from `first` to the latest time `last` (ns). */
 static void gap_summaries(const statistics_state *s, int set, uint64_t gaps, uint64_t first, uint64_t last,
@@ -144,7 +148,7 @@ static void gap_summaries(const statistics_state *s, int set, uint64_t gaps, uin
             &ms->stddev);
     ns->min = s->ns[set].min;
     ns->max = s->ns[set].max;
-    moments(gaps, (long double)(last - first), ns_sumsq(&s->ns[set]), &ns->mean, &ns->stddev);
+    moments(gaps, (long double)(last - first), (long double)s->ns[set].sumsq, &ns->mean, &ns->stddev);
 }
 
 #define WRITE_GAPS(r, s, ms, ns)                                                                  \
@@ -163,16 +167,11 @@ static void gap_summaries(const statistics_state *s, int set, uint64_t gaps, uin
 static void write_sizes(const statistics_state *s, statistics_record *r) {
     summary dir[2], both = {0, 0, 0, 0};
     for (int d = 0; d < 2; d++) {
-        dir[d] = (summary){s->ps_min[d], s->ps_max[d], 0, 0};
+        dir[d] = (summary){s->packets[d] ? s->ps_min[d] : 0, s->ps_max[d], 0, 0};
         moments(s->packets[d], (long double)s->ps_sum[d], (long double)s->ps_sumsq[d], &dir[d].mean, &dir[d].stddev);
     }
-    int only = !s->packets[0] ? 1 : 0;   /* a flow has packets in direction 0 first, unless SYN+ACK came first */
-    both.min = dir[only].min;
-    both.max = dir[only].max;
-    if (s->packets[1 - only]) {
-        if (dir[1 - only].min < both.min) both.min = dir[1 - only].min;
-        if (dir[1 - only].max > both.max) both.max = dir[1 - only].max;
-    }
+    both.min = MIN(s->ps_min[0], s->ps_min[1]);   /* a direction without packets has UINT32_MAX */
+    both.max = MAX(s->ps_max[0], s->ps_max[1]);
     moments((uint64_t)s->packets[0] + s->packets[1], (long double)s->ps_sum[0] + s->ps_sum[1],
             (long double)s->ps_sumsq[0] + s->ps_sumsq[1], &both.mean, &both.stddev);
     WRITE_SIZES(r, bidirectional, both);
@@ -225,7 +224,7 @@ static void on_end(void *ctx, void *state, const af_meter_end *me) {
     r->dst2src_payload_bytes = s->payload_bytes[1];
     r->bidirectional_payload_bytes = s->payload_bytes[0] + s->payload_bytes[1];
     (void)cfg;
-    memset(s, 0, sizeof *s);   /* an active-timeout split starts a new record */
+    reset(s);   /* an active-timeout split starts a new record */
 }
 
 static int wanted(const af_config *cfg) { return cfg->statistics != 0; }
@@ -240,6 +239,7 @@ const af_meter af_meter_statistics = {
     .state_size = sizeof(statistics_state),
     .wanted = wanted,
     .open = af_config_context,
+    .on_new = on_new,
     .on_packet = on_packet,
     .on_end = on_end,
 };
