@@ -16,7 +16,6 @@
 #include <string.h>
 
 #include "accounting.h"
-#include "record.h"
 
 typedef struct {
     uint32_t min, max;               /* min starts at UINT32_MAX (reset) */
@@ -103,7 +102,8 @@ static inline void add_gap(statistics_state *s, int set, uint64_t ts, uint64_t t
     n->max = MAX(n->max, ns);
     m->min = MIN(m->min, ms);
     m->max = MAX(m->max, ms);
-    n->sumsq += (double)ns * (double)ns;
+    double g = (double)(int64_t)MIN(ns, (uint64_t)INT64_MAX);   /* a signed conversion is one instruction */
+    n->sumsq += g * g;
     uint64_t sq = m->sumsq + (uint64_t)ms * ms;
     m->sumsq = sq < m->sumsq ? UINT64_MAX : sq;
 }
@@ -181,49 +181,53 @@ static void write_sizes(const statistics_state *s, statistics_record *r) {
 
 static uint64_t ms_of(uint64_t ns) { return ns / 1000000u; }
 
+/* Times and flag counts from the flow's slot (the record is written just after this). */
 static void on_end(void *ctx, void *state, const af_meter_end *me) {
-    const af_config *cfg = ctx;
+    (void)ctx;
     statistics_state *s = state;
     statistics_record *r = (statistics_record *)(void *)me->block;
-    af_record fr;
-    af_record_fill(me->table, me->slot, &fr);
-    r->bidirectional_first_seen_ms = ms_of(fr.first_ns);
-    r->bidirectional_last_seen_ms = ms_of(fr.last_ns);
+    const af_flow *f = af_table_flow(me->table, me->slot);
+    const af_flow_cold *c = af_table_cold(me->table, me->slot);
+    int src = f->src_idx, dst = 1 - src;
+    uint64_t first = af_flow_first(f, c), last = af_flow_last(f);
+    uint64_t first_dir[2] = {c->first_ns[src], c->first_ns[dst]}, last_dir[2] = {f->last_ns[src], f->last_ns[dst]};
+    r->bidirectional_first_seen_ms = ms_of(first);
+    r->bidirectional_last_seen_ms = ms_of(last);
     r->bidirectional_duration_ms = r->bidirectional_last_seen_ms - r->bidirectional_first_seen_ms;
-    r->src2dst_first_seen_ms = ms_of(fr.src2dst_first_ns);
-    r->src2dst_last_seen_ms = ms_of(fr.src2dst_last_ns);
+    r->src2dst_first_seen_ms = ms_of(first_dir[0]);
+    r->src2dst_last_seen_ms = ms_of(last_dir[0]);
     r->src2dst_duration_ms = r->src2dst_last_seen_ms - r->src2dst_first_seen_ms;
-    r->dst2src_first_seen_ms = ms_of(fr.dst2src_first_ns);
-    r->dst2src_last_seen_ms = ms_of(fr.dst2src_last_ns);
+    r->dst2src_first_seen_ms = ms_of(first_dir[1]);
+    r->dst2src_last_seen_ms = ms_of(last_dir[1]);
     r->dst2src_duration_ms = r->dst2src_last_seen_ms - r->dst2src_first_seen_ms;
     uint64_t packets = (uint64_t)s->packets[0] + s->packets[1];
     r->bidirectional_packets = packets;
     r->bidirectional_bytes = s->ps_sum[0] + s->ps_sum[1];
     write_sizes(s, r);
     summary ms, ns;
-    gap_summaries(s, 2, packets ? packets - 1 : 0, fr.first_ns, fr.last_ns, &ms, &ns);
+    gap_summaries(s, 2, packets ? packets - 1 : 0, first, last, &ms, &ns);
     WRITE_GAPS(r, bidirectional, ms, ns);
-    gap_summaries(s, 0, s->packets[0] ? s->packets[0] - 1u : 0, fr.src2dst_first_ns, fr.src2dst_last_ns, &ms, &ns);
+    gap_summaries(s, 0, s->packets[0] ? s->packets[0] - 1u : 0, first_dir[0], last_dir[0], &ms, &ns);
     WRITE_GAPS(r, src2dst, ms, ns);
-    gap_summaries(s, 1, s->packets[1] ? s->packets[1] - 1u : 0, fr.dst2src_first_ns, fr.dst2src_last_ns, &ms, &ns);
+    gap_summaries(s, 1, s->packets[1] ? s->packets[1] - 1u : 0, first_dir[1], last_dir[1], &ms, &ns);
     WRITE_GAPS(r, dst2src, ms, ns);
-    /* flag counters in af_record order: fin syn rst psh ack urg ece cwr */
-    const uint32_t *a = fr.src2dst_flag_counts, *b = fr.dst2src_flag_counts;
-    r->bidirectional_fin_packets = (uint64_t)a[0] + b[0];
-    r->bidirectional_syn_packets = (uint64_t)a[1] + b[1];
-    r->bidirectional_rst_packets = (uint64_t)a[2] + b[2];
-    r->bidirectional_psh_packets = (uint64_t)a[3] + b[3];
-    r->bidirectional_ack_packets = (uint64_t)a[4] + b[4];
-    r->bidirectional_urg_packets = (uint64_t)a[5] + b[5];
-    r->bidirectional_ece_packets = (uint64_t)a[6] + b[6];
-    r->bidirectional_cwr_packets = (uint64_t)a[7] + b[7];
+    /* flags of both directions: the rare ones (fin syn rst urg ece cwr) in the cold part */
+    uint64_t rare[6];
+    for (int k = 0; k < 6; k++) rare[k] = (uint64_t)c->rare_flags[0][k] + c->rare_flags[1][k];
+    r->bidirectional_fin_packets = rare[af_rare_slot[0]];
+    r->bidirectional_syn_packets = rare[af_rare_slot[1]];
+    r->bidirectional_rst_packets = rare[af_rare_slot[2]];
+    r->bidirectional_psh_packets = (uint64_t)c->psh_packets[0] + c->psh_packets[1];
+    r->bidirectional_ack_packets = (uint64_t)f->ack_packets[0] + f->ack_packets[1];
+    r->bidirectional_urg_packets = rare[af_rare_slot[5]];
+    r->bidirectional_ece_packets = rare[af_rare_slot[6]];
+    r->bidirectional_cwr_packets = rare[af_rare_slot[7]];
     r->src2dst_raw_bytes = s->raw_bytes[0];
     r->dst2src_raw_bytes = s->raw_bytes[1];
     r->bidirectional_raw_bytes = s->raw_bytes[0] + s->raw_bytes[1];
     r->src2dst_payload_bytes = s->payload_bytes[0];
     r->dst2src_payload_bytes = s->payload_bytes[1];
     r->bidirectional_payload_bytes = s->payload_bytes[0] + s->payload_bytes[1];
-    (void)cfg;
     reset(s);   /* an active-timeout split starts a new record */
 }
 
