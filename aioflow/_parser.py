@@ -157,6 +157,12 @@ class FlowParser:
     ``meters=("low_ttl",)`` turns on per-flow meters by name (``aioflow.available_meters()``
     lists this build's); their fields are read with ``flow.meter(name)`` and are columns
     ``<meter>_<field>`` of ``read_frame``. An unknown name raises ConfigError.
+
+    ``statistics=True`` adds nfstream's statistical features (``flow.meter("statistics")``;
+    read_frame columns named as nfstream's, e.g. ``bidirectional_stddev_ps``), ``splt=N``
+    (at most 32) nfstream's early packet sequence of the first N packets (``splt_ps``, ...);
+    ``accounting_mode`` (0 link layer, 1 IP, 2 transport, 3 payload, as nfstream's) says how
+    both count a packet's size. README, "Features for analytics".
     """
 
     def __init__(
@@ -196,6 +202,9 @@ class FlowParser:
         dissect: bool = False,
         max_dissections: int = 20,
         max_dissecting_flows: int = 65536,
+        statistics: bool = False,
+        accounting_mode: int = 0,
+        splt: int = 0,
     ) -> None:
         self.source = source
         if live is None:
@@ -229,6 +238,9 @@ class FlowParser:
             dissect=dissect,
             max_dissections=max_dissections,
             max_dissecting_flows=max_dissecting_flows,
+            statistics=statistics,
+            accounting_mode=accounting_mode,
+            splt=splt,
         )
         if buffer_batches < 1:
             raise ConfigError(f"buffer_batches={buffer_batches!r}: expected >= 1")
@@ -627,6 +639,11 @@ def file_engine(source: str | os.PathLike[str], **options: Any) -> tuple[Engine,
     The caller owns the engine (``engine.close()``)."""
     parser = FlowParser(source, live=False, **options)
     return Engine(source, parser._config), parser._reads_ahead()
+
+
+def file_config(source: str | os.PathLike[str], **options: Any) -> EngineConfig:
+    """The engine configuration FlowParser makes of these options for a capture file."""
+    return FlowParser(source, live=False, **options)._config
 
 
 def _looks_like_interface(source: str | os.PathLike[str]) -> bool:

@@ -162,7 +162,7 @@ void af_account(af_accounting *a, const af_queued *q) {
     if (t->headers_per_flow) keep_header(a, slot, q, sender != f->src_idx);
     if (em->meters->n_packet) {
         af_meter_packet mp = {slot, sender, sender != f->src_idx, ts, p, q->payload, q->payload_len,
-                              q->l3_len ? q->payload - q->l3_headers : NULL, q->l3_len, q->caplen};
+                              q->l3_len ? q->payload - q->l3_headers : NULL, q->l3_len, q->caplen, q->wire_len};
         af_meters_packet(em->meters, &mp);
     }
     st->packets_in_flows++;

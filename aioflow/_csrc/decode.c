@@ -31,6 +31,7 @@ static inline uint32_t rd32(const uint8_t *p) {
 static int ports_only(const uint8_t *l4, uint32_t header_len, af_packet *pkt) {
     pkt->sport = rd16(l4);
     pkt->dport = rd16(l4 + 2);
+    pkt->l4_offset = (uint16_t)(l4 - pkt->l3);
     pkt->l3_headers_len = (uint32_t)(l4 - pkt->l3) + header_len;
     return AF_DECODED;
 }
@@ -109,6 +110,7 @@ static int decode_transport(const uint8_t *l4, uint32_t avail, int snap_cut, af_
         pkt->payload = l4 + need;
         pkt->payload_len = avail - need;
     }
+    pkt->l4_offset = (uint16_t)(l4 - pkt->l3);
     pkt->l3_headers_len = (uint32_t)(l4 - pkt->l3) + need;
     return AF_DECODED;
 }

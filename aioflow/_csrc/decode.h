@@ -18,6 +18,7 @@ typedef struct {
     uint8_t frag;             /* enum af_frag_kind */
     uint8_t events;           /* bit i: enum af_decode_event i happened decoding it */
     uint16_t ip_id, ip_frag, tcp_window;
+    uint16_t l4_offset;       /* transport header's offset from l3 (IP + extension headers); 0 if none */
     uint32_t frag_id;         /* IPv4 id or IPv6 fragment identification */
     uint32_t ip_length;       /* as announced by the IP header */
     uint32_t tcp_seq, tcp_ack;

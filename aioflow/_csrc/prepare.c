@@ -16,6 +16,7 @@ int af_read_packet(const af_prepare *pp, af_stats *st, const af_frame *f, af_que
     }
     q->ts = ts;
     q->caplen = f->caplen;
+    q->wire_len = f->len;
     q->dlt = f->dlt;
     q->decoded = af_decode(f->dlt, f->data, f->caplen, &q->p);
     q->pending = 0;
@@ -92,6 +93,7 @@ int af_prepare_early(const af_prepare *pp, af_stats *st, const af_queued *first,
     q->p = e.p;
     q->ts = e.ts_ns;
     q->caplen = e.caplen;
+    q->wire_len = e.caplen;
     q->decoded = AF_DECODED;
     q->pending = 0;
     q->payload = NULL;

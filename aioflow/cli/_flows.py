@@ -23,8 +23,6 @@ from ._common import add_flow_options, add_follow, damage_exit, endpoint, parser
 
 # The same columns as Flow.to_dict() and read_frame(), so the three outputs line up.
 CSV_FIELDS: tuple[str, ...] = SCALAR_FIELDS
-# --dissect adds the dissect meter's fields (read_frame's columns with dissect=True)
-DISSECT_FIELDS: tuple[str, ...] = tuple(f.name for f in METERS["dissect"].fields)
 
 
 class _Writer(Protocol):
@@ -87,32 +85,31 @@ class _TableWriter:
 
 
 class _CsvWriter:
-    def __init__(self, out: TextIO, dissect: bool = False) -> None:
+    """CSV_FIELDS, then the enabled meters' columns (read_frame's names; a splt list as JSON)."""
+
+    def __init__(self, out: TextIO, meter_columns: Sequence[str]) -> None:
         self.writer = csv.writer(out, lineterminator="\n")
-        self.dissect = dissect
+        self.meter_columns = tuple(meter_columns)
 
     def header(self) -> None:
-        self.writer.writerow(CSV_FIELDS + (DISSECT_FIELDS if self.dissect else ()))
+        self.writer.writerow(CSV_FIELDS + self.meter_columns)
 
     def row(self, flow: aioflow.Flow) -> None:
-        app = flow.meter("dissect") if self.dissect else {}
-        extra = [app.get(name, "") for name in DISSECT_FIELDS] if self.dissect else []
-        self.writer.writerow([getattr(flow, name) for name in CSV_FIELDS] + extra)
+        extra = flow.meter_columns() if self.meter_columns else {}
+        values = [json.dumps(v) if isinstance(v, list) else v for v in (extra[c] for c in self.meter_columns)]
+        self.writer.writerow([getattr(flow, name) for name in CSV_FIELDS] + values)
 
 
 class _JsonWriter:
-    def __init__(self, out: TextIO, with_headers: bool, dissect: bool = False) -> None:
+    def __init__(self, out: TextIO, with_headers: bool) -> None:
         self.out = out
         self.with_headers = with_headers
-        self.dissect = dissect
 
     def header(self) -> None:
         pass
 
     def row(self, flow: aioflow.Flow) -> None:
-        record = flow.to_dict()
-        if self.dissect:
-            record.update(flow.meter("dissect"))
+        record = flow.to_dict() | flow.meter_columns()
         if self.with_headers:
             # to_dict() leaves the kept headers out; hex keeps their raw bytes plain text.
             record["headers"] = [{**dataclasses.asdict(h), "raw": h.raw.hex()} for h in flow.headers]
@@ -125,9 +122,10 @@ FORMATS = ("table", "csv", "json")
 def _writer(args: argparse.Namespace, out: TextIO) -> _Writer:
     dissect = bool(getattr(args, "dissect", False))
     if args.format == "csv":
-        return _CsvWriter(out, dissect)
+        on = ("statistics",) * bool(args.statistics) + ("splt",) * bool(args.splt) + ("dissect",) * dissect
+        return _CsvWriter(out, [METERS[m].column(f) for m in on for f in METERS[m].fields])
     if args.format == "json":
-        return _JsonWriter(out, with_headers=bool(args.headers), dissect=dissect)
+        return _JsonWriter(out, with_headers=bool(args.headers))
     return _TableWriter(out, dissect)
 
 
@@ -190,6 +188,12 @@ def add_parser(commands: Any) -> None:
     flows.add_argument("--dissect", action="store_true", default=None,
                        help="application detection with nDPI: APP and SERVER NAME columns (CSV/JSON: every "
                        "dissect field, nfstream's names)")
+    flows.add_argument("--statistics", action="store_true", default=None,
+                       help="csv/json: add nfstream's statistical features (README, Features for analytics)")
+    flows.add_argument("--splt", type=int, metavar="N", default=None,
+                       help="csv/json: add the sizes, gaps and directions of each flow's first N packets (N <= 32)")
+    flows.add_argument("--accounting-mode", type=int, choices=range(4), metavar="{0,1,2,3}", default=None,
+                       help="packet size for --statistics/--splt: 0 frame (default), 1 IP, 2 transport, 3 payload")
 
 
 async def run_flows(
