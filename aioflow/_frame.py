@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._engine import END_REASONS, METERS, Batch, MeterLayout, column_name, ffi, text_size
+from ._engine import END_REASONS, METERS, Batch, MeterLayout, ffi, text_size
 from ._flow import SCALAR_FIELDS, TCP_FLAGS, flow_id_text
 
 # numpy's code for each C integer type the records use (little-endian hosts, as C lays them out)
