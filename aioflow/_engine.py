@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import struct
 from collections.abc import Callable, Sequence
@@ -81,6 +82,23 @@ def available_meters() -> tuple[str, ...]:
 # struct format of each C type a meter field may have (native layout, as C wrote it)
 _CTYPE_FORMATS = {"uint64_t": "Q", "int64_t": "q", "uint32_t": "I", "int32_t": "i", "uint16_t": "H",
                   "int16_t": "h", "uint8_t": "B", "int8_t": "b", "double": "d", "float": "f"}  # fmt: skip
+_TEXT_CTYPE = re.compile(r"char\[(\d+)\]")  # a text field: NUL-padded ASCII of that many bytes
+
+MeterValue = int | float | str
+
+
+def text_field_size(ctype: str) -> int:
+    """Bytes of a text field ("char[N]" -> N), 0 for a number."""
+    m = _TEXT_CTYPE.fullmatch(ctype)
+    return int(m.group(1)) if m else 0
+
+
+def _field_value(ctype: str, data: bytes, at: int) -> MeterValue:
+    size = text_field_size(ctype)
+    if size:
+        return data[at : at + size].split(b"\0", 1)[0].decode("ascii", errors="replace")
+    value: int | float = struct.unpack_from("=" + _CTYPE_FORMATS[ctype], data, at)[0]
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +113,7 @@ class MeterLayout:
         """The fields of meter `name` when it is on, else None."""
         return METERS[name].fields if any(n == name for n, _ in self.offsets) else None
 
-    def read(self, data: bytes, index: int, name: str) -> dict[str, int | float] | None:
+    def read(self, data: bytes, index: int, name: str) -> dict[str, MeterValue] | None:
         """Record `index`'s fields of meter `name` (None when the meter is off or the data is not
         there: snapshots and lookups of active flows carry none)."""
         for n, offset in self.offsets:
@@ -103,10 +121,7 @@ class MeterLayout:
                 at = index * self.stride + offset
                 if at + METERS[name].record_size > len(data):
                     return None
-                return {
-                    f.name: struct.unpack_from("=" + _CTYPE_FORMATS[f.ctype], data, at + f.offset)[0]
-                    for f in METERS[name].fields
-                }
+                return {f.name: _field_value(f.ctype, data, at + f.offset) for f in METERS[name].fields}
         return None
 
 
@@ -186,6 +201,7 @@ class EngineConfig:
     max_reassembly_memory: int = 256 << 20
     keep_streams: bool = True  # reassemble: ended flows carry their streams (False: chunks and matches only)
     meters: tuple[str, ...] = ()  # meters turned on by name (NAMED_METERS), e.g. ("low_ttl",)
+    community_id_seed: int = 0  # the community_id meter's seed (Community ID v1: 0..65535)
     follow: bool = False  # files: keep reading as the file grows, until stop()
 
     def __post_init__(self) -> None:
@@ -317,6 +333,7 @@ class Engine:
                 "max_reassembly_memory", config.max_reassembly_memory, lib.AF_MIN_REASSEMBLY_MEMORY, 2**48
             )
         cfg.meters = meter_bits(config.meters)
+        cfg.community_id_seed = _check_range("community_id_seed", config.community_id_seed, 0, 65535)
         cfg.follow = int(config.follow)
         # internal: libpcap reads the file instead of aioflow's reader (the comparison test, benchmarks)
         cfg.libpcap_files = int(os.environ.get("AIOFLOW_FILE_READER") == "libpcap")

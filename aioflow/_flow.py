@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, overload
 
-from ._engine import END_REASONS, METERS, TCP_FLAG_COUNT, Batch
+from ._engine import END_REASONS, METERS, TCP_FLAG_COUNT, Batch, MeterValue
 
 # Names of the per-flag counters, in the C record's bit order (api.h: FIN SYN RST PSH ACK URG ECE CWR).
 TCP_FLAGS = ("fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr")
@@ -468,7 +468,7 @@ class Flow:
         return self._datagrams(1)
 
     # --- meters (FlowParser(meters=(...))) ---
-    def meter(self, name: str) -> Mapping[str, int | float]:
+    def meter(self, name: str) -> Mapping[str, MeterValue]:
         """The fields meter `name` measured for this flow (names, C types and units: its fields in
         `aioflow._engine.METERS[name]`); an empty mapping when the meter was not on, and for
         snapshots of active flows. Raises KeyError for a meter name this build does not have."""
@@ -478,10 +478,10 @@ class Flow:
         return b.meter_layout.read(b.meter_data, self._i, name) or {}
 
     @property
-    def meters(self) -> dict[str, Mapping[str, int | float]]:
+    def meters(self) -> dict[str, Mapping[str, MeterValue]]:
         """Every enabled meter's fields, by meter name (see meter())."""
         b = self._batch
-        out: dict[str, Mapping[str, int | float]] = {}
+        out: dict[str, Mapping[str, MeterValue]] = {}
         for name, _ in b.meter_layout.offsets:
             values = b.meter_layout.read(b.meter_data, self._i, name)
             if values is not None:

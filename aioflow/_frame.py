@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._engine import END_REASONS, METERS, Batch, MeterLayout, ffi
+from ._engine import END_REASONS, METERS, Batch, MeterLayout, ffi, text_field_size
 from ._flow import SCALAR_FIELDS, TCP_FLAGS, flow_id_text
 
 # numpy's code for each C integer type the records use (little-endian hosts, as C lays them out)
@@ -115,6 +115,17 @@ def records_to_columns(rec: np.ndarray) -> dict[str, Any]:
     return {name: _signed(cols[name]) for name in SCALAR_FIELDS}
 
 
+def _meter_kind(ctype: str) -> np.dtype[Any]:
+    """numpy's type for a meter field: a number, or "char[N]" text as N bytes."""
+    size = text_field_size(ctype)
+    return np.dtype(f"S{size}") if size else np.dtype(_NUMPY_KINDS[ctype])
+
+
+def _text(column: np.ndarray) -> np.ndarray:
+    """NUL-padded ASCII bytes as Python strings (an object column, like end_reason)."""
+    return np.asarray([v.decode("ascii", errors="replace") for v in column.tolist()], dtype=object)
+
+
 def meter_columns(data: bytes, count: int, layout: MeterLayout) -> dict[str, np.ndarray]:
     """The enabled meters' fields of `count` records as columns named <meter>_<field>, read in
     bulk from their meter blocks (stride and offsets as C published them)."""
@@ -124,9 +135,10 @@ def meter_columns(data: bytes, count: int, layout: MeterLayout) -> dict[str, np.
     raw = np.frombuffer(data, dtype=np.uint8, count=count * layout.stride).reshape(count, layout.stride)
     for name, offset in layout.offsets:
         for f in METERS[name].fields:
-            kind = np.dtype(_NUMPY_KINDS[f.ctype])
+            kind = _meter_kind(f.ctype)
             at = offset + f.offset
-            cols[f"{name}_{f.name}"] = _signed(raw[:, at : at + kind.itemsize].copy().view(kind).reshape(count))
+            column = raw[:, at : at + kind.itemsize].copy().view(kind).reshape(count)
+            cols[f"{name}_{f.name}"] = _text(column) if kind.kind == "S" else _signed(column)
     return cols
 
 
@@ -142,7 +154,7 @@ def batches_to_columns(batches: Iterable[Batch], meters_on: Iterable[str] = ()) 
     records = np.concatenate(parts) if parts else np.zeros(0, dtype=RECORD_DTYPE)
     cols = records_to_columns(records)
     if not meters:
-        empty = {f"{m}_{f.name}": np.zeros(0, _NUMPY_KINDS[f.ctype]) for m in meters_on for f in METERS[m].fields}
+        empty = {f"{m}_{f.name}": np.zeros(0, _meter_kind(f.ctype)) for m in meters_on for f in METERS[m].fields}
         meters = [{name: _signed(column) for name, column in empty.items()}]
     for name in meters[0]:
         cols[name] = np.concatenate([m[name] for m in meters])

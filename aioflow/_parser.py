@@ -151,6 +151,7 @@ class FlowParser:
     ``meters=("low_ttl",)`` turns on per-flow meters by name (``aioflow.available_meters()``
     lists this build's); their fields are read with ``flow.meter(name)`` and are columns
     ``<meter>_<field>`` of ``read_frame``. An unknown name raises ConfigError.
+    ``community_id_seed`` (0..65535) is the seed of the ``community_id`` meter.
     """
 
     def __init__(
@@ -187,6 +188,7 @@ class FlowParser:
         read_ahead: bool | None = None,
         meters: Sequence[str] = (),
         follow: bool = False,
+        community_id_seed: int = 0,
     ) -> None:
         self.source = source
         if live is None:
@@ -216,6 +218,7 @@ class FlowParser:
             max_reassembly_memory=max_reassembly_memory,
             keep_streams=keep_streams,
             meters=tuple(meters),
+            community_id_seed=community_id_seed,
             follow=follow,
         )
         if buffer_batches < 1:

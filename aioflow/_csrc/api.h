@@ -228,6 +228,8 @@ typedef struct {
     uint32_t meters;              /* bit i: turn on meter i (af_meter_info_of(i)) */
     int32_t follow;               /* files: at the end, wait for the file to grow (tail -f) until af_stop */
     int32_t libpcap_files;        /* files: read with libpcap instead of aioflow's reader (tests, benchmarks) */
+    uint16_t community_id_seed;   /* community_id meter: the Community ID seed (0 by default) */
+    uint16_t _pad_cid;
 } af_config;
 
 typedef struct {

@@ -5,3 +5,4 @@
 AF_METER(reassembly)
 AF_METER(low_ttl)
 AF_METER(stream_search)
+AF_METER(community_id)
