@@ -19,7 +19,8 @@ communityid = pytest.importorskip("communityid", reason="pip install communityid
 
 CAPTURES = sorted(p for p in DATA.glob("*.pcap*") if p.is_file())
 CORPUS_CAPTURES = sorted(p for p in CORPUS.rglob("*.pcap*") if "malformed" not in p.parts) if CORPUS.is_dir() else []
-ZEEK = Path(__file__).resolve().parents[2] / "shared" / "zeek"
+SHARED_ZEEK = Path(__file__).resolve().parents[2] / "shared" / "zeek"
+ZEEK = SHARED_ZEEK if SHARED_ZEEK.is_dir() else DATA / "zeek"
 ICMP = (1, 58)
 PORTED = (6, 17, 132)
 

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "icmp_pair.h"
 #include "meter.h"
 
 #define CID_TEXT 32                  /* "1:" + 28 base64 characters + NUL, padded */
@@ -79,21 +80,6 @@ static void base64(const uint8_t *in, size_t n, char *out) {
     *out = 0;
 }
 
-/* --- ICMP port equivalents (the spec's tables, as Zeek maps them) ----------------------------- */
-
-/* The counterpart of an ICMP (v4) or ICMPv6 type, or -1 when the type is one-way. */
-static int icmp_counterpart(int v6, int type) {
-    static const uint8_t v4[][2] = {{8, 0}, {0, 8}, {13, 14}, {14, 13}, {15, 16}, {16, 15},
-                                    {10, 9}, {9, 10}, {17, 18}, {18, 17}};
-    static const uint8_t v6t[][2] = {{128, 129}, {129, 128}, {130, 131}, {131, 130}, {133, 134}, {134, 133},
-                                     {135, 136}, {136, 135}, {139, 140}, {140, 139}, {144, 145}, {145, 144}};
-    const uint8_t(*m)[2] = v6 ? v6t : v4;
-    size_t n = v6 ? sizeof v6t / sizeof v6t[0] : sizeof v4 / sizeof v4[0];
-    for (size_t i = 0; i < n; i++)
-        if (m[i][0] == type) return m[i][1];
-    return -1;
-}
-
 /* --- the meter ------------------------------------------------------------------------------- */
 
 static void *cid_open(const af_config *cfg, af_stats *stats) {
@@ -142,7 +128,7 @@ static void on_end(void *ctx, void *state, const af_meter_end *me) {
     if (k->proto == 1 || k->proto == 58) {
         /* from the first packet's sender; a two-way type is then ordered as ports are */
         int v6 = k->proto == 58, from = s->sender, to = 1 - from;
-        int peer = icmp_counterpart(v6, s->type);
+        int peer = af_icmp_counterpart(v6, s->type);
         uint16_t pa = s->type, pb = peer < 0 ? s->code : (uint16_t)peer;
         if (peer >= 0) {
             int cmp = memcmp(k->ip[from], k->ip[to], k->ver == 4 ? 4 : 16);
