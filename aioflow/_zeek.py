@@ -116,12 +116,23 @@ def _stamp(moment: dt.datetime) -> str:
     return moment.strftime("%Y-%m-%d-%H-%M-%S")
 
 
+def _columns(community_id: bool) -> list[tuple[str, str]]:
+    columns = list(zip(FIELDS, TYPES, strict=True))
+    return [*columns, ("community_id", "string")] if community_id else columns
+
+
+def tsv_row(row: dict[str, Any], community_id: bool = False) -> str:
+    """One conn.log line of Zeek's ASCII writer."""
+    return "\t".join(_tsv_value(row.get(f), t) for f, t in _columns(community_id))
+
+
+def close_line() -> str:
+    return f"#close\t{_stamp(dt.datetime.now())}"
+
+
 def tsv_lines(rows: Iterable[dict[str, Any]], community_id: bool = False) -> Iterator[str]:
     """Zeek's ASCII writer: the header, one TSV line per row, #close."""
-    fields, types = list(FIELDS), list(TYPES)
-    if community_id:
-        fields.append("community_id")
-        types.append("string")
+    fields, types = zip(*_columns(community_id), strict=True)
     yield "#separator \\x09"
     yield "#set_separator\t,"
     yield "#empty_field\t(empty)"
@@ -131,8 +142,8 @@ def tsv_lines(rows: Iterable[dict[str, Any]], community_id: bool = False) -> Ite
     yield "#fields\t" + "\t".join(fields)
     yield "#types\t" + "\t".join(types)
     for row in rows:
-        yield "\t".join(_tsv_value(row.get(f), t) for f, t in zip(fields, types, strict=True))
-    yield f"#close\t{_stamp(dt.datetime.now())}"
+        yield tsv_row(row, community_id)
+    yield close_line()
 
 
 def json_lines(rows: Iterable[dict[str, Any]]) -> Iterator[str]:

@@ -20,6 +20,9 @@ below excepts, and each rule checks what it claims:
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -147,3 +150,32 @@ def test_conn_state_on_tests_data_is_complete() -> None:
             assert z["state"] in states, (capture.name, f, z)
             seen.add(z["state"])
     assert {"SF", "S0", "OTH"} <= seen
+
+
+def _cli(*args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "aioflow", "flows", *args, "--no-progress"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    return done.stdout
+
+
+def test_cli_zeek_formats(tmp_path: Path) -> None:
+    """`--format zeek` is a conn.log Zeek's own header parser reads (the baseline parser here), with
+    the rows the baseline test checks plus community_id; `--format zeek-json` holds the same rows
+    as Zeek's JSON writer does (unset fields left out)."""
+    capture = DATA / "zeek_tcp_missing-syn.pcap"
+    text = _cli(str(capture), "--format", "zeek")
+    lines = text.splitlines()
+    head = ["#separator", "#set_separator", "#empty_field", "#unset_field", "#path", "#open", "#fields", "#types"]
+    assert [line.split("\t")[0].split(" ")[0] for line in lines[:8]] == head
+    assert lines[-1].startswith("#close\t")
+    (tmp_path / "conn.log").write_text(text)
+    rows = zeek_rows(tmp_path / "conn.log")
+    assert [{k: v for k, v in r.items() if k != "community_id"} for r in rows] == our_rows(capture)
+    assert all(r["community_id"].startswith("1:") for r in rows)
+    records = [json.loads(line) for line in _cli(str(capture), "--format", "zeek-json").splitlines()]
+    assert len(records) == len(rows)
+    for record, row in zip(records, rows, strict=True):
+        assert {k: str(v) for k, v in record.items() if isinstance(v, int) and not isinstance(v, bool)} == {
+            k: row[k] for k, v in record.items() if isinstance(v, int) and not isinstance(v, bool)
+        }
+        assert "service" not in record and record["history"] == row["history"]
