@@ -179,3 +179,17 @@ def test_cli_zeek_formats(tmp_path: Path) -> None:
             k: row[k] for k, v in record.items() if isinstance(v, int) and not isinstance(v, bool)
         }
         assert "service" not in record and record["history"] == row["history"]
+
+
+def test_orig_versus_src() -> None:
+    """Zeek's originator and aioflow's src agree on a first SYN-ACK (both flip) and differ where
+    Zeek's likely-server-port rule flips a connection aioflow does not (Teredo's server answering
+    first from UDP port 3544): `orig_is_src` says so, and the row is in Zeek's orientation."""
+    syn_ack = [f for f in aioflow.read(DATA / "zeek_tcp_missing-syn.pcap", meters=("conn_state",))]
+    assert [f.meter("conn_state")["orig_is_src"] for f in syn_ack] == [1]
+    assert syn_ack[0].src_port == 56730 and syn_ack[0].meter("conn_state")["history"].startswith("^")
+    teredo = [f for f in aioflow.read(DATA / "zeek_tunnels_Teredo.pcap", meters=("conn_state",))
+              if 3544 in (f.src_port, f.dst_port) and f.src2dst_packets + f.dst2src_packets == 1]  # fmt: skip
+    assert teredo and all(f.src_port == 3544 and f.meter("conn_state")["orig_is_src"] == 0 for f in teredo)
+    row = aioflow.zeek_conn_record(teredo[0])
+    assert (row["id.resp_p"], row["history"], row["conn_state"]) == (3544, "^d", "SHR")
