@@ -38,16 +38,14 @@ static void sha1_block(uint32_t h[5], const uint8_t *b) {
     for (int i = 0; i < 16; i++)
         w[i] = (uint32_t)b[4 * i] << 24 | (uint32_t)b[4 * i + 1] << 16 | (uint32_t)b[4 * i + 2] << 8 | b[4 * i + 3];
     for (int i = 16; i < 80; i++) w[i] = rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
-    uint32_t a = h[0], bb = h[1], c = h[2], d = h[3], e = h[4];
-    for (int i = 0; i < 80; i++) {
-        uint32_t f, k;
-        if (i < 20) f = (bb & c) | (~bb & d), k = 0x5A827999u;
-        else if (i < 40) f = bb ^ c ^ d, k = 0x6ED9EBA1u;
-        else if (i < 60) f = (bb & c) | (bb & d) | (c & d), k = 0x8F1BBCDCu;
-        else f = bb ^ c ^ d, k = 0xCA62C1D6u;
-        uint32_t t = rol(a, 5) + f + e + k + w[i];
-        e = d, d = c, c = rol(bb, 30), bb = a, a = t;
-    }
+    uint32_t a = h[0], bb = h[1], c = h[2], d = h[3], e = h[4], t;
+    /* four 20-round stages, each without a branch per round */
+#define SHA1_ROUND(f, k, i) t = rol(a, 5) + (f) + e + (k) + w[i], e = d, d = c, c = rol(bb, 30), bb = a, a = t
+    _Pragma("GCC unroll 20") for (int i = 0; i < 20; i++) SHA1_ROUND((bb & c) | (~bb & d), 0x5A827999u, i);
+    _Pragma("GCC unroll 20") for (int i = 20; i < 40; i++) SHA1_ROUND(bb ^ c ^ d, 0x6ED9EBA1u, i);
+    _Pragma("GCC unroll 20") for (int i = 40; i < 60; i++) SHA1_ROUND((bb & c) | (bb & d) | (c & d), 0x8F1BBCDCu, i);
+    _Pragma("GCC unroll 20") for (int i = 60; i < 80; i++) SHA1_ROUND(bb ^ c ^ d, 0xCA62C1D6u, i);
+#undef SHA1_ROUND
     h[0] += a, h[1] += bb, h[2] += c, h[3] += d, h[4] += e;
 }
 
