@@ -100,7 +100,6 @@ def available_meters() -> tuple[str, ...]:
 _CTYPE_FORMATS = {"uint64_t": "Q", "int64_t": "q", "uint32_t": "I", "int32_t": "i", "uint16_t": "H",
                   "int16_t": "h", "uint8_t": "B", "int8_t": "b", "double": "d", "float": "f"}  # fmt: skip
 
-
 def text_size(ctype: str) -> int:
     """N for a text field's "char[N]" (NUL-terminated text in N bytes), else 0."""
     if ctype.startswith("char[") and ctype.endswith("]"):
@@ -227,6 +226,7 @@ class EngineConfig:
     statistics: bool = False  # the statistics meter (nfstream's statistical features)
     accounting_mode: int = 0  # statistics/splt sizes: 0 link layer, 1 IP, 2 transport, 3 payload
     splt: int = 0  # the splt meter: the first N packets of each flow (0: off)
+    community_id_seed: int = 0  # the community_id meter's seed (Community ID v1: 0..65535)
     follow: bool = False  # files: keep reading as the file grows, until stop()
     dissect: bool = False  # application detection with nDPI (the dissect meter)
     max_dissections: int = 20  # dissect: packets per flow given to nDPI at most
@@ -381,6 +381,7 @@ class Engine:
             cfg.max_dissecting_flows = _check_range(
                 "max_dissecting_flows", config.max_dissecting_flows, 1, lib.AF_MAX_DISSECTING_FLOWS
             )
+        cfg.community_id_seed = _check_range("community_id_seed", config.community_id_seed, 0, 65535)
         cfg.follow = int(config.follow)
         cfg.statistics = int(config.statistics)
         cfg.accounting_mode = config.accounting_mode

@@ -163,6 +163,7 @@ class FlowParser:
     (at most 32) nfstream's early packet sequence of the first N packets (``splt_ps``, ...);
     ``accounting_mode`` (0 link layer, 1 IP, 2 transport, 3 payload, as nfstream's) says how
     both count a packet's size. README, "Features for analytics".
+    ``community_id_seed`` (0..65535) is the seed of the ``community_id`` meter.
     """
 
     def __init__(
@@ -205,6 +206,7 @@ class FlowParser:
         statistics: bool = False,
         accounting_mode: int = 0,
         splt: int = 0,
+        community_id_seed: int = 0,
     ) -> None:
         self.source = source
         if live is None:
@@ -234,6 +236,7 @@ class FlowParser:
             max_reassembly_memory=max_reassembly_memory,
             keep_streams=keep_streams,
             meters=tuple(meters),
+            community_id_seed=community_id_seed,
             follow=follow,
             dissect=dissect,
             max_dissections=max_dissections,

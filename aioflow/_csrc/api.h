@@ -237,6 +237,8 @@ typedef struct {
     int32_t statistics;           /* 1: the statistics meter (nfstream's statistical features) */
     int32_t accounting_mode;      /* statistics and splt packet sizes: 0 link layer, 1 IP, 2 transport, 3 payload */
     uint32_t splt;                /* the splt meter: first N packets of each flow (0: off; at most AF_MAX_SPLT) */
+    uint16_t community_id_seed;   /* community_id meter: the Community ID seed (0 by default) */
+    uint16_t _pad_cid;
 } af_config;
 
 typedef struct {

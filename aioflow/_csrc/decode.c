@@ -89,6 +89,8 @@ static int decode_transport(const uint8_t *l4, uint32_t avail, int snap_cut, af_
         break;
     case 1: case 58: {
         uint8_t type = l4[0];
+        pkt->icmp_type = type;
+        pkt->icmp_code = l4[1];
         int query = pkt->protocol == 1
             ? (type == 0 || type == 8 || type == 13 || type == 14 || type == 15 || type == 16 ||
                type == 17 || type == 18)

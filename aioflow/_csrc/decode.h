@@ -19,6 +19,7 @@ typedef struct {
     uint8_t events;           /* bit i: enum af_decode_event i happened decoding it */
     uint16_t ip_id, ip_frag, tcp_window;
     uint16_t l4_offset;       /* transport header's offset from l3 (IP + extension headers); 0 if none */
+    uint8_t icmp_type, icmp_code;   /* ICMP/ICMPv6 (an echo's ports are its identifier, so kept here) */
     uint32_t frag_id;         /* IPv4 id or IPv6 fragment identification */
     uint32_t ip_length;       /* as announced by the IP header */
     uint32_t tcp_seq, tcp_ack;

@@ -16,6 +16,7 @@ import anyio
 
 import aioflow
 
+from .. import _zeek
 from .._engine import METERS
 from .._flow import SCALAR_FIELDS, protocol_name
 from . import _signals
@@ -28,6 +29,7 @@ CSV_FIELDS: tuple[str, ...] = SCALAR_FIELDS
 class _Writer(Protocol):
     def header(self) -> None: ...
     def row(self, flow: aioflow.Flow) -> None: ...
+    def footer(self) -> None: ...
 
 
 class _TableWriter:
@@ -62,6 +64,9 @@ class _TableWriter:
     def header(self) -> None:
         self._line([name for name, _, _ in self.columns])
 
+    def footer(self) -> None:
+        pass
+
     def row(self, flow: aioflow.Flow) -> None:
         start = dt.datetime.fromtimestamp(flow.first_seen_ns // 1_000_000_000, dt.UTC)
         millis = flow.first_seen_ns // 1_000_000 % 1000
@@ -94,6 +99,9 @@ class _CsvWriter:
     def header(self) -> None:
         self.writer.writerow(CSV_FIELDS + self.meter_columns)
 
+    def footer(self) -> None:
+        pass
+
     def row(self, flow: aioflow.Flow) -> None:
         extra = flow.meter_columns() if self.meter_columns else {}
         values = [json.dumps(v) if isinstance(v, list) else v for v in (extra[c] for c in self.meter_columns)]
@@ -108,6 +116,9 @@ class _JsonWriter:
     def header(self) -> None:
         pass
 
+    def footer(self) -> None:
+        pass
+
     def row(self, flow: aioflow.Flow) -> None:
         record = flow.to_dict() | flow.meter_columns()
         if self.with_headers:
@@ -116,11 +127,40 @@ class _JsonWriter:
         self.out.write(json.dumps(record) + "\n")
 
 
-FORMATS = ("table", "csv", "json")
+class _ZeekWriter:
+    """Zeek's conn.log: its ASCII (TSV) writer's header, rows and #close, or its JSON lines."""
+
+    def __init__(self, out: TextIO, as_json: bool, local_nets: Sequence[str]) -> None:
+        self.out = out
+        self.as_json = as_json
+        self.nets = _zeek.local_networks(local_nets)
+        lines = _zeek.tsv_lines((), community_id=True)
+        self.head = [line for line in lines if not line.startswith("#close")]
+
+    def header(self) -> None:
+        if not self.as_json:
+            self.out.write("\n".join(self.head) + "\n")
+
+    def row(self, flow: aioflow.Flow) -> None:
+        record = _zeek.conn_record(flow, self.nets, community_id=True)
+        if self.as_json:
+            self.out.write(next(_zeek.json_lines([record])) + "\n")
+        else:
+            self.out.write(_zeek.tsv_row(record, community_id=True) + "\n")
+
+    def footer(self) -> None:
+        if not self.as_json:
+            self.out.write(_zeek.close_line() + "\n")
+
+
+FORMATS = ("table", "csv", "json", "zeek", "zeek-json")
 
 
 def _writer(args: argparse.Namespace, out: TextIO) -> _Writer:
     dissect = bool(getattr(args, "dissect", False))
+    if args.format in ("zeek", "zeek-json"):
+        nets = _zeek.ZEEK_LOCAL_NETS if args.local_nets is None else args.local_nets
+        return _ZeekWriter(out, args.format == "zeek-json", nets)
     if args.format == "csv":
         on = ("statistics",) * bool(args.statistics) + ("splt",) * bool(args.splt) + ("dissect",) * dissect
         return _CsvWriter(out, [METERS[m].column(f) for m in on for f in METERS[m].fields])
@@ -178,8 +218,14 @@ def add_parser(commands: Any) -> None:
         "--format",
         choices=FORMATS,
         default="table",
-        help="table (default), csv (one row per flow) or json (JSON lines)",
+        help="table (default), csv (one row per flow), json (JSON lines), zeek (Zeek's conn.log) or zeek-json "
+        "(conn.log as Zeek's JSON lines); the zeek formats use Zeek's timeouts unless given",
     )
+    flows.add_argument("--local-nets", nargs="*", metavar="CIDR", default=None,
+                       help="zeek formats: Site::local_nets for local_orig/local_resp "
+                       "(default: Zeek's private address space)")
+    flows.add_argument("--community-id-seed", type=int, default=0, metavar="N",
+                       help="zeek formats: the Community ID seed (0..65535, default 0)")
     add_flow_options(flows, "--idle-timeout", "--active-timeout", "--fin-timeout", "--max-flows", "--headers")
     flows.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     add_follow(flows, "-f")
@@ -204,7 +250,11 @@ async def run_flows(
     the parser: the active flows are printed (ending as "stop"), then the summary."""
     writer = _writer(args, out)
     progress = _Progress(err, clear_before_rows=out.isatty()) if show_progress else None
-    async with aioflow.FlowParser(args.source, **parser_options(args)) as parser:
+    options = parser_options(args)
+    if args.format in ("zeek", "zeek-json"):
+        options = {**_zeek.ZEEK_OPTIONS, **options, "meters": _zeek.METERS,
+                   "community_id_seed": args.community_id_seed}  # fmt: skip
+    async with aioflow.FlowParser(args.source, **options) as parser:
         stopper.on_signal(parser.stop)
         if parser.live:
             _signals.capturing(err, args.source)
@@ -217,6 +267,7 @@ async def run_flows(
                     progress.before_rows()
                 writer.row(flow)
             tasks.cancel_scope.cancel()
+            writer.footer()
         info = parser.info()
     out.flush()
     if progress is not None:
