@@ -35,12 +35,15 @@ _LAZY: dict[str, str] = {
                      "ParquetWriter"), "aioflow.netflow.export"),
     "RECORD_DTYPE": "aioflow._frame",  # numpy dtype of batch.raw_records(): one C flow record
     **dict.fromkeys(("Collector", "FlowRecord", "collect", "parse_pdu", "read_ipfix_file"), "aioflow.netflow.collect"),
+    "FlowPDU": "aioflow.netflow.collect",
+    "FlowSet": "aioflow.netflow.flowtools",  # flow-tools files, pyflowtools' API
 }  # fmt: skip
 
 if TYPE_CHECKING:
     # `X as X`: re-exported (they are not in __all__, so `from aioflow import *` stays numpy-free)
     from ._frame import RECORD_DTYPE as RECORD_DTYPE
     from .netflow.collect import Collector as Collector
+    from .netflow.collect import FlowPDU as FlowPDU
     from .netflow.collect import FlowRecord as FlowRecord
     from .netflow.collect import collect as collect
     from .netflow.collect import parse_pdu as parse_pdu
@@ -53,6 +56,7 @@ if TYPE_CHECKING:
         NetflowV9Exporter,
         ParquetWriter,
     )
+    from .netflow.flowtools import FlowSet as FlowSet
 else:
 
     def __getattr__(name: str) -> Any:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import struct
 from collections import deque
 from collections.abc import AsyncGenerator, Hashable, Iterator
 from os import PathLike
@@ -36,6 +37,7 @@ __all__ = [
     "Collector",
     "DecodeStats",
     "Decoder",
+    "FlowPDU",
     "FlowRecord",
     "Message",
     "RecordSet",
@@ -74,12 +76,37 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "dst_as": ("bgpDestinationAsNumber",),
     "src_mask": ("sourceIPv4PrefixLength", "sourceIPv6PrefixLength"),
     "dst_mask": ("destinationIPv4PrefixLength", "destinationIPv6PrefixLength"),
-    "first": ("flowStartSysUpTime",),
+    "first": ("flowStartSysUpTime",),  # pyflowtools' first_raw/last_raw (uptime ms); first/last: Unix time
     "last": ("flowEndSysUpTime",),
+    "engine_type": ("engineType",),
+    "engine_id": ("engineId",),
+    "exporter_ip": ("exporterIPv4Address",),
 }
 # pyflowtools' names for the same attributes.
 _FLOWTOOLS = {"srcaddr": "src_ip", "dstaddr": "dst_ip", "srcport": "src_port", "dstport": "dst_port",
-              "prot": "protocol", "dPkts": "packets", "dOctets": "bytes", "nexthop": "next_hop"}  # fmt: skip
+              "prot": "protocol", "dPkts": "packets", "dOctets": "bytes", "nexthop": "next_hop",
+              "exaddr": "exporter_ip"}  # fmt: skip
+
+
+def _exporter_host(rs: RecordSet) -> str | None:
+    host = rs.exporter[0] if isinstance(rs.exporter, tuple) and rs.exporter else rs.exporter
+    try:
+        return str(ipaddress.IPv4Address(host))
+    except ValueError:
+        return None
+
+
+# pyflowtools' per-record header fields, for records whose template lacks them (a datagram's records
+# share its header): attribute -> value from the RecordSet (None where the version has none).
+_HEADER_FIELDS: dict[str, Any] = {
+    "unix_secs": lambda rs: rs.export_time,
+    "unix_nsecs": lambda rs: rs.export_nsecs,
+    "sysUpTime": lambda rs: rs.sys_uptime_ms,
+    "engine_type": lambda rs: rs.domain >> 8 & 0xFF if rs.version == 5 else None,
+    "engine_id": lambda rs: rs.domain & 0xFF if rs.version == 5 else None,
+    "exaddr": _exporter_host,
+    "exaddr_raw": lambda rs: None if (h := _exporter_host(rs)) is None else int(ipaddress.IPv4Address(h)),
+}
 _ADDRESS_TYPES = ("ipv4Address", "ipv6Address", "macAddress")
 
 
@@ -95,6 +122,8 @@ def _resolve(template: Template, name: str) -> tuple[str, bool] | None:
         result = (base, raw)
     elif base in _ALIASES:
         result = next(((c, raw) for c in _ALIASES[base] if c in template.by_key), None)
+    elif name in _HEADER_FIELDS:
+        result = None  # from the datagram's header (FlowRecord.__getattr__)
     else:
         raise AttributeError(name)
     template.attrs[name] = result
@@ -189,8 +218,39 @@ class FlowRecord:
         if resolved is _MISSING:
             resolved = _resolve(template, name)
         if resolved is None:
-            return None
+            header = _HEADER_FIELDS.get(name)
+            return None if header is None else header(self._set)
         return self._value(*resolved)
+
+    # --- pyflowtools ---
+    def _ftltime(self, uptime_ms: Any, ns: int | None) -> float | None:
+        # flow-tools' ftltime(): export ms - sysUpTime + First, unsigned 64-bit, no wrap handling.
+        secs, uptime = self.unix_secs, self.sysUpTime
+        if uptime_ms is not None and secs is not None and uptime is not None:
+            ms = int(secs * 1000 + (self.unix_nsecs or 0) // 1_000_000 - uptime + uptime_ms) % 2**64
+            return ms // 1000 + (ms % 1000) * 1e-3
+        return None if ns is None else ns / 1e9
+
+    @property
+    def first(self) -> float | None:
+        """Flow start as Unix seconds (pyflowtools: flow-tools' arithmetic on the uptime); ``first_raw``
+        is the router uptime (ms). Without uptimes (IPFIX absolute times): ``start_ns`` in seconds."""
+        return self._ftltime(self.first_raw, self.start_ns)
+
+    @property
+    def last(self) -> float | None:
+        """Flow end as Unix seconds (see ``first``); ``last_raw`` is the router uptime (ms)."""
+        return self._ftltime(self.last_raw, self.end_ns)
+
+    def getID(self, bidir: bool = False) -> bytes:
+        """pyflowtools' flow key: 18 bytes, source (address, port, input interface) and destination
+        (address, port, output interface) as host-order integers (little-endian, as pyflowtools on
+        x86), then the protocol and a zero byte; with bidir, the byte-wise smaller endpoint first."""
+        src = struct.pack("<IHH", _number(self.srcaddr_raw), _number(self.srcport), _number(self.input))
+        dst = struct.pack("<IHH", _number(self.dstaddr_raw), _number(self.dstport), _number(self.output))
+        if bidir and not src < dst:
+            src, dst = dst, src
+        return src + dst + bytes([_number(self.prot) & 0xFF, 0])
 
     @property
     def start_ns(self) -> int | None:
@@ -225,10 +285,13 @@ class FlowRecord:
 
 
 class PDU:
-    """One decoded datagram, pyflowtools-style: iterate it for its flow records."""
+    """One decoded datagram, pyflowtools-style: iterate it for its flow records; header fields are
+    attributes (pyflowtools' names). PDUs of one exporter order by sequence number (``a < b``: a was
+    sent earlier), with 32-bit wrap-around (serial number arithmetic, RFC 1982)."""
 
-    def __init__(self, message: Message) -> None:
+    def __init__(self, message: Message, payload: bytes = b"") -> None:
         self.message = message
+        self._payload = bytes(payload[:24])
 
     @property
     def version(self) -> int:
@@ -239,6 +302,56 @@ class PDU:
     def sequence(self) -> int:
         """The header's sequence number (v5/IPFIX: records before this message; v9: datagrams)."""
         return self.message.sequence
+
+    flow_sequence = sequence
+
+    @property
+    def count(self) -> int:
+        """Flow records in the datagram (v9: the header's count of records, templates included)."""
+        if self.version == 9 and len(self._payload) >= 4:
+            return int.from_bytes(self._payload[2:4], "big")
+        return len(self)
+
+    @property
+    def sysUpTime(self) -> int | None:
+        """The exporter's uptime (ms) in the header; None for IPFIX, which has none."""
+        return self.message.sys_uptime_ms
+
+    @property
+    def unix_secs(self) -> int:
+        """Export time, Unix seconds."""
+        return self.message.export_time
+
+    @property
+    def unix_nsecs(self) -> int:
+        """v5's residual nanoseconds of the export time (0 for v9/IPFIX)."""
+        return int.from_bytes(self._payload[12:16], "big") if self.version == 5 and len(self._payload) >= 16 else 0
+
+    @property
+    def engine_type(self) -> int | None:
+        """v5's engine type (None for v9/IPFIX: see ``observation_domain``)."""
+        return self.message.domain >> 8 & 0xFF if self.version == 5 else None
+
+    @property
+    def engine_id(self) -> int | None:
+        """v5's engine id (None for v9/IPFIX)."""
+        return self.message.domain & 0xFF if self.version == 5 else None
+
+    @property
+    def sampling_interval(self) -> int | None:
+        """v5's sampling interval (the low 14 bits of the header's last field); None for v9/IPFIX."""
+        if self.version != 5 or len(self._payload) < 24:
+            return None
+        return int.from_bytes(self._payload[22:24], "big") & 0x3FFF
+
+    @property
+    def observation_domain(self) -> int:
+        """IPFIX observation domain, v9 source id, v5 engine type << 8 | engine id."""
+        return self.message.domain
+
+    @property
+    def exporter(self) -> Hashable:
+        return self.message.exporter
 
     @property
     def sets(self) -> list[RecordSet]:
@@ -262,6 +375,38 @@ class PDU:
         (pyflowtools' check; v5/IPFIX sequence numbers count records, v9's count datagrams)."""
         return self.message.sequence == previous.message.next_sequence
 
+    def _distance(self, other: PDU) -> int:
+        if (self.exporter, self.version, self.observation_domain) != (other.exporter, other.version,
+                                                                        other.observation_domain):  # fmt: skip
+            raise ValueError("only PDUs of one exporter (address, version, domain) are ordered")
+        d = (self.sequence - other.sequence) % 2**32
+        return d - 2**32 if d >= 2**31 else d
+
+    def __lt__(self, other: PDU) -> bool:
+        return self._distance(other) < 0
+
+    def __gt__(self, other: PDU) -> bool:
+        return self._distance(other) > 0
+
+    def __le__(self, other: PDU) -> bool:
+        return self._distance(other) <= 0
+
+    def __ge__(self, other: PDU) -> bool:
+        return self._distance(other) >= 0
+
+    def __repr__(self) -> str:
+        return f"<PDU v{self.version} from {self.exporter!r} seq={self.sequence} records={len(self)}>"
+
+
+class FlowPDU(PDU):
+    """pyflowtools' constructor: ``FlowPDU(exporter_ip, udp_payload)`` decodes one datagram (as
+    ``parse_pdu``; v9/IPFIX templates kept in ``decoder``, a module-wide one by default). Raises
+    MalformedPDUError for a datagram that cannot be decoded."""
+
+    def __init__(self, exporter_ip: Hashable, payload: bytes, *, decoder: Decoder | None = None) -> None:
+        pdu = parse_pdu(exporter_ip, payload, decoder=decoder)
+        super().__init__(pdu.message, payload)
+
 
 def message_records(message: Message, options: bool = False) -> Iterator[FlowRecord]:
     """The records of one decoded message (``Decoder.parse``/``parse_file``, ``Collector.receive``)
@@ -283,7 +428,7 @@ def parse_pdu(exporter: Hashable, payload: bytes, *, decoder: Decoder | None = N
     message = (decoder or _default_decoder).parse(exporter, payload)
     if message.error is not None:
         raise MalformedPDUError(f"cannot decode the datagram from {exporter!r}: {message.error}")
-    return PDU(message)
+    return PDU(message, payload)
 
 
 def open_ipfix_file(path: str | PathLike[str]) -> BinaryIO:
