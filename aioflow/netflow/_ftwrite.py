@@ -11,6 +11,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from . import _ftlayout as lay
+from ._decode import RecordSet
 
 BLOCK = 4096  # records gathered before they are encoded and written
 _UPTIME_ANCHOR = 1 << 31  # sysUpTime given to records that carry absolute times only (IPFIX)
@@ -64,6 +65,7 @@ class RecordWriter:
         self.block = np.zeros(BLOCK, dtype=self.dtype)
         self.filled = 0
         self.count = 0
+        self.skipped_ipv6 = 0  # IPv6 records given to write(): not written
         self.deflater = zlib.compressobj(level) if compress else None
         self.header_size = 0
         self._write_header()
@@ -78,6 +80,9 @@ class RecordWriter:
 
     def write(self, record: Any) -> None:
         """Append one record (a FlowRecord or an object with pyflowtools' attribute names)."""
+        if any(":" in str(_attr(record, name) or "") for name in ("srcaddr", "dstaddr")):
+            self.skipped_ipv6 += 1  # flow-tools records carry IPv4 addresses only
+            return
         rs = getattr(record, "_set", None)
         if rs is not None and rs.array is not None and rs.array.dtype.names == self.dtype.names:
             self.block[self.filled] = rs.array[record._i]  # the same layout (a FlowSet's): byte order converted
@@ -102,6 +107,29 @@ class RecordWriter:
         for ft, name, _ in self.columns:
             if ft in values:
                 row[name] = values[ft]
+
+    def write_set(self, rs: RecordSet) -> bool:
+        """Append a collected data set (a v5/v9 datagram's: times relative to the header's uptime)
+        column by column, without one object per record. False (nothing written) for sets this cannot
+        express column-wise (IPFIX absolute times): write their records one by one instead."""
+        from .collect import FlowRecord
+
+        if rs.sys_uptime_ms is None or not len(rs) or rs.template.is_options:
+            return not len(rs) or rs.template.is_options
+        first = FlowRecord(rs, 0)  # the header's values are every record's
+        out = np.zeros(len(rs), dtype=self.dtype)
+        for ft, name, size in self.columns:
+            mask = (1 << (8 * size)) - 1
+            if name in rs.template.by_key and rs.column(name).dtype.kind in "ui":
+                out[name] = rs.column(name).astype(np.uint64) & np.uint64(mask)
+            elif not ft.startswith(("pad", "reserved")):
+                value = _attr(first, _attribute(ft))
+                if value is not None and not isinstance(value, bytes):
+                    out[name] = int(value) & mask
+        self._flush()
+        self._emit(out.tobytes())
+        self.count += len(out)
+        return True
 
     def write_array(self, array: np.ndarray | None) -> None:
         """Append a structured array of this layout's records (any byte order)."""
@@ -130,7 +158,7 @@ class RecordWriter:
             self.header.flags |= lay.FLAG_DONE
             self.header.flows_count = self.count
             if self.header.cap_end is not None:
-                self.header.cap_end = max(self.header.cap_end, now)
+                self.header.cap_end = now
             self.file.seek(0)
             self._write_header()
             self.file.seek(0, 2)

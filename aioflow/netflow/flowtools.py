@@ -254,9 +254,15 @@ class FlowSet:
         self._writable().write(record)
 
     def write_pdu(self, pdu: PDU) -> None:
-        """Append every flow record of a decoded datagram (pyflowtools' ``FlowSet.write(pdu)``)."""
-        for record in pdu:
-            self._writable().write(record)
+        """Append every flow record of a decoded datagram (pyflowtools' ``FlowSet.write(pdu)``),
+        column-wise for v5/v9 data sets."""
+        from .collect import FlowRecord
+
+        writer = self._writable()
+        for rs in pdu.sets:
+            if not writer.write_set(rs):  # IPFIX absolute times: record by record
+                for i in range(len(rs)):
+                    writer.write(FlowRecord(rs, i))
 
     def write_batch(self, rs: RecordSet) -> None:
         """Append a whole batch of the same layout (a FlowSet's RecordSet) without one object per record."""
@@ -269,15 +275,21 @@ class FlowSet:
 
     @property
     def records_written(self) -> int:
+        """Records written so far."""
         return 0 if self._writer is None else self._writer.count
 
-    def close(self) -> None:
-        """Finish writing (flush, header with the flow count and done flag when the file is seekable)
-        and close a file FlowSet opened."""
+    @property
+    def skipped_ipv6(self) -> int:
+        """IPv6 records given to write()/write_pdu(): flow-tools records cannot carry them (not written)."""
+        return 0 if self._writer is None else self._writer.skipped_ipv6
+
+    def close(self, capture_end: int | None = None) -> None:
+        """Finish writing (flush, header with the flow count, capture end (``capture_end``, Unix
+        seconds; now by default) and done flag when the file is seekable) and close a file FlowSet opened."""
         writer, self._writer = self._writer, None
         try:
             if writer is not None:
-                writer.close(int(time.time()))
+                writer.close(int(time.time()) if capture_end is None else capture_end)
         finally:
             if self._owned and not self._file.closed:
                 self._file.close()
