@@ -57,7 +57,9 @@ class FlowFilePermissionError(AioflowError, PermissionError):
 
 
 class FlowFileFormatError(AioflowError, ValueError):
-    """The file does not start with an IPFIX message: not an IPFIX file (damage further in is counted)."""
+    """The file is not an IPFIX file (it does not start with an IPFIX message) or not a flow-tools file
+    (bad magic, unsupported version, damaged header). Damage further in is counted (IPFIX) or warned
+    about (flow-tools)."""
 
 
 class CaptureDamagedWarning(UserWarning):

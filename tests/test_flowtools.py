@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import struct
+import subprocess
+import sys
 import tracemalloc
 import warnings
 import zlib
@@ -302,3 +304,47 @@ def test_no_warnings_on_intact_files() -> None:
         for path in BUNDLED_FILES:
             assert FlowSet(path).damage is None
             list(FlowSet(path))
+
+
+def test_stream_version_1_is_read_as_flow_tools_maps_it() -> None:
+    """Stream version 1 (flow-tools before 0.50): a fixed 368-byte header and fts1rec_compat records,
+    read as flow-tools' ftio_read maps them (sysUpTime 0, unix_nsecs from ms, tcp_flags from flags)."""
+    header = struct.pack("<BBBBHxxIIIIIIIII68s256s", 0xCF, 0x10, 1, 1, 5, 1_000_000_000, 1_000_000_060, 1, 0, 2, 0,
+                         0, 0, 0, b"oldbox", b"an old capture")  # fmt: skip
+    record = struct.pack("<IIIIIHHIIIIHHHBBBBBBHHBBH", 1_000_000_030, 250, 0x0A000001, 0x0A000002, 0, 3, 4, 5, 600,
+                         7, 8, 1234, 80, 0, 6, 16, 0x12, 0, 0, 0, 64512, 65001, 24, 16, 0)  # fmt: skip
+    fs = FlowSet(io.BytesIO(header + record * 2))
+    assert (fs.stream_version, fs.export_version, fs.hostname, fs.comments, fs.flow_count) == (
+        1, 5, "oldbox", "an old capture", 2)  # fmt: skip
+    assert (fs.capture_start, fs.capture_end) == (1_000_000_000, 1_000_000_060)
+    (r, _) = list(fs)
+    assert (r.unix_secs, r.unix_nsecs, r.sysUpTime, r.srcaddr, r.dstaddr, r.input, r.output) == (
+        1_000_000_030, 250_000_000, 0, "10.0.0.1", "10.0.0.2", 3, 4)  # fmt: skip
+    assert (r.dPkts, r.dOctets, r.first_raw, r.last_raw, r.srcport, r.dstport, r.prot, r.tos, r.tcp_flags) == (
+        5, 600, 7, 8, 1234, 80, 6, 16, 0x12)  # fmt: skip
+    assert (r.src_as, r.dst_as, r.src_mask, r.dst_mask) == (64512, 65001, 24, 16)
+
+
+def test_to_arrow_and_the_parquet_example(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    names = {"capture-softflowd-v5.ft": "ft-v05.2024-07-09.074500+0000",
+             "gen-v5-le-z6.ft": "ft-v05.2024-07-09.080000+0000"}  # fmt: skip
+    for source, name in names.items():
+        (folder / name).write_bytes((BUNDLED / source).read_bytes())
+    (folder / "tmp-v05.2024-07-09.081500+0000").write_bytes(b"being written")  # flow-capture's open file: skipped
+    out = tmp_path / "flows.parquet"
+    example = Path(__file__).resolve().parents[1] / "examples" / "flowtools_to_parquet.py"
+    proc = subprocess.run([sys.executable, str(example), str(folder), str(out)], capture_output=True, text=True,
+                          timeout=120, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("165 records")
+    table = pq.read_table(out)
+    want = [FlowSet(BUNDLED / s).to_arrow() for s in names]
+    assert table.num_rows == sum(t.num_rows for t in want) == 165
+    assert table.column("dOctets").to_pylist() == [v for t in want for v in t.column("dOctets").to_pylist()]
+    capture = list(FlowSet(BUNDLED / "capture-softflowd-v5.ft"))
+    assert table.column("first").to_pylist()[:3] == [r.first for r in capture[:3]]
+    assert set(table.column("file").to_pylist()) == set(names.values())

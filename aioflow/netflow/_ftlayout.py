@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -187,6 +188,16 @@ class Header:
     @property
     def key(self) -> tuple[int, int]:
         return (self.d_version, self.agg_method or 0 if self.d_version == 8 else 0)
+
+
+def ftltime(secs: Any, nsecs: Any, uptime: Any, when: np.ndarray) -> np.ndarray:
+    """flow-tools' ftltime() over columns: Unix seconds (float64, ms resolution) of router uptimes
+    ``when``: export ms (``secs``*1000 + ``nsecs``/1e6) - ``uptime`` + ``when``, in unsigned 64-bit
+    arithmetic with no wrap handling, as flow-tools computes it. Scalars or columns."""
+    u64 = np.uint64
+    ms = np.asarray(secs, dtype=u64) * u64(1000) + np.asarray(nsecs, dtype=u64) // u64(1_000_000)
+    ms = ms - np.asarray(uptime, dtype=u64) + np.asarray(when, dtype=u64)
+    return (ms // u64(1000)).astype(np.float64) + (ms % u64(1000)).astype(np.float64) * 1e-3
 
 
 def parse_tlvs(header: Header, data: bytes) -> None:

@@ -45,6 +45,11 @@ def read_header(file: BinaryIO, name: str) -> lay.Header:
         if len(rest) < lay.V1_HEADER_SIZE - 8:
             raise FlowFileFormatError(f"{name}: damaged flow-tools file: the version 1 header is cut short")
         lay.parse_v1_header(header, head + rest)
+        if header.d_version not in (1, 5):
+            raise FlowFileFormatError(
+                f"{name}: unsupported flow-tools file: stream version 1 with record version {header.d_version} "
+                "(flow-tools wrote 1 and 5 there)"
+            )
         return header
     size = struct.unpack(header.order + "I", head[4:8])[0]
     if not 8 <= size <= 1 << 24:

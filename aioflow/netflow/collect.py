@@ -31,6 +31,7 @@ import numpy as np
 from .._errors import FlowFileFormatError, FlowFileNotFoundError, FlowFilePermissionError, MalformedPDUError
 from .._flow import flow_id_text
 from ._decode import IPFIX_HEADER, Decoder, DecodeStats, Message, RecordSet, Template
+from ._ftlayout import ftltime
 
 __all__ = [
     "PDU",
@@ -135,6 +136,45 @@ def _number(value: Any) -> int:
     return int.from_bytes(value, "big") if isinstance(value, bytes) else int(value or 0)
 
 
+def _python_value(spec: Any, value: Any, raw: bool) -> Any:
+    """One field value as FlowRecord gives it (addresses as text unless raw, octets as bytes)."""
+    if spec.type in ("ipv6Address",) and spec.length == 16:
+        number = int.from_bytes(bytes(value), "big")
+        return number if raw else str(ipaddress.IPv6Address(number))
+    if isinstance(value, np.ndarray):  # raw octets of a long field
+        return bytes(value)
+    if spec.type == "string" and not raw:
+        return bytes(value).rstrip(b"\0").decode("utf-8", "replace")
+    if isinstance(value, bytes):
+        return value
+    number = value.item()
+    if raw or spec.type not in _ADDRESS_TYPES:
+        return number
+    if spec.type == "ipv4Address":
+        return str(ipaddress.IPv4Address(number))
+    return ":".join(f"{b:02x}" for b in number.to_bytes(6, "big"))
+
+
+def _ftltimes(rs: RecordSet, which: int) -> list[Any]:
+    """pyflowtools' first (which 0) or last (1) of every record of a set, as Unix seconds: flow-tools'
+    arithmetic on the uptime and the export time (the record's own in a flow-tools file, its
+    datagram's header otherwise); the set's start/end in seconds when it has no uptimes (IPFIX)."""
+    resolved = _resolve(rs.template, "first_raw" if which == 0 else "last_raw")
+
+    def value(name: str) -> Any:
+        if name in rs.template.by_key:
+            return rs.column(name)
+        return _HEADER_FIELDS[name](rs)
+
+    secs, nsecs, uptime = value("unix_secs"), value("unix_nsecs"), value("sysUpTime")
+    if resolved is None or secs is None or uptime is None:
+        ns = rs.start_end_ns()[which]
+        seconds: list[Any] = [None] * len(rs) if ns is None else (ns / 1e9).tolist()
+        return seconds
+    times: list[Any] = ftltime(secs, 0 if nsecs is None else nsecs, uptime, rs.column(resolved[0])).tolist()
+    return times
+
+
 class FlowRecord:
     """One flow (or options) record. Attributes: every template field by its IANA name
     (``record.octetDeltaCount``), addresses as strings with ``_raw`` integer twins
@@ -181,23 +221,18 @@ class FlowRecord:
 
     # --- field access ---
     def _value(self, name: str, raw: bool = False) -> Any:
-        spec = self._set.template.spec[name]
-        value = self._set.column(name)[self._i]
-        if spec.type in ("ipv6Address",) and spec.length == 16:
-            number = int.from_bytes(bytes(value), "big")
-            return number if raw else str(ipaddress.IPv6Address(number))
-        if isinstance(value, np.ndarray):  # raw octets of a long field
-            return bytes(value)
-        if spec.type == "string" and not raw:
-            return bytes(value).rstrip(b"\0").decode("utf-8", "replace")
-        if isinstance(value, bytes):
-            return value
-        number = value.item()
-        if raw or spec.type not in _ADDRESS_TYPES:
-            return number
-        if spec.type == "ipv4Address":
-            return str(ipaddress.IPv4Address(number))
-        return ":".join(f"{b:02x}" for b in number.to_bytes(6, "big"))
+        # A column's Python values are made once per set, for all its records: a loop over records
+        # then reads a list, not a numpy scalar per access.
+        values = self._set._python.get((name, raw))
+        if values is None:
+            spec = self._set.template.spec[name]
+            column = self._set.column(name)
+            if column.ndim == 1 and column.dtype.kind in "ui" and (raw or spec.type not in _ADDRESS_TYPES):
+                values = column.tolist()
+            else:
+                values = [_python_value(spec, v, raw) for v in column]
+            self._set._python[(name, raw)] = values
+        return values[self._i]
 
     def __getitem__(self, key: str | tuple[int, int]) -> Any:
         name = self._set.template.by_key.get(key)
@@ -223,24 +258,24 @@ class FlowRecord:
         return self._value(*resolved)
 
     # --- pyflowtools ---
-    def _ftltime(self, uptime_ms: Any, ns: int | None) -> float | None:
-        # flow-tools' ftltime(): export ms - sysUpTime + First, unsigned 64-bit, no wrap handling.
-        secs, uptime = self.unix_secs, self.sysUpTime
-        if uptime_ms is not None and secs is not None and uptime is not None:
-            ms = int(secs * 1000 + (self.unix_nsecs or 0) // 1_000_000 - uptime + uptime_ms) % 2**64
-            return ms // 1000 + (ms % 1000) * 1e-3
-        return None if ns is None else ns / 1e9
+    def _ftl(self, which: int) -> float | None:
+        key = ("@first" if which == 0 else "@last", False)
+        values = self._set._python.get(key)
+        if values is None:  # computed for the whole set at once
+            values = self._set._python[key] = _ftltimes(self._set, which)
+        value: float | None = values[self._i]
+        return value
 
     @property
     def first(self) -> float | None:
         """Flow start as Unix seconds (pyflowtools: flow-tools' arithmetic on the uptime); ``first_raw``
         is the router uptime (ms). Without uptimes (IPFIX absolute times): ``start_ns`` in seconds."""
-        return self._ftltime(self.first_raw, self.start_ns)
+        return self._ftl(0)
 
     @property
     def last(self) -> float | None:
         """Flow end as Unix seconds (see ``first``); ``last_raw`` is the router uptime (ms)."""
-        return self._ftltime(self.last_raw, self.end_ns)
+        return self._ftl(1)
 
     def getID(self, bidir: bool = False) -> bytes:
         """pyflowtools' flow key: 18 bytes, source (address, port, input interface) and destination

@@ -32,6 +32,7 @@ from ._ftwrite import RecordWriter
 
 if TYPE_CHECKING:
     import pandas
+    import pyarrow
 
     from .collect import PDU, FlowRecord
 
@@ -234,18 +235,34 @@ class FlowSet:
         for rs in self.batches():
             yield from map(FlowRecord, [rs] * len(rs), range(len(rs)))
 
+    def iter_columns(self) -> Iterator[dict[str, np.ndarray]]:
+        """The bulk path by name: per chunk of records, numpy columns by pyflowtools' names: addresses
+        as uint32 (``srcaddr`` ...), ``first``/``last`` as Unix seconds (float64, flow-tools'
+        arithmetic), ``first_raw``/``last_raw`` as router uptime ms; no padding fields."""
+        names = lay.field_names(self.header.key, self.header.order)
+        for rs in self.batches():
+            if rs.array is not None:
+                yield frame_columns(rs.array, names)
+
+    def _all_columns(self) -> dict[str, np.ndarray]:
+        parts = list(self.iter_columns())
+        if not parts:
+            names = lay.field_names(self.header.key, self.header.order)
+            empty = np.zeros(0, dtype=lay.numpy_dtype(lay.layout(self.header.key, self.header.order), "="))
+            return frame_columns(empty, names)
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
     def to_frame(self) -> pandas.DataFrame:
-        """Every (remaining) record as a pandas DataFrame, columns by pyflowtools' names: addresses as
-        uint32 (``srcaddr`` ...), ``first``/``last`` as Unix seconds (float, flow-tools' arithmetic)
-        and ``first_raw``/``last_raw`` as router uptime ms. Decoded with numpy, a chunk at a time."""
+        """Every (remaining) record as a pandas DataFrame, the columns of ``iter_columns()``."""
         import pandas
 
-        names = lay.field_names(self.header.key, self.header.order)
-        parts = [frame_columns(rs.array, names) for rs in self.batches() if rs.array is not None]
-        if not parts:
-            empty = np.zeros(0, dtype=lay.numpy_dtype(lay.layout(self.header.key, self.header.order), "="))
-            return pandas.DataFrame(frame_columns(empty, names))
-        return pandas.DataFrame({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+        return pandas.DataFrame(self._all_columns())
+
+    def to_arrow(self) -> pyarrow.Table:
+        """Every (remaining) record as a pyarrow Table, the columns of ``iter_columns()`` (needs pyarrow)."""
+        import pyarrow
+
+        return pyarrow.table(self._all_columns())
 
     # --- writing ---
     def write(self, record: FlowRecord | Any) -> None:
@@ -329,11 +346,8 @@ def frame_columns(array: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
         key = {"First": "first_raw", "Last": "last_raw"}.get(name, name)
         out[key] = native[name]
     if "First" in names:
-        base = native["unix_secs"].astype(np.uint64) * np.uint64(1000) + native["unix_nsecs"] // np.uint32(1_000_000)
-        base -= native["sysUpTime"].astype(np.uint64)  # unsigned 64-bit, as flow-tools: no wrap handling
         for name, key in (("First", "first"), ("Last", "last")):
-            ms = base + native[name].astype(np.uint64)
-            out[key] = (ms // np.uint64(1000)).astype(np.float64) + (ms % np.uint64(1000)).astype(np.float64) * 1e-3
+            out[key] = lay.ftltime(native["unix_secs"], native["unix_nsecs"], native["sysUpTime"], native[name])
     return out
 
 
