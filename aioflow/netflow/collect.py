@@ -229,6 +229,9 @@ class FlowRecord:
             column = self._set.column(name)
             if column.ndim == 1 and column.dtype.kind in "ui" and (raw or spec.type not in _ADDRESS_TYPES):
                 values = column.tolist()
+            elif column.ndim == 1 and spec.type == "ipv4Address":  # dotted quads by inet_ntoa (C), not ipaddress
+                packed = column.astype(">u4").tobytes()
+                values = [socket.inet_ntoa(packed[i : i + 4]) for i in range(0, len(packed), 4)]
             else:
                 values = [_python_value(spec, v, raw) for v in column]
             self._set._python[(name, raw)] = values
@@ -317,6 +320,19 @@ class FlowRecord:
             f"<FlowRecord v{self.version} {self.src_ip}:{self.src_port} -> {self.dst_ip}:{self.dst_port} "
             f"proto={self.protocol} packets={self.packets} bytes={self.bytes}>"
         )
+
+
+def _named(name: str) -> property:
+    return property(lambda self: self.__getattr__(name), doc=f"pyflowtools' / aioflow's ``{name}`` (see FlowRecord)")
+
+
+# The names loops read most, as properties: found in the class, without the AttributeError that a
+# __getattr__ fallback costs on every access. Same values as __getattr__ gives.
+for _name in ("srcaddr", "dstaddr", "nexthop", "exaddr", "srcport", "dstport", "prot", "tos", "tcp_flags", "dPkts",
+              "dOctets", "input", "output", "src_as", "dst_as", "src_mask", "dst_mask", "engine_type", "engine_id",
+              "unix_secs", "unix_nsecs", "sysUpTime", "first_raw", "last_raw", "srcaddr_raw", "dstaddr_raw",
+              "src_ip", "dst_ip", "src_port", "dst_port", "protocol", "packets", "bytes"):  # fmt: skip
+    setattr(FlowRecord, _name, _named(_name))
 
 
 class PDU:
