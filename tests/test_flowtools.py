@@ -348,3 +348,18 @@ def test_to_arrow_and_the_parquet_example(tmp_path: Path) -> None:
     capture = list(FlowSet(BUNDLED / "capture-softflowd-v5.ft"))
     assert table.column("first").to_pylist()[:3] == [r.first for r in capture[:3]]
     assert set(table.column("file").to_pylist()) == set(names.values())
+
+
+def test_bundled_files_are_the_manifests() -> None:
+    """tests/data/flowtools/MANIFEST.tsv gives each bundled flow-tools file's source, how it was made,
+    its licence and checksum (the oracle texts beside each were printed by flow-tools for it)."""
+    import csv
+    import hashlib
+
+    with (BUNDLED / "MANIFEST.tsv").open(newline="") as fh:
+        rows = {row["file"]: row for row in csv.DictReader(fh, delimiter="\t")}
+    assert sorted(rows) == [p.name for p in BUNDLED_FILES]
+    for p in BUNDLED_FILES:
+        row = rows[p.name]
+        assert row["source"] and row["made_with"] and row["licence"], row
+        assert hashlib.sha256(p.read_bytes()).hexdigest() == row["sha256"], f"{p.name} differs from its source"

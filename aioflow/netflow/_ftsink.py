@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypedDict, Unpack
 
 import numpy as np
 
@@ -25,6 +25,16 @@ from .flowtools import FlowSet
 def capture_name(when: int, version: int = 5, prefix: str = "ft") -> str:
     """flow-capture's file name for a file starting at ``when`` (Unix seconds, named in UTC)."""
     return f"{prefix}-v{version:02d}." + time.strftime("%Y-%m-%d.%H%M%S+0000", time.gmtime(when))
+
+
+class FileOptions(TypedDict, total=False):
+    """FlowToolsRotator's keyword options, which FlowToolsWriter passes on."""
+
+    directory: str | os.PathLike[str] | None
+    rotate_records: int | None
+    rotate_seconds: int | None
+    compress: bool
+    byte_order: Literal["little", "big"]
 
 
 class FlowToolsRotator:
@@ -105,23 +115,19 @@ class FlowToolsRotator:
 
 
 class FlowToolsWriter(_FileSink):
-    """aioflow's flows into flow-tools v5 files (``path``, or rotating files in ``directory``; see
-    FlowToolsRotator). Each direction that saw packets is one v5 record (IPv6 flows cannot be: counted
-    in ``stats.skipped_ipv6``), timed as the NetFlow v5 exporter times them. Raises OSError when the
-    file or directory cannot be written."""
+    """aioflow's flows into flow-tools v5 files (``path``, or rotating files in ``directory``: the
+    keyword options of FlowToolsRotator). Each direction that saw packets is one v5 record (IPv6
+    flows cannot be: counted in ``stats.skipped_ipv6``), timed as the NetFlow v5 exporter times them.
+    Raises OSError when the file or directory cannot be written."""
 
     def __init__(
         self,
         path: str | os.PathLike[str] | None = None,
         *,
-        directory: str | os.PathLike[str] | None = None,
-        rotate_records: int | None = None,
-        rotate_seconds: int | None = None,
-        compress: bool = True,
-        byte_order: Literal["little", "big"] = "little",
         engine_id: int = 0,
         batch_flows: int = BATCH_FLOWS,
         flush_interval: float = FLUSH_INTERVAL,
+        **files: Unpack[FileOptions],
     ) -> None:
         from ._decode import Decoder
         from ._encode import NetflowV5Encoder
@@ -129,9 +135,7 @@ class FlowToolsWriter(_FileSink):
         super().__init__(batch_flows, flush_interval)
         self.encoder = NetflowV5Encoder(engine_id=engine_id)
         self.decoder = Decoder()
-        rotation = {"rotate_records": rotate_records, "rotate_seconds": rotate_seconds}
-        self.rotator = FlowToolsRotator(path, directory=directory, compress=compress, byte_order=byte_order,
-                                        **rotation)  # fmt: skip
+        self.rotator = FlowToolsRotator(path, **files)
         if path is not None:
             open(path, "wb").close()  # a path that cannot be written fails now, not after the whole capture
 

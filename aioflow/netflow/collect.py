@@ -15,6 +15,7 @@ whole batch without one Python object per record (``Collector.receive_batch()``)
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import os
 import socket
@@ -22,13 +23,13 @@ import struct
 from collections import deque
 from collections.abc import AsyncGenerator, Hashable, Iterator
 from os import PathLike
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import anyio
 import anyio.lowlevel
 import numpy as np
 
-from .._errors import FlowFileFormatError, FlowFileNotFoundError, FlowFilePermissionError, MalformedPDUError
+from .._errors import FlowFileFormatError, MalformedPDUError, open_flow_file
 from .._flow import flow_id_text
 from ._decode import IPFIX_HEADER, Decoder, DecodeStats, Message, RecordSet, Template
 from ._ftlayout import ftltime
@@ -487,14 +488,7 @@ def open_ipfix_file(path: str | PathLike[str]) -> BinaryIO:
     FlowFileNotFoundError, FlowFilePermissionError or FlowFileFormatError (not an IPFIX file); an
     empty file is a valid one with no message. Damage further in is found (and counted) while reading."""
     name = os.fspath(path)
-    try:
-        file = open(name, "rb")
-    except FileNotFoundError:
-        raise FlowFileNotFoundError(f"{name}: no such IPFIX file; check the path") from None
-    except PermissionError:
-        raise FlowFilePermissionError(f"{name}: not readable by this user; fix its permissions") from None
-    except IsADirectoryError:
-        raise FlowFileFormatError(f"{name}: a directory, not an IPFIX file") from None
+    file = cast(io.BufferedReader, open_flow_file(name, "r", "IPFIX"))
     head = file.peek(4)[:4]
     length = int.from_bytes(head[2:4]) if len(head) == 4 else IPFIX_HEADER.size
     # A file cut inside its first header still starts like IPFIX: that is a truncation, counted later.

@@ -20,11 +20,11 @@ import time
 from collections.abc import Iterator
 from os import PathLike
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 import numpy as np
 
-from .._errors import FlowFileFormatError, FlowFileNotFoundError, FlowFilePermissionError
+from .._errors import open_flow_file
 from . import _ftlayout as lay
 from ._decode import RecordSet
 from ._ftread import RecordReader, read_header
@@ -49,14 +49,7 @@ def _open(source: Source, mode: str) -> tuple[BinaryIO, str, bool]:
     if name == "-":
         std = sys.stdin if mode == "r" else sys.stdout
         return std.buffer, "<stdin>" if mode == "r" else "<stdout>", False
-    try:
-        return cast(BinaryIO, open(name, mode + "b")), name, True
-    except FileNotFoundError:
-        raise FlowFileNotFoundError(f"{name}: no such flow-tools file; check the path") from None
-    except PermissionError:
-        raise FlowFilePermissionError(f"{name}: not accessible to this user; fix its permissions") from None
-    except IsADirectoryError:
-        raise FlowFileFormatError(f"{name}: a directory, not a flow-tools file") from None
+    return open_flow_file(name, mode, "flow-tools"), name, True
 
 
 class FlowSet:
