@@ -39,6 +39,8 @@ _LAZY: dict[str, str] = {
     "RECORD_DTYPE": "aioflow._frame",  # numpy dtype of batch.raw_records(): one C flow record
     "report": "aioflow._report",  # the HTML report: plotly (the `report` extra) is imported when it writes
     **dict.fromkeys(("Collector", "FlowRecord", "collect", "parse_pdu", "read_ipfix_file"), "aioflow.netflow.collect"),
+    "FlowPDU": "aioflow.netflow.collect",
+    "FlowSet": "aioflow.netflow.flowtools",  # flow-tools files, pyflowtools' API
 }  # fmt: skip
 
 if TYPE_CHECKING:
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
     from ._frame import RECORD_DTYPE as RECORD_DTYPE
     from ._report import report as report
     from .netflow.collect import Collector as Collector
+    from .netflow.collect import FlowPDU as FlowPDU
     from .netflow.collect import FlowRecord as FlowRecord
     from .netflow.collect import collect as collect
     from .netflow.collect import parse_pdu as parse_pdu
@@ -58,6 +61,7 @@ if TYPE_CHECKING:
         NetflowV9Exporter,
         ParquetWriter,
     )
+    from .netflow.flowtools import FlowSet as FlowSet
 else:
 
     def __getattr__(name: str) -> Any:

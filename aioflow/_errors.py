@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import BinaryIO, cast
+
 
 class AioflowError(Exception):
     """Base of every error aioflow raises on purpose."""
@@ -62,7 +64,23 @@ class FlowFilePermissionError(AioflowError, PermissionError):
 
 
 class FlowFileFormatError(AioflowError, ValueError):
-    """The file does not start with an IPFIX message: not an IPFIX file (damage further in is counted)."""
+    """The file is not an IPFIX file (it does not start with an IPFIX message) or not a flow-tools file
+    (bad magic, unsupported version, damaged header). Damage further in is counted (IPFIX) or warned
+    about (flow-tools)."""
+
+
+def open_flow_file(name: str, mode: str, kind: str) -> BinaryIO:
+    """``name`` opened in binary ``mode`` ("r"/"w"), OS errors as aioflow's flow-file errors (the
+    message names the ``kind`` of file, e.g. "IPFIX")."""
+    try:
+        return cast(BinaryIO, open(name, mode + "b"))
+    except FileNotFoundError:
+        raise FlowFileNotFoundError(f"{name}: no such {kind} file; check the path") from None
+    except PermissionError:
+        rights = "readable" if mode == "r" else "writable"
+        raise FlowFilePermissionError(f"{name}: not {rights} by this user; fix its permissions") from None
+    except IsADirectoryError:
+        raise FlowFileFormatError(f"{name}: a directory, not a {kind} file") from None
 
 
 class CaptureDamagedWarning(UserWarning):

@@ -193,7 +193,10 @@ def test_v5_sequence_counts_flows() -> None:
         0x12,
         1,
     )
-    assert (r.first, r.last) == (9_000, 9_500)
+    assert (r.first_raw, r.last_raw) == (9_000, 9_500)  # router uptime ms
+    # pyflowtools' first/last: Unix seconds, flow-tools' arithmetic (export ms - sysUpTime + First)
+    assert (r.first, r.last) == (1_699_999_999.0, 1_699_999_999.5)
+    assert (r.unix_secs, r.unix_nsecs, r.sysUpTime, r.engine_type, r.engine_id) == (1_700_000_000, 0, 10_000, 0, 0)
     assert r.start_ns == 1_700_000_000 * 10**9 - 1000 * 10**6  # 1 s before the header's uptime
     parse_pdu(EXPORTER, v5(9, 1), decoder=decoder)
     assert (decoder.stats.sequence_gaps, decoder.stats.sequence_lost) == (1, 6)

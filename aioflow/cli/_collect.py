@@ -17,7 +17,16 @@ import anyio.lowlevel
 
 from .._flow import protocol_name
 from . import _signals
-from ._common import EXIT_DAMAGED, EXIT_USAGE, address, endpoint, int_at_least, socket_opened
+from ._common import (
+    EXIT_DAMAGED,
+    EXIT_USAGE,
+    add_flowtools_options,
+    address,
+    endpoint,
+    flowtools_rotation,
+    int_at_least,
+    socket_opened,
+)
 
 if TYPE_CHECKING:
     from ..netflow.collect import DecodeStats, FlowRecord, Message
@@ -53,6 +62,7 @@ def add_parser(commands: Any) -> None:
     collect.add_argument("--json", action="store_true", help="JSON lines: every field of each record")
     collect.add_argument("--options", action="store_true", help="print options records too")
     collect.add_argument("--count", type=int_at_least(1), metavar="N", help="stop after N records")
+    add_flowtools_options(collect)
 
 
 def _json_value(value: Any) -> Any:
@@ -81,6 +91,11 @@ class _Printer:
     def __init__(self, args: argparse.Namespace, out: TextIO, archive: BinaryIO | None) -> None:
         self.args, self.out, self.archive = args, out, archive
         self.printed = self.not_ipfix = 0
+        self.flowtools = None  # --flow-tools: every decoded datagram's records, rotating files
+        if args.flow_tools is not None:
+            from ..netflow._ftsink import FlowToolsRotator
+
+            self.flowtools = FlowToolsRotator(**flowtools_rotation(args))
 
     @property
     def done(self) -> bool:
@@ -94,6 +109,10 @@ class _Printer:
                 self.archive.write(payload)
             else:
                 self.not_ipfix += 1
+        if self.flowtools is not None and message.error is None:
+            from ..netflow.collect import PDU
+
+            self.flowtools.write_pdu(PDU(message, payload))
         left = None if self.args.count is None else self.args.count - self.printed
         for record in itertools.islice(message_records(message, self.args.options), left):
             self.out.write(_line(record, self.args.json) + "\n")
@@ -101,6 +120,9 @@ class _Printer:
         self.out.flush()
 
     def summary(self, stats: DecodeStats, err: TextIO) -> None:
+        if self.flowtools is not None:
+            self.flowtools.close()
+            err.write(f"aioflow: {self.args.flow_tools}: {len(self.flowtools.files)} flow-tools files written\n")
         summary = ", ".join(f"{name} {getattr(stats, name)}" for name in SUMMARY_FIELDS)
         malformed = sum(stats.malformed.values())
         err.write(f"aioflow: {summary}, malformed {malformed} {dict(stats.malformed) or ''}\n")
@@ -171,6 +193,8 @@ def run(args: argparse.Namespace) -> int:
     """Runs ``aioflow collect``: exit 1 for a damaged --read file, 2 for usage; the library's errors
     (FlowFile*Error for --read) go up to main()."""
     from ..netflow.collect import open_ipfix_file
+
+    flowtools_rotation(args)  # a usage error before anything is opened
 
     # Opened here, before the event loop: small appends of whole messages, no reads. The file to read
     # first, so a missing one leaves no empty archive behind (and raises its typed error).

@@ -186,3 +186,21 @@ def socket_error(option: str, exc: OSError) -> CommandError:
         return CommandError(f"{option}: {why}: check it or give an IP address")
     hint = _SOCKET_HINTS.get(exc.errno or 0, exc.strerror or str(exc))
     return CommandError(f"{option}: {hint}")
+
+
+def add_flowtools_options(command: argparse.ArgumentParser) -> None:
+    """--flow-tools DIR and its rotation: flow-tools files named as flow-capture's (export, collect)."""
+    command.add_argument("--flow-tools", metavar="DIR",
+                         help="also write flow-tools v5 files (ft-v05.YYYY-MM-DD.HHMMSS+0000, as flow-capture) in DIR")
+    command.add_argument("--rotate-records", type=int_at_least(1), metavar="N",
+                         help="--flow-tools: start a new file every N records")
+    command.add_argument("--rotate-seconds", type=int_at_least(1), metavar="S",
+                         help="--flow-tools: start a new file at every S-second boundary of the flows' export time")
+
+
+def flowtools_rotation(args: argparse.Namespace) -> dict[str, Any]:
+    """The FlowToolsWriter/FlowToolsRotator options of --flow-tools (usage error: rotation without it)."""
+    if args.flow_tools is None and (args.rotate_records or args.rotate_seconds):
+        raise CommandError("--rotate-records/--rotate-seconds need --flow-tools DIR")
+    return {"directory": args.flow_tools, "rotate_records": args.rotate_records,
+            "rotate_seconds": args.rotate_seconds}  # fmt: skip

@@ -15,10 +15,12 @@ from ._common import (
     EXIT_USAGE,
     CommandError,
     add_flow_options,
+    add_flowtools_options,
     add_follow,
     address,
     damage_exit,
     endpoint,
+    flowtools_rotation,
     int_at_least,
     parser_options,
     positive_float,
@@ -58,6 +60,7 @@ def add_parser(commands: Any) -> None:
                         help="IPFIX: flowStart/EndNanoseconds instead of milliseconds")
     export.add_argument("--domain", type=int_at_least(0), default=0, metavar="ID",
                         help="IPFIX observation domain / v9 source id / v5 engine id (default 0)")
+    add_flowtools_options(export)
     add_flow_options(export, "--filter", "--idle-timeout", "--active-timeout", "--fin-timeout", "--max-flows")
     add_follow(export)
 
@@ -98,9 +101,11 @@ def _report(where: str, s: ExportStats) -> str:
 
 
 async def _export(stopper: _signals.Stopper, args: argparse.Namespace, err: TextIO) -> int:
+    from ..netflow._ftsink import FlowToolsWriter
     from ..netflow.export import ParquetWriter
 
-    exporter = writer = None
+    exporter = writer = archive = None
+    rotation = flowtools_rotation(args)
     async with contextlib.AsyncExitStack() as stack:
         parser = await stack.enter_async_context(aioflow.FlowParser(args.source, **parser_options(args)))
         if args.to is not None:
@@ -108,11 +113,13 @@ async def _export(stopper: _signals.Stopper, args: argparse.Namespace, err: Text
             exporter = await stack.enter_async_context(socket_opened(_exporter(args), option))
         if args.write is not None:
             writer = await stack.enter_async_context(_writer(args))
+        if args.flow_tools is not None:
+            archive = await stack.enter_async_context(FlowToolsWriter(engine_id=args.domain & 0xFF, **rotation))
         # a signal ends the parse: the active flows end as "stop" and still go out below
         stopper.on_signal(parser.stop)
         if parser.live:
             _signals.capturing(err, args.source)
-        sinks = [sink for sink in (exporter, writer) if sink is not None]
+        sinks = [sink for sink in (exporter, writer, archive) if sink is not None]
         if len(sinks) == 1:
             await sinks[0].run(parser)  # whole batches, no Python work per flow
         else:  # one subscription feeds both: a second one could miss the flows ended before it
@@ -126,12 +133,14 @@ async def _export(stopper: _signals.Stopper, args: argparse.Namespace, err: Text
         err.write(f"aioflow: {args.write}: {writer.rows} flows written\n")
     elif writer is not None:
         err.write(_report(args.write, writer.stats))
+    if archive is not None:
+        err.write(_report(f"{args.flow_tools}: {len(archive.files)} flow-tools files", archive.stats))
     return damage_exit(parser, parser.info(), err)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Runs ``aioflow export``: exit 2 without --to or --write; the library's errors go up to main()."""
-    if args.to is None and args.write is None:
-        sys.stderr.write("aioflow: error: export: give --to HOST:PORT and/or --write FILE\n")
+    """Runs ``aioflow export``: exit 2 without --to, --write or --flow-tools; the library's errors go up to main()."""
+    if args.to is None and args.write is None and args.flow_tools is None:
+        sys.stderr.write("aioflow: error: export: give --to HOST:PORT, --write FILE and/or --flow-tools DIR\n")
         return EXIT_USAGE
     return _signals.run(_export, args, sys.stderr)

@@ -20,7 +20,7 @@ from .. import _zeek
 from .._engine import METERS
 from .._flow import SCALAR_FIELDS, protocol_name
 from . import _signals
-from ._common import add_flow_options, add_follow, damage_exit, endpoint, parser_options, summary
+from ._common import CommandError, add_flow_options, add_follow, damage_exit, endpoint, parser_options, summary
 
 # The same columns as Flow.to_dict() and read_frame(), so the three outputs line up.
 CSV_FIELDS: tuple[str, ...] = SCALAR_FIELDS
@@ -153,7 +153,7 @@ class _ZeekWriter:
             self.out.write(_zeek.close_line() + "\n")
 
 
-FORMATS = ("table", "csv", "json", "zeek", "zeek-json")
+FORMATS = ("table", "csv", "json", "zeek", "zeek-json", "flow-tools")
 
 
 def _writer(args: argparse.Namespace, out: TextIO) -> _Writer:
@@ -218,9 +218,11 @@ def add_parser(commands: Any) -> None:
         "--format",
         choices=FORMATS,
         default="table",
-        help="table (default), csv (one row per flow), json (JSON lines), zeek (Zeek's conn.log) or zeek-json "
-        "(conn.log as Zeek's JSON lines); the zeek formats use Zeek's timeouts unless given",
+        help="table (default), csv (one row per flow), json (JSON lines), zeek (Zeek's conn.log), zeek-json "
+        "(conn.log as Zeek's JSON lines; the zeek formats use Zeek's timeouts unless given) or flow-tools (a "
+        "flow-tools v5 file, one record per direction, to -o FILE)",
     )
+    flows.add_argument("-o", "--output", metavar="FILE", help="--format flow-tools: the file to write")
     flows.add_argument("--local-nets", nargs="*", metavar="CIDR", default=None,
                        help="zeek formats: Site::local_nets for local_orig/local_resp "
                        "(default: Zeek's private address space)")
@@ -248,6 +250,8 @@ async def run_flows(
     """Prints the flows of args.source to `out` as they end, the summary to `err`; returns 0, or
     EXIT_DAMAGED when reading stopped at damage (the flows before it were printed). A signal stops
     the parser: the active flows are printed (ending as "stop"), then the summary."""
+    if args.format == "flow-tools":
+        return await _run_flowtools(stopper, args, err)
     writer = _writer(args, out)
     progress = _Progress(err, clear_before_rows=out.isatty()) if show_progress else None
     options = parser_options(args)
@@ -277,8 +281,29 @@ async def run_flows(
     return damage_exit(parser, info, err)
 
 
+async def _run_flowtools(stopper: _signals.Stopper, args: argparse.Namespace, err: TextIO) -> int:
+    """--format flow-tools: the flows, as NetFlow v5 records, into a flow-tools file (batches, no
+    Python work per flow); the summary and what was written to `err`."""
+    from ..netflow._ftsink import FlowToolsWriter
+
+    async with aioflow.FlowParser(args.source, **parser_options(args)) as parser:
+        stopper.on_signal(parser.stop)
+        if parser.live:
+            _signals.capturing(err, args.source)
+        async with FlowToolsWriter(args.output) as writer:
+            await writer.run(parser)
+        info = parser.info()
+    err.write(summary(info) + "\n")
+    s = writer.stats
+    ipv6 = f"; {s.skipped_ipv6} IPv6 flows not written (v5 is IPv4 only)" if s.skipped_ipv6 else ""
+    err.write(f"aioflow: {args.output}: {s.records} flow-tools v5 records from {s.flows} flows{ipv6}\n")
+    return damage_exit(parser, info, err)
+
+
 def run(args: argparse.Namespace) -> int:
     """Runs ``aioflow flows``; the library's errors go up to main()."""
+    if (args.format == "flow-tools") != (args.output is not None):
+        raise CommandError("--format flow-tools writes a file: give -o FILE (and -o only with it)")
     # A bar only makes sense where someone watches it and where there is an end to measure against.
     show_progress = not (args.no_progress or args.follow) and sys.stderr.isatty() and Path(args.source).is_file()
     return _signals.run(run_flows, args, sys.stdout, sys.stderr, show_progress)

@@ -15,27 +15,31 @@ whole batch without one Python object per record (``Collector.receive_batch()``)
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import os
 import socket
+import struct
 from collections import deque
 from collections.abc import AsyncGenerator, Hashable, Iterator
 from os import PathLike
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import anyio
 import anyio.lowlevel
 import numpy as np
 
-from .._errors import FlowFileFormatError, FlowFileNotFoundError, FlowFilePermissionError, MalformedPDUError
+from .._errors import FlowFileFormatError, MalformedPDUError, open_flow_file
 from .._flow import flow_id_text
 from ._decode import IPFIX_HEADER, Decoder, DecodeStats, Message, RecordSet, Template
+from ._ftlayout import ftltime
 
 __all__ = [
     "PDU",
     "Collector",
     "DecodeStats",
     "Decoder",
+    "FlowPDU",
     "FlowRecord",
     "Message",
     "RecordSet",
@@ -74,12 +78,37 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "dst_as": ("bgpDestinationAsNumber",),
     "src_mask": ("sourceIPv4PrefixLength", "sourceIPv6PrefixLength"),
     "dst_mask": ("destinationIPv4PrefixLength", "destinationIPv6PrefixLength"),
-    "first": ("flowStartSysUpTime",),
+    "first": ("flowStartSysUpTime",),  # pyflowtools' first_raw/last_raw (uptime ms); first/last: Unix time
     "last": ("flowEndSysUpTime",),
+    "engine_type": ("engineType",),
+    "engine_id": ("engineId",),
+    "exporter_ip": ("exporterIPv4Address",),
 }
 # pyflowtools' names for the same attributes.
 _FLOWTOOLS = {"srcaddr": "src_ip", "dstaddr": "dst_ip", "srcport": "src_port", "dstport": "dst_port",
-              "prot": "protocol", "dPkts": "packets", "dOctets": "bytes", "nexthop": "next_hop"}  # fmt: skip
+              "prot": "protocol", "dPkts": "packets", "dOctets": "bytes", "nexthop": "next_hop",
+              "exaddr": "exporter_ip"}  # fmt: skip
+
+
+def _exporter_host(rs: RecordSet) -> str | None:
+    host = rs.exporter[0] if isinstance(rs.exporter, tuple) and rs.exporter else rs.exporter
+    try:
+        return str(ipaddress.IPv4Address(host))
+    except ValueError:
+        return None
+
+
+# pyflowtools' per-record header fields, for records whose template lacks them (a datagram's records
+# share its header): attribute -> value from the RecordSet (None where the version has none).
+_HEADER_FIELDS: dict[str, Any] = {
+    "unix_secs": lambda rs: rs.export_time,
+    "unix_nsecs": lambda rs: rs.export_nsecs,
+    "sysUpTime": lambda rs: rs.sys_uptime_ms,
+    "engine_type": lambda rs: rs.domain >> 8 & 0xFF if rs.version == 5 else None,
+    "engine_id": lambda rs: rs.domain & 0xFF if rs.version == 5 else None,
+    "exaddr": _exporter_host,
+    "exaddr_raw": lambda rs: None if (h := _exporter_host(rs)) is None else int(ipaddress.IPv4Address(h)),
+}
 _ADDRESS_TYPES = ("ipv4Address", "ipv6Address", "macAddress")
 
 
@@ -95,6 +124,8 @@ def _resolve(template: Template, name: str) -> tuple[str, bool] | None:
         result = (base, raw)
     elif base in _ALIASES:
         result = next(((c, raw) for c in _ALIASES[base] if c in template.by_key), None)
+    elif name in _HEADER_FIELDS:
+        result = None  # from the datagram's header (FlowRecord.__getattr__)
     else:
         raise AttributeError(name)
     template.attrs[name] = result
@@ -104,6 +135,45 @@ def _resolve(template: Template, name: str) -> tuple[str, bool] | None:
 def _number(value: Any) -> int:
     # A field of an odd size is kept as octets: still orderable, as the integer they spell.
     return int.from_bytes(value, "big") if isinstance(value, bytes) else int(value or 0)
+
+
+def _python_value(spec: Any, value: Any, raw: bool) -> Any:
+    """One field value as FlowRecord gives it (addresses as text unless raw, octets as bytes)."""
+    if spec.type in ("ipv6Address",) and spec.length == 16:
+        number = int.from_bytes(bytes(value), "big")
+        return number if raw else str(ipaddress.IPv6Address(number))
+    if isinstance(value, np.ndarray):  # raw octets of a long field
+        return bytes(value)
+    if spec.type == "string" and not raw:
+        return bytes(value).rstrip(b"\0").decode("utf-8", "replace")
+    if isinstance(value, bytes):
+        return value
+    number = value.item()
+    if raw or spec.type not in _ADDRESS_TYPES:
+        return number
+    if spec.type == "ipv4Address":
+        return str(ipaddress.IPv4Address(number))
+    return ":".join(f"{b:02x}" for b in number.to_bytes(6, "big"))
+
+
+def _ftltimes(rs: RecordSet, which: int) -> list[Any]:
+    """pyflowtools' first (which 0) or last (1) of every record of a set, as Unix seconds: flow-tools'
+    arithmetic on the uptime and the export time (the record's own in a flow-tools file, its
+    datagram's header otherwise); the set's start/end in seconds when it has no uptimes (IPFIX)."""
+    resolved = _resolve(rs.template, "first_raw" if which == 0 else "last_raw")
+
+    def value(name: str) -> Any:
+        if name in rs.template.by_key:
+            return rs.column(name)
+        return _HEADER_FIELDS[name](rs)
+
+    secs, nsecs, uptime = value("unix_secs"), value("unix_nsecs"), value("sysUpTime")
+    if resolved is None or secs is None or uptime is None:
+        ns = rs.start_end_ns()[which]
+        seconds: list[Any] = [None] * len(rs) if ns is None else (ns / 1e9).tolist()
+        return seconds
+    times: list[Any] = ftltime(secs, 0 if nsecs is None else nsecs, uptime, rs.column(resolved[0])).tolist()
+    return times
 
 
 class FlowRecord:
@@ -152,23 +222,21 @@ class FlowRecord:
 
     # --- field access ---
     def _value(self, name: str, raw: bool = False) -> Any:
-        spec = self._set.template.spec[name]
-        value = self._set.column(name)[self._i]
-        if spec.type in ("ipv6Address",) and spec.length == 16:
-            number = int.from_bytes(bytes(value), "big")
-            return number if raw else str(ipaddress.IPv6Address(number))
-        if isinstance(value, np.ndarray):  # raw octets of a long field
-            return bytes(value)
-        if spec.type == "string" and not raw:
-            return bytes(value).rstrip(b"\0").decode("utf-8", "replace")
-        if isinstance(value, bytes):
-            return value
-        number = value.item()
-        if raw or spec.type not in _ADDRESS_TYPES:
-            return number
-        if spec.type == "ipv4Address":
-            return str(ipaddress.IPv4Address(number))
-        return ":".join(f"{b:02x}" for b in number.to_bytes(6, "big"))
+        # A column's Python values are made once per set, for all its records: a loop over records
+        # then reads a list, not a numpy scalar per access.
+        values = self._set._python.get((name, raw))
+        if values is None:
+            spec = self._set.template.spec[name]
+            column = self._set.column(name)
+            if column.ndim == 1 and column.dtype.kind in "ui" and (raw or spec.type not in _ADDRESS_TYPES):
+                values = column.tolist()
+            elif column.ndim == 1 and spec.type == "ipv4Address":  # dotted quads by inet_ntoa (C), not ipaddress
+                packed = column.astype(">u4").tobytes()
+                values = [socket.inet_ntoa(packed[i : i + 4]) for i in range(0, len(packed), 4)]
+            else:
+                values = [_python_value(spec, v, raw) for v in column]
+            self._set._python[(name, raw)] = values
+        return values[self._i]
 
     def __getitem__(self, key: str | tuple[int, int]) -> Any:
         name = self._set.template.by_key.get(key)
@@ -189,8 +257,39 @@ class FlowRecord:
         if resolved is _MISSING:
             resolved = _resolve(template, name)
         if resolved is None:
-            return None
+            header = _HEADER_FIELDS.get(name)
+            return None if header is None else header(self._set)
         return self._value(*resolved)
+
+    # --- pyflowtools ---
+    def _ftl(self, which: int) -> float | None:
+        key = ("@first" if which == 0 else "@last", False)
+        values = self._set._python.get(key)
+        if values is None:  # computed for the whole set at once
+            values = self._set._python[key] = _ftltimes(self._set, which)
+        value: float | None = values[self._i]
+        return value
+
+    @property
+    def first(self) -> float | None:
+        """Flow start as Unix seconds (pyflowtools: flow-tools' arithmetic on the uptime); ``first_raw``
+        is the router uptime (ms). Without uptimes (IPFIX absolute times): ``start_ns`` in seconds."""
+        return self._ftl(0)
+
+    @property
+    def last(self) -> float | None:
+        """Flow end as Unix seconds (see ``first``); ``last_raw`` is the router uptime (ms)."""
+        return self._ftl(1)
+
+    def getID(self, bidir: bool = False) -> bytes:
+        """pyflowtools' flow key: 18 bytes, source (address, port, input interface) and destination
+        (address, port, output interface) as host-order integers (little-endian, as pyflowtools on
+        x86), then the protocol and a zero byte; with bidir, the byte-wise smaller endpoint first."""
+        src = struct.pack("<IHH", _number(self.srcaddr_raw), _number(self.srcport), _number(self.input))
+        dst = struct.pack("<IHH", _number(self.dstaddr_raw), _number(self.dstport), _number(self.output))
+        if bidir and not src < dst:
+            src, dst = dst, src
+        return src + dst + bytes([_number(self.prot) & 0xFF, 0])
 
     @property
     def start_ns(self) -> int | None:
@@ -224,11 +323,27 @@ class FlowRecord:
         )
 
 
-class PDU:
-    """One decoded datagram, pyflowtools-style: iterate it for its flow records."""
+def _named(name: str) -> property:
+    return property(lambda self: self.__getattr__(name), doc=f"pyflowtools' / aioflow's ``{name}`` (see FlowRecord)")
 
-    def __init__(self, message: Message) -> None:
+
+# The names loops read most, as properties: found in the class, without the AttributeError that a
+# __getattr__ fallback costs on every access. Same values as __getattr__ gives.
+for _name in ("srcaddr", "dstaddr", "nexthop", "exaddr", "srcport", "dstport", "prot", "tos", "tcp_flags", "dPkts",
+              "dOctets", "input", "output", "src_as", "dst_as", "src_mask", "dst_mask", "engine_type", "engine_id",
+              "unix_secs", "unix_nsecs", "sysUpTime", "first_raw", "last_raw", "srcaddr_raw", "dstaddr_raw",
+              "src_ip", "dst_ip", "src_port", "dst_port", "protocol", "packets", "bytes"):  # fmt: skip
+    setattr(FlowRecord, _name, _named(_name))
+
+
+class PDU:
+    """One decoded datagram, pyflowtools-style: iterate it for its flow records; header fields are
+    attributes (pyflowtools' names). PDUs of one exporter order by sequence number (``a < b``: a was
+    sent earlier), with 32-bit wrap-around (serial number arithmetic, RFC 1982)."""
+
+    def __init__(self, message: Message, payload: bytes = b"") -> None:
         self.message = message
+        self._payload = bytes(payload[:24])
 
     @property
     def version(self) -> int:
@@ -239,6 +354,56 @@ class PDU:
     def sequence(self) -> int:
         """The header's sequence number (v5/IPFIX: records before this message; v9: datagrams)."""
         return self.message.sequence
+
+    flow_sequence = sequence
+
+    @property
+    def count(self) -> int:
+        """Flow records in the datagram (v9: the header's count of records, templates included)."""
+        if self.version == 9 and len(self._payload) >= 4:
+            return int.from_bytes(self._payload[2:4], "big")
+        return len(self)
+
+    @property
+    def sysUpTime(self) -> int | None:
+        """The exporter's uptime (ms) in the header; None for IPFIX, which has none."""
+        return self.message.sys_uptime_ms
+
+    @property
+    def unix_secs(self) -> int:
+        """Export time, Unix seconds."""
+        return self.message.export_time
+
+    @property
+    def unix_nsecs(self) -> int:
+        """v5's residual nanoseconds of the export time (0 for v9/IPFIX)."""
+        return int.from_bytes(self._payload[12:16], "big") if self.version == 5 and len(self._payload) >= 16 else 0
+
+    @property
+    def engine_type(self) -> int | None:
+        """v5's engine type (None for v9/IPFIX: see ``observation_domain``)."""
+        return self.message.domain >> 8 & 0xFF if self.version == 5 else None
+
+    @property
+    def engine_id(self) -> int | None:
+        """v5's engine id (None for v9/IPFIX)."""
+        return self.message.domain & 0xFF if self.version == 5 else None
+
+    @property
+    def sampling_interval(self) -> int | None:
+        """v5's sampling interval (the low 14 bits of the header's last field); None for v9/IPFIX."""
+        if self.version != 5 or len(self._payload) < 24:
+            return None
+        return int.from_bytes(self._payload[22:24], "big") & 0x3FFF
+
+    @property
+    def observation_domain(self) -> int:
+        """IPFIX observation domain, v9 source id, v5 engine type << 8 | engine id."""
+        return self.message.domain
+
+    @property
+    def exporter(self) -> Hashable:
+        return self.message.exporter
 
     @property
     def sets(self) -> list[RecordSet]:
@@ -262,6 +427,38 @@ class PDU:
         (pyflowtools' check; v5/IPFIX sequence numbers count records, v9's count datagrams)."""
         return self.message.sequence == previous.message.next_sequence
 
+    def _distance(self, other: PDU) -> int:
+        if (self.exporter, self.version, self.observation_domain) != (other.exporter, other.version,
+                                                                        other.observation_domain):  # fmt: skip
+            raise ValueError("only PDUs of one exporter (address, version, domain) are ordered")
+        d = (self.sequence - other.sequence) % 2**32
+        return d - 2**32 if d >= 2**31 else d
+
+    def __lt__(self, other: PDU) -> bool:
+        return self._distance(other) < 0
+
+    def __gt__(self, other: PDU) -> bool:
+        return self._distance(other) > 0
+
+    def __le__(self, other: PDU) -> bool:
+        return self._distance(other) <= 0
+
+    def __ge__(self, other: PDU) -> bool:
+        return self._distance(other) >= 0
+
+    def __repr__(self) -> str:
+        return f"<PDU v{self.version} from {self.exporter!r} seq={self.sequence} records={len(self)}>"
+
+
+class FlowPDU(PDU):
+    """pyflowtools' constructor: ``FlowPDU(exporter_ip, udp_payload)`` decodes one datagram (as
+    ``parse_pdu``; v9/IPFIX templates kept in ``decoder``, a module-wide one by default). Raises
+    MalformedPDUError for a datagram that cannot be decoded."""
+
+    def __init__(self, exporter_ip: Hashable, payload: bytes, *, decoder: Decoder | None = None) -> None:
+        pdu = parse_pdu(exporter_ip, payload, decoder=decoder)
+        super().__init__(pdu.message, payload)
+
 
 def message_records(message: Message, options: bool = False) -> Iterator[FlowRecord]:
     """The records of one decoded message (``Decoder.parse``/``parse_file``, ``Collector.receive``)
@@ -283,7 +480,7 @@ def parse_pdu(exporter: Hashable, payload: bytes, *, decoder: Decoder | None = N
     message = (decoder or _default_decoder).parse(exporter, payload)
     if message.error is not None:
         raise MalformedPDUError(f"cannot decode the datagram from {exporter!r}: {message.error}")
-    return PDU(message)
+    return PDU(message, payload)
 
 
 def open_ipfix_file(path: str | PathLike[str]) -> BinaryIO:
@@ -291,14 +488,7 @@ def open_ipfix_file(path: str | PathLike[str]) -> BinaryIO:
     FlowFileNotFoundError, FlowFilePermissionError or FlowFileFormatError (not an IPFIX file); an
     empty file is a valid one with no message. Damage further in is found (and counted) while reading."""
     name = os.fspath(path)
-    try:
-        file = open(name, "rb")
-    except FileNotFoundError:
-        raise FlowFileNotFoundError(f"{name}: no such IPFIX file; check the path") from None
-    except PermissionError:
-        raise FlowFilePermissionError(f"{name}: not readable by this user; fix its permissions") from None
-    except IsADirectoryError:
-        raise FlowFileFormatError(f"{name}: a directory, not an IPFIX file") from None
+    file = cast(io.BufferedReader, open_flow_file(name, "r", "IPFIX"))
     head = file.peek(4)[:4]
     length = int.from_bytes(head[2:4]) if len(head) == 4 else IPFIX_HEADER.size
     # A file cut inside its first header still starts like IPFIX: that is a truncation, counted later.
