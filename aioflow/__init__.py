@@ -24,7 +24,7 @@ from ._errors import (
 )
 from ._flow import Flow, PacketHeader
 from ._parser import FlowParser, ParserInfo
-from ._read import read, read_frame
+from ._read import read, read_frame, to_csv
 from ._stream import StreamChunk, StreamMatch, StreamPatterns
 from ._version import __version__
 
@@ -98,4 +98,5 @@ __all__ = [
     "available_meters",
     "read",
     "read_frame",
+    "to_csv",
 ]

@@ -22,7 +22,7 @@ CSRC = HERE / "_csrc"
 # The pipeline's stages, bottom up (each includes only the headers of those above it in this
 # list); _native.c, the entry layer, is compiled as the module's own source.
 STAGES = [
-    "decode.c", "fragments.c", "defrag.c", "flowtable.c", "prefault.c", "match.c",  # leaf libraries
+    "decode.c", "tunnels.c", "fragments.c", "defrag.c", "flowtable.c", "prefault.c", "match.c",  # leaf libraries
     "record.c", "meter.c",  # records, the meter registry
     "arena.c", "stream.c",  # what the reassembly meter builds on: its arena, the streams
     "batch.c", "expiry.c", "account.c",  # batch hand-off, expiry, flow accounting

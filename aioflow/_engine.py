@@ -187,6 +187,7 @@ class EngineConfig:
     keep_streams: bool = True  # reassemble: ended flows carry their streams (False: chunks and matches only)
     meters: tuple[str, ...] = ()  # meters turned on by name (NAMED_METERS), e.g. ("low_ttl",)
     follow: bool = False  # files: keep reading as the file grows, until stop()
+    decode_tunnels: bool = False  # key flows on the innermost IP of tunnels, plus a tunnel id (tunnel meter)
 
     def __post_init__(self) -> None:
         meter_bits(self.meters)  # an unknown meter name fails here, when the parser is made
@@ -318,6 +319,7 @@ class Engine:
             )
         cfg.meters = meter_bits(config.meters)
         cfg.follow = int(config.follow)
+        cfg.decode_tunnels = int(config.decode_tunnels)
         # internal: libpcap reads the file instead of aioflow's reader (the comparison test, benchmarks)
         cfg.libpcap_files = int(os.environ.get("AIOFLOW_FILE_READER") == "libpcap")
         self.headers_per_flow = config.headers

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, overload
 
 from ._engine import END_REASONS, METERS, TCP_FLAG_COUNT, Batch
+from ._extras import expiration_id, mac_fields, tunnel_fields
 
 # Names of the per-flag counters, in the C record's bit order (api.h: FIN SYN RST PSH ACK URG ECE CWR).
 TCP_FLAGS = ("fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr")
@@ -380,6 +381,52 @@ class Flow:
         return END_REASONS[self._r.end_reason]
 
     @property
+    def expiration_id(self) -> int:
+        """nfstream's expiration_id: 0 idle (and fin, rst, eof, stop), 1 active, -1 otherwise (evicted)."""
+        return expiration_id(self.end_reason)
+
+    # --- extras under nfstream's names (README "Features for analytics"): zero/empty when off ---
+    @property
+    def tunnel_id(self) -> int:
+        """decode_tunnels=True: the tunnel path's id (part of the flow key); 0 outside tunnels."""
+        return int(tunnel_fields(self._meter_or_none("tunnel"))["tunnel_id"])
+
+    @property
+    def tunnel_type(self) -> str:
+        """The outermost tunnel: gre, erspan, ipip, vxlan, geneve, gtp, teredo, mpls; "" without."""
+        return str(tunnel_fields(self._meter_or_none("tunnel"))["tunnel_type"])
+
+    @property
+    def tunnel_src_ip(self) -> str:
+        """The outermost tunnel's endpoint on the src side (its carrier's address); "" without."""
+        return str(tunnel_fields(self._meter_or_none("tunnel"))["tunnel_src_ip"])
+
+    @property
+    def tunnel_dst_ip(self) -> str:
+        return str(tunnel_fields(self._meter_or_none("tunnel"))["tunnel_dst_ip"])
+
+    @property
+    def src_mac(self) -> str:
+        """meters=("mac",): the first packet's Ethernet source, src->dst oriented (nfstream's)."""
+        return mac_fields(self._meter_or_none("mac"))["src_mac"]
+
+    @property
+    def dst_mac(self) -> str:
+        return mac_fields(self._meter_or_none("mac"))["dst_mac"]
+
+    @property
+    def src_oui(self) -> str:
+        return mac_fields(self._meter_or_none("mac"))["src_oui"]
+
+    @property
+    def dst_oui(self) -> str:
+        return mac_fields(self._meter_or_none("mac"))["dst_oui"]
+
+    def _meter_or_none(self, name: str) -> Mapping[str, int | float] | None:
+        b = self._batch
+        return b.meter_layout.read(b.meter_data, self._i, name)
+
+    @property
     def headers(self) -> list[PacketHeader]:
         r = self._r
         out: list[PacketHeader] = []
@@ -508,5 +555,5 @@ SCALAR_FIELDS = (
     "src2dst_first_seen_ns", "src2dst_last_seen_ns", "dst2src_first_seen_ns", "dst2src_last_seen_ns",
     "src2dst_tcp_flags", "dst2src_tcp_flags", *FLAG_COUNT_FIELDS,
     "src2dst_min_ttl", "src2dst_max_ttl", "dst2src_min_ttl", "dst2src_max_ttl",
-    "bytes_per_second", "packets_per_second", "headers_dropped", "end_reason",
+    "bytes_per_second", "packets_per_second", "headers_dropped", "end_reason", "expiration_id",
 )  # fmt: skip

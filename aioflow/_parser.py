@@ -151,6 +151,10 @@ class FlowParser:
     ``meters=("low_ttl",)`` turns on per-flow meters by name (``aioflow.available_meters()``
     lists this build's); their fields are read with ``flow.meter(name)`` and are columns
     ``<meter>_<field>`` of ``read_frame``. An unknown name raises ConfigError.
+
+    ``decode_tunnels=True`` opens GRE (ERSPAN), IP-in-IP, VXLAN, Geneve, GTP-U, Teredo and MPLS
+    pseudowires: flows are keyed on the innermost IP plus ``flow.tunnel_id``; ``tunnel_type``,
+    ``tunnel_src_ip`` and ``tunnel_dst_ip`` name the outermost tunnel (README, "Tunnels").
     """
 
     def __init__(
@@ -187,6 +191,7 @@ class FlowParser:
         read_ahead: bool | None = None,
         meters: Sequence[str] = (),
         follow: bool = False,
+        decode_tunnels: bool = False,
     ) -> None:
         self.source = source
         if live is None:
@@ -217,6 +222,7 @@ class FlowParser:
             keep_streams=keep_streams,
             meters=tuple(meters),
             follow=follow,
+            decode_tunnels=decode_tunnels,
         )
         if buffer_batches < 1:
             raise ConfigError(f"buffer_batches={buffer_batches!r}: expected >= 1")

@@ -17,7 +17,7 @@ enum { ETH_IPV4 = 0x0800, ETH_IPV6 = 0x86dd, ETH_VLAN = 0x8100, ETH_QINQ = 0x88a
        ETH_QINQ_OLD = 0x9100, ETH_QINQ_OLD2 = 0x9200, ETH_MPLS_UC = 0x8847, ETH_MPLS_MC = 0x8848,
        ETH_PPPOE_SESSION = 0x8864, ETH_VNTAG = 0x8926, ETH_ETAG = 0x893f };
 
-#define EVENT(e) ((uint8_t)(1u << (e)))
+#define EVENT(e) ((uint16_t)(1u << (e)))
 
 /* Tag walking is bounded so a crafted frame of endless tags cannot loop for long. */
 #define MAX_ENCAPS 16
@@ -115,6 +115,14 @@ static int decode_transport(const uint8_t *l4, uint32_t avail, int snap_cut, af_
 
 static int decode_ipv6(const uint8_t *p, uint32_t caplen, af_packet *pkt);
 
+/* decode_tunnels: a whole (unfragmented) IP packet with a payload may carry a tunnel. */
+static inline int carried(int r, af_packet *pkt) {
+    if (__builtin_expect(pkt->decode_flags & AF_DECODE_TUNNELS, 0) && r == AF_DECODED && pkt->frag == AF_FRAG_NONE &&
+        pkt->payload)
+        return af_tunnel_open(pkt);
+    return r;
+}
+
 /* A link that says IPv4 carrying IPv6: tshark decodes it too. Out of line, so the usual path
  * keeps its code small. */
 __attribute__((noinline, cold)) static int decode_ipv6_on_ipv4(const uint8_t *p, uint32_t caplen, af_packet *pkt) {
@@ -150,7 +158,7 @@ static int decode_ipv4(const uint8_t *p, uint32_t caplen, af_packet *pkt) {
     }
     pkt->frag = more ? AF_FRAG_FIRST : AF_FRAG_NONE;
     uint32_t end = caplen < total ? caplen : total;
-    return decode_transport(p + hl, end - hl, caplen < total, pkt);
+    return carried(decode_transport(p + hl, end - hl, caplen < total, pkt), pkt);
 }
 
 static int decode_ipv6(const uint8_t *p, uint32_t caplen, af_packet *pkt) {
@@ -200,7 +208,7 @@ static int decode_ipv6(const uint8_t *p, uint32_t caplen, af_packet *pkt) {
             pkt->protocol = next;
             pkt->l3_headers_len = off;
             if (off > end) return snap_cut ? AF_ASIDE_TRUNCATED : AF_ASIDE_BAD_HEADER;
-            return decode_transport(p + off, end - off, snap_cut, pkt);
+            return carried(decode_transport(p + off, end - off, snap_cut, pkt), pkt);
         }
         next = p[off];
         off += len;
@@ -208,7 +216,7 @@ static int decode_ipv6(const uint8_t *p, uint32_t caplen, af_packet *pkt) {
     }
 }
 
-static int decode_ip_by_version(const uint8_t *p, uint32_t len, af_packet *pkt) {
+int af_decode_ip(const uint8_t *p, uint32_t len, af_packet *pkt) {
     if (len < 1) return AF_ASIDE_TRUNCATED;
     switch (p[0] >> 4) {
     case 4: return decode_ipv4(p, len, pkt);
@@ -220,7 +228,7 @@ static int decode_ip_by_version(const uint8_t *p, uint32_t len, af_packet *pkt) 
 static int decode_ppp_protocol(uint16_t proto, const uint8_t *p, uint32_t len, af_packet *pkt);
 
 /* Walks VLAN tags, VN-Tag and E-Tag shims, MPLS labels and PPPoE from an EtherType on. */
-static int decode_ethertype(uint16_t type, const uint8_t *p, uint32_t len, af_packet *pkt) {
+int af_decode_ethertype(uint16_t type, const uint8_t *p, uint32_t len, af_packet *pkt) {
     for (int i = 0; i < MAX_ENCAPS; i++) {
         switch (type) {
         case ETH_IPV4: return decode_ipv4(p, len, pkt);
@@ -246,7 +254,9 @@ static int decode_ethertype(uint16_t type, const uint8_t *p, uint32_t len, af_pa
                 if (bottom) break;
                 if (j >= MAX_ENCAPS) return AF_ASIDE_BAD_HEADER;
             }
-            return decode_ip_by_version(p, len, pkt);
+            if ((pkt->decode_flags & AF_DECODE_TUNNELS) && len >= 1 && (p[0] >> 4) != 4 && (p[0] >> 4) != 6)
+                return af_tunnel_mpls(pkt, p, len);   /* a pseudowire */
+            return af_decode_ip(p, len, pkt);
         case ETH_PPPOE_SESSION:
             if (len < 8) return AF_ASIDE_TRUNCATED;
             return decode_ppp_protocol(rd16(p + 6), p + 8, len - 8, pkt);
@@ -260,10 +270,10 @@ static int decode_ethertype(uint16_t type, const uint8_t *p, uint32_t len, af_pa
 /* PPP protocol numbers map onto EtherTypes, so MPLS over PPP is walked as over Ethernet. */
 static int decode_ppp_protocol(uint16_t proto, const uint8_t *p, uint32_t len, af_packet *pkt) {
     switch (proto) {
-    case 0x0021: return decode_ethertype(ETH_IPV4, p, len, pkt);
-    case 0x0057: return decode_ethertype(ETH_IPV6, p, len, pkt);
-    case 0x0281: return decode_ethertype(ETH_MPLS_UC, p, len, pkt);
-    case 0x0283: return decode_ethertype(ETH_MPLS_MC, p, len, pkt);
+    case 0x0021: return af_decode_ethertype(ETH_IPV4, p, len, pkt);
+    case 0x0057: return af_decode_ethertype(ETH_IPV6, p, len, pkt);
+    case 0x0281: return af_decode_ethertype(ETH_MPLS_UC, p, len, pkt);
+    case 0x0283: return af_decode_ethertype(ETH_MPLS_MC, p, len, pkt);
     default: return AF_ASIDE_NON_IP;
     }
 }
@@ -281,7 +291,7 @@ static int decode_null(const uint8_t *p, uint32_t len, af_packet *pkt) {
     }
 }
 
-static int decode_ppp(const uint8_t *p, uint32_t len, af_packet *pkt) {
+int af_decode_ppp(const uint8_t *p, uint32_t len, af_packet *pkt) {
     if (len >= 2 && p[0] == 0xff && p[1] == 0x03) { p += 2; len -= 2; }
     if (len < 1) return AF_ASIDE_TRUNCATED;
     if (p[0] & 1)   /* protocol field compressed to one byte (RFC 1661) */
@@ -304,35 +314,41 @@ static int decode_nflog(const uint8_t *p, uint32_t len, af_packet *pkt) {
             if (off + 4 + plen > len) plen = len - off - 4;
             if (family == 2) return decode_ipv4(p + off + 4, plen, pkt);
             if (family == 10) return decode_ipv6(p + off + 4, plen, pkt);
-            return decode_ip_by_version(p + off + 4, plen, pkt);
+            return af_decode_ip(p + off + 4, plen, pkt);
         }
         off += (tlv_len + 3) & ~3u;
     }
     return AF_ASIDE_TRUNCATED;
 }
 
-int af_decode(int dlt, const uint8_t *data, uint32_t caplen, af_packet *pkt) {
+int af_decode_ethernet(const uint8_t *p, uint32_t len, af_packet *pkt) {
+    if (len < 14) return AF_ASIDE_TRUNCATED;
+    if (rd16(p + 12) < 0x0600) return AF_ASIDE_NON_IP;   /* 802.3 length: LLC frames */
+    return af_decode_ethertype(rd16(p + 12), p + 14, len - 14, pkt);
+}
+
+int af_decode(int dlt, const uint8_t *data, uint32_t caplen, af_packet *pkt, unsigned flags) {
     memset(pkt, 0, sizeof *pkt);
+    pkt->decode_flags = (uint8_t)flags;
     switch (dlt) {
     case DLT_EN10MB_:
-        if (caplen < 14) return AF_ASIDE_TRUNCATED;
-        if (rd16(data + 12) < 0x0600) return AF_ASIDE_NON_IP;   /* 802.3 length: LLC frames */
-        return decode_ethertype(rd16(data + 12), data + 14, caplen - 14, pkt);
+        if ((flags & AF_DECODE_MAC) && caplen >= 12) memcpy(pkt->mac, data, 12);
+        return af_decode_ethernet(data, caplen, pkt);
     case DLT_LINUX_SLL_:
         if (caplen < 16) return AF_ASIDE_TRUNCATED;
-        return decode_ethertype(rd16(data + 14), data + 16, caplen - 16, pkt);
+        return af_decode_ethertype(rd16(data + 14), data + 16, caplen - 16, pkt);
     case DLT_LINUX_SLL2_:
         if (caplen < 20) return AF_ASIDE_TRUNCATED;
-        return decode_ethertype(rd16(data), data + 20, caplen - 20, pkt);
+        return af_decode_ethertype(rd16(data), data + 20, caplen - 20, pkt);
     case DLT_RAW_A: case DLT_RAW_B: case DLT_LINKTYPE_RAW:
-        return decode_ip_by_version(data, caplen, pkt);
+        return af_decode_ip(data, caplen, pkt);
     case DLT_IPV4_: return decode_ipv4(data, caplen, pkt);
     case DLT_IPV6_: return decode_ipv6(data, caplen, pkt);
     case DLT_NULL_: case DLT_LOOP_: return decode_null(data, caplen, pkt);
-    case DLT_PPP_: case DLT_PPP_SERIAL_: return decode_ppp(data, caplen, pkt);
+    case DLT_PPP_: case DLT_PPP_SERIAL_: return af_decode_ppp(data, caplen, pkt);
     case DLT_C_HDLC_:
         if (caplen < 4) return AF_ASIDE_TRUNCATED;
-        return decode_ethertype(rd16(data + 2), data + 4, caplen - 4, pkt);
+        return af_decode_ethertype(rd16(data + 2), data + 4, caplen - 4, pkt);
     case DLT_NFLOG_: return decode_nflog(data, caplen, pkt);
     default: return AF_ASIDE_UNSUPPORTED_LINK;
     }

@@ -16,7 +16,8 @@ typedef struct {
     uint8_t ip_version, protocol;
     uint8_t ttl, tcp_flags;
     uint8_t frag;             /* enum af_frag_kind */
-    uint8_t events;           /* bit i: enum af_decode_event i happened decoding it */
+    uint8_t tunnel_type;      /* enum af_tunnel_type of the outermost tunnel (decode_tunnels) */
+    uint16_t events;          /* bit i: enum af_decode_event i happened decoding it */
     uint16_t ip_id, ip_frag, tcp_window;
     uint32_t frag_id;         /* IPv4 id or IPv6 fragment identification */
     uint32_t ip_length;       /* as announced by the IP header */
@@ -25,9 +26,33 @@ typedef struct {
     uint32_t l3_headers_len;  /* network + transport header bytes available from l3 */
     const uint8_t *payload;   /* transport payload as captured (valid while the frame is); NULL if none */
     uint32_t payload_len;     /* captured payload bytes (Ethernet padding excluded) */
+    /* decode_tunnels (AF_DECODE_TUNNELS): what the tunnels around the innermost IP say */
+    uint32_t tunnel_id;       /* identity of the tunnel path (tunnels.h), 0: none; part of the flow key */
+    uint8_t tunnel_depth;     /* tunnels opened so far (while decoding) */
+    uint8_t tunnel_ip_version;/* outermost tunnel's endpoints: 4, 6, or 0 (none: MPLS over Ethernet) */
+    uint8_t decode_flags;     /* AF_DECODE_* the packet was decoded with */
+    uint8_t mac[12];          /* the outermost Ethernet header's destination then source; zero without */
+    uint8_t tunnel_src[16], tunnel_dst[16];
 } af_packet;
 
-/* Fills pkt from one captured frame. Returns AF_DECODED, or an enum af_aside_reason. */
-int af_decode(int dlt, const uint8_t *data, uint32_t caplen, af_packet *pkt);
+#define AF_DECODE_TUNNELS 1u  /* af_decode flag: open tunnels (tunnels.h) */
+#define AF_DECODE_MAC 2u      /* af_decode flag: keep the Ethernet addresses (mac) */
+
+/* Fills pkt from one captured frame (flags: AF_DECODE_*). Returns AF_DECODED, or an enum
+ * af_aside_reason. */
+int af_decode(int dlt, const uint8_t *data, uint32_t caplen, af_packet *pkt, unsigned flags);
+
+/* The layers tunnels.c re-enters for a tunnel's payload (decode.c). */
+int af_decode_ethertype(uint16_t type, const uint8_t *p, uint32_t len, af_packet *pkt);
+int af_decode_ip(const uint8_t *p, uint32_t len, af_packet *pkt);
+int af_decode_ethernet(const uint8_t *p, uint32_t len, af_packet *pkt);
+int af_decode_ppp(const uint8_t *p, uint32_t len, af_packet *pkt);
+
+/* tunnels.c (decode_tunnels): a decoded IP packet (pkt->payload: its transport payload, or for IP
+ * protocols without ports the whole IP payload) that may carry a tunnel is opened; Ethernet over
+ * MPLS (the bytes after the bottom label) too. AF_DECODED (the inner packet, or the carrier when
+ * the inner is no IP or is malformed: a decode event) or an aside reason. */
+int af_tunnel_open(af_packet *pkt);
+int af_tunnel_mpls(af_packet *pkt, const uint8_t *p, uint32_t len);
 
 #endif

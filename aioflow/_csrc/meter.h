@@ -51,6 +51,7 @@ typedef struct af_meter {
     af_meter_info info;              /* name, doc, fields, record_size (api.h: what Python sees) */
     uint32_t state_size;             /* per-flow state bytes (0: none, or the meter keeps its own) */
     int needs_payload;               /* on_packet wants the payload bytes (copied while reading) */
+    unsigned decode_flags;           /* AF_DECODE_* the decoder must do for on_packet (decode.h) */
     /* Turned on by a config option of its own (info.option) rather than by name; NULL: by name.
      * A meter that only af_meters_enable turns on returns 0. */
     int (*wanted)(const af_config *cfg);
@@ -120,6 +121,7 @@ typedef struct {
     const af_config *cfg;            /* what it was opened with (they outlive it: the pipeline's) */
     af_stats *stats;
     int needs_payload;
+    unsigned decode_flags;           /* AF_DECODE_*: the enabled meters' */
 } af_meter_set;
 
 /* Enables the meters cfg asks for. AF_OK, AF_ERR_CONFIG (unknown bit; message in error), or

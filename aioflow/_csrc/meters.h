@@ -5,3 +5,5 @@
 AF_METER(reassembly)
 AF_METER(low_ttl)
 AF_METER(stream_search)
+AF_METER(tunnel)
+AF_METER(mac)
