@@ -10,7 +10,7 @@
 void af_account_init(af_accounting *a, const af_config *cfg, af_emitter em) {
     a->em = em;
     a->cfg = cfg;
-    a->next_id = 1;
+    a->next_id = 0;   /* nfstream numbers flows from 0 per source, as aioflow does since issue 14 */
     /* Moving a flow to the tail of its recency list on every packet costs two cache misses (its
      * neighbours). Open flows move at most every min(1 s, idle_timeout/64) of packet time
      * instead: idle expiry and eviction order are then exact to within that resolution, and

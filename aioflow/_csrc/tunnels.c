@@ -8,13 +8,30 @@
 
 enum { PORT_VXLAN = 4789, PORT_GENEVE = 6081, PORT_GTP_U = 2152, PORT_TEREDO = 3544 };
 enum { ETH_IPV4 = 0x0800, ETH_IPV6 = 0x86dd, ETH_MPLS_UC = 0x8847, ETH_MPLS_MC = 0x8848,
-       ETH_BRIDGING = 0x6558, ETH_ERSPAN_2 = 0x88be, ETH_ERSPAN_3 = 0x22eb, ETH_PPP = 0x880b };
+       ETH_BRIDGING = 0x6558, ETH_ERSPAN_2 = 0x88be, ETH_ERSPAN_3 = 0x22eb, ETH_PPP = 0x880b,
+       ETH_ARUBA_WLAN = 0x8200 };
 
 /* What a tunnel carries. */
-enum inner { INNER_IP, INNER_ETHERNET, INNER_ETHERTYPE, INNER_PPP };
+enum inner { INNER_IP, INNER_ETHERNET, INNER_ETHERTYPE, INNER_PPP, INNER_WLAN };
 
 static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
 static inline uint32_t rd24(const uint8_t *p) { return ((uint32_t)p[0] << 16) | ((uint32_t)p[1] << 8) | p[2]; }
+
+/* An 802.11 data frame (Aruba's GRE) whose LLC/SNAP header names an EtherType; anything else
+ * (management, control, protected frames) is no IP. */
+static int wlan(const uint8_t *p, uint32_t len, af_packet *pkt) {
+    if (len < 24) return AF_ASIDE_TRUNCATED;
+    uint8_t fc = p[0], flags = p[1];
+    if (((fc >> 2) & 3) != 2 || (flags & 0x40)) return AF_ASIDE_NON_IP;
+    uint32_t hl = 24;
+    if ((flags & 3) == 3) hl += 6;                    /* to and from the DS: a fourth address */
+    if (fc & 0x80) hl += (flags & 0x80) ? 6 : 2;      /* QoS control, and HT control with Order */
+    if (len < hl + 8) return AF_ASIDE_TRUNCATED;
+    p += hl;
+    len -= hl;
+    if (p[0] != 0xaa || p[1] != 0xaa || p[2] != 0x03) return AF_ASIDE_NON_IP;
+    return af_decode_ethertype(rd16(p + 6), p + 8, len - 8, pkt);
+}
 
 static uint32_t fnv(uint32_t h, const uint8_t *p, uint32_t n) {
     for (uint32_t i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
@@ -73,6 +90,7 @@ static int enter(af_packet *pkt, int has_ip, uint8_t type, uint32_t vni, enum in
         break;
     case INNER_ETHERNET: r = af_decode_ethernet(p, len, &in); break;
     case INNER_PPP: r = af_decode_ppp(p, len, &in); break;
+    case INNER_WLAN: r = wlan(p, len, &in); break;
     default: r = af_decode_ethertype(ethertype, p, len, &in); break;
     }
     if (r == AF_DECODED) {
@@ -121,6 +139,8 @@ static int gre(af_packet *pkt, const uint8_t *p, uint32_t len) {
         return enter(pkt, 1, AF_TUNNEL_GRE, 0, INNER_ETHERNET, 0, p, len);
     case ETH_PPP:
         return enter(pkt, 1, AF_TUNNEL_GRE, 0, INNER_PPP, 0, p, len);
+    case ETH_ARUBA_WLAN:
+        return enter(pkt, 1, AF_TUNNEL_GRE, 0, INNER_WLAN, 0, p, len);
     case ETH_ERSPAN_2: {                      /* type II has a sequence number; type I neither it nor a header */
         uint32_t eh = (flags & 0x1000) ? 8 : 0;
         if (len < eh) return malformed(pkt);
