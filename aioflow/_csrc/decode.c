@@ -1,5 +1,6 @@
 #include "decode.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #include "aioflow.h"
@@ -328,7 +329,8 @@ int af_decode_ethernet(const uint8_t *p, uint32_t len, af_packet *pkt) {
 }
 
 int af_decode(int dlt, const uint8_t *data, uint32_t caplen, af_packet *pkt, unsigned flags) {
-    memset(pkt, 0, sizeof *pkt);
+    if (flags) memset(pkt, 0, sizeof *pkt);
+    else memset(pkt, 0, offsetof(af_packet, tunnel_ip_version));   /* the rest only its meters read */
     pkt->decode_flags = (uint8_t)flags;
     switch (dlt) {
     case DLT_EN10MB_:

@@ -26,12 +26,12 @@ typedef struct {
     uint32_t l3_headers_len;  /* network + transport header bytes available from l3 */
     const uint8_t *payload;   /* transport payload as captured (valid while the frame is); NULL if none */
     uint32_t payload_len;     /* captured payload bytes (Ethernet padding excluded) */
-    /* decode_tunnels (AF_DECODE_TUNNELS): what the tunnels around the innermost IP say */
-    uint32_t tunnel_id;       /* identity of the tunnel path (tunnels.h), 0: none; part of the flow key */
+    uint32_t tunnel_id;       /* decode_tunnels: identity of the tunnel path (tunnels.h), 0: none; in the flow key */
     uint8_t tunnel_depth;     /* tunnels opened so far (while decoding) */
-    uint8_t tunnel_ip_version;/* outermost tunnel's endpoints: 4, 6, or 0 (none: MPLS over Ethernet) */
     uint8_t decode_flags;     /* AF_DECODE_* the packet was decoded with */
-    uint8_t mac[12];          /* the outermost Ethernet header's destination then source; zero without */
+    /* Zeroed and filled only when decode_flags asks (the flow-only path clears none of it): */
+    uint8_t tunnel_ip_version;/* outermost tunnel's endpoints: 4, 6, or 0 (none: MPLS over Ethernet) */
+    uint8_t mac[12];          /* AF_DECODE_MAC: the outermost Ethernet destination then source; zero without */
     uint8_t tunnel_src[16], tunnel_dst[16];
 } af_packet;
 
