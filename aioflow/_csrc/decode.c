@@ -217,7 +217,7 @@ static int decode_ipv6(const uint8_t *p, uint32_t caplen, af_packet *pkt) {
     }
 }
 
-int af_decode_ip(const uint8_t *p, uint32_t len, af_packet *pkt) {
+static int decode_ip_by_version(const uint8_t *p, uint32_t len, af_packet *pkt) {
     if (len < 1) return AF_ASIDE_TRUNCATED;
     switch (p[0] >> 4) {
     case 4: return decode_ipv4(p, len, pkt);
@@ -229,7 +229,7 @@ int af_decode_ip(const uint8_t *p, uint32_t len, af_packet *pkt) {
 static int decode_ppp_protocol(uint16_t proto, const uint8_t *p, uint32_t len, af_packet *pkt);
 
 /* Walks VLAN tags, VN-Tag and E-Tag shims, MPLS labels and PPPoE from an EtherType on. */
-int af_decode_ethertype(uint16_t type, const uint8_t *p, uint32_t len, af_packet *pkt) {
+static int decode_ethertype(uint16_t type, const uint8_t *p, uint32_t len, af_packet *pkt) {
     for (int i = 0; i < MAX_ENCAPS; i++) {
         switch (type) {
         case ETH_IPV4: return decode_ipv4(p, len, pkt);
@@ -257,7 +257,7 @@ int af_decode_ethertype(uint16_t type, const uint8_t *p, uint32_t len, af_packet
             }
             if ((pkt->decode_flags & AF_DECODE_TUNNELS) && len >= 1 && (p[0] >> 4) != 4 && (p[0] >> 4) != 6)
                 return af_tunnel_mpls(pkt, p, len);   /* a pseudowire */
-            return af_decode_ip(p, len, pkt);
+            return decode_ip_by_version(p, len, pkt);
         case ETH_PPPOE_SESSION:
             if (len < 8) return AF_ASIDE_TRUNCATED;
             return decode_ppp_protocol(rd16(p + 6), p + 8, len - 8, pkt);
@@ -271,10 +271,10 @@ int af_decode_ethertype(uint16_t type, const uint8_t *p, uint32_t len, af_packet
 /* PPP protocol numbers map onto EtherTypes, so MPLS over PPP is walked as over Ethernet. */
 static int decode_ppp_protocol(uint16_t proto, const uint8_t *p, uint32_t len, af_packet *pkt) {
     switch (proto) {
-    case 0x0021: return af_decode_ethertype(ETH_IPV4, p, len, pkt);
-    case 0x0057: return af_decode_ethertype(ETH_IPV6, p, len, pkt);
-    case 0x0281: return af_decode_ethertype(ETH_MPLS_UC, p, len, pkt);
-    case 0x0283: return af_decode_ethertype(ETH_MPLS_MC, p, len, pkt);
+    case 0x0021: return decode_ethertype(ETH_IPV4, p, len, pkt);
+    case 0x0057: return decode_ethertype(ETH_IPV6, p, len, pkt);
+    case 0x0281: return decode_ethertype(ETH_MPLS_UC, p, len, pkt);
+    case 0x0283: return decode_ethertype(ETH_MPLS_MC, p, len, pkt);
     default: return AF_ASIDE_NON_IP;
     }
 }
@@ -315,18 +315,26 @@ static int decode_nflog(const uint8_t *p, uint32_t len, af_packet *pkt) {
             if (off + 4 + plen > len) plen = len - off - 4;
             if (family == 2) return decode_ipv4(p + off + 4, plen, pkt);
             if (family == 10) return decode_ipv6(p + off + 4, plen, pkt);
-            return af_decode_ip(p + off + 4, plen, pkt);
+            return decode_ip_by_version(p + off + 4, plen, pkt);
         }
         off += (tlv_len + 3) & ~3u;
     }
     return AF_ASIDE_TRUNCATED;
 }
 
-int af_decode_ethernet(const uint8_t *p, uint32_t len, af_packet *pkt) {
+/* The layers tunnels.c re-enters (decode.h); the usual path calls the static ones, inlined. */
+int af_decode_ip(const uint8_t *p, uint32_t len, af_packet *pkt) { return decode_ip_by_version(p, len, pkt); }
+int af_decode_ethertype(uint16_t type, const uint8_t *p, uint32_t len, af_packet *pkt) {
+    return decode_ethertype(type, p, len, pkt);
+}
+
+static int decode_ethernet(const uint8_t *p, uint32_t len, af_packet *pkt) {
     if (len < 14) return AF_ASIDE_TRUNCATED;
     if (rd16(p + 12) < 0x0600) return AF_ASIDE_NON_IP;   /* 802.3 length: LLC frames */
-    return af_decode_ethertype(rd16(p + 12), p + 14, len - 14, pkt);
+    return decode_ethertype(rd16(p + 12), p + 14, len - 14, pkt);
 }
+
+int af_decode_ethernet(const uint8_t *p, uint32_t len, af_packet *pkt) { return decode_ethernet(p, len, pkt); }
 
 int af_decode(int dlt, const uint8_t *data, uint32_t caplen, af_packet *pkt, unsigned flags) {
     if (flags) memset(pkt, 0, sizeof *pkt);
@@ -335,22 +343,22 @@ int af_decode(int dlt, const uint8_t *data, uint32_t caplen, af_packet *pkt, uns
     switch (dlt) {
     case DLT_EN10MB_:
         if ((flags & AF_DECODE_MAC) && caplen >= 12) memcpy(pkt->mac, data, 12);
-        return af_decode_ethernet(data, caplen, pkt);
+        return decode_ethernet(data, caplen, pkt);
     case DLT_LINUX_SLL_:
         if (caplen < 16) return AF_ASIDE_TRUNCATED;
-        return af_decode_ethertype(rd16(data + 14), data + 16, caplen - 16, pkt);
+        return decode_ethertype(rd16(data + 14), data + 16, caplen - 16, pkt);
     case DLT_LINUX_SLL2_:
         if (caplen < 20) return AF_ASIDE_TRUNCATED;
-        return af_decode_ethertype(rd16(data), data + 20, caplen - 20, pkt);
+        return decode_ethertype(rd16(data), data + 20, caplen - 20, pkt);
     case DLT_RAW_A: case DLT_RAW_B: case DLT_LINKTYPE_RAW:
-        return af_decode_ip(data, caplen, pkt);
+        return decode_ip_by_version(data, caplen, pkt);
     case DLT_IPV4_: return decode_ipv4(data, caplen, pkt);
     case DLT_IPV6_: return decode_ipv6(data, caplen, pkt);
     case DLT_NULL_: case DLT_LOOP_: return decode_null(data, caplen, pkt);
     case DLT_PPP_: case DLT_PPP_SERIAL_: return af_decode_ppp(data, caplen, pkt);
     case DLT_C_HDLC_:
         if (caplen < 4) return AF_ASIDE_TRUNCATED;
-        return af_decode_ethertype(rd16(data + 2), data + 4, caplen - 4, pkt);
+        return decode_ethertype(rd16(data + 2), data + 4, caplen - 4, pkt);
     case DLT_NFLOG_: return decode_nflog(data, caplen, pkt);
     default: return AF_ASIDE_UNSUPPORTED_LINK;
     }

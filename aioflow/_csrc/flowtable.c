@@ -116,14 +116,6 @@ static uint64_t slot_hash(const af_table *t, uint32_t slot) {
     return af_flow_hash(t, &af_table_flow(t, slot)->key, t->tunnel_ids ? t->tunnel_ids[slot - 1] : 0);
 }
 
-uint32_t af_table_find(const af_table *t, const af_key *k, uint64_t hash, uint32_t tunnel) {
-    for (uint32_t s = t->buckets[hash & t->mask]; s != AF_NIL;) {
-        const af_flow *f = af_table_flow(t, s);
-        if (memcmp(&f->key, k, sizeof *k) == 0 && (!t->tunnel_ids || t->tunnel_ids[s - 1] == tunnel)) return s;
-        s = f->hnext;
-    }
-    return AF_NIL;
-}
 
 static uint32_t take_slot(af_table *t) {
     if (t->free_head != AF_NIL) {

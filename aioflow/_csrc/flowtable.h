@@ -5,6 +5,7 @@
 #define AIOFLOW_FLOWTABLE_H
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "aioflow.h"
 
@@ -116,7 +117,15 @@ static inline uint64_t af_flow_first(const af_flow *f, const af_flow_cold *c) {
     return c->first_ns[0] < c->first_ns[1] ? c->first_ns[0] : c->first_ns[1];
 }
 
-uint32_t af_table_find(const af_table *t, const af_key *k, uint64_t hash, uint32_t tunnel);
+/* The flow of a key (within `tunnel` when the table keeps tunnel ids), or AF_NIL. Inline: once per packet. */
+static inline uint32_t af_table_find(const af_table *t, const af_key *k, uint64_t hash, uint32_t tunnel) {
+    for (uint32_t s = t->buckets[hash & t->mask]; s != AF_NIL;) {
+        const af_flow *f = af_table_flow(t, s);
+        if (memcmp(&f->key, k, sizeof *k) == 0 && (!t->tunnel_ids || t->tunnel_ids[s - 1] == tunnel)) return s;
+        s = f->hnext;
+    }
+    return AF_NIL;
+}
 /* Needs count < max_flows. Returns the new slot, zeroed but for the key, or AF_NIL without memory. */
 uint32_t af_table_insert(af_table *t, const af_key *k, uint64_t hash, uint32_t tunnel);
 void af_table_remove(af_table *t, uint32_t slot);

@@ -25,19 +25,13 @@ static void on_packet(void *ctx, void *state, const af_meter_packet *mp) {
     memcpy(s->dst, mp->p->mac, 12);
 }
 
-static uint64_t be48(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 0; i < 6; i++) v = v << 8 | p[i];
-    return v;
-}
-
 static void on_end(void *ctx, void *state, const af_meter_end *me) {
     (void)ctx;
     const mac_state *s = state;
     mac_record *r = (mac_record *)(void *)me->block;
     /* the first packet went dst->src (a SYN+ACK seen first): its source is the flow's dst */
-    r->src_mac = be48(s->first_direction ? s->dst : s->src);
-    r->dst_mac = be48(s->first_direction ? s->src : s->dst);
+    r->src_mac = af_meter_be(s->first_direction ? s->dst : s->src, 6);
+    r->dst_mac = af_meter_be(s->first_direction ? s->src : s->dst, 6);
 }
 
 static const af_meter_field fields[] = {

@@ -31,20 +31,14 @@ static void on_packet(void *ctx, void *state, const af_meter_packet *mp) {
     memcpy(mp->direction ? s->src : s->dst, p->tunnel_dst, 16);
 }
 
-static uint64_t be64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v = v << 8 | p[i];
-    return v;
-}
-
 static void on_end(void *ctx, void *state, const af_meter_end *me) {
     (void)ctx;
     const tunnel_state *s = state;
     tunnel_record *r = (tunnel_record *)(void *)me->block;
-    r->src_ip_hi = be64(s->src);
-    r->src_ip_lo = be64(s->src + 8);
-    r->dst_ip_hi = be64(s->dst);
-    r->dst_ip_lo = be64(s->dst + 8);
+    r->src_ip_hi = af_meter_be(s->src, 8);
+    r->src_ip_lo = af_meter_be(s->src + 8, 8);
+    r->dst_ip_hi = af_meter_be(s->dst, 8);
+    r->dst_ip_lo = af_meter_be(s->dst + 8, 8);
     r->id = me->table->tunnel_ids ? me->table->tunnel_ids[me->slot - 1] : 0;
     r->type = s->type;
     r->ip_version = s->ip_version;
