@@ -6,9 +6,7 @@ expiration_id from aioflow's end reason, and nfstream's keyed BLAKE2b anonymizat
 from __future__ import annotations
 
 import ipaddress
-import secrets
 from collections.abc import Iterable, Mapping
-from hashlib import blake2b
 from typing import Any
 
 from ._engine import ffi, lib
@@ -99,6 +97,10 @@ class Anonymizer:
     bytes per call unless one is given (the same key gives the same digests across runs)."""
 
     def __init__(self, columns: Iterable[str], key: bytes | None = None) -> None:
+        import secrets  # here, not at `import aioflow`: only anonymization needs them
+        from hashlib import blake2b
+
+        self._blake2b = blake2b
         self.columns = tuple(columns)
         self.key = secrets.token_bytes(64) if key is None else bytes(key)
         if len(self.key) > 64:
@@ -109,7 +111,7 @@ class Anonymizer:
     def value(self, value: Any) -> Any:
         if value is None:
             return None
-        return blake2b(str(value).encode(), digest_size=64, key=self.key).hexdigest()
+        return self._blake2b(str(value).encode(), digest_size=64, key=self.key).hexdigest()
 
     def frame(self, frame: Any) -> Any:
         """The frame with its named columns anonymized (ConfigError for a column it lacks)."""
