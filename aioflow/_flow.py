@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 import ipaddress
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, overload
 
@@ -127,6 +127,23 @@ class _Seconds:
     def __get__(self, flow: Flow, owner: type) -> float: ...
     def __get__(self, flow: Flow | None, owner: type) -> _Seconds | float:
         return self if flow is None else getattr(flow._r, self._field) / 1e9
+
+
+class _Extra:
+    """A Flow attribute named as nfstream's, read from a meter's fields through `fields` (given
+    None when the meter is off: zero or empty)."""
+
+    def __init__(self, meter: str, fields: Callable[[Mapping[str, int | float] | None], Mapping[str, Any]]) -> None:
+        self._meter, self._fields, self._name = meter, fields, ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, flow: Flow | None, owner: type) -> Any:
+        if flow is None:
+            return self
+        b = flow._batch
+        return self._fields(b.meter_layout.read(b.meter_data, flow._i, self._meter))[self._name]
 
 
 class _FlagCount:
@@ -386,45 +403,18 @@ class Flow:
         return expiration_id(self.end_reason)
 
     # --- extras under nfstream's names (README "Features for analytics"): zero/empty when off ---
-    @property
-    def tunnel_id(self) -> int:
-        """decode_tunnels=True: the tunnel path's id (part of the flow key); 0 outside tunnels."""
-        return int(tunnel_fields(self._meter_or_none("tunnel"))["tunnel_id"])
-
-    @property
-    def tunnel_type(self) -> str:
-        """The outermost tunnel: gre, erspan, ipip, vxlan, geneve, gtp, teredo, mpls; "" without."""
-        return str(tunnel_fields(self._meter_or_none("tunnel"))["tunnel_type"])
-
-    @property
-    def tunnel_src_ip(self) -> str:
-        """The outermost tunnel's endpoint on the src side (its carrier's address); "" without."""
-        return str(tunnel_fields(self._meter_or_none("tunnel"))["tunnel_src_ip"])
-
-    @property
-    def tunnel_dst_ip(self) -> str:
-        return str(tunnel_fields(self._meter_or_none("tunnel"))["tunnel_dst_ip"])
-
-    @property
-    def src_mac(self) -> str:
-        """meters=("mac",): the first packet's Ethernet source, src->dst oriented (nfstream's)."""
-        return mac_fields(self._meter_or_none("mac"))["src_mac"]
-
-    @property
-    def dst_mac(self) -> str:
-        return mac_fields(self._meter_or_none("mac"))["dst_mac"]
-
-    @property
-    def src_oui(self) -> str:
-        return mac_fields(self._meter_or_none("mac"))["src_oui"]
-
-    @property
-    def dst_oui(self) -> str:
-        return mac_fields(self._meter_or_none("mac"))["dst_oui"]
-
-    def _meter_or_none(self, name: str) -> Mapping[str, int | float] | None:
-        b = self._batch
-        return b.meter_layout.read(b.meter_data, self._i, name)
+    # tunnel_id: decode_tunnels=True, the tunnel path's id (part of the flow key), 0 outside tunnels;
+    # tunnel_type: gre, erspan, ipip, vxlan, geneve, gtp, teredo, mpls ("" without); tunnel_src_ip,
+    # tunnel_dst_ip: the outermost carrier's addresses, src side first ("" without)
+    tunnel_id = _Extra("tunnel", tunnel_fields)
+    tunnel_type = _Extra("tunnel", tunnel_fields)
+    tunnel_src_ip = _Extra("tunnel", tunnel_fields)
+    tunnel_dst_ip = _Extra("tunnel", tunnel_fields)
+    # meters=("mac",): the first packet's Ethernet addresses, src->dst oriented, and their OUIs
+    src_mac = _Extra("mac", mac_fields)
+    dst_mac = _Extra("mac", mac_fields)
+    src_oui = _Extra("mac", mac_fields)
+    dst_oui = _Extra("mac", mac_fields)
 
     @property
     def headers(self) -> list[PacketHeader]:
