@@ -25,7 +25,7 @@ from ._errors import (
 )
 from ._flow import Flow, PacketHeader
 from ._parser import FlowParser, ParserInfo
-from ._read import read, read_frame
+from ._read import read, read_frame, to_csv
 from ._stream import StreamChunk, StreamMatch, StreamPatterns
 from ._timeline import Timeline
 from ._version import __version__
@@ -109,5 +109,6 @@ __all__ = [
     "available_meters",
     "read",
     "read_frame",
+    "to_csv",
     "zeek_conn_record",
 ]

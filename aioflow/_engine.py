@@ -58,9 +58,8 @@ class MeterInfo:
 
     def column(self, field: MeterField) -> str:
         """The read_frame column of one of its fields: <meter>_<field>, or the field's own name
-        for a meter that asks for it (nfstream's names) or is turned on by an option of its own
-        (dissect=True: application_name, ...)."""
-        return field.name if self.plain_names or self.option else f"{self.name}_{field.name}"
+        for a meter that asks for it (plain_names: nfstream's names, application_name, ...)."""
+        return field.name if self.plain_names else f"{self.name}_{field.name}"
 
 
 def _meter_registry() -> dict[str, MeterInfo]:
@@ -231,6 +230,7 @@ class EngineConfig:
     dissect: bool = False  # application detection with nDPI (the dissect meter)
     max_dissections: int = 20  # dissect: packets per flow given to nDPI at most
     max_dissecting_flows: int = 65536  # dissect: flows dissected at once (nDPI states)
+    decode_tunnels: bool = False  # key flows on the innermost IP of tunnels, plus a tunnel id (tunnel meter)
 
     def __post_init__(self) -> None:
         meter_bits(self.meters)  # an unknown meter name fails here, when the parser is made
@@ -241,7 +241,8 @@ class EngineConfig:
 
     def meters_on(self) -> tuple[str, ...]:
         """The meters this configuration turns on, by name and by their own options."""
-        by_option = {"statistics": self.statistics, "splt": self.splt > 0, "dissect": self.dissect}
+        by_option = {"statistics": self.statistics, "splt": self.splt > 0, "dissect": self.dissect,
+                     "tunnel": self.decode_tunnels}  # fmt: skip
         return self.meters + tuple(name for name, on in by_option.items() if on)
 
 
@@ -386,6 +387,7 @@ class Engine:
         cfg.statistics = int(config.statistics)
         cfg.accounting_mode = config.accounting_mode
         cfg.splt = config.splt
+        cfg.decode_tunnels = int(config.decode_tunnels)
         # internal: libpcap reads the file instead of aioflow's reader (the comparison test, benchmarks)
         cfg.libpcap_files = int(os.environ.get("AIOFLOW_FILE_READER") == "libpcap")
         self.headers_per_flow = config.headers

@@ -10,11 +10,12 @@ from __future__ import annotations
 import builtins
 import ipaddress
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, overload
 
 from ._engine import END_REASONS, METERS, TCP_FLAG_COUNT, Batch
+from ._extras import expiration_id, mac_fields, tunnel_fields
 
 # Names of the per-flag counters, in the C record's bit order (api.h: FIN SYN RST PSH ACK URG ECE CWR).
 TCP_FLAGS = ("fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr")
@@ -126,6 +127,23 @@ class _Seconds:
     def __get__(self, flow: Flow, owner: type) -> float: ...
     def __get__(self, flow: Flow | None, owner: type) -> _Seconds | float:
         return self if flow is None else getattr(flow._r, self._field) / 1e9
+
+
+class _Extra:
+    """A Flow attribute named as nfstream's, read from a meter's fields through `fields` (given
+    None when the meter is off: zero or empty)."""
+
+    def __init__(self, meter: str, fields: Callable[[Mapping[str, int | float] | None], Mapping[str, Any]]) -> None:
+        self._meter, self._fields, self._name = meter, fields, ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, flow: Flow | None, owner: type) -> Any:
+        if flow is None:
+            return self
+        b = flow._batch
+        return self._fields(b.meter_layout.read(b.meter_data, flow._i, self._meter))[self._name]
 
 
 class _FlagCount:
@@ -380,6 +398,25 @@ class Flow:
         return END_REASONS[self._r.end_reason]
 
     @property
+    def expiration_id(self) -> int:
+        """nfstream's expiration_id: 0 idle (and fin, rst, eof, stop), 1 active, -1 otherwise (evicted)."""
+        return expiration_id(self.end_reason)
+
+    # --- extras under nfstream's names (README "Features for analytics"): zero/empty when off ---
+    # tunnel_id: decode_tunnels=True, the tunnel path's id (part of the flow key), 0 outside tunnels;
+    # tunnel_type: gre, erspan, ipip, vxlan, geneve, gtp, teredo, mpls ("" without); tunnel_src_ip,
+    # tunnel_dst_ip: the outermost carrier's addresses, src side first ("" without)
+    tunnel_id = _Extra("tunnel", tunnel_fields)
+    tunnel_type = _Extra("tunnel", tunnel_fields)
+    tunnel_src_ip = _Extra("tunnel", tunnel_fields)
+    tunnel_dst_ip = _Extra("tunnel", tunnel_fields)
+    # meters=("mac",): the first packet's Ethernet addresses, src->dst oriented, and their OUIs
+    src_mac = _Extra("mac", mac_fields)
+    dst_mac = _Extra("mac", mac_fields)
+    src_oui = _Extra("mac", mac_fields)
+    dst_oui = _Extra("mac", mac_fields)
+
+    @property
     def headers(self) -> list[PacketHeader]:
         r = self._r
         out: list[PacketHeader] = []
@@ -518,5 +555,5 @@ SCALAR_FIELDS = (
     "src2dst_first_seen_ns", "src2dst_last_seen_ns", "dst2src_first_seen_ns", "dst2src_last_seen_ns",
     "src2dst_tcp_flags", "dst2src_tcp_flags", *FLAG_COUNT_FIELDS,
     "src2dst_min_ttl", "src2dst_max_ttl", "dst2src_min_ttl", "dst2src_max_ttl",
-    "bytes_per_second", "packets_per_second", "headers_dropped", "end_reason",
+    "bytes_per_second", "packets_per_second", "headers_dropped", "end_reason", "expiration_id",
 )  # fmt: skip

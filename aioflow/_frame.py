@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ._engine import END_REASONS, METERS, Batch, MeterLayout, ffi, text_size
+from ._extras import expiration_id, frame_extras
 from ._flow import SCALAR_FIELDS, TCP_FLAGS, flow_id_text
 
 # numpy's code for each C integer type the records use (little-endian hosts, as C lays them out)
@@ -113,6 +114,7 @@ def records_to_columns(rec: np.ndarray) -> dict[str, Any]:
         cols["bytes_per_second"] = np.where(duration > 0, cols["bytes"] / seconds, 0.0)
         cols["packets_per_second"] = np.where(duration > 0, cols["packets"] / seconds, 0.0)
     cols["end_reason"] = np.asarray(END_REASONS, dtype=object)[rec["end_reason"]]
+    cols["expiration_id"] = np.asarray([expiration_id(r) for r in END_REASONS], dtype=np.int64)[rec["end_reason"]]
     return {name: _signed(cols[name]) for name in SCALAR_FIELDS}
 
 
@@ -193,4 +195,5 @@ def batches_to_columns(
             continue
         column = np.concatenate([m[name] for m in meters])
         cols[name] = _list_column(column) if column.ndim == 2 else column
+    frame_extras(cols)
     return cols

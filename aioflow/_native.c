@@ -31,7 +31,10 @@ static const char *const defrag_names[] = {"timeout", "table_full", "memory_full
                                            "overlap", "inconsistent", "truncated", "unfinished"};
 static const char *const event_names[] = {"tcp_bad_data_offset", "first_fragment_short", "ipv6_in_ipv4",
                                           "fragment_early", "fragment_early_timeout", "fragment_early_full",
-                                          "fragment_early_unfinished"};
+                                          "fragment_early_unfinished",
+                                          "tunnel_malformed", "tunnel_too_deep"};
+static const char *const tunnel_names[] = {"", "gre", "erspan", "ipip", "vxlan", "geneve", "gtp", "teredo", "mpls"};
+_Static_assert(sizeof tunnel_names / sizeof *tunnel_names == AF_TUNNEL_TYPE_COUNT, "one name per tunnel type");
 _Static_assert(sizeof end_names / sizeof *end_names == AF_END_COUNT, "one name per end reason");
 _Static_assert(sizeof aside_names / sizeof *aside_names == AF_ASIDE_COUNT, "one name per aside reason");
 _Static_assert(sizeof defrag_names / sizeof *defrag_names == AF_DEFRAG_REASON_COUNT, "one name per defrag reason");
@@ -42,6 +45,7 @@ const char *af_end_reason_name(int r) { return NAME_OF(end_names, r); }
 const char *af_aside_reason_name(int r) { return NAME_OF(aside_names, r); }
 const char *af_defrag_reason_name(int r) { return NAME_OF(defrag_names, r); }
 const char *af_decode_event_name(int e) { return NAME_OF(event_names, e); }
+const char *af_tunnel_type_name(int t) { return NAME_OF(tunnel_names, t); }
 
 static _Thread_local char open_error[1024];
 

@@ -54,6 +54,8 @@ class _Lib:
     AF_EVENT_FRAGMENT_EARLY_UNFINISHED: int
     AF_EVENT_IPV6_IN_IPV4: int
     AF_EVENT_TCP_BAD_DATA_OFFSET: int
+    AF_EVENT_TUNNEL_MALFORMED: int
+    AF_EVENT_TUNNEL_TOO_DEEP: int
     AF_LIVE_LATENCY_MS: int
     AF_MATCH_CASELESS: int
     AF_MAX_DATAGRAM_SIZE: int
@@ -77,6 +79,16 @@ class _Lib:
     AF_MORE: int
     AF_OK: int
     AF_TCP_FLAG_COUNT: int
+    AF_TUNNEL_ERSPAN: int
+    AF_TUNNEL_GENEVE: int
+    AF_TUNNEL_GRE: int
+    AF_TUNNEL_GTP: int
+    AF_TUNNEL_IPIP: int
+    AF_TUNNEL_MPLS: int
+    AF_TUNNEL_NONE: int
+    AF_TUNNEL_TEREDO: int
+    AF_TUNNEL_TYPE_COUNT: int
+    AF_TUNNEL_VXLAN: int
     def af_aside_reason_name(self, a0: int) -> Any: ...
     def af_batch_meters_alloc(self, a0: Any, a1: Any, a2: int) -> int: ...
     def af_batch_meters_free(self, a0: Any) -> None: ...
@@ -109,5 +121,6 @@ class _Lib:
     def af_stop(self, a0: Any) -> int: ...
     def af_stream_patterns_available(self) -> int: ...
     def af_dissect_unavailable(self) -> Any: ...
+    def af_tunnel_type_name(self, a0: int) -> Any: ...
 
 lib: _Lib

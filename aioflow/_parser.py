@@ -164,6 +164,9 @@ class FlowParser:
     ``accounting_mode`` (0 link layer, 1 IP, 2 transport, 3 payload, as nfstream's) says how
     both count a packet's size. README, "Features for analytics".
     ``community_id_seed`` (0..65535) is the seed of the ``community_id`` meter.
+    ``decode_tunnels=True`` opens GRE (ERSPAN), IP-in-IP, VXLAN, Geneve, GTP-U, Teredo and MPLS
+    pseudowires: flows are keyed on the innermost IP plus ``flow.tunnel_id``; ``tunnel_type``,
+    ``tunnel_src_ip`` and ``tunnel_dst_ip`` name the outermost tunnel (README, "Tunnels").
     """
 
     def __init__(
@@ -207,6 +210,7 @@ class FlowParser:
         accounting_mode: int = 0,
         splt: int = 0,
         community_id_seed: int = 0,
+        decode_tunnels: bool = False,
     ) -> None:
         self.source = source
         if live is None:
@@ -244,6 +248,7 @@ class FlowParser:
             statistics=statistics,
             accounting_mode=accounting_mode,
             splt=splt,
+            decode_tunnels=decode_tunnels,
         )
         if buffer_batches < 1:
             raise ConfigError(f"buffer_batches={buffer_batches!r}: expected >= 1")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import select
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._engine import Batch
@@ -53,21 +53,48 @@ def read(source: str | os.PathLike[str], **options: Any) -> Iterator[Flow]:
         yield from iter_batch(batch)
 
 
-def read_frame(source: str | os.PathLike[str], **options: Any) -> pandas.DataFrame:
+def read_frame(
+    source: str | os.PathLike[str],
+    *,
+    columns_to_anonymize: Sequence[str] = (),
+    anonymize_key: bytes | None = None,
+    **options: Any,
+) -> pandas.DataFrame:
     """All flows of a capture file as a pandas DataFrame, one row per ended flow.
 
     Built from the C records in bulk (numpy), without a Python object per flow. Needs the
     `pandas` extra, `pip install pandas` (ImportError without it). Options, units
     and errors as read() (a damaged file: the flows before the damage, and a CaptureDamagedWarning);
-    columns as Flow.to_dict(), integers as int64 (times in ns and s, bytes, packets)."""
+    columns as Flow.to_dict(), integers as int64 (times in ns and s, bytes, packets), then the
+    enabled meters' (decode_tunnels: tunnel_id, tunnel_type, tunnel_src_ip, tunnel_dst_ip;
+    meters=("mac",): src_mac, dst_mac, src_oui, dst_oui). `columns_to_anonymize` become
+    nfstream's keyed BLAKE2b hex digests (`anonymize_key`: up to 64 bytes; random per call
+    without one); ConfigError for a column the frame lacks."""
     try:
         import numpy  # noqa: F401  (pandas needs it; checked here for the message)
         import pandas as pd
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("read_frame needs pandas and numpy: pip install pandas (the 'pandas' extra)") from exc
+    from ._extras import Anonymizer
     from ._frame import batches_to_columns
     from ._parser import file_config
 
+    anonymizer = Anonymizer(columns_to_anonymize, anonymize_key)
     meters_on = file_config(source, **options).meters_on()
     batches = read_batches(source, warn_stacklevel=4, **options)
-    return pd.DataFrame(batches_to_columns(batches, meters_on, options.get("splt", 0)))
+    return anonymizer.frame(pd.DataFrame(batches_to_columns(batches, meters_on, options.get("splt", 0))))
+
+
+def to_csv(
+    source: str | os.PathLike[str],
+    path: str | os.PathLike[str],
+    *,
+    columns_to_anonymize: Sequence[str] = (),
+    anonymize_key: bytes | None = None,
+    **options: Any,
+) -> int:
+    """Writes read_frame()'s rows to a CSV file at `path` (nfstream's to_csv, with its
+    `columns_to_anonymize`) and returns how many. Options and errors as read_frame()."""
+    frame = read_frame(source, columns_to_anonymize=columns_to_anonymize, anonymize_key=anonymize_key, **options)
+    frame.to_csv(path, index=False)
+    return len(frame)

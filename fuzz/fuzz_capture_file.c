@@ -34,7 +34,8 @@ static seen whole[MAX_FRAMES];
 static void check_frame(const af_frame *f, const uint8_t *base, size_t size) {
     if (f->data < base || (size_t)(f->data - base) > size || f->caplen > size - (size_t)(f->data - base)) abort();
     af_packet p;
-    (void)af_decode(f->dlt, f->data, f->caplen, &p);
+    (void)af_decode(f->dlt, f->data, f->caplen, &p, 0);
+        (void)af_decode(f->dlt, f->data, f->caplen, &p, AF_DECODE_TUNNELS | AF_DECODE_MAC);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -25,7 +25,8 @@ START_US = 1_577_836_800 * 1_000_000
 def to_capture(data: bytes) -> tuple[bytes, dict[str, Any]]:
     """(pcap bytes, FlowParser keyword arguments) of a harness input of at least 3 bytes."""
     link, opt, flows = data[0], data[1], data[2]
-    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, LINK_TYPES[link % len(LINK_TYPES)])]
+    # bit 7 of the first byte: decode_tunnels and the mac meter; the rest picks the link type
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, LINK_TYPES[(link & 0x7F) % len(LINK_TYPES)])]
     i, us, body = 0, START_US, data[3:]
     while i + 3 <= len(body):
         length, step = body[i] | body[i + 1] << 8, body[i + 2]
@@ -51,7 +52,8 @@ def to_capture(data: bytes) -> tuple[bytes, dict[str, Any]]:
         "max_stream_bytes": 4096,
         "max_reassembly_memory": 1 << 20,
         "keep_streams": not opt & 32,
-        "meters": ["low_ttl"] if opt & 64 else [],
+        "meters": (["low_ttl"] if opt & 64 else []) + (["mac"] if link & 0x80 else []),
+        "decode_tunnels": bool(link & 0x80),
     }
     return b"".join(out), options
 

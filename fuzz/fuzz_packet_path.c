@@ -7,7 +7,7 @@
  * in exactly one flow or counted aside, so a slip there aborts like a memory error.
  *
  * Input layout (fuzz/seed_corpus.py writes seeds in it from real captures):
- *   [0] link type: index into LINK_TYPES
+ *   [0] bits 0-6: link type, index into LINK_TYPES; bit 7: decode_tunnels and the mac meter
  *   [1] options: bit 0 defragment off, 1 reassembly off, 2 stream search, 3 kept headers,
  *       4 stream chunks, 5 discard streams, 6 meters (low_ttl, conn_state, community_id), 7 stop after the first pump
  *   [2] bits 0-6: max_flows - 1 (1..128: evictions are the common case); bit 7: read through the
@@ -171,6 +171,7 @@ static uint64_t run_threaded(af_engine *e, uint32_t headers_per_flow, int stop) 
 }
 
 static const char *const METERS[] = {"low_ttl", "conn_state", "community_id"};
+static const char *const TUNNEL_METERS[] = {"mac"};   /* with decode_tunnels */
 
 /* The registry bits of these meters (their positions move as meters are added). */
 static uint32_t meter_bits(const char *const *names, int n) {
@@ -202,9 +203,10 @@ static void run(const uint8_t *data, size_t size) {
         .max_stream_bytes = 4096,
         .max_reassembly_memory = AF_MIN_REASSEMBLY_MEMORY,
         .discard_streams = !!(opt & OPT_DISCARD),
-        .meters = opt & OPT_LOW_TTL ? meter_bits(METERS, 3) : 0u,
+        .meters = (opt & OPT_LOW_TTL ? meter_bits(METERS, 3) : 0u) | (data[0] & 0x80 ? meter_bits(TUNNEL_METERS, 1) : 0u),
+        .decode_tunnels = (data[0] & 0x80) != 0,
     };
-    size_t n = build_pcap(data + 3, size - 3, LINK_TYPES[data[0] % N_LINK_TYPES]);
+    size_t n = build_pcap(data + 3, size - 3, LINK_TYPES[(data[0] & 0x7f) % N_LINK_TYPES]);
     write_file(file, n);
     af_engine *e;
     if (af_open_offline(path, NULL, &cfg, &e) != AF_OK) return;   /* libpcap's header checks: ours is valid */

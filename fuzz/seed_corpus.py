@@ -64,7 +64,8 @@ def packet_seeds(path: Path) -> Iterator[bytes]:
         opt = OPTIONS[(n + len(path.name)) % len(OPTIONS)]
         # max_flows 128 pumped here, 128 through the reading threads, 3 (evicting from the start)
         flows_and_threads = (0x7F, 0xFF, 0x02)[n % 3]
-        seed = bytearray([LINK_TYPES.index(link), opt, flows_and_threads])
+        # every other seed opens tunnels (first byte's bit 7: decode_tunnels and the mac meter)
+        seed = bytearray([LINK_TYPES.index(link) | (0x80 if n % 2 else 0), opt, flows_and_threads])
         prev = run[0][0]
         for ts, buf in run:
             steps = min(255, max(0, round((ts - prev) * 32)))

@@ -10,7 +10,7 @@
 void af_account_init(af_accounting *a, const af_config *cfg, af_emitter em) {
     a->em = em;
     a->cfg = cfg;
-    a->next_id = 1;
+    a->next_id = 0;   /* nfstream numbers flows from 0 per source, as aioflow does since issue 14 */
     /* Moving a flow to the tail of its recency list on every packet costs two cache misses (its
      * neighbours). Open flows move at most every min(1 s, idle_timeout/64) of packet time
      * instead: idle expiry and eviction order are then exact to within that resolution, and
@@ -80,7 +80,7 @@ void af_account(af_accounting *a, const af_queued *q) {
     const af_packet *p = &q->p;
     uint64_t ts = q->ts;
     int sender = q->sender;
-    uint32_t slot = af_table_find(t, &q->key, q->hash);
+    uint32_t slot = af_table_find(t, &q->key, q->hash, p->tunnel_id);
     int is_tcp = p->protocol == 6 && p->frag != AF_FRAG_LATER;
     int syn_only = is_tcp && (p->tcp_flags & (AF_TCP_SYN | AF_TCP_ACK)) == AF_TCP_SYN;
     if (slot != AF_NIL) {
@@ -107,7 +107,7 @@ void af_account(af_accounting *a, const af_queued *q) {
     }
     if (slot == AF_NIL) {
         if (t->count >= t->max_flows) af_emit_end(em, af_least_recent(t), AF_END_EVICTED);
-        slot = af_table_insert(t, &q->key, q->hash);
+        slot = af_table_insert(t, &q->key, q->hash, p->tunnel_id);
         if (slot == AF_NIL) {   /* out of memory below max_flows: counted, never a crash */
             st->aside[AF_ASIDE_NO_MEMORY]++;
             st->packets_read++;

@@ -61,6 +61,21 @@ enum af_aside_reason {
     AF_ASIDE_COUNT = 9
 };
 
+/* decode_tunnels: the outermost tunnel a flow's packets came through (af_record has none: the
+ * `tunnel` meter reports it). */
+enum af_tunnel_type {
+    AF_TUNNEL_NONE = 0,
+    AF_TUNNEL_GRE = 1,            /* GRE (RFC 2784/2890), PPTP's enhanced GRE (RFC 2637) */
+    AF_TUNNEL_ERSPAN = 2,         /* ERSPAN type I, II, III (in GRE) */
+    AF_TUNNEL_IPIP = 3,           /* IPv4 or IPv6 directly in IPv4 or IPv6 (4in4, 6in4, 4in6, 6in6) */
+    AF_TUNNEL_VXLAN = 4,          /* UDP 4789 */
+    AF_TUNNEL_GENEVE = 5,         /* UDP 6081 */
+    AF_TUNNEL_GTP = 6,            /* GTP-U G-PDUs, UDP 2152 */
+    AF_TUNNEL_TEREDO = 7,         /* UDP 3544 */
+    AF_TUNNEL_MPLS = 8,           /* Ethernet over an MPLS pseudowire (RFC 4448) */
+    AF_TUNNEL_TYPE_COUNT = 9
+};
+
 /* Decode events (indexes of af_stats.decode_events), as Suricata's decoder events: damage or oddities
  * that do not stop a packet from counting in its flow, and what became of later fragments held for
  * their first (without defragment). */
@@ -74,7 +89,11 @@ enum af_decode_event {
     AF_EVENT_FRAGMENT_EARLY_TIMEOUT = 4,  /* held, no first fragment within fragment_timeout: fragment_orphan */
     AF_EVENT_FRAGMENT_EARLY_FULL = 5, /* held at the bound: the oldest held became fragment_orphan */
     AF_EVENT_FRAGMENT_EARLY_UNFINISHED = 6, /* still held when the source ended: fragment_orphan */
-    AF_DECODE_EVENT_COUNT = 7
+    AF_EVENT_TUNNEL_MALFORMED = 7,    /* decode_tunnels: a tunnel header cut or impossible: the packet
+                                         counts in its carrier's flow */
+    AF_EVENT_TUNNEL_TOO_DEEP = 8,     /* decode_tunnels: tunnels nested deeper than AF_MAX_TUNNELS: the
+                                         packet counts in the deepest carrier's flow */
+    AF_DECODE_EVENT_COUNT = 9
 };
 
 /* Why the defragmenter gave a datagram up (indexes of af_stats.defrag_gave_up). */
@@ -239,6 +258,8 @@ typedef struct {
     uint32_t splt;                /* the splt meter: first N packets of each flow (0: off; at most AF_MAX_SPLT) */
     uint16_t community_id_seed;   /* community_id meter: the Community ID seed (0 by default) */
     uint16_t _pad_cid;
+    int32_t decode_tunnels;       /* 1: key flows on the innermost IP of GRE, IP-in-IP, VXLAN, Geneve,
+                                     GTP-U, Teredo and MPLS pseudowires, plus a tunnel id (tunnels.h) */
 } af_config;
 
 typedef struct {
@@ -350,6 +371,7 @@ const char *af_end_reason_name(int reason);
 const char *af_aside_reason_name(int reason);
 const char *af_defrag_reason_name(int reason);
 const char *af_decode_event_name(int event);
+const char *af_tunnel_type_name(int type);
 
 typedef struct af_engine af_engine;
 

@@ -1,5 +1,6 @@
 #include "decode.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #include "aioflow.h"
@@ -17,7 +18,7 @@ enum { ETH_IPV4 = 0x0800, ETH_IPV6 = 0x86dd, ETH_VLAN = 0x8100, ETH_QINQ = 0x88a
        ETH_QINQ_OLD = 0x9100, ETH_QINQ_OLD2 = 0x9200, ETH_MPLS_UC = 0x8847, ETH_MPLS_MC = 0x8848,
        ETH_PPPOE_SESSION = 0x8864, ETH_VNTAG = 0x8926, ETH_ETAG = 0x893f };
 
-#define EVENT(e) ((uint8_t)(1u << (e)))
+#define EVENT(e) ((uint16_t)(1u << (e)))
 
 /* Tag walking is bounded so a crafted frame of endless tags cannot loop for long. */
 #define MAX_ENCAPS 16
@@ -119,6 +120,14 @@ static int decode_transport(const uint8_t *l4, uint32_t avail, int snap_cut, af_
 
 static int decode_ipv6(const uint8_t *p, uint32_t caplen, af_packet *pkt);
 
+/* decode_tunnels: a whole (unfragmented) IP packet with a payload may carry a tunnel. */
+static inline int carried(int r, af_packet *pkt) {
+    if (__builtin_expect(pkt->decode_flags & AF_DECODE_TUNNELS, 0) && r == AF_DECODED && pkt->frag == AF_FRAG_NONE &&
+        pkt->payload)
+        return af_tunnel_open(pkt);
+    return r;
+}
+
 /* A link that says IPv4 carrying IPv6: tshark decodes it too. Out of line, so the usual path
  * keeps its code small. */
 __attribute__((noinline, cold)) static int decode_ipv6_on_ipv4(const uint8_t *p, uint32_t caplen, af_packet *pkt) {
@@ -154,7 +163,7 @@ static int decode_ipv4(const uint8_t *p, uint32_t caplen, af_packet *pkt) {
     }
     pkt->frag = more ? AF_FRAG_FIRST : AF_FRAG_NONE;
     uint32_t end = caplen < total ? caplen : total;
-    return decode_transport(p + hl, end - hl, caplen < total, pkt);
+    return carried(decode_transport(p + hl, end - hl, caplen < total, pkt), pkt);
 }
 
 static int decode_ipv6(const uint8_t *p, uint32_t caplen, af_packet *pkt) {
@@ -204,7 +213,7 @@ static int decode_ipv6(const uint8_t *p, uint32_t caplen, af_packet *pkt) {
             pkt->protocol = next;
             pkt->l3_headers_len = off;
             if (off > end) return snap_cut ? AF_ASIDE_TRUNCATED : AF_ASIDE_BAD_HEADER;
-            return decode_transport(p + off, end - off, snap_cut, pkt);
+            return carried(decode_transport(p + off, end - off, snap_cut, pkt), pkt);
         }
         next = p[off];
         off += len;
@@ -250,6 +259,8 @@ static int decode_ethertype(uint16_t type, const uint8_t *p, uint32_t len, af_pa
                 if (bottom) break;
                 if (j >= MAX_ENCAPS) return AF_ASIDE_BAD_HEADER;
             }
+            if ((pkt->decode_flags & AF_DECODE_TUNNELS) && len >= 1 && (p[0] >> 4) != 4 && (p[0] >> 4) != 6)
+                return af_tunnel_mpls(pkt, p, len);   /* a pseudowire */
             return decode_ip_by_version(p, len, pkt);
         case ETH_PPPOE_SESSION:
             if (len < 8) return AF_ASIDE_TRUNCATED;
@@ -285,7 +296,7 @@ static int decode_null(const uint8_t *p, uint32_t len, af_packet *pkt) {
     }
 }
 
-static int decode_ppp(const uint8_t *p, uint32_t len, af_packet *pkt) {
+int af_decode_ppp(const uint8_t *p, uint32_t len, af_packet *pkt) {
     if (len >= 2 && p[0] == 0xff && p[1] == 0x03) { p += 2; len -= 2; }
     if (len < 1) return AF_ASIDE_TRUNCATED;
     if (p[0] & 1)   /* protocol field compressed to one byte (RFC 1661) */
@@ -316,14 +327,29 @@ static int decode_nflog(const uint8_t *p, uint32_t len, int big_endian, af_packe
     return AF_ASIDE_TRUNCATED;
 }
 
-int af_decode(int dlt, const uint8_t *data, uint32_t caplen, af_packet *pkt) {
-    memset(pkt, 0, sizeof *pkt);
+/* The layers tunnels.c re-enters (decode.h); the usual path calls the static ones, inlined. */
+int af_decode_ip(const uint8_t *p, uint32_t len, af_packet *pkt) { return decode_ip_by_version(p, len, pkt); }
+int af_decode_ethertype(uint16_t type, const uint8_t *p, uint32_t len, af_packet *pkt) {
+    return decode_ethertype(type, p, len, pkt);
+}
+
+static int decode_ethernet(const uint8_t *p, uint32_t len, af_packet *pkt) {
+    if (len < 14) return AF_ASIDE_TRUNCATED;
+    if (rd16(p + 12) < 0x0600) return AF_ASIDE_NON_IP;   /* 802.3 length: LLC frames */
+    return decode_ethertype(rd16(p + 12), p + 14, len - 14, pkt);
+}
+
+int af_decode_ethernet(const uint8_t *p, uint32_t len, af_packet *pkt) { return decode_ethernet(p, len, pkt); }
+
+int af_decode(int dlt, const uint8_t *data, uint32_t caplen, af_packet *pkt, unsigned flags) {
+    if (flags) memset(pkt, 0, sizeof *pkt);
+    else memset(pkt, 0, offsetof(af_packet, tunnel_ip_version));   /* the rest only its meters read */
+    pkt->decode_flags = (uint8_t)flags;
     int big_endian = (dlt & AF_DLT_PSEUDO_BE) != 0;
     switch (dlt & ~AF_DLT_PSEUDO_BE) {
     case DLT_EN10MB_:
-        if (caplen < 14) return AF_ASIDE_TRUNCATED;
-        if (rd16(data + 12) < 0x0600) return AF_ASIDE_NON_IP;   /* 802.3 length: LLC frames */
-        return decode_ethertype(rd16(data + 12), data + 14, caplen - 14, pkt);
+        if ((flags & AF_DECODE_MAC) && caplen >= 12) memcpy(pkt->mac, data, 12);
+        return decode_ethernet(data, caplen, pkt);
     case DLT_LINUX_SLL_:
         if (caplen < 16) return AF_ASIDE_TRUNCATED;
         return decode_ethertype(rd16(data + 14), data + 16, caplen - 16, pkt);
@@ -335,7 +361,7 @@ int af_decode(int dlt, const uint8_t *data, uint32_t caplen, af_packet *pkt) {
     case DLT_IPV4_: return decode_ipv4(data, caplen, pkt);
     case DLT_IPV6_: return decode_ipv6(data, caplen, pkt);
     case DLT_NULL_: case DLT_LOOP_: return decode_null(data, caplen, pkt);
-    case DLT_PPP_: case DLT_PPP_SERIAL_: return decode_ppp(data, caplen, pkt);
+    case DLT_PPP_: case DLT_PPP_SERIAL_: return af_decode_ppp(data, caplen, pkt);
     case DLT_C_HDLC_:
         if (caplen < 4) return AF_ASIDE_TRUNCATED;
         return decode_ethertype(rd16(data + 2), data + 4, caplen - 4, pkt);

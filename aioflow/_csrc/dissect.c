@@ -160,7 +160,7 @@ static const af_meter_field fields[] = {
 
 const af_meter af_meter_dissect = {
     .info = {"dissect", "application detection with nDPI: application, category, server name, fingerprints",
-             "dissect", fields, sizeof fields / sizeof fields[0], sizeof(af_dissect_result)},
+             "dissect", fields, sizeof fields / sizeof fields[0], sizeof(af_dissect_result), 1},
     .state_size = sizeof(dissect_state),
     .needs_l3 = 1,
     .wanted = wanted,

@@ -65,6 +65,7 @@ void af_table_free(af_table *t) {
     release(t->cold, cold_bytes(t));
     release(t->headers, headers_bytes(t));
     release(t->header_counts, (size_t)t->max_flows * sizeof *t->header_counts);
+    release(t->tunnel_ids, (size_t)t->max_flows * sizeof *t->tunnel_ids);
     memset(t, 0, sizeof *t);
 }
 
@@ -127,14 +128,20 @@ uint64_t af_key_hash(const af_table *t, const af_key *k) {
     return mum(h ^ w[4], s ^ 0x1d8e4e27c47d124fULL);
 }
 
-uint32_t af_table_find(const af_table *t, const af_key *k, uint64_t hash) {
-    for (uint32_t s = t->buckets[hash & t->mask]; s != AF_NIL;) {
-        const af_flow *f = af_table_flow(t, s);
-        if (memcmp(&f->key, k, sizeof *k) == 0) return s;
-        s = f->hnext;
-    }
-    return AF_NIL;
+int af_table_tunnels(af_table *t) {
+    if (!t->tunnel_ids) t->tunnel_ids = reserve((size_t)t->max_flows * sizeof *t->tunnel_ids);
+    return t->tunnel_ids ? 0 : -1;
 }
+
+uint64_t af_flow_hash(const af_table *t, const af_key *k, uint32_t tunnel) {
+    uint64_t h = af_key_hash(t, k);
+    return tunnel ? mum(h ^ tunnel, t->seed ^ 0x94d049bb133111ebULL) : h;
+}
+
+static uint64_t slot_hash(const af_table *t, uint32_t slot) {
+    return af_flow_hash(t, &af_table_flow(t, slot)->key, t->tunnel_ids ? t->tunnel_ids[slot - 1] : 0);
+}
+
 
 static uint32_t take_slot(af_table *t) {
     if (t->free_head != AF_NIL) {
@@ -174,7 +181,7 @@ static void split_buckets(af_table *t) {
         while (s != AF_NIL) {
             af_flow *f = af_table_flow(t, s);
             uint32_t next = f->hnext;
-            uint32_t *to = (af_key_hash(t, &f->key) & n) ? &high : &low;
+            uint32_t *to = (slot_hash(t, s) & n) ? &high : &low;
             f->hnext = *to;
             *to = s;
             s = next;
@@ -185,13 +192,14 @@ static void split_buckets(af_table *t) {
     t->mask = 2 * n - 1;
 }
 
-uint32_t af_table_insert(af_table *t, const af_key *k, uint64_t hash) {
+uint32_t af_table_insert(af_table *t, const af_key *k, uint64_t hash, uint32_t tunnel) {
     if (t->count >= t->mask + 1 && t->mask + 1 < t->max_buckets) split_buckets(t);
     uint32_t s = take_slot(t);
     if (s == AF_NIL) return AF_NIL;
     af_flow *f = af_table_flow(t, s);
     memset(f, 0, sizeof *f);
     f->key = *k;
+    if (t->tunnel_ids) t->tunnel_ids[s - 1] = tunnel;
     f->state = AF_ST_LIVE;
     f->hnext = t->buckets[hash & t->mask];
     t->buckets[hash & t->mask] = s;
@@ -204,7 +212,7 @@ uint32_t af_table_insert(af_table *t, const af_key *k, uint64_t hash) {
 
 void af_table_remove(af_table *t, uint32_t slot) {
     af_flow *f = af_table_flow(t, slot);
-    uint32_t *pp = &t->buckets[af_key_hash(t, &f->key) & t->mask];
+    uint32_t *pp = &t->buckets[slot_hash(t, slot) & t->mask];
     while (*pp != slot) pp = &af_table_flow(t, *pp)->hnext;
     *pp = f->hnext;
     list_unlink(t, slot, f);

@@ -5,6 +5,7 @@
 #define AIOFLOW_FLOWTABLE_H
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "aioflow.h"
 
@@ -77,6 +78,7 @@ typedef struct {
     uint32_t hwm;                 /* slots ever handed out */
     uint32_t free_head;
     uint32_t *buckets;            /* max_buckets reserved, mask + 1 in use */
+    uint32_t *tunnel_ids;         /* decode_tunnels: each slot's tunnel id, part of its key; else NULL */
     uint32_t mask, max_buckets;
     struct { uint32_t head, tail; } lists[2];
     uint64_t due_floor;           /* no list head is due before this (expiry.h); 0: unknown */
@@ -91,6 +93,10 @@ void af_table_free(af_table *t);
 int af_key_make(af_key *k, int ver, const uint8_t *ip_a, uint16_t port_a, const uint8_t *ip_b,
                 uint16_t port_b, uint8_t proto, uint16_t vlan);
 uint64_t af_key_hash(const af_table *t, const af_key *k);
+/* decode_tunnels: keys carry a tunnel id too (af_table_tunnels). 0 or -1 without memory. */
+int af_table_tunnels(af_table *t);
+/* The hash of a key within a tunnel (0: none, the key's own hash). */
+uint64_t af_flow_hash(const af_table *t, const af_key *k, uint32_t tunnel);
 
 static inline af_flow *af_table_flow(const af_table *t, uint32_t slot) { return &t->flows[slot - 1]; }
 static inline af_header *af_table_headers(const af_table *t, uint32_t slot) {
@@ -112,9 +118,17 @@ static inline uint64_t af_flow_first(const af_flow *f, const af_flow_cold *c) {
     return c->first_ns[0] < c->first_ns[1] ? c->first_ns[0] : c->first_ns[1];
 }
 
-uint32_t af_table_find(const af_table *t, const af_key *k, uint64_t hash);
+/* The flow of a key (within `tunnel` when the table keeps tunnel ids), or AF_NIL. Inline: once per packet. */
+static inline uint32_t af_table_find(const af_table *t, const af_key *k, uint64_t hash, uint32_t tunnel) {
+    for (uint32_t s = t->buckets[hash & t->mask]; s != AF_NIL;) {
+        const af_flow *f = af_table_flow(t, s);
+        if (memcmp(&f->key, k, sizeof *k) == 0 && (!t->tunnel_ids || t->tunnel_ids[s - 1] == tunnel)) return s;
+        s = f->hnext;
+    }
+    return AF_NIL;
+}
 /* Needs count < max_flows. Returns the new slot, zeroed but for the key, or AF_NIL without memory. */
-uint32_t af_table_insert(af_table *t, const af_key *k, uint64_t hash);
+uint32_t af_table_insert(af_table *t, const af_key *k, uint64_t hash, uint32_t tunnel);
 void af_table_remove(af_table *t, uint32_t slot);
 /* Moves a flow to the tail (most recent end) of a list. */
 void af_table_touch(af_table *t, uint32_t slot, enum af_list list);

@@ -38,6 +38,7 @@ static void gather_hooks(af_meter_set *s, uint32_t k) {
     const af_meter *m = s->m[k];
     s->needs_payload |= m->needs_payload | m->needs_l3;
     s->needs_l3 |= m->needs_l3;
+    s->decode_flags |= m->decode_flags;
     if (m->on_packet) s->packet[s->n_packet++] = (af_packet_hook){m->on_packet, s->ctx[k], s->state[k], m->state_size};
     if (m->prefetch) s->prefetch[s->n_prefetch++] = (af_prefetch_hook){m->prefetch, s->ctx[k]};
     if (m->prefetch_deep) s->deep[s->n_deep++] = (af_prefetch_hook){m->prefetch_deep, s->ctx[k]};
@@ -92,7 +93,7 @@ int af_meters_enable(af_meter_set *s, const af_meter *m, char *error, size_t err
     while (i < REGISTRY_COUNT && registry[i] != m) i++;
     /* batches, flow states and payload copies were sized at open: a late meter needs none */
     if (i == REGISTRY_COUNT || s->count == AF_METERS_MAX || m->info.record_size || m->state_size ||
-        m->needs_payload || m->needs_l3 || m->batch_alloc || m->batch_room) {
+        m->needs_payload || m->needs_l3 || m->decode_flags || m->batch_alloc || m->batch_room) {
         snprintf(error, error_length, "the %s meter cannot be turned on after open", m->info.name);
         return AF_ERR_CONFIG;
     }

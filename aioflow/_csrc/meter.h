@@ -58,6 +58,7 @@ typedef struct af_meter {
     uint32_t state_size;             /* per-flow state bytes (0: none, or the meter keeps its own) */
     int needs_payload;               /* on_packet wants the payload bytes (copied while reading) */
     int needs_l3;                    /* on_packet wants whole IP packets (mp->l3; implies payload copies) */
+    unsigned decode_flags;           /* AF_DECODE_* the decoder must do for on_packet (decode.h) */
     /* Turned on by a config option of its own (info.option) rather than by name; NULL: by name.
      * A meter that only af_meters_enable turns on returns 0. */
     int (*wanted)(const af_config *cfg);
@@ -83,6 +84,13 @@ typedef struct af_meter {
     void (*prefault)(void *ctx, af_batch *b, uint64_t usual);
     void (*stop)(void *ctx);
 } af_meter;
+
+/* n bytes (n <= 8) as one big-endian number: addresses in a meter's record fields. */
+static inline uint64_t af_meter_be(const uint8_t *p, int n) {
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++) v = v << 8 | p[i];
+    return v;
+}
 
 /* The registry (meter.c, from meters.h): index i is bit i of af_config.meters. */
 uint32_t af_meter_registry_count(void);
@@ -128,6 +136,7 @@ typedef struct {
     af_stats *stats;
     int needs_payload;
     int needs_l3;
+    unsigned decode_flags;           /* AF_DECODE_*: the enabled meters' */
 } af_meter_set;
 
 /* Enables the meters cfg asks for. AF_OK, AF_ERR_CONFIG (unknown bit; message in error), or

@@ -127,8 +127,12 @@ static int finish_open(af_pipeline *p, char *error, size_t n) {
     }
     p->stats.link_type = p->src.dlt;
     p->stats.file_size = p->src.file_size;
+    if ((p->meters.decode_flags & AF_DECODE_TUNNELS) && af_table_tunnels(&p->table) != 0) {
+        snprintf(error, n, "out of memory for tunnel ids (lower max_flows)");
+        return AF_ERR_NOMEM;
+    }
     p->prep = (af_prepare){&p->src, &p->table, &p->frags, &p->early, p->defrag, p->meters.needs_payload,
-                           p->meters.needs_l3, 1};
+                           p->meters.needs_l3, 1, p->meters.decode_flags};
     af_account_init(&p->acc, &p->cfg, (af_emitter){&p->table, &p->meters, &p->stats, NULL});
     p->phase = PHASE_READING;
     return AF_OK;
@@ -295,7 +299,7 @@ static int take_read_ahead(af_pipeline *p, uint32_t *n, uint32_t max_packets, in
         if (p->defrag) af_defrag_expire(p->defrag, q->ts);
         if (q->pending) {   /* a fragment: prepared here, in packet order */
             q->pending = 0;
-            q->decoded = af_decode(q->dlt, q->payload, q->caplen, &q->p);
+            q->decoded = af_decode(q->dlt, q->payload, q->caplen, &q->p, p->prep.decode_flags);
             if (!af_prepare_packet(&p->prep, &p->stats, q, q->payload, p->frag_payload)) {
                 p->queue_head++;
                 p->queue_count--;
@@ -464,7 +468,7 @@ uint64_t af_pipeline_next_deadline(af_pipeline *p) {
 
 int af_pipeline_lookup(af_pipeline *p, const af_key *key, af_record *out) {
     pthread_mutex_lock(&p->mu);
-    uint32_t s = af_table_find(&p->table, key, af_key_hash(&p->table, key));
+    uint32_t s = af_table_find(&p->table, key, af_key_hash(&p->table, key), 0);
     if (s != AF_NIL) af_record_fill(&p->table, s, out);
     pthread_mutex_unlock(&p->mu);
     return s != AF_NIL;

@@ -18,11 +18,25 @@ int af_read_packet(const af_prepare *pp, af_stats *st, const af_frame *f, af_que
     q->caplen = f->caplen;
     q->wire_len = f->len;
     q->dlt = f->dlt;
-    q->decoded = af_decode(f->dlt, f->data, f->caplen, &q->p);
+    q->decoded = af_decode(f->dlt, f->data, f->caplen, &q->p, pp->decode_flags);
     q->pending = 0;
     /* once per captured frame (a fragment decoded again later, or its datagram, counts nothing) */
-    for (uint8_t ev = q->p.events; ev; ev &= (uint8_t)(ev - 1)) st->decode_events[__builtin_ctz(ev)]++;
+    for (uint16_t ev = q->p.events; ev; ev &= (uint16_t)(ev - 1)) st->decode_events[__builtin_ctz(ev)]++;
     return 1;
+}
+
+/* A datagram reassembled from fragments is decoded again from its IP header: what the layers
+ * around it said (VLAN, Ethernet addresses, the tunnel it came out of) stays. */
+static void keep_outer(af_packet *p, const af_packet *outer) {
+    p->vlan_id = outer->vlan_id;
+    memcpy(p->mac, outer->mac, sizeof p->mac);
+    if (!p->tunnel_type) {
+        p->tunnel_id = outer->tunnel_id;
+        p->tunnel_type = outer->tunnel_type;
+        p->tunnel_ip_version = outer->tunnel_ip_version;
+        memcpy(p->tunnel_src, outer->tunnel_src, sizeof p->tunnel_src);
+        memcpy(p->tunnel_dst, outer->tunnel_dst, sizeof p->tunnel_dst);
+    }
 }
 
 /* The flow key and hash of a decoded packet (whose ports are known). */
@@ -30,7 +44,7 @@ __attribute__((always_inline)) static inline void make_key(const af_prepare *pp,
     const af_packet *p = &q->p;
     q->sender = af_key_make(&q->key, p->ip_version, p->src, p->sport, p->dst, p->dport,
                             p->protocol, p->vlan_id);
-    q->hash = af_key_hash(pp->table, &q->key);
+    q->hash = af_flow_hash(pp->table, &q->key, p->tunnel_id);
     if (pp->prefetch_bucket) __builtin_prefetch(&pp->table->buckets[q->hash & pp->table->mask]);
 }
 
@@ -50,9 +64,9 @@ int af_prepare_packet(const af_prepare *pp, af_stats *st, af_queued *q, const u_
         uint32_t len;
         data = af_defrag_add(pp->defrag, p, data + caplen, caplen, ts, &len, &caplen);
         if (!data) return 0;
-        uint16_t vlan = p->vlan_id;
-        r = af_decode(AF_DEFRAG_DLT_RAW, data, len, p);
-        p->vlan_id = vlan;
+        af_packet outer = *p;
+        r = af_decode(AF_DEFRAG_DLT_RAW, data, len, p, pp->decode_flags);
+        keep_outer(p, &outer);
     }
     if (!pp->defrag && p->frag != AF_FRAG_NONE) af_early_expire(pp->early, st, ts);
     if (r == AF_DECODED && p->frag == AF_FRAG_LATER && !af_frag_lookup(pp->frags, p, ts)) {
