@@ -386,3 +386,23 @@ def test_damaged_capture_still_reported(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr
     assert "damaged" in done.stderr or "cut" in done.stderr
     assert "damage" in (tmp_path / "r.html").read_text(encoding="utf-8")
+
+
+def test_dissect_stacks_traffic_by_application(tmp_path: Path) -> None:
+    """--dissect: traffic by application and an applications table whose flows, per name, are
+    those read_frame(dissect=True) gives (nDPI's names, checked against ndpiReader in test_dissect)."""
+    from aioflow._engine import dissect_unavailable
+
+    if dissect_unavailable():
+        pytest.skip(f"no application detection in this build: {dissect_unavailable()}")
+    out = tmp_path / "apps.html"
+    done = _cli("report", "--dissect", str(BUNDLED), "-o", str(out), "--no-progress")
+    assert done.returncode == 0, done.stderr
+    text = out.read_text(encoding="utf-8")
+    assert "Traffic over time by application" in text
+    parser = _Tables()
+    parser.feed(text)
+    apps = [r for r in parser.tables[0] if r]
+    frame = aioflow.read_frame(BUNDLED, dissect=True)
+    want = frame.groupby("application_name").size()
+    assert {r[0]: int(r[1]) for r in apps} == {(k or "unknown"): int(v) for k, v in want.items()}
