@@ -29,6 +29,7 @@ from ._read import read, read_frame
 from ._stream import StreamChunk, StreamMatch, StreamPatterns
 from ._timeline import Timeline
 from ._version import __version__
+from ._zeek import zeek_conn_record
 
 # NetFlow/IPFIX export and collection need numpy: imported on first use (PEP 562), so
 # `import aioflow` stays light. Type checkers see the real names through the imports below.
@@ -104,4 +105,5 @@ __all__ = [
     "available_meters",
     "read",
     "read_frame",
+    "zeek_conn_record",
 ]

@@ -22,7 +22,8 @@ CSRC = HERE / "_csrc"
 # The pipeline's stages, bottom up (each includes only the headers of those above it in this
 # list); _native.c, the entry layer, is compiled as the module's own source.
 STAGES = [
-    "decode.c", "fragments.c", "defrag.c", "flowtable.c", "prefault.c", "match.c",  # leaf libraries
+    "decode.c", "fragments.c", "early_fragments.c", "defrag.c",  # leaf libraries: decoding, IP fragments
+    "flowtable.c", "prefault.c", "match.c",  # leaf libraries
     "ndpi_shim.c",  # every nDPI call (the dissect meter's), behind aioflow's own interface
     "record.c", "meter.c",  # records, the meter registry
     "arena.c", "stream.c",  # what the reassembly meter builds on: its arena, the streams

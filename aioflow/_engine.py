@@ -41,6 +41,7 @@ class MeterField:
     ctype: str
     unit: str
     offset: int
+    count: int = 0  # an array of up to `count` values (0: one value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,13 @@ class MeterInfo:
     option: str | None  # None: turned on by name (meters=...); else the option that turns it on
     fields: tuple[MeterField, ...]
     record_size: int
+    plain_names: bool = False  # columns are the field names (nfstream's), not <meter>_<field>
+
+    def column(self, field: MeterField) -> str:
+        """The read_frame column of one of its fields: <meter>_<field>, or the field's own name
+        for a meter that asks for it (nfstream's names) or is turned on by an option of its own
+        (dissect=True: application_name, ...)."""
+        return field.name if self.plain_names or self.option else f"{self.name}_{field.name}"
 
 
 def _meter_registry() -> dict[str, MeterInfo]:
@@ -62,11 +70,13 @@ def _meter_registry() -> dict[str, MeterInfo]:
         if info == ffi.NULL:
             break
         fields = tuple(
-            MeterField(str(_text(f.name)), str(_text(f.ctype)), str(_text(f.unit)), int(f.offset))
+            MeterField(str(_text(f.name)), str(_text(f.ctype)), str(_text(f.unit)), int(f.offset), int(f.count))
             for f in (info.fields[j] for j in range(info.field_count))
         )
         name = str(_text(info.name))
-        out[name] = MeterInfo(i, name, str(_text(info.doc)), _text(info.option), fields, int(info.record_size))
+        out[name] = MeterInfo(
+            i, name, str(_text(info.doc)), _text(info.option), fields, int(info.record_size), bool(info.plain_names)
+        )
     return out
 
 
@@ -78,7 +88,8 @@ NAMED_METERS: tuple[str, ...] = tuple(name for name, m in METERS.items() if m.op
 def column_name(meter: str, field: str) -> str:
     """A meter field's column: <meter>_<field>, or the field's own name for a meter turned on by
     an option of its own (dissect=True: nfstream's application_name, ...)."""
-    return field if METERS[meter].option else f"{meter}_{field}"
+    info = METERS[meter]
+    return info.column(next(f for f in info.fields if f.name == field))
 
 
 def available_meters() -> tuple[str, ...]:
@@ -88,7 +99,6 @@ def available_meters() -> tuple[str, ...]:
 # struct format of each C type a meter field may have (native layout, as C wrote it)
 _CTYPE_FORMATS = {"uint64_t": "Q", "int64_t": "q", "uint32_t": "I", "int32_t": "i", "uint16_t": "H",
                   "int16_t": "h", "uint8_t": "B", "int8_t": "b", "double": "d", "float": "f"}  # fmt: skip
-
 
 def text_size(ctype: str) -> int:
     """N for a text field's "char[N]" (NUL-terminated text in N bytes), else 0."""
@@ -112,12 +122,13 @@ class MeterLayout:
 
     stride: int = 0
     offsets: tuple[tuple[str, int], ...] = ()
+    array_length: int = 0  # values of each array field read (splt=N): the first N of `count`
 
     def fields(self, name: str) -> tuple[MeterField, ...] | None:
         """The fields of meter `name` when it is on, else None."""
         return METERS[name].fields if any(n == name for n, _ in self.offsets) else None
 
-    def read(self, data: bytes, index: int, name: str) -> dict[str, int | float | str] | None:
+    def read(self, data: bytes, index: int, name: str) -> dict[str, Any] | None:
         """Record `index`'s fields of meter `name` (None when the meter is off or the data is not
         there: snapshots and lookups of active flows carry none)."""
         for n, offset in self.offsets:
@@ -125,7 +136,14 @@ class MeterLayout:
                 at = index * self.stride + offset
                 if at + METERS[name].record_size > len(data):
                     return None
-                return {f.name: _read_field(data, at + f.offset, f.ctype) for f in METERS[name].fields}
+                out: dict[str, Any] = {}
+                for f in METERS[name].fields:
+                    if f.count:  # an array: its first array_length values, as a list
+                        form = f"={self.array_length}{_CTYPE_FORMATS[f.ctype]}"
+                        out[f.name] = list(struct.unpack_from(form, data, at + f.offset))
+                    else:
+                        out[f.name] = _read_field(data, at + f.offset, f.ctype)
+                return out
         return None
 
 
@@ -205,6 +223,10 @@ class EngineConfig:
     max_reassembly_memory: int = 256 << 20
     keep_streams: bool = True  # reassemble: ended flows carry their streams (False: chunks and matches only)
     meters: tuple[str, ...] = ()  # meters turned on by name (NAMED_METERS), e.g. ("low_ttl",)
+    statistics: bool = False  # the statistics meter (nfstream's statistical features)
+    accounting_mode: int = 0  # statistics/splt sizes: 0 link layer, 1 IP, 2 transport, 3 payload
+    splt: int = 0  # the splt meter: the first N packets of each flow (0: off)
+    community_id_seed: int = 0  # the community_id meter's seed (Community ID v1: 0..65535)
     follow: bool = False  # files: keep reading as the file grows, until stop()
     dissect: bool = False  # application detection with nDPI (the dissect meter)
     max_dissections: int = 20  # dissect: packets per flow given to nDPI at most
@@ -214,6 +236,13 @@ class EngineConfig:
         meter_bits(self.meters)  # an unknown meter name fails here, when the parser is made
         if self.dissect and (why := dissect_unavailable()):
             raise _errors.DissectUnavailableError(why)
+        _check_range("accounting_mode", self.accounting_mode, 0, 3)
+        _check_range("splt", self.splt, 0, lib.AF_MAX_SPLT)
+
+    def meters_on(self) -> tuple[str, ...]:
+        """The meters this configuration turns on, by name and by their own options."""
+        by_option = {"statistics": self.statistics, "splt": self.splt > 0, "dissect": self.dissect}
+        return self.meters + tuple(name for name, on in by_option.items() if on)
 
 
 def dissect_unavailable() -> str:
@@ -352,7 +381,11 @@ class Engine:
             cfg.max_dissecting_flows = _check_range(
                 "max_dissecting_flows", config.max_dissecting_flows, 1, lib.AF_MAX_DISSECTING_FLOWS
             )
+        cfg.community_id_seed = _check_range("community_id_seed", config.community_id_seed, 0, 65535)
         cfg.follow = int(config.follow)
+        cfg.statistics = int(config.statistics)
+        cfg.accounting_mode = config.accounting_mode
+        cfg.splt = config.splt
         # internal: libpcap reads the file instead of aioflow's reader (the comparison test, benchmarks)
         cfg.libpcap_files = int(os.environ.get("AIOFLOW_FILE_READER") == "libpcap")
         self.headers_per_flow = config.headers
@@ -375,6 +408,7 @@ class Engine:
                 for m in METERS.values()
                 if lib.af_meter_offset(self._engine, m.index) >= 0
             ),
+            config.splt,
         )
         self.closed = False
         self._stats = ffi.new("af_stats *")

@@ -468,24 +468,34 @@ class Flow:
         return self._datagrams(1)
 
     # --- meters (FlowParser(meters=(...))) ---
-    def meter(self, name: str) -> Mapping[str, int | float | str]:
+    def meter(self, name: str) -> Mapping[str, Any]:
         """The fields meter `name` measured for this flow (names, C types and units: its fields in
         `aioflow._engine.METERS[name]`); an empty mapping when the meter was not on, and for
-        snapshots of active flows. Raises KeyError for a meter name this build does not have."""
+        snapshots of active flows. Array fields (splt_*) are lists. Raises KeyError for a meter
+        name this build does not have."""
         if name not in METERS:
             raise KeyError(f"no meter {name!r}: this build has {', '.join(METERS)}")
         b = self._batch
         return b.meter_layout.read(b.meter_data, self._i, name) or {}
 
     @property
-    def meters(self) -> dict[str, Mapping[str, int | float | str]]:
+    def meters(self) -> dict[str, Mapping[str, Any]]:
         """Every enabled meter's fields, by meter name (see meter())."""
         b = self._batch
-        out: dict[str, Mapping[str, int | float | str]] = {}
+        out: dict[str, Mapping[str, Any]] = {}
         for name, _ in b.meter_layout.offsets:
             values = b.meter_layout.read(b.meter_data, self._i, name)
             if values is not None:
                 out[name] = values
+        return out
+
+    def meter_columns(self) -> dict[str, Any]:
+        """Every enabled meter's fields under their read_frame column names (``low_ttl_...``;
+        nfstream's names for statistics and splt), in read_frame's order."""
+        out: dict[str, Any] = {}
+        for name, values in self.meters.items():
+            meter = METERS[name]
+            out.update((meter.column(f), values[f.name]) for f in meter.fields)
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._engine import END_REASONS, METERS, Batch, MeterLayout, column_name, ffi, text_size
+from ._engine import END_REASONS, METERS, Batch, MeterLayout, ffi, text_size
 from ._flow import SCALAR_FIELDS, TCP_FLAGS, flow_id_text
 
 # numpy's code for each C integer type the records use (little-endian hosts, as C lays them out)
@@ -117,18 +117,25 @@ def records_to_columns(rec: np.ndarray) -> dict[str, Any]:
 
 
 def meter_columns(data: bytes, count: int, layout: MeterLayout) -> dict[str, np.ndarray]:
-    """The enabled meters' fields of `count` records as columns named <meter>_<field>, read in
-    bulk from their meter blocks (stride and offsets as C published them)."""
+    """The enabled meters' fields of `count` records as columns named <meter>_<field> (or the
+    field's own name, for meters with plain names: MeterInfo.column), read in bulk from their
+    meter blocks (stride and offsets as C published them). An array field is a 2-D column,
+    (count, layout.array_length): its first array_length values."""
     cols: dict[str, np.ndarray] = {}
     if not layout.stride:
         return cols
     raw = np.frombuffer(data, dtype=np.uint8, count=count * layout.stride).reshape(count, layout.stride)
     for name, offset in layout.offsets:
-        for f in METERS[name].fields:
+        meter = METERS[name]
+        for f in meter.fields:
             kind = _field_kind(f.ctype)
             at = offset + f.offset
-            column = raw[:, at : at + kind.itemsize].copy().view(kind).reshape(count)
-            cols[column_name(name, f.name)] = _texts(column) if kind.kind == "S" else _signed(column)
+            n = layout.array_length if f.count else 1
+            values = raw[:, at : at + n * kind.itemsize].copy().view(kind)
+            if kind.kind == "S":
+                cols[meter.column(f)] = _texts(values.reshape(count))
+            else:
+                cols[meter.column(f)] = _signed(values if f.count else values.reshape(count))
     return cols
 
 
@@ -143,10 +150,35 @@ def _texts(column: np.ndarray) -> np.ndarray:
     return np.array([v.decode(errors="replace") for v in column.tolist()], dtype=object)
 
 
-def batches_to_columns(batches: Iterable[Batch], meters_on: Iterable[str] = ()) -> dict[str, Any]:
+def _empty_meter_columns(meters_on: Iterable[str], array_length: int) -> dict[str, np.ndarray]:
+    """meter_columns' columns for no record."""
+    out: dict[str, np.ndarray] = {}
+    for m in meters_on:
+        for f in METERS[m].fields:
+            if text_size(f.ctype):
+                out[METERS[m].column(f)] = np.zeros(0, dtype=object)
+            else:
+                out[METERS[m].column(f)] = _signed(np.zeros((0, array_length) if f.count else 0, _NUMPY_KINDS[f.ctype]))
+    return out
+
+
+def _list_column(values: np.ndarray) -> np.ndarray:
+    """A 2-D column as one object column whose cells are its rows (numpy arrays, views of it),
+    the shape of nfstream's list columns (splt_*)."""
+    out = np.empty(len(values), dtype=object)
+    out[:] = list(values)
+    return out
+
+
+def batches_to_columns(
+    batches: Iterable[Batch], meters_on: Iterable[str] = (), array_length: int = 0
+) -> dict[str, Any]:
     """Every record of these batches as columns (records_to_columns), plus the enabled meters'
     fields (meter_columns; `meters_on` names them, so that a source with no flow still has their
-    columns, empty). Each batch is copied out as it comes, so none is kept."""
+    columns, empty). An array field (splt_*) is one column whose cells are numpy arrays of
+    `array_length` values: the rows of one (flows, array_length) int64 array. A plain-named
+    field that the record already has (none today) keeps the record's column. Each batch is
+    copied out as it comes, so none is kept."""
     parts: list[np.ndarray] = []
     meters: list[dict[str, np.ndarray]] = []
     for b in batches:
@@ -155,12 +187,10 @@ def batches_to_columns(batches: Iterable[Batch], meters_on: Iterable[str] = ()) 
     records = np.concatenate(parts) if parts else np.zeros(0, dtype=RECORD_DTYPE)
     cols = records_to_columns(records)
     if not meters:
-        empty = {
-            column_name(m, f.name): np.zeros(0, object if text_size(f.ctype) else _NUMPY_KINDS[f.ctype])
-            for m in meters_on
-            for f in METERS[m].fields
-        }
-        meters = [{name: _signed(column) for name, column in empty.items()}]
+        meters = [_empty_meter_columns(meters_on, array_length)]
     for name in meters[0]:
-        cols[name] = np.concatenate([m[name] for m in meters])
+        if name in cols:
+            continue
+        column = np.concatenate([m[name] for m in meters])
+        cols[name] = _list_column(column) if column.ndim == 2 else column
     return cols

@@ -67,6 +67,7 @@ class _Lib:
     AF_TIMELINE_ICMP: int
     AF_TIMELINE_OTHER: int
     AF_MAX_SNAPLEN: int
+    AF_MAX_SPLT: int
     AF_MAX_STREAM_BYTES: int
     AF_MIN_DATAGRAM_SIZE: int
     AF_MIN_FRAGMENT_MEMORY: int

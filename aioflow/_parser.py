@@ -157,6 +157,13 @@ class FlowParser:
     ``meters=("low_ttl",)`` turns on per-flow meters by name (``aioflow.available_meters()``
     lists this build's); their fields are read with ``flow.meter(name)`` and are columns
     ``<meter>_<field>`` of ``read_frame``. An unknown name raises ConfigError.
+
+    ``statistics=True`` adds nfstream's statistical features (``flow.meter("statistics")``;
+    read_frame columns named as nfstream's, e.g. ``bidirectional_stddev_ps``), ``splt=N``
+    (at most 32) nfstream's early packet sequence of the first N packets (``splt_ps``, ...);
+    ``accounting_mode`` (0 link layer, 1 IP, 2 transport, 3 payload, as nfstream's) says how
+    both count a packet's size. README, "Features for analytics".
+    ``community_id_seed`` (0..65535) is the seed of the ``community_id`` meter.
     """
 
     def __init__(
@@ -196,6 +203,10 @@ class FlowParser:
         dissect: bool = False,
         max_dissections: int = 20,
         max_dissecting_flows: int = 65536,
+        statistics: bool = False,
+        accounting_mode: int = 0,
+        splt: int = 0,
+        community_id_seed: int = 0,
     ) -> None:
         self.source = source
         if live is None:
@@ -225,13 +236,20 @@ class FlowParser:
             max_reassembly_memory=max_reassembly_memory,
             keep_streams=keep_streams,
             meters=tuple(meters),
+            community_id_seed=community_id_seed,
             follow=follow,
             dissect=dissect,
             max_dissections=max_dissections,
             max_dissecting_flows=max_dissecting_flows,
+            statistics=statistics,
+            accounting_mode=accounting_mode,
+            splt=splt,
         )
         if buffer_batches < 1:
             raise ConfigError(f"buffer_batches={buffer_batches!r}: expected >= 1")
+        if follow and live:
+            raise ConfigError(f"follow=True follows a capture file as it grows; {os.fspath(source)!r} is an "
+                              "interface, captured until stop() anyway: leave follow out")  # fmt: skip
         if stream_patterns is not None:
             if not reassemble:
                 raise ConfigError("stream_patterns search reassembled streams: add reassemble=True")
@@ -624,6 +642,11 @@ def file_engine(source: str | os.PathLike[str], **options: Any) -> tuple[Engine,
     The caller owns the engine (``engine.close()``)."""
     parser = FlowParser(source, live=False, **options)
     return Engine(source, parser._config), parser._reads_ahead()
+
+
+def file_config(source: str | os.PathLike[str], **options: Any) -> EngineConfig:
+    """The engine configuration FlowParser makes of these options for a capture file."""
+    return FlowParser(source, live=False, **options)._config
 
 
 def _looks_like_interface(source: str | os.PathLike[str]) -> bool:

@@ -66,7 +66,8 @@ def read_frame(source: str | os.PathLike[str], **options: Any) -> pandas.DataFra
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("read_frame needs pandas and numpy: pip install pandas (the 'pandas' extra)") from exc
     from ._frame import batches_to_columns
+    from ._parser import file_config
 
+    meters_on = file_config(source, **options).meters_on()
     batches = read_batches(source, warn_stacklevel=4, **options)
-    meters_on = (*options.get("meters", ()), *(("dissect",) if options.get("dissect") else ()))
-    return pd.DataFrame(batches_to_columns(batches, meters_on))
+    return pd.DataFrame(batches_to_columns(batches, meters_on, options.get("splt", 0)))

@@ -4,6 +4,9 @@
     python _contenders.py aioflow-read CAPTURE  (aioflow.read, blocking)
     python _contenders.py aioflow-frame CAPTURE (aioflow.read_frame, pandas)
     python _contenders.py nfstream CAPTURE      (with the nfstream venv's python)
+    python _contenders.py aioflow-stats CAPTURE       (statistics=True)
+    python _contenders.py aioflow-stats-splt CAPTURE  (statistics=True, splt=20)
+    python _contenders.py nfstream-stats CAPTURE      (statistical_analysis=True)
 
 Prints one JSON line on stdout: packets, flows, seconds (from opening the source to the last flow,
 interpreter start-up and imports excluded), peak_rss_kb (this process's VmHWM plus the largest
@@ -37,7 +40,7 @@ def _peaks() -> dict[str, int]:
     return {"own_peak_rss_kb": own, "children_peak_rss_kb": children, "peak_rss_kb": own + children}
 
 
-def run_aioflow(path: str) -> dict[str, Any]:
+def run_aioflow(path: str, **options: Any) -> dict[str, Any]:
     import aioflow
 
     base = _status_kb("VmRSS")
@@ -45,7 +48,7 @@ def run_aioflow(path: str) -> dict[str, Any]:
     async def main() -> dict[str, Any]:
         flows = 0
         t0 = time.perf_counter()
-        async with aioflow.FlowParser(path) as p:
+        async with aioflow.FlowParser(path, **options) as p:
             async for _flow in p.terminated():
                 flows += 1
             t1 = time.perf_counter()
@@ -92,7 +95,7 @@ def run_aioflow_frame(path: str) -> dict[str, Any]:
     return {"packets": int(df["packets"].sum()), "flows": len(df), "seconds": t1 - t0, "base_rss_kb": base}
 
 
-def run_nfstream(path: str) -> dict[str, Any]:
+def run_nfstream(path: str, statistics: bool = False) -> dict[str, Any]:
     import nfstream
 
     base = _status_kb("VmRSS")
@@ -104,7 +107,7 @@ def run_nfstream(path: str) -> dict[str, Any]:
         source=path,
         decode_tunnels=False,
         n_dissections=0,
-        statistical_analysis=False,
+        statistical_analysis=statistics,
         splt_analysis=0,
         n_meters=1,
         idle_timeout=120,
@@ -130,6 +133,9 @@ def main() -> int:
         "aioflow-read": run_aioflow_read,
         "aioflow-frame": run_aioflow_frame,
         "nfstream": run_nfstream,
+        "aioflow-stats": lambda p: run_aioflow(p, statistics=True),
+        "aioflow-stats-splt": lambda p: run_aioflow(p, statistics=True, splt=20),
+        "nfstream-stats": lambda p: run_nfstream(p, statistics=True),
     }
     out = runners[kind](path)
     out.update(_peaks())

@@ -30,7 +30,7 @@ from memory import CHILD  # FlowParser with JSON options; prints peak RSS
 ENGINE_CHILD = """
 import json, sys
 from aioflow._engine import Engine, EngineConfig
-engine = Engine(sys.argv[1], EngineConfig())
+engine = Engine(sys.argv[1], EngineConfig(**json.loads(sys.argv[2])))  # EngineConfig fields (statistics, splt)
 while True:
     state, _ = engine.pump_some(4096)
     s = engine.stats()

@@ -9,6 +9,8 @@ Each contender runs in a subprocess of its own, so its peak RSS is its own:
   aioflow  async with FlowParser(path) as p: async for flow in p.terminated(), default timeouts
   nfstream NFStreamer(n_dissections=0, statistical_analysis=False, n_meters=1) iterated to the end,
            from its own venv (benchmarks/.venv-nfstream, made on demand with pip install nfstream)
+  --features: also aioflow with statistics=True, and with statistics=True + splt=20 (alternated
+           with the flow-only run), and nfstream with statistical_analysis=True
   --libpcap: also aioflow reading the file through libpcap, as before its own reader
            (AIOFLOW_FILE_READER=libpcap); bare loop and aioflow runs alternate for --repeat rounds
 
@@ -293,6 +295,9 @@ def print_table(results: list[Result], meta: dict[str, Any] | None) -> list[str]
     ratio("aioflow.read", "bare loop")
     ratio("aioflow.read_frame", "bare loop")
     ratio("nfstream", "bare loop")
+    ratio("aioflow statistics", "aioflow")            # issue 14's goal: >= 0.8x
+    ratio("aioflow statistics+splt20", "aioflow")     # >= 0.7x
+    ratio("aioflow statistics", "nfstream statistics")   # >= 30x (same file unless --nfstream-packets)
     for name in ("aioflow", "aioflow (prefix)"):
         a = ok.get(name)
         if not a:
@@ -344,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         default=sys.executable,
         help="interpreter with aioflow installed (default: this one)",
     )
+    ap.add_argument("--features", action="store_true",
+                    help="also statistics=True and statistics+splt=20 runs, and nfstream with statistics")
     ap.add_argument("--extra", action="store_true", help="also aioflow.read (blocking) and aioflow.read_frame (pandas)")
     ap.add_argument(
         "--libpcap",
@@ -402,6 +409,10 @@ def main(argv: list[str] | None = None) -> int:
         specs.append(("aioflow", cmd, None))
         if a.libpcap:
             specs.append(("aioflow (libpcap reader)", cmd, {"AIOFLOW_FILE_READER": "libpcap"}))
+        if a.features:
+            features = (("aioflow-stats", "aioflow statistics"), ("aioflow-stats-splt", "aioflow statistics+splt20"))
+            for kind, name in features:
+                specs.append((name, [a.aioflow_python, str(CONTENDERS), kind, str(capture)], None))
     for r in alternated(a.repeat, capture, specs, a.timeout):
         report(r)
 
@@ -422,15 +433,10 @@ def main(argv: list[str] | None = None) -> int:
                 nf_capture = prefix_capture(capture, a.nfstream_packets)
                 print(f"nfstream runs on a prefix: {nf_capture} ({a.nfstream_packets:,} packets)")
                 warm(nf_capture)
-            report(
-                best_of(
-                    a.nfstream_repeat,
-                    "nfstream",
-                    nf_capture,
-                    [str(py), str(CONTENDERS), "nfstream", str(nf_capture)],
-                    a.timeout,
-                )
-            )
+            nf_kinds = [("nfstream", "nfstream")] + [("nfstream-stats", "nfstream statistics")] * a.features
+            for kind, name in nf_kinds:
+                cmd = [str(py), str(CONTENDERS), kind, str(nf_capture)]
+                report(best_of(a.nfstream_repeat, name, nf_capture, cmd, a.timeout))
             if nf_capture != capture and not a.skip_aioflow and aioflow_importable(a.aioflow_python):
                 cmd = [a.aioflow_python, str(CONTENDERS), "aioflow", str(nf_capture)]
                 report(best_of(a.repeat, "aioflow (prefix)", nf_capture, cmd, a.timeout))

@@ -1,6 +1,7 @@
 /* libFuzzer harness (b): the packet path. The input is a link type, a configuration and packets;
  * they go through the whole pipeline as a file source would — decode, defragment, flow table,
- * meters (reassembly always, stream search, low_ttl, kept headers as the input chooses),
+ * meters (reassembly always, stream search, low_ttl + conn_state + community_id, kept headers as
+ * the input chooses),
  * expiry by packet time (idle, FIN/RST, active, eviction at a tiny max_flows), the final flush —
  * and every emitted record, chunk and stream is read back. Conservation is checked: a packet is
  * in exactly one flow or counted aside, so a slip there aborts like a memory error.
@@ -8,7 +9,7 @@
  * Input layout (fuzz/seed_corpus.py writes seeds in it from real captures):
  *   [0] link type: index into LINK_TYPES
  *   [1] options: bit 0 defragment off, 1 reassembly off, 2 stream search, 3 kept headers,
- *       4 stream chunks, 5 discard streams, 6 low_ttl, 7 stop after the first pump
+ *       4 stream chunks, 5 discard streams, 6 meters (low_ttl, conn_state, community_id), 7 stop after the first pump
  *   [2] bits 0-6: max_flows - 1 (1..128: evictions are the common case); bit 7: read through the
  *       producer and read-ahead threads (af_start, af_ready) instead of pumping here
  *   then packets: [u16 length, little-endian][u8 time step, 1/32 s][length bytes], the last one
@@ -169,6 +170,17 @@ static uint64_t run_threaded(af_engine *e, uint32_t headers_per_flow, int stop) 
     return packets;
 }
 
+static const char *const METERS[] = {"low_ttl", "conn_state", "community_id"};
+
+/* The registry bits of these meters (their positions move as meters are added). */
+static uint32_t meter_bits(const char *const *names, int n) {
+    uint32_t bits = 0;
+    for (uint32_t i = 0; af_meter_info_of(i); i++)
+        for (int j = 0; j < n; j++)
+            if (!strcmp(af_meter_info_of(i)->name, names[j])) bits |= 1u << i;
+    return bits;
+}
+
 static void run(const uint8_t *data, size_t size) {
     uint8_t opt = data[1];
     af_config cfg = {
@@ -190,7 +202,7 @@ static void run(const uint8_t *data, size_t size) {
         .max_stream_bytes = 4096,
         .max_reassembly_memory = AF_MIN_REASSEMBLY_MEMORY,
         .discard_streams = !!(opt & OPT_DISCARD),
-        .meters = opt & OPT_LOW_TTL ? 2u : 0u,
+        .meters = opt & OPT_LOW_TTL ? meter_bits(METERS, 3) : 0u,
     };
     size_t n = build_pcap(data + 3, size - 3, LINK_TYPES[data[0] % N_LINK_TYPES]);
     write_file(file, n);

@@ -207,3 +207,17 @@ def test_collector_prints_the_top_talkers_tshark_counts() -> None:
     assert proc.returncode == 0 and err == ""
     assert_top_ten({host: int(octets) for host, octets, _ in rows}, sent)
     assert all(int(n) == packets[host] for host, _, n in rows)
+
+
+def test_features_to_pandas_counts_every_ip_packet(tmp_path: Path) -> None:
+    out = run_example("features_to_pandas.py", str(CAPTURE), str(tmp_path / "features.csv")).splitlines()
+    summary = re.fullmatch(r"(\d+) flows, (\d+) features", out[0])
+    assert summary and int(summary[2]) >= 24 + 3 * 10   # the ps and piat_ms statistics, 3 splt series
+    packets = {row.split()[0]: int(row.split()[-1]) for row in out[1:]}
+    assert sum(packets.values()) == len(tshark_fields("ip or ipv6", "frame.number"))
+    assert packets["https"] <= len(tshark_fields("tcp.port == 443 or udp.port == 443", "frame.number"))
+    import csv
+
+    with open(tmp_path / "features.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == int(summary[1]) and "bidirectional_stddev_piat_ms" in rows[0] and "splt_ps_9" in rows[0]

@@ -9,6 +9,7 @@ byte): no sleep decides anything."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import re
 import signal
@@ -17,6 +18,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -182,27 +184,39 @@ def test_export_sends_the_active_flows(net: Net, live_run: Any, signum: int, nfd
     assert f"ipfix to 127.0.0.1:{nfcapd.port}: {len(want)} flows" in err, err
 
 
-@pytest.mark.parametrize("signum", SIGNALS)
-def test_collect_prints_and_archives_what_it_received(signum: int, tmp_path: Path) -> None:
-    flows = list(aioflow.read(DATA / "ndpi_smtp-starttls.pcap"))
-    archive = tmp_path / "archive.ipfix"
+@contextlib.contextmanager
+def collecting(archive: Path, unbuffered: bool = False) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """`aioflow collect --json` archiving to `archive`, on a free local port, once it says it is
+    collecting: (the process, the port). Killed if the test fails first."""
     port = free_udp_port()
-    proc = aioflow_cli("collect", "--listen", f"127.0.0.1:{port}", "--write", str(archive), "--json", unbuffered=True)
+    proc = aioflow_cli("collect", "--listen", f"127.0.0.1:{port}", "--write", str(archive), "--json",
+                       unbuffered=unbuffered)  # fmt: skip
     try:
         wait_for_line(proc, "aioflow: collecting on")
-
-        async def send() -> None:
-            async with IPFIXExporter(("127.0.0.1", port)) as exporter:
-                await exporter.send_many(flows)
-
-        anyio.run(send)
-        assert proc.stdout is not None
-        printed = [json.loads(proc.stdout.readline()) for _ in flows]  # every record arrived
-        out, err = signalled(proc, signum)
+        yield proc, port
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def send_ipfix(port: int, flows: list[aioflow.Flow]) -> None:
+    async def send() -> None:
+        async with IPFIXExporter(("127.0.0.1", port)) as exporter:
+            await exporter.send_many(flows)
+
+    anyio.run(send)
+
+
+@pytest.mark.parametrize("signum", SIGNALS)
+def test_collect_prints_and_archives_what_it_received(signum: int, tmp_path: Path) -> None:
+    flows = list(aioflow.read(DATA / "ndpi_smtp-starttls.pcap"))
+    archive = tmp_path / "archive.ipfix"
+    with collecting(archive, unbuffered=True) as (proc, port):
+        send_ipfix(port, flows)
+        assert proc.stdout is not None
+        printed = [json.loads(proc.stdout.readline()) for _ in flows]  # every record arrived
+        out, err = signalled(proc, signum)
     assert out == "" and f"records {len(flows)}," in err
     # the archive is complete and readable: the same records as printed
     fields = ("sourceTransportPort", "destinationTransportPort", "packetDeltaCount", "reversePacketDeltaCount",
@@ -210,6 +224,23 @@ def test_collect_prints_and_archives_what_it_received(signum: int, tmp_path: Pat
     archived = [tuple(r.to_dict().get(f) for f in fields) for r in aioflow.read_ipfix_file(archive)]
     assert sorted(archived) == sorted(tuple(p.get(f) for f in fields) for p in printed)
     assert len(archived) == len(flows)
+
+
+@pytest.mark.parametrize("signum", SIGNALS)
+def test_collect_drains_the_datagrams_queued_when_signalled(signum: int, tmp_path: Path) -> None:
+    """stdout is a pipe read only after the signal: collect blocks writing the first records (their
+    JSON is far more than the pipe holds) while the rest of the datagrams wait in its socket
+    (sendto on loopback returns once the datagram is queued there). All of them are printed and
+    archived after the signal: the ones still in the socket too."""
+    flows = list(aioflow.read(many_flows_capture(tmp_path / "many.pcap", 600)))
+    archive = tmp_path / "archive.ipfix"
+    with collecting(archive) as (proc, port):
+        send_ipfix(port, flows)
+        out, err = signalled(proc, signum)
+    printed = [json.loads(line) for line in out.splitlines()]
+    assert f"records {len(flows)}," in err and "malformed 0" in err, err
+    assert sorted(p["sourceTransportPort"] for p in printed) == sorted(f.src_port for f in flows)
+    assert sum(1 for _ in aioflow.read_ipfix_file(archive)) == len(flows)
 
 
 # --- a file source, and a second signal ---

@@ -54,6 +54,7 @@ static void reset_counters(af_accounting *a, uint32_t slot) {
     memset(f->flags, 0, sizeof f->flags);
     memset(f->ttl_min, 0, sizeof f->ttl_min);
     memset(f->ttl_max, 0, sizeof f->ttl_max);
+    t->due_floor = 0;   /* its last time may go back (a packet older than the one before) */
     af_flow_cold *c = af_table_cold(t, slot);
     memset(c, 0, sizeof *c);
     c->id = a->next_id++;
@@ -161,7 +162,7 @@ void af_account(af_accounting *a, const af_queued *q) {
     if (t->headers_per_flow) keep_header(a, slot, q, sender != f->src_idx);
     if (em->meters->n_packet) {
         af_meter_packet mp = {slot, sender, sender != f->src_idx, ts, p, q->payload, q->payload_len,
-                              q->l3_len ? q->payload - q->l3_headers : NULL, q->l3_len, q->caplen};
+                              q->l3_len ? q->payload - q->l3_headers : NULL, q->l3_len, q->caplen, q->wire_len};
         af_meters_packet(em->meters, &mp);
     }
     st->packets_in_flows++;

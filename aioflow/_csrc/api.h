@@ -106,7 +106,8 @@ enum af_bound {
     AF_MAX_STREAM_BYTES = 1073741824,
     AF_MIN_REASSEMBLY_MEMORY = 1048576,
     AF_MAX_DISSECTIONS = 65535,
-    AF_MAX_DISSECTING_FLOWS = 16777216
+    AF_MAX_DISSECTING_FLOWS = 16777216,
+    AF_MAX_SPLT = 32
 };
 
 typedef struct {
@@ -233,6 +234,11 @@ typedef struct {
     int32_t dissect;              /* 1: application detection with nDPI (the dissect meter) */
     uint32_t max_dissections;     /* dissect: packets per flow given to nDPI at most, then it gives up */
     uint32_t max_dissecting_flows;    /* dissect: flows dissected at once (nDPI state pool); past it, counted */
+    int32_t statistics;           /* 1: the statistics meter (nfstream's statistical features) */
+    int32_t accounting_mode;      /* statistics and splt packet sizes: 0 link layer, 1 IP, 2 transport, 3 payload */
+    uint32_t splt;                /* the splt meter: first N packets of each flow (0: off; at most AF_MAX_SPLT) */
+    uint16_t community_id_seed;   /* community_id meter: the Community ID seed (0 by default) */
+    uint16_t _pad_cid;
 } af_config;
 
 typedef struct {
@@ -303,12 +309,12 @@ typedef struct {
 /* Meters (meter.h): per-flow features beyond the flow counters, each adding its fields to the
  * records. A field of a meter's record block: */
 typedef struct {
-    const char *name;             /* column: <meter>_<name> */
+    const char *name;             /* column: <meter>_<name> (af_meter_info.plain_names: <name>) */
     const char *ctype;            /* "uint64_t", "uint32_t", "uint16_t", "uint8_t", "int64_t", "double", or
                                      "char[N]": NUL-terminated text in N bytes (Python: str) */
     const char *unit;             /* "packets", "bytes", "ns", ... */
     uint32_t offset;              /* in the meter's block */
-    uint32_t _pad;
+    uint32_t count;               /* an array of count values (0: one value) */
 } af_meter_field;
 
 typedef struct {
@@ -318,6 +324,7 @@ typedef struct {
     const af_meter_field *fields;
     uint32_t field_count;
     uint32_t record_size;         /* bytes of its block in each record (0: no fields) */
+    int32_t plain_names;          /* 1: columns are the field names as they are (nfstream's), not <meter>_<name> */
 } af_meter_info;
 
 /* Meter i of this build (NULL past the last). */

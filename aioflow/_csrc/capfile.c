@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "decode.h"   /* AF_DLT_PSEUDO_BE */
+
 #define PCAP_MAGIC 0xa1b2c3d4u
 #define PCAP_MAGIC_NS 0xa1b23c4du
 #define PCAP_MAGIC_MODIFIED 0xa1b2cd34u   /* Kuznetzov's patched libpcap: 24-byte records */
@@ -53,6 +55,19 @@ static int32_t dlt_of(uint32_t linktype) {
     case 106: return DLT_ATM_CLIP;
     default: return (int32_t)linktype;
     }
+}
+
+/* A frame's link type for af_decode: NFLOG's TLV lengths and types are in the byte order of the host
+ * that wrote the file, which is the file's (libpcap swaps them when that is not the reader's:
+ * swap_pseudo_headers); big-endian ones are flagged. Other pseudo-headers libpcap swaps (Linux USB)
+ * carry no IP: aioflow does not decode them. */
+static inline int32_t frame_dlt(const af_capfile *c, const af_cap_iface *i) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    int big_endian = c->swapped;
+#else
+    int big_endian = !c->swapped;
+#endif
+    return i->dlt == DLT_NFLOG && big_endian ? i->dlt | AF_DLT_PSEUDO_BE : i->dlt;
 }
 
 /* libpcap's max_snaplen_for_dlt and pcap_adjust_snapshot. */
@@ -117,6 +132,7 @@ static int open_pcap(af_capfile *c, const uint8_t *h, size_t len) {
 }
 
 static int next_pcap(af_capfile *c, const uint8_t *p, size_t avail, af_frame *f) {
+    if (af_capfile_pcap_usual(c, p, avail, f)) return AF_CAP_FRAME;
     uint32_t hdr = c->record_header;
     if (avail < hdr) {
         c->need = hdr;
@@ -141,7 +157,7 @@ static int next_pcap(af_capfile *c, const uint8_t *p, size_t avail, af_frame *f)
     f->data = p + hdr;
     f->caplen = caplen > i->snaplen ? i->snaplen : caplen;   /* libpcap cuts at the file's snaplen */
     f->len = len;
-    f->dlt = i->dlt;
+    f->dlt = frame_dlt(c, i);
     f->ts_ns = sec < 0 ? 0 : ns_of((uint64_t)sec, sub < 0 ? 0 : (uint64_t)sub * c->ts_scale);
     c->pos += hdr + caplen;
     return AF_CAP_FRAME;
@@ -229,7 +245,7 @@ static int packet(af_capfile *c, uint32_t type, const uint8_t *p, uint32_t len, 
     f->data = p + head;
     f->caplen = caplen > i->snaplen ? i->snaplen : caplen;
     f->len = wire;
-    f->dlt = i->dlt;
+    f->dlt = frame_dlt(c, i);
     f->ts_ns = type == NG_SPB ? 0 : ns_of(t / i->units + (uint64_t)i->offset_s, sub_ns(t % i->units, i->units));
     return AF_CAP_FRAME;
 }

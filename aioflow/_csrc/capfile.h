@@ -62,6 +62,29 @@ void af_capfile_close(af_capfile *c);
  * record runs past the window (c->need says how far, when known); AF_CAP_ERROR on damage
  * (c->error says the offset and why; reading must stop). Other pcapng blocks are consumed. */
 int af_capfile_next(af_capfile *c, const uint8_t *win, uint64_t win_start, size_t win_len, af_frame *f);
+/* The usual pcap record, read inline by af_capfile_read (once per packet): the file's own byte
+ * order and length order, not negative times, and the whole record in the window. 1 when *f
+ * is filled; 0 leaves every other case (and every error) to af_capfile_next's full parser,
+ * which tries this first too. */
+static inline int af_capfile_pcap_usual(af_capfile *c, const uint8_t *p, size_t avail, af_frame *f) {
+    uint32_t hdr = c->record_header, w[4];   /* seconds, sub-second units, caplen, len */
+    if (c->swapped || c->lengths_swapped || avail < hdr) return 0;
+    __builtin_memcpy(w, p, sizeof w);
+    if (w[2] > c->max_caplen || avail - hdr < w[2] || (int32_t)w[0] < 0 || (int32_t)w[1] < 0) return 0;
+    f->data = p + hdr;
+    f->caplen = w[2] > c->pcap_iface.snaplen ? c->pcap_iface.snaplen : w[2];   /* libpcap cuts at snaplen */
+    f->len = w[3];
+    f->dlt = c->pcap_iface.dlt;
+    f->ts_ns = (uint64_t)w[0] * 1000000000ULL + (uint64_t)w[1] * c->ts_scale;   /* < 2^62: no overflow */
+    c->pos += hdr + w[2];
+    return 1;
+}
+/* af_capfile_next with the usual pcap record inline. */
+static inline int af_capfile_read(af_capfile *c, const uint8_t *win, uint64_t win_start, size_t win_len, af_frame *f) {
+    size_t at = (size_t)(c->pos - win_start);
+    if (c->format == AF_CAP_PCAP && af_capfile_pcap_usual(c, win + at, win_len - at, f)) return AF_CAP_FRAME;
+    return af_capfile_next(c, win, win_start, win_len, f);
+}
 /* The link type of the first interface (pcapng: 1 = Ethernet until an IDB is seen). */
 int32_t af_capfile_first_dlt(const af_capfile *c);
 

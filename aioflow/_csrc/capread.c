@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -19,6 +21,7 @@
 #endif
 
 #include "aioflow.h"
+#include "decode.h"   /* AF_DLT_PSEUDO_BE */
 
 #define AF_STREAM_BUFFER (1u << 20)     /* decompressed bytes held at first (grows to a whole block) */
 #define AF_STREAM_INPUT (1u << 16)      /* compressed bytes read at a time */
@@ -37,6 +40,7 @@ struct af_capread_stream {
     size_t last_ret;                 /* ZSTD_decompressStream's: 0 at a frame's end */
 #endif
     uint64_t read;                   /* bytes of the file read */
+    int follow;                      /* a regular file followed: its end is only where it is now */
     uint8_t *buf;
     size_t cap;
     int eof;
@@ -68,14 +72,15 @@ static void compile(af_capread_filters *fs, int32_t dlt, char *error, size_t n) 
 }
 
 int af_capread_filter(af_capread *r, const af_frame *f) {
+    int32_t dlt = f->dlt & ~AF_DLT_PSEUDO_BE;
     af_capread_filters *fs = r->filters;
     int i = fs->last;
-    if (fs->by_dlt[i].dlt != f->dlt) {
-        for (i = 0; i < (int)fs->count && fs->by_dlt[i].dlt != f->dlt; i++) {}
+    if (fs->by_dlt[i].dlt != dlt) {
+        for (i = 0; i < (int)fs->count && fs->by_dlt[i].dlt != dlt; i++) {}
         if (i == (int)fs->count) {
             if (fs->count == AF_MAX_FILTERS) return 0;
             char unused[PCAP_ERRBUF_SIZE + 256];
-            compile(fs, f->dlt, unused, sizeof unused);
+            compile(fs, dlt, unused, sizeof unused);
         }
         fs->last = i;
     }
@@ -109,8 +114,10 @@ void af_capread_close(af_capread *r) {
     free_filters(r->filters);
     free_stream(r->stream);   /* zlib closes its own duplicate of fd */
     if (r->fd >= 0) close(r->fd);
+    if (r->inotify >= 0) close(r->inotify);
     memset(r, 0, sizeof *r);
     r->fd = -1;
+    r->inotify = -1;
 }
 
 /* Up to n decompressed bytes into to: how many, 0 at the end, -1 on error (message in error). */
@@ -135,7 +142,7 @@ static long decompress(af_capread_stream *s, int fd, uint8_t *to, size_t n, char
                 return -1;
             }
             if (got == 0) {
-                if (s->last_ret == 0) return 0;
+                if (s->last_ret == 0 || s->follow) return 0;   /* following: the rest may come */
                 snprintf(error, en, "the zstd stream ends in the middle of a frame (truncated file)");
                 return -1;
             }
@@ -177,6 +184,10 @@ static long refill_stream(af_capread *r, char *error, size_t n) {
     while (keep + (size_t)added < s->cap && !s->eof) {
         long k = decompress(s, r->fd, s->buf + keep + added, s->cap - keep - (size_t)added, error, n);
         if (k < 0) return -1;
+        if (k == 0 && s->follow) {
+            if (s->gz) gzclearerr(s->gz);   /* zlib reads on once the file grew (its EOF is sticky) */
+            break;
+        }
         if (k == 0) s->eof = 1;
         added += k;
         if (keep + (size_t)added >= r->cap.need && added >= (long)AF_STREAM_INPUT) break;
@@ -185,14 +196,37 @@ static long refill_stream(af_capread *r, char *error, size_t n) {
     return added;
 }
 
+/* Mapped: the window's end, at most 2 slides past the reader (further for a longer record), and
+ * never past the size the file had at the last look: the pages it covers existed then. */
+static size_t window_end(const af_capread *r, uint64_t size) {
+    uint64_t end = r->cap.pos + (r->cap.need > 2 * AF_SLIDE ? r->cap.need : 2 * AF_SLIDE);
+    if (end > r->map_len) end = r->map_len;
+    return (size_t)(end < size ? end : size);
+}
+
+/* The file's size now (fstat), or -1 with error set. */
+static long long size_now(af_capread *r, char *error, size_t n) {
+    struct stat st;
+    if (fstat(r->fd, &st) != 0) {
+        snprintf(error, n, "reading: %s", strerror(errno));
+        return -1;
+    }
+    return (long long)st.st_size;
+}
+
 void af_capread_slide(af_capread *r) {
     uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), behind = r->cap.pos & ~(page - 1);
     if (behind > r->released) {   /* the previous frame is done with: nothing points below pos */
         madvise(r->map + r->released, (size_t)(behind - r->released), MADV_DONTNEED);
         r->released = behind;
     }
-    uint64_t from = r->populated > behind ? r->populated : behind;
-    uint64_t to = behind + 2 * AF_SLIDE < r->map_len ? behind + 2 * AF_SLIDE : r->map_len;
+    /* look at the size again before the window moves on: a file another process cut is read to
+     * the cut (refill_map then reports it), not past it into pages that are gone (SIGBUS) */
+    char unused[64];
+    long long size = size_now(r, unused, sizeof unused);
+    r->win_len = window_end(r, size < 0 ? 0 : (uint64_t)size);
+    if (r->win_len < r->cap.pos) r->win_len = (size_t)r->cap.pos;
+    uint64_t from = r->populated > behind ? r->populated : behind, to = r->win_len;
     if (to > from) {
 #ifdef MADV_POPULATE_READ
         if (madvise(r->map + from, (size_t)(to - from), MADV_POPULATE_READ) != 0)   /* before Linux 5.14 */
@@ -203,32 +237,39 @@ void af_capread_slide(af_capread *r) {
     r->slide_at = r->cap.pos + AF_SLIDE;
 }
 
-/* Mapped: maps the file again when it grew. >0 it grew, 0 not, -1 error. */
+/* Mapped: at the window's end, maps the file again when it grew and moves the window on.
+ * >0 bytes added to the window, 0 none (the end of the file), -1 error or the file shrank. */
 static long refill_map(af_capread *r, char *error, size_t n) {
-    struct stat st;
-    if (fstat(r->fd, &st) != 0) {
-        snprintf(error, n, "reading: %s", strerror(errno));
+    long long now = size_now(r, error, n);
+    if (now < 0) return -1;
+    size_t size = (size_t)now;
+    if (size < r->map_len) {
+        snprintf(error, n, "truncated at byte %llu: the file shrank from %llu to %llu bytes while it was read "
+                 "(another process cut it)", (unsigned long long)r->cap.pos, (unsigned long long)r->map_len,
+                 (unsigned long long)size);
         return -1;
     }
-    size_t size = (size_t)st.st_size;
-    if (size <= r->map_len) return 0;
-    void *m = r->map ? mremap(r->map, r->map_len, size, MREMAP_MAYMOVE) : mmap(NULL, size, PROT_READ, MAP_SHARED, r->fd, 0);
-    if (m == MAP_FAILED) {
-        snprintf(error, n, "mapping the file: %s", strerror(errno));
-        return -1;
+    if (size > r->map_len) {
+        void *m = r->map ? mremap(r->map, r->map_len, size, MREMAP_MAYMOVE)
+                         : mmap(NULL, size, PROT_READ, MAP_SHARED, r->fd, 0);
+        if (m == MAP_FAILED) {
+            snprintf(error, n, "mapping the file: %s", strerror(errno));
+            return -1;
+        }
+        r->map = m;
+        r->map_len = size;
+        r->win = r->map;
+        r->file_size = size;
+        /* read in order once: the kernel reads further ahead; and it starts reading the first
+         * stretch now, while the rest of the engine is set up */
+        madvise(r->map, r->map_len, MADV_SEQUENTIAL);
+        size_t from = (size_t)r->populated;
+        if (from < size) madvise(r->map + from, size - from < AF_ADVISE ? size - from : AF_ADVISE, MADV_WILLNEED);
+        r->slide_at = r->cap.pos;   /* map the next pages now (also those that came since) */
     }
-    long added = (long)(size - r->map_len);
-    r->map = m;
-    r->map_len = size;
-    r->win = r->map;
-    r->win_len = size;
-    r->file_size = size;
-    /* read in order once: the kernel reads further ahead; and it starts reading the first
-     * stretch now, while the rest of the engine is set up */
-    madvise(r->map, r->map_len, MADV_SEQUENTIAL);
-    size_t from = (size_t)r->populated;
-    if (from < size) madvise(r->map + from, size - from < AF_ADVISE ? size - from : AF_ADVISE, MADV_WILLNEED);
-    r->slide_at = r->cap.pos;   /* map the next pages now (also those that came since) */
+    size_t end = window_end(r, size);
+    long added = end > r->win_len ? (long)(end - r->win_len) : 0;
+    if (added) r->win_len = end;
     return added;
 }
 
@@ -243,7 +284,7 @@ int af_capread_more(af_capread *r, int status, af_frame *f, char *error, size_t 
         if (added < 0) return -2;
         if (added == 0) {
             uint64_t end = r->win_start + r->win_len;
-            if (r->follow && !r->stream) return 0;
+            if (r->follow && (!r->stream || r->stream->follow)) return 0;
             if (r->cap.pos == end) return -1;
             snprintf(error, n, "truncated at byte %llu: the record there needs %llu bytes, the file has %llu",
                      (unsigned long long)r->cap.pos, (unsigned long long)r->cap.need,
@@ -255,7 +296,14 @@ int af_capread_more(af_capread *r, int status, af_frame *f, char *error, size_t 
 }
 
 void af_capread_wait(const af_capread *r) {
-    (void)r;
+    if (r->inotify >= 0) {   /* woken as soon as the file is written to; stop() is seen after a tick */
+        struct pollfd pfd = {r->inotify, POLLIN, 0};
+        if (poll(&pfd, 1, AF_FOLLOW_INOTIFY_MS) > 0) {
+            char events[4096];
+            while (read(r->inotify, events, sizeof events) > 0) {}
+        }
+        return;
+    }
     struct timespec ts = {0, AF_FOLLOW_POLL_MS * 1000000L};
     nanosleep(&ts, NULL);
 }
@@ -274,13 +322,14 @@ static int failed(af_capread *r, int code, char *error, size_t n, const char *pa
 }
 
 /* The stream reader for a compressed or unmappable file, its first bytes in r->win. */
-static int open_stream(af_capread *r, const uint8_t *magic, size_t got, char *error, size_t n) {
+static int open_stream(af_capread *r, const uint8_t *magic, size_t got, int follow, char *error, size_t n) {
     af_capread_stream *s = calloc(1, sizeof *s);
     if (!s || !(s->buf = malloc(AF_STREAM_BUFFER))) {
         free(s);
         return AF_ERR_NOMEM;
     }
     r->stream = s;
+    s->follow = follow;
     r->slide_at = UINT64_MAX;   /* its buffer is reused: nothing to drop */
     s->cap = AF_STREAM_BUFFER;
     s->kind = got >= 4 && magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd ? ZSTD
@@ -315,6 +364,7 @@ static int open_stream(af_capread *r, const uint8_t *magic, size_t got, char *er
 int af_capread_open(af_capread *r, const char *path, const char *bpf, int follow, char *error, size_t n) {
     memset(r, 0, sizeof *r);
     r->follow = follow;
+    r->inotify = -1;
     r->fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (r->fd < 0 || fstat(r->fd, &st) != 0)
@@ -330,8 +380,15 @@ int af_capread_open(af_capread *r, const char *path, const char *bpf, int follow
         /* mapped (a file system that cannot map it is read as a stream instead) */
     } else {
         char why[256] = "";
-        int code = open_stream(r, magic, got > 0 ? (size_t)got : 0, why, sizeof why);
+        int code = open_stream(r, magic, got > 0 ? (size_t)got : 0, follow && S_ISREG(st.st_mode), why, sizeof why);
         if (code != AF_OK) return failed(r, code, error, n, path, why[0] ? why : "out of memory");
+    }
+    /* following a regular file: inotify says when it is written to (else it is looked at every
+     * AF_FOLLOW_POLL_MS); a pipe needs neither, its reads wait for the writer */
+    if (follow && S_ISREG(st.st_mode) && (r->inotify = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) >= 0 &&
+        inotify_add_watch(r->inotify, path, IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE) < 0) {
+        close(r->inotify);
+        r->inotify = -1;
     }
     int k = af_capfile_open(&r->cap, r->win, r->win_len);
     if (k == AF_CAP_ERROR || (k == AF_CAP_MORE && !r->win_len))

@@ -25,6 +25,7 @@ typedef struct {
     af_capread_stream *stream;       /* compressed or not mappable; NULL when mapped */
     af_capread_filters *filters;     /* NULL: no filter */
     int follow;                      /* at the end, wait for the file to grow (until stopped) */
+    int inotify;                     /* following a regular file: an inotify fd watching it, or -1 */
     uint64_t file_size;
 } af_capread;
 
@@ -41,7 +42,7 @@ void af_capread_slide(af_capread *r);
  * read error (error says where and why). */
 static inline int af_capread_next(af_capread *r, af_frame *f, char *error, size_t n) {
     if (r->cap.pos >= r->slide_at) af_capread_slide(r);
-    int k = af_capfile_next(&r->cap, r->win, r->win_start, r->win_len, f);
+    int k = af_capfile_read(&r->cap, r->win, r->win_start, r->win_len, f);
     return k == AF_CAP_FRAME ? 1 : af_capread_more(r, k, f, error, n);
 }
 int af_capread_filter(af_capread *r, const af_frame *f);
@@ -49,8 +50,10 @@ int af_capread_filter(af_capread *r, const af_frame *f);
 static inline int af_capread_pass(af_capread *r, const af_frame *f) {
     return !r->filters || af_capread_filter(r, f);
 }
-/* Following: sleeps a little (AF_FOLLOW_POLL_MS) before the caller looks again. */
+/* Following: waits until the file is written to (inotify, at most AF_FOLLOW_INOTIFY_MS, so a stop
+ * is seen), or without inotify sleeps AF_FOLLOW_POLL_MS, before the caller looks again. */
 #define AF_FOLLOW_POLL_MS 10
+#define AF_FOLLOW_INOTIFY_MS 50
 void af_capread_wait(const af_capread *r);
 uint64_t af_capread_offset(const af_capread *r);   /* bytes of the file read (compressed: of the file) */
 

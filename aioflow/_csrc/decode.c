@@ -31,6 +31,7 @@ static inline uint32_t rd32(const uint8_t *p) {
 static int ports_only(const uint8_t *l4, uint32_t header_len, af_packet *pkt) {
     pkt->sport = rd16(l4);
     pkt->dport = rd16(l4 + 2);
+    pkt->l4_offset = (uint16_t)(l4 - pkt->l3);
     pkt->l3_headers_len = (uint32_t)(l4 - pkt->l3) + header_len;
     return AF_DECODED;
 }
@@ -88,6 +89,8 @@ static int decode_transport(const uint8_t *l4, uint32_t avail, int snap_cut, af_
         break;
     case 1: case 58: {
         uint8_t type = l4[0];
+        pkt->icmp_type = type;
+        pkt->icmp_code = l4[1];
         int query = pkt->protocol == 1
             ? (type == 0 || type == 8 || type == 13 || type == 14 || type == 15 || type == 16 ||
                type == 17 || type == 18)
@@ -109,6 +112,7 @@ static int decode_transport(const uint8_t *l4, uint32_t avail, int snap_cut, af_
         pkt->payload = l4 + need;
         pkt->payload_len = avail - need;
     }
+    pkt->l4_offset = (uint16_t)(l4 - pkt->l3);
     pkt->l3_headers_len = (uint32_t)(l4 - pkt->l3) + need;
     return AF_DECODED;
 }
@@ -290,14 +294,15 @@ static int decode_ppp(const uint8_t *p, uint32_t len, af_packet *pkt) {
     return decode_ppp_protocol(rd16(p), p + 2, len - 2, pkt);
 }
 
-static int decode_nflog(const uint8_t *p, uint32_t len, af_packet *pkt) {
+static int decode_nflog(const uint8_t *p, uint32_t len, int big_endian, af_packet *pkt) {
     if (len < 4) return AF_ASIDE_TRUNCATED;
     uint8_t family = p[0];
     uint32_t off = 4;
-    /* TLVs in the capturing host's byte order (little-endian on every Linux capture seen) */
+    /* TLV lengths and types in the capturing host's byte order, the file's (big_endian) */
+    int lo = big_endian ? 1 : 0, hi = 1 - lo;
     while (off + 4 <= len) {
-        uint32_t tlv_len = (uint32_t)p[off] | ((uint32_t)p[off + 1] << 8);
-        uint16_t tlv_type = (uint16_t)(p[off + 2] | (p[off + 3] << 8));
+        uint32_t tlv_len = (uint32_t)p[off + lo] | ((uint32_t)p[off + hi] << 8);
+        uint16_t tlv_type = (uint16_t)(p[off + 2 + lo] | (p[off + 2 + hi] << 8));
         if (tlv_len < 4) return AF_ASIDE_BAD_HEADER;
         if (tlv_type == 9) {   /* NFULA_PAYLOAD */
             uint32_t plen = tlv_len - 4;
@@ -313,7 +318,8 @@ static int decode_nflog(const uint8_t *p, uint32_t len, af_packet *pkt) {
 
 int af_decode(int dlt, const uint8_t *data, uint32_t caplen, af_packet *pkt) {
     memset(pkt, 0, sizeof *pkt);
-    switch (dlt) {
+    int big_endian = (dlt & AF_DLT_PSEUDO_BE) != 0;
+    switch (dlt & ~AF_DLT_PSEUDO_BE) {
     case DLT_EN10MB_:
         if (caplen < 14) return AF_ASIDE_TRUNCATED;
         if (rd16(data + 12) < 0x0600) return AF_ASIDE_NON_IP;   /* 802.3 length: LLC frames */
@@ -333,7 +339,7 @@ int af_decode(int dlt, const uint8_t *data, uint32_t caplen, af_packet *pkt) {
     case DLT_C_HDLC_:
         if (caplen < 4) return AF_ASIDE_TRUNCATED;
         return decode_ethertype(rd16(data + 2), data + 4, caplen - 4, pkt);
-    case DLT_NFLOG_: return decode_nflog(data, caplen, pkt);
+    case DLT_NFLOG_: return decode_nflog(data, caplen, big_endian, pkt);
     default: return AF_ASIDE_UNSUPPORTED_LINK;
     }
 }

@@ -18,6 +18,8 @@ typedef struct {
     uint8_t frag;             /* enum af_frag_kind */
     uint8_t events;           /* bit i: enum af_decode_event i happened decoding it */
     uint16_t ip_id, ip_frag, tcp_window;
+    uint16_t l4_offset;       /* transport header's offset from l3 (IP + extension headers); 0 if none */
+    uint8_t icmp_type, icmp_code;   /* ICMP/ICMPv6 (an echo's ports are its identifier, so kept here) */
     uint32_t frag_id;         /* IPv4 id or IPv6 fragment identification */
     uint32_t ip_length;       /* as announced by the IP header */
     uint32_t tcp_seq, tcp_ack;
@@ -26,6 +28,11 @@ typedef struct {
     const uint8_t *payload;   /* transport payload as captured (valid while the frame is); NULL if none */
     uint32_t payload_len;     /* captured payload bytes (Ethernet padding excluded) */
 } af_packet;
+
+/* Or'ed into a link type given to af_decode: the frame's pseudo-header fields that are in the
+ * capturing host's byte order (NFLOG's TLV lengths and types) are big-endian, because the file was
+ * written in that order (libpcap's swap_pseudo_headers; without the flag, little-endian). */
+#define AF_DLT_PSEUDO_BE 0x40000000
 
 /* Fills pkt from one captured frame. Returns AF_DECODED, or an enum af_aside_reason. */
 int af_decode(int dlt, const uint8_t *data, uint32_t caplen, af_packet *pkt);

@@ -52,7 +52,7 @@ uint64_t af_next_expiry(const af_table *t, const af_config *cfg) {
         if (s == AF_NIL) continue;
         uint64_t timeout = l == AF_LIST_CLOSING ? cfg->fin_timeout_ns : cfg->idle_timeout_ns;
         uint64_t last = af_flow_last(af_table_flow(t, s));
-        uint64_t due = last > UINT64_MAX - timeout ? UINT64_MAX : last + timeout;
+        uint64_t due = af_deadline(last, timeout);
         if (best == 0 || due < best) best = due;
     }
     return best;

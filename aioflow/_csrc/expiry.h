@@ -21,12 +21,26 @@ uint32_t af_least_recent(const af_table *t);
  * `keep` records of room remain (wall time spent counts in stats->reap_ns). Returns 1 when expired
  * flows still wait for room. */
 int af_reap(af_emitter *em, const af_config *cfg, uint64_t now_ns, uint32_t keep);
+/* When a flow last seen at `last` is due (af_expired from then on, unless last moves on). */
+static inline uint64_t af_deadline(uint64_t last, uint64_t timeout) {
+    return last > UINT64_MAX - timeout ? UINT64_MAX : last + timeout;
+}
 /* Whether af_reap has anything to do at now_ns: the oldest flow of either list is due. Inline,
- * so the common case (nothing due) costs the counting loop two loads, not a call. */
-static inline int af_reap_due(const af_table *t, const af_config *cfg, uint64_t now_ns) {
+ * so the common case (nothing due) costs the counting loop one compare: t->due_floor keeps the
+ * earlier of the two heads' deadlines, a lower bound while the heads stay (their last times
+ * only grow; flowtable.c and a counter reset clear it). */
+static inline int af_reap_due(af_table *t, const af_config *cfg, uint64_t now_ns) {
+    if (now_ns < t->due_floor) return 0;
     uint32_t c = t->lists[AF_LIST_CLOSING].head, o = t->lists[AF_LIST_OPEN].head;
-    return (c != AF_NIL && af_expired(now_ns, af_flow_last(af_table_flow(t, c)), cfg->fin_timeout_ns)) ||
-           (o != AF_NIL && af_expired(now_ns, af_flow_last(af_table_flow(t, o)), cfg->idle_timeout_ns));
+    uint64_t lc = c != AF_NIL ? af_flow_last(af_table_flow(t, c)) : 0;
+    uint64_t lo = o != AF_NIL ? af_flow_last(af_table_flow(t, o)) : 0;
+    if ((c != AF_NIL && af_expired(now_ns, lc, cfg->fin_timeout_ns)) ||
+        (o != AF_NIL && af_expired(now_ns, lo, cfg->idle_timeout_ns)))
+        return 1;
+    uint64_t dc = c != AF_NIL ? af_deadline(lc, cfg->fin_timeout_ns) : UINT64_MAX;
+    uint64_t dl = o != AF_NIL ? af_deadline(lo, cfg->idle_timeout_ns) : UINT64_MAX;
+    t->due_floor = dc < dl ? dc : dl;
+    return 0;
 }
 /* Ends every flow with `reason`, as room allows. Returns 1 when the table is empty. */
 int af_flush(af_emitter *em, uint8_t reason);

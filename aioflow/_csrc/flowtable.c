@@ -68,14 +68,40 @@ void af_table_free(af_table *t) {
     memset(t, 0, sizeof *t);
 }
 
+/* n (4 or 8) address bytes as a number whose order is memcmp's: the first byte on top. */
+static inline uint64_t be_word(const uint8_t *b, size_t n) {
+    uint64_t v = 0;
+    memcpy(&v, b, n);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+/* Runs for every packet: the order is memcmp's (address bytes, then port), computed on words
+ * and the key written with fixed-size copies (a memcmp/memcpy of variable length was a libc
+ * call and ~100 instructions a packet). */
 int af_key_make(af_key *k, int ver, const uint8_t *ip_a, uint16_t port_a, const uint8_t *ip_b,
                 uint16_t port_b, uint8_t proto, uint16_t vlan) {
-    size_t n = ver == 4 ? 4 : 16;
-    int c = memcmp(ip_a, ip_b, n);
+    int c;
+    if (ver == 4) {
+        uint64_t a = be_word(ip_a, 4), b = be_word(ip_b, 4);
+        c = (a > b) - (a < b);
+    } else {
+        uint64_t a = be_word(ip_a, 8), b = be_word(ip_b, 8);
+        if (a == b) a = be_word(ip_a + 8, 8), b = be_word(ip_b + 8, 8);
+        c = (a > b) - (a < b);
+    }
     int swap = c > 0 || (c == 0 && port_a > port_b);
+    const uint8_t *lo = swap ? ip_b : ip_a, *hi = swap ? ip_a : ip_b;
     memset(k, 0, sizeof *k);
-    memcpy(k->ip[0], swap ? ip_b : ip_a, n);
-    memcpy(k->ip[1], swap ? ip_a : ip_b, n);
+    if (ver == 4) {
+        memcpy(k->ip[0], lo, 4);
+        memcpy(k->ip[1], hi, 4);
+    } else {
+        memcpy(k->ip[0], lo, 16);
+        memcpy(k->ip[1], hi, 16);
+    }
     k->port[0] = swap ? port_b : port_a;
     k->port[1] = swap ? port_a : port_b;
     k->vlan = vlan;
@@ -121,6 +147,7 @@ static uint32_t take_slot(af_table *t) {
 
 static void list_unlink(af_table *t, uint32_t slot, af_flow *f) {
     int l = (f->state & AF_ST_CLOSING) ? AF_LIST_CLOSING : AF_LIST_OPEN;
+    if (!f->prev) t->due_floor = 0;   /* a new head */
     if (f->prev) af_table_flow(t, f->prev)->next = f->next; else t->lists[l].head = f->next;
     if (f->next) af_table_flow(t, f->next)->prev = f->prev; else t->lists[l].tail = f->prev;
     f->prev = f->next = AF_NIL;
@@ -131,7 +158,7 @@ static void list_append(af_table *t, uint32_t slot, af_flow *f, enum af_list l) 
     f->prev = t->lists[l].tail;
     f->next = AF_NIL;
     if (t->lists[l].tail) af_table_flow(t, t->lists[l].tail)->next = slot;
-    else t->lists[l].head = slot;
+    else t->lists[l].head = slot, t->due_floor = 0;
     t->lists[l].tail = slot;
     if (l == AF_LIST_CLOSING) f->state |= AF_ST_CLOSING; else f->state &= (uint8_t)~AF_ST_CLOSING;
 }

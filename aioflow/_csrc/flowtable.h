@@ -79,6 +79,7 @@ typedef struct {
     uint32_t *buckets;            /* max_buckets reserved, mask + 1 in use */
     uint32_t mask, max_buckets;
     struct { uint32_t head, tail; } lists[2];
+    uint64_t due_floor;           /* no list head is due before this (expiry.h); 0: unknown */
     uint32_t max_flows, count, headers_per_flow;
     uint64_t seed;
 } af_table;

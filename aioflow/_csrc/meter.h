@@ -40,6 +40,7 @@ typedef struct {
                                         a later fragment not reassembled */
     uint32_t l3_len;
     uint32_t caplen;                 /* bytes captured of the whole frame */
+    uint32_t wire_len;               /* the frame's length on the wire (statistics' accounting mode 0) */
 } af_meter_packet;
 
 /* A flow's record is being emitted into out->records[record] (it is written just after). */

@@ -25,6 +25,7 @@ typedef struct {
     uint64_t ring_end;               /* read ahead: ring bytes used up to the end of its copy */
     int decoded;                     /* af_decode's result */
     int32_t dlt;                     /* its link type (a pcapng's interfaces may differ) */
+    uint32_t wire_len;               /* the frame's length on the wire (the capture's original length) */
     af_key key;
     af_packet p;
     uint8_t raw[sizeof(((af_header *)0)->raw)];   /* headers kept: libpcap reuses its buffer */

@@ -12,6 +12,7 @@
 #include "defrag.h"
 #include "expiry.h"
 #include "flowtable.h"
+#include "early_fragments.h"
 #include "fragments.h"
 #include "prepare.h"
 #include "record.h"
@@ -34,6 +35,7 @@ struct af_pipeline {
     af_config cfg;
     af_table table;
     af_frag_table frags;
+    af_early_frags early;            /* without defragment: later fragments waiting for their first */
     af_defrag *defrag;               /* cfg.defragment: IP reassembly (defrag.h), else NULL */
     af_meter_set meters;
     af_stats stats;
@@ -84,7 +86,7 @@ void af_pipeline_close(af_pipeline *p) {
     free(p->frag_payload);
     free(p->payloads);
     af_table_free(&p->table);
-    af_frag_free(&p->frags);
+    af_early_free(&p->early);
     af_defrag_free(p->defrag);
     af_meters_close(&p->meters);
     pthread_mutex_destroy(&p->mu);
@@ -103,9 +105,10 @@ static int finish_open(af_pipeline *p, char *error, size_t n) {
         snprintf(error, n, "out of memory for max_flows=%u (lower it)", cfg->max_flows);
         return AF_ERR_NOMEM;
     }
-    /* without defragment, later fragments before their first wait for it (fragments.h) */
-    if (af_frag_init(&p->frags, cfg->hash_seed * 31 + 7, cfg->defragment ? 0 : cfg->max_fragment_datagrams,
-                     cfg->fragment_timeout_ns) != 0) {
+    af_frag_init(&p->frags, cfg->hash_seed * 31 + 7);
+    /* without defragment, later fragments before their first wait for it (early_fragments.h) */
+    if (af_early_init(&p->early, cfg->hash_seed * 31 + 7, cfg->defragment ? 0 : cfg->max_fragment_datagrams,
+                      cfg->fragment_timeout_ns) != 0) {
         snprintf(error, n, "out of memory for early fragments (lower max_fragment_datagrams)");
         return AF_ERR_NOMEM;
     }
@@ -124,7 +127,8 @@ static int finish_open(af_pipeline *p, char *error, size_t n) {
     }
     p->stats.link_type = p->src.dlt;
     p->stats.file_size = p->src.file_size;
-    p->prep = (af_prepare){&p->src, &p->table, &p->frags, p->defrag, p->meters.needs_payload, p->meters.needs_l3, 1};
+    p->prep = (af_prepare){&p->src, &p->table, &p->frags, &p->early, p->defrag, p->meters.needs_payload,
+                           p->meters.needs_l3, 1};
     af_account_init(&p->acc, &p->cfg, (af_emitter){&p->table, &p->meters, &p->stats, NULL});
     p->phase = PHASE_READING;
     return AF_OK;
@@ -250,7 +254,7 @@ static void count_queued(af_pipeline *p) {
         }
     }
     const af_queued *q = &p->queue[p->queue_head & p->qmask];
-    if (q->p.frag == AF_FRAG_FIRST && p->frags.early_held && !count_early(p, q)) return;
+    if (q->p.frag == AF_FRAG_FIRST && p->early.held && !count_early(p, q)) return;
     p->queue_head++;
     p->queue_count--;
     af_account(&p->acc, q);
@@ -355,7 +359,7 @@ static int pump_locked(af_pipeline *p, uint32_t max_packets, af_batch *out) {
             if (p->phase == PHASE_DRAINING) {
                 p->phase = PHASE_FLUSHING;
                 if (p->defrag) af_defrag_flush(p->defrag);   /* incomplete datagrams: given up */
-                af_frag_flush(&p->frags, &p->stats);          /* early fragments: orphans */
+                af_early_flush(&p->early, &p->stats);          /* early fragments: orphans */
             }
             if (p->phase == PHASE_FLUSHING) {
                 if (!af_flush(em, p->flush_reason)) return AF_MORE;
@@ -445,7 +449,7 @@ int af_pipeline_expire(af_pipeline *p, uint64_t now_ns, af_batch *out) {
     if (now_ns > p->now_ns) p->now_ns = now_ns;
     int waiting = p->phase == PHASE_READING ? af_reap(em, &p->cfg, p->now_ns, 0) : 0;
     if (p->defrag && p->phase == PHASE_READING) af_defrag_expire(p->defrag, p->now_ns);
-    if (p->phase == PHASE_READING) af_frag_expire(&p->frags, &p->stats, p->now_ns);
+    if (p->phase == PHASE_READING) af_early_expire(&p->early, &p->stats, p->now_ns);
     if (p->meters.count) af_meters_finish_batch(&p->meters, &p->table, out);
     pthread_mutex_unlock(&p->mu);
     return waiting ? AF_MORE : AF_OK;

@@ -16,6 +16,7 @@ int af_read_packet(const af_prepare *pp, af_stats *st, const af_frame *f, af_que
     }
     q->ts = ts;
     q->caplen = f->caplen;
+    q->wire_len = f->len;
     q->dlt = f->dlt;
     q->decoded = af_decode(f->dlt, f->data, f->caplen, &q->p);
     q->pending = 0;
@@ -37,7 +38,7 @@ __attribute__((always_inline)) static inline void make_key(const af_prepare *pp,
 static int hold_early(const af_prepare *pp, af_stats *st, const af_queued *q) {
     const af_packet *p = &q->p;
     uint32_t raw = pp->table->headers_per_flow ? p->l3_headers_len : 0;
-    return af_frag_hold(pp->frags, st, p, q->ts, q->caplen, p->l3, raw);
+    return af_early_hold(pp->early, st, p, q->ts, q->caplen, p->l3, raw);
 }
 
 int af_prepare_packet(const af_prepare *pp, af_stats *st, af_queued *q, const u_char *data, uint8_t *payload_to) {
@@ -53,7 +54,7 @@ int af_prepare_packet(const af_prepare *pp, af_stats *st, af_queued *q, const u_
         r = af_decode(AF_DEFRAG_DLT_RAW, data, len, p);
         p->vlan_id = vlan;
     }
-    if (!pp->defrag && p->frag != AF_FRAG_NONE) af_frag_expire(pp->frags, st, ts);
+    if (!pp->defrag && p->frag != AF_FRAG_NONE) af_early_expire(pp->early, st, ts);
     if (r == AF_DECODED && p->frag == AF_FRAG_LATER && !af_frag_lookup(pp->frags, p, ts)) {
         if (hold_early(pp, st, q)) return 0;
         r = AF_ASIDE_FRAGMENT_ORPHAN;
@@ -88,10 +89,11 @@ int af_prepare_packet(const af_prepare *pp, af_stats *st, af_queued *q, const u_
 
 int af_prepare_early(const af_prepare *pp, af_stats *st, const af_queued *first, af_queued *q) {
     af_frag_early e;
-    if (!af_frag_release(pp->frags, st, &first->p, &e)) return 0;
+    if (!af_early_release(pp->early, st, &first->p, &e)) return 0;
     q->p = e.p;
     q->ts = e.ts_ns;
     q->caplen = e.caplen;
+    q->wire_len = e.caplen;
     q->decoded = AF_DECODED;
     q->pending = 0;
     q->payload = NULL;

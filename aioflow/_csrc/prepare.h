@@ -10,6 +10,7 @@
 
 #include "aioflow.h"
 #include "defrag.h"
+#include "early_fragments.h"
 #include "flowtable.h"
 #include "fragments.h"
 #include "packet.h"
@@ -17,7 +18,8 @@
 typedef struct {
     af_source *source;               /* its filter caches a link type's program */
     const af_table *table;           /* the key's hash seed and buckets (prefetched) */
-    af_frag_table *frags;
+    af_frag_table *frags;            /* first fragments' ports */
+    af_early_frags *early;           /* later fragments held for their first */
     af_defrag *defrag;               /* NULL unless defragmenting */
     int copy_payload;                /* a meter reads payloads */
     int copy_l3;                     /* a meter reads whole IP packets: network and transport headers too */

@@ -127,6 +127,11 @@ async def _collect(
                 err.flush()
                 while not printer.done:
                     printer.message(*await collector.receive())
+            # stopped by a signal: the datagrams that reached the socket before it are printed too
+            for message in collector.queued():
+                if printer.done:
+                    break
+                printer.message(*message)
         finally:
             printer.summary(collector.stats, err)
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import signal
 import socket
 from collections.abc import AsyncIterator, Callable
 from importlib import metadata
@@ -13,11 +14,12 @@ from typing import Any, TextIO
 import aioflow
 from aioflow._errors import damage_message
 
-# Exit codes: 2 like argparse for anything the user can fix, 130 = 128 + SIGINT as shells expect.
+from . import _signals
+
+# Exit codes: 2 like argparse for anything the user can fix; a signal's is _signals.exit_code().
 EXIT_USAGE = 2
 EXIT_DAMAGED = 1  # the capture is damaged: what came before it was output (tcpdump exits 1 too)
-EXIT_INTERRUPTED = 130
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `... | head` would give a C tool
+EXIT_BROKEN_PIPE = _signals.exit_code(signal.SIGPIPE)  # 141, what `... | head` would give a C tool
 
 
 def endpoint(ip: str, port: int) -> str:
@@ -108,10 +110,18 @@ def add_flow_options(command: argparse.ArgumentParser, *names: str, **help_texts
             command.add_argument(name, type=kind, metavar=metavar, help=text)
 
 
+def add_follow(command: argparse.ArgumentParser, *flags: str) -> None:
+    """--follow (FlowParser's follow=True): a file still being written is read as it grows."""
+    command.add_argument(*flags, "--follow", action="store_true", default=None,
+                         help="keep reading the file as it grows, like tail -f, until Ctrl-C or SIGTERM "
+                         "(plain, gzip or zstd files; a pipe is read until its writer closes it anyway)")  # fmt: skip
+
+
 def parser_options(args: argparse.Namespace) -> dict[str, Any]:
     """FlowParser keyword options from the command line: only those given (seconds, counts)."""
     # Only what was given: the library's own defaults stay the single source of truth.
-    names = ("filter", "idle_timeout", "active_timeout", "fin_timeout", "max_flows", "headers", "defragment", "dissect")
+    names = ("filter", "idle_timeout", "active_timeout", "fin_timeout", "max_flows", "headers", "defragment",
+             "follow", "dissect", "statistics", "splt", "accounting_mode")  # fmt: skip
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 

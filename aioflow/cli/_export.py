@@ -15,6 +15,7 @@ from ._common import (
     EXIT_USAGE,
     CommandError,
     add_flow_options,
+    add_follow,
     address,
     damage_exit,
     endpoint,
@@ -58,6 +59,7 @@ def add_parser(commands: Any) -> None:
     export.add_argument("--domain", type=int_at_least(0), default=0, metavar="ID",
                         help="IPFIX observation domain / v9 source id / v5 engine id (default 0)")
     add_flow_options(export, "--filter", "--idle-timeout", "--active-timeout", "--fin-timeout", "--max-flows")
+    add_follow(export)
 
 
 def _exporter(args: argparse.Namespace) -> Any:

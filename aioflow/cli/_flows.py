@@ -16,20 +16,20 @@ import anyio
 
 import aioflow
 
+from .. import _zeek
 from .._engine import METERS
 from .._flow import SCALAR_FIELDS, protocol_name
 from . import _signals
-from ._common import add_flow_options, damage_exit, endpoint, parser_options, summary
+from ._common import add_flow_options, add_follow, damage_exit, endpoint, parser_options, summary
 
 # The same columns as Flow.to_dict() and read_frame(), so the three outputs line up.
 CSV_FIELDS: tuple[str, ...] = SCALAR_FIELDS
-# --dissect adds the dissect meter's fields (read_frame's columns with dissect=True)
-DISSECT_FIELDS: tuple[str, ...] = tuple(f.name for f in METERS["dissect"].fields)
 
 
 class _Writer(Protocol):
     def header(self) -> None: ...
     def row(self, flow: aioflow.Flow) -> None: ...
+    def footer(self) -> None: ...
 
 
 class _TableWriter:
@@ -64,6 +64,9 @@ class _TableWriter:
     def header(self) -> None:
         self._line([name for name, _, _ in self.columns])
 
+    def footer(self) -> None:
+        pass
+
     def row(self, flow: aioflow.Flow) -> None:
         start = dt.datetime.fromtimestamp(flow.first_seen_ns // 1_000_000_000, dt.UTC)
         millis = flow.first_seen_ns // 1_000_000 % 1000
@@ -87,47 +90,82 @@ class _TableWriter:
 
 
 class _CsvWriter:
-    def __init__(self, out: TextIO, dissect: bool = False) -> None:
+    """CSV_FIELDS, then the enabled meters' columns (read_frame's names; a splt list as JSON)."""
+
+    def __init__(self, out: TextIO, meter_columns: Sequence[str]) -> None:
         self.writer = csv.writer(out, lineterminator="\n")
-        self.dissect = dissect
+        self.meter_columns = tuple(meter_columns)
 
     def header(self) -> None:
-        self.writer.writerow(CSV_FIELDS + (DISSECT_FIELDS if self.dissect else ()))
+        self.writer.writerow(CSV_FIELDS + self.meter_columns)
+
+    def footer(self) -> None:
+        pass
 
     def row(self, flow: aioflow.Flow) -> None:
-        app = flow.meter("dissect") if self.dissect else {}
-        extra = [app.get(name, "") for name in DISSECT_FIELDS] if self.dissect else []
-        self.writer.writerow([getattr(flow, name) for name in CSV_FIELDS] + extra)
+        extra = flow.meter_columns() if self.meter_columns else {}
+        values = [json.dumps(v) if isinstance(v, list) else v for v in (extra[c] for c in self.meter_columns)]
+        self.writer.writerow([getattr(flow, name) for name in CSV_FIELDS] + values)
 
 
 class _JsonWriter:
-    def __init__(self, out: TextIO, with_headers: bool, dissect: bool = False) -> None:
+    def __init__(self, out: TextIO, with_headers: bool) -> None:
         self.out = out
         self.with_headers = with_headers
-        self.dissect = dissect
 
     def header(self) -> None:
         pass
 
+    def footer(self) -> None:
+        pass
+
     def row(self, flow: aioflow.Flow) -> None:
-        record = flow.to_dict()
-        if self.dissect:
-            record.update(flow.meter("dissect"))
+        record = flow.to_dict() | flow.meter_columns()
         if self.with_headers:
             # to_dict() leaves the kept headers out; hex keeps their raw bytes plain text.
             record["headers"] = [{**dataclasses.asdict(h), "raw": h.raw.hex()} for h in flow.headers]
         self.out.write(json.dumps(record) + "\n")
 
 
-FORMATS = ("table", "csv", "json")
+class _ZeekWriter:
+    """Zeek's conn.log: its ASCII (TSV) writer's header, rows and #close, or its JSON lines."""
+
+    def __init__(self, out: TextIO, as_json: bool, local_nets: Sequence[str]) -> None:
+        self.out = out
+        self.as_json = as_json
+        self.nets = _zeek.local_networks(local_nets)
+        lines = _zeek.tsv_lines((), community_id=True)
+        self.head = [line for line in lines if not line.startswith("#close")]
+
+    def header(self) -> None:
+        if not self.as_json:
+            self.out.write("\n".join(self.head) + "\n")
+
+    def row(self, flow: aioflow.Flow) -> None:
+        record = _zeek.conn_record(flow, self.nets, community_id=True)
+        if self.as_json:
+            self.out.write(next(_zeek.json_lines([record])) + "\n")
+        else:
+            self.out.write(_zeek.tsv_row(record, community_id=True) + "\n")
+
+    def footer(self) -> None:
+        if not self.as_json:
+            self.out.write(_zeek.close_line() + "\n")
+
+
+FORMATS = ("table", "csv", "json", "zeek", "zeek-json")
 
 
 def _writer(args: argparse.Namespace, out: TextIO) -> _Writer:
     dissect = bool(getattr(args, "dissect", False))
+    if args.format in ("zeek", "zeek-json"):
+        nets = _zeek.ZEEK_LOCAL_NETS if args.local_nets is None else args.local_nets
+        return _ZeekWriter(out, args.format == "zeek-json", nets)
     if args.format == "csv":
-        return _CsvWriter(out, dissect)
+        on = ("statistics",) * bool(args.statistics) + ("splt",) * bool(args.splt) + ("dissect",) * dissect
+        return _CsvWriter(out, [METERS[m].column(f) for m in on for f in METERS[m].fields])
     if args.format == "json":
-        return _JsonWriter(out, with_headers=bool(args.headers), dissect=dissect)
+        return _JsonWriter(out, with_headers=bool(args.headers))
     return _TableWriter(out, dissect)
 
 
@@ -180,15 +218,28 @@ def add_parser(commands: Any) -> None:
         "--format",
         choices=FORMATS,
         default="table",
-        help="table (default), csv (one row per flow) or json (JSON lines)",
+        help="table (default), csv (one row per flow), json (JSON lines), zeek (Zeek's conn.log) or zeek-json "
+        "(conn.log as Zeek's JSON lines); the zeek formats use Zeek's timeouts unless given",
     )
+    flows.add_argument("--local-nets", nargs="*", metavar="CIDR", default=None,
+                       help="zeek formats: Site::local_nets for local_orig/local_resp "
+                       "(default: Zeek's private address space)")
+    flows.add_argument("--community-id-seed", type=int, default=0, metavar="N",
+                       help="zeek formats: the Community ID seed (0..65535, default 0)")
     add_flow_options(flows, "--idle-timeout", "--active-timeout", "--fin-timeout", "--max-flows", "--headers")
     flows.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    add_follow(flows, "-f")
     flows.add_argument("--defragment", action="store_true", default=None,
                        help="reassemble IP fragments: a flow counts datagrams, not fragments")
     flows.add_argument("--dissect", action="store_true", default=None,
                        help="application detection with nDPI: APP and SERVER NAME columns (CSV/JSON: every "
                        "dissect field, nfstream's names)")
+    flows.add_argument("--statistics", action="store_true", default=None,
+                       help="csv/json: add nfstream's statistical features (README, Features for analytics)")
+    flows.add_argument("--splt", type=int, metavar="N", default=None,
+                       help="csv/json: add the sizes, gaps and directions of each flow's first N packets (N <= 32)")
+    flows.add_argument("--accounting-mode", type=int, choices=range(4), metavar="{0,1,2,3}", default=None,
+                       help="packet size for --statistics/--splt: 0 frame (default), 1 IP, 2 transport, 3 payload")
 
 
 async def run_flows(
@@ -199,7 +250,11 @@ async def run_flows(
     the parser: the active flows are printed (ending as "stop"), then the summary."""
     writer = _writer(args, out)
     progress = _Progress(err, clear_before_rows=out.isatty()) if show_progress else None
-    async with aioflow.FlowParser(args.source, **parser_options(args)) as parser:
+    options = parser_options(args)
+    if args.format in ("zeek", "zeek-json"):
+        options = {**_zeek.ZEEK_OPTIONS, **options, "meters": _zeek.METERS,
+                   "community_id_seed": args.community_id_seed}  # fmt: skip
+    async with aioflow.FlowParser(args.source, **options) as parser:
         stopper.on_signal(parser.stop)
         if parser.live:
             _signals.capturing(err, args.source)
@@ -212,6 +267,7 @@ async def run_flows(
                     progress.before_rows()
                 writer.row(flow)
             tasks.cancel_scope.cancel()
+            writer.footer()
         info = parser.info()
     out.flush()
     if progress is not None:
@@ -224,5 +280,5 @@ async def run_flows(
 def run(args: argparse.Namespace) -> int:
     """Runs ``aioflow flows``; the library's errors go up to main()."""
     # A bar only makes sense where someone watches it and where there is an end to measure against.
-    show_progress = not args.no_progress and sys.stderr.isatty() and Path(args.source).is_file()
+    show_progress = not (args.no_progress or args.follow) and sys.stderr.isatty() and Path(args.source).is_file()
     return _signals.run(run_flows, args, sys.stdout, sys.stderr, show_progress)

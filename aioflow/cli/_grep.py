@@ -23,7 +23,7 @@ from ..grep import (
     read_pattern_file,
 )
 from . import _signals
-from ._common import damage_exit
+from ._common import add_follow, damage_exit
 
 DESCRIPTION = """\
 Grep reassembled TCP streams and UDP payloads (flowgrep). Client patterns search what the client
@@ -76,6 +76,7 @@ def add_parser(commands: Any, version: str) -> None:
                       "first), in Python (python: the leftmost match, as re.search), or native when it can (auto)")
     grep.add_argument("--max-stream-bytes", type=int, metavar="BYTES",
                       help="bytes kept per stream direction for -l (default: FlowParser's)")
+    add_follow(grep)
     grep.add_argument("filter_words", nargs="*", metavar="FILTER", help="BPF filter expression")
 
 
@@ -135,6 +136,8 @@ async def run_grep(stopper: _signals.Stopper, args: argparse.Namespace, out: Tex
         options["user"] = args.user
     if args.max_stream_bytes is not None:
         options["max_stream_bytes"] = args.max_stream_bytes
+    if args.follow:
+        options["follow"] = True
     # raw sockets before the capture opens: a privilege drop (-u) would forbid them afterwards
     killer = TcpKiller() if config.kill else None
     try:

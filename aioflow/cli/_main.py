@@ -6,13 +6,14 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
 import aioflow
 
-from . import _collect, _export, _flows, _grep, _report, _top
-from ._common import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USAGE, CommandError, version
+from . import _collect, _export, _flows, _grep, _report, _signals, _top
+from ._common import EXIT_BROKEN_PIPE, EXIT_USAGE, CommandError, version
 
 # an output that cannot take more: the disk (or quota, or file size limit) is full, or read-only
 _FULL = {errno.ENOSPC: "free some space or write elsewhere", errno.EDQUOT: "the disk quota is used up",
@@ -98,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BaseException as exc:
         if _find(exc, KeyboardInterrupt) is not None:
             sys.stderr.write("\naioflow: interrupted\n")
-            return EXIT_INTERRUPTED
+            return _signals.exit_code(signal.SIGINT)
         error = _find(exc, aioflow.AioflowError)
         if isinstance(error, aioflow.AioflowError):
             sys.stderr.write(_error_message(error, args) + "\n")

@@ -402,6 +402,22 @@ class Collector:
                 await anyio.wait_readable(self._socket)
         return self.decoder.parse((sender[0], sender[1]), payload), payload
 
+    def queued(self) -> Iterator[tuple[Message, bytes]]:
+        """The datagrams already waiting in the socket, decoded (as receive() gives them), read
+        without waiting: what a collector told to stop still holds. Ends when the socket is empty,
+        or after the receive buffer's size in payload bytes (all it can have held when this
+        started, so a sender that keeps sending cannot keep the drain going)."""
+        if self._socket is None:
+            raise RuntimeError("the collector is not open (use `async with`)")
+        left = self._socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        while left > 0:
+            try:
+                payload, sender = self._socket.recvfrom(self.max_datagram)
+            except BlockingIOError:
+                return
+            left -= max(len(payload), 1)
+            yield self.decoder.parse((sender[0], sender[1]), payload), payload
+
     async def receive_batch(self) -> RecordSet:
         """The next decoded data set: the bulk path (``rs.array``, ``rs.column(name)``)."""
         while not self._batches:

@@ -1,0 +1,161 @@
+"""Zeek's conn.log from aioflow flows: one row per flow, Zeek's columns and its ASCII (TSV) and JSON
+writers' formats. The per-packet work (conn_state, history, payload sizes, Zeek's originator) is
+the conn_state meter's, in C; community_id is the community_id meter's. Here: columns only."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import ipaddress
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from ._flow import Flow
+
+FIELDS = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "service", "duration",
+          "orig_bytes", "resp_bytes", "conn_state", "local_orig", "local_resp", "missed_bytes", "history",
+          "orig_pkts", "orig_ip_bytes", "resp_pkts", "resp_ip_bytes", "tunnel_parents")  # fmt: skip
+TYPES = ("time", "string", "addr", "port", "addr", "port", "enum", "string", "interval", "count", "count",
+         "string", "bool", "bool", "count", "string", "count", "count", "count", "count", "set[string]")  # fmt: skip
+METERS = ("conn_state", "community_id")
+# Zeek's inactivity timeouts (tcp_inactivity_timeout 5 min; udp and icmp 1 min) and its
+# tcp_close_delay (5 s): the FlowParser options that come closest (aioflow has one idle timeout).
+ZEEK_OPTIONS: dict[str, Any] = {"idle_timeout": 300.0, "active_timeout": 10**9, "fin_timeout": 5.0,
+                                "defragment": True}  # fmt: skip
+PROTOCOLS = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp"}
+
+Networks = Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
+# Zeek's Site::private_address_space (IANA's special-purpose ranges), which its default
+# Site::local_nets includes (Site::private_address_space_is_local).
+ZEEK_LOCAL_NETS = ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+                   "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15",
+                   "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/24", "233.252.0.0/24", "239.0.0.0/8",
+                   "240.0.0.0/4", "255.255.255.255/32", "::/128", "::1/128", "64:ff9b:1::/48", "100::/64",
+                   "2001::/23", "2001:db8::/32", "fc00::/7", "fe80::/10")  # fmt: skip
+
+
+def local_networks(texts: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Site::local_nets from CIDR texts; ValueError names the bad one."""
+    return [ipaddress.ip_network(t, strict=False) for t in texts]
+
+
+def uid(flow: Flow) -> str:
+    """A Zeek-like connection uid ("C" + 17 base62-ish characters), stable for a flow's record:
+    from its id and endpoints (Zeek's are random)."""
+    digest = hashlib.sha1(f"{flow.id}|{flow.bidirectional_id}|{flow.first_seen_ns}".encode()).digest()
+    return "C" + base64.b64encode(digest).decode().translate(str.maketrans("", "", "+/="))[:17]
+
+
+def _is_local(address: str, nets: Networks) -> bool | None:
+    if not nets:
+        return None
+    ip = ipaddress.ip_address(address)
+    return any(ip in n for n in nets if n.version == ip.version)
+
+
+def conn_record(flow: Flow, local_nets: Networks = (), community_id: bool = False) -> dict[str, Any]:
+    """One conn.log row (None: unset) of a flow read with meters=("conn_state", ...)."""
+    z = flow.meter("conn_state")
+    if not z:
+        raise ValueError("conn.log needs the conn_state meter: read with meters=('conn_state',)")
+    as_src = bool(z["orig_is_src"])
+    proto = PROTOCOLS.get(flow.protocol, "unknown_transport")
+    ends = [(flow.src_ip, flow.src_port, flow.src2dst_packets, flow.src2dst_bytes),
+            (flow.dst_ip, flow.dst_port, flow.dst2src_packets, flow.dst2src_bytes)]  # fmt: skip
+    orig, resp = ends if as_src else ends[::-1]
+    if flow.protocol in (1, 58):
+        ports = int(z["icmp_orig_p"]), int(z["icmp_resp_p"])
+    elif proto == "unknown_transport":
+        ports = 0, 0
+    else:
+        ports = orig[1], resp[1]
+    duration = int(z["duration_ns"]) / 1e9
+    row: dict[str, Any] = {
+        "ts": flow.first_seen,
+        "uid": uid(flow),
+        "id.orig_h": orig[0],
+        "id.orig_p": ports[0],
+        "id.resp_h": resp[0],
+        "id.resp_p": ports[1],
+        "proto": proto,
+        "service": None,  # hook: application detection (the nDPI meter) names it when on
+        "duration": duration if duration > 0 else None,
+        "orig_bytes": z["orig_bytes"] if duration > 0 else None,
+        "resp_bytes": z["resp_bytes"] if duration > 0 else None,
+        "conn_state": z["state"],
+        "local_orig": _is_local(orig[0], local_nets),
+        "local_resp": _is_local(resp[0], local_nets),
+        "missed_bytes": 0,
+        "history": z["history"] or None,
+        "orig_pkts": orig[2],
+        "orig_ip_bytes": orig[3],
+        "resp_pkts": resp[2],
+        "resp_ip_bytes": resp[3],
+        "tunnel_parents": None,
+    }
+    if community_id:
+        row["community_id"] = flow.meter("community_id")["value"]
+    return row
+
+
+def zeek_conn_record(flow: Flow, local_nets: Iterable[str] = ZEEK_LOCAL_NETS) -> dict[str, Any]:
+    """Zeek's conn.log row of a flow read with meters=("conn_state",) (and "community_id" for
+    that column): column name -> value, None where Zeek writes "-". `local_nets` (CIDR texts) is
+    Site::local_nets for local_orig/local_resp; Zeek's private address space by default.
+    ValueError when the conn_state meter was off or a network is malformed."""
+    with_cid = bool(flow.meter("community_id"))
+    return conn_record(flow, local_networks(local_nets), community_id=with_cid)
+
+
+def _tsv_value(value: Any, kind: str) -> str:
+    if value is None:
+        return "-"
+    if kind in ("time", "interval"):
+        return f"{value:.6f}"
+    if kind == "bool":
+        return "T" if value else "F"
+    if kind.startswith("set[") and not value:
+        return "(empty)"
+    return str(value)
+
+
+def _stamp(moment: dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%d-%H-%M-%S")
+
+
+def _columns(community_id: bool) -> list[tuple[str, str]]:
+    columns = list(zip(FIELDS, TYPES, strict=True))
+    return [*columns, ("community_id", "string")] if community_id else columns
+
+
+def tsv_row(row: dict[str, Any], community_id: bool = False) -> str:
+    """One conn.log line of Zeek's ASCII writer."""
+    return "\t".join(_tsv_value(row.get(f), t) for f, t in _columns(community_id))
+
+
+def close_line() -> str:
+    return f"#close\t{_stamp(dt.datetime.now())}"
+
+
+def tsv_lines(rows: Iterable[dict[str, Any]], community_id: bool = False) -> Iterator[str]:
+    """Zeek's ASCII writer: the header, one TSV line per row, #close."""
+    fields, types = zip(*_columns(community_id), strict=True)
+    yield "#separator \\x09"
+    yield "#set_separator\t,"
+    yield "#empty_field\t(empty)"
+    yield "#unset_field\t-"
+    yield "#path\tconn"
+    yield f"#open\t{_stamp(dt.datetime.now())}"
+    yield "#fields\t" + "\t".join(fields)
+    yield "#types\t" + "\t".join(types)
+    for row in rows:
+        yield tsv_row(row, community_id)
+    yield close_line()
+
+
+def json_lines(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
+    """Zeek's JSON writer (LogAscii::use_json): one object per row, unset fields left out."""
+    for row in rows:
+        yield json.dumps({k: v for k, v in row.items() if v is not None}, separators=(",", ":"))

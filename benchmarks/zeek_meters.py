@@ -1,0 +1,93 @@
+"""Throughput with the conn_state and community_id meters on, against flow-only (issue 17: at least
+0.9x). Timed on a quiet machine; on a shared one count instructions instead (see --callgrind).
+
+    .venv/bin/python benchmarks/zeek_meters.py CAPTURE [--repeat N]
+    .venv/bin/python benchmarks/zeek_meters.py CAPTURE --callgrind   # instruction counts, per mode
+
+Each mode runs in a process of its own, modes interleaved round by round (best of N): packets/s
+and the ratio to flow-only. Modes: flows (no meter), zeek (conn_state + community_id),
+conn_state, community_id. Every mode consumes terminated() and reads the meters' fields, as
+`aioflow flows --format zeek` would, minus the text formatting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+MODES = {"flows": (), "zeek": ("conn_state", "community_id"), "conn_state": ("conn_state",),
+         "community_id": ("community_id",)}  # fmt: skip
+
+
+def child(mode: str, path: str) -> dict[str, Any]:
+    import aioflow
+
+    async def main() -> dict[str, Any]:
+        flows = fields = 0
+        t0 = time.perf_counter()
+        async with aioflow.FlowParser(path, meters=MODES[mode], read_ahead=False) as parser:
+            async for flow in parser.terminated():
+                flows += 1
+                fields += len(flow.meters)  # the fields, read
+            seconds = time.perf_counter() - t0
+        return {"mode": mode, "packets": parser.info().packets, "flows": flows, "fields": fields, "seconds": seconds}
+
+    return asyncio.run(main())
+
+
+def callgrind(path: str, mode: str) -> int:
+    """Instructions of the producer thread's loop (producer.c's run, inclusive: the whole C pipeline,
+    af_pipeline_pump inlined into it by LTO) for one mode."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cg.out"
+        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, __file__,
+                        "--child", mode, path], check=True, capture_output=True)  # fmt: skip
+        text = subprocess.run(["callgrind_annotate", "--inclusive=yes", str(out)], check=True,
+                              capture_output=True, text=True).stdout  # fmt: skip
+    for line in text.splitlines():
+        if re.search(r"producer\.c:run\b", line):
+            return int(re.sub(r"[^0-9].*", "", line.strip().replace(",", "")))
+    raise RuntimeError("producer.c:run not in callgrind's output")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("capture")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--callgrind", action="store_true", help="instruction counts instead of times (valgrind)")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child, args.capture)))
+        return 0
+    if args.callgrind:
+        counts = {mode: callgrind(args.capture, mode) for mode in MODES}
+        print("| mode | C pipeline Ir (producer thread) | flows / mode |\n| --- | ---: | ---: |")
+        for mode, n in counts.items():
+            print(f"| {mode} | {n:,} | {counts['flows'] / n:.3f}x |")
+        return 0
+    best: dict[str, dict[str, Any]] = {}
+    for _ in range(args.repeat):
+        for mode in MODES:
+            out = subprocess.run([sys.executable, __file__, "--child", mode, args.capture], check=True,
+                                 capture_output=True, text=True).stdout  # fmt: skip
+            r = json.loads(out)
+            if mode not in best or r["seconds"] < best[mode]["seconds"]:
+                best[mode] = r
+    base = best["flows"]["seconds"]
+    print("| mode | packets/s | vs flows |\n| --- | ---: | ---: |")
+    for mode, r in best.items():
+        print(f"| {mode} | {r['packets'] / r['seconds']:,.0f} | {base / r['seconds']:.3f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
