@@ -260,3 +260,26 @@ def end_reasons(cols: Columns) -> dict[str, int]:
     """Records by end reason, most first."""
     names, counts = np.unique(column(cols, "end_reason").astype(str), return_counts=True)
     return {str(n): int(c) for n, c in sorted(zip(names, counts, strict=True), key=lambda x: (-x[1], x[0]))}
+
+
+# Zeek's conn_state values, in the order its documentation lists them, with what they mean
+TCP_STATES = {
+    "S0": "attempt, no reply", "S1": "established, not terminated", "SF": "normal establishment and termination",
+    "REJ": "attempt rejected", "S2": "established, originator closed, no reply",
+    "S3": "established, responder closed, no reply", "RSTO": "established, originator aborted (RST)",
+    "RSTR": "responder sent a RST", "RSTOS0": "originator sent a SYN then a RST, no SYN-ACK",
+    "RSTRH": "responder sent a SYN-ACK then a RST, no SYN from the originator",
+    "SH": "originator sent a SYN then a FIN, no SYN-ACK", "SHR": "responder sent a SYN-ACK then a FIN, no SYN",
+    "OTH": "no SYN seen, just midstream traffic",
+}  # fmt: skip
+
+
+def tcp_states(cols: Columns) -> Table:
+    """TCP flow records by Zeek's conn_state (the conn_state meter), as Zeek's order lists them."""
+    tcp = column(cols, "protocol") == 6
+    states = column(cols, "tcp_state")[tcp].astype(str)
+    names, counts = np.unique(states, return_counts=True)
+    found = dict(zip(names.tolist(), counts.tolist(), strict=True))
+    known = [(s, found.pop(s), TCP_STATES[s]) for s in TCP_STATES if s in found]
+    rows = known + [(s, n, "") for s, n in sorted(found.items())]
+    return Table(("conn_state", "flows", "meaning"), rows, len(rows))

@@ -99,3 +99,12 @@ def applications(table: Table, count: int = 20) -> Any:
     fig.update_layout(title=f"Top {len(rows)} applications by bytes (nDPI)", xaxis_title="bytes",
                       height=max(300, 24 * len(rows) + 120), **LAYOUT)  # fmt: skip
     return fig
+
+
+def tcp_states(table: Table) -> Any:
+    """TCP connections by Zeek's conn_state."""
+    fig = go.Figure(go.Bar(x=[r[0] for r in table.rows], y=[r[1] for r in table.rows], marker_color="#1f77b4",
+                           customdata=[r[2] for r in table.rows],
+                           hovertemplate="%{x}: %{y} flows<br>%{customdata}"))  # fmt: skip
+    fig.update_layout(title="TCP connection states (Zeek's conn_state)", yaxis_title="flows", height=340, **LAYOUT)
+    return fig

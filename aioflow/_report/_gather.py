@@ -55,7 +55,8 @@ async def gather(
     parts: list[dict[str, Any]] = []
     timelines: list[Timeline] = []
     facts: list[SourceFacts] = []
-    meters = tuple(dict.fromkeys((*options.pop("meters", ()), "timeline")))
+    # conn_state: TCP connections' fates (Zeek's conn_state) for its section of the report
+    meters = tuple(dict.fromkeys((*options.pop("meters", ()), "timeline", "conn_state")))
     dissect = bool(options.get("dissect"))
     for source in sources:
         start = len(parts)
@@ -101,6 +102,9 @@ def report_columns(batch: Batch, dissect: bool = False) -> dict[str, Any]:
     cols["duration_ns"] = cols["last_seen_ns"] - cols["first_seen_ns"]
     cols["packets"] = cols["src2dst_packets"] + cols["dst2src_packets"]
     cols["captured_bytes"] = cols["src2dst_captured_bytes"] + cols["dst2src_captured_bytes"]
+    cols["tcp_state"] = meter_columns(batch.meter_data, batch.count, batch.meter_layout).get(
+        "conn_state_state", np.zeros(batch.count, dtype=object)
+    )
     if dissect:
         cols["application_name"] = meter_columns(batch.meter_data, batch.count, batch.meter_layout)["application_name"]
     return cols

@@ -79,10 +79,15 @@ def render(data: ReportData, title: str) -> str:
     charts.append(("Flow durations", figures.distribution(durations, "Flow duration (flows of one packet: 0 s,"
                                                           " left out)", "seconds")))  # fmt: skip
     charts.append(("End reasons", figures.end_reasons(agg.end_reasons(cols))))
+    states = agg.tcp_states(cols) if "tcp_state" in cols else None
+    if states is not None and states.rows:
+        charts.append(("TCP connection states", figures.tcp_states(states)))
     config = {"displaylogo": False, "responsive": True}
     for heading, fig in charts:
         body = pio.to_html(fig, full_html=False, include_plotlyjs=False, config=config)
         sections.append(f"<h2>{html.escape(heading)}</h2>\n<div class='chart'>{body}</div>")
+        if heading == "TCP connection states" and states is not None:
+            sections.append(_table(states, "TCP flows by conn_state"))
         if heading == "Applications" and apps is not None:
             sections.append(_table(apps, "Applications (nDPI)"))
         if heading == "Top talkers":
