@@ -289,10 +289,14 @@ def test_tables_show_the_compared_numbers(bundled_report: Path) -> None:
     """What the page shows is what the tshark checks compared (same aggregation, same rows)."""
     parser = _Tables()
     parser.feed(bundled_report.read_text(encoding="utf-8"))
-    talkers, convs = ([r for r in t if r] for t in parser.tables)
+    talkers, convs, states = ([r for r in t if r] for t in parser.tables)
     want = agg.endpoints(_read(BUNDLED).columns, top=100)
     assert talkers == [[str(v) for v in row] for row in want.rows]
     assert len(convs) == agg.conversations(_read(BUNDLED).columns, top=100).total
+    # TCP states: as the conn_state meter gives them (checked against Zeek's logs in test_zeek_conn)
+    frame = aioflow.read_frame(BUNDLED, meters=("conn_state",))
+    want_states = frame[frame.protocol == 6].conn_state_state.value_counts().to_dict()
+    assert {r[0]: int(r[1]) for r in states} == want_states
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (make test installs it)")
@@ -308,12 +312,12 @@ def test_report_renders_in_a_browser(bundled_report: Path) -> None:
             page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
             page.on("pageerror", lambda e: problems.append(str(e)))
             page.goto(bundled_report.as_uri())
-            page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 5")
+            page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 6")
             drawn = page.evaluate(
                 "Array.from(document.querySelectorAll('.js-plotly-plot'))"
                 ".map(g => [g.data.length, g.querySelectorAll('.trace').length])"
             )
-            assert len(drawn) == 5 and all(traces > 0 and rendered >= traces for traces, rendered in drawn), drawn
+            assert len(drawn) == 6 and all(traces > 0 and rendered >= traces for traces, rendered in drawn), drawn
             column = "tx_packets"
             header = page.locator("table.sortable").first.locator("th", has_text=column).first
             index = page.evaluate(f"Array.from(document.querySelector('table.sortable').rows[0].cells)"
@@ -386,3 +390,45 @@ def test_damaged_capture_still_reported(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr
     assert "damaged" in done.stderr or "cut" in done.stderr
     assert "damage" in (tmp_path / "r.html").read_text(encoding="utf-8")
+
+
+def test_dissect_stacks_traffic_by_application(tmp_path: Path) -> None:
+    """--dissect: traffic by application and an applications table whose flows, per name, are
+    those read_frame(dissect=True) gives (nDPI's names, checked against ndpiReader in test_dissect)."""
+    from aioflow._engine import dissect_unavailable
+
+    if dissect_unavailable():
+        pytest.skip(f"no application detection in this build: {dissect_unavailable()}")
+    out = tmp_path / "apps.html"
+    done = _cli("report", "--dissect", str(BUNDLED), "-o", str(out), "--no-progress")
+    assert done.returncode == 0, done.stderr
+    text = out.read_text(encoding="utf-8")
+    assert "Traffic over time by application" in text
+    parser = _Tables()
+    parser.feed(text)
+    apps = [r for r in parser.tables[0] if r]
+    frame = aioflow.read_frame(BUNDLED, dissect=True)
+    want = frame.groupby("application_name").size()
+    assert {r[0]: int(r[1]) for r in apps} == {(k or "unknown"): int(v) for k, v in want.items()}
+
+
+def test_live_interface_for_some_seconds(net: Any, tmp_path: Path) -> None:
+    """`aioflow report IFACE --seconds N`: the HTTP exchanges made with the test host while it
+    captures are in the report's tables (at least those that completed before it stopped)."""
+    from support.livenet import http_get
+
+    out = tmp_path / "live.html"
+    report = subprocess.Popen([sys.executable, "-m", "aioflow", "report", net.host_if, "--seconds", "3", "-o",
+                               str(out)], stderr=subprocess.PIPE, text=True)  # fmt: skip
+    done = 0
+    while report.poll() is None:
+        http_get(net.peer_ip)
+        done += 1
+    _, err = report.communicate(timeout=60)
+    assert report.returncode == 0, err
+    parser = _Tables()
+    parser.feed(out.read_text(encoding="utf-8"))
+    talkers = {row[0]: int(row[1]) for row in parser.tables[0] if row}
+    convs = [row for row in parser.tables[1] if row and row[0] == "tcp" and f"{net.peer_ip}:8080" in row[1:3]]
+    assert net.peer_ip in talkers and talkers[net.peer_ip] > 0
+    assert 0 < len(convs) <= done  # one conversation per exchange, the last may have been cut

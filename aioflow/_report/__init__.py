@@ -60,6 +60,8 @@ def _from_flows(flows: Mapping[str, Any] | Iterable[Flow]) -> ReportData:
         cols = {k: np.asarray([r[k] for r in rows]) for k in (rows[0] if rows else {})}
     if not cols:
         raise ValueError("report() needs at least one flow, or a capture path")
+    if "conn_state_state" in cols:  # read with meters=("conn_state",)
+        cols["tcp_state"] = cols["conn_state_state"]
     cols["src_addr"] = _aggregate.address_keys_of_text(cols["src_ip"])
     cols["dst_addr"] = _aggregate.address_keys_of_text(cols["dst_ip"])
     return ReportData(cols, _aggregate.estimated_timeline(cols), True, [])

@@ -168,22 +168,29 @@ def protocol_name(number: int) -> str:
     return _PROTOCOL_NAMES.get(number, f"ip-{number}")
 
 
-def flow_starts(cols: Columns, timeline: Timeline) -> np.ndarray[Any, Any]:
-    """Flows (records) starting in each of the timeline's buckets, by protocol class: (buckets, classes)."""
+def flow_starts(
+    cols: Columns, timeline: Timeline, groups: np.ndarray[Any, Any] | None = None, group_count: int = 0
+) -> np.ndarray[Any, Any]:
+    """Flows (records) starting in each of the timeline's buckets, by protocol class (or by
+    `groups`, a group index per flow): (buckets, classes)."""
     first = column(cols, "first_seen_ns").astype(np.int64)
     count = len(timeline.packets)
-    out = np.zeros((count, len(TIMELINE_CLASSES)), dtype=np.int64)
+    if groups is None:
+        groups, group_count = protocol_classes(column(cols, "protocol")), len(TIMELINE_CLASSES)
+    out = np.zeros((count, group_count), dtype=np.int64)
     if not len(first) or not count:
         return out
     bucket = np.clip((first - timeline.origin_ns) // timeline.interval_ns, 0, count - 1)
-    np.add.at(out, (bucket, protocol_classes(column(cols, "protocol"))), 1)
+    np.add.at(out, (bucket, groups), 1)
     return out
 
 
-def estimated_timeline(cols: Columns, buckets: int = 400) -> Timeline | None:
-    """A timeline from flow records alone (no timeline meter: flows given to report() directly):
-    each flow's packets and bytes spread evenly over its buckets from first to last packet. An
-    estimate; the report says so."""
+def estimated_timeline(
+    cols: Columns, buckets: int = 400, groups: np.ndarray[Any, Any] | None = None, group_count: int = 0
+) -> Timeline | None:
+    """A timeline from flow records alone: each flow's packets and bytes spread evenly over its
+    buckets from first to last packet. An estimate; the report says so. Columns are the
+    protocol classes, or `groups` (a group index per flow, `group_count` of them: applications)."""
     first = column(cols, "first_seen_ns").astype(np.int64)
     if not len(first):
         return None
@@ -193,19 +200,39 @@ def estimated_timeline(cols: Columns, buckets: int = 400) -> Timeline | None:
     count = span // interval + 1
     start, end = (first - origin) // interval, (last - origin) // interval
     width = end - start + 1
-    classes = protocol_classes(column(cols, "protocol"))
+    if groups is None:
+        groups, group_count = protocol_classes(column(cols, "protocol")), len(TIMELINE_CLASSES)
 
     def spread(values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """Each flow's integer total over its buckets: an equal share, the remainder one each
         in its first buckets (so totals stay exact); added with a difference array."""
         share, extra = np.divmod(values.astype(np.int64), width)
-        delta = np.zeros((count + 1, len(TIMELINE_CLASSES)), dtype=np.int64)
-        np.add.at(delta, (start, classes), share + 1)
-        np.add.at(delta, (start + extra, classes), -1)
-        np.add.at(delta, (end + 1, classes), -share)
+        delta = np.zeros((count + 1, group_count), dtype=np.int64)
+        np.add.at(delta, (start, groups), share + 1)
+        np.add.at(delta, (start + extra, groups), -1)
+        np.add.at(delta, (end + 1, groups), -share)
         return np.cumsum(delta, axis=0)[:count]
 
     return Timeline(origin, interval, spread(column(cols, "packets")), spread(column(cols, "captured_bytes")))
+
+
+def applications(cols: Columns, top: int = 8) -> tuple[list[str], np.ndarray[Any, Any], Table]:
+    """dissect=True: the `top` applications by bytes (the rest as "other"), each flow's group
+    index among them, and a table of every application: flows, packets, bytes."""
+    names, where = np.unique(column(cols, "application_name").astype(str), return_inverse=True)
+    where = where.reshape(-1)
+    n = len(names)
+    sizes = np.bincount(where, weights=column(cols, "captured_bytes"), minlength=n).astype(np.int64)
+    packets = np.bincount(where, weights=column(cols, "packets"), minlength=n).astype(np.int64)
+    flows = np.bincount(where, minlength=n)
+    order = np.argsort(-sizes, kind="stable")
+    shown = [str(names[i]) or "unknown" for i in order[:top]]
+    group = np.full(n, len(shown), dtype=np.int64)
+    group[order[:top]] = np.arange(len(order[:top]))
+    if n > top:
+        shown.append("other")
+    rows = [(str(names[i]) or "unknown", int(flows[i]), int(packets[i]), int(sizes[i])) for i in order]
+    return shown, group[where], Table(("application", "flows", "packets", "bytes"), rows, n)
 
 
 def nice_interval(ns: float) -> int:
@@ -233,3 +260,26 @@ def end_reasons(cols: Columns) -> dict[str, int]:
     """Records by end reason, most first."""
     names, counts = np.unique(column(cols, "end_reason").astype(str), return_counts=True)
     return {str(n): int(c) for n, c in sorted(zip(names, counts, strict=True), key=lambda x: (-x[1], x[0]))}
+
+
+# Zeek's conn_state values, in the order its documentation lists them, with what they mean
+TCP_STATES = {
+    "S0": "attempt, no reply", "S1": "established, not terminated", "SF": "normal establishment and termination",
+    "REJ": "attempt rejected", "S2": "established, originator closed, no reply",
+    "S3": "established, responder closed, no reply", "RSTO": "established, originator aborted (RST)",
+    "RSTR": "responder sent a RST", "RSTOS0": "originator sent a SYN then a RST, no SYN-ACK",
+    "RSTRH": "responder sent a SYN-ACK then a RST, no SYN from the originator",
+    "SH": "originator sent a SYN then a FIN, no SYN-ACK", "SHR": "responder sent a SYN-ACK then a FIN, no SYN",
+    "OTH": "no SYN seen, just midstream traffic",
+}  # fmt: skip
+
+
+def tcp_states(cols: Columns) -> Table:
+    """TCP flow records by Zeek's conn_state (the conn_state meter), as Zeek's order lists them."""
+    tcp = column(cols, "protocol") == 6
+    states = column(cols, "tcp_state")[tcp].astype(str)
+    names, counts = np.unique(states, return_counts=True)
+    found = dict(zip(names.tolist(), counts.tolist(), strict=True))
+    known = [(s, found.pop(s), TCP_STATES[s]) for s in TCP_STATES if s in found]
+    rows = known + [(s, n, "") for s, n in sorted(found.items())]
+    return Table(("conn_state", "flows", "meaning"), rows, len(rows))

@@ -20,22 +20,26 @@ COLOURS = {"tcp": "#1f77b4", "udp": "#ff7f0e", "icmp": "#2ca02c", "other": "#7f7
 LAYOUT: dict[str, Any] = {"template": "plotly_white", "margin": {"l": 60, "r": 20, "t": 50, "b": 40}}
 
 
-def traffic(timeline: Timeline, starts: np.ndarray[Any, Any], estimated: bool) -> Any:
-    """Bytes/s, packets/s and flows/s per time bucket, stacked by protocol class."""
+def traffic(
+    timeline: Timeline, starts: np.ndarray[Any, Any], estimated: bool, names: tuple[str, ...] = TIMELINE_CLASSES,
+    by: str = "protocol",
+) -> Any:
+    """Bytes/s, packets/s and flows/s per time bucket, stacked by protocol class (or by the
+    groups `names` gives the columns of: applications)."""
     seconds = timeline.interval_ns / 1e9
     when = (timeline.starts_ns // 1_000_000).astype("datetime64[ms]")
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06,
                         subplot_titles=("bytes/s", "packets/s", "flows started/s"))  # fmt: skip
-    for k, name in enumerate(TIMELINE_CLASSES):
+    for k, name in enumerate(names):
         if not (timeline.packets[:, k].any() or starts[:, k].any()):
             continue
         for row, values in ((1, timeline.bytes[:, k]), (2, timeline.packets[:, k]), (3, starts[:, k])):
             fig.add_trace(
                 go.Scatter(x=when, y=values / seconds, name=name, legendgroup=name, showlegend=row == 1,
-                           stackgroup=f"s{row}", mode="lines", line={"width": 0.5, "color": COLOURS[name]}),
+                           stackgroup=f"s{row}", mode="lines", line={"width": 0.5, "color": COLOURS.get(name)}),
                 row=row, col=1,
             )  # fmt: skip
-    title = f"Traffic over time ({_interval_text(timeline.interval_ns)} buckets)"
+    title = f"Traffic over time by {by} ({_interval_text(timeline.interval_ns)} buckets)"
     if estimated:
         title += ", estimated: each flow spread evenly from its first to its last packet"
     fig.update_layout(title=title, height=620, hovermode="x unified", **LAYOUT)
@@ -83,4 +87,24 @@ def end_reasons(counts: dict[str, int]) -> Any:
     """Flow records by end reason."""
     fig = go.Figure(go.Bar(x=list(counts), y=list(counts.values()), marker_color="#9467bd"))
     fig.update_layout(title="Why flows ended", yaxis_title="flows", height=340, **LAYOUT)
+    return fig
+
+
+def applications(table: Table, count: int = 20) -> Any:
+    """The top applications' bytes (dissect=True)."""
+    rows = table.rows[:count][::-1]
+    fig = go.Figure(go.Bar(y=[r[0] for r in rows], x=[r[3] for r in rows], orientation="h",
+                           marker_color="#17becf", customdata=[r[1] for r in rows],
+                           hovertemplate="%{y}: %{x} bytes, %{customdata} flows"))  # fmt: skip
+    fig.update_layout(title=f"Top {len(rows)} applications by bytes (nDPI)", xaxis_title="bytes",
+                      height=max(300, 24 * len(rows) + 120), **LAYOUT)  # fmt: skip
+    return fig
+
+
+def tcp_states(table: Table) -> Any:
+    """TCP connections by Zeek's conn_state."""
+    fig = go.Figure(go.Bar(x=[r[0] for r in table.rows], y=[r[1] for r in table.rows], marker_color="#1f77b4",
+                           customdata=[r[2] for r in table.rows],
+                           hovertemplate="%{x}: %{y} flows<br>%{customdata}"))  # fmt: skip
+    fig.update_layout(title="TCP connection states (Zeek's conn_state)", yaxis_title="flows", height=340, **LAYOUT)
     return fig

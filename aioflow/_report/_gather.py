@@ -12,7 +12,7 @@ import anyio
 import numpy as np
 
 from .._engine import EMPTY_BATCH, END_REASONS, Batch
-from .._frame import RECORD_DTYPE
+from .._frame import RECORD_DTYPE, meter_columns
 from .._parser import FlowParser, ParserInfo
 from .._timeline import Timeline
 from ._aggregate import address_keys
@@ -55,7 +55,9 @@ async def gather(
     parts: list[dict[str, Any]] = []
     timelines: list[Timeline] = []
     facts: list[SourceFacts] = []
-    meters = tuple(dict.fromkeys((*options.pop("meters", ()), "timeline")))
+    # conn_state: TCP connections' fates (Zeek's conn_state) for its section of the report
+    meters = tuple(dict.fromkeys((*options.pop("meters", ()), "timeline", "conn_state")))
+    dissect = bool(options.get("dissect"))
     for source in sources:
         start = len(parts)
         if on_source is not None:
@@ -67,7 +69,7 @@ async def gather(
                 if seconds is not None and parser.live:
                     tasks.start_soon(_stop_after, parser, seconds)
                 async for batch in parser.batches():
-                    parts.append(report_columns(batch))
+                    parts.append(report_columns(batch, dissect))
                 tasks.cancel_scope.cancel()
         timeline = parser.timeline()
         if timeline is not None and len(timeline.packets):
@@ -77,12 +79,15 @@ async def gather(
         last = max((int(p["last_seen_ns"].max()) for p in mine if len(p["last_seen_ns"])), default=0)
         facts.append(SourceFacts(os.fspath(source), parser.info(), first, last))
     columns = _concatenate(parts) if parts else report_columns(EMPTY_BATCH)
+    if dissect and not parts:
+        columns["application_name"] = np.zeros(0, dtype=object)
     return ReportData(columns, merge_timelines(timelines), False, facts)
 
 
-def report_columns(batch: Batch) -> dict[str, Any]:
+def report_columns(batch: Batch, dissect: bool = False) -> dict[str, Any]:
     """What the report draws from, straight from a batch's C records: numbers only (addresses as
-    sortable 17-byte values), so a capture of a million flows makes no string per flow."""
+    sortable 17-byte values), so a capture of a million flows makes no string per flow; with
+    `dissect`, the application names too."""
     rec = np.frombuffer(batch.raw_records(), dtype=RECORD_DTYPE)
     cols: dict[str, Any] = {
         "src_addr": address_keys(rec["ip_version"], rec["src_ip"]),
@@ -97,6 +102,11 @@ def report_columns(batch: Batch) -> dict[str, Any]:
     cols["duration_ns"] = cols["last_seen_ns"] - cols["first_seen_ns"]
     cols["packets"] = cols["src2dst_packets"] + cols["dst2src_packets"]
     cols["captured_bytes"] = cols["src2dst_captured_bytes"] + cols["dst2src_captured_bytes"]
+    cols["tcp_state"] = meter_columns(batch.meter_data, batch.count, batch.meter_layout).get(
+        "conn_state_state", np.zeros(batch.count, dtype=object)
+    )
+    if dissect:
+        cols["application_name"] = meter_columns(batch.meter_data, batch.count, batch.meter_layout)["application_name"]
     return cols
 
 

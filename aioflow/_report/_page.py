@@ -59,6 +59,15 @@ def render(data: ReportData, title: str) -> str:
     if data.timeline is not None:
         starts = agg.flow_starts(cols, data.timeline)
         charts.append(("Traffic over time", figures.traffic(data.timeline, starts, data.timeline_estimated)))
+    apps = None
+    if "application_name" in cols and len(agg.column(cols, "application_name")):
+        names, groups, apps = agg.applications(cols)
+        by_app = agg.estimated_timeline(cols, groups=groups, group_count=len(names))
+        if by_app is not None:
+            starts = agg.flow_starts(cols, by_app, groups, len(names))
+            chart = figures.traffic(by_app, starts, True, tuple(names), "application")
+            charts.append(("Traffic by application", chart))
+        charts.append(("Applications", figures.applications(apps)))
     talkers = agg.endpoints(cols, TOP_ROWS)
     convs = agg.conversations(cols, TOP_ROWS)
     if talkers.rows:
@@ -70,10 +79,17 @@ def render(data: ReportData, title: str) -> str:
     charts.append(("Flow durations", figures.distribution(durations, "Flow duration (flows of one packet: 0 s,"
                                                           " left out)", "seconds")))  # fmt: skip
     charts.append(("End reasons", figures.end_reasons(agg.end_reasons(cols))))
+    states = agg.tcp_states(cols) if "tcp_state" in cols else None
+    if states is not None and states.rows:
+        charts.append(("TCP connection states", figures.tcp_states(states)))
     config = {"displaylogo": False, "responsive": True}
     for heading, fig in charts:
         body = pio.to_html(fig, full_html=False, include_plotlyjs=False, config=config)
         sections.append(f"<h2>{html.escape(heading)}</h2>\n<div class='chart'>{body}</div>")
+        if heading == "TCP connection states" and states is not None:
+            sections.append(_table(states, "TCP flows by conn_state"))
+        if heading == "Applications" and apps is not None:
+            sections.append(_table(apps, "Applications (nDPI)"))
         if heading == "Top talkers":
             sections.append(_table(talkers, "Endpoints (as Wireshark's Endpoints, IPv4 and IPv6)"))
             sections.append(_table(convs, "Conversations (as Wireshark's Conversations; splits summed)"))

@@ -32,6 +32,8 @@ def add_parser(commands: Any) -> None:
     report.add_argument("--seconds", type=positive_float, metavar="S",
                         help="live interface: capture this long (default: until Ctrl-C)")  # fmt: skip
     add_flow_options(report, "--filter", "--idle-timeout", "--active-timeout", "--max-flows")
+    report.add_argument("--dissect", action="store_true",
+                        help="detect applications with nDPI: traffic by application, top applications")  # fmt: skip
     report.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
@@ -54,7 +56,10 @@ async def run_report(stopper: _signals.Stopper, args: argparse.Namespace, err: T
     def on_source(source: str) -> None:
         args.source = source  # the library's errors name the source being opened
 
-    data = await gather(args.sources, parser_options(args), args.seconds, watch, on_source)
+    options = parser_options(args)
+    if args.dissect:
+        options["dissect"] = True
+    data = await gather(args.sources, options, args.seconds, watch, on_source)
     if show_progress:
         err.write("\r\x1b[K")
     title = args.title or "aioflow report: " + ", ".join(args.sources)
