@@ -22,7 +22,7 @@ struct af_engine {
 };
 
 /* Array sizes of api.h are its enum counts; the name tables below must cover them. */
-static const char *const end_names[] = {"", "idle", "active", "fin", "rst", "eof", "evicted", "stop"};
+static const char *const end_names[] = {"", "idle", "active", "fin", "rst", "eof", "evicted", "stop", "custom"};
 static const char *const aside_names[] = {"non_ip", "truncated", "bad_header", "unsupported_link",
                                           "fragment_orphan", "filtered", "no_memory", "fragment_merged",
                                           "fragment_dropped"};

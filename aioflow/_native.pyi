@@ -32,6 +32,7 @@ class _Lib:
     AF_DONE: int
     AF_END_ACTIVE: int
     AF_END_COUNT: int
+    AF_END_CUSTOM: int
     AF_END_EOF: int
     AF_END_EVICTED: int
     AF_END_FIN: int

@@ -14,7 +14,8 @@ enum af_end_reason {
     AF_END_EOF = 5,       /* the source ended */
     AF_END_EVICTED = 6,   /* table full (max_flows): least recently seen flow made room */
     AF_END_STOP = 7,      /* the parser was stopped */
-    AF_END_COUNT = 8
+    AF_END_CUSTOM = 8,    /* a slicing rule: max_packets or max_bytes reached (nfstream's FlowSlicer) */
+    AF_END_COUNT = 9
 };
 
 /* Status codes of af_* calls. Errors are negative; af_error_message() has the details. */
@@ -228,6 +229,9 @@ typedef struct {
     uint32_t meters;              /* bit i: turn on meter i (af_meter_info_of(i)) */
     int32_t follow;               /* files: at the end, wait for the file to grow (tail -f) until af_stop */
     int32_t libpcap_files;        /* files: read with libpcap instead of aioflow's reader (tests, benchmarks) */
+    uint64_t max_packets;         /* > 0: a flow ends (AF_END_CUSTOM) with its max_packets-th packet, both ways */
+    uint64_t max_bytes;           /* > 0: a flow ends (AF_END_CUSTOM) with the packet that brings its IP bytes,
+                                     both ways, to max_bytes or more */
 } af_config;
 
 typedef struct {
