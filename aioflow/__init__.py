@@ -24,7 +24,8 @@ from ._errors import (
 )
 from ._flow import Flow, PacketHeader
 from ._parser import FlowParser, ParserInfo
-from ._read import read, read_frame
+from ._plugins import FlowPlugin
+from ._read import read, read_arrow, read_frame
 from ._stream import StreamChunk, StreamMatch, StreamPatterns
 from ._version import __version__
 
@@ -81,6 +82,7 @@ __all__ = [
     "FlowFileNotFoundError",
     "FlowFilePermissionError",
     "FlowParser",
+    "FlowPlugin",
     "IPFIXExporter",
     "IPFIXFileWriter",
     "InterfaceNotFoundError",
@@ -97,5 +99,6 @@ __all__ = [
     "__version__",
     "available_meters",
     "read",
+    "read_arrow",
     "read_frame",
 ]

@@ -7,6 +7,7 @@ import secrets
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from . import _errors
@@ -187,6 +188,8 @@ class EngineConfig:
     keep_streams: bool = True  # reassemble: ended flows carry their streams (False: chunks and matches only)
     meters: tuple[str, ...] = ()  # meters turned on by name (NAMED_METERS), e.g. ("low_ttl",)
     follow: bool = False  # files: keep reading as the file grows, until stop()
+    max_packets: int = 0  # > 0: a flow ends ("custom") with its max_packets-th packet (FlowSlicer)
+    max_bytes: int = 0  # > 0: ... with the packet that brings its IP bytes to max_bytes or more
 
     def __post_init__(self) -> None:
         meter_bits(self.meters)  # an unknown meter name fails here, when the parser is made
@@ -243,7 +246,7 @@ class Batch:
 
     __slots__ = (
         "chunk_count", "chunks", "count", "header_count", "headers", "meter_data", "meter_layout", "records", "spans",
-        "stream_data", "streams",
+        "stream_data", "streams", "udps",
     )  # fmt: skip
 
     def __init__(
@@ -268,6 +271,7 @@ class Batch:
         self.stream_data = stream_data
         self.meter_data = b""  # enabled meters' record blocks (meter_layout says where)
         self.meter_layout = NO_METERS
+        self.udps: list[SimpleNamespace] | None = None  # plugins' fields per record (_plugins.run_plugins)
 
     def raw_records(self) -> Any:
         """The records as a buffer (for numpy's bulk path)."""
@@ -318,6 +322,8 @@ class Engine:
             )
         cfg.meters = meter_bits(config.meters)
         cfg.follow = int(config.follow)
+        cfg.max_packets = _check_range("max_packets", config.max_packets, 0, 2**63)
+        cfg.max_bytes = _check_range("max_bytes", config.max_bytes, 0, 2**63)
         # internal: libpcap reads the file instead of aioflow's reader (the comparison test, benchmarks)
         cfg.libpcap_files = int(os.environ.get("AIOFLOW_FILE_READER") == "libpcap")
         self.headers_per_flow = config.headers

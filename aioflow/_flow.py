@@ -12,6 +12,7 @@ import ipaddress
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Protocol, overload
 
 from ._engine import END_REASONS, METERS, TCP_FLAG_COUNT, Batch
@@ -488,9 +489,20 @@ class Flow:
                 out[name] = values
         return out
 
+    @property
+    def udps(self) -> SimpleNamespace:
+        """The plugins' fields of this flow (FlowParser(plugins=...)): ``flow.udps.x``; with no
+        plugin, an empty namespace not kept anywhere."""
+        udps = self._batch.udps
+        return SimpleNamespace() if udps is None else udps[self._i]
+
     def to_dict(self) -> dict[str, Any]:
-        """Every scalar attribute (headers excluded), JSON-friendly."""
-        return {name: getattr(self, name) for name in SCALAR_FIELDS}
+        """Every scalar attribute (headers excluded), JSON-friendly, then the plugins' fields as
+        ``udps.<name>``."""
+        out = {name: getattr(self, name) for name in SCALAR_FIELDS}
+        if self._batch.udps is not None:
+            out.update({f"udps.{k}": v for k, v in vars(self._batch.udps[self._i]).items()})
+        return out
 
     def __repr__(self) -> str:
         return (

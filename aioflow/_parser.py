@@ -20,6 +20,7 @@ from ._engine import Batch, Engine, EngineConfig, check_stream_patterns, new_cur
 from ._errors import ConfigError
 from ._flow import PROTOCOL_NUMBERS, Flow
 from ._live import LIVE_BLOCK_SECONDS, LIVE_BUFFER_BYTES, LivePacer
+from ._plugins import FlowPlugin, check_plugins, run_plugins
 from ._privileges import drop_privileges
 from ._stream import StreamChunk, StreamMatch, StreamPatterns
 from ._subscribers import BatchStream, EventStream, FlowStream, Subscribers
@@ -151,6 +152,15 @@ class FlowParser:
     ``meters=("low_ttl",)`` turns on per-flow meters by name (``aioflow.available_meters()``
     lists this build's); their fields are read with ``flow.meter(name)`` and are columns
     ``<meter>_<field>`` of ``read_frame``. An unknown name raises ConfigError.
+
+    ``max_packets=N`` / ``max_bytes=N`` (0: off) end a flow in C with its N-th packet, or with the
+    packet that brings its IP bytes (both ways) to N or more: end reason ``custom`` (nfstream's
+    FlowSlicer); the next packet of the same endpoints starts a new flow.
+
+    ``plugins=[MyPlugin()]`` runs aioflow.FlowPlugin hooks on each ended flow as its batch is
+    delivered, in the event loop (``plugin_thread=True``: in a worker thread, one batch at a
+    time), before callbacks and consumers see it; their fields are ``flow.udps``. Snapshots and
+    lookups of active flows do not run them. README, "Plugins".
     """
 
     def __init__(
@@ -187,6 +197,10 @@ class FlowParser:
         read_ahead: bool | None = None,
         meters: Sequence[str] = (),
         follow: bool = False,
+        max_packets: int = 0,
+        max_bytes: int = 0,
+        plugins: Sequence[FlowPlugin] = (),
+        plugin_thread: bool = False,
     ) -> None:
         self.source = source
         if live is None:
@@ -217,7 +231,11 @@ class FlowParser:
             keep_streams=keep_streams,
             meters=tuple(meters),
             follow=follow,
+            max_packets=max_packets,
+            max_bytes=max_bytes,
         )
+        self.plugins = check_plugins(plugins, headers)
+        self._plugin_thread = plugin_thread
         if buffer_batches < 1:
             raise ConfigError(f"buffer_batches={buffer_batches!r}: expected >= 1")
         if stream_patterns is not None:
@@ -410,6 +428,11 @@ class FlowParser:
                 return engine.next_deadline()
 
     async def _deliver(self, batch: Batch) -> None:
+        if self.plugins and batch.count:
+            if self._plugin_thread:
+                await anyio.to_thread.run_sync(run_plugins, batch, self.plugins)
+            else:
+                run_plugins(batch, self.plugins)
         if self._on_tcp_end is not None or self._on_udp_end is not None:
             for flow in iter_batch(batch):
                 callback = self._on_tcp_end if flow.protocol == 6 else self._on_udp_end if flow.protocol == 17 else None
@@ -594,13 +617,14 @@ class FlowParser:
         return self._engine
 
 
-def file_engine(source: str | os.PathLike[str], **options: Any) -> tuple[Engine, bool]:
+def file_engine(source: str | os.PathLike[str], **options: Any) -> tuple[Engine, bool, tuple[FlowPlugin, ...]]:
     """A new engine over a capture file, for the blocking read()/read_frame(): FlowParser's
     options, validated and converted exactly as FlowParser does (raises ConfigError as it does,
-    and the engine's typed errors for the file), and whether a read-ahead thread pays here.
+    and the engine's typed errors for the file), whether a read-ahead thread pays here, and the
+    plugins to run on its batches.
     The caller owns the engine (``engine.close()``)."""
     parser = FlowParser(source, live=False, **options)
-    return Engine(source, parser._config), parser._reads_ahead()
+    return Engine(source, parser._config), parser._reads_ahead(), parser.plugins
 
 
 def _looks_like_interface(source: str | os.PathLike[str]) -> bool:

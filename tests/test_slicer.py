@@ -7,11 +7,11 @@ the flow ends with its N-th packet; the next packet of the endpoints starts a ne
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
-import dpkt
 import pytest
+from support.conversations import Key, ip_packets
 
 import aioflow
 
@@ -19,31 +19,6 @@ DATA = Path(__file__).parent / "data"
 # Ethernet, raw-IP and loopback captures without IP fragments, TCP and UDP, IPv4 and IPv6.
 CAPTURES = ("ndpi_ocs.pcap", "ndpi_smtp-starttls.pcap", "tcpflow_test4.pcap", "tcpdump_quic_handshake.pcap")
 NO_TIMEOUTS = {"idle_timeout": 1e6, "active_timeout": 1e6, "fin_timeout": 1e6}
-Key = tuple[int, frozenset[tuple[str, int]]]
-
-
-def _ip_packets(path: Path) -> dict[Key, list[int]]:
-    """IP lengths of each TCP/UDP conversation's packets, in file order (dpkt decoding)."""
-    out: dict[Key, list[int]] = defaultdict(list)
-    with path.open("rb") as f:
-        reader = dpkt.pcap.Reader(f)
-        link = reader.datalink()
-        for _, buf in reader:
-            if link == dpkt.pcap.DLT_EN10MB:
-                ip = dpkt.ethernet.Ethernet(buf).data
-            else:  # raw IP, after BSD loopback's 4-byte family (DLT_NULL)
-                buf = buf[4:] if link == dpkt.pcap.DLT_NULL else buf
-                ip = dpkt.ip.IP(buf) if buf[0] >> 4 == 4 else dpkt.ip6.IP6(buf)
-            if not isinstance(ip, dpkt.ip.IP | dpkt.ip6.IP6) or not isinstance(ip.data, dpkt.tcp.TCP | dpkt.udp.UDP):
-                continue
-            v4 = isinstance(ip, dpkt.ip.IP)
-            length = ip.len if v4 else ip.plen + 40
-            src = dpkt.utils.inet_to_str(ip.src)
-            dst = dpkt.utils.inet_to_str(ip.dst)
-            out[(ip.p, frozenset({(src, ip.data.sport), (dst, ip.data.dport)}))].append(length)
-    return out
-
-
 def _sliced(lengths: list[int], max_packets: int = 0, max_bytes: int = 0) -> list[tuple[int, int, bool]]:
     """(packets, IP bytes, ended by the rule) of each record FlowSlicer makes of one conversation."""
     out: list[tuple[int, int, bool]] = []
@@ -75,7 +50,7 @@ RULES = [{"max_packets": 1}, {"max_packets": 3}, {"max_packets": 10}, {"max_byte
 @pytest.mark.parametrize("rule", RULES)
 def test_slices_match_dpkt(name: str, rule: dict[str, int]) -> None:
     path = DATA / name
-    conversations = _ip_packets(path)
+    conversations = ip_packets(path)
     # without a rule, one record per conversation: the capture has no port reuse aioflow would split
     assert _records(path) == Counter((k, len(v), sum(v), False) for k, v in conversations.items())
     expected = Counter((k, *cut) for k, v in conversations.items() for cut in _sliced(v, **rule))
