@@ -88,10 +88,15 @@ def unframe(data: bytes) -> tuple[bytes, ...]:
 
 
 
+# A flow's id text, proto-vlan-a_ip:a_port-b_ip:b_port; read_frame maps its bound .format over
+# whole columns (no Python frame per flow).
+FLOW_ID_FORMAT = "{}-{}-{}:{}-{}:{}"
+
+
 def flow_id_text(protocol: int, vlan_id: int, a_ip: str, a_port: int, b_ip: str, b_port: int) -> str:
     """A flow's id text, ``proto-vlan-a_ip:a_port-b_ip:b_port``: Flow.bidirectional_id, read_frame's
-    bidirectional_id column and the NetFlow records' flow_id() all write it here."""
-    return f"{protocol}-{vlan_id}-{a_ip}:{a_port}-{b_ip}:{b_port}"
+    bidirectional_id column and the NetFlow records' flow_id() all write it with FLOW_ID_FORMAT."""
+    return FLOW_ID_FORMAT.format(protocol, vlan_id, a_ip, a_port, b_ip, b_port)
 
 def ip_to_str(version: int, raw: bytes) -> str:
     return str(ipaddress.IPv4Address(raw[:4]) if version == 4 else ipaddress.IPv6Address(raw))

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ._engine import END_REASONS, METERS, Batch, MeterLayout, ffi
-from ._flow import SCALAR_FIELDS, TCP_FLAGS, flow_id_text
+from ._flow import FLOW_ID_FORMAT, SCALAR_FIELDS, TCP_FLAGS
 
 # numpy's code for each C integer type the records use (little-endian hosts, as C lays them out)
 _NUMPY_KINDS = {"uint64_t": "<u8", "uint32_t": "<u4", "uint16_t": "<u2", "uint8_t": "u1",
@@ -98,7 +98,7 @@ def _bidirectional_ids(rec: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.
     swap = (a[:, 0] > b[:, 0]) | ((a[:, 0] == b[:, 0]) & later)
     # the order is found in bulk; the text per flow (not per packet), as Flow writes it
     out = np.empty(len(rec), dtype=object)
-    out[:] = list(map(flow_id_text, rec["protocol"].tolist(), rec["vlan_id"].tolist(),
+    out[:] = list(map(FLOW_ID_FORMAT.format, rec["protocol"].tolist(), rec["vlan_id"].tolist(),
                       np.where(swap, dst, src).tolist(), np.where(swap, dport, sport).tolist(),
                       np.where(swap, src, dst).tolist(), np.where(swap, sport, dport).tolist()))  # fmt: skip
     return out
