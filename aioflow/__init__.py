@@ -4,7 +4,7 @@ asyncio (anyio) API. See README.md for the API, units and end reasons."""
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._engine import available_meters
+from ._engine import available_meters, meter_include_dir
 from ._errors import (
     AioflowError,
     CaptureDamagedWarning,
@@ -98,6 +98,7 @@ __all__ = [
     "StreamPatterns",
     "__version__",
     "available_meters",
+    "meter_include_dir",
     "read",
     "read_arrow",
     "read_frame",

@@ -55,24 +55,35 @@ class MeterInfo:
     record_size: int
 
 
+def _meter_info(index: int, info: Any) -> MeterInfo:
+    """A C af_meter_info as a MeterInfo (`index`: its place among the engine's meters)."""
+    fields = tuple(
+        MeterField(str(_text(f.name)), str(_text(f.ctype)), str(_text(f.unit)), int(f.offset))
+        for f in (info.fields[j] for j in range(info.field_count))
+    )
+    name = str(_text(info.name))
+    return MeterInfo(index, name, str(_text(info.doc)), _text(info.option), fields, int(info.record_size))
+
+
 def _meter_registry() -> dict[str, MeterInfo]:
     out: dict[str, MeterInfo] = {}
     for i in range(32):
         info = lib.af_meter_info_of(i)
         if info == ffi.NULL:
             break
-        fields = tuple(
-            MeterField(str(_text(f.name)), str(_text(f.ctype)), str(_text(f.unit)), int(f.offset))
-            for f in (info.fields[j] for j in range(info.field_count))
-        )
-        name = str(_text(info.name))
-        out[name] = MeterInfo(i, name, str(_text(info.doc)), _text(info.option), fields, int(info.record_size))
+        out[str(_text(info.name))] = _meter_info(i, info)
     return out
 
 
 METERS: dict[str, MeterInfo] = _meter_registry()
 # Meters turned on by name (the others have an option of their own, e.g. reassemble=True).
 NAMED_METERS: tuple[str, ...] = tuple(name for name, m in METERS.items() if m.option is None)
+
+
+def meter_include_dir() -> str:
+    """The directory of aioflow_meter.h, the ABI header for meters built as shared libraries
+    (``cc -shared -fPIC -I"$(python -c 'import aioflow; print(aioflow.meter_include_dir())')"``)."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "include")
 
 
 def available_meters() -> tuple[str, ...]:
@@ -91,10 +102,18 @@ class MeterLayout:
 
     stride: int = 0
     offsets: tuple[tuple[str, int], ...] = ()
+    loaded: tuple[MeterInfo, ...] = ()  # meters loaded from shared libraries (FlowParser(meters=[path]))
+
+    def info(self, name: str) -> MeterInfo:
+        """Meter `name`'s registry entry, built-in or loaded (KeyError when neither)."""
+        for m in self.loaded:
+            if m.name == name:
+                return m
+        return METERS[name]
 
     def fields(self, name: str) -> tuple[MeterField, ...] | None:
         """The fields of meter `name` when it is on, else None."""
-        return METERS[name].fields if any(n == name for n, _ in self.offsets) else None
+        return self.info(name).fields if any(n == name for n, _ in self.offsets) else None
 
     def read(self, data: bytes, index: int, name: str) -> dict[str, int | float] | None:
         """Record `index`'s fields of meter `name` (None when the meter is off or the data is not
@@ -102,11 +121,12 @@ class MeterLayout:
         for n, offset in self.offsets:
             if n == name:
                 at = index * self.stride + offset
-                if at + METERS[name].record_size > len(data):
+                info = self.info(name)
+                if at + info.record_size > len(data):
                     return None
                 return {
                     f.name: struct.unpack_from("=" + _CTYPE_FORMATS[f.ctype], data, at + f.offset)[0]
-                    for f in METERS[name].fields
+                    for f in info.fields
                 }
         return None
 
@@ -114,10 +134,16 @@ class MeterLayout:
 NO_METERS = MeterLayout()
 
 
+def is_meter_library(meter: str) -> bool:
+    """Whether a FlowParser(meters=...) entry is a shared library's path rather than a meter name."""
+    return "/" in meter or meter.endswith(".so")
+
+
 def meter_bits(names: Sequence[str]) -> int:
-    """af_config.meters for these meter names; ConfigError for a name this build lacks."""
+    """af_config.meters for these meter names (library paths left aside); ConfigError for a name
+    this build lacks."""
     bits = 0
-    for name in names:
+    for name in (n for n in names if not is_meter_library(n)):
         if name not in NAMED_METERS:
             raise _errors.ConfigError(
                 f"unknown meter {name!r}: available meters are {', '.join(NAMED_METERS) or '(none)'}"
@@ -321,6 +347,11 @@ class Engine:
                 "max_reassembly_memory", config.max_reassembly_memory, lib.AF_MIN_REASSEMBLY_MEMORY, 2**48
             )
         cfg.meters = meter_bits(config.meters)
+        # read by the engine at open only: kept alive here until af_open_* returns
+        libraries = [ffi.new("char[]", os.fsencode(os.path.abspath(m))) for m in config.meters if is_meter_library(m)]
+        library_array = ffi.new("char *[]", libraries)
+        cfg.meter_libraries = library_array
+        cfg.meter_library_count = len(libraries)
         cfg.follow = int(config.follow)
         cfg.max_packets = _check_range("max_packets", config.max_packets, 0, 2**63)
         cfg.max_bytes = _check_range("max_bytes", config.max_bytes, 0, 2**63)
@@ -339,13 +370,18 @@ class Engine:
             raise error_for(code, ffi.string(lib.af_open_error()).decode(errors="replace"), config.live)
         self._engine = ffi.gc(out[0], lib.af_close)
         self._live = config.live
+        loaded = tuple(
+            _meter_info(lib.af_meter_registry_size() + j, lib.af_loaded_meter_info(self._engine, j))
+            for j in range(len(libraries))
+        )
         self.meter_layout = MeterLayout(
             int(lib.af_meter_stride(self._engine)),
             tuple(
                 (m.name, int(lib.af_meter_offset(self._engine, m.index)))
-                for m in METERS.values()
+                for m in (*METERS.values(), *loaded)
                 if lib.af_meter_offset(self._engine, m.index) >= 0
             ),
+            loaded,
         )
         self.closed = False
         self._stats = ffi.new("af_stats *")

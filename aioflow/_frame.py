@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ._engine import END_REASONS, METERS, Batch, MeterLayout, ffi
+from ._engine import END_REASONS, METERS, Batch, MeterLayout, ffi, is_meter_library
 from ._flow import FLOW_ID_FORMAT, SCALAR_FIELDS, TCP_FLAGS
 
 # numpy's code for each C integer type the records use (little-endian hosts, as C lays them out)
@@ -148,7 +148,7 @@ def meter_columns(data: bytes, count: int, layout: MeterLayout) -> dict[str, np.
         return cols
     raw = np.frombuffer(data, dtype=np.uint8, count=count * layout.stride).reshape(count, layout.stride)
     for name, offset in layout.offsets:
-        for f in METERS[name].fields:
+        for f in layout.info(name).fields:
             kind = np.dtype(_NUMPY_KINDS[f.ctype])
             at = offset + f.offset
             cols[f"{name}_{f.name}"] = _signed(raw[:, at : at + kind.itemsize].copy().view(kind).reshape(count))
@@ -201,6 +201,6 @@ def batches_to_columns(batches: Iterable[Batch], meters_on: Iterable[str] = ()) 
     for b in batches:  # a loop, not a comprehension: read_frame's warning stacklevel counts these frames
         parts.append(batch_columns(b, addresses))
     empty = records_to_columns(np.zeros(0, dtype=RECORD_DTYPE))
-    for m in meters_on:
+    for m in (m for m in meters_on if not is_meter_library(m)):
         empty.update({f"{m}_{f.name}": _signed(np.zeros(0, _NUMPY_KINDS[f.ctype])) for f in METERS[m].fields})
     return concat_columns(parts, empty)

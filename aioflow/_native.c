@@ -140,7 +140,14 @@ void af_batch_meters_free(af_batch *b) { af_meters_batch_free(b); }
 uint32_t af_meter_stride(af_engine *e) { return af_pipeline_meters(e->pipe)->stride; }
 
 int32_t af_meter_offset(af_engine *e, uint32_t index) {
-    return index < af_meter_registry_count() ? af_pipeline_meters(e->pipe)->offset[index] : -1;
+    const af_meter_set *s = af_pipeline_meters(e->pipe);
+    return index < af_meter_registry_count() + s->loaded_count ? s->offset[index] : -1;
+}
+
+uint32_t af_meter_registry_size(void) { return af_meter_registry_count(); }
+
+const af_meter_info *af_loaded_meter_info(af_engine *e, uint32_t j) {
+    return af_meters_loaded_info(af_pipeline_meters(e->pipe), j);
 }
 
 /* --- reassembly's own requests (its meter context, under the pipeline lock) --- */

@@ -232,6 +232,10 @@ typedef struct {
     uint64_t max_packets;         /* > 0: a flow ends (AF_END_CUSTOM) with its max_packets-th packet, both ways */
     uint64_t max_bytes;           /* > 0: a flow ends (AF_END_CUSTOM) with the packet that brings its IP bytes,
                                      both ways, to max_bytes or more */
+    const char *const *meter_libraries;   /* meters loaded from shared libraries (aioflow/include/
+                                             aioflow_meter.h), after the built-in ones; read at open */
+    uint32_t meter_library_count;
+    uint32_t _pad_meters;
 } af_config;
 
 typedef struct {
@@ -359,6 +363,10 @@ void af_batch_meters_free(af_batch *batch);
  * `index`'s block starts in it (-1: off). */
 uint32_t af_meter_stride(af_engine *engine);
 int32_t af_meter_offset(af_engine *engine, uint32_t index);
+/* The j-th meter loaded from a library by this engine (NULL past the last); af_meter_offset's
+ * index for it is af_meter_registry_size() + j. */
+const af_meter_info *af_loaded_meter_info(af_engine *engine, uint32_t j);
+uint32_t af_meter_registry_size(void);
 /* reassemble: start emitting chunks (stream_events) with the data that comes next. */
 void af_enable_chunks(af_engine *engine);
 /* reassemble, before reading starts: search each TCP direction's in-order stream (a match may
