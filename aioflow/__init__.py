@@ -4,7 +4,7 @@ asyncio (anyio) API. See README.md for the API, units and end reasons."""
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._engine import available_meters
+from ._engine import available_meters, meter_include_dir
 from ._errors import (
     AioflowError,
     CaptureDamagedWarning,
@@ -25,7 +25,8 @@ from ._errors import (
 )
 from ._flow import Flow, PacketHeader
 from ._parser import FlowParser, ParserInfo
-from ._read import read, read_frame, to_csv
+from ._plugins import FlowPlugin
+from ._read import read, read_arrow, read_frame, to_csv
 from ._stream import StreamChunk, StreamMatch, StreamPatterns
 from ._timeline import Timeline
 from ._version import __version__
@@ -91,6 +92,7 @@ __all__ = [
     "FlowFileNotFoundError",
     "FlowFilePermissionError",
     "FlowParser",
+    "FlowPlugin",
     "IPFIXExporter",
     "IPFIXFileWriter",
     "InterfaceNotFoundError",
@@ -107,7 +109,9 @@ __all__ = [
     "Timeline",
     "__version__",
     "available_meters",
+    "meter_include_dir",
     "read",
+    "read_arrow",
     "read_frame",
     "to_csv",
     "zeek_conn_record",

@@ -7,6 +7,7 @@ import secrets
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from . import _errors
@@ -62,20 +63,25 @@ class MeterInfo:
         return field.name if self.plain_names else f"{self.name}_{field.name}"
 
 
+def _meter_info(index: int, info: Any) -> MeterInfo:
+    """A C af_meter_info as a MeterInfo (`index`: its place among the engine's meters)."""
+    fields = tuple(
+        MeterField(str(_text(f.name)), str(_text(f.ctype)), str(_text(f.unit)), int(f.offset), int(f.count))
+        for f in (info.fields[j] for j in range(info.field_count))
+    )
+    name = str(_text(info.name))
+    return MeterInfo(
+        index, name, str(_text(info.doc)), _text(info.option), fields, int(info.record_size), bool(info.plain_names)
+    )
+
+
 def _meter_registry() -> dict[str, MeterInfo]:
     out: dict[str, MeterInfo] = {}
     for i in range(32):
         info = lib.af_meter_info_of(i)
         if info == ffi.NULL:
             break
-        fields = tuple(
-            MeterField(str(_text(f.name)), str(_text(f.ctype)), str(_text(f.unit)), int(f.offset), int(f.count))
-            for f in (info.fields[j] for j in range(info.field_count))
-        )
-        name = str(_text(info.name))
-        out[name] = MeterInfo(
-            i, name, str(_text(info.doc)), _text(info.option), fields, int(info.record_size), bool(info.plain_names)
-        )
+        out[str(_text(info.name))] = _meter_info(i, info)
     return out
 
 
@@ -89,6 +95,12 @@ def column_name(meter: str, field: str) -> str:
     an option of its own (dissect=True: nfstream's application_name, ...)."""
     info = METERS[meter]
     return info.column(next(f for f in info.fields if f.name == field))
+
+
+def meter_include_dir() -> str:
+    """The directory of aioflow_meter.h, the ABI header for meters built as shared libraries
+    (``cc -shared -fPIC -I"$(python -c 'import aioflow; print(aioflow.meter_include_dir())')"``)."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "include")
 
 
 def available_meters() -> tuple[str, ...]:
@@ -122,10 +134,18 @@ class MeterLayout:
     stride: int = 0
     offsets: tuple[tuple[str, int], ...] = ()
     array_length: int = 0  # values of each array field read (splt=N): the first N of `count`
+    loaded: tuple[MeterInfo, ...] = ()  # meters loaded from shared libraries (FlowParser(meters=[path]))
+
+    def info(self, name: str) -> MeterInfo:
+        """Meter `name`'s registry entry, built-in or loaded (KeyError when neither)."""
+        for m in self.loaded:
+            if m.name == name:
+                return m
+        return METERS[name]
 
     def fields(self, name: str) -> tuple[MeterField, ...] | None:
         """The fields of meter `name` when it is on, else None."""
-        return METERS[name].fields if any(n == name for n, _ in self.offsets) else None
+        return self.info(name).fields if any(n == name for n, _ in self.offsets) else None
 
     def read(self, data: bytes, index: int, name: str) -> dict[str, Any] | None:
         """Record `index`'s fields of meter `name` (None when the meter is off or the data is not
@@ -133,10 +153,11 @@ class MeterLayout:
         for n, offset in self.offsets:
             if n == name:
                 at = index * self.stride + offset
-                if at + METERS[name].record_size > len(data):
+                info = self.info(name)
+                if at + info.record_size > len(data):
                     return None
                 out: dict[str, Any] = {}
-                for f in METERS[name].fields:
+                for f in info.fields:
                     if f.count:  # an array: its first array_length values, as a list
                         form = f"={self.array_length}{_CTYPE_FORMATS[f.ctype]}"
                         out[f.name] = list(struct.unpack_from(form, data, at + f.offset))
@@ -149,10 +170,16 @@ class MeterLayout:
 NO_METERS = MeterLayout()
 
 
+def is_meter_library(meter: str) -> bool:
+    """Whether a FlowParser(meters=...) entry is a shared library's path rather than a meter name."""
+    return "/" in meter or meter.endswith(".so")
+
+
 def meter_bits(names: Sequence[str]) -> int:
-    """af_config.meters for these meter names; ConfigError for a name this build lacks."""
+    """af_config.meters for these meter names (library paths left aside); ConfigError for a name
+    this build lacks."""
     bits = 0
-    for name in names:
+    for name in (n for n in names if not is_meter_library(n)):
         if name not in NAMED_METERS:
             raise _errors.ConfigError(
                 f"unknown meter {name!r}: available meters are {', '.join(NAMED_METERS) or '(none)'}"
@@ -231,6 +258,8 @@ class EngineConfig:
     max_dissections: int = 20  # dissect: packets per flow given to nDPI at most
     max_dissecting_flows: int = 65536  # dissect: flows dissected at once (nDPI states)
     decode_tunnels: bool = False  # key flows on the innermost IP of tunnels, plus a tunnel id (tunnel meter)
+    max_packets: int = 0  # > 0: a flow ends ("custom") with its max_packets-th packet (FlowSlicer)
+    max_bytes: int = 0  # > 0: ... with the packet that brings its IP bytes to max_bytes or more
 
     def __post_init__(self) -> None:
         meter_bits(self.meters)  # an unknown meter name fails here, when the parser is made
@@ -302,7 +331,7 @@ class Batch:
 
     __slots__ = (
         "chunk_count", "chunks", "count", "header_count", "headers", "meter_data", "meter_layout", "records", "spans",
-        "stream_data", "streams",
+        "stream_data", "streams", "udps",
     )  # fmt: skip
 
     def __init__(
@@ -327,6 +356,7 @@ class Batch:
         self.stream_data = stream_data
         self.meter_data = b""  # enabled meters' record blocks (meter_layout says where)
         self.meter_layout = NO_METERS
+        self.udps: list[SimpleNamespace] | None = None  # plugins' fields per record (_plugins.run_plugins)
 
     def raw_records(self) -> Any:
         """The records as a buffer (for numpy's bulk path)."""
@@ -388,6 +418,14 @@ class Engine:
         cfg.accounting_mode = config.accounting_mode
         cfg.splt = config.splt
         cfg.decode_tunnels = int(config.decode_tunnels)
+        # read by the engine at open only: kept alive here until af_open_* returns
+        libraries = [ffi.new("char[]", os.fsencode(os.path.abspath(m))) for m in config.meters if is_meter_library(m)]
+        library_array = ffi.new("char *[]", libraries)
+        cfg.meter_libraries = library_array
+        cfg.meter_library_count = len(libraries)
+        cfg.follow = int(config.follow)
+        cfg.max_packets = _check_range("max_packets", config.max_packets, 0, 2**63)
+        cfg.max_bytes = _check_range("max_bytes", config.max_bytes, 0, 2**63)
         # internal: libpcap reads the file instead of aioflow's reader (the comparison test, benchmarks)
         cfg.libpcap_files = int(os.environ.get("AIOFLOW_FILE_READER") == "libpcap")
         self.headers_per_flow = config.headers
@@ -403,14 +441,19 @@ class Engine:
             raise error_for(code, ffi.string(lib.af_open_error()).decode(errors="replace"), config.live)
         self._engine = ffi.gc(out[0], lib.af_close)
         self._live = config.live
+        loaded = tuple(
+            _meter_info(lib.af_meter_registry_size() + j, lib.af_loaded_meter_info(self._engine, j))
+            for j in range(len(libraries))
+        )
         self.meter_layout = MeterLayout(
             int(lib.af_meter_stride(self._engine)),
             tuple(
                 (m.name, int(lib.af_meter_offset(self._engine, m.index)))
-                for m in METERS.values()
+                for m in (*METERS.values(), *loaded)
                 if lib.af_meter_offset(self._engine, m.index) >= 0
             ),
             config.splt,
+            loaded,
         )
         self.closed = False
         self._stats = ffi.new("af_stats *")

@@ -12,6 +12,7 @@ import ipaddress
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Protocol, overload
 
 from ._engine import END_REASONS, METERS, TCP_FLAG_COUNT, Batch
@@ -88,10 +89,15 @@ def unframe(data: bytes) -> tuple[bytes, ...]:
 
 
 
+# A flow's id text, proto-vlan-a_ip:a_port-b_ip:b_port; read_frame maps its bound .format over
+# whole columns (no Python frame per flow).
+FLOW_ID_FORMAT = "{}-{}-{}:{}-{}:{}"
+
+
 def flow_id_text(protocol: int, vlan_id: int, a_ip: str, a_port: int, b_ip: str, b_port: int) -> str:
     """A flow's id text, ``proto-vlan-a_ip:a_port-b_ip:b_port``: Flow.bidirectional_id, read_frame's
-    bidirectional_id column and the NetFlow records' flow_id() all write it here."""
-    return f"{protocol}-{vlan_id}-{a_ip}:{a_port}-{b_ip}:{b_port}"
+    bidirectional_id column and the NetFlow records' flow_id() all write it with FLOW_ID_FORMAT."""
+    return FLOW_ID_FORMAT.format(protocol, vlan_id, a_ip, a_port, b_ip, b_port)
 
 def ip_to_str(version: int, raw: bytes) -> str:
     return str(ipaddress.IPv4Address(raw[:4]) if version == 4 else ipaddress.IPv6Address(raw))
@@ -510,9 +516,9 @@ class Flow:
         `aioflow._engine.METERS[name]`); an empty mapping when the meter was not on, and for
         snapshots of active flows. Array fields (splt_*) are lists. Raises KeyError for a meter
         name this build does not have."""
-        if name not in METERS:
-            raise KeyError(f"no meter {name!r}: this build has {', '.join(METERS)}")
         b = self._batch
+        if name not in METERS and all(m.name != name for m in b.meter_layout.loaded):
+            raise KeyError(f"no meter {name!r}: this build has {', '.join(METERS)}")
         return b.meter_layout.read(b.meter_data, self._i, name) or {}
 
     @property
@@ -531,13 +537,24 @@ class Flow:
         nfstream's names for statistics and splt), in read_frame's order."""
         out: dict[str, Any] = {}
         for name, values in self.meters.items():
-            meter = METERS[name]
+            meter = self._batch.meter_layout.info(name)
             out.update((meter.column(f), values[f.name]) for f in meter.fields)
         return out
 
+    @property
+    def udps(self) -> SimpleNamespace:
+        """The plugins' fields of this flow (FlowParser(plugins=...)): ``flow.udps.x``; with no
+        plugin, an empty namespace not kept anywhere."""
+        udps = self._batch.udps
+        return SimpleNamespace() if udps is None else udps[self._i]
+
     def to_dict(self) -> dict[str, Any]:
-        """Every scalar attribute (headers excluded), JSON-friendly."""
-        return {name: getattr(self, name) for name in SCALAR_FIELDS}
+        """Every scalar attribute (headers excluded), JSON-friendly, then the plugins' fields as
+        ``udps.<name>``."""
+        out = {name: getattr(self, name) for name in SCALAR_FIELDS}
+        if self._batch.udps is not None:
+            out.update({f"udps.{k}": v for k, v in vars(self._batch.udps[self._i]).items()})
+        return out
 
     def __repr__(self) -> str:
         return (

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-from ._engine import END_REASONS, METERS, Batch, MeterLayout, ffi, text_size
+from ._engine import END_REASONS, METERS, Batch, MeterLayout, ffi, is_meter_library, text_size
 from ._extras import expiration_id, frame_extras
-from ._flow import SCALAR_FIELDS, TCP_FLAGS, flow_id_text
+from ._flow import FLOW_ID_FORMAT, SCALAR_FIELDS, TCP_FLAGS
 
 # numpy's code for each C integer type the records use (little-endian hosts, as C lays them out)
 _NUMPY_KINDS = {"uint64_t": "<u8", "uint32_t": "<u4", "uint16_t": "<u2", "uint8_t": "u1",
@@ -41,21 +43,43 @@ def _record_dtype() -> np.dtype[Any]:
 RECORD_DTYPE = _record_dtype()
 
 
-def _ip_strings(version: np.ndarray, raw: np.ndarray) -> np.ndarray:
-    """Dotted/colon strings; IPv4 vectorised, IPv6 through ipaddress (compressed form)."""
-    import ipaddress
+def _ip_text(family: int, packed: bytes) -> str:
+    """One address as Flow writes it (ipaddress's form): socket.inet_ntop, which agrees with it but
+    for IPv6 addresses with the first 80 bits zero (glibc writes ::ffff:a.b.c.d for those)."""
+    if family == socket.AF_INET6 and not any(packed[:10]):
+        return str(ipaddress.IPv6Address(packed))
+    return socket.inet_ntop(family, packed)
 
-    out = np.empty(len(version), dtype=object)
-    v4 = version == 4
-    if v4.any():
-        octets = raw[v4, :4].astype(str)
-        joined = octets[:, 0]
-        for i in range(1, 4):
-            joined = np.char.add(np.char.add(joined, "."), octets[:, i])
-        out[v4] = joined
-    for row in np.flatnonzero(~v4):
-        out[row] = str(ipaddress.IPv6Address(raw[row].tobytes()))
-    return out
+
+class AddressText:
+    """Address text by packed address, kept while a capture is read in batches (flows share
+    addresses across batches): at most `bound` entries, then it starts over."""
+
+    __slots__ = ("bound", "known")
+
+    def __init__(self, bound: int = 1 << 20) -> None:
+        self.bound = bound
+        self.known: dict[bytes, str] = {}
+
+    def strings(self, version: np.ndarray, raw: np.ndarray) -> np.ndarray:
+        """Dotted/colon strings, as Flow writes them: each distinct address of the rows looked up
+        (or written once) and its text indexed out to the rows."""
+        out = np.empty(len(version), dtype=object)
+        if len(self.known) > self.bound:
+            self.known.clear()
+        for v4, width, family in ((True, 4, socket.AF_INET), (False, 16, socket.AF_INET6)):
+            rows = (version == 4) == v4
+            if not rows.any():
+                continue
+            keys = np.ascontiguousarray(raw[rows, :width]).view(f"V{width}").reshape(-1)
+            distinct, inverse = np.unique(keys, return_inverse=True)
+            packed = distinct.tobytes()
+            known = self.known
+            names = np.empty(len(distinct), dtype=object)
+            names[:] = [known.get(k) or known.setdefault(k, _ip_text(family, k))
+                        for k in (packed[at : at + width] for at in range(0, len(packed), width))]  # fmt: skip
+            out[rows] = names[inverse.reshape(-1)]
+        return out
 
 
 def _signed(values: np.ndarray) -> np.ndarray:
@@ -75,20 +99,21 @@ def _bidirectional_ids(rec: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.
     later = (a[:, 1] > b[:, 1]) | ((a[:, 1] == b[:, 1]) & (sport > dport))
     swap = (a[:, 0] > b[:, 0]) | ((a[:, 0] == b[:, 0]) & later)
     # the order is found in bulk; the text per flow (not per packet), as Flow writes it
-    rows = zip(rec["protocol"].tolist(), rec["vlan_id"].tolist(), np.where(swap, dst, src).tolist(),
-               np.where(swap, dport, sport).tolist(), np.where(swap, src, dst).tolist(),
-               np.where(swap, sport, dport).tolist(), strict=True)  # fmt: skip
     out = np.empty(len(rec), dtype=object)
-    out[:] = [flow_id_text(*row) for row in rows]
+    out[:] = list(map(FLOW_ID_FORMAT.format, rec["protocol"].tolist(), rec["vlan_id"].tolist(),
+                      np.where(swap, dst, src).tolist(), np.where(swap, dport, sport).tolist(),
+                      np.where(swap, src, dst).tolist(), np.where(swap, sport, dport).tolist()))  # fmt: skip
     return out
 
 
-def records_to_columns(rec: np.ndarray) -> dict[str, Any]:
+def records_to_columns(rec: np.ndarray, addresses: AddressText | None = None) -> dict[str, Any]:
     """C flow records (RECORD_DTYPE) as read_frame's columns, computed per column in numpy: the
-    columns of Flow.to_dict() (SCALAR_FIELDS), in its order, integers as int64."""
+    columns of Flow.to_dict() (SCALAR_FIELDS), in its order, integers as int64. `addresses`:
+    address texts known from earlier batches of the same source."""
+    text = addresses or AddressText()
     cols: dict[str, Any] = {"id": rec["id"]}
-    cols["src_ip"] = _ip_strings(rec["ip_version"], rec["src_ip"])
-    cols["dst_ip"] = _ip_strings(rec["ip_version"], rec["dst_ip"])
+    cols["src_ip"] = text.strings(rec["ip_version"], rec["src_ip"])
+    cols["dst_ip"] = text.strings(rec["ip_version"], rec["dst_ip"])
     cols["bidirectional_id"] = _bidirectional_ids(rec, cols["src_ip"], cols["dst_ip"])
     for name in ("src_port", "dst_port", "protocol", "ip_version", "vlan_id", "headers_dropped"):
         cols[name] = rec[name]
@@ -128,7 +153,7 @@ def meter_columns(data: bytes, count: int, layout: MeterLayout) -> dict[str, np.
         return cols
     raw = np.frombuffer(data, dtype=np.uint8, count=count * layout.stride).reshape(count, layout.stride)
     for name, offset in layout.offsets:
-        meter = METERS[name]
+        meter = layout.info(name)
         for f in meter.fields:
             kind = _field_kind(f.ctype)
             at = offset + f.offset
@@ -156,11 +181,12 @@ def _empty_meter_columns(meters_on: Iterable[str], array_length: int) -> dict[st
     """meter_columns' columns for no record."""
     out: dict[str, np.ndarray] = {}
     for m in meters_on:
-        for f in METERS[m].fields:
+        meter = METERS[m]
+        for f in meter.fields:
             if text_size(f.ctype):
-                out[METERS[m].column(f)] = np.zeros(0, dtype=object)
+                out[meter.column(f)] = np.zeros(0, dtype=object)
             else:
-                out[METERS[m].column(f)] = _signed(np.zeros((0, array_length) if f.count else 0, _NUMPY_KINDS[f.ctype]))
+                out[meter.column(f)] = _signed(np.zeros((0, array_length) if f.count else 0, _NUMPY_KINDS[f.ctype]))
     return out
 
 
@@ -172,28 +198,61 @@ def _list_column(values: np.ndarray) -> np.ndarray:
     return out
 
 
+def batch_columns(b: Batch, addresses: AddressText | None = None) -> dict[str, Any]:
+    """One batch's records as columns: records_to_columns, the enabled meters' fields
+    (meter_columns; a plain-named field the record already has keeps the record's column) and
+    the plugins' udps fields (lists, "udps.<name>")."""
+    cols = records_to_columns(np.frombuffer(b.raw_records(), dtype=RECORD_DTYPE), addresses)
+    for name, column in meter_columns(b.meter_data, b.count, b.meter_layout).items():
+        cols.setdefault(name, column)
+    cols.update(udps_columns(b))
+    return cols
+
+
+def udps_columns(b: Batch) -> dict[str, list[Any]]:
+    """The plugins' fields of a batch's records, "udps.<name>" columns in the order plugins first
+    set them (None where a flow has no such field)."""
+    if b.udps is None:
+        return {}
+    names: dict[str, None] = {}
+    for u in b.udps:
+        names.update(dict.fromkeys(vars(u)))
+    return {f"udps.{name}": [vars(u).get(name) for u in b.udps] for name in names}
+
+
+def concat_columns(parts: list[dict[str, Any]], empty: dict[str, Any]) -> dict[str, Any]:
+    """Per-batch columns (batch_columns) joined into one set, in the first batch's order; `empty`
+    when there was no batch. A udps field some batches lack is None in their rows."""
+    if not parts:
+        return empty
+    names: dict[str, None] = {}
+    for part in parts:
+        names.update(dict.fromkeys(part))
+    out: dict[str, Any] = {}
+    for name in names:
+        if name.startswith("udps."):
+            out[name] = [v for part in parts for v in part.get(name, [None] * len(part["id"]))]
+        else:
+            column = np.concatenate([part[name] for part in parts])
+            out[name] = _list_column(column) if column.ndim == 2 else column
+    return out
+
+
 def batches_to_columns(
     batches: Iterable[Batch], meters_on: Iterable[str] = (), array_length: int = 0
 ) -> dict[str, Any]:
-    """Every record of these batches as columns (records_to_columns), plus the enabled meters'
-    fields (meter_columns; `meters_on` names them, so that a source with no flow still has their
-    columns, empty). An array field (splt_*) is one column whose cells are numpy arrays of
-    `array_length` values: the rows of one (flows, array_length) int64 array. A plain-named
-    field that the record already has (none today) keeps the record's column. Each batch is
-    copied out as it comes, so none is kept."""
-    parts: list[np.ndarray] = []
-    meters: list[dict[str, np.ndarray]] = []
-    for b in batches:
-        parts.append(np.frombuffer(b.raw_records(), dtype=RECORD_DTYPE).copy())
-        meters.append(meter_columns(b.meter_data, b.count, b.meter_layout))
-    records = np.concatenate(parts) if parts else np.zeros(0, dtype=RECORD_DTYPE)
-    cols = records_to_columns(records)
-    if not meters:
-        meters = [_empty_meter_columns(meters_on, array_length)]
-    for name in meters[0]:
-        if name in cols:
-            continue
-        column = np.concatenate([m[name] for m in meters])
-        cols[name] = _list_column(column) if column.ndim == 2 else column
+    """Every record of these batches as columns (batch_columns), plus the enabled meters' fields
+    (`meters_on` names them, so that a source with no flow still has their columns, empty). An
+    array field (splt_*) is one column whose cells are numpy arrays of `array_length` values.
+    Each batch is turned into columns as it comes (while the engine's thread reads on), so none
+    is kept."""
+    addresses = AddressText()
+    parts = []
+    for b in batches:  # a loop, not a comprehension: read_frame's warning stacklevel counts these frames
+        parts.append(batch_columns(b, addresses))
+    empty = records_to_columns(np.zeros(0, dtype=RECORD_DTYPE))
+    for name, column in _empty_meter_columns([m for m in meters_on if not is_meter_library(m)], array_length).items():
+        empty.setdefault(name, column)
+    cols = concat_columns(parts, empty)
     frame_extras(cols)
     return cols

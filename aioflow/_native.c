@@ -23,7 +23,7 @@ struct af_engine {
 };
 
 /* Array sizes of api.h are its enum counts; the name tables below must cover them. */
-static const char *const end_names[] = {"", "idle", "active", "fin", "rst", "eof", "evicted", "stop"};
+static const char *const end_names[] = {"", "idle", "active", "fin", "rst", "eof", "evicted", "stop", "custom"};
 static const char *const aside_names[] = {"non_ip", "truncated", "bad_header", "unsupported_link",
                                           "fragment_orphan", "filtered", "no_memory", "fragment_merged",
                                           "fragment_dropped"};
@@ -145,7 +145,14 @@ void af_batch_meters_free(af_batch *b) { af_meters_batch_free(b); }
 uint32_t af_meter_stride(af_engine *e) { return af_pipeline_meters(e->pipe)->stride; }
 
 int32_t af_meter_offset(af_engine *e, uint32_t index) {
-    return index < af_meter_registry_count() ? af_pipeline_meters(e->pipe)->offset[index] : -1;
+    const af_meter_set *s = af_pipeline_meters(e->pipe);
+    return index < af_meter_registry_count() + s->loaded_count ? s->offset[index] : -1;
+}
+
+uint32_t af_meter_registry_size(void) { return af_meter_registry_count(); }
+
+const af_meter_info *af_loaded_meter_info(af_engine *e, uint32_t j) {
+    return af_meters_loaded_info(af_pipeline_meters(e->pipe), j);
 }
 
 int af_get_timeline(af_engine *e, af_timeline *out) {

@@ -20,6 +20,7 @@ from ._engine import Batch, Engine, EngineConfig, check_stream_patterns, new_cur
 from ._errors import ConfigError
 from ._flow import PROTOCOL_NUMBERS, Flow
 from ._live import LIVE_BLOCK_SECONDS, LIVE_BUFFER_BYTES, LivePacer
+from ._plugins import FlowPlugin, check_plugins, run_plugins
 from ._privileges import drop_privileges
 from ._stream import StreamChunk, StreamMatch, StreamPatterns
 from ._subscribers import BatchStream, EventStream, FlowStream, Subscribers
@@ -167,6 +168,15 @@ class FlowParser:
     ``decode_tunnels=True`` opens GRE (ERSPAN), IP-in-IP, VXLAN, Geneve, GTP-U, Teredo and MPLS
     pseudowires: flows are keyed on the innermost IP plus ``flow.tunnel_id``; ``tunnel_type``,
     ``tunnel_src_ip`` and ``tunnel_dst_ip`` name the outermost tunnel (README, "Tunnels").
+
+    ``max_packets=N`` / ``max_bytes=N`` (0: off) end a flow in C with its N-th packet, or with the
+    packet that brings its IP bytes (both ways) to N or more: end reason ``custom`` (nfstream's
+    FlowSlicer); the next packet of the same endpoints starts a new flow.
+
+    ``plugins=[MyPlugin()]`` runs aioflow.FlowPlugin hooks on each ended flow as its batch is
+    delivered, in the event loop (``plugin_thread=True``: in a worker thread, one batch at a
+    time), before callbacks and consumers see it; their fields are ``flow.udps``. Snapshots and
+    lookups of active flows do not run them. README, "Plugins".
     """
 
     def __init__(
@@ -211,6 +221,10 @@ class FlowParser:
         splt: int = 0,
         community_id_seed: int = 0,
         decode_tunnels: bool = False,
+        max_packets: int = 0,
+        max_bytes: int = 0,
+        plugins: Sequence[FlowPlugin] = (),
+        plugin_thread: bool = False,
     ) -> None:
         self.source = source
         if live is None:
@@ -249,7 +263,11 @@ class FlowParser:
             accounting_mode=accounting_mode,
             splt=splt,
             decode_tunnels=decode_tunnels,
+            max_packets=max_packets,
+            max_bytes=max_bytes,
         )
+        self.plugins = check_plugins(plugins, headers)
+        self._plugin_thread = plugin_thread
         if buffer_batches < 1:
             raise ConfigError(f"buffer_batches={buffer_batches!r}: expected >= 1")
         if follow and live:
@@ -447,6 +465,11 @@ class FlowParser:
                 return engine.next_deadline()
 
     async def _deliver(self, batch: Batch) -> None:
+        if self.plugins and batch.count:
+            if self._plugin_thread:
+                await anyio.to_thread.run_sync(run_plugins, batch, self.plugins)
+            else:
+                run_plugins(batch, self.plugins)
         if self._on_tcp_end is not None or self._on_udp_end is not None:
             for flow in iter_batch(batch):
                 callback = self._on_tcp_end if flow.protocol == 6 else self._on_udp_end if flow.protocol == 17 else None
@@ -640,13 +663,14 @@ class FlowParser:
         return self._engine
 
 
-def file_engine(source: str | os.PathLike[str], **options: Any) -> tuple[Engine, bool]:
+def file_engine(source: str | os.PathLike[str], **options: Any) -> tuple[Engine, bool, tuple[FlowPlugin, ...]]:
     """A new engine over a capture file, for the blocking read()/read_frame(): FlowParser's
     options, validated and converted exactly as FlowParser does (raises ConfigError as it does,
-    and the engine's typed errors for the file), and whether a read-ahead thread pays here.
+    and the engine's typed errors for the file), whether a read-ahead thread pays here, and the
+    plugins to run on its batches.
     The caller owns the engine (``engine.close()``)."""
     parser = FlowParser(source, live=False, **options)
-    return Engine(source, parser._config), parser._reads_ahead()
+    return Engine(source, parser._config), parser._reads_ahead(), parser.plugins
 
 
 def file_config(source: str | os.PathLike[str], **options: Any) -> EngineConfig:

@@ -12,9 +12,11 @@ from ._engine import Batch
 from ._errors import CaptureDamagedWarning, damage_message
 from ._flow import Flow
 from ._parser import BATCH_RECORDS, READY_BATCHES, file_engine, iter_batch
+from ._plugins import run_plugins
 
 if TYPE_CHECKING:
     import pandas
+    import pyarrow
 
 
 def read_batches(source: str | os.PathLike[str], *, warn_stacklevel: int = 2, **options: Any) -> Iterator[Batch]:
@@ -22,7 +24,7 @@ def read_batches(source: str | os.PathLike[str], *, warn_stacklevel: int = 2, **
     FlowParser's options; raises as FlowParser and read() do. The engine's reading thread runs
     ahead while the caller handles the batches this yields. A damaged file: after its last batch,
     a CaptureDamagedWarning (attributed `warn_stacklevel` frames up, as warnings.warn counts)."""
-    engine, read_ahead = file_engine(source, **options)
+    engine, read_ahead, plugins = file_engine(source, **options)
     try:
         ready_fd = engine.start(BATCH_RECORDS, READY_BATCHES, read_ahead)
         while True:
@@ -30,6 +32,7 @@ def read_batches(source: str | os.PathLike[str], *, warn_stacklevel: int = 2, **
             if state == "wait":
                 select.select([ready_fd], [], [])
             elif batch.count:
+                run_plugins(batch, plugins)
                 yield batch
             if state == "done":
                 break
@@ -69,7 +72,8 @@ def read_frame(
     enabled meters' (decode_tunnels: tunnel_id, tunnel_type, tunnel_src_ip, tunnel_dst_ip;
     meters=("mac",): src_mac, dst_mac, src_oui, dst_oui). `columns_to_anonymize` become
     nfstream's keyed BLAKE2b hex digests (`anonymize_key`: up to 64 bytes; random per call
-    without one); ConfigError for a column the frame lacks."""
+    without one); ConfigError for a column the frame lacks. The plugins' fields (plugins=...)
+    are "udps.<name>" columns (None where a flow has none)."""
     try:
         import numpy  # noqa: F401  (pandas needs it; checked here for the message)
         import pandas as pd
@@ -98,3 +102,20 @@ def to_csv(
     frame = read_frame(source, columns_to_anonymize=columns_to_anonymize, anonymize_key=anonymize_key, **options)
     frame.to_csv(path, index=False)
     return len(frame)
+
+
+def read_arrow(source: str | os.PathLike[str], **options: Any) -> pyarrow.Table:
+    """All flows of a capture file as a pyarrow Table: read_frame()'s columns, built the same way
+    (numpy columns from the C records, batch by batch). Needs pyarrow, `pip install pyarrow`
+    (the 'parquet' extra; ImportError saying so without it). Options, units and errors as
+    read_frame()."""
+    try:
+        import pyarrow as pa
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("read_arrow needs pyarrow: pip install pyarrow (the 'parquet' extra)") from exc
+    from ._frame import batches_to_columns
+    from ._parser import file_config
+
+    meters_on = file_config(source, **options).meters_on()
+    batches = read_batches(source, warn_stacklevel=4, **options)
+    return pa.table(batches_to_columns(batches, meters_on, options.get("splt", 0)))

@@ -114,7 +114,7 @@ def test_table_matches_tshark(capsys: Capture, conversations: Conversations) -> 
         start, proto, src, dst, fwd_pkts, fwd_bytes, rev_pkts, rev_bytes, duration, end = cells
         assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}", start)
         assert duration.endswith("s") and float(duration[:-1]) >= 0
-        assert end in {"idle", "active", "fin", "rst", "eof", "evicted", "stop"}
+        assert end in {"idle", "active", "fin", "rst", "eof", "evicted", "stop", "custom"}
         assert int(fwd_bytes) >= 0 and int(rev_bytes) >= 0
         rows.append((proto, *split_endpoint(src), *split_endpoint(dst), int(fwd_pkts) + int(rev_pkts)))
     assert_matches_tshark(rows, conversations)

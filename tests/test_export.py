@@ -195,7 +195,7 @@ def test_flow_end_reasons_map_to_ipfix_codes() -> None:
     from aioflow.netflow._encode import FLOW_END_REASON
 
     codes = dict(zip(END_REASONS, FLOW_END_REASON.tolist(), strict=True))
-    assert codes == {"": 2, "idle": 1, "active": 2, "fin": 3, "rst": 3, "eof": 4, "evicted": 5, "stop": 4}
+    assert codes == {"": 2, "idle": 1, "active": 2, "fin": 3, "rst": 3, "eof": 4, "evicted": 5, "stop": 4, "custom": 4}
 
 
 @pytest.mark.parametrize("nanoseconds", [False, True])

@@ -107,7 +107,8 @@ def test_sdist_carries_sources_tests_and_data(dist: tuple[Path, Path]) -> None:
         top = sdist.name.removesuffix(".tar.gz")
         names = {m.name.removeprefix(f"{top}/") for m in tar.getmembers() if m.isfile()}
     assert top == f"aioflow_pcap-{aioflow.__version__}"
-    must = {*SDIST_FILES, "aioflow/_native.c", "aioflow/_csrc/api.h", "tests/data/MANIFEST.tsv",
+    must = {*SDIST_FILES, "aioflow/_native.c", "aioflow/_csrc/api.h", "aioflow/include/aioflow_meter.h",
+            "tests/data/MANIFEST.tsv",
             "tests/test_packaging.py", f"examples/data/{CAPTURE.name}"}  # fmt: skip
     must |= {p.relative_to(ROOT).as_posix() for p in (ROOT / "aioflow" / "_csrc").glob("*.[ch]")}
     must |= {p.relative_to(ROOT).as_posix() for p in (ROOT / "tests" / "data").rglob("*.pcap*")}
@@ -126,7 +127,7 @@ def test_wheel_holds_the_extension_and_licence(dist: tuple[Path, Path]) -> None:
     # Every module, subpackages included: the package list is found, not written out.
     modules = {n for n in _source_files() if n.startswith("aioflow/") and n.endswith((".py", ".pyi"))}
     assert sorted(modules - names) == []
-    assert {"aioflow/py.typed", "aioflow/_version.py",
+    assert {"aioflow/py.typed", "aioflow/_version.py", "aioflow/include/aioflow_meter.h",  # the meter ABI header
             f"aioflow_pcap-{aioflow.__version__}.dist-info/licenses/LICENSE"} <= names  # fmt: skip
     assert f"\nVersion: {aioflow.__version__}\n" in metadata
     assert "\nLicense-Expression: BSD-3-Clause\n" in metadata

@@ -11,6 +11,7 @@ void af_account_init(af_accounting *a, const af_config *cfg, af_emitter em) {
     a->em = em;
     a->cfg = cfg;
     a->next_id = 0;   /* nfstream numbers flows from 0 per source, as aioflow does since issue 14 */
+    a->sliced = cfg->max_packets || cfg->max_bytes;
     /* Moving a flow to the tail of its recency list on every packet costs two cache misses (its
      * neighbours). Open flows move at most every min(1 s, idle_timeout/64) of packet time
      * instead: idle expiry and eviction order are then exact to within that resolution, and
@@ -70,6 +71,12 @@ static int counter_full(const af_table *t, uint32_t slot, int dir, uint8_t tcp_f
     for (int b = 0; rare; b++, rare >>= 1)
         if ((rare & 1) && c->rare_flags[dir][af_rare_slot[b]] == UINT16_MAX) return 1;
     return 0;
+}
+
+/* Whether a slicing rule ends the flow with the packet just counted (nfstream's FlowSlicer). */
+static int sliced_off(const af_config *cfg, const af_flow *f) {
+    return (cfg->max_packets && (uint64_t)f->packets[0] + f->packets[1] >= cfg->max_packets) ||
+           (cfg->max_bytes && f->bytes[0] + f->bytes[1] >= cfg->max_bytes);
 }
 
 void af_account(af_accounting *a, const af_queued *q) {
@@ -167,4 +174,5 @@ void af_account(af_accounting *a, const af_queued *q) {
     }
     st->packets_in_flows++;
     st->packets_read++;
+    if (a->sliced && sliced_off(cfg, f)) af_emit_end(em, slot, AF_END_CUSTOM);
 }

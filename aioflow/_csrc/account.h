@@ -1,7 +1,8 @@
 /* Flow accounting: one prepared packet into its flow — ending the flow first when it expired,
  * splitting the record at the active timeout or a full counter, creating it (evicting the least
  * recent flow at max_flows), then the per-direction counters, TCP flags and state, the recency
- * lists, kept headers (headers=N) and the enabled meters. */
+ * lists, kept headers (headers=N) and the enabled meters; last, a slicing rule (max_packets,
+ * max_bytes) may end the flow with this packet. */
 #ifndef AIOFLOW_ACCOUNT_H
 #define AIOFLOW_ACCOUNT_H
 #include <stdint.h>
@@ -15,6 +16,7 @@ typedef struct {
     const af_config *cfg;
     uint64_t next_id;
     uint32_t touch_units;            /* open flows move in their recency list at most this often */
+    int sliced;                      /* max_packets or max_bytes set: flows may end by AF_END_CUSTOM */
 } af_accounting;
 
 void af_account_init(af_accounting *a, const af_config *cfg, af_emitter em);

@@ -14,7 +14,8 @@ enum af_end_reason {
     AF_END_EOF = 5,       /* the source ended */
     AF_END_EVICTED = 6,   /* table full (max_flows): least recently seen flow made room */
     AF_END_STOP = 7,      /* the parser was stopped */
-    AF_END_COUNT = 8
+    AF_END_CUSTOM = 8,    /* a slicing rule: max_packets or max_bytes reached (nfstream's FlowSlicer) */
+    AF_END_COUNT = 9
 };
 
 /* Status codes of af_* calls. Errors are negative; af_error_message() has the details. */
@@ -260,6 +261,13 @@ typedef struct {
     uint16_t _pad_cid;
     int32_t decode_tunnels;       /* 1: key flows on the innermost IP of GRE, IP-in-IP, VXLAN, Geneve,
                                      GTP-U, Teredo and MPLS pseudowires, plus a tunnel id (tunnels.h) */
+    uint64_t max_packets;         /* > 0: a flow ends (AF_END_CUSTOM) with its max_packets-th packet, both ways */
+    uint64_t max_bytes;           /* > 0: a flow ends (AF_END_CUSTOM) with the packet that brings its IP bytes,
+                                     both ways, to max_bytes or more */
+    const char *const *meter_libraries;   /* meters loaded from shared libraries (aioflow/include/
+                                             aioflow_meter.h), after the built-in ones; read at open */
+    uint32_t meter_library_count;
+    uint32_t _pad_meters;
 } af_config;
 
 typedef struct {
@@ -416,6 +424,10 @@ uint32_t af_meter_stride(af_engine *engine);
 int32_t af_meter_offset(af_engine *engine, uint32_t index);
 /* A copy of the timeline meter's counts: 1, or 0 when that meter is off. */
 int af_get_timeline(af_engine *engine, af_timeline *out);
+/* The j-th meter loaded from a library by this engine (NULL past the last); af_meter_offset's
+ * index for it is af_meter_registry_size() + j. */
+const af_meter_info *af_loaded_meter_info(af_engine *engine, uint32_t j);
+uint32_t af_meter_registry_size(void);
 /* reassemble: start emitting chunks (stream_events) with the data that comes next. */
 void af_enable_chunks(af_engine *engine);
 /* reassemble, before reading starts: search each TCP direction's in-order stream (a match may

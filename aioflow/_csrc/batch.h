@@ -8,8 +8,9 @@
 #include "flowtable.h"
 #include "meter.h"
 
-/* Room one packet may need in a batch: an expired or active-split record plus an eviction. */
-#define AF_ROOM_PER_PACKET 2u
+/* Room one packet may need in a batch: an expired or active-split record, an eviction, and its
+ * own flow's end by a slicing rule (max_packets / max_bytes). */
+#define AF_ROOM_PER_PACKET 3u
 
 /* What emitting needs: the table records come from, the meters that add to them, the counters
  * and the batch being filled (set per pump). */

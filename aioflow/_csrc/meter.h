@@ -137,12 +137,16 @@ typedef struct {
     int needs_payload;
     int needs_l3;
     unsigned decode_flags;           /* AF_DECODE_*: the enabled meters' */
+    uint32_t loaded_count;           /* meters loaded from libraries (cfg->meter_libraries) */
+    struct af_loaded_meter *loaded[AF_METERS_MAX];
 } af_meter_set;
 
 /* Enables the meters cfg asks for. AF_OK, AF_ERR_CONFIG (unknown bit; message in error), or
  * AF_ERR_NOMEM. */
 int af_meters_open(af_meter_set *s, const af_config *cfg, af_stats *stats, char *error, size_t error_length);
 void af_meters_close(af_meter_set *s);
+/* The j-th loaded meter's info, or NULL. */
+const af_meter_info *af_meters_loaded_info(const af_meter_set *s, uint32_t j);
 /* Turns on meter m after open (lock held, before reading starts; nothing if it is on already):
  * for meters without record fields, flow state, payload or batch room. AF_OK, AF_ERR_CONFIG
  * (m cannot be), AF_ERR_NOMEM (message in error). */

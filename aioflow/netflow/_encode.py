@@ -36,7 +36,8 @@ PORT_PROTOCOLS = (6, 17, 132)  # TCP, UDP, SCTP: ICMP "ports" (type/code or echo
 # aioflow end reason (index into END_REASONS) -> IPFIX flowEndReason (RFC 7012): idle 1, active 2,
 # end of flow detected (FIN/RST) 3, forced end (end of file, stop) 4, lack of resources (eviction) 5;
 # a snapshot of a flow still open is reported as an active-timeout record (the flow goes on).
-_END_REASON_CODES = {"": 2, "idle": 1, "active": 2, "fin": 3, "rst": 3, "eof": 4, "evicted": 5, "stop": 4}
+_END_REASON_CODES = {"": 2, "idle": 1, "active": 2, "fin": 3, "rst": 3, "eof": 4, "evicted": 5, "stop": 4,
+                     "custom": 4}  # fmt: skip
 FLOW_END_REASON = np.array([_END_REASON_CODES[name] for name in END_REASONS], dtype=np.uint8)
 
 U32_MAX = 2**32 - 1
