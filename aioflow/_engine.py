@@ -577,11 +577,11 @@ class Engine:
     def timeline(self) -> Timeline | None:
         """What the timeline meter counted so far (a ~0.2 ms copy under the engine lock); None
         when that meter is off."""
-        import numpy as np
-
         t = ffi.new("af_timeline *")
         if not lib.af_get_timeline(self._engine, t):
-            return None
+            return None  # numpy not imported: a parser that dropped privileges may no longer read it
+        import numpy as np
+
         n = int(t.count)
         size = lib.AF_TIMELINE_MAX_BUCKETS * lib.AF_TIMELINE_CLASSES * 8
         shape = (lib.AF_TIMELINE_MAX_BUCKETS, lib.AF_TIMELINE_CLASSES)
