@@ -223,8 +223,8 @@ def udps_columns(b: Batch) -> dict[str, list[Any]]:
 def concat_columns(parts: list[dict[str, Any]], empty: dict[str, Any]) -> dict[str, Any]:
     """Per-batch columns (batch_columns) joined into one set, in the first batch's order; `empty`
     when there was no batch. A udps field some batches lack is None in their rows."""
-    if not parts:
-        return empty
+    if not parts:  # an array field's empty (0, N) column is still a list column
+        return {name: _list_column(c) if np.ndim(c) == 2 else c for name, c in empty.items()}
     names: dict[str, None] = {}
     for part in parts:
         names.update(dict.fromkeys(part))
