@@ -131,6 +131,7 @@ void af_account(af_accounting *a, const af_queued *q) {
         af_count_active(st, p->protocol, +1);
     }
     af_flow *f = af_table_flow(t, slot);
+    uint64_t sender_last = f->packets[sender] ? f->last_ns[sender] : 0;   /* meters: the time before this packet */
     if (f->packets[sender] == 0) af_table_cold(t, slot)->first_ns[sender] = f->last_ns[sender] = ts;
     else if (ts > f->last_ns[sender]) f->last_ns[sender] = ts;
     f->packets[sender]++;
@@ -169,7 +170,7 @@ void af_account(af_accounting *a, const af_queued *q) {
     if (t->headers_per_flow) keep_header(a, slot, q, sender != f->src_idx);
     if (em->meters->n_packet) {
         af_meter_packet mp = {slot, sender, sender != f->src_idx, ts, p, q->payload, q->payload_len,
-                              q->l3_len ? q->payload - q->l3_headers : NULL, q->l3_len, q->caplen, q->wire_len};
+                              q->l3_len ? q->payload - q->l3_headers : NULL, q->l3_len, q->caplen, q->wire_len, f, sender_last};
         af_meters_packet(em->meters, &mp);
     }
     st->packets_in_flows++;

@@ -41,6 +41,8 @@ typedef struct {
     uint32_t l3_len;
     uint32_t caplen;                 /* bytes captured of the whole frame */
     uint32_t wire_len;               /* the frame's length on the wire (statistics' accounting mode 0) */
+    const af_flow *flow;             /* the flow's slot, this packet already counted into it */
+    uint64_t sender_last_ns;         /* the sender's latest time before this packet (0: its first) */
 } af_meter_packet;
 
 /* A flow's record is being emitted into out->records[record] (it is written just after). */

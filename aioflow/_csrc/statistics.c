@@ -11,7 +11,8 @@
  * State is sums and sums of squares (integers, but a double for the squares of ns gaps): a
  * variance is computed once, when the record is written. A gap is measured from the latest time seen before the packet (a packet
  * older than that counts a gap of 0), so the gaps of a set add up to its last time less its
- * first and their sum is not kept. */
+ * first and their sum is not kept. Packet counts and latest times per direction are the flow
+ * table's (af_meter_packet's flow and sender_last_ns), not kept again here. */
 #include <math.h>
 #include <string.h>
 
@@ -31,11 +32,9 @@ typedef struct {
 typedef struct {
     ns_gaps ns[3];
     ms_gaps ms[3];
-    uint64_t last_ns[2];             /* latest packet time seen per direction (0: none yet) */
     uint64_t ps_sum[2], ps_sumsq[2];
     uint64_t raw_bytes[2], payload_bytes[2];
     uint32_t ps_min[2], ps_max[2];   /* ps_min starts at UINT32_MAX (reset) */
-    uint32_t packets[2];
 } statistics_state;
 
 #define SET_FIELDS(X, s)                                                                          \
@@ -123,10 +122,13 @@ static void on_packet(void *ctx, void *state, const af_meter_packet *mp) {
     s->ps_sum[d] += size;
     uint64_t sq = s->ps_sumsq[d] + (uint64_t)size * size;
     s->ps_sumsq[d] = sq < s->ps_sumsq[d] ? UINT64_MAX : sq;
-    if (s->packets[0] | s->packets[1]) add_gap(s, 2, ts, ts_ms, MAX(s->last_ns[0], s->last_ns[1]));
-    if (s->packets[d]) add_gap(s, d, ts, ts_ms, s->last_ns[d]);
-    s->last_ns[d] = MAX(s->last_ns[d], ts);
-    s->packets[d]++;
+    /* the flow table has counted this packet: its sender's time before it is sender_last_ns */
+    const af_flow *f = mp->flow;
+    int other = 1 - mp->sender;
+    int seen = f->packets[mp->sender] > 1;   /* the sender sent before */
+    uint64_t other_last = f->packets[other] ? f->last_ns[other] : 0;
+    if (seen || f->packets[other]) add_gap(s, 2, ts, ts_ms, MAX(mp->sender_last_ns, other_last));
+    if (seen) add_gap(s, d, ts, ts_ms, mp->sender_last_ns);
 }
 
 /* mean and sample standard deviation of n values with sum `sum` and sum of squares `sumsq` */
@@ -164,15 +166,16 @@ static void gap_summaries(const statistics_state *s, int set, uint64_t gaps, uin
         (r)->s##_mean_ps = (sum).mean, (r)->s##_stddev_ps = (sum).stddev;                          \
     } while (0)
 
-static void write_sizes(const statistics_state *s, statistics_record *r) {
+/* packets: per direction (src->dst, dst->src) */
+static void write_sizes(const statistics_state *s, const uint64_t packets[2], statistics_record *r) {
     summary dir[2], both = {0, 0, 0, 0};
     for (int d = 0; d < 2; d++) {
-        dir[d] = (summary){s->packets[d] ? s->ps_min[d] : 0, s->ps_max[d], 0, 0};
-        moments(s->packets[d], (long double)s->ps_sum[d], (long double)s->ps_sumsq[d], &dir[d].mean, &dir[d].stddev);
+        dir[d] = (summary){packets[d] ? s->ps_min[d] : 0, s->ps_max[d], 0, 0};
+        moments(packets[d], (long double)s->ps_sum[d], (long double)s->ps_sumsq[d], &dir[d].mean, &dir[d].stddev);
     }
     both.min = MIN(s->ps_min[0], s->ps_min[1]);   /* a direction without packets has UINT32_MAX */
     both.max = MAX(s->ps_max[0], s->ps_max[1]);
-    moments((uint64_t)s->packets[0] + s->packets[1], (long double)s->ps_sum[0] + s->ps_sum[1],
+    moments(packets[0] + packets[1], (long double)s->ps_sum[0] + s->ps_sum[1],
             (long double)s->ps_sumsq[0] + s->ps_sumsq[1], &both.mean, &both.stddev);
     WRITE_SIZES(r, bidirectional, both);
     WRITE_SIZES(r, src2dst, dir[0]);
@@ -200,16 +203,17 @@ static void on_end(void *ctx, void *state, const af_meter_end *me) {
     r->dst2src_first_seen_ms = ms_of(first_dir[1]);
     r->dst2src_last_seen_ms = ms_of(last_dir[1]);
     r->dst2src_duration_ms = r->dst2src_last_seen_ms - r->dst2src_first_seen_ms;
-    uint64_t packets = (uint64_t)s->packets[0] + s->packets[1];
+    uint64_t packets_dir[2] = {f->packets[src], f->packets[dst]};
+    uint64_t packets = packets_dir[0] + packets_dir[1];
     r->bidirectional_packets = packets;
     r->bidirectional_bytes = s->ps_sum[0] + s->ps_sum[1];
-    write_sizes(s, r);
+    write_sizes(s, packets_dir, r);
     summary ms, ns;
     gap_summaries(s, 2, packets ? packets - 1 : 0, first, last, &ms, &ns);
     WRITE_GAPS(r, bidirectional, ms, ns);
-    gap_summaries(s, 0, s->packets[0] ? s->packets[0] - 1u : 0, first_dir[0], last_dir[0], &ms, &ns);
+    gap_summaries(s, 0, packets_dir[0] ? packets_dir[0] - 1u : 0, first_dir[0], last_dir[0], &ms, &ns);
     WRITE_GAPS(r, src2dst, ms, ns);
-    gap_summaries(s, 1, s->packets[1] ? s->packets[1] - 1u : 0, first_dir[1], last_dir[1], &ms, &ns);
+    gap_summaries(s, 1, packets_dir[1] ? packets_dir[1] - 1u : 0, first_dir[1], last_dir[1], &ms, &ns);
     WRITE_GAPS(r, dst2src, ms, ns);
     /* flags of both directions: the rare ones (fin syn rst urg ece cwr) in the cold part */
     uint64_t rare[6];
