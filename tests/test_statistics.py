@@ -23,6 +23,7 @@ from typing import Any
 import dpkt
 import pytest
 from support.corpus import ABSENT, CORPUS, DATA, ROOT
+from support.tshark import TShark
 
 import aioflow
 
@@ -94,6 +95,20 @@ def test_splt_pads_with_minus_one_and_modes_differ() -> None:
     frame1 = aioflow.read_frame(pings, statistics=True, accounting_mode=1)
     assert (frame1["bidirectional_bytes"] == frame1["bytes"]).all()   # mode 1 is today's bytes
     assert (frame1["bidirectional_raw_bytes"] == sizes[0]).sum() == 0 or len(frame1) == 1
+
+
+def test_raw_bytes_of_reassembled_datagrams_are_their_frames(tshark: TShark) -> None:
+    """accounting_mode 0 counts frames on the wire: a datagram reassembled from fragments counts
+    every fragment's frame (tshark's frame.len), not only the one that completed it."""
+    path = DATA / "nfstream_dns_fragmented.pcap"
+    frames = [int(n) for n in tshark.output(path, "-T", "fields", "-e", "frame.len").split()]
+    for defragment in (True, False):
+        flows = list(aioflow.read(path, statistics=True, defragment=defragment))
+        raw = [f.meter("statistics")["bidirectional_raw_bytes"] for f in flows]
+        assert sum(raw) == sum(frames), defragment
+        assert all(r >= f.captured_bytes for r, f in zip(raw, flows, strict=True))  # this capture is not cut
+        # with defragment, datagrams were merged (fewer packets than frames): the path is exercised
+        assert (sum(f.packets for f in flows) < len(frames)) == defragment
 
 
 def test_statistics_config_errors() -> None:

@@ -26,6 +26,7 @@ typedef struct {
     uint32_t max_end;         /* blocks past it are unused */
     uint32_t hash;
     uint64_t captured;        /* captured bytes of the fragments held */
+    uint64_t wire;            /* their frames' lengths on the wire */
     uint64_t first_ns;        /* the timeout runs from the first fragment seen, as in Linux */
     uint32_t prev, next;      /* age list, oldest first */
     uint32_t hnext;           /* hash chain; free-slot list */
@@ -143,7 +144,7 @@ static void release_data(af_defrag *d, uint32_t s) {
     g->nfrags = 0;
     g->hdr_len = 0;
     g->total = g->have = g->max_end = 0;
-    g->captured = 0;
+    g->captured = g->wire = 0;
     set_memory_gauge(d);
 }
 
@@ -376,7 +377,7 @@ static void drop_fragment(af_defrag *d) {
 }
 
 const uint8_t *af_defrag_add(af_defrag *d, const af_packet *pkt, const uint8_t *end, uint32_t caplen,
-                             uint64_t ts_ns, uint32_t *len, uint32_t *captured) {
+                             uint32_t wire_len, uint64_t ts_ns, uint32_t *len, uint32_t *captured, uint32_t *wire) {
     af_piece pc;
     /* IPv6: the protocol decode saw differs between first and later fragments, and is no key */
     af_dkey k = {pkt->src, pkt->dst, pkt->frag_id, pkt->vlan_id, pkt->ip_version,
@@ -413,6 +414,7 @@ const uint8_t *af_defrag_add(af_defrag *d, const af_packet *pkt, const uint8_t *
     g->have += pc.len;
     if (frag_end > g->max_end) g->max_end = frag_end;
     g->captured += caplen;
+    g->wire += wire_len;
     if (!pc.more) g->total = frag_end;
     if (pc.off == 0) {
         memcpy(&d->headers[(size_t)s * AF_DEFRAG_HEADER_MAX], pkt->l3, pc.hdr_len);
@@ -433,6 +435,7 @@ const uint8_t *af_defrag_add(af_defrag *d, const af_packet *pkt, const uint8_t *
     /* complete: this fragment stands for the datagram; the others were merged into it */
     *len = assemble(d, s);
     *captured = g->captured > UINT32_MAX ? UINT32_MAX : (uint32_t)g->captured;
+    *wire = g->wire > UINT32_MAX ? UINT32_MAX : (uint32_t)g->wire;
     st->aside[AF_ASIDE_FRAGMENT_MERGED] += g->nfrags - 1u;
     st->defrag_fragments_held -= g->nfrags - 1u;
     st->defrag_datagrams++;

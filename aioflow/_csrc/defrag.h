@@ -35,9 +35,10 @@ void af_defrag_free(af_defrag *d);
 /* Takes one fragment (pkt->frag != AF_FRAG_NONE; `end` is the end of the captured frame).
  * Returns NULL when the fragment was held or dropped (and counted), or the reassembled datagram
  * (an IP packet of *len bytes, valid until the next call) when this fragment completed it;
- * *captured is then the captured bytes of all its fragments. */
+ * *captured and *wire are then the captured bytes and the frames' lengths on the wire (wire_len
+ * each) of all its fragments. */
 const uint8_t *af_defrag_add(af_defrag *d, const af_packet *pkt, const uint8_t *end, uint32_t caplen,
-                             uint64_t ts_ns, uint32_t *len, uint32_t *captured);
+                             uint32_t wire_len, uint64_t ts_ns, uint32_t *len, uint32_t *captured, uint32_t *wire);
 /* Gives up datagrams whose first fragment is fragment_timeout older than now_ns. */
 void af_defrag_expire(af_defrag *d, uint64_t now_ns);
 /* The source ended: gives up every datagram still incomplete ("unfinished"). */

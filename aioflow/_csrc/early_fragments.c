@@ -51,7 +51,7 @@ static void drop_oldest(af_early_frags *t, af_stats *st, int event) {
 }
 
 int af_early_hold(af_early_frags *t, af_stats *st, const af_packet *pkt, uint64_t ts_ns, uint32_t caplen,
-                  const uint8_t *raw, uint32_t raw_len) {
+                  uint32_t wire_len, const uint8_t *raw, uint32_t raw_len) {
     if (!t->ring) return 0;
     if (t->used == t->cap) drop_oldest(t, st, AF_EVENT_FRAGMENT_EARLY_FULL);
     uint32_t i = (t->head + t->used++) % t->cap;
@@ -61,6 +61,7 @@ int af_early_hold(af_early_frags *t, af_stats *st, const af_packet *pkt, uint64_
     e->p.payload_len = 0;
     e->ts_ns = ts_ns;
     e->caplen = caplen;
+    e->wire_len = wire_len;
     if (raw_len > sizeof e->raw) raw_len = sizeof e->raw;
     memcpy(e->raw, raw, raw_len);
     uint32_t s = slot_of(t, pkt);

@@ -18,7 +18,7 @@
 typedef struct {
     af_packet p;
     uint64_t ts_ns;
-    uint32_t caplen;
+    uint32_t caplen, wire_len;
     uint32_t next, prev;      /* its slot's chain, ring index + 1 (0: none) */
     uint8_t held;             /* 0: released or dropped, its ring place waits for the oldest to pass */
     uint8_t raw[sizeof(((af_header *)0)->raw)];
@@ -39,7 +39,7 @@ void af_early_free(af_early_frags *t);
 /* Holds a later fragment whose first was not seen (raw: its first raw_len header bytes). Returns
  * 0 when nothing can be held (the caller sets it aside). Counted into st. */
 int af_early_hold(af_early_frags *t, af_stats *st, const af_packet *pkt, uint64_t ts_ns, uint32_t caplen,
-                  const uint8_t *raw, uint32_t raw_len);
+                  uint32_t wire_len, const uint8_t *raw, uint32_t raw_len);
 /* The oldest fragment held for first's datagram, with first's ports, out of the ring (1), or 0. */
 int af_early_release(af_early_frags *t, af_stats *st, const af_packet *first, af_frag_early *out);
 /* Sets aside (fragment_orphan) what was held fragment_timeout before now_ns. */

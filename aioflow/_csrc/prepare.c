@@ -52,7 +52,7 @@ __attribute__((always_inline)) static inline void make_key(const af_prepare *pp,
 static int hold_early(const af_prepare *pp, af_stats *st, const af_queued *q) {
     const af_packet *p = &q->p;
     uint32_t raw = pp->table->headers_per_flow ? p->l3_headers_len : 0;
-    return af_early_hold(pp->early, st, p, q->ts, q->caplen, p->l3, raw);
+    return af_early_hold(pp->early, st, p, q->ts, q->caplen, q->wire_len, p->l3, raw);
 }
 
 int af_prepare_packet(const af_prepare *pp, af_stats *st, af_queued *q, const u_char *data, uint8_t *payload_to) {
@@ -62,7 +62,7 @@ int af_prepare_packet(const af_prepare *pp, af_stats *st, af_queued *q, const u_
     uint32_t caplen = q->caplen;
     if (pp->defrag && p->frag != AF_FRAG_NONE) {   /* held (counted there) until its datagram is whole */
         uint32_t len;
-        data = af_defrag_add(pp->defrag, p, data + caplen, caplen, ts, &len, &caplen);
+        data = af_defrag_add(pp->defrag, p, data + caplen, caplen, q->wire_len, ts, &len, &caplen, &q->wire_len);
         if (!data) return 0;
         af_packet outer = *p;
         r = af_decode(AF_DEFRAG_DLT_RAW, data, len, p, pp->decode_flags);
@@ -107,7 +107,7 @@ int af_prepare_early(const af_prepare *pp, af_stats *st, const af_queued *first,
     q->p = e.p;
     q->ts = e.ts_ns;
     q->caplen = e.caplen;
-    q->wire_len = e.caplen;
+    q->wire_len = e.wire_len;
     q->decoded = AF_DECODED;
     q->pending = 0;
     q->payload = NULL;
