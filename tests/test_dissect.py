@@ -79,6 +79,36 @@ def test_corpus_agrees_with_ndpi_reader(corpus: Path) -> None:
     assert percent >= 98, {cause: len(flows) for cause, flows in explained.items()}
 
 
+@needs_reader
+def test_split_records_carry_the_result_and_eviction_keeps_results() -> None:
+    """A result is stored when its flow's dissection ends and given back when the flow ends: every
+    record of an active-timeout split carries ndpiReader's application and server name; and with a
+    table of two flows (evictions give slots and results back, new flows take them again) no
+    dissected flow is left without its result (an empty application_name)."""
+    split = 0
+    for name in ("ndpi_ocs.pcap", "ndpi_log4j-webapp-exploit.pcap"):
+        reference = ndpi_reader_flows(DATA / name)
+        ours = _ours(DATA / name, active_timeout=5.0)
+        for key, records in ours.items():
+            if len(reference.get(key, [])) == 1:
+                split += len(records) > 1
+                theirs = (reference[key][0]["ndpi_proto"], reference[key][0]["server_name_sni"])
+                assert records == [theirs] * len(records), (name, key)
+    assert split >= 3, "no flow was split: the test checked no split record"
+
+    async def run() -> tuple[list[str], aioflow.ParserInfo]:
+        async with aioflow.FlowParser(DATA / "ndpi_ocs.pcap", dissect=True, max_flows=2) as parser:
+            names = [str(f.meter("dissect")["application_name"]) async for f in parser.terminated()]
+            return names, parser.info()
+
+    import anyio
+
+    names, info = anyio.run(run)
+    assert info.dissection["dissect_pool_full"] == 0
+    assert len(names) > len(aioflow.read_frame(DATA / "ndpi_ocs.pcap")), "no eviction"
+    assert "" not in names
+
+
 def test_fields_have_nfstream_names_and_text_decodes() -> None:
     frame = aioflow.read_frame(DATA / "ndpi_smtp-starttls.pcap", dissect=True)
     for name in ("application_name", "application_category_name", "requested_server_name", "client_fingerprint",

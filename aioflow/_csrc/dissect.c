@@ -5,8 +5,10 @@
  * so does a flow that ends first). nDPI's per-flow state is big (af_ndpi_state_size()), so it is
  * not in the per-slot state: it comes from a pool of max_dissecting_flows states taken when a
  * flow's first packet comes and given back as soon as its dissection ends. A flow that finds the
- * pool empty is not dissected (dissect_pool_full). What the dissection found stays in the slot's
- * state until the flow ends (an active-timeout split's records all carry it). */
+ * pool empty is not dissected (dissect_pool_full). What the dissection found (af_dissect_result,
+ * ~700 bytes) is kept in a second store, taken when the dissection ends and given back when the
+ * flow does (an active-timeout split's records all carry it): a flow slot holds 8 bytes, so a flow
+ * never dissected costs no result, and memory is backed for the results held at once only. */
 #define _DEFAULT_SOURCE   /* MAP_ANONYMOUS, MAP_NORESERVE */
 #include <stdlib.h>
 #include <string.h>
@@ -18,32 +20,75 @@
 enum { PHASE_NEW, PHASE_DISSECTING, PHASE_DONE, PHASE_SKIPPED };
 
 typedef struct {
-    uint32_t entry;                  /* pool entry while dissecting */
+    uint32_t entry;                  /* PHASE_DISSECTING: nDPI state entry; PHASE_DONE: result entry */
     uint16_t packets;                /* given to nDPI */
     uint8_t phase;
     uint8_t _pad;
-    af_dissect_result result;        /* PHASE_DONE */
 } dissect_state;
+
+/* capacity fixed-size entries, reserved and backed as first used; given back ones are taken again
+ * last in first out (the warm ones first). */
+typedef struct {
+    uint8_t *base;                   /* capacity entries, then the free list */
+    uint32_t *free;
+    uint32_t size;                   /* bytes of one entry */
+    uint32_t capacity;
+    uint32_t used;                   /* entries ever handed out (the ones past it were never touched) */
+    uint32_t free_count;
+    size_t reserved;
+} store;
 
 typedef struct {
     af_ndpi *ndpi;
     af_stats *stats;
     uint32_t max_dissections;
-    uint32_t state_size;             /* one nDPI state, rounded up to 64 bytes */
-    uint32_t capacity;               /* pool states */
-    uint32_t used;                   /* states ever handed out (the ones past it were never touched) */
-    uint32_t free_count;
-    uint8_t *pool;                   /* capacity states, reserved; backed as first used */
-    uint32_t *free;                  /* states given back, last in first out (the warm ones first) */
-    uint8_t *in_use;                 /* by state: taken now (close frees what nDPI holds in them) */
-    size_t reserved;
+    store pool;                      /* nDPI states, one per flow being dissected */
+    uint8_t *in_use;                 /* by pool entry: taken now (close frees what nDPI holds in them) */
+    store results;                   /* af_dissect_result, one per flow whose dissection ended */
+    af_dissect_result lost;          /* where finish writes if results were ever short */
 } dissect_ctx;
 
 const char *af_dissect_unavailable(void) { return af_ndpi_unavailable(); }
 
 static int wanted(const af_config *cfg) { return cfg->dissect != 0; }
 
-static void *pool_at(const dissect_ctx *c, uint32_t entry) { return c->pool + (size_t)entry * c->state_size; }
+/* extra: bytes per entry reserved after the free list (the pool's in_use flags). */
+static int store_open(store *st, uint32_t size, uint32_t capacity, size_t extra) {
+    st->size = size;
+    st->capacity = capacity;
+    st->reserved = (size_t)capacity * (size + sizeof(uint32_t) + extra);
+    void *p = mmap(NULL, st->reserved, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) return 0;
+    st->base = p;
+    st->free = (uint32_t *)(void *)(st->base + (size_t)capacity * size);
+    return 1;
+}
+
+static void store_close(store *st) {
+    if (st->base) munmap(st->base, st->reserved);
+}
+
+static void *store_at(const store *st, uint32_t entry) { return st->base + (size_t)entry * st->size; }
+
+/* An entry (its bytes as last left), or 0 when all are taken. */
+static int store_take(store *st, uint32_t *entry) {
+    if (st->free_count) *entry = st->free[--st->free_count];
+    else if (st->used < st->capacity) *entry = st->used++;
+    else return 0;
+    return 1;
+}
+
+static void store_give(store *st, uint32_t entry) { st->free[st->free_count++] = entry; }
+
+static void close_ctx(void *ctx) {
+    dissect_ctx *c = ctx;
+    for (uint32_t e = 0; e < c->pool.used; e++)
+        if (c->in_use[e]) af_ndpi_drop(store_at(&c->pool, e));
+    if (c->ndpi) af_ndpi_close(c->ndpi);
+    store_close(&c->pool);
+    store_close(&c->results);
+    free(c);
+}
 
 static void *open_ctx(const af_config *cfg, af_stats *stats) {
     if (*af_ndpi_unavailable()) return NULL;   /* Python checked first: this is a second line */
@@ -51,37 +96,23 @@ static void *open_ctx(const af_config *cfg, af_stats *stats) {
     if (!c) return NULL;
     c->stats = stats;
     c->max_dissections = cfg->max_dissections ? cfg->max_dissections : 1;
-    c->state_size = (af_ndpi_state_size() + 63u) & ~63u;
-    c->capacity = cfg->max_dissecting_flows ? cfg->max_dissecting_flows : 1;
-    c->reserved = (size_t)c->capacity * (c->state_size + sizeof(uint32_t) + 1);
-    void *p = mmap(NULL, c->reserved, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED || !(c->ndpi = af_ndpi_open())) {
-        if (p != MAP_FAILED) munmap(p, c->reserved);
-        free(c);
+    uint32_t pool_size = cfg->max_dissecting_flows ? cfg->max_dissecting_flows : 1;
+    /* a result is held by a flow in the table: max_flows of them at most */
+    if (!store_open(&c->pool, (af_ndpi_state_size() + 63u) & ~63u, pool_size, 1) ||
+        !store_open(&c->results, sizeof(af_dissect_result), cfg->max_flows ? cfg->max_flows : 1, 0) ||
+        !(c->ndpi = af_ndpi_open())) {
+        close_ctx(c);
         return NULL;
     }
-    c->pool = p;
-    c->free = (uint32_t *)(void *)(c->pool + (size_t)c->capacity * c->state_size);
-    c->in_use = (uint8_t *)(c->free + c->capacity);
-    stats->dissect_state_bytes = c->state_size;
+    c->in_use = (uint8_t *)(c->pool.free + c->pool.capacity);
+    stats->dissect_state_bytes = c->pool.size;
     return c;
-}
-
-static void close_ctx(void *ctx) {
-    dissect_ctx *c = ctx;
-    for (uint32_t e = 0; e < c->used; e++)
-        if (c->in_use[e]) af_ndpi_drop(pool_at(c, e));
-    af_ndpi_close(c->ndpi);
-    munmap(c->pool, c->reserved);
-    free(c);
 }
 
 /* A zeroed pool state for a flow's dissection, or 0 when none is left. */
 static int take(dissect_ctx *c, uint32_t *entry) {
-    if (c->free_count) *entry = c->free[--c->free_count];
-    else if (c->used < c->capacity) *entry = c->used++;
-    else return 0;
-    memset(pool_at(c, *entry), 0, c->state_size);
+    if (!store_take(&c->pool, entry)) return 0;
+    memset(store_at(&c->pool, *entry), 0, c->pool.size);
     c->in_use[*entry] = 1;
     if (++c->stats->dissect_in_flight > c->stats->dissect_peak_in_flight)
         c->stats->dissect_peak_in_flight = c->stats->dissect_in_flight;
@@ -91,13 +122,17 @@ static int take(dissect_ctx *c, uint32_t *entry) {
 
 /* The dissection ends (over: nDPI is done; else it gives up): results kept, the state given back. */
 static void finish(dissect_ctx *c, dissect_state *s, int over) {
-    c->stats->dissect_truncated += af_ndpi_finish(c->ndpi, pool_at(c, s->entry), over, &s->result);
+    uint32_t result;   /* one per flow in the table (max_flows): never short, but never a crash */
+    int kept = store_take(&c->results, &result);
+    af_dissect_result *out = kept ? store_at(&c->results, result) : &c->lost;
+    c->stats->dissect_truncated += af_ndpi_finish(c->ndpi, store_at(&c->pool, s->entry), over, out);
     if (over) c->stats->dissect_detected++;
     else c->stats->dissect_gave_up++;
     c->in_use[s->entry] = 0;
-    c->free[c->free_count++] = s->entry;
+    store_give(&c->pool, s->entry);
     c->stats->dissect_in_flight--;
-    s->phase = PHASE_DONE;
+    s->entry = result;
+    s->phase = kept ? PHASE_DONE : PHASE_SKIPPED;
 }
 
 static void on_packet(void *ctx, void *state, const af_meter_packet *mp) {
@@ -112,17 +147,23 @@ static void on_packet(void *ctx, void *state, const af_meter_packet *mp) {
         }
         s->phase = PHASE_DISSECTING;
     }
-    int over = af_ndpi_packet(c->ndpi, pool_at(c, s->entry), mp->l3, mp->l3_len, mp->ts / 1000000u);
+    int over = af_ndpi_packet(c->ndpi, store_at(&c->pool, s->entry), mp->l3, mp->l3_len, mp->ts / 1000000u);
     if (over || ++s->packets >= c->max_dissections) finish(c, s, over);
 }
 
 static void on_end(void *ctx, void *state, const af_meter_end *me) {
+    dissect_ctx *c = ctx;
     dissect_state *s = state;
-    if (s->phase == PHASE_DISSECTING) finish(ctx, s, 0);
-    if (s->phase == PHASE_DONE) memcpy(me->block, &s->result, sizeof s->result);
-    else {
-        memset(me->block, 0, sizeof s->result);
-        ((af_dissect_result *)(void *)me->block)->dns_response_code = -1;
+    af_dissect_result *block = (af_dissect_result *)(void *)me->block;   /* zeroed by the meter set */
+    if (s->phase == PHASE_DISSECTING) finish(c, s, 0);
+    if (s->phase != PHASE_DONE) {
+        block->dns_response_code = -1;
+        return;
+    }
+    memcpy(block, store_at(&c->results, s->entry), sizeof *block);
+    if (me->ending) {   /* the slot's next flow starts from PHASE_NEW */
+        store_give(&c->results, s->entry);
+        s->phase = PHASE_NEW;
     }
 }
 

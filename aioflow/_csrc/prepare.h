@@ -43,11 +43,12 @@ static inline uint32_t af_l3_bytes(const af_prepare *pp, const af_packet *p) {
     uint32_t n = p->l3_headers_len + (p->payload ? p->payload_len : 0);
     return n < AF_MAX_PAYLOAD ? n : AF_MAX_PAYLOAD;
 }
-/* Payload bytes af_prepare_packet copies for this decoded packet (payload meters: not fragments). */
+/* Payload bytes af_prepare_packet copies for this decoded packet (payload meters: not fragments);
+ * with an IP packet copy (af_l3_bytes), the payload is the part of it after the headers and
+ * af_prepare_packet cuts this to what that copy holds. */
 static inline uint32_t af_payload_bytes(const af_prepare *pp, const af_packet *p) {
     uint32_t n = pp->copy_payload && p->frag == AF_FRAG_NONE && p->payload ? p->payload_len : 0;
-    uint32_t room = AF_MAX_PAYLOAD - (pp->copy_l3 && p->l3 ? p->l3_headers_len : 0);
-    return n < room ? n : room;
+    return n < AF_MAX_PAYLOAD ? n : AF_MAX_PAYLOAD;
 }
 /* Bytes af_prepare_packet copies in all. */
 static inline uint32_t af_copy_bytes(const af_prepare *pp, const af_packet *p) {
