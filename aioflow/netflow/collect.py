@@ -156,23 +156,33 @@ def _python_value(spec: Any, value: Any, raw: bool) -> Any:
     return ":".join(f"{b:02x}" for b in number.to_bytes(6, "big"))
 
 
+def set_values(rs: RecordSet, name: str) -> Any:
+    """An attribute of every record of a set at once, resolved as FlowRecord resolves it: the column
+    of the template field it names (or its alias; as converted, addresses as integers), else the
+    datagram header's value, one for every record; None when the set has neither."""
+    resolved = rs.template.attrs.get(name, _MISSING)
+    if resolved is _MISSING:
+        try:
+            resolved = _resolve(rs.template, name)
+        except AttributeError:
+            return None
+    if resolved is not None:
+        return rs.column(resolved[0])
+    header = _HEADER_FIELDS.get(name)
+    return None if header is None else header(rs)
+
+
 def _ftltimes(rs: RecordSet, which: int) -> list[Any]:
     """pyflowtools' first (which 0) or last (1) of every record of a set, as Unix seconds: flow-tools'
     arithmetic on the uptime and the export time (the record's own in a flow-tools file, its
     datagram's header otherwise); the set's start/end in seconds when it has no uptimes (IPFIX)."""
-    resolved = _resolve(rs.template, "first_raw" if which == 0 else "last_raw")
-
-    def value(name: str) -> Any:
-        if name in rs.template.by_key:
-            return rs.column(name)
-        return _HEADER_FIELDS[name](rs)
-
-    secs, nsecs, uptime = value("unix_secs"), value("unix_nsecs"), value("sysUpTime")
-    if resolved is None or secs is None or uptime is None:
+    when = set_values(rs, "first_raw" if which == 0 else "last_raw")
+    secs, nsecs, uptime = set_values(rs, "unix_secs"), set_values(rs, "unix_nsecs"), set_values(rs, "sysUpTime")
+    if when is None or secs is None or uptime is None:
         ns = rs.start_end_ns()[which]
         seconds: list[Any] = [None] * len(rs) if ns is None else (ns / 1e9).tolist()
         return seconds
-    times: list[Any] = ftltime(secs, 0 if nsecs is None else nsecs, uptime, rs.column(resolved[0])).tolist()
+    times: list[Any] = ftltime(secs, 0 if nsecs is None else nsecs, uptime, when).tolist()
     return times
 
 

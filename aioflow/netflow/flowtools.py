@@ -265,14 +265,10 @@ class FlowSet:
 
     def write_pdu(self, pdu: PDU) -> None:
         """Append every flow record of a decoded datagram (pyflowtools' ``FlowSet.write(pdu)``),
-        column-wise for v5/v9 data sets."""
-        from .collect import FlowRecord
-
+        column-wise, as ``write()`` writes each of them."""
         writer = self._writable()
         for rs in pdu.sets:
-            if not writer.write_set(rs):  # IPFIX absolute times: record by record
-                for i in range(len(rs)):
-                    writer.write(FlowRecord(rs, i))
+            writer.write_set(rs)
 
     def write_batch(self, rs: RecordSet) -> None:
         """Append a whole batch of the same layout (a FlowSet's RecordSet) without one object per record."""
