@@ -12,6 +12,7 @@ import numpy as np
 
 from . import _ftlayout as lay
 from ._decode import RecordSet
+from ._records import set_values
 
 BLOCK = 4096  # records gathered before they are encoded and written
 _UPTIME_ANCHOR = 1 << 31  # sysUpTime given to records that carry absolute times only (IPFIX)
@@ -111,8 +112,6 @@ class RecordWriter:
         template's field or an alias of it, else the datagram header's value), absolute times (IPFIX)
         anchored as write() anchors them. Options sets are not flows: not written; IPv6 records
         cannot be written: counted in ``skipped_ipv6``."""
-        from .collect import set_values
-
         if not len(rs) or rs.template.is_options:
             return
         if any(getattr(set_values(rs, a), "ndim", 1) != 1 for a in ("srcaddr_raw", "dstaddr_raw")):

@@ -29,12 +29,11 @@ from . import _ftlayout as lay
 from ._decode import RecordSet
 from ._ftread import RecordReader, read_header
 from ._ftwrite import RecordWriter
+from ._records import PDU, FlowRecord
 
 if TYPE_CHECKING:
     import pandas
     import pyarrow
-
-    from .collect import PDU, FlowRecord
 
 __all__ = ["FlowSet"]
 
@@ -223,8 +222,6 @@ class FlowSet:
         return next(iter(self))
 
     def _records(self) -> Iterator[FlowRecord]:
-        from .collect import FlowRecord
-
         for rs in self.batches():
             yield from map(FlowRecord, [rs] * len(rs), range(len(rs)))
 
