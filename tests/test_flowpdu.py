@@ -97,6 +97,66 @@ def test_write_pdu_round_trip() -> None:
     assert [r.getID(bidir=True) for r in got] == [r.getID(bidir=True) for r in want]
 
 
+def _v9(template_id: int, fields: list[tuple[int, int]], records: list[bytes], seq: int = 0) -> bytes:
+    tpl = struct.pack("!HH", template_id, len(fields)) + b"".join(struct.pack("!HH", *f) for f in fields)
+    data = b"".join(records)
+    sets = struct.pack("!HH", 0, 4 + len(tpl)) + tpl + struct.pack("!HH", template_id, 4 + len(data)) + data
+    return struct.pack("!HHIIII", 9, 1 + len(records), 10_000, 1_700_000_000, seq, 0) + sets
+
+
+def _written(pdu: FlowPDU, per_record: bool) -> tuple[list[list[object]], int]:
+    out = io.BytesIO()
+    with FlowSet(out, "w", version=5, compress=False) as fs:
+        if per_record:
+            for record in pdu:
+                fs.write(record)
+        else:
+            fs.write_pdu(pdu)
+        skipped = fs.skipped_ipv6
+    names = ("srcaddr", "dstaddr", "srcport", "dstport", "prot", "dPkts", "dOctets", "first_raw", "last_raw",
+             "unix_secs", "unix_nsecs", "sysUpTime", "exaddr")  # fmt: skip
+    return [[getattr(r, n) for n in names] for r in FlowSet(io.BytesIO(out.getvalue()))], skipped
+
+
+def test_write_pdu_resolves_fields_per_record() -> None:
+    """write_pdu writes a data set column-wise as write() writes each record: fields the template
+    carries under another name (packetTotalCount, udpSourcePort, ...) per record, not the first
+    record's value for all; IPv6 records skipped and counted, not written as IPv4; IPFIX's absolute
+    times anchored as write() anchors them."""
+    fields = [(8, 4), (12, 4), (180, 2), (181, 2), (4, 1), (86, 8), (85, 8), (22, 4), (21, 4)]
+    rows = [struct.pack("!4s4sHHBQQII", bytes([10, 0, 0, i + 1]), bytes([10, 0, 1, 1]), 5000 + i, 53, 17, i + 1,
+                        100 * (i + 1), 9_000 + i, 9_750 + i) for i in range(3)]  # fmt: skip
+    pdu = FlowPDU(EXPORTER, _v9(256, fields, rows), decoder=Decoder())
+    got, skipped = _written(pdu, per_record=False)
+    assert (got, skipped) == _written(pdu, per_record=True)
+    assert [r[:9] for r in got] == [[f"10.0.0.{i + 1}", "10.0.1.1", 5000 + i, 53, 17, i + 1, 100 * (i + 1),
+                                     9_000 + i, 9_750 + i] for i in range(3)]  # fmt: skip
+    assert got[0][9:] == [1_700_000_000, 0, 10_000, EXPORTER]
+
+    v6 = [struct.pack("!16s16sII", bytes(15) + bytes([i + 1]), bytes(15) + b"\x09", i + 1, 100) for i in range(2)]
+    pdu6 = FlowPDU(EXPORTER, _v9(257, [(27, 16), (28, 16), (2, 4), (1, 4)], v6), decoder=Decoder())
+    assert _written(pdu6, per_record=False) == _written(pdu6, per_record=True) == ([], 2)
+
+    ms = 1_700_000_000_123  # IPFIX flowStart/EndMilliseconds: no uptime anywhere
+    body = struct.pack("!HHHHHHHHHHHH", 2, 24, 300, 4, 8, 4, 2, 4, 152, 8, 153, 8)
+    data = b"".join(struct.pack("!4sIQQ", bytes([10, 0, 0, i + 1]), i + 1, ms - 1500 * i, ms + 250) for i in range(2))
+    body += struct.pack("!HH", 300, 4 + len(data)) + data
+    ipfix = FlowPDU(EXPORTER, struct.pack("!HHIII", 10, 16 + len(body), 1_700_000_001, 0, 0) + body,
+                    decoder=Decoder())  # fmt: skip
+    got, _ = _written(ipfix, per_record=False)
+    assert got == _written(ipfix, per_record=True)[0]
+    written = list(FlowSet(io.BytesIO(_write_pdus([ipfix]))))
+    assert [(r.first, r.last) for r in written] == [((ms - 1500 * i) / 1000, (ms + 250) / 1000) for i in range(2)]
+
+
+def _write_pdus(pdus: list[FlowPDU]) -> bytes:
+    out = io.BytesIO()
+    with FlowSet(out, "w", version=5, compress=False) as fs:
+        for pdu in pdus:
+            fs.write_pdu(pdu)
+    return out.getvalue()
+
+
 def test_get_id_as_pyflowtools() -> None:
     (r,) = FlowPDU(EXPORTER, v5(0, 1), decoder=Decoder())
     src = bytes([1, 0, 0, 10]) + struct.pack("<HH", 1000, 3)  # host (little-endian) order, as pyflowtools on x86

@@ -57,11 +57,12 @@ static int32_t dlt_of(uint32_t linktype) {
     }
 }
 
-/* A frame's link type for af_decode: NFLOG's TLV lengths and types are in the byte order of the host
- * that wrote the file, which is the file's (libpcap swaps them when that is not the reader's:
- * swap_pseudo_headers); big-endian ones are flagged. Other pseudo-headers libpcap swaps (Linux USB)
- * carry no IP: aioflow does not decode them. */
-static inline int32_t frame_dlt(const af_capfile *c, const af_cap_iface *i) {
+/* An interface's frames' link type for af_decode (af_cap_iface.frame_dlt, set once per interface):
+ * NFLOG's TLV lengths and types are in the byte order of the host that wrote the file, which is
+ * the file's (libpcap swaps them when that is not the reader's: swap_pseudo_headers); big-endian
+ * ones are flagged. Other pseudo-headers libpcap swaps (Linux USB) carry no IP: aioflow does not
+ * decode them. */
+static int32_t frame_dlt(const af_capfile *c, const af_cap_iface *i) {
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     int big_endian = c->swapped;
 #else
@@ -125,6 +126,7 @@ static int open_pcap(af_capfile *c, const uint8_t *h, size_t len) {
     i->dlt = dlt_of(rd32(h + 20, c->swapped) & 0x03FFFFFFu);
     i->snaplen = adjust_snaplen(i->dlt, rd32(h + 16, c->swapped));
     c->max_caplen = max_snaplen(i->dlt);
+    i->frame_dlt = frame_dlt(c, i);
     if (magic == PCAP_MAGIC_MODIFIED && i->dlt == DLT_EN10MB)   /* libpcap: cooked mode's fake header */
         i->snaplen = i->snaplen <= INT32_MAX - 14 ? i->snaplen + 14 : INT32_MAX;
     c->pos = 24;
@@ -157,7 +159,7 @@ static int next_pcap(af_capfile *c, const uint8_t *p, size_t avail, af_frame *f)
     f->data = p + hdr;
     f->caplen = caplen > i->snaplen ? i->snaplen : caplen;   /* libpcap cuts at the file's snaplen */
     f->len = len;
-    f->dlt = frame_dlt(c, i);
+    f->dlt = i->frame_dlt;
     f->ts_ns = sec < 0 ? 0 : ns_of((uint64_t)sec, sub < 0 ? 0 : (uint64_t)sub * c->ts_scale);
     c->pos += hdr + caplen;
     return AF_CAP_FRAME;
@@ -184,8 +186,9 @@ static int interface(af_capfile *c, const uint8_t *p, uint32_t len) {
         c->ifaces = grown;
         c->cap_ifaces = cap;
     }
-    af_cap_iface i = {dlt_of(rd16(p + 8, sw)), 0, 1000000, 0};
+    af_cap_iface i = {dlt_of(rd16(p + 8, sw)), 0, 1000000, 0, 0};
     i.snaplen = adjust_snaplen(i.dlt, rd32(p + 12, sw));
+    i.frame_dlt = frame_dlt(c, &i);
     for (uint32_t at = 16; at + 4 <= len - 4;) {   /* options, up to the trailing length */
         uint16_t code = rd16(p + at, sw), olen = rd16(p + at + 2, sw);
         if (code == 0 || at + 4 + (uint32_t)olen > len - 4) break;
@@ -245,7 +248,7 @@ static int packet(af_capfile *c, uint32_t type, const uint8_t *p, uint32_t len, 
     f->data = p + head;
     f->caplen = caplen > i->snaplen ? i->snaplen : caplen;
     f->len = wire;
-    f->dlt = frame_dlt(c, i);
+    f->dlt = i->frame_dlt;
     f->ts_ns = type == NG_SPB ? 0 : ns_of(t / i->units + (uint64_t)i->offset_s, sub_ns(t % i->units, i->units));
     return AF_CAP_FRAME;
 }

@@ -24,6 +24,7 @@ typedef struct {
     uint32_t snaplen;                /* as libpcap adjusts it (0 or too large: the link type's maximum) */
     uint64_t units;                  /* timestamp ticks per second (if_tsresol) */
     int64_t offset_s;                /* if_tsoffset */
+    int32_t frame_dlt;               /* the frames' link type: dlt, maybe flagged AF_DLT_PSEUDO_BE (decode.h) */
 } af_cap_iface;
 
 #define AF_CAP_MAX_IFACES 4096u      /* interfaces per section; more is called damage */
@@ -74,7 +75,7 @@ static inline int af_capfile_pcap_usual(af_capfile *c, const uint8_t *p, size_t 
     f->data = p + hdr;
     f->caplen = w[2] > c->pcap_iface.snaplen ? c->pcap_iface.snaplen : w[2];   /* libpcap cuts at snaplen */
     f->len = w[3];
-    f->dlt = c->pcap_iface.dlt;
+    f->dlt = c->pcap_iface.frame_dlt;   /* as af_capfile_next gives it (NFLOG's byte order flag) */
     f->ts_ns = (uint64_t)w[0] * 1000000000ULL + (uint64_t)w[1] * c->ts_scale;   /* < 2^62: no overflow */
     c->pos += hdr + w[2];
     return 1;

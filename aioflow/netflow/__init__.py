@@ -9,7 +9,8 @@ Both need numpy, so this package imports neither on its own: ``import aioflow`` 
 
 Modules: ``export`` (UDP exporters, IPFIX and Parquet file writers), ``collect`` (UDP collector,
 PDU parsing, IPFIX file reading); private ``_encode`` (records to NetFlow/IPFIX messages, numpy),
-``_decode`` (messages to record sets, numpy) and ``_ipfix_elements`` (the IANA element registry),
+``_decode`` (messages to record sets, numpy), ``_records`` (FlowRecord, PDU: re-exported by ``collect``)
+and ``_ipfix_elements`` (the IANA element registry),
 ``flowtools`` (flow-tools files) with private ``_ftlayout``, ``_ftread``, ``_ftwrite``.
 """
 

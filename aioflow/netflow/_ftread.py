@@ -17,7 +17,7 @@ import numpy as np
 
 from .._errors import CaptureDamagedWarning, FlowFileFormatError
 from . import _ftlayout as lay
-from ._decode import RecordSet
+from ._decode import RecordSet, Template
 
 READ_SIZE = 1 << 16
 
@@ -142,27 +142,25 @@ class RecordReader:
 
     def record_sets(self, exporter: str) -> Iterator[RecordSet]:
         """One RecordSet (FlowRecord's batch type) per chunk."""
+        names = lay.field_names(self.header.key, self.header.order)
         for array in self.chunks():
             if self.compat:
-                array = _from_compat(array, self.dtype if self.template.dtype is None else self.template.dtype)
+                array = _from_compat(array, self.template, names)
             yield RecordSet(self.header.d_version, exporter, 0, self.template, 0, None, 0, array)
 
 
-def _from_compat(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Stream version 1 records (fts1rec_compat) as v1/v5 records, as flow-tools maps them: sysUpTime
-    0, unix_nsecs from milliseconds, tcp_flags from the old flags byte."""
-    out = np.zeros(len(array), dtype=dtype)
-    renames = {"unix_nsecs": "unix_msecs", "tcpControlBits": "flags"}
-    from_ft = {"sourceIPv4Address": "srcaddr", "destinationIPv4Address": "dstaddr", "ipNextHopIPv4Address": "nexthop",
-               "ingressInterface": "input", "egressInterface": "output", "packetDeltaCount": "dPkts",
-               "octetDeltaCount": "dOctets", "flowStartSysUpTime": "First", "flowEndSysUpTime": "Last",
-               "sourceTransportPort": "srcport", "destinationTransportPort": "dstport", "protocolIdentifier": "prot",
-               "ipClassOfService": "tos", "bgpSourceAsNumber": "src_as", "bgpDestinationAsNumber": "dst_as",
-               "sourceIPv4PrefixLength": "src_mask", "destinationIPv4PrefixLength": "dst_mask",
-               "unix_secs": "unix_secs", **renames}  # fmt: skip
-    for name in dtype.names or ():
-        source = from_ft.get(name)
-        if source is not None and source in (array.dtype.names or ()):
+# fts1rec_compat's names for the v1/v5 fields it holds under another name
+_COMPAT_NAMES = {"unix_nsecs": "unix_msecs", "tcp_flags": "flags"}
+
+
+def _from_compat(array: np.ndarray, template: Template, names: list[str]) -> np.ndarray:
+    """Stream version 1 records (fts1rec_compat) as v1/v5 records (``template``, its fields'
+    flow-tools ``names``), as flow-tools maps them: same-named fields copied, sysUpTime 0, unix_nsecs
+    from milliseconds, tcp_flags from the old flags byte."""
+    out = np.zeros(len(array), dtype=template.dtype)
+    for name, ft in zip(template.names, names, strict=True):
+        source = _COMPAT_NAMES.get(ft, ft)
+        if not ft.startswith(("pad", "reserved")) and source in (array.dtype.names or ()):
             out[name] = array[source]
     out["unix_nsecs"] = out["unix_nsecs"] * np.uint32(1_000_000)
     return out

@@ -17,7 +17,7 @@ from typing import Literal, TypedDict, Unpack
 
 import numpy as np
 
-from .collect import PDU
+from ._records import PDU
 from .export import BATCH_FLOWS, FLUSH_INTERVAL, ExportStats, _FileSink, _stats
 from .flowtools import FlowSet
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from . import _ftlayout as lay
 from ._decode import RecordSet
+from ._records import set_values
 
 BLOCK = 4096  # records gathered before they are encoded and written
 _UPTIME_ANCHOR = 1 << 31  # sysUpTime given to records that carry absolute times only (IPFIX)
@@ -98,38 +99,40 @@ class RecordWriter:
             if not ft.startswith(("pad", "reserved")):
                 values[ft] = int(_attr(record, _attribute(ft)) or 0) & ((1 << (8 * size)) - 1)
         if "First" in values and _attr(record, "first_raw") is None:
-            start, end = _attr(record, "start_ns"), _attr(record, "end_ns")
+            start = _attr(record, "start_ns")
             if start is not None:  # absolute times only (IPFIX): anchor them to a made-up uptime
-                end = start if end is None else end
-                values["unix_secs"], values["unix_nsecs"] = divmod(end // 1_000_000 * 1_000_000, 10**9)
-                values["sysUpTime"] = values["Last"] = _UPTIME_ANCHOR
-                values["First"] = (_UPTIME_ANCHOR - (end - start) // 1_000_000) % 2**32
+                values.update(_anchored(start, _attr(record, "end_ns")))
         for ft, name, _ in self.columns:
             if ft in values:
                 row[name] = values[ft]
 
-    def write_set(self, rs: RecordSet) -> bool:
-        """Append a collected data set (a v5/v9 datagram's: times relative to the header's uptime)
-        column by column, without one object per record. False (nothing written) for sets this cannot
-        express column-wise (IPFIX absolute times): write their records one by one instead."""
-        from .collect import FlowRecord
-
-        if rs.sys_uptime_ms is None or not len(rs) or rs.template.is_options:
-            return not len(rs) or rs.template.is_options
-        first = FlowRecord(rs, 0)  # the header's values are every record's
+    def write_set(self, rs: RecordSet) -> None:
+        """Append a decoded data set (a datagram's, or another version's FlowSet chunk) column by
+        column, without one object per record: each field resolved as FlowRecord resolves it (the
+        template's field or an alias of it, else the datagram header's value), absolute times (IPFIX)
+        anchored as write() anchors them. Options sets are not flows: not written; IPv6 records
+        cannot be written: counted in ``skipped_ipv6``."""
+        if not len(rs) or rs.template.is_options:
+            return
+        if any(getattr(set_values(rs, a), "ndim", 1) != 1 for a in ("srcaddr_raw", "dstaddr_raw")):
+            self.skipped_ipv6 += len(rs)  # IPv6 addresses: (n, 16) octets
+            return
+        values = {ft: set_values(rs, _attribute(ft)) for ft, _, _ in self.columns}
+        if "First" in values and values["First"] is None:
+            start, end = rs.start_end_ns()
+            if start is not None:
+                values.update(_anchored(start, end))
         out = np.zeros(len(rs), dtype=self.dtype)
         for ft, name, size in self.columns:
-            mask = (1 << (8 * size)) - 1
-            if name in rs.template.by_key and rs.column(name).dtype.kind in "ui":
-                out[name] = rs.column(name).astype(np.uint64) & np.uint64(mask)
-            elif not ft.startswith(("pad", "reserved")):
-                value = _attr(first, _attribute(ft))
-                if value is not None and not isinstance(value, bytes):
-                    out[name] = int(value) & mask
+            value = values[ft]
+            if ft.startswith(("pad", "reserved")) or value is None or isinstance(value, (bytes, str)):
+                continue
+            if isinstance(value, np.ndarray) and (value.ndim != 1 or value.dtype.kind not in "ui"):
+                continue  # octets or text the template sent under this name: not a number
+            out[name] = np.asarray(value).astype(np.uint64) & np.uint64((1 << (8 * size)) - 1)
         self._flush()
         self._emit(out.tobytes())
         self.count += len(out)
-        return True
 
     def write_array(self, array: np.ndarray | None) -> None:
         """Append a structured array of this layout's records (any byte order)."""
@@ -163,6 +166,15 @@ class RecordWriter:
             self._write_header()
             self.file.seek(0, 2)
         self.file.flush()
+
+
+def _anchored(start: Any, end: Any) -> dict[str, Any]:
+    """Absolute flow times (Unix ns: ints, or int64 columns; ``end`` None: ``start``) as flow-tools'
+    uptime fields: exported at the end (ms) with a made-up uptime of _UPTIME_ANCHOR then."""
+    end = start if end is None else end
+    secs, nsecs = divmod(end // 1_000_000 * 1_000_000, 10**9)
+    first = (_UPTIME_ANCHOR - (end - start) // 1_000_000) % 2**32
+    return {"unix_secs": secs, "unix_nsecs": nsecs, "sysUpTime": _UPTIME_ANCHOR, "Last": _UPTIME_ANCHOR, "First": first}
 
 
 def _attr(record: Any, name: str) -> Any:

@@ -29,12 +29,11 @@ from . import _ftlayout as lay
 from ._decode import RecordSet
 from ._ftread import RecordReader, read_header
 from ._ftwrite import RecordWriter
+from ._records import PDU, FlowRecord
 
 if TYPE_CHECKING:
     import pandas
     import pyarrow
-
-    from .collect import PDU, FlowRecord
 
 __all__ = ["FlowSet"]
 
@@ -223,8 +222,6 @@ class FlowSet:
         return next(iter(self))
 
     def _records(self) -> Iterator[FlowRecord]:
-        from .collect import FlowRecord
-
         for rs in self.batches():
             yield from map(FlowRecord, [rs] * len(rs), range(len(rs)))
 
@@ -265,14 +262,10 @@ class FlowSet:
 
     def write_pdu(self, pdu: PDU) -> None:
         """Append every flow record of a decoded datagram (pyflowtools' ``FlowSet.write(pdu)``),
-        column-wise for v5/v9 data sets."""
-        from .collect import FlowRecord
-
+        column-wise, as ``write()`` writes each of them."""
         writer = self._writable()
         for rs in pdu.sets:
-            if not writer.write_set(rs):  # IPFIX absolute times: record by record
-                for i in range(len(rs)):
-                    writer.write(FlowRecord(rs, i))
+            writer.write_set(rs)
 
     def write_batch(self, rs: RecordSet) -> None:
         """Append a whole batch of the same layout (a FlowSet's RecordSet) without one object per record."""
