@@ -6,7 +6,7 @@ expiration_id from aioflow's end reason, and nfstream's keyed BLAKE2b anonymizat
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ._engine import ffi, lib
@@ -62,6 +62,14 @@ def mac_fields(raw: Mapping[str, int | float] | None) -> dict[str, str]:
     """The mac meter's raw fields (None: off) as src_mac, dst_mac, src_oui, dst_oui."""
     src, dst = (int(raw["src_mac"]), int(raw["dst_mac"])) if raw else (0, 0)
     return {"src_mac": mac_text(src), "dst_mac": mac_text(dst), "src_oui": oui_text(src), "dst_oui": oui_text(dst)}
+
+
+# Meters whose fields reach records under nfstream's names rather than <meter>_<field>: their raw
+# fields (MeterLayout.read) as those columns. frame_extras is the same, per column, for read_frame.
+METER_EXTRAS: Mapping[str, Callable[[Mapping[str, int | float] | None], Mapping[str, Any]]] = {
+    "tunnel": tunnel_fields,
+    "mac": mac_fields,
+}
 
 
 def frame_extras(cols: dict[str, Any]) -> None:

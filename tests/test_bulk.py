@@ -71,3 +71,23 @@ def test_address_text_is_ipaddress_text() -> None:
     for _ in range(2):  # the second time from what it remembers
         got = text.strings(version, raw).tolist()
         assert got == [str(ipaddress.IPv6Address(a)) for a in ODD_ADDRESSES] + ["10.0.0.1", "255.255.255.255"]
+
+
+EVERY_METER: dict[str, Any] = {"meters": aioflow.available_meters(), "decode_tunnels": True, "statistics": True,
+                               "splt": 4, **NO_TIMEOUTS}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["zeek_tunnels_vxlan-encapsulated-http.pcap", "ndpi_ocs.pcap"])
+def test_frame_meter_columns_are_flow_meter_columns(name: str) -> None:
+    """Every meter on: read_frame's columns and values are Flow.to_dict() | Flow.meter_columns()
+    (what `aioflow flows --format json` writes), the tunnel and mac meters under nfstream's
+    names in both."""
+    flows = {f.id: f.to_dict() | f.meter_columns() for f in aioflow.read(DATA / name, **EVERY_METER)}
+    frame = aioflow.read_frame(DATA / name, **EVERY_METER)
+    assert len(frame) == len(flows) > 0
+    assert list(frame.columns) == list(next(iter(flows.values())))
+    assert {"tunnel_src_ip", "src_mac", "splt_ps", "community_id_value"} <= set(frame.columns)
+    for row in frame.to_dict("records"):
+        for column, value in flows[row["id"]].items():
+            got = row[column].tolist() if isinstance(row[column], np.ndarray) else row[column]
+            assert _same(got, value), (column, got, value)
