@@ -9,7 +9,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ._engine import ffi, lib
+from ._engine import METERS, ffi, lib
 
 TUNNEL_TYPES: tuple[str, ...] = tuple(
     ffi.string(lib.af_tunnel_type_name(i)).decode() for i in range(lib.AF_TUNNEL_TYPE_COUNT)
@@ -70,6 +70,17 @@ METER_EXTRAS: Mapping[str, Callable[[Mapping[str, int | float] | None], Mapping[
     "tunnel": tunnel_fields,
     "mac": mac_fields,
 }
+
+
+def meter_column_names(meters: Iterable[str]) -> tuple[str, ...]:
+    """The record columns of these built-in meters, in order: Flow.meter_columns()' keys."""
+    out: list[str] = []
+    for name in meters:
+        if name in METER_EXTRAS:
+            out += METER_EXTRAS[name](None)
+        else:
+            out += (METERS[name].column(f) for f in METERS[name].fields)
+    return tuple(out)
 
 
 def frame_extras(cols: dict[str, Any]) -> None:
