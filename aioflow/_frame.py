@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ._engine import END_REASONS, METERS, Batch, MeterLayout, ffi, is_meter_library, text_size
+from ._engine import END_REASONS, METERS, Batch, MeterInfo, MeterLayout, ffi, is_meter_library, text_size
 from ._extras import TUNNEL_TYPES, expiration_id, mac_text, oui_text
 from ._flow import FLOW_ID_FORMAT, SCALAR_FIELDS, TCP_FLAGS
 
@@ -174,16 +174,23 @@ def meter_columns(data: bytes, count: int, layout: MeterLayout) -> dict[str, np.
         return cols
     raw = np.frombuffer(data, dtype=np.uint8, count=count * layout.stride).reshape(count, layout.stride)
     for name, offset in layout.offsets:
-        meter = layout.info(name)
-        for f in meter.fields:
-            kind = _field_kind(f.ctype)
-            at = offset + f.offset
-            n = layout.array_length if f.count else 1
-            values = raw[:, at : at + n * kind.itemsize].copy().view(kind)
-            if kind.kind == "S":
-                cols[meter.column(f)] = _texts(values.reshape(count))
-            else:
-                cols[meter.column(f)] = _signed(values if f.count else values.reshape(count))
+        cols.update(_field_columns(raw, offset, layout.info(name), layout.array_length))
+    return cols
+
+
+def _field_columns(raw: np.ndarray, offset: int, meter: MeterInfo, array_length: int) -> dict[str, np.ndarray]:
+    """One meter's columns from its blocks at `offset` in each row of `raw` (records' meter data)."""
+    cols: dict[str, np.ndarray] = {}
+    count = len(raw)
+    for f in meter.fields:
+        kind = _field_kind(f.ctype)
+        at = offset + f.offset
+        n = array_length if f.count else 1
+        values = raw[:, at : at + n * kind.itemsize].copy().view(kind)
+        if kind.kind == "S":
+            cols[meter.column(f)] = _texts(values.reshape(count))
+        else:
+            cols[meter.column(f)] = _signed(values if f.count else values.reshape(count))
     return cols
 
 
@@ -202,12 +209,7 @@ def _empty_meter_columns(meters_on: Iterable[str], array_length: int) -> dict[st
     """meter_columns' columns for no record."""
     out: dict[str, np.ndarray] = {}
     for m in meters_on:
-        meter = METERS[m]
-        for f in meter.fields:
-            if text_size(f.ctype):
-                out[meter.column(f)] = np.zeros(0, dtype=object)
-            else:
-                out[meter.column(f)] = _signed(np.zeros((0, array_length) if f.count else 0, _NUMPY_KINDS[f.ctype]))
+        out.update(_field_columns(np.zeros((0, METERS[m].record_size), np.uint8), 0, METERS[m], array_length))
     return out
 
 
