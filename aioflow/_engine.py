@@ -90,13 +90,6 @@ METERS: dict[str, MeterInfo] = _meter_registry()
 NAMED_METERS: tuple[str, ...] = tuple(name for name, m in METERS.items() if m.option is None)
 
 
-def column_name(meter: str, field: str) -> str:
-    """A meter field's column: <meter>_<field>, or the field's own name for a meter turned on by
-    an option of its own (dissect=True: nfstream's application_name, ...)."""
-    info = METERS[meter]
-    return info.column(next(f for f in info.fields if f.name == field))
-
-
 def meter_include_dir() -> str:
     """The directory of aioflow_meter.h, the ABI header for meters built as shared libraries
     (``cc -shared -fPIC -I"$(python -c 'import aioflow; print(aioflow.meter_include_dir())')"``)."""

@@ -6,10 +6,10 @@ expiration_id from aioflow's end reason, and nfstream's keyed BLAKE2b anonymizat
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ._engine import ffi, lib
+from ._engine import METERS, ffi, lib
 
 TUNNEL_TYPES: tuple[str, ...] = tuple(
     ffi.string(lib.af_tunnel_type_name(i)).decode() for i in range(lib.AF_TUNNEL_TYPE_COUNT)
@@ -64,31 +64,23 @@ def mac_fields(raw: Mapping[str, int | float] | None) -> dict[str, str]:
     return {"src_mac": mac_text(src), "dst_mac": mac_text(dst), "src_oui": oui_text(src), "dst_oui": oui_text(dst)}
 
 
-def frame_extras(cols: dict[str, Any]) -> None:
-    """read_frame's meter columns of the tunnel and mac meters (tunnel_<field>, mac_<field>), in
-    place, as the tunnel_* and *_mac / *_oui columns (per flow, not per packet)."""
-    import numpy as np
+# Meters whose fields reach records under nfstream's names rather than <meter>_<field>: their raw
+# fields (MeterLayout.read) as those columns. _frame.extra_columns is the same in bulk, for read_frame.
+METER_EXTRAS: Mapping[str, Callable[[Mapping[str, int | float] | None], Mapping[str, Any]]] = {
+    "tunnel": tunnel_fields,
+    "mac": mac_fields,
+}
 
-    def text(values: Iterable[str]) -> Any:
-        out = np.empty(len(cols["id"]), dtype=object)
-        out[:] = list(values)
-        return out
 
-    if "tunnel_src_ip_hi" in cols:
-        parts = [cols.pop(f"tunnel_{n}").tolist() for n in ("ip_version", "src_ip_hi", "src_ip_lo", "dst_ip_hi",
-                                                              "dst_ip_lo")]  # fmt: skip
-        v, shi, slo, dhi, dlo = parts
-        # the numbers were read as int64: back to the unsigned halves
-        u = [[x & (2**64 - 1) for x in part] for part in (shi, slo, dhi, dlo)]
-        cols["tunnel_type"] = text(TUNNEL_TYPES[t] for t in cols["tunnel_type"].tolist())
-        cols["tunnel_src_ip"] = text(tunnel_ip_text(*a) for a in zip(v, u[0], u[1], strict=True))
-        cols["tunnel_dst_ip"] = text(tunnel_ip_text(*a) for a in zip(v, u[2], u[3], strict=True))
-    if "mac_src_mac" in cols:
-        src, dst = cols.pop("mac_src_mac").tolist(), cols.pop("mac_dst_mac").tolist()
-        cols["src_mac"] = text(map(mac_text, src))
-        cols["dst_mac"] = text(map(mac_text, dst))
-        cols["src_oui"] = text(map(oui_text, src))
-        cols["dst_oui"] = text(map(oui_text, dst))
+def meter_column_names(meters: Iterable[str]) -> tuple[str, ...]:
+    """The record columns of these built-in meters, in order: Flow.meter_columns()' keys."""
+    out: list[str] = []
+    for name in meters:
+        if name in METER_EXTRAS:
+            out += METER_EXTRAS[name](None)
+        else:
+            out += (METERS[name].column(f) for f in METERS[name].fields)
+    return tuple(out)
 
 
 class Anonymizer:

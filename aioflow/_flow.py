@@ -16,7 +16,7 @@ from types import SimpleNamespace
 from typing import Any, Protocol, overload
 
 from ._engine import END_REASONS, METERS, TCP_FLAG_COUNT, Batch
-from ._extras import expiration_id, mac_fields, tunnel_fields
+from ._extras import METER_EXTRAS, expiration_id, mac_fields, tunnel_fields
 
 # Names of the per-flag counters, in the C record's bit order (api.h: FIN SYN RST PSH ACK URG ECE CWR).
 TCP_FLAGS = ("fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr")
@@ -534,9 +534,13 @@ class Flow:
 
     def meter_columns(self) -> dict[str, Any]:
         """Every enabled meter's fields under their read_frame column names (``low_ttl_...``;
-        nfstream's names for statistics and splt), in read_frame's order."""
+        nfstream's names for statistics and splt; the tunnel and mac meters as tunnel_id, ...,
+        src_mac, ...: METER_EXTRAS), in read_frame's order."""
         out: dict[str, Any] = {}
         for name, values in self.meters.items():
+            if name in METER_EXTRAS:
+                out.update(METER_EXTRAS[name](values))
+                continue
             meter = self._batch.meter_layout.info(name)
             out.update((meter.column(f), values[f.name]) for f in meter.fields)
         return out

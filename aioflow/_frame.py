@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ._engine import END_REASONS, METERS, Batch, MeterLayout, ffi, is_meter_library, text_size
-from ._extras import expiration_id, frame_extras
+from ._engine import END_REASONS, METERS, Batch, MeterInfo, MeterLayout, ffi, is_meter_library, text_size
+from ._extras import TUNNEL_TYPES, expiration_id, mac_text, oui_text
 from ._flow import FLOW_ID_FORMAT, SCALAR_FIELDS, TCP_FLAGS
 
 # numpy's code for each C integer type the records use (little-endian hosts, as C lays them out)
@@ -80,6 +80,27 @@ class AddressText:
                         for k in (packed[at : at + width] for at in range(0, len(packed), width))]  # fmt: skip
             out[rows] = names[inverse.reshape(-1)]
         return out
+
+
+def extra_columns(cols: dict[str, Any], addresses: AddressText) -> None:
+    """The tunnel and mac meters' columns (tunnel_<field>, mac_<field>), in place, as the columns
+    Flow.meter_columns() names them (_extras.METER_EXTRAS): tunnel_type as text, tunnel_src_ip
+    and tunnel_dst_ip ("" outside tunnels), src_mac, dst_mac, src_oui, dst_oui."""
+    if "tunnel_src_ip_hi" in cols:
+        version = cols.pop("tunnel_ip_version")
+        cols["tunnel_type"] = np.asarray(TUNNEL_TYPES, dtype=object)[cols["tunnel_type"]]
+        for side in ("src", "dst"):  # two big-endian halves (read as int64) back to 16 address bytes
+            halves = np.stack([cols.pop(f"tunnel_{side}_ip_hi"), cols.pop(f"tunnel_{side}_ip_lo")], axis=1)
+            text = addresses.strings(version, halves.astype(">u8").view(np.uint8).reshape(len(version), 16))
+            text[version == 0] = ""
+            cols[f"tunnel_{side}_ip"] = text
+    if "mac_src_mac" in cols:  # each distinct address written once
+        macs = {side: np.unique(cols.pop(f"mac_{side}_mac"), return_inverse=True) for side in ("src", "dst")}
+        for write, suffix in ((mac_text, "mac"), (oui_text, "oui")):
+            for side, (distinct, inverse) in macs.items():
+                texts = np.empty(len(distinct), dtype=object)
+                texts[:] = [write(m) for m in distinct.tolist()]
+                cols[f"{side}_{suffix}"] = texts[inverse.reshape(-1)]
 
 
 def _signed(values: np.ndarray) -> np.ndarray:
@@ -153,16 +174,23 @@ def meter_columns(data: bytes, count: int, layout: MeterLayout) -> dict[str, np.
         return cols
     raw = np.frombuffer(data, dtype=np.uint8, count=count * layout.stride).reshape(count, layout.stride)
     for name, offset in layout.offsets:
-        meter = layout.info(name)
-        for f in meter.fields:
-            kind = _field_kind(f.ctype)
-            at = offset + f.offset
-            n = layout.array_length if f.count else 1
-            values = raw[:, at : at + n * kind.itemsize].copy().view(kind)
-            if kind.kind == "S":
-                cols[meter.column(f)] = _texts(values.reshape(count))
-            else:
-                cols[meter.column(f)] = _signed(values if f.count else values.reshape(count))
+        cols.update(_field_columns(raw, offset, layout.info(name), layout.array_length))
+    return cols
+
+
+def _field_columns(raw: np.ndarray, offset: int, meter: MeterInfo, array_length: int) -> dict[str, np.ndarray]:
+    """One meter's columns from its blocks at `offset` in each row of `raw` (records' meter data)."""
+    cols: dict[str, np.ndarray] = {}
+    count = len(raw)
+    for f in meter.fields:
+        kind = _field_kind(f.ctype)
+        at = offset + f.offset
+        n = array_length if f.count else 1
+        values = raw[:, at : at + n * kind.itemsize].copy().view(kind)
+        if kind.kind == "S":
+            cols[meter.column(f)] = _texts(values.reshape(count))
+        else:
+            cols[meter.column(f)] = _signed(values if f.count else values.reshape(count))
     return cols
 
 
@@ -181,12 +209,7 @@ def _empty_meter_columns(meters_on: Iterable[str], array_length: int) -> dict[st
     """meter_columns' columns for no record."""
     out: dict[str, np.ndarray] = {}
     for m in meters_on:
-        meter = METERS[m]
-        for f in meter.fields:
-            if text_size(f.ctype):
-                out[meter.column(f)] = np.zeros(0, dtype=object)
-            else:
-                out[meter.column(f)] = _signed(np.zeros((0, array_length) if f.count else 0, _NUMPY_KINDS[f.ctype]))
+        out.update(_field_columns(np.zeros((0, METERS[m].record_size), np.uint8), 0, METERS[m], array_length))
     return out
 
 
@@ -254,5 +277,5 @@ def batches_to_columns(
     for name, column in _empty_meter_columns([m for m in meters_on if not is_meter_library(m)], array_length).items():
         empty.setdefault(name, column)
     cols = concat_columns(parts, empty)
-    frame_extras(cols)
+    extra_columns(cols, addresses)
     return cols

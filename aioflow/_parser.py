@@ -688,3 +688,9 @@ def _looks_like_interface(source: str | os.PathLike[str]) -> bool:
 async def _maybe_await(result: Awaitable[None] | None) -> None:
     if inspect.isawaitable(result):
         await result
+
+
+def meters_on(parser: FlowParser) -> tuple[str, ...]:
+    """The meters the parser's options turn on, by name and by their own options (statistics=True,
+    splt=N, ...): EngineConfig.meters_on()."""
+    return parser._config.meters_on()

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from support.crafted import A, B, C, ether, ip4, ip6, udp, write
 
 import aioflow
 from aioflow._frame import AddressText
@@ -71,3 +72,34 @@ def test_address_text_is_ipaddress_text() -> None:
     for _ in range(2):  # the second time from what it remembers
         got = text.strings(version, raw).tolist()
         assert got == [str(ipaddress.IPv6Address(a)) for a in ODD_ADDRESSES] + ["10.0.0.1", "255.255.255.255"]
+
+
+EVERY_METER: dict[str, Any] = {"meters": aioflow.available_meters(), "decode_tunnels": True, "statistics": True,
+                               "splt": 4, **NO_TIMEOUTS}  # fmt: skip
+
+
+def _ipv6_tunnels(tmp_path: Path) -> Path:
+    """IPv6-in-IPv6 and IPv4-in-IPv6 (the tunnel meter's 16-byte addresses), beside an untunnelled flow."""
+    inner4, inner6 = ip4(A, B, 17, udp(1, 2)), ip6("2001:db8::1", "2001:db8::2", 17, udp(3, 4))
+    return write(tmp_path, "v6.pcap", [(1.0, ether(ip6("2001:db8:1::1", "2001:db8:1::2", 41, inner6), 0x86DD)),
+                                       (1.1, ether(ip6("::ffff:0:1", "fe80::1:0:0:1", 4, inner4), 0x86DD)),
+                                       (1.2, ether(ip4(A, C, 17, udp(5, 6))))])  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["zeek_tunnels_vxlan-encapsulated-http.pcap", "zeek_tunnels_Teredo.pcap",
+                                  "zeek_tunnels_gtp_gtp1_gn_normal_incl_fragmentation.pcap", "ndpi_ocs.pcap",
+                                  "crafted IPv6 tunnels"])  # fmt: skip
+def test_frame_meter_columns_are_flow_meter_columns(name: str, tmp_path: Path) -> None:
+    """Every meter on: read_frame's columns and values are Flow.to_dict() | Flow.meter_columns()
+    (what `aioflow flows --format json` writes), the tunnel and mac meters under nfstream's
+    names in both (the tunnel addresses themselves are checked against tshark in test_tunnels)."""
+    path = _ipv6_tunnels(tmp_path) if name.startswith("crafted") else DATA / name
+    flows = {f.id: f.to_dict() | f.meter_columns() for f in aioflow.read(path, **EVERY_METER)}
+    frame = aioflow.read_frame(path, **EVERY_METER)
+    assert len(frame) == len(flows) > 0
+    assert list(frame.columns) == list(next(iter(flows.values())))
+    assert {"tunnel_src_ip", "src_mac", "splt_ps", "community_id_value"} <= set(frame.columns)
+    for row in frame.to_dict("records"):
+        for column, value in flows[row["id"]].items():
+            got = row[column].tolist() if isinstance(row[column], np.ndarray) else row[column]
+            assert _same(got, value), (column, got, value)

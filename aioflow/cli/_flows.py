@@ -17,8 +17,9 @@ import anyio
 import aioflow
 
 from .. import _zeek
-from .._engine import METERS
+from .._extras import meter_column_names
 from .._flow import SCALAR_FIELDS, protocol_name
+from .._parser import meters_on
 from . import _signals
 from ._common import CommandError, add_flow_options, add_follow, damage_exit, endpoint, parser_options, summary
 
@@ -156,17 +157,16 @@ class _ZeekWriter:
 FORMATS = ("table", "csv", "json", "zeek", "zeek-json", "flow-tools")
 
 
-def _writer(args: argparse.Namespace, out: TextIO) -> _Writer:
-    dissect = bool(getattr(args, "dissect", False))
+def _writer(args: argparse.Namespace, out: TextIO, meters: Sequence[str]) -> _Writer:
+    """The writer of args.format; `meters`: the meters the parser turns on (csv's extra columns)."""
     if args.format in ("zeek", "zeek-json"):
         nets = _zeek.ZEEK_LOCAL_NETS if args.local_nets is None else args.local_nets
         return _ZeekWriter(out, args.format == "zeek-json", nets)
     if args.format == "csv":
-        on = ("statistics",) * bool(args.statistics) + ("splt",) * bool(args.splt) + ("dissect",) * dissect
-        return _CsvWriter(out, [METERS[m].column(f) for m in on for f in METERS[m].fields])
+        return _CsvWriter(out, meter_column_names(meters))
     if args.format == "json":
         return _JsonWriter(out, with_headers=bool(args.headers))
-    return _TableWriter(out, dissect)
+    return _TableWriter(out, "dissect" in meters)
 
 
 class _Progress:
@@ -252,13 +252,14 @@ async def run_flows(
     the parser: the active flows are printed (ending as "stop"), then the summary."""
     if args.format == "flow-tools":
         return await _run_flowtools(stopper, args, err)
-    writer = _writer(args, out)
-    progress = _Progress(err, clear_before_rows=out.isatty()) if show_progress else None
     options = parser_options(args)
     if args.format in ("zeek", "zeek-json"):
         options = {**_zeek.ZEEK_OPTIONS, **options, "meters": _zeek.METERS,
                    "community_id_seed": args.community_id_seed}  # fmt: skip
-    async with aioflow.FlowParser(args.source, **options) as parser:
+    parser = aioflow.FlowParser(args.source, **options)  # checks the options; opens the source on entering
+    writer = _writer(args, out, meters_on(parser))
+    progress = _Progress(err, clear_before_rows=out.isatty()) if show_progress else None
+    async with parser:
         stopper.on_signal(parser.stop)
         if parser.live:
             _signals.capturing(err, args.source)
