@@ -305,7 +305,8 @@ def test_report_renders_in_a_browser(bundled_report: Path) -> None:
     a screenshot is kept in build/test-artifacts/."""
     playwright = pytest.importorskip("playwright.sync_api", reason="playwright not installed (the dev extra)")
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        # not under `make sanitize`'s preloaded ASan runtime: Chromium is not built for it
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], env=TOOL_ENV)
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             problems: list[str] = []
