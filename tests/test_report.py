@@ -126,6 +126,8 @@ def _check_endpoints(path: Path) -> None:
     table = agg.endpoints(data.columns, top=10**9)
     got = {row[0]: row[1:] for row in table.rows}
     want = _tshark_endpoints(path)
+    # tshark saw IP frames, so its table has rows: an empty one is a parse that found none
+    assert want or not any(f[3] or f[5] for f in frames)
     if _truncated(frames):  # packets only: tshark's bytes are on-the-wire lengths
         got = {k: v[0::2] for k, v in got.items()}
         want = {k: v[0::2] for k, v in want.items()}
@@ -144,6 +146,8 @@ def _check_conversations(path: Path) -> None:
             got_frames[key] += row[7]
             got_bytes[key] += row[8]
     want_frames = reference.parse_tshark_conversations(_tshark(path, *reference.TSHARK_CONVERSATION_ARGS[1:]))
+    # frames with TCP/UDP ports (not quoted in an ICMP error) make rows: none parsed is an error
+    assert want_frames or not any((f[7] or f[9]) and "icmp" not in f[13] for f in frames)
     assert dict(got_frames) == want_frames
     if _truncated(frames):
         return
