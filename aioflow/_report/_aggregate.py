@@ -245,15 +245,13 @@ def nice_interval(ns: float) -> int:
         step *= 10
 
 
-def log_histogram(values: np.ndarray[Any, Any], bins: int = 40) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    """Counts of positive values on log-spaced bins (edges, counts); zeros are left out."""
+def log_edges(values: np.ndarray[Any, Any], bins: int = 40) -> np.ndarray[Any, Any]:
+    """Log-spaced bin edges spanning the positive values (none when there is none)."""
     positive = values[values > 0].astype(np.float64)
     if not len(positive):
-        return np.zeros(0), np.zeros(0, dtype=np.int64)
+        return np.zeros(0)
     low, high = np.log10(positive.min()), np.log10(positive.max())
-    edges = np.logspace(low, high if high > low else low + 1, bins + 1)
-    counts, edges = np.histogram(positive, bins=edges)
-    return edges, counts
+    return np.logspace(low, high if high > low else low + 1, bins + 1)
 
 
 def end_reasons(cols: Columns) -> dict[str, int]:
