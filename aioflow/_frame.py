@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from typing import Any
 
 import numpy as np
@@ -143,11 +143,14 @@ def records_to_columns(rec: np.ndarray, addresses: AddressText | None = None) ->
     return {name: _signed(cols[name]) for name in SCALAR_FIELDS}
 
 
-def meter_columns(data: bytes, count: int, layout: MeterLayout) -> dict[str, np.ndarray]:
+def meter_columns(
+    data: bytes, count: int, layout: MeterLayout, only: Container[str] | None = None
+) -> dict[str, np.ndarray]:
     """The enabled meters' fields of `count` records as columns named <meter>_<field> (or the
     field's own name, for meters with plain names: MeterInfo.column), read in bulk from their
     meter blocks (stride and offsets as C published them). An array field is a 2-D column,
-    (count, layout.array_length): its first array_length values."""
+    (count, layout.array_length): its first array_length values. `only`: just these columns
+    (a text field costs a str per record)."""
     cols: dict[str, np.ndarray] = {}
     if not layout.stride:
         return cols
@@ -155,6 +158,8 @@ def meter_columns(data: bytes, count: int, layout: MeterLayout) -> dict[str, np.
     for name, offset in layout.offsets:
         meter = layout.info(name)
         for f in meter.fields:
+            if only is not None and meter.column(f) not in only:
+                continue
             kind = _field_kind(f.ctype)
             at = offset + f.offset
             n = layout.array_length if f.count else 1

@@ -83,9 +83,9 @@ async def gather(
 
 
 def report_columns(batch: Batch, dissect: bool = False) -> dict[str, Any]:
-    """What the report draws from, straight from a batch's C records: numbers only (addresses as
-    sortable 17-byte values), so a capture of a million flows makes no string per flow; with
-    `dissect`, the application names too."""
+    """What the report draws from, straight from a batch's C records: numbers (addresses as
+    sortable 17-byte values), and of the meters' text fields only the two it shows, conn_state's
+    state and, with `dissect`, the application name."""
     rec = np.frombuffer(batch.raw_records(), dtype=RECORD_DTYPE)
     cols: dict[str, Any] = {
         "src_addr": address_keys(rec["ip_version"], rec["src_ip"]),
@@ -100,7 +100,8 @@ def report_columns(batch: Batch, dissect: bool = False) -> dict[str, Any]:
     cols["duration_ns"] = cols["last_seen_ns"] - cols["first_seen_ns"]
     cols["packets"] = cols["src2dst_packets"] + cols["dst2src_packets"]
     cols["captured_bytes"] = cols["src2dst_captured_bytes"] + cols["dst2src_captured_bytes"]
-    meters = meter_columns(batch.meter_data, batch.count, batch.meter_layout)  # decoded once per batch
+    wanted = ("conn_state_state", "application_name") if dissect else ("conn_state_state",)
+    meters = meter_columns(batch.meter_data, batch.count, batch.meter_layout, wanted)  # no other field decoded
     cols["tcp_state"] = meters.get("conn_state_state", np.zeros(batch.count, dtype=object))
     if dissect:  # EMPTY_BATCH (no source gave a batch) has no meter columns
         cols["application_name"] = meters["application_name"] if batch.count else np.zeros(0, dtype=object)
