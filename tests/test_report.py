@@ -221,6 +221,32 @@ def test_numbers_match_tshark_on_corpus(rel: str | None, check: Any) -> None:
     check(CORPUS / rel)
 
 
+def _ns(epoch: str) -> int:
+    """tshark's frame.time_epoch ('1234.000567000') as integer nanoseconds."""
+    seconds, _, fraction = epoch.partition(".")
+    return int(seconds) * 10**9 + int(fraction.ljust(9, "0")[:9])
+
+
+@needs_tshark
+def test_timeline_counts_packets_stamped_before_the_first(tmp_path: Path) -> None:
+    """A capture whose first packet is stamped after the next ten: those are counted in bucket 0
+    and in before_origin, as many as tshark's frame times say; none is lost."""
+    data = (DATA / "nfstream_google_ssl.pcap").read_bytes()  # classic little-endian pcap, all IP, 7 s
+    records, at = [], 24
+    while at < len(data):
+        end = at + 16 + int.from_bytes(data[at + 8 : at + 12], "little")
+        records.append(data[at:end])
+        at = end
+    late_first = tmp_path / "late_first.pcap"
+    late_first.write_bytes(data[:24] + records[10] + b"".join(records[:10] + records[11:]))
+    ns = [_ns(f[0]) for f in _frames(late_first)]
+    timeline = anyio.run(gather, [late_first], {}).timeline
+    assert timeline is not None and timeline.origin_ns == ns[0]
+    assert timeline.before_origin == sum(t < ns[0] for t in ns) > 0
+    assert timeline.packets.sum() == len(ns)
+    assert timeline.packets[0].sum() == sum(t < ns[0] + timeline.interval_ns for t in ns)
+
+
 def test_comparable_captures_are_most_of_them() -> None:
     """The rules above leave out few bundled captures (fragments, tunnels): the checks compare most."""
     if shutil.which("tshark") is None:
