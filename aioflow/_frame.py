@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from typing import Any
 
 import numpy as np
@@ -164,25 +164,33 @@ def records_to_columns(rec: np.ndarray, addresses: AddressText | None = None) ->
     return {name: _signed(cols[name]) for name in SCALAR_FIELDS}
 
 
-def meter_columns(data: bytes, count: int, layout: MeterLayout) -> dict[str, np.ndarray]:
+def meter_columns(
+    data: bytes, count: int, layout: MeterLayout, only: Container[str] | None = None
+) -> dict[str, np.ndarray]:
     """The enabled meters' fields of `count` records as columns named <meter>_<field> (or the
     field's own name, for meters with plain names: MeterInfo.column), read in bulk from their
     meter blocks (stride and offsets as C published them). An array field is a 2-D column,
-    (count, layout.array_length): its first array_length values."""
+    (count, layout.array_length): its first array_length values. `only`: just these columns
+    (a text field costs a str per record)."""
     cols: dict[str, np.ndarray] = {}
     if not layout.stride:
         return cols
     raw = np.frombuffer(data, dtype=np.uint8, count=count * layout.stride).reshape(count, layout.stride)
     for name, offset in layout.offsets:
-        cols.update(_field_columns(raw, offset, layout.info(name), layout.array_length))
+        cols.update(_field_columns(raw, offset, layout.info(name), layout.array_length, only))
     return cols
 
 
-def _field_columns(raw: np.ndarray, offset: int, meter: MeterInfo, array_length: int) -> dict[str, np.ndarray]:
-    """One meter's columns from its blocks at `offset` in each row of `raw` (records' meter data)."""
+def _field_columns(
+    raw: np.ndarray, offset: int, meter: MeterInfo, array_length: int, only: Container[str] | None = None
+) -> dict[str, np.ndarray]:
+    """One meter's columns from its blocks at `offset` in each row of `raw` (records' meter data);
+    `only`: just these columns."""
     cols: dict[str, np.ndarray] = {}
     count = len(raw)
     for f in meter.fields:
+        if only is not None and meter.column(f) not in only:
+            continue
         kind = _field_kind(f.ctype)
         at = offset + f.offset
         n = array_length if f.count else 1

@@ -75,6 +75,15 @@ def address_codes(keys: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], np.
     return keys[first], inverse
 
 
+Addresses = tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]
+
+
+def flow_addresses(cols: Columns) -> Addresses:
+    """address_codes of the flows' two ends: every source address, then every destination's.
+    endpoints() and conversations() both need them; a report computes them once for both."""
+    return address_codes(np.concatenate([column(cols, "src_addr"), column(cols, "dst_addr")]))
+
+
 def address_text(key: Any) -> str:
     """An ADDRESS value as text ('192.0.2.1', '2001:db8::1')."""
     import ipaddress
@@ -100,12 +109,13 @@ class Table:
     total: int
 
 
-def endpoints(cols: Columns, top: int) -> Table:
+def endpoints(cols: Columns, top: int, addresses: Addresses | None = None) -> Table:
     """Per IP address, as tshark's ``-z endpoints,ip`` (and ``ipv6``): packets and bytes in all,
-    sent (Tx) and received (Rx), from every flow it is an end of; the `top` by bytes."""
+    sent (Tx) and received (Rx), from every flow it is an end of; the `top` by bytes.
+    `addresses`: flow_addresses(cols), when already computed."""
     sp, sb = column(cols, "src2dst_packets"), column(cols, "src2dst_captured_bytes")
     dp, db = column(cols, "dst2src_packets"), column(cols, "dst2src_captured_bytes")
-    names, where = address_codes(np.concatenate([column(cols, "src_addr"), column(cols, "dst_addr")]))
+    names, where = flow_addresses(cols) if addresses is None else addresses
     n = len(names)
 
     def per_address(values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -119,14 +129,14 @@ def endpoints(cols: Columns, top: int) -> Table:
     return Table(("address", "packets", "bytes", "tx_packets", "tx_bytes", "rx_packets", "rx_bytes"), rows, n)
 
 
-def conversations(cols: Columns, top: int) -> Table:
+def conversations(cols: Columns, top: int, addresses: Addresses | None = None) -> Table:
     """Per protocol and unordered pair of (address, port), as tshark's ``-z conv,tcp``/``conv,udp``
     (flows split by timeouts or port reuse summed, VLAN ids ignored): packets and bytes each way,
-    A being the smaller endpoint; first packet time (epoch s) and duration (s). The `top` by bytes."""
+    A being the smaller endpoint; first packet time (epoch s) and duration (s). The `top` by bytes.
+    `addresses`: flow_addresses(cols), when already computed."""
     proto = column(cols, "protocol").astype(np.int64)
-    src_addr = column(cols, "src_addr")
-    addresses, codes = address_codes(np.concatenate([src_addr, column(cols, "dst_addr")]))
-    count = len(src_addr)
+    names, codes = flow_addresses(cols) if addresses is None else addresses
+    count = len(proto)
     # an endpoint as one integer: address code, then port (keys stay numbers: no string per flow)
     src = codes[:count].astype(np.int64) << 16 | column(cols, "src_port").astype(np.int64)
     dst = codes[count:].astype(np.int64) << 16 | column(cols, "dst_port").astype(np.int64)
@@ -150,7 +160,7 @@ def conversations(cols: Columns, top: int) -> Table:
     order = np.lexsort((keys[:, 2], keys[:, 1], keys[:, 0], -(ab_bytes + ba_bytes)))[:top]
 
     def text(endpoint: int) -> str:
-        address, port = address_text(addresses[endpoint >> 16]), endpoint & 0xFFFF
+        address, port = address_text(names[endpoint >> 16]), endpoint & 0xFFFF
         return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
     rows = [(protocol_name(int(keys[i, 0])), text(int(keys[i, 1])), text(int(keys[i, 2])),
@@ -245,15 +255,13 @@ def nice_interval(ns: float) -> int:
         step *= 10
 
 
-def log_histogram(values: np.ndarray[Any, Any], bins: int = 40) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    """Counts of positive values on log-spaced bins (edges, counts); zeros are left out."""
+def log_edges(values: np.ndarray[Any, Any], bins: int = 40) -> np.ndarray[Any, Any]:
+    """Log-spaced bin edges spanning the positive values (none when there is none)."""
     positive = values[values > 0].astype(np.float64)
     if not len(positive):
-        return np.zeros(0), np.zeros(0, dtype=np.int64)
+        return np.zeros(0)
     low, high = np.log10(positive.min()), np.log10(positive.max())
-    edges = np.logspace(low, high if high > low else low + 1, bins + 1)
-    counts, edges = np.histogram(positive, bins=edges)
-    return edges, counts
+    return np.logspace(low, high if high > low else low + 1, bins + 1)
 
 
 def end_reasons(cols: Columns) -> dict[str, int]:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .._timeline import TIMELINE_CLASSES, Timeline
-from ._aggregate import Table, log_histogram
+from ._aggregate import Table, log_edges
 
 try:
     import plotly.graph_objects as go
@@ -70,7 +70,7 @@ def distribution(values_by_protocol: dict[str, np.ndarray[Any, Any]], title: str
     """Histograms on a log axis (log-spaced bins, one trace per protocol class)."""
     fig = go.Figure()
     everything = np.concatenate(list(values_by_protocol.values())) if values_by_protocol else np.zeros(0)
-    edges, _ = log_histogram(everything)
+    edges = log_edges(everything)
     for name, values in values_by_protocol.items():
         if not len(edges) or not (values > 0).any():
             continue

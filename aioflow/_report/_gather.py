@@ -78,16 +78,14 @@ async def gather(
         first = min((int(p["first_seen_ns"].min()) for p in mine if len(p["first_seen_ns"])), default=0)
         last = max((int(p["last_seen_ns"].max()) for p in mine if len(p["last_seen_ns"])), default=0)
         facts.append(SourceFacts(os.fspath(source), parser.info(), first, last))
-    columns = _concatenate(parts) if parts else report_columns(EMPTY_BATCH)
-    if dissect and not parts:
-        columns["application_name"] = np.zeros(0, dtype=object)
+    columns = _concatenate(parts) if parts else report_columns(EMPTY_BATCH, dissect)
     return ReportData(columns, merge_timelines(timelines), False, facts)
 
 
 def report_columns(batch: Batch, dissect: bool = False) -> dict[str, Any]:
-    """What the report draws from, straight from a batch's C records: numbers only (addresses as
-    sortable 17-byte values), so a capture of a million flows makes no string per flow; with
-    `dissect`, the application names too."""
+    """What the report draws from, straight from a batch's C records: numbers (addresses as
+    sortable 17-byte values), and of the meters' text fields only the two it shows, conn_state's
+    state and, with `dissect`, the application name."""
     rec = np.frombuffer(batch.raw_records(), dtype=RECORD_DTYPE)
     cols: dict[str, Any] = {
         "src_addr": address_keys(rec["ip_version"], rec["src_ip"]),
@@ -102,11 +100,11 @@ def report_columns(batch: Batch, dissect: bool = False) -> dict[str, Any]:
     cols["duration_ns"] = cols["last_seen_ns"] - cols["first_seen_ns"]
     cols["packets"] = cols["src2dst_packets"] + cols["dst2src_packets"]
     cols["captured_bytes"] = cols["src2dst_captured_bytes"] + cols["dst2src_captured_bytes"]
-    cols["tcp_state"] = meter_columns(batch.meter_data, batch.count, batch.meter_layout).get(
-        "conn_state_state", np.zeros(batch.count, dtype=object)
-    )
-    if dissect:
-        cols["application_name"] = meter_columns(batch.meter_data, batch.count, batch.meter_layout)["application_name"]
+    wanted = ("conn_state_state", "application_name") if dissect else ("conn_state_state",)
+    meters = meter_columns(batch.meter_data, batch.count, batch.meter_layout, wanted)  # no other field decoded
+    cols["tcp_state"] = meters.get("conn_state_state", np.zeros(batch.count, dtype=object))
+    if dissect:  # EMPTY_BATCH (no source gave a batch) has no meter columns
+        cols["application_name"] = meters["application_name"] if batch.count else np.zeros(0, dtype=object)
     return cols
 
 

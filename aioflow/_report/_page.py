@@ -68,8 +68,9 @@ def render(data: ReportData, title: str) -> str:
             chart = figures.traffic(by_app, starts, True, tuple(names), "application")
             charts.append(("Traffic by application", chart))
         charts.append(("Applications", figures.applications(apps)))
-    talkers = agg.endpoints(cols, TOP_ROWS)
-    convs = agg.conversations(cols, TOP_ROWS)
+    addresses = agg.flow_addresses(cols)
+    talkers = agg.endpoints(cols, TOP_ROWS, addresses)
+    convs = agg.conversations(cols, TOP_ROWS, addresses)
     if talkers.rows:
         charts.append(("Top talkers", figures.talkers(talkers)))
     classes = agg.protocol_classes(agg.column(cols, "protocol"))
