@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "aioflow.h"
+#include "wire.h"
 
 /* DLT values as libpcap reports them (pcap_datalink). Listed here so the decoder does not need
  * pcap.h; DLT_RAW differs between platforms, hence both values. */
@@ -14,19 +15,9 @@ enum {
     DLT_LINUX_SLL2_ = 276
 };
 
-enum { ETH_IPV4 = 0x0800, ETH_IPV6 = 0x86dd, ETH_VLAN = 0x8100, ETH_QINQ = 0x88a8,
-       ETH_QINQ_OLD = 0x9100, ETH_QINQ_OLD2 = 0x9200, ETH_MPLS_UC = 0x8847, ETH_MPLS_MC = 0x8848,
-       ETH_PPPOE_SESSION = 0x8864, ETH_VNTAG = 0x8926, ETH_ETAG = 0x893f };
-
-#define EVENT(e) ((uint16_t)(1u << (e)))
-
 /* Tag walking is bounded so a crafted frame of endless tags cannot loop for long. */
 #define MAX_ENCAPS 16
 
-static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
-static inline uint32_t rd32(const uint8_t *p) {
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
 
 /* A transport header kept for its ports alone (a decode event says why): no flags, no payload. */
 static int ports_only(const uint8_t *l4, uint32_t header_len, af_packet *pkt) {

@@ -3,19 +3,13 @@
 #include <string.h>
 
 #include "aioflow.h"
-
-#define EVENT(e) ((uint16_t)(1u << (e)))
+#include "wire.h"
 
 enum { PORT_VXLAN = 4789, PORT_GENEVE = 6081, PORT_GTP_U = 2152, PORT_TEREDO = 3544 };
-enum { ETH_IPV4 = 0x0800, ETH_IPV6 = 0x86dd, ETH_MPLS_UC = 0x8847, ETH_MPLS_MC = 0x8848,
-       ETH_BRIDGING = 0x6558, ETH_ERSPAN_2 = 0x88be, ETH_ERSPAN_3 = 0x22eb, ETH_PPP = 0x880b,
-       ETH_ARUBA_WLAN = 0x8200 };
 
 /* What a tunnel carries. */
 enum inner { INNER_IP, INNER_ETHERNET, INNER_ETHERTYPE, INNER_PPP, INNER_WLAN };
 
-static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
-static inline uint32_t rd24(const uint8_t *p) { return ((uint32_t)p[0] << 16) | ((uint32_t)p[1] << 8) | p[2]; }
 
 /* An 802.11 data frame (Aruba's GRE) whose LLC/SNAP header names an EtherType; anything else
  * (management, control, protected frames) is no IP. */
