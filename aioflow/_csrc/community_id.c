@@ -122,7 +122,6 @@ static void on_end(void *ctx, void *state, const af_meter_end *me) {
     cid_state *s = state;
     const af_key *k = &af_table_flow(me->table, me->slot)->key;
     cid_record *r = (cid_record *)(void *)me->block;
-    memset(r, 0, sizeof *r);
     if (k->proto == 1 || k->proto == 58) {
         /* from the first packet's sender; a two-way type is then ordered as ports are */
         int v6 = k->proto == 58, from = s->sender, to = 1 - from;

@@ -326,7 +326,6 @@ static void on_end(void *ctx, void *state, const af_meter_end *me) {
     const zconn *c = state;
     const af_flow *f = af_table_flow(me->table, me->slot);
     zrecord *r = (zrecord *)(void *)me->block;
-    memset(r, 0, sizeof *r);
     const char *st = "OTH";
     if (f->key.proto == 6) {
         st = tcp_conn_state(c);

@@ -52,7 +52,7 @@ typedef struct {
     int ending;                      /* 1: the flow leaves the table; 0: active-timeout split, it goes on */
     af_batch *out;
     uint32_t record;
-    uint8_t *block;                  /* the meter's record_size bytes for this record (NULL if 0) */
+    uint8_t *block;                  /* the meter's record_size bytes for this record, zeroed (NULL if 0) */
 } af_meter_end;
 
 typedef struct af_meter {
