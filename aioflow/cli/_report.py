@@ -63,7 +63,8 @@ async def run_report(stopper: _signals.Stopper, args: argparse.Namespace, err: T
     if show_progress:
         err.write("\r\x1b[K")
     title = args.title or "aioflow report: " + ", ".join(args.sources)
-    page = render(data, title)
+    # aggregating and drawing takes seconds for a large capture: off the event loop (signals)
+    page = await anyio.to_thread.run_sync(render, data, title)
     await anyio.to_thread.run_sync(Path(args.output).write_text, page, "utf-8")
     code = 0
     for parser, facts in zip(parsers, data.sources, strict=True):
