@@ -27,6 +27,8 @@ NATIVE_STAMP := $(VENV)/.aioflow-native
 SAN_CFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -g -O1
 SAN_LDFLAGS := -fsanitize=address,undefined
 SAN_LOG_DIR := build/sanitize
+# make sanitize SANITIZE_TESTS=tests/test_report.py: the same checks on part of the suite
+SANITIZE_TESTS ?=
 
 # make fuzz: every fuzz/fuzz_*.c is a libFuzzer harness linked with the whole engine; each runs
 # FUZZ_SECONDS from its corpus (seeded by fuzz/seed_corpus.py, grown by the runs) in FUZZ_DIR.
@@ -150,7 +152,7 @@ sanitize: sys-test
 	LD_PRELOAD="$$libasan $$libstdcxx" \
 	ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:log_path=$(CURDIR)/$(SAN_LOG_DIR)/asan" \
 	UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
-		$(PY) -m pytest -q || status=$$?; \
+		$(PY) -m pytest -q $(SANITIZE_TESTS) || status=$$?; \
 	rm -f aioflow/_native*.so; \
 	$(PIP) install -q --no-build-isolation --no-deps -e . && touch $(NATIVE_STAMP); \
 	if compgen -G '$(SAN_LOG_DIR)/*' >/dev/null; then \
