@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ._engine import END_REASONS, Batch, MeterInfo, MeterLayout, ffi, text_size
-from ._extras import TUNNEL_TYPES, expiration_id, mac_text, oui_text
+from ._extras import expiration_id
 from ._flow import FLOW_ID_FORMAT, SCALAR_FIELDS, TCP_FLAGS
 
 # numpy's code for each C integer type the records use (little-endian hosts, as C lays them out)
@@ -80,27 +80,6 @@ class AddressText:
                         for k in (packed[at : at + width] for at in range(0, len(packed), width))]  # fmt: skip
             out[rows] = names[inverse.reshape(-1)]
         return out
-
-
-def extra_columns(cols: dict[str, Any], addresses: AddressText) -> None:
-    """The tunnel and mac meters' columns (tunnel_<field>, mac_<field>), in place, as the columns
-    Flow.meter_columns() names them (_extras.METER_EXTRAS): tunnel_type as text, tunnel_src_ip
-    and tunnel_dst_ip ("" outside tunnels), src_mac, dst_mac, src_oui, dst_oui."""
-    if "tunnel_src_ip_hi" in cols:
-        version = cols.pop("tunnel_ip_version")
-        cols["tunnel_type"] = np.asarray(TUNNEL_TYPES, dtype=object)[cols["tunnel_type"]]
-        for side in ("src", "dst"):  # two big-endian halves (read as int64) back to 16 address bytes
-            halves = np.stack([cols.pop(f"tunnel_{side}_ip_hi"), cols.pop(f"tunnel_{side}_ip_lo")], axis=1)
-            text = addresses.strings(version, halves.astype(">u8").view(np.uint8).reshape(len(version), 16))
-            text[version == 0] = ""
-            cols[f"tunnel_{side}_ip"] = text
-    if "mac_src_mac" in cols:  # each distinct address written once
-        macs = {side: np.unique(cols.pop(f"mac_{side}_mac"), return_inverse=True) for side in ("src", "dst")}
-        for write, suffix in ((mac_text, "mac"), (oui_text, "oui")):
-            for side, (distinct, inverse) in macs.items():
-                texts = np.empty(len(distinct), dtype=object)
-                texts[:] = [write(m) for m in distinct.tolist()]
-                cols[f"{side}_{suffix}"] = texts[inverse.reshape(-1)]
 
 
 def _signed(values: np.ndarray) -> np.ndarray:
@@ -275,6 +254,4 @@ def batches_to_columns(batches: Iterable[Batch], layouts: Sequence[MeterLayout] 
     for layout in layouts[:1]:
         for name, column in meter_columns(b"", 0, layout).items():
             empty.setdefault(name, column)
-    cols = concat_columns(parts, empty)
-    extra_columns(cols, addresses)
-    return cols
+    return concat_columns(parts, empty)

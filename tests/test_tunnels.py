@@ -8,6 +8,7 @@ malformed or too deeply nested tunnels are decode events, the packet kept in its
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import struct
 from collections import Counter
@@ -190,3 +191,29 @@ def test_mac_addresses_follow_the_flows_orientation(tmp_path: Path) -> None:
     assert (by_proto[6].src_ip, by_proto[6].src_mac, by_proto[6].dst_mac) == (A, b, a)
     # off: zero addresses, as on a link without Ethernet
     assert {f.src_mac for f in aioflow.read(path)} == {"00:00:00:00:00:00"}
+
+
+# IPv6 carriers whose text needs each case of RFC 5952's compression (runs at the start, the end,
+# two runs of which the longer or the first wins, a lone zero group kept, none at all)
+CARRIERS6 = ("::1", "2001:db8::", "2001:0:0:1:0:0:0:1", "2001:db8:0:0:1:0:0:1", "2001:db8:0:1:1:1:1:1",
+             "fe80::abcd:ef01:2345:6789", "1:2:3:4:5:6:7:8", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")  # fmt: skip
+
+
+def test_tunnel_endpoint_text_is_ipaddress_text(tmp_path: Path) -> None:
+    """The tunnel meter writes carrier addresses as text in C, as Python's ipaddress writes them;
+    its columns keep nfstream's names (tunnel_id, tunnel_type, tunnel_src_ip, tunnel_dst_ip)."""
+    inner = ip4(A, B, 17, udp(1, 2))
+    packets = [(1.0 + i, ether(ip6(src, "::", 4, inner), 0x86DD)) for i, src in enumerate(CARRIERS6)]
+    packets.append((20.0, ether(ip4("10.255.0.1", "192.0.2.254", 4, ip4(A, C, 17, udp(1, 2))))))
+    path = write(tmp_path, "carriers.pcap", packets)
+    flows = list(aioflow.read(path, decode_tunnels=True))
+    want = {(str(ipaddress.ip_address(s)), "::") for s in CARRIERS6} | {("10.255.0.1", "192.0.2.254")}
+    assert {(f.tunnel_src_ip, f.tunnel_dst_ip) for f in flows} == want
+    assert {f.tunnel_type for f in flows} == {"ipip"} and len({f.tunnel_id for f in flows}) == len(flows)
+    frame = aioflow.read_frame(path, decode_tunnels=True, meters=("mac",))
+    extras = ["tunnel_id", "tunnel_type", "tunnel_src_ip", "tunnel_dst_ip", "src_mac", "dst_mac", "src_oui",
+              "dst_oui"]  # fmt: skip
+    assert [c for c in frame.columns if c not in aioflow.read_frame(path).columns] == extras
+    assert frame[extras[:4]].values.tolist() == [[getattr(f, c) for c in extras[:4]] for f in flows]
+    sender, receiver = (":".join(f"{b:02x}" for b in mac) for mac in (MAC_A, MAC_B))
+    assert frame[extras[4:]].drop_duplicates().values.tolist() == [[sender, receiver, sender[:8], receiver[:8]]]

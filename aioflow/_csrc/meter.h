@@ -91,13 +91,6 @@ typedef struct af_meter {
     void (*stop)(void *ctx);
 } af_meter;
 
-/* n bytes (n <= 8) as one big-endian number: addresses in a meter's record fields. */
-static inline uint64_t af_meter_be(const uint8_t *p, int n) {
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++) v = v << 8 | p[i];
-    return v;
-}
-
 /* The registry (meter.c, from meters.h): index i is bit i of af_config.meters. */
 uint32_t af_meter_registry_count(void);
 const af_meter *af_meter_registry(uint32_t index);
