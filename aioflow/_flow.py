@@ -10,13 +10,13 @@ from __future__ import annotations
 import builtins
 import ipaddress
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Protocol, overload
 
 from ._engine import END_REASONS, METERS, TCP_FLAG_COUNT, Batch
-from ._extras import METER_EXTRAS, expiration_id, mac_fields, tunnel_fields
+from ._extras import expiration_id
 
 # Names of the per-flag counters, in the C record's bit order (api.h: FIN SYN RST PSH ACK URG ECE CWR).
 TCP_FLAGS = ("fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr")
@@ -136,11 +136,11 @@ class _Seconds:
 
 
 class _Extra:
-    """A Flow attribute named as nfstream's, read from a meter's fields through `fields` (given
-    None when the meter is off: zero or empty)."""
+    """A Flow attribute that is a plain-named field of a meter (nfstream's name, e.g. tunnel_id
+    of the tunnel meter), or `off` when the meter was not on."""
 
-    def __init__(self, meter: str, fields: Callable[[Mapping[str, int | float] | None], Mapping[str, Any]]) -> None:
-        self._meter, self._fields, self._name = meter, fields, ""
+    def __init__(self, meter: str, off: Any) -> None:
+        self._meter, self._off, self._name = meter, off, ""
 
     def __set_name__(self, owner: type, name: str) -> None:
         self._name = name
@@ -149,7 +149,8 @@ class _Extra:
         if flow is None:
             return self
         b = flow._batch
-        return self._fields(b.meter_layout.read(b.meter_data, flow._i, self._meter))[self._name]
+        fields = b.meter_layout.read(b.meter_data, flow._i, self._meter)
+        return self._off if fields is None else fields[self._name]
 
 
 class _FlagCount:
@@ -412,15 +413,15 @@ class Flow:
     # tunnel_id: decode_tunnels=True, the tunnel path's id (part of the flow key), 0 outside tunnels;
     # tunnel_type: gre, erspan, ipip, vxlan, geneve, gtp, teredo, mpls ("" without); tunnel_src_ip,
     # tunnel_dst_ip: the outermost carrier's addresses, src side first ("" without)
-    tunnel_id = _Extra("tunnel", tunnel_fields)
-    tunnel_type = _Extra("tunnel", tunnel_fields)
-    tunnel_src_ip = _Extra("tunnel", tunnel_fields)
-    tunnel_dst_ip = _Extra("tunnel", tunnel_fields)
+    tunnel_id = _Extra("tunnel", 0)
+    tunnel_type = _Extra("tunnel", "")
+    tunnel_src_ip = _Extra("tunnel", "")
+    tunnel_dst_ip = _Extra("tunnel", "")
     # meters=("mac",): the first packet's Ethernet addresses, src->dst oriented, and their OUIs
-    src_mac = _Extra("mac", mac_fields)
-    dst_mac = _Extra("mac", mac_fields)
-    src_oui = _Extra("mac", mac_fields)
-    dst_oui = _Extra("mac", mac_fields)
+    src_mac = _Extra("mac", "00:00:00:00:00:00")
+    dst_mac = _Extra("mac", "00:00:00:00:00:00")
+    src_oui = _Extra("mac", "00:00:00")
+    dst_oui = _Extra("mac", "00:00:00")
 
     @property
     def headers(self) -> list[PacketHeader]:
@@ -534,13 +535,10 @@ class Flow:
 
     def meter_columns(self) -> dict[str, Any]:
         """Every enabled meter's fields under their read_frame column names (``low_ttl_...``;
-        nfstream's names for statistics and splt; the tunnel and mac meters as tunnel_id, ...,
-        src_mac, ...: METER_EXTRAS), in read_frame's order."""
+        nfstream's names for the meters with plain names: statistics, splt, tunnel, mac), in
+        read_frame's order."""
         out: dict[str, Any] = {}
         for name, values in self.meters.items():
-            if name in METER_EXTRAS:
-                out.update(METER_EXTRAS[name](values))
-                continue
             meter = self._batch.meter_layout.info(name)
             out.update((meter.column(f), values[f.name]) for f in meter.fields)
         return out

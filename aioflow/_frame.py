@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Container, Iterable
+from collections.abc import Container, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
-from ._engine import END_REASONS, METERS, Batch, MeterInfo, MeterLayout, ffi, is_meter_library, text_size
-from ._extras import TUNNEL_TYPES, expiration_id, mac_text, oui_text
+from ._engine import END_REASONS, Batch, MeterInfo, MeterLayout, ffi, text_size
+from ._extras import expiration_id
 from ._flow import FLOW_ID_FORMAT, SCALAR_FIELDS, TCP_FLAGS
 
 # numpy's code for each C integer type the records use (little-endian hosts, as C lays them out)
@@ -80,27 +80,6 @@ class AddressText:
                         for k in (packed[at : at + width] for at in range(0, len(packed), width))]  # fmt: skip
             out[rows] = names[inverse.reshape(-1)]
         return out
-
-
-def extra_columns(cols: dict[str, Any], addresses: AddressText) -> None:
-    """The tunnel and mac meters' columns (tunnel_<field>, mac_<field>), in place, as the columns
-    Flow.meter_columns() names them (_extras.METER_EXTRAS): tunnel_type as text, tunnel_src_ip
-    and tunnel_dst_ip ("" outside tunnels), src_mac, dst_mac, src_oui, dst_oui."""
-    if "tunnel_src_ip_hi" in cols:
-        version = cols.pop("tunnel_ip_version")
-        cols["tunnel_type"] = np.asarray(TUNNEL_TYPES, dtype=object)[cols["tunnel_type"]]
-        for side in ("src", "dst"):  # two big-endian halves (read as int64) back to 16 address bytes
-            halves = np.stack([cols.pop(f"tunnel_{side}_ip_hi"), cols.pop(f"tunnel_{side}_ip_lo")], axis=1)
-            text = addresses.strings(version, halves.astype(">u8").view(np.uint8).reshape(len(version), 16))
-            text[version == 0] = ""
-            cols[f"tunnel_{side}_ip"] = text
-    if "mac_src_mac" in cols:  # each distinct address written once
-        macs = {side: np.unique(cols.pop(f"mac_{side}_mac"), return_inverse=True) for side in ("src", "dst")}
-        for write, suffix in ((mac_text, "mac"), (oui_text, "oui")):
-            for side, (distinct, inverse) in macs.items():
-                texts = np.empty(len(distinct), dtype=object)
-                texts[:] = [write(m) for m in distinct.tolist()]
-                cols[f"{side}_{suffix}"] = texts[inverse.reshape(-1)]
 
 
 def _signed(values: np.ndarray) -> np.ndarray:
@@ -213,14 +192,6 @@ def _texts(column: np.ndarray) -> np.ndarray:
     return np.array([v.decode(errors="replace") for v in column.tolist()], dtype=object)
 
 
-def _empty_meter_columns(meters_on: Iterable[str], array_length: int) -> dict[str, np.ndarray]:
-    """meter_columns' columns for no record."""
-    out: dict[str, np.ndarray] = {}
-    for m in meters_on:
-        out.update(_field_columns(np.zeros((0, METERS[m].record_size), np.uint8), 0, METERS[m], array_length))
-    return out
-
-
 def _list_column(values: np.ndarray) -> np.ndarray:
     """A 2-D column as one object column whose cells are its rows (numpy arrays, views of it),
     the shape of nfstream's list columns (splt_*)."""
@@ -269,21 +240,18 @@ def concat_columns(parts: list[dict[str, Any]], empty: dict[str, Any]) -> dict[s
     return out
 
 
-def batches_to_columns(
-    batches: Iterable[Batch], meters_on: Iterable[str] = (), array_length: int = 0
-) -> dict[str, Any]:
-    """Every record of these batches as columns (batch_columns), plus the enabled meters' fields
-    (`meters_on` names them, so that a source with no flow still has their columns, empty). An
-    array field (splt_*) is one column whose cells are numpy arrays of `array_length` values.
-    Each batch is turned into columns as it comes (while the engine's thread reads on), so none
-    is kept."""
+def batches_to_columns(batches: Iterable[Batch], layouts: Sequence[MeterLayout] = ()) -> dict[str, Any]:
+    """Every record of these batches as columns (batch_columns). An array field (splt_*) is one
+    column whose cells are numpy arrays of the layout's array_length values. A source with no
+    flow still has every meter's columns, empty: `layouts` holds the engine's meter layout by then
+    (read_batches(layouts=...)), built-in and loaded meters alike. Each batch is turned into
+    columns as it comes (while the engine's thread reads on), so none is kept."""
     addresses = AddressText()
     parts = []
     for b in batches:  # a loop, not a comprehension: read_frame's warning stacklevel counts these frames
         parts.append(batch_columns(b, addresses))
     empty = records_to_columns(np.zeros(0, dtype=RECORD_DTYPE))
-    for name, column in _empty_meter_columns([m for m in meters_on if not is_meter_library(m)], array_length).items():
-        empty.setdefault(name, column)
-    cols = concat_columns(parts, empty)
-    extra_columns(cols, addresses)
-    return cols
+    for layout in layouts[:1]:
+        for name, column in meter_columns(b"", 0, layout).items():
+            empty.setdefault(name, column)
+    return concat_columns(parts, empty)

@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._engine import Batch
+from ._engine import Batch, MeterLayout
 from ._errors import CaptureDamagedWarning, damage_message
 from ._flow import Flow
 from ._parser import BATCH_RECORDS, READY_BATCHES, file_engine, iter_batch
@@ -19,12 +19,22 @@ if TYPE_CHECKING:
     import pyarrow
 
 
-def read_batches(source: str | os.PathLike[str], *, warn_stacklevel: int = 2, **options: Any) -> Iterator[Batch]:
+def read_batches(
+    source: str | os.PathLike[str],
+    *,
+    warn_stacklevel: int = 2,
+    layouts: list[MeterLayout] | None = None,
+    **options: Any,
+) -> Iterator[Batch]:
     """The batches of ended flows of a capture file (blocking): what read() makes Flows of.
     FlowParser's options; raises as FlowParser and read() do. The engine's reading thread runs
     ahead while the caller handles the batches this yields. A damaged file: after its last batch,
-    a CaptureDamagedWarning (attributed `warn_stacklevel` frames up, as warnings.warn counts)."""
+    a CaptureDamagedWarning (attributed `warn_stacklevel` frames up, as warnings.warn counts).
+    `layouts`: gets the engine's meter layout once it is open (loaded meters' fields included),
+    for the columns of a source with no flow."""
     engine, read_ahead, plugins = file_engine(source, **options)
+    if layouts is not None:
+        layouts.append(engine.meter_layout)
     try:
         ready_fd = engine.start(BATCH_RECORDS, READY_BATCHES, read_ahead)
         while True:
@@ -81,12 +91,11 @@ def read_frame(
         raise ImportError("read_frame needs pandas and numpy: pip install pandas (the 'pandas' extra)") from exc
     from ._extras import Anonymizer
     from ._frame import batches_to_columns
-    from ._parser import file_config
 
     anonymizer = Anonymizer(columns_to_anonymize, anonymize_key)
-    meters_on = file_config(source, **options).meters_on()
-    batches = read_batches(source, warn_stacklevel=4, **options)
-    return anonymizer.frame(pd.DataFrame(batches_to_columns(batches, meters_on, options.get("splt", 0))))
+    layouts: list[MeterLayout] = []
+    batches = read_batches(source, warn_stacklevel=4, layouts=layouts, **options)
+    return anonymizer.frame(pd.DataFrame(batches_to_columns(batches, layouts)))
 
 
 def to_csv(
@@ -114,8 +123,7 @@ def read_arrow(source: str | os.PathLike[str], **options: Any) -> pyarrow.Table:
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("read_arrow needs pyarrow: pip install pyarrow (the 'parquet' extra)") from exc
     from ._frame import batches_to_columns
-    from ._parser import file_config
 
-    meters_on = file_config(source, **options).meters_on()
-    batches = read_batches(source, warn_stacklevel=4, **options)
-    return pa.table(batches_to_columns(batches, meters_on, options.get("splt", 0)))
+    layouts: list[MeterLayout] = []
+    batches = read_batches(source, warn_stacklevel=4, layouts=layouts, **options)
+    return pa.table(batches_to_columns(batches, layouts))

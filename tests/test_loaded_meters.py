@@ -5,6 +5,7 @@ IP lengths dpkt decodes; ABI and loading errors."""
 from __future__ import annotations
 
 import shutil
+import struct
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -101,3 +102,17 @@ def test_missing_library_and_missing_entry(tmp_path: Path) -> None:
 def test_header_ships_with_the_package() -> None:
     header = Path(aioflow.meter_include_dir()) / "aioflow_meter.h"
     assert "AIOFLOW_METER_ABI_VERSION" in header.read_text()
+
+
+def test_no_flows_still_gives_the_loaded_meters_columns(histogram: Path, tmp_path: Path) -> None:
+    """A capture without flows: the frame and table have the library's columns, empty, in the
+    order a capture with flows gives them, as built-in meters' do."""
+    empty = tmp_path / "empty.pcap"
+    empty.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+    options = {"meters": ["low_ttl", str(histogram)], "statistics": True, "splt": 3}
+    frame = aioflow.read_frame(empty, **options)
+    assert len(frame) == 0
+    assert list(frame.columns) == list(aioflow.read_frame(DATA / "ndpi_ocs.pcap", **options).columns)
+    assert {f"size_histogram_{b}" for b in BINS} <= set(frame.columns)
+    assert all(frame[f"size_histogram_{b}"].dtype == "int64" for b in BINS)
+    assert aioflow.read_arrow(empty, **options).column_names == list(frame.columns)

@@ -82,6 +82,17 @@ def test_published_splt_google_ssl() -> None:
     assert sum(ns) == frame["last_seen_ns"].iloc[0] - frame["first_seen_ns"].iloc[0] or len(ns) < 28
 
 
+@pytest.mark.parametrize("n", [1, 3, 10, 31])
+def test_splt_state_sized_by_n_keeps_each_flows_own_places(n: int) -> None:
+    """splt=N keeps N places a flow (8 + 12N bytes, the meter's state_size_for), the flows'
+    states side by side: each flow's first N places are those splt=32 gives it, flow by flow."""
+    for path in (DATA / "tcpreplay_test.pcap", ROOT / "examples" / "data" / "ndpi_telegram_videocall.pcapng"):
+        small, full = aioflow.read_frame(path, splt=n), aioflow.read_frame(path, splt=32)
+        assert len(small) == len(full) > 20 and (full["packets"] > n).any()
+        for column in ("splt_direction", "splt_ps", "splt_piat_ms", "splt_piat_ns"):
+            assert [list(v) for v in small[column]] == [list(v[:n]) for v in full[column]]
+
+
 def test_splt_pads_with_minus_one_and_modes_differ() -> None:
     pings = DATA / "zeek_icmp_5-pings.pcap"
     frame = aioflow.read_frame(pings, splt=12, statistics=True)

@@ -8,6 +8,7 @@ malformed or too deeply nested tunnels are decode events, the packet kept in its
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import struct
 from collections import Counter
@@ -18,13 +19,10 @@ import pytest
 from support.corpus import ABSENT, CORPUS, DATA, params
 from support.crafted import ACK, MAC_A, MAC_B, SYN, A, B, C, ether, ip4, ip6, tcp, udp, write
 from support.tshark import TShark
+from support.tunnels import Convs, innermost, tshark_frames, tshark_inner
 
 import aioflow
 
-Convs = Counter[tuple[str, frozenset[tuple[str, int]]]]
-
-FIELDS = ("frame.protocols", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "tcp.srcport", "tcp.dstport",
-          "udp.srcport", "udp.dstport", "eth.src", "eth.dst")  # fmt: skip
 TUNNELLED = re.compile(r"protos:[^}]*\b(gre|vxlan|gtp|geneve|erspan|teredo|mpls|pweth\w*)\b")
 
 
@@ -44,41 +42,6 @@ CORPUS_TUNNELS = tunnel_captures()
 BUNDLED_TUNNELS = {DATA / "zeek_tunnels_vxlan-encapsulated-http.pcap": "vxlan",
                    DATA / "zeek_tunnels_gtp_gtp1_gn_normal_incl_fragmentation.pcap": "gtp",
                    DATA / "tcpreplay_test.pcap": "mpls"}  # fmt: skip
-
-
-def tshark_frames(tshark: TShark, path: Path) -> list[list[str]]:
-    args = ["-T", "fields", "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=,"]
-    for f in FIELDS:
-        args += ["-e", f]
-    return [line.split("\t") for line in tshark.output(path, *args).splitlines()]
-
-
-def innermost(cols: list[str]) -> tuple[str, str, int, str, int] | None:
-    """(transport, src, sport, dst, dport) of a frame's innermost IP layer when a TCP or UDP header
-    follows it; None otherwise (and for ICMP, whose quoted packet is no tunnel)."""
-    layers = cols[0].split(":")
-    if "icmp" in layers or "icmpv6" in layers:
-        return None
-    ips = [i for i, name in enumerate(layers) if name in ("ip", "ipv6")]
-    if not ips or ips[-1] + 1 >= len(layers) or layers[ips[-1] + 1] not in ("tcp", "udp"):
-        return None
-    kind, transport = layers[ips[-1]], layers[ips[-1] + 1]
-    nth = sum(1 for i in ips if layers[i] == kind) - 1
-    src = cols[1 if kind == "ip" else 3].split(",")[nth]
-    dst = cols[2 if kind == "ip" else 4].split(",")[nth]
-    sport = cols[5 if transport == "tcp" else 7].split(",")[-1]
-    dport = cols[6 if transport == "tcp" else 8].split(",")[-1]
-    return transport, src, int(sport), dst, int(dport)
-
-
-def tshark_inner(tshark: TShark, path: Path) -> Convs:
-    out: Convs = Counter()
-    for cols in tshark_frames(tshark, path):
-        found = innermost(cols)
-        if found:
-            t, src, sport, dst, dport = found
-            out[(t, frozenset({(src, sport), (dst, dport)}))] += 1
-    return out
 
 
 def aioflow_inner(path: Path, **options: object) -> Convs:
@@ -228,3 +191,29 @@ def test_mac_addresses_follow_the_flows_orientation(tmp_path: Path) -> None:
     assert (by_proto[6].src_ip, by_proto[6].src_mac, by_proto[6].dst_mac) == (A, b, a)
     # off: zero addresses, as on a link without Ethernet
     assert {f.src_mac for f in aioflow.read(path)} == {"00:00:00:00:00:00"}
+
+
+# IPv6 carriers whose text needs each case of RFC 5952's compression (runs at the start, the end,
+# two runs of which the longer or the first wins, a lone zero group kept, none at all)
+CARRIERS6 = ("::1", "2001:db8::", "2001:0:0:1:0:0:0:1", "2001:db8:0:0:1:0:0:1", "2001:db8:0:1:1:1:1:1",
+             "fe80::abcd:ef01:2345:6789", "1:2:3:4:5:6:7:8", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")  # fmt: skip
+
+
+def test_tunnel_endpoint_text_is_ipaddress_text(tmp_path: Path) -> None:
+    """The tunnel meter writes carrier addresses as text in C, as Python's ipaddress writes them;
+    its columns keep nfstream's names (tunnel_id, tunnel_type, tunnel_src_ip, tunnel_dst_ip)."""
+    inner = ip4(A, B, 17, udp(1, 2))
+    packets = [(1.0 + i, ether(ip6(src, "::", 4, inner), 0x86DD)) for i, src in enumerate(CARRIERS6)]
+    packets.append((20.0, ether(ip4("10.255.0.1", "192.0.2.254", 4, ip4(A, C, 17, udp(1, 2))))))
+    path = write(tmp_path, "carriers.pcap", packets)
+    flows = list(aioflow.read(path, decode_tunnels=True))
+    want = {(str(ipaddress.ip_address(s)), "::") for s in CARRIERS6} | {("10.255.0.1", "192.0.2.254")}
+    assert {(f.tunnel_src_ip, f.tunnel_dst_ip) for f in flows} == want
+    assert {f.tunnel_type for f in flows} == {"ipip"} and len({f.tunnel_id for f in flows}) == len(flows)
+    frame = aioflow.read_frame(path, decode_tunnels=True, meters=("mac",))
+    extras = ["tunnel_id", "tunnel_type", "tunnel_src_ip", "tunnel_dst_ip", "src_mac", "dst_mac", "src_oui",
+              "dst_oui"]  # fmt: skip
+    assert [c for c in frame.columns if c not in aioflow.read_frame(path).columns] == extras
+    assert frame[extras[:4]].values.tolist() == [[getattr(f, c) for c in extras[:4]] for f in flows]
+    sender, receiver = (":".join(f"{b:02x}" for b in mac) for mac in (MAC_A, MAC_B))
+    assert frame[extras[4:]].drop_duplicates().values.tolist() == [[sender, receiver, sender[:8], receiver[:8]]]

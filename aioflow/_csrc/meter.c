@@ -28,7 +28,7 @@ uint32_t af_meter_registry_count(void) { return REGISTRY_COUNT; }
 const af_meter *af_meter_registry(uint32_t i) { return i < REGISTRY_COUNT ? registry[i] : NULL; }
 const af_meter_info *af_meter_info_of(uint32_t i) { return i < REGISTRY_COUNT ? &registry[i]->info : NULL; }
 
-static size_t state_bytes(const af_meter_set *s, uint32_t k) { return (size_t)s->cfg->max_flows * s->m[k]->state_size; }
+static size_t state_bytes(const af_meter_set *s, uint32_t k) { return (size_t)s->cfg->max_flows * s->state_size[k]; }
 
 /* Where m is among the enabled meters (s->count when it is off). */
 static uint32_t enabled_at(const af_meter_set *s, const af_meter *m) {
@@ -43,7 +43,7 @@ static void gather_hooks(af_meter_set *s, uint32_t k) {
     s->needs_payload |= m->needs_payload | m->needs_l3;
     s->needs_l3 |= m->needs_l3;
     s->decode_flags |= m->decode_flags;
-    if (m->on_packet) s->packet[s->n_packet++] = (af_packet_hook){m->on_packet, s->ctx[k], s->state[k], m->state_size};
+    if (m->on_packet) s->packet[s->n_packet++] = (af_packet_hook){m->on_packet, s->ctx[k], s->state[k], s->state_size[k]};
     if (m->prefetch) s->prefetch[s->n_prefetch++] = (af_prefetch_hook){m->prefetch, s->ctx[k]};
     if (m->prefetch_deep) s->deep[s->n_deep++] = (af_prefetch_hook){m->prefetch_deep, s->ctx[k]};
     if (m->batch_room) s->room[s->n_room++] = (af_room_hook){m->batch_room, s->ctx[k]};
@@ -146,7 +146,8 @@ static int add_meter(af_meter_set *s, const af_meter *m, uint32_t i, void *ctx, 
         s->count--;
         return AF_ERR_NOMEM;
     }
-    if (m->state_size) {   /* reserved; pages are backed as flows first use them */
+    s->state_size[k] = m->state_size_for ? m->state_size_for(s->cfg) : m->state_size;
+    if (s->state_size[k]) {   /* reserved; pages are backed as flows first use them */
         void *p = mmap(NULL, state_bytes(s, k), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                        -1, 0);
         if (p == MAP_FAILED) {
@@ -218,7 +219,7 @@ int af_meters_enable(af_meter_set *s, const af_meter *m, char *error, size_t err
     while (i < REGISTRY_COUNT && registry[i] != m) i++;
     /* batches, flow states and payload copies were sized at open: a late meter needs none */
     if (i == REGISTRY_COUNT || s->count == AF_METERS_MAX || m->info.record_size || m->state_size ||
-        m->needs_payload || m->needs_l3 || m->decode_flags || m->batch_alloc || m->batch_room) {
+        m->state_size_for || m->needs_payload || m->needs_l3 || m->decode_flags || m->batch_alloc || m->batch_room) {
         snprintf(error, error_length, "the %s meter cannot be turned on after open", m->info.name);
         return AF_ERR_CONFIG;
     }
@@ -231,6 +232,7 @@ int af_meters_enable(af_meter_set *s, const af_meter *m, char *error, size_t err
     s->m[k] = m;
     s->ctx[k] = ctx;
     s->state[k] = NULL;
+    s->state_size[k] = 0;
     s->index[k] = i;
     gather_hooks(s, k);
     return AF_OK;
@@ -252,13 +254,13 @@ void *af_meters_ctx(const af_meter_set *s, const af_meter *m) {
 }
 
 static inline void *state_of(const af_meter_set *s, uint32_t k, uint32_t slot) {
-    return s->state[k] ? s->state[k] + (size_t)(slot - 1) * s->m[k]->state_size : NULL;
+    return s->state[k] ? s->state[k] + (size_t)(slot - 1) * s->state_size[k] : NULL;
 }
 
 void af_meters_new(af_meter_set *s, uint32_t slot) {
     for (uint32_t k = 0; k < s->count; k++) {
         void *st = state_of(s, k, slot);
-        if (st) memset(st, 0, s->m[k]->state_size);
+        if (st) memset(st, 0, s->state_size[k]);
         if (s->m[k]->on_new) s->m[k]->on_new(s->ctx[k], st, slot);
     }
 }

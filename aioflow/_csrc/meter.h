@@ -58,6 +58,10 @@ typedef struct {
 typedef struct af_meter {
     af_meter_info info;              /* name, doc, fields, record_size (api.h: what Python sees) */
     uint32_t state_size;             /* per-flow state bytes (0: none, or the meter keeps its own) */
+    /* Per-flow state bytes for this configuration, when they depend on it (splt=N keeps N places);
+     * NULL: state_size. Built-in meters only: a loaded meter's size is its descriptor's
+     * state_size (aioflow_meter.h is unchanged), and af_meters_enable takes no meter with state. */
+    uint32_t (*state_size_for)(const af_config *cfg);
     int needs_payload;               /* on_packet wants the payload bytes (copied while reading) */
     int needs_l3;                    /* on_packet wants whole IP packets (mp->l3; implies payload copies) */
     unsigned decode_flags;           /* AF_DECODE_* the decoder must do for on_packet (decode.h) */
@@ -86,13 +90,6 @@ typedef struct af_meter {
     void (*prefault)(void *ctx, af_batch *b, uint64_t usual);
     void (*stop)(void *ctx);
 } af_meter;
-
-/* n bytes (n <= 8) as one big-endian number: addresses in a meter's record fields. */
-static inline uint64_t af_meter_be(const uint8_t *p, int n) {
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++) v = v << 8 | p[i];
-    return v;
-}
 
 /* The registry (meter.c, from meters.h): index i is bit i of af_config.meters. */
 uint32_t af_meter_registry_count(void);
@@ -130,7 +127,8 @@ typedef struct {
     uint32_t count;                  /* enabled */
     const af_meter *m[AF_METERS_MAX];
     void *ctx[AF_METERS_MAX];
-    uint8_t *state[AF_METERS_MAX];   /* max_flows * state_size, reserved */
+    uint8_t *state[AF_METERS_MAX];   /* max_flows * state_size[k], reserved */
+    uint32_t state_size[AF_METERS_MAX];   /* per-flow state bytes of enabled meter k (state_size_for) */
     uint32_t index[AF_METERS_MAX];   /* registry index */
     int32_t offset[AF_METERS_MAX + 1];   /* by registry index: record-block offset, -1 when off */
     uint32_t stride;                 /* record meter-block bytes (0 when no enabled meter has fields) */

@@ -28,14 +28,22 @@ typedef struct {
     double sumsq;                    /* of gaps up to 2^64 ns: no integer type this size would do */
 } ns_gaps;
 
-/* Sets of gaps: 0 src->dst, 1 dst->src, 2 both directions. */
+/* Sets of gaps: 0 src->dst, 1 dst->src, 2 both directions. The sum of the sizes per direction is
+ * another counter in three accounting modes (ps_sums): the wire bytes (0), the flow table's IP
+ * bytes (1), the payload bytes (3); only mode 2 keeps its own, after the state (state_size_for). */
 typedef struct {
     ns_gaps ns[3];
     ms_gaps ms[3];
-    uint64_t ps_sum[2], ps_sumsq[2];
+    uint64_t ps_sumsq[2];
     uint64_t raw_bytes[2], payload_bytes[2];
     uint32_t ps_min[2], ps_max[2];   /* ps_min starts at UINT32_MAX (reset) */
+    uint64_t transport_sum[];        /* accounting mode 2 only: the sizes' sums per direction */
 } statistics_state;
+
+static uint32_t state_size_for(const af_config *cfg) {
+    size_t own_sums = cfg->accounting_mode == AF_ACCOUNT_TRANSPORT ? 2 * sizeof(uint64_t) : 0;
+    return (uint32_t)(sizeof(statistics_state) + own_sums);
+}
 
 #define SET_FIELDS(X, s)                                                                          \
     X(uint64_t, s##_min_ps, "bytes") X(double, s##_mean_ps, "bytes") X(double, s##_stddev_ps, "bytes") \
@@ -71,8 +79,8 @@ typedef struct {
 } summary;
 
 /* Minimums start high, so that a packet updates every summary without a first-packet case. */
-static void reset(statistics_state *s) {
-    memset(s, 0, sizeof *s);
+static void reset(const af_config *cfg, statistics_state *s) {
+    memset(s, 0, state_size_for(cfg));
     s->ps_min[0] = s->ps_min[1] = UINT32_MAX;
     for (int k = 0; k < 3; k++) {
         s->ns[k].min = UINT64_MAX;
@@ -81,9 +89,8 @@ static void reset(statistics_state *s) {
 }
 
 static void on_new(void *ctx, void *state, uint32_t slot) {
-    (void)ctx;
     (void)slot;
-    reset(state);
+    reset(ctx, state);
 }
 
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -119,7 +126,7 @@ static void on_packet(void *ctx, void *state, const af_meter_packet *mp) {
     s->payload_bytes[d] += payload;
     s->ps_min[d] = MIN(s->ps_min[d], size);
     s->ps_max[d] = MAX(s->ps_max[d], size);
-    s->ps_sum[d] += size;
+    if (cfg->accounting_mode == AF_ACCOUNT_TRANSPORT) s->transport_sum[d] += size;
     uint64_t sq = s->ps_sumsq[d] + (uint64_t)size * size;
     s->ps_sumsq[d] = sq < s->ps_sumsq[d] ? UINT64_MAX : sq;
     /* the flow table has counted this packet: its sender's time before it is sender_last_ns */
@@ -166,16 +173,17 @@ static void gap_summaries(const statistics_state *s, int set, uint64_t gaps, uin
         (r)->s##_mean_ps = (sum).mean, (r)->s##_stddev_ps = (sum).stddev;                          \
     } while (0)
 
-/* packets: per direction (src->dst, dst->src) */
-static void write_sizes(const statistics_state *s, const uint64_t packets[2], statistics_record *r) {
+/* packets, sums: per direction (src->dst, dst->src) */
+static void write_sizes(const statistics_state *s, const uint64_t packets[2], const uint64_t sums[2],
+                        statistics_record *r) {
     summary dir[2], both = {0, 0, 0, 0};
     for (int d = 0; d < 2; d++) {
         dir[d] = (summary){packets[d] ? s->ps_min[d] : 0, s->ps_max[d], 0, 0};
-        moments(packets[d], (long double)s->ps_sum[d], (long double)s->ps_sumsq[d], &dir[d].mean, &dir[d].stddev);
+        moments(packets[d], (long double)sums[d], (long double)s->ps_sumsq[d], &dir[d].mean, &dir[d].stddev);
     }
     both.min = MIN(s->ps_min[0], s->ps_min[1]);   /* a direction without packets has UINT32_MAX */
     both.max = MAX(s->ps_max[0], s->ps_max[1]);
-    moments(packets[0] + packets[1], (long double)s->ps_sum[0] + s->ps_sum[1],
+    moments(packets[0] + packets[1], (long double)sums[0] + sums[1],
             (long double)s->ps_sumsq[0] + s->ps_sumsq[1], &both.mean, &both.stddev);
     WRITE_SIZES(r, bidirectional, both);
     WRITE_SIZES(r, src2dst, dir[0]);
@@ -186,7 +194,7 @@ static uint64_t ms_of(uint64_t ns) { return ns / 1000000u; }
 
 /* Times and flag counts from the flow's slot (the record is written just after this). */
 static void on_end(void *ctx, void *state, const af_meter_end *me) {
-    (void)ctx;
+    const af_config *cfg = ctx;
     statistics_state *s = state;
     statistics_record *r = (statistics_record *)(void *)me->block;
     const af_flow *f = af_table_flow(me->table, me->slot);
@@ -206,8 +214,14 @@ static void on_end(void *ctx, void *state, const af_meter_end *me) {
     uint64_t packets_dir[2] = {f->packets[src], f->packets[dst]};
     uint64_t packets = packets_dir[0] + packets_dir[1];
     r->bidirectional_packets = packets;
-    r->bidirectional_bytes = s->ps_sum[0] + s->ps_sum[1];
-    write_sizes(s, packets_dir, r);
+    /* the sizes' sums, per direction: the counter that is the same sum (see statistics_state) */
+    const uint64_t ip_bytes[2] = {f->bytes[src], f->bytes[dst]};
+    const uint64_t *sums = cfg->accounting_mode == AF_ACCOUNT_RAW       ? s->raw_bytes
+                           : cfg->accounting_mode == AF_ACCOUNT_IP      ? ip_bytes
+                           : cfg->accounting_mode == AF_ACCOUNT_PAYLOAD ? s->payload_bytes
+                                                                        : s->transport_sum;
+    r->bidirectional_bytes = sums[0] + sums[1];
+    write_sizes(s, packets_dir, sums, r);
     summary ms, ns;
     gap_summaries(s, 2, packets ? packets - 1 : 0, first, last, &ms, &ns);
     WRITE_GAPS(r, bidirectional, ms, ns);
@@ -232,7 +246,7 @@ static void on_end(void *ctx, void *state, const af_meter_end *me) {
     r->src2dst_payload_bytes = s->payload_bytes[0];
     r->dst2src_payload_bytes = s->payload_bytes[1];
     r->bidirectional_payload_bytes = s->payload_bytes[0] + s->payload_bytes[1];
-    reset(s);   /* an active-timeout split starts a new record */
+    reset(cfg, s);   /* an active-timeout split starts a new record */
 }
 
 static int wanted(const af_config *cfg) { return cfg->statistics != 0; }
@@ -244,7 +258,7 @@ static const af_meter_field fields[] = {STATISTICS_FIELDS(AS_FIELD)};
 const af_meter af_meter_statistics = {
     .info = {"statistics", "nfstream's statistical features (sizes per accounting_mode, inter-arrival times, flags)",
              "statistics", fields, sizeof fields / sizeof fields[0], sizeof(statistics_record), 1},
-    .state_size = sizeof(statistics_state),
+    .state_size_for = state_size_for,
     .wanted = wanted,
     .open = af_config_context,
     .on_new = on_new,
