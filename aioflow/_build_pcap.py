@@ -24,6 +24,7 @@ CSRC = HERE / "_csrc"
 STAGES = [
     "decode.c", "tunnels.c", "fragments.c", "early_fragments.c", "defrag.c",  # leaf libraries: decoding, IP fragments
     "flowtable.c", "prefault.c", "match.c",  # leaf libraries
+    "sha256.c", "quic_initial.c", "ja4.c",  # JA4 (TLS client fingerprint), QUIC Initials opened for it
     "ndpi_shim.c",  # every nDPI call (the dissect meter's), behind aioflow's own interface
     "record.c", "meter.c",  # records, the meter registry
     "arena.c", "stream.c",  # what the reassembly meter builds on: its arena, the streams
@@ -101,6 +102,20 @@ def _ndpi_flags() -> tuple[list[str], list[str]]:
     return [*(f for f in flags if f.startswith("-I")), "-DAF_HAVE_NDPI"], [f for f in flags if f[:2] in ("-l", "-L")]
 
 
+def _libcrypto_flags() -> tuple[list[str], list[str]]:
+    """OpenSSL's libcrypto (AES) to open QUIC Initial packets for JA4, when its headers are there
+    (libssl-dev); without it QUIC flows get no ja4 (counted: dissect_ja4_quic_unopened).
+    AIOFLOW_NO_LIBCRYPTO=1 builds without it anyway (to test that path)."""
+    if os.environ.get("AIOFLOW_NO_LIBCRYPTO") == "1":
+        return [], []
+    include_dirs = ["/usr/include", "/usr/local/include"]
+    if shutil.which("pkg-config") is not None:
+        proc = subprocess.run(["pkg-config", "--cflags-only-I", "libcrypto"], capture_output=True, text=True, check=False)
+        include_dirs += [f[2:] for f in shlex.split(proc.stdout) if f.startswith("-I")]
+    found = [d for d in include_dirs if (Path(d) / "openssl" / "evp.h").exists()]
+    return ([f"-I{found[0]}", "-DAF_HAVE_LIBCRYPTO"], ["-lcrypto"]) if found else ([], [])
+
+
 # The stages are one file each and call one another per packet (pipeline -> account -> flow
 # table, arena, record): link-time optimisation inlines across the files as one engine.c did, and
 # hidden visibility (only PyInit__native is exported) makes those calls direct, not through the
@@ -140,9 +155,10 @@ hs_cflags, hs_libs = _hyperscan_flags()
 _check_zlib_headers()
 zstd_cflags, zstd_libs = _zstd_flags()
 ndpi_cflags, ndpi_libs = _ndpi_flags()
+crypto_cflags, crypto_libs = _libcrypto_flags()
 # What the engine needs besides its sources; fuzz/engine_build.py links the harnesses with these.
-ENGINE_CFLAGS = [*cflags, *hs_cflags, *zstd_cflags, *ndpi_cflags]
-ENGINE_LIBS = [*libs, *hs_libs, *zstd_libs, *ndpi_libs, "-lz"]
+ENGINE_CFLAGS = [*cflags, *hs_cflags, *zstd_cflags, *ndpi_cflags, *crypto_cflags]
+ENGINE_LIBS = [*libs, *hs_libs, *zstd_libs, *ndpi_libs, *crypto_libs, "-lz"]
 
 ffibuilder = FFI()
 ffibuilder.cdef((CSRC / "api.h").read_text())

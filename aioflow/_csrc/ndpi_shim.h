@@ -26,6 +26,8 @@ typedef struct {
     char tls_version[16];            /* "TLSv1.3" */
     char alpn[64];                   /* TLS/QUIC ALPN offered, ";"-separated as nDPI keeps it */
     char risks[160];                 /* names of the flow's nDPI risks, ","-separated */
+    char ja4[40];                    /* JA4 of the client's ClientHello (aioflow's own, ja4.h, not nDPI's) */
+    char ja4_r[512];                 /* JA4 raw: the sorted lists unhashed; "" when it does not fit */
 } af_dissect_result;
 
 typedef struct af_ndpi af_ndpi;      /* one detection module (per engine: counting thread only) */
