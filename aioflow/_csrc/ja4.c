@@ -241,7 +241,7 @@ static void tcp_bytes(af_ja4_flow *f, const uint8_t *d, uint32_t len, af_stats *
 
 static void tcp_segment(af_ja4_flow *f, uint32_t seq, const uint8_t *d, uint32_t len, af_stats *st) {
     if (f->phase == WAITING) {   /* a segment that begins a handshake record begins the ClientHello */
-        if (len < 6 || d[0] != TLS_HANDSHAKE || d[1] != 3 || d[5] != CLIENT_HELLO) return;
+        if (d[0] != TLS_HANDSHAKE || (len > 1 && d[1] != 3) || (len > 5 && d[5] != CLIENT_HELLO)) return;
         f->phase = COLLECTING;
         f->transport = 't';
         f->next_seq = seq;
