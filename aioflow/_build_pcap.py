@@ -63,18 +63,26 @@ def _check_pcap_headers(cflags: list[str]) -> None:
         )
 
 
+def _include_dir(package: str, header: str) -> str | None:
+    """The first include folder holding `header` (a relative path): the usual ones, then those
+    pkg-config gives for `package` (and their parents: libhs's points into hs/)."""
+    include_dirs = ["/usr/include", "/usr/local/include"]
+    if shutil.which("pkg-config") is not None:
+        proc = subprocess.run(["pkg-config", "--cflags-only-I", package], capture_output=True, text=True, check=False)
+        for flag in shlex.split(proc.stdout):
+            if flag.startswith("-I"):
+                include_dirs += [flag[2:], str(Path(flag[2:]).parent)]
+    return next((d for d in include_dirs if (Path(d) / header).exists()), None)
+
+
 def _hyperscan_flags() -> tuple[list[str], list[str]]:
     """Vectorscan (or Hyperscan) for grep's native stream search, when its headers are there
     (libvectorscan-dev); without it `aioflow grep` searches in Python. AIOFLOW_NO_HYPERSCAN=1
     builds without it anyway (to test that path)."""
     if os.environ.get("AIOFLOW_NO_HYPERSCAN") == "1":
         return [], []
-    include_dirs = ["/usr/include", "/usr/local/include"]
-    if shutil.which("pkg-config") is not None:
-        proc = subprocess.run(["pkg-config", "--cflags-only-I", "libhs"], capture_output=True, text=True, check=False)
-        include_dirs += [f[2:].removesuffix("/hs") for f in shlex.split(proc.stdout) if f.startswith("-I")]
-    found = [d for d in include_dirs if (Path(d) / "hs" / "hs.h").exists()]
-    return ([f"-I{found[0]}", "-DAF_HAVE_HYPERSCAN"], ["-lhs"]) if found else ([], [])
+    found = _include_dir("libhs", "hs/hs.h")
+    return ([f"-I{found}", "-DAF_HAVE_HYPERSCAN"], ["-lhs"]) if found else ([], [])
 
 
 # The nDPI release ndpi_shim.c is written for: nDPI's API changes with every release.
@@ -108,12 +116,8 @@ def _libcrypto_flags() -> tuple[list[str], list[str]]:
     AIOFLOW_NO_LIBCRYPTO=1 builds without it anyway (to test that path)."""
     if os.environ.get("AIOFLOW_NO_LIBCRYPTO") == "1":
         return [], []
-    include_dirs = ["/usr/include", "/usr/local/include"]
-    if shutil.which("pkg-config") is not None:
-        proc = subprocess.run(["pkg-config", "--cflags-only-I", "libcrypto"], capture_output=True, text=True, check=False)
-        include_dirs += [f[2:] for f in shlex.split(proc.stdout) if f.startswith("-I")]
-    found = [d for d in include_dirs if (Path(d) / "openssl" / "evp.h").exists()]
-    return ([f"-I{found[0]}", "-DAF_HAVE_LIBCRYPTO"], ["-lcrypto"]) if found else ([], [])
+    found = _include_dir("libcrypto", "openssl/evp.h")
+    return ([f"-I{found}", "-DAF_HAVE_LIBCRYPTO"], ["-lcrypto"]) if found else ([], [])
 
 
 # The stages are one file each and call one another per packet (pipeline -> account -> flow
@@ -126,12 +130,8 @@ _WHOLE_PROGRAM = ["-flto=auto", "-fvisibility=hidden"]
 def _zstd_flags() -> tuple[list[str], list[str]]:
     """libzstd for .zst captures, when its headers are there (libzstd-dev); without it such a file
     raises CaptureFormatError naming the package. zlib (zlib1g-dev) is required, like libpcap."""
-    include_dirs = ["/usr/include", "/usr/local/include"]
-    if shutil.which("pkg-config") is not None:
-        proc = subprocess.run(["pkg-config", "--cflags-only-I", "libzstd"], capture_output=True, text=True, check=False)
-        include_dirs += [f[2:] for f in shlex.split(proc.stdout) if f.startswith("-I")]
-    found = [d for d in include_dirs if (Path(d) / "zstd.h").exists()]
-    return ([f"-I{found[0]}", "-DAF_HAVE_ZSTD"], ["-lzstd"]) if found else ([], [])
+    found = _include_dir("libzstd", "zstd.h")
+    return ([f"-I{found}", "-DAF_HAVE_ZSTD"], ["-lzstd"]) if found else ([], [])
 
 
 def _check_zlib_headers() -> None:

@@ -83,14 +83,17 @@ def compare(capture: Path, python: Path | None, rust: Path | None) -> tuple[int,
     compared = 0
     unexplained: list[str] = []
     tunnelled: list[str] = []
+
+    def differ(key: Key, text: str) -> None:
+        (tunnelled if _tunnelled(capture, key, flows) else unexplained).append(f"{capture.name} {key}: {text}")
+
     if python is not None and python.exists():
         for key, (ja4, ja4_r) in python_expected(python).items():
             expected[key].add(ja4)
             got = [(d["ja4"], d["ja4_r"]) for d in flows.get(key, [])]
             compared += 1
             if (ja4, ja4_r) not in got:
-                (tunnelled if _tunnelled(capture, key, flows) else unexplained).append(
-                    f"{capture.name} {key}: FoxIO Python {ja4} {ja4_r}, aioflow {got}")
+                differ(key, f"FoxIO Python {ja4} {ja4_r}, aioflow {got}")
     if rust is not None and rust.exists():
         for key, values in rust_expected(rust).items():
             expected[key].update(values)
@@ -98,8 +101,7 @@ def compare(capture: Path, python: Path | None, rust: Path | None) -> tuple[int,
             for value in values:  # each of FoxIO's streams with this 5-tuple: one of aioflow's flows
                 compared += 1
                 if value not in got_ja4:
-                    (tunnelled if _tunnelled(capture, key, flows) else unexplained).append(
-                        f"{capture.name} {key}: FoxIO Rust {value}, aioflow {got_ja4}")
+                    differ(key, f"FoxIO Rust {value}, aioflow {got_ja4}")
     # and no flow has a JA4 FoxIO's tools did not give (expected holds every value they gave)
     for key, records in flows.items():
         for d in records:
@@ -164,7 +166,10 @@ def test_raw_form_and_fields() -> None:
     assert len(ja4) == 36
 
 
-@pytest.mark.skipif(not (FOXIO / "pcap").is_dir(), reason=f"FoxIO's JA4 captures are not at {FOXIO} (set AIOFLOW_JA4_DATA)")
+NO_FOXIO = f"FoxIO's JA4 captures are not at {FOXIO} (set AIOFLOW_JA4_DATA)"
+
+
+@pytest.mark.skipif(not (FOXIO / "pcap").is_dir(), reason=NO_FOXIO)
 def test_every_foxio_capture_matches() -> None:
     """Every JA4 FoxIO's Python and Rust tools give, on every capture of theirs, is aioflow's for the
     same 5-tuple, and aioflow gives none they do not; the only differences allowed are the proxy
@@ -287,3 +292,42 @@ def test_server_segments_are_not_taken(tmp_path: Path) -> None:
     flows, counters = ours(write(tmp_path, "hello.pcap", packets))
     (records,) = flows.values()
     assert records[0]["ja4"] == "" and counters["dissect_ja4_tcp"] == 0
+
+
+# --- tshark (Wireshark >= 4.2 has its own tls.handshake.ja4) ---
+
+
+def _tshark_has_ja4() -> bool:
+    import shutil
+    import subprocess
+
+    if shutil.which("tshark") is None:
+        return False
+    fields = subprocess.run(["tshark", "-G", "fields"], capture_output=True, text=True, check=False).stdout
+    return "\ttls.handshake.ja4\t" in fields
+
+
+@pytest.mark.skipif(not _tshark_has_ja4(), reason="this tshark has no tls.handshake.ja4 field (Wireshark 4.2 added it)")
+@pytest.mark.parametrize("name", CORE)
+def test_tshark_agrees(name: str) -> None:
+    """tshark's own JA4 of each ClientHello (the first of each 5-tuple) is aioflow's."""
+    import subprocess
+
+    capture = DATA / name
+    columns = ["ip.src", "ipv6.src", "tcp.srcport", "udp.srcport", "ip.dst", "ipv6.dst", "tcp.dstport", "udp.dstport",
+               "tls.handshake.ja4"]  # fmt: skip
+    out = subprocess.run(
+        ["tshark", "-n", "-r", str(capture), "-Y", "tls.handshake.type == 1", "-T", "fields",
+         *[arg for c in columns for arg in ("-e", c)]],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    flows, _ = ours(capture)
+    seen: set[Key] = set()
+    for line in out.splitlines():
+        src4, src6, tsport, usport, dst4, dst6, tdport, udport, ja4 = line.split("\t")
+        key = ("tcp" if tsport else "udp", src4 or src6, int(tsport or usport), dst4 or dst6, int(tdport or udport))
+        if key in seen or not ja4:
+            continue
+        seen.add(key)
+        assert ja4 in [d["ja4"] for d in flows.get(key, [])], (key, ja4)
+    assert seen, f"tshark found no ClientHello in {name}"
