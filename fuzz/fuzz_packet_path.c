@@ -1,7 +1,7 @@
 /* libFuzzer harness (b): the packet path. The input is a link type, a configuration and packets;
  * they go through the whole pipeline as a file source would — decode, defragment, flow table,
- * meters (reassembly always, stream search, low_ttl + conn_state + community_id + dissect with its
- * JA4 parser when nDPI is built in, kept headers as the input chooses),
+ * meters (reassembly always, stream search, low_ttl + conn_state + community_id, kept headers as
+ * the input chooses),
  * expiry by packet time (idle, FIN/RST, active, eviction at a tiny max_flows), the final flush —
  * and every emitted record, chunk and stream is read back. Conservation is checked: a packet is
  * in exactly one flow or counted aside, so a slip there aborts like a memory error.
@@ -9,8 +9,7 @@
  * Input layout (fuzz/seed_corpus.py writes seeds in it from real captures):
  *   [0] bits 0-6: link type, index into LINK_TYPES; bit 7: decode_tunnels and the mac meter
  *   [1] options: bit 0 defragment off, 1 reassembly off, 2 stream search, 3 kept headers,
- *       4 stream chunks, 5 discard streams, 6 meters (low_ttl, conn_state, community_id, dissect),
- *       7 stop after the first pump
+ *       4 stream chunks, 5 discard streams, 6 meters (low_ttl, conn_state, community_id), 7 stop after the first pump
  *   [2] bits 0-6: max_flows - 1 (1..128: evictions are the common case); bit 7: read through the
  *       producer and read-ahead threads (af_start, af_ready) instead of pumping here
  *   then packets: [u16 length, little-endian][u8 time step, 1/32 s][length bytes], the last one
@@ -206,10 +205,6 @@ static void run(const uint8_t *data, size_t size) {
         .discard_streams = !!(opt & OPT_DISCARD),
         .meters = (opt & OPT_LOW_TTL ? meter_bits(METERS, 3) : 0u) | (data[0] & 0x80 ? meter_bits(TUNNEL_METERS, 1) : 0u),
         .decode_tunnels = (data[0] & 0x80) != 0,
-        /* nDPI and the JA4 ClientHello/QUIC Initial parser (ja4.c) on the flows' first packets */
-        .dissect = (opt & OPT_LOW_TTL) && !*af_dissect_unavailable(),
-        .max_dissections = 20,
-        .max_dissecting_flows = 4,
     };
     size_t n = build_pcap(data + 3, size - 3, LINK_TYPES[(data[0] & 0x7f) % N_LINK_TYPES]);
     write_file(file, n);

@@ -271,6 +271,24 @@ static void quic_crypto(af_ja4_flow *f, uint64_t offset, const uint8_t *d, uint3
     check_complete(f, st);
 }
 
+void af_ja4_quic_frames(af_ja4_flow *f, const uint8_t *frames, uint32_t len, af_stats *st) {
+    if (f->phase == WAITING) {
+        f->phase = COLLECTING;
+        f->transport = 'q';
+        memset(f->filled, 0, sizeof f->filled);
+    }
+    uint32_t pos = 0, n;
+    uint64_t offset;
+    const uint8_t *data;
+    int found = 0;
+    while (f->phase == COLLECTING && (found = af_quic_next_crypto(frames, len, &pos, &offset, &data, &n)) == 1)
+        quic_crypto(f, offset, data, n, st);
+    if (f->phase == COLLECTING && found < 0) {
+        st->dissect_ja4_malformed++;
+        f->phase = NONE;
+    }
+}
+
 static void quic_datagram(af_ja4_flow *f, af_quic_crypto *crypto, const uint8_t *d, uint32_t len, af_stats *st) {
     static _Thread_local uint8_t frames[16384];
     while (len && (f->phase == WAITING || f->phase == COLLECTING)) {   /* coalesced packets */
@@ -286,21 +304,7 @@ static void quic_datagram(af_ja4_flow *f, af_quic_crypto *crypto, const uint8_t 
             f->phase = NONE;
             return;
         }
-        if (f->phase == WAITING) {
-            f->phase = COLLECTING;
-            f->transport = 'q';
-            memset(f->filled, 0, sizeof f->filled);
-        }
-        uint32_t pos = 0, n;
-        uint64_t offset;
-        const uint8_t *data;
-        int found = 0;
-        while (f->phase == COLLECTING && (found = af_quic_next_crypto(frames, frames_len, &pos, &offset, &data, &n)) == 1)
-            quic_crypto(f, offset, data, n, st);
-        if (f->phase == COLLECTING && found < 0) {
-            st->dissect_ja4_malformed++;
-            f->phase = NONE;
-        }
+        af_ja4_quic_frames(f, frames, frames_len, st);
         d += packet_len, len -= packet_len;
     }
 }

@@ -45,6 +45,9 @@ void af_ja4_start(af_ja4_flow *f);
  * sent it, its transport payload. crypto: for QUIC Initials (may be NULL: then none is opened). */
 void af_ja4_packet(af_ja4_flow *f, af_quic_crypto *crypto, const af_packet *p, int direction, const uint8_t *payload,
                    uint32_t len, af_stats *st);
+/* The frames of an opened QUIC Initial (af_quic_open's out): their CRYPTO data into the flow's
+ * ClientHello. af_ja4_packet calls it; so does the fuzz harness, which cannot forge a GCM tag. */
+void af_ja4_quic_frames(af_ja4_flow *f, const uint8_t *frames, uint32_t len, af_stats *st);
 /* 1 while a ClientHello has begun and is not whole yet (the dissection should go on for it). */
 int af_ja4_pending(const af_ja4_flow *f);
 /* The dissection ends: ja4 and ja4_r (raw_size bytes) written, "" when there is none (counted).

@@ -41,6 +41,7 @@ void af_sha256_init(af_sha256 *s) {
 }
 
 void af_sha256_update(af_sha256 *s, const void *data, size_t len) {
+    if (!len) return;   /* data may be NULL then (an empty HMAC message) */
     const uint8_t *p = data;
     size_t have = (size_t)(s->bytes % 64);
     s->bytes += len;
