@@ -12,7 +12,9 @@
  *
  * The same packets go to JA4 (ja4.h, aioflow's own, not nDPI's), whose per-flow state follows the
  * nDPI state in the pool entry. A dissection that nDPI has finished goes on (nDPI no longer called)
- * while JA4 still waits for the rest of a ClientHello, within the same max_dissections budget. */
+ * while JA4 still waits for the rest of a ClientHello, or, on a flow nDPI found to be a proxy's
+ * (SOCKS, HTTP CONNECT), for the ClientHello that may follow the proxy exchange; all within the
+ * same max_dissections budget. */
 #define _DEFAULT_SOURCE   /* MAP_ANONYMOUS, MAP_NORESERVE */
 #include <stdlib.h>
 #include <string.h>
@@ -164,11 +166,12 @@ static void on_packet(void *ctx, void *state, const af_meter_packet *mp) {
         }
         s->phase = PHASE_DISSECTING;
     }
+    af_ja4_flow *ja4 = ja4_of(c, s->entry);
     if (!s->ndpi_over)
         s->ndpi_over = (uint8_t)af_ndpi_packet(c->ndpi, store_at(&c->pool, s->entry), mp->l3, mp->l3_len, mp->ts / 1000000u);
-    af_ja4_flow *ja4 = ja4_of(c, s->entry);
     af_ja4_packet(ja4, c->quic, mp->p, mp->direction, mp->payload, mp->payload_len, c->stats);
-    int over = s->ndpi_over && !af_ja4_pending(ja4);
+    void *ndpi = store_at(&c->pool, s->entry);
+    int over = s->ndpi_over && !af_ja4_pending(ja4) && !(af_ja4_waiting(ja4) && af_ndpi_is_proxy(ndpi));
     if (over || ++s->packets >= c->max_dissections) finish(c, s, s->ndpi_over);
 }
 

@@ -197,6 +197,8 @@ void af_ja4_start(af_ja4_flow *f) { memset(f, 0, offsetof(af_ja4_flow, filled));
 
 int af_ja4_pending(const af_ja4_flow *f) { return f->phase == COLLECTING; }
 
+int af_ja4_waiting(const af_ja4_flow *f) { return f->phase == WAITING; }
+
 /* Once the first 4 bytes are in: the ClientHello's length, or NONE (not one, or too big). */
 static void check_complete(af_ja4_flow *f, af_stats *st) {
     if (!f->hello_len && f->have >= 4) {
@@ -312,7 +314,7 @@ static void quic_datagram(af_ja4_flow *f, af_quic_crypto *crypto, const uint8_t 
 void af_ja4_packet(af_ja4_flow *f, af_quic_crypto *crypto, const af_packet *p, int direction, const uint8_t *payload,
                    uint32_t len, af_stats *st) {
     if (direction || !len || !payload || f->phase >= COMPLETE) return;
-    if (p->protocol == 6) tcp_segment(f, p->tcp_seq, payload, len, st);
+    if (p->protocol == 6) tcp_segment(f, p->tcp_seq + (p->tcp_flags & 0x02 ? 1u : 0u), payload, len, st);   /* SYN data: after the SYN's number */
     else if (p->protocol == 17) quic_datagram(f, crypto, payload, len, st);
     else f->phase = NONE;
 }

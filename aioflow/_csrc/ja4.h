@@ -50,6 +50,8 @@ void af_ja4_packet(af_ja4_flow *f, af_quic_crypto *crypto, const af_packet *p, i
 void af_ja4_quic_frames(af_ja4_flow *f, const uint8_t *frames, uint32_t len, af_stats *st);
 /* 1 while a ClientHello has begun and is not whole yet (the dissection should go on for it). */
 int af_ja4_pending(const af_ja4_flow *f);
+/* 1 while no ClientHello has begun and one still may (a TCP flow whose client sent no TLS yet). */
+int af_ja4_waiting(const af_ja4_flow *f);
 /* The dissection ends: ja4 and ja4_r (raw_size bytes) written, "" when there is none (counted).
  * Returns 1 when ja4_r did not fit raw_size (then it is "", ja4 still set). */
 uint32_t af_ja4_finish(af_ja4_flow *f, char ja4[AF_JA4_LEN], char *ja4_r, size_t raw_size, af_stats *st);
