@@ -375,3 +375,52 @@ def test_cli_flows_dissect_csv_and_json_carry_ja4() -> None:
     text = output("json")  # JSON lines, or one array
     records = json.loads(text) if text.lstrip().startswith("[") else [json.loads(x) for x in text.splitlines() if x]
     assert [(r["ja4"], r["ja4_r"]) for r in records] == [expected]
+
+
+# --- tshark's dissection, JA4's formula: every ClientHello of the corpus ---
+
+
+@pytest.mark.parametrize("name", CORE)
+def test_tshark_dissection_oracle_matches_foxio(name: str) -> None:
+    """The oracle below (tests/support/ja4_tshark.py) gives FoxIO's values on their captures."""
+    from support.ja4_tshark import client_hellos
+
+    got = {key: hello.ja4 for key, hello in client_hellos(DATA / name).items()}
+    want = {key[1:]: values[0] for key, values in rust_expected(DATA / f"{name}.rust.snap").items()}
+    assert {key[1:]: ja4 for key, ja4 in got.items()} == want
+
+
+def test_corpus_matches_tshark_dissection(corpus: Path) -> None:
+    """Every ClientHello tshark finds in the corpus (the first per 5-tuple, innermost headers; read
+    with decode_tunnels=True), fingerprinted from tshark's fields, is the JA4 of aioflow's flow.
+    Not fingerprinted by design, each proven from tshark's own dissection: TLS over UDP that is not
+    QUIC (OpenVPN's control channel: JA4 is defined for TCP and QUIC here, DTLS is not done), and
+    SSLv2-format ClientHellos (the payload's first byte has its top bit set; Skype's)."""
+    from support.ja4_tshark import client_hellos
+
+    compared = equal = 0
+    unexplained: list[str] = []
+    excluded: dict[str, int] = defaultdict(int)
+    for capture in sorted(p for p in corpus.iterdir() if p.suffix in (".pcap", ".pcapng", ".cap")):
+        hellos = client_hellos(capture)
+        if not hellos:
+            continue
+        flows, _ = ours(capture, decode_tunnels=True)
+        for key, hello in hellos.items():
+            got = [d["ja4"] for d in flows.get(key, [])]
+            if key[0] == "udp" and not hello.quic:
+                excluded["TLS over UDP, not QUIC"] += 1
+                assert got == [""] * len(got), (capture.name, key)
+                continue
+            if hello.sslv2_record:
+                excluded["SSLv2-format ClientHello"] += 1
+                assert got == [""] * len(got), (capture.name, key)
+                continue
+            compared += 1
+            if hello.ja4 in got:
+                equal += 1
+            else:
+                unexplained.append(f"{capture.name} {key}: tshark's fields {hello.ja4}, aioflow {got}")
+    assert not unexplained, "\n".join(unexplained)
+    print(f"JA4 vs tshark's fields: {compared} compared, {equal} equal, not fingerprinted: {dict(excluded)}")
+    assert compared >= 250, (compared, dict(excluded))  # 280 at the corpus of 2026-12-03

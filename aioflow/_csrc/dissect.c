@@ -13,8 +13,8 @@
  * The same packets go to JA4 (ja4.h, aioflow's own, not nDPI's), whose per-flow state follows the
  * nDPI state in the pool entry. A dissection that nDPI has finished goes on (nDPI no longer called)
  * while JA4 still waits for the rest of a ClientHello, or, on a flow nDPI found to be a proxy's
- * (SOCKS, HTTP CONNECT), for the ClientHello that may follow the proxy exchange; all within the
- * same max_dissections budget. */
+ * (SOCKS, HTTP CONNECT) or one with STARTTLS (SMTP, IMAP...), for the ClientHello that may follow;
+ * all within the same max_dissections budget. */
 #define _DEFAULT_SOURCE   /* MAP_ANONYMOUS, MAP_NORESERVE */
 #include <stdlib.h>
 #include <string.h>
@@ -171,7 +171,7 @@ static void on_packet(void *ctx, void *state, const af_meter_packet *mp) {
         s->ndpi_over = (uint8_t)af_ndpi_packet(c->ndpi, store_at(&c->pool, s->entry), mp->l3, mp->l3_len, mp->ts / 1000000u);
     af_ja4_packet(ja4, c->quic, mp->p, mp->direction, mp->payload, mp->payload_len, c->stats);
     void *ndpi = store_at(&c->pool, s->entry);
-    int over = s->ndpi_over && !af_ja4_pending(ja4) && !(af_ja4_waiting(ja4) && af_ndpi_is_proxy(ndpi));
+    int over = s->ndpi_over && !af_ja4_pending(ja4) && !(af_ja4_waiting(ja4) && af_ndpi_tls_may_follow(ndpi));
     if (over || ++s->packets >= c->max_dissections) finish(c, s, s->ndpi_over);
 }
 
