@@ -15,7 +15,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 CAPTURE := examples/data/ndpi_telegram_videocall.pcapng
 
 # python3-dev: Python.h for the cffi extension; libc6-dev: C headers when gcc came without them.
-DEMO_PKGS := libpcap-dev libvectorscan-dev zlib1g-dev libzstd-dev libndpi-dev pkg-config gcc libc6-dev python3-dev python3-venv
+DEMO_PKGS := libpcap-dev libvectorscan-dev zlib1g-dev libzstd-dev libndpi-dev libssl-dev pkg-config gcc libc6-dev python3-dev python3-venv
 TEST_PKGS := $(DEMO_PKGS) libndpi-bin chromium tshark tcpdump iproute2 iputils-ping curl util-linux ngrep tcpflow nfdump softflowd
 
 # The compiled engine: rebuilt whenever one of these changes (pip alone does not notice header edits).

@@ -24,6 +24,7 @@ CSRC = HERE / "_csrc"
 STAGES = [
     "decode.c", "tunnels.c", "fragments.c", "early_fragments.c", "defrag.c",  # leaf libraries: decoding, IP fragments
     "flowtable.c", "prefault.c", "match.c",  # leaf libraries
+    "sha256.c", "quic_initial.c", "ja4.c",  # JA4 (TLS client fingerprint), QUIC Initials opened for it
     "ndpi_shim.c",  # every nDPI call (the dissect meter's), behind aioflow's own interface
     "record.c", "meter.c",  # records, the meter registry
     "arena.c", "stream.c",  # what the reassembly meter builds on: its arena, the streams
@@ -62,18 +63,26 @@ def _check_pcap_headers(cflags: list[str]) -> None:
         )
 
 
+def _include_dir(package: str, header: str) -> str | None:
+    """The first include folder holding `header` (a relative path): the usual ones, then those
+    pkg-config gives for `package` (and their parents: libhs's points into hs/)."""
+    include_dirs = ["/usr/include", "/usr/local/include"]
+    if shutil.which("pkg-config") is not None:
+        proc = subprocess.run(["pkg-config", "--cflags-only-I", package], capture_output=True, text=True, check=False)
+        for flag in shlex.split(proc.stdout):
+            if flag.startswith("-I"):
+                include_dirs += [flag[2:], str(Path(flag[2:]).parent)]
+    return next((d for d in include_dirs if (Path(d) / header).exists()), None)
+
+
 def _hyperscan_flags() -> tuple[list[str], list[str]]:
     """Vectorscan (or Hyperscan) for grep's native stream search, when its headers are there
     (libvectorscan-dev); without it `aioflow grep` searches in Python. AIOFLOW_NO_HYPERSCAN=1
     builds without it anyway (to test that path)."""
     if os.environ.get("AIOFLOW_NO_HYPERSCAN") == "1":
         return [], []
-    include_dirs = ["/usr/include", "/usr/local/include"]
-    if shutil.which("pkg-config") is not None:
-        proc = subprocess.run(["pkg-config", "--cflags-only-I", "libhs"], capture_output=True, text=True, check=False)
-        include_dirs += [f[2:].removesuffix("/hs") for f in shlex.split(proc.stdout) if f.startswith("-I")]
-    found = [d for d in include_dirs if (Path(d) / "hs" / "hs.h").exists()]
-    return ([f"-I{found[0]}", "-DAF_HAVE_HYPERSCAN"], ["-lhs"]) if found else ([], [])
+    found = _include_dir("libhs", "hs/hs.h")
+    return ([f"-I{found}", "-DAF_HAVE_HYPERSCAN"], ["-lhs"]) if found else ([], [])
 
 
 # The nDPI release ndpi_shim.c is written for: nDPI's API changes with every release.
@@ -101,6 +110,16 @@ def _ndpi_flags() -> tuple[list[str], list[str]]:
     return [*(f for f in flags if f.startswith("-I")), "-DAF_HAVE_NDPI"], [f for f in flags if f[:2] in ("-l", "-L")]
 
 
+def _libcrypto_flags() -> tuple[list[str], list[str]]:
+    """OpenSSL's libcrypto (AES) to open QUIC Initial packets for JA4, when its headers are there
+    (libssl-dev); without it QUIC flows get no ja4 (counted: dissect_ja4_quic_unopened).
+    AIOFLOW_NO_LIBCRYPTO=1 builds without it anyway (to test that path)."""
+    if os.environ.get("AIOFLOW_NO_LIBCRYPTO") == "1":
+        return [], []
+    found = _include_dir("libcrypto", "openssl/evp.h")
+    return ([f"-I{found}", "-DAF_HAVE_LIBCRYPTO"], ["-lcrypto"]) if found else ([], [])
+
+
 # The stages are one file each and call one another per packet (pipeline -> account -> flow
 # table, arena, record): link-time optimisation inlines across the files as one engine.c did, and
 # hidden visibility (only PyInit__native is exported) makes those calls direct, not through the
@@ -111,12 +130,8 @@ _WHOLE_PROGRAM = ["-flto=auto", "-fvisibility=hidden"]
 def _zstd_flags() -> tuple[list[str], list[str]]:
     """libzstd for .zst captures, when its headers are there (libzstd-dev); without it such a file
     raises CaptureFormatError naming the package. zlib (zlib1g-dev) is required, like libpcap."""
-    include_dirs = ["/usr/include", "/usr/local/include"]
-    if shutil.which("pkg-config") is not None:
-        proc = subprocess.run(["pkg-config", "--cflags-only-I", "libzstd"], capture_output=True, text=True, check=False)
-        include_dirs += [f[2:] for f in shlex.split(proc.stdout) if f.startswith("-I")]
-    found = [d for d in include_dirs if (Path(d) / "zstd.h").exists()]
-    return ([f"-I{found[0]}", "-DAF_HAVE_ZSTD"], ["-lzstd"]) if found else ([], [])
+    found = _include_dir("libzstd", "zstd.h")
+    return ([f"-I{found}", "-DAF_HAVE_ZSTD"], ["-lzstd"]) if found else ([], [])
 
 
 def _check_zlib_headers() -> None:
@@ -140,9 +155,10 @@ hs_cflags, hs_libs = _hyperscan_flags()
 _check_zlib_headers()
 zstd_cflags, zstd_libs = _zstd_flags()
 ndpi_cflags, ndpi_libs = _ndpi_flags()
+crypto_cflags, crypto_libs = _libcrypto_flags()
 # What the engine needs besides its sources; fuzz/engine_build.py links the harnesses with these.
-ENGINE_CFLAGS = [*cflags, *hs_cflags, *zstd_cflags, *ndpi_cflags]
-ENGINE_LIBS = [*libs, *hs_libs, *zstd_libs, *ndpi_libs, "-lz"]
+ENGINE_CFLAGS = [*cflags, *hs_cflags, *zstd_cflags, *ndpi_cflags, *crypto_cflags]
+ENGINE_LIBS = [*libs, *hs_libs, *zstd_libs, *ndpi_libs, *crypto_libs, "-lz"]
 
 ffibuilder = FFI()
 ffibuilder.cdef((CSRC / "api.h").read_text())

@@ -93,7 +93,10 @@ class ParserInfo:
     # dissect=True (README "Application detection"): dissect_flows (dissections started),
     # dissect_detected / dissect_gave_up (how they ended), dissect_pool_full (flows not dissected:
     # max_dissecting_flows states in use), dissect_in_flight / dissect_peak_in_flight (nDPI states
-    # now, most at once), dissect_state_bytes (one state), dissect_truncated (text fields cut)
+    # now, most at once), dissect_state_bytes (one state), dissect_truncated (text fields cut);
+    # JA4: dissect_ja4_tcp / dissect_ja4_quic (fingerprints), and the ClientHellos without one:
+    # dissect_ja4_too_big, dissect_ja4_gap, dissect_ja4_incomplete, dissect_ja4_malformed,
+    # dissect_ja4_quic_unopened
     dissection: dict[str, int]
 
 

@@ -3,8 +3,10 @@
     python fuzz/seed_corpus.py HARNESS DIR
 
 fuzz_packet_path: runs of consecutive packets of each capture, in that harness's input layout
-(see fuzz/fuzz_packet_path.c), with options varied across seeds. Any other harness (a file
-reader): the capture files themselves, up to 1 MiB each.
+(see fuzz/fuzz_packet_path.c), with options varied across seeds. fuzz_ja4: the first payloads of
+each flow whose client starts with a TLS record or a QUIC long header (fuzz/fuzz_ja4.c's layout),
+and each such TLS record's message alone. Any other harness (a file reader): the capture files
+themselves, up to 1 MiB each.
 """
 
 from __future__ import annotations
@@ -77,6 +79,43 @@ def packet_seeds(path: Path) -> Iterator[bytes]:
         yield bytes(seed)
 
 
+def ja4_seeds(path: Path) -> Iterator[bytes]:
+    """fuzz_ja4 seeds of a capture's Ethernet frames: per flow, its first client payloads."""
+    import dpkt
+
+    link, pkts = packets(path)
+    if link != 1:
+        return
+    flows: dict[tuple[bytes, int, bytes, int, int], list[tuple[int, bytes]]] = {}
+    for _, buf in pkts:
+        try:
+            ip = dpkt.ethernet.Ethernet(buf).data
+        except dpkt.UnpackError:  # damaged frames (tests/data/malformed): no seed from them
+            continue
+        l4 = getattr(ip, "data", None)
+        if not isinstance(ip, (dpkt.ip.IP, dpkt.ip6.IP6)) or not isinstance(l4, (dpkt.tcp.TCP, dpkt.udp.UDP)):
+            continue
+        if not l4.data:
+            continue
+        key = (ip.src, l4.sport, ip.dst, l4.dport, ip.p if isinstance(ip, dpkt.ip.IP) else ip.nxt)
+        back = (ip.dst, l4.dport, ip.src, l4.sport, key[4])
+        if back in flows:
+            flows[back].append((1, bytes(l4.data)))
+        else:
+            flows.setdefault(key, []).append((0, bytes(l4.data)))
+    for key, payloads in flows.items():
+        udp = key[4] == 17
+        first = payloads[0][1]
+        if not (first[:2] == b"\x16\x03" if not udp else first[0] & 0xC0 == 0xC0):
+            continue
+        seed = bytearray([1 if udp else 0])
+        for sender, data in payloads[:6]:
+            seed += struct.pack("<HB", len(data), sender) + data
+        yield bytes(seed[:MAX_SEED])
+        if not udp and len(first) > 5:
+            yield b"\x00" + first[5:]
+
+
 def main() -> int:
     if len(sys.argv) != 3:
         print(__doc__, file=sys.stderr)
@@ -87,6 +126,8 @@ def main() -> int:
     for path in captures():
         if harness == "fuzz_packet_path":
             blobs = list(packet_seeds(path))
+        elif harness == "fuzz_ja4":
+            blobs = list(ja4_seeds(path))
         else:
             blobs = [path.read_bytes()] if path.stat().st_size <= MAX_FILE else []
         for blob in blobs:

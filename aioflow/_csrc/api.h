@@ -332,7 +332,16 @@ typedef struct {
     uint64_t dissect_in_flight;   /* states in use now, and the most at once */
     uint64_t dissect_peak_in_flight;
     uint64_t dissect_state_bytes; /* bytes of one nDPI flow state (pool memory = in flight x this) */
-    uint64_t dissect_truncated;   /* text fields cut to their record size */
+    uint64_t dissect_truncated;   /* text fields cut to their record size (ja4_r: left empty) */
+    /* dissect: JA4 (ja4.h) */
+    uint64_t dissect_ja4_tcp;     /* ClientHellos fingerprinted: over TCP, in QUIC Initials */
+    uint64_t dissect_ja4_quic;
+    uint64_t dissect_ja4_too_big; /* ClientHellos larger than the buffer (AF_JA4_HELLO_MAX): no ja4 */
+    uint64_t dissect_ja4_gap;     /* TCP: a segment missing or out of order before the ClientHello was whole */
+    uint64_t dissect_ja4_incomplete;  /* the dissection ended (budget, flow end) before the ClientHello was whole */
+    uint64_t dissect_ja4_malformed;   /* ClientHellos (or QUIC frames) whose lengths overrun */
+    uint64_t dissect_ja4_quic_unopened;   /* QUIC flows whose client Initial was not opened: cut short, tag
+                                             not verified, or no libcrypto in this build */
 } af_stats;
 
 /* Meters (meter.h): per-flow features beyond the flow counters, each adding its fields to the

@@ -8,12 +8,19 @@
  * pool empty is not dissected (dissect_pool_full). What the dissection found (af_dissect_result,
  * ~700 bytes) is kept in a second store, taken when the dissection ends and given back when the
  * flow does (an active-timeout split's records all carry it): a flow slot holds 8 bytes, so a flow
- * never dissected costs no result, and memory is backed for the results held at once only. */
+ * never dissected costs no result, and memory is backed for the results held at once only.
+ *
+ * The same packets go to JA4 (ja4.h, aioflow's own, not nDPI's), whose per-flow state follows the
+ * nDPI state in the pool entry. A dissection that nDPI has finished goes on (nDPI no longer called)
+ * while JA4 still waits for the rest of a ClientHello, or, on a flow nDPI found to be a proxy's
+ * (SOCKS, HTTP CONNECT) or one with STARTTLS (SMTP, IMAP...), for the ClientHello that may follow;
+ * all within the same max_dissections budget. */
 #define _DEFAULT_SOURCE   /* MAP_ANONYMOUS, MAP_NORESERVE */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
+#include "ja4.h"
 #include "meter.h"
 #include "ndpi_shim.h"
 
@@ -23,7 +30,7 @@ typedef struct {
     uint32_t entry;                  /* PHASE_DISSECTING: nDPI state entry; PHASE_DONE: result entry */
     uint16_t packets;                /* given to nDPI */
     uint8_t phase;
-    uint8_t _pad;
+    uint8_t ndpi_over;               /* PHASE_DISSECTING: nDPI is done, JA4 still gathers a ClientHello */
 } dissect_state;
 
 /* capacity fixed-size entries, reserved and backed as first used; given back ones are taken again
@@ -40,7 +47,9 @@ typedef struct {
 
 typedef struct {
     af_ndpi *ndpi;
+    af_quic_crypto *quic;            /* opens QUIC Initials for JA4 */
     af_stats *stats;
+    uint32_t ja4_at;                 /* a pool entry's JA4 state: this many bytes in (after nDPI's) */
     uint32_t max_dissections;
     store pool;                      /* nDPI states, one per flow being dissected */
     uint8_t *in_use;                 /* by pool entry: taken now (close frees what nDPI holds in them) */
@@ -85,6 +94,7 @@ static void close_ctx(void *ctx) {
     for (uint32_t e = 0; e < c->pool.used; e++)
         if (c->in_use[e]) af_ndpi_drop(store_at(&c->pool, e));
     if (c->ndpi) af_ndpi_close(c->ndpi);
+    af_quic_crypto_close(c->quic);
     store_close(&c->pool);
     store_close(&c->results);
     free(c);
@@ -98,9 +108,10 @@ static void *open_ctx(const af_config *cfg, af_stats *stats) {
     c->max_dissections = cfg->max_dissections ? cfg->max_dissections : 1;
     uint32_t pool_size = cfg->max_dissecting_flows ? cfg->max_dissecting_flows : 1;
     /* a result is held by a flow in the table: max_flows of them at most */
-    if (!store_open(&c->pool, (af_ndpi_state_size() + 63u) & ~63u, pool_size, 1) ||
+    c->ja4_at = (af_ndpi_state_size() + 63u) & ~63u;
+    if (!store_open(&c->pool, c->ja4_at + (((uint32_t)sizeof(af_ja4_flow) + 63u) & ~63u), pool_size, 1) ||
         !store_open(&c->results, sizeof(af_dissect_result), cfg->max_flows ? cfg->max_flows : 1, 0) ||
-        !(c->ndpi = af_ndpi_open())) {
+        !(c->ndpi = af_ndpi_open()) || !(c->quic = af_quic_crypto_open())) {
         close_ctx(c);
         return NULL;
     }
@@ -109,10 +120,16 @@ static void *open_ctx(const af_config *cfg, af_stats *stats) {
     return c;
 }
 
-/* A zeroed pool state for a flow's dissection, or 0 when none is left. */
+static af_ja4_flow *ja4_of(const dissect_ctx *c, uint32_t entry) {
+    return (af_ja4_flow *)(void *)((uint8_t *)store_at(&c->pool, entry) + c->ja4_at);
+}
+
+/* A pool state for a flow's dissection (nDPI's zeroed, JA4's started), or 0 when none is left.
+ * JA4's buffers are not zeroed: only a ClientHello writes (and so backs) them. */
 static int take(dissect_ctx *c, uint32_t *entry) {
     if (!store_take(&c->pool, entry)) return 0;
-    memset(store_at(&c->pool, *entry), 0, c->pool.size);
+    memset(store_at(&c->pool, *entry), 0, c->ja4_at);
+    af_ja4_start(ja4_of(c, *entry));
     c->in_use[*entry] = 1;
     if (++c->stats->dissect_in_flight > c->stats->dissect_peak_in_flight)
         c->stats->dissect_peak_in_flight = c->stats->dissect_in_flight;
@@ -122,10 +139,11 @@ static int take(dissect_ctx *c, uint32_t *entry) {
 
 /* The dissection ends (over: nDPI is done; else it gives up): results kept, the state given back. */
 static void finish(dissect_ctx *c, dissect_state *s, int over) {
-    uint32_t result;   /* one per flow in the table (max_flows): never short, but never a crash */
+    uint32_t result = 0;   /* one per flow in the table (max_flows): never short, but never a crash */
     int kept = store_take(&c->results, &result);
     af_dissect_result *out = kept ? store_at(&c->results, result) : &c->lost;
     c->stats->dissect_truncated += af_ndpi_finish(c->ndpi, store_at(&c->pool, s->entry), over, out);
+    c->stats->dissect_truncated += af_ja4_finish(ja4_of(c, s->entry), out->ja4, out->ja4_r, sizeof out->ja4_r, c->stats);
     if (over) c->stats->dissect_detected++;
     else c->stats->dissect_gave_up++;
     c->in_use[s->entry] = 0;
@@ -133,6 +151,7 @@ static void finish(dissect_ctx *c, dissect_state *s, int over) {
     c->stats->dissect_in_flight--;
     s->entry = result;
     s->phase = kept ? PHASE_DONE : PHASE_SKIPPED;
+    s->ndpi_over = 0;
 }
 
 static void on_packet(void *ctx, void *state, const af_meter_packet *mp) {
@@ -147,15 +166,20 @@ static void on_packet(void *ctx, void *state, const af_meter_packet *mp) {
         }
         s->phase = PHASE_DISSECTING;
     }
-    int over = af_ndpi_packet(c->ndpi, store_at(&c->pool, s->entry), mp->l3, mp->l3_len, mp->ts / 1000000u);
-    if (over || ++s->packets >= c->max_dissections) finish(c, s, over);
+    af_ja4_flow *ja4 = ja4_of(c, s->entry);
+    if (!s->ndpi_over)
+        s->ndpi_over = (uint8_t)af_ndpi_packet(c->ndpi, store_at(&c->pool, s->entry), mp->l3, mp->l3_len, mp->ts / 1000000u);
+    af_ja4_packet(ja4, c->quic, mp->p, mp->direction, mp->payload, mp->payload_len, c->stats);
+    void *ndpi = store_at(&c->pool, s->entry);
+    int over = s->ndpi_over && !af_ja4_pending(ja4) && !(af_ja4_waiting(ja4) && af_ndpi_tls_may_follow(ndpi));
+    if (over || ++s->packets >= c->max_dissections) finish(c, s, s->ndpi_over);
 }
 
 static void on_end(void *ctx, void *state, const af_meter_end *me) {
     dissect_ctx *c = ctx;
     dissect_state *s = state;
     af_dissect_result *block = (af_dissect_result *)(void *)me->block;   /* zeroed by the meter set */
-    if (s->phase == PHASE_DISSECTING) finish(c, s, 0);
+    if (s->phase == PHASE_DISSECTING) finish(c, s, s->ndpi_over);
     if (s->phase != PHASE_DONE) {
         block->dns_response_code = -1;
         return;
@@ -180,6 +204,9 @@ SIZE_IS(content_type, 64);
 SIZE_IS(tls_version, 16);
 SIZE_IS(alpn, 64);
 SIZE_IS(risks, 160);
+SIZE_IS(ja4, 40);
+SIZE_IS(ja4_r, 512);
+_Static_assert(sizeof(((af_dissect_result *)0)->ja4) >= AF_JA4_LEN, "ja4 does not fit its field");
 
 static const af_meter_field fields[] = {
     TEXT(application_name, 48),
@@ -197,10 +224,12 @@ static const af_meter_field fields[] = {
     TEXT(alpn, 64),
     TEXT(risks, 160),
     {"dns_response_code", "int16_t", "DNS rcode (-1: none)", offsetof(af_dissect_result, dns_response_code), 0},
+    TEXT(ja4, 40),
+    TEXT(ja4_r, 512),
 };
 
 const af_meter af_meter_dissect = {
-    .info = {"dissect", "application detection with nDPI: application, category, server name, fingerprints",
+    .info = {"dissect", "application detection with nDPI: application, category, server name, fingerprints (and JA4)",
              "dissect", fields, sizeof fields / sizeof fields[0], sizeof(af_dissect_result), 1},
     .state_size = sizeof(dissect_state),
     .needs_l3 = 1,

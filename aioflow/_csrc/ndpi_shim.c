@@ -70,6 +70,18 @@ int af_ndpi_packet(af_ndpi *n, void *state, const uint8_t *ip, uint32_t len, uin
     return s->proto.app_protocol != NDPI_PROTOCOL_UNKNOWN && !ndpi_extra_dissection_possible(n->mod, &s->flow);
 }
 
+static int is_proto(ndpi_protocol p, uint16_t id) { return p.master_protocol == id || p.app_protocol == id; }
+
+int af_ndpi_tls_may_follow(const void *state) {
+    static const uint16_t later[] = {NDPI_PROTOCOL_SOCKS, NDPI_PROTOCOL_HTTP_CONNECT, NDPI_PROTOCOL_HTTP_PROXY,
+                                     NDPI_PROTOCOL_MAIL_SMTP, NDPI_PROTOCOL_MAIL_IMAP, NDPI_PROTOCOL_MAIL_POP,
+                                     NDPI_PROTOCOL_FTP_CONTROL, NDPI_PROTOCOL_JABBER, NDPI_PROTOCOL_LDAP};
+    ndpi_protocol p = ((const shim_state *)state)->proto;
+    for (size_t i = 0; i < sizeof later / sizeof later[0]; i++)
+        if (is_proto(p, later[i])) return 1;
+    return 0;
+}
+
 /* Copies text into a field of `size` bytes; 1 when it had to be cut. */
 static uint32_t put(char *to, size_t size, const char *from) {
     size_t len = from ? strlen(from) : 0;
@@ -81,8 +93,6 @@ static uint32_t put(char *to, size_t size, const char *from) {
 }
 
 #define PUT(field, text) (cut += put(out->field, sizeof out->field, (text)))
-
-static int is_proto(ndpi_protocol p, uint16_t id) { return p.master_protocol == id || p.app_protocol == id; }
 
 /* nDPI keeps TLS details (a union member) for TLS and the protocols that carry it. */
 static int is_tls(ndpi_protocol p) {
@@ -160,6 +170,10 @@ const char *af_ndpi_unavailable(void) {
 af_ndpi *af_ndpi_open(void) { return NULL; }
 void af_ndpi_close(af_ndpi *n) { (void)n; }
 uint32_t af_ndpi_state_size(void) { return 0; }
+int af_ndpi_tls_may_follow(const void *state) {
+    (void)state;
+    return 0;
+}
 int af_ndpi_packet(af_ndpi *n, void *state, const uint8_t *ip, uint32_t len, uint64_t ts_ms) {
     (void)n, (void)state, (void)ip, (void)len, (void)ts_ms;
     return 1;

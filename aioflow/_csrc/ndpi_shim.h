@@ -26,6 +26,8 @@ typedef struct {
     char tls_version[16];            /* "TLSv1.3" */
     char alpn[64];                   /* TLS/QUIC ALPN offered, ";"-separated as nDPI keeps it */
     char risks[160];                 /* names of the flow's nDPI risks, ","-separated */
+    char ja4[40];                    /* JA4 of the client's ClientHello (aioflow's own, ja4.h, not nDPI's) */
+    char ja4_r[512];                 /* JA4 raw: the sorted lists unhashed; "" when it does not fit */
 } af_dissect_result;
 
 typedef struct af_ndpi af_ndpi;      /* one detection module (per engine: counting thread only) */
@@ -41,6 +43,10 @@ uint32_t af_ndpi_state_size(void);
 /* One IP packet (from its IP header, len bytes) of the flow whose state is `state`. Returns 1 when
  * the dissection is over: the protocol is known and nDPI has nothing more to look for. */
 int af_ndpi_packet(af_ndpi *n, void *state, const uint8_t *ip, uint32_t len, uint64_t ts_ms);
+/* 1 when the protocol nDPI found for the flow so far may turn into TLS after nDPI has finished:
+ * a proxy's (SOCKS, HTTP CONNECT, HTTP proxy) or one with STARTTLS (SMTP, IMAP, POP3, FTP, XMPP,
+ * LDAP). The dissect meter then waits for a ClientHello, for JA4. */
+int af_ndpi_tls_may_follow(const void *state);
 /* Ends a dissection: gives up (guessing) unless it was over (`over`), writes what was found into
  * out and frees what nDPI allocated for the flow (the state itself is the caller's). Returns the
  * number of text fields cut to fit. */

@@ -1,0 +1,335 @@
+/* JA4 (TLS client fingerprint) from a flow's ClientHello: ja4.h says what is gathered and what is
+ * counted. The bytes are untrusted: every length read from them is checked against what is there
+ * before it is used, and the buffers are never written past AF_JA4_HELLO_MAX. */
+#include "ja4.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "sha256.h"
+
+enum { WAITING, COLLECTING, COMPLETE, NONE };   /* af_ja4_flow.phase */
+
+#define TLS_HANDSHAKE 0x16
+#define CLIENT_HELLO 1
+#define MAX_VALUES (AF_JA4_HELLO_MAX / 2)   /* ciphers or extensions a ClientHello can hold */
+
+/* A bounds-checked reader: a read past the end sets bad and yields 0. */
+typedef struct {
+    const uint8_t *p;
+    uint32_t len, pos;
+    int bad;
+} reader;
+
+static uint32_t get(reader *r, uint32_t n) {
+    if (r->bad || n > r->len - r->pos) {
+        r->bad = 1;
+        return 0;
+    }
+    uint32_t v = 0;
+    for (uint32_t i = 0; i < n; i++) v = v << 8 | r->p[r->pos + i];
+    r->pos += n;
+    return v;
+}
+
+/* A sub-reader over the next n bytes (skipped in r). */
+static reader sub(reader *r, uint32_t n) {
+    reader s = {r->p + r->pos, n, 0, r->bad || n > r->len - r->pos};
+    if (s.bad) s.len = 0, r->bad = 1;
+    else r->pos += n;
+    return s;
+}
+
+/* GREASE (RFC 8701): 0x?a?a with both bytes equal; JA4 ignores these everywhere. */
+static int grease(uint32_t v) { return (v & 0x0f0f) == 0x0a0a && (v >> 8) == (v & 0xff); }
+
+static int by_value(const void *a, const void *b) {
+    return (int)*(const uint16_t *)a - (int)*(const uint16_t *)b;
+}
+
+static const char HEX[] = "0123456789abcdef";
+
+/* Writes a list as "xxxx,xxxx" into the hash and, while it fits, at raw + *at (raw_size bytes). */
+static void put_list(af_sha256 *h, const uint16_t *v, uint32_t n, char *raw, size_t raw_size, size_t *at) {
+    for (uint32_t i = 0; i < n; i++) {
+        char item[5] = {',', HEX[v[i] >> 12], HEX[v[i] >> 8 & 15], HEX[v[i] >> 4 & 15], HEX[v[i] & 15]};
+        const char *from = i ? item : item + 1;
+        size_t len = i ? 5 : 4;
+        if (h) af_sha256_update(h, from, len);
+        if (*at + len < raw_size) memcpy(raw + *at, from, len);
+        *at += len;
+    }
+}
+
+static void put_text(const char *s, char *raw, size_t raw_size, size_t *at) {
+    size_t len = strlen(s);
+    if (*at + len < raw_size) memcpy(raw + *at, s, len);
+    *at += len;
+}
+
+/* 12 hex characters of the list's SHA-256, or twelve zeros for an empty list (JA4.md). */
+static void hash12(af_sha256 *h, uint32_t n, char out[12]) {
+    uint8_t d[32];
+    af_sha256_final(h, d);
+    for (int i = 0; i < 6; i++) {
+        out[2 * i] = n ? HEX[d[i] >> 4] : '0';
+        out[2 * i + 1] = n ? HEX[d[i] & 15] : '0';
+    }
+}
+
+static const char *version_text(uint32_t v) {
+    switch (v) {
+    case 0x0304: return "13";
+    case 0x0303: return "12";
+    case 0x0302: return "11";
+    case 0x0301: return "10";
+    case 0x0300: return "s3";
+    case 0x0002: return "s2";
+    case 0xfeff: return "d1";
+    case 0xfefd: return "d2";
+    case 0xfefc: return "d3";
+    default: return "00";
+    }
+}
+
+/* One ALPN byte as FoxIO's tools print it: ASCII as it is, anything else '9'. (JA4.md asks for hex
+ * digits when a byte is not alphanumeric, but FoxIO's Python and Rust tools, whose outputs are the
+ * reference, replace non-ASCII with '9' and keep ASCII; control characters are '9' here too, so the
+ * text field never holds one.) */
+static char alpn_char(uint8_t c) { return c >= 0x20 && c < 0x7f ? (char)c : '9'; }
+
+/* The first and last characters of the first ALPN value: "00" when there is none; like FoxIO's
+ * tools, a one-character value gives that character then '0'. */
+static void alpn_chars(reader ext, char out[2]) {
+    reader list = sub(&ext, get(&ext, 2));
+    uint32_t n = get(&list, 1);
+    reader value = sub(&list, n);
+    out[0] = out[1] = '0';
+    if (value.bad || !n) return;
+    out[0] = alpn_char(value.p[0]);
+    if (n > 1) out[1] = alpn_char(value.p[n - 1]);
+}
+
+int af_ja4_hello(const uint8_t *msg, uint32_t len, char transport, char ja4[AF_JA4_LEN], char *ja4_r,
+                 size_t raw_size) {
+    static _Thread_local uint16_t ciphers[MAX_VALUES], exts[MAX_VALUES], sigs[MAX_VALUES];
+    uint32_t n_ciphers = 0, n_exts = 0, n_sorted = 0, n_sigs = 0, version = 0, best = 0;
+    int sni = 0;
+    char alpn[2] = {'0', '0'};
+    ja4[0] = '\0';
+    if (raw_size) ja4_r[0] = '\0';
+    if (len > AF_JA4_HELLO_MAX) return 0;   /* bounds the value arrays: 2 bytes a value at least */
+    reader r = {msg, len, 0, 0};
+    if (get(&r, 1) != CLIENT_HELLO) return 0;
+    reader body = sub(&r, get(&r, 3));
+    version = get(&body, 2);
+    get(&body, 32);                                  /* random */
+    sub(&body, get(&body, 1));                       /* session id */
+    reader suites = sub(&body, get(&body, 2));
+    while (suites.pos + 2 <= suites.len) {
+        uint32_t c = get(&suites, 2);
+        if (!grease(c)) ciphers[n_ciphers++] = (uint16_t)c;
+    }
+    sub(&body, get(&body, 1));                       /* compression methods */
+    if (body.pos < body.len) {                       /* extensions are optional (before TLS 1.2) */
+        reader list = sub(&body, get(&body, 2));
+        while (!list.bad && list.pos < list.len) {
+            uint32_t type = get(&list, 2);
+            reader ext = sub(&list, get(&list, 2));
+            if (list.bad || grease(type)) continue;
+            n_exts++;
+            if (type == 0x0000) sni = 1;
+            else if (type == 0x0010) alpn_chars(ext, alpn);
+            if (type != 0x0000 && type != 0x0010) exts[n_sorted++] = (uint16_t)type;
+            if (type == 0x000d) {                    /* signature algorithms, in their order */
+                reader algs = sub(&ext, get(&ext, 2));
+                while (algs.pos + 2 <= algs.len) {
+                    uint32_t a = get(&algs, 2);
+                    if (!grease(a)) sigs[n_sigs++] = (uint16_t)a;
+                }
+            } else if (type == 0x002b) {             /* supported versions: the highest one */
+                reader versions = sub(&ext, get(&ext, 1));
+                while (versions.pos + 2 <= versions.len) {
+                    uint32_t v = get(&versions, 2);
+                    if (!grease(v) && v > best) best = v;
+                }
+            }
+        }
+        if (list.bad) return 0;
+    }
+    if (r.bad || body.bad || suites.bad) return 0;
+    if (best) version = best;
+    qsort(ciphers, n_ciphers, sizeof ciphers[0], by_value);
+    qsort(exts, n_sorted, sizeof exts[0], by_value);
+
+    /* a: t13d1516h2 */
+    char a[11] = {transport, 0, 0, sni ? 'd' : 'i', 0, 0, 0, 0, alpn[0], alpn[1], 0};
+    memcpy(a + 1, version_text(version), 2);
+    uint32_t nc = n_ciphers > 99 ? 99 : n_ciphers, ne = n_exts > 99 ? 99 : n_exts;
+    a[4] = (char)('0' + nc / 10), a[5] = (char)('0' + nc % 10), a[6] = (char)('0' + ne / 10), a[7] = (char)('0' + ne % 10);
+    /* ja4_r: a_ciphers_extensions[_signature algorithms], written while it fits */
+    size_t at = 0;
+    af_sha256 hb, hc;
+    af_sha256_init(&hb);
+    af_sha256_init(&hc);
+    put_text(a, ja4_r, raw_size, &at);
+    put_text("_", ja4_r, raw_size, &at);
+    put_list(&hb, ciphers, n_ciphers, ja4_r, raw_size, &at);
+    put_text("_", ja4_r, raw_size, &at);
+    put_list(&hc, exts, n_sorted, ja4_r, raw_size, &at);
+    if (n_sigs) {
+        af_sha256_update(&hc, "_", 1);
+        put_text("_", ja4_r, raw_size, &at);
+        put_list(&hc, sigs, n_sigs, ja4_r, raw_size, &at);
+    }
+    int fits = at < raw_size;
+    if (raw_size) ja4_r[fits ? at : 0] = '\0';
+    memcpy(ja4, a, 10);
+    ja4[10] = '_';
+    hash12(&hb, n_ciphers, ja4 + 11);
+    ja4[23] = '_';
+    hash12(&hc, n_sorted, ja4 + 24);
+    ja4[36] = '\0';
+    return fits ? 1 : 2;
+}
+
+void af_ja4_start(af_ja4_flow *f) { memset(f, 0, offsetof(af_ja4_flow, filled)); }
+
+int af_ja4_pending(const af_ja4_flow *f) { return f->phase == COLLECTING; }
+
+int af_ja4_waiting(const af_ja4_flow *f) { return f->phase == WAITING; }
+
+/* Once the first 4 bytes are in: the ClientHello's length, or NONE (not one, or too big). */
+static void check_complete(af_ja4_flow *f, af_stats *st) {
+    if (!f->hello_len && f->have >= 4) {
+        if (f->buf[0] != CLIENT_HELLO) {
+            f->phase = NONE;
+            return;
+        }
+        f->hello_len = 4 + ((uint32_t)f->buf[1] << 16 | (uint32_t)f->buf[2] << 8 | f->buf[3]);
+        if (f->hello_len > AF_JA4_HELLO_MAX) {
+            st->dissect_ja4_too_big++;
+            f->phase = NONE;
+            return;
+        }
+    }
+    if (f->hello_len && f->have >= f->hello_len) f->phase = COMPLETE;
+}
+
+/* TCP: the client's bytes, in order, through the TLS record layer into buf. */
+static void tcp_bytes(af_ja4_flow *f, const uint8_t *d, uint32_t len, af_stats *st) {
+    while (len && f->phase == COLLECTING) {
+        if (!f->record_left) {   /* a record header, perhaps split across segments */
+            f->record_head[f->record_head_have++] = *d++;
+            len--;
+            if (f->record_head_have < 5) continue;
+            f->record_head_have = 0;
+            f->record_left = (uint16_t)(f->record_head[3] << 8 | f->record_head[4]);
+            if (f->record_head[0] != TLS_HANDSHAKE || f->record_head[1] != 3 || !f->record_left) f->phase = NONE;
+            continue;
+        }
+        uint32_t n = len < f->record_left ? len : f->record_left;
+        if (n > AF_JA4_HELLO_MAX - f->have) {
+            st->dissect_ja4_too_big++;
+            f->phase = NONE;
+            return;
+        }
+        memcpy(f->buf + f->have, d, n);
+        f->have += n, d += n, len -= n;
+        f->record_left = (uint16_t)(f->record_left - n);
+        check_complete(f, st);
+    }
+}
+
+static void tcp_segment(af_ja4_flow *f, uint32_t seq, const uint8_t *d, uint32_t len, af_stats *st) {
+    if (f->phase == WAITING) {   /* a segment that begins a handshake record begins the ClientHello */
+        if (d[0] != TLS_HANDSHAKE || (len > 1 && d[1] != 3) || (len > 5 && d[5] != CLIENT_HELLO)) return;
+        f->phase = COLLECTING;
+        f->transport = 't';
+        f->next_seq = seq;
+    }
+    int32_t ahead = (int32_t)(seq - f->next_seq);
+    if (ahead > 0) {   /* a segment is missing (or came later): no reassembly beyond in-order bytes */
+        st->dissect_ja4_gap++;
+        f->phase = NONE;
+        return;
+    }
+    uint32_t old = (uint32_t)-ahead;   /* bytes already taken (a retransmission) */
+    if (old >= len) return;
+    f->next_seq = seq + len;
+    tcp_bytes(f, d + old, len - old, st);
+}
+
+/* QUIC: CRYPTO data at its offset in buf; `have` is how far from 0 it is contiguous. */
+static void quic_crypto(af_ja4_flow *f, uint64_t offset, const uint8_t *d, uint32_t len, af_stats *st) {
+    if (offset >= AF_JA4_HELLO_MAX || len > AF_JA4_HELLO_MAX - offset) {
+        st->dissect_ja4_too_big++;
+        f->phase = NONE;
+        return;
+    }
+    memcpy(f->buf + offset, d, len);
+    for (uint32_t i = (uint32_t)offset; i < offset + len; i++) f->filled[i / 8] |= (uint8_t)(1u << (i % 8));
+    while (f->have < AF_JA4_HELLO_MAX && f->filled[f->have / 8] >> (f->have % 8) & 1) f->have++;
+    check_complete(f, st);
+}
+
+void af_ja4_quic_frames(af_ja4_flow *f, const uint8_t *frames, uint32_t len, af_stats *st) {
+    if (f->phase == WAITING) {
+        f->phase = COLLECTING;
+        f->transport = 'q';
+        memset(f->filled, 0, sizeof f->filled);
+    }
+    uint32_t pos = 0, n;
+    uint64_t offset;
+    const uint8_t *data;
+    int found = 0;
+    while (f->phase == COLLECTING && (found = af_quic_next_crypto(frames, len, &pos, &offset, &data, &n)) == 1)
+        quic_crypto(f, offset, data, n, st);
+    if (f->phase == COLLECTING && found < 0) {
+        st->dissect_ja4_malformed++;
+        f->phase = NONE;
+    }
+}
+
+static void quic_datagram(af_ja4_flow *f, af_quic_crypto *crypto, const uint8_t *d, uint32_t len, af_stats *st) {
+    static _Thread_local uint8_t frames[16384];
+    while (len && (f->phase == WAITING || f->phase == COLLECTING)) {   /* coalesced packets */
+        uint32_t packet_len = 0, frames_len = 0;
+        int r = crypto ? af_quic_open(crypto, &f->keys, d, len, &packet_len, frames, sizeof frames, &frames_len)
+                       : AF_QUIC_NO_CRYPTO;
+        if (r == AF_QUIC_NOT_INITIAL) {
+            if (f->phase == WAITING) f->phase = NONE;   /* a UDP flow that does not start with an Initial */
+            return;
+        }
+        if (r != AF_QUIC_OK) {
+            st->dissect_ja4_quic_unopened++;
+            f->phase = NONE;
+            return;
+        }
+        af_ja4_quic_frames(f, frames, frames_len, st);
+        d += packet_len, len -= packet_len;
+    }
+}
+
+void af_ja4_packet(af_ja4_flow *f, af_quic_crypto *crypto, const af_packet *p, int direction, const uint8_t *payload,
+                   uint32_t len, af_stats *st) {
+    if (direction || !len || !payload || f->phase >= COMPLETE) return;
+    if (p->protocol == 6) tcp_segment(f, p->tcp_seq + (p->tcp_flags & 0x02 ? 1u : 0u), payload, len, st);   /* SYN data: after the SYN's number */
+    else if (p->protocol == 17) quic_datagram(f, crypto, payload, len, st);
+    else f->phase = NONE;
+}
+
+uint32_t af_ja4_finish(af_ja4_flow *f, char ja4[AF_JA4_LEN], char *ja4_r, size_t raw_size, af_stats *st) {
+    ja4[0] = '\0';
+    if (raw_size) ja4_r[0] = '\0';
+    if (f->phase == COLLECTING) st->dissect_ja4_incomplete++;
+    if (f->phase != COMPLETE) return 0;
+    int r = af_ja4_hello(f->buf, f->hello_len, (char)f->transport, ja4, ja4_r, raw_size);
+    if (!r) {
+        st->dissect_ja4_malformed++;
+        return 0;
+    }
+    if (f->transport == 'q') st->dissect_ja4_quic++;
+    else st->dissect_ja4_tcp++;
+    return r == 2;
+}
