@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -93,6 +93,7 @@ def unidirectional(rec: np.ndarray) -> dict[str, np.ndarray]:
         "max_ttl": pick("src2dst_max_ttl", "dst2src_max_ttl"),
         "end_reason": FLOW_END_REASON[r["end_reason"]],
         "biflow_direction": np.zeros(len(r), np.uint8),  # unused by uni-flow templates
+        "row": order,  # the record each row comes from (its columns given to encode())
     }
 
 
@@ -111,6 +112,7 @@ def bidirectional(rec: np.ndarray) -> dict[str, np.ndarray]:
         "last_ns": rec["last_ns"],
         "end_reason": FLOW_END_REASON[rec["end_reason"]],
         "biflow_direction": np.ones(len(rec), np.uint8),  # 1 = initiator: src opened the flow
+        "row": np.arange(len(rec)),
     }
     for prefix, d in (("", "src2dst"), ("reverse_", "dst2src")):
         cols[prefix + "packets"] = rec[f"{d}_packets"]
@@ -216,18 +218,20 @@ class Encoder:
             self.stats.templates_sent += 1
         self._messages += 1
 
-    def encode(self, rec: np.ndarray) -> list[bytes]:
-        """Export messages for these flow records (RECORD_DTYPE), in order."""
+    def encode(self, rec: np.ndarray, extra: Mapping[str, np.ndarray] | None = None) -> list[bytes]:
+        """Export messages for these flow records (RECORD_DTYPE), in order; `extra`: more columns,
+        one value per record, for templates that name them (application_name, ...: the
+        applications' elements); a column a template names and nobody gives is zeros."""
         if rec.dtype.names != RECORD_DTYPE.names:
             raise TypeError("encode() takes an array of aioflow flow records (RECORD_DTYPE)")
         self.stats.out_of_range += self.clock.advance(rec)
         self.stats.flows += len(rec)
-        out = self._encode(rec)
+        out = self._encode(rec, extra or {})
         self.stats.messages += len(out)
         self.stats.octets += sum(map(len, out))
         return out
 
-    def _encode(self, rec: np.ndarray) -> list[bytes]:
+    def _encode(self, rec: np.ndarray, extra: Mapping[str, np.ndarray]) -> list[bytes]:
         raise NotImplementedError
 
     def _room(self, with_templates: bool) -> int:
@@ -298,7 +302,7 @@ class NetflowV5Encoder(Encoder):
     def _room(self, with_templates: bool) -> int:
         return self.per_message
 
-    def _encode(self, rec: np.ndarray) -> list[bytes]:
+    def _encode(self, rec: np.ndarray, extra: Mapping[str, np.ndarray]) -> list[bytes]:
         v4 = rec["ip_version"] == 4
         self.stats.skipped_ipv6 += int((~v4).sum())
         cols = by_end_time(unidirectional(rec[v4]))
@@ -375,14 +379,19 @@ class _TemplatedEncoder(Encoder):
     def _after_message(self, records: int) -> None:
         raise NotImplementedError
 
-    def _encode(self, rec: np.ndarray) -> list[bytes]:
+    def _encode(self, rec: np.ndarray, extra: Mapping[str, np.ndarray]) -> list[bytes]:
         cols = self._columns(rec)
+        for name, column in extra.items():
+            cols[name] = column[cols["row"]]
         messages: list[bytes] = []
         for version, template in self.templates.items():
             mask = cols["version"] == version
             if not mask.any():
                 continue
             rows = {k: v[mask] for k, v in cols.items()}
+            for el in template.elements:
+                if el.column not in rows:  # flows given without their meters' columns
+                    rows[el.column] = np.zeros(int(mask.sum()), dtype=template.dtype[el.name])
             if self.relative_times:
                 rows = by_end_time(rows)
             plan = self._plan(rows["first_ns"], rows["last_ns"], template.id)
@@ -448,7 +457,9 @@ class NetflowV9Encoder(_TemplatedEncoder):
 
 class IPFIXEncoder(_TemplatedEncoder):
     """IPFIX (RFC 7011): biflows with RFC 5103 reverse elements (or one record per direction with
-    biflow=False); flowStart/EndMilliseconds, and also flowStart/EndNanoseconds with nanoseconds=True."""
+    biflow=False); flowStart/EndMilliseconds, and also flowStart/EndNanoseconds with nanoseconds=True;
+    with applications=True, nDPI's application (templates.APPLICATION_ELEMENTS) from encode()'s
+    `extra` columns (netflow._applications)."""
 
     HEADER = struct.Struct("!HHIII")
     header_size = HEADER.size
@@ -463,8 +474,10 @@ class IPFIXEncoder(_TemplatedEncoder):
         nanoseconds: bool = False,
         template_refresh_packets: int | None = 20,
         template_refresh_seconds: float | None = 60.0,
+        applications: bool = False,
     ) -> None:
-        super().__init__(ipfix_templates(biflow, nanoseconds), mtu, template_refresh_packets, template_refresh_seconds)
+        templates = ipfix_templates(biflow, nanoseconds, applications)
+        super().__init__(templates, mtu, template_refresh_packets, template_refresh_seconds)
         self.observation_domain = observation_domain
         self.biflow = biflow
         self.sequence = 0  # data records sent before this message (RFC 7011 3.1)

@@ -62,8 +62,10 @@ class Template:
         fields: list[tuple[Any, ...]] = []
         for el in self.elements:
             ie = by_name(el.name)
-            if ie.type in ("ipv4Address", "ipv6Address"):
+            if ie.type in ("ipv4Address", "ipv6Address", "octetArray"):
                 fields.append((el.name, np.uint8, (el.length,)))
+            elif ie.type == "string":  # fixed length: the text, then NULs (RFC 7011 6.1.6 allows no other)
+                fields.append((el.name, f"S{el.length}"))
             else:
                 fields.append((el.name, f">u{el.length}"))
         self.dtype = np.dtype(fields)
@@ -156,8 +158,21 @@ def v9_templates() -> dict[int, Template]:
     }
 
 
-def ipfix_templates(biflow: bool, nanoseconds: bool) -> dict[int, Template]:
-    """IPFIX templates by id: IPv4 and IPv6, biflow or not, ms or ns times."""
+# RFC 6759 applicationId: a Classification Engine ID octet, then that engine's selector. nDPI has
+# no engine id of its own, so 6 ("USER-Defined"): the selector is nDPI 4.2's protocol id (2 bytes,
+# network order), its application protocol, else its master protocol ("TLS.YouTube": YouTube's).
+APPLICATION_ENGINE_ID = 6
+# With dissect=True (the dissect meter's text fields, their C sizes: application_name char[48]...)
+APPLICATION_ELEMENTS = [
+    Element("applicationId", 3, "application_id"),
+    Element("applicationName", 48, "application_name"),
+    Element("applicationCategoryName", 32, "application_category_name"),
+]
+
+
+def ipfix_templates(biflow: bool, nanoseconds: bool, applications: bool = False) -> dict[int, Template]:
+    """IPFIX templates by id: IPv4 and IPv6, biflow or not, ms or ns times, with the application
+    elements or not."""
     times = [
         Element("flowStartMilliseconds", 8, "first_ns", _ms),
         Element("flowEndMilliseconds", 8, "last_ns", _ms),
@@ -167,7 +182,7 @@ def ipfix_templates(biflow: bool, nanoseconds: bool) -> dict[int, Template]:
             Element("flowStartNanoseconds", 8, "first_ns", _ntp),
             Element("flowEndNanoseconds", 8, "last_ns", _ntp),
         ]
-    tail = [Element("flowEndReason", 1, "end_reason")]
+    tail = [Element("flowEndReason", 1, "end_reason")] + (APPLICATION_ELEMENTS if applications else [])
     counters = _counter_elements("", 2)
     if biflow:
         counters += _counter_elements("reverse_", 2)

@@ -1,0 +1,93 @@
+"""IPFIX export with applications=True: nDPI's applicationId (RFC 6759), applicationName and
+applicationCategoryName, decoded by tshark's cflow dissector (Wireshark reads IPFIX files, RFC
+5655), equal to read_frame(dissect=True) for every flow; biflow and one record per direction."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import anyio
+import pytest
+from support.reference import TSHARK
+
+import aioflow
+from aioflow._engine import dissect_unavailable
+from aioflow.netflow.export import IPFIXFileWriter
+
+DATA = Path(__file__).parent / "data"
+pytestmark = [
+    pytest.mark.skipif(bool(dissect_unavailable()), reason=dissect_unavailable() or ""),
+    pytest.mark.skipif(TSHARK is None, reason="tshark is not installed (apt install tshark)"),
+]
+FIELDS = ("cflow.srcaddr", "cflow.srcaddrv6", "cflow.srcport", "cflow.dstaddr", "cflow.dstaddrv6", "cflow.dstport",
+          "cflow.appl_id.classification_engine_id", "cflow.appl_id.selector_id", "cflow.appl_name",
+          "cflow.application_category_name")  # fmt: skip
+Row = tuple[str, int, str, int, int, int, str, str]
+
+
+def _export(capture: Path, path: Path, biflow: bool) -> None:
+    async def run() -> None:
+        async with aioflow.FlowParser(capture, dissect=True) as parser:
+            async with IPFIXFileWriter(path, applications=True, biflow=biflow) as writer:
+                await writer.run(parser)
+
+    anyio.run(run)
+
+
+def _tshark_rows(path: Path) -> list[Row]:
+    """Every data record tshark decodes: addresses, ports, engine id, selector, name, category."""
+    assert TSHARK is not None
+    command = [TSHARK, "-n", "-r", str(path), "-T", "fields", "-E", "separator=\t", "-E", "aggregator=|"]
+    command += [x for f in FIELDS for x in ("-e", f)]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rows: list[Row] = []
+    for line in out.splitlines():
+        cells = [cell.split("|") if cell else [] for cell in line.split("\t")]
+        src4, src6, sport, dst4, dst6, dport, engine, selector, name, category = cells
+        for i in range(len(sport)):
+            rows.append(((src4 + src6)[i], int(sport[i]), (dst4 + dst6)[i], int(dport[i]), int(engine[i]),
+                         int(selector[i], 16), name[i], category[i]))  # fmt: skip
+    return rows
+
+
+def _expected(capture: Path, biflow: bool) -> list[Row]:
+    """read_frame(dissect=True)'s flows as the records should carry them: engine 6 (USER-Defined),
+    nDPI's application protocol id (else its master's); uni-flow: one per direction with packets."""
+    frame = aioflow.read_frame(capture, dissect=True)
+    rows: list[Row] = []
+    for f in frame.itertuples():
+        app = (6, int(f.app_protocol or f.master_protocol), f.application_name, f.application_category_name)
+        rows.append((f.src_ip, f.src_port, f.dst_ip, f.dst_port, *app))
+        if not biflow and f.dst2src_packets:
+            rows.append((f.dst_ip, f.dst_port, f.src_ip, f.src_port, *app))
+    return rows
+
+
+@pytest.mark.parametrize("biflow", [True, False])
+@pytest.mark.parametrize("name", ["ndpi_ocs.pcap", "ndpi_smtp-starttls.pcap", "nfstream_google_ssl.pcap"])
+def test_tshark_reads_the_applications(tmp_path: Path, name: str, biflow: bool) -> None:
+    capture = DATA / name
+    path = tmp_path / "flows.ipfix"
+    _export(capture, path, biflow)
+    ours = sorted(_tshark_rows(path))
+    expected = sorted(_expected(capture, biflow))
+    assert len(ours) == len(expected) > 0
+    assert ours == expected
+    assert all(name for *_, name, _ in ours), "an empty applicationName: the test compared nothing"
+
+
+def test_without_dissect_the_elements_are_empty(tmp_path: Path) -> None:
+    """applications=True over flows without the dissect meter: the template still has the
+    elements (one template for the whole export), every value empty or zero."""
+    path = tmp_path / "flows.ipfix"
+
+    async def run() -> None:
+        async with aioflow.FlowParser(DATA / "ndpi_ocs.pcap") as parser:
+            async with IPFIXFileWriter(path, applications=True) as writer:
+                await writer.run(parser)
+
+    anyio.run(run)
+    rows = _tshark_rows(path)
+    assert len(rows) == len(aioflow.read_frame(DATA / "ndpi_ocs.pcap"))
+    assert {row[4:] for row in rows} == {(0, 0, "", "")}
