@@ -14,7 +14,7 @@ _TEXTS = ("application_name", "application_category_name")
 _IDS = ("master_protocol", "app_protocol")
 
 
-def application_columns(batch: Batch) -> dict[str, np.ndarray] | None:
+def ipfix_application_columns(batch: Batch) -> dict[str, np.ndarray] | None:
     """application_id ((count, 3) bytes: RFC 6759 engine id, then nDPI's protocol id, big-endian),
     application_name and application_category_name (S48 / S32) of every record; None for a batch
     without the dissect meter."""

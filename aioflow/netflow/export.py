@@ -30,7 +30,7 @@ from anyio.abc import TaskGroup
 
 from .._errors import ConfigError
 from .._frame import RECORD_DTYPE
-from ._applications import application_columns
+from ._applications import ipfix_application_columns
 from ._encode import (
     FILE_MESSAGE_SIZE,
     MTU_DEFAULT,
@@ -126,7 +126,7 @@ class _BufferedSink:
             async for batch in batches:
                 rec = np.frombuffer(batch.raw_records(), dtype=RECORD_DTYPE)
                 async with self._lock:
-                    await self._emit(rec, application_columns(batch) if self._applications else None)
+                    await self._emit(rec, ipfix_application_columns(batch) if self._applications else None)
         finally:
             await batches.aclose()
 
