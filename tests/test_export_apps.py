@@ -91,3 +91,30 @@ def test_without_dissect_the_elements_are_empty(tmp_path: Path) -> None:
     rows = _tshark_rows(path)
     assert len(rows) == len(aioflow.read_frame(DATA / "ndpi_ocs.pcap"))
     assert {row[4:] for row in rows} == {(0, 0, "", "")}
+
+
+def test_cli_export_dissect_to_a_socket_and_a_file(tmp_path: Path) -> None:
+    """`aioflow export --dissect --to HOST:PORT --write FILE`: two sinks, fed flow by flow (send()),
+    the applications gathered from the Flow objects; the datagrams the socket received, as an
+    IPFIX file, and the file written both decode (tshark) to read_frame(dissect=True)'s values."""
+    import re
+    import socket
+    import sys
+
+    capture = DATA / "nfstream_google_ssl.pcap"
+    path = tmp_path / "flows.ipfix"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        command = [sys.executable, "-m", "aioflow", "export", str(capture), "--to", f"127.0.0.1:{port}"]
+        run = subprocess.run([*command, "--write", str(path), "--dissect"], capture_output=True, text=True, check=False)
+        assert run.returncode == 0, run.stderr
+        sent = re.search(rf"127\.0\.0\.1:{port}: \d+ flows, \d+ records in (\d+) messages", run.stderr)
+        assert sent, run.stderr
+        sock.settimeout(30)  # the datagrams are already in the socket's buffer: counted, not waited for
+        received = b"".join(sock.recv(65535) for _ in range(int(sent[1])))
+    (tmp_path / "received.ipfix").write_bytes(received)
+    expected = sorted(_expected(capture, biflow=True))
+    assert sorted(_tshark_rows(tmp_path / "received.ipfix")) == expected
+    assert sorted(_tshark_rows(path)) == expected

@@ -25,6 +25,7 @@ from .._frame import RECORD_DTYPE
 from ._templates import U32_MAX, Template, ipfix_templates, uptime_ms, v9_templates
 
 if TYPE_CHECKING:
+    from .._engine import Batch
     from .._flow import Flow
 
 MTU_DEFAULT = 1400
@@ -505,19 +506,21 @@ def encoder_for(format: str, **options: Any) -> Encoder:
         raise ValueError(f"format={format!r}: expected one of {sorted(kinds)}") from None
 
 
-def gather_records(flows: Sequence[Flow]) -> np.ndarray:
-    """The C records behind Flow objects, copied into one array: runs of flows from the same batch
-    (as terminated() yields them) are taken with one fancy index each."""
-    if not flows:
-        return np.zeros(0, dtype=RECORD_DTYPE)
-    parts = []
-    run_batch = flows[0].position[0]
-    run: list[int] = []
+def batch_runs(flows: Sequence[Flow]) -> list[tuple[Batch, list[int]]]:
+    """Flow objects as runs of flows from the same batch (as terminated() yields them): each
+    run's batch and the flows' indexes in it, so a run's columns are one fancy index."""
+    runs: list[tuple[Batch, list[int]]] = []
     for flow in flows:
         batch, index = flow.position
-        if batch is not run_batch:
-            parts.append(np.frombuffer(run_batch.raw_records(), dtype=RECORD_DTYPE)[run])
-            run_batch, run = batch, []
-        run.append(index)
-    parts.append(np.frombuffer(run_batch.raw_records(), dtype=RECORD_DTYPE)[run])
+        if not runs or runs[-1][0] is not batch:
+            runs.append((batch, []))
+        runs[-1][1].append(index)
+    return runs
+
+
+def gather_records(flows: Sequence[Flow]) -> np.ndarray:
+    """The C records behind Flow objects, copied into one array (a fancy index per batch_runs run)."""
+    if not flows:
+        return np.zeros(0, dtype=RECORD_DTYPE)
+    parts = [np.frombuffer(batch.raw_records(), dtype=RECORD_DTYPE)[run] for batch, run in batch_runs(flows)]
     return parts[0] if len(parts) == 1 else np.concatenate(parts)

@@ -30,7 +30,7 @@ from anyio.abc import TaskGroup
 
 from .._errors import ConfigError
 from .._frame import RECORD_DTYPE
-from ._applications import ipfix_application_columns
+from ._applications import gather_ipfix_application_columns, ipfix_application_columns
 from ._encode import (
     FILE_MESSAGE_SIZE,
     MTU_DEFAULT,
@@ -113,8 +113,9 @@ class _BufferedSink:
             if not self._pending:
                 return
             rec = gather_records(self._pending)
+            extra = gather_ipfix_application_columns(self._pending) if self._applications else None
             self._pending = []
-            await self._emit(rec)
+            await self._emit(rec, extra)
 
     async def run(self, parser: FlowParser) -> None:
         """Sends every flow the parser ends, batch by batch as the parser delivers them (no Python
@@ -277,7 +278,7 @@ class IPFIXExporter(_UDPExporter):
     flowStart/EndMilliseconds, plus flowStart/EndNanoseconds with nanoseconds=True. Templates go first and again
     every template_refresh_packets datagrams or template_refresh_seconds. applications=True adds
     nDPI's applicationId (RFC 6759, engine 6 with nDPI's protocol id), applicationName and
-    applicationCategoryName, filled by run() from a FlowParser(dissect=True) (send(): empty)."""
+    applicationCategoryName, from the flows of a FlowParser(dissect=True) (run() or send())."""
 
     def __init__(
         self,
