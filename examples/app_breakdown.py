@@ -75,6 +75,8 @@ async def serve(source: str, seconds: float | None, breakdown: AppBreakdown) -> 
                 parser.stop()
 
             tasks.start_soon(stop_on_signal)
+            if parser.live:
+                print(f"capturing on {source}; Ctrl-C stops", file=sys.stderr, flush=True)
             if seconds is not None:
                 tasks.start_soon(stop_after, seconds)
             async for batch in parser.batches():
