@@ -84,10 +84,6 @@ def _cause(capture: Path, theirs: Totals, ours: Totals, report: str) -> str | No
         return None
     moved = sum(abs(ours.get(n, (0, 0, 0))[0] - theirs.get(n, (0, 0, 0))[0]) for n in differ) // 2
     unknown = ours.get("Unknown", (0, 0, 0))[0] - theirs.get("Unknown", (0, 0, 0))[0]
-    if moved == unknown and sum(f for _, _, f in ours.values()) > sum(f for _, _, f in theirs.values()):
-        # e.g. a SYN reusing a 5-tuple after a RST: ndpiReader keeps one flow, aioflow starts a
-        # second one, dissected on its own (too few packets: Unknown)
-        return "aioflow split a 5-tuple ndpiReader kept as one flow; the part alone is Unknown"
     if TSHARK is not None:
         run = [
             TSHARK,
@@ -105,6 +101,10 @@ def _cause(capture: Path, theirs: Totals, ours: Totals, report: str) -> str | No
             # ndpiReader decodes 6in4 and classifies the inner flow, and leaves 4in4 Unknown;
             # aioflow classifies the outer flow (IP_in_IP, or by what nDPI sees in it)
             return "IP-in-IP (protocols 4, 41): the outer flow (aioflow) or the inner one (ndpiReader)"
+    if moved == unknown and sum(f for _, _, f in ours.values()) > sum(f for _, _, f in theirs.values()):
+        # e.g. a SYN reusing a 5-tuple after a RST: ndpiReader keeps one flow, aioflow starts a
+        # second one, dissected on its own (too few packets: Unknown)
+        return "aioflow split a 5-tuple ndpiReader kept as one flow; the part alone is Unknown"
     return None
 
 
