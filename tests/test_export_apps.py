@@ -4,6 +4,7 @@ applicationCategoryName, decoded by tshark's cflow dissector (Wireshark reads IP
 
 from __future__ import annotations
 
+import ipaddress
 import subprocess
 from pathlib import Path
 
@@ -118,3 +119,34 @@ def test_cli_export_dissect_to_a_socket_and_a_file(tmp_path: Path) -> None:
     expected = sorted(_expected(capture, biflow=True))
     assert sorted(_tshark_rows(tmp_path / "received.ipfix")) == expected
     assert sorted(_tshark_rows(path)) == expected
+
+
+def test_nfdump_still_reads_the_export(tmp_path: Path, nfdump: object) -> None:
+    """nfcapd/nfdump 1.7 skip the application elements and read every flow as read_frame has it
+    (5-tuple, packets and bytes each way); no sequence error, no bad packet."""
+    from support.nfdump_peer import nfcapd_running, nfdump_json
+
+    from aioflow.netflow.export import IPFIXExporter
+
+    capture = DATA / "ndpi_smtp-starttls.pcap"
+
+    async def run(port: int) -> None:
+        async with aioflow.FlowParser(capture, dissect=True) as parser:
+            async with IPFIXExporter(("127.0.0.1", port), applications=True) as exporter:
+                await exporter.run(parser)
+
+    with nfcapd_running(tmp_path) as nfcapd:
+        anyio.run(run, nfcapd.port)
+    assert "Sequence Errors: 0, Bad Packets: 0" in nfcapd.log, nfcapd.log
+    def ip(text: str) -> str:
+        return str(ipaddress.ip_address(text))
+
+    got = sorted((ip(r.get("src4_addr") or r["src6_addr"]), r.get("src_port", 0),
+                  ip(r.get("dst4_addr") or r["dst6_addr"]), r.get("dst_port", 0), r["in_packets"], r["in_bytes"],
+                  r["out_packets"], r["out_bytes"]) for r in nfdump_json(tmp_path))  # fmt: skip
+    frame = aioflow.read_frame(capture)
+    ported = frame.protocol.isin([6, 17, 132])  # ICMP's "ports" are not exported
+    want = sorted(zip(frame.src_ip, frame.src_port.where(ported, 0), frame.dst_ip, frame.dst_port.where(ported, 0),
+                      frame.src2dst_packets, frame.src2dst_bytes, frame.dst2src_packets, frame.dst2src_bytes,
+                      strict=True))  # fmt: skip
+    assert got == want and len(got) > 0
