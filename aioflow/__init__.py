@@ -37,6 +37,7 @@ from ._zeek import zeek_conn_record
 _LAZY: dict[str, str] = {
     **dict.fromkeys(("ExportStats", "IPFIXExporter", "IPFIXFileWriter", "NetflowV5Exporter", "NetflowV9Exporter",
                      "ParquetWriter"), "aioflow.netflow.export"),
+    **dict.fromkeys(("ApplicationRow", "ApplicationTotals", "application_columns"), "aioflow._apps"),
     "RECORD_DTYPE": "aioflow._frame",  # numpy dtype of batch.raw_records(): one C flow record
     "report": "aioflow._report",  # the HTML report: plotly (the `report` extra) is imported when it writes
     **dict.fromkeys(("Collector", "FlowRecord", "collect", "parse_pdu", "read_ipfix_file"), "aioflow.netflow.collect"),
@@ -46,6 +47,9 @@ _LAZY: dict[str, str] = {
 
 if TYPE_CHECKING:
     # `X as X`: re-exported (they are not in __all__, so `from aioflow import *` stays numpy-free)
+    from ._apps import ApplicationRow as ApplicationRow
+    from ._apps import ApplicationTotals as ApplicationTotals
+    from ._apps import application_columns as application_columns
     from ._frame import RECORD_DTYPE as RECORD_DTYPE
     from ._report import report as report
     from .netflow.collect import Collector as Collector

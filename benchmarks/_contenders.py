@@ -7,6 +7,8 @@
     python _contenders.py aioflow-stats CAPTURE       (statistics=True)
     python _contenders.py aioflow-stats-splt CAPTURE  (statistics=True, splt=20)
     python _contenders.py nfstream-stats CAPTURE      (statistical_analysis=True)
+    python _contenders.py aioflow-dissect CAPTURE     (dissect=True: nDPI)
+    python _contenders.py nfstream-dissect CAPTURE    (n_dissections=20, nfstream's default)
 
 Prints one JSON line on stdout: packets, flows, seconds (from opening the source to the last flow,
 interpreter start-up and imports excluded), peak_rss_kb (this process's VmHWM plus the largest
@@ -95,7 +97,7 @@ def run_aioflow_frame(path: str) -> dict[str, Any]:
     return {"packets": int(df["packets"].sum()), "flows": len(df), "seconds": t1 - t0, "base_rss_kb": base}
 
 
-def run_nfstream(path: str, statistics: bool = False) -> dict[str, Any]:
+def run_nfstream(path: str, statistics: bool = False, dissections: int = 0) -> dict[str, Any]:
     import nfstream
 
     base = _status_kb("VmRSS")
@@ -106,7 +108,7 @@ def run_nfstream(path: str, statistics: bool = False) -> dict[str, Any]:
     streamer = nfstream.NFStreamer(
         source=path,
         decode_tunnels=False,
-        n_dissections=0,
+        n_dissections=dissections,
         statistical_analysis=statistics,
         splt_analysis=0,
         n_meters=1,
@@ -136,6 +138,8 @@ def main() -> int:
         "aioflow-stats": lambda p: run_aioflow(p, statistics=True),
         "aioflow-stats-splt": lambda p: run_aioflow(p, statistics=True, splt=20),
         "nfstream-stats": lambda p: run_nfstream(p, statistics=True),
+        "aioflow-dissect": lambda p: run_aioflow(p, dissect=True),
+        "nfstream-dissect": lambda p: run_nfstream(p, dissections=20),
     }
     out = runners[kind](path)
     out.update(_peaks())

@@ -302,3 +302,33 @@ def test_two_consumers_log_and_jsonl_hold_the_same_flows(net: Net, tmp_path: Pat
         udp_port, 5, 5, "idle")  # fmt: skip
     [still_open] = [r for r in records if r["protocol"] == 6 and r["src_port"] == held_port]
     assert still_open["end_reason"] == "stop" and still_open["src2dst_syn_packets"] == 1
+
+
+# --- app_breakdown.py and `aioflow apps` on an interface ---
+
+
+def test_app_breakdown_and_apps_name_the_http_requests(net: Net) -> None:
+    """Both, live until SIGINT: the HTTP requests this test makes (nDPI: "HTTP") are counted, with
+    all their flows; the example exits 0 after printing, the command 130 (the signal's code)."""
+    from aioflow._engine import dissect_unavailable
+
+    if dissect_unavailable():
+        pytest.skip(dissect_unavailable() or "")
+    example = Child(str(EXAMPLES / "app_breakdown.py"), net.host_if)
+    command = Child("-m", "aioflow", "apps", net.host_if, "--format", "json", "--filter", "tcp port 8080")
+    example.wait_for(rf"capturing on {net.host_if}")
+    command.wait_for(rf"capturing on {net.host_if}")
+    requests = 3
+    for _ in range(requests):
+        http_get(net.peer_ip)
+    for child in (example, command):
+        child.proc.send_signal(signal.SIGINT)
+    code, out, err = example.finish()
+    assert code == 0, err
+    http = [line for line in out.splitlines()[1:] if line[18:44].strip() == "HTTP"]
+    assert http and sum(int(line[44:]) for line in http) > 0, out
+    code, out, err = command.finish()
+    assert code == 130, err
+    rows = {row["application_name"]: row for row in map(json.loads, out.splitlines())}
+    assert rows.keys() == {"HTTP"}, rows  # the filter keeps the test's connections only
+    assert rows["HTTP"]["flows"] == requests and rows["HTTP"]["dst2src_bytes"] > 0

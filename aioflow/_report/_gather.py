@@ -67,7 +67,7 @@ async def gather(
                 if watch is not None:
                     tasks.start_soon(watch, parser)
                 if seconds is not None and parser.live:
-                    tasks.start_soon(_stop_after, parser, seconds)
+                    tasks.start_soon(stop_after, parser, seconds)
                 async for batch in parser.batches():
                     parts.append(report_columns(batch, dissect))
                 tasks.cancel_scope.cancel()
@@ -108,7 +108,8 @@ def report_columns(batch: Batch, dissect: bool = False) -> dict[str, Any]:
     return cols
 
 
-async def _stop_after(parser: FlowParser, seconds: float) -> None:
+async def stop_after(parser: FlowParser, seconds: float) -> None:
+    """Stops a live parser after `seconds` (its active flows end as "stop")."""
     await anyio.sleep(seconds)
     parser.stop()
 

@@ -60,6 +60,9 @@ def add_parser(commands: Any) -> None:
                         help="IPFIX: flowStart/EndNanoseconds instead of milliseconds")
     export.add_argument("--domain", type=int_at_least(0), default=0, metavar="ID",
                         help="IPFIX observation domain / v9 source id / v5 engine id (default 0)")
+    export.add_argument("--dissect", action="store_true", default=None,
+                        help="IPFIX: detect applications (nDPI) and add applicationId, applicationName and "
+                        "applicationCategoryName to the records")  # fmt: skip
     add_flowtools_options(export)
     add_flow_options(export, "--filter", "--idle-timeout", "--active-timeout", "--fin-timeout", "--max-flows")
     add_follow(export)
@@ -71,7 +74,8 @@ def _exporter(args: argparse.Namespace) -> Any:
     host, port = args.to
     options: dict[str, Any] = {"mtu": args.mtu, "max_rate": args.max_rate}
     if args.format == "ipfix":
-        options.update(observation_domain=args.domain, biflow=not args.uniflow, nanoseconds=args.nanoseconds)
+        options.update(observation_domain=args.domain, biflow=not args.uniflow, nanoseconds=args.nanoseconds,
+                       applications=bool(args.dissect))  # fmt: skip
     elif args.format == "v9":
         options.update(source_id=args.domain)
     else:
@@ -88,7 +92,7 @@ def _writer(args: argparse.Namespace) -> Any:
         except ImportError as exc:
             raise CommandError(f"--write {args.write}: {exc}; or write an IPFIX file (any other name)") from None
     return IPFIXFileWriter(args.write, biflow=not args.uniflow, nanoseconds=args.nanoseconds,
-                           observation_domain=args.domain)  # fmt: skip
+                           observation_domain=args.domain, applications=bool(args.dissect))  # fmt: skip
 
 
 def _report(where: str, s: ExportStats) -> str:
@@ -105,6 +109,9 @@ async def _export(stopper: _signals.Stopper, args: argparse.Namespace, err: Text
     from ..netflow.export import ParquetWriter
 
     exporter = writer = archive = None
+    if args.dissect and ((args.to is not None and args.format != "ipfix") or str(args.write).endswith(".parquet")
+                         or args.flow_tools is not None):  # fmt: skip
+        raise CommandError("--dissect: only IPFIX carries the application (--format ipfix, --write FILE.ipfix)")
     rotation = flowtools_rotation(args)
     async with contextlib.AsyncExitStack() as stack:
         parser = await stack.enter_async_context(aioflow.FlowParser(args.source, **parser_options(args)))

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import aioflow
 
-from . import _collect, _export, _flows, _grep, _report, _signals, _top
+from . import _apps, _collect, _export, _flows, _grep, _report, _signals, _top
 from ._common import EXIT_BROKEN_PIPE, EXIT_USAGE, CommandError, version
 
 # an output that cannot take more: the disk (or quota, or file size limit) is full, or read-only
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     _collect.add_parser(commands)
     _grep.add_parser(commands, version())
     _report.add_parser(commands)
+    _apps.add_parser(commands)
     return parser
 
 
@@ -94,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         run = {"top": _top.run, "grep": _grep.run, "export": _export.run, "collect": _collect.run,
-               "report": _report.run}
+               "report": _report.run, "apps": _apps.run}
         return run.get(args.command, _flows.run)(args)
     except BaseException as exc:
         if _find(exc, KeyboardInterrupt) is not None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,14 +22,14 @@ import numpy as np
 
 from .._engine import END_REASONS
 from .._frame import RECORD_DTYPE
-from ._ipfix_elements import ENTERPRISE_BIT, NTP_UNIX_OFFSET, by_name
+from ._templates import U32_MAX, Template, ipfix_templates, uptime_ms, v9_templates
 
 if TYPE_CHECKING:
+    from .._engine import Batch
     from .._flow import Flow
 
 MTU_DEFAULT = 1400
 FILE_MESSAGE_SIZE = 65_000  # RFC 5655 files: no path MTU, messages up to the 16-bit length field
-V9_FIRST_TEMPLATE = 256
 BOOT_MARGIN_NS = 86_400 * 10**9  # flows that began up to a day before the first export keep a positive uptime
 PORT_PROTOCOLS = (6, 17, 132)  # TCP, UDP, SCTP: ICMP "ports" (type/code or echo id) are not exported
 
@@ -39,8 +39,6 @@ PORT_PROTOCOLS = (6, 17, 132)  # TCP, UDP, SCTP: ICMP "ports" (type/code or echo
 _END_REASON_CODES = {"": 2, "idle": 1, "active": 2, "fin": 3, "rst": 3, "eof": 4, "evicted": 5, "stop": 4,
                      "custom": 4}  # fmt: skip
 FLOW_END_REASON = np.array([_END_REASON_CODES[name] for name in END_REASONS], dtype=np.uint8)
-
-U32_MAX = 2**32 - 1
 
 
 @dataclass(slots=True)
@@ -96,6 +94,7 @@ def unidirectional(rec: np.ndarray) -> dict[str, np.ndarray]:
         "max_ttl": pick("src2dst_max_ttl", "dst2src_max_ttl"),
         "end_reason": FLOW_END_REASON[r["end_reason"]],
         "biflow_direction": np.zeros(len(r), np.uint8),  # unused by uni-flow templates
+        "row": order,  # the record each row comes from (its columns given to encode())
     }
 
 
@@ -114,6 +113,7 @@ def bidirectional(rec: np.ndarray) -> dict[str, np.ndarray]:
         "last_ns": rec["last_ns"],
         "end_reason": FLOW_END_REASON[rec["end_reason"]],
         "biflow_direction": np.ones(len(rec), np.uint8),  # 1 = initiator: src opened the flow
+        "row": np.arange(len(rec)),
     }
     for prefix, d in (("", "src2dst"), ("reverse_", "dst2src")):
         cols[prefix + "packets"] = rec[f"{d}_packets"]
@@ -122,155 +122,6 @@ def bidirectional(rec: np.ndarray) -> dict[str, np.ndarray]:
         cols[prefix + "min_ttl"] = rec[f"{d}_min_ttl"]
         cols[prefix + "max_ttl"] = rec[f"{d}_max_ttl"]
     return cols
-
-
-def ns_to_ntp(ns: np.ndarray) -> np.ndarray:
-    """Unix ns -> 64-bit NTP timestamps (dateTimeNanoseconds, RFC 7011 6.1.10), vectorised. The
-    fraction is rounded up, so decoders that truncate (Wireshark) and those that round both get
-    the exact nanosecond back."""
-    ns = ns.astype(np.uint64)
-    billion = np.uint64(10**9)
-    seconds = (ns // billion + np.uint64(NTP_UNIX_OFFSET)) & np.uint64(U32_MAX)  # NTP eras wrap (2036)
-    fraction = (((ns % billion) << np.uint64(32)) + billion - np.uint64(1)) // billion
-    return (seconds << np.uint64(32)) | fraction
-
-
-# --- templates ---
-
-
-@dataclass(frozen=True)
-class Element:
-    """One template field: the information element, its encoded length and the column it reads."""
-
-    name: str  # IANA (or RFC 5103 reverse) name from aioflow._ipfix_elements
-    length: int
-    column: str
-    convert: Callable[[np.ndarray, Clock], np.ndarray] | None = None
-
-
-class Template:
-    """A template and the big-endian numpy dtype of its records."""
-
-    def __init__(self, template_id: int, elements: Sequence[Element]) -> None:
-        self.id = template_id
-        self.elements = tuple(elements)
-        fields: list[tuple[Any, ...]] = []
-        for el in self.elements:
-            ie = by_name(el.name)
-            if ie.type in ("ipv4Address", "ipv6Address"):
-                fields.append((el.name, np.uint8, (el.length,)))
-            else:
-                fields.append((el.name, f">u{el.length}"))
-        self.dtype = np.dtype(fields)
-        self.record_length = self.dtype.itemsize
-
-    def fields_ipfix(self) -> bytes:
-        """The template record's body in IPFIX form (enterprise elements with their number)."""
-        out = bytearray(struct.pack("!HH", self.id, len(self.elements)))
-        for el in self.elements:
-            ie = by_name(el.name)
-            if ie.enterprise:
-                out += struct.pack("!HHI", ie.id | ENTERPRISE_BIT, el.length, ie.enterprise)
-            else:
-                out += struct.pack("!HH", ie.id, el.length)
-        return bytes(out)
-
-    def fields_v9(self) -> bytes:
-        """The template record's field specifiers, NetFlow v9 form (bytes)."""
-        out = bytearray(struct.pack("!HH", self.id, len(self.elements)))
-        for el in self.elements:
-            out += struct.pack("!HH", by_name(el.name).id, el.length)
-        return bytes(out)
-
-    def fill(self, cols: dict[str, np.ndarray], clock: Clock) -> np.ndarray:
-        """These columns as data records: a structured array of the template's (big-endian) dtype."""
-        out = np.empty(len(next(iter(cols.values()))), dtype=self.dtype)
-        for el in self.elements:
-            value = cols[el.column]
-            if el.convert is not None:
-                value = el.convert(value, clock)
-            if value.ndim == 2:
-                value = value[:, : el.length]
-            out[el.name] = value
-        return out
-
-
-def _ms(ns: np.ndarray, clock: Clock) -> np.ndarray:
-    return ns // 1_000_000
-
-
-def _ntp(ns: np.ndarray, clock: Clock) -> np.ndarray:
-    return ns_to_ntp(ns)
-
-
-def _uptime(ns: np.ndarray, clock: Clock) -> np.ndarray:
-    assert clock.row_boot_ns is not None  # set by the message plan
-    uptime: np.ndarray = uptime_ms(ns, clock.row_boot_ns)
-    return uptime
-
-
-def _address_elements(version: int) -> list[Element]:
-    if version == 4:
-        return [Element("sourceIPv4Address", 4, "src"), Element("destinationIPv4Address", 4, "dst")]
-    return [Element("sourceIPv6Address", 16, "src"), Element("destinationIPv6Address", 16, "dst")]
-
-
-_KEY_ELEMENTS = [
-    Element("sourceTransportPort", 2, "src_port"),
-    Element("destinationTransportPort", 2, "dst_port"),
-    Element("protocolIdentifier", 1, "protocol"),
-    Element("ipVersion", 1, "version"),
-    Element("vlanId", 2, "vlan"),
-]
-
-
-def _counter_elements(prefix: str, tcp_flags_length: int) -> list[Element]:
-    rev = bool(prefix)
-
-    def name(forward: str) -> str:
-        return "reverse" + forward[0].upper() + forward[1:] if rev else forward
-
-    return [
-        Element(name("packetDeltaCount"), 8, prefix + "packets"),
-        Element(name("octetDeltaCount"), 8, prefix + "octets"),
-        Element(name("tcpControlBits"), tcp_flags_length, prefix + "tcp_flags"),
-        Element(name("minimumTTL"), 1, prefix + "min_ttl"),
-        Element(name("maximumTTL"), 1, prefix + "max_ttl"),
-    ]
-
-
-def v9_templates() -> dict[int, Template]:
-    """RFC 3954 uni-flow templates with sysUptime-relative times (FIRST/LAST_SWITCHED)."""
-    times = [
-        Element("flowStartSysUpTime", 4, "first_ns", _uptime),
-        Element("flowEndSysUpTime", 4, "last_ns", _uptime),
-    ]
-    return {
-        v: Template(V9_FIRST_TEMPLATE + i, [*_address_elements(v), *_KEY_ELEMENTS, *_counter_elements("", 1), *times])
-        for i, v in enumerate((4, 6))
-    }
-
-
-def ipfix_templates(biflow: bool, nanoseconds: bool) -> dict[int, Template]:
-    """IPFIX templates by id: IPv4 and IPv6, biflow or not, ms or ns times."""
-    times = [
-        Element("flowStartMilliseconds", 8, "first_ns", _ms),
-        Element("flowEndMilliseconds", 8, "last_ns", _ms),
-    ]
-    if nanoseconds:  # beside the milliseconds, which collectors such as nfdump 1.7 need (no ns elements there)
-        times += [
-            Element("flowStartNanoseconds", 8, "first_ns", _ntp),
-            Element("flowEndNanoseconds", 8, "last_ns", _ntp),
-        ]
-    tail = [Element("flowEndReason", 1, "end_reason")]
-    counters = _counter_elements("", 2)
-    if biflow:
-        counters += _counter_elements("reverse_", 2)
-        tail.append(Element("biflowDirection", 1, "biflow_direction"))
-    return {
-        v: Template(V9_FIRST_TEMPLATE + i, [*_address_elements(v), *_KEY_ELEMENTS, *times, *counters, *tail])
-        for i, v in enumerate((4, 6))
-    }
 
 
 # --- the export clock ---
@@ -318,14 +169,6 @@ class Clock:
             boot = max(earliest - BOOT_MARGIN_NS, header_ns - self.WRAP_NS + 10**9, 0)
             self.boot_ns = boot = -(-boot // 10**9) * 10**9
         return boot
-
-
-def uptime_ms(ns: np.ndarray | int, boot_ns: np.ndarray | int) -> Any:
-    """Milliseconds since boot, modulo 2**32 (unsigned arithmetic wraps as sysUptime does)."""
-    if isinstance(ns, np.ndarray):
-        boot_ms = np.asarray(boot_ns, dtype=np.uint64) // np.uint64(1_000_000)
-        return (ns.astype(np.uint64) // np.uint64(1_000_000) - boot_ms) & np.uint64(U32_MAX)
-    return (ns // 1_000_000 - int(boot_ns) // 1_000_000) & U32_MAX
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,18 +219,20 @@ class Encoder:
             self.stats.templates_sent += 1
         self._messages += 1
 
-    def encode(self, rec: np.ndarray) -> list[bytes]:
-        """Export messages for these flow records (RECORD_DTYPE), in order."""
+    def encode(self, rec: np.ndarray, extra: Mapping[str, np.ndarray] | None = None) -> list[bytes]:
+        """Export messages for these flow records (RECORD_DTYPE), in order; `extra`: more columns,
+        one value per record, for templates that name them (application_name, ...: the
+        applications' elements); a column a template names and nobody gives is zeros."""
         if rec.dtype.names != RECORD_DTYPE.names:
             raise TypeError("encode() takes an array of aioflow flow records (RECORD_DTYPE)")
         self.stats.out_of_range += self.clock.advance(rec)
         self.stats.flows += len(rec)
-        out = self._encode(rec)
+        out = self._encode(rec, extra or {})
         self.stats.messages += len(out)
         self.stats.octets += sum(map(len, out))
         return out
 
-    def _encode(self, rec: np.ndarray) -> list[bytes]:
+    def _encode(self, rec: np.ndarray, extra: Mapping[str, np.ndarray]) -> list[bytes]:
         raise NotImplementedError
 
     def _room(self, with_templates: bool) -> int:
@@ -458,7 +303,7 @@ class NetflowV5Encoder(Encoder):
     def _room(self, with_templates: bool) -> int:
         return self.per_message
 
-    def _encode(self, rec: np.ndarray) -> list[bytes]:
+    def _encode(self, rec: np.ndarray, extra: Mapping[str, np.ndarray]) -> list[bytes]:
         v4 = rec["ip_version"] == 4
         self.stats.skipped_ipv6 += int((~v4).sum())
         cols = by_end_time(unidirectional(rec[v4]))
@@ -535,14 +380,19 @@ class _TemplatedEncoder(Encoder):
     def _after_message(self, records: int) -> None:
         raise NotImplementedError
 
-    def _encode(self, rec: np.ndarray) -> list[bytes]:
+    def _encode(self, rec: np.ndarray, extra: Mapping[str, np.ndarray]) -> list[bytes]:
         cols = self._columns(rec)
+        for name, column in extra.items():
+            cols[name] = column[cols["row"]]
         messages: list[bytes] = []
         for version, template in self.templates.items():
             mask = cols["version"] == version
             if not mask.any():
                 continue
             rows = {k: v[mask] for k, v in cols.items()}
+            for el in template.elements:
+                if el.column not in rows:  # flows given without their meters' columns
+                    rows[el.column] = np.zeros(int(mask.sum()), dtype=template.dtype[el.name])
             if self.relative_times:
                 rows = by_end_time(rows)
             plan = self._plan(rows["first_ns"], rows["last_ns"], template.id)
@@ -608,7 +458,9 @@ class NetflowV9Encoder(_TemplatedEncoder):
 
 class IPFIXEncoder(_TemplatedEncoder):
     """IPFIX (RFC 7011): biflows with RFC 5103 reverse elements (or one record per direction with
-    biflow=False); flowStart/EndMilliseconds, and also flowStart/EndNanoseconds with nanoseconds=True."""
+    biflow=False); flowStart/EndMilliseconds, and also flowStart/EndNanoseconds with nanoseconds=True;
+    with applications=True, nDPI's application (templates.APPLICATION_ELEMENTS) from encode()'s
+    `extra` columns (netflow._applications)."""
 
     HEADER = struct.Struct("!HHIII")
     header_size = HEADER.size
@@ -623,8 +475,10 @@ class IPFIXEncoder(_TemplatedEncoder):
         nanoseconds: bool = False,
         template_refresh_packets: int | None = 20,
         template_refresh_seconds: float | None = 60.0,
+        applications: bool = False,
     ) -> None:
-        super().__init__(ipfix_templates(biflow, nanoseconds), mtu, template_refresh_packets, template_refresh_seconds)
+        templates = ipfix_templates(biflow, nanoseconds, applications)
+        super().__init__(templates, mtu, template_refresh_packets, template_refresh_seconds)
         self.observation_domain = observation_domain
         self.biflow = biflow
         self.sequence = 0  # data records sent before this message (RFC 7011 3.1)
@@ -644,7 +498,7 @@ class IPFIXEncoder(_TemplatedEncoder):
 
 
 def encoder_for(format: str, **options: Any) -> Encoder:
-    """"ipfix", "v9" or "v5" -> a new encoder with those options."""
+    """ "ipfix", "v9" or "v5" -> a new encoder with those options."""
     kinds: dict[str, type[Encoder]] = {"ipfix": IPFIXEncoder, "v9": NetflowV9Encoder, "v5": NetflowV5Encoder}
     try:
         return kinds[format](**options)
@@ -652,20 +506,21 @@ def encoder_for(format: str, **options: Any) -> Encoder:
         raise ValueError(f"format={format!r}: expected one of {sorted(kinds)}") from None
 
 
-def gather_records(flows: Sequence[Flow]) -> np.ndarray:
-    """The C records behind Flow objects, copied into one array: runs of flows from the same batch
-    (as terminated() yields them) are taken with one fancy index each."""
-    if not flows:
-        return np.zeros(0, dtype=RECORD_DTYPE)
-    parts = []
-    run_batch = flows[0].position[0]
-    run: list[int] = []
+def batch_runs(flows: Sequence[Flow]) -> list[tuple[Batch, list[int]]]:
+    """Flow objects as runs of flows from the same batch (as terminated() yields them): each
+    run's batch and the flows' indexes in it, so a run's columns are one fancy index."""
+    runs: list[tuple[Batch, list[int]]] = []
     for flow in flows:
         batch, index = flow.position
-        if batch is not run_batch:
-            parts.append(np.frombuffer(run_batch.raw_records(), dtype=RECORD_DTYPE)[run])
-            run_batch, run = batch, []
-        run.append(index)
-    parts.append(np.frombuffer(run_batch.raw_records(), dtype=RECORD_DTYPE)[run])
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        if not runs or runs[-1][0] is not batch:
+            runs.append((batch, []))
+        runs[-1][1].append(index)
+    return runs
 
+
+def gather_records(flows: Sequence[Flow]) -> np.ndarray:
+    """The C records behind Flow objects, copied into one array (a fancy index per batch_runs run)."""
+    if not flows:
+        return np.zeros(0, dtype=RECORD_DTYPE)
+    parts = [np.frombuffer(batch.raw_records(), dtype=RECORD_DTYPE)[run] for batch, run in batch_runs(flows)]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)

@@ -149,8 +149,8 @@ class FlowToolsWriter(_FileSink):
         """The flow-tools files completed so far."""
         return self.rotator.files
 
-    def write_records(self, rec: np.ndarray) -> None:
-        """Writes C flow records (RECORD_DTYPE) now, blocking."""
+    def write_records(self, rec: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> None:
+        """Writes C flow records (RECORD_DTYPE) now, blocking (v5 has no room for `extra`)."""
         for datagram in self.encoder.encode(rec):
             message = self.decoder.parse(("0.0.0.0", 0), datagram)
             self.rotator.write_pdu(PDU(message, datagram))

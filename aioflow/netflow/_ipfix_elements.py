@@ -303,6 +303,7 @@ _IANA = """
 323 observationTimeMilliseconds dateTimeMilliseconds
 324 observationTimeMicroseconds dateTimeMicroseconds
 325 observationTimeNanoseconds dateTimeNanoseconds
+372 applicationCategoryName string
 """
 
 

@@ -30,6 +30,7 @@ from anyio.abc import TaskGroup
 
 from .._errors import ConfigError
 from .._frame import RECORD_DTYPE
+from ._applications import gather_ipfix_application_columns, ipfix_application_columns
 from ._encode import (
     FILE_MESSAGE_SIZE,
     MTU_DEFAULT,
@@ -90,6 +91,7 @@ class _BufferedSink:
         self._oldest = 0.0
         self._lock = anyio.Lock()  # one flush at a time keeps messages in sequence order
         self._tasks: TaskGroup | None = None
+        self._applications = False  # run() gives the encoder nDPI's application columns
 
     async def send(self, flow: Flow) -> None:
         """Queues one flow. It goes out with a full batch (batch_flows), at most flush_interval
@@ -111,8 +113,9 @@ class _BufferedSink:
             if not self._pending:
                 return
             rec = gather_records(self._pending)
+            extra = gather_ipfix_application_columns(self._pending) if self._applications else None
             self._pending = []
-            await self._emit(rec)
+            await self._emit(rec, extra)
 
     async def run(self, parser: FlowParser) -> None:
         """Sends every flow the parser ends, batch by batch as the parser delivers them (no Python
@@ -124,11 +127,11 @@ class _BufferedSink:
             async for batch in batches:
                 rec = np.frombuffer(batch.raw_records(), dtype=RECORD_DTYPE)
                 async with self._lock:
-                    await self._emit(rec)
+                    await self._emit(rec, ipfix_application_columns(batch) if self._applications else None)
         finally:
             await batches.aclose()
 
-    async def _emit(self, rec: np.ndarray) -> None:
+    async def _emit(self, rec: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> None:
         raise NotImplementedError
 
     async def _flush_periodically(self) -> None:
@@ -242,10 +245,10 @@ class _UDPExporter(_BufferedSink):
                 self._socket.close()
                 self._socket = None
 
-    async def _emit(self, rec: np.ndarray) -> None:
+    async def _emit(self, rec: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> None:
         if self._socket is None:
             raise RuntimeError(f"use {type(self).__name__} as `async with {type(self).__name__}(...) as exporter:`")
-        for message in self.encoder.encode(rec):
+        for message in self.encoder.encode(rec, extra):
             if self._interval:
                 await self._pace()
             while True:
@@ -273,7 +276,9 @@ class _UDPExporter(_BufferedSink):
 class IPFIXExporter(_UDPExporter):
     """IPFIX (RFC 7011) over UDP, default port 4739. Biflow records (RFC 5103) unless biflow=False;
     flowStart/EndMilliseconds, plus flowStart/EndNanoseconds with nanoseconds=True. Templates go first and again
-    every template_refresh_packets datagrams or template_refresh_seconds."""
+    every template_refresh_packets datagrams or template_refresh_seconds. applications=True adds
+    nDPI's applicationId (RFC 6759, engine 6 with nDPI's protocol id), applicationName and
+    applicationCategoryName, from the flows of a FlowParser(dissect=True) (run() or send())."""
 
     def __init__(
         self,
@@ -285,12 +290,14 @@ class IPFIXExporter(_UDPExporter):
         nanoseconds: bool = False,
         template_refresh_packets: int | None = 20,
         template_refresh_seconds: float | None = 60.0,
+        applications: bool = False,
         **transport: Unpack[TransportOptions],
     ) -> None:
         encoder = _checked(IPFIXEncoder, mtu=mtu, observation_domain=observation_domain, biflow=biflow,
                            nanoseconds=nanoseconds, template_refresh_packets=template_refresh_packets,
-                           template_refresh_seconds=template_refresh_seconds)  # fmt: skip
+                           template_refresh_seconds=template_refresh_seconds, applications=applications)  # fmt: skip
         super().__init__(address, encoder, **transport)
+        self._applications = applications
 
 
 class NetflowV9Exporter(_UDPExporter):
@@ -351,11 +358,11 @@ class _FileSink(_BufferedSink):
         """Writes these flows now (blocking)."""
         self.write_records(gather_records(list(flows)))
 
-    def write_records(self, rec: np.ndarray) -> None:
+    def write_records(self, rec: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> None:
         raise NotImplementedError
 
-    async def _emit(self, rec: np.ndarray) -> None:
-        await anyio.to_thread.run_sync(self.write_records, rec)
+    async def _emit(self, rec: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> None:
+        await anyio.to_thread.run_sync(self.write_records, rec, extra)
 
     def close(self) -> None:
         raise NotImplementedError
@@ -389,13 +396,15 @@ class IPFIXFileWriter(_FileSink):
         observation_domain: int = 0,
         batch_flows: int = BATCH_FLOWS,
         flush_interval: float = FLUSH_INTERVAL,
+        applications: bool = False,
     ) -> None:
         super().__init__(batch_flows, flush_interval)
+        self._applications = applications
         self.path = os.fspath(path)
         # No path MTU in a file: big messages; templates once, at the start (no refresh needed).
         self.encoder = IPFIXEncoder(
             mtu=FILE_MESSAGE_SIZE, observation_domain=observation_domain, biflow=biflow, nanoseconds=nanoseconds,
-            template_refresh_packets=None, template_refresh_seconds=None,
+            template_refresh_packets=None, template_refresh_seconds=None, applications=applications,
         )  # fmt: skip
         self._file = open(self.path, "wb")  # closed by close() and the context managers
 
@@ -404,9 +413,10 @@ class IPFIXFileWriter(_FileSink):
         """The counters so far: flows, records, messages and octets written."""
         return _stats(self.encoder)
 
-    def write_records(self, rec: np.ndarray) -> None:
-        """Writes C flow records (an array of RECORD_DTYPE) now, blocking; raises OSError from the disk."""
-        self._file.write(b"".join(self.encoder.encode(rec)))
+    def write_records(self, rec: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> None:
+        """Writes C flow records (an array of RECORD_DTYPE) now, blocking; raises OSError from the
+        disk. `extra`: the application columns of applications=True (netflow._applications)."""
+        self._file.write(b"".join(self.encoder.encode(rec, extra)))
 
     def close(self) -> None:
         """Closes the file (idempotent). Flows still buffered by send() are not written: flush() first."""
@@ -439,8 +449,9 @@ class ParquetWriter(_FileSink):
         self.rows = 0
         self._writer: Any = None
 
-    def write_records(self, rec: np.ndarray) -> None:
-        """Writes C flow records (an array of RECORD_DTYPE) as one row group now, blocking."""
+    def write_records(self, rec: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> None:
+        """Writes C flow records (an array of RECORD_DTYPE) as one row group now, blocking (the
+        records' own columns: `extra` is not written)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
