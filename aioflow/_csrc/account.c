@@ -122,7 +122,7 @@ void af_account(af_accounting *a, const af_queued *q) {
         }
         af_flow *f = af_table_flow(t, slot);
         af_table_cold(t, slot)->id = a->next_id++;
-        if (em->meters->count) af_meters_new(em->meters, slot);
+        if (em->meters->count) af_meters_new(em->meters, slot, p, sender);
         /* a SYN+ACK seen first means its receiver opened the connection */
         int synack = is_tcp && (p->tcp_flags & (AF_TCP_SYN | AF_TCP_ACK)) == (AF_TCP_SYN | AF_TCP_ACK);
         f->src_idx = (uint8_t)(synack ? 1 - sender : sender);

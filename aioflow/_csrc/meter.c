@@ -255,11 +255,11 @@ static inline void *state_of(const af_meter_set *s, uint32_t k, uint32_t slot) {
     return s->state[k] ? s->state[k] + (size_t)(slot - 1) * s->m[k]->state_size : NULL;
 }
 
-void af_meters_new(af_meter_set *s, uint32_t slot) {
+void af_meters_new(af_meter_set *s, uint32_t slot, const af_packet *first, int sender) {
     for (uint32_t k = 0; k < s->count; k++) {
         void *st = state_of(s, k, slot);
         if (st) memset(st, 0, s->m[k]->state_size);
-        if (s->m[k]->on_new) s->m[k]->on_new(s->ctx[k], st, slot);
+        if (s->m[k]->on_new) s->m[k]->on_new(s->ctx[k], st, slot, first, sender);
     }
 }
 

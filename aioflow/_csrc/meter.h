@@ -3,6 +3,7 @@
  * A meter is an af_meter descriptor (its own .c file) plus one line in meters.h. It has
  *   - a fixed-size state block per flow slot (state_size bytes, zeroed when a flow takes the
  *     slot; the meter set reserves one array per enabled meter, indexed by slot, backed as used);
+ *   - on_new: called when a flow takes a slot, with its first packet;
  *   - on_packet: called for every packet counted into a flow;
  *   - on_end: called when the flow's record is emitted (the flow ends, or an active-timeout split:
  *     `ending` says which), writing its fields into its block of the record's meter area;
@@ -67,7 +68,10 @@ typedef struct af_meter {
     /* Meter-wide context (NULL hook: none). open returns NULL without memory. */
     void *(*open)(const af_config *cfg, af_stats *stats);
     void (*close)(void *ctx);
-    void (*on_new)(void *ctx, void *state, uint32_t slot);   /* a new flow took the slot */
+    /* A new flow took the slot; `first` is its first packet (decoded headers only), from key
+     * endpoint `sender`, before on_packet sees it: a meter that needs only the first packet needs
+     * no on_packet, so costs nothing per packet. */
+    void (*on_new)(void *ctx, void *state, uint32_t slot, const af_packet *first, int sender);
     void (*on_packet)(void *ctx, void *state, const af_meter_packet *mp);
     void (*on_end)(void *ctx, void *state, const af_meter_end *me);
     /* A packet of `sender` in `slot` comes soon: prefetch a few packets ahead (the meter's state),
@@ -156,7 +160,7 @@ int af_meters_enable(af_meter_set *s, const af_meter *m, char *error, size_t err
 /* The context of an enabled meter, or NULL when it is off. */
 void *af_meters_ctx(const af_meter_set *s, const af_meter *m);
 
-void af_meters_new(af_meter_set *s, uint32_t slot);
+void af_meters_new(af_meter_set *s, uint32_t slot, const af_packet *first, int sender);
 void af_meters_end(af_meter_set *s, const af_table *t, uint32_t slot, int ending, af_batch *out, uint32_t record);
 void af_meters_finish_batch(af_meter_set *s, const af_table *t, af_batch *b);
 int af_meters_batch_alloc(const af_meter_set *s, const af_config *cfg, af_batch *b, uint32_t capacity);

@@ -80,7 +80,8 @@ static void reset(statistics_state *s) {
     }
 }
 
-static void on_new(void *ctx, void *state, uint32_t slot) {
+static void on_new(void *ctx, void *state, uint32_t slot, const af_packet *first, int sender) {
+    (void)first, (void)sender;
     (void)ctx;
     (void)slot;
     reset(state);
