@@ -302,12 +302,11 @@ static int fast_packet(zconn *c, int role, const af_packet *p, uint32_t len) {
 }
 
 /* Everything but the fast path; out of line so on_packet stays a small function. */
-__attribute__((noinline)) static void slow_packet(zconn *c, const af_meter_packet *mp, uint32_t wire) {
-    const af_packet *p = mp->p;
+__attribute__((noinline)) static void slow_packet(zconn *c, const af_packet *p, int sender, uint64_t ts, uint32_t wire) {
     if (!c->started) {
         c->started = 1;
-        c->first_ns = mp->ts;
-        c->orig = (uint8_t)mp->sender;
+        c->first_ns = ts;
+        c->orig = (uint8_t)sender;
         c->icmp_type = p->icmp_type, c->icmp_code = p->icmp_code;
         int bare_syn = p->protocol == 6 && (p->tcp_flags & (AF_TCP_SYN | AF_TCP_ACK)) == AF_TCP_SYN;
         if ((p->protocol == 6 || p->protocol == 17) && !bare_syn && likely_server(p->protocol, p->sport) &&
@@ -316,8 +315,8 @@ __attribute__((noinline)) static void slow_packet(zconn *c, const af_meter_packe
             add(c, '^');
         }
     }
-    int role = mp->sender != c->orig;
-    if (c->did_close != 3) c->last_ns = mp->ts;
+    int role = sender != c->orig;
+    if (c->did_close != 3) c->last_ns = ts;
     switch (p->protocol) {
     case 6:
         tcp_packet(c, role, p, wire);
@@ -339,17 +338,16 @@ __attribute__((noinline)) static void slow_packet(zconn *c, const af_meter_packe
     }
 }
 
-static void on_packet(void *ctx, void *state, const af_meter_packet *mp) {
-    (void)ctx;
+/* on_packet_brief: the headers, sender and time are all it needs (no af_meter_packet) */
+static void on_packet(void *state, const af_packet *p, int sender, uint64_t ts) {
     zconn *c = state;
-    const af_packet *p = mp->p;
     uint32_t headers = p->l3_headers_len, wire = p->ip_length > headers ? p->ip_length - headers : 0;
     if (c->established) {   /* started, TCP */
-        int role = mp->sender != c->orig;
-        if (c->did_close != 3) c->last_ns = mp->ts;
+        int role = sender != c->orig;
+        if (c->did_close != 3) c->last_ns = ts;
         if (fast_packet(c, role, p, wire)) return;
     }
-    slow_packet(c, mp, wire);
+    slow_packet(c, p, sender, ts, wire);
 }
 
 static void on_end(void *ctx, void *state, const af_meter_end *me) {
@@ -397,6 +395,6 @@ const af_meter af_meter_conn_state = {
     .info = {"conn_state", "Zeek's conn_state, history, payload sizes and originator", NULL, fields,
              sizeof fields / sizeof fields[0], sizeof(zrecord)},
     .state_size = sizeof(zconn),
-    .on_packet = on_packet,
+    .on_packet_brief = on_packet,
     .on_end = on_end,
 };

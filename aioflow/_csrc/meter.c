@@ -44,6 +44,8 @@ static void gather_hooks(af_meter_set *s, uint32_t k) {
     s->needs_l3 |= m->needs_l3;
     s->decode_flags |= m->decode_flags;
     if (m->on_packet) s->packet[s->n_packet++] = (af_packet_hook){m->on_packet, s->ctx[k], s->state[k], m->state_size};
+    if (m->on_packet_brief) s->brief[s->n_brief++] = (af_brief_hook){m->on_packet_brief, s->state[k], m->state_size};
+    s->n_per_packet = s->n_packet + s->n_brief;
     if (m->prefetch) s->prefetch[s->n_prefetch++] = (af_prefetch_hook){m->prefetch, s->ctx[k]};
     if (m->prefetch_deep) s->deep[s->n_deep++] = (af_prefetch_hook){m->prefetch_deep, s->ctx[k]};
     if (m->batch_room) s->room[s->n_room++] = (af_room_hook){m->batch_room, s->ctx[k]};

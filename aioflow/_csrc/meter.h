@@ -73,6 +73,10 @@ typedef struct af_meter {
      * no on_packet, so costs nothing per packet. */
     void (*on_new)(void *ctx, void *state, uint32_t slot, const af_packet *first, int sender);
     void (*on_packet)(void *ctx, void *state, const af_meter_packet *mp);
+    /* Instead of on_packet, for a meter that needs only the decoded headers, the sender (key
+     * endpoint) and the time, and no context: called with those in registers, so the counting loop
+     * builds no af_meter_packet for it (a cheap meter would pay more for that than for its work). */
+    void (*on_packet_brief)(void *state, const af_packet *p, int sender, uint64_t ts);
     void (*on_end)(void *ctx, void *state, const af_meter_end *me);
     /* A packet of `sender` in `slot` comes soon: prefetch a few packets ahead (the meter's state),
      * prefetch_deep nearer (what that state points to, in cache by then). Each hook is called only
@@ -113,6 +117,12 @@ typedef struct {
 } af_packet_hook;
 
 typedef struct {
+    void (*fn)(void *state, const af_packet *p, int sender, uint64_t ts);
+    uint8_t *state;                  /* as in af_packet_hook */
+    uint32_t state_size;
+} af_brief_hook;
+
+typedef struct {
     void (*fn)(const void *ctx, uint32_t slot, int sender);
     const void *ctx;
 } af_prefetch_hook;
@@ -126,7 +136,9 @@ typedef struct {
  * per-packet part (hook counts and the first hooks) comes first, on the cache lines the counting
  * loop reads for every packet; the rest is read per flow or per batch. */
 typedef struct {
-    uint32_t n_packet, n_prefetch, n_deep, n_room;   /* enabled meters with those hooks (0: nothing to call) */
+    uint32_t n_per_packet;           /* n_packet + n_brief: the one test a packet pays with no meter */
+    uint32_t n_packet, n_brief, n_prefetch, n_deep, n_room;   /* enabled meters with those hooks (0: nothing to call) */
+    af_brief_hook brief[AF_METERS_MAX];
     af_packet_hook packet[AF_METERS_MAX];
     af_prefetch_hook prefetch[AF_METERS_MAX];
     af_prefetch_hook deep[AF_METERS_MAX];
@@ -175,6 +187,11 @@ void af_meters_stop(af_meter_set *s);
 static inline void af_meters_packet(const af_meter_set *s, const af_meter_packet *mp) {
     for (const af_packet_hook *h = s->packet, *end = h + s->n_packet; h < end; h++)
         h->fn(h->ctx, h->state ? h->state + (size_t)(mp->slot - 1) * h->state_size : NULL, mp);
+}
+
+static inline void af_meters_brief(const af_meter_set *s, uint32_t slot, const af_packet *p, int sender, uint64_t ts) {
+    for (const af_brief_hook *h = s->brief, *end = h + s->n_brief; h < end; h++)
+        h->fn(h->state + (size_t)(slot - 1) * h->state_size, p, sender, ts);
 }
 
 /* hooks: s->prefetch (n_prefetch of them) or s->deep (n_deep) */
