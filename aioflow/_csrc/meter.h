@@ -4,7 +4,7 @@
  *   - a fixed-size state block per flow slot (state_size bytes, zeroed when a flow takes the
  *     slot; the meter set reserves one array per enabled meter, indexed by slot, backed as used);
  *   - on_new: called when a flow takes a slot, with its first packet;
- *   - on_packet: called for every packet counted into a flow;
+ *   - on_packet (or on_packet_brief, with fewer arguments): called for every packet counted into a flow;
  *   - on_end: called when the flow's record is emitted (the flow ends, or an active-timeout split:
  *     `ending` says which), writing its fields into its block of the record's meter area;
  *   - its fields (af_meter_field: name, C type, unit, offset in the block), which Python reads
