@@ -45,7 +45,7 @@ typedef struct {
     uint8_t started, first_seen, partial, hist_len;
     uint8_t icmp_type, icmp_code;     /* ICMP: the first packet's */
     uint8_t did_close;               /* TCP: bit per role, its FIN or RST closed it (Zeek stops the clock at both) */
-    uint8_t established;             /* TCP: both ends ESTABLISHED and both seen: fast_packet() may run */
+    uint8_t fast;                    /* TCP: both ends seen and in FAST_STATES: fast_packet() may run */
     uint64_t first_ns, last_ns;      /* Zeek's start and last time */
     char hist[HIST_MAX + 1];
 } zconn;
@@ -283,10 +283,14 @@ static const char *tcp_conn_state(const zconn *c) {
     return "OTH";
 }
 
-/* The common case, in-order data or a pure ACK between two ESTABLISHED ends (flags ACK, maybe
- * PSH/URG/ECE/CWR; window not zero), with what tcp_packet() would do for it and nothing else:
- * no SYN/FIN/RST so no endpoint re-init, history only D/A (already seen after the first), no W,
- * no state change. Returns 0 when the packet is not such a one: tcp_packet() then runs. */
+/* Endpoint states in which a packet with ACK and no SYN/FIN/RST changes no state, re-inits no
+ * sequence and is not the RESET case of the last-sequence update. */
+#define FAST_STATES (1u << PARTIAL | 1u << ESTABLISHED | 1u << CLOSED)
+
+/* The common case, in-order data or a pure ACK while both ends are in FAST_STATES (flags ACK,
+ * maybe PSH/URG/ECE/CWR; window not zero), with what tcp_packet() would do for it and nothing
+ * else: no SYN/FIN/RST so no endpoint re-init, history only D/A (already seen after the first),
+ * no W, no state change. Returns 0 when the packet is not such a one: tcp_packet() then runs. */
 static int fast_packet(zconn *c, int role, const af_packet *p, uint32_t len) {
     if ((p->tcp_flags & (AF_TCP_SYN | AF_TCP_FIN | AF_TCP_RST | AF_TCP_ACK)) != AF_TCP_ACK ||
         p->tcp_window == 0)
@@ -321,7 +325,7 @@ __attribute__((noinline)) static void slow_packet(zconn *c, const af_packet *p, 
     case 6:
         tcp_packet(c, role, p, wire);
         if (p->tcp_flags & (AF_TCP_FIN | AF_TCP_RST)) c->did_close |= (uint8_t)(1 << role);
-        c->established = c->e[0].state == ESTABLISHED && c->e[1].state == ESTABLISHED && c->first_seen == 3;
+        c->fast = (FAST_STATES >> c->e[0].state & FAST_STATES >> c->e[1].state & 1) && c->first_seen == 3;
         break;
     case 17:
         c->e[role].state = ESTABLISHED;   /* Zeek's UDP_ACTIVE */
@@ -342,7 +346,7 @@ __attribute__((noinline)) static void slow_packet(zconn *c, const af_packet *p, 
 static void on_packet(void *state, const af_packet *p, int sender, uint64_t ts) {
     zconn *c = state;
     uint32_t headers = p->l3_headers_len, wire = p->ip_length > headers ? p->ip_length - headers : 0;
-    if (c->established) {   /* started, TCP */
+    if (c->fast) {   /* started, TCP */
         int role = sender != c->orig;
         if (c->did_close != 3) c->last_ns = ts;
         if (fast_packet(c, role, p, wire)) return;
