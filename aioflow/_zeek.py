@@ -137,9 +137,9 @@ def conn_record(flow: Flow, local_nets: Networks = (), community_id: bool = Fals
 
 def zeek_conn_record(flow: Flow, local_nets: Iterable[str] = ZEEK_LOCAL_NETS) -> dict[str, Any]:
     """Zeek's conn.log row of a flow read with meters=("conn_state",) (and "community_id" for
-    that column): column name -> value, None where Zeek writes "-". `local_nets` (CIDR texts) is
-    Site::local_nets for local_orig/local_resp; Zeek's private address space by default.
-    ValueError when the conn_state meter was off or a network is malformed."""
+    that column; dissect=True for service): column name -> value, None where Zeek writes "-".
+    `local_nets` (CIDR texts) is Site::local_nets for local_orig/local_resp; Zeek's private
+    address space by default. ValueError when the conn_state meter was off or a network is malformed."""
     with_cid = bool(flow.meter("community_id"))
     return conn_record(flow, local_networks(local_nets), community_id=with_cid)
 
