@@ -25,6 +25,23 @@ METERS = ("conn_state", "community_id")
 ZEEK_OPTIONS: dict[str, Any] = {"idle_timeout": 300.0, "active_timeout": 10**9, "fin_timeout": 5.0,
                                 "defragment": True}  # fmt: skip
 PROTOCOLS = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp"}
+# conn.log's service from the dissect meter: nDPI's protocol name (either part of its
+# application_name, "MASTER.APP") -> the name of the Zeek analyzer for that protocol, lower case,
+# as Zeek logs it. Protocols Zeek has no analyzer for (Telnet, Spotify, DHCPv6, ...) and nDPI's
+# application names (Google, ...) are absent: they name no service.
+SERVICES = {"DNS": "dns", "MDNS": "dns", "LLMNR": "dns", "HTTP": "http", "HTTP_Proxy": "http",
+            "HTTP_Connect": "http", "TLS": "ssl", "SMTPS": "ssl", "IMAPS": "ssl", "POP3S": "ssl",
+            "DTLS": "dtls", "SSH": "ssh", "DHCP": "dhcp", "NTP": "ntp", "QUIC": "quic", "SMTP": "smtp",
+            "POP3": "pop3", "IMAP": "imap", "FTP_CONTROL": "ftp", "FTP_DATA": "ftp-data", "IRC": "irc",
+            "MySQL": "mysql", "PostgreSQL": "postgresql", "Radius": "radius", "RDP": "rdp", "VNC": "rfb",
+            "SIP": "sip", "SNMP": "snmp", "Syslog": "syslog",
+            "Jabber": "xmpp", "MQTT": "mqtt", "Modbus": "modbus", "DNP3": "dnp3_tcp", "SOCKS": "socks",
+            "Redis": "redis", "DCE_RPC": "dce_rpc", "WebSocket": "websocket", "Teredo": "teredo",
+            "Ayiya": "ayiya", "GTP": "gtpv1", "GTP_U": "gtpv1", "GTP_C": "gtpv1", "VXLAN": "vxlan"}  # fmt: skip
+# Zeek's analyzer differs by transport for these.
+SERVICES_BY_TRANSPORT = {("LDAP", 6): "ldap_tcp", ("LDAP", 17): "ldap_udp", ("Kerberos", 6): "krb_tcp",
+                         ("Kerberos", 17): "krb", ("SMBv1", 6): "smb", ("SMBv23", 6): "smb"}  # fmt: skip
+NETBIOS_NAME_PORT = 137  # Zeek's DNS analyzer also parses NetBIOS name service (its dns ports include 137/udp)
 
 Networks = Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
 # Zeek's Site::private_address_space (IANA's special-purpose ranges), which its default
@@ -46,6 +63,24 @@ def uid(flow: Flow) -> str:
     from its id and endpoints (Zeek's are random)."""
     digest = hashlib.sha1(f"{flow.id}|{flow.bidirectional_id}|{flow.first_seen_ns}".encode()).digest()
     return "C" + base64.b64encode(digest).decode().translate(str.maketrans("", "", "+/="))[:17]
+
+
+def service(flow: Flow) -> str | None:
+    """Zeek's service of a flow read with dissect=True: the Zeek names of nDPI's master and app
+    protocols, comma-separated, in that order (Zeek lists the analyzers that confirmed the protocol);
+    None without dissection, when nDPI only guessed (by port: Zeek's analyzers log a service only
+    once they parsed it) or when neither protocol has a Zeek analyzer."""
+    d = flow.meter("dissect")
+    if not d or d["application_is_guessed"]:
+        return None
+    names: list[str] = []
+    for part in str(d["application_name"]).split("."):
+        name = SERVICES_BY_TRANSPORT.get((part, flow.protocol)) or SERVICES.get(part)
+        if part == "NetBIOS" and flow.protocol == 17 and NETBIOS_NAME_PORT in (flow.src_port, flow.dst_port):
+            name = "dns"
+        if name and name not in names:
+            names.append(name)
+    return ",".join(names) or None
 
 
 def _is_local(address: str, nets: Networks) -> bool | None:
@@ -80,7 +115,7 @@ def conn_record(flow: Flow, local_nets: Networks = (), community_id: bool = Fals
         "id.resp_h": resp[0],
         "id.resp_p": ports[1],
         "proto": proto,
-        "service": None,  # hook: application detection (the nDPI meter) names it when on
+        "service": service(flow),
         "duration": duration if duration > 0 else None,
         "orig_bytes": z["orig_bytes"] if duration > 0 else None,
         "resp_bytes": z["resp_bytes"] if duration > 0 else None,
@@ -102,9 +137,9 @@ def conn_record(flow: Flow, local_nets: Networks = (), community_id: bool = Fals
 
 def zeek_conn_record(flow: Flow, local_nets: Iterable[str] = ZEEK_LOCAL_NETS) -> dict[str, Any]:
     """Zeek's conn.log row of a flow read with meters=("conn_state",) (and "community_id" for
-    that column): column name -> value, None where Zeek writes "-". `local_nets` (CIDR texts) is
-    Site::local_nets for local_orig/local_resp; Zeek's private address space by default.
-    ValueError when the conn_state meter was off or a network is malformed."""
+    that column; dissect=True for service): column name -> value, None where Zeek writes "-".
+    `local_nets` (CIDR texts) is Site::local_nets for local_orig/local_resp; Zeek's private
+    address space by default. ValueError when the conn_state meter was off or a network is malformed."""
     with_cid = bool(flow.meter("community_id"))
     return conn_record(flow, local_networks(local_nets), community_id=with_cid)
 

@@ -6,8 +6,8 @@ where the baseline does not mask it, its start time; every column is compared ex
 below excepts, and each rule checks what it claims:
 
 - uid: Zeek's uids are random (seeded per test run); ts: masked by the baseline's canonifier
-  (compared where it is not masked); service: application detection is not part of this meter
-  (`service` is `-`: the nDPI meter's hook); tunnel_parents: aioflow has no tunnel uids.
+  (compared where it is not masked); service: from the dissect meter, compared in
+  test_zeek_service.py; tunnel_parents: aioflow has no tunnel uids.
 - TUNNEL: rows naming a tunnel parent are inner connections of a tunnel aioflow does not
   decapsulate (GRE, Teredo, AYIYA, VXLAN, GENEVE, GTP-U): skipped only while aioflow has no flow
   with their endpoints.

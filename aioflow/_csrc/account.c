@@ -122,7 +122,7 @@ void af_account(af_accounting *a, const af_queued *q) {
         }
         af_flow *f = af_table_flow(t, slot);
         af_table_cold(t, slot)->id = a->next_id++;
-        if (em->meters->count) af_meters_new(em->meters, slot);
+        if (em->meters->count) af_meters_new(em->meters, slot, p, sender);
         /* a SYN+ACK seen first means its receiver opened the connection */
         int synack = is_tcp && (p->tcp_flags & (AF_TCP_SYN | AF_TCP_ACK)) == (AF_TCP_SYN | AF_TCP_ACK);
         f->src_idx = (uint8_t)(synack ? 1 - sender : sender);
@@ -168,10 +168,15 @@ void af_account(af_accounting *a, const af_queued *q) {
         else f->state &= (uint8_t)~AF_ST_ACTIVE_NEAR;
     }
     if (t->headers_per_flow) keep_header(a, slot, q, sender != f->src_idx);
-    if (em->meters->n_packet) {
-        af_meter_packet mp = {slot, sender, sender != f->src_idx, ts, p, q->payload, q->payload_len,
-                              q->l3_len ? q->payload - q->l3_headers : NULL, q->l3_len, q->caplen, q->wire_len, f, sender_last};
-        af_meters_packet(em->meters, &mp);
+    if (em->meters->n_per_packet) {   /* the one test a packet pays when no meter looks at packets */
+        const af_meter_set *ms = em->meters;
+        if (ms->n_brief) af_meters_brief(ms, slot, p, sender, ts);
+        if (ms->n_packet) {
+            af_meter_packet mp = {slot, sender, sender != f->src_idx, ts, p, q->payload, q->payload_len,
+                                  q->l3_len ? q->payload - q->l3_headers : NULL, q->l3_len, q->caplen, q->wire_len, f,
+                                  sender_last};
+            af_meters_packet(ms, &mp);
+        }
     }
     st->packets_in_flows++;
     st->packets_read++;

@@ -1,14 +1,16 @@
 /* Community ID v1 (meters=("community_id",); seed: af_config.community_id_seed): the flow hash
  * security tools share, https://github.com/corelight/community-id-spec. Computed once per record,
- * at emission: "1:" + base64(SHA-1(seed (2 bytes, big-endian) . lower address . higher address .
- * protocol . 0 . lower port . higher port)), ordered by (address, port) in network byte order.
- * ICMP/ICMPv6 use (type, counterpart type) as the ports when the type has a counterpart (echo,
- * timestamp, ...: ordered as ports), else (type, code) in the first packet's direction
- * ("one-way": not reordered). Protocols other than TCP, UDP, SCTP, ICMP and ICMPv6 hash no ports.
+ * at emission (hashed LANES records at a time, below): "1:" + base64(SHA-1(seed (2 bytes,
+ * big-endian) . lower address . higher address . protocol . 0 . lower port . higher port)),
+ * ordered by (address, port) in network byte order. ICMP/ICMPv6 use (type, counterpart type) as
+ * the ports when the type has a counterpart (echo, timestamp, ...: ordered as ports), else (type,
+ * code) in the first packet's direction ("one-way": not reordered). Protocols other than TCP,
+ * UDP, SCTP, ICMP and ICMPv6 hash no ports.
  *
- * Per packet the meter only remembers an ICMP flow's first type, code and sender (aioflow keys
- * echo flows by their identifier, so the key alone lacks the type); a TCP or UDP packet costs the
- * hook call and one compare. SHA-1 is below (FIPS 180-4, written for this file). */
+ * The meter remembers an ICMP flow's first type, code and sender when the flow is created
+ * (aioflow keys echo flows by their identifier, so the key alone lacks the type); it has no
+ * per-packet hook, so it costs nothing per packet. SHA-1 is below (FIPS 180-4, written for this
+ * file). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,64 +20,87 @@
 #define CID_TEXT 32                  /* "1:" + 28 base64 characters + NUL, padded */
 
 typedef struct {
-    uint8_t seen, sender, type, code;   /* ICMP: first packet's type, code and key endpoint */
+    uint8_t sender, type, code;      /* ICMP: first packet's type, code and key endpoint */
 } cid_state;
 
 typedef struct {
     char text[CID_TEXT];
 } cid_record;
 
+/* SHA-1 runs on LANES records at once, one per lane of a vector (GCC's vector extension: SSE2 or
+ * NEON halves without AVX2, the same C everywhere): the records' hashes wait in the context until
+ * the lanes are full or the batch is handed over (batch_finish), when they are written. */
+#define LANES 8
+typedef uint32_t lanes __attribute__((vector_size(4 * LANES)));
+
 typedef struct {
     uint16_t seed;
+    uint32_t pending;                /* records waiting for their hash */
+    const af_batch *batch;           /* the batch they are in */
+    char *out[LANES];                /* where each one's text goes */
+    uint8_t block[LANES][64];        /* each one's SHA-1 block, padded */
 } cid_ctx;
 
 /* --- SHA-1 ------------------------------------------------------------------------------------ */
 
-static uint32_t rol(uint32_t x, int n) { return (x << n) | (x >> (32 - n)); }
+#define ROL(x, n) (((x) << (n)) | ((x) >> (32 - (n))))
 
-static void sha1_block(uint32_t h[5], const uint8_t *b) {
-    uint32_t w[80];
+/* With AVX2 (chosen at load time where the compiler can make clones) a vector op is one
+ * instruction instead of two. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SHA1_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define SHA1_CLONES
+#endif
+
+/* SHA-1 (FIPS 180-4) of LANES one-block messages, each already padded; h[i] lane j is digest word
+ * i of block j. */
+SHA1_CLONES static void sha1_lanes(const uint8_t block[LANES][64], uint32_t h[5][LANES]) {
+    lanes w[80];
     for (int i = 0; i < 16; i++)
-        w[i] = (uint32_t)b[4 * i] << 24 | (uint32_t)b[4 * i + 1] << 16 | (uint32_t)b[4 * i + 2] << 8 | b[4 * i + 3];
-    for (int i = 16; i < 80; i++) w[i] = rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
-    uint32_t a = h[0], bb = h[1], c = h[2], d = h[3], e = h[4], t;
+        for (int j = 0; j < LANES; j++) {
+            const uint8_t *b = block[j] + 4 * i;
+            w[i][j] = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+        }
+    _Pragma("GCC unroll 64") for (int i = 16; i < 80; i++) w[i] = ROL(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    static const uint32_t init[5] = {0x67452301u, 0xEFCDAB89u, 0x98BADCFEu, 0x10325476u, 0xC3D2E1F0u};
+    lanes a = {0}, bb = {0}, c = {0}, d = {0}, e = {0}, t;
+    a += init[0], bb += init[1], c += init[2], d += init[3], e += init[4];
     /* four 20-round stages, each without a branch per round */
-#define SHA1_ROUND(f, k, i) t = rol(a, 5) + (f) + e + (k) + w[i], e = d, d = c, c = rol(bb, 30), bb = a, a = t
+#define SHA1_ROUND(f, k, i) t = ROL(a, 5) + (f) + e + (k) + w[i], e = d, d = c, c = ROL(bb, 30), bb = a, a = t
     _Pragma("GCC unroll 20") for (int i = 0; i < 20; i++) SHA1_ROUND((bb & c) | (~bb & d), 0x5A827999u, i);
     _Pragma("GCC unroll 20") for (int i = 20; i < 40; i++) SHA1_ROUND(bb ^ c ^ d, 0x6ED9EBA1u, i);
     _Pragma("GCC unroll 20") for (int i = 40; i < 60; i++) SHA1_ROUND((bb & c) | (bb & d) | (c & d), 0x8F1BBCDCu, i);
     _Pragma("GCC unroll 20") for (int i = 60; i < 80; i++) SHA1_ROUND(bb ^ c ^ d, 0xCA62C1D6u, i);
 #undef SHA1_ROUND
-    h[0] += a, h[1] += bb, h[2] += c, h[3] += d, h[4] += e;
+    for (int j = 0; j < LANES; j++) {
+        h[0][j] = init[0] + a[j], h[1][j] = init[1] + bb[j], h[2][j] = init[2] + c[j];
+        h[3][j] = init[3] + d[j], h[4][j] = init[4] + e[j];
+    }
 }
 
-/* SHA-1 of a message of at most 55 bytes (one block: the longest Community ID input is 40). */
-static void sha1_short(const uint8_t *msg, size_t n, uint8_t out[20]) {
-    uint32_t h[5] = {0x67452301u, 0xEFCDAB89u, 0x98BADCFEu, 0x10325476u, 0xC3D2E1F0u};
-    uint8_t block[64] = {0};
-    memcpy(block, msg, n);
-    block[n] = 0x80;
-    uint64_t bits = (uint64_t)n * 8;
-    for (int i = 0; i < 8; i++) block[63 - i] = (uint8_t)(bits >> (8 * i));
-    sha1_block(h, block);
-    for (int i = 0; i < 20; i++) out[i] = (uint8_t)(h[i / 4] >> (24 - 8 * (i % 4)));
-}
-
-static void base64(const uint8_t *in, size_t n, char *out) {
+/* "1:" and the base64 of a digest (five big-endian words): 26 characters of 6 bits, one of the
+ * last 4 bits, then one '=' (20 bytes do not fill the last group of 3). */
+static void write_text(const uint32_t h[5][LANES], uint32_t j, char *out) {
     static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t i = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        *out++ = abc[v >> 18], *out++ = abc[(v >> 12) & 63], *out++ = abc[(v >> 6) & 63], *out++ = abc[v & 63];
+    *out++ = '1', *out++ = ':';
+    uint64_t acc = 0;
+    int bits = 0;
+    for (int i = 0; i < 5; i++) {
+        acc = acc << 32 | h[i][j], bits += 32;
+        for (; bits >= 6; bits -= 6) *out++ = abc[(acc >> (bits - 6)) & 63];
     }
-    if (n - i == 2) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-        *out++ = abc[v >> 18], *out++ = abc[(v >> 12) & 63], *out++ = abc[(v >> 6) & 63], *out++ = '=';
-    } else if (n - i == 1) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        *out++ = abc[v >> 18], *out++ = abc[(v >> 12) & 63], *out++ = '=', *out++ = '=';
-    }
-    *out = 0;
+    *out++ = abc[(acc << (6 - bits)) & 63];
+    *out++ = '=', *out = 0;
+}
+
+/* Hashes the waiting records and writes their "1:<base64>" texts. */
+static void flush(cid_ctx *c) {
+    if (!c->pending) return;
+    uint32_t h[5][LANES];
+    sha1_lanes((const uint8_t (*)[64])c->block, h);
+    for (uint32_t j = 0; j < c->pending; j++) write_text((const uint32_t (*)[LANES])h, j, c->out[j]);
+    c->pending = 0;
 }
 
 /* --- the meter ------------------------------------------------------------------------------- */
@@ -89,36 +114,36 @@ static void *cid_open(const af_config *cfg, af_stats *stats) {
 
 static void cid_close(void *ctx) { free(ctx); }
 
-static void on_packet(void *ctx, void *state, const af_meter_packet *mp) {
-    (void)ctx;
-    const af_packet *p = mp->p;
-    if (p->protocol != 1 && p->protocol != 58) return;
+static void on_new(void *ctx, void *state, uint32_t slot, const af_packet *first, int sender) {
+    (void)ctx, (void)slot;
     cid_state *s = state;
-    if (s->seen) return;
-    s->seen = 1;
-    s->sender = (uint8_t)mp->sender;
-    s->type = p->icmp_type;
-    s->code = p->icmp_code;
+    s->sender = (uint8_t)sender;
+    s->type = first->icmp_type;
+    s->code = first->icmp_code;
 }
 
-/* Writes "1:<base64>" for the endpoints a (port pa) and b (port pb), already in hashing order. */
-static void community_id(uint16_t seed, const af_key *k, int a, int b, int has_ports, uint16_t pa, uint16_t pb,
-                         char out[CID_TEXT]) {
-    uint8_t msg[40];
+/* Queues the record whose text is `out` for the endpoints a (port pa) and b (port pb), already in
+ * hashing order: its SHA-1 block goes to the next lane. */
+static void community_id(cid_ctx *c, const af_batch *batch, const af_key *k, int a, int b, int has_ports,
+                         uint16_t pa, uint16_t pb, char *out) {
+    if (c->pending && c->batch != batch) flush(c);   /* a lane's text stays in its own batch */
+    uint8_t *msg = c->block[c->pending];
     size_t n = 0, alen = k->ver == 4 ? 4 : 16;
-    msg[n++] = (uint8_t)(seed >> 8), msg[n++] = (uint8_t)seed;
+    memset(msg, 0, 64);
+    msg[n++] = (uint8_t)(c->seed >> 8), msg[n++] = (uint8_t)c->seed;
     memcpy(msg + n, k->ip[a], alen), n += alen;
     memcpy(msg + n, k->ip[b], alen), n += alen;
     msg[n++] = k->proto, msg[n++] = 0;
     if (has_ports) msg[n++] = (uint8_t)(pa >> 8), msg[n++] = (uint8_t)pa, msg[n++] = (uint8_t)(pb >> 8), msg[n++] = (uint8_t)pb;
-    uint8_t digest[20];
-    sha1_short(msg, n, digest);
-    out[0] = '1', out[1] = ':';
-    base64(digest, sizeof digest, out + 2);
+    msg[n] = 0x80;                   /* SHA-1 padding; the length in bits (< 512) in the last two bytes */
+    msg[62] = (uint8_t)(n * 8 >> 8), msg[63] = (uint8_t)(n * 8);
+    c->out[c->pending] = out;
+    c->batch = batch;
+    if (++c->pending == LANES) flush(c);
 }
 
 static void on_end(void *ctx, void *state, const af_meter_end *me) {
-    const cid_ctx *c = ctx;
+    cid_ctx *c = ctx;
     cid_state *s = state;
     const af_key *k = &af_table_flow(me->table, me->slot)->key;
     cid_record *r = (cid_record *)(void *)me->block;
@@ -136,13 +161,19 @@ static void on_end(void *ctx, void *state, const af_meter_end *me) {
                 pa = pb, pb = tp;
             }
         }
-        community_id(c->seed, k, from, to, 1, pa, pb, r->text);
+        community_id(c, me->out, k, from, to, 1, pa, pb, r->text);
     } else {
         /* the key is ordered already: endpoint 0 is the lower (address, port) */
         int ports = k->proto == 6 || k->proto == 17 || k->proto == 132;
-        community_id(c->seed, k, 0, 1, ports, k->port[0], k->port[1], r->text);
+        community_id(c, me->out, k, 0, 1, ports, k->port[0], k->port[1], r->text);
     }
     /* an active-timeout split keeps the state: its next record has the same id */
+}
+
+static void batch_finish(void *ctx, const af_table *t, af_batch *b) {
+    (void)t;
+    cid_ctx *c = ctx;
+    if (c->batch == b) flush(c);
 }
 
 static const af_meter_field fields[] = {
@@ -155,6 +186,7 @@ const af_meter af_meter_community_id = {
     .state_size = sizeof(cid_state),
     .open = cid_open,
     .close = cid_close,
-    .on_packet = on_packet,
+    .on_new = on_new,
     .on_end = on_end,
+    .batch_finish = batch_finish,
 };

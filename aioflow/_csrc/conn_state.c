@@ -45,6 +45,7 @@ typedef struct {
     uint8_t started, first_seen, partial, hist_len;
     uint8_t icmp_type, icmp_code;     /* ICMP: the first packet's */
     uint8_t did_close;               /* TCP: bit per role, its FIN or RST closed it (Zeek stops the clock at both) */
+    uint8_t fast;                    /* TCP: both ends seen and in FAST_STATES: fast_packet() may run */
     uint64_t first_ns, last_ns;      /* Zeek's start and last time */
     char hist[HIST_MAX + 1];
 } zconn;
@@ -282,14 +283,34 @@ static const char *tcp_conn_state(const zconn *c) {
     return "OTH";
 }
 
-static void on_packet(void *ctx, void *state, const af_meter_packet *mp) {
-    (void)ctx;
-    zconn *c = state;
-    const af_packet *p = mp->p;
+/* Endpoint states in which a packet with ACK and no SYN/FIN/RST changes no state, re-inits no
+ * sequence and is not the RESET case of the last-sequence update. */
+#define FAST_STATES (1u << PARTIAL | 1u << ESTABLISHED | 1u << CLOSED)
+
+/* The common case, in-order data or a pure ACK while both ends are in FAST_STATES (flags ACK,
+ * maybe PSH/URG/ECE/CWR; window not zero), with what tcp_packet() would do for it and nothing
+ * else: no SYN/FIN/RST so no endpoint re-init, history only D/A (already seen after the first),
+ * no W, no state change. Returns 0 when the packet is not such a one: tcp_packet() then runs. */
+static int fast_packet(zconn *c, int role, const af_packet *p, uint32_t len) {
+    if ((p->tcp_flags & (AF_TCP_SYN | AF_TCP_FIN | AF_TCP_RST | AF_TCP_ACK)) != AF_TCP_ACK ||
+        p->tcp_window == 0)
+        return 0;
+    zend *e = &c->e[role], *peer = &c->e[1 - role];
+    if (!(c->seen & ((uint32_t)(len ? H_DATA : H_ACK) << (16 * role)))) check(c, role, len ? H_DATA : H_ACK, len ? 'D' : 'A');
+    int32_t d = seq_delta(p->tcp_ack, peer->start + (uint32_t)peer->ack);
+    if (d > 0 && !(p->tcp_ack == 0 && d > TOO_LARGE_SEQ_DELTA)) peer->ack += d;
+    int32_t delta_last = seq_delta(p->tcp_seq + len, e->start + (uint32_t)e->last);
+    if (delta_last > 0) e->last += delta_last;
+    else if (len > 0) scaled(c, role, 'T', &e->rxmit, &e->rxmit_next);
+    return 1;
+}
+
+/* Everything but the fast path; out of line so on_packet stays a small function. */
+__attribute__((noinline)) static void slow_packet(zconn *c, const af_packet *p, int sender, uint64_t ts, uint32_t wire) {
     if (!c->started) {
         c->started = 1;
-        c->first_ns = mp->ts;
-        c->orig = (uint8_t)mp->sender;
+        c->first_ns = ts;
+        c->orig = (uint8_t)sender;
         c->icmp_type = p->icmp_type, c->icmp_code = p->icmp_code;
         int bare_syn = p->protocol == 6 && (p->tcp_flags & (AF_TCP_SYN | AF_TCP_ACK)) == AF_TCP_SYN;
         if ((p->protocol == 6 || p->protocol == 17) && !bare_syn && likely_server(p->protocol, p->sport) &&
@@ -298,13 +319,13 @@ static void on_packet(void *ctx, void *state, const af_meter_packet *mp) {
             add(c, '^');
         }
     }
-    int role = mp->sender != c->orig;
-    if (c->did_close != 3) c->last_ns = mp->ts;
-    uint32_t headers = p->l3_headers_len, wire = p->ip_length > headers ? p->ip_length - headers : 0;
+    int role = sender != c->orig;
+    if (c->did_close != 3) c->last_ns = ts;
     switch (p->protocol) {
     case 6:
         tcp_packet(c, role, p, wire);
         if (p->tcp_flags & (AF_TCP_FIN | AF_TCP_RST)) c->did_close |= (uint8_t)(1 << role);
+        c->fast = (FAST_STATES >> c->e[0].state & FAST_STATES >> c->e[1].state & 1) && c->first_seen == 3;
         break;
     case 17:
         c->e[role].state = ESTABLISHED;   /* Zeek's UDP_ACTIVE */
@@ -319,6 +340,18 @@ static void on_packet(void *ctx, void *state, const af_meter_packet *mp) {
         c->e[role].state = ESTABLISHED;
         break;
     }
+}
+
+/* on_packet_brief: the headers, sender and time are all it needs (no af_meter_packet) */
+static void on_packet(void *state, const af_packet *p, int sender, uint64_t ts) {
+    zconn *c = state;
+    uint32_t headers = p->l3_headers_len, wire = p->ip_length > headers ? p->ip_length - headers : 0;
+    if (c->fast) {   /* started, TCP */
+        int role = sender != c->orig;
+        if (c->did_close != 3) c->last_ns = ts;
+        if (fast_packet(c, role, p, wire)) return;
+    }
+    slow_packet(c, p, sender, ts, wire);
 }
 
 static void on_end(void *ctx, void *state, const af_meter_end *me) {
@@ -366,6 +399,6 @@ const af_meter af_meter_conn_state = {
     .info = {"conn_state", "Zeek's conn_state, history, payload sizes and originator", NULL, fields,
              sizeof fields / sizeof fields[0], sizeof(zrecord)},
     .state_size = sizeof(zconn),
-    .on_packet = on_packet,
+    .on_packet_brief = on_packet,
     .on_end = on_end,
 };

@@ -44,6 +44,8 @@ static void gather_hooks(af_meter_set *s, uint32_t k) {
     s->needs_l3 |= m->needs_l3;
     s->decode_flags |= m->decode_flags;
     if (m->on_packet) s->packet[s->n_packet++] = (af_packet_hook){m->on_packet, s->ctx[k], s->state[k], s->state_size[k]};
+    if (m->on_packet_brief) s->brief[s->n_brief++] = (af_brief_hook){m->on_packet_brief, s->state[k], s->state_size[k]};
+    s->n_per_packet = s->n_packet + s->n_brief;
     if (m->prefetch) s->prefetch[s->n_prefetch++] = (af_prefetch_hook){m->prefetch, s->ctx[k]};
     if (m->prefetch_deep) s->deep[s->n_deep++] = (af_prefetch_hook){m->prefetch_deep, s->ctx[k]};
     if (m->batch_room) s->room[s->n_room++] = (af_room_hook){m->batch_room, s->ctx[k]};
@@ -257,11 +259,11 @@ static inline void *state_of(const af_meter_set *s, uint32_t k, uint32_t slot) {
     return s->state[k] ? s->state[k] + (size_t)(slot - 1) * s->state_size[k] : NULL;
 }
 
-void af_meters_new(af_meter_set *s, uint32_t slot) {
+void af_meters_new(af_meter_set *s, uint32_t slot, const af_packet *first, int sender) {
     for (uint32_t k = 0; k < s->count; k++) {
         void *st = state_of(s, k, slot);
         if (st) memset(st, 0, s->state_size[k]);
-        if (s->m[k]->on_new) s->m[k]->on_new(s->ctx[k], st, slot);
+        if (s->m[k]->on_new) s->m[k]->on_new(s->ctx[k], st, slot, first, sender);
     }
 }
 

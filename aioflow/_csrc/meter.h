@@ -3,7 +3,8 @@
  * A meter is an af_meter descriptor (its own .c file) plus one line in meters.h. It has
  *   - a fixed-size state block per flow slot (state_size bytes, zeroed when a flow takes the
  *     slot; the meter set reserves one array per enabled meter, indexed by slot, backed as used);
- *   - on_packet: called for every packet counted into a flow;
+ *   - on_new: called when a flow takes a slot, with its first packet;
+ *   - on_packet (or on_packet_brief, with fewer arguments): called for every packet counted into a flow;
  *   - on_end: called when the flow's record is emitted (the flow ends, or an active-timeout split:
  *     `ending` says which), writing its fields into its block of the record's meter area;
  *   - its fields (af_meter_field: name, C type, unit, offset in the block), which Python reads
@@ -71,8 +72,15 @@ typedef struct af_meter {
     /* Meter-wide context (NULL hook: none). open returns NULL without memory. */
     void *(*open)(const af_config *cfg, af_stats *stats);
     void (*close)(void *ctx);
-    void (*on_new)(void *ctx, void *state, uint32_t slot);   /* a new flow took the slot */
+    /* A new flow took the slot; `first` is its first packet (decoded headers only), from key
+     * endpoint `sender`, before on_packet sees it: a meter that needs only the first packet needs
+     * no on_packet, so costs nothing per packet. */
+    void (*on_new)(void *ctx, void *state, uint32_t slot, const af_packet *first, int sender);
     void (*on_packet)(void *ctx, void *state, const af_meter_packet *mp);
+    /* Instead of on_packet, for a meter that needs only the decoded headers, the sender (key
+     * endpoint) and the time, and no context: called with those in registers, so the counting loop
+     * builds no af_meter_packet for it (a cheap meter would pay more for that than for its work). */
+    void (*on_packet_brief)(void *state, const af_packet *p, int sender, uint64_t ts);
     void (*on_end)(void *ctx, void *state, const af_meter_end *me);
     /* A packet of `sender` in `slot` comes soon: prefetch a few packets ahead (the meter's state),
      * prefetch_deep nearer (what that state points to, in cache by then). Each hook is called only
@@ -106,6 +114,12 @@ typedef struct {
 } af_packet_hook;
 
 typedef struct {
+    void (*fn)(void *state, const af_packet *p, int sender, uint64_t ts);
+    uint8_t *state;                  /* as in af_packet_hook */
+    uint32_t state_size;
+} af_brief_hook;
+
+typedef struct {
     void (*fn)(const void *ctx, uint32_t slot, int sender);
     const void *ctx;
 } af_prefetch_hook;
@@ -119,7 +133,9 @@ typedef struct {
  * per-packet part (hook counts and the first hooks) comes first, on the cache lines the counting
  * loop reads for every packet; the rest is read per flow or per batch. */
 typedef struct {
-    uint32_t n_packet, n_prefetch, n_deep, n_room;   /* enabled meters with those hooks (0: nothing to call) */
+    uint32_t n_per_packet;           /* n_packet + n_brief: the one test a packet pays with no meter */
+    uint32_t n_packet, n_brief, n_prefetch, n_deep, n_room;   /* enabled meters with those hooks (0: nothing to call) */
+    af_brief_hook brief[AF_METERS_MAX];
     af_packet_hook packet[AF_METERS_MAX];
     af_prefetch_hook prefetch[AF_METERS_MAX];
     af_prefetch_hook deep[AF_METERS_MAX];
@@ -154,7 +170,7 @@ int af_meters_enable(af_meter_set *s, const af_meter *m, char *error, size_t err
 /* The context of an enabled meter, or NULL when it is off. */
 void *af_meters_ctx(const af_meter_set *s, const af_meter *m);
 
-void af_meters_new(af_meter_set *s, uint32_t slot);
+void af_meters_new(af_meter_set *s, uint32_t slot, const af_packet *first, int sender);
 void af_meters_end(af_meter_set *s, const af_table *t, uint32_t slot, int ending, af_batch *out, uint32_t record);
 void af_meters_finish_batch(af_meter_set *s, const af_table *t, af_batch *b);
 int af_meters_batch_alloc(const af_meter_set *s, const af_config *cfg, af_batch *b, uint32_t capacity);
@@ -169,6 +185,11 @@ void af_meters_stop(af_meter_set *s);
 static inline void af_meters_packet(const af_meter_set *s, const af_meter_packet *mp) {
     for (const af_packet_hook *h = s->packet, *end = h + s->n_packet; h < end; h++)
         h->fn(h->ctx, h->state ? h->state + (size_t)(mp->slot - 1) * h->state_size : NULL, mp);
+}
+
+static inline void af_meters_brief(const af_meter_set *s, uint32_t slot, const af_packet *p, int sender, uint64_t ts) {
+    for (const af_brief_hook *h = s->brief, *end = h + s->n_brief; h < end; h++)
+        h->fn(h->state + (size_t)(slot - 1) * h->state_size, p, sender, ts);
 }
 
 /* hooks: s->prefetch (n_prefetch of them) or s->deep (n_deep) */

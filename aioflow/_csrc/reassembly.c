@@ -47,7 +47,8 @@ static void batch_free(af_batch *b) {
 static int wanted(const af_config *cfg) { return cfg->reassemble != 0; }
 static void *open_meter(const af_config *cfg, af_stats *stats) { return af_streams_new(cfg, stats); }
 static void close_meter(void *ctx) { af_streams_free(ctx); }
-static void on_new(void *ctx, void *state, uint32_t slot) {
+static void on_new(void *ctx, void *state, uint32_t slot, const af_packet *first, int sender) {
+    (void)first, (void)sender;
     (void)state;
     af_streams_reset(ctx, slot);
 }

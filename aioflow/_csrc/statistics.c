@@ -88,7 +88,8 @@ static void reset(const af_config *cfg, statistics_state *s) {
     }
 }
 
-static void on_new(void *ctx, void *state, uint32_t slot) {
+static void on_new(void *ctx, void *state, uint32_t slot, const af_packet *first, int sender) {
+    (void)first, (void)sender;
     (void)slot;
     reset(ctx, state);
 }

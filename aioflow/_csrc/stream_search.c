@@ -130,7 +130,8 @@ static void *open_meter(const af_config *cfg, af_stats *stats) {
     return x;
 }
 
-static void on_new(void *ctx, void *state, uint32_t slot) {
+static void on_new(void *ctx, void *state, uint32_t slot, const af_packet *first, int sender) {
+    (void)first, (void)sender;
     (void)state;
     search *x = ctx;
     if (!x->matcher) return;   /* not started (af_stream_search_start failed) */
