@@ -269,6 +269,15 @@ def concat_columns(parts: list[dict[str, Any]], empty: dict[str, Any]) -> dict[s
     return out
 
 
+def empty_columns(meters_on: Iterable[str], array_length: int = 0) -> dict[str, Any]:
+    """batch_columns' columns for no record with these meters on: an array field (splt_*) is a
+    2-D (0, array_length) column (concat_columns makes it a list column)."""
+    empty = records_to_columns(np.zeros(0, dtype=RECORD_DTYPE))
+    for name, column in _empty_meter_columns([m for m in meters_on if not is_meter_library(m)], array_length).items():
+        empty.setdefault(name, column)
+    return empty
+
+
 def batches_to_columns(
     batches: Iterable[Batch], meters_on: Iterable[str] = (), array_length: int = 0
 ) -> dict[str, Any]:
@@ -281,9 +290,6 @@ def batches_to_columns(
     parts = []
     for b in batches:  # a loop, not a comprehension: read_frame's warning stacklevel counts these frames
         parts.append(batch_columns(b, addresses))
-    empty = records_to_columns(np.zeros(0, dtype=RECORD_DTYPE))
-    for name, column in _empty_meter_columns([m for m in meters_on if not is_meter_library(m)], array_length).items():
-        empty.setdefault(name, column)
-    cols = concat_columns(parts, empty)
+    cols = concat_columns(parts, empty_columns(meters_on, array_length))
     extra_columns(cols, addresses)
     return cols
