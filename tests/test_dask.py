@@ -9,6 +9,7 @@ import errno
 import os
 import signal
 import time
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +26,7 @@ import pyarrow.dataset as pads  # noqa: E402
 from distributed import Client, LocalCluster  # noqa: E402
 
 import aioflow.dask as afd  # noqa: E402
+from aioflow.cli import main  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 # link types, pcapng, fragments, tunnels, VLANs, IPv6: one partition each
@@ -167,6 +169,43 @@ def test_missing_captures_raise_before_any_task(client: Client, tmp_path: Path) 
     with pytest.raises(aioflow.ConfigError, match="idle_timeout"):
         afd.read_flows(CAPTURES[0], idle_timeout=-1)
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_writes_the_dataset_on_the_cluster(client: Client, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "flows"
+    whole = (DATA / "ndpi_ocs.pcap").read_bytes()
+    (tmp_path / "cut.pcap").write_bytes(whole[: len(whole) // 2])
+    args = ["flows", "--dask", client.scheduler.address, str(DATA / "zeek_tcp*.pcap"), str(tmp_path / "cut.pcap"),
+            "--format", "parquet", "-o", str(out), "--partition-on", "protocol", "--statistics"]  # fmt: skip
+    assert main(args) == 1  # the cut capture's flows are written, and it is said to be damaged
+    err = capsys.readouterr().err.splitlines()
+    captures = [*sorted(DATA.glob("zeek_tcp*.pcap")), tmp_path / "cut.pcap"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", aioflow.CaptureDamagedWarning)
+        expected = {str(c): aioflow.read_frame(c, statistics=True) for c in captures}
+    flows = sum(len(e) for e in expected.values())
+    assert err[0].endswith(f": {flows} flows ({sum(e.packets.sum() for e in expected.values())} packets) from "
+                           f"{len(captures)} captures, 2 Dask workers")  # fmt: skip
+    assert len(err) == 2 and err[1].startswith(f"aioflow: error: {tmp_path / 'cut.pcap'}")
+    rows = duckdb.connect().execute(
+        f"SELECT capture, count(*), sum(bytes), sum(src2dst_mean_ps) FROM read_parquet('{out}/**/*.parquet', "
+        "hive_partitioning = true) GROUP BY capture"
+    ).fetchall()
+    got = {r[0]: (r[1], r[2], round(r[3], 6)) for r in rows}
+    assert got == {c: (len(e), e.bytes.sum(), round(e.src2dst_mean_ps.sum(), 6)) for c, e in expected.items() if len(e)}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--dask", "local", "a.pcap"], "--dask writes a Parquet dataset: give --format parquet -o DIRECTORY"),
+    (["--format", "parquet", "-o", "out", "a.pcap"], "add --dask ADDRESS"),
+    (["a.pcap", "b.pcap"], "one SOURCE at a time (2 given)"),
+    (["--dask", "local", "--format", "parquet", "-o", "out", "nothing/*.pcap"], "no capture matches this pattern"),
+])  # fmt: skip
+def test_cli_usage_errors_exit_2_before_any_cluster(args: list[str], message: str,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["flows", *args]) == 2
+    assert message in capsys.readouterr().err
 
 
 def _open_writer(fifo: Path) -> int:
