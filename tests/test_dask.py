@@ -8,6 +8,8 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -208,6 +210,23 @@ def test_cli_usage_errors_exit_2_before_any_cluster(args: list[str], message: st
     assert message in capsys.readouterr().err
 
 
+def test_archive_to_parquet_example(client: Client, tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[1] / "examples" / "archive_to_parquet.py"
+    proc = subprocess.run([sys.executable, str(example), str(DATA), str(tmp_path / "out"), client.scheduler.address],
+                          capture_output=True, text=True, check=True, timeout=600)  # fmt: skip
+    captures = sorted(p for p in DATA.iterdir() if p.suffix in (".pcap", ".pcapng"))
+    frames = [aioflow.read_frame(c).assign(capture=str(c)) for c in captures]
+    flows = pd.concat(frames)
+    sent = pd.concat([flows[["src_ip", "src2dst_bytes", "capture"]].set_axis(["host", "bytes", "capture"], axis=1),
+                      flows[["dst_ip", "dst2src_bytes", "capture"]].set_axis(["host", "bytes", "capture"], axis=1)])
+    talkers = sent.groupby("host").agg(sent=("bytes", "sum"), captures=("capture", "nunique"))
+    talkers = talkers[talkers.sent > 0].reset_index().sort_values(["sent", "host"], ascending=[False, True]).head(10)
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"{len(flows)} flows from {len(captures)} captures in {tmp_path / 'out'}"
+    assert [line.split() for line in lines[2:]] == [[h, str(s), str(c)] for h, s, c in talkers.itertuples(index=False)]
+    assert len(lines) == 12
+
+
 def _open_writer(fifo: Path) -> int:
     """The FIFO's write end, once a reader (a worker's task) has it open."""
     for _ in range(6000):  # a bound so that a broken cluster fails the test rather than hangs it
@@ -270,9 +289,6 @@ def test_a_worker_killed_while_reading_is_retried(client: Client, tmp_path: Path
 
 
 def test_without_dask_the_error_names_the_extra() -> None:
-    import subprocess
-    import sys
-
     code = "import sys; sys.modules['dask'] = None; import aioflow.dask"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert "ImportError" in result.stderr and "pip install 'aioflow-pcap[dask]'" in result.stderr
