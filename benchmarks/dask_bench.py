@@ -1,0 +1,119 @@
+"""aioflow.dask against a single-process loop over the same captures, in alternated rounds.
+
+A directory of N synthetic captures (make_capture.py, seeds 1..N) is read two ways, each round
+one after the other (which goes first alternates):
+
+- frame:   `[read_frame(c) for c in captures]` in this process, against
+           `read_flows(captures).map_partitions(len).compute()` on a LocalCluster of W worker
+           processes (one thread each): the frames stay on the workers, only counts come back;
+- parquet: aioflow.dask.to_parquet(captures, DIR) on Dask's synchronous scheduler (this process,
+           one capture after the other: the loop) against the same call on the cluster.
+
+Then the per-partition overhead: the same on N captures of a few packets each, where reading costs
+nothing, divided by N. The cluster is started once (its start-up time is printed apart) and warmed
+up by one untimed round.
+
+    .venv/bin/python benchmarks/dask_bench.py                       # 16 captures of 100k packets, 2 workers
+    nice .venv/bin/python benchmarks/dask_bench.py --packets 50000 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import dask
+from distributed import Client, LocalCluster
+from make_capture import load_or_make
+
+import aioflow
+import aioflow.dask as afd
+
+HERE = Path(__file__).resolve().parent
+
+
+def captures(directory: Path, count: int, packets: int, flows: int) -> list[Path]:
+    """`count` captures of `packets` packets and `flows` flows each (made once, then reused)."""
+    paths = [directory / f"dask-{packets}-{flows}-{seed}.pcap" for seed in range(1, count + 1)]
+    for seed, path in enumerate(paths, 1):
+        load_or_make(path, packets=packets, flows=flows, seed=seed, span=60.0)
+    return paths
+
+
+def timed(run: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def compare(name: str, rounds: int, loop: Callable[[], object], cluster: Callable[[], object]) -> tuple[float, float]:
+    """Median seconds of each over alternated rounds (printed as they come)."""
+    times: dict[str, list[float]] = {"loop": [], "dask": []}
+    for r in range(rounds):
+        order = [("loop", loop), ("dask", cluster)]
+        for label, run in order if r % 2 == 0 else order[::-1]:
+            times[label].append(timed(run))
+        print(f"  {name} round {r + 1}: loop {times['loop'][-1]:.2f} s, dask {times['dask'][-1]:.2f} s", flush=True)
+    loop_s, dask_s = statistics.median(times["loop"]), statistics.median(times["dask"])
+    print(f"{name}: loop {loop_s:.2f} s, dask {dask_s:.2f} s (medians of {rounds}): {loop_s / dask_s:.2f}x")
+    return loop_s, dask_s
+
+
+def workloads(paths: list[Path], out: Path) -> tuple[Callable[[], object], ...]:
+    """frame loop, frame on the cluster, parquet loop, parquet on the cluster."""
+
+    def frame_loop() -> int:
+        return sum(len(aioflow.read_frame(p)) for p in paths)
+
+    def frame_dask() -> int:
+        return int(afd.read_flows(paths).map_partitions(len).compute().sum())
+
+    def parquet_loop() -> object:
+        with dask.config.set(scheduler="sync"):
+            return afd.to_parquet(paths, out / "loop", partition_on=["protocol"])
+
+    def parquet_dask() -> object:
+        return afd.to_parquet(paths, out / "dask", partition_on=["protocol"])
+
+    return frame_loop, frame_dask, parquet_loop, parquet_dask
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--captures", type=int, default=16)
+    ap.add_argument("--packets", type=int, default=100_000, help="packets per capture")
+    ap.add_argument("--flows", type=int, default=6_000, help="flows per capture")
+    ap.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (one thread each)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--dir", type=Path, default=HERE / "data", help="where the captures are made")
+    args = ap.parse_args(argv)
+
+    paths = captures(args.dir, args.captures, args.packets, args.flows)
+    tiny = captures(args.dir, args.captures, 40, 4)
+    size = sum(p.stat().st_size for p in paths)
+    print(f"{len(paths)} captures of {args.packets:,} packets ({size / 1e6:.0f} MB in all), "
+          f"{args.workers} workers", flush=True)  # fmt: skip
+    start = time.perf_counter()
+    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with Client(cluster), tempfile.TemporaryDirectory() as tmp:
+            print(f"cluster start: {time.perf_counter() - start:.2f} s", flush=True)
+            out = Path(tmp)
+            frame_loop, frame_dask, parquet_loop, parquet_dask = workloads(paths, out)
+            frame_dask()  # warm-up: the workers import aioflow, pandas, pyarrow
+            assert frame_loop() == frame_dask()
+            compare("frame", args.rounds, frame_loop, frame_dask)
+            compare("parquet", args.rounds, parquet_loop, parquet_dask)
+            tiny_loop, tiny_dask, _, _ = workloads(tiny, out)
+            loop_s, dask_s = compare(f"{len(tiny)} tiny captures", args.rounds, tiny_loop, tiny_dask)
+            print(f"overhead per partition: dask {dask_s / len(tiny) * 1e3:.1f} ms, "
+                  f"loop {loop_s / len(tiny) * 1e3:.1f} ms per capture")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
