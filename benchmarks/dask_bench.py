@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dask
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, get_client
 from make_capture import load_or_make
 
 import aioflow
@@ -45,21 +45,30 @@ def captures(directory: Path, count: int, packets: int, flows: int) -> list[Path
     return paths
 
 
-def timed(run: Callable[[], object]) -> float:
-    start = time.perf_counter()
+def timed(run: Callable[[], object], cpu: Callable[[], float]) -> tuple[float, float]:
+    """Wall seconds of run() and the CPU seconds `cpu` counted meanwhile."""
+    start, cpu_start = time.perf_counter(), cpu()
     run()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, cpu() - cpu_start
+
+
+def workers_cpu() -> float:
+    """CPU seconds of every worker process so far (read_frame's reading thread included)."""
+    return float(sum(get_client().run(time.process_time).values()))
 
 
 def compare(name: str, rounds: int, loop: Callable[[], object], cluster: Callable[[], object]) -> tuple[float, float]:
-    """Median seconds of each over alternated rounds (printed as they come)."""
-    times: dict[str, list[float]] = {"loop": [], "dask": []}
+    """Median wall seconds of each over alternated rounds (printed as they come, with the CPU
+    seconds: this process's for the loop, the workers' for dask; CPU / wall = cores kept busy)."""
+    times: dict[str, list[tuple[float, float]]] = {"loop": [], "dask": []}
     for r in range(rounds):
-        order = [("loop", loop), ("dask", cluster)]
-        for label, run in order if r % 2 == 0 else order[::-1]:
-            times[label].append(timed(run))
-        print(f"  {name} round {r + 1}: loop {times['loop'][-1]:.2f} s, dask {times['dask'][-1]:.2f} s", flush=True)
-    loop_s, dask_s = statistics.median(times["loop"]), statistics.median(times["dask"])
+        order = [("loop", loop, time.process_time), ("dask", cluster, workers_cpu)]
+        for label, run, cpu in order if r % 2 == 0 else order[::-1]:
+            times[label].append(timed(run, cpu))
+        (lw, lc), (dw, dc) = times["loop"][-1], times["dask"][-1]
+        print(f"  {name} round {r + 1}: loop {lw:.2f} s ({lc:.2f} s CPU), dask {dw:.2f} s ({dc:.2f} s CPU)", flush=True)
+    loop_s = statistics.median(w for w, _ in times["loop"])
+    dask_s = statistics.median(w for w, _ in times["dask"])
     print(f"{name}: loop {loop_s:.2f} s, dask {dask_s:.2f} s (medians of {rounds}): {loop_s / dask_s:.2f}x")
     return loop_s, dask_s
 
