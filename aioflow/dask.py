@@ -43,7 +43,7 @@ from ._read import frame
 
 __all__ = ["CAPTURE_COLUMN", "WrittenCapture", "read_flows", "to_parquet"]
 
-# The column naming each row's capture: the path as the captures were given (globs expanded).
+# The column naming each row's capture: its absolute path (as the workers open it).
 CAPTURE_COLUMN = "capture"
 
 # Options whose meaning needs the caller's process or an endless source, or whose columns cannot
@@ -99,8 +99,8 @@ def read_flows(
 ) -> dd.DataFrame:
     """The flows of many capture files as one dask DataFrame: one partition per capture (in the
     order given, a glob's matches sorted), each read_frame(capture, **options) on a worker, plus
-    the CAPTURE_COLUMN naming its capture. Nothing is read until it is computed; the columns and
-    their dtypes come from the options alone.
+    the CAPTURE_COLUMN naming its capture (its absolute path). Nothing is read until it is
+    computed; the columns and their dtypes come from the options alone.
 
     `paths_or_glob`: a path, a glob ('captures/*.pcap') or several of either. Options as
     read_frame() (FlowParser's), checked here; plugins, follow and live are refused (ConfigError,
@@ -217,7 +217,8 @@ def _captures(paths_or_glob: str | os.PathLike[str] | Iterable[str | os.PathLike
         if not os.path.exists(path):
             raise CaptureNotFoundError(f"{path}: no such capture file (the paths are checked on this machine and "
                                        "opened at the same path by the workers)")  # fmt: skip
-    return tuple(out)
+    # absolute: a worker's working directory is not the caller's
+    return tuple(os.path.abspath(path) for path in out)
 
 
 def _meta(capture: str, options: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, np.dtype[Any]]]:
@@ -269,7 +270,7 @@ def _write_capture(capture: str, out_dir: str, partition_on: tuple[str, ...], pl
     """to_parquet()'s task: one capture's flows into the dataset under files named after it."""
     flows, damage = _read_capture(capture, plan)
     table = pa.Table.from_pandas(flows, schema=_arrow_schema(plan), preserve_index=False)
-    tag = hashlib.sha256(os.path.abspath(capture).encode()).hexdigest()[:12]
+    tag = hashlib.sha256(capture.encode()).hexdigest()[:12]  # the path is absolute (_captures)
     pq.write_to_dataset(
         table,
         out_dir,
