@@ -113,7 +113,7 @@ def read_flows(
     # Dask would otherwise turn every object column into Arrow strings, splt_*'s arrays included
     # (their cells would become the arrays' repr); text columns are pandas' str dtype already.
     with dask.config.set({"dataframe.convert-string": False}):
-        return dd.from_map(  # type: ignore[no-any-return,no-untyped-call]  # dask's API is untyped
+        return dd.from_map(  # type: ignore[no-any-return]  # dask.dataframe is untyped
             _partition,
             list(plan.captures),
             meta=plan.meta,
@@ -151,7 +151,7 @@ def to_parquet(
     shared = _without_captures(plan)
     write = delayed(_write_capture, pure=False)
     tasks = [write(capture, os.fspath(out_dir), tuple(partition_on), shared) for capture in plan.captures]
-    written: list[WrittenCapture] = list(compute(*tasks))  # type: ignore[no-untyped-call]  # untyped in dask
+    written: list[WrittenCapture] = list(compute(*tasks))
     for w in written:
         if w.damage:
             warnings.warn(CaptureDamagedWarning(w.damage), stacklevel=2)

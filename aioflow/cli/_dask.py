@@ -21,12 +21,11 @@ def _client(address: str) -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
     if address == "local":
-        # distributed's API is untyped
-        with LocalCluster(dashboard_address=None) as cluster, Client(cluster) as client:  # type: ignore[no-untyped-call]
+        with LocalCluster(dashboard_address=None) as cluster, Client(cluster) as client:
             yield client
         return
     try:
-        client = Client(address)  # type: ignore[no-untyped-call]
+        client = Client(address)
     except (OSError, TimeoutError) as exc:
         raise CommandError(f"--dask {address}: cannot reach the Dask scheduler ({exc}); start one with "
                            "`dask scheduler` and workers with `dask worker ADDRESS`, or use --dask local") from None
