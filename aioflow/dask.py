@@ -244,7 +244,8 @@ def _read_capture(capture: str, plan: _Plan) -> tuple[pd.DataFrame, str]:
     flows[CAPTURE_COLUMN] = capture
     # only the columns that differ (text of pandas < 3, anonymized numbers): astype of every
     # column costs ~10 ms, as much as reading a small capture
-    differ = {name: dtype for name, dtype in plan.dtypes.items() if flows[name].dtype != dtype}
+    have = dict(flows.dtypes.items())  # flows[name] per column would cost as much again
+    differ = {name: dtype for name, dtype in plan.dtypes.items() if have[name] != dtype}
     return (flows.astype(differ) if differ else flows), "".join(damage)
 
 

@@ -128,6 +128,19 @@ def test_parquet_dataset_reads_back_equal(client: Client, tmp_path: Path) -> Non
         pd.testing.assert_frame_equal(got, e, check_dtype=False)
 
 
+def test_a_capture_written_again_replaces_its_own_files(client: Client, tmp_path: Path) -> None:
+    out = tmp_path / "flows"
+    afd.to_parquet(CAPTURES[:2], out, partition_on=["protocol"])
+    files = sorted(out.rglob("*.parquet"))
+    (again,) = afd.to_parquet(CAPTURES[0], out, partition_on=["protocol"])  # not duplicated, the other kept
+    assert sorted(out.rglob("*.parquet")) == files
+    counts = duckdb.connect().execute(
+        f"SELECT capture, count(*) FROM read_parquet('{out}/**/*.parquet', hive_partitioning = true) GROUP BY ALL"
+    ).fetchall()
+    assert dict(counts) == {str(c): len(aioflow.read_frame(c)) for c in CAPTURES[:2]}
+    assert again.flows == dict(counts)[str(CAPTURES[0])]
+
+
 def test_damaged_capture_keeps_what_was_read_and_warns(client: Client, tmp_path: Path) -> None:
     whole = (DATA / "ndpi_ocs.pcap").read_bytes()
     damaged = tmp_path / "cut.pcap"
