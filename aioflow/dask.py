@@ -13,7 +13,6 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
-import secrets
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from ._engine import is_meter_library
 from ._errors import CaptureDamagedWarning, CaptureNotFoundError, ConfigError
+from ._extras import Anonymizer
 from ._frame import batches_to_columns, empty_columns
 from ._parser import file_config
 from ._read import frame
@@ -174,18 +174,13 @@ def _plan(
                           "loaded; use built-in meters, or read_frame per capture in your own dask tasks")  # fmt: skip
     captures = _captures(paths_or_glob)
     meta, list_types = _meta(captures[0], options)
-    anonymize = tuple(columns_to_anonymize)
-    unknown = [c for c in anonymize if c not in meta.columns]
-    if unknown:
-        raise ConfigError(f"columns_to_anonymize: no column {', '.join(unknown)} (the columns: "
-                          f"{', '.join(meta.columns)})")  # fmt: skip
-    for name in anonymize:  # nfstream's hex digests: text whatever the column was
+    # read_frame's anonymizer checks the key and the columns (ConfigError) and draws the one key
+    anonymizer = Anonymizer(columns_to_anonymize, anonymize_key)
+    anonymizer.frame(meta.copy())
+    for name in anonymizer.columns:  # nfstream's hex digests: text whatever the column was
         meta[name] = meta[name].astype(_TEXT)
         list_types.pop(name, None)
-    key = secrets.token_bytes(64) if anonymize_key is None else bytes(anonymize_key)
-    if len(key) > 64:
-        raise ConfigError(f"anonymization key of {len(key)} bytes: BLAKE2b takes at most 64")
-    return _Plan(captures, dict(options), anonymize, key, meta, list_types)
+    return _Plan(captures, dict(options), anonymizer.columns, anonymizer.key, meta, list_types)
 
 
 def _without_captures(plan: _Plan) -> _Plan:

@@ -79,6 +79,21 @@ def test_each_partition_is_read_frame_of_its_capture(client: Client) -> None:
         pd.testing.assert_frame_equal(records(part), expected)
 
 
+def test_one_anonymization_key_for_every_partition(client: Client) -> None:
+    capture = CAPTURES[0]
+    flows = afd.read_flows([capture, capture], columns_to_anonymize=["src_ip"])  # no key given: one is drawn
+    a, b = client.compute([flows.get_partition(i) for i in (0, 1)], sync=True)
+    assert list(a.src_ip) == list(b.src_ip) and len(a.src_ip[0]) == 128  # BLAKE2b-512 in hex
+    key = bytes(range(64))
+    (part,) = client.compute([afd.read_flows(capture, columns_to_anonymize=["src_ip", "src_port"],
+                                             anonymize_key=key).get_partition(0)], sync=True)  # fmt: skip
+    expected = aioflow.read_frame(capture, columns_to_anonymize=["src_ip", "src_port"], anonymize_key=key)
+    pd.testing.assert_frame_equal(records(part), records(expected), check_dtype=False)
+    assert part.src_port.dtype == a.src_ip.dtype  # text, as the meta said
+    with pytest.raises(aioflow.ConfigError, match="columns_to_anonymize: no column nope"):
+        afd.read_flows(capture, columns_to_anonymize=["nope"])
+
+
 def test_totals_per_capture_from_a_glob(client: Client) -> None:
     flows = afd.read_flows(str(DATA / "zeek_*.pcap"))
     names = sorted(DATA.glob("zeek_*.pcap"))
