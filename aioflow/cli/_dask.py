@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import warnings
 from collections.abc import Iterator
 from typing import Any, TextIO
@@ -21,7 +22,10 @@ def _client(address: str) -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
     if address == "local":
-        with LocalCluster(dashboard_address=None) as cluster, Client(cluster) as client:
+        # a process per usable CPU, one thread each: building a frame's columns holds the GIL
+        cpus = len(os.sched_getaffinity(0))
+        cluster = LocalCluster(n_workers=cpus, threads_per_worker=1, dashboard_address=None)
+        with cluster, Client(cluster) as client:
             yield client
         return
     try:
