@@ -320,3 +320,8 @@ def test_without_dask_the_error_names_the_extra() -> None:
     code = "import sys; sys.modules['dask'] = None; import aioflow.dask"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert "ImportError" in result.stderr and "pip install 'aioflow-pcap[dask]'" in result.stderr
+    cli = ("import sys; sys.modules['distributed'] = None; from aioflow.cli import main; "
+           f"sys.exit(main(['flows', '--dask', 'local', {str(CAPTURES[0])!r}, '--format', 'parquet', '-o', 'out']))")
+    result = subprocess.run([sys.executable, "-c", cli], capture_output=True, text=True, check=False)
+    assert result.returncode == 2
+    assert result.stderr.startswith("aioflow: error: --dask needs the 'dask' extra: pip install 'aioflow-pcap[dask]'")

@@ -44,9 +44,11 @@ def run(args: argparse.Namespace, err: TextIO) -> int:
     if args.format != "parquet" or args.output is None:
         raise CommandError("--dask writes a Parquet dataset: give --format parquet -o DIRECTORY")
     try:
+        import distributed  # noqa: F401  (aioflow.dask runs without it; --dask needs its Client)
+
         import aioflow.dask as afd
     except ImportError as exc:
-        raise CommandError(str(exc)) from None
+        raise CommandError(f"--dask needs the 'dask' extra: pip install 'aioflow-pcap[dask]' ({exc})") from None
     options = parser_options(args)
     # the captures and options checked before a cluster is started or reached (a graph is built, not run)
     afd.read_flows(args.source, **options)
