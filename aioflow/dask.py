@@ -137,8 +137,9 @@ def to_parquet(
     one is set up), and returns what each wrote. `partition_on`: columns whose values name
     hive-style directories (protocol=6/...); the files of a capture are named after it
     (<stem>-<hash of its path>-<n>.parquet), so a capture written again, or a task Dask retries,
-    replaces its own files and no other capture's. Every file has the same schema (text columns
-    as strings, splt_* as lists), whether or not a capture had flows.
+    replaces its own files and no other capture's. Every file has the same schema, from the
+    options rather than from its rows (text columns as strings, splt_* as lists); a capture with
+    no flow writes no file.
 
     Errors as read_flows(), before any task runs (ConfigError also for a partition_on column the
     rows lack); a damaged capture: its flows before the damage are written, and a
@@ -278,8 +279,8 @@ def _write_capture(capture: str, out_dir: str, partition_on: tuple[str, ...], pl
 
 
 def _arrow_schema(plan: _Plan) -> pa.Schema:
-    """The dataset's schema, from the meta rather than from each capture's rows (the columns of a
-    capture with no flow would otherwise be of Arrow's null type, unlike the other files')."""
+    """The dataset's schema, from the meta rather than from each capture's rows (pyarrow would
+    make a column of empty lists, or of None, Arrow's null type, unlike the other files')."""
     fields = []
     for name, dtype in plan.meta.dtypes.items():
         if name in plan.list_types:
