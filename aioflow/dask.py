@@ -137,7 +137,8 @@ def to_parquet(
     one is set up), and returns what each wrote. `partition_on`: columns whose values name
     hive-style directories (protocol=6/...); the files of a capture are named after it
     (<stem>-<hash of its path>-<n>.parquet), so a capture written again, or a task Dask retries,
-    replaces its own files and no other capture's. Every file has the same schema, from the
+    replaces its own files and no other capture's (files of partitions the new write does not
+    produce stay: another partition_on or other options want a new directory). Every file has the same schema, from the
     options rather than from its rows (text columns as strings, splt_* as lists); a capture with
     no flow writes no file.
 
