@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ._engine import END_REASONS, Batch, MeterInfo, MeterLayout, ffi, text_size
+from ._engine import END_REASONS, METERS, Batch, MeterInfo, MeterLayout, ffi, text_size
 from ._extras import expiration_id
 from ._flow import FLOW_ID_FORMAT, SCALAR_FIELDS, TCP_FLAGS
 
@@ -255,3 +255,14 @@ def batches_to_columns(batches: Iterable[Batch], layouts: Sequence[MeterLayout] 
         for name, column in meter_columns(b"", 0, layout).items():
             empty.setdefault(name, column)
     return concat_columns(parts, empty)
+
+
+def empty_columns(meters_on: Iterable[str], array_length: int = 0) -> dict[str, Any]:
+    """The columns of no record with these built-in meters on, known before any engine opens
+    (aioflow.dask's meta): an array field (splt_*) is a 2-D (0, array_length) column."""
+    empty = records_to_columns(np.zeros(0, dtype=RECORD_DTYPE))
+    for m in meters_on:
+        info = METERS[m]
+        for name, column in _field_columns(np.zeros((0, info.record_size), np.uint8), 0, info, array_length).items():
+            empty.setdefault(name, column)
+    return empty

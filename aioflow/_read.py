@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import select
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._engine import Batch, MeterLayout
@@ -24,14 +24,17 @@ def read_batches(
     *,
     warn_stacklevel: int = 2,
     layouts: list[MeterLayout] | None = None,
+    on_damage: Callable[[str], None] | None = None,
     **options: Any,
 ) -> Iterator[Batch]:
     """The batches of ended flows of a capture file (blocking): what read() makes Flows of.
     FlowParser's options; raises as FlowParser and read() do. The engine's reading thread runs
     ahead while the caller handles the batches this yields. A damaged file: after its last batch,
-    a CaptureDamagedWarning (attributed `warn_stacklevel` frames up, as warnings.warn counts).
-    `layouts`: gets the engine's meter layout once it is open (loaded meters' fields included),
-    for the columns of a source with no flow."""
+    a CaptureDamagedWarning (attributed `warn_stacklevel` frames up, as warnings.warn counts), or
+    its text to `on_damage` instead (aioflow.dask: warnings.catch_warnings is process-wide, so a
+    worker thread cannot catch its own task's warning with it). `layouts`: gets the engine's meter
+    layout once it is open (loaded meters' fields included), for the columns of a source with no
+    flow."""
     engine, read_ahead, plugins = file_engine(source, **options)
     if layouts is not None:
         layouts.append(engine.meter_layout)
@@ -51,6 +54,9 @@ def read_batches(
         engine.close()
     if stats["read_errors"]:
         text = damage_message(os.fspath(source), stats["packets_read"], stats["error"])
+        if on_damage is not None:
+            on_damage(text)
+            return
         warnings.warn(CaptureDamagedWarning(text), stacklevel=warn_stacklevel)
 
 
@@ -84,6 +90,17 @@ def read_frame(
     nfstream's keyed BLAKE2b hex digests (`anonymize_key`: up to 64 bytes; random per call
     without one); ConfigError for a column the frame lacks. The plugins' fields (plugins=...)
     are "udps.<name>" columns (None where a flow has none)."""
+    return frame(source, columns_to_anonymize, anonymize_key, None, options)
+
+
+def frame(
+    source: str | os.PathLike[str],
+    columns_to_anonymize: Sequence[str],
+    anonymize_key: bytes | None,
+    on_damage: Callable[[str], None] | None,
+    options: dict[str, Any],
+) -> pandas.DataFrame:
+    """read_frame()'s frame; a damaged capture's text to `on_damage` when given (read_batches)."""
     try:
         import numpy  # noqa: F401  (pandas needs it; checked here for the message)
         import pandas as pd
@@ -94,7 +111,8 @@ def read_frame(
 
     anonymizer = Anonymizer(columns_to_anonymize, anonymize_key)
     layouts: list[MeterLayout] = []
-    batches = read_batches(source, warn_stacklevel=4, layouts=layouts, **options)
+    # the warning's frames: read_batches, batches_to_columns, frame, read_frame, its caller
+    batches = read_batches(source, warn_stacklevel=5, layouts=layouts, on_damage=on_damage, **options)
     return anonymizer.frame(pd.DataFrame(batches_to_columns(batches, layouts)))
 
 

@@ -251,7 +251,7 @@ class _ZeekWriter:
             self.out.write(_zeek.close_line() + "\n")
 
 
-FORMATS = ("table", "csv", "json", "zeek", "zeek-json", "flow-tools")
+FORMATS = ("table", "csv", "json", "zeek", "zeek-json", "flow-tools", "parquet")
 
 
 def _writer(args: argparse.Namespace, out: TextIO, err: TextIO, meters: Sequence[str]) -> _Writer:
@@ -309,7 +309,8 @@ def add_parser(commands: Any) -> None:
         description="Read a capture and print each flow when it ends (every flow ends at the end of a file). "
         "A summary goes to stderr.",
     )
-    flows.add_argument("source", metavar="SOURCE", help="pcap or pcapng file")
+    flows.add_argument("source", metavar="SOURCE", nargs="+",
+                       help="pcap or pcapng file; with --dask, several files or quoted globs ('captures/*.pcap')")
     add_flow_options(flows, "--filter")
     flows.add_argument(
         "--format",
@@ -317,9 +318,17 @@ def add_parser(commands: Any) -> None:
         default="table",
         help="table (default), csv (one row per flow), json (JSON lines), zeek (Zeek's conn.log), zeek-json "
         "(conn.log as Zeek's JSON lines; the zeek formats use Zeek's timeouts unless given) or flow-tools (a "
-        "flow-tools v5 file, one record per direction, to -o FILE)",
+        "flow-tools v5 file, one record per direction, to -o FILE) or parquet (with --dask: a Parquet dataset, "
+        "to -o DIRECTORY)",
     )
-    flows.add_argument("-o", "--output", metavar="FILE", help="--format flow-tools: the file to write")
+    flows.add_argument("-o", "--output", metavar="FILE",
+                       help="--format flow-tools: the file to write; --format parquet: the dataset's directory")
+    flows.add_argument("--dask", metavar="ADDRESS",
+                       help="read the captures on the Dask cluster whose scheduler is at ADDRESS (tcp://HOST:8786), "
+                       "one task per capture, or on a new cluster of this machine's cores with 'local'; "
+                       "writes --format parquet to -o DIRECTORY (needs the 'dask' extra)")
+    flows.add_argument("--partition-on", nargs="+", metavar="COLUMN", default=[],
+                       help="--dask: the columns whose values name the dataset's directories (protocol=6/...)")
     flows.add_argument("--local-nets", nargs="*", metavar="CIDR", default=None,
                        help="zeek formats: Site::local_nets for local_orig/local_resp "
                        "(default: Zeek's private address space)")
@@ -472,6 +481,17 @@ async def _run_flowtools(stopper: _signals.Stopper, args: argparse.Namespace, er
 
 def run(args: argparse.Namespace) -> int:
     """Runs ``aioflow flows``; the library's errors go up to main()."""
+    if args.dask is not None:
+        from . import _dask
+
+        return _dask.run(args, sys.stderr)
+    if args.format == "parquet" or args.partition_on:
+        raise CommandError("--format parquet and --partition-on write a dataset through Dask: add --dask ADDRESS "
+                           "(a scheduler's) or --dask local")  # fmt: skip
+    if len(args.source) > 1:
+        raise CommandError(f"one SOURCE at a time ({len(args.source)} given); several captures: --dask local "
+                           "--format parquet -o DIRECTORY")  # fmt: skip
+    args.source = args.source[0]
     check_options(args)
     # A bar only makes sense where someone watches it and where there is an end to measure against.
     show_progress = not (args.no_progress or args.follow) and sys.stderr.isatty() and Path(args.source).is_file()

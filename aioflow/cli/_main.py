@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _error_message(exc: aioflow.AioflowError, args: argparse.Namespace) -> str:
     """One line: the library's message (already says what to do), tied to the option at fault."""
-    source = str(getattr(args, "source", ""))
+    source = getattr(args, "source", "")  # a list with --dask: the library's message names the capture
     detail = " ".join(str(exc).split())  # keep it on one line
     if isinstance(exc, aioflow.FilterError):
         if args.filter not in detail:
@@ -55,7 +55,7 @@ def _error_message(exc: aioflow.AioflowError, args: argparse.Namespace) -> str:
             aioflow.CapturePermissionError: "not readable by this user; fix its permissions or use sudo",
             aioflow.CaptureFormatError: "not a pcap/pcapng file libpcap can read; check it with capinfos",
         }.get(type(exc), "reading failed")
-    if source not in detail:
+    if isinstance(source, str) and source not in detail:
         detail = f"{source}: {detail}"
     return f"aioflow: error: {detail}"
 
