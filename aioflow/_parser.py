@@ -16,7 +16,7 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
 
-from ._engine import Batch, Engine, EngineConfig, check_stream_patterns, new_cursor
+from ._engine import MAX_WORKERS, Batch, Engine, EngineConfig, check_stream_patterns, new_cursor
 from ._errors import ConfigError
 from ._flow import PROTOCOL_NUMBERS, Flow
 from ._live import LIVE_BLOCK_SECONDS, LIVE_BUFFER_BYTES, LivePacer
@@ -95,12 +95,24 @@ class ParserInfo:
     # max_dissecting_flows states in use), dissect_in_flight / dissect_peak_in_flight (nDPI states
     # now, most at once), dissect_state_bytes (one state), dissect_truncated (text fields cut)
     dissection: dict[str, int]
+    # per worker (workers=N; one entry with workers=1): packets_in_flows, flows_created, flows_ended,
+    # active_flows, peak_active_flows of the flows it counted (their sums are the fields above)
+    workers: tuple[dict[str, int], ...] = ()
 
 
 def _seconds_to_ns(name: str, value: float) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value) or value < 0:
         raise ConfigError(f"{name}={value!r}: expected a number of seconds >= 0")
     return int(min(value * 1e9, 2**63))  # a huge value (or inf) means never, not an OverflowError
+
+
+def _worker_count(workers: int | str) -> int:
+    """workers= as a number: "auto" is the CPUs this process may run on (at most AF_MAX_WORKERS)."""
+    if workers == "auto":
+        return min(len(os.sched_getaffinity(0)), MAX_WORKERS)
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(f"workers={workers!r}: expected 1..{MAX_WORKERS} or \"auto\"")
+    return workers
 
 
 def _whole(name: str, value: object, top: int) -> int:
@@ -225,6 +237,7 @@ class FlowParser:
         max_bytes: int = 0,
         plugins: Sequence[FlowPlugin] = (),
         plugin_thread: bool = False,
+        workers: int | str = 1,
     ) -> None:
         self.source = source
         if live is None:
@@ -265,6 +278,7 @@ class FlowParser:
             decode_tunnels=decode_tunnels,
             max_packets=max_packets,
             max_bytes=max_bytes,
+            workers=_worker_count(workers),
         )
         self.plugins = check_plugins(plugins, headers)
         self._plugin_thread = plugin_thread
@@ -653,6 +667,7 @@ class FlowParser:
             reassembly={k: v for k, v in s.items() if k.startswith("stream_")}
             | {"chunks_dropped": self._subs.chunks_dropped},
             dissection={k: v for k, v in s.items() if k.startswith("dissect_")},
+            workers=s["workers"],
         )
 
     def _require_engine(self) -> Engine:

@@ -132,7 +132,7 @@ static int finish_open(af_pipeline *p, char *error, size_t n) {
         return AF_ERR_NOMEM;
     }
     p->prep = (af_prepare){&p->src, &p->table, &p->frags, &p->early, p->defrag, p->meters.needs_payload,
-                           p->meters.needs_l3, 1, p->meters.decode_flags};
+                           p->meters.needs_l3, 1, p->meters.decode_flags, cfg->worker, cfg->workers};
     af_account_init(&p->acc, &p->cfg, (af_emitter){&p->table, &p->meters, &p->stats, NULL});
     p->phase = PHASE_READING;
     return AF_OK;
@@ -224,7 +224,7 @@ static int count_early(af_pipeline *p, const af_queued *first) {
     af_queued q;
     while (af_emit_room(&p->acc.em) > AF_ROOM_PER_PACKET) {
         if (!af_prepare_early(&p->prep, &p->stats, first, &q)) return 1;
-        af_account(&p->acc, &q);
+        if (!q.foreign) af_account(&p->acc, &q);   /* released in every worker: their tables agree */
     }
     return 0;
 }
@@ -239,11 +239,11 @@ static void count_queued(af_pipeline *p) {
             for (size_t at = 0; at < lines; at += 64) __builtin_prefetch(next + at);
         }
         const af_queued *far = &p->queue[(p->queue_head + 2 * AF_PREFETCH_AHEAD) & p->qmask];
-        if (!far->pending) __builtin_prefetch(&t->buckets[far->hash & t->mask]);
+        if (!far->pending && !far->foreign) __builtin_prefetch(&t->buckets[far->hash & t->mask]);
     }
     if (p->queue_count > AF_PREFETCH_AHEAD) {
         const af_queued *ahead = &p->queue[(p->queue_head + AF_PREFETCH_AHEAD) & p->qmask];
-        uint32_t s = ahead->pending ? AF_NIL : t->buckets[ahead->hash & t->mask];
+        uint32_t s = ahead->pending || ahead->foreign ? AF_NIL : t->buckets[ahead->hash & t->mask];
         if (s != AF_NIL) {   /* the hot part's two lines; the cold part if flags will touch it */
             const char *f = (const char *)af_table_flow(t, s);
             __builtin_prefetch(f);
@@ -253,7 +253,7 @@ static void count_queued(af_pipeline *p) {
         }
         if (p->meters.n_deep) {   /* halfway: meter state is in cache now, prefetch what it points to */
             const af_queued *half = &p->queue[(p->queue_head + AF_PREFETCH_AHEAD / 2) & p->qmask];
-            uint32_t h = half->pending ? AF_NIL : t->buckets[half->hash & t->mask];
+            uint32_t h = half->pending || half->foreign ? AF_NIL : t->buckets[half->hash & t->mask];
             if (h != AF_NIL) af_meters_prefetch(p->meters.deep, p->meters.n_deep, h, half->sender);
         }
     }
@@ -261,7 +261,7 @@ static void count_queued(af_pipeline *p) {
     if (q->p.frag == AF_FRAG_FIRST && p->early.held && !count_early(p, q)) return;
     p->queue_head++;
     p->queue_count--;
-    af_account(&p->acc, q);
+    if (!q->foreign) af_account(&p->acc, q);   /* another worker's flow: it moved the clock, that is all */
 }
 
 static void ahead_release(af_pipeline *p) { af_readahead_release(p->ahead, p->queue, p->queue_head); }
