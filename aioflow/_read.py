@@ -19,11 +19,18 @@ if TYPE_CHECKING:
     import pyarrow
 
 
-def read_batches(source: str | os.PathLike[str], *, warn_stacklevel: int = 2, **options: Any) -> Iterator[Batch]:
+def read_batches(
+    source: str | os.PathLike[str],
+    *,
+    warn_stacklevel: int = 2,
+    stats_out: dict[str, Any] | None = None,
+    **options: Any,
+) -> Iterator[Batch]:
     """The batches of ended flows of a capture file (blocking): what read() makes Flows of.
     FlowParser's options; raises as FlowParser and read() do. The engine's reading thread runs
     ahead while the caller handles the batches this yields. A damaged file: after its last batch,
-    a CaptureDamagedWarning (attributed `warn_stacklevel` frames up, as warnings.warn counts)."""
+    a CaptureDamagedWarning (attributed `warn_stacklevel` frames up, as warnings.warn counts).
+    `stats_out`, when given, is updated with the engine's final counters (Engine.stats())."""
     engine, read_ahead, plugins = file_engine(source, **options)
     try:
         ready_fd = engine.start(BATCH_RECORDS, READY_BATCHES, read_ahead)
@@ -37,6 +44,8 @@ def read_batches(source: str | os.PathLike[str], *, warn_stacklevel: int = 2, **
             if state == "done":
                 break
         stats = engine.stats()
+        if stats_out is not None:
+            stats_out.update(stats)
     finally:
         engine.close()
     if stats["read_errors"]:
