@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import dpkt
 import numpy as np
 import pytest
 from support.corpus import ABSENT, CORPUS, DATA, params
-
-import dpkt
 
 import aioflow
 from aioflow import ConfigError, FlowParser
@@ -134,6 +133,12 @@ def test_two_workers_defragmenting_give_the_records_of_one(path: Path) -> None:
     _assert_same(path, hash_seed=SEEDS[0], defragment=True, max_packets=5, headers=2)
 
 
+@pytest.mark.parametrize("path", BUNDLED, ids=lambda p: p.name)
+def test_two_workers_reading_ahead_give_the_records_of_one(path: Path) -> None:
+    """Each worker's own read-ahead thread: fragments are prepared on the counting side there."""
+    _assert_same(path, hash_seed=SEEDS[1], read_ahead=True, **ALL_METERS)
+
+
 def _corpus() -> list[Path]:
     if not CORPUS.is_dir():
         return []
@@ -177,8 +182,8 @@ async def test_snapshot_find_flow_and_info_see_every_worker() -> None:
     path = DATA / "tcpreplay_test.pcap"
     ended = list(aioflow.read(path, hash_seed=SEEDS[0]))
     async with FlowParser(path, follow=True, workers=2, hash_seed=SEEDS[0], idle_timeout=1e9) as parser:
-        while parser.info().packets < sum(f.packets for f in ended) + sum(parser.info().aside.values()):
-            await anyio.sleep(0.01)  # counts packets, not time: done when all are in
+        while parser.info().packets < sum(f.packets for f in ended) + sum(parser.info().aside.values()):  # noqa: ASYNC110
+            await anyio.sleep(0.01)  # a counter, no event: done when every packet is in
         active = await parser.snapshot()
         info = parser.info()
         assert sorted(f.key for f in active) == sorted(f.key for f in ended)
