@@ -1,0 +1,63 @@
+"""workers=1 against workers=N on the same capture, alternated (README "Several cores").
+
+Each round reads the capture once with each worker count, in turn (so a machine whose load
+changes affects both alike), through aioflow's bulk path (read_batches: the batches are taken
+and dropped, nothing per flow in Python). Prints packets per second per run, the median of each
+and their ratio, for flows alone and with statistics and dissection on.
+
+    nice python benchmarks/make_capture.py --packets 1000000 --flows 60000 -o /tmp/1m.pcap
+    nice python benchmarks/workers_bench.py /tmp/1m.pcap --rounds 3 --workers 2
+
+The figure says how much a second worker helps on *this* machine as loaded now: on a 2-core
+machine that other jobs share it is a lower bound, and never a test's assertion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from aioflow._engine import dissect_unavailable
+from aioflow._read import read_batches
+
+SETS: dict[str, dict[str, Any]] = {
+    "flows": {},
+    "statistics+dissect": {"statistics": True, **({"dissect": True} if not dissect_unavailable() else {})},
+}
+
+
+def one_run(path: Path, workers: int, read_ahead: bool, options: dict[str, Any]) -> tuple[float, int]:
+    """Seconds to read the capture, and the packets it counted."""
+    stats: dict[str, Any] = {}
+    started = time.perf_counter()
+    for _ in read_batches(path, workers=workers, read_ahead=read_ahead, stats_out=stats, **options):
+        pass
+    return time.perf_counter() - started, int(stats["packets_read"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("capture", type=Path)
+    ap.add_argument("--workers", type=int, default=2, help="compared with 1 (default 2)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--read-ahead", action="store_true", help="each worker with its own read-ahead thread")
+    ap.add_argument("--sets", nargs="*", default=list(SETS), choices=list(SETS))
+    args = ap.parse_args(argv)
+    for name in args.sets:
+        rates: dict[int, list[float]] = {1: [], args.workers: []}
+        for r in range(args.rounds):
+            for w in rates:
+                seconds, packets = one_run(args.capture, w, args.read_ahead, SETS[name])
+                rates[w].append(packets / seconds)
+                print(f"{name:20} round {r + 1} workers={w}: {packets / seconds:12,.0f} packets/s ({seconds:.2f} s)")
+        one, many = (statistics.median(rates[w]) for w in rates)
+        print(f"{name:20} median workers=1 {one:,.0f} p/s, workers={args.workers} {many:,.0f} p/s: x{many / one:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
