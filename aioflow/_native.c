@@ -118,11 +118,14 @@ int af_open_live(const char *device, const char *bpf, const af_config *cfg, int 
 
 void af_close(af_engine *e) {
     if (!e) return;
+    /* workers reading ahead share worker 0's reading thread: a counting thread still running would
+     * wait for packets it holds back for one already gone; stopped, none waits */
+    if (e->workers > 1) af_stop(e);
     for (uint32_t i = 0; i < e->workers; i++) {
         af_pipeline_stop_prefault(e->pipes[i]);   /* it may be populating the producer's buffers */
         af_producer_free(e->producers[i]);        /* joins the thread before the pipeline goes away */
     }
-    for (uint32_t i = 0; i < e->workers; i++) af_pipeline_close(e->pipes[i]);
+    for (uint32_t i = e->workers; i-- > 0;) af_pipeline_close(e->pipes[i]);   /* worker 0's reader last */
     for (int end = 0; end < 2; end++)
         if (e->notify[end] >= 0) close(e->notify[end]);
     free(e);
@@ -137,8 +140,8 @@ int af_start(af_engine *e, uint32_t batch_capacity, uint32_t slots, int read_ahe
     if (e->producer) return AF_ERR_CONFIG;
     if (e->workers > 1 && af_notify_pipe(e->notify) != 0) return AF_ERR_NOMEM;
     for (uint32_t i = 0; i < e->workers; i++) {
-        if (read_ahead) {   /* files: a second thread reads and decodes ahead of the producer */
-            int code = af_pipeline_read_ahead(e->pipes[i]);
+        if (read_ahead) {   /* files: a second thread reads and decodes ahead; workers: one for all */
+            int code = af_pipeline_read_ahead(e->pipes[i], e->pipes[0], e->workers);
             if (code != AF_OK) return code;
         }
         const af_config *cfg = af_pipeline_config(e->pipes[i]);

@@ -408,9 +408,13 @@ class FlowParser:
 
     def _reads_ahead(self) -> bool:
         """A second native thread reading ahead pays when a core is free for it: with more than two,
-        or when the event loop has little to do per batch (stream patterns without kept streams)."""
+        or when the event loop has little to do per batch (stream patterns without kept streams).
+        With workers it is the one reader that decodes for all of them (read_ahead=False: each
+        worker reads and decodes the file itself)."""
         if self._read_ahead is not None:
             return self._read_ahead
+        if self._config.workers > 1:
+            return True
         if os.environ.get("AIOFLOW_READ_AHEAD") in ("0", "1"):
             return os.environ["AIOFLOW_READ_AHEAD"] == "1"
         light = self._stream_patterns is not None and not self._config.keep_streams
