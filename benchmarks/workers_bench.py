@@ -30,7 +30,7 @@ SETS: dict[str, dict[str, Any]] = {
 }
 
 
-def one_run(path: Path, workers: int, read_ahead: bool, options: dict[str, Any]) -> tuple[float, int]:
+def one_run(path: Path, workers: int, read_ahead: bool | None, options: dict[str, Any]) -> tuple[float, int]:
     """Seconds to read the capture, and the packets it counted."""
     stats: dict[str, Any] = {}
     started = time.perf_counter()
@@ -44,14 +44,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("capture", type=Path)
     ap.add_argument("--workers", type=int, default=2, help="compared with 1 (default 2)")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--read-ahead", action="store_true", help="each worker with its own read-ahead thread")
+    ap.add_argument(
+        "--read-ahead",
+        choices=("on", "off"),
+        help="force read_ahead (default: aioflow's choice: "
+        "off for one worker on <= 2 CPUs, on for several: their one shared reading thread)",
+    )
     ap.add_argument("--sets", nargs="*", default=list(SETS), choices=list(SETS))
     args = ap.parse_args(argv)
     for name in args.sets:
         rates: dict[int, list[float]] = {1: [], args.workers: []}
         for r in range(args.rounds):
             for w in rates:
-                seconds, packets = one_run(args.capture, w, args.read_ahead, SETS[name])
+                read_ahead = None if args.read_ahead is None else args.read_ahead == "on"
+                seconds, packets = one_run(args.capture, w, read_ahead, SETS[name])
                 rates[w].append(packets / seconds)
                 print(f"{name:20} round {r + 1} workers={w}: {packets / seconds:12,.0f} packets/s ({seconds:.2f} s)")
         one, many = (statistics.median(rates[w]) for w in rates)
