@@ -185,6 +185,11 @@ class FlowParser:
     packet that brings its IP bytes (both ways) to N or more: end reason ``custom`` (nfstream's
     FlowSlicer); the next packet of the same endpoints starts a new flow.
 
+    ``workers=N`` (files; ``"auto"``: the CPUs this process may run on) counts flows in N flow
+    tables on N threads, fed by one reading thread: the same records as one worker but ``id``;
+    ``max_flows``, ``max_reassembly_memory`` and ``max_dissecting_flows`` are split among them.
+    ConfigError for a live interface or the timeline meter. README, "Several cores".
+
     ``plugins=[MyPlugin()]`` runs aioflow.FlowPlugin hooks on each ended flow as its batch is
     delivered, in the event loop (``plugin_thread=True``: in a worker thread, one batch at a
     time), before callbacks and consumers see it; their fields are ``flow.udps``. Snapshots and
