@@ -26,7 +26,7 @@ from support.corpus import ABSENT, CORPUS, DATA, params
 
 import aioflow
 from aioflow import ConfigError, FlowParser
-from aioflow._engine import METERS, dissect_unavailable
+from aioflow._engine import METERS, dissect_unavailable, stream_patterns_available
 from aioflow._frame import batches_to_columns
 from aioflow._parser import file_config
 from aioflow._read import read_batches
@@ -227,3 +227,19 @@ def test_max_flows_is_split_among_the_workers() -> None:
     assert [w["peak_active_flows"] for w in stats["workers"]] == [2, 2]
     assert stats["ended_by"]["evicted"] > 0
     assert stats["packets_read"] == stats["packets_in_flows"] + sum(stats["aside"].values())
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(not stream_patterns_available(), reason="built without Vectorscan")
+async def test_stream_patterns_match_in_every_worker() -> None:
+    """Each worker searches its own flows' streams: the matches are those of one worker."""
+    path = DATA / "ndpi_smtp-starttls.pcap"
+    patterns = aioflow.StreamPatterns(client=[rb"EHLO \S+", rb"STARTTLS"], server=[rb"220[ -]"])
+
+    async def found(workers: int) -> list[tuple[Any, ...]]:
+        async with FlowParser(path, workers=workers, reassemble=True, stream_patterns=patterns) as parser:
+            return sorted([(m.flow.key, m.direction, m.start, m.end, m.data) async for m in parser.matches()])
+
+    one = await found(1)
+    assert one
+    assert await found(2) == one
