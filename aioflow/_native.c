@@ -280,7 +280,7 @@ int af_check_stream_patterns(const char *const *client, uint32_t client_count, c
 }
 
 /* One pipeline's stream_search meter, on with its own matcher (one per worker: each searches its flows). */
-static int set_patterns(af_pipeline *pipe, const char *const *const patterns[2], const uint32_t counts[2],
+static int set_patterns(af_pipeline *pipe, const char *const *patterns[2], const uint32_t counts[2],
                         uint32_t flags, char *error, uint32_t error_length) {
     af_streams *s = af_meters_ctx(af_pipeline_meters(pipe), &af_meter_reassembly);
     int unsupported = 0;
@@ -309,7 +309,7 @@ int af_set_stream_patterns(af_engine *e, const char *const *client, uint32_t cli
         snprintf(error, error_length, "stream patterns need reassemble=True and are set before reading starts");
         return AF_ERR_CONFIG;
     }
-    const char *const *const patterns[2] = {client, server};
+    const char *const *patterns[2] = {client, server};
     const uint32_t counts[2] = {client_count, server_count};
     int code = AF_OK;
     for (uint32_t i = 0; i < e->workers && code == AF_OK; i++)
