@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import struct
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -253,7 +254,7 @@ class EngineConfig:
     decode_tunnels: bool = False  # key flows on the innermost IP of tunnels, plus a tunnel id (tunnel meter)
     max_packets: int = 0  # > 0: a flow ends ("custom") with its max_packets-th packet (FlowSlicer)
     max_bytes: int = 0  # > 0: ... with the packet that brings its IP bytes to max_bytes or more
-    workers: int = 1  # files: flow tables counted by this many threads (docs/architecture.md, "Workers")
+    workers: int = 1  # flow tables counted by this many threads (docs/architecture.md, "Workers")
 
     def __post_init__(self) -> None:
         meter_bits(self.meters)  # an unknown meter name fails here, when the parser is made
@@ -262,9 +263,6 @@ class EngineConfig:
         _check_range("accounting_mode", self.accounting_mode, 0, 3)
         _check_range("splt", self.splt, 0, lib.AF_MAX_SPLT)
         _check_range("workers", self.workers, 1, lib.AF_MAX_WORKERS)
-        if self.workers > 1 and self.live:
-            raise _errors.ConfigError(f"workers={self.workers}: several workers read capture files only so far "
-                                      "(a live capture has one): leave workers out")  # fmt: skip
         if self.workers > 1 and "timeline" in self.meters:
             raise _errors.ConfigError(f"workers={self.workers}: the timeline meter counts one flow table; "
                                       "use workers=1 with it")  # fmt: skip
@@ -443,6 +441,11 @@ class Engine:
             raise error_for(code, ffi.string(lib.af_open_error()).decode(errors="replace"), config.live)
         self._engine = ffi.gc(out[0], lib.af_close)
         self._live = config.live
+        self.workers = int(lib.af_workers(self._engine))
+        if self.workers < config.workers:  # live: the kernel refused PACKET_FANOUT, or a handle failed
+            warnings.warn(f"workers={config.workers}: the kernel did not join {self.workers + 1} capture handles "
+                          f"with PACKET_FANOUT on {os.fsdecode(path)}; capturing with {self.workers}",
+                          RuntimeWarning, stacklevel=3)  # fmt: skip
         loaded = tuple(
             _meter_info(lib.af_meter_registry_size() + j, lib.af_loaded_meter_info(self._engine, j))
             for j in range(len(libraries))

@@ -4,6 +4,7 @@
  * beside it (_build_pcap.py SOURCES). See docs/architecture.md for the stages. */
 #include "producer.h"   /* first: libpcap's feature macros (via pipeline.h) */
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -81,7 +82,7 @@ int af_open_offline(const char *path, const char *bpf, const af_config *cfg, af_
     *out = NULL;
     open_error[0] = '\0';
     uint32_t workers;
-    int code = af_workers_check(cfg, 0, &workers, open_error, sizeof open_error);
+    int code = af_workers_check(cfg, &workers, open_error, sizeof open_error);
     if (code != AF_OK) return code;
     af_config own;
     af_worker_config(cfg, 0, &own);
@@ -109,11 +110,42 @@ int af_open_live(const char *device, const char *bpf, const af_config *cfg, int 
     *out = NULL;
     open_error[0] = '\0';
     uint32_t workers;
-    int code = af_workers_check(cfg, 1, &workers, open_error, sizeof open_error);
+    int code = af_workers_check(cfg, &workers, open_error, sizeof open_error);
     if (code != AF_OK) return code;
+    af_config own;
+    af_worker_config(cfg, 0, &own);
     af_pipeline *pipe;
-    code = af_pipeline_open_live(&pipe, device, bpf, cfg, promiscuous, buffer_bytes, open_error, sizeof open_error);
-    return opened(code, pipe, out);
+    code = af_pipeline_open_live(&pipe, device, bpf, &own, promiscuous, buffer_bytes, open_error, sizeof open_error);
+    if ((code = opened(code, pipe, out)) != AF_OK || workers == 1) return code;
+    /* workers: one capture handle each, joined by PACKET_FANOUT; a kernel that refuses it (or a
+     * second handle that fails) leaves one handle and one worker: af_workers() says so */
+    af_engine *e = *out;
+    static atomic_uint groups;
+    uint16_t group = (uint16_t)(getpid() * 131u + atomic_fetch_add(&groups, 1));
+    char ignored[256];
+    for (uint32_t i = 1; i < workers; i++, e->workers++) {
+        af_worker_config(cfg, i, &own);
+        if (af_pipeline_open_live(&e->pipes[i], device, bpf, &own, promiscuous, buffer_bytes, ignored,
+                                  sizeof ignored) != AF_OK)
+            break;
+    }
+    int joined = e->workers > 1;
+    for (uint32_t i = 0; i < e->workers && joined; i++) joined = af_pipeline_fanout(e->pipes[i], group) == 0;
+    if (!joined) {   /* one handle, one worker counting every flow: opened again as such */
+        for (uint32_t i = e->workers; i-- > 0;) af_pipeline_close(e->pipes[i]);
+        e->workers = 1;
+        af_config one = *cfg;
+        one.workers = 1;
+        af_worker_config(&one, 0, &own);
+        code = af_pipeline_open_live(&e->pipes[0], device, bpf, &own, promiscuous, buffer_bytes, open_error,
+                                     sizeof open_error);
+        e->pipe = e->pipes[0];
+        if (code != AF_OK) {
+            free(e);
+            *out = NULL;
+        }
+    }
+    return code;
 }
 
 void af_close(af_engine *e) {

@@ -188,7 +188,9 @@ class FlowParser:
     ``workers=N`` (files; ``"auto"``: the CPUs this process may run on) counts flows in N flow
     tables on N threads, fed by one reading thread: the same records as one worker but ``id``;
     ``max_flows``, ``max_reassembly_memory`` and ``max_dissecting_flows`` are split among them.
-    ConfigError for a live interface or the timeline meter. README, "Several cores".
+    Live (Linux): one capture handle per worker, joined by PACKET_FANOUT (the kernel hashes each
+    flow to one); a kernel that refuses it leaves one (RuntimeWarning). ConfigError with the
+    timeline meter. README, "Several cores".
 
     ``plugins=[MyPlugin()]`` runs aioflow.FlowPlugin hooks on each ended flow as its batch is
     delivered, in the event loop (``plugin_thread=True``: in a worker thread, one batch at a
@@ -387,7 +389,7 @@ class FlowParser:
     async def _read(self) -> None:
         assert self._engine is not None
         try:
-            if self.live:
+            if self.live and self._engine.workers == 1:
                 await self._read_live(self._engine)
             else:
                 await self._read_file(self._engine)

@@ -77,7 +77,10 @@ async def one_tcp_flow_ended(parser: aioflow.FlowParser, flows: list[aioflow.Flo
     return any(f.protocol == 6 for f in flows)
 
 
-async def test_flows_match_tcpdump_of_the_same_interface(net: Net) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_flows_match_tcpdump_of_the_same_interface(net: Net, workers: int) -> None:
+    """workers=2: two capture handles joined by PACKET_FANOUT, two flow tables; still every
+    connection is one flow (none split between them) and the flows are tcpdump's."""
     udp_port = []
 
     def traffic() -> None:
@@ -95,7 +98,7 @@ async def test_flows_match_tcpdump_of_the_same_interface(net: Net) -> None:
                 and [f.packets for f in active if f.protocol == 17] == [10]
                 and [f.packets for f in active if f.protocol == 1] == [6])  # fmt: skip
 
-    flows, info, pcap = await capture_while(net, traffic, seen, fin_timeout=0.3, idle_timeout=30)
+    flows, info, pcap = await capture_while(net, traffic, seen, fin_timeout=0.3, idle_timeout=30, workers=workers)
     try:
         expected = collections.Counter()
         expected_bytes = collections.Counter()
@@ -122,6 +125,8 @@ async def test_flows_match_tcpdump_of_the_same_interface(net: Net) -> None:
     assert len(icmp) == 1 and icmp[0].src2dst_packets == 3 and icmp[0].dst2src_packets == 3
     assert info.kernel_dropped == 0
     assert info.packets == info.packets_in_flows + sum(info.aside.values())
+    assert len(info.workers) == workers, "the kernel refused PACKET_FANOUT"
+    assert sum(w["flows_created"] for w in info.workers) == info.flows_created
 
 
 async def test_rst_ends_a_flow(net: Net) -> None:
@@ -136,9 +141,10 @@ async def test_rst_ends_a_flow(net: Net) -> None:
     assert (flow.src2dst_syn_packets, flow.dst2src_rst_packets) == (1, 1)
 
 
-async def test_idle_udp_flow_ends_on_wall_clock_time(net: Net) -> None:
+@pytest.mark.parametrize("workers", [1, 2])  # 2: each worker's own thread reaps on the wall clock
+async def test_idle_udp_flow_ends_on_wall_clock_time(net: Net, workers: int) -> None:
     ended: list[tuple[float, aioflow.Flow]] = []
-    async with aioflow.FlowParser(net.host_if, idle_timeout=0.6, filter="udp") as parser:
+    async with aioflow.FlowParser(net.host_if, idle_timeout=0.6, filter="udp", workers=workers) as parser:
         async with anyio.create_task_group() as tg:
 
             async def consume() -> None:
@@ -162,8 +168,9 @@ async def test_idle_udp_flow_ends_on_wall_clock_time(net: Net) -> None:
     assert when - sent >= 0.6, "never before the idle timeout"
 
 
-async def test_find_flow_while_a_connection_is_open(net: Net) -> None:
-    async with aioflow.FlowParser(net.host_if, filter="tcp port 8080") as parser:
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_find_flow_while_a_connection_is_open(net: Net, workers: int) -> None:
+    async with aioflow.FlowParser(net.host_if, filter="tcp port 8080", workers=workers) as parser:
         await anyio.sleep(0.2)
         conn = socket.create_connection((net.peer_ip, 8080), timeout=5)
         try:

@@ -216,11 +216,6 @@ def test_refused_combinations_say_why(options: dict[str, Any], says: str) -> Non
         list(aioflow.read(DATA / "tcpreplay_test.pcap", **options))
 
 
-def test_live_capture_refuses_workers() -> None:
-    with pytest.raises(ConfigError, match="capture files only"):
-        FlowParser("lo", live=True, workers=2)
-
-
 def test_max_flows_is_split_among_the_workers() -> None:
     """max_flows=4 over 2 workers: each holds 2 at most, evicts past them, and nothing is lost."""
     _, stats = _run(DATA / "tcpreplay_test.pcap", 2, hash_seed=SEEDS[0], max_flows=4)

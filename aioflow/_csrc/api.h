@@ -269,9 +269,10 @@ typedef struct {
     const char *const *meter_libraries;   /* meters loaded from shared libraries (aioflow/include/
                                              aioflow_meter.h), after the built-in ones; read at open */
     uint32_t meter_library_count;
-    uint32_t workers;             /* files: flow tables counted by this many threads at once (0, 1: one);
-                                     each pipeline reads the whole file and keeps the flows whose
-                                     hash picks it (docs/architecture.md, "Workers") */
+    uint32_t workers;             /* flow tables counted by this many threads at once (0, 1: one);
+                                     files: each worker keeps the flows whose hash picks it; live:
+                                     a capture handle each, PACKET_FANOUT (docs/architecture.md,
+                                     "Workers") */
     uint32_t worker;              /* set by the engine: this pipeline's index among them */
     uint32_t _pad_workers;
 } af_config;

@@ -1,5 +1,6 @@
 #include "pipeline.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -138,7 +139,8 @@ static int finish_open(af_pipeline *p, char *error, size_t n) {
         return AF_ERR_NOMEM;
     }
     p->prep = (af_prepare){&p->src, &p->table, &p->frags, &p->early, p->defrag, p->meters.needs_payload,
-                           p->meters.needs_l3, 1, p->meters.decode_flags, cfg->worker, cfg->workers};
+                           p->meters.needs_l3, 1, p->meters.decode_flags, cfg->worker,
+                           p->src.live ? 1u : cfg->workers};   /* live: the kernel's fanout picked the flows */
     af_account_init(&p->acc, &p->cfg, (af_emitter){&p->table, &p->meters, &p->stats, NULL});
     p->phase = PHASE_READING;
     return AF_OK;
@@ -203,6 +205,7 @@ void af_pipeline_stop(af_pipeline *p) {
 }
 const char *af_pipeline_error(af_pipeline *p) { return p->error; }
 int af_pipeline_is_live(const af_pipeline *p) { return p->src.live; }
+int af_pipeline_fanout(af_pipeline *p, uint16_t group) { return af_source_fanout(&p->src, group); }
 int af_pipeline_fd(const af_pipeline *p) { return af_source_fd(&p->src); }
 void af_pipeline_lock(af_pipeline *p) { pthread_mutex_lock(&p->mu); }
 void af_pipeline_unlock(af_pipeline *p) { pthread_mutex_unlock(&p->mu); }
@@ -350,6 +353,16 @@ static int pump_locked(af_pipeline *p, uint32_t max_packets, af_batch *out) {
      * (below): a signal loses no packet that had arrived. Queued packets were read: still counted. */
     int stopping = atomic_load(&p->stop_requested);
     if (stopping && p->phase == PHASE_READING && !p->src.live) stopped(p);
+    /* live workers: pumped by their own thread, not the event loop's reaper: flows end on wall-clock
+     * time here (as af_pipeline_expire does for one worker) */
+    if (p->src.live && p->cfg.workers > 1 && p->phase == PHASE_READING) {
+        uint64_t wall = realtime_ns();
+        if (wall > p->now_ns) p->now_ns = wall;
+        if (af_reap_due(&p->table, &p->cfg, p->now_ns) && af_reap(em, &p->cfg, p->now_ns, AF_ROOM_PER_PACKET))
+            return AF_MORE;
+        if (p->defrag) af_defrag_expire(p->defrag, p->now_ns);
+        af_early_expire(&p->early, &p->stats, p->now_ns);
+    }
     uint32_t n = 0;
     int drained = 0;                 /* live: the interface had nothing more; do not ask again */
     for (;;) {
@@ -470,6 +483,11 @@ int af_pipeline_read_ahead(af_pipeline *p, af_pipeline *reader, uint32_t consume
 
 int af_pipeline_wait(af_pipeline *p) {
     if (p->ahead) return af_readahead_wait(p->ahead, p->queue_head, &p->stop_requested);
+    if (p->src.live) {   /* live workers: until packets come, or a ring block's latency (then reap) */
+        struct pollfd fd = {af_source_fd(&p->src), POLLIN, 0};
+        poll(&fd, 1, AF_LIVE_LATENCY_MS);
+        return 1;
+    }
     if (!af_source_following(&p->src)) return 0;
     af_source_wait(&p->src);   /* the pump found nothing new: only a followed file gets here */
     return 1;

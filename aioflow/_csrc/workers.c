@@ -8,7 +8,7 @@ _Static_assert(AF_MAX_WORKERS <= (1u << (32 - AF_WORKER_CURSOR_SHIFT)), "the wor
 
 static uint64_t share(uint64_t total, uint32_t n) { return (total + n - 1) / n; }
 
-int af_workers_check(const af_config *cfg, int live, uint32_t *out, char *error, size_t n) {
+int af_workers_check(const af_config *cfg, uint32_t *out, char *error, size_t n) {
     uint32_t w = cfg->workers ? cfg->workers : 1;
     *out = w;
     if (w > AF_MAX_WORKERS) {
@@ -16,10 +16,6 @@ int af_workers_check(const af_config *cfg, int live, uint32_t *out, char *error,
         return AF_ERR_CONFIG;
     }
     if (w == 1) return AF_OK;
-    if (live) {
-        snprintf(error, n, "workers > 1 reads capture files only so far; capture with workers=1");
-        return AF_ERR_CONFIG;
-    }
     if (share(cfg->max_flows, w) > AF_MAX_WORKER_FLOWS) {
         snprintf(error, n, "max_flows=%u over %u workers: at most %d per worker (lower max_flows)", cfg->max_flows,
                  w, AF_MAX_WORKER_FLOWS);
@@ -61,6 +57,9 @@ void af_workers_add_stats(af_stats *into, const af_stats *w) {
     SUM(active_other);
     SUM(reap_ns);
     SUM(headers_dropped);
+    SUM(kernel_received);   /* live: each worker's capture handle has its own share */
+    SUM(kernel_dropped);
+    SUM(interface_dropped);
     MAX(last_ns);
     /* reassembly, stream search and dissection run per worker on its own flows */
     SUM(stream_memory);

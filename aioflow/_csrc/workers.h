@@ -1,4 +1,5 @@
-/* Workers (af_config.workers > 1, files): the engine opens one pipeline per worker over the same
+/* Workers (af_config.workers > 1): the engine opens one pipeline per worker (live: one capture
+ * handle each, joined by PACKET_FANOUT, source.c). For a file, each pipeline is over the same
  * file. Each reads and decodes every packet (so each sees every packet's time, and every IP
  * fragment: fragment and defragment tables agree without any exchange) and counts only the flows
  * whose hash picks it (af_worker_of; the others are "foreign": they move its clock, nothing more).
@@ -13,7 +14,7 @@
 #include "aioflow.h"
 
 /* AF_OK with *out (1 when workers is 0), or AF_ERR_CONFIG with the reason. */
-int af_workers_check(const af_config *cfg, int live, uint32_t *out, char *error, size_t error_length);
+int af_workers_check(const af_config *cfg, uint32_t *out, char *error, size_t error_length);
 /* Worker i's config: max_flows, max_reassembly_memory and max_dissecting_flows divided among them
  * (rounded up); fragment bounds whole (every worker holds every fragment). */
 void af_worker_config(const af_config *cfg, uint32_t i, af_config *out);
