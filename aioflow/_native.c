@@ -129,8 +129,11 @@ int af_open_live(const char *device, const char *bpf, const af_config *cfg, int 
                                   sizeof ignored) != AF_OK)
             break;
     }
-    int joined = e->workers > 1;
+    int joined = e->workers == workers;
     for (uint32_t i = 0; i < e->workers && joined; i++) joined = af_pipeline_fanout(e->pipes[i], group) == 0;
+    /* until the group was whole every handle saw every packet: what they hold from then would
+     * count twice, so capture starts now (the parser is not even open yet) */
+    for (uint32_t i = 0; i < e->workers && joined; i++) af_pipeline_discard(e->pipes[i]);
     if (!joined) {   /* one handle, one worker counting every flow: opened again as such */
         for (uint32_t i = e->workers; i-- > 0;) af_pipeline_close(e->pipes[i]);
         e->workers = 1;

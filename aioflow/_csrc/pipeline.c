@@ -206,6 +206,10 @@ void af_pipeline_stop(af_pipeline *p) {
 const char *af_pipeline_error(af_pipeline *p) { return p->error; }
 int af_pipeline_is_live(const af_pipeline *p) { return p->src.live; }
 int af_pipeline_fanout(af_pipeline *p, uint16_t group) { return af_source_fanout(&p->src, group); }
+void af_pipeline_discard(af_pipeline *p) {
+    af_frame f;
+    while (af_source_next(&p->src, &f, p->error, sizeof p->error) == 1) {}
+}
 int af_pipeline_fd(const af_pipeline *p) { return af_source_fd(&p->src); }
 void af_pipeline_lock(af_pipeline *p) { pthread_mutex_lock(&p->mu); }
 void af_pipeline_unlock(af_pipeline *p) { pthread_mutex_unlock(&p->mu); }

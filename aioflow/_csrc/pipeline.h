@@ -26,6 +26,7 @@ void af_pipeline_stop(af_pipeline *p);
 const char *af_pipeline_error(af_pipeline *p);
 int af_pipeline_is_live(const af_pipeline *p);
 int af_pipeline_fanout(af_pipeline *p, uint16_t group);   /* live workers: af_source_fanout */
+void af_pipeline_discard(af_pipeline *p);   /* live: drops what the capture holds now, uncounted */
 int af_pipeline_fd(const af_pipeline *p);          /* live: selectable fd */
 void af_pipeline_lock(af_pipeline *p);
 void af_pipeline_unlock(af_pipeline *p);
