@@ -122,6 +122,8 @@ int af_open_live(const char *device, const char *bpf, const af_config *cfg, int 
     af_engine *e = *out;
     static atomic_uint groups;
     uint16_t group = (uint16_t)(getpid() * 131u + atomic_fetch_add(&groups, 1));
+    const char *chosen = getenv("AIOFLOW_FANOUT_GROUP");   /* internal: a test's group, to make one refuse */
+    if (chosen && chosen[0]) group = (uint16_t)strtoul(chosen, NULL, 10);
     char ignored[256];
     for (uint32_t i = 1; i < workers; i++, e->workers++) {
         af_worker_config(cfg, i, &own);

@@ -404,3 +404,27 @@ async def test_an_idle_interface_costs_no_cpu(net: Net) -> None:
     assert cpu < 0.05, f"{cpu:.3f} s of CPU in 1 s on an idle interface: the reader is polling"
     # no flow exists, so nothing is due: besides this test's own sleep, the loop does not wake
     assert switches <= 3, f"{switches} wakes in 1 s on an idle interface: the reader is polling"
+
+
+async def test_a_refused_fanout_leaves_one_handle_and_says_so(net: Net, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fanout group the kernel will not let aioflow join (taken in another mode): one capture
+    handle, one worker counting every flow, and a RuntimeWarning saying so."""
+    packet_fanout, fanout_cpu, group = 18, 2, 4242  # linux/if_packet.h: PACKET_FANOUT, PACKET_FANOUT_CPU
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003)) as other:
+        other.bind((net.host_if, 0))
+        other.setsockopt(263, packet_fanout, group | fanout_cpu << 16)  # SOL_PACKET
+        monkeypatch.setenv("AIOFLOW_FANOUT_GROUP", str(group))
+        with pytest.warns(RuntimeWarning, match="PACKET_FANOUT"):
+            parser = aioflow.FlowParser(net.host_if, filter="udp", workers=2)
+            await parser.__aenter__()
+        try:
+            assert len(parser.info().workers) == 1
+            port = await anyio.to_thread.run_sync(lambda: udp_exchange(net.peer_ip, 3))
+            with anyio.fail_after(10):  # the exchange, all 6 packets, in the one worker's flow
+                found = None
+                while found is None or found.packets < 6:
+                    await anyio.sleep(0.05)
+                    found = await parser.find_flow(net.host_ip, port, net.peer_ip, 9999, "udp")
+        finally:
+            parser.stop()
+            await parser.__aexit__(None, None, None)
