@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import struct
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -253,6 +254,7 @@ class EngineConfig:
     decode_tunnels: bool = False  # key flows on the innermost IP of tunnels, plus a tunnel id (tunnel meter)
     max_packets: int = 0  # > 0: a flow ends ("custom") with its max_packets-th packet (FlowSlicer)
     max_bytes: int = 0  # > 0: ... with the packet that brings its IP bytes to max_bytes or more
+    workers: int = 1  # flow tables counted by this many threads (docs/architecture.md, "Workers")
 
     def __post_init__(self) -> None:
         meter_bits(self.meters)  # an unknown meter name fails here, when the parser is made
@@ -260,6 +262,10 @@ class EngineConfig:
             raise _errors.DissectUnavailableError(why)
         _check_range("accounting_mode", self.accounting_mode, 0, 3)
         _check_range("splt", self.splt, 0, lib.AF_MAX_SPLT)
+        _check_range("workers", self.workers, 1, lib.AF_MAX_WORKERS)
+        if self.workers > 1 and "timeline" in self.meters:
+            raise _errors.ConfigError(f"workers={self.workers}: the timeline meter counts one flow table; "
+                                      "use workers=1 with it")  # fmt: skip
 
     def meters_on(self) -> tuple[str, ...]:
         """The meters this configuration turns on, by name and by their own options."""
@@ -419,6 +425,7 @@ class Engine:
         cfg.follow = int(config.follow)
         cfg.max_packets = _check_range("max_packets", config.max_packets, 0, 2**63)
         cfg.max_bytes = _check_range("max_bytes", config.max_bytes, 0, 2**63)
+        cfg.workers = config.workers
         # internal: libpcap reads the file instead of aioflow's reader (the comparison test, benchmarks)
         cfg.libpcap_files = int(os.environ.get("AIOFLOW_FILE_READER") == "libpcap")
         self.headers_per_flow = config.headers
@@ -434,6 +441,11 @@ class Engine:
             raise error_for(code, ffi.string(lib.af_open_error()).decode(errors="replace"), config.live)
         self._engine = ffi.gc(out[0], lib.af_close)
         self._live = config.live
+        self.workers = int(lib.af_workers(self._engine))
+        if self.workers < config.workers:  # live: the kernel refused PACKET_FANOUT, or a handle failed
+            warnings.warn(f"workers={config.workers}: the kernel did not join {self.workers + 1} capture handles "
+                          f"with PACKET_FANOUT on {os.fsdecode(path)}; capturing with {self.workers}",
+                          RuntimeWarning, stacklevel=3)  # fmt: skip
         loaded = tuple(
             _meter_info(lib.af_meter_registry_size() + j, lib.af_loaded_meter_info(self._engine, j))
             for j in range(len(libraries))
@@ -565,7 +577,15 @@ class Engine:
         """af_stats as a dict (times in ns, sizes in bytes); per-reason arrays as dicts by name."""
         s = ffi.new("af_stats *")
         lib.af_get_stats(self._engine, s)
-        return _stats_dict(s, self._engine)
+        out = _stats_dict(s, self._engine)
+        out["workers"] = tuple(self._worker_stats(i) for i in range(lib.af_workers(self._engine)))
+        return out
+
+    def _worker_stats(self, index: int) -> dict[str, int]:
+        """Worker `index`'s own flow counters (what it counted; reading counters are the same in all)."""
+        s = ffi.new("af_stats *")
+        lib.af_get_worker_stats(self._engine, index, s)
+        return {name: int(getattr(s, name)) for name in _WORKER_FIELDS}
 
     def timeline(self) -> Timeline | None:
         """What the timeline meter counted so far (a ~0.2 ms copy under the engine lock); None
@@ -669,6 +689,10 @@ _STATS_ARRAYS = ("aside", "ended_by", "defrag_gave_up", "decode_events")  # per-
 _STATS_FIELDS = tuple(
     name for name, _ in ffi.typeof("af_stats").fields if not name.startswith("_") and name not in _STATS_ARRAYS
 )
+
+
+MAX_WORKERS = int(lib.AF_MAX_WORKERS)
+_WORKER_FIELDS = ("packets_in_flows", "flows_created", "flows_ended", "active_flows", "peak_active_flows")
 
 
 def new_cursor() -> Any:

@@ -16,7 +16,7 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
 
-from ._engine import Batch, Engine, EngineConfig, check_stream_patterns, new_cursor
+from ._engine import MAX_WORKERS, Batch, Engine, EngineConfig, check_stream_patterns, new_cursor
 from ._errors import ConfigError
 from ._flow import PROTOCOL_NUMBERS, Flow
 from ._live import LIVE_BLOCK_SECONDS, LIVE_BUFFER_BYTES, LivePacer
@@ -98,12 +98,24 @@ class ParserInfo:
     # dissect_ja4_too_big, dissect_ja4_gap, dissect_ja4_incomplete, dissect_ja4_malformed,
     # dissect_ja4_quic_unopened
     dissection: dict[str, int]
+    # per worker (workers=N; one entry with workers=1): packets_in_flows, flows_created, flows_ended,
+    # active_flows, peak_active_flows of the flows it counted (their sums are the fields above)
+    workers: tuple[dict[str, int], ...] = ()
 
 
 def _seconds_to_ns(name: str, value: float) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value) or value < 0:
         raise ConfigError(f"{name}={value!r}: expected a number of seconds >= 0")
     return int(min(value * 1e9, 2**63))  # a huge value (or inf) means never, not an OverflowError
+
+
+def _worker_count(workers: int | str) -> int:
+    """workers= as a number: "auto" is the CPUs this process may run on (at most AF_MAX_WORKERS)."""
+    if workers == "auto":
+        return min(len(os.sched_getaffinity(0)), MAX_WORKERS)
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(f"workers={workers!r}: expected 1..{MAX_WORKERS} or \"auto\"")
+    return workers
 
 
 def _whole(name: str, value: object, top: int) -> int:
@@ -176,6 +188,13 @@ class FlowParser:
     packet that brings its IP bytes (both ways) to N or more: end reason ``custom`` (nfstream's
     FlowSlicer); the next packet of the same endpoints starts a new flow.
 
+    ``workers=N`` (files; ``"auto"``: the CPUs this process may run on) counts flows in N flow
+    tables on N threads, fed by one reading thread: the same records as one worker but ``id``;
+    ``max_flows``, ``max_reassembly_memory`` and ``max_dissecting_flows`` are split among them.
+    Live (Linux): one capture handle per worker, joined by PACKET_FANOUT (the kernel hashes each
+    flow to one); a kernel that refuses it leaves one (RuntimeWarning). ConfigError with the
+    timeline meter. README, "Several cores".
+
     ``plugins=[MyPlugin()]`` runs aioflow.FlowPlugin hooks on each ended flow as its batch is
     delivered, in the event loop (``plugin_thread=True``: in a worker thread, one batch at a
     time), before callbacks and consumers see it; their fields are ``flow.udps``. Snapshots and
@@ -228,6 +247,7 @@ class FlowParser:
         max_bytes: int = 0,
         plugins: Sequence[FlowPlugin] = (),
         plugin_thread: bool = False,
+        workers: int | str = 1,
     ) -> None:
         self.source = source
         if live is None:
@@ -268,6 +288,7 @@ class FlowParser:
             decode_tunnels=decode_tunnels,
             max_packets=max_packets,
             max_bytes=max_bytes,
+            workers=_worker_count(workers),
         )
         self.plugins = check_plugins(plugins, headers)
         self._plugin_thread = plugin_thread
@@ -371,7 +392,7 @@ class FlowParser:
     async def _read(self) -> None:
         assert self._engine is not None
         try:
-            if self.live:
+            if self.live and self._engine.workers == 1:
                 await self._read_live(self._engine)
             else:
                 await self._read_file(self._engine)
@@ -397,9 +418,13 @@ class FlowParser:
 
     def _reads_ahead(self) -> bool:
         """A second native thread reading ahead pays when a core is free for it: with more than two,
-        or when the event loop has little to do per batch (stream patterns without kept streams)."""
+        or when the event loop has little to do per batch (stream patterns without kept streams).
+        With workers it is the one reader that decodes for all of them (read_ahead=False: each
+        worker reads and decodes the file itself)."""
         if self._read_ahead is not None:
             return self._read_ahead
+        if self._config.workers > 1:
+            return True
         if os.environ.get("AIOFLOW_READ_AHEAD") in ("0", "1"):
             return os.environ["AIOFLOW_READ_AHEAD"] == "1"
         light = self._stream_patterns is not None and not self._config.keep_streams
@@ -656,6 +681,7 @@ class FlowParser:
             reassembly={k: v for k, v in s.items() if k.startswith("stream_")}
             | {"chunks_dropped": self._subs.chunks_dropped},
             dissection={k: v for k, v in s.items() if k.startswith("dissect_")},
+            workers=s["workers"],
         )
 
     def _require_engine(self) -> Engine:

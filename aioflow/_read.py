@@ -25,6 +25,7 @@ def read_batches(
     warn_stacklevel: int = 2,
     layouts: list[MeterLayout] | None = None,
     on_damage: Callable[[str], None] | None = None,
+    stats_out: dict[str, Any] | None = None,
     **options: Any,
 ) -> Iterator[Batch]:
     """The batches of ended flows of a capture file (blocking): what read() makes Flows of.
@@ -34,7 +35,7 @@ def read_batches(
     its text to `on_damage` instead (aioflow.dask: warnings.catch_warnings is process-wide, so a
     worker thread cannot catch its own task's warning with it). `layouts`: gets the engine's meter
     layout once it is open (loaded meters' fields included), for the columns of a source with no
-    flow."""
+    flow. `stats_out`, when given, is updated with the engine's final counters (Engine.stats())."""
     engine, read_ahead, plugins = file_engine(source, **options)
     if layouts is not None:
         layouts.append(engine.meter_layout)
@@ -50,6 +51,8 @@ def read_batches(
             if state == "done":
                 break
         stats = engine.stats()
+        if stats_out is not None:
+            stats_out.update(stats)
     finally:
         engine.close()
     if stats["read_errors"]:

@@ -77,7 +77,10 @@ async def one_tcp_flow_ended(parser: aioflow.FlowParser, flows: list[aioflow.Flo
     return any(f.protocol == 6 for f in flows)
 
 
-async def test_flows_match_tcpdump_of_the_same_interface(net: Net) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_flows_match_tcpdump_of_the_same_interface(net: Net, workers: int) -> None:
+    """workers=2: two capture handles joined by PACKET_FANOUT, two flow tables; still every
+    connection is one flow (none split between them) and the flows are tcpdump's."""
     udp_port = []
 
     def traffic() -> None:
@@ -95,7 +98,7 @@ async def test_flows_match_tcpdump_of_the_same_interface(net: Net) -> None:
                 and [f.packets for f in active if f.protocol == 17] == [10]
                 and [f.packets for f in active if f.protocol == 1] == [6])  # fmt: skip
 
-    flows, info, pcap = await capture_while(net, traffic, seen, fin_timeout=0.3, idle_timeout=30)
+    flows, info, pcap = await capture_while(net, traffic, seen, fin_timeout=0.3, idle_timeout=30, workers=workers)
     try:
         expected = collections.Counter()
         expected_bytes = collections.Counter()
@@ -122,6 +125,8 @@ async def test_flows_match_tcpdump_of_the_same_interface(net: Net) -> None:
     assert len(icmp) == 1 and icmp[0].src2dst_packets == 3 and icmp[0].dst2src_packets == 3
     assert info.kernel_dropped == 0
     assert info.packets == info.packets_in_flows + sum(info.aside.values())
+    assert len(info.workers) == workers, "the kernel refused PACKET_FANOUT"
+    assert sum(w["flows_created"] for w in info.workers) == info.flows_created
 
 
 async def test_rst_ends_a_flow(net: Net) -> None:
@@ -136,9 +141,10 @@ async def test_rst_ends_a_flow(net: Net) -> None:
     assert (flow.src2dst_syn_packets, flow.dst2src_rst_packets) == (1, 1)
 
 
-async def test_idle_udp_flow_ends_on_wall_clock_time(net: Net) -> None:
+@pytest.mark.parametrize("workers", [1, 2])  # 2: each worker's own thread reaps on the wall clock
+async def test_idle_udp_flow_ends_on_wall_clock_time(net: Net, workers: int) -> None:
     ended: list[tuple[float, aioflow.Flow]] = []
-    async with aioflow.FlowParser(net.host_if, idle_timeout=0.6, filter="udp") as parser:
+    async with aioflow.FlowParser(net.host_if, idle_timeout=0.6, filter="udp", workers=workers) as parser:
         async with anyio.create_task_group() as tg:
 
             async def consume() -> None:
@@ -162,8 +168,9 @@ async def test_idle_udp_flow_ends_on_wall_clock_time(net: Net) -> None:
     assert when - sent >= 0.6, "never before the idle timeout"
 
 
-async def test_find_flow_while_a_connection_is_open(net: Net) -> None:
-    async with aioflow.FlowParser(net.host_if, filter="tcp port 8080") as parser:
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_find_flow_while_a_connection_is_open(net: Net, workers: int) -> None:
+    async with aioflow.FlowParser(net.host_if, filter="tcp port 8080", workers=workers) as parser:
         await anyio.sleep(0.2)
         conn = socket.create_connection((net.peer_ip, 8080), timeout=5)
         try:
@@ -397,3 +404,27 @@ async def test_an_idle_interface_costs_no_cpu(net: Net) -> None:
     assert cpu < 0.05, f"{cpu:.3f} s of CPU in 1 s on an idle interface: the reader is polling"
     # no flow exists, so nothing is due: besides this test's own sleep, the loop does not wake
     assert switches <= 3, f"{switches} wakes in 1 s on an idle interface: the reader is polling"
+
+
+async def test_a_refused_fanout_leaves_one_handle_and_says_so(net: Net, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fanout group the kernel will not let aioflow join (taken in another mode): one capture
+    handle, one worker counting every flow, and a RuntimeWarning saying so."""
+    packet_fanout, fanout_cpu, group = 18, 2, 4242  # linux/if_packet.h: PACKET_FANOUT, PACKET_FANOUT_CPU
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003)) as other:
+        other.bind((net.host_if, 0))
+        other.setsockopt(263, packet_fanout, group | fanout_cpu << 16)  # SOL_PACKET
+        monkeypatch.setenv("AIOFLOW_FANOUT_GROUP", str(group))
+        with pytest.warns(RuntimeWarning, match="PACKET_FANOUT"):
+            parser = aioflow.FlowParser(net.host_if, filter="udp", workers=2)
+            await parser.__aenter__()
+        try:
+            assert len(parser.info().workers) == 1
+            port = await anyio.to_thread.run_sync(lambda: udp_exchange(net.peer_ip, 3))
+            with anyio.fail_after(10):  # the exchange, all 6 packets, in the one worker's flow
+                found = None
+                while found is None or found.packets < 6:
+                    await anyio.sleep(0.05)
+                    found = await parser.find_flow(net.host_ip, port, net.peer_ip, 9999, "udp")
+        finally:
+            parser.stop()
+            await parser.__aexit__(None, None, None)

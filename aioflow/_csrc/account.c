@@ -10,7 +10,8 @@
 void af_account_init(af_accounting *a, const af_config *cfg, af_emitter em) {
     a->em = em;
     a->cfg = cfg;
-    a->next_id = 0;   /* nfstream numbers flows from 0 per source, as aioflow does since issue 14 */
+    a->next_id = cfg->worker;   /* nfstream numbers flows from 0 per source, as aioflow does since issue 14 */
+    a->id_step = cfg->workers > 1 ? cfg->workers : 1;
     a->sliced = cfg->max_packets || cfg->max_bytes;
     /* Moving a flow to the tail of its recency list on every packet costs two cache misses (its
      * neighbours). Open flows move at most every min(1 s, idle_timeout/64) of packet time
@@ -58,7 +59,8 @@ static void reset_counters(af_accounting *a, uint32_t slot) {
     t->due_floor = 0;   /* its last time may go back (a packet older than the one before) */
     af_flow_cold *c = af_table_cold(t, slot);
     memset(c, 0, sizeof *c);
-    c->id = a->next_id++;
+    c->id = a->next_id;
+    a->next_id += a->id_step;
     if (t->headers_per_flow) memset(af_table_header_count(t, slot), 0, sizeof(af_header_count));
 }
 
@@ -121,7 +123,8 @@ void af_account(af_accounting *a, const af_queued *q) {
             return;
         }
         af_flow *f = af_table_flow(t, slot);
-        af_table_cold(t, slot)->id = a->next_id++;
+        af_table_cold(t, slot)->id = a->next_id;
+        a->next_id += a->id_step;
         if (em->meters->count) af_meters_new(em->meters, slot, p, sender);
         /* a SYN+ACK seen first means its receiver opened the connection */
         int synack = is_tcp && (p->tcp_flags & (AF_TCP_SYN | AF_TCP_ACK)) == (AF_TCP_SYN | AF_TCP_ACK);

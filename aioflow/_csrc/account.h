@@ -15,6 +15,7 @@ typedef struct {
     af_emitter em;
     const af_config *cfg;
     uint64_t next_id;
+    uint32_t id_step;                /* workers: ids are worker + k * workers, unique across them */
     uint32_t touch_units;            /* open flows move in their recency list at most this often */
     int sliced;                      /* max_packets or max_bytes set: flows may end by AF_END_CUSTOM */
 } af_accounting;

@@ -127,7 +127,9 @@ enum af_bound {
     AF_MIN_REASSEMBLY_MEMORY = 1048576,
     AF_MAX_DISSECTIONS = 65535,
     AF_MAX_DISSECTING_FLOWS = 16777216,
-    AF_MAX_SPLT = 32
+    AF_MAX_SPLT = 32,
+    AF_MAX_WORKERS = 16,
+    AF_MAX_WORKER_FLOWS = 268435455   /* workers > 1: max_flows per worker (snapshot cursors) */
 };
 
 typedef struct {
@@ -267,7 +269,12 @@ typedef struct {
     const char *const *meter_libraries;   /* meters loaded from shared libraries (aioflow/include/
                                              aioflow_meter.h), after the built-in ones; read at open */
     uint32_t meter_library_count;
-    uint32_t _pad_meters;
+    uint32_t workers;             /* flow tables counted by this many threads at once (0, 1: one);
+                                     files: each worker keeps the flows whose hash picks it; live:
+                                     a capture handle each, PACKET_FANOUT (docs/architecture.md,
+                                     "Workers") */
+    uint32_t worker;              /* set by the engine: this pipeline's index among them */
+    uint32_t _pad_workers;
 } af_config;
 
 typedef struct {
@@ -420,7 +427,10 @@ int af_lookup(af_engine *engine, int ip_version, const uint8_t *ip_a, uint16_t p
               const uint8_t *ip_b, uint16_t port_b, uint8_t protocol, uint16_t vlan_id,
               af_record *out);       /* 1 found, 0 absent */
 uint32_t af_snapshot(af_engine *engine, uint32_t *cursor, af_record *out, uint32_t capacity);
-void af_get_stats(af_engine *engine, af_stats *out);
+void af_get_stats(af_engine *engine, af_stats *out);   /* workers: all of them (workers.h says how) */
+/* workers: how many; and worker i's own counters (1), or 0 past the last. */
+uint32_t af_workers(af_engine *engine);
+int af_get_worker_stats(af_engine *engine, uint32_t index, af_stats *out);
 const char *af_error_message(af_engine *engine);
 void af_close(af_engine *engine);
 /* The room enabled meters need in a batch (af_pump_some's) of `capacity` records: meter blocks,

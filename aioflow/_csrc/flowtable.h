@@ -97,6 +97,9 @@ uint64_t af_key_hash(const af_table *t, const af_key *k);
 int af_table_tunnels(af_table *t);
 /* The hash of a key within a tunnel (0: none, the key's own hash). */
 uint64_t af_flow_hash(const af_table *t, const af_key *k, uint32_t tunnel);
+/* Which of n workers counts the flow of this hash: its high half (the buckets use the low bits),
+ * scaled to n. Symmetric as the hash is (the key is canonical). */
+static inline uint32_t af_worker_of(uint64_t hash, uint32_t n) { return (uint32_t)(((hash >> 32) * n) >> 32); }
 
 static inline af_flow *af_table_flow(const af_table *t, uint32_t slot) { return &t->flows[slot - 1]; }
 static inline af_header *af_table_headers(const af_table *t, uint32_t slot) {

@@ -15,6 +15,7 @@
 typedef struct {
     uint64_t hash;
     int pending;                     /* read ahead, a fragment: the counting thread prepares it */
+    int foreign;                     /* workers: another worker's flow; only its time counts here */
     int sender;                      /* 1 when the packet's sender is the key's endpoint 1 */
     uint64_t ts;
     uint32_t caplen;

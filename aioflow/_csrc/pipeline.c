@@ -1,5 +1,6 @@
 #include "pipeline.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -50,6 +51,10 @@ struct af_pipeline {
     uint32_t queue_head, queue_count;    /* queue_head: free-running index (& qmask to use) */
     uint32_t qmask;                  /* AF_QUEUE - 1; read ahead: AF_RING - 1 (a small queue stays in cache) */
     af_readahead *ahead;             /* files read by af_start's thread: the reading thread */
+    int ahead_shared;                /* workers: another pipeline's reading thread (and ring), not ours */
+    af_prepare reader_prep;          /* what that thread prepares with (workers: for all of them) */
+    af_queued frag_q;                /* read ahead: the head fragment, prepared here (the ring is read-only) */
+    int frag_ready;                  /* frag_q holds the head entry, prepared */
     uint8_t *frag_payload;           /* read ahead: payload copy of a fragment prepared here */
     uint8_t *payloads;               /* payload meters: AF_QUEUE payload copies (libpcap reuses its buffer) */
     uint64_t pulled;                 /* packets taken from libpcap (af_pump_some reports its share) */
@@ -80,9 +85,11 @@ _Static_assert(AF_MIN_FRAGMENT_MEMORY == AF_DEFRAG_BLOCK, "the fragment pool hol
 
 void af_pipeline_close(af_pipeline *p) {
     if (!p) return;
-    af_readahead_free(p->ahead);
+    if (!p->ahead_shared) {   /* else its owner (worker 0, closed last) frees the thread and ring */
+        af_readahead_free(p->ahead);
+        free(p->queue);
+    }
     af_source_close(&p->src);
-    free(p->queue);
     free(p->frag_payload);
     free(p->payloads);
     af_table_free(&p->table);
@@ -132,7 +139,8 @@ static int finish_open(af_pipeline *p, char *error, size_t n) {
         return AF_ERR_NOMEM;
     }
     p->prep = (af_prepare){&p->src, &p->table, &p->frags, &p->early, p->defrag, p->meters.needs_payload,
-                           p->meters.needs_l3, 1, p->meters.decode_flags};
+                           p->meters.needs_l3, 1, p->meters.decode_flags, cfg->worker,
+                           p->src.live ? 1u : cfg->workers};   /* live: the kernel's fanout picked the flows */
     af_account_init(&p->acc, &p->cfg, (af_emitter){&p->table, &p->meters, &p->stats, NULL});
     p->phase = PHASE_READING;
     return AF_OK;
@@ -197,6 +205,11 @@ void af_pipeline_stop(af_pipeline *p) {
 }
 const char *af_pipeline_error(af_pipeline *p) { return p->error; }
 int af_pipeline_is_live(const af_pipeline *p) { return p->src.live; }
+int af_pipeline_fanout(af_pipeline *p, uint16_t group) { return af_source_fanout(&p->src, group); }
+void af_pipeline_discard(af_pipeline *p) {
+    af_frame f;
+    while (af_source_next(&p->src, &f, p->error, sizeof p->error) == 1) {}
+}
 int af_pipeline_fd(const af_pipeline *p) { return af_source_fd(&p->src); }
 void af_pipeline_lock(af_pipeline *p) { pthread_mutex_lock(&p->mu); }
 void af_pipeline_unlock(af_pipeline *p) { pthread_mutex_unlock(&p->mu); }
@@ -218,13 +231,19 @@ static void enqueue(af_pipeline *p, const af_frame *f) {
     if (af_prepare_packet(&p->prep, &p->stats, q, f->data, payload_to)) p->queue_count++;
 }
 
+/* Workers: a packet of a flow another worker counts (it only moves this one's clock). From the
+ * hash, so that a packet prepared by a reading thread shared by all workers is judged here. */
+static inline int foreign(const af_pipeline *p, const af_queued *q) {
+    return p->prep.workers > 1 && af_worker_of(q->hash, p->prep.workers) != p->prep.worker;
+}
+
 /* Counts the later fragments held for this first fragment (fragments.h), before it: they came
  * first. 0 when the batch ran out of room first (the rest go on the next call). */
 static int count_early(af_pipeline *p, const af_queued *first) {
     af_queued q;
     while (af_emit_room(&p->acc.em) > AF_ROOM_PER_PACKET) {
         if (!af_prepare_early(&p->prep, &p->stats, first, &q)) return 1;
-        af_account(&p->acc, &q);
+        if (!foreign(p, &q)) af_account(&p->acc, &q);   /* released in every worker: their tables agree */
     }
     return 0;
 }
@@ -239,11 +258,11 @@ static void count_queued(af_pipeline *p) {
             for (size_t at = 0; at < lines; at += 64) __builtin_prefetch(next + at);
         }
         const af_queued *far = &p->queue[(p->queue_head + 2 * AF_PREFETCH_AHEAD) & p->qmask];
-        if (!far->pending) __builtin_prefetch(&t->buckets[far->hash & t->mask]);
+        if (!far->pending && !foreign(p, far)) __builtin_prefetch(&t->buckets[far->hash & t->mask]);
     }
     if (p->queue_count > AF_PREFETCH_AHEAD) {
         const af_queued *ahead = &p->queue[(p->queue_head + AF_PREFETCH_AHEAD) & p->qmask];
-        uint32_t s = ahead->pending ? AF_NIL : t->buckets[ahead->hash & t->mask];
+        uint32_t s = ahead->pending || foreign(p, ahead) ? AF_NIL : t->buckets[ahead->hash & t->mask];
         if (s != AF_NIL) {   /* the hot part's two lines; the cold part if flags will touch it */
             const char *f = (const char *)af_table_flow(t, s);
             __builtin_prefetch(f);
@@ -253,18 +272,21 @@ static void count_queued(af_pipeline *p) {
         }
         if (p->meters.n_deep) {   /* halfway: meter state is in cache now, prefetch what it points to */
             const af_queued *half = &p->queue[(p->queue_head + AF_PREFETCH_AHEAD / 2) & p->qmask];
-            uint32_t h = half->pending ? AF_NIL : t->buckets[half->hash & t->mask];
+            uint32_t h = half->pending || foreign(p, half) ? AF_NIL : t->buckets[half->hash & t->mask];
             if (h != AF_NIL) af_meters_prefetch(p->meters.deep, p->meters.n_deep, h, half->sender);
         }
     }
-    const af_queued *q = &p->queue[p->queue_head & p->qmask];
+    const af_queued *q = p->frag_ready ? &p->frag_q : &p->queue[p->queue_head & p->qmask];
     if (q->p.frag == AF_FRAG_FIRST && p->early.held && !count_early(p, q)) return;
+    p->frag_ready = 0;
     p->queue_head++;
     p->queue_count--;
-    af_account(&p->acc, q);
+    if (!foreign(p, q)) af_account(&p->acc, q);   /* another worker's flow: it moved the clock, that is all */
 }
 
-static void ahead_release(af_pipeline *p) { af_readahead_release(p->ahead, p->queue, p->queue_head); }
+static void ahead_release(af_pipeline *p) {
+    af_readahead_release(p->ahead, p->prep.worker, p->queue, p->queue_head);
+}
 
 /* With a reading thread: what it read becomes the queue; the packet at the head is prepared if
  * it is a fragment (in packet order). Returns 1 to go on counting (a packet at the head, or none
@@ -295,16 +317,19 @@ static int take_read_ahead(af_pipeline *p, uint32_t *n, uint32_t max_packets, in
             *status = AF_MORE;
             return 0;
         }
-        af_queued *q = &p->queue[p->queue_head & p->qmask];
+        const af_queued *q = &p->queue[p->queue_head & p->qmask];
         if (p->defrag) af_defrag_expire(p->defrag, q->ts);
-        if (q->pending) {   /* a fragment: prepared here, in packet order */
-            q->pending = 0;
-            q->decoded = af_decode(q->dlt, q->payload, q->caplen, &q->p, p->prep.decode_flags);
-            if (!af_prepare_packet(&p->prep, &p->stats, q, q->payload, p->frag_payload)) {
+        if (q->pending && !p->frag_ready) {   /* a fragment: prepared here, in packet order, in a copy */
+            af_queued *f = &p->frag_q;
+            *f = *q;
+            f->pending = 0;
+            f->decoded = af_decode(f->dlt, q->payload, f->caplen, &f->p, p->prep.decode_flags);
+            if (!af_prepare_packet(&p->prep, &p->stats, f, q->payload, p->frag_payload)) {
                 p->queue_head++;
                 p->queue_count--;
                 continue;
             }
+            p->frag_ready = 1;
         }
         ++*n;
         return 1;
@@ -332,6 +357,16 @@ static int pump_locked(af_pipeline *p, uint32_t max_packets, af_batch *out) {
      * (below): a signal loses no packet that had arrived. Queued packets were read: still counted. */
     int stopping = atomic_load(&p->stop_requested);
     if (stopping && p->phase == PHASE_READING && !p->src.live) stopped(p);
+    /* live workers: pumped by their own thread, not the event loop's reaper: flows end on wall-clock
+     * time here (as af_pipeline_expire does for one worker) */
+    if (p->src.live && p->cfg.workers > 1 && p->phase == PHASE_READING) {
+        uint64_t wall = realtime_ns();
+        if (wall > p->now_ns) p->now_ns = wall;
+        if (af_reap_due(&p->table, &p->cfg, p->now_ns) && af_reap(em, &p->cfg, p->now_ns, AF_ROOM_PER_PACKET))
+            return AF_MORE;
+        if (p->defrag) af_defrag_expire(p->defrag, p->now_ns);
+        af_early_expire(&p->early, &p->stats, p->now_ns);
+    }
     uint32_t n = 0;
     int drained = 0;                 /* live: the interface had nothing more; do not ask again */
     for (;;) {
@@ -424,13 +459,25 @@ int af_pipeline_batch_alloc(af_pipeline *p, af_batch *b, uint32_t capacity) {
 void af_pipeline_prefault(af_pipeline *p, af_batch *b, uint64_t usual) { af_meters_prefault(&p->meters, b, usual); }
 void af_pipeline_stop_prefault(af_pipeline *p) { af_meters_stop(&p->meters); }
 
-int af_pipeline_read_ahead(af_pipeline *p) {
+int af_pipeline_read_ahead(af_pipeline *p, af_pipeline *reader, uint32_t consumers) {
     /* only before reading began: the queue is the counting thread's until then */
     if (p->src.live || p->ahead || p->queue_count != 0 || p->phase != PHASE_READING) return AF_OK;
     if (p->payloads && !p->frag_payload && !(p->frag_payload = malloc(AF_MAX_PAYLOAD))) return AF_ERR_NOMEM;
     p->prep.prefetch_bucket = 0;   /* counting runs on another core: it prefetches for itself */
     p->qmask = AF_RING - 1;
-    int code = af_readahead_start(&p->ahead, &p->src, &p->prep, p->queue, &p->stop_requested);
+    if (reader && reader != p) {   /* workers: consumer of worker 0's thread, reading its ring */
+        if (!reader->ahead) return AF_ERR_CONFIG;
+        free(p->queue);
+        p->queue = reader->queue;
+        p->ahead = reader->ahead;
+        p->ahead_shared = 1;
+        return AF_OK;
+    }
+    /* it prepares every packet for every worker: nothing is foreign to it, every copy is made */
+    p->reader_prep = p->prep;
+    p->reader_prep.worker = 0;
+    p->reader_prep.workers = 1;
+    int code = af_readahead_start(&p->ahead, &p->src, &p->reader_prep, p->queue, &p->stop_requested, consumers);
     if (code != AF_OK) {
         p->prep.prefetch_bucket = 1;
         p->qmask = AF_QUEUE - 1;
@@ -440,6 +487,11 @@ int af_pipeline_read_ahead(af_pipeline *p) {
 
 int af_pipeline_wait(af_pipeline *p) {
     if (p->ahead) return af_readahead_wait(p->ahead, p->queue_head, &p->stop_requested);
+    if (p->src.live) {   /* live workers: until packets come, or a ring block's latency (then reap) */
+        struct pollfd fd = {af_source_fd(&p->src), POLLIN, 0};
+        poll(&fd, 1, AF_LIVE_LATENCY_MS);
+        return 1;
+    }
     if (!af_source_following(&p->src)) return 0;
     af_source_wait(&p->src);   /* the pump found nothing new: only a followed file gets here */
     return 1;

@@ -25,6 +25,8 @@ void af_pipeline_close(af_pipeline *p);
 void af_pipeline_stop(af_pipeline *p);
 const char *af_pipeline_error(af_pipeline *p);
 int af_pipeline_is_live(const af_pipeline *p);
+int af_pipeline_fanout(af_pipeline *p, uint16_t group);   /* live workers: af_source_fanout */
+void af_pipeline_discard(af_pipeline *p);   /* live: drops what the capture holds now, uncounted */
 int af_pipeline_fd(const af_pipeline *p);          /* live: selectable fd */
 void af_pipeline_lock(af_pipeline *p);
 void af_pipeline_unlock(af_pipeline *p);
@@ -36,8 +38,10 @@ const af_table *af_pipeline_table(const af_pipeline *p);   /* meters keep it to 
 int af_pipeline_started_reading(const af_pipeline *p);
 
 /* Files, before the first pump: a second thread reads and decodes ahead. AF_OK, AF_ERR_NOMEM;
- * nothing (AF_OK) when reading began already or for live sources. */
-int af_pipeline_read_ahead(af_pipeline *p);
+ * nothing (AF_OK) when reading began already or for live sources. reader NULL (or p): p's own
+ * thread, for `consumers` pipelines (workers: worker 0's, for all); else p, worker i, takes
+ * every packet from reader's thread and ring (started first), as its consumer i. */
+int af_pipeline_read_ahead(af_pipeline *p, af_pipeline *reader, uint32_t consumers);
 /* Appends to out what up to max_packets more packets end: AF_MORE (call again), AF_OK (nothing
  * to read now: live drained, or read-ahead behind: af_pipeline_wait), AF_DONE, or an error. */
 int af_pipeline_pump(af_pipeline *p, uint32_t max_packets, af_batch *out);

@@ -45,6 +45,7 @@ __attribute__((always_inline)) static inline void make_key(const af_prepare *pp,
     q->sender = af_key_make(&q->key, p->ip_version, p->src, p->sport, p->dst, p->dport,
                             p->protocol, p->vlan_id);
     q->hash = af_flow_hash(pp->table, &q->key, p->tunnel_id);
+    q->foreign = pp->workers > 1 && af_worker_of(q->hash, pp->workers) != pp->worker;
     if (pp->prefetch_bucket) __builtin_prefetch(&pp->table->buckets[q->hash & pp->table->mask]);
 }
 
@@ -81,6 +82,13 @@ int af_prepare_packet(const af_prepare *pp, af_stats *st, af_queued *q, const u_
     if (p->frag == AF_FRAG_FIRST) af_frag_remember(pp->frags, p, ts);
     q->caplen = caplen;
     make_key(pp, q);
+    if (q->foreign) {   /* counted by another worker: only its time is read here, nothing to copy */
+        q->l3_len = q->l3_headers = q->payload_len = 0;
+        q->payload = NULL;
+        p->l3 = NULL;
+        p->payload = NULL;
+        return 1;
+    }
     if (pp->table->headers_per_flow) {
         uint32_t n = p->l3_headers_len < sizeof q->raw ? p->l3_headers_len : (uint32_t)sizeof q->raw;
         memcpy(q->raw, p->l3, n);

@@ -25,6 +25,7 @@ typedef struct {
     int copy_l3;                     /* a meter reads whole IP packets: network and transport headers too */
     int prefetch_bucket;             /* counting runs right after on this core: prefetch the bucket */
     unsigned decode_flags;           /* AF_DECODE_*: what the enabled meters need decoded */
+    uint32_t worker, workers;        /* workers > 1: packets of other workers' flows are marked foreign */
 } af_prepare;
 
 /* The first half: filter and decode into q. Returns 0 when the packet was counted aside here

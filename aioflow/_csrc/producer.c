@@ -33,13 +33,14 @@ struct af_producer {
     af_header *headers;
     uint32_t nslots, head, ready;    /* ready slots are head .. head + ready - 1 (mod nslots) */
     int done, closing, started;
-    int pipe[2];
+    int pipe[2];                     /* its own, unless notify_fd (not its own) is given */
+    int notify_fd;
 };
 
 static void notify(af_producer *p) {
     char byte = 1;
     /* a full pipe already says "readable": nothing to add */
-    while (write(p->pipe[1], &byte, 1) < 0 && errno == EINTR) {}
+    while (write(p->notify_fd >= 0 ? p->notify_fd : p->pipe[1], &byte, 1) < 0 && errno == EINTR) {}
 }
 
 static void *run(void *arg) {
@@ -79,8 +80,10 @@ static void *run(void *arg) {
     return NULL;
 }
 
+int af_notify_pipe(int fds[2]) { return pipe2(fds, O_NONBLOCK | O_CLOEXEC); }
+
 int af_producer_start(af_producer **out, af_pipeline *pipe, uint32_t capacity, uint32_t headers_per_flow,
-                      uint32_t nslots) {
+                      uint32_t nslots, int notify_fd) {
     *out = NULL;
     if (nslots < 1 || capacity <= SLOT_ROOM) return AF_ERR_CONFIG;
     af_producer *p = calloc(1, sizeof *p);
@@ -88,6 +91,7 @@ int af_producer_start(af_producer **out, af_pipeline *pipe, uint32_t capacity, u
     p->pl = pipe;
     p->nslots = nslots;
     p->pipe[0] = p->pipe[1] = -1;
+    p->notify_fd = notify_fd;
     p->slots = calloc(nslots, sizeof *p->slots);
     p->slot_status = calloc(nslots, sizeof *p->slot_status);
     p->records = calloc((size_t)nslots * capacity, sizeof *p->records);
@@ -97,7 +101,7 @@ int af_producer_start(af_producer **out, af_pipeline *pipe, uint32_t capacity, u
     for (uint32_t i = 0; p->slots && i < nslots; i++)
         if (af_pipeline_batch_alloc(pipe, &p->slots[i], capacity) != AF_OK) meters_ok = 0;
     if (!p->slots || !p->slot_status || !p->records || !meters_ok ||
-        (headers_per_flow && !p->headers) || pipe2(p->pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
+        (headers_per_flow && !p->headers) || (notify_fd < 0 && af_notify_pipe(p->pipe) != 0)) {
         af_producer_free(p);
         return AF_ERR_NOMEM;
     }
@@ -129,7 +133,7 @@ int af_producer_fd(const af_producer *p) { return p->pipe[0]; }
 
 int af_producer_ready(af_producer *p, af_batch **batch) {
     char sink[64];
-    while (read(p->pipe[0], sink, sizeof sink) > 0) {}   /* woken: the check below decides */
+    while (p->pipe[0] >= 0 && read(p->pipe[0], sink, sizeof sink) > 0) {}   /* woken: the check below decides */
     pthread_mutex_lock(&p->mu);
     int status = AF_OK;
     if (p->ready > 0) {

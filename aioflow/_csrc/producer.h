@@ -9,8 +9,12 @@
 
 typedef struct af_producer af_producer;
 
+/* notify_fd: where to signal ready batches (workers: a pipe several producers share), or -1 for a
+ * pipe of its own (af_producer_fd). */
 int af_producer_start(af_producer **out, af_pipeline *pipe, uint32_t batch_capacity, uint32_t headers_per_flow,
-                      uint32_t slots);
+                      uint32_t slots, int notify_fd);
+/* A non-blocking, close-on-exec pipe: 0, or -1. */
+int af_notify_pipe(int fds[2]);
 int af_producer_fd(const af_producer *p);
 int af_producer_ready(af_producer *p, af_batch **batch);
 void af_producer_release(af_producer *p);

@@ -12,14 +12,15 @@ struct af_readahead {
     const af_prepare *pp;
     af_queued *ring;
     atomic_int *stop;
-    atomic_uint tail;                /* entries published (the counting thread's queue_head chases it) */
-    atomic_uint head;                /* entries the counting thread is done with */
-    atomic_ullong consumed;          /* ring bytes the counting thread is done with */
+    atomic_uint tail;                /* entries published (the counting threads' queue_head chase it) */
+    uint32_t consumers;
+    atomic_uint head[AF_MAX_WORKERS];        /* entries each counting thread is done with */
+    atomic_ullong consumed[AF_MAX_WORKERS];  /* ring bytes each counting thread is done with */
     uint64_t written;                /* ring bytes reserved (reading thread only) */
     uint8_t *bytes;
     atomic_int done, closing;
     atomic_int idle;                 /* following a file that has not grown: take what is there */
-    atomic_int reader_waiting, counter_waiting;
+    atomic_int reader_waiting, counter_waiting;   /* counter_waiting: how many */
     pthread_mutex_t mu;
     pthread_cond_t space, data;
     af_stats st, pub;                /* the reading thread's counters; pub: published under mu */
@@ -27,13 +28,13 @@ struct af_readahead {
     char error[PCAP_ERRBUF_SIZE];
 };
 
-void af_readahead_release(af_readahead *r, const af_queued *ring, uint32_t head) {
+void af_readahead_release(af_readahead *r, uint32_t c, const af_queued *ring, uint32_t head) {
     if (head) {   /* the ring bytes of every entry before head are done with too */
         const af_queued *last = &ring[(head - 1) & (AF_RING - 1)];
-        atomic_store_explicit(&r->consumed, last->ring_end, memory_order_release);
+        atomic_store_explicit(&r->consumed[c], last->ring_end, memory_order_release);
     }
     /* after reading that entry: once head moves on, the reading thread may reuse it */
-    atomic_store_explicit(&r->head, head, memory_order_release);
+    atomic_store_explicit(&r->head[c], head, memory_order_release);
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load(&r->reader_waiting)) {
         pthread_mutex_lock(&r->mu);
@@ -51,7 +52,7 @@ static void wake_counter(af_readahead *r) {
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load(&r->counter_waiting)) {
         pthread_mutex_lock(&r->mu);
-        pthread_cond_signal(&r->data);
+        pthread_cond_broadcast(&r->data);
         pthread_mutex_unlock(&r->mu);
     }
 }
@@ -64,19 +65,25 @@ static void publish_stats(af_readahead *r) {
     pthread_mutex_unlock(&r->mu);
 }
 
+/* Whether every consumer left room for one more entry and `bytes` of ring from `from`. */
+static int has_room(af_readahead *r, uint32_t tail, uint64_t from, uint32_t bytes) {
+    for (uint32_t c = 0; c < r->consumers; c++) {
+        uint32_t head = atomic_load_explicit(&r->head[c], memory_order_acquire);
+        uint64_t consumed = atomic_load_explicit(&r->consumed[c], memory_order_acquire);
+        if (!(tail - head < AF_RING && from + bytes - consumed <= AF_RING_BYTES)) return 0;
+    }
+    return 1;
+}
+
 /* Reading thread: waits for an entry and `bytes` of ring. 0 when closing. */
 static int wait_room(af_readahead *r, uint32_t tail, uint64_t from, uint32_t bytes) {
     for (;;) {
-        uint32_t head = atomic_load_explicit(&r->head, memory_order_acquire);
-        uint64_t consumed = atomic_load_explicit(&r->consumed, memory_order_acquire);
-        if (tail - head < AF_RING && from + bytes - consumed <= AF_RING_BYTES) return 1;
+        if (has_room(r, tail, from, bytes)) return 1;
         if (atomic_load(&r->closing)) return 0;
         atomic_store(&r->reader_waiting, 1);
         atomic_thread_fence(memory_order_seq_cst);
         pthread_mutex_lock(&r->mu);
-        head = atomic_load(&r->head);
-        consumed = atomic_load(&r->consumed);
-        if (!(tail - head < AF_RING && from + bytes - consumed <= AF_RING_BYTES) && !atomic_load(&r->closing))
+        if (!has_room(r, tail, from, bytes) && !atomic_load(&r->closing))
             pthread_cond_wait(&r->space, &r->mu);
         pthread_mutex_unlock(&r->mu);
         atomic_store(&r->reader_waiting, 0);
@@ -154,10 +161,13 @@ void af_readahead_free(af_readahead *r) {
     free(r);
 }
 
-int af_readahead_start(af_readahead **out, af_source *src, const af_prepare *pp, af_queued *ring, atomic_int *stop) {
+int af_readahead_start(af_readahead **out, af_source *src, const af_prepare *pp, af_queued *ring, atomic_int *stop,
+                       uint32_t consumers) {
     *out = NULL;
+    if (consumers < 1 || consumers > AF_MAX_WORKERS) return AF_ERR_CONFIG;
     af_readahead *r = calloc(1, sizeof *r);
     if (!r) return AF_ERR_NOMEM;
+    r->consumers = consumers;
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->space, NULL);
     pthread_cond_init(&r->data, NULL);
@@ -176,14 +186,14 @@ int af_readahead_start(af_readahead **out, af_source *src, const af_prepare *pp,
 }
 
 int af_readahead_wait(af_readahead *r, uint32_t head, const atomic_int *stop) {
-    atomic_store(&r->counter_waiting, 1);
+    atomic_fetch_add(&r->counter_waiting, 1);
     atomic_thread_fence(memory_order_seq_cst);
     pthread_mutex_lock(&r->mu);
     while (!atomic_load(&r->done) && atomic_load(&r->tail) - head < AF_RING_WAKE && !atomic_load(stop) &&
            !(atomic_load(&r->idle) && atomic_load(&r->tail) != head))
         pthread_cond_wait(&r->data, &r->mu);
     pthread_mutex_unlock(&r->mu);
-    atomic_store(&r->counter_waiting, 0);
+    atomic_fetch_sub(&r->counter_waiting, 1);
     return atomic_load(&r->idle);
 }
 

@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <linux/if_packet.h>
 
 #define AF_READ_BUFFER (1u << 16)     /* stdio buffer of a capture file */
 
@@ -151,3 +153,11 @@ void af_source_kernel_stats(const af_source *s, af_stats *out) {
 }
 
 int af_source_fd(const af_source *s) { return s->live ? pcap_get_selectable_fd(s->pcap) : -1; }
+
+int af_source_fanout(af_source *s, uint16_t group) {
+    /* on libpcap's packet socket, once activated: the kernel hashes each packet's flow (both
+     * directions alike) to one of the group's sockets, fragments reassembled first */
+    int arg = group | (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16;
+    int fd = af_source_fd(s);
+    return fd >= 0 && setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &arg, sizeof arg) == 0 ? 0 : -1;
+}

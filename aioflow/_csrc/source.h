@@ -72,5 +72,7 @@ uint64_t af_source_offset(const af_source *s);
 /* Live: the kernel's counters (pcap_stats) into out; nothing for files. */
 void af_source_kernel_stats(const af_source *s, af_stats *out);
 int af_source_fd(const af_source *s);   /* live: selectable; -1 for files */
+/* Live, workers: joins PACKET_FANOUT group `group` (hash, with defrag). 0, or -1 (errno). */
+int af_source_fanout(af_source *s, uint16_t group);
 
 #endif

@@ -1,0 +1,34 @@
+/* Workers (af_config.workers > 1): the engine opens one pipeline per worker (live: one capture
+ * handle each, joined by PACKET_FANOUT, source.c). For a file, each pipeline is over the same
+ * file. Each reads and decodes every packet (so each sees every packet's time, and every IP
+ * fragment: fragment and defragment tables agree without any exchange) and counts only the flows
+ * whose hash picks it (af_worker_of; the others are "foreign": they move its clock, nothing more).
+ * Expiry therefore runs on the same clock in every worker, and the records are those of one
+ * worker. This file holds what the engine needs beyond the pipelines themselves: each worker's
+ * config (bounds split), the merged counters, and the snapshot cursor over all of them. */
+#ifndef AIOFLOW_WORKERS_H
+#define AIOFLOW_WORKERS_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "aioflow.h"
+
+/* AF_OK with *out (1 when workers is 0), or AF_ERR_CONFIG with the reason. */
+int af_workers_check(const af_config *cfg, uint32_t *out, char *error, size_t error_length);
+/* Worker i's config: max_flows, max_reassembly_memory and max_dissecting_flows divided among them
+ * (rounded up); fragment bounds whole (every worker holds every fragment). */
+void af_worker_config(const af_config *cfg, uint32_t i, af_config *out);
+/* Adds worker w's counters (w > 0) to into, which starts as worker 0's: what every worker counts
+ * alike (reading, decoding, fragments, the file) is taken once, what each counts for its own flows
+ * is summed. */
+void af_workers_add_stats(af_stats *into, const af_stats *w);
+
+/* Snapshot cursors over several workers: the worker in the top bits, its slot cursor below. */
+#define AF_WORKER_CURSOR_SHIFT 28
+static inline uint32_t af_worker_cursor_worker(uint32_t cursor) { return cursor >> AF_WORKER_CURSOR_SHIFT; }
+static inline uint32_t af_worker_cursor_slot(uint32_t cursor) { return cursor & ((1u << AF_WORKER_CURSOR_SHIFT) - 1); }
+static inline uint32_t af_worker_cursor(uint32_t worker, uint32_t slot) {
+    return worker << AF_WORKER_CURSOR_SHIFT | slot;
+}
+
+#endif
