@@ -1,6 +1,6 @@
 """JA4 (FoxIO's TLS client fingerprint, computed by aioflow's C in the dissect meter) against FoxIO's
 own expected outputs: their Python reference (`ja4.py -r`) and their Rust CLI, on their captures.
-Core tests use the three copied into tests/data (with the expected files beside them); the whole
+Core tests use the three copied into tests/data (with their expected files in tests/data/ja4); the whole
 FoxIO set is compared when ../shared/ja4 is there. Crafted sessions check the bounds: a ClientHello
 split across segments, retransmitted, out of order, too big, or cut by the flow's end."""
 
@@ -22,6 +22,9 @@ import aioflow
 from aioflow._engine import dissect_unavailable
 
 DATA = Path(__file__).parent / "data"
+# FoxIO's expected outputs for the bundled captures: a folder of their own, so that the
+# `*.pcap*` globs of other tests over tests/data find captures only
+JA4_EXPECTED = DATA / "ja4"
 FOXIO = Path(os.environ.get("AIOFLOW_JA4_DATA") or Path(__file__).resolve().parent.parent.parent / "shared" / "ja4")
 CORE = ["foxio_tls12.pcap", "foxio_quic-with-several-tls-frames.pcapng", "foxio_tls-non-ascii-alpn.pcapng"]
 
@@ -152,7 +155,8 @@ def _first_client_payload(capture: Path, key: Key) -> bytes | None:
 @pytest.mark.parametrize("name", CORE)
 def test_core_captures_match_foxio(name: str) -> None:
     capture = DATA / name
-    compared, unexplained, tunnelled = compare(capture, DATA / f"{name}.python.json", DATA / f"{name}.rust.snap")
+    expected = JA4_EXPECTED / name
+    compared, unexplained, tunnelled = compare(capture, Path(f"{expected}.python.json"), Path(f"{expected}.rust.snap"))
     assert compared, f"{name}: FoxIO's files hold no JA4: the test compared nothing"
     assert not unexplained and not tunnelled, unexplained + tunnelled
 
@@ -212,7 +216,7 @@ def _client_hello_record() -> bytes:
 
 
 def _expected_tls12() -> str:
-    (value,) = python_expected(DATA / "foxio_tls12.pcap.python.json").values()
+    (value,) = python_expected(JA4_EXPECTED / "foxio_tls12.pcap.python.json").values()
     return value[0]
 
 
@@ -364,7 +368,7 @@ def test_cli_flows_dissect_csv_and_json_carry_ja4() -> None:
     import sys
 
     capture = DATA / "foxio_tls12.pcap"
-    (expected,) = python_expected(DATA / "foxio_tls12.pcap.python.json").values()
+    (expected,) = python_expected(JA4_EXPECTED / "foxio_tls12.pcap.python.json").values()
     run = [sys.executable, "-m", "aioflow", "flows", "--dissect", "--no-progress", str(capture), "--format"]
 
     def output(fmt: str) -> str:
@@ -386,7 +390,7 @@ def test_tshark_dissection_oracle_matches_foxio(name: str) -> None:
     from support.ja4_tshark import client_hellos
 
     got = {key: hello.ja4 for key, hello in client_hellos(DATA / name).items()}
-    want = {key[1:]: values[0] for key, values in rust_expected(DATA / f"{name}.rust.snap").items()}
+    want = {key[1:]: values[0] for key, values in rust_expected(JA4_EXPECTED / f"{name}.rust.snap").items()}
     assert {key[1:]: ja4 for key, ja4 in got.items()} == want
 
 
