@@ -261,7 +261,8 @@ def empty_columns(meters_on: Iterable[str], array_length: int = 0) -> dict[str, 
     """The columns of no record with these built-in meters on, known before any engine opens
     (aioflow.dask's meta): an array field (splt_*) is a 2-D (0, array_length) column."""
     empty = records_to_columns(np.zeros(0, dtype=RECORD_DTYPE))
-    for m in meters_on:
+    wanted = set(meters_on)
+    for m in [m for m in METERS if m in wanted]:  # the engine's order: its layout's, a frame's columns'
         info = METERS[m]
         for name, column in _field_columns(np.zeros((0, info.record_size), np.uint8), 0, info, array_length).items():
             empty.setdefault(name, column)
