@@ -84,9 +84,9 @@ def _run(
     """The records (sorted rows of read_frame's columns but id and leave_out) and final counters."""
     stats: dict[str, Any] = {}
     options = {"workers": workers, **options}
-    meters_on = file_config(path, **options).meters_on()
-    batches = read_batches(path, stats_out=stats, **options)
-    columns = batches_to_columns(batches, meters_on, options.get("splt", 0))
+    layouts: list[Any] = []
+    batches = read_batches(path, stats_out=stats, layouts=layouts, **options)
+    columns = batches_to_columns(batches, layouts)
     names = sorted(c for c in columns if c != "id" and c not in leave_out)
     rows = sorted((tuple(_cell(v) for v in row) for row in zip(*(columns[n] for n in names), strict=True)), key=repr)
     return rows, stats
