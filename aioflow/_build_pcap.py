@@ -33,6 +33,7 @@ STAGES = [
     "source.c", "prepare.c", "readahead.c",  # reading: files or libpcap, per-packet preparation, read-ahead thread
     "pipeline.c", "producer.c",  # the pump over all stages, the producer thread
     "workers.c",  # workers: their configs, merged counters, snapshot cursors
+    "record_text.c",  # read_frame's address and flow-id text, written per batch
 ]
 # Each meter is its own file, named by its registration line AF_METER(name) in meters.h: adding
 # a meter takes that file and that line, nothing here.

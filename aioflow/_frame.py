@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 from collections.abc import Container, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
-from ._engine import END_REASONS, METERS, Batch, MeterInfo, MeterLayout, ffi, text_size
+from ._engine import END_REASONS, METERS, Batch, MeterInfo, MeterLayout, ffi, lib, text_size
 from ._extras import expiration_id
-from ._flow import FLOW_ID_FORMAT, SCALAR_FIELDS, TCP_FLAGS
+from ._flow import SCALAR_FIELDS, TCP_FLAGS, flow_id_text, ip_to_str
 
 # numpy's code for each C integer type the records use (little-endian hosts, as C lays them out)
 _NUMPY_KINDS = {"uint64_t": "<u8", "uint32_t": "<u4", "uint16_t": "<u2", "uint8_t": "u1",
@@ -43,43 +41,34 @@ def _record_dtype() -> np.dtype[Any]:
 RECORD_DTYPE = _record_dtype()
 
 
-def _ip_text(family: int, packed: bytes) -> str:
-    """One address as Flow writes it (ipaddress's form): socket.inet_ntop, which agrees with it but
-    for IPv6 addresses with the first 80 bits zero (glibc writes ::ffff:a.b.c.d for those)."""
-    if family == socket.AF_INET6 and not any(packed[:10]):
-        return str(ipaddress.IPv6Address(packed))
-    return socket.inet_ntop(family, packed)
+def _text_column(fixed: np.ndarray) -> np.ndarray:
+    """NUL-padded fixed-width ASCII text (af_records_text's) as an object column of str (numpy's
+    bytes strip the padding; the fastest of numpy's ways to make str objects)."""
+    out = np.empty(len(fixed), dtype=object)
+    out[:] = [b.decode() for b in fixed.tolist()]
+    return out
 
 
-class AddressText:
-    """Address text by packed address, kept while a capture is read in batches (flows share
-    addresses across batches): at most `bound` entries, then it starts over."""
-
-    __slots__ = ("bound", "known")
-
-    def __init__(self, bound: int = 1 << 20) -> None:
-        self.bound = bound
-        self.known: dict[bytes, str] = {}
-
-    def strings(self, version: np.ndarray, raw: np.ndarray) -> np.ndarray:
-        """Dotted/colon strings, as Flow writes them: each distinct address of the rows looked up
-        (or written once) and its text indexed out to the rows."""
-        out = np.empty(len(version), dtype=object)
-        if len(self.known) > self.bound:
-            self.known.clear()
-        for v4, width, family in ((True, 4, socket.AF_INET), (False, 16, socket.AF_INET6)):
-            rows = (version == 4) == v4
-            if not rows.any():
-                continue
-            keys = np.ascontiguousarray(raw[rows, :width]).view(f"V{width}").reshape(-1)
-            distinct, inverse = np.unique(keys, return_inverse=True)
-            packed = distinct.tobytes()
-            known = self.known
-            names = np.empty(len(distinct), dtype=object)
-            names[:] = [known.get(k) or known.setdefault(k, _ip_text(family, k))
-                        for k in (packed[at : at + width] for at in range(0, len(packed), width))]  # fmt: skip
-            out[rows] = names[inverse.reshape(-1)]
-        return out
+def _record_texts(rec: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """src_ip, dst_ip and bidirectional_id of the records, as Flow writes them: written in C
+    (af_records_text), but the few fields it leaves to Python (IPv6 addresses whose first 80
+    bits are zero, whose text Python's ipaddress writes its own way)."""
+    n = len(rec)
+    rec = np.ascontiguousarray(rec, dtype=RECORD_DTYPE)  # C reads af_record: its stride, not a packed copy's
+    src, dst = np.zeros(n, f"S{lib.AF_ADDRESS_TEXT}"), np.zeros(n, f"S{lib.AF_ADDRESS_TEXT}")
+    flow_id = np.zeros(n, f"S{lib.AF_FLOW_ID_TEXT}")
+    if n:
+        lib.af_records_text(ffi.cast("af_record *", ffi.from_buffer(rec)), n, ffi.from_buffer(src),
+                            ffi.from_buffer(dst), ffi.from_buffer(flow_id))  # fmt: skip
+    texts = _text_column(src), _text_column(dst), _text_column(flow_id)
+    for i in np.flatnonzero(flow_id == b""):
+        r = rec[i]
+        v = int(r["ip_version"])
+        ends = sorted([(r["src_ip"].tobytes(), int(r["src_port"])), (r["dst_ip"].tobytes(), int(r["dst_port"]))])
+        texts[0][i], texts[1][i] = ip_to_str(v, r["src_ip"].tobytes()), ip_to_str(v, r["dst_ip"].tobytes())
+        texts[2][i] = flow_id_text(int(r["protocol"]), int(r["vlan_id"]), ip_to_str(v, ends[0][0]), ends[0][1],
+                                   ip_to_str(v, ends[1][0]), ends[1][1])  # fmt: skip
+    return texts
 
 
 def _signed(values: np.ndarray) -> np.ndarray:
@@ -88,33 +77,12 @@ def _signed(values: np.ndarray) -> np.ndarray:
     return values.astype(np.int64, copy=False) if values.dtype.kind in "ui" else values
 
 
-def _bidirectional_ids(rec: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Flow.bidirectional_id per record, in bulk: "proto-vlan-lo:port-hi:port" with the endpoints
-    ordered as (raw 16-byte address, port), the way Flow orders them."""
-    def key(name: str) -> np.ndarray:
-        return np.ascontiguousarray(rec[name]).view(">u8").reshape(len(rec), 2)
-
-    a, b = key("src_ip"), key("dst_ip")
-    sport, dport = rec["src_port"], rec["dst_port"]
-    later = (a[:, 1] > b[:, 1]) | ((a[:, 1] == b[:, 1]) & (sport > dport))
-    swap = (a[:, 0] > b[:, 0]) | ((a[:, 0] == b[:, 0]) & later)
-    # the order is found in bulk; the text per flow (not per packet), as Flow writes it
-    out = np.empty(len(rec), dtype=object)
-    out[:] = list(map(FLOW_ID_FORMAT.format, rec["protocol"].tolist(), rec["vlan_id"].tolist(),
-                      np.where(swap, dst, src).tolist(), np.where(swap, dport, sport).tolist(),
-                      np.where(swap, src, dst).tolist(), np.where(swap, sport, dport).tolist()))  # fmt: skip
-    return out
-
-
-def records_to_columns(rec: np.ndarray, addresses: AddressText | None = None) -> dict[str, Any]:
-    """C flow records (RECORD_DTYPE) as read_frame's columns, computed per column in numpy: the
-    columns of Flow.to_dict() (SCALAR_FIELDS), in its order, integers as int64. `addresses`:
-    address texts known from earlier batches of the same source."""
-    text = addresses or AddressText()
+def records_to_columns(rec: np.ndarray) -> dict[str, Any]:
+    """C flow records (RECORD_DTYPE) as read_frame's columns, computed per column in numpy (the
+    text ones in C): the columns of Flow.to_dict() (SCALAR_FIELDS), in its order, integers as
+    int64."""
     cols: dict[str, Any] = {"id": rec["id"]}
-    cols["src_ip"] = text.strings(rec["ip_version"], rec["src_ip"])
-    cols["dst_ip"] = text.strings(rec["ip_version"], rec["dst_ip"])
-    cols["bidirectional_id"] = _bidirectional_ids(rec, cols["src_ip"], cols["dst_ip"])
+    cols["src_ip"], cols["dst_ip"], cols["bidirectional_id"] = _record_texts(rec)
     for name in ("src_port", "dst_port", "protocol", "ip_version", "vlan_id", "headers_dropped"):
         cols[name] = rec[name]
     first, last = rec["first_ns"].astype(np.int64), rec["last_ns"].astype(np.int64)
@@ -200,11 +168,11 @@ def _list_column(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def batch_columns(b: Batch, addresses: AddressText | None = None) -> dict[str, Any]:
+def batch_columns(b: Batch) -> dict[str, Any]:
     """One batch's records as columns: records_to_columns, the enabled meters' fields
     (meter_columns; a plain-named field the record already has keeps the record's column) and
     the plugins' udps fields (lists, "udps.<name>")."""
-    cols = records_to_columns(np.frombuffer(b.raw_records(), dtype=RECORD_DTYPE), addresses)
+    cols = records_to_columns(np.frombuffer(b.raw_records(), dtype=RECORD_DTYPE))
     for name, column in meter_columns(b.meter_data, b.count, b.meter_layout).items():
         cols.setdefault(name, column)
     cols.update(udps_columns(b))
@@ -246,10 +214,9 @@ def batches_to_columns(batches: Iterable[Batch], layouts: Sequence[MeterLayout] 
     flow still has every meter's columns, empty: `layouts` holds the engine's meter layout by then
     (read_batches(layouts=...)), built-in and loaded meters alike. Each batch is turned into
     columns as it comes (while the engine's thread reads on), so none is kept."""
-    addresses = AddressText()
     parts = []
     for b in batches:  # a loop, not a comprehension: read_frame's warning stacklevel counts these frames
-        parts.append(batch_columns(b, addresses))
+        parts.append(batch_columns(b))
     empty = records_to_columns(np.zeros(0, dtype=RECORD_DTYPE))
     for layout in layouts[:1]:
         for name, column in meter_columns(b"", 0, layout).items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import random
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from support.crafted import A, B, C, ether, ip4, ip6, udp, write
 
 import aioflow
-from aioflow._frame import AddressText
+from aioflow._frame import RECORD_DTYPE, records_to_columns
 
 DATA = Path(__file__).parent / "data"
 CAPTURES = sorted(p for p in DATA.iterdir() if p.suffix in (".pcap", ".pcapng"))
@@ -59,19 +60,33 @@ ODD_ADDRESSES = ["::", "::1", "::ffff:1.2.3.4", "::1.2.3.4", "::ffff:0:0", "64:f
                  "2001:db8:0:1:1:1:1:1", "fe80::1:0:0:1", "1::", "2001:0:0:1::1"]  # fmt: skip
 
 
-def test_address_text_is_ipaddress_text() -> None:
-    """The per-batch address writer (inet_ntop, with ipaddress for the first-80-bits-zero forms)
-    writes what Flow writes (ipaddress), also for the forms where glibc's text differs."""
-    raw = np.zeros((len(ODD_ADDRESSES) + 2, 16), dtype=np.uint8)
-    for i, text in enumerate(ODD_ADDRESSES):
-        raw[i] = np.frombuffer(ipaddress.IPv6Address(text).packed, dtype=np.uint8)
-    raw[-2, :4] = [10, 0, 0, 1]
-    raw[-1, :4] = [255, 255, 255, 255]
-    version = np.array([6] * len(ODD_ADDRESSES) + [4, 4], dtype=np.uint8)
-    text = AddressText()
-    for _ in range(2):  # the second time from what it remembers
-        got = text.strings(version, raw).tolist()
-        assert got == [str(ipaddress.IPv6Address(a)) for a in ODD_ADDRESSES] + ["10.0.0.1", "255.255.255.255"]
+def test_record_text_is_flow_text() -> None:
+    """read_frame's src_ip, dst_ip and bidirectional_id (written in C, inet_ntop, with Python's
+    ipaddress for the first-80-bits-zero forms) are what Flow writes (ipaddress), also for the
+    forms where glibc's text differs, and in the endpoint order Flow sorts them by."""
+    v6 = [ipaddress.IPv6Address(a) for a in ODD_ADDRESSES]
+    rng = random.Random(5)  # and addresses with zero groups anywhere: runs, ties, at either end
+
+    def group() -> tuple[int, int]:
+        return (0, 0) if rng.random() < 0.5 else (rng.choice((0, 1, 0x12, 0xAB)), rng.randrange(256))
+
+    v6 += [ipaddress.IPv6Address(bytes(b for _ in range(8) for b in group())) for _ in range(300)]
+    pairs = [(a, b) for a in v6 for b in v6[:4] + v6[-3:]] + [(ipaddress.IPv4Address("10.0.0.1"), ipaddress.IPv4Address(
+        "255.255.255.255")), (ipaddress.IPv4Address("10.0.0.2"), ipaddress.IPv4Address("10.0.0.2"))]  # fmt: skip
+    rec = np.zeros(len(pairs), dtype=RECORD_DTYPE)
+    for i, (a, b) in enumerate(pairs):
+        rec[i]["src_ip"][: len(a.packed)] = np.frombuffer(a.packed, dtype=np.uint8)
+        rec[i]["dst_ip"][: len(b.packed)] = np.frombuffer(b.packed, dtype=np.uint8)
+        rec[i]["ip_version"], rec[i]["protocol"], rec[i]["vlan_id"] = a.version, 17, i % 3
+        rec[i]["src_port"], rec[i]["dst_port"] = 1000 + i % 7, 1003
+    cols = records_to_columns(rec)
+    assert cols["src_ip"].tolist() == [str(a) for a, _ in pairs]
+    assert cols["dst_ip"].tolist() == [str(b) for _, b in pairs]
+    expected = []
+    for i, (a, b) in enumerate(pairs):
+        lo, hi = sorted([(a.packed.ljust(16, b"\0"), 1000 + i % 7, a), (b.packed.ljust(16, b"\0"), 1003, b)])
+        expected.append(f"17-{i % 3}-{lo[2]}:{lo[1]}-{hi[2]}:{hi[1]}")
+    assert cols["bidirectional_id"].tolist() == expected
 
 
 EVERY_METER: dict[str, Any] = {"meters": aioflow.available_meters(), "decode_tunnels": True, "statistics": True,

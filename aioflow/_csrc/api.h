@@ -132,6 +132,9 @@ enum af_bound {
     AF_MAX_WORKER_FLOWS = 268435455   /* workers > 1: max_flows per worker (snapshot cursors) */
 };
 
+/* af_records_text's fixed widths: an address's text (INET6_ADDRSTRLEN is 46), a flow id's */
+enum { AF_ADDRESS_TEXT = 48, AF_FLOW_ID_TEXT = 128 };
+
 typedef struct {
     uint64_t id;                  /* unique per record, in order of flow creation */
     uint64_t first_ns, last_ns;   /* epoch nanoseconds */
@@ -433,6 +436,11 @@ uint32_t af_workers(af_engine *engine);
 int af_get_worker_stats(af_engine *engine, uint32_t index, af_stats *out);
 const char *af_error_message(af_engine *engine);
 void af_close(af_engine *engine);
+
+/* read_frame's src_ip, dst_ip and bidirectional_id of n records as NUL-padded fixed-width
+ * text (record_text.c); a field left empty is Python's to write (an IPv6 address whose first
+ * 80 bits are zero, and a flow id with one). */
+void af_records_text(const af_record *records, size_t n, char *src, char *dst, char *flow_id);
 /* The room enabled meters need in a batch (af_pump_some's) of `capacity` records: meter blocks,
  * and with reassembly stream data and chunks. af_batch_meters_free frees it. */
 int af_batch_meters_alloc(af_engine *engine, af_batch *batch, uint32_t capacity);
