@@ -32,8 +32,9 @@ SLICE = 10
 MODES = ("terminated", "read", "read_frame", "read_arrow", "plugin_flow", "plugin_packet", "slicer")
 
 
-def _child(path: str, mode: str) -> dict[str, Any]:
-    """Runs one mode in this process (after the imports) and returns its figures."""
+def _child(path: str, mode: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Runs one mode in this process (after the imports) with these parser options (--options)
+    and returns its figures."""
     import asyncio
 
     import pandas  # noqa: F401  (imported before timing, as read_frame's own import would be)
@@ -54,7 +55,7 @@ def _child(path: str, mode: str) -> dict[str, Any]:
 
     async def terminated() -> int:
         n = 0
-        async with aioflow.FlowParser(path) as parser:
+        async with aioflow.FlowParser(path, **options) as parser:
             async for _ in parser.terminated():
                 n += 1
         return n
@@ -62,12 +63,13 @@ def _child(path: str, mode: str) -> dict[str, Any]:
     runs = {
         "import": lambda: 0,
         "terminated": lambda: asyncio.run(terminated()),
-        "read": lambda: sum(1 for _ in aioflow.read(path)),
-        "read_frame": lambda: len(aioflow.read_frame(path)),
-        "read_arrow": lambda: aioflow.read_arrow(path).num_rows,
-        "plugin_flow": lambda: sum(1 for _ in aioflow.read(path, plugins=[Plugin()])),
-        "plugin_packet": lambda: sum(1 for _ in aioflow.read(path, plugins=[PacketPlugin()], headers=HEADERS)),
-        "slicer": lambda: sum(1 for _ in aioflow.read(path, max_packets=SLICE)),
+        "read": lambda: sum(1 for _ in aioflow.read(path, **options)),
+        "read_frame": lambda: len(aioflow.read_frame(path, **options)),
+        "read_arrow": lambda: aioflow.read_arrow(path, **options).num_rows,
+        "plugin_flow": lambda: sum(1 for _ in aioflow.read(path, plugins=[Plugin()], **options)),
+        "plugin_packet": lambda: sum(1 for _ in aioflow.read(path, plugins=[PacketPlugin()], headers=HEADERS,
+                                                             **options)),
+        "slicer": lambda: sum(1 for _ in aioflow.read(path, max_packets=SLICE, **options)),
     }
     wall, cpu, thread = time.perf_counter(), time.process_time(), time.thread_time()
     flows = runs[mode]()
@@ -75,8 +77,8 @@ def _child(path: str, mode: str) -> dict[str, Any]:
             "cpu_s": time.process_time() - cpu, "main_thread_cpu_s": time.thread_time() - thread}  # fmt: skip
 
 
-def _run(path: str, mode: str, callgrind: bool) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, path, "--child", mode]
+def _run(path: str, mode: str, callgrind: bool, options: str = "{}") -> dict[str, Any]:
+    cmd = [sys.executable, __file__, path, "--child", mode, "--options", options]
     if not callgrind:
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         return dict(json.loads(out.splitlines()[-1]))
@@ -96,30 +98,31 @@ def main() -> None:
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--repeat", type=int, default=1, help="alternated rounds; the fastest of each mode is kept")
     ap.add_argument("--callgrind", action="store_true", help="instruction counts under valgrind (one round)")
+    ap.add_argument("--options", default="{}", help='parser options of every mode, JSON: \'{"statistics": true}\'')
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(_child(args.capture, args.child)))
+        print(json.dumps(_child(args.capture, args.child, json.loads(args.options))))
         return
     modes = [m for m in args.modes.split(",") if m]
     best: dict[str, dict[str, Any]] = {}
     if args.callgrind:
-        base = _run(args.capture, "import", True)["instructions"]
+        base = _run(args.capture, "import", True, args.options)["instructions"]
         for mode in modes:
-            r = _run(args.capture, mode, True)
+            r = _run(args.capture, mode, True, args.options)
             r["instructions"] -= base
             best[mode] = r
             print(f"{mode:14} {r['flows']:>9,} flows {r['instructions'] / 1e6:>12,.1f} M instructions", flush=True)
     else:
         for _ in range(args.repeat):
             for mode in modes:
-                r = _run(args.capture, mode, False)
+                r = _run(args.capture, mode, False, args.options)
                 if mode not in best or r["main_thread_cpu_s"] < best[mode]["main_thread_cpu_s"]:
                     best[mode] = r
         for mode, r in best.items():
             print(f"{mode:14} {r['flows']:>9,} flows  wall {r['wall_s']:7.3f} s  cpu {r['cpu_s']:7.3f} s  "
                   f"main thread cpu {r['main_thread_cpu_s']:7.3f} s")  # fmt: skip
-    print(json.dumps({"capture": os.path.abspath(args.capture), "results": best}))
+    print(json.dumps({"capture": os.path.abspath(args.capture), "options": json.loads(args.options), "results": best}))
 
 
 if __name__ == "__main__":
