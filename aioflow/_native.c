@@ -235,6 +235,8 @@ void af_get_stats(af_engine *e, af_stats *out) {
 
 uint32_t af_workers(af_engine *e) { return e->workers; }
 
+uint32_t af_flow_table_bytes(int ip_version, int tcp) { return af_table_bytes_per_flow(ip_version, tcp); }
+
 int af_get_worker_stats(af_engine *e, uint32_t index, af_stats *out) {
     if (index >= e->workers) return 0;
     af_pipeline_stats(e->pipes[index], out);

@@ -433,6 +433,10 @@ uint32_t af_workers(af_engine *engine);
 int af_get_worker_stats(af_engine *engine, uint32_t index, af_stats *out);
 const char *af_error_message(af_engine *engine);
 void af_close(af_engine *engine);
+/* The flow table's bytes for one more active flow of IP version 4 or 6, TCP (1) or not, with
+ * headers and tunnel ids off and no meter: its slot, its side entries and its hash buckets at
+ * their worst (two a flow, just after they doubled). Meters add their state (af_meter_info). */
+uint32_t af_flow_table_bytes(int ip_version, int tcp);
 /* The room enabled meters need in a batch (af_pump_some's) of `capacity` records: meter blocks,
  * and with reassembly stream data and chunks. af_batch_meters_free frees it. */
 int af_batch_meters_alloc(af_engine *engine, af_batch *batch, uint32_t capacity);

@@ -263,17 +263,24 @@ static void count_queued(af_pipeline *p) {
     if (p->queue_count > AF_PREFETCH_AHEAD) {
         const af_queued *ahead = &p->queue[(p->queue_head + AF_PREFETCH_AHEAD) & p->qmask];
         uint32_t s = ahead->pending || foreign(p, ahead) ? AF_NIL : t->buckets[ahead->hash & t->mask];
-        if (s != AF_NIL) {   /* the hot part's two lines; the cold part if flags will touch it */
+        if (s != AF_NIL) {   /* the flow's two lines (side entries: see the halfway point below) */
             const char *f = (const char *)af_table_flow(t, s);
             __builtin_prefetch(f);
             __builtin_prefetch(f + 64);
-            if (ahead->p.tcp_flags & ~AF_TCP_ACK) __builtin_prefetch(af_table_cold(t, s));
             if (p->meters.n_prefetch) af_meters_prefetch(p->meters.prefetch, p->meters.n_prefetch, s, ahead->sender);
         }
-        if (p->meters.n_deep) {   /* halfway: meter state is in cache now, prefetch what it points to */
-            const af_queued *half = &p->queue[(p->queue_head + AF_PREFETCH_AHEAD / 2) & p->qmask];
+        /* halfway: the flow and meter state are in cache now, prefetch what they point to (an
+         * IPv6 flow's addresses; the TCP entry, when flags other than ACK will touch it) */
+        const af_queued *half = &p->queue[(p->queue_head + AF_PREFETCH_AHEAD / 2) & p->qmask];
+        int side = !half->pending && (half->key.ver != 4 || (half->p.protocol == 6 && (half->p.tcp_flags & ~AF_TCP_ACK)));
+        if (p->meters.n_deep || side) {
             uint32_t h = half->pending || foreign(p, half) ? AF_NIL : t->buckets[half->hash & t->mask];
-            if (h != AF_NIL) af_meters_prefetch(p->meters.deep, p->meters.n_deep, h, half->sender);
+            if (h != AF_NIL && p->meters.n_deep) af_meters_prefetch(p->meters.deep, p->meters.n_deep, h, half->sender);
+            if (h != AF_NIL && side) {
+                const af_flow *f = af_table_flow(t, h);
+                if (f->key.ver != 4) __builtin_prefetch(af_side_entry(&t->v6, f->key.a[1]));
+                if (f->tcp) __builtin_prefetch(af_side_entry(&t->tcp, f->tcp));
+            }
         }
     }
     const af_queued *q = p->frag_ready ? &p->frag_q : &p->queue[p->queue_head & p->qmask];
