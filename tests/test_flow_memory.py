@@ -12,7 +12,7 @@ import ipaddress
 from pathlib import Path
 
 import pytest
-from support.crafted import B, B6, ether, ip4, ip6, tcp, udp, write
+from support.crafted import B6, B, ether, ip4, ip6, tcp, udp, write
 
 import aioflow
 from aioflow._engine import lib
