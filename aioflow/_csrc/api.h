@@ -94,8 +94,9 @@ enum af_decode_event {
                                          counts in its carrier's flow */
     AF_EVENT_TUNNEL_TOO_DEEP = 8,     /* decode_tunnels: tunnels nested deeper than AF_MAX_TUNNELS: the
                                          packet counts in the deepest carrier's flow */
-    AF_EVENT_FRAGMENT_UNMERGED = 9,   /* defragment: a fragment of a datagram given up (not for a memory
-                                         bound) counted in its flow as without defragment */
+    AF_EVENT_FRAGMENT_UNMERGED = 9,   /* defragment: a fragment of a datagram given up as overlap,
+                                         inconsistent, truncated or too big, counted in its flow as
+                                         without defragment */
     AF_DECODE_EVENT_COUNT = 10
 };
 

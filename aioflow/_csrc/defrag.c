@@ -174,8 +174,13 @@ static void release_data(af_defrag *d, uint32_t s) {
     set_memory_gauge(d);
 }
 
-static int memory_bound(int reason) {
-    return reason == AF_DEFRAG_TABLE_FULL || reason == AF_DEFRAG_MEMORY_FULL || reason == AF_DEFRAG_TOO_MANY_FRAGMENTS;
+/* Whether a give-up hands the datagram's fragments over: not at a memory bound (what a flood of
+ * fragments meets), nor for a datagram that never completed (timeout, unfinished: tshark's
+ * reassembly and Zeek count no packet of it either); yes for one whose fragments were there but
+ * could not be made one (overlap, inconsistent, truncated, too big), which tshark still shows. */
+static int hands_over(int reason) {
+    return reason == AF_DEFRAG_OVERLAP || reason == AF_DEFRAG_INCONSISTENT || reason == AF_DEFRAG_TRUNCATED ||
+           reason == AF_DEFRAG_TOO_BIG;
 }
 
 /* A held fragment of datagram s as it would be counted without defragment, into the ring (still
@@ -220,7 +225,7 @@ static void give_up(af_defrag *d, uint32_t s, int reason) {
     if (g->state != ST_LIVE) return;
     d->stats->defrag_gave_up[reason]++;
     uint32_t dropped = g->nfrags;
-    if (!memory_bound(reason)) {
+    if (hands_over(reason)) {
         const af_range *r = &d->ranges[(size_t)s * d->max_frags];
         for (uint32_t i = 0; i < g->nfrags; i++)
             if (r[i].off == 0 && d->first_ok[s]) af_frag_remember(d->frags, &d->firsts[s], r[i].ts_ns);

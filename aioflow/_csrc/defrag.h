@@ -16,17 +16,19 @@
  * A datagram given up leaves a tombstone until its timeout, so its later fragments are dropped
  * too instead of starting a datagram that cannot complete.
  *
- * Unless the reason is one of the memory bounds (table full, memory full, too many fragments:
- * a flood's fragments go aside, as bounded), giving up loses no fragment that has a flow: each
- * held fragment is handed over to be counted as it would be without defragment (the first
+ * When its fragments were there but could not be made one datagram (overlap, inconsistent,
+ * truncated, too big: not a memory bound, which a flood meets, nor a datagram that never
+ * completed, of which tshark's reassembly and Zeek count nothing), giving up loses no fragment
+ * that has a flow: each held fragment is handed over to be counted as it would be without
+ * defragment (the first
  * fragment by its own ports, which join the first-fragment table of fragments.h; the later ones
  * by those ports), with its own time, lengths and TTL, and the fragment that made it give up and
  * later ones of the datagram pass through as they are (af_defrag_add's *unmerged). Each counts a
  * "fragment_unmerged" decode event. Handed-over fragments wait, still held, in a ring of
  * 2 * max_fragments_per_datagram (what does not fit goes aside as before, counted) until the
  * pipeline counts them before the packet at the queue position set by af_defrag_position. A
- * datagram whose first fragment was not held (or did not decode) hands nothing over: without
- * defragment its later fragments would have no flow either. */
+ * later fragment whose first fragment's ports are unknown (fragments.h) has no flow: it goes
+ * aside, as without defragment. */
 #ifndef AIOFLOW_DEFRAG_H
 #define AIOFLOW_DEFRAG_H
 #include <stdint.h>
