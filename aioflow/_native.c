@@ -43,7 +43,7 @@ static const char *const defrag_names[] = {"timeout", "table_full", "memory_full
 static const char *const event_names[] = {"tcp_bad_data_offset", "first_fragment_short", "ipv6_in_ipv4",
                                           "fragment_early", "fragment_early_timeout", "fragment_early_full",
                                           "fragment_early_unfinished",
-                                          "tunnel_malformed", "tunnel_too_deep"};
+                                          "tunnel_malformed", "tunnel_too_deep", "fragment_unmerged"};
 static const char *const tunnel_names[] = {"", "gre", "erspan", "ipip", "vxlan", "geneve", "gtp", "teredo", "mpls"};
 _Static_assert(sizeof tunnel_names / sizeof *tunnel_names == AF_TUNNEL_TYPE_COUNT, "one name per tunnel type");
 _Static_assert(sizeof end_names / sizeof *end_names == AF_END_COUNT, "one name per end reason");
@@ -234,6 +234,8 @@ void af_get_stats(af_engine *e, af_stats *out) {
 }
 
 uint32_t af_workers(af_engine *e) { return e->workers; }
+
+uint32_t af_flow_table_bytes(int ip_version, int tcp) { return af_table_bytes_per_flow(ip_version, tcp); }
 
 int af_get_worker_stats(af_engine *e, uint32_t index, af_stats *out) {
     if (index >= e->workers) return 0;

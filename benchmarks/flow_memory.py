@@ -8,6 +8,7 @@ the figure does not depend on the machine's load.
 
     python benchmarks/flow_memory.py [--flows 500000] [--repeat 1] [--options '{"buffer_batches": 2}']
     python benchmarks/flow_memory.py --engine    # the C engine alone, before the end-of-file flush
+    python benchmarks/flow_memory.py --kind tcp6 # flows of TCP SYNs over IPv6 (default: UDP over IPv4)
 
 --engine pumps the engine from Python (af_pump_some, one small batch at a time) and takes RSS once
 every packet is counted, before the flush: the flow table and its buckets without the batch ring
@@ -42,20 +43,37 @@ print(json.dumps({"peak_active_flows": s["peak_active_flows"], "flows": s["flows
 """
 
 
-def write_capture(path: Path, packets: int, flows: int) -> None:
-    """Ethernet/IPv4/UDP, packet i in flow i % flows (distinct source address and port)."""
+KINDS = ("udp", "tcp", "udp6", "tcp6")
+
+
+def _transport(kind: str, k: int) -> bytes:
+    """A UDP header, or a TCP SYN (a flag that takes the flow's TCP entry)."""
+    if kind.startswith("tcp"):
+        return struct.pack("!HHIIBBHHH", 1024 + (k >> 24), 80, 1, 0, 0x50, 0x02, 65535, 0, 0)
+    return struct.pack("!HHHH", 1024 + (k >> 24), 53, 8, 0)
+
+
+def _frame(kind: str, k: int) -> bytes:
+    eth = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01"
+    body = _transport(kind, k)
+    proto = 6 if kind.startswith("tcp") else 17
+    src = bytes([(k >> 16) & 0xFF, (k >> 8) & 0xFF, k & 0xFF])
+    if kind.endswith("6"):
+        addrs = b"\x20\x01\x0d\xb8" + bytes(9) + src + b"\x20\x01\x0d\xb8" + bytes(11) + b"\x01"
+        return eth + b"\x86\xdd" + struct.pack("!IHBB", 0x60000000, len(body), proto, 64) + addrs + body
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 0, 0, 64, proto, 0, b"\x0a" + src, b"\xc0\x00\x02\x01")
+    return eth + b"\x08\x00" + ip + body
+
+
+def write_capture(path: Path, packets: int, flows: int, kind: str = "udp") -> None:
+    """Ethernet/IP/UDP (or TCP SYNs), packet i in flow i % flows (distinct source address and port)."""
     head = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
-    eth = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00"
     rec = struct.Struct("<IIII")
     with path.open("wb") as f:
         f.write(head)
         out = []
         for i in range(packets):
-            k = i % flows
-            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 0, 0, 64, 17, 0,
-                             bytes([10, (k >> 16) & 0xFF, (k >> 8) & 0xFF, k & 0xFF]), b"\xc0\x00\x02\x01")  # fmt: skip
-            udp = struct.pack("!HHHH", 1024 + (k >> 24), 53, 8, 0)
-            frame = eth + ip + udp
+            frame = _frame(kind, i % flows)
             out.append(rec.pack(1_700_000_000, i * 1_000_000 // max(packets, 1), len(frame), len(frame)) + frame)
             if len(out) >= 65536:
                 f.write(b"".join(out))
@@ -77,11 +95,12 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=1, help="runs of each capture; the lowest peak is kept")
     ap.add_argument("--options", default="{}", help="FlowParser keyword arguments, as JSON")
     ap.add_argument("--engine", action="store_true", help="the engine alone, before the end-of-file flush")
+    ap.add_argument("--kind", choices=KINDS, default="udp", help="the flows' transport and IP version")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         many, one = Path(tmp) / "many.pcap", Path(tmp) / "one.pcap"
-        write_capture(many, args.flows, args.flows)
-        write_capture(one, args.flows, 1)
+        write_capture(many, args.flows, args.flows, args.kind)
+        write_capture(one, args.flows, 1, args.kind)
         peaks = {}
         for name, path in (("one", one), ("many", many)):
             results = [run(path, args.options, args.engine) for _ in range(args.repeat)]

@@ -5,8 +5,6 @@
 
 #include "expiry.h"
 
-#define AF_TIME_UNIT_SHIFT 20         /* recency-list times in units of ~1 ms */
-
 void af_account_init(af_accounting *a, const af_config *cfg, af_emitter em) {
     a->em = em;
     a->cfg = cfg;
@@ -14,11 +12,16 @@ void af_account_init(af_accounting *a, const af_config *cfg, af_emitter em) {
     a->id_step = cfg->workers > 1 ? cfg->workers : 1;
     a->sliced = cfg->max_packets || cfg->max_bytes;
     /* Moving a flow to the tail of its recency list on every packet costs two cache misses (its
-     * neighbours). Open flows move at most every min(1 s, idle_timeout/64) of packet time
-     * instead: idle expiry and eviction order are then exact to within that resolution, and
-     * every record is still exact (a packet for an expired flow ends it before counting). */
+     * neighbours). An open flow moves on its first packet in each window of packet time instead,
+     * windows of the largest power of two ns up to min(2^30 ns (1.07 s), idle_timeout/64): its
+     * place in the list is then less than a window behind its last packet, so idle expiry and
+     * eviction order are exact to within that resolution, and every record is still exact (a
+     * packet for an expired flow ends it before counting). The window is the flow's last time's,
+     * so no move time is stored in the slot. */
     uint64_t g = cfg->idle_timeout_ns / 64;
-    a->touch_units = (uint32_t)((g > 1000000000ULL ? 1000000000ULL : g) >> AF_TIME_UNIT_SHIFT);
+    if (g > (1ULL << 30)) g = 1ULL << 30;
+    a->touch_shift = 0;
+    while (g >> (a->touch_shift + 1)) a->touch_shift++;
 }
 
 static void keep_header(af_accounting *a, uint32_t slot, const af_queued *q, int dir) {
@@ -56,20 +59,21 @@ static void reset_counters(af_accounting *a, uint32_t slot) {
     memset(f->flags, 0, sizeof f->flags);
     memset(f->ttl_min, 0, sizeof f->ttl_min);
     memset(f->ttl_max, 0, sizeof f->ttl_max);
+    memset(f->first_ns, 0, sizeof f->first_ns);
     t->due_floor = 0;   /* its last time may go back (a packet older than the one before) */
-    af_flow_cold *c = af_table_cold(t, slot);
-    memset(c, 0, sizeof *c);
-    c->id = a->next_id;
+    if (f->tcp) memset(af_table_tcp_take(t, f), 0, sizeof(af_flow_tcp));
+    f->id = a->next_id;
     a->next_id += a->id_step;
     if (t->headers_per_flow) memset(af_table_header_count(t, slot), 0, sizeof(af_header_count));
 }
 
 /* Whether counting one more packet with these TCP flags would overflow a counter. */
 static int counter_full(const af_table *t, uint32_t slot, int dir, uint8_t tcp_flags) {
-    if (af_table_flow(t, slot)->packets[dir] == UINT32_MAX) return 1;
+    const af_flow *f = af_table_flow(t, slot);
+    if (f->packets[dir] == UINT32_MAX) return 1;
     uint8_t rare = tcp_flags & AF_RARE_FLAGS;
     if (!rare) return 0;
-    const af_flow_cold *c = af_table_cold(t, slot);
+    const af_flow_tcp *c = af_table_tcp(t, f);
     for (int b = 0; rare; b++, rare >>= 1)
         if ((rare & 1) && c->rare_flags[dir][af_rare_slot[b]] == UINT16_MAX) return 1;
     return 0;
@@ -90,11 +94,12 @@ void af_account(af_accounting *a, const af_queued *q) {
     uint64_t ts = q->ts;
     int sender = q->sender;
     uint32_t slot = af_table_find(t, &q->key, q->hash, p->tunnel_id);
+    uint64_t last = 0;   /* the flow's last time before this packet */
     int is_tcp = p->protocol == 6 && p->frag != AF_FRAG_LATER;
     int syn_only = is_tcp && (p->tcp_flags & (AF_TCP_SYN | AF_TCP_ACK)) == AF_TCP_SYN;
     if (slot != AF_NIL) {
         af_flow *f = af_table_flow(t, slot);
-        uint64_t last = af_flow_last(f);
+        last = af_flow_last(f);
         if (f->state & AF_ST_CLOSING) {
             if (af_expired(ts, last, cfg->fin_timeout_ns) || syn_only) {
                 af_emit_end(em, slot, af_closing_reason(f));
@@ -104,12 +109,8 @@ void af_account(af_accounting *a, const af_queued *q) {
             af_emit_end(em, slot, AF_END_IDLE);
             slot = AF_NIL;
         }
-        /* the record's first time sits in the flow's third cache line: read it only when the
-         * last list move found the active timeout near */
-        if (slot != AF_NIL &&
-            (((f->state & AF_ST_ACTIVE_NEAR) &&
-              af_expired(ts, af_flow_first(f, af_table_cold(t, slot)), cfg->active_timeout_ns)) ||
-             counter_full(t, slot, sender, is_tcp ? p->tcp_flags : 0))) {
+        if (slot != AF_NIL && (af_expired(ts, af_flow_first(f), cfg->active_timeout_ns) ||
+                               counter_full(t, slot, sender, is_tcp ? p->tcp_flags : 0))) {
             af_emit_record(em, slot, AF_END_ACTIVE);
             reset_counters(a, slot);
         }
@@ -123,7 +124,7 @@ void af_account(af_accounting *a, const af_queued *q) {
             return;
         }
         af_flow *f = af_table_flow(t, slot);
-        af_table_cold(t, slot)->id = a->next_id;
+        f->id = a->next_id;
         a->next_id += a->id_step;
         if (em->meters->count) af_meters_new(em->meters, slot, p, sender);
         /* a SYN+ACK seen first means its receiver opened the connection */
@@ -135,7 +136,7 @@ void af_account(af_accounting *a, const af_queued *q) {
     }
     af_flow *f = af_table_flow(t, slot);
     uint64_t sender_last = f->packets[sender] ? f->last_ns[sender] : 0;   /* meters: the time before this packet */
-    if (f->packets[sender] == 0) af_table_cold(t, slot)->first_ns[sender] = f->last_ns[sender] = ts;
+    if (f->packets[sender] == 0) f->first_ns[sender] = f->last_ns[sender] = ts;
     else if (ts > f->last_ns[sender]) f->last_ns[sender] = ts;
     f->packets[sender]++;
     f->bytes[sender] += p->ip_length;
@@ -147,8 +148,10 @@ void af_account(af_accounting *a, const af_queued *q) {
         uint8_t fl = p->tcp_flags;
         f->flags[sender] |= fl;
         f->ack_packets[sender] += (fl & AF_TCP_ACK) != 0;
-        if (fl & ~AF_TCP_ACK) {   /* an ACK alone (most packets) leaves the cold part alone */
-            af_flow_cold *c = af_table_cold(t, slot);
+        af_flow_tcp *c;
+        /* an ACK alone (most packets) leaves the TCP entry alone; an entry is never missing
+         * (one per live flow at most, max_flows reserved): the test is for safety */
+        if ((fl & ~AF_TCP_ACK) && (c = af_table_tcp_take(t, f)) != NULL) {
             c->psh_packets[sender] += (fl & AF_TCP_PSH) != 0;
             for (uint8_t rare = fl & AF_RARE_FLAGS, b = 0; rare; b++, rare >>= 1)
                 if (rare & 1) c->rare_flags[sender][af_rare_slot[b]]++;
@@ -158,18 +161,9 @@ void af_account(af_accounting *a, const af_queued *q) {
         if ((f->state & AF_ST_RST) || (f->state & (AF_ST_FIN0 | AF_ST_FIN1)) == (AF_ST_FIN0 | AF_ST_FIN1))
             list = AF_LIST_CLOSING;
     }
-    uint32_t now_units = (uint32_t)(ts >> AF_TIME_UNIT_SHIFT);
     if (list == AF_LIST_CLOSING || (f->state & AF_ST_CLOSING) || f->packets[0] + f->packets[1] == 1 ||
-        now_units - f->moved >= a->touch_units) {
+        (ts >> a->touch_shift) != (last >> a->touch_shift))
         af_table_touch(t, slot, list);
-        f->moved = now_units;
-        /* until the next move (less than touch_units later), is an active timeout possible? */
-        uint64_t margin = ((uint64_t)a->touch_units + 2) << AF_TIME_UNIT_SHIFT;
-        uint64_t horizon = ts > UINT64_MAX - margin ? UINT64_MAX : ts + margin;
-        if (af_expired(horizon, af_flow_first(f, af_table_cold(t, slot)), cfg->active_timeout_ns))
-            f->state |= AF_ST_ACTIVE_NEAR;
-        else f->state &= (uint8_t)~AF_ST_ACTIVE_NEAR;
-    }
     if (t->headers_per_flow) keep_header(a, slot, q, sender != f->src_idx);
     if (em->meters->n_per_packet) {   /* the one test a packet pays when no meter looks at packets */
         const af_meter_set *ms = em->meters;

@@ -16,7 +16,8 @@ typedef struct {
     const af_config *cfg;
     uint64_t next_id;
     uint32_t id_step;                /* workers: ids are worker + k * workers, unique across them */
-    uint32_t touch_units;            /* open flows move in their recency list at most this often */
+    uint32_t touch_shift;            /* an open flow moves in its recency list on its first packet in
+                                        each window of 2^touch_shift ns of packet time */
     int sliced;                      /* max_packets or max_bytes set: flows may end by AF_END_CUSTOM */
 } af_accounting;
 

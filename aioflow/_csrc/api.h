@@ -94,7 +94,10 @@ enum af_decode_event {
                                          counts in its carrier's flow */
     AF_EVENT_TUNNEL_TOO_DEEP = 8,     /* decode_tunnels: tunnels nested deeper than AF_MAX_TUNNELS: the
                                          packet counts in the deepest carrier's flow */
-    AF_DECODE_EVENT_COUNT = 9
+    AF_EVENT_FRAGMENT_UNMERGED = 9,   /* defragment: a fragment of a datagram given up as overlap,
+                                         inconsistent, truncated or too big, counted in its flow as
+                                         without defragment */
+    AF_DECODE_EVENT_COUNT = 10
 };
 
 /* Why the defragmenter gave a datagram up (indexes of af_stats.defrag_gave_up). */
@@ -434,6 +437,10 @@ void af_get_stats(af_engine *engine, af_stats *out);   /* workers: all of them (
 /* workers: how many; and worker i's own counters (1), or 0 past the last. */
 uint32_t af_workers(af_engine *engine);
 int af_get_worker_stats(af_engine *engine, uint32_t index, af_stats *out);
+/* The flow table's bytes for one more active flow of IP version 4 or 6, TCP (1) or not, with
+ * headers and tunnel ids off and no meter: its slot, its side entries and its hash buckets at
+ * their worst (two a flow, just after they doubled). Meters add their state (af_meter_info). */
+uint32_t af_flow_table_bytes(int ip_version, int tcp);
 const char *af_error_message(af_engine *engine);
 void af_close(af_engine *engine);
 

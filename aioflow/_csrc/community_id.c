@@ -145,7 +145,9 @@ static void community_id(cid_ctx *c, const af_batch *batch, const af_key *k, int
 static void on_end(void *ctx, void *state, const af_meter_end *me) {
     cid_ctx *c = ctx;
     cid_state *s = state;
-    const af_key *k = &af_table_flow(me->table, me->slot)->key;
+    af_key key;
+    af_table_key(me->table, af_table_flow(me->table, me->slot), &key);
+    const af_key *k = &key;
     cid_record *r = (cid_record *)(void *)me->block;
     if (k->proto == 1 || k->proto == 58) {
         /* from the first packet's sender; a two-way type is then ordered as ports are */

@@ -9,7 +9,20 @@
 
 enum { ST_FREE = 0, ST_LIVE = 1, ST_DEAD = 2 };
 
-typedef struct { uint32_t off, end; } af_range;
+/* A held fragment: its range, and what counting it without its datagram needs (its packet is its
+ * datagram's first fragment's with these). */
+typedef struct {
+    uint32_t off, end;
+    uint64_t ts_ns;
+    uint32_t caplen, wire_len, ip_length;
+    uint16_t ip_frag;
+    uint8_t ttl, _pad;
+} af_range;
+
+typedef struct {
+    af_frag_early e;
+    uint32_t before;          /* counted before the packet at this queue position */
+} af_unmerged;
 
 typedef struct {
     uint8_t src[16], dst[16];
@@ -17,7 +30,7 @@ typedef struct {
     uint16_t vlan;
     uint8_t ver, proto;       /* IPv4: part of the key; IPv6: the fragment header's next header */
     uint8_t state;
-    uint8_t _pad;
+    uint8_t handed;           /* given up and handed over: later fragments pass through */
     uint16_t nfrags;
     uint16_t hdr_len;         /* the first fragment's header kept; 0 until it is seen */
     uint16_t nh_pos;          /* IPv6: the next-header byte that pointed at the fragment header */
@@ -44,6 +57,11 @@ struct af_defrag {
     af_range *ranges;         /* [max_frags] per slot */
     uint32_t *blockmap;       /* [bpd] per slot */
     uint8_t *headers;         /* [AF_DEFRAG_HEADER_MAX] per slot */
+    af_packet *firsts;        /* per slot: its first fragment, decoded (pointers cleared) */
+    uint8_t *first_ok;        /* per slot: that decode found its flow */
+    af_frag_table *frags;     /* first fragments' ports (fragments.h) */
+    af_unmerged *ring;        /* handed-over fragments waiting to be counted */
+    uint32_t ring_cap, ring_head, ring_count, position;
     uint8_t *pool;            /* nblocks * AF_DEFRAG_BLOCK bytes */
     uint32_t *block_next;     /* free-block list */
     uint32_t nblocks, used_blocks, next_block, free_block;
@@ -52,10 +70,11 @@ struct af_defrag {
 
 static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
 
-af_defrag *af_defrag_new(const af_config *cfg, uint64_t seed, af_stats *stats) {
+af_defrag *af_defrag_new(const af_config *cfg, uint64_t seed, af_stats *stats, af_frag_table *frags) {
     af_defrag *d = calloc(1, sizeof *d);
     if (!d) return NULL;
     d->stats = stats;
+    d->frags = frags;
     d->seed = seed;
     d->timeout_ns = cfg->fragment_timeout_ns;
     d->max_d = cfg->max_fragment_datagrams;
@@ -74,11 +93,15 @@ af_defrag *af_defrag_new(const af_config *cfg, uint64_t seed, af_stats *stats) {
     d->ranges = calloc(slots * d->max_frags, sizeof *d->ranges);
     d->blockmap = calloc(slots * d->bpd, sizeof *d->blockmap);
     d->headers = calloc(slots, AF_DEFRAG_HEADER_MAX);
+    d->firsts = calloc(slots, sizeof *d->firsts);
+    d->first_ok = calloc(slots, 1);
+    d->ring_cap = 2 * d->max_frags;
+    d->ring = calloc(d->ring_cap, sizeof *d->ring);
     d->pool = malloc((size_t)d->nblocks * AF_DEFRAG_BLOCK);
     d->block_next = calloc((size_t)d->nblocks + 1, sizeof *d->block_next);
     d->out = malloc(d->max_size);
     if (!d->buckets || !d->d || !d->ranges || !d->blockmap || !d->headers || !d->pool || !d->block_next ||
-        !d->out) {
+        !d->out || !d->firsts || !d->first_ok || !d->ring) {
         af_defrag_free(d);
         return NULL;
     }
@@ -92,6 +115,9 @@ void af_defrag_free(af_defrag *d) {
     free(d->ranges);
     free(d->blockmap);
     free(d->headers);
+    free(d->firsts);
+    free(d->first_ok);
+    free(d->ring);
     free(d->pool);
     free(d->block_next);
     free(d->out);
@@ -148,15 +174,83 @@ static void release_data(af_defrag *d, uint32_t s) {
     set_memory_gauge(d);
 }
 
-/* The datagram's held fragments are dropped; it stays as a tombstone that drops later ones. */
+/* Whether a give-up hands the datagram's fragments over: not at a memory bound (what a flood of
+ * fragments meets), nor for a datagram that never completed (timeout, unfinished: tshark's
+ * reassembly and Zeek count no packet of it either); yes for one whose fragments were there but
+ * could not be made one (overlap, inconsistent, truncated, too big), which tshark still shows. */
+static int hands_over(int reason) {
+    return reason == AF_DEFRAG_OVERLAP || reason == AF_DEFRAG_INCONSISTENT || reason == AF_DEFRAG_TRUNCATED ||
+           reason == AF_DEFRAG_TOO_BIG;
+}
+
+/* A held fragment of datagram s as it would be counted without defragment, into the ring (still
+ * held: conservation holds while it waits); 0 when it has no flow (a later fragment whose first
+ * fragment's ports are unknown) or the ring is full. */
+static int hand_over(af_defrag *d, uint32_t s, const af_range *r) {
+    if (d->ring_count == d->ring_cap) return 0;
+    af_unmerged *u = &d->ring[(d->ring_head + d->ring_count) % d->ring_cap];
+    memset(u, 0, sizeof *u);
+    af_packet *p = &u->e.p;
+    *p = d->firsts[s];
+    if (r->off == 0 && !d->first_ok[s]) return 0;   /* without defragment: aside by its decode */
+    if (r->off) {   /* a later fragment: what its decode sees, with its first's ports (fragments.c) */
+        p->frag = AF_FRAG_LATER;
+        p->tcp_flags = 0;
+        p->tcp_seq = p->tcp_ack = p->tcp_window = 0;
+        p->icmp_type = p->icmp_code = 0;
+        p->l4_offset = 0;
+        if (!af_frag_lookup(d->frags, p, r->ts_ns)) return 0;
+    }
+    p->ttl = r->ttl;
+    p->ip_length = r->ip_length;
+    p->ip_frag = r->ip_frag;
+    p->l3_headers_len = 0;   /* its header bytes are not kept: no raw bytes with headers=N */
+    p->payload_len = 0;
+    p->events = 0;           /* counted when it was read */
+    u->e.ts_ns = r->ts_ns;
+    u->e.caplen = r->caplen;
+    u->e.wire_len = r->wire_len;
+    u->before = d->position;
+    d->ring_count++;
+    d->stats->decode_events[AF_EVENT_FRAGMENT_UNMERGED]++;
+    return 1;
+}
+
+/* Gives a datagram up. Its held fragments are dropped for a memory bound; otherwise each is
+ * handed over (its first fragment's ports remembered first, as they would be without
+ * defragment, for the later fragments whatever their order) or, without a flow, dropped. It
+ * stays as a tombstone that drops, or for a handed-over datagram passes through, later ones. */
 static void give_up(af_defrag *d, uint32_t s, int reason) {
     af_dgram *g = &d->d[s];
     if (g->state != ST_LIVE) return;
     d->stats->defrag_gave_up[reason]++;
-    d->stats->aside[AF_ASIDE_FRAGMENT_DROPPED] += g->nfrags;
-    d->stats->defrag_fragments_held -= g->nfrags;
+    uint32_t dropped = g->nfrags;
+    if (hands_over(reason)) {
+        const af_range *r = &d->ranges[(size_t)s * d->max_frags];
+        for (uint32_t i = 0; i < g->nfrags; i++)
+            if (r[i].off == 0 && d->first_ok[s]) af_frag_remember(d->frags, &d->firsts[s], r[i].ts_ns);
+        for (uint32_t i = 0; i < g->nfrags; i++) dropped -= (uint32_t)hand_over(d, s, &r[i]);
+        g->handed = 1;
+    }
+    d->stats->aside[AF_ASIDE_FRAGMENT_DROPPED] += dropped;
+    d->stats->defrag_fragments_held -= dropped;
     release_data(d, s);
     g->state = ST_DEAD;
+}
+
+void af_defrag_position(af_defrag *d, uint32_t position) { d->position = position; }
+
+int af_defrag_release(af_defrag *d, uint32_t before, int all, af_frag_early *out) {
+    if (!d->ring_count) return 0;
+    af_unmerged *u = &d->ring[d->ring_head];
+    if (!all && (int32_t)(u->before - before) > 0) return 0;
+    *out = u->e;
+    d->ring_head = (d->ring_head + 1) % d->ring_cap;
+    d->ring_count--;
+    /* no longer held; counting it in its flow counts it read again */
+    d->stats->defrag_fragments_held--;
+    d->stats->packets_read--;
+    return 1;
 }
 
 static void unlink_age(af_defrag *d, uint32_t s) {
@@ -376,21 +470,32 @@ static void drop_fragment(af_defrag *d) {
     d->stats->packets_read++;
 }
 
-const uint8_t *af_defrag_add(af_defrag *d, const af_packet *pkt, const uint8_t *end, uint32_t caplen,
-                             uint32_t wire_len, uint64_t ts_ns, uint32_t *len, uint32_t *captured, uint32_t *wire) {
+/* The fragment is counted as it is, by the caller: its datagram was handed over. */
+static const uint8_t *pass_through(af_defrag *d, int *unmerged) {
+    d->stats->decode_events[AF_EVENT_FRAGMENT_UNMERGED]++;
+    *unmerged = 1;
+    return NULL;
+}
+
+const uint8_t *af_defrag_add(af_defrag *d, const af_packet *pkt, int decoded, const uint8_t *end, uint32_t caplen,
+                             uint32_t wire_len, uint64_t ts_ns, uint32_t *len, uint32_t *captured, uint32_t *wire,
+                             int *unmerged) {
     af_piece pc;
+    *unmerged = 0;
     /* IPv6: the protocol decode saw differs between first and later fragments, and is no key */
     af_dkey k = {pkt->src, pkt->dst, pkt->frag_id, pkt->vlan_id, pkt->ip_version,
                  pkt->ip_version == 4 ? pkt->protocol : 0};
     uint32_t hash = key_hash(d, &k);
     uint32_t s = find(d, &k, hash);
     if (s != NIL && d->d[s].state == ST_DEAD) {   /* its datagram was given up */
+        if (d->d[s].handed) return pass_through(d, unmerged);
         drop_fragment(d);
         return NULL;
     }
     if (s == NIL) s = create(d, &k, hash, ts_ns);
     if (!locate(pkt, end, &pc)) {   /* decode found the fragment header, so this is not expected */
         give_up(d, s, AF_DEFRAG_INCONSISTENT);
+        if (d->d[s].handed) return pass_through(d, unmerged);
         drop_fragment(d);
         return NULL;
     }
@@ -404,18 +509,25 @@ const uint8_t *af_defrag_add(af_defrag *d, const af_packet *pkt, const uint8_t *
     if (reason == -1 && !make_room(d, s, need)) reason = AF_DEFRAG_MEMORY_FULL;
     if (reason >= 0) {
         give_up(d, s, reason);
+        if (d->d[s].handed) return pass_through(d, unmerged);
         drop_fragment(d);
         return NULL;
     }
     store(d, s, &pc);
     af_dgram *g = &d->d[s];
     uint32_t frag_end = pc.off + pc.len;
-    d->ranges[(size_t)s * d->max_frags + g->nfrags++] = (af_range){pc.off, frag_end};
+    d->ranges[(size_t)s * d->max_frags + g->nfrags++] =
+        (af_range){pc.off, frag_end, ts_ns, caplen, wire_len, pkt->ip_length, pkt->ip_frag, pkt->ttl, 0};
     g->have += pc.len;
     if (frag_end > g->max_end) g->max_end = frag_end;
     g->captured += caplen;
     g->wire += wire_len;
     if (!pc.more) g->total = frag_end;
+    if (pc.off == 0 || g->nfrags == 1) {   /* the packet a give-up makes its fragments' from */
+        d->firsts[s] = *pkt;
+        d->firsts[s].l3 = d->firsts[s].payload = NULL;   /* they point into the capture buffer */
+        d->first_ok[s] = pc.off == 0 && decoded == AF_DECODED;
+    }
     if (pc.off == 0) {
         memcpy(&d->headers[(size_t)s * AF_DEFRAG_HEADER_MAX], pkt->l3, pc.hdr_len);
         g->hdr_len = (uint16_t)pc.hdr_len;

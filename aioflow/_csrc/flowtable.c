@@ -31,9 +31,35 @@ static void release(void *p, size_t bytes) {
 }
 
 static size_t flows_bytes(const af_table *t) { return (size_t)t->max_flows * sizeof(af_flow); }
-static size_t cold_bytes(const af_table *t) { return (size_t)t->max_flows * sizeof(af_flow_cold); }
 static size_t headers_bytes(const af_table *t) {
     return (size_t)t->max_flows * t->headers_per_flow * sizeof(af_header);
+}
+
+static int side_init(af_side_store *st, uint32_t cap, uint32_t size) {
+    st->cap = cap;
+    st->size = size;
+    st->mem = reserve((size_t)cap * size);
+    return st->mem ? 0 : -1;
+}
+
+/* An entry, zeroed; AF_NIL when all cap are taken (one per live flow at most: never, in use). */
+static uint32_t side_take(af_side_store *st) {
+    uint32_t i;
+    if (st->free_head != AF_NIL) {
+        i = st->free_head;
+        memcpy(&st->free_head, af_side_entry(st, i), sizeof st->free_head);
+    } else if (st->hwm < st->cap) {
+        i = ++st->hwm;
+    } else {
+        return AF_NIL;
+    }
+    memset(af_side_entry(st, i), 0, st->size);
+    return i;
+}
+
+static void side_give(af_side_store *st, uint32_t i) {
+    memcpy(af_side_entry(st, i), &st->free_head, sizeof st->free_head);
+    st->free_head = i;
 }
 
 int af_table_init(af_table *t, uint32_t max_flows, uint32_t headers_per_flow, uint64_t seed) {
@@ -47,12 +73,12 @@ int af_table_init(af_table *t, uint32_t max_flows, uint32_t headers_per_flow, ui
     t->mask = AF_MIN_BUCKETS - 1;
     t->buckets = reserve((size_t)t->max_buckets * sizeof *t->buckets);
     t->flows = reserve(flows_bytes(t));
-    t->cold = reserve(cold_bytes(t));
+    int stores = side_init(&t->tcp, max_flows, sizeof(af_flow_tcp)) | side_init(&t->v6, max_flows, 32);
     if (headers_per_flow) {
         t->headers = reserve(headers_bytes(t));
         t->header_counts = reserve((size_t)max_flows * sizeof *t->header_counts);
     }
-    if (!t->buckets || !t->flows || !t->cold || (headers_per_flow && (!t->headers || !t->header_counts))) {
+    if (!t->buckets || !t->flows || stores || (headers_per_flow && (!t->headers || !t->header_counts))) {
         af_table_free(t);
         return -1;
     }
@@ -62,7 +88,8 @@ int af_table_init(af_table *t, uint32_t max_flows, uint32_t headers_per_flow, ui
 void af_table_free(af_table *t) {
     release(t->buckets, (size_t)t->max_buckets * sizeof *t->buckets);
     release(t->flows, flows_bytes(t));
-    release(t->cold, cold_bytes(t));
+    release(t->tcp.mem, (size_t)t->tcp.cap * t->tcp.size);
+    release(t->v6.mem, (size_t)t->v6.cap * t->v6.size);
     release(t->headers, headers_bytes(t));
     release(t->header_counts, (size_t)t->max_flows * sizeof *t->header_counts);
     release(t->tunnel_ids, (size_t)t->max_flows * sizeof *t->tunnel_ids);
@@ -138,8 +165,31 @@ uint64_t af_flow_hash(const af_table *t, const af_key *k, uint32_t tunnel) {
     return tunnel ? mum(h ^ tunnel, t->seed ^ 0x94d049bb133111ebULL) : h;
 }
 
+void af_table_key(const af_table *t, const af_flow *f, af_key *out) {
+    memset(out->ip, 0, sizeof out->ip);
+    memcpy(&out->port, &f->key.port, 8);
+    if (f->key.ver == 4) {
+        memcpy(out->ip[0], &f->key.a[0], 4);
+        memcpy(out->ip[1], &f->key.a[1], 4);
+    } else {
+        memcpy(out->ip, af_side_entry(&t->v6, f->key.a[1]), sizeof out->ip);
+    }
+}
+
+af_flow_tcp *af_table_tcp_take(af_table *t, af_flow *f) {
+    if (f->tcp == AF_NIL) f->tcp = side_take(&t->tcp);
+    return f->tcp ? (af_flow_tcp *)af_side_entry(&t->tcp, f->tcp) : NULL;
+}
+
+uint32_t af_table_bytes_per_flow(int ip_version, int tcp) {
+    return (uint32_t)(sizeof(af_flow) + (tcp ? sizeof(af_flow_tcp) : 0) + (ip_version == 6 ? 32 : 0) +
+                      2 * sizeof(uint32_t));
+}
+
 static uint64_t slot_hash(const af_table *t, uint32_t slot) {
-    return af_flow_hash(t, &af_table_flow(t, slot)->key, t->tunnel_ids ? t->tunnel_ids[slot - 1] : 0);
+    af_key k;
+    af_table_key(t, af_table_flow(t, slot), &k);
+    return af_flow_hash(t, &k, t->tunnel_ids ? t->tunnel_ids[slot - 1] : 0);
 }
 
 
@@ -196,15 +246,24 @@ uint32_t af_table_insert(af_table *t, const af_key *k, uint64_t hash, uint32_t t
     if (t->count >= t->mask + 1 && t->mask + 1 < t->max_buckets) split_buckets(t);
     uint32_t s = take_slot(t);
     if (s == AF_NIL) return AF_NIL;
+    uint32_t v6 = AF_NIL;
+    if (k->ver != 4) {
+        if ((v6 = side_take(&t->v6)) == AF_NIL) {   /* not while count < max_flows; kept for safety */
+            af_table_flow(t, s)->hnext = t->free_head;
+            t->free_head = s;
+            return AF_NIL;
+        }
+        memcpy(af_side_entry(&t->v6, v6), k->ip, sizeof k->ip);
+    }
     af_flow *f = af_table_flow(t, s);
     memset(f, 0, sizeof *f);
-    f->key = *k;
+    af_slot_key_make(&f->key, k, hash);
+    if (v6) f->key.a[1] = v6;
     if (t->tunnel_ids) t->tunnel_ids[s - 1] = tunnel;
     f->state = AF_ST_LIVE;
     f->hnext = t->buckets[hash & t->mask];
     t->buckets[hash & t->mask] = s;
     list_append(t, s, f, AF_LIST_OPEN);
-    memset(af_table_cold(t, s), 0, sizeof(af_flow_cold));
     if (t->headers_per_flow) memset(af_table_header_count(t, s), 0, sizeof(af_header_count));
     t->count++;
     return s;
@@ -216,6 +275,9 @@ void af_table_remove(af_table *t, uint32_t slot) {
     while (*pp != slot) pp = &af_table_flow(t, *pp)->hnext;
     *pp = f->hnext;
     list_unlink(t, slot, f);
+    if (f->key.ver != 4) side_give(&t->v6, f->key.a[1]);
+    if (f->tcp) side_give(&t->tcp, f->tcp);
+    f->tcp = AF_NIL;
     f->state = 0;
     f->hnext = t->free_head;
     t->free_head = slot;

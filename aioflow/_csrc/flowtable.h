@@ -18,11 +18,11 @@ enum af_flow_state {
     AF_ST_FIN0 = 2,               /* FIN seen from endpoint 0 */
     AF_ST_FIN1 = 4,               /* FIN seen from endpoint 1 */
     AF_ST_RST = 8,
-    AF_ST_CLOSING = 16,           /* on the closing list (both FINs or a RST) */
-    AF_ST_ACTIVE_NEAR = 32        /* active timeout may fall before the next list move */
+    AF_ST_CLOSING = 16            /* on the closing list (both FINs or a RST) */
 };
 
-/* Canonical key: endpoint 0 is the lower (address, port). 40 bytes, no padding, so memcmp works. */
+/* Canonical key: endpoint 0 is the lower (address, port). 40 bytes, no padding, so memcmp works.
+ * A prepared packet carries it; a slot keeps it in 16 bytes (af_slot_key). */
 typedef struct {
     uint8_t ip[2][16];
     uint16_t port[2];
@@ -30,34 +30,51 @@ typedef struct {
     uint8_t ver, proto;
 } af_key;
 
+/* A slot's key, 16 bytes, no padding. IPv4 (most flows): the two addresses themselves, so a
+ * lookup is one 16-byte compare. IPv6: the two addresses (32 bytes) live in a side store
+ * (af_table.v6); a[0] is a fingerprint of the flow's hash, which spares that store's cache line
+ * on a chain neighbour that is another flow, and a[1] the store's entry. ports..proto are laid
+ * out as in af_key (the same 8 bytes). */
+typedef struct {
+    uint32_t a[2];
+    uint16_t port[2];
+    uint16_t vlan;
+    uint8_t ver, proto;
+} af_slot_key;
+
 /* Per-endpoint counters are indexed by endpoint (0/1), not by src/dst: src_idx says which is src.
- * A flow is split in two arrays indexed by slot. The hot part is 128 bytes, two cache lines
- * holding everything a typical packet (an ACK) reads or updates: key, links and state, then
- * the per-packet counters. The cold part (56 bytes) changes rarely: first times, the id, PSH
- * and the rare flags. 184 bytes a flow in all. */
+ * A flow is 128 bytes, two cache lines holding everything any packet reads or updates (an ACK:
+ * key, links, state, then the per-packet counters; a first packet or the active timeout: the
+ * first times). TCP's rare counters (PSH and the rare flags, 32 bytes) are in a side store
+ * entry only TCP flows take (`tcp`), IPv6 addresses in another (af_slot_key): a UDP or ICMP flow
+ * over IPv4 is its 128 bytes and its share of the hash buckets, nothing else. */
 typedef struct {
     /* line 0 */
-    af_key key;
+    af_slot_key key;
     uint32_t hnext, prev, next;
+    uint32_t tcp;                 /* its af_flow_tcp entry (1-based), AF_NIL until a flag other than ACK */
     uint8_t src_idx, state;
     uint8_t flags[2], ttl_min[2], ttl_max[2];
-    uint32_t moved;               /* packet time (units of 2^20 ns) of the last move in its list */
+    uint64_t id;
+    uint64_t first_ns[2];
     /* line 1 */
     uint64_t last_ns[2];
     uint64_t bytes[2], captured_bytes[2];
     uint32_t packets[2];
     uint32_t ack_packets[2];
 } af_flow;
+_Static_assert(sizeof(af_slot_key) == 16 && sizeof(af_key) == 40, "keys without padding");
+_Static_assert(offsetof(af_slot_key, port) == 8 && offsetof(af_key, port) == 32, "ports..proto: 8 bytes alike");
+_Static_assert(sizeof(af_flow) == 128 && offsetof(af_flow, last_ns) == 64, "a flow is two cache lines");
 
 /* Flag counters: ACK and PSH ride on many packets and get 32 bits; FIN, SYN, RST, URG, ECE and
  * CWR get 16. A counter about to overflow ends the record as an active timeout does (counting
  * goes on in a new record), so counts stay exact. */
 typedef struct {
-    uint64_t first_ns[2];
-    uint64_t id;
     uint32_t psh_packets[2];
     uint16_t rare_flags[2][6];
-} af_flow_cold;
+} af_flow_tcp;
+_Static_assert(sizeof(af_flow_tcp) == 32, "half a cache line");
 
 /* Kept packet headers of a slot (headers=N only). */
 typedef struct {
@@ -70,9 +87,18 @@ enum { AF_TCP_FIN = 0x01, AF_TCP_SYN = 0x02, AF_TCP_RST = 0x04, AF_TCP_PSH = 0x0
 #define AF_RARE_FLAGS (AF_TCP_FIN | AF_TCP_SYN | AF_TCP_RST | AF_TCP_URG | AF_TCP_ECE | AF_TCP_CWR)
 static const uint8_t af_rare_slot[8] = {0, 1, 2, 0xff, 0xff, 3, 4, 5};
 
+/* Fixed-size entries for what only some flows need, 1-based (AF_NIL: none), at most one per live
+ * flow, so max_flows entries are reserved and pages are backed as entries are first used; freed
+ * entries are reused last-in first-out, so the backed part follows the most entries held at once. */
+typedef struct {
+    uint8_t *mem;
+    uint32_t size, cap, hwm, free_head;
+} af_side_store;
+
 typedef struct {
     af_flow *flows;               /* max_flows slots, reserved (see af_table_init) */
-    af_flow_cold *cold;           /* the same slots' cold parts */
+    af_side_store tcp;            /* af_flow_tcp entries */
+    af_side_store v6;             /* IPv6 flows' addresses (uint8_t[2][16]) */
     af_header *headers;           /* headers_per_flow per slot, only when headers are on */
     af_header_count *header_counts;   /* one per slot, with headers */
     uint32_t hwm;                 /* slots ever handed out */
@@ -108,28 +134,57 @@ static inline af_header *af_table_headers(const af_table *t, uint32_t slot) {
 static inline af_header_count *af_table_header_count(const af_table *t, uint32_t slot) {
     return &t->header_counts[slot - 1];
 }
-static inline af_flow_cold *af_table_cold(const af_table *t, uint32_t slot) { return &t->cold[slot - 1]; }
+static inline void *af_side_entry(const af_side_store *st, uint32_t i) { return st->mem + (size_t)(i - 1) * st->size; }
+/* The flow's TCP counters; all zero (a shared entry) when it has none. */
+static inline const af_flow_tcp *af_table_tcp(const af_table *t, const af_flow *f) {
+    static const af_flow_tcp none;
+    return f->tcp ? (const af_flow_tcp *)af_side_entry(&t->tcp, f->tcp) : &none;
+}
+/* The flow's TCP counters to update: its entry, taken now if it has none (NULL: no memory). */
+af_flow_tcp *af_table_tcp_take(af_table *t, af_flow *f);
+/* The flow's canonical key, whole. */
+void af_table_key(const af_table *t, const af_flow *f, af_key *out);
 /* A direction's times are meaningful only once it has packets (a time of 0 is a valid time). */
 static inline uint64_t af_flow_last(const af_flow *f) {
     if (!f->packets[0]) return f->last_ns[1];
     if (!f->packets[1]) return f->last_ns[0];
     return f->last_ns[0] > f->last_ns[1] ? f->last_ns[0] : f->last_ns[1];
 }
-static inline uint64_t af_flow_first(const af_flow *f, const af_flow_cold *c) {
-    if (!f->packets[0]) return c->first_ns[1];
-    if (!f->packets[1]) return c->first_ns[0];
-    return c->first_ns[0] < c->first_ns[1] ? c->first_ns[0] : c->first_ns[1];
+static inline uint64_t af_flow_first(const af_flow *f) {
+    if (!f->packets[0]) return f->first_ns[1];
+    if (!f->packets[1]) return f->first_ns[0];
+    return f->first_ns[0] < f->first_ns[1] ? f->first_ns[0] : f->first_ns[1];
+}
+
+/* The slot key of a key whose flow hash is `hash`; an IPv6 one without its store entry (a[1] 0). */
+static inline void af_slot_key_make(af_slot_key *sk, const af_key *k, uint64_t hash) {
+    memcpy(&sk->port, &k->port, 8);
+    if (k->ver == 4) {
+        memcpy(&sk->a[0], k->ip[0], 4);
+        memcpy(&sk->a[1], k->ip[1], 4);
+    } else {
+        sk->a[0] = (uint32_t)(hash >> 24);   /* not the bucket's low bits, not only the worker's high ones */
+        sk->a[1] = 0;
+    }
 }
 
 /* The flow of a key (within `tunnel` when the table keeps tunnel ids), or AF_NIL. Inline: once per packet. */
 static inline uint32_t af_table_find(const af_table *t, const af_key *k, uint64_t hash, uint32_t tunnel) {
+    af_slot_key sk;
+    af_slot_key_make(&sk, k, hash);
     for (uint32_t s = t->buckets[hash & t->mask]; s != AF_NIL;) {
         const af_flow *f = af_table_flow(t, s);
-        if (memcmp(&f->key, k, sizeof *k) == 0 && (!t->tunnel_ids || t->tunnel_ids[s - 1] == tunnel)) return s;
+        int same = k->ver == 4 ? memcmp(&f->key, &sk, sizeof sk) == 0
+                               : f->key.a[0] == sk.a[0] && memcmp(&f->key.port, &sk.port, 8) == 0 &&
+                                     memcmp(af_side_entry(&t->v6, f->key.a[1]), k->ip, sizeof k->ip) == 0;
+        if (same && (!t->tunnel_ids || t->tunnel_ids[s - 1] == tunnel)) return s;
         s = f->hnext;
     }
     return AF_NIL;
 }
+/* The table's memory for one more active flow (headers and tunnel ids off): its slot, the side
+ * entries such a flow takes, and its buckets at their worst (2 a flow, just after they doubled). */
+uint32_t af_table_bytes_per_flow(int ip_version, int tcp);
 /* Needs count < max_flows. Returns the new slot, zeroed but for the key, or AF_NIL without memory. */
 uint32_t af_table_insert(af_table *t, const af_key *k, uint64_t hash, uint32_t tunnel);
 void af_table_remove(af_table *t, uint32_t slot);

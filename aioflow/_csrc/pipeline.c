@@ -119,7 +119,7 @@ static int finish_open(af_pipeline *p, char *error, size_t n) {
         snprintf(error, n, "out of memory for early fragments (lower max_fragment_datagrams)");
         return AF_ERR_NOMEM;
     }
-    if (cfg->defragment && !(p->defrag = af_defrag_new(cfg, cfg->hash_seed * 37 + 11, &p->stats))) {
+    if (cfg->defragment && !(p->defrag = af_defrag_new(cfg, cfg->hash_seed * 37 + 11, &p->stats, &p->frags))) {
         snprintf(error, n, "out of memory for the defragmenter (lower max_fragment_datagrams, "
                  "max_fragments_per_datagram or max_fragment_memory)");
         return AF_ERR_NOMEM;
@@ -219,6 +219,14 @@ uint32_t af_pipeline_slots_used(const af_pipeline *p) { return p->table.hwm; }
 const af_table *af_pipeline_table(const af_pipeline *p) { return &p->table; }
 int af_pipeline_started_reading(const af_pipeline *p) { return p->stats.packets_read != 0 || p->ahead; }
 
+/* Gives up datagrams timed out as of now; what they hand over is counted before the packet at
+ * queue position `at` (defrag.h). */
+static void defrag_expire(af_pipeline *p, uint32_t at, uint64_t now) {
+    if (!p->defrag) return;
+    af_defrag_position(p->defrag, at);
+    af_defrag_expire(p->defrag, now);
+}
+
 /* Filters and prepares one packet read by the counting thread itself (live sources, or no
  * read-ahead); a flow packet joins the queue with its key and hash. */
 static void enqueue(af_pipeline *p, const af_frame *f) {
@@ -226,7 +234,7 @@ static void enqueue(af_pipeline *p, const af_frame *f) {
     af_queued *q = &p->queue[at & p->qmask];
     p->pulled++;
     if (!af_read_packet(&p->prep, &p->stats, f, q)) return;
-    if (p->defrag) af_defrag_expire(p->defrag, q->ts);
+    defrag_expire(p, at, q->ts);
     uint8_t *payload_to = p->payloads ? p->payloads + (size_t)(at & (AF_QUEUE - 1)) * AF_MAX_PAYLOAD : NULL;
     if (af_prepare_packet(&p->prep, &p->stats, q, f->data, payload_to)) p->queue_count++;
 }
@@ -248,6 +256,17 @@ static int count_early(af_pipeline *p, const af_queued *first) {
     return 0;
 }
 
+/* Counts the fragments the defragmenter handed over (datagrams given up, defrag.h) that come
+ * before queue position `before` (all of them with `all`). 0 when the batch ran out of room first. */
+static int count_unmerged(af_pipeline *p, uint32_t before, int all) {
+    af_queued q;
+    while (af_emit_room(&p->acc.em) > AF_ROOM_PER_PACKET) {
+        if (!af_prepare_unmerged(&p->prep, before, all, &q)) return 1;
+        if (!foreign(p, &q)) af_account(&p->acc, &q);   /* handed over in every worker: their tables agree */
+    }
+    return 0;
+}
+
 /* Counts the oldest queued packet, after prefetching the flow record of one further back. */
 static void count_queued(af_pipeline *p) {
     af_table *t = &p->table;
@@ -263,20 +282,28 @@ static void count_queued(af_pipeline *p) {
     if (p->queue_count > AF_PREFETCH_AHEAD) {
         const af_queued *ahead = &p->queue[(p->queue_head + AF_PREFETCH_AHEAD) & p->qmask];
         uint32_t s = ahead->pending || foreign(p, ahead) ? AF_NIL : t->buckets[ahead->hash & t->mask];
-        if (s != AF_NIL) {   /* the hot part's two lines; the cold part if flags will touch it */
+        if (s != AF_NIL) {   /* the flow's two lines (side entries: see the halfway point below) */
             const char *f = (const char *)af_table_flow(t, s);
             __builtin_prefetch(f);
             __builtin_prefetch(f + 64);
-            if (ahead->p.tcp_flags & ~AF_TCP_ACK) __builtin_prefetch(af_table_cold(t, s));
             if (p->meters.n_prefetch) af_meters_prefetch(p->meters.prefetch, p->meters.n_prefetch, s, ahead->sender);
         }
-        if (p->meters.n_deep) {   /* halfway: meter state is in cache now, prefetch what it points to */
-            const af_queued *half = &p->queue[(p->queue_head + AF_PREFETCH_AHEAD / 2) & p->qmask];
+        /* halfway: the flow and meter state are in cache now, prefetch what they point to (an
+         * IPv6 flow's addresses; the TCP entry, when flags other than ACK will touch it) */
+        const af_queued *half = &p->queue[(p->queue_head + AF_PREFETCH_AHEAD / 2) & p->qmask];
+        int side = !half->pending && (half->key.ver != 4 || (half->p.protocol == 6 && (half->p.tcp_flags & ~AF_TCP_ACK)));
+        if (p->meters.n_deep || side) {
             uint32_t h = half->pending || foreign(p, half) ? AF_NIL : t->buckets[half->hash & t->mask];
-            if (h != AF_NIL) af_meters_prefetch(p->meters.deep, p->meters.n_deep, h, half->sender);
+            if (h != AF_NIL && p->meters.n_deep) af_meters_prefetch(p->meters.deep, p->meters.n_deep, h, half->sender);
+            if (h != AF_NIL && side) {
+                const af_flow *f = af_table_flow(t, h);
+                if (f->key.ver != 4) __builtin_prefetch(af_side_entry(&t->v6, f->key.a[1]));
+                if (f->tcp) __builtin_prefetch(af_side_entry(&t->tcp, f->tcp));
+            }
         }
     }
     const af_queued *q = p->frag_ready ? &p->frag_q : &p->queue[p->queue_head & p->qmask];
+    if (p->defrag && !count_unmerged(p, p->queue_head, 0)) return;
     if (q->p.frag == AF_FRAG_FIRST && p->early.held && !count_early(p, q)) return;
     p->frag_ready = 0;
     p->queue_head++;
@@ -318,7 +345,7 @@ static int take_read_ahead(af_pipeline *p, uint32_t *n, uint32_t max_packets, in
             return 0;
         }
         const af_queued *q = &p->queue[p->queue_head & p->qmask];
-        if (p->defrag) af_defrag_expire(p->defrag, q->ts);
+        defrag_expire(p, p->queue_head, q->ts);
         if (q->pending && !p->frag_ready) {   /* a fragment: prepared here, in packet order, in a copy */
             af_queued *f = &p->frag_q;
             *f = *q;
@@ -364,7 +391,7 @@ static int pump_locked(af_pipeline *p, uint32_t max_packets, af_batch *out) {
         if (wall > p->now_ns) p->now_ns = wall;
         if (af_reap_due(&p->table, &p->cfg, p->now_ns) && af_reap(em, &p->cfg, p->now_ns, AF_ROOM_PER_PACKET))
             return AF_MORE;
-        if (p->defrag) af_defrag_expire(p->defrag, p->now_ns);
+        defrag_expire(p, p->queue_head + p->queue_count, p->now_ns);
         af_early_expire(&p->early, &p->stats, p->now_ns);
     }
     uint32_t n = 0;
@@ -401,6 +428,8 @@ static int pump_locked(af_pipeline *p, uint32_t max_packets, af_batch *out) {
                 af_early_flush(&p->early, &p->stats);          /* early fragments: orphans */
             }
             if (p->phase == PHASE_FLUSHING) {
+                /* what the last give-ups handed over, before the flows end */
+                if (p->defrag && !count_unmerged(p, 0, 1)) return AF_MORE;
                 if (!af_flush(em, p->flush_reason)) return AF_MORE;
                 p->phase = PHASE_DONE;
             }
@@ -504,7 +533,7 @@ int af_pipeline_expire(af_pipeline *p, uint64_t now_ns, af_batch *out) {
     em->out = out;
     if (now_ns > p->now_ns) p->now_ns = now_ns;
     int waiting = p->phase == PHASE_READING ? af_reap(em, &p->cfg, p->now_ns, 0) : 0;
-    if (p->defrag && p->phase == PHASE_READING) af_defrag_expire(p->defrag, p->now_ns);
+    if (p->phase == PHASE_READING) defrag_expire(p, p->queue_head + p->queue_count, p->now_ns);
     if (p->phase == PHASE_READING) af_early_expire(&p->early, &p->stats, p->now_ns);
     if (p->meters.count) af_meters_finish_batch(&p->meters, &p->table, out);
     pthread_mutex_unlock(&p->mu);

@@ -63,11 +63,15 @@ int af_prepare_packet(const af_prepare *pp, af_stats *st, af_queued *q, const u_
     uint32_t caplen = q->caplen;
     if (pp->defrag && p->frag != AF_FRAG_NONE) {   /* held (counted there) until its datagram is whole */
         uint32_t len;
-        data = af_defrag_add(pp->defrag, p, data + caplen, caplen, q->wire_len, ts, &len, &caplen, &q->wire_len);
-        if (!data) return 0;
-        af_packet outer = *p;
-        r = af_decode(AF_DEFRAG_DLT_RAW, data, len, p, pp->decode_flags);
-        keep_outer(p, &outer);
+        int unmerged;   /* its datagram was given up: counted as it is, as without defragment */
+        const uint8_t *whole = af_defrag_add(pp->defrag, p, r, data + caplen, caplen, q->wire_len, ts, &len, &caplen,
+                                             &q->wire_len, &unmerged);
+        if (!whole && !unmerged) return 0;
+        if (whole) {
+            af_packet outer = *p;
+            r = af_decode(AF_DEFRAG_DLT_RAW, whole, len, p, pp->decode_flags);
+            keep_outer(p, &outer);
+        }
     }
     if (!pp->defrag && p->frag != AF_FRAG_NONE) af_early_expire(pp->early, st, ts);
     if (r == AF_DECODED && p->frag == AF_FRAG_LATER && !af_frag_lookup(pp->frags, p, ts)) {
@@ -109,19 +113,31 @@ int af_prepare_packet(const af_prepare *pp, af_stats *st, af_queued *q, const u_
     return 1;
 }
 
-int af_prepare_early(const af_prepare *pp, af_stats *st, const af_queued *first, af_queued *q) {
-    af_frag_early e;
-    if (!af_early_release(pp->early, st, &first->p, &e)) return 0;
-    q->p = e.p;
-    q->ts = e.ts_ns;
-    q->caplen = e.caplen;
-    q->wire_len = e.wire_len;
+/* A fragment that was held (early_fragments.h, defrag.h) into q, keyed. */
+static void prepare_held(const af_prepare *pp, const af_frag_early *e, af_queued *q) {
+    q->p = e->p;
+    q->ts = e->ts_ns;
+    q->caplen = e->caplen;
+    q->wire_len = e->wire_len;
     q->decoded = AF_DECODED;
     q->pending = 0;
     q->payload = NULL;
     q->payload_len = 0;
     q->l3_len = q->l3_headers = 0;
-    memcpy(q->raw, e.raw, sizeof q->raw);
+    memcpy(q->raw, e->raw, sizeof q->raw);
     make_key(pp, q);
+}
+
+int af_prepare_early(const af_prepare *pp, af_stats *st, const af_queued *first, af_queued *q) {
+    af_frag_early e;
+    if (!af_early_release(pp->early, st, &first->p, &e)) return 0;
+    prepare_held(pp, &e, q);
+    return 1;
+}
+
+int af_prepare_unmerged(const af_prepare *pp, uint32_t before, int all, af_queued *q) {
+    af_frag_early e;
+    if (!pp->defrag || !af_defrag_release(pp->defrag, before, all, &e)) return 0;
+    prepare_held(pp, &e, q);
     return 1;
 }

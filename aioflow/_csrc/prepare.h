@@ -37,6 +37,9 @@ int af_prepare_packet(const af_prepare *pp, af_stats *st, af_queued *q, const u_
 /* A later fragment held for `first` (a first fragment about to be counted), prepared into q with
  * first's ports (1), or 0 when none is left: count each before first, they came before it. */
 int af_prepare_early(const af_prepare *pp, af_stats *st, const af_queued *first, af_queued *q);
+/* A fragment of a datagram the defragmenter gave up and handed over, to be counted before queue
+ * position `before` (any, with `all`), prepared into q (1), or 0 when none is left. */
+int af_prepare_unmerged(const af_prepare *pp, uint32_t before, int all, af_queued *q);
 /* With copy_l3: bytes of the IP packet af_prepare_packet copies (headers, then the payload that
  * follows them in the frame; a first fragment's too), 0 for a later fragment. */
 static inline uint32_t af_l3_bytes(const af_prepare *pp, const af_packet *p) {

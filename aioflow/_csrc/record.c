@@ -4,15 +4,17 @@
 
 void af_record_fill(const af_table *t, uint32_t slot, af_record *r) {
     const af_flow *f = af_table_flow(t, slot);
-    const af_flow_cold *c = af_table_cold(t, slot);
+    const af_flow_tcp *c = af_table_tcp(t, f);
     int s = f->src_idx, d = 1 - s;
+    af_key k;
+    af_table_key(t, f, &k);
     memset(r, 0, sizeof *r);
-    r->id = c->id;
-    r->first_ns = af_flow_first(f, c);
+    r->id = f->id;
+    r->first_ns = af_flow_first(f);
     r->last_ns = af_flow_last(f);
-    r->src2dst_first_ns = c->first_ns[s];
+    r->src2dst_first_ns = f->first_ns[s];
     r->src2dst_last_ns = f->last_ns[s];
-    r->dst2src_first_ns = c->first_ns[d];
+    r->dst2src_first_ns = f->first_ns[d];
     r->dst2src_last_ns = f->last_ns[d];
     r->src2dst_packets = f->packets[s];
     r->dst2src_packets = f->packets[d];
@@ -30,13 +32,13 @@ void af_record_fill(const af_table *t, uint32_t slot, af_record *r) {
     r->dst2src_flag_counts[3] = c->psh_packets[d];
     r->src2dst_flag_counts[4] = f->ack_packets[s];
     r->dst2src_flag_counts[4] = f->ack_packets[d];
-    memcpy(r->src_ip, f->key.ip[s], 16);
-    memcpy(r->dst_ip, f->key.ip[d], 16);
-    r->src_port = f->key.port[s];
-    r->dst_port = f->key.port[d];
-    r->vlan_id = f->key.vlan;
-    r->ip_version = f->key.ver;
-    r->protocol = f->key.proto;
+    memcpy(r->src_ip, k.ip[s], 16);
+    memcpy(r->dst_ip, k.ip[d], 16);
+    r->src_port = k.port[s];
+    r->dst_port = k.port[d];
+    r->vlan_id = k.vlan;
+    r->ip_version = k.ver;
+    r->protocol = k.proto;
     r->src2dst_tcp_flags = f->flags[s];
     r->dst2src_tcp_flags = f->flags[d];
     r->src2dst_min_ttl = f->ttl_min[s];

@@ -199,10 +199,10 @@ static void on_end(void *ctx, void *state, const af_meter_end *me) {
     statistics_state *s = state;
     statistics_record *r = (statistics_record *)(void *)me->block;
     const af_flow *f = af_table_flow(me->table, me->slot);
-    const af_flow_cold *c = af_table_cold(me->table, me->slot);
+    const af_flow_tcp *c = af_table_tcp(me->table, f);
     int src = f->src_idx, dst = 1 - src;
-    uint64_t first = af_flow_first(f, c), last = af_flow_last(f);
-    uint64_t first_dir[2] = {c->first_ns[src], c->first_ns[dst]}, last_dir[2] = {f->last_ns[src], f->last_ns[dst]};
+    uint64_t first = af_flow_first(f), last = af_flow_last(f);
+    uint64_t first_dir[2] = {f->first_ns[src], f->first_ns[dst]}, last_dir[2] = {f->last_ns[src], f->last_ns[dst]};
     r->bidirectional_first_seen_ms = ms_of(first);
     r->bidirectional_last_seen_ms = ms_of(last);
     r->bidirectional_duration_ms = r->bidirectional_last_seen_ms - r->bidirectional_first_seen_ms;
@@ -230,7 +230,7 @@ static void on_end(void *ctx, void *state, const af_meter_end *me) {
     WRITE_GAPS(r, src2dst, ms, ns);
     gap_summaries(s, 1, packets_dir[1] ? packets_dir[1] - 1u : 0, first_dir[1], last_dir[1], &ms, &ns);
     WRITE_GAPS(r, dst2src, ms, ns);
-    /* flags of both directions: the rare ones (fin syn rst urg ece cwr) in the cold part */
+    /* flags of both directions: the rare ones (fin syn rst urg ece cwr) in the TCP entry */
     uint64_t rare[6];
     for (int k = 0; k < 6; k++) rare[k] = (uint64_t)c->rare_flags[0][k] + c->rare_flags[1][k];
     r->bidirectional_fin_packets = rare[af_rare_slot[0]];
