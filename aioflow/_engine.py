@@ -112,12 +112,60 @@ def text_size(ctype: str) -> int:
     return 0
 
 
-def _read_field(data: bytes, at: int, ctype: str) -> int | float | str:
-    size = text_size(ctype)
-    if size:
-        return data[at : at + size].split(b"\0", 1)[0].decode(errors="replace")
-    value: int | float = struct.unpack_from("=" + _CTYPE_FORMATS[ctype], data, at)[0]
-    return value
+class BlockReader:
+    """Reads one meter's fields from a record's block with one compiled struct call (built once per
+    meter and array length): a struct format and a slice per field each time cost ~1 us per field,
+    most of a per-flow reader's time (Flow.meters with conn_state and community_id: 9 fields)."""
+
+    __slots__ = ("info", "_names", "_plan", "_simple", "_struct")
+
+    def __init__(self, info: MeterInfo, array_length: int) -> None:
+        self.info = info
+        form, pos, index = ["="], 0, 0
+        at: dict[str, tuple[int, int, int]] = {}  # field -> (first value, values, text 1 / 0)
+        for f in sorted(info.fields, key=lambda f: f.offset):
+            if f.offset > pos:
+                form.append(f"{f.offset - pos}x")
+            size = text_size(f.ctype)
+            if size:
+                form.append(f"{size}s")
+                n, pos = 1, f.offset + size
+            else:
+                n = array_length if f.count else 1
+                form.append(f"{n}{_CTYPE_FORMATS[f.ctype]}")
+                pos = f.offset + n * struct.calcsize("=" + _CTYPE_FORMATS[f.ctype])
+            at[f.name] = (index, n, 1 if size else 0)
+            index += n
+        self._struct = struct.Struct("".join(form))
+        self._plan = tuple((f.name, *at[f.name], f.count) for f in info.fields)
+        self._names = tuple(f.name for f in info.fields)
+        # plain numbers declared in offset order: the values are the fields, as they come
+        self._simple = [(i, n, text) for _, i, n, text, _ in self._plan] == [(i, 1, 0) for i in range(len(self._plan))]
+
+    def read(self, data: bytes, at: int) -> dict[str, Any]:
+        values = self._struct.unpack_from(data, at)
+        if self._simple:
+            return dict(zip(self._names, values, strict=True))
+        out: dict[str, Any] = {}
+        for name, i, n, text, count in self._plan:
+            if text:
+                out[name] = values[i].split(b"\0", 1)[0].decode(errors="replace")
+            elif count:  # an array: its first array_length values, as a list
+                out[name] = list(values[i : i + n])
+            else:
+                out[name] = values[i]
+        return out
+
+
+_READERS: dict[tuple[str, int], BlockReader] = {}
+
+
+def block_reader(info: MeterInfo, array_length: int) -> BlockReader:
+    """The compiled reader of meter `info`'s block (kept per meter name and array length)."""
+    reader = _READERS.get((info.name, array_length))
+    if reader is None or reader.info is not info:
+        reader = _READERS[(info.name, array_length)] = BlockReader(info, array_length)
+    return reader
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,14 +198,7 @@ class MeterLayout:
                 info = self.info(name)
                 if at + info.record_size > len(data):
                     return None
-                out: dict[str, Any] = {}
-                for f in info.fields:
-                    if f.count:  # an array: its first array_length values, as a list
-                        form = f"={self.array_length}{_CTYPE_FORMATS[f.ctype]}"
-                        out[f.name] = list(struct.unpack_from(form, data, at + f.offset))
-                    else:
-                        out[f.name] = _read_field(data, at + f.offset, f.ctype)
-                return out
+                return block_reader(info, self.array_length).read(data, at)
         return None
 
 
