@@ -117,7 +117,7 @@ class BlockReader:
     meter and array length): a struct format and a slice per field each time cost ~1 us per field,
     most of a per-flow reader's time (Flow.meters with conn_state and community_id: 9 fields)."""
 
-    __slots__ = ("info", "_names", "_plan", "_simple", "_struct")
+    __slots__ = ("_names", "_plan", "_simple", "_struct", "info")
 
     def __init__(self, info: MeterInfo, array_length: int) -> None:
         self.info = info

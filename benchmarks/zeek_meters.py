@@ -70,34 +70,6 @@ def callgrind(path: str, mode: str) -> tuple[int, int]:
     raise RuntimeError("producer.c:run not in callgrind's output")
 
 
-def main() -> dict[str, Any]:
-        flows = fields = 0
-        t0 = time.perf_counter()
-        async with aioflow.FlowParser(path, meters=MODES[mode], read_ahead=False) as parser:
-            async for flow in parser.terminated():
-                flows += 1
-                fields += len(flow.meters)  # the fields, read
-            seconds = time.perf_counter() - t0
-        return {"mode": mode, "packets": parser.info().packets, "flows": flows, "fields": fields, "seconds": seconds}
-
-    return asyncio.run(main())
-
-
-def callgrind(path: str, mode: str) -> int:
-    """Instructions of the producer thread's loop (producer.c's run, inclusive: the whole C pipeline,
-    af_pipeline_pump inlined into it by LTO) for one mode."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "cg.out"
-        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, __file__,
-                        "--child", mode, path], check=True, capture_output=True)  # fmt: skip
-        text = subprocess.run(["callgrind_annotate", "--inclusive=yes", str(out)], check=True,
-                              capture_output=True, text=True).stdout  # fmt: skip
-    for line in text.splitlines():
-        if re.search(r"producer\.c:run\b", line):
-            return int(re.sub(r"[^0-9].*", "", line.strip().replace(",", "")))
-    raise RuntimeError("producer.c:run not in callgrind's output")
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("capture")
