@@ -449,15 +449,14 @@ static int fast_packet(zconn *c, int role, const af_packet *p, uint32_t len) {
         return 0;
     zend *e = &c->e[role], *peer = &c->e[1 - role];
     /* The reassemblers: the ack trims the peer's and the data extends the sender's, in order. An
-     * ack past the peer's delivered data (a gap), data out of order, or data while none of the
-     * sender's is acknowledged (Zeek's initial-window rule) take the slow path. */
+     * ack past the peer's delivered data (a gap) or data out of order take the slow path. */
     int32_t rel_ack = seq_delta(p->tcp_ack, peer->start);
     uint32_t ra = rel_ack > 0 ? (uint32_t)rel_ack : 0;
     if (peer->fins && ra >= peer->r.fin) ra = peer->r.fin - 1;
     if (ra > peer->r.trim && ra > peer->r.l) return 0;
     uint32_t rel = p->tcp_seq - e->start;
     int data = len && !e->r.skip && p->payload_len >= len && (int32_t)rel >= 0;
-    if (data && (rel != e->r.l || e->r.n || rel < e->r.trim || (int64_t)rel < e->ack || e->ack <= 1)) return 0;
+    if (data && (rel != e->r.l || e->r.n || rel < e->r.trim || (int64_t)rel < e->ack)) return 0;
     if (!(c->seen & ((uint32_t)(len ? H_DATA : H_ACK) << (16 * role)))) check(c, role, len ? H_DATA : H_ACK, len ? 'D' : 'A');
     int32_t d = seq_delta(p->tcp_ack, peer->start + (uint32_t)peer->ack);
     if (rel_ack >= 0 && d > 0 && !(p->tcp_ack == 0 && d > TOO_LARGE_SEQ_DELTA)) peer->ack += d;
@@ -467,6 +466,7 @@ static int fast_packet(zconn *c, int role, const af_packet *p, uint32_t len) {
     if (ra > peer->r.trim) peer->r.trim = ra;
     if (data) {
         e->r.l = e->r.top = rel + len;
+        if (no_data_acked(e) && tcp_size(e, peer) > MAX_INITIAL_WINDOW) e->r.trim = e->r.l;   /* as deliver() */
         if (e->r.l - e->r.trim > MAX_UNACKED) e->r.skip = 1;
     }
     return 1;
