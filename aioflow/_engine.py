@@ -6,8 +6,8 @@ import os
 import secrets
 import struct
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
@@ -112,12 +112,47 @@ def text_size(ctype: str) -> int:
     return 0
 
 
-def _read_field(data: bytes, at: int, ctype: str) -> int | float | str:
-    size = text_size(ctype)
-    if size:
-        return data[at : at + size].split(b"\0", 1)[0].decode(errors="replace")
-    value: int | float = struct.unpack_from("=" + _CTYPE_FORMATS[ctype], data, at)[0]
-    return value
+class BlockReader:
+    """Reads one meter's fields from a record's block: one compiled struct call and a function
+    written for the meter's fields (built once per meter and array length), as dataclasses and
+    namedtuple write theirs. Reading field by field in a loop cost ~1 us per field, most of a
+    per-flow reader's time (Flow.meters with conn_state and community_id: 11 fields)."""
+
+    __slots__ = ("info", "read")
+
+    def __init__(self, info: MeterInfo, array_length: int) -> None:
+        self.info = info
+        form, pos, index = ["="], 0, 0
+        exprs: dict[str, str] = {}  # field -> Python expression of its value from the values `v`
+        for f in sorted(info.fields, key=lambda f: f.offset):
+            if f.offset > pos:
+                form.append(f"{f.offset - pos}x")
+            size = text_size(f.ctype)
+            if size:  # NUL-terminated text
+                form.append(f"{size}s")
+                exprs[f.name] = f"v[{index}].partition(b'\\0')[0].decode('utf-8', 'replace')"
+                index, pos = index + 1, f.offset + size
+                continue
+            n = array_length if f.count else 1
+            form.append(f"{n}{_CTYPE_FORMATS[f.ctype]}")
+            exprs[f.name] = f"list(v[{index}:{index + n}])" if f.count else f"v[{index}]"
+            index, pos = index + n, f.offset + n * struct.calcsize("=" + _CTYPE_FORMATS[f.ctype])
+        lines = ["def read(data, at):", "    v = unpack_from(data, at)", "    return {"]
+        lines += [f"        {f.name!r}: {exprs[f.name]}," for f in info.fields]  # the meter's order
+        scope: dict[str, Any] = {"unpack_from": struct.Struct("".join(form)).unpack_from}
+        exec("\n".join([*lines, "    }"]), scope)  # names are repr()'d literals, the rest is ours
+        self.read: Callable[[bytes, int], dict[str, Any]] = scope["read"]
+
+
+_READERS: dict[tuple[str, int], BlockReader] = {}
+
+
+def block_reader(info: MeterInfo, array_length: int) -> BlockReader:
+    """The compiled reader of meter `info`'s block (kept per meter name and array length)."""
+    reader = _READERS.get((info.name, array_length))
+    if reader is None or reader.info is not info:
+        reader = _READERS[(info.name, array_length)] = BlockReader(info, array_length)
+    return reader
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +164,14 @@ class MeterLayout:
     offsets: tuple[tuple[str, int], ...] = ()
     array_length: int = 0  # values of each array field read (splt=N): the first N of `count`
     loaded: tuple[MeterInfo, ...] = ()  # meters loaded from shared libraries (FlowParser(meters=[path]))
+    # (name, offset, reader, record size) of each enabled meter, made on first read
+    _readers: list[tuple[str, int, BlockReader, int]] = field(default_factory=list, compare=False, repr=False)
+
+    def readers(self) -> list[tuple[str, int, BlockReader, int]]:
+        if len(self._readers) != len(self.offsets):
+            self._readers[:] = [(n, at, block_reader(self.info(n), self.array_length), self.info(n).record_size)
+                                for n, at in self.offsets]  # fmt: skip
+        return self._readers
 
     def info(self, name: str) -> MeterInfo:
         """Meter `name`'s registry entry, built-in or loaded (KeyError when neither)."""
@@ -144,21 +187,20 @@ class MeterLayout:
     def read(self, data: bytes, index: int, name: str) -> dict[str, Any] | None:
         """Record `index`'s fields of meter `name` (None when the meter is off or the data is not
         there: snapshots and lookups of active flows carry none)."""
-        for n, offset in self.offsets:
+        for n, offset, reader, size in self.readers():
             if n == name:
                 at = index * self.stride + offset
-                info = self.info(name)
-                if at + info.record_size > len(data):
-                    return None
-                out: dict[str, Any] = {}
-                for f in info.fields:
-                    if f.count:  # an array: its first array_length values, as a list
-                        form = f"={self.array_length}{_CTYPE_FORMATS[f.ctype]}"
-                        out[f.name] = list(struct.unpack_from(form, data, at + f.offset))
-                    else:
-                        out[f.name] = _read_field(data, at + f.offset, f.ctype)
-                return out
+                return None if at + size > len(data) else reader.read(data, at)
         return None
+
+    def read_all(self, data: bytes, index: int) -> dict[str, Mapping[str, Any]]:
+        """Record `index`'s fields of every enabled meter, by meter name (those with data)."""
+        out: dict[str, Mapping[str, Any]] = {}
+        base = index * self.stride
+        for n, offset, reader, size in self.readers():
+            if base + offset + size <= len(data):
+                out[n] = reader.read(data, base + offset)
+        return out
 
 
 NO_METERS = MeterLayout()

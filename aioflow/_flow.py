@@ -526,12 +526,7 @@ class Flow:
     def meters(self) -> dict[str, Mapping[str, Any]]:
         """Every enabled meter's fields, by meter name (see meter())."""
         b = self._batch
-        out: dict[str, Mapping[str, Any]] = {}
-        for name, _ in b.meter_layout.offsets:
-            values = b.meter_layout.read(b.meter_data, self._i, name)
-            if values is not None:
-                out[name] = values
-        return out
+        return b.meter_layout.read_all(b.meter_data, self._i)
 
     def meter_columns(self) -> dict[str, Any]:
         """Every enabled meter's fields under their read_frame column names (``low_ttl_...``;

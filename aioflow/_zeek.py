@@ -122,7 +122,7 @@ def conn_record(flow: Flow, local_nets: Networks = (), community_id: bool = Fals
         "conn_state": z["state"],
         "local_orig": _is_local(orig[0], local_nets),
         "local_resp": _is_local(resp[0], local_nets),
-        "missed_bytes": 0,
+        "missed_bytes": z["missed_bytes"],
         "history": z["history"] or None,
         "orig_pkts": orig[2],
         "orig_ip_bytes": orig[3],

@@ -36,6 +36,7 @@ typedef uint32_t lanes __attribute__((vector_size(4 * LANES)));
 typedef struct {
     uint16_t seed;
     uint32_t pending;                /* records waiting for their hash */
+    char pairs[4096][2];             /* base64 of every 12-bit value: two characters per lookup */
     const af_batch *batch;           /* the batch they are in */
     char *out[LANES];                /* where each one's text goes */
     uint8_t block[LANES][64];        /* each one's SHA-1 block, padded */
@@ -79,18 +80,19 @@ SHA1_CLONES static void sha1_lanes(const uint8_t block[LANES][64], uint32_t h[5]
     }
 }
 
-/* "1:" and the base64 of a digest (five big-endian words): 26 characters of 6 bits, one of the
- * last 4 bits, then one '=' (20 bytes do not fill the last group of 3). */
-static void write_text(const uint32_t h[5][LANES], uint32_t j, char *out) {
-    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char BASE64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* "1:" and the base64 of a digest (five big-endian words): 26 characters of 6 bits, two per
+ * 12-bit lookup, one of the last 4 bits, then one '=' (20 bytes do not fill the last group of 3). */
+static void write_text(const char (*pairs)[2], const uint32_t h[5][LANES], uint32_t j, char *out) {
     *out++ = '1', *out++ = ':';
     uint64_t acc = 0;
     int bits = 0;
     for (int i = 0; i < 5; i++) {
         acc = acc << 32 | h[i][j], bits += 32;
-        for (; bits >= 6; bits -= 6) *out++ = abc[(acc >> (bits - 6)) & 63];
+        for (; bits >= 12; bits -= 12, out += 2) memcpy(out, pairs[(acc >> (bits - 12)) & 4095], 2);
     }
-    *out++ = abc[(acc << (6 - bits)) & 63];
+    *out++ = BASE64[(acc << (6 - bits)) & 63];
     *out++ = '=', *out = 0;
 }
 
@@ -99,7 +101,8 @@ static void flush(cid_ctx *c) {
     if (!c->pending) return;
     uint32_t h[5][LANES];
     sha1_lanes((const uint8_t (*)[64])c->block, h);
-    for (uint32_t j = 0; j < c->pending; j++) write_text((const uint32_t (*)[LANES])h, j, c->out[j]);
+    for (uint32_t j = 0; j < c->pending; j++)
+        write_text((const char (*)[2])c->pairs, (const uint32_t (*)[LANES])h, j, c->out[j]);
     c->pending = 0;
 }
 
@@ -108,7 +111,9 @@ static void flush(cid_ctx *c) {
 static void *cid_open(const af_config *cfg, af_stats *stats) {
     (void)stats;
     cid_ctx *c = calloc(1, sizeof *c);
-    if (c) c->seed = cfg->community_id_seed;
+    if (!c) return NULL;
+    c->seed = cfg->community_id_seed;
+    for (int v = 0; v < 4096; v++) c->pairs[v][0] = BASE64[v >> 6], c->pairs[v][1] = BASE64[v & 63];
     return c;
 }
 

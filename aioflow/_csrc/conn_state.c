@@ -14,10 +14,17 @@
  * (W, scaled: at counts 1, 10, 100...), the peer's ack, the endpoint's last sequence number (a
  * packet with data not past it is a retransmission: T, scaled), then the endpoint state machine.
  * Sizes are Zeek's TCP_Endpoint::Size(): the highest of last sequence and acknowledged sequence,
- * minus the start, minus the SYN and a FIN. Not done: C (checksums are not verified), G and
- * missed_bytes (Zeek's reassembler's content gaps). UDP: each direction active on its first
- * packet (history D/d), sizes = UDP payload bytes by the UDP length field; ICMP: payload after the
- * 8-byte header; other protocols: OTH, no history. */
+ * minus the start, minus the SYN and a FIN. Not done: C (checksums are not verified).
+ *
+ * Content gaps (G, missed_bytes): Zeek reassembles every TCP connection it analyzes
+ * (dpd_reassemble_first_packets), and its reassembler (TCP_Reassembler, Reassem.cc) reports a gap
+ * when the peer acknowledges data it never delivered. Gaps need no payload, only which sequence
+ * ranges were seen whole, so each endpoint keeps Zeek's reassembler's numbers (zreasm, below):
+ * relative to the endpoint's start, like Zeek's, in 32 bits (streams under 4 GiB), with up to
+ * GAP_RANGES ranges of data seen above a hole; past that, the two nearest merge (the hole between
+ * them counts as seen) and the record says `gaps_inexact`. UDP: each direction active on its
+ * first packet (history D/d), sizes = UDP payload bytes by the UDP length field; ICMP: payload
+ * after the 8-byte header; other protocols: OTH, no history. */
 #include <string.h>
 
 #include "icmp_pair.h"
@@ -28,6 +35,22 @@
 enum { INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET };
 enum { H_SYN = 1, H_FIN = 2, H_RST = 4, H_FIN_RST = 8, H_DATA = 16, H_ACK = 32, H_MULTI = 64 };
 #define TOO_LARGE_SEQ_DELTA 1048576
+#define GAP_RANGES 3
+#define MAX_INITIAL_WINDOW 16384             /* Zeek's tcp_max_initial_window */
+#define MAX_ABOVE_HOLE 16384                 /* tcp_max_above_hole_without_any_acks */
+#define MAX_UNACKED (10u * 1024 * 1024)     /* tcp_excessive_data_without_further_acks */
+
+/* One endpoint's Zeek reassembler, as far as gaps go: its sequence numbers relative to the
+ * endpoint's start (data starts at 1), no data. */
+typedef struct {
+    uint32_t l;                      /* last_reassem_seq: data delivered (seen without holes) up to here */
+    uint32_t trim;                   /* trim_seq: acknowledged up to here (blocks below are gone) */
+    uint32_t top;                    /* the highest end of data it took */
+    uint32_t fin;                    /* FIN_seq: relative sequence after the last FIN */
+    uint32_t ooo[GAP_RANGES][2];     /* data seen above a hole: [start, end), sorted, disjoint, > l */
+    uint32_t gaps, gaps_next;        /* G's scaled count */
+    uint8_t n, skip, inexact, _pad;  /* ranges held; deliveries stopped (Zeek's skip_deliveries) */
+} zreasm;
 
 typedef struct {
     int64_t last, ack;               /* relative to start: highest seq end sent; highest ack of it received */
@@ -36,6 +59,7 @@ typedef struct {
     uint32_t rxmit, rxmit_next, win0, win0_next;
     uint8_t state, prev_state, fins, _pad;
     uint64_t bytes;                  /* UDP / ICMP payload */
+    zreasm r;
 } zend;
 
 typedef struct {
@@ -47,6 +71,7 @@ typedef struct {
     uint8_t did_close;               /* TCP: bit per role, its FIN or RST closed it (Zeek stops the clock at both) */
     uint8_t fast;                    /* TCP: both ends seen and in FAST_STATES: fast_packet() may run */
     uint64_t first_ns, last_ns;      /* Zeek's start and last time */
+    uint64_t missed;                 /* content gaps' bytes (conn.log's missed_bytes) */
     char hist[HIST_MAX + 1];
 } zconn;
 
@@ -55,8 +80,9 @@ typedef struct {
     char history[HIST_MAX + 1];
     uint64_t orig_bytes, resp_bytes;
     uint64_t duration_ns;            /* Zeek's: up to the packet that closed both TCP ends */
+    uint64_t missed_bytes;
     uint16_t orig_p, resp_p;         /* Zeek's ports: ICMP's type and counterpart (or code); else 0 */
-    uint8_t orig_is_src, _pad[3];
+    uint8_t orig_is_src, gaps_inexact, _pad[2];
 } zrecord;
 
 /* Zeek's likely_server_ports with its default scripts (the ports its analyzers register). */
@@ -99,6 +125,7 @@ static void scaled(zconn *c, int role, char code, uint32_t *count, uint32_t *nex
 }
 
 static void set_state(zend *e, uint8_t s) {
+    if (s == e->state) return;       /* as Zeek's SetState: prev_state is the last different one */
     e->prev_state = e->state;
     e->state = s;
 }
@@ -159,7 +186,8 @@ static void flip(zconn *c) {
     add(c, '^');
 }
 
-static void state_machine(zconn *c, int role, uint8_t fl, uint32_t seq, uint32_t len) {
+/* Returns the sender's role afterwards (a SYN/SYN-ACK reversal swaps them). */
+static int state_machine(zconn *c, int role, uint8_t fl, uint32_t seq, uint32_t len) {
     zend *e = &c->e[role], *peer = &c->e[1 - role];
     int syn = fl & AF_TCP_SYN, fin = fl & AF_TCP_FIN, rst = fl & AF_TCP_RST, ack = fl & AF_TCP_ACK;
     switch (e->state) {
@@ -172,6 +200,7 @@ static void state_machine(zconn *c, int role, uint8_t fl, uint32_t seq, uint32_t
                     c->partial = 0;
                     flip(c);             /* e and peer swapped places */
                     e = &c->e[0], peer = &c->e[1];
+                    role = 0;
                     set_state(peer, ESTABLISHED);
                 }
                 if (peer->state == SYN_SENT) set_state(peer, ESTABLISHED);
@@ -209,6 +238,131 @@ static void state_machine(zconn *c, int role, uint8_t fl, uint32_t seq, uint32_t
     default:
         break;
     }
+    return role;
+}
+
+/* Zeek's TCP_Endpoint::Size() */
+static uint64_t tcp_size(const zend *e, const zend *peer) {
+    if (e->prev_state == SYN_SENT && e->state == RESET && peer->state == INACTIVE && e->ack > 1) return 0;
+    int64_t top = e->last > e->ack ? e->last : e->ack;
+    uint64_t size = top > 0 ? (uint64_t)top : 0;
+    if (size) size--;
+    if (e->fins && size) size--;
+    return size;
+}
+
+/* --- Zeek's reassembler, for gaps (TCP_Reassembler, Reassem.cc) ---------------------------- */
+
+static int no_data_acked(const zend *e) { return e->ack <= 1; }   /* Zeek's NoDataAcked() */
+
+static int is_clean(const zend *e) {
+    return e->state == ESTABLISHED || (e->state == CLOSED && e->prev_state == ESTABLISHED);
+}
+
+/* TCP_Reassembler::Gap: reported (history G, content_gap's bytes into missed_bytes) only while
+ * both ends are established or closing cleanly. */
+static void gap(zconn *c, int role, uint32_t len) {
+    zend *e = &c->e[role];
+    if (is_clean(e) && is_clean(&c->e[1 - role])) {
+        scaled(c, role, 'G', &e->r.gaps, &e->r.gaps_next);
+        c->missed += len;
+    }
+}
+
+/* BlockInserted: data now reaches `to`; delivery runs on over the ranges above that it reaches.
+ * Then, if none of this endpoint's data was acknowledged and it sent more than an initial
+ * window, Zeek trims to what it delivered. */
+static void deliver(zconn *c, int role, uint32_t to) {
+    zend *e = &c->e[role];
+    zreasm *r = &e->r;
+    r->l = to;
+    uint32_t k = 0;
+    for (; k < r->n && r->ooo[k][0] <= r->l; k++)
+        if (r->ooo[k][1] > r->l) r->l = r->ooo[k][1];
+    if (k) memmove(r->ooo, r->ooo + k, (r->n - k) * sizeof r->ooo[0]), r->n = (uint8_t)(r->n - k);
+    if (no_data_acked(e) && tcp_size(e, &c->e[1 - role]) > MAX_INITIAL_WINDOW && r->l > r->trim) r->trim = r->l;
+}
+
+/* Data [s, u) above the delivered part: a range of its own, or merged with those it meets. With
+ * GAP_RANGES held, the two ranges with the smallest hole between them become one. */
+static void add_range(zreasm *r, uint32_t s, uint32_t u) {
+    uint32_t k = 0;
+    while (k < r->n && r->ooo[k][1] < s) k++;            /* ranges wholly below */
+    uint32_t j = k;
+    while (j < r->n && r->ooo[j][0] <= u) {               /* ranges it meets */
+        if (r->ooo[j][0] < s) s = r->ooo[j][0];
+        if (r->ooo[j][1] > u) u = r->ooo[j][1];
+        j++;
+    }
+    if (j - k != 1) {                                     /* make room for exactly one at k */
+        if (j == k && r->n == GAP_RANGES) {
+            uint32_t best = 0, hole = UINT32_MAX;         /* nearest pair, the new range included */
+            uint32_t all[GAP_RANGES + 1][2];
+            memcpy(all, r->ooo, k * sizeof all[0]);
+            all[k][0] = s, all[k][1] = u;
+            memcpy(all + k + 1, r->ooo + k, (r->n - k) * sizeof all[0]);
+            for (uint32_t i = 0; i < GAP_RANGES; i++)
+                if (all[i + 1][0] - all[i][1] < hole) hole = all[i + 1][0] - all[i][1], best = i;
+            all[best][1] = all[best + 1][1];
+            memmove(all + best + 1, all + best + 2, (GAP_RANGES - 1 - best) * sizeof all[0]);
+            memcpy(r->ooo, all, sizeof r->ooo);
+            r->inexact = 1;
+            return;
+        }
+        memmove(r->ooo + k + 1, r->ooo + j, (r->n - j) * sizeof r->ooo[0]);
+        r->n = (uint8_t)(r->n + 1 - (j - k));
+    }
+    r->ooo[k][0] = s, r->ooo[k][1] = u;
+}
+
+/* TCP_Reassembler::DataSent then Reassembler::NewBlock: `len` bytes at relative `seq`, captured
+ * whole. */
+static void data_sent(zconn *c, int role, uint32_t seq, uint32_t len) {
+    zend *e = &c->e[role];
+    zreasm *r = &e->r;
+    if (r->skip) return;
+    uint32_t up = seq + len, ack = (uint32_t)e->ack;
+    if (seq < ack) {                                      /* acknowledged already: only the rest */
+        if (up <= ack) return;
+        seq = ack;
+    }
+    if (up <= r->trim) return;
+    if (seq < r->trim) seq = r->trim;
+    if (up > r->top) r->top = up;
+    if (seq <= r->l) {
+        if (up > r->l) deliver(c, role, up);
+    } else {
+        add_range(r, seq, up);
+    }
+    uint64_t held = r->l > r->trim ? r->l - r->trim : 0;  /* Zeek's DataSize(), to within a segment */
+    for (uint32_t k = 0; k < r->n; k++) held += r->ooo[k][1] - r->ooo[k][0];
+    if ((no_data_acked(e) && r->top > r->trim && r->top - r->l > MAX_ABOVE_HOLE) || held > MAX_UNACKED)
+        r->skip = 1, r->n = 0;                            /* Zeek gives up on the stream's content */
+}
+
+/* Reassembler::Undelivered: the peer acknowledged up to `up`, past the delivered data; every hole
+ * below it is a gap. */
+static void undelivered(zconn *c, int role, uint32_t up) {
+    zreasm *r = &c->e[role].r;
+    if (up <= 2 && c->partial) return;   /* a partial connection's made-up start: not a gap */
+    if (!r->skip) {
+        while (r->n && r->ooo[0][0] < up) {
+            gap(c, role, r->ooo[0][0] - r->l);
+            deliver(c, role, r->ooo[0][0]);
+        }
+        if (up > r->l) gap(c, role, up - r->l);
+    }
+    if (up > r->l) r->l = up;
+}
+
+/* TCP_Reassembler::AckReceived: the peer acknowledged `role`'s data up to relative `seq`. */
+static void ack_received(zconn *c, int role, uint32_t seq) {
+    zend *e = &c->e[role];
+    zreasm *r = &e->r;
+    if (e->fins && seq >= r->fin) seq = r->fin - 1;
+    if (seq <= r->trim) return;
+    if (seq > r->l) undelivered(c, role, seq);
+    r->trim = seq;
 }
 
 static void tcp_packet(zconn *c, int role, const af_packet *p, uint32_t len) {
@@ -224,13 +378,17 @@ static void tcp_packet(zconn *c, int role, const af_packet *p, uint32_t len) {
     history(c, role, e, fl, rel, len);
     if (p->tcp_window == 0 && !(fl & AF_TCP_RST) && peer->state != CLOSED && e->state != RESET)
         scaled(c, role, 'W', &e->win0, &e->win0_next);
-    if (fl & AF_TCP_FIN) e->fins = 1;
+    if (fl & AF_TCP_FIN) e->fins = 1, e->r.fin = (uint32_t)rel + seg;
+    uint32_t rel_ack = 0;            /* Zeek's: relative to the peer's start, 0 when below it */
     if (fl & AF_TCP_ACK) {
         if (peer->state == INACTIVE) {
             init_seq(peer, p->tcp_ack - 1, 0);
-        } else if (!(fl & AF_TCP_RST)) {
+            rel_ack = 1;
+        } else {
+            int32_t r = seq_delta(p->tcp_ack, peer->start);
+            rel_ack = r > 0 ? (uint32_t)r : 0;
             int32_t d = seq_delta(p->tcp_ack, peer->start + (uint32_t)peer->ack);
-            if (!(p->tcp_ack == 0 && d > TOO_LARGE_SEQ_DELTA) && d > 0) peer->ack += d;
+            if (r >= 0 && !(fl & AF_TCP_RST) && !(p->tcp_ack == 0 && d > TOO_LARGE_SEQ_DELTA) && d > 0) peer->ack += d;
         }
     }
     int32_t delta_last = seq_delta(seg_end, e->start + (uint32_t)e->last);
@@ -244,17 +402,11 @@ static void tcp_packet(zconn *c, int role, const af_packet *p, uint32_t len) {
         e->last += delta_last;
     else if (len > 0)
         scaled(c, role, 'T', &e->rxmit, &e->rxmit_next);
-    state_machine(c, role, fl, seq, len);
-}
-
-/* Zeek's TCP_Endpoint::Size() */
-static uint64_t tcp_size(const zend *e, const zend *peer) {
-    if (e->prev_state == SYN_SENT && e->state == RESET && peer->state == INACTIVE && e->ack > 1) return 0;
-    int64_t top = e->last > e->ack ? e->last : e->ack;
-    uint64_t size = top > 0 ? (uint64_t)top : 0;
-    if (size) size--;
-    if (e->fins && size) size--;
-    return size;
+    role = state_machine(c, role, fl, seq, len);
+    /* the reassemblers, after the state machine (a gap at a FIN or RST is not flagged) */
+    if (fl & AF_TCP_ACK) ack_received(c, 1 - role, rel_ack);
+    if (len && !(fl & AF_TCP_RST) && p->payload_len >= len && rel >= 0)
+        data_sent(c, role, (uint32_t)rel + !!(fl & AF_TCP_SYN), len);
 }
 
 static const char *tcp_conn_state(const zconn *c) {
@@ -296,12 +448,27 @@ static int fast_packet(zconn *c, int role, const af_packet *p, uint32_t len) {
         p->tcp_window == 0)
         return 0;
     zend *e = &c->e[role], *peer = &c->e[1 - role];
+    /* The reassemblers: the ack trims the peer's and the data extends the sender's, in order. An
+     * ack past the peer's delivered data (a gap) or data out of order take the slow path. */
+    int32_t rel_ack = seq_delta(p->tcp_ack, peer->start);
+    uint32_t ra = rel_ack > 0 ? (uint32_t)rel_ack : 0;
+    if (peer->fins && ra >= peer->r.fin) ra = peer->r.fin - 1;
+    if (ra > peer->r.trim && ra > peer->r.l) return 0;
+    uint32_t rel = p->tcp_seq - e->start;
+    int data = len && !e->r.skip && p->payload_len >= len && (int32_t)rel >= 0;
+    if (data && (rel != e->r.l || e->r.n || rel < e->r.trim || (int64_t)rel < e->ack)) return 0;
     if (!(c->seen & ((uint32_t)(len ? H_DATA : H_ACK) << (16 * role)))) check(c, role, len ? H_DATA : H_ACK, len ? 'D' : 'A');
     int32_t d = seq_delta(p->tcp_ack, peer->start + (uint32_t)peer->ack);
-    if (d > 0 && !(p->tcp_ack == 0 && d > TOO_LARGE_SEQ_DELTA)) peer->ack += d;
+    if (rel_ack >= 0 && d > 0 && !(p->tcp_ack == 0 && d > TOO_LARGE_SEQ_DELTA)) peer->ack += d;
     int32_t delta_last = seq_delta(p->tcp_seq + len, e->start + (uint32_t)e->last);
     if (delta_last > 0) e->last += delta_last;
     else if (len > 0) scaled(c, role, 'T', &e->rxmit, &e->rxmit_next);
+    if (ra > peer->r.trim) peer->r.trim = ra;
+    if (data) {
+        e->r.l = e->r.top = rel + len;
+        if (no_data_acked(e) && tcp_size(e, peer) > MAX_INITIAL_WINDOW) e->r.trim = e->r.l;   /* as deliver() */
+        if (e->r.l - e->r.trim > MAX_UNACKED) e->r.skip = 1;
+    }
     return 1;
 }
 
@@ -312,6 +479,7 @@ __attribute__((noinline)) static void slow_packet(zconn *c, const af_packet *p, 
         c->first_ns = ts;
         c->orig = (uint8_t)sender;
         c->icmp_type = p->icmp_type, c->icmp_code = p->icmp_code;
+        c->e[0].r.l = c->e[0].r.trim = c->e[1].r.l = c->e[1].r.trim = 1;   /* Reassembler(1, ...) */
         int bare_syn = p->protocol == 6 && (p->tcp_flags & (AF_TCP_SYN | AF_TCP_ACK)) == AF_TCP_SYN;
         if ((p->protocol == 6 || p->protocol == 17) && !bare_syn && likely_server(p->protocol, p->sport) &&
             !likely_server(p->protocol, p->dport)) {
@@ -379,6 +547,8 @@ static void on_end(void *ctx, void *state, const af_meter_end *me) {
     }
     memcpy(r->state, st, strlen(st));
     memcpy(r->history, c->hist, c->hist_len);
+    r->missed_bytes = c->missed;
+    r->gaps_inexact = c->e[0].r.inexact | c->e[1].r.inexact;
     r->orig_is_src = c->orig == f->src_idx;
     r->duration_ns = c->last_ns - c->first_ns;
     /* an active-timeout split keeps the state: Zeek has no such split, its connection goes on */
@@ -391,6 +561,8 @@ static const af_meter_field fields[] = {
     {"resp_bytes", "uint64_t", "bytes", offsetof(zrecord, resp_bytes), 0},
     {"duration_ns", "uint64_t", "ns", offsetof(zrecord, duration_ns), 0},
     {"orig_is_src", "uint8_t", "bool", offsetof(zrecord, orig_is_src), 0},
+    {"missed_bytes", "uint64_t", "bytes", offsetof(zrecord, missed_bytes), 0},
+    {"gaps_inexact", "uint8_t", "bool", offsetof(zrecord, gaps_inexact), 0},
     {"icmp_orig_p", "uint16_t", "port", offsetof(zrecord, orig_p), 0},
     {"icmp_resp_p", "uint16_t", "port", offsetof(zrecord, resp_p), 0},
 };
