@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
+
+import _callgrind
 
 MODES = {"flows": (), "zeek": ("conn_state", "community_id"), "conn_state": ("conn_state",),
          "community_id": ("community_id",)}  # fmt: skip
@@ -44,18 +43,8 @@ def child(mode: str, path: str) -> dict[str, Any]:
 
 
 def callgrind(path: str, mode: str) -> int:
-    """Instructions of the producer thread's loop (producer.c's run, inclusive: the whole C pipeline,
-    af_pipeline_pump inlined into it by LTO) for one mode."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "cg.out"
-        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, __file__,
-                        "--child", mode, path], check=True, capture_output=True)  # fmt: skip
-        text = subprocess.run(["callgrind_annotate", "--inclusive=yes", str(out)], check=True,
-                              capture_output=True, text=True).stdout  # fmt: skip
-    for line in text.splitlines():
-        if re.search(r"producer\.c:run\b", line):
-            return int(re.sub(r"[^0-9].*", "", line.strip().replace(",", "")))
-    raise RuntimeError("producer.c:run not in callgrind's output")
+    """Instructions of the producer thread's loop (_callgrind.count) for one mode."""
+    return _callgrind.count([sys.executable, __file__, "--child", mode, path])["producer"]
 
 
 def main(argv: list[str] | None = None) -> int:
