@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import struct
@@ -112,12 +113,45 @@ def text_size(ctype: str) -> int:
     return 0
 
 
-def _read_field(data: bytes, at: int, ctype: str) -> int | float | str:
-    size = text_size(ctype)
-    if size:
-        return data[at : at + size].split(b"\0", 1)[0].decode(errors="replace")
-    value: int | float = struct.unpack_from("=" + _CTYPE_FORMATS[ctype], data, at)[0]
-    return value
+@functools.lru_cache(maxsize=64)
+def _block_reader(info: MeterInfo, array_length: int) -> Callable[[bytes, int], dict[str, Any]]:
+    """Reads all of a meter's fields of one record with one struct unpack (a read per field cost
+    ~10 us each, ~0.2 ms a flow for dissect's 17): fields in offset order, the gaps between them
+    skipped; text fields cut at their NUL, arrays (splt=N) their first array_length values."""
+    form, pos = "=", 0
+    for f in sorted(info.fields, key=lambda f: f.offset):
+        form += f"{f.offset - pos}x" if f.offset > pos else ""
+        size = text_size(f.ctype)
+        if size:
+            form += f"{size}s"
+        elif f.count:
+            form += f"{array_length}{_CTYPE_FORMATS[f.ctype]}"
+            size = array_length * struct.calcsize("=" + _CTYPE_FORMATS[f.ctype])
+        else:
+            form += _CTYPE_FORMATS[f.ctype]
+            size = struct.calcsize("=" + _CTYPE_FORMATS[f.ctype])
+        pos = f.offset + size
+    layout = struct.Struct(form)
+    # where each field's values lie in the unpacked tuple, in the fields' own (declared) order
+    starts, at = {}, 0
+    for f in sorted(info.fields, key=lambda f: f.offset):
+        starts[f.name] = at
+        at += array_length if f.count else 1
+    plan = tuple((f.name, starts[f.name], bool(f.count), bool(text_size(f.ctype))) for f in info.fields)
+
+    def read(data: bytes, offset: int) -> dict[str, Any]:
+        values = layout.unpack_from(data, offset)
+        out: dict[str, Any] = {}
+        for name, i, array, text in plan:
+            if array:
+                out[name] = list(values[i : i + array_length])
+            elif text:
+                out[name] = values[i].split(b"\0", 1)[0].decode(errors="replace")
+            else:
+                out[name] = values[i]
+        return out
+
+    return read
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,14 +184,7 @@ class MeterLayout:
                 info = self.info(name)
                 if at + info.record_size > len(data):
                     return None
-                out: dict[str, Any] = {}
-                for f in info.fields:
-                    if f.count:  # an array: its first array_length values, as a list
-                        form = f"={self.array_length}{_CTYPE_FORMATS[f.ctype]}"
-                        out[f.name] = list(struct.unpack_from(form, data, at + f.offset))
-                    else:
-                        out[f.name] = _read_field(data, at + f.offset, f.ctype)
-                return out
+                return _block_reader(info, self.array_length)(data, at)
         return None
 
 
