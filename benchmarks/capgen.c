@@ -13,6 +13,11 @@
  *
  * Output: the pcap file, and on stdout one JSON object with counts and the flow concurrency
  * that a meter with idle timeout 120 s and FIN/RST timeout 10 s (aioflow's defaults) would see.
+ *
+ * Optional 9th argument, a payload-script file (_payloads.py writes it): each flow that is not
+ * refused then gets a script, drawn by weight among those of its protocol from a stream of its
+ * own (so the kinds, sizes and times of the flows do not change), which sets its server port and
+ * the direction and bytes of its first data packets; later ones carry random bytes as before.
  */
 #include <math.h>
 #include <stdint.h>
@@ -34,7 +39,15 @@ typedef struct {
     uint16_t ipid_c, ipid_s;
     uint32_t flabel_c, flabel_s;
     uint8_t kind, v6, seg_since_ack, fin_by_server, rst_by_server, ttl_c, ttl_s, pad;
+    int32_t script;    /* payload script (-1: none) */
+    uint32_t script_at;/* its packets emitted so far */
 } flow_t;
+
+/* Payload scripts (see the header comment and _payloads.py's FORMAT). */
+typedef struct { uint8_t dir; uint16_t len; const uint8_t *data; } spkt_t;
+typedef struct { uint8_t proto; uint8_t n; uint16_t port; double weight; spkt_t *pk; } script_t;
+static script_t *scripts;
+static uint32_t nscripts;
 
 static uint64_t splitmix(uint64_t *s) {
     uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
@@ -94,7 +107,8 @@ static void addr6(uint8_t *p, int server, uint32_t n) {
 }
 
 /* Build one frame into out; returns its length. dir 0 = client->server. */
-static size_t build(uint8_t *out, flow_t *f, int dir, uint8_t flags, uint32_t payload, int syn_opts) {
+static size_t build_data(uint8_t *out, flow_t *f, int dir, uint8_t flags, uint32_t payload, int syn_opts,
+                         const uint8_t *data) {
     int tcp = f->kind != K_UDP;
     uint8_t *ip = out + ETH;
     size_t iphl = f->v6 ? 40 : 20;
@@ -157,7 +171,7 @@ static size_t build(uint8_t *out, flow_t *f, int dir, uint8_t flags, uint32_t pa
         put16(l4 + 4, (uint16_t)l4len);
         put16(l4 + 6, 0);
     }
-    memcpy(l4 + l4hl, junk + (splitmix(&f->rng) & 0x7fff), payload);
+    memcpy(l4 + l4hl, data ? data : junk + (splitmix(&f->rng) & 0x7fff), payload);
     /* L4 checksum over the pseudo-header */
     uint32_t s = 0;
     if (f->v6) {
@@ -176,12 +190,24 @@ static size_t build(uint8_t *out, flow_t *f, int dir, uint8_t flags, uint32_t pa
     return ETH + iphl + l4len;
 }
 
+static size_t build(uint8_t *out, flow_t *f, int dir, uint8_t flags, uint32_t payload, int syn_opts) {
+    return build_data(out, f, dir, flags, payload, syn_opts, NULL);
+}
+
+/* The flow's next scripted payload packet, or NULL when its script (if any) is used up. */
+static const spkt_t *script_next(flow_t *f) {
+    if (f->script < 0 || f->script_at >= scripts[f->script].n) return NULL;
+    return &scripts[f->script].pk[f->script_at++];
+}
+
 /* Decide and build packet number f->sent of flow f. */
 static size_t next_packet(uint8_t *out, flow_t *f) {
     uint32_t i = f->sent++, n = f->npk;
     uint32_t mss = f->v6 ? MSS6 : MSS4;
     uint64_t *r = &f->rng;
     if (f->kind == K_UDP) {
+        const spkt_t *sp = script_next(f);
+        if (sp) return build_data(out, f, sp->dir, 0, sp->len, 0, sp->data);
         /* alternate request (client) and response (server); sizes by service */
         int dir = (int)(i & 1);
         uint32_t len;
@@ -211,7 +237,10 @@ static size_t next_packet(uint8_t *out, flow_t *f) {
         default: return build(out, f, closer, 0x10, 0, 0);
         }
     }
-    /* data phase: client request, server answers in MSS segments, client ACKs every second one */
+    /* data phase: the script's packets first, then client request, server answers in MSS
+     * segments, client ACKs every second one */
+    const spkt_t *sp = script_next(f);
+    if (sp) return build_data(out, f, sp->dir, 0x18, sp->len, 0, sp->data);
     if (f->resp_left == 0) {
         uint32_t g = 1 + (uint32_t)(expo(r) * 6.0);
         f->resp_left = g > 200 ? 200 : g;
@@ -250,9 +279,68 @@ static int cmp_u64(const void *x, const void *y) {
     return a < b ? -1 : a > b;
 }
 
+/* Reads the payload-script file into scripts/nscripts; 0 on a malformed file. */
+static int load_scripts(const char *path) {
+    FILE *in = fopen(path, "rb");
+    if (!in) { perror(path); return 0; }
+    fseek(in, 0, SEEK_END);
+    long size = ftell(in);
+    fseek(in, 0, SEEK_SET);
+    uint8_t *buf = malloc((size_t)size);
+    if (!buf || fread(buf, 1, (size_t)size, in) != (size_t)size) { fclose(in); return 0; }
+    fclose(in);
+    const uint8_t *p = buf + 12, *end = buf + size;
+    if (size < 12 || memcmp(buf, "AFPAYLD1", 8)) return 0;
+    memcpy(&nscripts, buf + 8, 4);
+    scripts = calloc(nscripts ? nscripts : 1, sizeof *scripts);
+    for (uint32_t k = 0; k < nscripts; k++) {
+        script_t *s = &scripts[k];
+        if (end - p < 12) return 0;
+        s->proto = p[0]; s->n = p[1]; memcpy(&s->port, p + 2, 2); memcpy(&s->weight, p + 4, 8);
+        p += 12;
+        s->pk = calloc(s->n ? s->n : 1, sizeof *s->pk);
+        for (uint32_t j = 0; j < s->n; j++) {
+            if (end - p < 3) return 0;
+            s->pk[j].dir = p[0]; memcpy(&s->pk[j].len, p + 1, 2);
+            p += 3;
+            if (end - p < s->pk[j].len || s->pk[j].len > MSS4) return 0;
+            s->pk[j].data = p;
+            p += s->pk[j].len;
+        }
+    }
+    return p == end;   /* buf stays: the scripts point into it */
+}
+
+/* Cumulative weights of one protocol's scripts, for drawing one by binary search. */
+typedef struct { uint32_t n; uint32_t *index; double *cum; } picker_t;
+
+static picker_t picker(uint8_t proto) {
+    picker_t pk = {0, malloc((nscripts + 1) * sizeof(uint32_t)), malloc((nscripts + 1) * sizeof(double))};
+    double total = 0;
+    for (uint32_t k = 0; k < nscripts; k++) {
+        if (scripts[k].proto != proto || scripts[k].weight <= 0) continue;
+        total += scripts[k].weight;
+        pk.index[pk.n] = k;
+        pk.cum[pk.n++] = total;
+    }
+    return pk;
+}
+
+/* A script drawn by weight, or -1 when the protocol has none. */
+static int32_t pick_script(uint64_t *r, const picker_t *pk) {
+    if (!pk->n) return -1;
+    double u = unif(r) * pk->cum[pk->n - 1];
+    uint32_t lo = 0, hi = pk->n - 1;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (pk->cum[mid] > u) hi = mid; else lo = mid + 1;
+    }
+    return (int32_t)pk->index[lo];
+}
+
 int main(int argc, char **argv) {
     if (argc < 8) {
-        fprintf(stderr, "usage: capgen OUT PACKETS FLOWS SEED IPV6_SHARE UDP_SHARE SPAN_SECONDS\n");
+        fprintf(stderr, "usage: capgen OUT PACKETS FLOWS SEED IPV6_SHARE UDP_SHARE SPAN_SECONDS [SCRIPTS]\n");
         return 2;
     }
     const char *out_path = argv[1];
@@ -263,6 +351,11 @@ int main(int argc, char **argv) {
         return 2;
     }
     const double idle_to = 120.0, fin_to = 10.0; /* aioflow defaults, for the concurrency figures */
+    if (argc > 8 && !load_scripts(argv[8])) {
+        fprintf(stderr, "capgen: %s is not a payload-script file\n", argv[8]);
+        return 2;
+    }
+    picker_t pick_tcp = picker(6), pick_udp = picker(17);
 
     uint64_t js = seed_for(seed, 0xffffffffull, 7);
     for (size_t i = 0; i < sizeof junk; i++) junk[i] = (uint8_t)splitmix(&js);
@@ -299,6 +392,12 @@ int main(int argc, char **argv) {
         f->ttl_c = (uint8_t)(64 - below(&r, 3)); f->ttl_s = (uint8_t)(64 - 5 - below(&r, 20));
         f->fin_by_server = unif(&r) < 0.3;
         f->rst_by_server = unif(&r) < 0.5;
+        f->script = -1;
+        if (nscripts && f->kind != K_REFUSED) {
+            uint64_t rs = seed_for(seed, i, 4);
+            f->script = pick_script(&rs, f->kind == K_UDP ? &pick_udp : &pick_tcp);
+            if (f->script >= 0) f->sport = scripts[f->script].port;
+        }
         uint32_t mn;
         double pareto = pow(1.0 - unif(&r), -1.0 / 1.2); /* heavy tail: few elephants, many mice */
         if (pareto > 5000) pareto = 5000;

@@ -4,7 +4,16 @@ own. Prints per run packets/s, flows/s, peak RSS, peak active flows and the nDPI
 once; then the best run of each and the issue's two ratios (issue 15: dissect >= 10x nfstream's
 default, >= 0.5x aioflow flow-only).
 
-    nice .venv/bin/python benchmarks/dissect_bench.py CAPTURE [--runs 3] [--nfstream-python PY]
+    nice .venv/bin/python benchmarks/dissect_bench.py [CAPTURE] [--runs 3] [--nfstream-python PY]
+    nice .venv/bin/python benchmarks/dissect_bench.py [CAPTURE] --callgrind   # instruction counts
+
+Without CAPTURE it makes (once) and uses the application capture: make_capture.py --packets
+1000000 --flows 60000 --seed 7 --payloads apps (real applications' first packets: random payloads
+are nDPI's worst case, never recognised, every flow dissected to the budget's end).
+--callgrind: instructions (load-independent) of flow-only and dissect=True aioflow, one process
+each: the whole program and the producer thread's loop, and their ratios. The whole program's
+include the interpreter's start-up and imports (~0.6 G instructions): on a small capture only the
+producer thread's ratio says what dissection costs (the thread it makes the bottleneck).
 
 --nfstream-python: an interpreter with nfstream (default build/nfstream-venv/bin/python, which
 `make test` creates); nfstream is left out when it has none. Wall-clock figures need a quiet
@@ -19,6 +28,10 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _callgrind  # sibling scripts, not a package
+import make_capture as mc
 
 HERE = Path(__file__).resolve().parent
 CONTENDERS = HERE / "_contenders.py"
@@ -43,10 +56,29 @@ def line(kind: str, r: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("capture")
+    parser.add_argument("capture", nargs="?", help="default: the application capture (see above)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--nfstream-python", default=str(NFSTREAM_PYTHON))
+    parser.add_argument("--callgrind", action="store_true", help="instruction counts instead of times (valgrind)")
     args = parser.parse_args()
+    if not args.capture:
+        size = {"packets": 1_000_000, "flows": 60_000, "seed": 7, "payloads": "apps"}
+        args.capture = str(mc.default_output(**size))
+        meta = mc.load_or_make(Path(args.capture), **size)
+        print(f"capture {args.capture} (payloads from {meta['payload_scripts']['source']})")
+    if args.callgrind:
+        counts = {
+            k: _callgrind.count([sys.executable, str(CONTENDERS), k, args.capture])
+            for k in ("aioflow", "aioflow-dissect")
+        }
+        for kind, c in counts.items():
+            print(f"{kind:>17}: total {c['total']:>15,} Ir, producer thread {c['producer']:>15,} Ir")
+        flows, dissect = counts["aioflow"], counts["aioflow-dissect"]
+        print(
+            f"dissect / flow-only (instructions): total (start-up included) {flows['total'] / dissect['total']:.2f}x, "
+            f"producer thread {flows['producer'] / dissect['producer']:.2f}x (goal >= 0.5x)"
+        )
+        return
     kinds = [(sys.executable, "aioflow"), (sys.executable, "aioflow-dissect")]
     probe = subprocess.run([args.nfstream_python, "-c", "import nfstream"], capture_output=True, check=False)
     if Path(args.nfstream_python).exists() and probe.returncode == 0:

@@ -19,13 +19,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
+
+import _callgrind
 
 MODES = {"flows": (), "zeek": ("conn_state", "community_id"), "conn_state": ("conn_state",),
          "community_id": ("community_id",)}  # fmt: skip
@@ -52,22 +51,10 @@ def child(mode: str, path: str) -> dict[str, Any]:
 
 
 def callgrind(path: str, mode: str) -> tuple[int, int]:
-    """(instructions of the producer thread's loop (producer.c's run, inclusive: the whole C
-    pipeline, af_pipeline_pump inlined into it by LTO), instructions of the whole process) for one
-    mode; the first is 0 for the startup mode."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "cg.out"
-        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, __file__,
-                        "--child", mode, path], check=True, capture_output=True)  # fmt: skip
-        text = subprocess.run(["callgrind_annotate", "--inclusive=yes", str(out)], check=True,
-                              capture_output=True, text=True).stdout  # fmt: skip
-    total = next(int(line.split()[0].replace(",", "")) for line in text.splitlines() if "PROGRAM TOTALS" in line)
-    for line in text.splitlines():
-        if re.search(r"producer\.c:run\b", line):
-            return int(re.sub(r"[^0-9].*", "", line.strip().replace(",", ""))), total
-    if mode == "startup":
-        return 0, total
-    raise RuntimeError("producer.c:run not in callgrind's output")
+    """(instructions of the producer thread's loop, of the whole process) for one mode
+    (_callgrind.count); the first is 0 for the startup mode, which starts no engine."""
+    found = _callgrind.count([sys.executable, __file__, "--child", mode, path], producer=mode != "startup")
+    return found.get("producer", 0), found["total"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,9 +6,11 @@
  * not in the per-slot state: it comes from a pool of max_dissecting_flows states taken when a
  * flow's first packet comes and given back as soon as its dissection ends. A flow that finds the
  * pool empty is not dissected (dissect_pool_full). What the dissection found (af_dissect_result,
- * ~700 bytes) is kept in a second store, taken when the dissection ends and given back when the
- * flow does (an active-timeout split's records all carry it): a flow slot holds 8 bytes, so a flow
- * never dissected costs no result, and memory is backed for the results held at once only.
+ * 1.2 kB, mostly text fields left empty) is kept packed (its numbers, then each text up to its NUL:
+ * ~100-400 bytes) in the smallest of three stores it fits, taken when the dissection ends and given
+ * back when the flow does (an active-timeout split's records all carry it): a flow slot holds 8
+ * bytes, so a flow never dissected costs no result, and memory is backed for the packed results
+ * held at once only.
  *
  * The same packets go to JA4 (ja4.h, aioflow's own, not nDPI's), whose per-flow state follows the
  * nDPI state in the pool entry. A dissection that nDPI has finished goes on (nDPI no longer called)
@@ -28,7 +30,10 @@ enum { PHASE_NEW, PHASE_DISSECTING, PHASE_DONE, PHASE_SKIPPED };
 
 typedef struct {
     uint32_t entry;                  /* PHASE_DISSECTING: nDPI state entry; PHASE_DONE: result entry */
-    uint16_t packets;                /* given to nDPI */
+    union {
+        uint16_t packets;            /* PHASE_DISSECTING: given to nDPI */
+        uint16_t size_class;         /* PHASE_DONE: the results store of the entry */
+    };
     uint8_t phase;
     uint8_t ndpi_over;               /* PHASE_DISSECTING: nDPI is done, JA4 still gathers a ClientHello */
 } dissect_state;
@@ -53,9 +58,37 @@ typedef struct {
     uint32_t max_dissections;
     store pool;                      /* nDPI states, one per flow being dissected */
     uint8_t *in_use;                 /* by pool entry: taken now (close frees what nDPI holds in them) */
-    store results;                   /* af_dissect_result, one per flow whose dissection ended */
-    af_dissect_result lost;          /* where finish writes if results were ever short */
+    store results[3];                /* packed results (RESULT_SIZES), one per flow whose dissection ended */
+    af_dissect_result found;         /* where finish writes before packing */
 } dissect_ctx;
+
+/* Bytes of the three results stores' entries: the last holds any packed af_dissect_result. */
+#define TEXT_SIZES(X) X(application_name) X(application_category_name) X(requested_server_name) \
+    X(client_fingerprint) X(server_fingerprint) X(user_agent) X(content_type) X(tls_version) X(alpn) X(risks) \
+    X(ja4) X(ja4_r)
+#define SIZE_OF(name) + sizeof(((af_dissect_result *)0)->name)
+#define HEAD offsetof(af_dissect_result, application_name)   /* the numbers, before the first text */
+static const uint32_t RESULT_SIZES[3] = {128, 384, HEAD TEXT_SIZES(SIZE_OF)};
+_Static_assert(HEAD TEXT_SIZES(SIZE_OF) == sizeof(af_dissect_result), "a text field of af_dissect_result is not packed");
+
+/* r packed into out (RESULT_SIZES[2] bytes): its numbers, then each text and its NUL; the length. */
+static uint32_t pack(const af_dissect_result *r, uint8_t *out) {
+    uint32_t at = HEAD;
+    memcpy(out, r, HEAD);
+#define PACK(name) { size_t n = strnlen(r->name, sizeof r->name - 1); memcpy(out + at, r->name, n); out[at + n] = 0; at += (uint32_t)n + 1; }
+    TEXT_SIZES(PACK)
+#undef PACK
+    return at;
+}
+
+/* The packed result into r (zeroed: the meter set zeroes record blocks). */
+static void unpack(const uint8_t *in, af_dissect_result *r) {
+    size_t at = HEAD;
+    memcpy(r, in, HEAD);
+#define UNPACK(name) { size_t n = strlen((const char *)in + at); memcpy(r->name, in + at, n); at += n + 1; }
+    TEXT_SIZES(UNPACK)
+#undef UNPACK
+}
 
 const char *af_dissect_unavailable(void) { return af_ndpi_unavailable(); }
 
@@ -96,7 +129,7 @@ static void close_ctx(void *ctx) {
     if (c->ndpi) af_ndpi_close(c->ndpi);
     af_quic_crypto_close(c->quic);
     store_close(&c->pool);
-    store_close(&c->results);
+    for (int k = 0; k < 3; k++) store_close(&c->results[k]);
     free(c);
 }
 
@@ -109,8 +142,11 @@ static void *open_ctx(const af_config *cfg, af_stats *stats) {
     uint32_t pool_size = cfg->max_dissecting_flows ? cfg->max_dissecting_flows : 1;
     /* a result is held by a flow in the table: max_flows of them at most */
     c->ja4_at = (af_ndpi_state_size() + 63u) & ~63u;
+    uint32_t max_results = cfg->max_flows ? cfg->max_flows : 1;
     if (!store_open(&c->pool, c->ja4_at + (((uint32_t)sizeof(af_ja4_flow) + 63u) & ~63u), pool_size, 1) ||
-        !store_open(&c->results, sizeof(af_dissect_result), cfg->max_flows ? cfg->max_flows : 1, 0) ||
+        !store_open(&c->results[0], RESULT_SIZES[0], max_results, 0) ||
+        !store_open(&c->results[1], RESULT_SIZES[1], max_results, 0) ||
+        !store_open(&c->results[2], RESULT_SIZES[2], max_results, 0) ||
         !(c->ndpi = af_ndpi_open()) || !(c->quic = af_quic_crypto_open())) {
         close_ctx(c);
         return NULL;
@@ -139,9 +175,7 @@ static int take(dissect_ctx *c, uint32_t *entry) {
 
 /* The dissection ends (over: nDPI is done; else it gives up): results kept, the state given back. */
 static void finish(dissect_ctx *c, dissect_state *s, int over) {
-    uint32_t result = 0;   /* one per flow in the table (max_flows): never short, but never a crash */
-    int kept = store_take(&c->results, &result);
-    af_dissect_result *out = kept ? store_at(&c->results, result) : &c->lost;
+    af_dissect_result *out = &c->found;
     c->stats->dissect_truncated += af_ndpi_finish(c->ndpi, store_at(&c->pool, s->entry), over, out);
     c->stats->dissect_truncated += af_ja4_finish(ja4_of(c, s->entry), out->ja4, out->ja4_r, sizeof out->ja4_r, c->stats);
     if (over) c->stats->dissect_detected++;
@@ -149,7 +183,14 @@ static void finish(dissect_ctx *c, dissect_state *s, int over) {
     c->in_use[s->entry] = 0;
     store_give(&c->pool, s->entry);
     c->stats->dissect_in_flight--;
+    uint8_t packed[sizeof(af_dissect_result)];
+    uint32_t len = pack(out, packed), k = 0, result = 0;
+    while (len > RESULT_SIZES[k]) k++;
+    /* one per flow in the table (max_flows) in each store: never short, but never a crash */
+    int kept = store_take(&c->results[k], &result);
+    if (kept) memcpy(store_at(&c->results[k], result), packed, len);
     s->entry = result;
+    s->size_class = (uint16_t)k;
     s->phase = kept ? PHASE_DONE : PHASE_SKIPPED;
     s->ndpi_over = 0;
 }
@@ -184,9 +225,9 @@ static void on_end(void *ctx, void *state, const af_meter_end *me) {
         block->dns_response_code = -1;
         return;
     }
-    memcpy(block, store_at(&c->results, s->entry), sizeof *block);
+    unpack(store_at(&c->results[s->size_class], s->entry), block);
     if (me->ending) {   /* the slot's next flow starts from PHASE_NEW */
-        store_give(&c->results, s->entry);
+        store_give(&c->results[s->size_class], s->entry);
         s->phase = PHASE_NEW;
     }
 }

@@ -63,14 +63,26 @@ void af_ndpi_close(af_ndpi *n) {
 
 uint32_t af_ndpi_state_size(void) { return (uint32_t)sizeof(shim_state); }
 
+static int is_proto(ndpi_protocol p, uint16_t id) { return p.master_protocol == id || p.app_protocol == id; }
+
 int af_ndpi_packet(af_ndpi *n, void *state, const uint8_t *ip, uint32_t len, uint64_t ts_ms) {
     shim_state *s = state;
-    s->proto = ndpi_detection_process_packet(n->mod, &s->flow, ip, (unsigned short)(len < 65535 ? len : 65535), ts_ms);
-    /* as ndpiReader: over once the application is known and no later packet adds to it */
-    return s->proto.app_protocol != NDPI_PROTOCOL_UNKNOWN && !ndpi_extra_dissection_possible(n->mod, &s->flow);
+    struct ndpi_flow_struct *f = &s->flow;
+    /* Every packet, with payload or not, even once the protocol is known: nDPI follows TCP
+     * sequence numbers through the ACKs, and one it missed makes it take the next segment for a
+     * retransmission and skip it (an HTTP response's Content-Type is lost so). */
+    s->proto = ndpi_detection_process_packet(n->mod, f, ip, (unsigned short)(len < 65535 ? len : 65535), ts_ms);
+    if (s->proto.app_protocol == NDPI_PROTOCOL_UNKNOWN) return 0;
+    /* Over once the application is known and no later packet adds to it: as ndpiReader, when
+     * ndpi_extra_dissection_possible says so. For TLS over TCP also as soon as nDPI's TLS
+     * dissector stops looking at later packets (no extra dissector left, or it has seen its
+     * max_extra_packets_to_check): ndpi_extra_dissection_possible waits for a certificate, which
+     * TLS 1.3 encrypts, long after nDPI gave up on it. (Not for the other protocols: their later
+     * packets still reach nDPI's main dissectors, e.g. an HTTP response's Content-Type.) */
+    if (!ndpi_extra_dissection_possible(n->mod, f)) return 1;
+    return f->l4_proto == IPPROTO_TCP && is_proto(s->proto, NDPI_PROTOCOL_TLS) &&
+           (!f->check_extra_packets || !f->extra_packets_func);
 }
-
-static int is_proto(ndpi_protocol p, uint16_t id) { return p.master_protocol == id || p.app_protocol == id; }
 
 int af_ndpi_tls_may_follow(const void *state) {
     static const uint16_t later[] = {NDPI_PROTOCOL_SOCKS, NDPI_PROTOCOL_HTTP_CONNECT, NDPI_PROTOCOL_HTTP_PROXY,
