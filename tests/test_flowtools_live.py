@@ -29,7 +29,7 @@ from support.softflowd import SOFTFLOWD, run_softflowd, softflowd_datagrams
 
 from aioflow.netflow import FlowSet
 
-pytestmark = pytest.mark.skipif(not SOFTFLOWD, reason="softflowd is not installed (apt install softflowd): the exporter")
+pytestmark = pytest.mark.skipif(not SOFTFLOWD, reason="softflowd (the exporter) is not installed (apt install it)")
 
 # flow-capture's names: ft-v05.YYYY-MM-DD.HHMMSS+ZZZZ (tmp-v05.* while open)
 NAME = re.compile(r"ft-v05\.(\d{4}-\d\d-\d\d\.\d{6})([+-]\d{4})")
@@ -102,7 +102,10 @@ CAPTURES = [DATA / "tcpreplay_test.pcap", DATA / "ndpi_ocs.pcap", BUNDLED]
 ROTATE = 20
 
 
-@pytest.mark.parametrize("signum", [pytest.param(signal.SIGINT, id="SIGINT"), pytest.param(signal.SIGTERM, id="SIGTERM")])
+SIGNALS = [pytest.param(signal.SIGINT, id="SIGINT"), pytest.param(signal.SIGTERM, id="SIGTERM")]
+
+
+@pytest.mark.parametrize("signum", SIGNALS)
 def test_collector_writes_what_softflowd_sent(signum: int, tmp_path: Path) -> None:
     """softflowd runs over three bundled captures (and ndpi_sites.pcapng when the corpus is there), one
     after the other, into one collector rotating every ROTATE records."""

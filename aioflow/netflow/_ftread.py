@@ -15,7 +15,7 @@ import struct
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 
@@ -32,7 +32,8 @@ def _inflaters() -> tuple[Callable[[], Any], tuple[type[Exception], ...]]:
         from zlib_ng import zlib_ng
     except ImportError:
         return zlib.decompressobj, (zlib.error,)
-    return zlib_ng.decompressobj, (zlib_ng.error, zlib.error)
+    corrupt = cast(type[Exception], zlib_ng.error)  # its stubs call it an instance
+    return zlib_ng.decompressobj, (corrupt, zlib.error)
 
 
 DECOMPRESSOBJ, INFLATE_ERRORS = _inflaters()

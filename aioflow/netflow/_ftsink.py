@@ -4,9 +4,10 @@
 named as flow-capture names them (``ft-v05.YYYY-MM-DD.HHMMSS+0000``, ``tmp-v05.*`` while open), a
 new one every ``rotate_records`` records (at the next datagram of another second: names are to the
 second) and/or at every ``rotate_seconds`` boundary of the datagrams' own export time (packet time,
-never the wall clock). An existing file is never overwritten (a restarted collector's name gets ``.1``). ``FlowToolsWriter`` is the sink
-``aioflow flows --format flow-tools`` and ``aioflow export --flow-tools`` use: aioflow's flows become
-NetFlow v5 records (one per direction, as the v5 exporter sends them) and go through the rotator.
+never the wall clock). An existing file is never overwritten (a restarted collector's name gets
+``.1``). ``FlowToolsWriter`` is the sink ``aioflow flows --format flow-tools`` and ``aioflow export
+--flow-tools`` use: aioflow's flows become NetFlow v5 records (one per direction, as the v5 exporter
+sends them) and go through the rotator.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from ._ftlayout import Header
 from ._records import PDU
 from .export import BATCH_FLOWS, FLUSH_INTERVAL, ExportStats, _FileSink, _stats
 from .flowtools import FlowSet
-
 
 FT_SEQ_RESET = 1000  # flow-tools' bound: more flows missing than this is a restarted exporter, not loss
 MAX_EXPORTERS = 4096  # exporters whose sequence numbers are followed (memory bound; the oldest forgotten)
