@@ -228,7 +228,8 @@ class FlowSet:
     def iter_columns(self) -> Iterator[dict[str, np.ndarray]]:
         """The bulk path by name: per chunk of records, numpy columns by pyflowtools' names: addresses
         as uint32 (``srcaddr`` ...), ``first``/``last`` as Unix seconds (float64, flow-tools'
-        arithmetic), ``first_raw``/``last_raw`` as router uptime ms; no padding fields."""
+        arithmetic), ``first_raw``/``last_raw`` as router uptime ms; no padding fields. The columns
+        are read-only views into the chunk (copy one to change it)."""
         names = lay.field_names(self.header.key, self.header.order)
         for rs in self.batches():
             if rs.array is not None:
