@@ -85,12 +85,12 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=2_000_000)
     ap.add_argument("--mode", choices=(*MODES, "all"), default="all")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--file", type=Path, help="read this flow-tools file instead of making one")
+    ap.add_argument("--file", type=Path, help="read this flow-tools file instead of a temporary one (made first, of "
+                    "--records records, when it does not exist: keep it for callgrind runs)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        path = args.file
-        if path is None:
-            path = Path(folder) / "bench.ft"
+        path = args.file or Path(folder) / "bench.ft"
+        if not path.exists():
             make_file(path, args.records)
         modes = MODES if args.mode == "all" else (args.mode,)
         for mode in modes:
