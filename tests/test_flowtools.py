@@ -233,6 +233,28 @@ def test_stdin_and_file_objects(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(list(aioflow.FlowSet(io.BytesIO(data)))) == 50
 
 
+@pytest.fixture(params=["zlib", "zlib-ng"])
+def inflater(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Reading with Python's zlib and with zlib-ng (used when installed): the same records, the same damage."""
+    from aioflow.netflow import _ftread
+
+    if request.param == "zlib":
+        monkeypatch.setattr(_ftread, "DECOMPRESSOBJ", zlib.decompressobj)
+        monkeypatch.setattr(_ftread, "INFLATE_ERRORS", (zlib.error,))
+    else:
+        zlib_ng = pytest.importorskip("zlib_ng.zlib_ng", reason="zlib-ng is not installed (pip install zlib-ng)")
+        monkeypatch.setattr(_ftread, "DECOMPRESSOBJ", zlib_ng.decompressobj)
+        monkeypatch.setattr(_ftread, "INFLATE_ERRORS", (zlib_ng.error, zlib.error))
+    return str(request.param)
+
+
+def test_both_inflaters_read_flow_exports_records(inflater: str) -> None:
+    compressed = [p for p in BUNDLED_FILES if FlowSet(p).compressed]
+    assert len(compressed) >= 3
+    for path in compressed:
+        _check_records(path)
+
+
 def _gen(compress: bool) -> bytes:
     return (BUNDLED / ("gen-v5-le-z6.ft" if compress else "gen-v5-be-z0.ft")).read_bytes()
 
@@ -253,7 +275,7 @@ def test_truncated_header_is_a_format_error(cut: int) -> None:
 
 
 @pytest.mark.parametrize("compress", [False, True])
-def test_truncated_record_warns_after_the_whole_records(compress: bool) -> None:
+def test_truncated_record_warns_after_the_whole_records(compress: bool, inflater: str) -> None:
     data = _gen(compress)
     if compress:
         header, records = _records_bytes(data)
@@ -267,7 +289,7 @@ def test_truncated_record_warns_after_the_whole_records(compress: bool) -> None:
     assert fs.damage is not None
 
 
-def test_cut_and_corrupt_zlib_stream_warn() -> None:
+def test_cut_and_corrupt_zlib_stream_warn(inflater: str) -> None:
     data = _gen(True)
     size = 48
     fs = FlowSet(io.BytesIO(data[: size + (len(data) - size) // 2]))
@@ -369,3 +391,27 @@ def test_bundled_files_are_the_manifests() -> None:
         row = rows[p.name]
         assert row["source"] and row["made_with"] and row["licence"], row
         assert hashlib.sha256(p.read_bytes()).hexdigest() == row["sha256"], f"{p.name} differs from its source"
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_header_fields_no_corpus_file_carries(order: str) -> None:
+    """The TLVs none of flow-tools' files here hold (exporter, misordered, rotation, interface names
+    and aliases), laid out by hand as ftlib.h numbers them (ftio.c writes each as {u16 type, u16
+    length, value} in the file's byte order; addresses as u32): read as flow-header would show them."""
+
+    def tlv(kind: int, value: bytes) -> bytes:
+        return struct.pack(order + "HH", kind, len(value)) + value
+
+    u32 = struct.Struct(order + "I").pack
+    exporter = 0xC0000201  # 192.0.2.1
+    tlvs = (tlv(2, struct.pack(order + "H", 5)) + tlv(5, u32(exporter)) + tlv(8, u32(0)) + tlv(9, u32(288))
+            + tlv(12, u32(7)) + tlv(17, struct.pack(order + "IH", exporter, 3) + b"ge-0/0/1\0")
+            + tlv(17, struct.pack(order + "IH", exporter, 65535) + b"lo0\0")
+            + tlv(18, struct.pack(order + "IHHH", exporter, 2, 4, 5) + b"uplinks\0"))  # fmt: skip
+    size = 8 + len(tlvs) + (-(8 + len(tlvs)) % 4)
+    head = b"\xcf\x10" + bytes([1 if order == "<" else 2, 3]) + u32(size)
+    fs = FlowSet(io.BytesIO((head + tlvs).ljust(size, b"\xaa")))  # padding not zeroed, as flow-capture's
+    assert (fs.exporter, fs.misordered, fs.header.rotation, fs.export_version) == ("192.0.2.1", 7, 288, 5)
+    assert fs.interfaces == {("192.0.2.1", 3): "ge-0/0/1", ("192.0.2.1", 65535): "lo0"}
+    assert fs.header.aliases == [(exporter, (4, 5), "uplinks")]
+    assert list(fs) == []

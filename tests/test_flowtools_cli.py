@@ -95,9 +95,19 @@ def test_rotation_by_record_count(tmp_path: Path) -> None:
     for i in range(4):  # 4 datagrams of 3 records: a datagram is never split
         rotator.write_pdu(_pdu(3 * i, 1_700_000_000 + i, 3))
     rotator.close()
-    assert [FlowSet(p).flow_count for p in rotator.files] == [6, 6]
-    assert [p.name for p in rotator.files] == [capture_name(1_700_000_000), capture_name(1_700_000_002)]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in rotator.files)
+    assert [FlowSet(p).flow_count for p in rotator.recent_files] == [6, 6]
+    assert [p.name for p in rotator.recent_files] == [capture_name(1_700_000_000), capture_name(1_700_000_002)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in rotator.recent_files)
+
+
+def test_rotation_keeps_a_count_and_the_last_paths_only(tmp_path: Path) -> None:
+    """A collector rotating for months must not hold every path it ever wrote: a count, and the last few."""
+    rotator = FlowToolsRotator(directory=tmp_path, rotate_records=1, keep_paths=3)
+    for i in range(10):
+        rotator.write_pdu(_pdu(i, 1_700_000_000 + i, 1))
+    rotator.close()
+    assert rotator.files_written == 10 == len(list(tmp_path.iterdir()))
+    assert [p.name for p in rotator.recent_files] == [capture_name(1_700_000_000 + i) for i in (7, 8, 9)]
 
 
 def test_rotation_by_packet_time(tmp_path: Path) -> None:
@@ -105,11 +115,45 @@ def test_rotation_by_packet_time(tmp_path: Path) -> None:
     for i, secs in enumerate((1000, 1030, 1061, 1079, 1200)):
         rotator.write_pdu(_pdu(i, secs, 1))
     rotator.close()
-    names = [p.name for p in rotator.files]
+    names = [p.name for p in rotator.recent_files]
     assert names == ["ft-v05.1970-01-01.001600+0000", "ft-v05.1970-01-01.001700+0000",
                      "ft-v05.1970-01-01.002000+0000"]  # fmt: skip
-    sets = [FlowSet(p) for p in rotator.files]
+    sets = [FlowSet(p) for p in rotator.recent_files]
     # files start at 60 s boundaries of the datagrams' export time: [960, 1020), [1020, 1080), [1200, 1260)
     assert [s.flow_count for s in sets] == [1, 3, 1]
     assert [(s.capture_start, s.capture_end) for s in sets] == [(960, 1000), (1020, 1079), (1200, 1200)]
     assert all(not s.streaming and s.hostname for s in sets)
+
+
+def test_rotation_by_records_waits_for_another_second(tmp_path: Path) -> None:
+    """Files are named to the second: a burst of one second stays in one file (two files of one name
+    would be one), the next second starts a new one."""
+    rotator = FlowToolsRotator(directory=tmp_path, rotate_records=1)
+    for i, secs in enumerate((1000, 1000, 1000, 1001, 1001, 999)):
+        rotator.write_pdu(_pdu(i, secs, 1))
+    rotator.close()
+    assert [(p.name, FlowSet(p).flow_count) for p in rotator.recent_files] == [
+        (capture_name(1000), 3), (capture_name(1001), 2), (capture_name(999), 1)]  # fmt: skip
+
+
+def test_an_existing_file_is_never_overwritten(tmp_path: Path) -> None:
+    """A collector restarted within the second (or period) of an earlier run's file."""
+    for run in range(3):
+        rotator = FlowToolsRotator(directory=tmp_path, rotate_seconds=300)
+        rotator.write_pdu(_pdu(0, 1_700_000_100 + run, 1 + run))
+        rotator.close()
+    name = capture_name(1_700_000_100 - 1_700_000_100 % 300)
+    assert {p.name: FlowSet(p).flow_count for p in tmp_path.iterdir()} == {name: 1, name + ".1": 2, name + ".2": 3}
+
+
+def test_lost_flows_and_sequence_resets_counted_as_flow_capture(tmp_path: Path) -> None:
+    """v5 sequence numbers followed per exporter: a gap of fewer than 1000 flows is lost flows in the
+    header of the file being written, a larger jump one sequencer reset (flow-capture's FT_SEQ_RESET)."""
+    rotator = FlowToolsRotator(directory=tmp_path, rotate_seconds=60)
+    # (sequence, export second, records): 3 flows lost before seq 6, a reset at 5000; in the next file a
+    # reset at 2^32 - 2 and, past the wrap, 1 flow lost before seq 3
+    for seq, secs, count in ((0, 60, 3), (6, 61, 2), (5000, 62, 1), (5001, 63, 1), (2**32 - 2, 120, 4), (3, 121, 1)):
+        rotator.write_pdu(_pdu(seq, secs, count))
+    rotator.close()
+    sets = [FlowSet(p) for p in rotator.recent_files]
+    assert [(s.flow_count, s.lost, s.sequence_resets) for s in sets] == [(7, 3, 1), (5, 1, 1)]

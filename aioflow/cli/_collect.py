@@ -122,7 +122,7 @@ class _Printer:
     def summary(self, stats: DecodeStats, err: TextIO) -> None:
         if self.flowtools is not None:
             self.flowtools.close()
-            err.write(f"aioflow: {self.args.flow_tools}: {len(self.flowtools.files)} flow-tools files written\n")
+            err.write(f"aioflow: {self.args.flow_tools}: {self.flowtools.files_written} flow-tools files written\n")
         summary = ", ".join(f"{name} {getattr(stats, name)}" for name in SUMMARY_FIELDS)
         malformed = sum(stats.malformed.values())
         err.write(f"aioflow: {summary}, malformed {malformed} {dict(stats.malformed) or ''}\n")

@@ -141,7 +141,7 @@ async def _export(stopper: _signals.Stopper, args: argparse.Namespace, err: Text
     elif writer is not None:
         err.write(_report(args.write, writer.stats))
     if archive is not None:
-        err.write(_report(f"{args.flow_tools}: {len(archive.files)} flow-tools files", archive.stats))
+        err.write(_report(f"{args.flow_tools}: {archive.files_written} flow-tools files", archive.stats))
     return damage_exit(parser, parser.info(), err)
 
 

@@ -122,7 +122,8 @@ class RecordSet:
     _columns: dict[str, np.ndarray] = field(default_factory=dict)
     system_init_ms: int | None = None  # IPFIX: the exporter's systemInitTimeMilliseconds (options data)
     _start_end: tuple[np.ndarray | None, np.ndarray | None] | None = None
-    _python: dict[tuple[str, bool], list[Any]] = field(default_factory=dict)  # FlowRecord's per-column values
+    # FlowRecord's per-record Python values: by (field, raw), by attribute name, "@first"/"@last"
+    _python: dict[Any, list[Any]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         if self.array is not None:

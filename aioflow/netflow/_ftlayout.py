@@ -194,10 +194,20 @@ def ftltime(secs: Any, nsecs: Any, uptime: Any, when: np.ndarray) -> np.ndarray:
     """flow-tools' ftltime() over columns: Unix seconds (float64, ms resolution) of router uptimes
     ``when``: export ms (``secs``*1000 + ``nsecs``/1e6) - ``uptime`` + ``when``, in unsigned 64-bit
     arithmetic with no wrap handling, as flow-tools computes it. Scalars or columns."""
+    return ftltimes(secs, nsecs, uptime, when)[0]
+
+
+def ftltimes(secs: Any, nsecs: Any, uptime: Any, *whens: np.ndarray) -> list[np.ndarray]:
+    """ftltime() of several uptime columns of the same records (first and last): the export time
+    in ms, less the uptime, is computed once for all of them."""
     u64 = np.uint64
-    ms = np.asarray(secs, dtype=u64) * u64(1000) + np.asarray(nsecs, dtype=u64) // u64(1_000_000)
-    ms = ms - np.asarray(uptime, dtype=u64) + np.asarray(when, dtype=u64)
-    return (ms // u64(1000)).astype(np.float64) + (ms % u64(1000)).astype(np.float64) * 1e-3
+    base = np.asarray(secs, dtype=u64) * u64(1000) + np.asarray(nsecs, dtype=u64) // u64(1_000_000)
+    base -= np.asarray(uptime, dtype=u64)  # wraps modulo 2^64 as flow-tools' u_int64 does: the sum is the same
+    out = []
+    for when in whens:
+        seconds, ms = np.divmod(base + np.asarray(when, dtype=u64), u64(1000))
+        out.append(seconds.astype(np.float64) + ms.astype(np.float64) * 1e-3)
+    return out
 
 
 def parse_tlvs(header: Header, data: bytes) -> None:

@@ -3,6 +3,10 @@
 Memory is bounded by the chunk size whatever the file's size: the zlib stream is inflated at most
 ``chunk_records`` records at a time (``decompressobj.decompress(max_length=...)``) and each chunk
 becomes one numpy structured array (a RecordSet), the bulk path; FlowRecords are views into it.
+
+Inflating is nearly all of the bulk path's cost (94% of its instructions with Python's zlib), so
+zlib-ng's inflate (the ``zlib-ng`` package, ``pip install aioflow[flowtools]``: the same streams,
+~2.5x fewer instructions) is used when it is installed.
 """
 
 from __future__ import annotations
@@ -10,8 +14,8 @@ from __future__ import annotations
 import struct
 import warnings
 import zlib
-from collections.abc import Iterator
-from typing import BinaryIO
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 
@@ -19,7 +23,20 @@ from .._errors import CaptureDamagedWarning, FlowFileFormatError
 from . import _ftlayout as lay
 from ._decode import RecordSet, Template
 
-READ_SIZE = 1 << 16
+READ_SIZE = 1 << 20  # compressed bytes read at a time: few, large inflate calls
+
+
+def _inflaters() -> tuple[Callable[[], Any], tuple[type[Exception], ...]]:
+    """(decompressobj factory, the errors it raises for a corrupt stream): zlib-ng's when installed."""
+    try:
+        from zlib_ng import zlib_ng
+    except ImportError:
+        return zlib.decompressobj, (zlib.error,)
+    corrupt = cast(type[Exception], zlib_ng.error)  # its stubs call it an instance
+    return zlib_ng.decompressobj, (corrupt, zlib.error)
+
+
+DECOMPRESSOBJ, INFLATE_ERRORS = _inflaters()
 
 
 def read_header(file: BinaryIO, name: str) -> lay.Header:
@@ -86,7 +103,7 @@ class RecordReader:
         self.dtype: np.dtype = lay.numpy_dtype(lay.COMPAT_LAYOUT, header.order) if self.compat else self.template.dtype
         self.record_size = self.dtype.itemsize
         self.chunk_bytes = max(1, chunk_records) * self.record_size
-        self.inflater = zlib.decompressobj() if header.flags & lay.FLAG_COMPRESS else None
+        self.inflater = DECOMPRESSOBJ() if header.flags & lay.FLAG_COMPRESS else None
         self.records = 0
         self.damage: str | None = None
 
@@ -120,7 +137,7 @@ class RecordReader:
                 return  # flow-tools writes nothing after the stream
             try:
                 out = z.decompress(data, self.chunk_bytes)
-            except zlib.error as e:
+            except INFLATE_ERRORS as e:
                 self._damaged(f"corrupt zlib stream ({e})")
                 return
             if out:

@@ -2,24 +2,32 @@
 
 ``FlowToolsRotator`` writes PDUs (v5/v9 datagrams, decoded) to one file, or to a directory of files
 named as flow-capture names them (``ft-v05.YYYY-MM-DD.HHMMSS+0000``, ``tmp-v05.*`` while open), a
-new one every ``rotate_records`` records and/or at every ``rotate_seconds`` boundary of the
-datagrams' own export time (packet time, never the wall clock). ``FlowToolsWriter`` is the sink
-``aioflow flows --format flow-tools`` and ``aioflow export --flow-tools`` use: aioflow's flows become
-NetFlow v5 records (one per direction, as the v5 exporter sends them) and go through the rotator.
+new one every ``rotate_records`` records (at the next datagram of another second: names are to the
+second) and/or at every ``rotate_seconds`` boundary of the datagrams' own export time (packet time,
+never the wall clock). An existing file is never overwritten (a restarted collector's name gets
+``.1``). ``FlowToolsWriter`` is the sink ``aioflow flows --format flow-tools`` and ``aioflow export
+--flow-tools`` use: aioflow's flows become NetFlow v5 records (one per direction, as the v5 exporter
+sends them) and go through the rotator.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections import deque
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Literal, TypedDict, Unpack
 
 import numpy as np
 
+from ._ftlayout import Header
 from ._records import PDU
 from .export import BATCH_FLOWS, FLUSH_INTERVAL, ExportStats, _FileSink, _stats
 from .flowtools import FlowSet
+
+FT_SEQ_RESET = 1000  # flow-tools' bound: more flows missing than this is a restarted exporter, not loss
+MAX_EXPORTERS = 4096  # exporters whose sequence numbers are followed (memory bound; the oldest forgotten)
 
 
 def capture_name(when: int, version: int = 5, prefix: str = "ft") -> str:
@@ -38,7 +46,9 @@ class FileOptions(TypedDict, total=False):
 
 
 class FlowToolsRotator:
-    """PDUs into flow-tools files: ``path`` (one file, no rotation) or ``directory`` (rotating)."""
+    """PDUs into flow-tools files: ``path`` (one file, no rotation) or ``directory`` (rotating).
+    ``files_written`` counts the files completed; ``recent_files`` keeps the last ``keep_paths`` of
+    their paths only, so a collector that rotates for months holds a bounded list."""
 
     def __init__(
         self,
@@ -49,6 +59,7 @@ class FlowToolsRotator:
         rotate_seconds: int | None = None,
         compress: bool = True,
         byte_order: Literal["little", "big"] = "little",
+        keep_paths: int = 16,
     ) -> None:
         if (path is None) == (directory is None):
             raise ValueError("give a path (one file) or a directory (rotating files), not both")
@@ -63,19 +74,25 @@ class FlowToolsRotator:
             self.directory.mkdir(parents=True, exist_ok=True)
         self.rotate_records, self.rotate_seconds = rotate_records, rotate_seconds
         self.compress, self.byte_order = compress, byte_order
-        self.files: list[Path] = []  # the files completed
+        self.files_written = 0  # files completed
+        self.recent_files: deque[Path] = deque(maxlen=max(1, keep_paths))  # the last of them, oldest first
         self._current: FlowSet | None = None
         self._tmp: Path | None = None
         self._start = 0  # export time the current file starts at (its name)
         self._last = 0  # latest export time written to it
+        # v5 sequence numbers as flow-capture checks them: (exporter, engine) -> the next one expected
+        self._expected: dict[tuple[Hashable, int], int] = {}
 
     def _open(self, when: int) -> FlowSet:
         if self.directory is None:
             assert self.path is not None
             self._tmp = self.path
         else:
-            self._start = when - when % self.rotate_seconds if self.rotate_seconds else when
-            self._tmp = self.directory / capture_name(self._start, prefix="tmp")
+            start = when - when % self.rotate_seconds if self.rotate_seconds else when
+            if self.files_written and start == self._start:
+                start = when  # rotated by records within a period: named by its own second
+            self._start = start
+            self._tmp = _unused(self.directory / capture_name(start, prefix="tmp"))
         fs = FlowSet(self._tmp, "w", version=5, compress=self.compress, byte_order=self.byte_order, streaming=False)
         fs.header.cap_start = self._start if self.directory is not None else when
         self._last = when
@@ -84,7 +101,9 @@ class FlowToolsRotator:
     def _due(self, fs: FlowSet, when: int) -> bool:
         if self.directory is None:
             return False
-        if self.rotate_records and fs.records_written >= self.rotate_records:
+        # By records only at a datagram of another second than the file's start: files are named to the
+        # second, so two files of one second would have one name (a burst stays in one file).
+        if self.rotate_records and fs.records_written >= self.rotate_records and when != self._start:
             return True
         return bool(self.rotate_seconds) and when >= self._start + (self.rotate_seconds or 0)
 
@@ -95,13 +114,31 @@ class FlowToolsRotator:
             self.close()
         if self._current is None:
             self._current = self._open(when)
+        if pdu.version == 5:
+            self._check_sequence(self._current.header, pdu)
         self._current.write_pdu(pdu)
         self._last = max(self._last, when)
+
+    def _check_sequence(self, header: Header, pdu: PDU) -> None:
+        """flow-capture's accounting in the file's header: a v5 datagram whose sequence number is not
+        the one expected from its exporter (and engine) lost the flows between, counted in ``lost``
+        when fewer than FT_SEQ_RESET, else as one sequence reset (an exporter restarted)."""
+        key = (pdu.exporter, pdu.observation_domain)
+        expected = self._expected.pop(key, None)  # re-inserted last: the oldest exporter is first to go
+        if expected is not None and pdu.sequence != expected:
+            lost = (pdu.sequence - expected) % 2**32
+            if lost < FT_SEQ_RESET:
+                header.flows_lost = (header.flows_lost or 0) + lost
+            else:
+                header.seq_reset = (header.seq_reset or 0) + 1
+        self._expected[key] = (pdu.sequence + len(pdu)) % 2**32
+        if len(self._expected) > MAX_EXPORTERS:
+            del self._expected[next(iter(self._expected))]
 
     def close(self) -> None:
         """Complete the current file (header with count and capture end; renamed ft-* from tmp-*)."""
         fs, self._current = self._current, None
-        if fs is None and self.path is not None and not self.files:
+        if fs is None and self.path is not None and not self.files_written:
             fs = self._open(int(time.time()))  # no record at all: still a valid (empty) file
         if fs is None:
             return
@@ -109,9 +146,21 @@ class FlowToolsRotator:
         assert self._tmp is not None
         final = self._tmp
         if self.directory is not None:
-            final = self.directory / self._tmp.name.replace("tmp-", "ft-", 1)
+            final = _unused(self.directory / self._tmp.name.replace("tmp-", "ft-", 1))
             self._tmp.rename(final)
-        self.files.append(final)
+        self.recent_files.append(final)
+        self.files_written += 1
+
+
+def _unused(path: Path) -> Path:
+    """``path``, or ``path.1``, ``path.2`` ... when a file has that name (a collector restarted within the
+    second or period of an earlier run's file): an archive is never overwritten."""
+    n = 0
+    candidate = path
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}.{n}")
+    return candidate
 
 
 class FlowToolsWriter(_FileSink):
@@ -145,9 +194,9 @@ class FlowToolsWriter(_FileSink):
         return _stats(self.encoder)
 
     @property
-    def files(self) -> list[Path]:
-        """The flow-tools files completed so far."""
-        return self.rotator.files
+    def files_written(self) -> int:
+        """The flow-tools files completed so far (their last paths: ``rotator.recent_files``)."""
+        return self.rotator.files_written
 
     def write_records(self, rec: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> None:
         """Writes C flow records (RECORD_DTYPE) now, blocking (v5 has no room for `extra`)."""

@@ -6,7 +6,6 @@ datagram: header fields, ordering), ``parse_pdu`` and ``message_records``. Publi
 from __future__ import annotations
 
 import ipaddress
-import socket
 import struct
 from collections.abc import Hashable, Iterator
 from typing import Any
@@ -124,6 +123,37 @@ def _python_value(spec: Any, value: Any, raw: bool) -> Any:
     return ":".join(f"{b:02x}" for b in number.to_bytes(6, "big"))
 
 
+# "0." ... "255." and "0" ... "255": dotted quads are three concatenations of these per address, done by
+# numpy over object arrays (glibc's inet_ntoa formats with snprintf: ~2600 instructions an address)
+_OCTET_DOT = np.array([f"{i}." for i in range(256)], dtype=object)
+_OCTET = np.array([str(i) for i in range(256)], dtype=object)
+
+
+def _dotted_quads(column: np.ndarray) -> list[str]:
+    """IPv4 addresses (integers) as text, as ipaddress and inet_ntoa write them."""
+    octets = column.astype(">u4").view(np.uint8).reshape(-1, 4)
+    text = _OCTET_DOT[octets[:, 0]] + _OCTET_DOT[octets[:, 1]] + _OCTET_DOT[octets[:, 2]] + _OCTET[octets[:, 3]]
+    values: list[str] = text.tolist()
+    return values
+
+
+def _column_values(rs: RecordSet, name: str, raw: bool) -> list[Any]:
+    """A template field's Python values for every record of a set (as FlowRecord gives them:
+    addresses as text unless raw), made once per set: a loop over records then reads a list."""
+    values = rs._python.get((name, raw))
+    if values is None:
+        spec = rs.template.spec[name]
+        column = rs.column(name)
+        if column.ndim == 1 and column.dtype.kind in "ui" and (raw or spec.type not in _ADDRESS_TYPES):
+            values = column.tolist()
+        elif column.ndim == 1 and spec.type == "ipv4Address":
+            values = _dotted_quads(column)
+        else:
+            values = [_python_value(spec, v, raw) for v in column]
+        rs._python[(name, raw)] = values
+    return values
+
+
 def set_values(rs: RecordSet, name: str) -> Any:
     """An attribute of every record of a set at once, resolved as FlowRecord resolves it: the column
     of the template field it names (or its alias; as converted, addresses as integers), else the
@@ -200,21 +230,26 @@ class FlowRecord:
 
     # --- field access ---
     def _value(self, name: str, raw: bool = False) -> Any:
-        # A column's Python values are made once per set, for all its records: a loop over records
-        # then reads a list, not a numpy scalar per access.
-        values = self._set._python.get((name, raw))
+        return _column_values(self._set, name, raw)[self._i]
+
+    def _values_of(self, name: str) -> list[Any]:
+        """Every record's value of attribute ``name`` in this set, made once per set and name: a loop over
+        records then reads a list per access, no resolving and no numpy scalar (the attribute path's
+        slow half; unknown names raise AttributeError)."""
+        rs = self._set
+        values = rs._python.get(name)
         if values is None:
-            spec = self._set.template.spec[name]
-            column = self._set.column(name)
-            if column.ndim == 1 and column.dtype.kind in "ui" and (raw or spec.type not in _ADDRESS_TYPES):
-                values = column.tolist()
-            elif column.ndim == 1 and spec.type == "ipv4Address":  # dotted quads by inet_ntoa (C), not ipaddress
-                packed = column.astype(">u4").tobytes()
-                values = [socket.inet_ntoa(packed[i : i + 4]) for i in range(0, len(packed), 4)]
+            template = rs.template
+            resolved = template.attrs.get(name, _MISSING)
+            if resolved is _MISSING:
+                resolved = _resolve(template, name)
+            if resolved is None:
+                header = _HEADER_FIELDS.get(name)
+                values = [None if header is None else header(rs)] * len(rs)
             else:
-                values = [_python_value(spec, v, raw) for v in column]
-            self._set._python[(name, raw)] = values
-        return values[self._i]
+                values = _column_values(rs, *resolved)
+            rs._python[name] = values
+        return values
 
     def __getitem__(self, key: str | tuple[int, int]) -> Any:
         name = self._set.template.by_key.get(key)
@@ -230,18 +265,11 @@ class FlowRecord:
             return default
 
     def __getattr__(self, name: str) -> Any:
-        template = self._set.template
-        resolved = template.attrs.get(name, _MISSING)
-        if resolved is _MISSING:
-            resolved = _resolve(template, name)
-        if resolved is None:
-            header = _HEADER_FIELDS.get(name)
-            return None if header is None else header(self._set)
-        return self._value(*resolved)
+        return self._values_of(name)[self._i]
 
     # --- pyflowtools ---
     def _ftl(self, which: int) -> float | None:
-        key = ("@first" if which == 0 else "@last", False)
+        key = "@first" if which == 0 else "@last"
         values = self._set._python.get(key)
         if values is None:  # computed for the whole set at once
             values = self._set._python[key] = _ftltimes(self._set, which)
@@ -252,12 +280,20 @@ class FlowRecord:
     def first(self) -> float | None:
         """Flow start as Unix seconds (pyflowtools: flow-tools' arithmetic on the uptime); ``first_raw``
         is the router uptime (ms). Without uptimes (IPFIX absolute times): ``start_ns`` in seconds."""
-        return self._ftl(0)
+        try:
+            value: float | None = self._set._python["@first"][self._i]
+            return value
+        except KeyError:
+            return self._ftl(0)
 
     @property
     def last(self) -> float | None:
         """Flow end as Unix seconds (see ``first``); ``last_raw`` is the router uptime (ms)."""
-        return self._ftl(1)
+        try:
+            value: float | None = self._set._python["@last"][self._i]
+            return value
+        except KeyError:
+            return self._ftl(1)
 
     def getID(self, bidir: bool = False) -> bytes:
         """pyflowtools' flow key: 18 bytes, source (address, port, input interface) and destination
@@ -302,11 +338,18 @@ class FlowRecord:
 
 
 def _named(name: str) -> property:
-    return property(lambda self: self.__getattr__(name), doc=f"pyflowtools' / aioflow's ``{name}`` (see FlowRecord)")
+    def get(self: FlowRecord) -> Any:
+        try:  # the set's values of this attribute are made on the first access (of any record)
+            return self._set._python[name][self._i]
+        except KeyError:
+            return self._values_of(name)[self._i]
+
+    return property(get, doc=f"pyflowtools' / aioflow's ``{name}`` (see FlowRecord)")
 
 
 # The names loops read most, as properties: found in the class, without the AttributeError that a
-# __getattr__ fallback costs on every access. Same values as __getattr__ gives.
+# __getattr__ fallback costs on every access, and in one dict and one list lookup once the set's
+# values of the name are made. Same values as __getattr__ gives.
 for _name in ("srcaddr", "dstaddr", "nexthop", "exaddr", "srcport", "dstport", "prot", "tos", "tcp_flags", "dPkts",
               "dOctets", "input", "output", "src_as", "dst_as", "src_mask", "dst_mask", "engine_type", "engine_id",
               "unix_secs", "unix_nsecs", "sysUpTime", "first_raw", "last_raw", "srcaddr_raw", "dstaddr_raw",

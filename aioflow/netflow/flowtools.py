@@ -228,7 +228,8 @@ class FlowSet:
     def iter_columns(self) -> Iterator[dict[str, np.ndarray]]:
         """The bulk path by name: per chunk of records, numpy columns by pyflowtools' names: addresses
         as uint32 (``srcaddr`` ...), ``first``/``last`` as Unix seconds (float64, flow-tools'
-        arithmetic), ``first_raw``/``last_raw`` as router uptime ms; no padding fields."""
+        arithmetic), ``first_raw``/``last_raw`` as router uptime ms; no padding fields. The columns
+        are read-only views into the chunk (copy one to change it)."""
         names = lay.field_names(self.header.key, self.header.order)
         for rs in self.batches():
             if rs.array is not None:
@@ -322,18 +323,27 @@ def _version_key(version: int | str) -> tuple[int, int]:
 
 def frame_columns(array: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
     """Columns of a chunk of records by pyflowtools' names (``names``: the layout's flow-tools names,
-    in order), numeric and native (vectorised)."""
-    native = array.astype(array.dtype.newbyteorder("="))
-    native.dtype.names = tuple(names)  # the template's (IANA) names -> flow-tools', same positions
+    in order), numeric and native (vectorised): views into the chunk when its byte order is the
+    machine's (no copy), else into one byte-swapped copy."""
+    dtype = array.dtype
+    assert dtype.names is not None
+    native = dtype.newbyteorder("=")
+    if native != dtype:  # a record-by-record, field-by-field copy: only for the other byte order
+        array = array.astype(native)
+    fields = dtype.fields
+    assert fields is not None
+    renamed = np.dtype({"names": names, "formats": [fields[n][0].newbyteorder("=") for n in dtype.names],
+                        "offsets": [fields[n][1] for n in dtype.names], "itemsize": dtype.itemsize})  # fmt: skip
+    records = array.view(renamed)  # the template's (IANA) names -> flow-tools', same positions
     out: dict[str, np.ndarray] = {}
     for name in names:
         if name.startswith(("pad", "reserved")):
             continue
         key = {"First": "first_raw", "Last": "last_raw"}.get(name, name)
-        out[key] = native[name]
+        out[key] = records[name]
     if "First" in names:
-        for name, key in (("First", "first"), ("Last", "last")):
-            out[key] = lay.ftltime(native["unix_secs"], native["unix_nsecs"], native["sysUpTime"], native[name])
+        out["first"], out["last"] = lay.ftltimes(records["unix_secs"], records["unix_nsecs"], records["sysUpTime"],
+                                                 records["First"], records["Last"])  # fmt: skip
     return out
 
 
