@@ -236,7 +236,9 @@ class FlowSet:
                 yield frame_columns(rs.array, names)
 
     def _all_columns(self) -> dict[str, np.ndarray]:
-        parts = list(self.iter_columns())
+        # each chunk's columns copied out while its records are in cache: a column gathered from
+        # all chunks at the end reads every record's cache line once per column (~7 ns a value)
+        parts = [{k: np.ascontiguousarray(v) for k, v in p.items()} for p in self.iter_columns()]
         if not parts:
             names = lay.field_names(self.header.key, self.header.order)
             empty = np.zeros(0, dtype=lay.numpy_dtype(lay.layout(self.header.key, self.header.order), "="))
