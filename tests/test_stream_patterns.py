@@ -107,11 +107,11 @@ def test_case_insensitive_and_both_sides(tmp_path: Path) -> None:
 def test_a_match_across_an_active_timeout_split_is_found(tmp_path: Path) -> None:
     """The search goes on across the records of a long flow; a matched flow matches again in the next."""
     c, s = 1000, 5000
-    data = [(7.0, b"one PASS"), (8.0, b"WORD two PASSWORD"), (20.0, b" three"), (21.0, b" PASSWORD")]
+    data = [(5.0, b"one PASS"), (7.0, b"WORD two PASSWORD"), (20.0, b" three"), (21.0, b" PASSWORD")]
     packets = [segment(1.0, CLIENT, 40000, SERVER, 80, SYN, c, 0),
                segment(1.1, SERVER, 80, CLIENT, 40000, SYN | ACK, s, c + 1)]  # fmt: skip
     seq = c + 1
-    for t, payload in data:  # the packet past the active timeout is the last of its record
+    for t, payload in data:  # the first packet past the active timeout starts the next record
         packets.append(segment(t, CLIENT, 40000, SERVER, 80, PSH | ACK | (FIN if t == 21.0 else 0), seq, s + 1,
                                payload))  # fmt: skip
         seq += len(payload)
@@ -119,7 +119,7 @@ def test_a_match_across_an_active_timeout_split_is_found(tmp_path: Path) -> None
     found = events(capture, StreamPatterns(client=[rb"PASSWORD"]), active_timeout=5)[0]
     shape = [("match", e.start) if isinstance(e, StreamMatch) else (e.end_reason, e.last_seen) for e in found]
     # record 1 ends with "PASS"; record 2 completes it (4..12); record 3 matches on its own
-    assert shape == [("active", 7.0), ("match", 4), ("active", 20.0), ("match", 32), ("eof", 21.0)]
+    assert shape == [("active", 5.0), ("match", 4), ("active", 7.0), ("match", 32), ("eof", 21.0)]
 
 
 def test_bad_uses_raise_errors_that_say_what_to_do(tmp_path: Path) -> None:
