@@ -124,6 +124,12 @@ typedef struct {
     const void *ctx;
 } af_prefetch_hook;
 
+/* A state array a per-packet hook reads: its flow's block is prefetched with the flow. */
+typedef struct {
+    uint8_t *state;
+    uint32_t state_size;
+} af_hot_state;
+
 typedef struct {
     uint32_t (*fn)(void *ctx, const af_batch *b);
     void *ctx;
@@ -135,11 +141,13 @@ typedef struct {
 typedef struct {
     uint32_t n_per_packet;           /* n_packet + n_brief: the one test a packet pays with no meter */
     uint32_t n_packet, n_brief, n_prefetch, n_deep, n_room;   /* enabled meters with those hooks (0: nothing to call) */
+    uint32_t n_hot;                  /* meters with state and a per-packet hook */
     af_brief_hook brief[AF_METERS_MAX];
     af_packet_hook packet[AF_METERS_MAX];
     af_prefetch_hook prefetch[AF_METERS_MAX];
     af_prefetch_hook deep[AF_METERS_MAX];
     af_room_hook room[AF_METERS_MAX];
+    af_hot_state hot[AF_METERS_MAX];
     uint32_t count;                  /* enabled */
     const af_meter *m[AF_METERS_MAX];
     void *ctx[AF_METERS_MAX];
@@ -190,6 +198,17 @@ static inline void af_meters_packet(const af_meter_set *s, const af_meter_packet
 static inline void af_meters_brief(const af_meter_set *s, uint32_t slot, const af_packet *p, int sender, uint64_t ts) {
     for (const af_brief_hook *h = s->brief, *end = h + s->n_brief; h < end; h++)
         h->fn(h->state + (size_t)(slot - 1) * h->state_size, p, sender, ts);
+}
+
+/* The state blocks the per-packet hooks will read for flow slot `slot`, every line of them: with
+ * ~100k flows active they are cache misses as the flow's own lines are (statistics: 0.64x
+ * flow-only in time against 0.78x in instructions), so they are fetched as far ahead. */
+static inline void af_meters_prefetch_state(const af_meter_set *s, uint32_t slot) {
+    for (const af_hot_state *h = s->hot, *end = h + s->n_hot; h < end; h++) {
+        uintptr_t at = (uintptr_t)(h->state + (size_t)(slot - 1) * h->state_size);
+        for (uintptr_t line = at & ~(uintptr_t)63; line < at + h->state_size; line += 64)
+            __builtin_prefetch((const void *)line);
+    }
 }
 
 /* hooks: s->prefetch (n_prefetch of them) or s->deep (n_deep) */

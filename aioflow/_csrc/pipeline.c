@@ -287,6 +287,7 @@ static void count_queued(af_pipeline *p) {
             __builtin_prefetch(f);
             __builtin_prefetch(f + 64);
             if (p->meters.n_prefetch) af_meters_prefetch(p->meters.prefetch, p->meters.n_prefetch, s, ahead->sender);
+            af_meters_prefetch_state(&p->meters, s);
         }
         /* halfway: the flow and meter state are in cache now, prefetch what they point to (an
          * IPv6 flow's addresses; the TCP entry, when flags other than ACK will touch it) */
