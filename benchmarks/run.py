@@ -10,7 +10,8 @@ Each contender runs in a subprocess of its own, so its peak RSS is its own:
   nfstream NFStreamer(n_dissections=0, statistical_analysis=False, n_meters=1) iterated to the end,
            from its own venv (benchmarks/.venv-nfstream, made on demand with pip install nfstream)
   --features: also aioflow with statistics=True, and with statistics=True + splt=20 (alternated
-           with the flow-only run), and nfstream with statistical_analysis=True
+           with the flow-only run), and nfstream with statistical_analysis=True (with
+           --nfstream-packets N, aioflow's flow-only and statistics runs on that prefix too)
   --libpcap: also aioflow reading the file through libpcap, as before its own reader
            (AIOFLOW_FILE_READER=libpcap); bare loop and aioflow runs alternate for --repeat rounds
 
@@ -298,6 +299,7 @@ def print_table(results: list[Result], meta: dict[str, Any] | None) -> list[str]
     ratio("aioflow statistics", "aioflow")            # issue 14's goal: >= 0.8x
     ratio("aioflow statistics+splt20", "aioflow")     # >= 0.7x
     ratio("aioflow statistics", "nfstream statistics")   # >= 30x (same file unless --nfstream-packets)
+    ratio("aioflow statistics (prefix)", "nfstream statistics")   # the same-file form with --nfstream-packets
     for name in ("aioflow", "aioflow (prefix)"):
         a = ok.get(name)
         if not a:
@@ -438,8 +440,12 @@ def main(argv: list[str] | None = None) -> int:
                 cmd = [str(py), str(CONTENDERS), kind, str(nf_capture)]
                 report(best_of(a.nfstream_repeat, name, nf_capture, cmd, a.timeout))
             if nf_capture != capture and not a.skip_aioflow and aioflow_importable(a.aioflow_python):
-                cmd = [a.aioflow_python, str(CONTENDERS), "aioflow", str(nf_capture)]
-                report(best_of(a.repeat, "aioflow (prefix)", nf_capture, cmd, a.timeout))
+                # the ratios to nfstream are only meaningful on one file: aioflow runs the prefix too
+                kinds = [("aioflow", "aioflow (prefix)")]
+                kinds += [("aioflow-stats", "aioflow statistics (prefix)")] * a.features
+                for kind, name in kinds:
+                    cmd = [a.aioflow_python, str(CONTENDERS), kind, str(nf_capture)]
+                    report(best_of(a.repeat, name, nf_capture, cmd, a.timeout))
 
     print()
     lines = print_table(results, meta)
