@@ -297,6 +297,7 @@ class EngineConfig:
     max_packets: int = 0  # > 0: a flow ends ("custom") with its max_packets-th packet (FlowSlicer)
     max_bytes: int = 0  # > 0: ... with the packet that brings its IP bytes to max_bytes or more
     workers: int = 1  # flow tables counted by this many threads (docs/architecture.md, "Workers")
+    flow_share: tuple[int, int] | None = None  # files: (index, count): count only that share of the flows
 
     def __post_init__(self) -> None:
         meter_bits(self.meters)  # an unknown meter name fails here, when the parser is made
@@ -308,6 +309,25 @@ class EngineConfig:
         if self.workers > 1 and "timeline" in self.meters:
             raise _errors.ConfigError(f"workers={self.workers}: the timeline meter counts one flow table; "
                                       "use workers=1 with it")  # fmt: skip
+        if self.flow_share is not None:
+            self._check_flow_share(self.flow_share)
+
+    def _check_flow_share(self, share: tuple[int, int]) -> None:
+        """flow_share=(index, count): one share of a file's flows, as worker `index` of `count`."""
+        if not (isinstance(share, tuple | list) and len(share) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in share)):  # fmt: skip
+            raise _errors.ConfigError(f"flow_share={share!r}: expected (index, count), e.g. (0, 4) for the first "
+                                      "of four shares")  # fmt: skip
+        index, count = share
+        if not 0 <= index < count <= lib.AF_MAX_WORKERS:
+            raise _errors.ConfigError(f"flow_share={share!r}: expected 0 <= index < count <= {lib.AF_MAX_WORKERS}")
+        why = ("a live capture's packets are each seen once: use workers=N (PACKET_FANOUT) instead" if self.live
+               else f"a share is counted by one worker; drop workers={self.workers}" if self.workers > 1
+               else "the timeline meter counts one flow table" if "timeline" in self.meters
+               else "every share must hash flows alike: pass the same hash_seed=<any integer> to each"
+               if self.hash_seed is None else "")  # fmt: skip
+        if why:
+            raise _errors.ConfigError(f"flow_share={share!r}: {why}")
 
     def meters_on(self) -> tuple[str, ...]:
         """The meters this configuration turns on, by name and by their own options."""
@@ -468,6 +488,8 @@ class Engine:
         cfg.max_packets = _check_range("max_packets", config.max_packets, 0, 2**63)
         cfg.max_bytes = _check_range("max_bytes", config.max_bytes, 0, 2**63)
         cfg.workers = config.workers
+        if config.flow_share is not None:
+            cfg.share, cfg.shares = config.flow_share
         # internal: libpcap reads the file instead of aioflow's reader (the comparison test, benchmarks)
         cfg.libpcap_files = int(os.environ.get("AIOFLOW_FILE_READER") == "libpcap")
         self.headers_per_flow = config.headers

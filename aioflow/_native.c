@@ -85,7 +85,11 @@ int af_open_offline(const char *path, const char *bpf, const af_config *cfg, af_
     int code = af_workers_check(cfg, &workers, open_error, sizeof open_error);
     if (code != AF_OK) return code;
     af_config own;
-    af_worker_config(cfg, 0, &own);
+    if (cfg->shares > 1) {   /* one share of the flows: one pipeline, the worker of that index */
+        if ((code = af_share_config(cfg, &own, open_error, sizeof open_error)) != AF_OK) return code;
+    } else {
+        af_worker_config(cfg, 0, &own);
+    }
     af_pipeline *pipe;
     code = af_pipeline_open_file(&pipe, path, bpf, &own, open_error, sizeof open_error);
     if ((code = opened(code, pipe, out)) != AF_OK) return code;

@@ -195,6 +195,14 @@ class FlowParser:
     flow to one); a kernel that refuses it leaves one (RuntimeWarning). ConfigError with the
     timeline meter. README, "Several cores".
 
+    ``flow_share=(index, count)`` (files) counts only share ``index`` of ``count`` of the flows, by
+    the flow hash, as worker ``index`` of ``workers=count`` would: the file is read whole, the other
+    shares' packets only move the clock, and ``max_flows`` and the other bounds are split as for
+    workers. The shares of one file, each with the same ``hash_seed`` (required), together give
+    one reader's records exactly, ``id`` unique among them: several processes or machines over
+    one file (aioflow.dask's ``shares_per_capture``). ``info().packets`` counts the share's own
+    packets and those set aside (every share sets aside the same ones).
+
     ``plugins=[MyPlugin()]`` runs aioflow.FlowPlugin hooks on each ended flow as its batch is
     delivered, in the event loop (``plugin_thread=True``: in a worker thread, one batch at a
     time), before callbacks and consumers see it; their fields are ``flow.udps``. Snapshots and
@@ -248,6 +256,7 @@ class FlowParser:
         plugins: Sequence[FlowPlugin] = (),
         plugin_thread: bool = False,
         workers: int | str = 1,
+        flow_share: tuple[int, int] | None = None,
     ) -> None:
         self.source = source
         if live is None:
@@ -289,6 +298,7 @@ class FlowParser:
             max_packets=max_packets,
             max_bytes=max_bytes,
             workers=_worker_count(workers),
+            flow_share=flow_share,
         )
         self.plugins = check_plugins(plugins, headers)
         self._plugin_thread = plugin_thread

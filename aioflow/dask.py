@@ -5,14 +5,17 @@ dataset (hive layout: DuckDB, Spark, ClickHouse and pyarrow read it). Needs the 
 
 The captures are named on the calling machine (globs expanded, each checked there, before any
 task runs) and opened at the same path by the workers: a shared filesystem, as for dask's own
-readers of local paths. A capture is one partition, read whole by one worker (not split in
-chunks: one huge capture is one task)."""
+readers of local paths. A capture is one partition, read whole by one worker; or, with
+``shares_per_capture=K``, K partitions, each counting a 1/K share of its flows by flow hash
+(FlowParser's ``flow_share``): every such task reads the whole file, but holds and meters only its
+share, and together they give one reader's records exactly."""
 
 from __future__ import annotations
 
 import glob
 import hashlib
 import os
+import secrets
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -79,6 +82,7 @@ class _Plan:
     meta (the frame of no flow, in the dtypes every partition is cast to)."""
 
     captures: tuple[str, ...]
+    shares: int  # tasks per capture, each counting one share of its flows (flow_share)
     options: dict[str, Any]
     anonymize: tuple[str, ...]
     key: bytes
@@ -89,10 +93,19 @@ class _Plan:
     def dtypes(self) -> dict[str, Any]:
         return dict(self.meta.dtypes.items())
 
+    def parts(self) -> list[tuple[str, int]]:
+        """The tasks: (capture, share) for every capture and each of its shares."""
+        return [(capture, share) for capture in self.captures for share in range(self.shares)]
+
+    def options_for(self, share: int) -> dict[str, Any]:
+        """read_frame's options for one share of a capture (all of it when not shared)."""
+        return {**self.options, "flow_share": (share, self.shares)} if self.shares > 1 else self.options
+
 
 def read_flows(
     paths_or_glob: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     *,
+    shares_per_capture: int = 1,
     columns_to_anonymize: Sequence[str] = (),
     anonymize_key: bytes | None = None,
     **options: Any,
@@ -102,6 +115,12 @@ def read_flows(
     the CAPTURE_COLUMN naming its capture (its absolute path). Nothing is read until it is
     computed; the columns and their dtypes come from the options alone.
 
+    `shares_per_capture=K` (default 1): K partitions per capture, each the flows of one share of K
+    by flow hash (FlowParser's flow_share; `id` stays unique within a capture). Each task reads
+    the whole file but holds and meters only its share: worth it when meters dominate
+    (statistics, dissect, reassemble) or when a capture's frame is too big for one worker. Without
+    a `hash_seed` option, one is drawn for the call (the shares must hash alike).
+
     `paths_or_glob`: a path, a glob ('captures/*.pcap') or several of either. Options as
     read_frame() (FlowParser's), checked here; plugins, follow and live are refused (ConfigError,
     saying why), as are meters that are shared libraries. Raises CaptureNotFoundError before
@@ -109,13 +128,13 @@ def read_flows(
     partition holds the flows read before the damage; its CaptureDamagedWarning is raised on the
     worker and, on a distributed cluster, forwarded to the client (distributed.warn; the client
     shows it when the event reaches it, not necessarily before compute() returns)."""
-    plan = _plan(paths_or_glob, options, columns_to_anonymize, anonymize_key)
+    plan = _plan(paths_or_glob, options, columns_to_anonymize, anonymize_key, shares_per_capture)
     # Dask would otherwise turn every object column into Arrow strings, splt_*'s arrays included
     # (their cells would become the arrays' repr); text columns are pandas' str dtype already.
     with dask.config.set({"dataframe.convert-string": False}):
         return dd.from_map(  # type: ignore[no-any-return]  # dask.dataframe is untyped
             _partition,
-            list(plan.captures),
+            plan.parts(),
             meta=plan.meta,
             label="aioflow-read-flows",
             enforce_metadata=False,  # _partition casts to the meta's dtypes itself
@@ -128,6 +147,7 @@ def to_parquet(
     out_dir: str | os.PathLike[str],
     *,
     partition_on: Sequence[str] = (),
+    shares_per_capture: int = 1,
     columns_to_anonymize: Sequence[str] = (),
     anonymize_key: bytes | None = None,
     **options: Any,
@@ -140,20 +160,22 @@ def to_parquet(
     replaces its own files and no other capture's (files of partitions the new write does not
     produce stay: another partition_on or other options want a new directory). Every file has the same schema, from the
     options rather than from its rows (text columns as strings, splt_* as lists); a capture with
-    no flow writes no file.
+    no flow writes no file. `shares_per_capture` as read_flows(): K tasks per capture, whose files
+    carry the share in their names (<stem>-<hash>-<share>of<K>-<n>.parquet); still one
+    WrittenCapture per capture.
 
     Errors as read_flows(), before any task runs (ConfigError also for a partition_on column the
     rows lack); a damaged capture: its flows before the damage are written, and a
     CaptureDamagedWarning is raised here, one per damaged capture, after all were written."""
-    plan = _plan(paths_or_glob, options, columns_to_anonymize, anonymize_key)
+    plan = _plan(paths_or_glob, options, columns_to_anonymize, anonymize_key, shares_per_capture)
     missing = [c for c in partition_on if c not in plan.meta.columns]
     if missing:
         raise ConfigError(f"partition_on: no column {', '.join(missing)} (the columns: {', '.join(plan.meta.columns)})")
     os.makedirs(out_dir, exist_ok=True)
     shared = _without_captures(plan)
     write = delayed(_write_capture, pure=False)
-    tasks = [write(capture, os.fspath(out_dir), tuple(partition_on), shared) for capture in plan.captures]
-    written: list[WrittenCapture] = list(compute(*tasks))
+    tasks = [write(part, os.fspath(out_dir), tuple(partition_on), shared) for part in plan.parts()]
+    written = _per_capture(list(compute(*tasks)))
     for w in written:
         if w.damage:
             warnings.warn(CaptureDamagedWarning(w.damage), stacklevel=2)
@@ -165,8 +187,11 @@ def _plan(
     options: dict[str, Any],
     columns_to_anonymize: Sequence[str],
     anonymize_key: bytes | None,
+    shares: int,
 ) -> _Plan:
     """The captures and options checked, and the meta, before any task is built."""
+    if isinstance(shares, bool) or not isinstance(shares, int) or shares < 1:
+        raise ConfigError(f"shares_per_capture={shares!r}: expected an integer >= 1 (tasks per capture)")
     for name, why in _UNSUPPORTED.items():
         if options.get(name):
             raise ConfigError(f"aioflow.dask: {name}= is not supported: {why}")
@@ -175,6 +200,10 @@ def _plan(
         raise ConfigError(f"aioflow.dask: meters={libraries!r}: a meter library's columns are only known once it is "
                           "loaded; use built-in meters, or read_frame per capture in your own dask tasks")  # fmt: skip
     captures = _captures(paths_or_glob)
+    if shares > 1:
+        if options.get("hash_seed") is None:  # the shares must hash flows alike
+            options = {**options, "hash_seed": secrets.randbits(64)}
+        file_config(captures[0], flow_share=(0, shares), **options)  # its ConfigError before any task
     meta, list_types = _meta(captures[0], options)
     # read_frame's anonymizer checks the key and the columns (ConfigError) and draws the one key
     anonymizer = Anonymizer(columns_to_anonymize, anonymize_key)
@@ -182,13 +211,13 @@ def _plan(
     for name in anonymizer.columns:  # nfstream's hex digests: text whatever the column was
         meta[name] = meta[name].astype(_TEXT)
         list_types.pop(name, None)
-    return _Plan(captures, dict(options), anonymizer.columns, anonymizer.key, meta, list_types)
+    return _Plan(captures, shares, dict(options), anonymizer.columns, anonymizer.key, meta, list_types)
 
 
 def _without_captures(plan: _Plan) -> _Plan:
     """The plan each task gets: the captures are the tasks' own argument (a task list of
     thousands of paths is not sent with every task)."""
-    return _Plan((), plan.options, plan.anonymize, plan.key, plan.meta, plan.list_types)
+    return _Plan((), plan.shares, plan.options, plan.anonymize, plan.key, plan.meta, plan.list_types)
 
 
 def _captures(paths_or_glob: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> tuple[str, ...]:
@@ -234,11 +263,11 @@ def _meta(capture: str, options: dict[str, Any]) -> tuple[pd.DataFrame, dict[str
     return meta, list_types
 
 
-def _read_capture(capture: str, plan: _Plan) -> tuple[pd.DataFrame, str]:
-    """One capture's frame in the plan's dtypes, with its CAPTURE_COLUMN, and its damage text
-    ("" when whole): read_frame's bulk path, on a worker."""
+def _read_capture(capture: str, share: int, plan: _Plan) -> tuple[pd.DataFrame, str]:
+    """One capture's frame (or its share's) in the plan's dtypes, with its CAPTURE_COLUMN, and
+    its damage text ("" when whole): read_frame's bulk path, on a worker."""
     damage: list[str] = []
-    flows = frame(capture, plan.anonymize, plan.key, damage.append, plan.options)
+    flows = frame(capture, plan.anonymize, plan.key, damage.append, plan.options_for(share))
     flows[CAPTURE_COLUMN] = capture
     # only the columns that differ (text of pandas < 3, anonymized numbers): astype of every
     # column costs ~10 ms, as much as reading a small capture
@@ -247,10 +276,10 @@ def _read_capture(capture: str, plan: _Plan) -> tuple[pd.DataFrame, str]:
     return (flows.astype(differ) if differ else flows), "".join(damage)
 
 
-def _partition(capture: str, plan: _Plan) -> pd.DataFrame:
-    """read_flows()' partition of one capture; its damage warned where the client sees it."""
-    flows, damage = _read_capture(capture, plan)
-    if damage:
+def _partition(part: tuple[str, int], plan: _Plan) -> pd.DataFrame:
+    """read_flows()' partition of one capture (or share); its damage warned where the client sees it."""
+    flows, damage = _read_capture(*part, plan)
+    if damage and part[1] == 0:  # every share of a capture meets the same damage: warned once
         _warn_client(CaptureDamagedWarning(damage))
     return flows
 
@@ -265,19 +294,37 @@ def _warn_client(warning: Warning) -> None:
         warn(warning)
 
 
-def _write_capture(capture: str, out_dir: str, partition_on: tuple[str, ...], plan: _Plan) -> WrittenCapture:
-    """to_parquet()'s task: one capture's flows into the dataset under files named after it."""
-    flows, damage = _read_capture(capture, plan)
+def _write_capture(
+    part: tuple[str, int], out_dir: str, partition_on: tuple[str, ...], plan: _Plan
+) -> WrittenCapture:
+    """to_parquet()'s task: one capture's flows (or its share's) into the dataset under files
+    named after it."""
+    capture, share = part
+    flows, damage = _read_capture(capture, share, plan)
     table = pa.Table.from_pandas(flows, schema=_arrow_schema(plan), preserve_index=False)
     tag = hashlib.sha256(capture.encode()).hexdigest()[:12]  # the path is absolute (_captures)
     pq.write_to_dataset(
         table,
         out_dir,
         partition_cols=list(partition_on) or None,
-        basename_template=f"{Path(capture).stem}-{tag}-{{i}}.parquet",
+        basename_template=f"{Path(capture).stem}-{tag}{_share_tag(share, plan.shares)}-{{i}}.parquet",
         existing_data_behavior="overwrite_or_ignore",
     )
     return WrittenCapture(capture, len(flows), int(flows["packets"].sum()), int(flows["bytes"].sum()), damage)
+
+
+def _share_tag(share: int, shares: int) -> str:
+    return f"-{share}of{shares}" if shares > 1 else ""
+
+
+def _per_capture(parts: list[WrittenCapture]) -> list[WrittenCapture]:
+    """One WrittenCapture per capture, its shares' counts added (each share saw the same damage)."""
+    out: dict[str, WrittenCapture] = {}
+    for w in parts:
+        was = out.get(w.capture)
+        out[w.capture] = w if was is None else WrittenCapture(
+            w.capture, was.flows + w.flows, was.packets + w.packets, was.bytes + w.bytes, was.damage or w.damage)
+    return list(out.values())
 
 
 def _arrow_schema(plan: _Plan) -> pa.Schema:

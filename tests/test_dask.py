@@ -105,6 +105,36 @@ def test_totals_per_capture_from_a_glob(client: Client) -> None:
     }
 
 
+def without_ids(frame: pd.DataFrame) -> pd.DataFrame:
+    """records() but `id` (numbered per share: unique, not one reader's) and in the order of the rest."""
+    out = records(frame).drop(columns=["id"])
+    return out.sort_values(list(out.columns)).reset_index(drop=True)
+
+
+def test_shares_of_each_capture_give_its_records(client: Client, tmp_path: Path) -> None:
+    # a fixed seed: the spread checked below is the same every run (without one, one is drawn)
+    flows = afd.read_flows([str(c) for c in CAPTURES], shares_per_capture=3, hash_seed=1, **OPTIONS)
+    assert flows.npartitions == 3 * len(CAPTURES)
+    computed = client.compute([flows.get_partition(i) for i in range(flows.npartitions)], sync=True)
+    for n, capture in enumerate(CAPTURES):
+        parts = computed[3 * n : 3 * n + 3]
+        whole = pd.concat(parts, ignore_index=True)
+        assert set(whole[afd.CAPTURE_COLUMN]) == {str(capture)}
+        assert whole.id.is_unique
+        pd.testing.assert_frame_equal(without_ids(whole), without_ids(single_process(capture, **OPTIONS)))
+    spread = [all(len(p) for p in computed[3 * n : 3 * n + 3]) for n in range(len(CAPTURES))]
+    assert sum(spread) >= 2, spread  # some captures' flows really were counted by all three shares
+    written = afd.to_parquet(CAPTURES, tmp_path, shares_per_capture=3, **OPTIONS)
+    for w, capture in zip(written, CAPTURES, strict=True):
+        e = single_process(capture, **OPTIONS)
+        assert (w.capture, w.flows, w.packets, w.bytes) == (str(capture), len(e), e.packets.sum(), e.bytes.sum())
+    assert {p.name.split("-")[-2] for p in tmp_path.glob("*.parquet")} <= {"0of3", "1of3", "2of3"}
+    with pytest.raises(aioflow.ConfigError, match="shares_per_capture=0"):
+        afd.read_flows(CAPTURES[0], shares_per_capture=0)
+    with pytest.raises(aioflow.ConfigError, match="drop workers=2"):
+        afd.read_flows(CAPTURES[0], shares_per_capture=2, workers=2)
+
+
 def test_meta_comes_from_the_options_without_reading(monkeypatch: pytest.MonkeyPatch) -> None:
     expected = aioflow.read_frame(CAPTURES[0], **OPTIONS)
 
@@ -207,7 +237,8 @@ def test_cli_writes_the_dataset_on_the_cluster(client: Client, tmp_path: Path,
     whole = (DATA / "ndpi_ocs.pcap").read_bytes()
     (tmp_path / "cut.pcap").write_bytes(whole[: len(whole) // 2])
     args = ["flows", "--dask", client.scheduler.address, str(DATA / "zeek_tcp*.pcap"), str(tmp_path / "cut.pcap"),
-            "--format", "parquet", "-o", str(out), "--partition-on", "protocol", "--statistics"]  # fmt: skip
+            "--format", "parquet", "-o", str(out), "--partition-on", "protocol", "--statistics",
+            "--shares-per-capture", "2"]  # fmt: skip
     assert main(args) == 1  # the cut capture's flows are written, and it is said to be damaged
     err = capsys.readouterr().err.splitlines()
     captures = [*sorted(DATA.glob("zeek_tcp*.pcap")), tmp_path / "cut.pcap"]
@@ -229,6 +260,7 @@ def test_cli_writes_the_dataset_on_the_cluster(client: Client, tmp_path: Path,
 @pytest.mark.parametrize(("args", "message"), [
     (["--dask", "local", "a.pcap"], "--dask writes a Parquet dataset: give --format parquet -o DIRECTORY"),
     (["--format", "parquet", "-o", "out", "a.pcap"], "add --dask ADDRESS"),
+    (["--shares-per-capture", "2", "a.pcap"], "add --dask ADDRESS"),
     (["a.pcap", "b.pcap"], "one SOURCE at a time (2 given)"),
     (["--dask", "local", "--format", "parquet", "-o", "out", "nothing/*.pcap"], "no capture matches this pattern"),
 ])  # fmt: skip

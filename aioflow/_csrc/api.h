@@ -280,7 +280,12 @@ typedef struct {
                                      a capture handle each, PACKET_FANOUT (docs/architecture.md,
                                      "Workers") */
     uint32_t worker;              /* set by the engine: this pipeline's index among them */
-    uint32_t _pad_workers;
+    uint32_t shares;              /* files, > 1: count only share `share` of `shares` of the flows, by
+                                     the flow hash (as worker `share` of `shares` would); the file is
+                                     read whole, the others' packets only move the clock. Every share
+                                     with the same hash_seed: together, the records of one reader */
+    uint32_t share;
+    uint32_t _pad_shares;
 } af_config;
 
 typedef struct {

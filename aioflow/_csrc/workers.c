@@ -38,6 +38,26 @@ void af_worker_config(const af_config *cfg, uint32_t i, af_config *out) {
     if (cfg->dissect) out->max_dissecting_flows = (uint32_t)share(cfg->max_dissecting_flows, w);
 }
 
+int af_share_config(const af_config *cfg, af_config *out, char *error, size_t n) {
+    if (cfg->workers > 1) {
+        snprintf(error, n, "shares=%u with workers=%u: a share is counted by one worker (use one or the other)",
+                 cfg->shares, cfg->workers);
+        return AF_ERR_CONFIG;
+    }
+    if (cfg->share >= cfg->shares || cfg->shares > AF_MAX_WORKERS) {
+        snprintf(error, n, "share %u of %u: expected 0 <= share < shares <= %d", cfg->share, cfg->shares,
+                 AF_MAX_WORKERS);
+        return AF_ERR_CONFIG;
+    }
+    af_config as_workers = *cfg;
+    as_workers.workers = cfg->shares;
+    uint32_t ignored;
+    int code = af_workers_check(&as_workers, &ignored, error, n);
+    if (code != AF_OK) return code;
+    af_worker_config(&as_workers, cfg->share, out);
+    return AF_OK;
+}
+
 #define SUM(field) into->field += w->field
 #define MAX(field) into->field = w->field > into->field ? w->field : into->field
 

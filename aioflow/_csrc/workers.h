@@ -18,6 +18,9 @@ int af_workers_check(const af_config *cfg, uint32_t *out, char *error, size_t er
 /* Worker i's config: max_flows, max_reassembly_memory and max_dissecting_flows divided among them
  * (rounded up); fragment bounds whole (every worker holds every fragment). */
 void af_worker_config(const af_config *cfg, uint32_t i, af_config *out);
+/* cfg->shares > 1: the configuration of the one pipeline that counts share cfg->share (worker
+ * `share` of `shares`: max_flows and the other bounds split as theirs); AF_ERR_CONFIG and why. */
+int af_share_config(const af_config *cfg, af_config *out, char *error, size_t n);
 /* Adds worker w's counters (w > 0) to into, which starts as worker 0's: what every worker counts
  * alike (reading, decoding, fragments, the file) is taken once, what each counts for its own flows
  * is summed. */

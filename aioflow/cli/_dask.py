@@ -51,11 +51,13 @@ def run(args: argparse.Namespace, err: TextIO) -> int:
         raise CommandError(f"--dask needs the 'dask' extra: pip install 'aioflow-pcap[dask]' ({exc})") from None
     options = parser_options(args)
     # the captures and options checked before a cluster is started or reached (a graph is built, not run)
-    afd.read_flows(args.source, **options)
+    shares = args.shares_per_capture
+    afd.read_flows(args.source, shares_per_capture=shares, **options)
     with _client(args.dask) as client, warnings.catch_warnings():
         # each damaged capture is said below, once, in the commands' own words
         warnings.simplefilter("ignore", aioflow.CaptureDamagedWarning)
-        written = afd.to_parquet(args.source, args.output, partition_on=args.partition_on, **options)
+        written = afd.to_parquet(args.source, args.output, partition_on=args.partition_on, shares_per_capture=shares,
+                                 **options)  # fmt: skip
         workers = len(client.nthreads())
     flows = sum(w.flows for w in written)
     packets = sum(w.packets for w in written)

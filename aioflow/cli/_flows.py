@@ -329,6 +329,9 @@ def add_parser(commands: Any) -> None:
                        "writes --format parquet to -o DIRECTORY (needs the 'dask' extra)")
     flows.add_argument("--partition-on", nargs="+", metavar="COLUMN", default=[],
                        help="--dask: the columns whose values name the dataset's directories (protocol=6/...)")
+    flows.add_argument("--shares-per-capture", type=int, default=1, metavar="K",
+                       help="--dask: K tasks per capture, each counting 1/K of its flows by flow hash (each reads "
+                       "the whole file; worth it for statistics, dissection or huge captures)")
     flows.add_argument("--local-nets", nargs="*", metavar="CIDR", default=None,
                        help="zeek formats: Site::local_nets for local_orig/local_resp "
                        "(default: Zeek's private address space)")
@@ -485,9 +488,9 @@ def run(args: argparse.Namespace) -> int:
         from . import _dask
 
         return _dask.run(args, sys.stderr)
-    if args.format == "parquet" or args.partition_on:
-        raise CommandError("--format parquet and --partition-on write a dataset through Dask: add --dask ADDRESS "
-                           "(a scheduler's) or --dask local")  # fmt: skip
+    if args.format == "parquet" or args.partition_on or args.shares_per_capture != 1:
+        raise CommandError("--format parquet, --partition-on and --shares-per-capture write a dataset through Dask: "
+                           "add --dask ADDRESS (a scheduler's) or --dask local")  # fmt: skip
     if len(args.source) > 1:
         raise CommandError(f"one SOURCE at a time ({len(args.source)} given); several captures: --dask local "
                            "--format parquet -o DIRECTORY")  # fmt: skip
