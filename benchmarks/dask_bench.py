@@ -9,6 +9,10 @@ one after the other (which goes first alternates):
 - parquet: aioflow.dask.to_parquet(captures, DIR) on Dask's synchronous scheduler (this process,
            one capture after the other: the loop) against the same call on the cluster.
 
+With --shares-capture PATH, one capture read with statistics=True by read_frame in this process
+against read_flows(PATH, shares_per_capture=W) on the cluster: W tasks, each reading the whole
+file and counting 1/W of its flows (flow_share).
+
 Then the per-partition overhead: the same on N captures of a few packets each, where reading costs
 next to nothing: the workers' CPU seconds less the loop's, divided by N (the workers' count also
 holds their own background work: heartbeats, the event loop). Each round prints wall and CPU
@@ -18,6 +22,7 @@ untimed round.
 
     .venv/bin/python benchmarks/dask_bench.py                       # 16 captures of 100k packets, 2 workers
     nice .venv/bin/python benchmarks/dask_bench.py --packets 50000 --rounds 3
+    .venv/bin/python benchmarks/dask_bench.py --shares-capture /work/bench-data/1m.pcap
 """
 
 from __future__ import annotations
@@ -108,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (one thread each)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--dir", type=Path, default=HERE / "data", help="where the captures are made")
+    ap.add_argument("--shares-capture", type=Path, help="also one capture, statistics on, split in shares")
     args = ap.parse_args(argv)
 
     paths = captures(args.dir, args.captures, args.packets, args.flows)
@@ -125,6 +131,12 @@ def main(argv: list[str] | None = None) -> int:
             assert frame_loop() == frame_dask()
             compare("frame", args.rounds, frame_loop, frame_dask)
             compare("parquet", args.rounds, parquet_loop, parquet_dask)
+            if args.shares_capture:
+                one = args.shares_capture
+                shares = afd.read_flows(one, shares_per_capture=args.workers, statistics=True)
+                compare(f"{one.name} in {args.workers} shares, statistics", args.rounds,
+                        lambda: len(aioflow.read_frame(one, statistics=True)),
+                        lambda: int(shares.map_partitions(len).compute().sum()))  # fmt: skip
             tiny_loop, tiny_dask, _, _ = workloads(tiny, out)
             loop_cpu, dask_cpu = compare(f"{len(tiny)} tiny captures", args.rounds, tiny_loop, tiny_dask)
             # CPU rather than wall: on a shared machine the wall clock mostly measures the others' load
