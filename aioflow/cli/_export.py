@@ -61,8 +61,9 @@ def add_parser(commands: Any) -> None:
     export.add_argument("--domain", type=int_at_least(0), default=0, metavar="ID",
                         help="IPFIX observation domain / v9 source id / v5 engine id (default 0)")
     export.add_argument("--dissect", action="store_true", default=None,
-                        help="IPFIX: detect applications (nDPI) and add applicationId, applicationName and "
-                        "applicationCategoryName to the records")  # fmt: skip
+                        help="IPFIX: detect applications (nDPI) and add applicationId, applicationName, "
+                        "applicationCategoryName and the server name (ntop's FLOW_SERVER_NAME) to the "
+                        "records")  # fmt: skip
     add_flowtools_options(export)
     add_flow_options(export, "--filter", "--idle-timeout", "--active-timeout", "--fin-timeout", "--max-flows")
     add_follow(export)

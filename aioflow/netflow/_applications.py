@@ -1,6 +1,7 @@
 """The IPFIX application elements' columns (applicationId, applicationName,
-applicationCategoryName) of a batch from a FlowParser(dissect=True): straight from the dissect
-meter's C blocks, the texts as the fixed-size bytes C keeps (no str per flow)."""
+applicationCategoryName, ntop's flow server name) of a batch from a FlowParser(dissect=True):
+straight from the dissect meter's C blocks, the texts as the fixed-size bytes C keeps (no str per
+flow)."""
 
 from __future__ import annotations
 
@@ -17,14 +18,14 @@ from ._templates import APPLICATION_ENGINE_ID
 if TYPE_CHECKING:
     from .._flow import Flow
 
-_TEXTS = ("application_name", "application_category_name")
+_TEXTS = ("application_name", "application_category_name", "requested_server_name")
 _IDS = ("master_protocol", "app_protocol")
 
 
 def ipfix_application_columns(batch: Batch) -> dict[str, np.ndarray] | None:
     """application_id ((count, 3) bytes: RFC 6759 engine id, then nDPI's protocol id, big-endian),
-    application_name and application_category_name (S48 / S32) of every record; None for a batch
-    without the dissect meter."""
+    application_name, application_category_name and requested_server_name (S48 / S32 / S80) of
+    every record; None for a batch without the dissect meter."""
     layout = batch.meter_layout
     offset = dict(layout.offsets).get("dissect")
     if offset is None:

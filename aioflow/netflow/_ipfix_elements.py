@@ -338,14 +338,25 @@ def reverse_name(name: str) -> str:
     return "reverse" + name[0].upper() + name[1:]
 
 
+# Enterprise elements aioflow writes, by (enterprise, id): ntop's (PEN 35632, nProbe's and ntopng's
+# numbering, which tshark's cflow dissector names: cflow.pie.ntop.*) where IANA has no element.
+NTOP_PEN = 35632
+ENTERPRISE_ELEMENTS: dict[tuple[int, int], IE] = {
+    (NTOP_PEN, 122): IE(122, "ntopFlowServerName", "string", NTOP_PEN),  # nProbe's FLOW_SERVER_NAME
+}
+
 _BY_NAME: dict[str, IE] = {ie.name: ie for ie in ELEMENTS.values()}
 _BY_NAME.update(
     {reverse_name(ie.name): IE(ie.id, reverse_name(ie.name), ie.type, REVERSE_PEN) for ie in ELEMENTS.values()}
 )
+_BY_NAME.update({ie.name: ie for ie in ENTERPRISE_ELEMENTS.values()})
 
 
 def lookup(element_id: int, enterprise: int = 0) -> IE | None:
-    """The element (IANA when enterprise is 0, RFC 5103 reverse for 29305); None when unknown."""
+    """The element (IANA when enterprise is 0, RFC 5103 reverse for 29305, ENTERPRISE_ELEMENTS);
+    None when unknown."""
+    if enterprise not in (0, REVERSE_PEN):
+        return ENTERPRISE_ELEMENTS.get((enterprise, element_id))
     ie = ELEMENTS.get(element_id)
     if ie is None or enterprise not in (0, REVERSE_PEN):
         return None
@@ -353,7 +364,7 @@ def lookup(element_id: int, enterprise: int = 0) -> IE | None:
 
 
 def by_name(name: str) -> IE:
-    """The element of that IANA (or reverse) name; KeyError when unknown."""
+    """The element of that IANA (reverse, or ENTERPRISE_ELEMENTS) name; KeyError when unknown."""
     return _BY_NAME[name]
 
 

@@ -167,6 +167,8 @@ APPLICATION_ELEMENTS = [
     Element("applicationId", 3, "application_id"),
     Element("applicationName", 48, "application_name"),
     Element("applicationCategoryName", 32, "application_category_name"),
+    # TLS/QUIC SNI, HTTP Host, DNS query name: IANA has no such element; ntop's FLOW_SERVER_NAME
+    Element("ntopFlowServerName", 80, "requested_server_name"),
 ]
 
 

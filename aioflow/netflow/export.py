@@ -278,7 +278,9 @@ class IPFIXExporter(_UDPExporter):
     flowStart/EndMilliseconds, plus flowStart/EndNanoseconds with nanoseconds=True. Templates go first and again
     every template_refresh_packets datagrams or template_refresh_seconds. applications=True adds
     nDPI's applicationId (RFC 6759, engine 6 with nDPI's protocol id), applicationName and
-    applicationCategoryName, from the flows of a FlowParser(dissect=True) (run() or send())."""
+    applicationCategoryName, plus the flow's server name (requested_server_name) as ntop's
+    enterprise element FLOW_SERVER_NAME (PEN 35632, id 122), from the flows of a
+    FlowParser(dissect=True) (run() or send())."""
 
     def __init__(
         self,
