@@ -14,6 +14,8 @@ Each contender runs in a subprocess of its own, so its peak RSS is its own:
            --nfstream-packets N, aioflow's flow-only and statistics runs on that prefix too)
   --libpcap: also aioflow reading the file through libpcap, as before its own reader
            (AIOFLOW_FILE_READER=libpcap); bare loop and aioflow runs alternate for --repeat rounds
+  --read-ahead: also aioflow with its reading thread forced on (AIOFLOW_READ_AHEAD=1; by default
+           it reads ahead only with more than two CPUs), alternated with the others
 
 The capture is read once before the runs so every contender finds it in the page cache. Results
 are printed as a table and written as JSON to benchmarks/results/.
@@ -293,6 +295,8 @@ def print_table(results: list[Result], meta: dict[str, Any] | None) -> list[str]
     ratio("aioflow", "bare loop")
     ratio("aioflow (libpcap reader)", "bare loop")
     ratio("aioflow", "aioflow (libpcap reader)")
+    ratio("aioflow (read-ahead)", "bare loop")
+    ratio("aioflow (read-ahead)", "aioflow")
     ratio("aioflow.read", "bare loop")
     ratio("aioflow.read_frame", "bare loop")
     ratio("nfstream", "bare loop")
@@ -335,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-bare", action="store_true")
     ap.add_argument("--skip-aioflow", action="store_true")
     ap.add_argument("--skip-nfstream", action="store_true")
+    ap.add_argument("--read-ahead", action="store_true",
+                    help="also aioflow with its reading thread forced on (AIOFLOW_READ_AHEAD=1)")
     ap.add_argument(
         "--nfstream-packets",
         type=int,
@@ -411,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
         specs.append(("aioflow", cmd, None))
         if a.libpcap:
             specs.append(("aioflow (libpcap reader)", cmd, {"AIOFLOW_FILE_READER": "libpcap"}))
+        if a.read_ahead:
+            specs.append(("aioflow (read-ahead)", cmd, {"AIOFLOW_READ_AHEAD": "1"}))
         if a.features:
             features = (("aioflow-stats", "aioflow statistics"), ("aioflow-stats-splt", "aioflow statistics+splt20"))
             for kind, name in features:
