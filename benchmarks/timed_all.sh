@@ -16,7 +16,8 @@ run() {
     timeout 900 "$@" > "$B/timed/$name.txt" 2>&1; echo "rc=$?" >> "$B/timed/$name.txt"
     tail -25 "$B/timed/$name.txt"
 }
-run run10m $PY benchmarks/run.py --capture "$B/synth-10M.pcap" --features --extra --repeat 3 --nfstream-packets 1000000
+run run10m $PY benchmarks/run.py --capture "$B/synth-10M.pcap" --features --extra --read-ahead --repeat 3 \
+    --nfstream-packets 1000000
 run plugins $PY benchmarks/plugins_bench.py "$B/bench2m.pcap" --repeat 3 --modes terminated,read,read_frame,read_arrow
 run plugins_features $PY benchmarks/plugins_bench.py "$B/bench2m.pcap" --repeat 3 --modes terminated,read_frame,read_arrow \
     --options '{"statistics": true, "splt": 20}'
