@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_workers import ALL_METERS, BUNDLED, DISSECT_COLUMNS, IDLE_TIMEOUT, NDPI_CACHES, _run, _time_goes_back
+from support.corpus import ABSENT, params
+from test_workers import ALL_METERS, BUNDLED, DISSECT_COLUMNS, IDLE_TIMEOUT, NDPI_CACHES, _corpus, _run
+from test_workers import _time_goes_back as time_goes_back
 
 import aioflow
 from aioflow import ConfigError
@@ -23,6 +25,20 @@ SHARES = 3
 
 @pytest.mark.parametrize("path", BUNDLED, ids=lambda p: p.name)
 def test_the_shares_together_give_the_records_of_one_reader(path: Path) -> None:
+    _assert_shares_are_one_reader(path)
+
+
+@pytest.mark.parametrize("path", params(_corpus()))
+def test_corpus_shares_together_give_the_records_of_one_reader(path: Path | None) -> None:
+    if path is None:
+        pytest.skip(ABSENT)
+    try:
+        _assert_shares_are_one_reader(path)
+    except aioflow.CaptureFormatError:
+        pytest.skip("not a capture aioflow opens (the corpus keeps damaged headers on purpose)")
+
+
+def _assert_shares_are_one_reader(path: Path) -> None:
     leave_out = DISSECT_COLUMNS if path.name in NDPI_CACHES else ()
     options = {"hash_seed": 7, **ALL_METERS}
     one_rows, one = _run(path, 1, leave_out, **options)
@@ -32,7 +48,7 @@ def test_the_shares_together_give_the_records_of_one_reader(path: Path) -> None:
     assert aside == [sum(one["aside"].values())] * SHARES
     in_flows = [stats["packets_in_flows"] for _, stats in shares]
     assert sum(in_flows) == one["packets_in_flows"]
-    if _time_goes_back(path, IDLE_TIMEOUT):  # test_workers' first exception: records may be cut otherwise
+    if time_goes_back(path, IDLE_TIMEOUT):  # test_workers' first exception: records may be cut otherwise
         return
     rows = sorted((r for share_rows, _ in shares for r in share_rows), key=repr)
     assert len(rows) == len(one_rows)
