@@ -23,9 +23,10 @@ DATA = Path(__file__).parent / "data"
 SHARES = 3
 
 
+@pytest.mark.parametrize("read_ahead", [False, True], ids=["one thread", "reading ahead"])
 @pytest.mark.parametrize("path", BUNDLED, ids=lambda p: p.name)
-def test_the_shares_together_give_the_records_of_one_reader(path: Path) -> None:
-    _assert_shares_are_one_reader(path)
+def test_the_shares_together_give_the_records_of_one_reader(path: Path, read_ahead: bool) -> None:
+    _assert_shares_are_one_reader(path, read_ahead=read_ahead)
 
 
 @pytest.mark.parametrize("path", params(_corpus()))
@@ -38,9 +39,9 @@ def test_corpus_shares_together_give_the_records_of_one_reader(path: Path | None
         pytest.skip("not a capture aioflow opens (the corpus keeps damaged headers on purpose)")
 
 
-def _assert_shares_are_one_reader(path: Path) -> None:
+def _assert_shares_are_one_reader(path: Path, **more: Any) -> None:
     leave_out = DISSECT_COLUMNS if path.name in NDPI_CACHES else ()
-    options = {"hash_seed": 7, **ALL_METERS}
+    options = {"hash_seed": 7, **ALL_METERS, **more}
     one_rows, one = _run(path, 1, leave_out, **options)
     shares = [_run(path, 1, leave_out, flow_share=(k, SHARES), **options) for k in range(SHARES)]
     # what every share sets aside is the same: the file's non-flow packets, each share decoding all
