@@ -47,7 +47,7 @@ typedef struct {
  *   - a packet's size is below 65535 (mode 0 frames, reassembled datagrams, IPv6 with a full
  *     payload length can reach it): 16-bit minimums and maximums;
  *   - the byte counters stay below 2^32 per direction: their low 32 bits;
- *   - gaps stay below 2^47 - 1 ns (39 hours: beyond any default timeout): a set's extreme gaps
+ *   - gaps stay below 2^46 ns (19.5 hours: beyond any default timeout): a set's extreme gaps
  *     in 47 bits, each with one bit that gives the same extreme of the millisecond gaps. A gap's
  *     ms value m (between ms-truncated times) is floor(g / 10^6) or one more, so the smallest
  *     ms gap is floor(min_ns / 10^6) + (0 or 1), and so is the largest from max_ns (update_min,
@@ -59,22 +59,24 @@ typedef struct {
     double ns_sumsq[3];
     uint64_t ms_sumsq[3];
     uint64_t ps_sumsq[2];
-    uint32_t gap_lo[3][2];           /* [set][0 min, 1 max]: the ns gap's low 32 bits */
-    uint16_t gap_hi[3][2];           /* its bits 32..46, and on top the ms bit */
+    uint8_t gaps[3][2][6];           /* [set][0 min, 1 max]: 48 bits, the ns gap above the ms bit */
     uint16_t ps_min[2], ps_max[2];   /* ps_min starts at 0xffff; ps_max[0] 0xffff: promoted (WIDE) */
     uint32_t raw_bytes[2];           /* promoted: raw_bytes[0] is the side entry */
     uint32_t payload_bytes[2];
     uint32_t transport_sum[];        /* accounting mode 2 only */
 } statistics_state;
-_Static_assert(offsetof(statistics_state, transport_sum) == 124 && sizeof(statistics_state) == 128,
-               "two cache lines (the side entry's number fits where a byte counter was)");
+_Static_assert(offsetof(statistics_state, transport_sum) == 124 && sizeof(statistics_state) == 128 &&
+                   offsetof(statistics_state, gaps) + 36 + 2 <= 124,
+               "two cache lines; the last gap's 8-byte read stays in the state");
 
 #define WIDE 0xffffu
-#define GAP_NONE ((UINT64_C(1) << 47) - 1)   /* a minimum before any gap; no gap is this long */
+#define GAP_NONE ((UINT64_C(1) << 47) - 1)   /* a minimum before any gap; no kept gap is this long */
+#define GAP_BITS 46                            /* gaps below 2^46 ns fit */
 #define SIZE_LIMIT 0xffffu                     /* sizes below it fit */
 
 typedef struct {
     const af_config *cfg;
+    int mode;                        /* cfg->accounting_mode, one load nearer */
     af_side_store wide;              /* wide_state entries of promoted flows */
 } statistics_ctx;
 
@@ -88,6 +90,7 @@ static void *open_ctx(const af_config *cfg, af_stats *stats) {
     statistics_ctx *x = calloc(1, sizeof *x);
     if (!x) return NULL;
     x->cfg = cfg;
+    x->mode = cfg->accounting_mode;
     if (af_side_init(&x->wide, cfg->max_flows, sizeof(wide_state))) {
         free(x);
         return NULL;
@@ -143,14 +146,16 @@ static inline double ns_square(uint64_t ns) {
     return g * g;
 }
 
-/* A set's extreme gap k (0 min, 1 max) in the compact state: ns, and the ms bit. */
-static inline uint64_t gap_ns(const statistics_state *s, int set, int k) {
-    return s->gap_lo[set][k] | (uint64_t)(s->gap_hi[set][k] & 0x7fffu) << 32;
+/* A set's extreme gap k (0 min, 1 max) in the compact state: ns << 1 | the ms bit, in 6 bytes
+ * read as 8 (the state goes on past the last of them: one load and a mask). */
+static inline uint64_t get_gap(const statistics_state *s, int set, int k) {
+    uint64_t x;
+    memcpy(&x, s->gaps[set][k], sizeof x);
+    return x & ((UINT64_C(1) << 48) - 1);
 }
-static inline unsigned gap_bit(const statistics_state *s, int set, int k) { return s->gap_hi[set][k] >> 15; }
 static inline void put_gap(statistics_state *s, int set, int k, uint64_t ns, unsigned bit) {
-    s->gap_lo[set][k] = (uint32_t)ns;
-    s->gap_hi[set][k] = (uint16_t)(ns >> 32 | bit << 15);
+    uint64_t x = ns << 1 | bit;
+    memcpy(s->gaps[set][k], &x, 6);   /* little-endian: the low 6 bytes */
 }
 
 /* Minimums start high, so that a packet updates every summary without a first-packet case. */
@@ -169,11 +174,11 @@ static void on_new(void *ctx, void *state, uint32_t slot, const af_packet *first
 /* The wide form of a compact state (its values, exactly). */
 static void widen(const statistics_state *s, int mode, wide_state *w) {
     for (int k = 0; k < 3; k++) {
-        uint64_t min = gap_ns(s, k, 0), max = gap_ns(s, k, 1);
-        int none = min == GAP_NONE;
-        w->ns[k] = (ns_gaps){none ? UINT64_MAX : min, max, s->ns_sumsq[k]};
-        w->ms[k] = (ms_gaps){none ? UINT32_MAX : (uint32_t)(min / 1000000u + gap_bit(s, k, 0)),
-                             (uint32_t)(max / 1000000u + gap_bit(s, k, 1)), s->ms_sumsq[k]};
+        uint64_t min = get_gap(s, k, 0), max = get_gap(s, k, 1);
+        int none = min >> 1 == GAP_NONE;
+        w->ns[k] = (ns_gaps){none ? UINT64_MAX : min >> 1, max >> 1, s->ns_sumsq[k]};
+        w->ms[k] = (ms_gaps){none ? UINT32_MAX : (uint32_t)((min >> 1) / 1000000u + (min & 1)),
+                             (uint32_t)((max >> 1) / 1000000u + (max & 1)), s->ms_sumsq[k]};
     }
     for (int d = 0; d < 2; d++) {
         w->ps_sumsq[d] = s->ps_sumsq[d];
@@ -251,16 +256,22 @@ static void wide_packet(wide_state *w, const sample *p) {
 static inline void compact_gap(statistics_state *s, int set, gap g) {
     uint64_t M = (uint64_t)g.ms * 1000000u;
     unsigned c = g.ns < M;
-    uint64_t v = gap_ns(s, set, 0);
-    unsigned b = gap_bit(s, set, 0);
-    if (g.ns < v) b = c & (b | (v >= M)), v = g.ns;
-    else b &= v < M;
-    put_gap(s, set, 0, v, b);
-    v = gap_ns(s, set, 1);
-    b = gap_bit(s, set, 1);
-    if (g.ns > v) b = c | (b & (v >= M)), v = g.ns;
-    else b |= v < M;
-    put_gap(s, set, 1, v, b);
+    /* a gap 1 ms or more above the minimum (below the maximum) changes neither it nor its ms
+     * value (floor(g / 10^6) is then past floor(v / 10^6)): most gaps are one or the other */
+    uint64_t x = get_gap(s, set, 0), v = x >> 1;
+    if (g.ns < v + 1000000u) {
+        unsigned b = x & 1;
+        if (g.ns < v) b = c & (b | (v >= M)), v = g.ns;
+        else b &= v < M;
+        put_gap(s, set, 0, v, b);
+    }
+    x = get_gap(s, set, 1), v = x >> 1;
+    if (g.ns + 1000000u > v) {
+        unsigned b = x & 1;
+        if (g.ns > v) b = c | (b & (v >= M)), v = g.ns;
+        else b |= v < M;
+        put_gap(s, set, 1, v, b);
+    }
     s->ns_sumsq[set] += ns_square(g.ns);
     s->ms_sumsq[set] = add_saturated(s->ms_sumsq[set], (uint64_t)g.ms * g.ms);
 }
@@ -271,7 +282,7 @@ static wide_state *promote(statistics_ctx *x, statistics_state *s) {
     uint32_t e = af_side_take(&x->wide);
     if (e == AF_NIL) return NULL;
     wide_state *w = af_side_entry(&x->wide, e);
-    widen(s, x->cfg->accounting_mode, w);
+    widen(s, x->mode, w);
     s->ps_max[0] = WIDE;
     s->raw_bytes[0] = e;
     return w;
@@ -280,7 +291,7 @@ static wide_state *promote(statistics_ctx *x, statistics_state *s) {
 static void on_packet(void *ctx, void *state, const af_meter_packet *mp) {
     statistics_ctx *x = ctx;
     statistics_state *s = state;
-    int mode = x->cfg->accounting_mode;
+    int mode = x->mode;
     sample p;
     take_sample(mode, mp, &p);
     int d = p.d;
@@ -289,8 +300,8 @@ static void on_packet(void *ctx, void *state, const af_meter_packet *mp) {
         w = af_side_entry(&x->wide, s->raw_bytes[0]);
     } else {
         uint32_t raw = s->raw_bytes[d] + p.wire, payload = s->payload_bytes[d] + p.payload;
-        int outgrown = (p.size >= SIZE_LIMIT) | (raw < p.wire) | (payload < p.payload) | (p.g[0].ns >= GAP_NONE) |
-                       (p.g[1].ns >= GAP_NONE);
+        int outgrown = (p.size >= SIZE_LIMIT) | (raw < p.wire) | (payload < p.payload) |
+                       ((p.g[0].ns | p.g[1].ns) >> GAP_BITS != 0);
         uint32_t transport = 0;
         if (mode == AF_ACCOUNT_TRANSPORT) outgrown |= (transport = s->transport_sum[d] + p.size) < p.size;
         if (!outgrown) {
