@@ -241,6 +241,11 @@ uint32_t af_workers(af_engine *e) { return e->workers; }
 
 uint32_t af_flow_table_bytes(int ip_version, int tcp) { return af_table_bytes_per_flow(ip_version, tcp); }
 
+uint32_t af_meter_state_bytes(uint32_t index, const af_config *cfg) {
+    const af_meter *m = af_meter_registry(index);
+    return !m ? 0 : m->state_size_for ? m->state_size_for(cfg) : m->state_size;
+}
+
 int af_get_worker_stats(af_engine *e, uint32_t index, af_stats *out) {
     if (index >= e->workers) return 0;
     af_pipeline_stats(e->pipes[index], out);

@@ -15,7 +15,7 @@ import pytest
 from support.crafted import B6, B, ether, ip4, ip6, tcp, udp, write
 
 import aioflow
-from aioflow._engine import lib
+from aioflow._engine import ffi, lib
 
 LIMIT = 200
 
@@ -31,6 +31,22 @@ def test_side_entries_are_only_for_the_flows_that_need_them() -> None:
     base = lib.af_flow_table_bytes(4, 0)
     assert lib.af_flow_table_bytes(4, 1) > base and lib.af_flow_table_bytes(6, 0) > base
     assert lib.af_flow_table_bytes(6, 1) - lib.af_flow_table_bytes(6, 0) == lib.af_flow_table_bytes(4, 1) - base
+
+
+def test_statistics_state_at_most_the_flow_tables_bytes() -> None:
+    """Memory per active flow with statistics on at most 2x flows only (issue 14), from the
+    engine's own sizes: the meter's state per flow (af_meter_state_bytes, as the engine reserves
+    it) is at most what the flow table takes for the smallest flow (IPv4 UDP), in every
+    accounting mode; and it is whole cache lines where it can be (128 bytes: two)."""
+    flow = lib.af_flow_table_bytes(4, 0)
+    infos = [lib.af_meter_info_of(i) for i in range(64)]
+    index = next(i for i, m in enumerate(infos) if m != ffi.NULL and ffi.string(m.name) == b"statistics")
+    sizes = {}
+    for mode in range(4):
+        cfg = ffi.new("af_config *", {"statistics": 1, "accounting_mode": mode})
+        sizes[mode] = lib.af_meter_state_bytes(index, cfg)
+        assert 0 < sizes[mode] <= flow, (mode, sizes[mode], flow)
+    assert sizes[0] == sizes[1] == sizes[3] == 128 and sizes[2] <= 136
 
 
 def test_every_kind_of_flow_counts_right_with_side_entries_reused(tmp_path: Path) -> None:

@@ -84,7 +84,7 @@ def test_published_splt_google_ssl() -> None:
 
 @pytest.mark.parametrize("n", [1, 3, 10, 31])
 def test_splt_state_sized_by_n_keeps_each_flows_own_places(n: int) -> None:
-    """splt=N keeps N places a flow (8 + 12N bytes, the meter's state_size_for), the flows'
+    """splt=N keeps N places a flow (12N bytes, the meter's state_size_for), the flows'
     states side by side: each flow's first N places are those splt=32 gives it, flow by flow."""
     for path in (DATA / "tcpreplay_test.pcap", ROOT / "examples" / "data" / "ndpi_telegram_videocall.pcapng"):
         small, full = aioflow.read_frame(path, splt=n), aioflow.read_frame(path, splt=32)

@@ -446,6 +446,9 @@ int af_get_worker_stats(af_engine *engine, uint32_t index, af_stats *out);
  * headers and tunnel ids off and no meter: its slot, its side entries and its hash buckets at
  * their worst (two a flow, just after they doubled). Meters add their state (af_meter_info). */
 uint32_t af_flow_table_bytes(int ip_version, int tcp);
+/* The per-flow state bytes meter `index` (af_meter_info_of) reserves with this configuration
+ * (its accounting mode, splt=N...); 0 for an unknown index or a meter without state. */
+uint32_t af_meter_state_bytes(uint32_t index, const af_config *cfg);
 const char *af_error_message(af_engine *engine);
 void af_close(af_engine *engine);
 

@@ -35,7 +35,7 @@ static size_t headers_bytes(const af_table *t) {
     return (size_t)t->max_flows * t->headers_per_flow * sizeof(af_header);
 }
 
-static int side_init(af_side_store *st, uint32_t cap, uint32_t size) {
+int af_side_init(af_side_store *st, uint32_t cap, uint32_t size) {
     st->cap = cap;
     st->size = size;
     st->mem = reserve((size_t)cap * size);
@@ -43,7 +43,7 @@ static int side_init(af_side_store *st, uint32_t cap, uint32_t size) {
 }
 
 /* An entry, zeroed; AF_NIL when all cap are taken (one per live flow at most: never, in use). */
-static uint32_t side_take(af_side_store *st) {
+uint32_t af_side_take(af_side_store *st) {
     uint32_t i;
     if (st->free_head != AF_NIL) {
         i = st->free_head;
@@ -57,9 +57,14 @@ static uint32_t side_take(af_side_store *st) {
     return i;
 }
 
-static void side_give(af_side_store *st, uint32_t i) {
+void af_side_give(af_side_store *st, uint32_t i) {
     memcpy(af_side_entry(st, i), &st->free_head, sizeof st->free_head);
     st->free_head = i;
+}
+
+void af_side_free(af_side_store *st) {
+    release(st->mem, (size_t)st->cap * st->size);
+    memset(st, 0, sizeof *st);
 }
 
 int af_table_init(af_table *t, uint32_t max_flows, uint32_t headers_per_flow, uint64_t seed) {
@@ -73,7 +78,7 @@ int af_table_init(af_table *t, uint32_t max_flows, uint32_t headers_per_flow, ui
     t->mask = AF_MIN_BUCKETS - 1;
     t->buckets = reserve((size_t)t->max_buckets * sizeof *t->buckets);
     t->flows = reserve(flows_bytes(t));
-    int stores = side_init(&t->tcp, max_flows, sizeof(af_flow_tcp)) | side_init(&t->v6, max_flows, 32);
+    int stores = af_side_init(&t->tcp, max_flows, sizeof(af_flow_tcp)) | af_side_init(&t->v6, max_flows, 32);
     if (headers_per_flow) {
         t->headers = reserve(headers_bytes(t));
         t->header_counts = reserve((size_t)max_flows * sizeof *t->header_counts);
@@ -88,8 +93,8 @@ int af_table_init(af_table *t, uint32_t max_flows, uint32_t headers_per_flow, ui
 void af_table_free(af_table *t) {
     release(t->buckets, (size_t)t->max_buckets * sizeof *t->buckets);
     release(t->flows, flows_bytes(t));
-    release(t->tcp.mem, (size_t)t->tcp.cap * t->tcp.size);
-    release(t->v6.mem, (size_t)t->v6.cap * t->v6.size);
+    af_side_free(&t->tcp);
+    af_side_free(&t->v6);
     release(t->headers, headers_bytes(t));
     release(t->header_counts, (size_t)t->max_flows * sizeof *t->header_counts);
     release(t->tunnel_ids, (size_t)t->max_flows * sizeof *t->tunnel_ids);
@@ -177,7 +182,7 @@ void af_table_key(const af_table *t, const af_flow *f, af_key *out) {
 }
 
 af_flow_tcp *af_table_tcp_take(af_table *t, af_flow *f) {
-    if (f->tcp == AF_NIL) f->tcp = side_take(&t->tcp);
+    if (f->tcp == AF_NIL) f->tcp = af_side_take(&t->tcp);
     return f->tcp ? (af_flow_tcp *)af_side_entry(&t->tcp, f->tcp) : NULL;
 }
 
@@ -248,7 +253,7 @@ uint32_t af_table_insert(af_table *t, const af_key *k, uint64_t hash, uint32_t t
     if (s == AF_NIL) return AF_NIL;
     uint32_t v6 = AF_NIL;
     if (k->ver != 4) {
-        if ((v6 = side_take(&t->v6)) == AF_NIL) {   /* not while count < max_flows; kept for safety */
+        if ((v6 = af_side_take(&t->v6)) == AF_NIL) {   /* not while count < max_flows; kept for safety */
             af_table_flow(t, s)->hnext = t->free_head;
             t->free_head = s;
             return AF_NIL;
@@ -275,8 +280,8 @@ void af_table_remove(af_table *t, uint32_t slot) {
     while (*pp != slot) pp = &af_table_flow(t, *pp)->hnext;
     *pp = f->hnext;
     list_unlink(t, slot, f);
-    if (f->key.ver != 4) side_give(&t->v6, f->key.a[1]);
-    if (f->tcp) side_give(&t->tcp, f->tcp);
+    if (f->key.ver != 4) af_side_give(&t->v6, f->key.a[1]);
+    if (f->tcp) af_side_give(&t->tcp, f->tcp);
     f->tcp = AF_NIL;
     f->state = 0;
     f->hnext = t->free_head;

@@ -94,6 +94,13 @@ typedef struct {
     uint8_t *mem;
     uint32_t size, cap, hwm, free_head;
 } af_side_store;
+/* A store of cap entries of size bytes (size >= 4: a free entry holds the next free one's
+ * number): 0, or -1 without memory. Meters keep their own (statistics.c). */
+int af_side_init(af_side_store *st, uint32_t cap, uint32_t size);
+void af_side_free(af_side_store *st);
+/* An entry, zeroed; AF_NIL when all cap are taken. */
+uint32_t af_side_take(af_side_store *st);
+void af_side_give(af_side_store *st, uint32_t i);
 
 typedef struct {
     af_flow *flows;               /* max_flows slots, reserved (see af_table_init) */

@@ -66,6 +66,10 @@ typedef struct af_meter {
     int needs_payload;               /* on_packet wants the payload bytes (copied while reading) */
     int needs_l3;                    /* on_packet wants whole IP packets (mp->l3; implies payload copies) */
     unsigned decode_flags;           /* AF_DECODE_* the decoder must do for on_packet (decode.h) */
+    /* on_packet reads nothing of its state (it only stores, or returns first on what the flow's
+     * slot says): the counting loop does not prefetch the state's lines with the flow's
+     * (af_meters_prefetch_state), which would fetch them for every packet. */
+    int cold_state;
     /* Turned on by a config option of its own (info.option) rather than by name; NULL: by name.
      * A meter that only af_meters_enable turns on returns 0. */
     int (*wanted)(const af_config *cfg);

@@ -8,21 +8,23 @@
 
 #include "accounting.h"
 
-/* Sized by N (state_size_for): the header, then ts[N] and size[N] (8 + 12N bytes a flow, to a multiple of 8). */
-typedef struct {
-    uint32_t directions;             /* bit i: packet i went dst->src */
-    uint32_t count;
-    uint64_t ts[];                   /* N times, then N uint32_t sizes (sizes_of) */
-} splt_state;
+/* Sized by N (state_size_for): ts[N], then N words of size and direction (12N bytes a flow, to a
+ * multiple of 8). Packet i of the record is the flow table's count less one (af_meter_packet's
+ * flow has counted it): no count is kept, so a flow past its first N packets reads nothing here,
+ * and the first N only store (no load that would wait for the line), which is why the counting
+ * loop does not prefetch this state (cold_state). */
+#define DIRECTION_BIT 0x80000000u    /* in a word: the packet went dst->src; below it, its size */
 
-_Static_assert(AF_MAX_SPLT <= 32, "splt_state.directions has one bit per packet");
+static uint64_t *times_of(void *state) { return state; }
+static uint32_t *words_of(void *state, uint32_t n) { return (uint32_t *)(void *)(times_of(state) + n); }
 
-static uint32_t *sizes_of(splt_state *s, uint32_t n) { return (uint32_t *)(void *)(s->ts + n); }
-
-/* rounded up to 8: the states lie one after another, and each one's ts[] must stay aligned */
+/* rounded up to 8: the states lie one after another, and each one's times must stay aligned */
 static uint32_t state_size_for(const af_config *cfg) {
-    return (uint32_t)((sizeof(splt_state) + cfg->splt * (sizeof(uint64_t) + sizeof(uint32_t)) + 7u) & ~7u);
+    return (uint32_t)((cfg->splt * (sizeof(uint64_t) + sizeof(uint32_t)) + 7u) & ~7u);
 }
+
+/* packets of the record so far (this one included, on_packet), from the flow's slot */
+static uint64_t packets_of(const af_flow *f) { return (uint64_t)f->packets[0] + f->packets[1]; }
 
 typedef struct {
     int64_t splt_piat_ns[AF_MAX_SPLT];
@@ -33,33 +35,33 @@ typedef struct {
 
 static void on_packet(void *ctx, void *state, const af_meter_packet *mp) {
     const af_config *cfg = ctx;
-    splt_state *s = state;
-    uint32_t i = s->count;
+    uint64_t i = packets_of(mp->flow) - 1;
     if (i >= cfg->splt) return;
-    s->ts[i] = mp->ts;
-    sizes_of(s, cfg->splt)[i] = af_accounted_size(mp, cfg->accounting_mode);
-    s->directions |= (uint32_t)mp->direction << i;
-    s->count = i + 1;
+    uint32_t size = af_accounted_size(mp, cfg->accounting_mode);
+    times_of(state)[i] = mp->ts;
+    words_of(state, cfg->splt)[i] = (size > INT32_MAX ? INT32_MAX : size) | (mp->direction ? DIRECTION_BIT : 0);
 }
 
 static void on_end(void *ctx, void *state, const af_meter_end *me) {
     const af_config *cfg = ctx;
-    splt_state *s = state;
-    const uint32_t *sizes = sizes_of(s, cfg->splt);
+    const uint64_t *times = times_of(state);
+    const uint32_t *words = words_of(state, cfg->splt);
+    uint64_t packets = packets_of(af_table_flow(me->table, me->slot));
+    uint32_t count = packets < cfg->splt ? (uint32_t)packets : cfg->splt;
     splt_record *r = (splt_record *)(void *)me->block;
     memset(r, 0xff, sizeof *r);   /* -1 everywhere */
     uint64_t last = 0;
-    for (uint32_t i = 0; i < s->count; i++) {
-        uint64_t ts = s->ts[i];
+    for (uint32_t i = 0; i < count; i++) {
+        uint64_t ts = times[i];
         uint64_t gap = i && ts > last ? ts - last : 0;
         uint64_t gap_ms = i && ts > last ? ts / 1000000u - last / 1000000u : 0;
         r->splt_piat_ns[i] = (int64_t)gap;
         r->splt_piat_ms[i] = (int64_t)gap_ms;
-        r->splt_ps[i] = sizes[i] > INT32_MAX ? INT32_MAX : (int32_t)sizes[i];
-        r->splt_direction[i] = (int8_t)((s->directions >> i) & 1);
+        r->splt_ps[i] = (int32_t)(words[i] & ~DIRECTION_BIT);
+        r->splt_direction[i] = (int8_t)(words[i] >> 31);
         if (!i || ts > last) last = ts;
     }
-    memset(s, 0, state_size_for(cfg));   /* an active-timeout split starts a new record */
+    /* nothing to reset: an active-timeout split's record writes its places before reading them */
 }
 
 static int wanted(const af_config *cfg) { return cfg->splt != 0; }
@@ -77,6 +79,7 @@ const af_meter af_meter_splt = {
     .state_size_for = state_size_for,
     .wanted = wanted,
     .open = af_config_context,
+    .cold_state = 1,
     .on_packet = on_packet,
     .on_end = on_end,
 };

@@ -14,10 +14,13 @@
  * first and their sum is not kept. Packet counts and latest times per direction are the flow
  * table's (af_meter_packet's flow and sender_last_ns), not kept again here. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "accounting.h"
 
+/* The state in full width: what on_end reads, and what a flow keeps (in a side entry) once a value
+ * outgrew the compact state below. */
 typedef struct {
     uint32_t min, max;               /* min starts at UINT32_MAX (reset) */
     uint64_t sumsq;                  /* saturates (gaps of ~50 days) */
@@ -29,20 +32,76 @@ typedef struct {
 } ns_gaps;
 
 /* Sets of gaps: 0 src->dst, 1 dst->src, 2 both directions. The sum of the sizes per direction is
- * another counter in three accounting modes (ps_sums): the wire bytes (0), the flow table's IP
- * bytes (1), the payload bytes (3); only mode 2 keeps its own, after the state (state_size_for). */
+ * another counter in three accounting modes (on_end): the wire bytes (0), the flow table's IP
+ * bytes (1), the payload bytes (3); only mode 2 uses transport_sum. */
 typedef struct {
     ns_gaps ns[3];
     ms_gaps ms[3];
     uint64_t ps_sumsq[2];
-    uint64_t raw_bytes[2], payload_bytes[2];
+    uint64_t raw_bytes[2], payload_bytes[2], transport_sum[2];
     uint32_t ps_min[2], ps_max[2];   /* ps_min starts at UINT32_MAX (reset) */
-    uint64_t transport_sum[];        /* accounting mode 2 only: the sizes' sums per direction */
+} wide_state;
+
+/* The state a flow slot keeps: 128 bytes, two cache lines (136 in accounting mode 2), where the
+ * wide form would take 200. It holds the same values exactly, as long as
+ *   - a packet's size is below 65535 (mode 0 frames, reassembled datagrams, IPv6 with a full
+ *     payload length can reach it): 16-bit minimums and maximums;
+ *   - the byte counters stay below 2^32 per direction: their low 32 bits;
+ *   - gaps stay below 2^46 ns (19.5 hours: beyond any default timeout): a set's extreme gaps
+ *     in 47 bits, each with one bit that gives the same extreme of the millisecond gaps. A gap's
+ *     ms value m (between ms-truncated times) is floor(g / 10^6) or one more, so the smallest
+ *     ms gap is floor(min_ns / 10^6) + (0 or 1), and so is the largest from max_ns (update_min,
+ *     update_max keep the bit).
+ * The packet that would break one of these first moves the flow to a side entry in wide form
+ * (promote): the few flows that need it pay for it, up to one entry a live flow (max_flows
+ * reserved, backed as used). Sums of squares are the wide form's, with the same arithmetic. */
+typedef struct {
+    double ns_sumsq[3];
+    uint64_t ms_sumsq[3];
+    uint64_t ps_sumsq[2];
+    uint8_t gaps[3][2][6];           /* [set][0 min, 1 max]: 48 bits, the ns gap above the ms bit */
+    uint16_t ps_min[2], ps_max[2];   /* ps_min starts at 0xffff; ps_max[0] 0xffff: promoted (WIDE) */
+    uint32_t raw_bytes[2];           /* promoted: raw_bytes[0] is the side entry */
+    uint32_t payload_bytes[2];
+    uint32_t transport_sum[];        /* accounting mode 2 only */
 } statistics_state;
+_Static_assert(offsetof(statistics_state, transport_sum) == 124 && sizeof(statistics_state) == 128 &&
+                   offsetof(statistics_state, gaps) + 36 + 2 <= 124,
+               "two cache lines; the last gap's 8-byte read stays in the state");
+
+#define WIDE 0xffffu
+#define GAP_NONE ((UINT64_C(1) << 47) - 1)   /* a minimum before any gap; no kept gap is this long */
+#define GAP_BITS 46                            /* gaps below 2^46 ns fit */
+#define SIZE_LIMIT 0xffffu                     /* sizes below it fit */
+
+typedef struct {
+    const af_config *cfg;
+    int mode;                        /* cfg->accounting_mode, one load nearer */
+    af_side_store wide;              /* wide_state entries of promoted flows */
+} statistics_ctx;
 
 static uint32_t state_size_for(const af_config *cfg) {
-    size_t own_sums = cfg->accounting_mode == AF_ACCOUNT_TRANSPORT ? 2 * sizeof(uint64_t) : 0;
-    return (uint32_t)(sizeof(statistics_state) + own_sums);
+    size_t own_sums = cfg->accounting_mode == AF_ACCOUNT_TRANSPORT ? 2 * sizeof(uint32_t) : 0;
+    return (uint32_t)((offsetof(statistics_state, transport_sum) + own_sums + 7u) & ~(size_t)7u);
+}
+
+static void *open_ctx(const af_config *cfg, af_stats *stats) {
+    (void)stats;
+    statistics_ctx *x = calloc(1, sizeof *x);
+    if (!x) return NULL;
+    x->cfg = cfg;
+    x->mode = cfg->accounting_mode;
+    if (af_side_init(&x->wide, cfg->max_flows, sizeof(wide_state))) {
+        free(x);
+        return NULL;
+    }
+    return x;
+}
+
+static void close_ctx(void *ctx) {
+    statistics_ctx *x = ctx;
+    af_side_free(&x->wide);
+    free(x);
 }
 
 #define SET_FIELDS(X, s)                                                                          \
@@ -78,65 +137,187 @@ typedef struct {
     double mean, stddev;
 } summary;
 
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+static inline uint64_t add_saturated(uint64_t a, uint64_t b) { return a + b < a ? UINT64_MAX : a + b; }
+static inline double ns_square(uint64_t ns) {
+    double g = (double)(int64_t)MIN(ns, (uint64_t)INT64_MAX);   /* a signed conversion is one instruction */
+    return g * g;
+}
+
+/* A set's extreme gap k (0 min, 1 max) in the compact state: ns << 1 | the ms bit, in 6 bytes
+ * read as 8 (the state goes on past the last of them: one load and a mask). */
+static inline uint64_t get_gap(const statistics_state *s, int set, int k) {
+    uint64_t x;
+    memcpy(&x, s->gaps[set][k], sizeof x);
+    return x & ((UINT64_C(1) << 48) - 1);
+}
+static inline void put_gap(statistics_state *s, int set, int k, uint64_t ns, unsigned bit) {
+    uint64_t x = ns << 1 | bit;
+    memcpy(s->gaps[set][k], &x, 6);   /* little-endian: the low 6 bytes */
+}
+
 /* Minimums start high, so that a packet updates every summary without a first-packet case. */
 static void reset(const af_config *cfg, statistics_state *s) {
     memset(s, 0, state_size_for(cfg));
-    s->ps_min[0] = s->ps_min[1] = UINT32_MAX;
-    for (int k = 0; k < 3; k++) {
-        s->ns[k].min = UINT64_MAX;
-        s->ms[k].min = UINT32_MAX;
-    }
+    s->ps_min[0] = s->ps_min[1] = 0xffff;
+    for (int k = 0; k < 3; k++) put_gap(s, k, 0, GAP_NONE, 0);
 }
 
 static void on_new(void *ctx, void *state, uint32_t slot, const af_packet *first, int sender) {
     (void)first, (void)sender;
     (void)slot;
-    reset(ctx, state);
+    reset(((const statistics_ctx *)ctx)->cfg, state);
 }
 
-#define MIN(a, b) ((a) < (b) ? (a) : (b))
-#define MAX(a, b) ((a) > (b) ? (a) : (b))
+/* The wide form of a compact state (its values, exactly). */
+static void widen(const statistics_state *s, int mode, wide_state *w) {
+    for (int k = 0; k < 3; k++) {
+        uint64_t min = get_gap(s, k, 0), max = get_gap(s, k, 1);
+        int none = min >> 1 == GAP_NONE;
+        w->ns[k] = (ns_gaps){none ? UINT64_MAX : min >> 1, max >> 1, s->ns_sumsq[k]};
+        w->ms[k] = (ms_gaps){none ? UINT32_MAX : (uint32_t)((min >> 1) / 1000000u + (min & 1)),
+                             (uint32_t)((max >> 1) / 1000000u + (max & 1)), s->ms_sumsq[k]};
+    }
+    for (int d = 0; d < 2; d++) {
+        w->ps_sumsq[d] = s->ps_sumsq[d];
+        w->raw_bytes[d] = s->raw_bytes[d];
+        w->payload_bytes[d] = s->payload_bytes[d];
+        w->transport_sum[d] = mode == AF_ACCOUNT_TRANSPORT ? s->transport_sum[d] : 0;
+        w->ps_min[d] = s->ps_min[d] == 0xffff ? UINT32_MAX : s->ps_min[d];   /* 0xffff: no packet */
+        w->ps_max[d] = s->ps_max[d];
+    }
+}
 
-/* One gap of set `set`, from `prev` (the latest time before) to ts: 0 if ts is older. */
-static inline void add_gap(statistics_state *s, int set, uint64_t ts, uint64_t ts_ms, uint64_t prev) {
+/* One gap: ns, and ms between millisecond-truncated times (saturated to 32 bits). */
+typedef struct {
+    uint64_t ns;
+    uint32_t ms;
+} gap;
+
+/* What a packet adds: its sizes, and its gaps: g[0] of both directions (set 2), g[1] of its own
+ * direction (set d); the first `gaps` of them are there, the others are 0. */
+typedef struct {
+    uint32_t size, payload, wire;
+    int d, gaps;
+    gap g[2];
+} sample;
+
+/* The gap from `prev` (the latest time before) to ts: 0 if ts is older. */
+static inline gap gap_to(uint64_t ts, uint64_t ts_ms, uint64_t prev) {
     uint64_t from = MIN(prev, ts);
-    uint64_t ns = ts - from;
-    uint64_t msl = ts_ms - from / 1000000u;
-    uint32_t ms = (uint32_t)MIN(msl, (uint64_t)UINT32_MAX);
-    ns_gaps *n = &s->ns[set];
-    ms_gaps *m = &s->ms[set];
-    n->min = MIN(n->min, ns);
-    n->max = MAX(n->max, ns);
-    m->min = MIN(m->min, ms);
-    m->max = MAX(m->max, ms);
-    double g = (double)(int64_t)MIN(ns, (uint64_t)INT64_MAX);   /* a signed conversion is one instruction */
-    n->sumsq += g * g;
-    uint64_t sq = m->sumsq + (uint64_t)ms * ms;
-    m->sumsq = sq < m->sumsq ? UINT64_MAX : sq;
+    uint64_t ms = ts_ms - from / 1000000u;
+    return (gap){ts - from, (uint32_t)MIN(ms, (uint64_t)UINT32_MAX)};
 }
 
-static void on_packet(void *ctx, void *state, const af_meter_packet *mp) {
-    const af_config *cfg = ctx;
-    statistics_state *s = state;
-    int d = mp->direction;
-    uint64_t ts = mp->ts;
-    uint64_t ts_ms = ts / 1000000u;
-    uint32_t payload = af_payload_size(mp->p);
-    uint32_t size = cfg->accounting_mode == AF_ACCOUNT_PAYLOAD ? payload : af_accounted_size(mp, cfg->accounting_mode);
-    s->raw_bytes[d] += mp->wire_len;
-    s->payload_bytes[d] += payload;
-    s->ps_min[d] = MIN(s->ps_min[d], size);
-    s->ps_max[d] = MAX(s->ps_max[d], size);
-    if (cfg->accounting_mode == AF_ACCOUNT_TRANSPORT) s->transport_sum[d] += size;
-    uint64_t sq = s->ps_sumsq[d] + (uint64_t)size * size;
-    s->ps_sumsq[d] = sq < s->ps_sumsq[d] ? UINT64_MAX : sq;
+static inline void take_sample(int mode, const af_meter_packet *mp, sample *p) {
+    p->d = mp->direction;
+    p->wire = mp->wire_len;
+    p->payload = af_payload_size(mp->p);
+    p->size = mode == AF_ACCOUNT_PAYLOAD ? p->payload : af_accounted_size(mp, mode);
     /* the flow table has counted this packet: its sender's time before it is sender_last_ns */
     const af_flow *f = mp->flow;
+    uint64_t ts = mp->ts, ts_ms = ts / 1000000u;
     int other = 1 - mp->sender;
     int seen = f->packets[mp->sender] > 1;   /* the sender sent before */
     uint64_t other_last = f->packets[other] ? f->last_ns[other] : 0;
-    if (seen || f->packets[other]) add_gap(s, 2, ts, ts_ms, MAX(mp->sender_last_ns, other_last));
-    if (seen) add_gap(s, d, ts, ts_ms, mp->sender_last_ns);
+    p->gaps = seen ? 2 : f->packets[other] ? 1 : 0;
+    p->g[0] = p->gaps ? gap_to(ts, ts_ms, MAX(mp->sender_last_ns, other_last)) : (gap){0, 0};
+    p->g[1] = seen ? gap_to(ts, ts_ms, mp->sender_last_ns) : (gap){0, 0};
+}
+
+static void wide_gap(wide_state *w, int set, gap g) {
+    ns_gaps *n = &w->ns[set];
+    ms_gaps *m = &w->ms[set];
+    n->min = MIN(n->min, g.ns);
+    n->max = MAX(n->max, g.ns);
+    m->min = MIN(m->min, g.ms);
+    m->max = MAX(m->max, g.ms);
+    n->sumsq += ns_square(g.ns);
+    m->sumsq = add_saturated(m->sumsq, (uint64_t)g.ms * g.ms);
+}
+
+static void wide_packet(wide_state *w, const sample *p) {
+    int d = p->d;
+    w->raw_bytes[d] += p->wire;
+    w->payload_bytes[d] += p->payload;
+    w->transport_sum[d] += p->size;   /* read in mode 2 only */
+    w->ps_min[d] = MIN(w->ps_min[d], p->size);
+    w->ps_max[d] = MAX(w->ps_max[d], p->size);
+    w->ps_sumsq[d] = add_saturated(w->ps_sumsq[d], (uint64_t)p->size * p->size);
+    if (p->gaps) wide_gap(w, 2, p->g[0]);
+    if (p->gaps > 1) wide_gap(w, d, p->g[1]);
+}
+
+/* A gap into the compact state. With M = ms * 10^6, the gap's ms value is floor(ns / 10^6) + c,
+ * c = ns < M; a kept extreme v with bit b stands for ms floor(v / 10^6) + b. The new bit follows
+ * from comparing v with M (the four cases of min/max, gap beyond v or not). */
+static inline void compact_gap(statistics_state *s, int set, gap g) {
+    uint64_t M = (uint64_t)g.ms * 1000000u;
+    unsigned c = g.ns < M;
+    /* a gap 1 ms or more above the minimum (below the maximum) changes neither it nor its ms
+     * value (floor(g / 10^6) is then past floor(v / 10^6)): most gaps are one or the other */
+    uint64_t x = get_gap(s, set, 0), v = x >> 1;
+    if (g.ns < v + 1000000u) {
+        unsigned b = x & 1;
+        if (g.ns < v) b = c & (b | (v >= M)), v = g.ns;
+        else b &= v < M;
+        put_gap(s, set, 0, v, b);
+    }
+    x = get_gap(s, set, 1), v = x >> 1;
+    if (g.ns + 1000000u > v) {
+        unsigned b = x & 1;
+        if (g.ns > v) b = c | (b & (v >= M)), v = g.ns;
+        else b |= v < M;
+        put_gap(s, set, 1, v, b);
+    }
+    s->ns_sumsq[set] += ns_square(g.ns);
+    s->ms_sumsq[set] = add_saturated(s->ms_sumsq[set], (uint64_t)g.ms * g.ms);
+}
+
+/* The flow's wide entry, its compact state moved there; NULL never (an entry a live flow at most,
+ * max_flows of them), but then the flow's later packets are not counted rather than a crash. */
+static wide_state *promote(statistics_ctx *x, statistics_state *s) {
+    uint32_t e = af_side_take(&x->wide);
+    if (e == AF_NIL) return NULL;
+    wide_state *w = af_side_entry(&x->wide, e);
+    widen(s, x->mode, w);
+    s->ps_max[0] = WIDE;
+    s->raw_bytes[0] = e;
+    return w;
+}
+
+static void on_packet(void *ctx, void *state, const af_meter_packet *mp) {
+    statistics_ctx *x = ctx;
+    statistics_state *s = state;
+    int mode = x->mode;
+    sample p;
+    take_sample(mode, mp, &p);
+    int d = p.d;
+    wide_state *w = NULL;
+    if (s->ps_max[0] == WIDE) {
+        w = af_side_entry(&x->wide, s->raw_bytes[0]);
+    } else {
+        uint32_t raw = s->raw_bytes[d] + p.wire, payload = s->payload_bytes[d] + p.payload;
+        int outgrown = (p.size >= SIZE_LIMIT) | (raw < p.wire) | (payload < p.payload) |
+                       ((p.g[0].ns | p.g[1].ns) >> GAP_BITS != 0);
+        uint32_t transport = 0;
+        if (mode == AF_ACCOUNT_TRANSPORT) outgrown |= (transport = s->transport_sum[d] + p.size) < p.size;
+        if (!outgrown) {
+            s->raw_bytes[d] = raw;
+            s->payload_bytes[d] = payload;
+            if (mode == AF_ACCOUNT_TRANSPORT) s->transport_sum[d] = transport;
+            s->ps_min[d] = (uint16_t)MIN(s->ps_min[d], p.size);
+            s->ps_max[d] = (uint16_t)MAX(s->ps_max[d], p.size);
+            s->ps_sumsq[d] = add_saturated(s->ps_sumsq[d], (uint64_t)p.size * p.size);
+            if (p.gaps) compact_gap(s, 2, p.g[0]);
+            if (p.gaps > 1) compact_gap(s, d, p.g[1]);
+            return;
+        }
+        w = promote(x, s);
+    }
+    if (w) wide_packet(w, &p);
 }
 
 /* mean and sample standard deviation of n values with sum `sum` and sum of squares `sumsq` */
@@ -147,7 +328,7 @@ static void moments(uint64_t n, long double sum, long double sumsq, double *mean
 }
 
 /* Set `set`'s gap summaries: `gaps` of them, from `first` to the latest time `last` (ns). */
-static void gap_summaries(const statistics_state *s, int set, uint64_t gaps, uint64_t first, uint64_t last,
+static void gap_summaries(const wide_state *s, int set, uint64_t gaps, uint64_t first, uint64_t last,
                           summary *ms, summary *ns) {
     memset(ms, 0, sizeof *ms);
     memset(ns, 0, sizeof *ns);
@@ -175,7 +356,7 @@ static void gap_summaries(const statistics_state *s, int set, uint64_t gaps, uin
     } while (0)
 
 /* packets, sums: per direction (src->dst, dst->src) */
-static void write_sizes(const statistics_state *s, const uint64_t packets[2], const uint64_t sums[2],
+static void write_sizes(const wide_state *s, const uint64_t packets[2], const uint64_t sums[2],
                         statistics_record *r) {
     summary dir[2], both = {0, 0, 0, 0};
     for (int d = 0; d < 2; d++) {
@@ -195,8 +376,13 @@ static uint64_t ms_of(uint64_t ns) { return ns / 1000000u; }
 
 /* Times and flag counts from the flow's slot (the record is written just after this). */
 static void on_end(void *ctx, void *state, const af_meter_end *me) {
-    const af_config *cfg = ctx;
-    statistics_state *s = state;
+    statistics_ctx *x = ctx;
+    const af_config *cfg = x->cfg;
+    statistics_state *compact = state;
+    uint32_t entry = compact->ps_max[0] == WIDE ? compact->raw_bytes[0] : AF_NIL;
+    wide_state local;
+    const wide_state *s = entry ? af_side_entry(&x->wide, entry) : &local;
+    if (!entry) widen(compact, cfg->accounting_mode, &local);
     statistics_record *r = (statistics_record *)(void *)me->block;
     const af_flow *f = af_table_flow(me->table, me->slot);
     const af_flow_tcp *c = af_table_tcp(me->table, f);
@@ -215,7 +401,7 @@ static void on_end(void *ctx, void *state, const af_meter_end *me) {
     uint64_t packets_dir[2] = {f->packets[src], f->packets[dst]};
     uint64_t packets = packets_dir[0] + packets_dir[1];
     r->bidirectional_packets = packets;
-    /* the sizes' sums, per direction: the counter that is the same sum (see statistics_state) */
+    /* the sizes' sums, per direction: the counter that is the same sum (see wide_state) */
     const uint64_t ip_bytes[2] = {f->bytes[src], f->bytes[dst]};
     const uint64_t *sums = cfg->accounting_mode == AF_ACCOUNT_RAW       ? s->raw_bytes
                            : cfg->accounting_mode == AF_ACCOUNT_IP      ? ip_bytes
@@ -247,7 +433,8 @@ static void on_end(void *ctx, void *state, const af_meter_end *me) {
     r->src2dst_payload_bytes = s->payload_bytes[0];
     r->dst2src_payload_bytes = s->payload_bytes[1];
     r->bidirectional_payload_bytes = s->payload_bytes[0] + s->payload_bytes[1];
-    reset(cfg, s);   /* an active-timeout split starts a new record */
+    if (entry) af_side_give(&x->wide, entry);
+    reset(cfg, compact);   /* an active-timeout split starts a new record */
 }
 
 static int wanted(const af_config *cfg) { return cfg->statistics != 0; }
@@ -261,7 +448,8 @@ const af_meter af_meter_statistics = {
              "statistics", fields, sizeof fields / sizeof fields[0], sizeof(statistics_record), 1},
     .state_size_for = state_size_for,
     .wanted = wanted,
-    .open = af_config_context,
+    .open = open_ctx,
+    .close = close_ctx,
     .on_new = on_new,
     .on_packet = on_packet,
     .on_end = on_end,
