@@ -111,12 +111,14 @@ def frame(
         raise ImportError("read_frame needs pandas and numpy: pip install pandas (the 'pandas' extra)") from exc
     from ._extras import Anonymizer
     from ._frame import batches_to_columns
+    from ._frame_targets import PandasColumns
 
     anonymizer = Anonymizer(columns_to_anonymize, anonymize_key)
     layouts: list[MeterLayout] = []
     # the warning's frames: read_batches, batches_to_columns, frame, read_frame, its caller
     batches = read_batches(source, warn_stacklevel=5, layouts=layouts, on_damage=on_damage, **options)
-    return anonymizer.frame(pd.DataFrame(batches_to_columns(batches, layouts)))
+    columns = batches_to_columns(batches, layouts, PandasColumns())
+    return anonymizer.frame(pd.DataFrame(columns, copy=False))  # the columns are ours: no second copy
 
 
 def to_csv(
@@ -144,7 +146,8 @@ def read_arrow(source: str | os.PathLike[str], **options: Any) -> pyarrow.Table:
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("read_arrow needs pyarrow: pip install pyarrow (the 'parquet' extra)") from exc
     from ._frame import batches_to_columns
+    from ._frame_targets import ArrowColumns
 
     layouts: list[MeterLayout] = []
     batches = read_batches(source, warn_stacklevel=4, layouts=layouts, **options)
-    return pa.table(batches_to_columns(batches, layouts))
+    return pa.table(batches_to_columns(batches, layouts, ArrowColumns()))
