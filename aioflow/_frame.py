@@ -232,9 +232,14 @@ def list_cells(values: np.ndarray) -> np.ndarray:
 
 
 class Columns:
-    """How a batch's columns (batch_parts) become an output's, and are joined: here numpy
-    arrays, text as str objects, an array field (splt_*) as an object column of numpy rows
-    (_frame_targets has pandas' and Arrow's)."""
+    """How batches' columns (batch_parts) become an output's: each batch's converted as it comes
+    (add), each column joined once at the end (columns). Here numpy arrays, text as str objects,
+    an array field (splt_*) as an object column of numpy rows (_frame_targets has pandas' and
+    Arrow's). One use: an instance collects one source's batches."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.kept: dict[str, Any] = {}  # per column, in order of first appearance: what add keeps of it
 
     def text(self, fixed: np.ndarray) -> Any:
         return object_text(fixed)
@@ -245,9 +250,13 @@ class Columns:
     def numbers(self, values: np.ndarray) -> Any:
         return values
 
-    def join(self, parts: list[Any]) -> Any:
-        """One column's per-batch parts (at least one) as one column."""
-        return np.concatenate(parts)
+    def keep(self, name: str, part: Any) -> None:
+        """Keeps one batch's part of a column (converted) until columns()."""
+        self.kept.setdefault(name, []).append(part)
+
+    def join(self, kept: Any) -> Any:
+        """A column from what keep kept of it (here its parts, at least one)."""
+        return np.concatenate(kept)
 
     def batch(self, parts: dict[str, Any]) -> dict[str, Any]:
         """A batch's columns (batch_parts) in this output's form; udps lists as they are."""
@@ -260,6 +269,22 @@ class Columns:
             else:
                 out[name] = self.lists(c) if c.ndim == 2 else self.numbers(c)
         return out
+
+    def add(self, parts: dict[str, Any]) -> None:
+        """One batch's columns (batch_parts). A udps field some batches lack is None in their rows."""
+        for name, part in self.batch(parts).items():
+            if name.startswith("udps."):
+                self.kept.setdefault(name, [None] * self.rows).extend(part)
+            else:
+                self.keep(name, part)
+        self.rows += len(parts["id"])
+        for name, kept in self.kept.items():
+            if name.startswith("udps.") and len(kept) < self.rows:
+                kept.extend([None] * (self.rows - len(kept)))
+
+    def columns(self) -> dict[str, Any]:
+        """Every column of the batches added (at least one), in the order they first came."""
+        return {name: kept if name.startswith("udps.") else self.join(kept) for name, kept in self.kept.items()}
 
 
 def batch_parts(b: Batch) -> dict[str, Any]:
@@ -284,21 +309,6 @@ def udps_columns(b: Batch) -> dict[str, list[Any]]:
     return {f"udps.{name}": [vars(u).get(name) for u in b.udps] for name in names}
 
 
-def join_columns(parts: list[dict[str, Any]], form: Columns) -> dict[str, Any]:
-    """Per-batch columns (Columns.batch) joined into one set, once per column at the end, in the
-    first batch's order. A udps field some batches lack is None in their rows."""
-    names: dict[str, None] = {}
-    for part in parts:
-        names.update(dict.fromkeys(part))
-    out: dict[str, Any] = {}
-    for name in names:
-        if name.startswith("udps."):
-            out[name] = [v for part in parts for v in part.get(name, [None] * len(part["id"]))]
-        else:
-            out[name] = form.join([part[name] for part in parts])
-    return out
-
-
 def batches_to_columns(
     batches: Iterable[Batch], layouts: Sequence[MeterLayout] = (), form: Columns | None = None
 ) -> dict[str, Any]:
@@ -308,16 +318,15 @@ def batches_to_columns(
     has every meter's columns, empty: `layouts` holds the engine's meter layout by then
     (read_batches(layouts=...)), built-in and loaded meters alike."""
     form = form or Columns()
-    parts = []
     for b in batches:  # a loop, not a comprehension: read_frame's warning stacklevel counts these frames
-        parts.append(form.batch(batch_parts(b)))
-    if not parts:
+        form.add(batch_parts(b))
+    if not form.kept:
         empty = record_parts(np.zeros(0, dtype=RECORD_DTYPE))
         for layout in layouts[:1]:
             for name, column in meter_parts(b"", 0, layout).items():
                 empty.setdefault(name, column)
-        parts.append(form.batch(empty))
-    return join_columns(parts, form)
+        form.add(empty)
+    return form.columns()
 
 
 def empty_parts(meters_on: Iterable[str], array_length: int = 0) -> dict[str, np.ndarray]:

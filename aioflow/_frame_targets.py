@@ -31,26 +31,61 @@ def arrow_text(fixed: np.ndarray, large: bool = False) -> Any:
                                            pa.py_buffer(data[: offsets[-1]])])  # fmt: skip
 
 
+class _Growing:
+    """A numeric column appended to batch by batch in one array, grown in place (ndarray.resize:
+    realloc, doubling) and trimmed to its rows at the end. Each batch's values are copied into it
+    as the batch comes, while the engine's thread reads on: joining them after the last batch
+    cost as much CPU but all of it after reading (bench2m with statistics and splt: ~0.1 s
+    against ~0.015 s). No view of the array exists before array(), as resize without refcheck
+    needs."""
+
+    def __init__(self, dtype: np.dtype[Any]) -> None:
+        self.values = np.empty(0, dtype=dtype)
+        self.rows = 0
+
+    def append(self, part: np.ndarray) -> None:
+        end = self.rows + len(part)
+        if end > len(self.values):
+            self.values.resize(max(end, 2 * len(self.values)), refcheck=False)
+        self.values[self.rows : end] = part
+        self.rows = end
+
+    def array(self) -> np.ndarray:
+        self.values.resize(self.rows, refcheck=False)
+        return self.values
+
+
 class PandasColumns(Columns):
-    """read_frame's: text in pandas' own dtype for str, built from Arrow buffers where that dtype
-    is Arrow's (pandas 3; str objects before), array fields as object columns of numpy rows."""
+    """read_frame's: numeric columns grown batch by batch (_Growing), text in pandas' own dtype
+    for str, from Arrow buffers where that dtype is Arrow's (pandas 3; str objects before),
+    array fields as object columns of numpy rows."""
 
     def __init__(self) -> None:
         import pandas as pd
 
+        super().__init__()
         self.str_dtype = pd.Series([""]).dtype  # what pandas makes of a column of str
         self.arrow = isinstance(self.str_dtype, pd.StringDtype) and self.str_dtype.storage == "pyarrow"
 
     def text(self, fixed: np.ndarray) -> Any:
         return arrow_text(fixed, large=True) if self.arrow else object_text(fixed)
 
-    def join(self, parts: list[Any]) -> Any:
-        if isinstance(parts[0], np.ndarray):
-            return np.concatenate(parts)
+    def keep(self, name: str, part: Any) -> None:
+        if not (isinstance(part, np.ndarray) and part.dtype.kind in "iuf"):  # text, list cells
+            return super().keep(name, part)
+        if name not in self.kept:
+            self.kept[name] = _Growing(part.dtype)
+        self.kept[name].append(part)
+
+    def join(self, kept: Any) -> Any:
+        if isinstance(kept, _Growing):
+            return kept.array()
+        if isinstance(kept[0], np.ndarray):
+            return np.concatenate(kept)
         import pandas as pd
         import pyarrow as pa
 
-        return pd.array(pa.chunked_array(parts), dtype=self.str_dtype, copy=False)  # the chunks, not copied
+        return pd.array(pa.chunked_array(kept), dtype=self.str_dtype, copy=False)  # the chunks, not copied
 
 
 class ArrowColumns(Columns):
@@ -73,7 +108,7 @@ class ArrowColumns(Columns):
 
         return pa.array(values)
 
-    def join(self, parts: list[Any]) -> Any:
+    def join(self, kept: Any) -> Any:
         import pyarrow as pa
 
-        return pa.chunked_array(parts)
+        return pa.chunked_array(kept)
