@@ -59,6 +59,16 @@ def test_no_flow_still_has_every_column(tmp_path: Path) -> None:
     assert table.column_names == list(frame.columns) and "bidirectional_id" in table.column_names
 
 
+def test_no_flow_has_the_types_of_flows() -> None:
+    """A capture with no flow: the frame's dtypes and the table's schema are those of one with
+    flows (text, splt lists, meters' fields), not what pandas or Arrow guess of empty columns."""
+    options: dict[str, Any] = {"statistics": True, "splt": 3, "meters": ("mac",)}
+    empty, full = DATA / "tcpdump_LINKTYPE_IPV4.pcap", DATA / "ndpi_ocs.pcap"
+    assert aioflow.read_arrow(empty, filter="tcp", **options).schema == aioflow.read_arrow(full, **options).schema
+    frame, flows = aioflow.read_frame(empty, filter="tcp", **options), aioflow.read_frame(full, **options)
+    assert len(frame) == 0 < len(flows) and frame.dtypes.to_dict() == flows.dtypes.to_dict()
+
+
 ODD_ADDRESSES = ["::", "::1", "::ffff:1.2.3.4", "::1.2.3.4", "::ffff:0:0", "64:ff9b::1.2.3.4", "2001:db8::1",
                  "2001:db8:0:1:1:1:1:1", "fe80::1:0:0:1", "1::", "2001:0:0:1::1"]  # fmt: skip
 
