@@ -226,9 +226,7 @@ def object_text(fixed: np.ndarray) -> np.ndarray:
 def list_cells(values: np.ndarray) -> np.ndarray:
     """A 2-D column as one object column whose cells are its rows (numpy arrays, views of one
     contiguous array), the shape of nfstream's list columns (splt_*)."""
-    out = np.empty(len(values), dtype=object)
-    out[:] = list(np.ascontiguousarray(values))
-    return out
+    return np.fromiter(np.ascontiguousarray(values), dtype=object, count=len(values))
 
 
 class Columns:
