@@ -4,7 +4,7 @@ columns per batch (read_frame, read_arrow; _frame_targets makes pandas' and Arro
 from __future__ import annotations
 
 import functools
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -194,10 +194,11 @@ def meter_parts(
 
 
 def _fields(view: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
-    """These fields of a structured array: the numeric ones copied out as int64 or float64
-    columns (_gather), the others (text, float32) as numpy's views."""
+    """These fields of a structured array, copied: the numeric ones as int64 or float64 columns
+    (_gather), the others (text, float32) as they are (the array may be a batch's memory in the
+    engine, reused once it is released: Engine.take_ready's `use`)."""
     numbers = _gather(view, view.dtype[names])
-    return {name: numbers[name] if name in numbers else view[name] for name in names}
+    return {name: numbers[name] if name in numbers else view[name].copy() for name in names}
 
 
 def meter_columns(
@@ -307,12 +308,23 @@ def udps_columns(b: Batch) -> dict[str, list[Any]]:
     return {f"udps.{name}": [vars(u).get(name) for u in b.udps] for name in names}
 
 
+def add_batch(form: Columns) -> Callable[[Batch], None]:
+    """What read_batches(use=...) calls on each batch for batches_to_columns: its columns added
+    to `form`, which keeps copies only (each batch_parts column is copied out of the batch)."""
+
+    def add(b: Batch) -> None:
+        form.add(batch_parts(b))
+
+    return add
+
+
 def batches_to_columns(
     batches: Iterable[Batch], layouts: Sequence[MeterLayout] = (), form: Columns | None = None
 ) -> dict[str, Any]:
     """Every record of these batches as columns in `form` (Columns' numpy form by default): each
-    batch turned into its columns as it comes, while the engine's thread reads on (so the
-    batch itself is not kept), each column joined once at the end. A source with no flow still
+    batch turned into its columns as it comes, while the engine's thread reads on (so the batch
+    itself is not kept), each column joined once at the end; the batches read_batches gave
+    `form` itself (use=add_batch(form), not yielded) are in it too. A source with no flow still
     has every meter's columns, empty: `layouts` holds the engine's meter layout by then
     (read_batches(layouts=...)), built-in and loaded meters alike."""
     form = form or Columns()
