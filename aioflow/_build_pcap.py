@@ -34,6 +34,7 @@ STAGES = [
     "pipeline.c", "producer.c",  # the pump over all stages, the producer thread
     "workers.c",  # workers: their configs, merged counters, snapshot cursors
     "record_text.c",  # read_frame's address and flow-id text, written per batch
+    "gather.c",  # read_frame's numeric columns, out of a batch's rows in one pass
 ]
 # Each meter is its own file, named by its registration line AF_METER(name) in meters.h: adding
 # a meter takes that file and that line, nothing here.

@@ -539,16 +539,25 @@ class Engine:
             raise error_for(code, "could not start the reading thread", self._live)
         return int(lib.af_notify_fd(self._engine))
 
-    def take_ready(self, records: bool = True) -> tuple[str, Batch]:
+    def take_ready(self, records: bool = True, use: Callable[[Batch], object] | None = None) -> tuple[str, Batch]:
         """("batch", flows) when the thread has a batch ready; ("wait", empty) when not yet (wait
         for the fd); ("done", empty) when the source is finished and every batch was taken.
         records=False: only the chunks (and matches) are copied, the batch has no records.
-        Raises the typed error of the C status when the engine failed."""
+        `use`: called on a ready batch in place, its records and meter blocks in the engine's
+        memory rather than copied (the bulk path), before the engine may reuse them: it must
+        keep nothing of the batch. ("batch", empty) then; a batch with streams is copied and
+        returned as without `use`. Raises the typed error of the C status when the engine failed."""
         status = lib.af_ready(self._engine, self._ready)
         if status == lib.AF_MORE:
-            batch = _copy_batch(self._ready[0], records, self.meter_layout)
-            lib.af_release(self._engine)
-            return "batch", batch
+            ready = self._ready[0]
+            try:
+                if use is None or ready.streams != ffi.NULL:
+                    return "batch", _copy_batch(ready, records, self.meter_layout)
+                if ready.count:
+                    use(_batch_in_place(ready, self.meter_layout))
+                return "batch", EMPTY_BATCH
+            finally:
+                lib.af_release(self._engine)
         if status == lib.AF_DONE:
             return "done", EMPTY_BATCH
         if status < 0:
@@ -736,6 +745,16 @@ def _copy_batch(b: Any, records: bool = True, layout: MeterLayout = NO_METERS) -
             batch.chunks = ffi.new("af_chunk[]", b.chunk_count)
             ffi.memmove(batch.chunks, b.chunks, b.chunk_count * ffi.sizeof("af_chunk"))
         batch.stream_data = ffi.buffer(b.stream_data, b.stream_data_used)[:]
+    return batch
+
+
+def _batch_in_place(b: Any, layout: MeterLayout) -> Batch:
+    """A filled C batch without streams as a Batch over the engine's own memory (Engine.take_ready's
+    `use`): valid until the batch is released."""
+    batch = Batch(b.records, b.count, b.headers if b.header_count else ffi.NULL, b.header_count)
+    if b.meter_stride:
+        batch.meter_data = ffi.buffer(b.meter_data, b.count * b.meter_stride)
+        batch.meter_layout = layout
     return batch
 
 

@@ -26,6 +26,7 @@ def read_batches(
     layouts: list[MeterLayout] | None = None,
     on_damage: Callable[[str], None] | None = None,
     stats_out: dict[str, Any] | None = None,
+    use: Callable[[Batch], object] | None = None,
     **options: Any,
 ) -> Iterator[Batch]:
     """The batches of ended flows of a capture file (blocking): what read() makes Flows of.
@@ -35,19 +36,26 @@ def read_batches(
     its text to `on_damage` instead (aioflow.dask: warnings.catch_warnings is process-wide, so a
     worker thread cannot catch its own task's warning with it). `layouts`: gets the engine's meter
     layout once it is open (loaded meters' fields included), for the columns of a source with no
-    flow. `stats_out`, when given, is updated with the engine's final counters (Engine.stats())."""
+    flow. `stats_out`, when given, is updated with the engine's final counters (Engine.stats()).
+    `use`: each batch is given to use() instead of being yielded, in place in the engine's memory
+    without plugins (Engine.take_ready; a plugin may keep a Flow, which reads its batch later),
+    so `use` must keep nothing of it; the generator is then only run through."""
     engine, read_ahead, plugins = file_engine(source, **options)
     if layouts is not None:
         layouts.append(engine.meter_layout)
     try:
         ready_fd = engine.start(BATCH_RECORDS, READY_BATCHES, read_ahead)
+        in_place = use if not plugins else None
         while True:
-            state, batch = engine.take_ready()
+            state, batch = engine.take_ready(use=in_place)
             if state == "wait":
                 select.select([ready_fd], [], [])
             elif batch.count:
                 run_plugins(batch, plugins)
-                yield batch
+                if use is None:
+                    yield batch
+                else:
+                    use(batch)
             if state == "done":
                 break
         stats = engine.stats()
@@ -110,13 +118,17 @@ def frame(
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("read_frame needs pandas and numpy: pip install pandas (the 'pandas' extra)") from exc
     from ._extras import Anonymizer
-    from ._frame import batches_to_columns
+    from ._frame import add_batch, batches_to_columns
+    from ._frame_targets import PandasColumns
 
     anonymizer = Anonymizer(columns_to_anonymize, anonymize_key)
     layouts: list[MeterLayout] = []
+    form = PandasColumns()
     # the warning's frames: read_batches, batches_to_columns, frame, read_frame, its caller
-    batches = read_batches(source, warn_stacklevel=5, layouts=layouts, on_damage=on_damage, **options)
-    return anonymizer.frame(pd.DataFrame(batches_to_columns(batches, layouts)))
+    batches = read_batches(source, warn_stacklevel=5, layouts=layouts, on_damage=on_damage,
+                           use=add_batch(form), **options)  # fmt: skip
+    columns = batches_to_columns(batches, layouts, form)
+    return anonymizer.frame(pd.DataFrame(columns, copy=False))  # the columns are ours: no second copy
 
 
 def to_csv(
@@ -143,8 +155,10 @@ def read_arrow(source: str | os.PathLike[str], **options: Any) -> pyarrow.Table:
         import pyarrow as pa
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("read_arrow needs pyarrow: pip install pyarrow (the 'parquet' extra)") from exc
-    from ._frame import batches_to_columns
+    from ._frame import add_batch, batches_to_columns
+    from ._frame_targets import ArrowColumns
 
     layouts: list[MeterLayout] = []
-    batches = read_batches(source, warn_stacklevel=4, layouts=layouts, **options)
-    return pa.table(batches_to_columns(batches, layouts))
+    form = ArrowColumns()
+    batches = read_batches(source, warn_stacklevel=4, layouts=layouts, use=add_batch(form), **options)
+    return pa.table(batches_to_columns(batches, layouts, form))

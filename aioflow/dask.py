@@ -40,7 +40,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from ._engine import is_meter_library
 from ._errors import CaptureDamagedWarning, CaptureNotFoundError, ConfigError
 from ._extras import Anonymizer
-from ._frame import concat_columns, empty_columns
+from ._frame import Columns, empty_parts
 from ._parser import file_config
 from ._read import frame
 
@@ -253,9 +253,9 @@ def _meta(capture: str, options: dict[str, Any]) -> tuple[pd.DataFrame, dict[str
     the dtype of their items (Parquet's list types)."""
     meters = file_config(capture, **options).meters_on()
     array_length = options.get("splt", 0)
-    empty = empty_columns(meters, array_length)
+    empty = empty_parts(meters, array_length)
     list_types = {n: c.dtype for n, c in empty.items() if np.ndim(c) == 2}
-    meta = pd.DataFrame(concat_columns([], empty))
+    meta = pd.DataFrame(Columns().batch(empty))
     for name, dtype in meta.dtypes.items():
         if isinstance(dtype, np.dtype) and dtype.kind == "O" and name not in list_types:
             meta[name] = meta[name].astype(_TEXT)

@@ -10,11 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from support.crafted import A, B, C, ether, ip4, ip6, udp, write
 
 import aioflow
-from aioflow._frame import RECORD_DTYPE, records_to_columns
+import aioflow._read
+from aioflow._frame import RECORD_DTYPE, object_text, records_to_columns
+from aioflow._frame_targets import arrow_text
 
 DATA = Path(__file__).parent / "data"
 CAPTURES = sorted(p for p in DATA.iterdir() if p.suffix in (".pcap", ".pcapng"))
@@ -54,6 +57,16 @@ def test_no_flow_still_has_every_column(tmp_path: Path) -> None:
     table = aioflow.read_arrow(empty, filter="tcp")
     assert len(frame) == table.num_rows == 0
     assert table.column_names == list(frame.columns) and "bidirectional_id" in table.column_names
+
+
+def test_no_flow_has_the_types_of_flows() -> None:
+    """A capture with no flow: the frame's dtypes and the table's schema are those of one with
+    flows (text, splt lists, meters' fields), not what pandas or Arrow guess of empty columns."""
+    options: dict[str, Any] = {"statistics": True, "splt": 3, "meters": ("mac",)}
+    empty, full = DATA / "tcpdump_LINKTYPE_IPV4.pcap", DATA / "ndpi_ocs.pcap"
+    assert aioflow.read_arrow(empty, filter="tcp", **options).schema == aioflow.read_arrow(full, **options).schema
+    frame, flows = aioflow.read_frame(empty, filter="tcp", **options), aioflow.read_frame(full, **options)
+    assert len(frame) == 0 < len(flows) and frame.dtypes.to_dict() == flows.dtypes.to_dict()
 
 
 ODD_ADDRESSES = ["::", "::1", "::ffff:1.2.3.4", "::1.2.3.4", "::ffff:0:0", "64:ff9b::1.2.3.4", "2001:db8::1",
@@ -118,3 +131,40 @@ def test_frame_meter_columns_are_flow_meter_columns(name: str, tmp_path: Path) -
         for column, value in flows[row["id"]].items():
             got = row[column].tolist() if isinstance(row[column], np.ndarray) else row[column]
             assert _same(got, value), (column, got, value)
+
+
+class _TwoFlows(aioflow.FlowPlugin):
+    def on_expire(self, flow: aioflow.Flow) -> None:
+        if flow.id in (3, 4):  # the other batches lack the field: None in their rows
+            flow.udps.two = flow.packets
+
+
+def test_many_batches_equal_flow_dicts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches of a few flows (each column grown or chunked batch by batch, joined once): the frame
+    and the table are Flow.to_dict() | Flow.meter_columns() of every flow, in order, and the
+    table has a chunk per batch."""
+    path = DATA / "ndpi_ocs.pcap"
+    flows = [f.to_dict() | f.meter_columns() for f in aioflow.read(path, plugins=[_TwoFlows()], **EVERY_METER)]
+    monkeypatch.setattr(aioflow._read, "BATCH_RECORDS", 5)  # the least the engine takes: 4
+    frame = aioflow.read_frame(path, plugins=[_TwoFlows()], **EVERY_METER)
+    table = aioflow.read_arrow(path, plugins=[_TwoFlows()], **EVERY_METER)
+    assert len(flows) == 20 and table.column("id").num_chunks >= 4
+    assert list(frame.columns) == table.column_names == [*flows[0], "udps.two"]
+    for row, arrow_row, flow in zip(frame.to_dict("records"), table.to_pylist(), flows, strict=True):
+        for column in frame.columns:
+            want = flow.get(column)
+            got = row[column].tolist() if isinstance(row[column], np.ndarray) else row[column]
+            assert _same(got, want) or (want is None and pd.isna(got)), (column, got, want)
+            assert _same(arrow_row[column], want), (column, arrow_row[column], want)
+
+
+def test_text_columns_stop_at_the_first_nul_and_replace_what_is_not_utf8() -> None:
+    """The text of a "char[N]" field as Flow reads it (bytes up to the first NUL, UTF-8 with
+    replacement) in all three forms: C-packed Arrow buffers, Python's fallback for non-ASCII,
+    str objects."""
+    fixed = np.array([b"abc", b"ab\0cd", b"", b"abcdefgh", "é".encode(), b"\xff\xfeok"], dtype="S8")
+    want = [v.partition(b"\0")[0].decode("utf-8", "replace") for v in fixed.tolist()]
+    assert object_text(fixed).tolist() == want
+    assert arrow_text(fixed).to_pylist() == arrow_text(fixed, large=True).to_pylist() == want
+    assert arrow_text(fixed[:4]).to_pylist() == want[:4]  # ASCII only: the C-packed buffers
+    assert str(arrow_text(fixed[:4]).type) == "string" and str(arrow_text(fixed[:4], large=True).type) == "large_string"

@@ -4,7 +4,9 @@
  * written by hand (inet_ntop and snprintf cost ~3 us a record): IPv4 dotted, IPv6 as RFC 5952
  * and Python's ipaddress write them (lowercase, no leading zeros, the first longest run of two or
  * more zero groups as "::"). IPv6 addresses whose first 80 bits are zero (::ffff:a.b.c.d and
- * the like, which Python versions write differently) are left empty for Python to write. */
+ * the like, which Python versions write differently) are left empty for Python to write.
+ * af_pack_text then packs such fixed-width text (and meters' char[N] fields) into Arrow's string
+ * layout, so that pandas and pyarrow get their text columns without a str object per value. */
 #include <string.h>
 
 #include "aioflow.h"
@@ -94,4 +96,20 @@ void af_records_text(const af_record *records, size_t n, char *src, char *dst, c
             put_endpoint(out, d, (size_t)(d_end - d), r->dst_port);
         }
     }
+}
+
+int af_pack_text(const char *fixed, size_t n, size_t width, int64_t *offsets, char *out) {
+    unsigned char seen = 0;   /* every byte or'ed: bit 7 set when one is past ASCII */
+    int64_t at = 0;
+    offsets[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *text = fixed + i * width;
+        const char *nul = memchr(text, 0, width);
+        size_t len = nul ? (size_t)(nul - text) : width;
+        for (size_t j = 0; j < len; j++) seen |= (unsigned char)text[j];
+        memcpy(out + at, text, len);
+        at += (int64_t)len;
+        offsets[i + 1] = at;
+    }
+    return !(seen & 0x80);
 }
