@@ -51,7 +51,7 @@ struct af_pipeline {
     uint32_t queue_head, queue_count;    /* queue_head: free-running index (& qmask to use) */
     uint32_t qmask;                  /* AF_QUEUE - 1; read ahead: AF_RING - 1 (a small queue stays in cache) */
     af_readahead *ahead;             /* files read by af_start's thread: the reading thread */
-    int ahead_shared;                /* workers: another pipeline's reading thread (and ring), not ours */
+    int ahead_shared;                /* workers: another pipeline's reading thread (and lanes), not ours */
     af_prepare reader_prep;          /* what that thread prepares with (workers: for all of them) */
     af_queued frag_q;                /* read ahead: the head fragment, prepared here (the ring is read-only) */
     int frag_ready;                  /* frag_q holds the head entry, prepared */
@@ -85,10 +85,8 @@ _Static_assert(AF_MIN_FRAGMENT_MEMORY == AF_DEFRAG_BLOCK, "the fragment pool hol
 
 void af_pipeline_close(af_pipeline *p) {
     if (!p) return;
-    if (!p->ahead_shared) {   /* else its owner (worker 0, closed last) frees the thread and ring */
-        af_readahead_free(p->ahead);
-        free(p->queue);
-    }
+    if (!p->ahead_shared) af_readahead_free(p->ahead);   /* else its owner (worker 0, closed last) does */
+    if (!p->ahead) free(p->queue);   /* else the queue is a lane of the reading thread's */
     af_source_close(&p->src);
     free(p->frag_payload);
     free(p->payloads);
@@ -312,9 +310,7 @@ static void count_queued(af_pipeline *p) {
     if (!foreign(p, q)) af_account(&p->acc, q);   /* another worker's flow: it moved the clock, that is all */
 }
 
-static void ahead_release(af_pipeline *p) {
-    af_readahead_release(p->ahead, p->prep.worker, p->queue, p->queue_head);
-}
+static void ahead_release(af_pipeline *p) { af_readahead_release(p->ahead, p->cfg.worker, p->queue_head); }
 
 /* With a reading thread: what it read becomes the queue; the packet at the head is prepared if
  * it is a fragment (in packet order). Returns 1 to go on counting (a packet at the head, or none
@@ -326,8 +322,18 @@ static int take_read_ahead(af_pipeline *p, uint32_t *n, uint32_t max_packets, in
         if (p->queue_count == 0) {
             ahead_release(p);
             int done;
-            p->queue_count = af_readahead_available(r, p->queue_head, &done);
+            uint64_t clock;
+            p->queue_count = af_readahead_available(r, p->cfg.worker, p->queue_head, &done, &clock);
             if (p->queue_count == 0) {
+                /* workers: nothing of this one's flows was read before the reader's clock, so
+                 * its flows end by that time now, as the other workers' packets would end them
+                 * with one shared ring (af_reap: the same flows whatever times it ran at) */
+                if (clock > p->now_ns) p->now_ns = clock;
+                if (af_reap_due(&p->table, &p->cfg, p->now_ns) &&
+                    af_reap(&p->acc.em, &p->cfg, p->now_ns, AF_ROOM_PER_PACKET)) {
+                    *status = AF_MORE;
+                    return 0;
+                }
                 if (!done) {
                     *status = AF_OK;
                     return 0;
@@ -436,7 +442,9 @@ static int pump_locked(af_pipeline *p, uint32_t max_packets, af_batch *out) {
             }
             return AF_DONE;
         }
-        uint64_t ts = p->queue[p->queue_head & p->qmask].ts;
+        const af_queued *head = &p->queue[p->queue_head & p->qmask];
+        /* clock: the newest time read before it, other workers' packets too (read ahead) */
+        uint64_t ts = head->ts > head->clock ? head->ts : head->clock;
         if (ts > p->now_ns) p->now_ns = ts;
         if ((af_reap_due(&p->table, &p->cfg, p->now_ns) && af_reap(em, &p->cfg, p->now_ns, AF_ROOM_PER_PACKET)) ||
             af_emit_room(em) <= AF_ROOM_PER_PACKET)
@@ -495,10 +503,10 @@ int af_pipeline_read_ahead(af_pipeline *p, af_pipeline *reader, uint32_t consume
     if (p->payloads && !p->frag_payload && !(p->frag_payload = malloc(AF_MAX_PAYLOAD))) return AF_ERR_NOMEM;
     p->prep.prefetch_bucket = 0;   /* counting runs on another core: it prefetches for itself */
     p->qmask = AF_RING - 1;
-    if (reader && reader != p) {   /* workers: consumer of worker 0's thread, reading its ring */
+    if (reader && reader != p) {   /* workers: consumer of worker 0's thread, reading its lane */
         if (!reader->ahead) return AF_ERR_CONFIG;
         free(p->queue);
-        p->queue = reader->queue;
+        p->queue = af_readahead_queue(reader->ahead, p->cfg.worker);
         p->ahead = reader->ahead;
         p->ahead_shared = 1;
         return AF_OK;
@@ -507,16 +515,21 @@ int af_pipeline_read_ahead(af_pipeline *p, af_pipeline *reader, uint32_t consume
     p->reader_prep = p->prep;
     p->reader_prep.worker = 0;
     p->reader_prep.workers = 1;
-    int code = af_readahead_start(&p->ahead, &p->src, &p->reader_prep, p->queue, &p->stop_requested, consumers);
+    /* defragmenting, each worker gives datagrams up on every packet's time: every packet to each */
+    int code = af_readahead_start(&p->ahead, &p->src, &p->reader_prep, &p->stop_requested, consumers,
+                                  consumers > 1 && p->defrag);
     if (code != AF_OK) {
         p->prep.prefetch_bucket = 1;
         p->qmask = AF_QUEUE - 1;
+        return code;
     }
-    return code;
+    free(p->queue);
+    p->queue = af_readahead_queue(p->ahead, 0);
+    return AF_OK;
 }
 
 int af_pipeline_wait(af_pipeline *p) {
-    if (p->ahead) return af_readahead_wait(p->ahead, p->queue_head, &p->stop_requested);
+    if (p->ahead) return af_readahead_wait(p->ahead, p->cfg.worker, p->queue_head, &p->stop_requested);
     if (p->src.live) {   /* live workers: until packets come, or a ring block's latency (then reap) */
         struct pollfd fd = {af_source_fd(&p->src), POLLIN, 0};
         poll(&fd, 1, AF_LIVE_LATENCY_MS);
