@@ -8,13 +8,14 @@ reader), producer.c's `run` (a worker), else "python" (the interpreter thread, p
     nice .venv/bin/python benchmarks/make_capture.py --packets 200000 --flows 12000 --seed 7 -o /tmp/200k.pcap
     nice .venv/bin/python benchmarks/workers_callgrind.py /tmp/200k.pcap --workers 2
 
-Projection to the cores of the machine, from the counts alone: the engine's threads run in
-parallel, so a run takes about as long as its busiest core. With workers=N on N cores, the
-reader shares a core with a worker; the projection puts the reader and the busiest worker on
-one core and the others on their own, so speedup = Ir(workers=1, all engine threads) /
-max(Ir(reader) + Ir(busiest worker), Ir(any other worker)). With more cores than threads it is
-total / max(per-thread). Both ignore cache effects between cores and the Python thread (which
-does the same per-batch work with any worker count).
+Projection to N cores from the counts alone (no cache or hand-off effects; the Python thread,
+which does the same per-batch work with any worker count, is left out): a run takes about as
+long as its busiest core. With workers=N on N cores the reader and N workers are N + 1 threads:
+- "balanced" (the scheduler moves threads between cores freely): time ~ max(engine Ir / N,
+  the busiest thread's Ir);
+- "pinned" (the reader shares one core with the busiest worker for the whole run): time ~
+  max(reader + busiest worker, any other worker).
+Speedup = engine Ir of workers=1 (one thread, no reader on 2 cores) / that time.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def _thread_ir(path: Path) -> tuple[str, int]:
     found = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.M)
     if not found:
         raise RuntimeError(f"no Ir total in {path}")
-    files_with_run = set()   # the files of functions named run (uncompressed names: one file each)
+    files_with_run = set()  # the files of functions named run (uncompressed names: one file each)
     current = None
     for line in text.splitlines():
         if line.startswith("fl="):
@@ -76,21 +77,22 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     for name in args.sets:
         engine: dict[int, int] = {}
-        worst: dict[int, int] = {}
+        balanced: dict[int, int] = {}
+        pinned: dict[int, int] = {}
         for w in (1, args.workers):
             threads = count(args.capture, w, SETS[name])
-            readers = [ir for role, ir in threads if role == "reader"]
+            reader = sum(ir for role, ir in threads if role == "reader")
             workers = sorted((ir for role, ir in threads if role == "worker"), reverse=True)
             python = sum(ir for role, ir in threads if role == "python")
-            engine[w] = sum(readers) + sum(workers)
-            # the reader shares a core with the busiest worker (w workers on w cores)
-            worst[w] = max([sum(readers) + workers[0], *workers[1:]])
-            print(f"{name:20} workers={w}: reader {sum(readers) / 1e6:,.0f}M Ir, workers "
-                  f"{', '.join(f'{ir / 1e6:,.0f}M' for ir in workers)} Ir, engine total {engine[w] / 1e6:,.0f}M, "
-                  f"python/other {python / 1e6:,.0f}M")  # fmt: skip
+            engine[w] = reader + sum(workers)
+            balanced[w] = max(-(-engine[w] // w), reader, *workers)
+            pinned[w] = max([reader + workers[0], *workers[1:]])
+            print(f"{name:20} workers={w}: reader {reader / 1e6:,.1f}M Ir, workers "
+                  f"{', '.join(f'{ir / 1e6:,.1f}M' for ir in workers)}, engine total {engine[w] / 1e6:,.1f}M "
+                  f"(python and other threads {python / 1e6:,.0f}M)")  # fmt: skip
         w = args.workers
-        print(f"{name:20} engine Ir x{engine[w] / engine[1]:.2f} of workers=1; projected speedup on {w} cores "
-              f"{engine[1] / worst[w]:.2f} (workers=1 total / busiest core: reader + busiest worker)")  # fmt: skip
+        print(f"{name:20} engine Ir x{engine[w] / engine[1]:.2f} of workers=1; projected speedup on {w} cores: "
+              f"balanced x{engine[1] / balanced[w]:.2f}, pinned x{engine[1] / pinned[w]:.2f}")  # fmt: skip
     return 0
 
 

@@ -219,10 +219,13 @@ int af_pipeline_started_reading(const af_pipeline *p) { return p->stats.packets_
 
 /* Gives up datagrams timed out as of now; what they hand over is counted before the packet at
  * queue position `at` (defrag.h). */
-static void defrag_expire(af_pipeline *p, uint32_t at, uint64_t now) {
-    if (!p->defrag) return;
+static void defrag_give_up(af_pipeline *p, uint32_t at, uint64_t now) {
     af_defrag_position(p->defrag, at);
     af_defrag_expire(p->defrag, now);
+}
+/* Inline: once per packet, and most pipelines do not defragment. */
+static inline void defrag_expire(af_pipeline *p, uint32_t at, uint64_t now) {
+    if (p->defrag) defrag_give_up(p, at, now);
 }
 
 /* Filters and prepares one packet read by the counting thread itself (live sources, or no
@@ -237,19 +240,13 @@ static void enqueue(af_pipeline *p, const af_frame *f) {
     if (af_prepare_packet(&p->prep, &p->stats, q, f->data, payload_to)) p->queue_count++;
 }
 
-/* Workers: a packet of a flow another worker counts (it only moves this one's clock). From the
- * hash, so that a packet prepared by a reading thread shared by all workers is judged here. */
-static inline int foreign(const af_pipeline *p, const af_queued *q) {
-    return p->prep.workers > 1 && af_worker_of(q->hash, p->prep.workers) != p->prep.worker;
-}
-
 /* Counts the later fragments held for this first fragment (fragments.h), before it: they came
  * first. 0 when the batch ran out of room first (the rest go on the next call). */
 static int count_early(af_pipeline *p, const af_queued *first) {
     af_queued q;
     while (af_emit_room(&p->acc.em) > AF_ROOM_PER_PACKET) {
         if (!af_prepare_early(&p->prep, &p->stats, first, &q)) return 1;
-        if (!foreign(p, &q)) af_account(&p->acc, &q);   /* released in every worker: their tables agree */
+        if (!q.foreign) af_account(&p->acc, &q);   /* released in every worker: their tables agree */
     }
     return 0;
 }
@@ -260,7 +257,7 @@ static int count_unmerged(af_pipeline *p, uint32_t before, int all) {
     af_queued q;
     while (af_emit_room(&p->acc.em) > AF_ROOM_PER_PACKET) {
         if (!af_prepare_unmerged(&p->prep, before, all, &q)) return 1;
-        if (!foreign(p, &q)) af_account(&p->acc, &q);   /* handed over in every worker: their tables agree */
+        if (!q.foreign) af_account(&p->acc, &q);   /* handed over in every worker: their tables agree */
     }
     return 0;
 }
@@ -275,11 +272,11 @@ static void count_queued(af_pipeline *p) {
             for (size_t at = 0; at < lines; at += 64) __builtin_prefetch(next + at);
         }
         const af_queued *far = &p->queue[(p->queue_head + 2 * AF_PREFETCH_AHEAD) & p->qmask];
-        if (!far->pending && !foreign(p, far)) __builtin_prefetch(&t->buckets[far->hash & t->mask]);
+        if (!far->pending && !far->foreign) __builtin_prefetch(&t->buckets[far->hash & t->mask]);
     }
     if (p->queue_count > AF_PREFETCH_AHEAD) {
         const af_queued *ahead = &p->queue[(p->queue_head + AF_PREFETCH_AHEAD) & p->qmask];
-        uint32_t s = ahead->pending || foreign(p, ahead) ? AF_NIL : t->buckets[ahead->hash & t->mask];
+        uint32_t s = ahead->pending || ahead->foreign ? AF_NIL : t->buckets[ahead->hash & t->mask];
         if (s != AF_NIL) {   /* the flow's two lines (side entries: see the halfway point below) */
             const char *f = (const char *)af_table_flow(t, s);
             __builtin_prefetch(f);
@@ -292,7 +289,7 @@ static void count_queued(af_pipeline *p) {
         const af_queued *half = &p->queue[(p->queue_head + AF_PREFETCH_AHEAD / 2) & p->qmask];
         int side = !half->pending && (half->key.ver != 4 || (half->p.protocol == 6 && (half->p.tcp_flags & ~AF_TCP_ACK)));
         if (p->meters.n_deep || side) {
-            uint32_t h = half->pending || foreign(p, half) ? AF_NIL : t->buckets[half->hash & t->mask];
+            uint32_t h = half->pending || half->foreign ? AF_NIL : t->buckets[half->hash & t->mask];
             if (h != AF_NIL && p->meters.n_deep) af_meters_prefetch(p->meters.deep, p->meters.n_deep, h, half->sender);
             if (h != AF_NIL && side) {
                 const af_flow *f = af_table_flow(t, h);
@@ -307,7 +304,7 @@ static void count_queued(af_pipeline *p) {
     p->frag_ready = 0;
     p->queue_head++;
     p->queue_count--;
-    if (!foreign(p, q)) af_account(&p->acc, q);   /* another worker's flow: it moved the clock, that is all */
+    if (!q->foreign) af_account(&p->acc, q);   /* another worker's flow: it moved the clock, that is all */
 }
 
 static void ahead_release(af_pipeline *p) { af_readahead_release(p->ahead, p->cfg.worker, p->queue_head); }

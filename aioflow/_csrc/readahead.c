@@ -31,7 +31,7 @@ struct af_readahead {
     uint32_t consumers;
     int every_lane;                  /* every packet to every lane (defragmenting workers) */
     size_t entry_size;               /* what an entry holds (raw headers only with headers=N) */
-    uint64_t lane_bytes;
+    uint64_t lane_bytes;             /* a power of two */
     af_lane *lanes;
     uint64_t now;                    /* reader only: the newest time read (not counting fragments) */
     atomic_int done, closing;
@@ -97,10 +97,15 @@ static void publish_stats(af_readahead *r) {
     pthread_mutex_unlock(&r->mu);
 }
 
-/* Whether the lane's consumer left room for one more entry and `bytes` of ring from `from`: what
- * it had left when last loaded, else what it has left now. */
+/* Whether the lane's consumer had left room for one more entry and `bytes` of ring from `from`
+ * when last loaded (inline: the common case, no atomic load). */
+static inline int room_known(const af_readahead *r, const af_lane *l, uint64_t from, uint32_t bytes) {
+    return l->written - l->seen_head < AF_RING && from + bytes - l->seen_consumed <= r->lane_bytes;
+}
+
+/* Whether it has left room now. */
 static int has_room(const af_readahead *r, af_lane *l, uint64_t from, uint32_t bytes) {
-    if (l->written - l->seen_head < AF_RING && from + bytes - l->seen_consumed <= r->lane_bytes) return 1;
+    if (room_known(r, l, from, bytes)) return 1;
     l->seen_head = atomic_load_explicit(&l->head, memory_order_acquire);
     l->seen_consumed = atomic_load_explicit(&l->consumed, memory_order_acquire);
     return l->written - l->seen_head < AF_RING && from + bytes - l->seen_consumed <= r->lane_bytes;
@@ -127,7 +132,7 @@ static int wait_room(af_readahead *r, af_lane *l, uint64_t from, uint32_t bytes)
 static int put(af_readahead *r, const af_frame *f) {
     af_lane *one = &r->lanes[0];
     int direct = r->consumers == 1;   /* one lane: decoded in place */
-    if (direct && !wait_room(r, one, one->reserved, 0)) return 0;
+    if (direct && !room_known(r, one, one->reserved, 0) && !wait_room(r, one, one->reserved, 0)) return 0;
     af_queued *q = direct ? &one->entries[one->written & (AF_RING - 1)] : &r->scratch;
     if (!af_read_packet(r->pp, &r->st, f, q)) return 1;
     /* a fragment goes whole to the counting threads; any other packet is prepared here */
@@ -142,10 +147,10 @@ static int put(af_readahead *r, const af_frame *f) {
     const uint8_t *copy = NULL;
     for (uint32_t c = first; c <= last; c++) {
         af_lane *l = &r->lanes[c];
-        uint64_t at = l->reserved;
-        if (at % r->lane_bytes + bytes > r->lane_bytes) at += r->lane_bytes - at % r->lane_bytes;   /* wrap */
-        if (!wait_room(r, l, at, bytes)) return 0;
-        uint8_t *to = l->bytes + at % r->lane_bytes;
+        uint64_t at = l->reserved, mask = r->lane_bytes - 1;
+        if ((at & mask) + bytes > r->lane_bytes) at += r->lane_bytes - (at & mask);   /* wrap */
+        if (!room_known(r, l, at, bytes) && !wait_room(r, l, at, bytes)) return 0;
+        uint8_t *to = l->bytes + (at & mask);
         l->reserved = at + bytes;
         af_queued *e = &l->entries[l->written++ & (AF_RING - 1)];
         if (!copy) {   /* the first lane's copy: from the frame */
@@ -161,6 +166,8 @@ static int put(af_readahead *r, const af_frame *f) {
         }
         if (e != q) memcpy(e, q, r->entry_size);
         if (q->payload) e->payload = to + (q->payload - copy);
+        /* every_lane: the other workers' lanes get it too, marked (their prepare would) */
+        e->foreign = !q->pending && c != af_worker_of(q->hash, r->consumers);
         e->ring_end = l->reserved;
     }
     return 1;
@@ -250,7 +257,7 @@ int af_readahead_start(af_readahead **out, af_source *src, const af_prepare *pp,
     r->stop = stop;
     r->entry_size = pp->table->headers_per_flow ? sizeof(af_queued) : offsetof(af_queued, raw);
     /* the lanes share the bytes of one ring; each holds the largest fragment copy many times */
-    r->lane_bytes = AF_RING_BYTES / consumers;
+    for (r->lane_bytes = AF_RING_BYTES; r->lane_bytes * consumers > AF_RING_BYTES;) r->lane_bytes /= 2;
     _Static_assert(AF_RING_BYTES / AF_MAX_WORKERS >= 4 * AF_MAX_PAYLOAD, "a lane holds a few of the largest copies");
     int ok = (r->lanes = zalloc_lines(consumers * sizeof *r->lanes)) != NULL;
     for (uint32_t c = 0; ok && c < consumers; c++) {
