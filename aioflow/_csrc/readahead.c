@@ -142,17 +142,30 @@ static int put(af_readahead *r, const af_frame *f) {
     /* a fragment's time counts where it is prepared (a held one moves no clock) */
     if (!q->pending && q->ts > r->now) r->now = q->ts;
     q->clock = r->now;
+    uint32_t owner = q->pending ? r->consumers : af_worker_of(q->hash, r->consumers);
     uint32_t first = 0, last = r->consumers - 1;
-    if (!q->pending && !r->every_lane) first = last = af_worker_of(q->hash, r->consumers);
+    if (!q->pending && !r->every_lane) first = last = owner;
     const uint8_t *copy = NULL;
     for (uint32_t c = first; c <= last; c++) {
         af_lane *l = &r->lanes[c];
+        /* every_lane: the other workers' copies only move their clocks (and defragmenters): the
+         * entry marked foreign, without the packet's bytes */
+        int foreign = !q->pending && c != owner;
+        uint32_t n = foreign ? 0 : bytes;
         uint64_t at = l->reserved, mask = r->lane_bytes - 1;
-        if ((at & mask) + bytes > r->lane_bytes) at += r->lane_bytes - (at & mask);   /* wrap */
-        if (!room_known(r, l, at, bytes) && !wait_room(r, l, at, bytes)) return 0;
+        if ((at & mask) + n > r->lane_bytes) at += r->lane_bytes - (at & mask);   /* wrap */
+        if (!room_known(r, l, at, n) && !wait_room(r, l, at, n)) return 0;
         uint8_t *to = l->bytes + (at & mask);
-        l->reserved = at + bytes;
+        l->reserved = at + n;
         af_queued *e = &l->entries[l->written++ & (AF_RING - 1)];
+        if (foreign) {
+            memcpy(e, q, r->entry_size);
+            e->foreign = 1;
+            e->payload = e->p.l3 = e->p.payload = NULL;
+            e->payload_len = e->l3_len = e->l3_headers = 0;
+            e->ring_end = l->reserved;
+            continue;
+        }
         if (!copy) {   /* the first lane's copy: from the frame */
             if (q->pending) {
                 memcpy(to, f->data, bytes);
@@ -161,13 +174,12 @@ static int put(af_readahead *r, const af_frame *f) {
                 af_prepare_copy(r->pp, q, to);
             }
             copy = to;
-        } else {       /* the others': from the first's */
+        } else {       /* the others' (a fragment's): from the first's */
             memcpy(to, copy, bytes);
         }
         if (e != q) memcpy(e, q, r->entry_size);
         if (q->payload) e->payload = to + (q->payload - copy);
-        /* every_lane: the other workers' lanes get it too, marked (their prepare would) */
-        e->foreign = !q->pending && c != af_worker_of(q->hash, r->consumers);
+        e->foreign = 0;
         e->ring_end = l->reserved;
     }
     return 1;
