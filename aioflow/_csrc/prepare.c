@@ -91,7 +91,8 @@ __attribute__((always_inline)) static inline int prepare_key(const af_prepare *p
     return 1;
 }
 
-__attribute__((always_inline)) static inline void prepare_copy(const af_prepare *pp, af_queued *q, uint8_t *payload_to) {
+__attribute__((always_inline)) static inline void prepare_copy(const af_prepare *pp, af_queued *q,
+                                                               uint8_t *payload_to) {
     af_packet *p = &q->p;
     if (q->foreign) {   /* counted by another worker: only its time is read here, nothing to copy */
         q->l3_len = q->l3_headers = q->payload_len = 0;
