@@ -15,9 +15,12 @@
 typedef struct {
     uint64_t hash;
     int pending;                     /* read ahead, a fragment: the counting thread prepares it */
-    int foreign;                     /* workers: another worker's flow; only its time counts here */
+    int foreign;                     /* workers: another worker's flow, only its time counts here
+                                      * (set where keyed, or by the reading thread per lane) */
     int sender;                      /* 1 when the packet's sender is the key's endpoint 1 */
     uint64_t ts;
+    uint64_t clock;                  /* the newest time of the packets read so far (read ahead with
+                                      * workers: of every worker's; fragments: before this one) */
     uint32_t caplen;
     uint32_t payload_len;            /* meters that read payloads: payload copied to `payload` */
     const uint8_t *payload;          /* the payload copy; a fragment read ahead: the frame's copy */

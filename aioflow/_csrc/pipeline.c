@@ -51,7 +51,7 @@ struct af_pipeline {
     uint32_t queue_head, queue_count;    /* queue_head: free-running index (& qmask to use) */
     uint32_t qmask;                  /* AF_QUEUE - 1; read ahead: AF_RING - 1 (a small queue stays in cache) */
     af_readahead *ahead;             /* files read by af_start's thread: the reading thread */
-    int ahead_shared;                /* workers: another pipeline's reading thread (and ring), not ours */
+    int ahead_shared;                /* workers: another pipeline's reading thread (and lanes), not ours */
     af_prepare reader_prep;          /* what that thread prepares with (workers: for all of them) */
     af_queued frag_q;                /* read ahead: the head fragment, prepared here (the ring is read-only) */
     int frag_ready;                  /* frag_q holds the head entry, prepared */
@@ -85,10 +85,8 @@ _Static_assert(AF_MIN_FRAGMENT_MEMORY == AF_DEFRAG_BLOCK, "the fragment pool hol
 
 void af_pipeline_close(af_pipeline *p) {
     if (!p) return;
-    if (!p->ahead_shared) {   /* else its owner (worker 0, closed last) frees the thread and ring */
-        af_readahead_free(p->ahead);
-        free(p->queue);
-    }
+    if (!p->ahead_shared) af_readahead_free(p->ahead);   /* else its owner (worker 0, closed last) does */
+    if (!p->ahead) free(p->queue);   /* else the queue is a lane of the reading thread's */
     af_source_close(&p->src);
     free(p->frag_payload);
     free(p->payloads);
@@ -221,10 +219,13 @@ int af_pipeline_started_reading(const af_pipeline *p) { return p->stats.packets_
 
 /* Gives up datagrams timed out as of now; what they hand over is counted before the packet at
  * queue position `at` (defrag.h). */
-static void defrag_expire(af_pipeline *p, uint32_t at, uint64_t now) {
-    if (!p->defrag) return;
+static void defrag_give_up(af_pipeline *p, uint32_t at, uint64_t now) {
     af_defrag_position(p->defrag, at);
     af_defrag_expire(p->defrag, now);
+}
+/* Inline: once per packet, and most pipelines do not defragment. */
+static inline void defrag_expire(af_pipeline *p, uint32_t at, uint64_t now) {
+    if (p->defrag) defrag_give_up(p, at, now);
 }
 
 /* Filters and prepares one packet read by the counting thread itself (live sources, or no
@@ -239,19 +240,13 @@ static void enqueue(af_pipeline *p, const af_frame *f) {
     if (af_prepare_packet(&p->prep, &p->stats, q, f->data, payload_to)) p->queue_count++;
 }
 
-/* Workers: a packet of a flow another worker counts (it only moves this one's clock). From the
- * hash, so that a packet prepared by a reading thread shared by all workers is judged here. */
-static inline int foreign(const af_pipeline *p, const af_queued *q) {
-    return p->prep.workers > 1 && af_worker_of(q->hash, p->prep.workers) != p->prep.worker;
-}
-
 /* Counts the later fragments held for this first fragment (fragments.h), before it: they came
  * first. 0 when the batch ran out of room first (the rest go on the next call). */
 static int count_early(af_pipeline *p, const af_queued *first) {
     af_queued q;
     while (af_emit_room(&p->acc.em) > AF_ROOM_PER_PACKET) {
         if (!af_prepare_early(&p->prep, &p->stats, first, &q)) return 1;
-        if (!foreign(p, &q)) af_account(&p->acc, &q);   /* released in every worker: their tables agree */
+        if (!q.foreign) af_account(&p->acc, &q);   /* released in every worker: their tables agree */
     }
     return 0;
 }
@@ -262,7 +257,7 @@ static int count_unmerged(af_pipeline *p, uint32_t before, int all) {
     af_queued q;
     while (af_emit_room(&p->acc.em) > AF_ROOM_PER_PACKET) {
         if (!af_prepare_unmerged(&p->prep, before, all, &q)) return 1;
-        if (!foreign(p, &q)) af_account(&p->acc, &q);   /* handed over in every worker: their tables agree */
+        if (!q.foreign) af_account(&p->acc, &q);   /* handed over in every worker: their tables agree */
     }
     return 0;
 }
@@ -277,11 +272,11 @@ static void count_queued(af_pipeline *p) {
             for (size_t at = 0; at < lines; at += 64) __builtin_prefetch(next + at);
         }
         const af_queued *far = &p->queue[(p->queue_head + 2 * AF_PREFETCH_AHEAD) & p->qmask];
-        if (!far->pending && !foreign(p, far)) __builtin_prefetch(&t->buckets[far->hash & t->mask]);
+        if (!far->pending && !far->foreign) __builtin_prefetch(&t->buckets[far->hash & t->mask]);
     }
     if (p->queue_count > AF_PREFETCH_AHEAD) {
         const af_queued *ahead = &p->queue[(p->queue_head + AF_PREFETCH_AHEAD) & p->qmask];
-        uint32_t s = ahead->pending || foreign(p, ahead) ? AF_NIL : t->buckets[ahead->hash & t->mask];
+        uint32_t s = ahead->pending || ahead->foreign ? AF_NIL : t->buckets[ahead->hash & t->mask];
         if (s != AF_NIL) {   /* the flow's two lines (side entries: see the halfway point below) */
             const char *f = (const char *)af_table_flow(t, s);
             __builtin_prefetch(f);
@@ -294,7 +289,7 @@ static void count_queued(af_pipeline *p) {
         const af_queued *half = &p->queue[(p->queue_head + AF_PREFETCH_AHEAD / 2) & p->qmask];
         int side = !half->pending && (half->key.ver != 4 || (half->p.protocol == 6 && (half->p.tcp_flags & ~AF_TCP_ACK)));
         if (p->meters.n_deep || side) {
-            uint32_t h = half->pending || foreign(p, half) ? AF_NIL : t->buckets[half->hash & t->mask];
+            uint32_t h = half->pending || half->foreign ? AF_NIL : t->buckets[half->hash & t->mask];
             if (h != AF_NIL && p->meters.n_deep) af_meters_prefetch(p->meters.deep, p->meters.n_deep, h, half->sender);
             if (h != AF_NIL && side) {
                 const af_flow *f = af_table_flow(t, h);
@@ -309,12 +304,10 @@ static void count_queued(af_pipeline *p) {
     p->frag_ready = 0;
     p->queue_head++;
     p->queue_count--;
-    if (!foreign(p, q)) af_account(&p->acc, q);   /* another worker's flow: it moved the clock, that is all */
+    if (!q->foreign) af_account(&p->acc, q);   /* another worker's flow: it moved the clock, that is all */
 }
 
-static void ahead_release(af_pipeline *p) {
-    af_readahead_release(p->ahead, p->prep.worker, p->queue, p->queue_head);
-}
+static void ahead_release(af_pipeline *p) { af_readahead_release(p->ahead, p->cfg.worker, p->queue_head); }
 
 /* With a reading thread: what it read becomes the queue; the packet at the head is prepared if
  * it is a fragment (in packet order). Returns 1 to go on counting (a packet at the head, or none
@@ -326,8 +319,18 @@ static int take_read_ahead(af_pipeline *p, uint32_t *n, uint32_t max_packets, in
         if (p->queue_count == 0) {
             ahead_release(p);
             int done;
-            p->queue_count = af_readahead_available(r, p->queue_head, &done);
+            uint64_t clock;
+            p->queue_count = af_readahead_available(r, p->cfg.worker, p->queue_head, &done, &clock);
             if (p->queue_count == 0) {
+                /* workers: nothing of this one's flows was read before the reader's clock, so
+                 * its flows end by that time now, as the other workers' packets would end them
+                 * with one shared ring (af_reap: the same flows whatever times it ran at) */
+                if (clock > p->now_ns) p->now_ns = clock;
+                if (af_reap_due(&p->table, &p->cfg, p->now_ns) &&
+                    af_reap(&p->acc.em, &p->cfg, p->now_ns, AF_ROOM_PER_PACKET)) {
+                    *status = AF_MORE;
+                    return 0;
+                }
                 if (!done) {
                     *status = AF_OK;
                     return 0;
@@ -436,7 +439,9 @@ static int pump_locked(af_pipeline *p, uint32_t max_packets, af_batch *out) {
             }
             return AF_DONE;
         }
-        uint64_t ts = p->queue[p->queue_head & p->qmask].ts;
+        const af_queued *head = &p->queue[p->queue_head & p->qmask];
+        /* clock: the newest time read before it, other workers' packets too (read ahead) */
+        uint64_t ts = head->ts > head->clock ? head->ts : head->clock;
         if (ts > p->now_ns) p->now_ns = ts;
         if ((af_reap_due(&p->table, &p->cfg, p->now_ns) && af_reap(em, &p->cfg, p->now_ns, AF_ROOM_PER_PACKET)) ||
             af_emit_room(em) <= AF_ROOM_PER_PACKET)
@@ -495,10 +500,10 @@ int af_pipeline_read_ahead(af_pipeline *p, af_pipeline *reader, uint32_t consume
     if (p->payloads && !p->frag_payload && !(p->frag_payload = malloc(AF_MAX_PAYLOAD))) return AF_ERR_NOMEM;
     p->prep.prefetch_bucket = 0;   /* counting runs on another core: it prefetches for itself */
     p->qmask = AF_RING - 1;
-    if (reader && reader != p) {   /* workers: consumer of worker 0's thread, reading its ring */
+    if (reader && reader != p) {   /* workers: consumer of worker 0's thread, reading its lane */
         if (!reader->ahead) return AF_ERR_CONFIG;
         free(p->queue);
-        p->queue = reader->queue;
+        p->queue = af_readahead_queue(reader->ahead, p->cfg.worker);
         p->ahead = reader->ahead;
         p->ahead_shared = 1;
         return AF_OK;
@@ -507,16 +512,21 @@ int af_pipeline_read_ahead(af_pipeline *p, af_pipeline *reader, uint32_t consume
     p->reader_prep = p->prep;
     p->reader_prep.worker = 0;
     p->reader_prep.workers = 1;
-    int code = af_readahead_start(&p->ahead, &p->src, &p->reader_prep, p->queue, &p->stop_requested, consumers);
+    /* defragmenting, each worker gives datagrams up on every packet's time: every packet to each */
+    int code = af_readahead_start(&p->ahead, &p->src, &p->reader_prep, &p->stop_requested, consumers,
+                                  consumers > 1 && p->defrag);
     if (code != AF_OK) {
         p->prep.prefetch_bucket = 1;
         p->qmask = AF_QUEUE - 1;
+        return code;
     }
-    return code;
+    free(p->queue);
+    p->queue = af_readahead_queue(p->ahead, 0);
+    return AF_OK;
 }
 
 int af_pipeline_wait(af_pipeline *p) {
-    if (p->ahead) return af_readahead_wait(p->ahead, p->queue_head, &p->stop_requested);
+    if (p->ahead) return af_readahead_wait(p->ahead, p->cfg.worker, p->queue_head, &p->stop_requested);
     if (p->src.live) {   /* live workers: until packets come, or a ring block's latency (then reap) */
         struct pollfd fd = {af_source_fd(&p->src), POLLIN, 0};
         poll(&fd, 1, AF_LIVE_LATENCY_MS);

@@ -14,7 +14,7 @@ int af_read_packet(const af_prepare *pp, af_stats *st, const af_frame *f, af_que
         st->packets_read++;
         return 0;
     }
-    q->ts = ts;
+    q->ts = q->clock = ts;
     q->caplen = f->caplen;
     q->wire_len = f->len;
     q->dlt = f->dlt;
@@ -56,7 +56,9 @@ static int hold_early(const af_prepare *pp, af_stats *st, const af_queued *q) {
     return af_early_hold(pp->early, st, p, q->ts, q->caplen, q->wire_len, p->l3, raw);
 }
 
-int af_prepare_packet(const af_prepare *pp, af_stats *st, af_queued *q, const u_char *data, uint8_t *payload_to) {
+/* Inline in af_prepare_packet (the counting thread's own reading, once per packet). */
+__attribute__((always_inline)) static inline int prepare_key(const af_prepare *pp, af_stats *st, af_queued *q,
+                                                             const u_char *data) {
     af_packet *p = &q->p;
     int r = q->decoded;
     uint64_t ts = q->ts;
@@ -86,12 +88,18 @@ int af_prepare_packet(const af_prepare *pp, af_stats *st, af_queued *q, const u_
     if (p->frag == AF_FRAG_FIRST) af_frag_remember(pp->frags, p, ts);
     q->caplen = caplen;
     make_key(pp, q);
+    return 1;
+}
+
+__attribute__((always_inline)) static inline void prepare_copy(const af_prepare *pp, af_queued *q,
+                                                               uint8_t *payload_to) {
+    af_packet *p = &q->p;
     if (q->foreign) {   /* counted by another worker: only its time is read here, nothing to copy */
         q->l3_len = q->l3_headers = q->payload_len = 0;
         q->payload = NULL;
         p->l3 = NULL;
         p->payload = NULL;
-        return 1;
+        return;
     }
     if (pp->table->headers_per_flow) {
         uint32_t n = p->l3_headers_len < sizeof q->raw ? p->l3_headers_len : (uint32_t)sizeof q->raw;
@@ -110,6 +118,17 @@ int af_prepare_packet(const af_prepare *pp, af_stats *st, af_queued *q, const u_
     q->payload = payload_to ? payload_to + q->l3_headers : NULL;
     p->l3 = NULL;   /* points into libpcap's buffer, which the next read reuses */
     p->payload = NULL;
+}
+
+int af_prepare_key(const af_prepare *pp, af_stats *st, af_queued *q, const u_char *data) {
+    return prepare_key(pp, st, q, data);
+}
+
+void af_prepare_copy(const af_prepare *pp, af_queued *q, uint8_t *payload_to) { prepare_copy(pp, q, payload_to); }
+
+int af_prepare_packet(const af_prepare *pp, af_stats *st, af_queued *q, const u_char *data, uint8_t *payload_to) {
+    if (!prepare_key(pp, st, q, data)) return 0;
+    prepare_copy(pp, q, payload_to);
     return 1;
 }
 

@@ -34,6 +34,10 @@ int af_read_packet(const af_prepare *pp, af_stats *st, const af_frame *f, af_que
 /* The second half (`data` is the decoded frame; the payload is copied to payload_to). Returns 0
  * when the packet was counted aside or held by the defragmenter. */
 int af_prepare_packet(const af_prepare *pp, af_stats *st, af_queued *q, const u_char *data, uint8_t *payload_to);
+/* af_prepare_packet in two steps, for a reading thread that picks the packet's worker (and so
+ * where its copies go) by its hash: the key and hash (0 as af_prepare_packet), then the copies. */
+int af_prepare_key(const af_prepare *pp, af_stats *st, af_queued *q, const u_char *data);
+void af_prepare_copy(const af_prepare *pp, af_queued *q, uint8_t *payload_to);
 /* A later fragment held for `first` (a first fragment about to be counted), prepared into q with
  * first's ports (1), or 0 when none is left: count each before first, they came before it. */
 int af_prepare_early(const af_prepare *pp, af_stats *st, const af_queued *first, af_queued *q);

@@ -1,11 +1,14 @@
 /* Workers (af_config.workers > 1): the engine opens one pipeline per worker (live: one capture
  * handle each, joined by PACKET_FANOUT, source.c). For a file, each pipeline is over the same
- * file. Each reads and decodes every packet (so each sees every packet's time, and every IP
- * fragment: fragment and defragment tables agree without any exchange) and counts only the flows
- * whose hash picks it (af_worker_of; the others are "foreign": they move its clock, nothing more).
- * Expiry therefore runs on the same clock in every worker, and the records are those of one
- * worker. This file holds what the engine needs beyond the pipelines themselves: each worker's
- * config (bounds split), the merged counters, and the snapshot cursor over all of them. */
+ * file: either worker 0's reading thread decodes every packet once into the lane of the worker
+ * whose hash picks its flow (readahead.h: fragments to every lane; the clock in each entry and
+ * as a watermark), or (read_ahead off) each reads and decodes every packet itself and counts only
+ * the flows whose hash picks it (af_worker_of; the others are "foreign": they move its clock,
+ * nothing more). Either way every worker sees every IP fragment (fragment and defragment tables
+ * agree without any exchange) and expiry runs on the same clock in every worker, so the records
+ * are those of one worker. This file holds what the engine needs beyond the pipelines
+ * themselves: each worker's config (bounds split), the merged counters, and the snapshot cursor
+ * over all of them. */
 #ifndef AIOFLOW_WORKERS_H
 #define AIOFLOW_WORKERS_H
 #include <stddef.h>
