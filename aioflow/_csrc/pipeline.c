@@ -52,6 +52,7 @@ struct af_pipeline {
     uint32_t qmask;                  /* AF_QUEUE - 1; read ahead: AF_RING - 1 (a small queue stays in cache) */
     af_readahead *ahead;             /* files read by af_start's thread: the reading thread */
     int ahead_shared;                /* workers: another pipeline's reading thread (and lanes), not ours */
+    uint32_t lane;                   /* read ahead: this pipeline's lane of that thread (0 when its own) */
     af_prepare reader_prep;          /* what that thread prepares with (workers: for all of them) */
     af_queued frag_q;                /* read ahead: the head fragment, prepared here (the ring is read-only) */
     int frag_ready;                  /* frag_q holds the head entry, prepared */
@@ -307,7 +308,7 @@ static void count_queued(af_pipeline *p) {
     if (!q->foreign) af_account(&p->acc, q);   /* another worker's flow: it moved the clock, that is all */
 }
 
-static void ahead_release(af_pipeline *p) { af_readahead_release(p->ahead, p->cfg.worker, p->queue_head); }
+static void ahead_release(af_pipeline *p) { af_readahead_release(p->ahead, p->lane, p->queue_head); }
 
 /* With a reading thread: what it read becomes the queue; the packet at the head is prepared if
  * it is a fragment (in packet order). Returns 1 to go on counting (a packet at the head, or none
@@ -320,7 +321,7 @@ static int take_read_ahead(af_pipeline *p, uint32_t *n, uint32_t max_packets, in
             ahead_release(p);
             int done;
             uint64_t clock;
-            p->queue_count = af_readahead_available(r, p->cfg.worker, p->queue_head, &done, &clock);
+            p->queue_count = af_readahead_available(r, p->lane, p->queue_head, &done, &clock);
             if (p->queue_count == 0) {
                 /* workers: nothing of this one's flows was read before the reader's clock, so
                  * its flows end by that time now, as the other workers' packets would end them
@@ -503,15 +504,18 @@ int af_pipeline_read_ahead(af_pipeline *p, af_pipeline *reader, uint32_t consume
     if (reader && reader != p) {   /* workers: consumer of worker 0's thread, reading its lane */
         if (!reader->ahead) return AF_ERR_CONFIG;
         free(p->queue);
-        p->queue = af_readahead_queue(reader->ahead, p->cfg.worker);
+        p->lane = p->cfg.worker;
+        p->queue = af_readahead_queue(reader->ahead, p->lane);
         p->ahead = reader->ahead;
         p->ahead_shared = 1;
         return AF_OK;
     }
-    /* it prepares every packet for every worker: nothing is foreign to it, every copy is made */
+    /* it prepares every packet for every worker: nothing is foreign to it, every copy is made;
+     * but for one share of a file's flows (flow_share: one consumer, cfg.workers > 1) it prepares
+     * as that share, marking the others' packets foreign and copying nothing of them */
     p->reader_prep = p->prep;
-    p->reader_prep.worker = 0;
-    p->reader_prep.workers = 1;
+    p->reader_prep.worker = consumers == 1 ? p->cfg.worker : 0;
+    p->reader_prep.workers = consumers == 1 ? p->cfg.workers : 1;
     /* defragmenting, each worker gives datagrams up on every packet's time: every packet to each */
     int code = af_readahead_start(&p->ahead, &p->src, &p->reader_prep, &p->stop_requested, consumers,
                                   consumers > 1 && p->defrag);
@@ -526,7 +530,7 @@ int af_pipeline_read_ahead(af_pipeline *p, af_pipeline *reader, uint32_t consume
 }
 
 int af_pipeline_wait(af_pipeline *p) {
-    if (p->ahead) return af_readahead_wait(p->ahead, p->cfg.worker, p->queue_head, &p->stop_requested);
+    if (p->ahead) return af_readahead_wait(p->ahead, p->lane, p->queue_head, &p->stop_requested);
     if (p->src.live) {   /* live workers: until packets come, or a ring block's latency (then reap) */
         struct pollfd fd = {af_source_fd(&p->src), POLLIN, 0};
         poll(&fd, 1, AF_LIVE_LATENCY_MS);

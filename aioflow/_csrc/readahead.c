@@ -138,7 +138,7 @@ static int put(af_readahead *r, const af_frame *f) {
     /* a fragment goes whole to the counting threads; any other packet is prepared here */
     q->pending = q->p.frag != AF_FRAG_NONE;
     if (!q->pending && !af_prepare_key(r->pp, &r->st, q, f->data)) return 1;   /* counted aside */
-    uint32_t bytes = q->pending ? q->caplen : af_copy_bytes(r->pp, &q->p);
+    uint32_t bytes = q->pending ? q->caplen : q->foreign ? 0 : af_copy_bytes(r->pp, &q->p);   /* foreign: a share's */
     /* a fragment's time counts where it is prepared (a held one moves no clock) */
     if (!q->pending && q->ts > r->now) r->now = q->ts;
     q->clock = r->now;
@@ -179,7 +179,7 @@ static int put(af_readahead *r, const af_frame *f) {
         }
         if (e != q) memcpy(e, q, r->entry_size);
         if (q->payload) e->payload = to + (q->payload - copy);
-        e->foreign = 0;
+        e->foreign = q->foreign;   /* 1 only for another share's packet (flow_share) */
         e->ring_end = l->reserved;
     }
     return 1;
