@@ -21,6 +21,7 @@ import pytest
 from support.tshark import tshark_records
 
 import aioflow
+from aioflow._engine import dissect_unavailable
 from aioflow._frame import RECORD_DTYPE
 from aioflow.cli import main
 from aioflow.export import EXPORTERS, IPFIXFileWriter, ParquetWriter
@@ -233,6 +234,37 @@ def test_parquet_matches_read_frame(tmp_path: Path) -> None:
     a = table[cols].sort_values(key).reset_index(drop=True)
     b = frame[cols].sort_values(key).reset_index(drop=True)
     assert a.astype(str).equals(b.astype(str))
+
+
+PARQUET_METERS: dict[str, Any] = {"statistics": True, "splt": 4, "meters": ("mac", "community_id"),
+                                  **({"dissect": True} if not dissect_unavailable() else {})}  # fmt: skip
+
+
+@pytest.mark.parametrize("path_kind", ["run", "write"])
+def test_parquet_has_every_meter_column_of_read_arrow(tmp_path: Path, path_kind: str) -> None:
+    """With meters on, run(parser) (batch by batch) and write(flows) (Flow objects) both write
+    read_arrow's columns and values, splt as lists, text as strings."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    capture = DATA / "ndpi_ocs.pcap"
+    path = tmp_path / "flows.parquet"
+
+    async def run() -> None:
+        async with aioflow.FlowParser(capture, **PARQUET_METERS) as parser, ParquetWriter(path) as writer:
+            if path_kind == "run":
+                await writer.run(parser)
+            else:
+                writer.write([f async for f in parser.terminated()])
+
+    anyio.run(run)
+    got = pq.read_table(path).to_pandas().sort_values("id").reset_index(drop=True)
+    want = aioflow.read_arrow(capture, **PARQUET_METERS).to_pandas().sort_values("id").reset_index(drop=True)
+    assert list(got.columns) == list(want.columns) and len(got) == len(want) > 10
+    assert {"bidirectional_mean_ps", "splt_ps", "src_mac", "community_id_value"} <= set(got.columns)
+    for name in want.columns:
+        a, b = got[name].tolist(), want[name].tolist()
+        if name.startswith("splt_"):
+            a, b = [list(x) for x in a], [list(x) for x in b]
+        assert a == b or got[name].equals(want[name]), name
 
 
 def test_gather_records_takes_the_flows_records(tmp_path: Path) -> None:

@@ -160,3 +160,21 @@ def test_nfdump_still_reads_the_export(tmp_path: Path, nfdump: object) -> None:
                       frame.src2dst_packets, frame.src2dst_bytes, frame.dst2src_packets, frame.dst2src_bytes,
                       strict=True))  # fmt: skip
     assert got == want and len(got) > 0
+
+
+def test_cli_export_dissect_to_parquet(tmp_path: Path) -> None:
+    """`aioflow export --dissect --write FILE.parquet`: the application columns are in the file,
+    each flow's as read_frame(dissect=True) has them."""
+    import sys
+
+    pq = pytest.importorskip("pyarrow.parquet")
+    capture = DATA / "ndpi_ocs.pcap"
+    path = tmp_path / "flows.parquet"
+    command = [sys.executable, "-m", "aioflow", "export", str(capture), "--write", str(path), "--dissect"]
+    run = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    got = pq.read_table(path).to_pandas().sort_values("id")
+    want = aioflow.read_frame(capture, dissect=True).sort_values("id")
+    names = ["src_ip", "src_port", "application_name", "application_category_name", "requested_server_name"]
+    assert got[names].values.tolist() == want[names].values.tolist()
+    assert got.application_name.str.len().gt(0).all()

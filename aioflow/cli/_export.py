@@ -49,7 +49,8 @@ def add_parser(commands: Any) -> None:
                         help="collector address (port default: 4739 for ipfix, 2055 for v9/v5)")
     export.add_argument("--format", choices=sorted(DEFAULT_PORTS), default="ipfix",
                         help="export protocol (default ipfix)")
-    export.add_argument("--write", metavar="FILE", help="also write an IPFIX file (.parquet: a Parquet file)")
+    export.add_argument("--write", metavar="FILE", help="also write an IPFIX file (.parquet: a Parquet file, with "
+                        "--dissect's columns too)")
     export.add_argument("--mtu", type=int_at_least(256), default=1400, metavar="BYTES",
                         help="largest UDP payload (default 1400)")
     export.add_argument("--max-rate", type=positive_float, metavar="N",
@@ -110,9 +111,9 @@ async def _export(stopper: _signals.Stopper, args: argparse.Namespace, err: Text
     from ..netflow.export import ParquetWriter
 
     exporter = writer = archive = None
-    if args.dissect and ((args.to is not None and args.format != "ipfix") or str(args.write).endswith(".parquet")
-                         or args.flow_tools is not None):  # fmt: skip
-        raise CommandError("--dissect: only IPFIX carries the application (--format ipfix, --write FILE.ipfix)")
+    if args.dissect and ((args.to is not None and args.format != "ipfix") or args.flow_tools is not None):
+        raise CommandError("--dissect: only IPFIX and Parquet carry the application (--format ipfix, --write FILE, "
+                           "--write FILE.parquet)")  # fmt: skip
     rotation = flowtools_rotation(args)
     async with contextlib.AsyncExitStack() as stack:
         parser = await stack.enter_async_context(aioflow.FlowParser(args.source, **parser_options(args)))

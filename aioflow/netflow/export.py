@@ -38,10 +38,12 @@ from ._encode import (
     IPFIXEncoder,
     NetflowV5Encoder,
     NetflowV9Encoder,
+    batch_runs,
     gather_records,
 )
 
 if TYPE_CHECKING:
+    from .._engine import Batch
     from .._flow import Flow
     from .._parser import FlowParser
 
@@ -113,7 +115,7 @@ class _BufferedSink:
             if not self._pending:
                 return
             rec = gather_records(self._pending)
-            extra = gather_ipfix_application_columns(self._pending) if self._applications else None
+            extra = self._flows_extra(self._pending)
             self._pending = []
             await self._emit(rec, extra)
 
@@ -127,9 +129,17 @@ class _BufferedSink:
             async for batch in batches:
                 rec = np.frombuffer(batch.raw_records(), dtype=RECORD_DTYPE)
                 async with self._lock:
-                    await self._emit(rec, ipfix_application_columns(batch) if self._applications else None)
+                    await self._emit(rec, self._batch_extra(batch))
         finally:
             await batches.aclose()
+
+    def _batch_extra(self, batch: Batch) -> dict[str, np.ndarray] | None:
+        """The columns _emit gets beside a batch's records: the encoder's application columns."""
+        return ipfix_application_columns(batch) if self._applications else None
+
+    def _flows_extra(self, flows: Sequence[Flow]) -> dict[str, np.ndarray] | None:
+        """_batch_extra of Flow objects' batches, in the flows' order (send()'s path)."""
+        return gather_ipfix_application_columns(flows) if self._applications else None
 
     async def _emit(self, rec: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> None:
         raise NotImplementedError
@@ -358,7 +368,8 @@ class _FileSink(_BufferedSink):
 
     def write(self, flows: Sequence[Flow] | Iterable[Flow]) -> None:
         """Writes these flows now (blocking)."""
-        self.write_records(gather_records(list(flows)))
+        flows = list(flows)
+        self.write_records(gather_records(flows), self._flows_extra(flows))
 
     def write_records(self, rec: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> None:
         raise NotImplementedError
@@ -428,9 +439,10 @@ class IPFIXFileWriter(_FileSink):
 
 
 class ParquetWriter(_FileSink):
-    """A Parquet file with the columns of read_frame()/Flow.to_dict(), written in row groups as
-    flows arrive. Needs pyarrow: pip install pyarrow (the 'parquet' extra) (ImportError without it).
-    The file is created (emptied) at once: raises OSError when it cannot be, as IPFIXFileWriter."""
+    """A Parquet file with the columns of read_frame()/Flow.to_dict(), the enabled meters' too
+    (dissect, statistics, splt as lists, ...), written in row groups as flows arrive. Needs
+    pyarrow: pip install pyarrow (the 'parquet' extra) (ImportError without it). The file is
+    created (emptied) at once: raises OSError when it cannot be, as IPFIXFileWriter."""
 
     def __init__(
         self,
@@ -452,18 +464,41 @@ class ParquetWriter(_FileSink):
         self._writer: Any = None
 
     def write_records(self, rec: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> None:
-        """Writes C flow records (an array of RECORD_DTYPE) as one row group now, blocking (the
-        records' own columns: `extra` is not written)."""
+        """Writes C flow records (an array of RECORD_DTYPE) as one row group now, blocking, with
+        `extra`'s columns (meter_parts' form: the meters' fields of the same records). Every row
+        group has the first one's columns: ValueError for records whose meters differ."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from .._frame import records_to_columns
+        from .._frame import record_parts
+        from .._frame_targets import ArrowColumns
 
-        table = pa.table(records_to_columns(rec))
+        parts: dict[str, Any] = record_parts(rec)
+        for name, column in (extra or {}).items():
+            parts.setdefault(name, column)  # a plain-named meter field the record has: the record's
+        table = pa.table(ArrowColumns().batch(parts))
         if self._writer is None:
             self._writer = pq.ParquetWriter(self.path, table.schema, compression=self.compression)
-        self._writer.write_table(table)
+        elif table.schema.names != self._writer.schema.names:
+            raise ValueError(f"{self.path}: these flows' columns differ from the file's (flows of parsers with "
+                             "other meters): write them to another file")  # fmt: skip
+        self._writer.write_table(table.cast(self._writer.schema))
         self.rows += len(rec)
+
+    def _batch_extra(self, batch: Batch) -> dict[str, np.ndarray]:
+        from .._frame import meter_parts
+
+        return meter_parts(batch.meter_data, batch.count, batch.meter_layout)
+
+    def _flows_extra(self, flows: Sequence[Flow]) -> dict[str, np.ndarray] | None:
+        parts = [{name: column[run] for name, column in self._batch_extra(batch).items()}
+                 for batch, run in batch_runs(flows)]  # fmt: skip
+        if not parts:
+            return None
+        if any(p.keys() != parts[0].keys() for p in parts):
+            raise ValueError(f"{self.path}: these flows come from parsers with other meters: write them to "
+                             "separate files")  # fmt: skip
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
     def close(self) -> None:
         """Writes the file's footer and closes it (idempotent); no flow at all still makes a valid file."""
