@@ -44,9 +44,10 @@ def count(argv: list[str], producer: bool = True, cache: bool = False) -> dict[s
         elif re.search(r"producer\.c:run\b", line) and numbers and "producer" not in found:
             found["producer"] = numbers[0]
             if cache and len(numbers) == len(events):
-                row = dict(zip(events, numbers))
+                row = dict(zip(events, numbers, strict=True))
                 found["producer_D1"] = row["D1mr"] + row["D1mw"]
                 found["producer_LL"] = row["DLmr"] + row["DLmw"]
-    if "total" not in found or (producer and "producer" not in found) or (cache and producer and "producer_D1" not in found):
+    missing_cache = cache and producer and "producer_D1" not in found
+    if "total" not in found or (producer and "producer" not in found) or missing_cache:
         raise RuntimeError("producer.c:run or the program's total not in callgrind's output")
     return found
