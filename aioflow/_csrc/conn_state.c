@@ -42,6 +42,11 @@
 #include "meter.h"
 
 
+/* zhot.letters' bit for a role's packet with or without payload: zconn.seen's H_DATA and H_ACK
+ * bits (16 and 32) of each role, side by side (sync_out) */
+#define LETTER(role, payload) (2 * (role) + !(payload))
+_Static_assert(H_DATA == 16 && H_ACK == 32, "zhot.letters is zconn.seen >> 4 and >> 18");
+
 /* The hot part of a TCP endpoint: zend's sequence numbers, their low 32 bits for last and ack. */
 typedef struct {
     uint32_t start, last, ack, l, trim, fin;
@@ -59,12 +64,13 @@ typedef struct {
     uint8_t kind;                    /* K_*: 0 before the first packet */
     uint8_t orig;                    /* zconn's orig */
     uint8_t did_close;               /* TCP: bit per role, its FIN or RST closed it (Zeek stops the clock at both) */
-    /* The packets the fast path takes. TCP: bit 2 * role + (payload? 1 : 0) for an ACK from that
-     * role: both ends seen and in FAST_STATES, the role's letter for it (A or D) already in the
-     * history, its last and ack in 32 bits. UDP/ICMP/others: bit `role`, its first packet seen. */
+    /* The packets the fast path takes, bit `role`. TCP: an ACK from that role when both ends were
+     * seen and are in FAST_STATES and the role's last and ack fit 32 bits. UDP/ICMP/others: any
+     * packet after the role's first. */
     uint8_t ready;
     uint8_t ef[2];                   /* F_* by role */
-    uint8_t _pad[2];
+    uint8_t letters;                 /* TCP: bit LETTER(role, payload): the role's D or A is in the history */
+    uint8_t _pad;
 } zhot;
 _Static_assert(sizeof(zhot) == 64, "the hot part is one cache line");
 
@@ -314,26 +320,33 @@ static void sync_in(const zhot *h, zconn *c) {
 /* Back into the hot part after a slow TCP packet, and what the fast path may take next. */
 static void sync_out(zhot *h, const zconn *c) {
     int fast = (FAST_STATES >> c->e[0].state & FAST_STATES >> c->e[1].state & 1) && c->first_seen == 3;
-    uint8_t ready = 0;
+    unsigned ready = 0;
     for (int k = 0; k < 2; k++) {
         const zend *e = &c->e[k];
         zhend *x = &h->u.e[k];
         *x = (zhend){e->start, (uint32_t)e->last, (uint32_t)e->ack, e->r.l, e->r.trim, e->r.fin};
-        h->ef[k] = (uint8_t)((e->fins ? F_FINS : 0) | (e->r.skip ? F_SKIP : 0) | (e->r.n ? F_HELD : 0));
-        if (fast && e->last >= 0 && e->last <= UINT32_MAX && e->ack <= UINT32_MAX)
-            ready |= (uint8_t)(((c->seen >> (16 * k) & H_ACK) ? 1 : 0) << 2 * k | ((c->seen >> (16 * k) & H_DATA) ? 2 : 0) << 2 * k);
+        h->ef[k] = (uint8_t)(e->fins * F_FINS | e->r.skip * F_SKIP | (e->r.n != 0) * F_HELD);   /* each 0 or 1 */
+        /* last in [0, 2^32) and ack below 2^32: their high halves are 0 */
+        ready |= (unsigned)((((uint64_t)e->last | (uint64_t)e->ack) >> 32) == 0) << k;
     }
-    h->ready = ready;
+    h->ready = (uint8_t)(fast ? ready : 0);
+    h->letters = (uint8_t)((c->seen >> 4 & 3) | (c->seen >> 18 & 12));
     h->orig = c->orig;
+}
+
+/* A role's first A or D on the fast path: the history's letter (no other letter comes with it there). */
+__attribute__((noinline)) static void first_letter(zhot *h, zconn *c, int role, uint32_t len) {
+    check(c, role, len ? H_DATA : H_ACK, len ? 'D' : 'A');
+    h->letters |= (uint8_t)(1 << LETTER(role, len));
 }
 
 /* The common case, in-order data or a pure ACK while both ends are in FAST_STATES (flags ACK,
  * maybe PSH/URG/ECE/CWR; window not zero; zhot.ready), with what tcp_packet() would do for it
- * and nothing else: no SYN/FIN/RST so no endpoint re-init, history only D/A (seen already), no W,
- * no state change, no retransmission (T), no carry out of the low 32 bits. On the hot part
- * alone. Returns 0, having changed nothing, when the packet is not such a one: tcp_packet() then
- * runs. */
-static int fast_packet(zhot *h, int role, const af_packet *p, uint32_t len) {
+ * and nothing else: no SYN/FIN/RST so no endpoint re-init, history only D/A (the cold part's, the
+ * first time: first_letter), no W, no state change, no retransmission (T), no carry out of the
+ * low 32 bits. Returns 0, having changed nothing, when the packet is not such a one: tcp_packet()
+ * then runs. */
+static int fast_packet(zhot *h, zconn *c, int role, const af_packet *p, uint32_t len) {
     if ((p->tcp_flags & (AF_TCP_SYN | AF_TCP_FIN | AF_TCP_RST | AF_TCP_ACK)) != AF_TCP_ACK ||
         p->tcp_window == 0)
         return 0;
@@ -364,6 +377,7 @@ static int fast_packet(zhot *h, int role, const af_packet *p, uint32_t len) {
         if (e->ack <= 1 && size > MAX_INITIAL_WINDOW) e->trim = e->l;
         if (e->l - e->trim > MAX_UNACKED) h->ef[role] = ef | F_SKIP;
     }
+    if (!(h->letters >> LETTER(role, len) & 1)) first_letter(h, c, role, len);
     return 1;
 }
 
@@ -413,7 +427,7 @@ static void on_packet(void *state, void *cold, const af_packet *p, int sender, u
     int role = sender != h->orig;
     if (h->did_close != 3) h->last_ns = ts;
     if (h->kind == K_TCP) {
-        if ((h->ready >> (2 * role + (wire != 0)) & 1) && fast_packet(h, role, p, wire)) return;
+        if ((h->ready >> role & 1) && fast_packet(h, cold, role, p, wire)) return;
     } else if (h->ready >> role & 1) {   /* started: a UDP/ICMP/other packet after its direction's first */
         if (h->kind == K_COUNT) h->u.bytes[role] += wire;
         return;
