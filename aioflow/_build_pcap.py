@@ -27,6 +27,7 @@ STAGES = [
     "sha256.c", "quic_initial.c", "ja4.c",  # JA4 (TLS client fingerprint), QUIC Initials opened for it
     "ndpi_shim.c",  # every nDPI call (the dissect meter's), behind aioflow's own interface
     "record.c", "meter.c",  # records, the meter registry
+    "conn_gaps.c",  # the conn_state meter's content gaps (Zeek's reassembler's numbers)
     "arena.c", "stream.c",  # what the reassembly meter builds on: its arena, the streams
     "batch.c", "expiry.c", "account.c",  # batch hand-off, expiry, flow accounting
     "capfile.c", "capread.c",  # capture files: the pcap/pcapng parser, mapping or decompressing a file

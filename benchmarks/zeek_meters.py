@@ -3,6 +3,7 @@
 
     .venv/bin/python benchmarks/zeek_meters.py CAPTURE [--repeat N]
     .venv/bin/python benchmarks/zeek_meters.py CAPTURE --callgrind   # instruction counts, per mode
+    .venv/bin/python benchmarks/zeek_meters.py CAPTURE --cache-sim   # + the C pipeline's cache misses
 
 Each mode runs in a process of its own, modes interleaved round by round (best of N): packets/s
 and the ratio to flow-only. Modes: flows (no meter), zeek (conn_state + community_id),
@@ -57,15 +58,30 @@ def callgrind(path: str, mode: str) -> tuple[int, int]:
     return found.get("producer", 0), found["total"]
 
 
+def cache_sim(path: str) -> None:
+    """The C pipeline's instructions and data-cache misses per mode, as a table."""
+    print("| mode | C pipeline Ir | flows / mode | D1 misses | LL misses |\n| --- | ---: | ---: | ---: | ---: |")
+    base = 0
+    for mode in MODES:
+        found = _callgrind.count([sys.executable, __file__, "--child", mode, path], cache=True)
+        base = base or found["producer"]
+        print(f"| {mode} | {found['producer']:,} | {base / found['producer']:.3f}x | {found['producer_D1']:,} | "
+              f"{found['producer_LL']:,} |", flush=True)  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("capture")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--callgrind", action="store_true", help="instruction counts instead of times (valgrind)")
+    ap.add_argument("--cache-sim", action="store_true", help="instructions and cache misses of the C pipeline")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.child, args.capture)))
+        return 0
+    if args.cache_sim:
+        cache_sim(args.capture)
         return 0
     if args.callgrind:
         startup = callgrind(args.capture, "startup")[1]

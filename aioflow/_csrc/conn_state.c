@@ -24,56 +24,55 @@
  * GAP_RANGES ranges of data seen above a hole; past that, the two nearest merge (the hole between
  * them counts as seen) and the record says `gaps_inexact`. UDP: each direction active on its
  * first packet (history D/d), sizes = UDP payload bytes by the UDP length field; ICMP: payload
- * after the 8-byte header; other protocols: OTH, no history. */
+ * after the 8-byte header; other protocols: OTH, no history.
+ *
+ * Layout: with ~100k flows active every line of per-flow state a packet touches is a cache miss,
+ * so the state is in two parts. The hot part (zhot, the meter's state block: one 64-byte line,
+ * prefetched with the flow) has all that an in-order TCP segment or pure ACK (fast_packet) and a
+ * UDP/ICMP packet after its direction's first need: the endpoints' sequence numbers (low 32
+ * bits), reassembler edges, the time, the byte counts. The cold part (zconn, the meter's cold
+ * block) has the rest: states, history, the 64-bit sequence numbers, holes, Zeek's repetition
+ * counters. The slow path (handshakes, teardowns, out-of-order data, a letter's first time) works
+ * on the cold part alone: it takes the hot part's numbers in first (sync_in) and gives them back
+ * after (sync_out), which also says what the next packets may do on the fast path. */
 #include <string.h>
 
+#include "conn_gaps.h"
 #include "icmp_pair.h"
 #include "meter.h"
 
-#define HIST_MAX 31
 
-enum { INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET };
-enum { H_SYN = 1, H_FIN = 2, H_RST = 4, H_FIN_RST = 8, H_DATA = 16, H_ACK = 32, H_MULTI = 64 };
-#define TOO_LARGE_SEQ_DELTA 1048576
-#define GAP_RANGES 3
-#define MAX_INITIAL_WINDOW 16384             /* Zeek's tcp_max_initial_window */
-#define MAX_ABOVE_HOLE 16384                 /* tcp_max_above_hole_without_any_acks */
-#define MAX_UNACKED (10u * 1024 * 1024)     /* tcp_excessive_data_without_further_acks */
+/* zhot.letters' bit for a role's packet with or without payload: zconn.seen's H_DATA and H_ACK
+ * bits (16 and 32) of each role, side by side (sync_out) */
+#define LETTER(role, payload) (2 * (role) + !(payload))
+_Static_assert(H_DATA == 16 && H_ACK == 32, "zhot.letters is zconn.seen >> 4 and >> 18");
 
-/* One endpoint's Zeek reassembler, as far as gaps go: its sequence numbers relative to the
- * endpoint's start (data starts at 1), no data. */
+/* The hot part of a TCP endpoint: zend's sequence numbers, their low 32 bits for last and ack. */
 typedef struct {
-    uint32_t l;                      /* last_reassem_seq: data delivered (seen without holes) up to here */
-    uint32_t trim;                   /* trim_seq: acknowledged up to here (blocks below are gone) */
-    uint32_t top;                    /* the highest end of data it took */
-    uint32_t fin;                    /* FIN_seq: relative sequence after the last FIN */
-    uint32_t ooo[GAP_RANGES][2];     /* data seen above a hole: [start, end), sorted, disjoint, > l */
-    uint32_t gaps, gaps_next;        /* G's scaled count */
-    uint8_t n, skip, inexact, _pad;  /* ranges held; deliveries stopped (Zeek's skip_deliveries) */
-} zreasm;
+    uint32_t start, last, ack, l, trim, fin;
+} zhend;
+
+enum { K_TCP = 1, K_COUNT, K_OTHER };              /* zhot.kind: TCP; UDP/ICMP (bytes counted); others */
+enum { F_FINS = 1, F_SKIP = 2, F_HELD = 4 };       /* zhot.ef: zend's fins, r.skip, r.n != 0 */
 
 typedef struct {
-    int64_t last, ack;               /* relative to start: highest seq end sent; highest ack of it received */
-    int64_t hist_syn, hist_fin, hist_rst;
-    uint32_t start;
-    uint32_t rxmit, rxmit_next, win0, win0_next;
-    uint8_t state, prev_state, fins, _pad;
-    uint64_t bytes;                  /* UDP / ICMP payload */
-    zreasm r;
-} zend;
-
-typedef struct {
-    zend e[2];                       /* by Zeek's role: 0 originator, 1 responder */
-    uint32_t seen;                   /* history bits: originator's low 16, responder's high 16 */
-    uint8_t orig;                    /* key endpoint that is the originator */
-    uint8_t started, first_seen, partial, hist_len;
-    uint8_t icmp_type, icmp_code;     /* ICMP: the first packet's */
+    union {
+        zhend e[2];                  /* TCP, by role */
+        uint64_t bytes[2];           /* UDP / ICMP payload, by role */
+    } u;
+    uint64_t last_ns;                /* Zeek's last time */
+    uint8_t kind;                    /* K_*: 0 before the first packet */
+    uint8_t orig;                    /* zconn's orig */
     uint8_t did_close;               /* TCP: bit per role, its FIN or RST closed it (Zeek stops the clock at both) */
-    uint8_t fast;                    /* TCP: both ends seen and in FAST_STATES: fast_packet() may run */
-    uint64_t first_ns, last_ns;      /* Zeek's start and last time */
-    uint64_t missed;                 /* content gaps' bytes (conn.log's missed_bytes) */
-    char hist[HIST_MAX + 1];
-} zconn;
+    /* The packets the fast path takes, bit `role`. TCP: an ACK from that role when both ends were
+     * seen and are in FAST_STATES and the role's last and ack fit 32 bits. UDP/ICMP/others: any
+     * packet after the role's first. */
+    uint8_t ready;
+    uint8_t ef[2];                   /* F_* by role */
+    uint8_t letters;                 /* TCP: bit LETTER(role, payload): the role's D or A is in the history */
+    uint8_t _pad;
+} zhot;
+_Static_assert(sizeof(zhot) == 64, "the hot part is one cache line");
 
 typedef struct {
     char state[8];
@@ -100,12 +99,6 @@ static int likely_server(int proto, uint16_t port) {
     return 0;
 }
 
-static int32_t seq_delta(uint32_t a, uint32_t b) { return (int32_t)(a - b); }
-
-static void add(zconn *c, char code) {
-    if (c->hist_len < HIST_MAX) c->hist[c->hist_len++] = code;
-}
-
 /* Zeek's CheckHistory: adds the letter the first time; returns 1 when it was seen before. */
 static int check(zconn *c, int role, uint32_t mask, char code) {
     if (role) mask <<= 16, code = (char)(code + ('a' - 'A'));
@@ -113,15 +106,6 @@ static int check(zconn *c, int role, uint32_t mask, char code) {
     c->seen |= mask;
     add(c, code);
     return 0;
-}
-
-/* Zeek's ScaledHistoryEntry: the letter at counts 1, 10, 100, ... */
-static void scaled(zconn *c, int role, char code, uint32_t *count, uint32_t *next) {
-    if (!*next) *next = 1;
-    if (++*count == *next) {
-        add(c, role ? (char)(code + ('a' - 'A')) : code);
-        *next *= 10;
-    }
 }
 
 static void set_state(zend *e, uint8_t s) {
@@ -241,130 +225,6 @@ static int state_machine(zconn *c, int role, uint8_t fl, uint32_t seq, uint32_t 
     return role;
 }
 
-/* Zeek's TCP_Endpoint::Size() */
-static uint64_t tcp_size(const zend *e, const zend *peer) {
-    if (e->prev_state == SYN_SENT && e->state == RESET && peer->state == INACTIVE && e->ack > 1) return 0;
-    int64_t top = e->last > e->ack ? e->last : e->ack;
-    uint64_t size = top > 0 ? (uint64_t)top : 0;
-    if (size) size--;
-    if (e->fins && size) size--;
-    return size;
-}
-
-/* --- Zeek's reassembler, for gaps (TCP_Reassembler, Reassem.cc) ---------------------------- */
-
-static int no_data_acked(const zend *e) { return e->ack <= 1; }   /* Zeek's NoDataAcked() */
-
-static int is_clean(const zend *e) {
-    return e->state == ESTABLISHED || (e->state == CLOSED && e->prev_state == ESTABLISHED);
-}
-
-/* TCP_Reassembler::Gap: reported (history G, content_gap's bytes into missed_bytes) only while
- * both ends are established or closing cleanly. */
-static void gap(zconn *c, int role, uint32_t len) {
-    zend *e = &c->e[role];
-    if (is_clean(e) && is_clean(&c->e[1 - role])) {
-        scaled(c, role, 'G', &e->r.gaps, &e->r.gaps_next);
-        c->missed += len;
-    }
-}
-
-/* BlockInserted: data now reaches `to`; delivery runs on over the ranges above that it reaches.
- * Then, if none of this endpoint's data was acknowledged and it sent more than an initial
- * window, Zeek trims to what it delivered. */
-static void deliver(zconn *c, int role, uint32_t to) {
-    zend *e = &c->e[role];
-    zreasm *r = &e->r;
-    r->l = to;
-    uint32_t k = 0;
-    for (; k < r->n && r->ooo[k][0] <= r->l; k++)
-        if (r->ooo[k][1] > r->l) r->l = r->ooo[k][1];
-    if (k) memmove(r->ooo, r->ooo + k, (r->n - k) * sizeof r->ooo[0]), r->n = (uint8_t)(r->n - k);
-    if (no_data_acked(e) && tcp_size(e, &c->e[1 - role]) > MAX_INITIAL_WINDOW && r->l > r->trim) r->trim = r->l;
-}
-
-/* Data [s, u) above the delivered part: a range of its own, or merged with those it meets. With
- * GAP_RANGES held, the two ranges with the smallest hole between them become one. */
-static void add_range(zreasm *r, uint32_t s, uint32_t u) {
-    uint32_t k = 0;
-    while (k < r->n && r->ooo[k][1] < s) k++;            /* ranges wholly below */
-    uint32_t j = k;
-    while (j < r->n && r->ooo[j][0] <= u) {               /* ranges it meets */
-        if (r->ooo[j][0] < s) s = r->ooo[j][0];
-        if (r->ooo[j][1] > u) u = r->ooo[j][1];
-        j++;
-    }
-    if (j - k != 1) {                                     /* make room for exactly one at k */
-        if (j == k && r->n == GAP_RANGES) {
-            uint32_t best = 0, hole = UINT32_MAX;         /* nearest pair, the new range included */
-            uint32_t all[GAP_RANGES + 1][2];
-            memcpy(all, r->ooo, k * sizeof all[0]);
-            all[k][0] = s, all[k][1] = u;
-            memcpy(all + k + 1, r->ooo + k, (r->n - k) * sizeof all[0]);
-            for (uint32_t i = 0; i < GAP_RANGES; i++)
-                if (all[i + 1][0] - all[i][1] < hole) hole = all[i + 1][0] - all[i][1], best = i;
-            all[best][1] = all[best + 1][1];
-            memmove(all + best + 1, all + best + 2, (GAP_RANGES - 1 - best) * sizeof all[0]);
-            memcpy(r->ooo, all, sizeof r->ooo);
-            r->inexact = 1;
-            return;
-        }
-        memmove(r->ooo + k + 1, r->ooo + j, (r->n - j) * sizeof r->ooo[0]);
-        r->n = (uint8_t)(r->n + 1 - (j - k));
-    }
-    r->ooo[k][0] = s, r->ooo[k][1] = u;
-}
-
-/* TCP_Reassembler::DataSent then Reassembler::NewBlock: `len` bytes at relative `seq`, captured
- * whole. */
-static void data_sent(zconn *c, int role, uint32_t seq, uint32_t len) {
-    zend *e = &c->e[role];
-    zreasm *r = &e->r;
-    if (r->skip) return;
-    uint32_t up = seq + len, ack = (uint32_t)e->ack;
-    if (seq < ack) {                                      /* acknowledged already: only the rest */
-        if (up <= ack) return;
-        seq = ack;
-    }
-    if (up <= r->trim) return;
-    if (seq < r->trim) seq = r->trim;
-    if (up > r->top) r->top = up;
-    if (seq <= r->l) {
-        if (up > r->l) deliver(c, role, up);
-    } else {
-        add_range(r, seq, up);
-    }
-    uint64_t held = r->l > r->trim ? r->l - r->trim : 0;  /* Zeek's DataSize(), to within a segment */
-    for (uint32_t k = 0; k < r->n; k++) held += r->ooo[k][1] - r->ooo[k][0];
-    if ((no_data_acked(e) && r->top > r->trim && r->top - r->l > MAX_ABOVE_HOLE) || held > MAX_UNACKED)
-        r->skip = 1, r->n = 0;                            /* Zeek gives up on the stream's content */
-}
-
-/* Reassembler::Undelivered: the peer acknowledged up to `up`, past the delivered data; every hole
- * below it is a gap. */
-static void undelivered(zconn *c, int role, uint32_t up) {
-    zreasm *r = &c->e[role].r;
-    if (up <= 2 && c->partial) return;   /* a partial connection's made-up start: not a gap */
-    if (!r->skip) {
-        while (r->n && r->ooo[0][0] < up) {
-            gap(c, role, r->ooo[0][0] - r->l);
-            deliver(c, role, r->ooo[0][0]);
-        }
-        if (up > r->l) gap(c, role, up - r->l);
-    }
-    if (up > r->l) r->l = up;
-}
-
-/* TCP_Reassembler::AckReceived: the peer acknowledged `role`'s data up to relative `seq`. */
-static void ack_received(zconn *c, int role, uint32_t seq) {
-    zend *e = &c->e[role];
-    zreasm *r = &e->r;
-    if (e->fins && seq >= r->fin) seq = r->fin - 1;
-    if (seq <= r->trim) return;
-    if (seq > r->l) undelivered(c, role, seq);
-    r->trim = seq;
-}
-
 static void tcp_packet(zconn *c, int role, const af_packet *p, uint32_t len) {
     zend *e = &c->e[role], *peer = &c->e[1 - role];
     uint8_t fl = p->tcp_flags;
@@ -404,9 +264,9 @@ static void tcp_packet(zconn *c, int role, const af_packet *p, uint32_t len) {
         scaled(c, role, 'T', &e->rxmit, &e->rxmit_next);
     role = state_machine(c, role, fl, seq, len);
     /* the reassemblers, after the state machine (a gap at a FIN or RST is not flagged) */
-    if (fl & AF_TCP_ACK) ack_received(c, 1 - role, rel_ack);
+    if (fl & AF_TCP_ACK) af_conn_ack_received(c, 1 - role, rel_ack);
     if (len && !(fl & AF_TCP_RST) && p->payload_len >= len && rel >= 0)
-        data_sent(c, role, (uint32_t)rel + !!(fl & AF_TCP_SYN), len);
+        af_conn_data_sent(c, role, (uint32_t)rel + !!(fl & AF_TCP_SYN), len);
 }
 
 static const char *tcp_conn_state(const zconn *c) {
@@ -439,96 +299,151 @@ static const char *tcp_conn_state(const zconn *c) {
  * sequence and is not the RESET case of the last-sequence update. */
 #define FAST_STATES (1u << PARTIAL | 1u << ESTABLISHED | 1u << CLOSED)
 
+
+/* --- the hot part ------------------------------------------------------------------------------ */
+
+/* zend's 64-bit number whose low 32 bits the hot part holds: the fast path never carries into
+ * the high ones (it leaves such a packet to the slow path), so they are still zconn's. */
+static int64_t joined(int64_t cold, uint32_t hot) { return (int64_t)(((uint64_t)cold & ~(uint64_t)UINT32_MAX) | hot); }
+
+/* The numbers the fast path may have moved since the last slow packet, into the cold part. */
+static void sync_in(const zhot *h, zconn *c) {
+    for (int k = 0; k < 2; k++) {
+        const zhend *x = &h->u.e[k];
+        zend *e = &c->e[k];
+        e->last = joined(e->last, x->last), e->ack = joined(e->ack, x->ack);
+        e->r.l = x->l, e->r.trim = x->trim;
+        e->r.skip = !!(h->ef[k] & F_SKIP);
+    }
+}
+
+/* Back into the hot part after a slow TCP packet, and what the fast path may take next. */
+static void sync_out(zhot *h, const zconn *c) {
+    int fast = (FAST_STATES >> c->e[0].state & FAST_STATES >> c->e[1].state & 1) && c->first_seen == 3;
+    unsigned ready = 0;
+    for (int k = 0; k < 2; k++) {
+        const zend *e = &c->e[k];
+        zhend *x = &h->u.e[k];
+        *x = (zhend){e->start, (uint32_t)e->last, (uint32_t)e->ack, e->r.l, e->r.trim, e->r.fin};
+        h->ef[k] = (uint8_t)(e->fins * F_FINS | e->r.skip * F_SKIP | (e->r.n != 0) * F_HELD);   /* each 0 or 1 */
+        /* last in [0, 2^32) and ack below 2^32: their high halves are 0 */
+        ready |= (unsigned)((((uint64_t)e->last | (uint64_t)e->ack) >> 32) == 0) << k;
+    }
+    h->ready = (uint8_t)(fast ? ready : 0);
+    h->letters = (uint8_t)((c->seen >> 4 & 3) | (c->seen >> 18 & 12));
+    h->orig = c->orig;
+}
+
+/* A role's first A or D on the fast path: the history's letter (no other letter comes with it there). */
+__attribute__((noinline)) static void first_letter(zhot *h, zconn *c, int role, uint32_t len) {
+    check(c, role, len ? H_DATA : H_ACK, len ? 'D' : 'A');
+    h->letters |= (uint8_t)(1 << LETTER(role, len));
+}
+
 /* The common case, in-order data or a pure ACK while both ends are in FAST_STATES (flags ACK,
- * maybe PSH/URG/ECE/CWR; window not zero), with what tcp_packet() would do for it and nothing
- * else: no SYN/FIN/RST so no endpoint re-init, history only D/A (already seen after the first),
- * no W, no state change. Returns 0 when the packet is not such a one: tcp_packet() then runs. */
-static int fast_packet(zconn *c, int role, const af_packet *p, uint32_t len) {
+ * maybe PSH/URG/ECE/CWR; window not zero; zhot.ready), with what tcp_packet() would do for it
+ * and nothing else: no SYN/FIN/RST so no endpoint re-init, history only D/A (the cold part's, the
+ * first time: first_letter), no W, no state change, no retransmission (T), no carry out of the
+ * low 32 bits. Returns 0, having changed nothing, when the packet is not such a one: tcp_packet()
+ * then runs. */
+static int fast_packet(zhot *h, zconn *c, int role, const af_packet *p, uint32_t len) {
     if ((p->tcp_flags & (AF_TCP_SYN | AF_TCP_FIN | AF_TCP_RST | AF_TCP_ACK)) != AF_TCP_ACK ||
         p->tcp_window == 0)
         return 0;
-    zend *e = &c->e[role], *peer = &c->e[1 - role];
+    zhend *e = &h->u.e[role], *peer = &h->u.e[1 - role];
+    uint8_t ef = h->ef[role];
     /* The reassemblers: the ack trims the peer's and the data extends the sender's, in order. An
      * ack past the peer's delivered data (a gap) or data out of order take the slow path. */
     int32_t rel_ack = seq_delta(p->tcp_ack, peer->start);
     uint32_t ra = rel_ack > 0 ? (uint32_t)rel_ack : 0;
-    if (peer->fins && ra >= peer->r.fin) ra = peer->r.fin - 1;
-    if (ra > peer->r.trim && ra > peer->r.l) return 0;
+    if ((h->ef[1 - role] & F_FINS) && ra >= peer->fin) ra = peer->fin - 1;
+    if (ra > peer->trim && ra > peer->l) return 0;
     uint32_t rel = p->tcp_seq - e->start;
-    int data = len && !e->r.skip && p->payload_len >= len && (int32_t)rel >= 0;
-    if (data && (rel != e->r.l || e->r.n || rel < e->r.trim || (int64_t)rel < e->ack)) return 0;
-    if (!(c->seen & ((uint32_t)(len ? H_DATA : H_ACK) << (16 * role)))) check(c, role, len ? H_DATA : H_ACK, len ? 'D' : 'A');
-    int32_t d = seq_delta(p->tcp_ack, peer->start + (uint32_t)peer->ack);
-    if (rel_ack >= 0 && d > 0 && !(p->tcp_ack == 0 && d > TOO_LARGE_SEQ_DELTA)) peer->ack += d;
-    int32_t delta_last = seq_delta(p->tcp_seq + len, e->start + (uint32_t)e->last);
-    if (delta_last > 0) e->last += delta_last;
-    else if (len > 0) scaled(c, role, 'T', &e->rxmit, &e->rxmit_next);
-    if (ra > peer->r.trim) peer->r.trim = ra;
+    int data = len && !(ef & F_SKIP) && p->payload_len >= len && (int32_t)rel >= 0;
+    if (data && (rel != e->l || (ef & F_HELD) || rel < e->trim || rel < e->ack)) return 0;
+    uint32_t ack = peer->ack, last = e->last;
+    int32_t d = seq_delta(p->tcp_ack, peer->start + ack);
+    if (rel_ack >= 0 && d > 0 && !(p->tcp_ack == 0 && d > TOO_LARGE_SEQ_DELTA) && (ack += (uint32_t)d) < peer->ack) return 0;
+    int32_t delta_last = seq_delta(p->tcp_seq + len, e->start + last);
+    if (delta_last > 0 ? (last += (uint32_t)delta_last) < e->last : len > 0) return 0;   /* a carry; T */
+    peer->ack = ack, e->last = last;
+    if (ra > peer->trim) peer->trim = ra;
     if (data) {
-        e->r.l = e->r.top = rel + len;
-        if (no_data_acked(e) && tcp_size(e, peer) > MAX_INITIAL_WINDOW) e->r.trim = e->r.l;   /* as deliver() */
-        if (e->r.l - e->r.trim > MAX_UNACKED) e->r.skip = 1;
+        e->l = rel + len;
+        /* as deliver(): Zeek's NoDataAcked() and TCP_Endpoint::Size() (not RESET here) */
+        uint32_t size = e->last > e->ack ? e->last : e->ack;
+        if (size) size--;
+        if ((ef & F_FINS) && size) size--;
+        if (e->ack <= 1 && size > MAX_INITIAL_WINDOW) e->trim = e->l;
+        if (e->l - e->trim > MAX_UNACKED) h->ef[role] = ef | F_SKIP;
     }
+    if (!(h->letters >> LETTER(role, len) & 1)) first_letter(h, c, role, len);
     return 1;
 }
 
 /* Everything but the fast path; out of line so on_packet stays a small function. */
-__attribute__((noinline)) static void slow_packet(zconn *c, const af_packet *p, int sender, uint64_t ts, uint32_t wire) {
-    if (!c->started) {
-        c->started = 1;
+__attribute__((noinline)) static void slow_packet(zhot *h, zconn *c, const af_packet *p, int sender, uint64_t ts,
+                                                  uint32_t wire) {
+    if (!h->kind) {
+        h->kind = p->protocol == 6 ? K_TCP : (p->protocol == 17 || p->protocol == 1 || p->protocol == 58) ? K_COUNT : K_OTHER;
         c->first_ns = ts;
         c->orig = (uint8_t)sender;
         c->icmp_type = p->icmp_type, c->icmp_code = p->icmp_code;
-        c->e[0].r.l = c->e[0].r.trim = c->e[1].r.l = c->e[1].r.trim = 1;   /* Reassembler(1, ...) */
+        if (h->kind == K_TCP) h->u.e[0].l = h->u.e[0].trim = h->u.e[1].l = h->u.e[1].trim = 1;   /* Reassembler(1, ...) */
         int bare_syn = p->protocol == 6 && (p->tcp_flags & (AF_TCP_SYN | AF_TCP_ACK)) == AF_TCP_SYN;
         if ((p->protocol == 6 || p->protocol == 17) && !bare_syn && likely_server(p->protocol, p->sport) &&
             !likely_server(p->protocol, p->dport)) {
             c->orig ^= 1;
             add(c, '^');
         }
+        h->orig = c->orig;
     }
     int role = sender != c->orig;
-    if (c->did_close != 3) c->last_ns = ts;
     switch (p->protocol) {
     case 6:
+        sync_in(h, c);
         tcp_packet(c, role, p, wire);
-        if (p->tcp_flags & (AF_TCP_FIN | AF_TCP_RST)) c->did_close |= (uint8_t)(1 << role);
-        c->fast = (FAST_STATES >> c->e[0].state & FAST_STATES >> c->e[1].state & 1) && c->first_seen == 3;
-        break;
+        if (p->tcp_flags & (AF_TCP_FIN | AF_TCP_RST)) h->did_close |= (uint8_t)(1 << role);
+        sync_out(h, c);
+        return;
     case 17:
-        c->e[role].state = ESTABLISHED;   /* Zeek's UDP_ACTIVE */
-        c->e[role].bytes += wire;
+        h->u.bytes[role] += wire;
         check(c, role, H_DATA, 'D');
         break;
     case 1: case 58:
-        c->e[role].state = ESTABLISHED;
-        c->e[role].bytes += wire;
+        h->u.bytes[role] += wire;
         break;
     default:
-        c->e[role].state = ESTABLISHED;
         break;
     }
+    c->e[role].state = ESTABLISHED;   /* Zeek's UDP_ACTIVE: what this role's next packets repeat */
+    h->ready |= (uint8_t)(1 << role);
 }
 
 /* on_packet_brief: the headers, sender and time are all it needs (no af_meter_packet) */
-static void on_packet(void *state, const af_packet *p, int sender, uint64_t ts) {
-    zconn *c = state;
+static void on_packet(void *state, void *cold, const af_packet *p, int sender, uint64_t ts) {
+    zhot *h = state;
     uint32_t headers = p->l3_headers_len, wire = p->ip_length > headers ? p->ip_length - headers : 0;
-    if (c->fast) {   /* started, TCP */
-        int role = sender != c->orig;
-        if (c->did_close != 3) c->last_ns = ts;
-        if (fast_packet(c, role, p, wire)) return;
+    int role = sender != h->orig;
+    if (h->did_close != 3) h->last_ns = ts;
+    if (h->kind == K_TCP) {
+        if ((h->ready >> role & 1) && fast_packet(h, cold, role, p, wire)) return;
+    } else if (h->ready >> role & 1) {   /* started: a UDP/ICMP/other packet after its direction's first */
+        if (h->kind == K_COUNT) h->u.bytes[role] += wire;
+        return;
     }
-    slow_packet(c, p, sender, ts, wire);
+    slow_packet(h, cold, p, sender, ts, wire);
 }
 
 static void on_end(void *ctx, void *state, const af_meter_end *me) {
     (void)ctx;
-    const zconn *c = state;
+    const zhot *h = state;
+    zconn *c = me->cold;
     const af_flow *f = af_table_flow(me->table, me->slot);
     zrecord *r = (zrecord *)(void *)me->block;
     const char *st = "OTH";
     if (f->key.proto == 6) {
+        sync_in(h, c);
         st = tcp_conn_state(c);
         r->orig_bytes = tcp_size(&c->e[0], &c->e[1]);
         r->resp_bytes = tcp_size(&c->e[1], &c->e[0]);
@@ -537,8 +452,7 @@ static void on_end(void *ctx, void *state, const af_meter_end *me) {
             int o = c->e[0].state == ESTABLISHED, rs = c->e[1].state == ESTABLISHED;
             st = o ? (rs ? "SF" : "S0") : (rs ? "SHR" : "OTH");
         }
-        r->orig_bytes = c->e[0].bytes;
-        r->resp_bytes = c->e[1].bytes;
+        if (h->kind == K_COUNT) r->orig_bytes = h->u.bytes[0], r->resp_bytes = h->u.bytes[1];
         if (f->key.proto == 1 || f->key.proto == 58) {
             int peer = af_icmp_counterpart(f->key.proto == 58, c->icmp_type);
             r->orig_p = c->icmp_type;
@@ -550,7 +464,7 @@ static void on_end(void *ctx, void *state, const af_meter_end *me) {
     r->missed_bytes = c->missed;
     r->gaps_inexact = c->e[0].r.inexact | c->e[1].r.inexact;
     r->orig_is_src = c->orig == f->src_idx;
-    r->duration_ns = c->last_ns - c->first_ns;
+    r->duration_ns = h->last_ns - c->first_ns;
     /* an active-timeout split keeps the state: Zeek has no such split, its connection goes on */
 }
 
@@ -570,7 +484,8 @@ static const af_meter_field fields[] = {
 const af_meter af_meter_conn_state = {
     .info = {"conn_state", "Zeek's conn_state, history, payload sizes and originator", NULL, fields,
              sizeof fields / sizeof fields[0], sizeof(zrecord)},
-    .state_size = sizeof(zconn),
+    .state_size = sizeof(zhot),
+    .cold_size = sizeof(zconn),
     .on_packet_brief = on_packet,
     .on_end = on_end,
 };

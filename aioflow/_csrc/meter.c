@@ -28,7 +28,12 @@ uint32_t af_meter_registry_count(void) { return REGISTRY_COUNT; }
 const af_meter *af_meter_registry(uint32_t i) { return i < REGISTRY_COUNT ? registry[i] : NULL; }
 const af_meter_info *af_meter_info_of(uint32_t i) { return i < REGISTRY_COUNT ? &registry[i]->info : NULL; }
 
-static size_t state_bytes(const af_meter_set *s, uint32_t k) { return (size_t)s->cfg->max_flows * s->state_size[k]; }
+/* max_flows blocks of `size` bytes, reserved; pages are backed as flows first use them. NULL: no memory. */
+static uint8_t *reserve(const af_config *cfg, uint32_t size) {
+    void *p = mmap(NULL, (size_t)cfg->max_flows * size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
 
 /* Where m is among the enabled meters (s->count when it is off). */
 static uint32_t enabled_at(const af_meter_set *s, const af_meter *m) {
@@ -44,7 +49,8 @@ static void gather_hooks(af_meter_set *s, uint32_t k) {
     s->needs_l3 |= m->needs_l3;
     s->decode_flags |= m->decode_flags;
     if (m->on_packet) s->packet[s->n_packet++] = (af_packet_hook){m->on_packet, s->ctx[k], s->state[k], s->state_size[k]};
-    if (m->on_packet_brief) s->brief[s->n_brief++] = (af_brief_hook){m->on_packet_brief, s->state[k], s->state_size[k]};
+    if (m->on_packet_brief)
+        s->brief[s->n_brief++] = (af_brief_hook){m->on_packet_brief, s->state[k], s->cold[k], s->state_size[k], s->cold_size[k]};
     s->n_per_packet = s->n_packet + s->n_brief;
     if (s->state[k] && !m->cold_state && (m->on_packet || m->on_packet_brief)) s->hot[s->n_hot++] = (af_hot_state){s->state[k], s->state_size[k]};
     if (m->prefetch) s->prefetch[s->n_prefetch++] = (af_prefetch_hook){m->prefetch, s->ctx[k]};
@@ -150,14 +156,11 @@ static int add_meter(af_meter_set *s, const af_meter *m, uint32_t i, void *ctx, 
         return AF_ERR_NOMEM;
     }
     s->state_size[k] = m->state_size_for ? m->state_size_for(s->cfg) : m->state_size;
-    if (s->state_size[k]) {   /* reserved; pages are backed as flows first use them */
-        void *p = mmap(NULL, state_bytes(s, k), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                       -1, 0);
-        if (p == MAP_FAILED) {
-            snprintf(error, error_length, "out of memory for the %s meter's flow states", m->info.name);
-            return AF_ERR_NOMEM;
-        }
-        s->state[k] = p;
+    s->cold_size[k] = m->cold_size;
+    if ((s->state_size[k] && !(s->state[k] = reserve(s->cfg, s->state_size[k]))) ||
+        (s->cold_size[k] && !(s->cold[k] = reserve(s->cfg, s->cold_size[k])))) {
+        snprintf(error, error_length, "out of memory for the %s meter's flow states", m->info.name);
+        return AF_ERR_NOMEM;
     }
     if (m->info.record_size) {   /* 8-aligned blocks, so every field is naturally aligned */
         s->offset[i] = (int32_t)s->stride;
@@ -222,7 +225,7 @@ int af_meters_enable(af_meter_set *s, const af_meter *m, char *error, size_t err
     while (i < REGISTRY_COUNT && registry[i] != m) i++;
     /* batches, flow states and payload copies were sized at open: a late meter needs none */
     if (i == REGISTRY_COUNT || s->count == AF_METERS_MAX || m->info.record_size || m->state_size ||
-        m->state_size_for || m->needs_payload || m->needs_l3 || m->decode_flags || m->batch_alloc || m->batch_room) {
+        m->state_size_for || m->cold_size || m->needs_payload || m->needs_l3 || m->decode_flags || m->batch_alloc || m->batch_room) {
         snprintf(error, error_length, "the %s meter cannot be turned on after open", m->info.name);
         return AF_ERR_CONFIG;
     }
@@ -234,8 +237,8 @@ int af_meters_enable(af_meter_set *s, const af_meter *m, char *error, size_t err
     uint32_t k = s->count++;
     s->m[k] = m;
     s->ctx[k] = ctx;
-    s->state[k] = NULL;
-    s->state_size[k] = 0;
+    s->state[k] = s->cold[k] = NULL;
+    s->state_size[k] = s->cold_size[k] = 0;
     s->index[k] = i;
     gather_hooks(s, k);
     return AF_OK;
@@ -244,7 +247,8 @@ int af_meters_enable(af_meter_set *s, const af_meter *m, char *error, size_t err
 void af_meters_close(af_meter_set *s) {
     for (uint32_t k = 0; k < s->count; k++) {
         if (s->m[k]->close) s->m[k]->close(s->ctx[k]);
-        if (s->state[k]) munmap(s->state[k], state_bytes(s, k));
+        if (s->state[k]) munmap(s->state[k], (size_t)s->cfg->max_flows * s->state_size[k]);
+        if (s->cold[k]) munmap(s->cold[k], (size_t)s->cfg->max_flows * s->cold_size[k]);
     }
     s->count = 0;
     for (uint32_t j = 0; j < s->loaded_count; j++) loaded_free(s->loaded[j]);
@@ -260,21 +264,27 @@ static inline void *state_of(const af_meter_set *s, uint32_t k, uint32_t slot) {
     return s->state[k] ? s->state[k] + (size_t)(slot - 1) * s->state_size[k] : NULL;
 }
 
+static inline void *cold_of(const af_meter_set *s, uint32_t k, uint32_t slot) {
+    return s->cold[k] ? s->cold[k] + (size_t)(slot - 1) * s->cold_size[k] : NULL;
+}
+
 void af_meters_new(af_meter_set *s, uint32_t slot, const af_packet *first, int sender) {
     for (uint32_t k = 0; k < s->count; k++) {
         void *st = state_of(s, k, slot);
         if (st) memset(st, 0, s->state_size[k]);
+        if (s->cold[k]) memset(cold_of(s, k, slot), 0, s->cold_size[k]);
         if (s->m[k]->on_new) s->m[k]->on_new(s->ctx[k], st, slot, first, sender);
     }
 }
 
 void af_meters_end(af_meter_set *s, const af_table *t, uint32_t slot, int ending, af_batch *out, uint32_t record) {
-    af_meter_end me = {t, slot, ending, out, record, NULL};
+    af_meter_end me = {t, slot, ending, out, record, NULL, NULL};
     for (uint32_t k = 0; k < s->count; k++) {
         const af_meter *m = s->m[k];
         int32_t at = s->offset[s->index[k]];
         me.block = at >= 0 ? out->meter_data + (size_t)record * out->meter_stride + (uint32_t)at : NULL;
         if (me.block) memset(me.block, 0, m->info.record_size);
+        me.cold = cold_of(s, k, slot);
         if (m->on_end) m->on_end(s->ctx[k], state_of(s, k, slot), &me);
     }
 }

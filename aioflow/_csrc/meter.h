@@ -3,6 +3,8 @@
  * A meter is an af_meter descriptor (its own .c file) plus one line in meters.h. It has
  *   - a fixed-size state block per flow slot (state_size bytes, zeroed when a flow takes the
  *     slot; the meter set reserves one array per enabled meter, indexed by slot, backed as used);
+ *   - optionally a cold state block (cold_size bytes, a second array alike): what the per-packet
+ *     hook needs only on rare packets, kept apart so the common packet touches state_size bytes;
  *   - on_new: called when a flow takes a slot, with its first packet;
  *   - on_packet (or on_packet_brief, with fewer arguments): called for every packet counted into a flow;
  *   - on_end: called when the flow's record is emitted (the flow ends, or an active-timeout split:
@@ -54,6 +56,7 @@ typedef struct {
     af_batch *out;
     uint32_t record;
     uint8_t *block;                  /* the meter's record_size bytes for this record, zeroed (NULL if 0) */
+    void *cold;                      /* the flow's cold state block (NULL without cold_size) */
 } af_meter_end;
 
 typedef struct af_meter {
@@ -63,6 +66,12 @@ typedef struct af_meter {
      * NULL: state_size. Built-in meters only: a loaded meter's size is its descriptor's
      * state_size (aioflow_meter.h is unchanged), and af_meters_enable takes no meter with state. */
     uint32_t (*state_size_for)(const af_config *cfg);
+    /* Cold per-flow state bytes (0: none), for a meter with on_packet_brief: what its rare packets
+     * need (conn_state: handshakes, teardowns, history). A second array indexed like the state
+     * one and zeroed with it, but not prefetched with the flow: with ~100k flows active each line
+     * of state a packet touches is a cache miss, so the common packet's state is kept to
+     * state_size bytes (one line) and the rest is read only by the packets that need it. */
+    uint32_t cold_size;
     int needs_payload;               /* on_packet wants the payload bytes (copied while reading) */
     int needs_l3;                    /* on_packet wants whole IP packets (mp->l3; implies payload copies) */
     unsigned decode_flags;           /* AF_DECODE_* the decoder must do for on_packet (decode.h) */
@@ -83,8 +92,9 @@ typedef struct af_meter {
     void (*on_packet)(void *ctx, void *state, const af_meter_packet *mp);
     /* Instead of on_packet, for a meter that needs only the decoded headers, the sender (key
      * endpoint) and the time, and no context: called with those in registers, so the counting loop
-     * builds no af_meter_packet for it (a cheap meter would pay more for that than for its work). */
-    void (*on_packet_brief)(void *state, const af_packet *p, int sender, uint64_t ts);
+     * builds no af_meter_packet for it (a cheap meter would pay more for that than for its work).
+     * `cold`: the flow's cold state block (cold_size), NULL without one. */
+    void (*on_packet_brief)(void *state, void *cold, const af_packet *p, int sender, uint64_t ts);
     void (*on_end)(void *ctx, void *state, const af_meter_end *me);
     /* A packet of `sender` in `slot` comes soon: prefetch a few packets ahead (the meter's state),
      * prefetch_deep nearer (what that state points to, in cache by then). Each hook is called only
@@ -118,9 +128,10 @@ typedef struct {
 } af_packet_hook;
 
 typedef struct {
-    void (*fn)(void *state, const af_packet *p, int sender, uint64_t ts);
+    void (*fn)(void *state, void *cold, const af_packet *p, int sender, uint64_t ts);
     uint8_t *state;                  /* as in af_packet_hook */
-    uint32_t state_size;
+    uint8_t *cold;                   /* the cold state array (slot 1 first), or NULL */
+    uint32_t state_size, cold_size;
 } af_brief_hook;
 
 typedef struct {
@@ -157,6 +168,8 @@ typedef struct {
     void *ctx[AF_METERS_MAX];
     uint8_t *state[AF_METERS_MAX];   /* max_flows * state_size[k], reserved */
     uint32_t state_size[AF_METERS_MAX];   /* per-flow state bytes of enabled meter k (state_size_for) */
+    uint8_t *cold[AF_METERS_MAX];    /* max_flows * cold_size[k], reserved (NULL: none) */
+    uint32_t cold_size[AF_METERS_MAX];
     uint32_t index[AF_METERS_MAX];   /* registry index */
     int32_t offset[AF_METERS_MAX + 1];   /* by registry index: record-block offset, -1 when off */
     uint32_t stride;                 /* record meter-block bytes (0 when no enabled meter has fields) */
@@ -201,7 +214,8 @@ static inline void af_meters_packet(const af_meter_set *s, const af_meter_packet
 
 static inline void af_meters_brief(const af_meter_set *s, uint32_t slot, const af_packet *p, int sender, uint64_t ts) {
     for (const af_brief_hook *h = s->brief, *end = h + s->n_brief; h < end; h++)
-        h->fn(h->state + (size_t)(slot - 1) * h->state_size, p, sender, ts);
+        h->fn(h->state + (size_t)(slot - 1) * h->state_size, h->cold ? h->cold + (size_t)(slot - 1) * h->cold_size : NULL,
+              p, sender, ts);
 }
 
 /* The state blocks the per-packet hooks will read for flow slot `slot`, every line of them: with
