@@ -78,7 +78,7 @@ typedef struct af_meter {
     /* on_packet reads nothing of its state (it only stores, or returns first on what the flow's
      * slot says): the counting loop does not prefetch the state's lines with the flow's
      * (af_meters_prefetch_state), which would fetch them for every packet. */
-    int cold_state;
+    int no_prefetch;
     /* Turned on by a config option of its own (info.option) rather than by name; NULL: by name.
      * A meter that only af_meters_enable turns on returns 0. */
     int (*wanted)(const af_config *cfg);

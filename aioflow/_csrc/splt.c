@@ -12,7 +12,7 @@
  * multiple of 8). Packet i of the record is the flow table's count less one (af_meter_packet's
  * flow has counted it): no count is kept, so a flow past its first N packets reads nothing here,
  * and the first N only store (no load that would wait for the line), which is why the counting
- * loop does not prefetch this state (cold_state). */
+ * loop does not prefetch this state (no_prefetch). */
 #define DIRECTION_BIT 0x80000000u    /* in a word: the packet went dst->src; below it, its size */
 
 static uint64_t *times_of(void *state) { return state; }
@@ -79,7 +79,7 @@ const af_meter af_meter_splt = {
     .state_size_for = state_size_for,
     .wanted = wanted,
     .open = af_config_context,
-    .cold_state = 1,
+    .no_prefetch = 1,
     .on_packet = on_packet,
     .on_end = on_end,
 };
