@@ -5,18 +5,11 @@ flow)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from .._engine import Batch
 from .._frame import _field_kind
-from ._encode import batch_runs
 from ._templates import APPLICATION_ENGINE_ID
-
-if TYPE_CHECKING:
-    from .._flow import Flow
 
 _TEXTS = ("application_name", "application_category_name", "requested_server_name")
 _IDS = ("master_protocol", "app_protocol")
@@ -45,16 +38,3 @@ def ipfix_application_columns(batch: Batch) -> dict[str, np.ndarray] | None:
     application_id[:, 1:] = selector.view(np.uint8).reshape(batch.count, 2)
     return {"application_id": application_id, **{name: cols[name] for name in _TEXTS}}
 
-
-def gather_ipfix_application_columns(flows: Sequence[Flow]) -> dict[str, np.ndarray] | None:
-    """ipfix_application_columns of Flow objects, in their order (send()'s path); None when their
-    batches have no dissect meter."""
-    parts = []
-    for batch, run in batch_runs(flows):
-        cols = ipfix_application_columns(batch)
-        if cols is None:
-            return None
-        parts.append({name: column[run] for name, column in cols.items()})
-    if not parts:
-        return None
-    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}

@@ -30,7 +30,7 @@ from anyio.abc import TaskGroup
 
 from .._errors import ConfigError
 from .._frame import RECORD_DTYPE
-from ._applications import gather_ipfix_application_columns, ipfix_application_columns
+from ._applications import ipfix_application_columns
 from ._encode import (
     FILE_MESSAGE_SIZE,
     MTU_DEFAULT,
@@ -138,8 +138,19 @@ class _BufferedSink:
         return ipfix_application_columns(batch) if self._applications else None
 
     def _flows_extra(self, flows: Sequence[Flow]) -> dict[str, np.ndarray] | None:
-        """_batch_extra of Flow objects' batches, in the flows' order (send()'s path)."""
-        return gather_ipfix_application_columns(flows) if self._applications else None
+        """_batch_extra of Flow objects' batches, in the flows' order (send()'s path): None when
+        a batch has none; ValueError when their batches' columns differ (other meters)."""
+        parts = []
+        for batch, run in batch_runs(flows):
+            cols = self._batch_extra(batch)
+            if cols is None:
+                return None
+            parts.append({name: column[run] for name, column in cols.items()})
+        if not parts:
+            return None
+        if any(p.keys() != parts[0].keys() for p in parts):
+            raise ValueError("these flows come from parsers with other meters: export them separately")
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
     async def _emit(self, rec: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> None:
         raise NotImplementedError
@@ -489,16 +500,6 @@ class ParquetWriter(_FileSink):
         from .._frame import meter_parts
 
         return meter_parts(batch.meter_data, batch.count, batch.meter_layout)
-
-    def _flows_extra(self, flows: Sequence[Flow]) -> dict[str, np.ndarray] | None:
-        parts = [{name: column[run] for name, column in self._batch_extra(batch).items()}
-                 for batch, run in batch_runs(flows)]  # fmt: skip
-        if not parts:
-            return None
-        if any(p.keys() != parts[0].keys() for p in parts):
-            raise ValueError(f"{self.path}: these flows come from parsers with other meters: write them to "
-                             "separate files")  # fmt: skip
-        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
     def close(self) -> None:
         """Writes the file's footer and closes it (idempotent); no flow at all still makes a valid file."""
