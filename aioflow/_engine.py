@@ -321,13 +321,15 @@ class EngineConfig:
         index, count = share
         if not 0 <= index < count <= lib.AF_MAX_WORKERS:
             raise _errors.ConfigError(f"flow_share={share!r}: expected 0 <= index < count <= {lib.AF_MAX_WORKERS}")
-        why = ("a live capture's packets are each seen once: use workers=N (PACKET_FANOUT) instead" if self.live
-               else f"a share is counted by one worker; drop workers={self.workers}" if self.workers > 1
-               else "the timeline meter counts one flow table" if "timeline" in self.meters
-               else "every share must hash flows alike: pass the same hash_seed=<any integer> to each"
-               if self.hash_seed is None else "")  # fmt: skip
-        if why:
-            raise _errors.ConfigError(f"flow_share={share!r}: {why}")
+        refused = (
+            (self.live, "a live capture's packets are each seen once: use workers=N (PACKET_FANOUT) instead"),
+            (self.workers > 1, f"a share is counted by one worker; drop workers={self.workers}"),
+            ("timeline" in self.meters, "the timeline meter counts one flow table"),
+            (self.hash_seed is None, "every share must hash flows alike: pass the same hash_seed=<integer> to each"),
+        )
+        for applies, why in refused:
+            if applies:
+                raise _errors.ConfigError(f"flow_share={share!r}: {why}")
 
     def meters_on(self) -> tuple[str, ...]:
         """The meters this configuration turns on, by name and by their own options."""
