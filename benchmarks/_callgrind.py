@@ -21,8 +21,7 @@ CACHE_SIM = ["--cache-sim=yes", "--I1=32768,8,64", "--D1=49152,12,64", "--LL=209
 def count(argv: list[str], producer: bool = True, cache: bool = False) -> dict[str, int]:
     """{"producer": Ir of producer.c:run inclusive, "total": Ir of the whole program} for argv
     (`producer=False`: a command that starts no engine, only "total" required). With `cache`, also
-    "producer_D1" and "producer_LL": the loop's data-cache misses (reads and writes) at each level,
-    and each simulated event as "producer_<event>" (D1mr, D1mw, DLmr, DLmw, ...)."""
+    "producer_D1" and "producer_LL": the loop's data-cache misses (reads and writes) at each level."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cg.out"
         sim = CACHE_SIM if cache else []
@@ -46,7 +45,6 @@ def count(argv: list[str], producer: bool = True, cache: bool = False) -> dict[s
             found["producer"] = numbers[0]
             if cache and len(numbers) == len(events):
                 row = dict(zip(events, numbers, strict=True))
-                found.update({f"producer_{e}": v for e, v in row.items()})  # meter_cost.py's D1mr, DLmw...
                 found["producer_D1"] = row["D1mr"] + row["D1mw"]
                 found["producer_LL"] = row["DLmr"] + row["DLmw"]
     missing_cache = cache and producer and "producer_D1" not in found

@@ -58,9 +58,7 @@ def main() -> None:
     base = rows["{}"]
     print(f"{'options':42} {'Ir':>13} {'D1 misses':>11} {'LL misses':>11} {'Ir ratio':>9} {'D1 ratio':>9}")
     for options, r in rows.items():
-        d1 = r.get("producer_D1mr", 0) + r.get("producer_D1mw", 0)
-        ll = r.get("producer_DLmr", 0) + r.get("producer_DLmw", 0)
-        d1_base = base.get("producer_D1mr", 0) + base.get("producer_D1mw", 0)
+        d1, ll, d1_base = r["producer_D1"], r["producer_LL"], base["producer_D1"]
         print(f"{options:42} {r['producer']:13,} {d1:11,} {ll:11,} {r['producer'] / base['producer']:9.3f} "
               f"{d1 / d1_base if d1_base else 0:9.3f}")  # fmt: skip
 
