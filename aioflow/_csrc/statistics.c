@@ -33,7 +33,7 @@ typedef struct {
 
 /* Sets of gaps: 0 src->dst, 1 dst->src, 2 both directions. The sum of the sizes per direction is
  * another counter in three accounting modes (on_end): the wire bytes (0), the flow table's IP
- * bytes (1), the payload bytes (3); only mode 2 uses transport_sum. */
+ * bytes (1), the payload bytes (3); only mode 2 uses transport_sum (compact: payload + header_bytes). */
 typedef struct {
     ns_gaps ns[3];
     ms_gaps ms[3];
@@ -42,11 +42,14 @@ typedef struct {
     uint32_t ps_min[2], ps_max[2];   /* ps_min starts at UINT32_MAX (reset) */
 } wide_state;
 
-/* The state a flow slot keeps: 128 bytes, two cache lines (136 in accounting mode 2), where the
+/* The state a flow slot keeps: 128 bytes, two cache lines, in every accounting mode, where the
  * wide form would take 200. It holds the same values exactly, as long as
  *   - a packet's size is below 65535 (mode 0 frames, reassembled datagrams, IPv6 with a full
  *     payload length can reach it): 16-bit minimums and maximums;
  *   - the byte counters stay below 2^32 per direction: their low 32 bits;
+ *   - (mode 2) the transport headers' bytes per direction stay below 2^16: mode 2's sum of sizes
+ *     is the payload bytes plus those (8,191 UDP packets; a TCP flow moves between 1,092 and
+ *     3,276 packets a direction, by its header length);
  *   - gaps stay below 2^46 ns (19.5 hours: beyond any default timeout): a set's extreme gaps
  *     in 47 bits, each with one bit that gives the same extreme of the millisecond gaps. A gap's
  *     ms value m (between ms-truncated times) is floor(g / 10^6) or one more, so the smallest
@@ -63,9 +66,9 @@ typedef struct {
     uint16_t ps_min[2], ps_max[2];   /* ps_min starts at 0xffff; ps_max[0] 0xffff: promoted (WIDE) */
     uint32_t raw_bytes[2];           /* promoted: raw_bytes[0] is the side entry */
     uint32_t payload_bytes[2];
-    uint32_t transport_sum[];        /* accounting mode 2 only */
+    uint16_t header_bytes[2];        /* accounting mode 2 only: transport size less payload */
 } statistics_state;
-_Static_assert(offsetof(statistics_state, transport_sum) == 124 && sizeof(statistics_state) == 128 &&
+_Static_assert(offsetof(statistics_state, header_bytes) == 124 && sizeof(statistics_state) == 128 &&
                    offsetof(statistics_state, gaps) + 36 + 2 <= 124,
                "two cache lines; the last gap's 8-byte read stays in the state");
 
@@ -81,8 +84,8 @@ typedef struct {
 } statistics_ctx;
 
 static uint32_t state_size_for(const af_config *cfg) {
-    size_t own_sums = cfg->accounting_mode == AF_ACCOUNT_TRANSPORT ? 2 * sizeof(uint32_t) : 0;
-    return (uint32_t)((offsetof(statistics_state, transport_sum) + own_sums + 7u) & ~(size_t)7u);
+    (void)cfg;
+    return sizeof(statistics_state);
 }
 
 static void *open_ctx(const af_config *cfg, af_stats *stats) {
@@ -184,7 +187,7 @@ static void widen(const statistics_state *s, int mode, wide_state *w) {
         w->ps_sumsq[d] = s->ps_sumsq[d];
         w->raw_bytes[d] = s->raw_bytes[d];
         w->payload_bytes[d] = s->payload_bytes[d];
-        w->transport_sum[d] = mode == AF_ACCOUNT_TRANSPORT ? s->transport_sum[d] : 0;
+        w->transport_sum[d] = mode == AF_ACCOUNT_TRANSPORT ? (uint64_t)s->payload_bytes[d] + s->header_bytes[d] : 0;
         w->ps_min[d] = s->ps_min[d] == 0xffff ? UINT32_MAX : s->ps_min[d];   /* 0xffff: no packet */
         w->ps_max[d] = s->ps_max[d];
     }
@@ -302,12 +305,12 @@ static void on_packet(void *ctx, void *state, const af_meter_packet *mp) {
         uint32_t raw = s->raw_bytes[d] + p.wire, payload = s->payload_bytes[d] + p.payload;
         int outgrown = (p.size >= SIZE_LIMIT) | (raw < p.wire) | (payload < p.payload) |
                        ((p.g[0].ns | p.g[1].ns) >> GAP_BITS != 0);
-        uint32_t transport = 0;
-        if (mode == AF_ACCOUNT_TRANSPORT) outgrown |= (transport = s->transport_sum[d] + p.size) < p.size;
+        uint32_t headers = 0;   /* p.payload <= p.size in mode 2 (accounting.h) */
+        if (mode == AF_ACCOUNT_TRANSPORT) outgrown |= (headers = s->header_bytes[d] + p.size - p.payload) > 0xffffu;
         if (!outgrown) {
             s->raw_bytes[d] = raw;
             s->payload_bytes[d] = payload;
-            if (mode == AF_ACCOUNT_TRANSPORT) s->transport_sum[d] = transport;
+            if (mode == AF_ACCOUNT_TRANSPORT) s->header_bytes[d] = (uint16_t)headers;
             s->ps_min[d] = (uint16_t)MIN(s->ps_min[d], p.size);
             s->ps_max[d] = (uint16_t)MAX(s->ps_max[d], p.size);
             s->ps_sumsq[d] = add_saturated(s->ps_sumsq[d], (uint64_t)p.size * p.size);
