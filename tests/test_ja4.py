@@ -10,6 +10,7 @@ import json
 import os
 import re
 import struct
+import subprocess
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -265,9 +266,28 @@ def test_client_hello_in_syn_data(tmp_path: Path) -> None:
     assert records[0]["ja4"] == _expected_tls12()
 
 
-def test_out_of_order_segment_counted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("order", [[0, 2, 1], [1, 0, 2], [2, 1, 0], [1, 2, 0]])
+def test_client_hello_segments_out_of_order(tmp_path: Path, order: list[int]) -> None:
+    """Segments that come ahead of a missing one (also ahead of the one that begins the
+    ClientHello: the SYN gives their place) wait until it comes: FoxIO's JA4 for the whole packet,
+    as tshark's out-of-order reassembly gives the ClientHello."""
     r = _client_hello_record()
-    records, counters = _session(tmp_path, [r[:200], r[200:400], r[400:]], order=[0, 2, 1])
+    path = write(tmp_path, "hello.pcap", split_session([r[:200], r[200:400], r[400:]], order))
+    flows, counters = ours(path)
+    (records,) = flows.values()
+    assert records[0]["ja4"] == _expected_tls12()
+    assert counters["dissect_ja4_tcp"] == 1 and counters["dissect_ja4_gap"] == 0
+    tshark = ["tshark", "-n", "-r", str(path), "-o", "tcp.reassemble_out_of_order:TRUE", "-d", "tcp.port==80,tls",
+              "-Y", "tls.handshake.type == 1"]
+    hellos = subprocess.run([*tshark, "-T", "fields", "-e", "tls.handshake.ciphersuite"],
+                            capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    assert len(hellos) == 1  # tshark reassembles the ClientHello from the same packets (port 80 read as TLS)
+
+
+def test_client_hello_with_a_segment_never_sent_counted(tmp_path: Path) -> None:
+    """The middle segment never comes: the last one waits to the end, no JA4, counted as a gap."""
+    r = _client_hello_record()
+    records, counters = _session(tmp_path, [r[:200], r[200:400], r[400:]], order=[0, 2])
     assert records[0]["ja4"] == ""
     assert counters["dissect_ja4_gap"] == 1 and counters["dissect_ja4_tcp"] == 0
 

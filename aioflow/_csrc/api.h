@@ -355,7 +355,7 @@ typedef struct {
     uint64_t dissect_ja4_tcp;     /* ClientHellos fingerprinted: over TCP, in QUIC Initials */
     uint64_t dissect_ja4_quic;
     uint64_t dissect_ja4_too_big; /* ClientHellos larger than the buffer (AF_JA4_HELLO_MAX): no ja4 */
-    uint64_t dissect_ja4_gap;     /* TCP: a segment missing or out of order before the ClientHello was whole */
+    uint64_t dissect_ja4_gap;     /* TCP: a segment still missing when the dissection ended (others placed) */
     uint64_t dissect_ja4_incomplete;  /* the dissection ended (budget, flow end) before the ClientHello was whole */
     uint64_t dissect_ja4_malformed;   /* ClientHellos (or QUIC frames) whose lengths overrun */
     uint64_t dissect_ja4_quic_unopened;   /* QUIC flows whose client Initial was not opened: cut short, tag

@@ -199,6 +199,11 @@ int af_ja4_pending(const af_ja4_flow *f) { return f->phase == COLLECTING; }
 
 int af_ja4_waiting(const af_ja4_flow *f) { return f->phase == WAITING; }
 
+static void mark(af_ja4_flow *f, uint32_t from, uint32_t n) {
+    for (uint32_t i = from; i < from + n; i++) f->filled[i / 8] |= (uint8_t)(1u << (i % 8));
+}
+static int is_filled(const af_ja4_flow *f, uint32_t i) { return f->filled[i / 8] >> (i % 8) & 1; }
+
 /* Once the first 4 bytes are in: the ClientHello's length, or NONE (not one, or too big). */
 static void check_complete(af_ja4_flow *f, af_stats *st) {
     if (!f->hello_len && f->have >= 4) {
@@ -234,30 +239,64 @@ static void tcp_bytes(af_ja4_flow *f, const uint8_t *d, uint32_t len, af_stats *
             f->phase = NONE;
             return;
         }
-        memcpy(f->buf + f->have, d, n);
+        memmove(f->buf + f->have, d, n);   /* d may be placed bytes further on in buf (take_placed) */
         f->have += n, d += n, len -= n;
         f->record_left = (uint16_t)(f->record_left - n);
         check_complete(f, st);
     }
 }
 
+/* TCP: a client segment ahead of the next byte expected waits in buf, at its sequence number's
+ * distance from the anchor, until the bytes before it come (one that would not fit is dropped: its
+ * gap stays). The ClientHello's bytes are written at or before the place of the stream bytes they
+ * come from (record headers are left out), so bytes placed ahead are not written over before
+ * they are taken. */
+static void place(af_ja4_flow *f, uint32_t seq, const uint8_t *d, uint32_t len) {
+    uint32_t at = seq - f->anchor;
+    if (at >= AF_JA4_HELLO_MAX || len > AF_JA4_HELLO_MAX - at) return;
+    if (!f->placed_end) memset(f->filled, 0, sizeof f->filled);
+    memcpy(f->buf + at, d, len);
+    mark(f, at, len);
+    if (at + len > f->placed_end) f->placed_end = at + len;
+}
+
+/* TCP: the placed bytes from the next one expected on, as far as they are contiguous. */
+static void take_placed(af_ja4_flow *f, af_stats *st) {
+    uint32_t at = f->next_seq - f->anchor, n = 0;
+    while (at < AF_JA4_HELLO_MAX - n && is_filled(f, at + n)) n++;
+    if (!n) return;
+    f->next_seq += n;
+    tcp_bytes(f, f->buf + at, n, st);
+}
+
+static int begins_hello(const uint8_t *d, uint32_t len) {
+    return d[0] == TLS_HANDSHAKE && (len < 2 || d[1] == 3) && (len < 6 || d[5] == CLIENT_HELLO);
+}
+
 static void tcp_segment(af_ja4_flow *f, uint32_t seq, const uint8_t *d, uint32_t len, af_stats *st) {
     if (f->phase == WAITING) {   /* a segment that begins a handshake record begins the ClientHello */
-        if (d[0] != TLS_HANDSHAKE || (len > 1 && d[1] != 3) || (len > 5 && d[5] != CLIENT_HELLO)) return;
+        if (!begins_hello(d, len)) {
+            if (!f->anchored) return;   /* no SYN seen: nothing is placed before a ClientHello begins */
+            int32_t ahead = (int32_t)(seq - f->next_seq);
+            if (ahead > 0) place(f, seq, d, len);   /* a later part of a ClientHello, perhaps */
+            else if (ahead + (int32_t)len > 0) f->next_seq = seq + len;   /* bytes before one (SOCKS, ...) */
+            return;
+        }
         f->phase = COLLECTING;
         f->transport = 't';
+        if (!f->placed_end) f->anchor = seq, f->anchored = 1;   /* nothing placed: buf[0] is the hello's */
         f->next_seq = seq;
     }
     int32_t ahead = (int32_t)(seq - f->next_seq);
-    if (ahead > 0) {   /* a segment is missing (or came later): no reassembly beyond in-order bytes */
-        st->dissect_ja4_gap++;
-        f->phase = NONE;
+    if (ahead > 0) {   /* a segment is missing, or comes later */
+        place(f, seq, d, len);
         return;
     }
     uint32_t old = (uint32_t)-ahead;   /* bytes already taken (a retransmission) */
     if (old >= len) return;
     f->next_seq = seq + len;
     tcp_bytes(f, d + old, len - old, st);
+    if (f->placed_end) take_placed(f, st);
 }
 
 /* QUIC: CRYPTO data at its offset in buf; `have` is how far from 0 it is contiguous. */
@@ -268,8 +307,8 @@ static void quic_crypto(af_ja4_flow *f, uint64_t offset, const uint8_t *d, uint3
         return;
     }
     memcpy(f->buf + offset, d, len);
-    for (uint32_t i = (uint32_t)offset; i < offset + len; i++) f->filled[i / 8] |= (uint8_t)(1u << (i % 8));
-    while (f->have < AF_JA4_HELLO_MAX && f->filled[f->have / 8] >> (f->have % 8) & 1) f->have++;
+    mark(f, (uint32_t)offset, len);
+    while (f->have < AF_JA4_HELLO_MAX && is_filled(f, f->have)) f->have++;
     check_complete(f, st);
 }
 
@@ -313,7 +352,12 @@ static void quic_datagram(af_ja4_flow *f, af_quic_crypto *crypto, const uint8_t 
 
 void af_ja4_packet(af_ja4_flow *f, af_quic_crypto *crypto, const af_packet *p, int direction, const uint8_t *payload,
                    uint32_t len, af_stats *st) {
-    if (direction || !len || !payload || f->phase >= COMPLETE) return;
+    if (direction || f->phase >= COMPLETE) return;
+    if (p->protocol == 6 && p->tcp_flags & 0x02 && f->phase == WAITING && !f->anchored) {
+        f->anchor = f->next_seq = p->tcp_seq + 1;   /* the client's first byte: placing can begin */
+        f->anchored = 1;
+    }
+    if (!len || !payload) return;
     if (p->protocol == 6) tcp_segment(f, p->tcp_seq + (p->tcp_flags & 0x02 ? 1u : 0u), payload, len, st);   /* SYN data: after the SYN's number */
     else if (p->protocol == 17) quic_datagram(f, crypto, payload, len, st);
     else f->phase = NONE;
@@ -322,7 +366,10 @@ void af_ja4_packet(af_ja4_flow *f, af_quic_crypto *crypto, const af_packet *p, i
 uint32_t af_ja4_finish(af_ja4_flow *f, char ja4[AF_JA4_LEN], char *ja4_r, size_t raw_size, af_stats *st) {
     ja4[0] = '\0';
     if (raw_size) ja4_r[0] = '\0';
-    if (f->phase == COLLECTING) st->dissect_ja4_incomplete++;
+    if (f->phase == COLLECTING) {   /* a segment still missing, or too few packets */
+        if (f->placed_end > f->next_seq - f->anchor) st->dissect_ja4_gap++;
+        else st->dissect_ja4_incomplete++;
+    }
     if (f->phase != COMPLETE) return 0;
     int r = af_ja4_hello(f->buf, f->hello_len, (char)f->transport, ja4, ja4_r, raw_size);
     if (!r) {

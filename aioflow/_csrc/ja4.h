@@ -6,12 +6,15 @@
  * first max_dissections packets) and asks af_ja4_pending whether a ClientHello is still coming.
  * The ClientHello message is gathered into a bounded buffer (AF_JA4_HELLO_MAX bytes): over TCP
  * from the client's TLS records, in sequence order, starting at a client segment that begins a
- * handshake record (so a ClientHello after a SOCKS or CONNECT exchange is found too); in QUIC from
- * the CRYPTO frames of the client's Initial packets, placed by their offsets (any order). What is
- * not fingerprinted is counted (af_stats dissect_ja4_*): a ClientHello larger than the buffer, a
- * TCP segment missing or out of order before it is whole, one not whole when the dissection ends,
- * one whose fields overrun, a QUIC Initial not opened. Only the first ClientHello of a flow counts;
- * DTLS is not fingerprinted. */
+ * handshake record (so a ClientHello after a SOCKS or CONNECT exchange is found too); a client
+ * segment that comes ahead of a missing one (reordered, or the missing one retransmitted later)
+ * is placed in the buffer by its sequence number and taken when the gap fills, as tshark's
+ * out-of-order reassembly does, also before the segment that begins the ClientHello when the
+ * client's SYN was seen. In QUIC from the CRYPTO frames of the client's Initial packets, placed by
+ * their offsets (any order). What is not fingerprinted is counted (af_stats dissect_ja4_*): a
+ * ClientHello larger than the buffer, one with a TCP segment still missing when the dissection
+ * ends (gap), one not whole then for want of packets (incomplete), one whose fields overrun, a
+ * QUIC Initial not opened. Only the first ClientHello of a flow counts; DTLS is not fingerprinted. */
 #ifndef AIOFLOW_JA4_H
 #define AIOFLOW_JA4_H
 #include <stddef.h>
@@ -32,11 +35,16 @@ typedef struct {
     uint8_t record_head_have;        /* TCP: bytes of a TLS record header gathered */
     uint8_t record_head[5];
     uint16_t record_left;            /* TCP: bytes of the current record's body still to come */
-    uint32_t next_seq;               /* TCP: sequence number of the next client byte */
+    uint8_t anchored;                /* TCP: anchor is known (the SYN's, or where the hello began) */
+    uint32_t anchor;                 /* TCP: the sequence number placed at buf[0] */
+    uint32_t placed_end;             /* TCP: end of the bytes placed ahead of a gap in buf (0: none;
+                                        else filled is in use) */
+    uint32_t next_seq;               /* TCP: sequence number of the next client byte (before the
+                                        hello began: of the next byte after the SYN's, anchored) */
     uint32_t have;                   /* ClientHello bytes in buf from 0 on, contiguous */
     uint32_t hello_len;              /* the ClientHello's bytes, header included (0: not known yet) */
     af_quic_keys keys;
-    uint8_t filled[AF_JA4_HELLO_MAX / 8];   /* QUIC: buf bytes written, a bit each */
+    uint8_t filled[AF_JA4_HELLO_MAX / 8];   /* buf bytes written (QUIC) or placed (TCP), a bit each */
     uint8_t buf[AF_JA4_HELLO_MAX];
 } af_ja4_flow;
 
