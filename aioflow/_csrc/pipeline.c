@@ -256,8 +256,9 @@ static int count_unmerged(af_pipeline *p, uint32_t before, int all) {
     return 0;
 }
 
-/* Counts the oldest queued packet, after prefetching the flow record of one further back. */
-static void count_queued(af_pipeline *p) {
+/* Counts the oldest queued packet, after prefetching the flow record of one further back. Inline in
+ * count_head: once per packet. */
+__attribute__((always_inline)) static inline void count_queued(af_pipeline *p) {
     af_table *t = &p->table;
     if (p->ahead && p->queue_count > 2 * AF_PREFETCH_AHEAD) {   /* read on another core: its bucket too */
         if (p->queue_count > 4 * AF_PREFETCH_AHEAD) {   /* and the entry itself, written over there */
@@ -368,7 +369,7 @@ static void stopped(af_pipeline *p) {
 
 /* The counting thread's own reading: one packet read into the queue. 1 when a packet was read
  * (queued or put aside), 0 when none was (*drained: none right now; else the source ended). */
-static inline int read_one(af_pipeline *p, int stopping, int *drained) {
+__attribute__((always_inline)) static inline int read_one(af_pipeline *p, int stopping, int *drained) {
     af_frame f;
     int r = af_source_next(&p->src, &f, p->error, sizeof p->error);
     if (r == 1) {
@@ -391,7 +392,7 @@ static inline int read_one(af_pipeline *p, int stopping, int *drained) {
 
 /* Counts the packet at the head of the queue (queue_count > 0) after moving the clock to it and
  * ending the flows due by then. 0 when the batch has no room for that (the pump returns AF_MORE). */
-static inline int count_head(af_pipeline *p, af_emitter *em) {
+__attribute__((always_inline)) static inline int count_head(af_pipeline *p, af_emitter *em) {
     const af_queued *head = &p->queue[p->queue_head & p->qmask];
     /* clock: the newest time read before it, other workers' packets too (read ahead) */
     uint64_t ts = head->ts > head->clock ? head->ts : head->clock;
@@ -402,6 +403,13 @@ static inline int count_head(af_pipeline *p, af_emitter *em) {
     count_queued(p);
     return 1;
 }
+
+/* Out-of-line copies for the pump's start and end (filling the queue, draining it): the steady
+ * loop has its own, inline. */
+__attribute__((noinline)) static int read_one_filling(af_pipeline *p, int stopping, int *drained) {
+    return read_one(p, stopping, drained);
+}
+__attribute__((noinline)) static int count_head_draining(af_pipeline *p, af_emitter *em) { return count_head(p, em); }
 
 static int pump_locked(af_pipeline *p, uint32_t max_packets, af_batch *out) {
     if (out->capacity < AF_ROOM_PER_PACKET + 1 ||
@@ -438,7 +446,7 @@ static int pump_locked(af_pipeline *p, uint32_t max_packets, af_batch *out) {
             return status;
         /* keep the queue full while reading, so each packet waits a few before it is counted */
         while (!p->ahead && p->phase == PHASE_READING && !drained && p->queue_count < AF_QUEUE && n < max_packets)
-            n += read_one(p, stopping, &drained);
+            n += read_one_filling(p, stopping, &drained);
         /* the steady state of the counting thread's own reading, the queue full: each packet
          * counted makes room for one read. The order of this loop's two steps, its tests out. */
         if (!p->ahead && p->queue_count == AF_QUEUE && n < max_packets && p->phase == PHASE_READING && !drained) {
@@ -464,7 +472,7 @@ static int pump_locked(af_pipeline *p, uint32_t max_packets, af_batch *out) {
             }
             return AF_DONE;
         }
-        if (!count_head(p, em)) return AF_MORE;
+        if (!count_head_draining(p, em)) return AF_MORE;
     }
 }
 
