@@ -93,29 +93,30 @@ void af_account(af_accounting *a, const af_queued *q) {
     const af_packet *p = &q->p;
     uint64_t ts = q->ts;
     int sender = q->sender;
+    int is_tcp = p->protocol == 6 && p->frag != AF_FRAG_LATER;
+    uint8_t fl = is_tcp ? p->tcp_flags : 0;
     uint32_t slot = af_table_find(t, &q->key, q->hash, p->tunnel_id);
     uint64_t last = 0;   /* the flow's last time before this packet */
-    int is_tcp = p->protocol == 6 && p->frag != AF_FRAG_LATER;
-    int syn_only = is_tcp && (p->tcp_flags & (AF_TCP_SYN | AF_TCP_ACK)) == AF_TCP_SYN;
-    if (slot != AF_NIL) {
-        af_flow *f = af_table_flow(t, slot);
+    /* f: the slot's flow, taken once (the byte-wide stores below could alias the table's pointers) */
+    af_flow *f = slot != AF_NIL ? af_table_flow(t, slot) : NULL;
+    if (f) {
         last = af_flow_last(f);
         if (f->state & AF_ST_CLOSING) {
+            int syn_only = (fl & (AF_TCP_SYN | AF_TCP_ACK)) == AF_TCP_SYN;
             if (af_expired(ts, last, cfg->fin_timeout_ns) || syn_only) {
                 af_emit_end(em, slot, af_closing_reason(f));
-                slot = AF_NIL;
+                f = NULL;
             }
         } else if (af_expired(ts, last, cfg->idle_timeout_ns)) {
             af_emit_end(em, slot, AF_END_IDLE);
-            slot = AF_NIL;
+            f = NULL;
         }
-        if (slot != AF_NIL && (af_expired(ts, af_flow_first(f), cfg->active_timeout_ns) ||
-                               counter_full(t, slot, sender, is_tcp ? p->tcp_flags : 0))) {
+        if (f && (af_expired(ts, af_flow_first(f), cfg->active_timeout_ns) || counter_full(t, slot, sender, fl))) {
             af_emit_record(em, slot, AF_END_ACTIVE);
             reset_counters(a, slot);
         }
     }
-    if (slot == AF_NIL) {
+    if (!f) {
         if (t->count >= t->max_flows) af_emit_end(em, af_least_recent(t), AF_END_EVICTED);
         slot = af_table_insert(t, &q->key, q->hash, p->tunnel_id);
         if (slot == AF_NIL) {   /* out of memory below max_flows: counted, never a crash */
@@ -123,18 +124,17 @@ void af_account(af_accounting *a, const af_queued *q) {
             st->packets_read++;
             return;
         }
-        af_flow *f = af_table_flow(t, slot);
+        f = af_table_flow(t, slot);
         f->id = a->next_id;
         a->next_id += a->id_step;
         if (em->meters->count) af_meters_new(em->meters, slot, p, sender);
         /* a SYN+ACK seen first means its receiver opened the connection */
-        int synack = is_tcp && (p->tcp_flags & (AF_TCP_SYN | AF_TCP_ACK)) == (AF_TCP_SYN | AF_TCP_ACK);
+        int synack = (fl & (AF_TCP_SYN | AF_TCP_ACK)) == (AF_TCP_SYN | AF_TCP_ACK);
         f->src_idx = (uint8_t)(synack ? 1 - sender : sender);
         st->flows_created++;
         if (t->count > st->peak_active_flows) st->peak_active_flows = t->count;
         af_count_active(st, p->protocol, +1);
     }
-    af_flow *f = af_table_flow(t, slot);
     uint64_t sender_last = f->packets[sender] ? f->last_ns[sender] : 0;   /* meters: the time before this packet */
     if (f->packets[sender] == 0) f->first_ns[sender] = f->last_ns[sender] = ts;
     else if (ts > f->last_ns[sender]) f->last_ns[sender] = ts;
@@ -145,7 +145,6 @@ void af_account(af_accounting *a, const af_queued *q) {
     if (p->ttl > f->ttl_max[sender]) f->ttl_max[sender] = p->ttl;
     enum af_list list = (f->state & AF_ST_CLOSING) ? AF_LIST_CLOSING : AF_LIST_OPEN;
     if (is_tcp) {
-        uint8_t fl = p->tcp_flags;
         f->flags[sender] |= fl;
         f->ack_packets[sender] += (fl & AF_TCP_ACK) != 0;
         af_flow_tcp *c;
@@ -161,7 +160,8 @@ void af_account(af_accounting *a, const af_queued *q) {
         if ((f->state & AF_ST_RST) || (f->state & (AF_ST_FIN0 | AF_ST_FIN1)) == (AF_ST_FIN0 | AF_ST_FIN1))
             list = AF_LIST_CLOSING;
     }
-    if (list == AF_LIST_CLOSING || (f->state & AF_ST_CLOSING) || f->packets[0] + f->packets[1] == 1 ||
+    /* a closing flow moves on every packet (list is closing once its state is) */
+    if (list == AF_LIST_CLOSING || f->packets[0] + f->packets[1] == 1 ||
         (ts >> a->touch_shift) != (last >> a->touch_shift))
         af_table_touch(t, slot, list);
     if (t->headers_per_flow) keep_header(a, slot, q, sender != f->src_idx);

@@ -28,7 +28,9 @@ static int ports_only(const uint8_t *l4, uint32_t header_len, af_packet *pkt) {
     return AF_DECODED;
 }
 
-static int decode_transport(const uint8_t *l4, uint32_t avail, int snap_cut, af_packet *pkt) {
+/* Inline in decode_ipv4 and decode_ipv6: once per packet. */
+__attribute__((always_inline)) static inline int decode_transport(const uint8_t *l4, uint32_t avail, int snap_cut,
+                                                                  af_packet *pkt) {
     uint32_t need;
     switch (pkt->protocol) {
     case 6: need = 20; break;        /* TCP */
@@ -337,6 +339,12 @@ int af_decode(int dlt, const uint8_t *data, uint32_t caplen, af_packet *pkt, uns
     else memset(pkt, 0, offsetof(af_packet, tunnel_ip_version));   /* the rest only its meters read */
     pkt->decode_flags = (uint8_t)flags;
     int big_endian = (dlt & AF_DLT_PSEUDO_BE) != 0;
+    /* the usual frame first: Ethernet, untagged IPv4 or IPv6 (what decode_ethernet finds too) */
+    if (dlt == DLT_EN10MB_ && !(flags & AF_DECODE_MAC) && caplen >= 14) {
+        uint16_t type = rd16(data + 12);
+        if (type == ETH_IPV4) return decode_ipv4(data + 14, caplen - 14, pkt);
+        if (type == ETH_IPV6) return decode_ipv6(data + 14, caplen - 14, pkt);
+    }
     switch (dlt & ~AF_DLT_PSEUDO_BE) {
     case DLT_EN10MB_:
         if ((flags & AF_DECODE_MAC) && caplen >= 12) memcpy(pkt->mac, data, 12);

@@ -66,6 +66,12 @@ void af_defrag_position(af_defrag *d, uint32_t position);
 int af_defrag_release(af_defrag *d, uint32_t before, int all, af_frag_early *out);
 /* Gives up datagrams whose first fragment is fragment_timeout older than now_ns. */
 void af_defrag_expire(af_defrag *d, uint64_t now_ns);
+/* Gives up datagrams timed out as of now_ns; what they hand over is counted before queue position
+ * `position`. */
+static inline void af_defrag_give_up(af_defrag *d, uint32_t position, uint64_t now_ns) {
+    af_defrag_position(d, position);
+    af_defrag_expire(d, now_ns);
+}
 /* The source ended: gives up every datagram still incomplete ("unfinished"). */
 void af_defrag_flush(af_defrag *d);
 /* Fills the gauges of stats (datagrams in progress, memory in use). */

@@ -101,74 +101,11 @@ void af_table_free(af_table *t) {
     memset(t, 0, sizeof *t);
 }
 
-/* n (4 or 8) address bytes as a number whose order is memcmp's: the first byte on top. */
-static inline uint64_t be_word(const uint8_t *b, size_t n) {
-    uint64_t v = 0;
-    memcpy(&v, b, n);
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    return v;
-}
-
-/* Runs for every packet: the order is memcmp's (address bytes, then port), computed on words
- * and the key written with fixed-size copies (a memcmp/memcpy of variable length was a libc
- * call and ~100 instructions a packet). */
-int af_key_make(af_key *k, int ver, const uint8_t *ip_a, uint16_t port_a, const uint8_t *ip_b,
-                uint16_t port_b, uint8_t proto, uint16_t vlan) {
-    int c;
-    if (ver == 4) {
-        uint64_t a = be_word(ip_a, 4), b = be_word(ip_b, 4);
-        c = (a > b) - (a < b);
-    } else {
-        uint64_t a = be_word(ip_a, 8), b = be_word(ip_b, 8);
-        if (a == b) a = be_word(ip_a + 8, 8), b = be_word(ip_b + 8, 8);
-        c = (a > b) - (a < b);
-    }
-    int swap = c > 0 || (c == 0 && port_a > port_b);
-    const uint8_t *lo = swap ? ip_b : ip_a, *hi = swap ? ip_a : ip_b;
-    memset(k, 0, sizeof *k);
-    if (ver == 4) {
-        memcpy(k->ip[0], lo, 4);
-        memcpy(k->ip[1], hi, 4);
-    } else {
-        memcpy(k->ip[0], lo, 16);
-        memcpy(k->ip[1], hi, 16);
-    }
-    k->port[0] = swap ? port_b : port_a;
-    k->port[1] = swap ? port_a : port_b;
-    k->vlan = vlan;
-    k->ver = (uint8_t)ver;
-    k->proto = proto;
-    return swap;
-}
-
-/* 64x64->128 multiply folded to 64 bits: the mixing step of wyhash. */
-static inline uint64_t mum(uint64_t a, uint64_t b) {
-    __uint128_t r = (__uint128_t)a * b;
-    return (uint64_t)r ^ (uint64_t)(r >> 64);
-}
-
-/* Seeded (the seed is random per engine, so chains cannot be forced from the wire), three
- * multiplies for the 40-byte key. */
-uint64_t af_key_hash(const af_table *t, const af_key *k) {
-    uint64_t w[5];
-    memcpy(w, k, sizeof w);
-    const uint64_t s = t->seed;
-    uint64_t h = mum(w[0] ^ s ^ 0xa0761d6478bd642fULL, w[1] ^ 0xe7037ed1a0b428dbULL);
-    h ^= mum(w[2] ^ s ^ 0x8ebc6af09c88c6e3ULL, w[3] ^ 0x589965cc75374cc3ULL);
-    return mum(h ^ w[4], s ^ 0x1d8e4e27c47d124fULL);
-}
-
 int af_table_tunnels(af_table *t) {
     if (!t->tunnel_ids) t->tunnel_ids = reserve((size_t)t->max_flows * sizeof *t->tunnel_ids);
     return t->tunnel_ids ? 0 : -1;
 }
 
-uint64_t af_flow_hash(const af_table *t, const af_key *k, uint32_t tunnel) {
-    uint64_t h = af_key_hash(t, k);
-    return tunnel ? mum(h ^ tunnel, t->seed ^ 0x94d049bb133111ebULL) : h;
-}
 
 void af_table_key(const af_table *t, const af_flow *f, af_key *out) {
     memset(out->ip, 0, sizeof out->ip);

@@ -122,14 +122,74 @@ typedef struct {
 int af_table_init(af_table *t, uint32_t max_flows, uint32_t headers_per_flow, uint64_t seed);
 void af_table_free(af_table *t);
 
-/* Builds the canonical key; returns 1 when the endpoints were swapped (sender is endpoint 1). */
-int af_key_make(af_key *k, int ver, const uint8_t *ip_a, uint16_t port_a, const uint8_t *ip_b,
-                uint16_t port_b, uint8_t proto, uint16_t vlan);
-uint64_t af_key_hash(const af_table *t, const af_key *k);
+/* n (4 or 8) address bytes as a number whose order is memcmp's: the first byte on top. */
+static inline uint64_t af_be_word(const uint8_t *b, size_t n) {
+    uint64_t v = 0;
+    memcpy(&v, b, n);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+/* Builds the canonical key; returns 1 when the endpoints were swapped (sender is endpoint 1).
+ * Inline: it runs for every packet. The order is memcmp's (address bytes, then port), computed on
+ * words and the key written with fixed-size copies (a memcmp/memcpy of variable length was a libc
+ * call and ~100 instructions a packet). */
+static inline int af_key_make(af_key *k, int ver, const uint8_t *ip_a, uint16_t port_a, const uint8_t *ip_b,
+                              uint16_t port_b, uint8_t proto, uint16_t vlan) {
+    int c;
+    if (ver == 4) {
+        uint64_t a = af_be_word(ip_a, 4), b = af_be_word(ip_b, 4);
+        c = (a > b) - (a < b);
+    } else {
+        uint64_t a = af_be_word(ip_a, 8), b = af_be_word(ip_b, 8);
+        if (a == b) a = af_be_word(ip_a + 8, 8), b = af_be_word(ip_b + 8, 8);
+        c = (a > b) - (a < b);
+    }
+    int swap = c > 0 || (c == 0 && port_a > port_b);
+    const uint8_t *lo = swap ? ip_b : ip_a, *hi = swap ? ip_a : ip_b;
+    memset(k, 0, sizeof *k);
+    if (ver == 4) {
+        memcpy(k->ip[0], lo, 4);
+        memcpy(k->ip[1], hi, 4);
+    } else {
+        memcpy(k->ip[0], lo, 16);
+        memcpy(k->ip[1], hi, 16);
+    }
+    k->port[0] = swap ? port_b : port_a;
+    k->port[1] = swap ? port_a : port_b;
+    k->vlan = vlan;
+    k->ver = (uint8_t)ver;
+    k->proto = proto;
+    return swap;
+}
+
+/* 64x64->128 multiply folded to 64 bits: the mixing step of wyhash. */
+static inline uint64_t af_mum(uint64_t a, uint64_t b) {
+    __uint128_t r = (__uint128_t)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
+/* Seeded (the seed is random per engine, so chains cannot be forced from the wire), three
+ * multiplies for the 40-byte key. Inline: once per packet. */
+static inline uint64_t af_key_hash(const af_table *t, const af_key *k) {
+    uint64_t w[5];
+    memcpy(w, k, sizeof w);
+    const uint64_t s = t->seed;
+    uint64_t h = af_mum(w[0] ^ s ^ 0xa0761d6478bd642fULL, w[1] ^ 0xe7037ed1a0b428dbULL);
+    h ^= af_mum(w[2] ^ s ^ 0x8ebc6af09c88c6e3ULL, w[3] ^ 0x589965cc75374cc3ULL);
+    return af_mum(h ^ w[4], s ^ 0x1d8e4e27c47d124fULL);
+}
+
 /* decode_tunnels: keys carry a tunnel id too (af_table_tunnels). 0 or -1 without memory. */
 int af_table_tunnels(af_table *t);
 /* The hash of a key within a tunnel (0: none, the key's own hash). */
-uint64_t af_flow_hash(const af_table *t, const af_key *k, uint32_t tunnel);
+static inline uint64_t af_flow_hash(const af_table *t, const af_key *k, uint32_t tunnel) {
+    uint64_t h = af_key_hash(t, k);
+    return tunnel ? af_mum(h ^ tunnel, t->seed ^ 0x94d049bb133111ebULL) : h;
+}
+
 /* Which of n workers counts the flow of this hash: its high half (the buckets use the low bits),
  * scaled to n. Symmetric as the hash is (the key is canonical). */
 static inline uint32_t af_worker_of(uint64_t hash, uint32_t n) { return (uint32_t)(((hash >> 32) * n) >> 32); }

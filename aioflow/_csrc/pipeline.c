@@ -218,15 +218,10 @@ uint32_t af_pipeline_slots_used(const af_pipeline *p) { return p->table.hwm; }
 const af_table *af_pipeline_table(const af_pipeline *p) { return &p->table; }
 int af_pipeline_started_reading(const af_pipeline *p) { return p->stats.packets_read != 0 || p->ahead; }
 
-/* Gives up datagrams timed out as of now; what they hand over is counted before the packet at
- * queue position `at` (defrag.h). */
-static void defrag_give_up(af_pipeline *p, uint32_t at, uint64_t now) {
-    af_defrag_position(p->defrag, at);
-    af_defrag_expire(p->defrag, now);
-}
-/* Inline: once per packet, and most pipelines do not defragment. */
+/* Gives up datagrams timed out as of now, counted before queue position `at` (defrag.h). Inline:
+ * once per packet, and most pipelines do not defragment. */
 static inline void defrag_expire(af_pipeline *p, uint32_t at, uint64_t now) {
-    if (p->defrag) defrag_give_up(p, at, now);
+    if (p->defrag) af_defrag_give_up(p->defrag, at, now);
 }
 
 /* Filters and prepares one packet read by the counting thread itself (live sources, or no
@@ -235,10 +230,8 @@ static void enqueue(af_pipeline *p, const af_frame *f) {
     uint32_t at = p->queue_head + p->queue_count;
     af_queued *q = &p->queue[at & p->qmask];
     p->pulled++;
-    if (!af_read_packet(&p->prep, &p->stats, f, q)) return;
-    defrag_expire(p, at, q->ts);
     uint8_t *payload_to = p->payloads ? p->payloads + (size_t)(at & (AF_QUEUE - 1)) * AF_MAX_PAYLOAD : NULL;
-    if (af_prepare_packet(&p->prep, &p->stats, q, f->data, payload_to)) p->queue_count++;
+    if (af_prepare_frame(&p->prep, &p->stats, f, q, at, payload_to)) p->queue_count++;
 }
 
 /* Counts the later fragments held for this first fragment (fragments.h), before it: they came
@@ -263,8 +256,9 @@ static int count_unmerged(af_pipeline *p, uint32_t before, int all) {
     return 0;
 }
 
-/* Counts the oldest queued packet, after prefetching the flow record of one further back. */
-static void count_queued(af_pipeline *p) {
+/* Counts the oldest queued packet, after prefetching the flow record of one further back. Inline in
+ * count_head: once per packet. */
+__attribute__((always_inline)) static inline void count_queued(af_pipeline *p) {
     af_table *t = &p->table;
     if (p->ahead && p->queue_count > 2 * AF_PREFETCH_AHEAD) {   /* read on another core: its bucket too */
         if (p->queue_count > 4 * AF_PREFETCH_AHEAD) {   /* and the entry itself, written over there */
@@ -373,6 +367,50 @@ static void stopped(af_pipeline *p) {
     p->flush_reason = AF_END_STOP;
 }
 
+/* The counting thread's own reading: one packet read into the queue. 1 when a packet was read
+ * (queued or put aside), 0 when none was (*drained: none right now; else the source ended). */
+__attribute__((always_inline)) static inline int read_one(af_pipeline *p, int stopping, int *drained) {
+    af_frame f;
+    int r = af_source_next(&p->src, &f, p->error, sizeof p->error);
+    if (r == 1) {
+        enqueue(p, &f);
+        if (stopping && f.ts_ns > atomic_load(&p->stop_ns)) stopped(p);   /* came after it */
+        return 1;
+    }
+    if (r == 0) {
+        *drained = 1;        /* live source, or a followed file: nothing to read right now */
+        /* live: the kernel hands a ring block over AF_LIVE_LATENCY_MS after its first packet
+         * at the latest: until then, packets from before the stop may still come */
+        if (stopping && realtime_ns() > atomic_load(&p->stop_ns) + AF_STOP_GRACE_NS) stopped(p);
+    } else {
+        if (r == -2) p->stats.read_errors++;
+        p->phase = PHASE_DRAINING;
+        p->flush_reason = AF_END_EOF;
+    }
+    return 0;
+}
+
+/* Counts the packet at the head of the queue (queue_count > 0) after moving the clock to it and
+ * ending the flows due by then. 0 when the batch has no room for that (the pump returns AF_MORE). */
+__attribute__((always_inline)) static inline int count_head(af_pipeline *p, af_emitter *em) {
+    const af_queued *head = &p->queue[p->queue_head & p->qmask];
+    /* clock: the newest time read before it, other workers' packets too (read ahead) */
+    uint64_t ts = head->ts > head->clock ? head->ts : head->clock;
+    if (ts > p->now_ns) p->now_ns = ts;
+    if ((af_reap_due(&p->table, &p->cfg, p->now_ns) && af_reap(em, &p->cfg, p->now_ns, AF_ROOM_PER_PACKET)) ||
+        af_emit_room(em) <= AF_ROOM_PER_PACKET)
+        return 0;
+    count_queued(p);
+    return 1;
+}
+
+/* Out-of-line copies for the pump's start and end (filling the queue, draining it): the steady
+ * loop has its own, inline. */
+__attribute__((noinline)) static int read_one_filling(af_pipeline *p, int stopping, int *drained) {
+    return read_one(p, stopping, drained);
+}
+__attribute__((noinline)) static int count_head_draining(af_pipeline *p, af_emitter *em) { return count_head(p, em); }
+
 static int pump_locked(af_pipeline *p, uint32_t max_packets, af_batch *out) {
     if (out->capacity < AF_ROOM_PER_PACKET + 1 ||
         (uint64_t)out->header_capacity < (uint64_t)out->capacity * p->cfg.headers_per_flow) {
@@ -407,23 +445,17 @@ static int pump_locked(af_pipeline *p, uint32_t max_packets, af_batch *out) {
             !take_read_ahead(p, &n, max_packets, &status))
             return status;
         /* keep the queue full while reading, so each packet waits a few before it is counted */
-        while (!p->ahead && p->phase == PHASE_READING && !drained && p->queue_count < AF_QUEUE && n < max_packets) {
-            af_frame f;
-            int r = af_source_next(&p->src, &f, p->error, sizeof p->error);
-            if (r == 1) {
-                n++;
-                enqueue(p, &f);
-                if (stopping && f.ts_ns > atomic_load(&p->stop_ns)) stopped(p);   /* came after it */
-            } else if (r == 0) {
-                drained = 1;        /* live source, or a followed file: nothing to read right now */
-                /* live: the kernel hands a ring block over AF_LIVE_LATENCY_MS after its first packet
-                 * at the latest: until then, packets from before the stop may still come */
-                if (stopping && realtime_ns() > atomic_load(&p->stop_ns) + AF_STOP_GRACE_NS) stopped(p);
-            } else {
-                if (r == -2) p->stats.read_errors++;
-                p->phase = PHASE_DRAINING;
-                p->flush_reason = AF_END_EOF;
-            }
+        while (!p->ahead && p->phase == PHASE_READING && !drained && p->queue_count < AF_QUEUE && n < max_packets)
+            n += read_one_filling(p, stopping, &drained);
+        /* the steady state of the counting thread's own reading, the queue full: each packet
+         * counted makes room for one read. The order of this loop's two steps, its tests out. */
+        if (!p->ahead && p->queue_count == AF_QUEUE && n < max_packets && p->phase == PHASE_READING && !drained) {
+            do {
+                if (!count_head(p, em)) return AF_MORE;
+                if (p->queue_count == AF_QUEUE) continue;   /* not counted (no room): count_head ends it */
+                n += read_one(p, stopping, &drained);
+            } while (p->queue_count == AF_QUEUE && n < max_packets && p->phase == PHASE_READING && !drained);
+            continue;   /* the queue is no longer full: reading fills it first, as above */
         }
         if (p->queue_count == 0) {
             if (p->phase == PHASE_READING) return drained ? AF_OK : AF_MORE;
@@ -440,14 +472,7 @@ static int pump_locked(af_pipeline *p, uint32_t max_packets, af_batch *out) {
             }
             return AF_DONE;
         }
-        const af_queued *head = &p->queue[p->queue_head & p->qmask];
-        /* clock: the newest time read before it, other workers' packets too (read ahead) */
-        uint64_t ts = head->ts > head->clock ? head->ts : head->clock;
-        if (ts > p->now_ns) p->now_ns = ts;
-        if ((af_reap_due(&p->table, &p->cfg, p->now_ns) && af_reap(em, &p->cfg, p->now_ns, AF_ROOM_PER_PACKET)) ||
-            af_emit_room(em) <= AF_ROOM_PER_PACKET)
-            return AF_MORE;
-        count_queued(p);
+        if (!count_head_draining(p, em)) return AF_MORE;
     }
 }
 

@@ -2,7 +2,9 @@
 
 #include <string.h>
 
-int af_read_packet(const af_prepare *pp, af_stats *st, const af_frame *f, af_queued *q) {
+/* Inline in af_read_packet and af_prepare_frame: once per packet. */
+__attribute__((always_inline)) static inline int read_packet(const af_prepare *pp, af_stats *st, const af_frame *f,
+                                                             af_queued *q) {
     uint64_t ts = f->ts_ns;
     /* packets_read counts a packet once it is put aside or counted in a flow (or held by the
      * defragmenter), so that packets_read == packets_in_flows + aside (+ defrag_fragments_held)
@@ -24,6 +26,8 @@ int af_read_packet(const af_prepare *pp, af_stats *st, const af_frame *f, af_que
     for (uint16_t ev = q->p.events; ev; ev &= (uint16_t)(ev - 1)) st->decode_events[__builtin_ctz(ev)]++;
     return 1;
 }
+
+int af_read_packet(const af_prepare *pp, af_stats *st, const af_frame *f, af_queued *q) { return read_packet(pp, st, f, q); }
 
 /* A datagram reassembled from fragments is decoded again from its IP header: what the layers
  * around it said (VLAN, Ethernet addresses, the tunnel it came out of) stays. */
@@ -128,6 +132,15 @@ void af_prepare_copy(const af_prepare *pp, af_queued *q, uint8_t *payload_to) { 
 
 int af_prepare_packet(const af_prepare *pp, af_stats *st, af_queued *q, const u_char *data, uint8_t *payload_to) {
     if (!prepare_key(pp, st, q, data)) return 0;
+    prepare_copy(pp, q, payload_to);
+    return 1;
+}
+
+int af_prepare_frame(const af_prepare *pp, af_stats *st, const af_frame *f, af_queued *q, uint32_t at,
+                     uint8_t *payload_to) {
+    if (!read_packet(pp, st, f, q)) return 0;
+    if (pp->defrag) af_defrag_give_up(pp->defrag, at, q->ts);   /* before this packet */
+    if (!prepare_key(pp, st, q, f->data)) return 0;
     prepare_copy(pp, q, payload_to);
     return 1;
 }

@@ -34,6 +34,11 @@ int af_read_packet(const af_prepare *pp, af_stats *st, const af_frame *f, af_que
 /* The second half (`data` is the decoded frame; the payload is copied to payload_to). Returns 0
  * when the packet was counted aside or held by the defragmenter. */
 int af_prepare_packet(const af_prepare *pp, af_stats *st, af_queued *q, const u_char *data, uint8_t *payload_to);
+/* The counting thread's own reading, in one call: af_read_packet, the defragmenter's give-ups as
+ * of the packet's time (what they hand over is counted before queue position `at`), then
+ * af_prepare_packet. 1 when q is a flow packet to queue. */
+int af_prepare_frame(const af_prepare *pp, af_stats *st, const af_frame *f, af_queued *q, uint32_t at,
+                     uint8_t *payload_to);
 /* af_prepare_packet in two steps, for a reading thread that picks the packet's worker (and so
  * where its copies go) by its hash: the key and hash (0 as af_prepare_packet), then the copies. */
 int af_prepare_key(const af_prepare *pp, af_stats *st, af_queued *q, const u_char *data);
