@@ -95,6 +95,10 @@ typedef struct af_meter {
      * builds no af_meter_packet for it (a cheap meter would pay more for that than for its work).
      * `cold`: the flow's cold state block (cold_size), NULL without one. */
     void (*on_packet_brief)(void *state, void *cold, const af_packet *p, int sender, uint64_t ts);
+    /* Instead of either, the statistics meter's: its per-packet work is af_statistics_packet, which
+     * the counting loop calls by name with the values it reads (no af_meter_packet to build, no
+     * call through a pointer: ~50 instructions a packet, a sixth of what the meter adds). */
+    int packet_by_name;
     void (*on_end)(void *ctx, void *state, const af_meter_end *me);
     /* A packet of `sender` in `slot` comes soon: prefetch a few packets ahead (the meter's state),
      * prefetch_deep nearer (what that state points to, in cache by then). Each hook is called only
@@ -157,6 +161,9 @@ typedef struct {
     uint32_t n_per_packet;           /* n_packet + n_brief: the one test a packet pays with no meter */
     uint32_t n_packet, n_brief, n_prefetch, n_deep, n_room;   /* enabled meters with those hooks (0: nothing to call) */
     uint32_t n_hot;                  /* meters with state and a per-packet hook */
+    void *statistics_ctx;            /* the statistics meter (packet_by_name), when on */
+    uint8_t *statistics_state;       /* its state array (slot 1 first), NULL when off */
+    uint32_t statistics_size;
     af_brief_hook brief[AF_METERS_MAX];
     af_packet_hook packet[AF_METERS_MAX];
     af_prefetch_hook prefetch[AF_METERS_MAX];
@@ -203,6 +210,12 @@ void af_meters_batch_free(af_batch *b);
 int af_meters_batch_ready(const af_meter_set *s, const af_batch *b);
 void af_meters_prefault(af_meter_set *s, af_batch *b, uint64_t usual);
 void af_meters_stop(af_meter_set *s);
+
+/* The statistics meter's per-packet work (statistics.c; packet_by_name): a packet of sender
+ * (key endpoint) at ts counted into flow f, whose sender's latest time before it was
+ * sender_last_ns (0: its first), wire_len bytes on the wire. */
+void af_statistics_packet(void *ctx, void *state, const af_packet *p, const af_flow *f, int sender, uint64_t ts,
+                          uint64_t sender_last_ns, uint32_t wire_len);
 
 /* Per packet (inline: the counting loop's own code). The loops run to an end pointer taken
  * before the first call: a hook may write memory, so a count in the set would be read again

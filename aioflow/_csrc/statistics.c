@@ -353,8 +353,9 @@ static inline __attribute__((always_inline)) void compact_packet(statistics_ctx 
     if (seen) compact_gap(s, d, ts - own_from, ts_ms - own_from / 1000000u);
 }
 
-static void per_packet(void *ctx, void *state, const af_packet *p, const af_flow *f, int sender, uint64_t ts,
-                       uint64_t sender_last_ns, uint32_t wire_len) {
+/* The meter's per-packet work (meter.h: called by name, with what it reads). */
+void af_statistics_packet(void *ctx, void *state, const af_packet *p, const af_flow *f, int sender, uint64_t ts,
+                          uint64_t sender_last_ns, uint32_t wire_len) {
     statistics_ctx *x = ctx;
     switch (x->mode) {
     case AF_ACCOUNT_RAW: compact_packet(x, state, p, f, sender, ts, sender_last_ns, wire_len, AF_ACCOUNT_RAW); break;
@@ -364,10 +365,6 @@ static void per_packet(void *ctx, void *state, const af_packet *p, const af_flow
         break;
     default: compact_packet(x, state, p, f, sender, ts, sender_last_ns, wire_len, AF_ACCOUNT_PAYLOAD); break;
     }
-}
-
-static void on_packet(void *ctx, void *state, const af_meter_packet *mp) {
-    per_packet(ctx, state, mp->p, mp->flow, mp->sender, mp->ts, mp->sender_last_ns, mp->wire_len);
 }
 
 /* mean and sample standard deviation of n values with sum `sum` and sum of squares `sumsq` */
@@ -501,6 +498,6 @@ const af_meter af_meter_statistics = {
     .open = open_ctx,
     .close = close_ctx,
     .on_new = on_new,
-    .on_packet = on_packet,
+    .packet_by_name = 1,
     .on_end = on_end,
 };
