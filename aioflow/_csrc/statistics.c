@@ -161,17 +161,17 @@ static inline void put_gap(statistics_state *s, int set, int k, uint64_t ns, uns
     memcpy(s->gaps[set][k], &x, 6);   /* little-endian: the low 6 bytes */
 }
 
-/* Minimums start high, so that a packet updates every summary without a first-packet case. */
-static void reset(const af_config *cfg, statistics_state *s) {
-    memset(s, 0, state_size_for(cfg));
+/* Minimums start high, so that a packet updates every summary without a first-packet case; the
+ * rest of a zeroed state is its start. */
+static void start(statistics_state *s) {
     s->ps_min[0] = s->ps_min[1] = 0xffff;
     for (int k = 0; k < 3; k++) put_gap(s, k, 0, GAP_NONE, 0);
 }
 
+/* the meter set zeroed the state (meter.h) */
 static void on_new(void *ctx, void *state, uint32_t slot, const af_packet *first, int sender) {
-    (void)first, (void)sender;
-    (void)slot;
-    reset(((const statistics_ctx *)ctx)->cfg, state);
+    (void)ctx, (void)first, (void)sender, (void)slot;
+    start(state);
 }
 
 /* The wide form of a compact state (its values, exactly). */
@@ -481,7 +481,10 @@ static void on_end(void *ctx, void *state, const af_meter_end *me) {
     r->dst2src_payload_bytes = s->payload_bytes[1];
     r->bidirectional_payload_bytes = s->payload_bytes[0] + s->payload_bytes[1];
     if (entry) af_side_give(&x->wide, entry);
-    reset(cfg, compact);   /* an active-timeout split starts a new record */
+    if (!me->ending) {   /* an active-timeout split starts a new record; a flow that ends frees the slot */
+        memset(compact, 0, sizeof *compact);
+        start(compact);
+    }
 }
 
 static int wanted(const af_config *cfg) { return cfg->statistics != 0; }
