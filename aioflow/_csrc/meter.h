@@ -143,10 +143,13 @@ typedef struct {
     const void *ctx;
 } af_prefetch_hook;
 
-/* A state array a per-packet hook reads: its flow's block is prefetched with the flow. */
+/* A state array a per-packet hook reads: its flow's block is prefetched with the flow. The array
+ * starts on a page, so a block whose size is a multiple of 64 is its size / 64 lines; any other
+ * spans at most size / 64 + 2 from its start (the last may be a neighbour's: harmless). */
 typedef struct {
     uint8_t *state;
     uint32_t state_size;
+    uint32_t lines;                  /* lines to prefetch from a block's start, 64 bytes apart */
 } af_hot_state;
 
 typedef struct {
@@ -236,9 +239,9 @@ static inline void af_meters_brief(const af_meter_set *s, uint32_t slot, const a
  * flow-only in time against 0.78x in instructions), so they are fetched as far ahead. */
 static inline void af_meters_prefetch_state(const af_meter_set *s, uint32_t slot) {
     for (const af_hot_state *h = s->hot, *end = h + s->n_hot; h < end; h++) {
-        uintptr_t at = (uintptr_t)(h->state + (size_t)(slot - 1) * h->state_size);
-        for (uintptr_t line = at & ~(uintptr_t)63; line < at + h->state_size; line += 64)
-            __builtin_prefetch((const void *)line);
+        const uint8_t *at = h->state + (size_t)(slot - 1) * h->state_size;
+        __builtin_prefetch(at);
+        for (uint32_t i = 1; i < h->lines; i++) __builtin_prefetch(at + 64 * i);
     }
 }
 
