@@ -168,6 +168,9 @@ void af_account(af_accounting *a, const af_queued *q) {
     if (em->meters->n_per_packet) {   /* the one test a packet pays when no meter looks at packets */
         const af_meter_set *ms = em->meters;
         if (ms->n_brief) af_meters_brief(ms, slot, p, sender, ts);
+        if (ms->statistics_state)
+            af_statistics_packet(ms->statistics_ctx, ms->statistics_state + (size_t)(slot - 1) * ms->statistics_size, p, f,
+                                 sender, ts, sender_last, q->wire_len);
         if (ms->n_packet) {
             af_meter_packet mp = {slot, sender, sender != f->src_idx, ts, p, q->payload, q->payload_len,
                                   q->l3_len ? q->payload - q->l3_headers : NULL, q->l3_len, q->caplen, q->wire_len, f,

@@ -51,8 +51,12 @@ static void gather_hooks(af_meter_set *s, uint32_t k) {
     if (m->on_packet) s->packet[s->n_packet++] = (af_packet_hook){m->on_packet, s->ctx[k], s->state[k], s->state_size[k]};
     if (m->on_packet_brief)
         s->brief[s->n_brief++] = (af_brief_hook){m->on_packet_brief, s->state[k], s->cold[k], s->state_size[k], s->cold_size[k]};
-    s->n_per_packet = s->n_packet + s->n_brief;
-    if (s->state[k] && !m->no_prefetch && (m->on_packet || m->on_packet_brief)) s->hot[s->n_hot++] = (af_hot_state){s->state[k], s->state_size[k]};
+    if (m->packet_by_name) s->statistics_ctx = s->ctx[k], s->statistics_state = s->state[k], s->statistics_size = s->state_size[k];
+    s->n_per_packet = s->n_packet + s->n_brief + (s->statistics_state != NULL);
+    if (s->state[k] && !m->no_prefetch && (m->on_packet || m->on_packet_brief || m->packet_by_name)) {
+        uint32_t size = s->state_size[k];   /* the lines: af_hot_state */
+        s->hot[s->n_hot++] = (af_hot_state){s->state[k], size, size % 64 ? size / 64 + 2 : size / 64};
+    }
     if (m->prefetch) s->prefetch[s->n_prefetch++] = (af_prefetch_hook){m->prefetch, s->ctx[k]};
     if (m->prefetch_deep) s->deep[s->n_deep++] = (af_prefetch_hook){m->prefetch_deep, s->ctx[k]};
     if (m->batch_room) s->room[s->n_room++] = (af_room_hook){m->batch_room, s->ctx[k]};

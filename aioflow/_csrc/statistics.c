@@ -161,17 +161,17 @@ static inline void put_gap(statistics_state *s, int set, int k, uint64_t ns, uns
     memcpy(s->gaps[set][k], &x, 6);   /* little-endian: the low 6 bytes */
 }
 
-/* Minimums start high, so that a packet updates every summary without a first-packet case. */
-static void reset(const af_config *cfg, statistics_state *s) {
-    memset(s, 0, state_size_for(cfg));
+/* Minimums start high, so that a packet updates every summary without a first-packet case; the
+ * rest of a zeroed state is its start. */
+static void start(statistics_state *s) {
     s->ps_min[0] = s->ps_min[1] = 0xffff;
     for (int k = 0; k < 3; k++) put_gap(s, k, 0, GAP_NONE, 0);
 }
 
+/* the meter set zeroed the state (meter.h) */
 static void on_new(void *ctx, void *state, uint32_t slot, const af_packet *first, int sender) {
-    (void)first, (void)sender;
-    (void)slot;
-    reset(((const statistics_ctx *)ctx)->cfg, state);
+    (void)ctx, (void)first, (void)sender, (void)slot;
+    start(state);
 }
 
 /* The wide form of a compact state (its values, exactly). */
@@ -253,30 +253,33 @@ static void wide_packet(wide_state *w, const sample *p) {
     if (p->gaps > 1) wide_gap(w, d, p->g[1]);
 }
 
-/* A gap into the compact state. With M = ms * 10^6, the gap's ms value is floor(ns / 10^6) + c,
- * c = ns < M; a kept extreme v with bit b stands for ms floor(v / 10^6) + b. The new bit follows
- * from comparing v with M (the four cases of min/max, gap beyond v or not). */
-static inline void compact_gap(statistics_state *s, int set, gap g) {
-    uint64_t M = (uint64_t)g.ms * 1000000u;
-    unsigned c = g.ns < M;
-    /* a gap 1 ms or more above the minimum (below the maximum) changes neither it nor its ms
-     * value (floor(g / 10^6) is then past floor(v / 10^6)): most gaps are one or the other */
+/* A gap (ns, and ms between ms-truncated times) into the compact state. With M = ms * 10^6, the
+ * gap's ms value is floor(ns / 10^6) + c, c = ns < M; a kept extreme v with bit b stands for ms
+ * floor(v / 10^6) + b. The new bit follows from comparing v with M (the four cases of min/max, gap
+ * beyond v or not). A gap 1 ms or more above the minimum (below the maximum) changes neither it
+ * nor its ms value (floor(g / 10^6) is then past floor(v / 10^6)): most gaps are one or the
+ * other, so they only load the two extremes. Gaps here are below 2^GAP_BITS ns (the caller
+ * checked): the square's conversion needs no clamp, and the ms gap fits 32 bits. */
+static inline void compact_gap(statistics_state *s, int set, uint64_t ns, uint64_t ms) {
     uint64_t x = get_gap(s, set, 0), v = x >> 1;
-    if (g.ns < v + 1000000u) {
-        unsigned b = x & 1;
-        if (g.ns < v) b = c & (b | (v >= M)), v = g.ns;
+    if (__builtin_expect(ns < v + 1000000u, 0)) {
+        uint64_t M = ms * 1000000u;
+        unsigned b = x & 1, c = ns < M;
+        if (ns < v) b = c & (b | (v >= M)), v = ns;
         else b &= v < M;
         put_gap(s, set, 0, v, b);
     }
     x = get_gap(s, set, 1), v = x >> 1;
-    if (g.ns + 1000000u > v) {
-        unsigned b = x & 1;
-        if (g.ns > v) b = c | (b & (v >= M)), v = g.ns;
+    if (__builtin_expect(ns + 1000000u > v, 0)) {
+        uint64_t M = ms * 1000000u;
+        unsigned b = x & 1, c = ns < M;
+        if (ns > v) b = c | (b & (v >= M)), v = ns;
         else b |= v < M;
         put_gap(s, set, 1, v, b);
     }
-    s->ns_sumsq[set] += ns_square(g.ns);
-    s->ms_sumsq[set] = add_saturated(s->ms_sumsq[set], (uint64_t)g.ms * g.ms);
+    double g = (double)(int64_t)ns;
+    s->ns_sumsq[set] += g * g;
+    s->ms_sumsq[set] = add_saturated(s->ms_sumsq[set], ms * ms);
 }
 
 /* The flow's wide entry, its compact state moved there; NULL never (an entry a live flow at most,
@@ -291,36 +294,77 @@ static wide_state *promote(statistics_ctx *x, statistics_state *s) {
     return w;
 }
 
-static void on_packet(void *ctx, void *state, const af_meter_packet *mp) {
-    statistics_ctx *x = ctx;
-    statistics_state *s = state;
-    int mode = x->mode;
+/* A packet of a flow in its wide entry, or of one that outgrows the compact state with it (moved
+ * there first): the rare case, out of the common packet's way. */
+static __attribute__((noinline)) void wide_path(statistics_ctx *x, statistics_state *s, const af_packet *pk,
+                                                const af_flow *f, int sender, uint64_t ts, uint64_t sender_last,
+                                                uint32_t wire) {
+    wide_state *w = s->ps_max[0] == WIDE ? af_side_entry(&x->wide, s->raw_bytes[0]) : promote(x, s);
+    if (!w) return;
+    af_meter_packet mp = {.sender = sender, .direction = sender != f->src_idx, .ts = ts, .p = pk, .wire_len = wire,
+                          .flow = f, .sender_last_ns = sender_last};
     sample p;
-    take_sample(mode, mp, &p);
-    int d = p.d;
-    wide_state *w = NULL;
+    take_sample(x->mode, &mp, &p);
+    wide_packet(w, &p);
+}
+
+/* A packet into the compact state, in accounting mode `mode` (a constant: af_statistics_packet has
+ * one copy a mode, so the size is one load and mode 2's header sum is only there). What
+ * take_sample and wide_packet do, with the compact state's limits checked before anything is
+ * stored. The flow table has counted the packet: its sender's time before it is sender_last (0
+ * on its first), the other side's its latest time (if it sent). */
+static inline __attribute__((always_inline)) void compact_packet(statistics_ctx *x, statistics_state *s,
+                                                                 const af_packet *pk, const af_flow *f, int sender,
+                                                                 uint64_t ts, uint64_t sender_last, uint32_t wire,
+                                                                 int mode) {
     if (s->ps_max[0] == WIDE) {
-        w = af_side_entry(&x->wide, s->raw_bytes[0]);
-    } else {
-        uint32_t raw = s->raw_bytes[d] + p.wire, payload = s->payload_bytes[d] + p.payload;
-        int outgrown = (p.size >= SIZE_LIMIT) | (raw < p.wire) | (payload < p.payload) |
-                       ((p.g[0].ns | p.g[1].ns) >> GAP_BITS != 0);
-        uint32_t headers = 0;   /* p.payload <= p.size in mode 2 (accounting.h) */
-        if (mode == AF_ACCOUNT_TRANSPORT) outgrown |= (headers = s->header_bytes[d] + p.size - p.payload) > 0xffffu;
-        if (!outgrown) {
-            s->raw_bytes[d] = raw;
-            s->payload_bytes[d] = payload;
-            if (mode == AF_ACCOUNT_TRANSPORT) s->header_bytes[d] = (uint16_t)headers;
-            s->ps_min[d] = (uint16_t)MIN(s->ps_min[d], p.size);
-            s->ps_max[d] = (uint16_t)MAX(s->ps_max[d], p.size);
-            s->ps_sumsq[d] = add_saturated(s->ps_sumsq[d], (uint64_t)p.size * p.size);
-            if (p.gaps) compact_gap(s, 2, p.g[0]);
-            if (p.gaps > 1) compact_gap(s, d, p.g[1]);
-            return;
-        }
-        w = promote(x, s);
+        wide_path(x, s, pk, f, sender, ts, sender_last, wire);
+        return;
     }
-    if (w) wide_packet(w, &p);
+    int d = sender != f->src_idx;
+    uint32_t payload = af_payload_size(pk);
+    uint32_t size = mode == AF_ACCOUNT_RAW         ? wire
+                    : mode == AF_ACCOUNT_IP        ? pk->ip_length
+                    : mode == AF_ACCOUNT_TRANSPORT ? af_transport_size(pk)
+                                                   : payload;
+    int other = 1 - sender;
+    int seen = f->packets[sender] > 1;
+    int other_seen = f->packets[other] != 0;
+    uint64_t own_from = MIN(sender_last, ts);
+    uint64_t all_from = MIN(MAX(sender_last, other_seen ? f->last_ns[other] : 0), ts);
+    uint64_t widest = seen ? ts - own_from : other_seen ? ts - all_from : 0;   /* own gap >= both's */
+    uint32_t raw = s->raw_bytes[d] + wire, pay = s->payload_bytes[d] + payload;
+    int outgrown = (size >= SIZE_LIMIT) | (raw < wire) | (pay < payload) | (widest >> GAP_BITS != 0);
+    uint32_t headers = 0;   /* payload <= size in mode 2 (accounting.h) */
+    if (mode == AF_ACCOUNT_TRANSPORT) outgrown |= (headers = s->header_bytes[d] + size - payload) > 0xffffu;
+    if (__builtin_expect(outgrown, 0)) {
+        wide_path(x, s, pk, f, sender, ts, sender_last, wire);
+        return;
+    }
+    s->raw_bytes[d] = raw;
+    s->payload_bytes[d] = pay;
+    if (mode == AF_ACCOUNT_TRANSPORT) s->header_bytes[d] = (uint16_t)headers;
+    s->ps_min[d] = (uint16_t)MIN(s->ps_min[d], size);
+    s->ps_max[d] = (uint16_t)MAX(s->ps_max[d], size);
+    s->ps_sumsq[d] += (uint64_t)size * size;   /* below 2^32 packets of 2^16 bytes: no overflow */
+    if (!other_seen && !seen) return;
+    uint64_t ts_ms = ts / 1000000u;
+    compact_gap(s, 2, ts - all_from, ts_ms - all_from / 1000000u);
+    if (seen) compact_gap(s, d, ts - own_from, ts_ms - own_from / 1000000u);
+}
+
+/* The meter's per-packet work (meter.h: called by name, with what it reads). */
+void af_statistics_packet(void *ctx, void *state, const af_packet *p, const af_flow *f, int sender, uint64_t ts,
+                          uint64_t sender_last_ns, uint32_t wire_len) {
+    statistics_ctx *x = ctx;
+    switch (x->mode) {
+    case AF_ACCOUNT_RAW: compact_packet(x, state, p, f, sender, ts, sender_last_ns, wire_len, AF_ACCOUNT_RAW); break;
+    case AF_ACCOUNT_IP: compact_packet(x, state, p, f, sender, ts, sender_last_ns, wire_len, AF_ACCOUNT_IP); break;
+    case AF_ACCOUNT_TRANSPORT:
+        compact_packet(x, state, p, f, sender, ts, sender_last_ns, wire_len, AF_ACCOUNT_TRANSPORT);
+        break;
+    default: compact_packet(x, state, p, f, sender, ts, sender_last_ns, wire_len, AF_ACCOUNT_PAYLOAD); break;
+    }
 }
 
 /* mean and sample standard deviation of n values with sum `sum` and sum of squares `sumsq` */
@@ -437,7 +481,10 @@ static void on_end(void *ctx, void *state, const af_meter_end *me) {
     r->dst2src_payload_bytes = s->payload_bytes[1];
     r->bidirectional_payload_bytes = s->payload_bytes[0] + s->payload_bytes[1];
     if (entry) af_side_give(&x->wide, entry);
-    reset(cfg, compact);   /* an active-timeout split starts a new record */
+    if (!me->ending) {   /* an active-timeout split starts a new record; a flow that ends frees the slot */
+        memset(compact, 0, sizeof *compact);
+        start(compact);
+    }
 }
 
 static int wanted(const af_config *cfg) { return cfg->statistics != 0; }
@@ -454,6 +501,6 @@ const af_meter af_meter_statistics = {
     .open = open_ctx,
     .close = close_ctx,
     .on_new = on_new,
-    .on_packet = on_packet,
+    .packet_by_name = 1,
     .on_end = on_end,
 };
