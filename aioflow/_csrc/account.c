@@ -165,9 +165,11 @@ void af_account(af_accounting *a, const af_queued *q) {
         (ts >> a->touch_shift) != (last >> a->touch_shift))
         af_table_touch(t, slot, list);
     if (t->headers_per_flow) keep_header(a, slot, q, sender != f->src_idx);
+    st->packets_in_flows++;
+    st->packets_read++;
+    int sliced = a->sliced && sliced_off(cfg, f);   /* the flow's counters only: the meters see the packet first */
     if (em->meters->n_per_packet) {   /* the one test a packet pays when no meter looks at packets */
         const af_meter_set *ms = em->meters;
-        if (ms->n_brief) af_meters_brief(ms, slot, p, sender, ts);
         if (ms->statistics_state)
             af_statistics_packet(ms->statistics_ctx, ms->statistics_state + (size_t)(slot - 1) * ms->statistics_size, p, f,
                                  sender, ts, sender_last, q->wire_len);
@@ -177,8 +179,13 @@ void af_account(af_accounting *a, const af_queued *q) {
                                   sender_last};
             af_meters_packet(ms, &mp);
         }
+        /* last, so that with nothing after it the last brief hook is a tail call: the counting
+         * loop saves and restores no registers around it (~20 instructions a packet) */
+        if (ms->n_brief && !sliced) {
+            af_meters_brief(ms, slot, p, sender, ts);
+            return;
+        }
+        if (ms->n_brief) af_meters_brief(ms, slot, p, sender, ts);
     }
-    st->packets_in_flows++;
-    st->packets_read++;
-    if (a->sliced && sliced_off(cfg, f)) af_emit_end(em, slot, AF_END_CUSTOM);
+    if (sliced) af_emit_end(em, slot, AF_END_CUSTOM);
 }

@@ -2,6 +2,7 @@
  * reassembler, for content gaps), and what both parts use. */
 #ifndef AIOFLOW_CONN_GAPS_H
 #define AIOFLOW_CONN_GAPS_H
+#include <stddef.h>
 #include <stdint.h>
 
 #define HIST_MAX 31
@@ -15,28 +16,36 @@ enum { H_SYN = 1, H_FIN = 2, H_RST = 4, H_FIN_RST = 8, H_DATA = 16, H_ACK = 32, 
 #define MAX_UNACKED (10u * 1024 * 1024)     /* tcp_excessive_data_without_further_acks */
 
 /* One endpoint's Zeek reassembler, as far as gaps go: its sequence numbers relative to the
- * endpoint's start (data starts at 1), no data. */
+ * endpoint's start (data starts at 1), no data. The ranges above a hole are in zrare. */
 typedef struct {
     uint32_t l;                      /* last_reassem_seq: data delivered (seen without holes) up to here */
     uint32_t trim;                   /* trim_seq: acknowledged up to here (blocks below are gone) */
     uint32_t fin;                    /* FIN_seq: relative sequence after the last FIN */
-    uint32_t ooo[GAP_RANGES][2];     /* data seen above a hole: [start, end), sorted, disjoint, > l */
-    uint32_t gaps, gaps_next;        /* G's scaled count */
     uint8_t n, skip, inexact, _pad;  /* ranges held; deliveries stopped (Zeek's skip_deliveries) */
 } zreasm;
 
+/* An endpoint as a handshake or teardown packet reads and writes it: one cache line. */
 typedef struct {
     int64_t last, ack;               /* relative to start: highest seq end sent; highest ack of it received */
     int64_t hist_syn, hist_fin, hist_rst;
     uint32_t start;
-    uint32_t rxmit, rxmit_next, win0, win0_next;
     uint8_t state, prev_state, fins, _pad;
     zreasm r;
 } zend;
+_Static_assert(sizeof(zend) == 64, "an endpoint is one cache line");
 
-/* The cold part: everything, but the numbers the hot part keeps (sync_in). */
+/* What only rarer packets touch (zero windows, retransmissions, gaps, data above a hole). */
 typedef struct {
-    zend e[2];                       /* by Zeek's role: 0 originator, 1 responder */
+    uint32_t rxmit, rxmit_next, win0, win0_next;
+    uint32_t gaps, gaps_next;        /* G's scaled count */
+    uint32_t ooo[GAP_RANGES][2];     /* data seen above a hole: [start, end), sorted, disjoint, > r.l */
+} zrare;
+
+/* The cold part: everything, but the numbers the hot part keeps (sync_in). Laid out by line
+ * (the block is 64-byte aligned: its size is a multiple of 64, the array page-aligned) so that a
+ * slow packet touches three: the two endpoints and the history; zrare's only when it needs them. */
+typedef struct {
+    _Alignas(64) zend e[2];          /* by Zeek's role: 0 originator, 1 responder */
     uint32_t seen;                   /* history bits: originator's low 16, responder's high 16 */
     uint8_t orig;                    /* key endpoint that is the originator */
     uint8_t first_seen, partial, hist_len;
@@ -44,7 +53,9 @@ typedef struct {
     uint64_t first_ns;               /* Zeek's start time */
     uint64_t missed;                 /* content gaps' bytes (conn.log's missed_bytes) */
     char hist[HIST_MAX + 1];
+    _Alignas(64) zrare x[2];         /* by role, as e */
 } zconn;
+_Static_assert(sizeof(zconn) == 320 && offsetof(zconn, hist) + HIST_MAX + 1 <= 192, "zconn's lines");
 
 static inline int32_t seq_delta(uint32_t a, uint32_t b) { return (int32_t)(a - b); }
 

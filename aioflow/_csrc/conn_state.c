@@ -19,7 +19,7 @@
  * Content gaps (G, missed_bytes): Zeek reassembles every TCP connection it analyzes
  * (dpd_reassemble_first_packets), and its reassembler (TCP_Reassembler, Reassem.cc) reports a gap
  * when the peer acknowledges data it never delivered. Gaps need no payload, only which sequence
- * ranges were seen whole, so each endpoint keeps Zeek's reassembler's numbers (zreasm, below):
+ * ranges were seen whole, so each endpoint keeps Zeek's reassembler's numbers (zreasm, zrare):
  * relative to the endpoint's start, like Zeek's, in 32 bits (streams under 4 GiB), with up to
  * GAP_RANGES ranges of data seen above a hole; past that, the two nearest merge (the hole between
  * them counts as seen) and the record says `gaps_inexact`. UDP: each direction active on its
@@ -31,10 +31,12 @@
  * prefetched with the flow) has all that an in-order TCP segment or pure ACK (fast_packet) and a
  * UDP/ICMP packet after its direction's first need: the endpoints' sequence numbers (low 32
  * bits), reassembler edges, the time, the byte counts. The cold part (zconn, the meter's cold
- * block) has the rest: states, history, the 64-bit sequence numbers, holes, Zeek's repetition
- * counters. The slow path (handshakes, teardowns, out-of-order data, a letter's first time) works
- * on the cold part alone: it takes the hot part's numbers in first (sync_in) and gives them back
- * after (sync_out), which also says what the next packets may do on the fast path. */
+ * block, five lines: each endpoint's states and sequence numbers in one, the history in one,
+ * the holes and Zeek's repetition counters in two that only zero windows, retransmissions and
+ * data above a hole read: a handshake or teardown packet touches three). The slow path
+ * (handshakes, teardowns, out-of-order data, a letter's first time) works on the cold part alone:
+ * it takes the hot part's numbers in first (sync_in) and gives them back after (sync_out), which
+ * also says what the next packets may do on the fast path. */
 #include <string.h>
 
 #include "conn_gaps.h"
@@ -165,6 +167,8 @@ static void history(zconn *c, int role, zend *e, uint8_t fl, int64_t rel, uint32
 static void flip(zconn *c) {
     zend t = c->e[0];
     c->e[0] = c->e[1], c->e[1] = t;
+    zrare x = c->x[0];
+    c->x[0] = c->x[1], c->x[1] = x;
     c->seen = c->seen >> 16 | c->seen << 16;
     c->orig ^= 1;
     add(c, '^');
@@ -237,7 +241,7 @@ static void tcp_packet(zconn *c, int role, const af_packet *p, uint32_t len) {
     c->first_seen |= (uint8_t)(1 << role);
     history(c, role, e, fl, rel, len);
     if (p->tcp_window == 0 && !(fl & AF_TCP_RST) && peer->state != CLOSED && e->state != RESET)
-        scaled(c, role, 'W', &e->win0, &e->win0_next);
+        scaled(c, role, 'W', &c->x[role].win0, &c->x[role].win0_next);
     if (fl & AF_TCP_FIN) e->fins = 1, e->r.fin = (uint32_t)rel + seg;
     uint32_t rel_ack = 0;            /* Zeek's: relative to the peer's start, 0 when below it */
     if (fl & AF_TCP_ACK) {
@@ -261,7 +265,7 @@ static void tcp_packet(zconn *c, int role, const af_packet *p, uint32_t len) {
     else if (delta_last > 0)
         e->last += delta_last;
     else if (len > 0)
-        scaled(c, role, 'T', &e->rxmit, &e->rxmit_next);
+        scaled(c, role, 'T', &c->x[role].rxmit, &c->x[role].rxmit_next);
     role = state_machine(c, role, fl, seq, len);
     /* the reassemblers, after the state machine (a gap at a FIN or RST is not flagged) */
     if (fl & AF_TCP_ACK) af_conn_ack_received(c, 1 - role, rel_ack);

@@ -228,10 +228,19 @@ static inline void af_meters_packet(const af_meter_set *s, const af_meter_packet
         h->fn(h->ctx, h->state ? h->state + (size_t)(mp->slot - 1) * h->state_size : NULL, mp);
 }
 
+/* s->n_brief > 0. The last hook is called last, with nothing after it: from the end of the
+ * counting function, a tail call. */
 static inline void af_meters_brief(const af_meter_set *s, uint32_t slot, const af_packet *p, int sender, uint64_t ts) {
-    for (const af_brief_hook *h = s->brief, *end = h + s->n_brief; h < end; h++)
-        h->fn(h->state + (size_t)(slot - 1) * h->state_size, h->cold ? h->cold + (size_t)(slot - 1) * h->cold_size : NULL,
-              p, sender, ts);
+    const af_brief_hook *h = s->brief, *last = h + s->n_brief - 1;
+    for (;; h++) {
+        void *state = h->state + (size_t)(slot - 1) * h->state_size;
+        void *cold = h->cold ? h->cold + (size_t)(slot - 1) * h->cold_size : NULL;
+        if (h == last) {
+            h->fn(state, cold, p, sender, ts);
+            return;
+        }
+        h->fn(state, cold, p, sender, ts);
+    }
 }
 
 /* The state blocks the per-packet hooks will read for flow slot `slot`, every line of them: with
