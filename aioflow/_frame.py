@@ -69,7 +69,8 @@ def _gather_plan(dtype: np.dtype[Any]) -> tuple[np.ndarray, tuple[tuple[str, int
     """What af_gather_columns copies out of rows of this structured dtype: its numeric fields
     (one spec per array element, each field an output column of its own); per field (name,
     values per row, is a float), in output column order."""
-    specs, outs = [], []
+    specs: list[tuple[int, int, int, int, int]] = []
+    outs: list[tuple[str, int, bool]] = []
     for name in dtype.names or ():
         field, at = dtype.fields[name][:2]  # type: ignore[index]
         item, shape = field.subdtype or (field, ())
@@ -93,8 +94,8 @@ def _gather(rows: np.ndarray, fields: np.dtype[Any] | None = None, place: Place 
     if n and len(specs):
         rows = np.ascontiguousarray(rows)
         targets = ffi.new("int64_t *[]", [ffi.cast("int64_t *", ffi.from_buffer(c)) for c in cols.values()])
-        lib.af_gather_columns(ffi.from_buffer(rows), n, rows.dtype.itemsize, ffi.from_buffer("af_gather_field[]", specs),
-                              len(specs), targets)  # fmt: skip
+        fields_c = ffi.from_buffer("af_gather_field[]", specs)
+        lib.af_gather_columns(ffi.from_buffer(rows), n, rows.dtype.itemsize, fields_c, len(specs), targets)
     return cols
 
 
@@ -127,8 +128,9 @@ def _record_texts(rec: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 # record_parts' names of the record fields it copies out (the addresses are read by
 # af_records_text), so that these go where place() puts the column of that name
-_RECORD_RENAMED = {"first_ns": "first_seen_ns", "last_ns": "last_seen_ns", "end_reason": "end_reason_code",
-                   **{f"{d}_{t}_ns": f"{d}_{t}_seen_ns" for d in ("src2dst", "dst2src") for t in ("first", "last")}}  # fmt: skip
+_RECORD_RENAMED = {"first_ns": "first_seen_ns", "last_ns": "last_seen_ns", "end_reason": "end_reason_code"} | {
+    f"{d}_{t}_ns": f"{d}_{t}_seen_ns" for d in ("src2dst", "dst2src") for t in ("first", "last")
+}
 _SCALARS = frozenset(SCALAR_FIELDS)
 
 
@@ -141,7 +143,7 @@ def _record_numbers() -> np.dtype[Any]:
         if name in ("src_ip", "dst_ip", "header_offset", "header_count"):
             continue
         if name.endswith("_flag_counts"):
-            item = field.subdtype[0]
+            item = field.base  # the array's element type
             for i, flag in enumerate(TCP_FLAGS):
                 names.append(f"{name.removesuffix('_flag_counts')}_{flag}_packets")
                 formats.append(item)

@@ -32,20 +32,19 @@ def arrow_text(fixed: np.ndarray, large: bool = False) -> Any:
 
 
 class _Growing:
-    """A numeric column (or 2-D: an array field's, `width` values a row) grown batch by batch in
-    one array and trimmed to its rows at the end. A batch's values are written in place: reserve
-    gives the room for them (batch_parts' place; af_gather_columns and numpy's out= write there),
-    and append then only counts them; values made elsewhere are copied in. So each value is
-    written once, while the engine's thread reads on: copying every batch's columns in cost
-    read_frame ~0.2 s of main-thread CPU on bench2m with statistics and splt=20, and joining
-    them after the last batch costs about as much, all of it after reading. It grows fourfold
-    into a new array (np.empty: not zero-filled, as ndarray.resize's growth is, which cost a
-    third more in all); the trim is a resize, which shrinks in place (realloc), with no view of
-    the array in existence any more, as resize without refcheck needs."""
+    """A numeric column grown batch by batch in one array and trimmed to its rows at the end. A
+    batch's values are written in place: reserve gives the room for them (batch_parts' place;
+    af_gather_columns and numpy's out= write there), and append then only counts them; values
+    made elsewhere are copied in. So each value is written once, while the engine's thread reads
+    on: copying every batch's columns in cost read_frame ~0.2 s of main-thread CPU on bench2m
+    with statistics and splt=20, and joining them after the last batch costs about as much, all
+    of it after reading. It grows fourfold into a new array (np.empty: not zero-filled, as
+    ndarray.resize's growth is, which cost a third more in all); the trim is a resize, which
+    shrinks in place (realloc), with no view of the array in existence any more, as resize
+    without refcheck needs."""
 
-    def __init__(self, dtype: np.dtype[Any], width: int = 0) -> None:
-        self.shape: tuple[int, ...] = (width,) if width else ()
-        self.values = np.empty((0, *self.shape), dtype=dtype)
+    def __init__(self, dtype: np.dtype[Any]) -> None:
+        self.values = np.empty(0, dtype=dtype)
         self.rows = 0
         self.reserved: np.ndarray | None = None
 
@@ -53,7 +52,7 @@ class _Growing:
         """The room for the next n rows (a view), which append(that view) then takes."""
         end = self.rows + n
         if end > len(self.values):
-            grown = np.empty((max(end, 4 * len(self.values)), *self.shape), dtype=self.values.dtype)
+            grown = np.empty(max(end, 4 * len(self.values)), dtype=self.values.dtype)
             grown[: self.rows] = self.values[: self.rows]
             self.values = grown
         self.reserved = self.values[self.rows : end]
@@ -67,15 +66,17 @@ class _Growing:
 
     def array(self) -> np.ndarray:
         self.reserved = None
-        self.values.resize((self.rows, *self.shape), refcheck=False)
+        self.values.resize(self.rows, refcheck=False)
         return self.values
 
 
 class PandasColumns(Columns):
     """read_frame's: numeric columns grown batch by batch, written in place (_Growing), text in
     pandas' own dtype for str, from Arrow buffers where that dtype is Arrow's (pandas 3; str
-    objects before); array fields (splt_*) with pyarrow as Arrow fixed-size list columns
-    (pandas' ArrowDtype) over one 2-D array, without it as object columns of numpy rows."""
+    objects before), array fields (splt_*) as object columns of numpy rows (each batch's rows
+    views of that batch's array: a cell keeps its array, which a grown column could not move).
+    An Arrow list column (pandas' ArrowDtype) would need no object per cell, but pandas (3.1)
+    cannot read its own Parquet metadata of one back (read_parquet: NotImplementedError)."""
 
     def __init__(self) -> None:
         import pandas as pd
@@ -83,53 +84,34 @@ class PandasColumns(Columns):
         super().__init__()
         self.str_dtype = pd.Series([""]).dtype  # what pandas makes of a column of str
         self.arrow = isinstance(self.str_dtype, pd.StringDtype) and self.str_dtype.storage == "pyarrow"
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:  # pragma: no cover - depends on the environment
-            self.arrow_lists = False
-        else:
-            self.arrow_lists = True
         self.growing: dict[str, _Growing] = {}  # by name: the numeric columns place() has room in
 
     def text(self, fixed: np.ndarray) -> Any:
         return arrow_text(fixed, large=True) if self.arrow else object_text(fixed)
 
-    def lists(self, values: np.ndarray) -> Any:
-        return values if self.arrow_lists else super().lists(values)  # grown 2-D, a list column at the end
-
     def place(self, name: str, n: int, dtype: np.dtype[Any], width: int = 0) -> np.ndarray:
-        if width and not self.arrow_lists:
+        if width:  # an array field: list cells (lists), views of an array of the batch's own
             return super().place(name, n, dtype, width)
         if name not in self.growing:
-            self.growing[name] = _Growing(dtype, width)
+            self.growing[name] = _Growing(dtype)
         return self.growing[name].reserve(n)
 
     def keep(self, name: str, part: Any) -> None:
         if not (isinstance(part, np.ndarray) and part.dtype.kind in "iuf"):  # text, list cells
             return super().keep(name, part)
         if name not in self.kept:  # a column's place in the frame: where it first comes
-            self.kept[name] = self.growing.get(name) or _Growing(part.dtype, part.shape[1] if part.ndim == 2 else 0)
+            self.kept[name] = self.growing.get(name) or _Growing(part.dtype)
         self.kept[name].append(part)
 
     def join(self, kept: Any) -> Any:
-        import pandas as pd
-
         if isinstance(kept, _Growing):
-            values = kept.array()
-            return values if values.ndim == 1 else pd.arrays.ArrowExtensionArray(fixed_lists(values))
+            return kept.array()
         if isinstance(kept[0], np.ndarray):
             return np.concatenate(kept)
+        import pandas as pd
         import pyarrow as pa
 
         return pd.array(pa.chunked_array(kept), dtype=self.str_dtype, copy=False)  # the chunks, not copied
-
-
-def fixed_lists(values: np.ndarray) -> Any:
-    """A 2-D numeric array as an Arrow fixed_size_list array of its rows, over its own memory."""
-    import pyarrow as pa
-
-    values = np.ascontiguousarray(values)
-    return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
 
 
 class ArrowColumns(Columns):
