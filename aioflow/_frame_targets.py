@@ -43,8 +43,8 @@ class _Growing:
     shrinks in place (realloc), with no view of the array in existence any more, as resize
     without refcheck needs."""
 
-    def __init__(self, dtype: np.dtype[Any]) -> None:
-        self.values = np.empty(0, dtype=dtype)
+    def __init__(self, dtype: np.dtype[Any], capacity: int = 0) -> None:
+        self.values = np.empty(capacity, dtype=dtype)  # not written: memory only once it is
         self.rows = 0
         self.reserved: np.ndarray | None = None
 
@@ -85,6 +85,13 @@ class PandasColumns(Columns):
         self.str_dtype = pd.Series([""]).dtype  # what pandas makes of a column of str
         self.arrow = isinstance(self.str_dtype, pd.StringDtype) and self.str_dtype.storage == "pyarrow"
         self.growing: dict[str, _Growing] = {}  # by name: the numeric columns place() has room in
+        self.expected = 0  # the rows expected in all (expect), each column's first room
+
+    def expect(self, rows: int) -> None:
+        """read_batches' estimate of the rows to come (expected_records): room for them from the
+        first batch on, so that columns are not copied as they grow (np.empty: the room not
+        written is only address space; the trim gives it back)."""
+        self.expected = rows
 
     def text(self, fixed: np.ndarray) -> Any:
         return arrow_text(fixed, large=True) if self.arrow else object_text(fixed)
@@ -93,14 +100,14 @@ class PandasColumns(Columns):
         if width:  # an array field: list cells (lists), views of an array of the batch's own
             return super().place(name, n, dtype, width)
         if name not in self.growing:
-            self.growing[name] = _Growing(dtype)
+            self.growing[name] = _Growing(dtype, self.expected)
         return self.growing[name].reserve(n)
 
     def keep(self, name: str, part: Any) -> None:
         if not (isinstance(part, np.ndarray) and part.dtype.kind in "iuf"):  # text, list cells
             return super().keep(name, part)
         if name not in self.kept:  # a column's place in the frame: where it first comes
-            self.kept[name] = self.growing.get(name) or _Growing(part.dtype)
+            self.kept[name] = self.growing.get(name) or _Growing(part.dtype, self.expected)
         self.kept[name].append(part)
 
     def join(self, kept: Any) -> Any:
