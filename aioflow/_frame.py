@@ -51,43 +51,51 @@ _GATHER_KINDS = {"u1": lib.AF_GATHER_U8, "i1": lib.AF_GATHER_I8, "u2": lib.AF_GA
 _GATHER_FIELD = np.dtype([("at", "<u4"), ("kind", "<u4"), ("column", "<u4"), ("step", "<u4"), ("elem", "<u4")])
 
 
+# Where a column's values go (read_frame: in place, in the column it grows batch by batch):
+# (column name, rows, dtype, width) -> a C-contiguous array of that many rows, one value each, or
+# `width` values each (an array field, 2-D) when width > 0.
+Place = Callable[[str, int, np.dtype[Any], int], np.ndarray]
+
+_INT64, _FLOAT64 = np.dtype(np.int64), np.dtype(np.float64)
+
+
+def new_column(name: str, n: int, dtype: np.dtype[Any], width: int = 0) -> np.ndarray:
+    """Place's default: a new array of its own."""
+    return np.empty((n, width) if width else n, dtype=dtype)
+
+
 @functools.lru_cache(maxsize=64)
-def _gather_plan(dtype: np.dtype[Any]) -> tuple[np.ndarray, tuple[tuple[str, int, int, bool, bool], ...], int]:
+def _gather_plan(dtype: np.dtype[Any]) -> tuple[np.ndarray, tuple[tuple[str, int, bool], ...]]:
     """What af_gather_columns copies out of rows of this structured dtype: its numeric fields
-    (one spec per array element); per field (name, first column, columns, is an array, is a
-    float); the columns in all."""
-    specs, outs, column = [], [], 0
+    (one spec per array element, each field an output column of its own); per field (name,
+    values per row, is a float), in output column order."""
+    specs: list[tuple[int, int, int, int, int]] = []
+    outs: list[tuple[str, int, bool]] = []
     for name in dtype.names or ():
         field, at = dtype.fields[name][:2]  # type: ignore[index]
         item, shape = field.subdtype or (field, ())
         kind = _GATHER_KINDS.get(f"{item.kind}{item.itemsize}")
         if kind is None:  # text and float32: numpy's views
             continue
-        count = shape[0] if shape else 1
-        specs += [(at + j * item.itemsize, kind, column, count, j) for j in range(count)]
-        outs.append((name, column, count, bool(shape), item.kind == "f"))
-        column += count
-    return np.array(specs, dtype=_GATHER_FIELD), tuple(outs), column
+        count = shape[0] if shape else 0
+        specs += [(at + j * item.itemsize, kind, len(outs), max(count, 1), j) for j in range(max(count, 1))]
+        outs.append((name, count, item.kind == "f"))
+    return np.array(specs, dtype=_GATHER_FIELD), tuple(outs)
 
 
-def _gather(rows: np.ndarray, fields: np.dtype[Any] | None = None) -> dict[str, np.ndarray]:
+def _gather(rows: np.ndarray, fields: np.dtype[Any] | None = None, place: Place = new_column) -> dict[str, np.ndarray]:
     """The numeric fields (`fields`: of this dtype over the same rows; else all) of a structured
-    array's rows as contiguous int64 columns (float64 for doubles; an array field 2-D, a row
-    each), copied out in C in one pass over the rows (af_gather_columns). The fields it leaves
-    (text, float32) are not in the result."""
-    specs, outs, width = _gather_plan(rows.dtype if fields is None else fields)
+    array's rows as int64 columns (float64 for doubles; an array field 2-D, a row each), each
+    where place() puts it, copied out in C in one pass over the rows (af_gather_columns). The
+    fields it leaves (text, float32) are not in the result."""
+    specs, outs = _gather_plan(rows.dtype if fields is None else fields)
     n = len(rows)
-    out = np.empty(width * n, dtype=np.int64)
+    cols = {name: place(name, n, _FLOAT64 if is_float else _INT64, count) for name, count, is_float in outs}
     if n and len(specs):
         rows = np.ascontiguousarray(rows)
+        targets = ffi.new("int64_t *[]", [ffi.cast("int64_t *", ffi.from_buffer(c)) for c in cols.values()])
         fields_c = ffi.from_buffer("af_gather_field[]", specs)
-        lib.af_gather_columns(ffi.from_buffer(rows), n, rows.dtype.itemsize, fields_c, len(specs),
-                              ffi.from_buffer("int64_t[]", out))  # fmt: skip
-    cols = {}
-    for name, column, count, is_array, is_float in outs:
-        values = out[column * n : (column + count) * n]
-        values = values.reshape(n, count) if is_array else values
-        cols[name] = values.view(np.float64) if is_float else values
+        lib.af_gather_columns(ffi.from_buffer(rows), n, rows.dtype.itemsize, fields_c, len(specs), targets)
     return cols
 
 
@@ -118,45 +126,71 @@ def _record_texts(rec: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return src, dst, flow_id
 
 
-# the record fields record_parts reads (the addresses are read by af_records_text)
-_RECORD_NUMBERS = RECORD_DTYPE[[n for n in RECORD_DTYPE.names or () if n not in ("src_ip", "dst_ip", "header_offset",
-                                                                             "header_count")]]  # fmt: skip
+# record_parts' names of the record fields it copies out (the addresses are read by
+# af_records_text), so that these go where place() puts the column of that name
+_RECORD_RENAMED = {"first_ns": "first_seen_ns", "last_ns": "last_seen_ns", "end_reason": "end_reason_code"} | {
+    f"{d}_{t}_ns": f"{d}_{t}_seen_ns" for d in ("src2dst", "dst2src") for t in ("first", "last")
+}
+_SCALARS = frozenset(SCALAR_FIELDS)
 
 
-def record_parts(rec: np.ndarray) -> dict[str, np.ndarray]:
+def _record_numbers() -> np.dtype[Any]:
+    """The numeric fields of af_record (RECORD_DTYPE's offsets) under record_parts' column names,
+    each direction's flag_counts as one field per TCP flag ("src2dst_syn_packets", ...)."""
+    names, formats, offsets = [], [], []
+    for name in RECORD_DTYPE.names or ():
+        field, at = RECORD_DTYPE.fields[name][:2]  # type: ignore[index]
+        if name in ("src_ip", "dst_ip", "header_offset", "header_count"):
+            continue
+        if name.endswith("_flag_counts"):
+            item = field.base  # the array's element type
+            for i, flag in enumerate(TCP_FLAGS):
+                names.append(f"{name.removesuffix('_flag_counts')}_{flag}_packets")
+                formats.append(item)
+                offsets.append(at + i * item.itemsize)
+        else:
+            names.append(_RECORD_RENAMED.get(name, name))
+            formats.append(field)
+            offsets.append(at)
+    spec = {"names": names, "formats": formats, "offsets": offsets, "itemsize": RECORD_DTYPE.itemsize}
+    dtype: np.dtype[Any] = np.dtype(spec)  # type: ignore[call-overload]  # numpy's stubs lack the dict form
+    return dtype
+
+
+_RECORD_NUMBERS = _record_numbers()
+
+
+def record_parts(rec: np.ndarray, place: Place = new_column) -> dict[str, np.ndarray]:
     """C flow records (RECORD_DTYPE) as read_frame's columns (Flow.to_dict()'s, SCALAR_FIELDS, in
-    its order), integers as int64: the fields copied out in one pass in C (_gather), the rest
-    computed per column in numpy; the text columns (src_ip, dst_ip, bidirectional_id,
-    end_reason) as NUL-padded bytes (S<N>), which each output decodes its own way
-    (Columns.text)."""
-    r = _gather(rec, _RECORD_NUMBERS)
-    cols: dict[str, Any] = {"id": r["id"]}
+    its order), integers as int64, each numeric column where place() puts it: the fields copied
+    out in one pass in C (_gather), the rest computed per column in numpy; the text columns
+    (src_ip, dst_ip, bidirectional_id, end_reason) as NUL-padded bytes (S<N>), which each output
+    decodes its own way (Columns.text)."""
+    n = len(rec)
+
+    def gathered(name: str, rows: int, dtype: np.dtype[Any], width: int) -> np.ndarray:
+        return (place if name in _SCALARS else new_column)(name, rows, dtype, width)
+
+    def out(name: str, dtype: np.dtype[Any]) -> np.ndarray:
+        return place(name, n, dtype, 0)
+
+    cols: dict[str, Any] = _gather(rec, _RECORD_NUMBERS, gathered)
     cols["src_ip"], cols["dst_ip"], cols["bidirectional_id"] = _record_texts(rec)
-    for name in ("src_port", "dst_port", "protocol", "ip_version", "vlan_id", "headers_dropped"):
-        cols[name] = r[name]
-    first, last = r["first_ns"], r["last_ns"]
-    cols["first_seen"] = first / 1e9
-    cols["last_seen"] = last / 1e9
-    cols["first_seen_ns"] = first
-    cols["last_seen_ns"] = last
-    duration = last - first
-    cols["duration"] = duration / 1e9
-    cols["duration_ns"] = duration
+    first, last = cols["first_seen_ns"], cols["last_seen_ns"]
+    cols["first_seen"] = np.divide(first, 1e9, out=out("first_seen", _FLOAT64))
+    cols["last_seen"] = np.divide(last, 1e9, out=out("last_seen", _FLOAT64))
+    duration = cols["duration_ns"] = np.subtract(last, first, out=out("duration_ns", _INT64))
+    cols["duration"] = np.divide(duration, 1e9, out=out("duration", _FLOAT64))
     for name in ("packets", "bytes", "captured_bytes"):
-        cols[name] = r[f"src2dst_{name}"] + r[f"dst2src_{name}"]
-    for d in ("src2dst", "dst2src"):
-        for name in ("packets", "bytes", "captured_bytes", "tcp_flags", "min_ttl", "max_ttl"):
-            cols[f"{d}_{name}"] = r[f"{d}_{name}"]
-        cols[f"{d}_first_seen_ns"] = r[f"{d}_first_ns"]
-        cols[f"{d}_last_seen_ns"] = r[f"{d}_last_ns"]
-        for i, flag in enumerate(TCP_FLAGS):
-            cols[f"{d}_{flag}_packets"] = r[f"{d}_flag_counts"][:, i]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        seconds = duration / 1e9
-        cols["bytes_per_second"] = np.where(duration > 0, cols["bytes"] / seconds, 0.0)
-        cols["packets_per_second"] = np.where(duration > 0, cols["packets"] / seconds, 0.0)
-    cols["end_reason"] = _END_REASON_TEXT[r["end_reason"]]
-    cols["expiration_id"] = _EXPIRATION_IDS[r["end_reason"]]
+        cols[name] = np.add(cols[f"src2dst_{name}"], cols[f"dst2src_{name}"], out=out(name, _INT64))
+    positive = duration > 0
+    for name in ("bytes", "packets"):  # 0 for a flow of no duration
+        rate = cols[f"{name}_per_second"] = out(f"{name}_per_second", _FLOAT64)
+        rate.fill(0.0)
+        np.divide(cols[name], cols["duration"], out=rate, where=positive)
+    code = cols["end_reason_code"]
+    cols["end_reason"] = _END_REASON_TEXT[code]
+    cols["expiration_id"] = np.take(_EXPIRATION_IDS, code, out=out("expiration_id", _INT64))
     return {name: cols[name] for name in SCALAR_FIELDS}
 
 
@@ -179,25 +213,25 @@ def _block_dtype(blocks: Iterable[tuple[MeterInfo, int]], array_length: int, ite
 
 
 def meter_parts(
-    data: bytes, count: int, layout: MeterLayout, only: Container[str] | None = None
+    data: bytes, count: int, layout: MeterLayout, only: Container[str] | None = None, place: Place = new_column
 ) -> dict[str, np.ndarray]:
     """The enabled meters' fields of `count` records, columns named <meter>_<field> (or the
     field's own name, for meters with plain names: MeterInfo.column), views of their meter blocks
     through one structured dtype (stride and offsets as C published them): integers as int64, an
     array field 2-D (count, layout.array_length), a "char[N]" field as bytes S<N> (record_parts'
-    text form). `only`: just these columns."""
+    text form). `only`: just these columns. The numeric ones go where place() puts them."""
     if not layout.stride:
         return {}
     blocks = [(layout.info(name), offset) for name, offset in layout.offsets]
     view = np.frombuffer(data, dtype=_block_dtype(blocks, layout.array_length, layout.stride), count=count)
-    return _fields(view, [name for name in view.dtype.names or () if only is None or name in only])
+    return _fields(view, [name for name in view.dtype.names or () if only is None or name in only], place)
 
 
-def _fields(view: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+def _fields(view: np.ndarray, names: list[str], place: Place = new_column) -> dict[str, np.ndarray]:
     """These fields of a structured array, copied: the numeric ones as int64 or float64 columns
-    (_gather), the others (text, float32) as they are (the array may be a batch's memory in the
+    where place() puts them (_gather), the others (text, float32) as they are (the array may be a batch's memory in the
     engine, reused once it is released: Engine.take_ready's `use`)."""
-    numbers = _gather(view, view.dtype[names])
+    numbers = _gather(view, view.dtype[names], place)
     return {name: numbers[name] if name in numbers else view[name].copy() for name in names}
 
 
@@ -249,6 +283,11 @@ class Columns:
     def numbers(self, values: np.ndarray) -> Any:
         return values
 
+    def place(self, name: str, n: int, dtype: np.dtype[Any], width: int = 0) -> np.ndarray:
+        """Where batch_parts puts a numeric column's values of a batch (Place; here an array of
+        their own, which keep keeps)."""
+        return new_column(name, n, dtype, width)
+
     def keep(self, name: str, part: Any) -> None:
         """Keeps one batch's part of a column (converted) until columns()."""
         self.kept.setdefault(name, []).append(part)
@@ -286,12 +325,16 @@ class Columns:
         return {name: kept if name.startswith("udps.") else self.join(kept) for name, kept in self.kept.items()}
 
 
-def batch_parts(b: Batch) -> dict[str, Any]:
+def batch_parts(b: Batch, place: Place = new_column) -> dict[str, Any]:
     """One batch's records as columns: record_parts, the enabled meters' fields (meter_parts; a
     plain-named field the record already has keeps the record's column) and the plugins' udps
-    fields (lists, "udps.<name>")."""
-    cols: dict[str, Any] = record_parts(np.frombuffer(b.raw_records(), dtype=RECORD_DTYPE))
-    for name, column in meter_parts(b.meter_data, b.count, b.meter_layout).items():
+    fields (lists, "udps.<name>"); the numeric ones where place() puts them."""
+    cols: dict[str, Any] = record_parts(np.frombuffer(b.raw_records(), dtype=RECORD_DTYPE), place)
+
+    def meter_place(name: str, n: int, dtype: np.dtype[Any], width: int) -> np.ndarray:
+        return (new_column if name in cols else place)(name, n, dtype, width)  # not the record's column's room
+
+    for name, column in meter_parts(b.meter_data, b.count, b.meter_layout, place=meter_place).items():
         cols.setdefault(name, column)
     cols.update(udps_columns(b))
     return cols
@@ -313,7 +356,7 @@ def add_batch(form: Columns) -> Callable[[Batch], None]:
     to `form`, which keeps copies only (each batch_parts column is copied out of the batch)."""
 
     def add(b: Batch) -> None:
-        form.add(batch_parts(b))
+        form.add(batch_parts(b, form.place))
 
     return add
 
@@ -329,7 +372,7 @@ def batches_to_columns(
     (read_batches(layouts=...)), built-in and loaded meters alike."""
     form = form or Columns()
     for b in batches:  # a loop, not a comprehension: read_frame's warning stacklevel counts these frames
-        form.add(batch_parts(b))
+        form.add(batch_parts(b, form.place))
     if not form.kept:
         empty = record_parts(np.zeros(0, dtype=RECORD_DTYPE))
         for layout in layouts[:1]:

@@ -32,36 +32,51 @@ def arrow_text(fixed: np.ndarray, large: bool = False) -> Any:
 
 
 class _Growing:
-    """A numeric column appended to batch by batch in one array and trimmed to its rows at the
-    end. Each batch's values are copied into it as the batch comes, while the engine's thread
-    reads on: joining them after the last batch cost about as much CPU, all of it after reading
-    (bench2m with statistics and splt=20: ~0.06 s against ~0.015 s). It grows fourfold into a
-    new array (np.empty: not zero-filled, as ndarray.resize's growth is, which cost a third more
-    in all); the trim is a resize, which shrinks in place (realloc), with no view of the array
-    in existence yet, as resize without refcheck needs."""
+    """A numeric column grown batch by batch in one array and trimmed to its rows at the end. A
+    batch's values are written in place: reserve gives the room for them (batch_parts' place;
+    af_gather_columns and numpy's out= write there), and append then only counts them; values
+    made elsewhere are copied in. So each value is written once, while the engine's thread reads
+    on: copying every batch's columns in cost read_frame ~0.2 s of main-thread CPU on bench2m
+    with statistics and splt=20, and joining them after the last batch costs about as much, all
+    of it after reading. It grows fourfold into a new array (np.empty: not zero-filled, as
+    ndarray.resize's growth is, which cost a third more in all); the trim is a resize, which
+    shrinks in place (realloc), with no view of the array in existence any more, as resize
+    without refcheck needs."""
 
-    def __init__(self, dtype: np.dtype[Any]) -> None:
-        self.values = np.empty(0, dtype=dtype)
+    def __init__(self, dtype: np.dtype[Any], capacity: int = 0) -> None:
+        self.values = np.empty(capacity, dtype=dtype)  # not written: memory only once it is
         self.rows = 0
+        self.reserved: np.ndarray | None = None
 
-    def append(self, part: np.ndarray) -> None:
-        end = self.rows + len(part)
+    def reserve(self, n: int) -> np.ndarray:
+        """The room for the next n rows (a view), which append(that view) then takes."""
+        end = self.rows + n
         if end > len(self.values):
             grown = np.empty(max(end, 4 * len(self.values)), dtype=self.values.dtype)
             grown[: self.rows] = self.values[: self.rows]
             self.values = grown
-        self.values[self.rows : end] = part
-        self.rows = end
+        self.reserved = self.values[self.rows : end]
+        return self.reserved
+
+    def append(self, part: np.ndarray) -> None:
+        if part is not self.reserved:
+            self.reserve(len(part))[...] = part
+        self.reserved = None
+        self.rows += len(part)
 
     def array(self) -> np.ndarray:
+        self.reserved = None
         self.values.resize(self.rows, refcheck=False)
         return self.values
 
 
 class PandasColumns(Columns):
-    """read_frame's: numeric columns grown batch by batch (_Growing), text in pandas' own dtype
-    for str, from Arrow buffers where that dtype is Arrow's (pandas 3; str objects before),
-    array fields as object columns of numpy rows."""
+    """read_frame's: numeric columns grown batch by batch, written in place (_Growing), text in
+    pandas' own dtype for str, from Arrow buffers where that dtype is Arrow's (pandas 3; str
+    objects before), array fields (splt_*) as object columns of numpy rows (each batch's rows
+    views of that batch's array: a cell keeps its array, which a grown column could not move).
+    An Arrow list column (pandas' ArrowDtype) would need no object per cell, but pandas (3.1)
+    cannot read its own Parquet metadata of one back (read_parquet: NotImplementedError)."""
 
     def __init__(self) -> None:
         import pandas as pd
@@ -69,15 +84,30 @@ class PandasColumns(Columns):
         super().__init__()
         self.str_dtype = pd.Series([""]).dtype  # what pandas makes of a column of str
         self.arrow = isinstance(self.str_dtype, pd.StringDtype) and self.str_dtype.storage == "pyarrow"
+        self.growing: dict[str, _Growing] = {}  # by name: the numeric columns place() has room in
+        self.expected = 0  # the rows expected in all (expect), each column's first room
+
+    def expect(self, rows: int) -> None:
+        """read_batches' estimate of the rows to come (expected_records): room for them from the
+        first batch on, so that columns are not copied as they grow (np.empty: the room not
+        written is only address space; the trim gives it back)."""
+        self.expected = rows
 
     def text(self, fixed: np.ndarray) -> Any:
         return arrow_text(fixed, large=True) if self.arrow else object_text(fixed)
 
+    def place(self, name: str, n: int, dtype: np.dtype[Any], width: int = 0) -> np.ndarray:
+        if width:  # an array field: list cells (lists), views of an array of the batch's own
+            return super().place(name, n, dtype, width)
+        if name not in self.growing:
+            self.growing[name] = _Growing(dtype, self.expected)
+        return self.growing[name].reserve(n)
+
     def keep(self, name: str, part: Any) -> None:
         if not (isinstance(part, np.ndarray) and part.dtype.kind in "iuf"):  # text, list cells
             return super().keep(name, part)
-        if name not in self.kept:
-            self.kept[name] = _Growing(part.dtype)
+        if name not in self.kept:  # a column's place in the frame: where it first comes
+            self.kept[name] = self.growing.get(name) or _Growing(part.dtype, self.expected)
         self.kept[name].append(part)
 
     def join(self, kept: Any) -> Any:

@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._engine import Batch, MeterLayout
+from ._engine import Batch, Engine, MeterLayout
 from ._errors import CaptureDamagedWarning, damage_message
 from ._flow import Flow
 from ._parser import BATCH_RECORDS, READY_BATCHES, file_engine, iter_batch
@@ -27,6 +27,7 @@ def read_batches(
     on_damage: Callable[[str], None] | None = None,
     stats_out: dict[str, Any] | None = None,
     use: Callable[[Batch], object] | None = None,
+    expect: Callable[[int], object] | None = None,
     **options: Any,
 ) -> Iterator[Batch]:
     """The batches of ended flows of a capture file (blocking): what read() makes Flows of.
@@ -39,10 +40,14 @@ def read_batches(
     flow. `stats_out`, when given, is updated with the engine's final counters (Engine.stats()).
     `use`: each batch is given to use() instead of being yielded, in place in the engine's memory
     without plugins (Engine.take_ready; a plugin may keep a Flow, which reads its batch later),
-    so `use` must keep nothing of it; the generator is then only run through."""
+    so `use` must keep nothing of it; the generator is then only run through. `expect` (with
+    `use`): called once, before the first batch is given to use(), with how many records the
+    whole source may give (expected_records), for a consumer that sizes its columns once."""
     engine, read_ahead, plugins = file_engine(source, **options)
     if layouts is not None:
         layouts.append(engine.meter_layout)
+    if use is not None and expect is not None:
+        use = _expecting(use, expect, engine)
     try:
         ready_fd = engine.start(BATCH_RECORDS, READY_BATCHES, read_ahead)
         in_place = use if not plugins else None
@@ -69,6 +74,32 @@ def read_batches(
             on_damage(text)
             return
         warnings.warn(CaptureDamagedWarning(text), stacklevel=warn_stacklevel)
+
+
+def _expecting(
+    use: Callable[[Batch], object], expect: Callable[[int], object], engine: Engine
+) -> Callable[[Batch], None]:
+    """use(), preceded the first time by expect(the records expected in all)."""
+    told = False
+
+    def first_told(batch: Batch) -> None:
+        nonlocal told
+        if not told:
+            told = True
+            expect(expected_records(engine.stats(), batch.count))
+        use(batch)
+
+    return first_told
+
+
+def expected_records(stats: dict[str, Any], taken: int) -> int:
+    """How many records a capture file may give in all, from the engine's counters while it
+    reads (Engine.stats()): the flows created so far, scaled by the share of the file read so far,
+    plus a quarter (active timeouts split flows; flows are not spread evenly); `taken` when the
+    file's size is not known (a pipe). An estimate: a consumer that sizes by it still grows."""
+    offset, size = stats["file_offset"], stats["file_size"]
+    seen = max(stats["flows_created"], taken)
+    return int(seen * size / offset * 1.25) if size and offset else taken
 
 
 def read(source: str | os.PathLike[str], **options: Any) -> Iterator[Flow]:
@@ -126,7 +157,7 @@ def frame(
     form = PandasColumns()
     # the warning's frames: read_batches, batches_to_columns, frame, read_frame, its caller
     batches = read_batches(source, warn_stacklevel=5, layouts=layouts, on_damage=on_damage,
-                           use=add_batch(form), **options)  # fmt: skip
+                           use=add_batch(form), expect=form.expect, **options)  # fmt: skip
     columns = batches_to_columns(batches, layouts, form)
     return anonymizer.frame(pd.DataFrame(columns, copy=False))  # the columns are ours: no second copy
 

@@ -150,12 +150,53 @@ def test_many_batches_equal_flow_dicts(monkeypatch: pytest.MonkeyPatch) -> None:
     table = aioflow.read_arrow(path, plugins=[_TwoFlows()], **EVERY_METER)
     assert len(flows) == 20 and table.column("id").num_chunks >= 4
     assert list(frame.columns) == table.column_names == [*flows[0], "udps.two"]
-    for row, arrow_row, flow in zip(frame.to_dict("records"), table.to_pylist(), flows, strict=True):
+    _assert_rows(frame, flows)
+    for arrow_row, flow in zip(table.to_pylist(), flows, strict=True):
+        for column in frame.columns:
+            assert _same(arrow_row[column], flow.get(column)), (column, arrow_row[column], flow.get(column))
+
+
+def _assert_rows(frame: pd.DataFrame, flows: list[dict[str, Any]]) -> None:
+    """The frame's rows are these flows' dicts, in order (None where a flow lacks a udps field)."""
+    assert len(frame) == len(flows)
+    for row, flow in zip(frame.to_dict("records"), flows, strict=True):
         for column in frame.columns:
             want = flow.get(column)
             got = row[column].tolist() if isinstance(row[column], np.ndarray) else row[column]
             assert _same(got, want) or (want is None and pd.isna(got)), (column, got, want)
-            assert _same(arrow_row[column], want), (column, arrow_row[column], want)
+
+
+@pytest.mark.parametrize("expected", [0, 1, 7, 19, 10_000])
+def test_columns_written_in_place_whatever_the_estimate(expected: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without plugins, each batch's numeric columns are written in place into the columns
+    read_frame grows, sized at the first batch by expected_records: an estimate too small (the
+    columns grow, copied), exact or too large (trimmed at the end) gives the same frame,
+    Flow.to_dict() | Flow.meter_columns() of every flow in order, over batches of a few flows."""
+    path = DATA / "ndpi_ocs.pcap"
+    flows = [f.to_dict() | f.meter_columns() for f in aioflow.read(path, **EVERY_METER)]
+    asked: list[int] = []
+
+    def estimate(stats: dict[str, Any], taken: int) -> int:
+        asked.append(taken)
+        return expected
+
+    monkeypatch.setattr(aioflow._read, "BATCH_RECORDS", 5)  # the least the engine takes: 4
+    monkeypatch.setattr(aioflow._read, "expected_records", estimate)
+    frame = aioflow.read_frame(path, **EVERY_METER)
+    assert len(asked) == 1 and 0 < asked[0] <= 5  # once, at the first batch
+    assert list(frame.columns) == list(flows[0])
+    _assert_rows(frame, flows)
+    base = frame["bytes"].to_numpy()
+    while isinstance(base.base, np.ndarray):  # pandas gives a read-only view
+        base = base.base
+    assert base.size == len(flows)  # trimmed in place, not a view of a larger array
+
+
+def test_expected_records_scales_flows_by_the_file_read() -> None:
+    stats = {"file_offset": 250, "file_size": 1000, "flows_created": 8}
+    assert aioflow._read.expected_records(stats, 5) == 40  # 8 flows in a quarter of the file, plus a quarter
+    assert aioflow._read.expected_records(stats, 9) == 45  # a batch of more records than flows counted
+    assert aioflow._read.expected_records({**stats, "file_size": 0}, 5) == 5  # a pipe: no size
 
 
 def test_text_columns_stop_at_the_first_nul_and_replace_what_is_not_utf8() -> None:

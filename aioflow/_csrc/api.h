@@ -462,7 +462,7 @@ void af_records_text(const af_record *records, size_t n, char *src, char *dst, c
  * 1 when every byte is ASCII, 0 when not (Python then decodes, replacing what is not UTF-8). */
 int af_pack_text(const char *fixed, size_t n, size_t width, int64_t *offsets, char *out);
 /* One numeric field (or array element) of rows that af_gather_columns copies out: its bytes at
- * `at` in each row, of type `kind`, to out[column * n + i * step + elem] for row i (a column of
+ * `at` in each row, of type `kind`, to columns[column][i * step + elem] for row i (a column of
  * n values, step 1; or element `elem` of rows of `step` values). */
 enum { AF_GATHER_U8, AF_GATHER_I8, AF_GATHER_U16, AF_GATHER_I16, AF_GATHER_U32, AF_GATHER_I32, AF_GATHER_64 };
 typedef struct af_gather_field {
@@ -470,9 +470,10 @@ typedef struct af_gather_field {
 } af_gather_field;
 /* The fields of n rows of `stride` bytes as int64 columns (gather.c), sign- or zero-extended; a
  * 64-bit field's bits as they are (a uint64_t wraps as numpy's astype does, a double is viewed
- * back as one). */
+ * back as one). Each column is written where its own pointer says (read_frame's: in place in
+ * the column it grows), so columns need not be one buffer. */
 void af_gather_columns(const void *rows, size_t n, size_t stride, const af_gather_field *fields,
-                       size_t field_count, int64_t *out);
+                       size_t field_count, int64_t *const *columns);
 /* The room enabled meters need in a batch (af_pump_some's) of `capacity` records: meter blocks,
  * and with reassembly stream data and chunks. af_batch_meters_free frees it. */
 int af_batch_meters_alloc(af_engine *engine, af_batch *batch, uint32_t capacity);

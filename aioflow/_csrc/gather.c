@@ -20,13 +20,13 @@ enum { BLOCK_ROWS = 32 };
     break
 
 void af_gather_columns(const void *rows, size_t n, size_t stride, const af_gather_field *fields,
-                       size_t field_count, int64_t *out) {
+                       size_t field_count, int64_t *const *columns) {
     for (size_t begin = 0; begin < n; begin += BLOCK_ROWS) {
         size_t end = n - begin < BLOCK_ROWS ? n : begin + BLOCK_ROWS;
         for (size_t k = 0; k < field_count; k++) {
             const af_gather_field *f = &fields[k];
             const uint8_t *p = (const uint8_t *)rows + begin * stride + f->at;
-            int64_t *o = out + (size_t)f->column * n + begin * f->step + f->elem;
+            int64_t *o = columns[f->column] + begin * f->step + f->elem;
             switch (f->kind) {
             case AF_GATHER_U8: COPY(uint8_t);
             case AF_GATHER_I8: COPY(int8_t);
