@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -209,3 +210,19 @@ def test_text_columns_stop_at_the_first_nul_and_replace_what_is_not_utf8() -> No
     assert arrow_text(fixed).to_pylist() == arrow_text(fixed, large=True).to_pylist() == want
     assert arrow_text(fixed[:4]).to_pylist() == want[:4]  # ASCII only: the C-packed buffers
     assert str(arrow_text(fixed[:4]).type) == "string" and str(arrow_text(fixed[:4], large=True).type) == "large_string"
+
+
+@pytest.mark.parametrize("options", [{}, {"statistics": True}, {"statistics": True, "splt": 5}])
+def test_a_user_adds_a_column_without_a_fragmentation_warning(options: dict[str, Any],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """pandas warns "highly fragmented" when a column is added to a frame of over 100 blocks:
+    statistics' frame (116 columns) is joined into a block per dtype first, with the same values
+    and dtypes as the frame of one block a column."""
+    path = DATA / "nfstream_google_ssl.pcap"
+    frame = aioflow.read_frame(path, **options)
+    monkeypatch.setattr(aioflow._read, "_PANDAS_FRAGMENTED", 10**6)
+    pd.testing.assert_frame_equal(frame, aioflow.read_frame(path, **options))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.PerformanceWarning)
+        frame["label"] = "benign"
+    assert frame._mgr.nblocks <= 100  # the warning's own condition, whatever pandas' options say
