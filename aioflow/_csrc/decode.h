@@ -31,6 +31,8 @@ typedef struct {
     uint32_t tunnel_id;       /* decode_tunnels: identity of the tunnel path (tunnels.h), 0: none; in the flow key */
     uint8_t tunnel_depth;     /* tunnels opened so far (while decoding) */
     uint8_t decode_flags;     /* AF_DECODE_* the packet was decoded with */
+    uint8_t checksum_bad;     /* AF_DECODE_CHECKSUMS: AF_BAD_* of this packet's own IP and transport
+                                 headers (an outer tunnel's bad checksum is in events alone) */
     /* Zeroed and filled only when decode_flags asks (the flow-only path clears none of it): */
     uint8_t tunnel_ip_version;/* outermost tunnel's endpoints: 4, 6, or 0 (none: MPLS over Ethernet) */
     uint8_t mac[12];          /* AF_DECODE_MAC: the outermost Ethernet destination then source; zero without */
@@ -44,6 +46,9 @@ typedef struct {
 
 #define AF_DECODE_TUNNELS 1u  /* af_decode flag: open tunnels (tunnels.h) */
 #define AF_DECODE_MAC 2u      /* af_decode flag: keep the Ethernet addresses (mac) */
+#define AF_DECODE_CHECKSUMS 4u/* af_decode flag: verify checksums (checksum.h) */
+
+enum { AF_BAD_IP_HEADER = 1, AF_BAD_TRANSPORT = 2 };   /* af_packet.checksum_bad */
 
 /* Fills pkt from one captured frame (flags: AF_DECODE_*). Returns AF_DECODED, or an enum
  * af_aside_reason. */
