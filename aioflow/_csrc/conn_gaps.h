@@ -30,6 +30,7 @@ typedef struct {
     int64_t hist_syn, hist_fin, hist_rst;
     uint32_t start;
     uint32_t rxmit, rxmit_next, win0, win0_next;
+    uint32_t chk, chk_next;          /* C's scaled count (check_checksums) */
     uint8_t state, prev_state, fins, _pad;
     zreasm r;
 } zend;
