@@ -26,13 +26,14 @@ typedef struct {
     uint32_t tcp_seq, tcp_ack;
     const uint8_t *l3;        /* network header in the captured bytes */
     uint32_t l3_headers_len;  /* network + transport header bytes available from l3 */
+    uint8_t checksum_bad;     /* AF_DECODE_CHECKSUMS: AF_BAD_* of this packet's own IP and transport
+                                 headers (an outer tunnel's is in events alone); here, in padding,
+                                 so the part af_decode clears per packet stays as long */
     const uint8_t *payload;   /* transport payload as captured (valid while the frame is); NULL if none */
     uint32_t payload_len;     /* captured payload bytes (Ethernet padding excluded) */
     uint32_t tunnel_id;       /* decode_tunnels: identity of the tunnel path (tunnels.h), 0: none; in the flow key */
     uint8_t tunnel_depth;     /* tunnels opened so far (while decoding) */
     uint8_t decode_flags;     /* AF_DECODE_* the packet was decoded with */
-    uint8_t checksum_bad;     /* AF_DECODE_CHECKSUMS: AF_BAD_* of this packet's own IP and transport
-                                 headers (an outer tunnel's bad checksum is in events alone) */
     /* Zeroed and filled only when decode_flags asks (the flow-only path clears none of it): */
     uint8_t tunnel_ip_version;/* outermost tunnel's endpoints: 4, 6, or 0 (none: MPLS over Ethernet) */
     uint8_t mac[12];          /* AF_DECODE_MAC: the outermost Ethernet destination then source; zero without */
