@@ -13,19 +13,12 @@ static inline uint64_t add32(uint64_t acc, const uint8_t *p) {
 }
 
 uint64_t af_csum_add(uint64_t acc, const uint8_t *p, uint32_t n) {
-    /* four 64-bit words an iteration, their carries counted apart (an add and a setc each, no
-     * compare chain), added back at the end: end-around carry */
-    uint64_t carries = 0, w[4];
-    for (; n >= 32; p += 32, n -= 32) {
-        memcpy(w, p, 32);
-        for (int i = 0; i < 4; i++) carries += __builtin_add_overflow(acc, w[i], &acc);
+    for (; n >= 8; p += 8, n -= 8) {   /* a 64-bit add with end-around carry sums four words */
+        uint64_t w;
+        memcpy(&w, p, 8);
+        acc += w;
+        acc += acc < w;
     }
-    for (; n >= 8; p += 8, n -= 8) {
-        memcpy(w, p, 8);
-        carries += __builtin_add_overflow(acc, w[0], &acc);
-    }
-    acc += carries;
-    acc += acc < carries;
     if (n >= 4) acc = add32(acc, p), p += 4, n -= 4;
     uint8_t last[4] = {0};   /* 0 to 3 bytes left, zero-padded: an odd last byte is its word's first */
     memcpy(last, p, n);
