@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "aioflow.h"
+#include "decode.h"
 #include "wire.h"
 
 static inline uint64_t add32(uint64_t acc, const uint8_t *p) {

@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "aioflow.h"
-#include "checksum.h"
 #include "wire.h"
 
 /* DLT values as libpcap reports them (pcap_datalink). Listed here so the decoder does not need

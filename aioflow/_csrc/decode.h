@@ -66,6 +66,12 @@ int af_decode_ppp(const uint8_t *p, uint32_t len, af_packet *pkt);
  * MPLS (the bytes after the bottom label) too. AF_DECODED (the inner packet, or the carrier when
  * the inner is no IP or is malformed: a decode event) or an aside reason. */
 int af_tunnel_open(af_packet *pkt);
+
+/* checksum.c, with AF_DECODE_CHECKSUMS, on a decoded IP packet (snap_cut: the capture holds less of
+ * it than its IP length): sets pkt->checksum_bad (AF_BAD_*) and AF_EVENT_BAD_CHECKSUM when the IPv4
+ * header's checksum is wrong, or the transport's of a whole packet (not cut, not a fragment; a UDP
+ * checksum of 0 over IPv4 is none). */
+void af_check_checksums(af_packet *pkt, int snap_cut);
 int af_tunnel_mpls(af_packet *pkt, const uint8_t *p, uint32_t len);
 
 #endif
