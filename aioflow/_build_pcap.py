@@ -22,7 +22,8 @@ CSRC = HERE / "_csrc"
 # The pipeline's stages, bottom up (each includes only the headers of those above it in this
 # list); _native.c, the entry layer, is compiled as the module's own source.
 STAGES = [
-    "decode.c", "tunnels.c", "fragments.c", "early_fragments.c", "defrag.c",  # leaf libraries: decoding, IP fragments
+    "decode.c", "checksum.c", "tunnels.c",  # leaf libraries: decoding (checksums, tunnels)
+    "fragments.c", "early_fragments.c", "defrag.c",  # leaf libraries: IP fragments
     "flowtable.c", "prefault.c", "match.c",  # leaf libraries
     "sha256.c", "quic_initial.c", "ja4.c",  # JA4 (TLS client fingerprint), QUIC Initials opened for it
     "ndpi_shim.c",  # every nDPI call (the dissect meter's), behind aioflow's own interface

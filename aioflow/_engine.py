@@ -294,6 +294,7 @@ class EngineConfig:
     max_dissections: int = 20  # dissect: packets per flow given to nDPI at most
     max_dissecting_flows: int = 65536  # dissect: flows dissected at once (nDPI states)
     decode_tunnels: bool = False  # key flows on the innermost IP of tunnels, plus a tunnel id (tunnel meter)
+    check_checksums: bool = False  # verify IPv4/TCP/UDP/ICMP checksums: bad_checksum events, Zeek's C in history
     max_packets: int = 0  # > 0: a flow ends ("custom") with its max_packets-th packet (FlowSlicer)
     max_bytes: int = 0  # > 0: ... with the packet that brings its IP bytes to max_bytes or more
     workers: int = 1  # flow tables counted by this many threads (docs/architecture.md, "Workers")
@@ -481,6 +482,7 @@ class Engine:
         cfg.accounting_mode = config.accounting_mode
         cfg.splt = config.splt
         cfg.decode_tunnels = int(config.decode_tunnels)
+        cfg.check_checksums = int(config.check_checksums)
         # read by the engine at open only: kept alive here until af_open_* returns
         libraries = [ffi.new("char[]", os.fsencode(os.path.abspath(m))) for m in config.meters if is_meter_library(m)]
         library_array = ffi.new("char *[]", libraries)

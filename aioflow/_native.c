@@ -43,7 +43,8 @@ static const char *const defrag_names[] = {"timeout", "table_full", "memory_full
 static const char *const event_names[] = {"tcp_bad_data_offset", "first_fragment_short", "ipv6_in_ipv4",
                                           "fragment_early", "fragment_early_timeout", "fragment_early_full",
                                           "fragment_early_unfinished",
-                                          "tunnel_malformed", "tunnel_too_deep", "fragment_unmerged"};
+                                          "tunnel_malformed", "tunnel_too_deep", "fragment_unmerged",
+                                          "bad_checksum"};
 static const char *const tunnel_names[] = {"", "gre", "erspan", "ipip", "vxlan", "geneve", "gtp", "teredo", "mpls"};
 _Static_assert(sizeof tunnel_names / sizeof *tunnel_names == AF_TUNNEL_TYPE_COUNT, "one name per tunnel type");
 _Static_assert(sizeof end_names / sizeof *end_names == AF_END_COUNT, "one name per end reason");

@@ -183,6 +183,9 @@ class FlowParser:
     ``decode_tunnels=True`` opens GRE (ERSPAN), IP-in-IP, VXLAN, Geneve, GTP-U, Teredo and MPLS
     pseudowires: flows are keyed on the innermost IP plus ``flow.tunnel_id``; ``tunnel_type``,
     ``tunnel_src_ip`` and ``tunnel_dst_ip`` name the outermost tunnel (README, "Tunnels").
+    ``check_checksums=True`` verifies IPv4 header, TCP, UDP, ICMP and ICMPv6 checksums of whole
+    packets: a wrong one is a ``bad_checksum`` decode event (the packet still counts in its flow)
+    and Zeek's ``C``/``c`` in the conn_state meter's history (README, "Zeek conn.log").
 
     ``max_packets=N`` / ``max_bytes=N`` (0: off) end a flow in C with its N-th packet, or with the
     packet that brings its IP bytes (both ways) to N or more: end reason ``custom`` (nfstream's
@@ -251,6 +254,7 @@ class FlowParser:
         splt: int = 0,
         community_id_seed: int = 0,
         decode_tunnels: bool = False,
+        check_checksums: bool = False,
         max_packets: int = 0,
         max_bytes: int = 0,
         plugins: Sequence[FlowPlugin] = (),
@@ -295,6 +299,7 @@ class FlowParser:
             accounting_mode=accounting_mode,
             splt=splt,
             decode_tunnels=decode_tunnels,
+            check_checksums=check_checksums,
             max_packets=max_packets,
             max_bytes=max_bytes,
             workers=_worker_count(workers),

@@ -4,7 +4,6 @@ the conn_state meter's, in C; community_id is the community_id meter's. Here: co
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import ipaddress
@@ -58,11 +57,38 @@ def local_networks(texts: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddre
     return [ipaddress.ip_network(t, strict=False) for t in texts]
 
 
+BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def _zeek_uid(text: str) -> str:
+    """Zeek's uid form ("C" + a 96-bit number in base62) of a hash of `text` (Zeek's are random)."""
+    n = int.from_bytes(hashlib.sha1(text.encode()).digest()[:12], "big")
+    digits = ""
+    while n:
+        n, d = divmod(n, 62)
+        digits = BASE62[d] + digits
+    return "C" + (digits or "0")
+
+
 def uid(flow: Flow) -> str:
-    """A Zeek-like connection uid ("C" + 17 base62-ish characters), stable for a flow's record:
-    from its id and endpoints (Zeek's are random)."""
-    digest = hashlib.sha1(f"{flow.id}|{flow.bidirectional_id}|{flow.first_seen_ns}".encode()).digest()
-    return "C" + base64.b64encode(digest).decode().translate(str.maketrans("", "", "+/="))[:17]
+    """A Zeek-like connection uid, stable for a flow's record: from its id and endpoints."""
+    return _zeek_uid(f"{flow.id}|{flow.bidirectional_id}|{flow.first_seen_ns}")
+
+
+def tunnel_uid(flow: Flow) -> str | None:
+    """The uid of the tunnel a flow read with decode_tunnels=True came out of (None outside
+    tunnels, or without decode_tunnels): Zeek's tunnel_parents names the innermost tunnel's uid,
+    that of its outer UDP connection (VXLAN, Geneve, GTP-U, Teredo) or of its tunnel.log entry
+    (IP-in-IP, GRE). aioflow counts each packet in one flow, so a decapsulated tunnel has no flow
+    of its own whose uid to name: its uid is derived from the tunnel instead, from the tunnel
+    meter's tunnel_id (a hash of every level's type, carrier addresses and VNI, the same for both
+    directions) and its outermost type and endpoints (in either order), so every inner connection
+    of one tunnel names the same one."""
+    t = flow.meter("tunnel")
+    if not t or not t["tunnel_id"]:
+        return None
+    ends = sorted((str(t["tunnel_src_ip"]), str(t["tunnel_dst_ip"])))
+    return _zeek_uid(f"tunnel|{t['tunnel_type']}|{ends[0]}|{ends[1]}|{t['tunnel_id']}")
 
 
 def service(flow: Flow) -> str | None:
@@ -128,7 +154,7 @@ def conn_record(flow: Flow, local_nets: Networks = (), community_id: bool = Fals
         "orig_ip_bytes": orig[3],
         "resp_pkts": resp[2],
         "resp_ip_bytes": resp[3],
-        "tunnel_parents": None,
+        "tunnel_parents": [parent] if (parent := tunnel_uid(flow)) else None,
     }
     if community_id:
         row["community_id"] = flow.meter("community_id")["value"]
@@ -151,8 +177,8 @@ def _tsv_value(value: Any, kind: str) -> str:
         return f"{value:.6f}"
     if kind == "bool":
         return "T" if value else "F"
-    if kind.startswith("set[") and not value:
-        return "(empty)"
+    if kind.startswith("set["):
+        return ",".join(value) or "(empty)"
     return str(value)
 
 

@@ -7,7 +7,8 @@ below excepts, and each rule checks what it claims:
 
 - uid: Zeek's uids are random (seeded per test run); ts: masked by the baseline's canonifier
   (compared where it is not masked); service: from the dissect meter, compared in
-  test_zeek_service.py; tunnel_parents: aioflow has no tunnel uids.
+  test_zeek_service.py; tunnel_parents: uids, compared by structure (which rows share a
+  tunnel) with decode_tunnels=True in test_zeek_tunnel_parents.py.
 - TUNNEL: rows naming a tunnel parent are inner connections of a tunnel aioflow does not
   decapsulate (GRE, Teredo, AYIYA, VXLAN, GENEVE, GTP-U): skipped only while aioflow has no flow
   with their endpoints.
@@ -61,9 +62,9 @@ def zeek_rows(path: Path) -> list[dict[str, str]]:
     return [dict(zip(header, line.split("\t"), strict=True)) for line in body]
 
 
-def our_rows(capture: Path) -> list[dict[str, str]]:
+def our_rows(capture: Path, **options: Any) -> list[dict[str, str]]:
     nets = _zeek.local_networks(_zeek.ZEEK_LOCAL_NETS)
-    flows = aioflow.read(capture, meters=_zeek.METERS, **_zeek.ZEEK_OPTIONS)
+    flows = aioflow.read(capture, meters=_zeek.METERS, **_zeek.ZEEK_OPTIONS, **options)
     out = []
     for f in flows:
         row = _zeek.conn_record(f, nets)

@@ -97,7 +97,9 @@ enum af_decode_event {
     AF_EVENT_FRAGMENT_UNMERGED = 9,   /* defragment: a fragment of a datagram given up as overlap,
                                          inconsistent, truncated or too big, counted in its flow as
                                          without defragment */
-    AF_DECODE_EVENT_COUNT = 10
+    AF_EVENT_BAD_CHECKSUM = 10,       /* check_checksums: a wrong IPv4 header, TCP, UDP, ICMP or ICMPv6
+                                         checksum (an outer tunnel's too): counted in its flow */
+    AF_DECODE_EVENT_COUNT = 11
 };
 
 /* Why the defragmenter gave a datagram up (indexes of af_stats.defrag_gave_up). */
@@ -285,7 +287,8 @@ typedef struct {
                                      read whole, the others' packets only move the clock. Every share
                                      with the same hash_seed: together, the records of one reader */
     uint32_t share;
-    uint32_t _pad_shares;
+    int32_t check_checksums;      /* 1: verify IPv4 header, TCP, UDP, ICMP and ICMPv6 checksums (checksum.h):
+                                     AF_EVENT_BAD_CHECKSUM, Zeek's C in the conn_state meter's history */
 } af_config;
 
 typedef struct {

@@ -34,10 +34,11 @@ typedef struct {
 } zend;
 _Static_assert(sizeof(zend) == 64, "an endpoint is one cache line");
 
-/* What only rarer packets touch (zero windows, retransmissions, gaps, data above a hole). */
+/* What only rarer packets touch (zero windows, retransmissions, gaps, bad checksums, data above a hole). */
 typedef struct {
     uint32_t rxmit, rxmit_next, win0, win0_next;
     uint32_t gaps, gaps_next;        /* G's scaled count */
+    uint32_t chk, chk_next;          /* C's scaled count (check_checksums) */
     uint32_t ooo[GAP_RANGES][2];     /* data seen above a hole: [start, end), sorted, disjoint, > r.l */
 } zrare;
 

@@ -14,7 +14,8 @@
  * (W, scaled: at counts 1, 10, 100...), the peer's ack, the endpoint's last sequence number (a
  * packet with data not past it is a retransmission: T, scaled), then the endpoint state machine.
  * Sizes are Zeek's TCP_Endpoint::Size(): the highest of last sequence and acknowledged sequence,
- * minus the start, minus the SYN and a FIN. Not done: C (checksums are not verified).
+ * minus the start, minus the SYN and a FIN. With check_checksums, a packet with a bad checksum
+ * adds C/c and nothing else (bad_checksum below).
  *
  * Content gaps (G, missed_bytes): Zeek reassembles every TCP connection it analyzes
  * (dpd_reassemble_first_packets), and its reassembler (TCP_Reassembler, Reassem.cc) reports a gap
@@ -385,23 +386,26 @@ static int fast_packet(zhot *h, zconn *c, int role, const af_packet *p, uint32_t
     return 1;
 }
 
+/* A connection's first packet: its kind, start time and Zeek's originator. */
+static void start(zhot *h, zconn *c, const af_packet *p, int sender, uint64_t ts) {
+    h->kind = p->protocol == 6 ? K_TCP : (p->protocol == 17 || p->protocol == 1 || p->protocol == 58) ? K_COUNT : K_OTHER;
+    c->first_ns = ts;
+    c->orig = (uint8_t)sender;
+    c->icmp_type = p->icmp_type, c->icmp_code = p->icmp_code;
+    if (h->kind == K_TCP) h->u.e[0].l = h->u.e[0].trim = h->u.e[1].l = h->u.e[1].trim = 1;   /* Reassembler(1, ...) */
+    int bare_syn = p->protocol == 6 && (p->tcp_flags & (AF_TCP_SYN | AF_TCP_ACK)) == AF_TCP_SYN;
+    if ((p->protocol == 6 || p->protocol == 17) && !bare_syn && likely_server(p->protocol, p->sport) &&
+        !likely_server(p->protocol, p->dport)) {
+        c->orig ^= 1;
+        add(c, '^');
+    }
+    h->orig = c->orig;
+}
+
 /* Everything but the fast path; out of line so on_packet stays a small function. */
 __attribute__((noinline)) static void slow_packet(zhot *h, zconn *c, const af_packet *p, int sender, uint64_t ts,
                                                   uint32_t wire) {
-    if (!h->kind) {
-        h->kind = p->protocol == 6 ? K_TCP : (p->protocol == 17 || p->protocol == 1 || p->protocol == 58) ? K_COUNT : K_OTHER;
-        c->first_ns = ts;
-        c->orig = (uint8_t)sender;
-        c->icmp_type = p->icmp_type, c->icmp_code = p->icmp_code;
-        if (h->kind == K_TCP) h->u.e[0].l = h->u.e[0].trim = h->u.e[1].l = h->u.e[1].trim = 1;   /* Reassembler(1, ...) */
-        int bare_syn = p->protocol == 6 && (p->tcp_flags & (AF_TCP_SYN | AF_TCP_ACK)) == AF_TCP_SYN;
-        if ((p->protocol == 6 || p->protocol == 17) && !bare_syn && likely_server(p->protocol, p->sport) &&
-            !likely_server(p->protocol, p->dport)) {
-            c->orig ^= 1;
-            add(c, '^');
-        }
-        h->orig = c->orig;
-    }
+    if (!h->kind) start(h, c, p, sender, ts);
     int role = sender != c->orig;
     switch (p->protocol) {
     case 6:
@@ -424,9 +428,27 @@ __attribute__((noinline)) static void slow_packet(zhot *h, zconn *c, const af_pa
     h->ready |= (uint8_t)(1 << role);
 }
 
+/* check_checksums: a packet with a bad checksum is, as in Zeek, no more than its letter: C/c
+ * (scaled) for TCP and UDP, nothing at all for a bad IPv4 header (Zeek drops it before any
+ * connection sees it). It may start the connection (Zeek's start time and originator). */
+__attribute__((noinline, cold)) static void bad_checksum(zhot *h, zconn *c, const af_packet *p, int sender,
+                                                         uint64_t ts) {
+    if (p->checksum_bad & AF_BAD_IP_HEADER) return;
+    if (!h->kind) {
+        start(h, c, p, sender, ts);
+        h->last_ns = ts;   /* Zeek's new connection: its last time is its start */
+    }
+    int role = sender != c->orig;
+    if (p->protocol == 6 || p->protocol == 17) scaled(c, role, 'C', &c->x[role].chk, &c->x[role].chk_next);
+}
+
 /* on_packet_brief: the headers, sender and time are all it needs (no af_meter_packet) */
 static void on_packet(void *state, void *cold, const af_packet *p, int sender, uint64_t ts) {
     zhot *h = state;
+    if (__builtin_expect(p->checksum_bad, 0)) {
+        bad_checksum(h, cold, p, sender, ts);
+        return;
+    }
     uint32_t headers = p->l3_headers_len, wire = p->ip_length > headers ? p->ip_length - headers : 0;
     int role = sender != h->orig;
     if (h->did_close != 3) h->last_ns = ts;

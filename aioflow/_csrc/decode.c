@@ -113,11 +113,19 @@ __attribute__((always_inline)) static inline int decode_transport(const uint8_t 
 
 static int decode_ipv6(const uint8_t *p, uint32_t caplen, af_packet *pkt);
 
-/* decode_tunnels: a whole (unfragmented) IP packet with a payload may carry a tunnel. */
-static inline int carried(int r, af_packet *pkt) {
-    if (__builtin_expect(pkt->decode_flags & AF_DECODE_TUNNELS, 0) && r == AF_DECODED && pkt->frag == AF_FRAG_NONE &&
-        pkt->payload)
+/* check_checksums, then decode_tunnels: a whole (unfragmented) IP packet with a payload may carry
+ * a tunnel (its carrier's checksums are checked first: the tunnel replaces it). */
+__attribute__((noinline)) static int decoded_more(af_packet *pkt, int snap_cut) {
+    if (pkt->decode_flags & AF_DECODE_CHECKSUMS) af_check_checksums(pkt, snap_cut);
+    if ((pkt->decode_flags & AF_DECODE_TUNNELS) && pkt->frag == AF_FRAG_NONE && pkt->payload)
         return af_tunnel_open(pkt);
+    return AF_DECODED;
+}
+
+/* Both extras behind one branch: without them, the decoder's path is as it was. */
+static inline int carried(int r, int snap_cut, af_packet *pkt) {
+    if (__builtin_expect(pkt->decode_flags & (AF_DECODE_TUNNELS | AF_DECODE_CHECKSUMS), 0) && r == AF_DECODED)
+        return decoded_more(pkt, snap_cut);
     return r;
 }
 
@@ -152,11 +160,12 @@ static int decode_ipv4(const uint8_t *p, uint32_t caplen, af_packet *pkt) {
     pkt->l3_headers_len = hl;
     if (offset != 0) {
         pkt->frag = AF_FRAG_LATER;
+        if (pkt->decode_flags & AF_DECODE_CHECKSUMS) af_check_checksums(pkt, 1);   /* the IP header's */
         return AF_DECODED;
     }
     pkt->frag = more ? AF_FRAG_FIRST : AF_FRAG_NONE;
     uint32_t end = caplen < total ? caplen : total;
-    return carried(decode_transport(p + hl, end - hl, caplen < total, pkt), pkt);
+    return carried(decode_transport(p + hl, end - hl, caplen < total, pkt), caplen < total, pkt);
 }
 
 static int decode_ipv6(const uint8_t *p, uint32_t caplen, af_packet *pkt) {
@@ -206,7 +215,7 @@ static int decode_ipv6(const uint8_t *p, uint32_t caplen, af_packet *pkt) {
             pkt->protocol = next;
             pkt->l3_headers_len = off;
             if (off > end) return snap_cut ? AF_ASIDE_TRUNCATED : AF_ASIDE_BAD_HEADER;
-            return carried(decode_transport(p + off, end - off, snap_cut, pkt), pkt);
+            return carried(decode_transport(p + off, end - off, snap_cut, pkt), snap_cut, pkt);
         }
         next = p[off];
         off += len;

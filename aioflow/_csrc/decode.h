@@ -26,6 +26,9 @@ typedef struct {
     uint32_t tcp_seq, tcp_ack;
     const uint8_t *l3;        /* network header in the captured bytes */
     uint32_t l3_headers_len;  /* network + transport header bytes available from l3 */
+    uint8_t checksum_bad;     /* AF_DECODE_CHECKSUMS: AF_BAD_* of this packet's own IP and transport
+                                 headers (an outer tunnel's is in events alone); here, in padding,
+                                 so the part af_decode clears per packet stays as long */
     const uint8_t *payload;   /* transport payload as captured (valid while the frame is); NULL if none */
     uint32_t payload_len;     /* captured payload bytes (Ethernet padding excluded) */
     uint32_t tunnel_id;       /* decode_tunnels: identity of the tunnel path (tunnels.h), 0: none; in the flow key */
@@ -44,6 +47,9 @@ typedef struct {
 
 #define AF_DECODE_TUNNELS 1u  /* af_decode flag: open tunnels (tunnels.h) */
 #define AF_DECODE_MAC 2u      /* af_decode flag: keep the Ethernet addresses (mac) */
+#define AF_DECODE_CHECKSUMS 4u/* af_decode flag: verify checksums (checksum.h) */
+
+enum { AF_BAD_IP_HEADER = 1, AF_BAD_TRANSPORT = 2 };   /* af_packet.checksum_bad */
 
 /* Fills pkt from one captured frame (flags: AF_DECODE_*). Returns AF_DECODED, or an enum
  * af_aside_reason. */
@@ -60,6 +66,12 @@ int af_decode_ppp(const uint8_t *p, uint32_t len, af_packet *pkt);
  * MPLS (the bytes after the bottom label) too. AF_DECODED (the inner packet, or the carrier when
  * the inner is no IP or is malformed: a decode event) or an aside reason. */
 int af_tunnel_open(af_packet *pkt);
+
+/* checksum.c, with AF_DECODE_CHECKSUMS, on a decoded IP packet (snap_cut: the capture holds less of
+ * it than its IP length): sets pkt->checksum_bad (AF_BAD_*) and AF_EVENT_BAD_CHECKSUM when the IPv4
+ * header's checksum is wrong, or the transport's of a whole packet (not cut, not a fragment; a UDP
+ * checksum of 0 over IPv4 is none). */
+void af_check_checksums(af_packet *pkt, int snap_cut);
 int af_tunnel_mpls(af_packet *pkt, const uint8_t *p, uint32_t len);
 
 #endif

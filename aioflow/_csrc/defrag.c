@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checksum.h"
 #include "fragments.h"
 
 #define NIL 0u   /* slots and blocks are 1-based, so calloc'd maps start empty */
@@ -429,13 +430,6 @@ static void store(af_defrag *d, uint32_t s, const af_piece *pc) {
     set_memory_gauge(d);
 }
 
-static uint16_t ipv4_checksum(const uint8_t *h, uint32_t len) {
-    uint32_t sum = 0;
-    for (uint32_t i = 0; i + 1 < len; i += 2) sum += rd16(h + i);
-    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-    return (uint16_t)~sum;
-}
-
 /* Writes the whole datagram into d->out: the first fragment's header, fixed up, then the data. */
 static uint32_t assemble(af_defrag *d, uint32_t s) {
     const af_dgram *g = &d->d[s];
@@ -448,9 +442,8 @@ static uint32_t assemble(af_defrag *d, uint32_t s) {
         o[6] &= 0x40;   /* DF stays; MF and the offset go */
         o[7] = 0;
         o[10] = o[11] = 0;
-        uint16_t c = ipv4_checksum(o, g->hdr_len);
-        o[10] = (uint8_t)(c >> 8);
-        o[11] = (uint8_t)c;
+        uint16_t c = (uint16_t)~af_csum_fold(af_csum_add(0, o, g->hdr_len));   /* in memory order */
+        memcpy(o + 10, &c, 2);
     } else {   /* the fragment header goes: what pointed at it now names the payload */
         uint32_t plen = len - 40;
         o[4] = (uint8_t)(plen >> 8);

@@ -138,7 +138,8 @@ static int finish_open(af_pipeline *p, char *error, size_t n) {
         return AF_ERR_NOMEM;
     }
     p->prep = (af_prepare){&p->src, &p->table, &p->frags, &p->early, p->defrag, p->meters.needs_payload,
-                           p->meters.needs_l3, 1, p->meters.decode_flags, cfg->worker,
+                           p->meters.needs_l3, 1,
+                           p->meters.decode_flags | (cfg->check_checksums ? AF_DECODE_CHECKSUMS : 0u), cfg->worker,
                            p->src.live ? 1u : cfg->workers};   /* live: the kernel's fanout picked the flows */
     af_account_init(&p->acc, &p->cfg, (af_emitter){&p->table, &p->meters, &p->stats, NULL});
     p->phase = PHASE_READING;

@@ -77,6 +77,8 @@ __attribute__((always_inline)) static inline int prepare_key(const af_prepare *p
             af_packet outer = *p;
             r = af_decode(AF_DEFRAG_DLT_RAW, whole, len, p, pp->decode_flags);
             keep_outer(p, &outer);
+            /* its transport checksum, checkable only now (its fragments' events were counted) */
+            if (p->checksum_bad & AF_BAD_TRANSPORT) st->decode_events[AF_EVENT_BAD_CHECKSUM]++;
         }
     }
     if (!pp->defrag && p->frag != AF_FRAG_NONE) af_early_expire(pp->early, st, ts);

@@ -121,7 +121,8 @@ def parser_options(args: argparse.Namespace) -> dict[str, Any]:
     """FlowParser keyword options from the command line: only those given (seconds, counts)."""
     # Only what was given: the library's own defaults stay the single source of truth.
     names = ("filter", "idle_timeout", "active_timeout", "fin_timeout", "max_flows", "headers", "defragment",
-             "follow", "dissect", "statistics", "splt", "accounting_mode", "decode_tunnels")  # fmt: skip
+             "follow", "dissect", "statistics", "splt", "accounting_mode", "decode_tunnels",
+             "check_checksums")  # fmt: skip
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 

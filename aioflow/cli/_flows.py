@@ -349,6 +349,9 @@ def add_parser(commands: Any) -> None:
                        help="key flows on the innermost IP of GRE, IP-in-IP, VXLAN, Geneve, GTP-U, Teredo and "
                        "MPLS tunnels: a TUNNEL column (csv/json: tunnel_id, tunnel_type, tunnel_src_ip, "
                        "tunnel_dst_ip)")
+    flows.add_argument("--check-checksums", action="store_true", default=None,
+                       help="verify IPv4 header, TCP, UDP, ICMP and ICMPv6 checksums: bad ones are counted "
+                       "(bad_checksum in the summary) and marked C/c in the zeek formats' history")
     flows.add_argument("--mac", action="store_true",
                        help="the first packet's Ethernet addresses: SRC MAC and DST MAC columns (csv/json: "
                        "src_mac, dst_mac, src_oui, dst_oui)")
