@@ -75,11 +75,25 @@ static size_t put_list(char *text, size_t at, const uint16_t *v, uint32_t n) {
     return at;
 }
 
+/* The cache slot of a text: FNV-1a over 8-byte words (a slot index, not a fingerprint). */
+static uint32_t slot_of(const char *text, size_t len) {
+    uint64_t h = 0xcbf29ce484222325u, w;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) memcpy(&w, text + i, 8), h = (h ^ w) * 0x100000001b3u;
+    for (; i < len; i++) h = (h ^ (uint8_t)text[i]) * 0x100000001b3u;
+    return (uint32_t)(h ^ h >> 32) % AF_JA4_CACHE_SLOTS;
+}
+
 /* 12 hex characters of the SHA-256 of len bytes of text, or twelve zeros for an empty list (n
- * values: JA4.md). */
-static void hash12(const char *text, size_t len, uint32_t n, char out[12]) {
+ * values: JA4.md); from the cache when the same text was hashed last in its slot. */
+static void hash12(af_ja4_cache *cache, const char *text, size_t len, uint32_t n, char out[12]) {
     if (!n) {
         memset(out, '0', 12);
+        return;
+    }
+    af_ja4_cached *slot = cache && len <= sizeof slot->text ? &cache->slot[slot_of(text, len)] : NULL;
+    if (slot && slot->len == len && !memcmp(slot->text, text, len)) {
+        memcpy(out, slot->hash, 12);
         return;
     }
     uint8_t d[32];
@@ -88,6 +102,11 @@ static void hash12(const char *text, size_t len, uint32_t n, char out[12]) {
     af_sha256_update(&h, text, len);
     af_sha256_final(&h, d);
     for (int i = 0; i < 6; i++) out[2 * i] = HEX[d[i] >> 4], out[2 * i + 1] = HEX[d[i] & 15];
+    if (slot) {
+        slot->len = (uint8_t)len;
+        memcpy(slot->text, text, len);
+        memcpy(slot->hash, out, 12);
+    }
 }
 
 static const char *version_text(uint32_t v) {
@@ -123,14 +142,14 @@ static void alpn_chars(reader ext, char out[2]) {
     if (n > 1) out[1] = alpn_char(value.p[n - 1]);
 }
 
-int af_ja4_hello(const uint8_t *msg, uint32_t len, char transport, char ja4[AF_JA4_LEN], char *ja4_r,
-                 size_t raw_size) {
-    static _Thread_local uint16_t tls_values[3][MAX_VALUES];
+int af_ja4_hello(const uint8_t *msg, uint32_t len, char transport, af_ja4_cache *cache, char ja4[AF_JA4_LEN],
+                 char *ja4_r, size_t raw_size) {
+    /* On the stack (22 KiB), not thread-local: in a shared library every thread-local access may be
+     * a call (__tls_get_addr), and these are written a value at a time. */
+    uint16_t ciphers[MAX_VALUES], exts[MAX_VALUES], sigs[MAX_VALUES];
     /* ja4_r, whose two spans are what is hashed: every value is at least 2 bytes of the hello, so
      * there are MAX_VALUES of them at most, 5 characters each */
-    static _Thread_local char tls_text[32 + MAX_VALUES * 5];
-    uint16_t *ciphers = tls_values[0], *exts = tls_values[1], *sigs = tls_values[2];   /* one TLS look-up */
-    char *text = tls_text;
+    char text[32 + MAX_VALUES * 5];
     uint32_t n_ciphers = 0, n_exts = 0, n_sorted = 0, n_sigs = 0, version = 0, best = 0;
     int sni = 0;
     char alpn[2] = {'0', '0'};
@@ -202,9 +221,9 @@ int af_ja4_hello(const uint8_t *msg, uint32_t len, char transport, char ja4[AF_J
     if (raw_size) ja4_r[fits ? at : 0] = '\0';
     memcpy(ja4, a, 10);
     ja4[10] = '_';
-    hash12(text + 11, ciphers_end - 11, n_ciphers, ja4 + 11);
+    hash12(cache, text + 11, ciphers_end - 11, n_ciphers, ja4 + 11);
     ja4[23] = '_';
-    hash12(text + exts_at, at - exts_at, n_sorted, ja4 + 24);
+    hash12(cache, text + exts_at, at - exts_at, n_sorted, ja4 + 24);
     ja4[36] = '\0';
     return fits ? 1 : 2;
 }
@@ -335,12 +354,13 @@ void af_ja4_packet(af_ja4_flow *f, af_quic_crypto *crypto, const af_packet *p, i
     else f->phase = NONE;
 }
 
-uint32_t af_ja4_finish(af_ja4_flow *f, char ja4[AF_JA4_LEN], char *ja4_r, size_t raw_size, af_stats *st) {
+uint32_t af_ja4_finish(af_ja4_flow *f, af_ja4_cache *cache, char ja4[AF_JA4_LEN], char *ja4_r, size_t raw_size,
+                       af_stats *st) {
     ja4[0] = '\0';
     if (raw_size) ja4_r[0] = '\0';
     if (f->phase == COLLECTING) st->dissect_ja4_incomplete++;
     if (f->phase != COMPLETE) return 0;
-    int r = af_ja4_hello(f->buf, f->hello_len, (char)f->transport, ja4, ja4_r, raw_size);
+    int r = af_ja4_hello(f->buf, f->hello_len, (char)f->transport, cache, ja4, ja4_r, raw_size);
     if (!r) {
         st->dissect_ja4_malformed++;
         return 0;
