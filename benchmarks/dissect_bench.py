@@ -10,10 +10,14 @@ default, >= 0.5x aioflow flow-only).
 Without CAPTURE it makes (once) and uses the application capture: make_capture.py --packets
 1000000 --flows 60000 --seed 7 --payloads apps (real applications' first packets: random payloads
 are nDPI's worst case, never recognised, every flow dissected to the budget's end).
---callgrind: instructions (load-independent) of flow-only and dissect=True aioflow, one process
-each: the whole program and the producer thread's loop, and their ratios. The whole program's
-include the interpreter's start-up and imports (~0.6 G instructions): on a small capture only the
-producer thread's ratio says what dissection costs (the thread it makes the bottleneck).
+--callgrind: instructions (load-independent) of flow-only and dissect=True aioflow and of nfstream's
+default, one callgrind run each, every process a contender runs counted (nfstream reads in one
+process and meters in a forked one), less a run of the same interpreter that only imports the
+contender (start-up, which the timed runs leave out too). Prints each one's work and the ratios:
+the work's, and the busiest stage's (aioflow's producer thread or its consumer; nfstream's meter
+process or its reader), which bounds the throughput when each stage has a core. Bytecode is compiled
+once, by a run outside valgrind (PYTHONPYCACHEPREFIX in a temporary directory), so no run counts
+compiling modules it imports late. ~25 minutes on the 50,000-packet capture.
 
 --nfstream-python: an interpreter with nfstream (default build/nfstream-venv/bin/python, which
 `make test` creates); nfstream is left out when it has none. Wall-clock figures need a quiet
