@@ -9,6 +9,8 @@
     python _contenders.py nfstream-stats CAPTURE      (statistical_analysis=True)
     python _contenders.py aioflow-dissect CAPTURE     (dissect=True: nDPI)
     python _contenders.py nfstream-dissect CAPTURE    (n_dissections=20, nfstream's default)
+    python _contenders.py aioflow-startup CAPTURE     (imports only: what the runs' timing leaves out)
+    python _contenders.py nfstream-startup CAPTURE
 
 Prints one JSON line on stdout: packets, flows, seconds (from opening the source to the last flow,
 interpreter start-up and imports excluded), peak_rss_kb (this process's VmHWM plus the largest
@@ -128,6 +130,13 @@ def run_nfstream(path: str, statistics: bool = False, dissections: int = 0) -> d
     }
 
 
+def run_startup(module: str) -> dict[str, Any]:
+    """What a contender does before its timing starts (interpreter, imports), and nothing else: its
+    instructions, taken from a run's, leave the work the run times (dissect_bench.py --callgrind)."""
+    __import__(module)
+    return {"packets": 0, "flows": 0, "seconds": 0.0, "base_rss_kb": _status_kb("VmRSS")}
+
+
 def main() -> int:
     kind, path = sys.argv[1], sys.argv[2]
     runners = {
@@ -140,6 +149,8 @@ def main() -> int:
         "nfstream-stats": lambda p: run_nfstream(p, statistics=True),
         "aioflow-dissect": lambda p: run_aioflow(p, dissect=True),
         "nfstream-dissect": lambda p: run_nfstream(p, dissections=20),
+        "aioflow-startup": lambda p: run_startup("aioflow"),
+        "nfstream-startup": lambda p: run_startup("nfstream"),
     }
     out = runners[kind](path)
     out.update(_peaks())

@@ -7,7 +7,8 @@
  *   the input ends; flags bit 0: sent by the server; bit 1: a retransmission (the previous
  *   segment's sequence number); bit 2: one byte is missing before it (a gap).
  * Then the whole input after byte 0 is parsed as one ClientHello message (af_ja4_hello), with a
- * raw field too small and one large enough. Each JA4 must be "" or 36 characters. */
+ * raw field too small and one large enough, and through the cache of recent lists' hashes (kept
+ * across inputs) and without it. Each JA4 must be "" or 36 characters, the cached one the same. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@ static void check(const char *ja4) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static af_ja4_flow flow;
+    static af_ja4_cache cache;   /* kept across inputs: a hit must give what hashing gives */
     static af_quic_crypto *crypto;
     if (!crypto && !(crypto = af_quic_crypto_open())) abort();
     if (size < 1) return 0;
@@ -47,12 +49,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     af_ja4_pending(&flow);
     char ja4[AF_JA4_LEN], raw[512], small[40];
-    af_ja4_finish(&flow, ja4, raw, sizeof raw, &st);
+    af_ja4_finish(&flow, &cache, ja4, raw, sizeof raw, &st);
     check(ja4);
     uint32_t n = size - 1 > UINT32_MAX ? UINT32_MAX : (uint32_t)(size - 1);
-    af_ja4_hello(data + 1, n, 't', ja4, raw, sizeof raw);
+    af_ja4_hello(data + 1, n, 't', &cache, ja4, raw, sizeof raw);
     check(ja4);
-    af_ja4_hello(data + 1, n, 'q', ja4, small, sizeof small);
+    char hashed[AF_JA4_LEN];   /* the same without the cache */
+    af_ja4_hello(data + 1, n, 't', NULL, hashed, raw, sizeof raw);
+    if (strcmp(ja4, hashed)) abort();
+    af_ja4_hello(data + 1, n, 'q', NULL, ja4, small, sizeof small);
     check(ja4);
     if (strlen(small) >= sizeof small) abort();
     return 0;

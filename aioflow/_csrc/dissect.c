@@ -60,6 +60,7 @@ typedef struct {
     uint8_t *in_use;                 /* by pool entry: taken now (close frees what nDPI holds in them) */
     store results[3];                /* packed results (RESULT_SIZES), one per flow whose dissection ended */
     af_dissect_result found;         /* where finish writes before packing */
+    af_ja4_cache ja4_cache;          /* the lists' hashes of recent ClientHellos */
 } dissect_ctx;
 
 /* Bytes of the three results stores' entries: the last holds any packed af_dissect_result. */
@@ -177,7 +178,7 @@ static int take(dissect_ctx *c, uint32_t *entry) {
 static void finish(dissect_ctx *c, dissect_state *s, int over) {
     af_dissect_result *out = &c->found;
     c->stats->dissect_truncated += af_ndpi_finish(c->ndpi, store_at(&c->pool, s->entry), over, out);
-    c->stats->dissect_truncated += af_ja4_finish(ja4_of(c, s->entry), out->ja4, out->ja4_r, sizeof out->ja4_r, c->stats);
+    c->stats->dissect_truncated += af_ja4_finish(ja4_of(c, s->entry), &c->ja4_cache, out->ja4, out->ja4_r, sizeof out->ja4_r, c->stats);
     if (over) c->stats->dissect_detected++;
     else c->stats->dissect_gave_up++;
     c->in_use[s->entry] = 0;

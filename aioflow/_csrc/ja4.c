@@ -47,33 +47,65 @@ static int by_value(const void *a, const void *b) {
     return (int)*(const uint16_t *)a - (int)*(const uint16_t *)b;
 }
 
-static const char HEX[] = "0123456789abcdef";
-
-/* Writes a list as "xxxx,xxxx" into the hash and, while it fits, at raw + *at (raw_size bytes). */
-static void put_list(af_sha256 *h, const uint16_t *v, uint32_t n, char *raw, size_t raw_size, size_t *at) {
-    for (uint32_t i = 0; i < n; i++) {
-        char item[5] = {',', HEX[v[i] >> 12], HEX[v[i] >> 8 & 15], HEX[v[i] >> 4 & 15], HEX[v[i] & 15]};
-        const char *from = i ? item : item + 1;
-        size_t len = i ? 5 : 4;
-        if (h) af_sha256_update(h, from, len);
-        if (*at + len < raw_size) memcpy(raw + *at, from, len);
-        *at += len;
+/* Sorted in place: insertion for the usual few dozen values (no call per comparison, as qsort
+ * makes), qsort past that (a crafted hello may hold up to MAX_VALUES). */
+static void sort_values(uint16_t *v, uint32_t n) {
+    if (n > 64) {
+        qsort(v, n, sizeof v[0], by_value);
+        return;
+    }
+    for (uint32_t i = 1; i < n; i++) {
+        uint16_t x = v[i];
+        uint32_t j = i;
+        for (; j && v[j - 1] > x; j--) v[j] = v[j - 1];
+        v[j] = x;
     }
 }
 
-static void put_text(const char *s, char *raw, size_t raw_size, size_t *at) {
-    size_t len = strlen(s);
-    if (*at + len < raw_size) memcpy(raw + *at, s, len);
-    *at += len;
+static const char HEX[] = "0123456789abcdef";
+
+/* A list as "xxxx,xxxx" at text + at; the new end. */
+static size_t put_list(char *text, size_t at, const uint16_t *v, uint32_t n) {
+    for (uint32_t i = 0; i < n; i++) {
+        if (i) text[at++] = ',';
+        text[at] = HEX[v[i] >> 12], text[at + 1] = HEX[v[i] >> 8 & 15];
+        text[at + 2] = HEX[v[i] >> 4 & 15], text[at + 3] = HEX[v[i] & 15];
+        at += 4;
+    }
+    return at;
 }
 
-/* 12 hex characters of the list's SHA-256, or twelve zeros for an empty list (JA4.md). */
-static void hash12(af_sha256 *h, uint32_t n, char out[12]) {
+/* The cache slot of a text: FNV-1a over 8-byte words (a slot index, not a fingerprint). */
+static uint32_t slot_of(const char *text, size_t len) {
+    uint64_t h = 0xcbf29ce484222325u, w;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) memcpy(&w, text + i, 8), h = (h ^ w) * 0x100000001b3u;
+    for (; i < len; i++) h = (h ^ (uint8_t)text[i]) * 0x100000001b3u;
+    return (uint32_t)(h ^ h >> 32) % AF_JA4_CACHE_SLOTS;
+}
+
+/* 12 hex characters of the SHA-256 of len bytes of text, or twelve zeros for an empty list (n
+ * values: JA4.md); from the cache when the same text was hashed last in its slot. */
+static void hash12(af_ja4_cache *cache, const char *text, size_t len, uint32_t n, char out[12]) {
+    if (!n) {
+        memset(out, '0', 12);
+        return;
+    }
+    af_ja4_cached *slot = cache && len <= sizeof slot->text ? &cache->slot[slot_of(text, len)] : NULL;
+    if (slot && slot->len == len && !memcmp(slot->text, text, len)) {
+        memcpy(out, slot->hash, 12);
+        return;
+    }
     uint8_t d[32];
-    af_sha256_final(h, d);
-    for (int i = 0; i < 6; i++) {
-        out[2 * i] = n ? HEX[d[i] >> 4] : '0';
-        out[2 * i + 1] = n ? HEX[d[i] & 15] : '0';
+    af_sha256 h;
+    af_sha256_init(&h);
+    af_sha256_update(&h, text, len);
+    af_sha256_final(&h, d);
+    for (int i = 0; i < 6; i++) out[2 * i] = HEX[d[i] >> 4], out[2 * i + 1] = HEX[d[i] & 15];
+    if (slot) {
+        slot->len = (uint8_t)len;
+        memcpy(slot->text, text, len);
+        memcpy(slot->hash, out, 12);
     }
 }
 
@@ -110,9 +142,14 @@ static void alpn_chars(reader ext, char out[2]) {
     if (n > 1) out[1] = alpn_char(value.p[n - 1]);
 }
 
-int af_ja4_hello(const uint8_t *msg, uint32_t len, char transport, char ja4[AF_JA4_LEN], char *ja4_r,
-                 size_t raw_size) {
-    static _Thread_local uint16_t ciphers[MAX_VALUES], exts[MAX_VALUES], sigs[MAX_VALUES];
+int af_ja4_hello(const uint8_t *msg, uint32_t len, char transport, af_ja4_cache *cache, char ja4[AF_JA4_LEN],
+                 char *ja4_r, size_t raw_size) {
+    /* On the stack (22 KiB), not thread-local: in a shared library every thread-local access may be
+     * a call (__tls_get_addr), and these are written a value at a time. */
+    uint16_t ciphers[MAX_VALUES], exts[MAX_VALUES], sigs[MAX_VALUES];
+    /* ja4_r, whose two spans are what is hashed: every value is at least 2 bytes of the hello, so
+     * there are MAX_VALUES of them at most, 5 characters each */
+    char text[32 + MAX_VALUES * 5];
     uint32_t n_ciphers = 0, n_exts = 0, n_sorted = 0, n_sigs = 0, version = 0, best = 0;
     int sni = 0;
     char alpn[2] = {'0', '0'};
@@ -159,36 +196,34 @@ int af_ja4_hello(const uint8_t *msg, uint32_t len, char transport, char ja4[AF_J
     }
     if (r.bad || body.bad || suites.bad) return 0;
     if (best) version = best;
-    qsort(ciphers, n_ciphers, sizeof ciphers[0], by_value);
-    qsort(exts, n_sorted, sizeof exts[0], by_value);
+    sort_values(ciphers, n_ciphers);
+    sort_values(exts, n_sorted);
 
     /* a: t13d1516h2 */
     char a[11] = {transport, 0, 0, sni ? 'd' : 'i', 0, 0, 0, 0, alpn[0], alpn[1], 0};
     memcpy(a + 1, version_text(version), 2);
     uint32_t nc = n_ciphers > 99 ? 99 : n_ciphers, ne = n_exts > 99 ? 99 : n_exts;
     a[4] = (char)('0' + nc / 10), a[5] = (char)('0' + nc % 10), a[6] = (char)('0' + ne / 10), a[7] = (char)('0' + ne % 10);
-    /* ja4_r: a_ciphers_extensions[_signature algorithms], written while it fits */
-    size_t at = 0;
-    af_sha256 hb, hc;
-    af_sha256_init(&hb);
-    af_sha256_init(&hc);
-    put_text(a, ja4_r, raw_size, &at);
-    put_text("_", ja4_r, raw_size, &at);
-    put_list(&hb, ciphers, n_ciphers, ja4_r, raw_size, &at);
-    put_text("_", ja4_r, raw_size, &at);
-    put_list(&hc, exts, n_sorted, ja4_r, raw_size, &at);
+    /* ja4_r: a_ciphers_extensions[_signature algorithms]; ja4 hashes its ciphers and what follows */
+    memcpy(text, a, 10);
+    text[10] = '_';
+    size_t at = put_list(text, 11, ciphers, n_ciphers);
+    size_t ciphers_end = at;
+    text[at++] = '_';
+    size_t exts_at = at;
+    at = put_list(text, at, exts, n_sorted);
     if (n_sigs) {
-        af_sha256_update(&hc, "_", 1);
-        put_text("_", ja4_r, raw_size, &at);
-        put_list(&hc, sigs, n_sigs, ja4_r, raw_size, &at);
+        text[at++] = '_';
+        at = put_list(text, at, sigs, n_sigs);
     }
     int fits = at < raw_size;
+    if (fits) memcpy(ja4_r, text, at);
     if (raw_size) ja4_r[fits ? at : 0] = '\0';
     memcpy(ja4, a, 10);
     ja4[10] = '_';
-    hash12(&hb, n_ciphers, ja4 + 11);
+    hash12(cache, text + 11, ciphers_end - 11, n_ciphers, ja4 + 11);
     ja4[23] = '_';
-    hash12(&hc, n_sorted, ja4 + 24);
+    hash12(cache, text + exts_at, at - exts_at, n_sorted, ja4 + 24);
     ja4[36] = '\0';
     return fits ? 1 : 2;
 }
@@ -363,7 +398,8 @@ void af_ja4_packet(af_ja4_flow *f, af_quic_crypto *crypto, const af_packet *p, i
     else f->phase = NONE;
 }
 
-uint32_t af_ja4_finish(af_ja4_flow *f, char ja4[AF_JA4_LEN], char *ja4_r, size_t raw_size, af_stats *st) {
+uint32_t af_ja4_finish(af_ja4_flow *f, af_ja4_cache *cache, char ja4[AF_JA4_LEN], char *ja4_r, size_t raw_size,
+                       af_stats *st) {
     ja4[0] = '\0';
     if (raw_size) ja4_r[0] = '\0';
     if (f->phase == COLLECTING) {   /* a segment still missing, or too few packets */
@@ -371,7 +407,7 @@ uint32_t af_ja4_finish(af_ja4_flow *f, char ja4[AF_JA4_LEN], char *ja4_r, size_t
         else st->dissect_ja4_incomplete++;
     }
     if (f->phase != COMPLETE) return 0;
-    int r = af_ja4_hello(f->buf, f->hello_len, (char)f->transport, ja4, ja4_r, raw_size);
+    int r = af_ja4_hello(f->buf, f->hello_len, (char)f->transport, cache, ja4, ja4_r, raw_size);
     if (!r) {
         st->dissect_ja4_malformed++;
         return 0;

@@ -48,6 +48,21 @@ typedef struct {
     uint8_t buf[AF_JA4_HELLO_MAX];
 } af_ja4_flow;
 
+/* The lists' hashes of recent ClientHellos, by their text: a client (a browser, a TLS library)
+ * offers the same ciphers and extensions on every connection, so most hellos' lists were hashed
+ * before. Direct-mapped (a slot per text hash, the newest text in it), compared in full; a list
+ * longer than a slot's text is hashed each time. The dissect meter keeps one per engine (64 KiB,
+ * zeroed: every slot empty). */
+#define AF_JA4_CACHE_SLOTS 256u
+typedef struct {
+    uint8_t len;                     /* text's bytes; 0: empty */
+    char hash[12];                   /* hash12 of text */
+    char text[243];
+} af_ja4_cached;
+typedef struct {
+    af_ja4_cached slot[AF_JA4_CACHE_SLOTS];
+} af_ja4_cache;
+
 void af_ja4_start(af_ja4_flow *f);
 /* A packet of the flow: p its headers (protocol, TCP sequence number), direction 0 when the client
  * sent it, its transport payload. crypto: for QUIC Initials (may be NULL: then none is opened). */
@@ -61,12 +76,13 @@ int af_ja4_pending(const af_ja4_flow *f);
 /* 1 while no ClientHello has begun and one still may (a TCP flow whose client sent no TLS yet). */
 int af_ja4_waiting(const af_ja4_flow *f);
 /* The dissection ends: ja4 and ja4_r (raw_size bytes) written, "" when there is none (counted).
- * Returns 1 when ja4_r did not fit raw_size (then it is "", ja4 still set). */
-uint32_t af_ja4_finish(af_ja4_flow *f, char ja4[AF_JA4_LEN], char *ja4_r, size_t raw_size, af_stats *st);
+ * Returns 1 when ja4_r did not fit raw_size (then it is "", ja4 still set). cache: may be NULL. */
+uint32_t af_ja4_finish(af_ja4_flow *f, af_ja4_cache *cache, char ja4[AF_JA4_LEN], char *ja4_r, size_t raw_size,
+                       af_stats *st);
 /* The fingerprint of one ClientHello handshake message (type, 3-byte length, body), transport 't'
  * or 'q'. Returns 0 when the message is malformed (ja4 and ja4_r then ""), 2 when only ja4_r did not
- * fit (it is ""), else 1. Pure: the fuzz harness and the unit tests call it directly. */
-int af_ja4_hello(const uint8_t *msg, uint32_t len, char transport, char ja4[AF_JA4_LEN], char *ja4_r,
-                 size_t raw_size);
+ * fit (it is ""), else 1. Pure but for the cache (may be NULL): the fuzz harness calls it directly. */
+int af_ja4_hello(const uint8_t *msg, uint32_t len, char transport, af_ja4_cache *cache, char ja4[AF_JA4_LEN],
+                 char *ja4_r, size_t raw_size);
 
 #endif

@@ -14,23 +14,59 @@ static const uint32_t K[64] = {
     0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 };
 
-static uint32_t ror(uint32_t x, int n) { return x >> n | x << (32 - n); }
+static inline uint32_t ror(uint32_t x, int n) { return x >> n | x << (32 - n); }
 
-static void compress(uint32_t h[8], const uint8_t *p) {
-    uint32_t w[64];
-    for (int i = 0; i < 16; i++) w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
-    for (int i = 16; i < 64; i++) {
-        uint32_t s0 = ror(w[i - 15], 7) ^ ror(w[i - 15], 18) ^ w[i - 15] >> 3;
-        uint32_t s1 = ror(w[i - 2], 17) ^ ror(w[i - 2], 19) ^ w[i - 2] >> 10;
-        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+static inline uint32_t load_be(const uint8_t *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Eight rounds a step with the working variables' roles rotated by name rather than moved, and
+ * the message schedule in a 16-word ring computed as it is used: about 60% of the instructions of
+ * the textbook loop (JA4 hashes two short lists per ClientHello, QUIC's key derivation ~20 blocks a
+ * flow). */
+#define CH(x, y, z) ((z) ^ ((x) & ((y) ^ (z))))
+#define MAJ(x, y, z) (((x) & (y)) | ((z) & ((x) | (y))))
+#define BIG0(x) (ror(x, 2) ^ ror(x, 13) ^ ror(x, 22))
+#define BIG1(x) (ror(x, 6) ^ ror(x, 11) ^ ror(x, 25))
+#define SMALL0(x) (ror(x, 7) ^ ror(x, 18) ^ (x) >> 3)
+#define SMALL1(x) (ror(x, 17) ^ ror(x, 19) ^ (x) >> 10)
+#define W(j) (w[(j) & 15] += SMALL1(w[((j) + 14) & 15]) + w[((j) + 9) & 15] + SMALL0(w[((j) + 1) & 15]))
+#define ROUND(a, b, c, d, e, f, g, h, k, wj)                                            \
+    do {                                                                                \
+        uint32_t t1 = h + BIG1(e) + CH(e, f, g) + (k) + (wj);                           \
+        d += t1;                                                                        \
+        h = t1 + BIG0(a) + MAJ(a, b, c);                                                \
+    } while (0)
+#define EIGHT(i, j, WJ)                                                                 \
+    ROUND(a, b, c, d, e, f, g, h, K[(i) + 0], WJ((j) + 0));                             \
+    ROUND(h, a, b, c, d, e, f, g, K[(i) + 1], WJ((j) + 1));                             \
+    ROUND(g, h, a, b, c, d, e, f, K[(i) + 2], WJ((j) + 2));                             \
+    ROUND(f, g, h, a, b, c, d, e, K[(i) + 3], WJ((j) + 3));                             \
+    ROUND(e, f, g, h, a, b, c, d, K[(i) + 4], WJ((j) + 4));                             \
+    ROUND(d, e, f, g, h, a, b, c, K[(i) + 5], WJ((j) + 5));                             \
+    ROUND(c, d, e, f, g, h, a, b, K[(i) + 6], WJ((j) + 6));                             \
+    ROUND(b, c, d, e, f, g, h, a, K[(i) + 7], WJ((j) + 7))
+#define W0(j) w[j]
+
+/* With BMI2 (chosen at load time where the compiler can make clones) a rotation is one instruction
+ * that leaves its operand alone (rorx), not a copy and a rotation: ~20% fewer instructions. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SHA256_CLONES __attribute__((target_clones("bmi2", "default")))
+#else
+#define SHA256_CLONES
+#endif
+
+SHA256_CLONES static void compress(uint32_t hash[8], const uint8_t *p) {
+    uint32_t w[16];
+    for (int i = 0; i < 16; i++) w[i] = load_be(p + 4 * i);
+    uint32_t a = hash[0], b = hash[1], c = hash[2], d = hash[3], e = hash[4], f = hash[5], g = hash[6], h = hash[7];
+    EIGHT(0, 0, W0);
+    EIGHT(8, 8, W0);
+    for (int i = 16; i < 64; i += 16) {   /* j: the ring's positions, the same each time round */
+        EIGHT(i, 0, W);
+        EIGHT(i + 8, 8, W);
     }
-    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];
-    for (int i = 0; i < 64; i++) {
-        uint32_t t1 = hh + (ror(e, 6) ^ ror(e, 11) ^ ror(e, 25)) + ((e & f) ^ (~e & g)) + K[i] + w[i];
-        uint32_t t2 = (ror(a, 2) ^ ror(a, 13) ^ ror(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
-        hh = g, g = f, f = e, e = d + t1, d = c, c = b, b = a, a = t1 + t2;
-    }
-    h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e, h[5] += f, h[6] += g, h[7] += hh;
+    hash[0] += a, hash[1] += b, hash[2] += c, hash[3] += d, hash[4] += e, hash[5] += f, hash[6] += g, hash[7] += h;
 }
 
 void af_sha256_init(af_sha256 *s) {
